@@ -1,0 +1,64 @@
+//! Sizes and flag values shared by the data path and the daemon.
+
+/// Maglev lookup table size per service: a prime, as Maglev requires, and Katran's default.
+/// Large enough that M > 100·N for up to 655 backends per service (balance within 1%).
+pub const RING_SIZE: u32 = 65_537;
+/// Each service owns two tables (live and shadow); the daemon writes the shadow one and then
+/// flips `VipInfo::ring_gen`, so a packet never sees a half-written table.
+pub const RING_GENERATIONS: u32 = 2;
+pub const MAX_SERVICES: u32 = 64;
+pub const MAX_BACKENDS: u32 = 4096;
+pub const MAX_VIP_ADDRS: u32 = 256;
+/// Ring slot value for "no backend": a service whose backends are all out.
+pub const NO_BACKEND: u32 = u32::MAX;
+
+pub const FAMILY_V4: u8 = 4;
+pub const FAMILY_V6: u8 = 6;
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+
+/// `VipInfo::forwarding`
+pub const FWD_NAT: u8 = 0;
+pub const FWD_DSR: u8 = 1;
+
+/// `VipInfo::algorithm`: the selection seam. Values are part of the pinned-map ABI.
+pub const ALG_MAGLEV: u8 = 0;
+pub const ALG_SOURCE_HASH: u8 = 1;
+
+/// `BackendInfo::flags`
+/// The backend may keep serving the flows it already has (ready or drain, healthy).
+pub const BACKEND_ACTIVE: u8 = 1;
+/// `BackendInfo::mac` holds the next-hop MAC resolved by the daemon.
+pub const BACKEND_HAS_MAC: u8 = 2;
+
+/// `FlowState::flags`
+pub const FLOW_CLOSING: u8 = 1;
+
+/// `VipAddrInfo` flags: the address also belongs to the host (the seed's LB-on-:8080 case),
+/// so traffic to it that is not for a VIP port must reach the kernel.
+pub const VIP_ADDR_SHARED_WITH_HOST: u32 = 1;
+
+/// Index of the single `GlobalConfig` entry.
+pub const CONFIG_KEY: u32 = 0;
+
+/// Pinned map names (also the names of the maps in the XDP object).
+pub mod map_names {
+    pub const VIPS: &str = "LB_VIPS";
+    pub const VIP_ADDRS: &str = "LB_VIP_ADDRS";
+    pub const RING: &str = "LB_RING";
+    pub const BACKENDS: &str = "LB_BACKENDS";
+    pub const FLOWS: &str = "LB_FLOWS";
+    pub const NAT: &str = "LB_NAT";
+    pub const CONFIG: &str = "LB_CONFIG";
+    pub const SERVICE_STATS: &str = "LB_SERVICE_STATS";
+    pub const BACKEND_STATS: &str = "LB_BACKEND_STATS";
+    pub const ACTION_STATS: &str = "LB_ACTION_STATS";
+    pub const DROP_STATS: &str = "LB_DROP_STATS";
+    pub const SERVICE_NAMES: &str = "LB_SERVICE_META";
+}
+
+/// Index of a service's ring generation `gen` inside the flat `LB_RING` array.
+#[inline(always)]
+pub const fn ring_base(service_id: u32, gen: u32) -> u32 {
+    (service_id * RING_GENERATIONS + (gen & 1)) * RING_SIZE
+}

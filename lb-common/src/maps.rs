@@ -1,0 +1,228 @@
+//! Map keys and values. `#[repr(C)]` with every padding byte spelled out: the verifier
+//! rejects reads of uninitialised stack bytes in keys, and the daemon and the XDP program
+//! must agree on the layout byte for byte. Addresses and ports are kept in network byte
+//! order exactly as they sit in the packet, so the data path never swaps bytes; an IPv4
+//! address lives in `addr[0]` with the rest zero.
+
+use crate::consts::{FAMILY_V4, FAMILY_V6};
+
+/// A virtual service: (address, port, protocol).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct VipKey {
+    pub addr: [u32; 4],
+    pub port: u16,
+    pub proto: u8,
+    pub family: u8,
+}
+
+/// What the data path needs to know about a service.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VipInfo {
+    pub service_id: u32,
+    /// Which of the service's two ring tables is live (0 or 1).
+    pub ring_gen: u32,
+    pub algorithm: u8,
+    pub forwarding: u8,
+    pub _pad: [u8; 2],
+}
+
+/// Key of `LB_VIP_ADDRS`: every address some VIP uses, for packets without ports (fragments).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct VipAddrKey {
+    pub addr: [u32; 4],
+    pub family: u8,
+    pub _pad: [u8; 3],
+}
+
+/// A backend as the data path sees it, indexed by backend id in `LB_BACKENDS`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BackendInfo {
+    pub addr: [u32; 4],
+    pub port: u16,
+    pub family: u8,
+    /// `BACKEND_ACTIVE`, `BACKEND_HAS_MAC`
+    pub flags: u8,
+    /// The service this id belongs to; a flow pinned to an id reused by another service
+    /// is re-steered instead of following it.
+    pub service_id: u32,
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
+
+/// The 5-tuple of a flow as the client sent it (destination = the VIP).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub src: [u32; 4],
+    pub dst: [u32; 4],
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+    pub family: u8,
+    pub _pad: [u8; 2],
+}
+
+/// Connection tracking entry: the backend a flow is pinned to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowState {
+    pub last_seen_ns: u64,
+    pub backend_id: u32,
+    /// SNAT source port (network order); 0 in dsr mode.
+    pub snat_port: u16,
+    /// `FLOW_CLOSING` once a FIN or RST was seen.
+    pub flags: u8,
+    pub _pad: u8,
+}
+
+/// Key of the reverse-NAT table: a backend's reply as it arrives at the LB's SNAT address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct NatKey {
+    pub backend_addr: [u32; 4],
+    pub backend_port: u16,
+    pub snat_port: u16,
+    pub proto: u8,
+    pub family: u8,
+    pub _pad: [u8; 2],
+}
+
+/// What a reply is translated back to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NatValue {
+    pub client_addr: [u32; 4],
+    pub vip_addr: [u32; 4],
+    pub client_port: u16,
+    pub vip_port: u16,
+    pub backend_id: u32,
+    pub service_id: u32,
+    /// The L2 neighbour the client's packets came from (its router, or the client):
+    /// replies go back the way the request came.
+    pub client_mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
+
+/// Data-path settings, the single entry of `LB_CONFIG`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GlobalConfig {
+    pub tcp_idle_ns: u64,
+    pub udp_idle_ns: u64,
+    /// Life left to a TCP flow after FIN or RST, so late packets still find their backend.
+    pub tcp_closing_ns: u64,
+    pub snat_v6: [u32; 4],
+    pub snat_v4: u32,
+    /// Host byte order, inclusive.
+    pub snat_port_min: u16,
+    pub snat_port_max: u16,
+    pub lb_mac: [u8; 6],
+    /// Non-zero once the daemon has written the entry.
+    pub configured: u8,
+    pub _pad: u8,
+}
+
+/// Per-service and per-backend counters (per CPU; readers sum them).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub packets: u64,
+    pub bytes: u64,
+    pub new_flows: u64,
+}
+
+/// Display data for `lb list`, written by the daemon, never read by the data path.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServiceMeta {
+    pub name: [u8; 48],
+    pub vip: VipKey,
+    pub algorithm: u8,
+    pub forwarding: u8,
+    pub in_use: u8,
+    pub _pad: u8,
+    pub backend_count: u32,
+}
+
+impl Default for ServiceMeta {
+    fn default() -> Self {
+        Self {
+            name: [0; 48],
+            vip: VipKey::default(),
+            algorithm: 0,
+            forwarding: 0,
+            in_use: 0,
+            _pad: 0,
+            backend_count: 0,
+        }
+    }
+}
+
+/// Display data for a backend id, written by the daemon, never read by the data path.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BackendMeta {
+    pub weight: u32,
+    /// 0 ready, 1 drain, 2 maint
+    pub state: u8,
+    /// 0 unknown, 1 up, 2 down
+    pub health: u8,
+    /// bit 0 config, bit 1 registration
+    pub source: u8,
+    pub in_use: u8,
+}
+
+impl VipKey {
+    pub const fn v4(addr_be: u32, port_be: u16, proto: u8) -> Self {
+        Self { addr: [addr_be, 0, 0, 0], port: port_be, proto, family: FAMILY_V4 }
+    }
+    pub const fn v6(addr_be: [u32; 4], port_be: u16, proto: u8) -> Self {
+        Self { addr: addr_be, port: port_be, proto, family: FAMILY_V6 }
+    }
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: all of these are repr(C), Copy, and have no implicit padding (every byte is a
+    // named field), so any byte pattern is a valid value.
+    unsafe impl aya::Pod for VipKey {}
+    unsafe impl aya::Pod for VipInfo {}
+    unsafe impl aya::Pod for VipAddrKey {}
+    unsafe impl aya::Pod for BackendInfo {}
+    unsafe impl aya::Pod for FlowKey {}
+    unsafe impl aya::Pod for FlowState {}
+    unsafe impl aya::Pod for NatKey {}
+    unsafe impl aya::Pod for NatValue {}
+    unsafe impl aya::Pod for GlobalConfig {}
+    unsafe impl aya::Pod for Counters {}
+    unsafe impl aya::Pod for ServiceMeta {}
+    unsafe impl aya::Pod for BackendMeta {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::size_of;
+
+    // Sizes are the sum of the named fields: no implicit padding anywhere.
+    #[test]
+    fn layouts_have_no_implicit_padding() {
+        assert_eq!(size_of::<VipKey>(), 16 + 2 + 1 + 1);
+        assert_eq!(size_of::<VipInfo>(), 4 + 4 + 1 + 1 + 2);
+        assert_eq!(size_of::<VipAddrKey>(), 16 + 1 + 3);
+        assert_eq!(size_of::<BackendInfo>(), 16 + 2 + 1 + 1 + 4 + 6 + 2);
+        assert_eq!(size_of::<FlowKey>(), 16 + 16 + 2 + 2 + 1 + 1 + 2);
+        assert_eq!(size_of::<FlowState>(), 8 + 4 + 2 + 1 + 1);
+        assert_eq!(size_of::<NatKey>(), 16 + 2 + 2 + 1 + 1 + 2);
+        assert_eq!(size_of::<NatValue>(), 16 + 16 + 2 + 2 + 4 + 4 + 6 + 2);
+        assert_eq!(size_of::<GlobalConfig>(), 8 * 3 + 16 + 4 + 2 + 2 + 6 + 1 + 1);
+        assert_eq!(size_of::<Counters>(), 24);
+        assert_eq!(size_of::<ServiceMeta>(), 48 + 20 + 4 + 4);
+        assert_eq!(size_of::<BackendMeta>(), 8);
+    }
+}

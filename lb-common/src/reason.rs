@@ -1,0 +1,41 @@
+//! Why the data path dropped a packet. Indexes into `LB_DROP_STATS`; names are the
+//! `reason` label values of `lb_drops_total` and of `lb list stats`.
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum DropReason {
+    /// An IP fragment for a VIP: no L4 header to pick a backend with.
+    Fragment = 0,
+    /// Headers cut short, or an IP length that runs past the frame, for a VIP.
+    Truncated = 1,
+    /// A TCP data offset below 5 words, or a zero-length L4 segment, for a VIP.
+    BadL4Header = 2,
+    /// The service has no backend that may take a new flow.
+    NoBackend = 3,
+    /// The backend's MAC is unknown (neither resolved by the daemon nor by FIB lookup).
+    NoNeighbor = 4,
+    /// Every SNAT port probed for this backend is held by a live flow.
+    SnatExhausted = 5,
+    /// The flow or NAT table refused an insert.
+    FlowInsertFailed = 6,
+    /// The data path is not configured (daemon has not written `LB_CONFIG`).
+    NotConfigured = 7,
+}
+
+pub const DROP_REASON_COUNT: u32 = 8;
+
+pub const DROP_REASON_NAMES: [&str; DROP_REASON_COUNT as usize] = [
+    "fragment",
+    "truncated",
+    "bad_l4_header",
+    "no_backend",
+    "no_neighbor",
+    "snat_exhausted",
+    "flow_insert_failed",
+    "not_configured",
+];
+
+/// XDP action names, indexed by the action's value (`XDP_ABORTED` = 0 ... `XDP_REDIRECT` = 4).
+pub const ACTION_COUNT: u32 = 5;
+pub const ACTION_NAMES: [&str; ACTION_COUNT as usize] =
+    ["aborted", "drop", "pass", "tx", "redirect"];

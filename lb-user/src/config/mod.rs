@@ -1,0 +1,1 @@
+//! Configuration (`lb.toml`). Being written.

@@ -1,0 +1,2 @@
+//! The `lb` daemon, CLI and agent, as a library so tests drive the same code the binary runs.
+pub mod config;
