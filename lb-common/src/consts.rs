@@ -54,7 +54,8 @@ pub mod map_names {
     pub const BACKEND_STATS: &str = "LB_BACKEND_STATS";
     pub const ACTION_STATS: &str = "LB_ACTION_STATS";
     pub const DROP_STATS: &str = "LB_DROP_STATS";
-    pub const SERVICE_NAMES: &str = "LB_SERVICE_META";
+    pub const SERVICE_META: &str = "LB_SERVICE_META";
+    pub const BACKEND_META: &str = "LB_BACKEND_META";
 }
 
 /// Index of a service's ring generation `gen` inside the flat `LB_RING` array.

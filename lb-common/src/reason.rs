@@ -8,25 +8,28 @@ pub enum DropReason {
     Fragment = 0,
     /// Headers cut short, or an IP length that runs past the frame, for a VIP.
     Truncated = 1,
+    /// An IPv4 header length (IHL) below 5 words or a total length below it, for a VIP.
+    BadIpHeader = 2,
     /// A TCP data offset below 5 words, or a zero-length L4 segment, for a VIP.
-    BadL4Header = 2,
+    BadL4Header = 3,
     /// The service has no backend that may take a new flow.
-    NoBackend = 3,
-    /// The backend's MAC is unknown (neither resolved by the daemon nor by FIB lookup).
-    NoNeighbor = 4,
+    NoBackend = 4,
+    /// The backend's MAC is unknown: the daemon has not resolved its neighbour yet.
+    NoNeighbor = 5,
     /// Every SNAT port probed for this backend is held by a live flow.
-    SnatExhausted = 5,
+    SnatExhausted = 6,
     /// The flow or NAT table refused an insert.
-    FlowInsertFailed = 6,
+    FlowInsertFailed = 7,
     /// The data path is not configured (daemon has not written `LB_CONFIG`).
-    NotConfigured = 7,
+    NotConfigured = 8,
 }
 
-pub const DROP_REASON_COUNT: u32 = 8;
+pub const DROP_REASON_COUNT: u32 = 9;
 
 pub const DROP_REASON_NAMES: [&str; DROP_REASON_COUNT as usize] = [
     "fragment",
     "truncated",
+    "bad_ip_header",
     "bad_l4_header",
     "no_backend",
     "no_neighbor",

@@ -1,8 +1,167 @@
+//! The XDP program: the story of one packet. Parse it; if it is a backend's reply to one of
+//! our NAT flows, translate it back; if it is for a VIP, find the flow's backend (conntrack,
+//! else the service's selection algorithm), rewrite it and send it back out; count every
+//! decision. Everything else goes to the kernel untouched. No input ever ends in
+//! `XDP_ABORTED`: every failure maps to a counted `XDP_DROP` or to `XDP_PASS` on purpose.
 #![no_std]
 #![no_main]
-use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+
+mod conntrack;
+mod maps;
+mod nat;
+mod parse;
+mod rewrite;
+mod select;
+mod stats;
+
+use aya_ebpf::{
+    bindings::xdp_action::{XDP_DROP, XDP_PASS, XDP_TX},
+    helpers::bpf_ktime_get_ns,
+    macros::xdp,
+    programs::XdpContext,
+};
+use lb_common::{
+    consts::{BACKEND_HAS_MAC, CONFIG_KEY, FWD_NAT, VIP_ADDR_SHARED_WITH_HOST},
+    hash::flow_hash,
+    maps::{BackendInfo, FlowKey, GlobalConfig, NatValue, VipAddrKey, VipInfo, VipKey},
+    reason::DropReason,
+};
+
+use crate::{
+    maps::{LB_CONFIG, LB_VIPS, LB_VIP_ADDRS},
+    parse::{is_tcp_or_udp, L3, L4},
+};
+
 #[xdp]
-pub fn lb_xdp(_ctx: XdpContext) -> u32 { xdp_action::XDP_PASS }
+pub fn lb_xdp(ctx: XdpContext) -> u32 {
+    stats::action(balance(&ctx))
+}
+
+#[inline(always)]
+fn balance(ctx: &XdpContext) -> u32 {
+    let Some(p) = parse::l3(ctx) else { return XDP_PASS };
+    let Some(cfg) = LB_CONFIG.get(CONFIG_KEY) else { return XDP_PASS };
+    // SAFETY: helper without preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+
+    if cfg.configured != 0 && nat::to_snat_address(&p, cfg) && p.bad.is_none() && !p.fragment && is_tcp_or_udp(p.proto) {
+        return match parse::l4(ctx, &p) {
+            Ok(l4) if nat::reverse(ctx, &p, &l4, cfg, now).is_some() => XDP_TX,
+            _ => XDP_PASS,
+        };
+    }
+
+    // One lookup decides for all non-VIP traffic: pass.
+    let Some(addr_flags) = vip_address(&p) else { return XDP_PASS };
+    // Malformed input for an address only VIPs use is ours to drop; for an address the host
+    // shares (the LB's own address) the kernel validates it as it would without us.
+    let dedicated = addr_flags & VIP_ADDR_SHARED_WITH_HOST == 0;
+    if let Some(reason) = p.bad {
+        return refuse(reason, dedicated);
+    }
+    if p.fragment {
+        return refuse(DropReason::Fragment, dedicated);
+    }
+    if !is_tcp_or_udp(p.proto) {
+        return XDP_PASS;
+    }
+    let l4 = match parse::l4(ctx, &p) {
+        Ok(l4) => l4,
+        Err(reason) => return refuse(reason, dedicated),
+    };
+
+    let vip_key = VipKey { addr: p.dst, port: l4.dport, proto: p.proto, family: p.family };
+    // SAFETY: copied out at once; the daemon replaces entries whole.
+    let Some(vip) = (unsafe { LB_VIPS.get(&vip_key).copied() }) else { return XDP_PASS };
+    if cfg.configured == 0 {
+        return drop(DropReason::NotConfigured);
+    }
+    match forward(ctx, &p, &l4, &vip, cfg, now) {
+        Ok(()) => XDP_TX,
+        Err(reason) => drop(reason),
+    }
+}
+
+#[inline(always)]
+fn vip_address(p: &L3) -> Option<u32> {
+    let key = VipAddrKey { addr: p.dst, family: p.family, _pad: [0; 3] };
+    // SAFETY: copied out at once.
+    unsafe { LB_VIP_ADDRS.get(&key).copied() }
+}
+
+#[inline(always)]
+fn refuse(reason: DropReason, dedicated: bool) -> u32 {
+    if dedicated { drop(reason) } else { XDP_PASS }
+}
+
+#[inline(always)]
+fn drop(reason: DropReason) -> u32 {
+    stats::drop(reason);
+    XDP_DROP
+}
+
+/// A flow's backend: (id, backend, SNAT port, new flow?).
+type Steering = (u32, &'static BackendInfo, u16, bool);
+
+#[inline(always)]
+fn forward(ctx: &XdpContext, p: &L3, l4: &L4, vip: &VipInfo, cfg: &GlobalConfig, now: u64) -> Result<(), DropReason> {
+    let key = conntrack::key(p, l4);
+    let (id, backend, snat_port, new_flow) = match established(&key, vip, cfg, now, l4.tcp_flags) {
+        Some(found) => found,
+        None => new_flow(ctx, &key, vip, cfg, now, l4.tcp_flags)?,
+    };
+    if backend.flags & BACKEND_HAS_MAC == 0 {
+        return Err(DropReason::NoNeighbor);
+    }
+    if vip.forwarding == FWD_NAT {
+        nat::forward(ctx, p, l4, backend, snat_port, cfg).ok_or(DropReason::Truncated)?;
+    }
+    rewrite::l2(ctx, &backend.mac).ok_or(DropReason::Truncated)?;
+    let bytes = (ctx.data_end() - ctx.data()) as u64;
+    stats::forwarded(vip.service_id, id, bytes, new_flow);
+    Ok(())
+}
+
+/// A live flow whose backend may still carry it. A flow whose backend was removed, went
+/// down or was put in maintenance is not: it is re-steered as a new flow.
+#[inline(always)]
+fn established(key: &FlowKey, vip: &VipInfo, cfg: &GlobalConfig, now: u64, tcp_flags: u8) -> Option<Steering> {
+    let state = conntrack::live(key, now, cfg)?;
+    // SAFETY: map value pointer from a successful lookup.
+    let s = unsafe { *state };
+    let backend = select::usable(s.backend_id, vip.service_id)?;
+    conntrack::touch(state, now, tcp_flags);
+    Some((s.backend_id, backend, s.snat_port, false))
+}
+
+#[inline(always)]
+fn new_flow(ctx: &XdpContext, key: &FlowKey, vip: &VipInfo, cfg: &GlobalConfig, now: u64, tcp_flags: u8) -> Result<Steering, DropReason> {
+    let hash = flow_hash(&key.src, &key.dst, key.sport, key.dport, key.proto);
+    let id = select::pick(vip, key, hash).ok_or(DropReason::NoBackend)?;
+    let backend = select::usable(id, vip.service_id).ok_or(DropReason::NoBackend)?;
+    let mut snat_port = 0;
+    if vip.forwarding == FWD_NAT {
+        let reply_to = NatValue {
+            client_addr: key.src,
+            vip_addr: key.dst,
+            client_port: key.sport,
+            vip_port: key.dport,
+            backend_id: id,
+            service_id: vip.service_id,
+            client_mac: rewrite::source_mac(ctx).ok_or(DropReason::Truncated)?,
+            _pad: [0; 2],
+        };
+        snat_port = nat::allocate(key, hash, backend, &reply_to, cfg, now)?;
+    }
+    if !conntrack::insert(key, id, snat_port, now, tcp_flags) {
+        return Err(DropReason::FlowInsertFailed);
+    }
+    Ok((id, backend, snat_port, true))
+}
+
 #[cfg(not(test))]
 #[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! { loop {} }
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // Unreachable: the verifier rejects programs that could get here.
+    loop {}
+}

@@ -1,1 +1,68 @@
-//! Configuration (`lb.toml`). Being written.
+//! Configuration (`lb.toml`): parsing, defaults and validation.
+//!
+//! The schema is a contract (ARCHITECTURE.md, "Contract: configuration"). Text goes through
+//! two stages:
+//!
+//! 1. `toml` + serde read it into `schema`'s raw structs, which mirror the file key by key,
+//!    reject unknown keys and remember positions. A syntax or type error stops here: the
+//!    parser cannot go on, so only the first one is reported.
+//! 2. `validate` applies defaults, converts values (addresses, durations, port ranges,
+//!    status lists) and checks the rules across them, collecting every error. Only a fully
+//!    valid file becomes a [`Config`], made of the plain types in `model`.
+//!
+//! Every error is a [`Diagnostic`] printed as `FILE:LINE:COL: message`.
+
+mod duration;
+mod enums;
+mod error;
+mod model;
+mod ports;
+mod schema;
+mod status;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+
+pub use duration::{format_duration, parse_duration, DurationError};
+pub use enums::{
+    AdminState, Algorithm, Forwarding, HealthCheckType, Mode, Protocol, ProxyMode, UnknownKeyword,
+    XdpAttach,
+};
+pub use error::{ConfigError, Diagnostic, Position};
+pub use model::{
+    Backend, Config, Daemon, HealthCheck, Service, DEFAULT_WEIGHT, MAX_BACKENDS, MAX_SERVICES,
+    MAX_SERVICE_NAME_LEN, MAX_WEIGHT, MIN_FLOW_TABLE_SIZE,
+};
+pub use ports::{PortRange, PortRangeError};
+pub use status::{StatusRanges, StatusRangesError};
+
+use error::Source;
+use schema::RawConfig;
+
+impl Config {
+    /// Reads and validates a file; messages name it as `path` was given.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let origin = path.display().to_string();
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::from_str(&text, &origin),
+            Err(e) => {
+                let source = Source::new(&origin, "");
+                Err(ConfigError::new(vec![
+                    source.unplaced(format!("cannot read: {e}"))
+                ]))
+            }
+        }
+    }
+
+    /// Parses and validates `text`; `origin` is the file name used in messages.
+    #[allow(clippy::should_implement_trait)] // two arguments: not `FromStr`
+    pub fn from_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let source = Source::new(origin, text);
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| ConfigError::new(vec![source.parse_error(&e)]))?;
+        validate::validate(&raw, &source)
+    }
+}

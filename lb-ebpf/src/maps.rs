@@ -1,0 +1,57 @@
+//! The maps, pinned by name under the daemon's `pin_path` so `lb list` and a restarted
+//! daemon find them. Sizes here are defaults; the daemon sets the flow tables' size from
+//! `flow_table_size` at load time.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+};
+use lb_common::{
+    consts::{MAX_BACKENDS, MAX_SERVICES, MAX_VIP_ADDRS, RING_GENERATIONS, RING_SIZE},
+    maps::{
+        BackendInfo, BackendMeta, Counters, FlowKey, FlowState, GlobalConfig, NatKey, NatValue,
+        ServiceMeta, VipAddrKey, VipInfo, VipKey,
+    },
+    reason::{ACTION_COUNT, DROP_REASON_COUNT},
+};
+
+#[map]
+pub static LB_VIPS: HashMap<VipKey, VipInfo> = HashMap::pinned(MAX_SERVICES, 0);
+
+#[map]
+pub static LB_VIP_ADDRS: HashMap<VipAddrKey, u32> = HashMap::pinned(MAX_VIP_ADDRS, 0);
+
+/// Every service's two Maglev tables, flat: see `lb_common::consts::ring_base`.
+#[map]
+pub static LB_RING: Array<u32> = Array::pinned(MAX_SERVICES * RING_GENERATIONS * RING_SIZE, 0);
+
+#[map]
+pub static LB_BACKENDS: Array<BackendInfo> = Array::pinned(MAX_BACKENDS, 0);
+
+#[map]
+pub static LB_FLOWS: LruHashMap<FlowKey, FlowState> = LruHashMap::pinned(65_536, 0);
+
+#[map]
+pub static LB_NAT: LruHashMap<NatKey, NatValue> = LruHashMap::pinned(65_536, 0);
+
+#[map]
+pub static LB_CONFIG: Array<GlobalConfig> = Array::pinned(1, 0);
+
+#[map]
+pub static LB_SERVICE_STATS: PerCpuArray<Counters> = PerCpuArray::pinned(MAX_SERVICES, 0);
+
+#[map]
+pub static LB_BACKEND_STATS: PerCpuArray<Counters> = PerCpuArray::pinned(MAX_BACKENDS, 0);
+
+#[map]
+pub static LB_ACTION_STATS: PerCpuArray<u64> = PerCpuArray::pinned(ACTION_COUNT, 0);
+
+#[map]
+pub static LB_DROP_STATS: PerCpuArray<u64> = PerCpuArray::pinned(DROP_REASON_COUNT, 0);
+
+/// Display data for `lb list`; the data path never reads these two.
+#[map]
+pub static LB_SERVICE_META: Array<ServiceMeta> = Array::pinned(MAX_SERVICES, 0);
+
+#[map]
+pub static LB_BACKEND_META: Array<BackendMeta> = Array::pinned(MAX_BACKENDS, 0);

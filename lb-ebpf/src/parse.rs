@@ -1,0 +1,178 @@
+//! Header parsing. Every packet access goes through `ptr_at`, which checks the bounds the
+//! verifier insists on; nothing here trusts a length field without checking it against the
+//! frame.
+
+use core::mem::size_of;
+
+use aya_ebpf::programs::XdpContext;
+use lb_common::{
+    consts::{FAMILY_V4, FAMILY_V6, PROTO_TCP, PROTO_UDP},
+    reason::DropReason,
+};
+
+const ETH_HLEN: usize = 14;
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+const IPV6_HLEN: usize = 40;
+const IPPROTO_FRAGMENT: u8 = 44;
+const TCP_HLEN: usize = 20;
+const UDP_HLEN: usize = 8;
+
+pub const TCP_FIN: u8 = 0x01;
+pub const TCP_RST: u8 = 0x04;
+
+/// A pointer to `T` at `off` bytes into the frame, if the whole `T` is inside it.
+#[inline(always)]
+pub fn ptr_at<T>(ctx: &XdpContext, off: usize) -> Option<*mut T> {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    if start + off + size_of::<T>() > end {
+        return None;
+    }
+    Some((start + off) as *mut T)
+}
+
+#[inline(always)]
+pub fn read<T: Copy>(ctx: &XdpContext, off: usize) -> Option<T> {
+    // SAFETY: bounds checked by ptr_at; packet data has no alignment guarantee.
+    ptr_at::<T>(ctx, off).map(|p| unsafe { p.read_unaligned() })
+}
+
+#[inline(always)]
+pub fn write<T: Copy>(ctx: &XdpContext, off: usize, v: T) -> Option<()> {
+    // SAFETY: as in `read`.
+    ptr_at::<T>(ctx, off).map(|p| unsafe { p.write_unaligned(v) })
+}
+
+/// The network layer of a frame, as far as it could be read.
+pub struct L3 {
+    pub l3: usize,
+    pub l4: usize,
+    pub family: u8,
+    pub proto: u8,
+    pub src: [u32; 4],
+    pub dst: [u32; 4],
+    /// L4 bytes according to the IP length fields (not the frame, which may be padded).
+    pub l4_len: usize,
+    /// Set when the IP header cannot be valid; `l4` and `l4_len` are then meaningless.
+    pub bad: Option<DropReason>,
+    pub fragment: bool,
+}
+
+/// The transport header of a TCP or UDP packet.
+pub struct L4 {
+    pub sport: u16,
+    pub dport: u16,
+    pub tcp_flags: u8,
+    /// Offset of the L4 checksum field.
+    pub check_off: usize,
+}
+
+/// Ethernet (+ one VLAN tag) then IPv4 or IPv6. `None`: not IP, or too short to tell
+/// where it goes; the kernel gets those untouched.
+#[inline(always)]
+pub fn l3(ctx: &XdpContext) -> Option<L3> {
+    let mut l3 = ETH_HLEN;
+    let mut proto = u16::from_be(read::<u16>(ctx, 12)?);
+    if proto == ETH_P_8021Q || proto == ETH_P_8021AD {
+        proto = u16::from_be(read::<u16>(ctx, 16)?);
+        l3 += 4;
+    }
+    match proto {
+        ETH_P_IP => ipv4(ctx, l3),
+        ETH_P_IPV6 => ipv6(ctx, l3),
+        _ => None,
+    }
+}
+
+#[inline(always)]
+fn ipv4(ctx: &XdpContext, l3: usize) -> Option<L3> {
+    let vihl: u8 = read(ctx, l3)?;
+    let tot_len = u16::from_be(read::<u16>(ctx, l3 + 2)?) as usize;
+    let frag = u16::from_be(read::<u16>(ctx, l3 + 6)?);
+    let proto: u8 = read(ctx, l3 + 9)?;
+    let src: u32 = read(ctx, l3 + 12)?;
+    let dst: u32 = read(ctx, l3 + 16)?;
+    // Any IHL from 5 to 15 words: options are carried through untouched.
+    let hlen = ((vihl & 0x0f) as usize) * 4;
+    let frame_len = ctx.data_end() - ctx.data();
+    let bad = if vihl >> 4 != 4 || hlen < 20 || tot_len < hlen {
+        Some(DropReason::BadIpHeader)
+    } else if l3 + tot_len > frame_len {
+        Some(DropReason::Truncated)
+    } else {
+        None
+    };
+    Some(L3 {
+        l3,
+        l4: l3 + hlen,
+        family: FAMILY_V4,
+        proto,
+        src: [src, 0, 0, 0],
+        dst: [dst, 0, 0, 0],
+        l4_len: tot_len.saturating_sub(hlen),
+        bad,
+        // MF set, or a non-zero offset: either way no usable L4 header in this packet.
+        fragment: frag & 0x3fff != 0,
+    })
+}
+
+#[inline(always)]
+fn ipv6(ctx: &XdpContext, l3: usize) -> Option<L3> {
+    let payload_len = u16::from_be(read::<u16>(ctx, l3 + 4)?) as usize;
+    let next: u8 = read(ctx, l3 + 6)?;
+    let src: [u32; 4] = read(ctx, l3 + 8)?;
+    let dst: [u32; 4] = read(ctx, l3 + 24)?;
+    let frame_len = ctx.data_end() - ctx.data();
+    let bad = if l3 + IPV6_HLEN + payload_len > frame_len { Some(DropReason::Truncated) } else { None };
+    Some(L3 {
+        l3,
+        l4: l3 + IPV6_HLEN,
+        family: FAMILY_V6,
+        proto: next,
+        src,
+        dst,
+        l4_len: payload_len,
+        bad,
+        // Extension headers other than a fragment header are not walked: such packets are
+        // not TCP/UDP to us and go to the kernel.
+        fragment: next == IPPROTO_FRAGMENT,
+    })
+}
+
+/// TCP or UDP header, checked against both the frame and the IP length.
+#[inline(always)]
+pub fn l4(ctx: &XdpContext, p: &L3) -> Result<L4, DropReason> {
+    let (min, check_off) = match p.proto {
+        PROTO_TCP => (TCP_HLEN, p.l4 + 16),
+        PROTO_UDP => (UDP_HLEN, p.l4 + 6),
+        _ => return Err(DropReason::BadL4Header),
+    };
+    if p.l4_len == 0 {
+        return Err(DropReason::BadL4Header);
+    }
+    if p.l4_len < min {
+        return Err(DropReason::Truncated);
+    }
+    let sport: u16 = read(ctx, p.l4).ok_or(DropReason::Truncated)?;
+    let dport: u16 = read(ctx, p.l4 + 2).ok_or(DropReason::Truncated)?;
+    // Checksum field last: proves the whole minimal header is in the frame.
+    let _: u16 = read(ctx, check_off).ok_or(DropReason::Truncated)?;
+    let mut tcp_flags = 0;
+    if p.proto == PROTO_TCP {
+        let doff: u8 = read(ctx, p.l4 + 12).ok_or(DropReason::Truncated)?;
+        let hlen = ((doff >> 4) as usize) * 4;
+        if hlen < TCP_HLEN || hlen > p.l4_len {
+            return Err(DropReason::BadL4Header);
+        }
+        tcp_flags = read(ctx, p.l4 + 13).ok_or(DropReason::Truncated)?;
+    }
+    Ok(L4 { sport, dport, tcp_flags, check_off })
+}
+
+#[inline(always)]
+pub fn is_tcp_or_udp(proto: u8) -> bool {
+    proto == PROTO_TCP || proto == PROTO_UDP
+}

@@ -1,0 +1,87 @@
+//! The command line (contract in ARCHITECTURE.md): noun-verb subcommands, `--help` on each.
+mod check;
+mod explain;
+mod list;
+mod run;
+mod table;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Default pin path, as in the config contract.
+pub const DEFAULT_PIN_PATH: &str = "/sys/fs/bpf/lb";
+
+#[derive(Parser, Debug)]
+#[command(name = "lb", version, about = "An XDP L4 load balancer: daemon, CLI and agent")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the daemon in the foreground: load the config, attach XDP, keep the maps fed.
+    Run {
+        /// Config file
+        #[arg(short, long, default_value = "/etc/lb/lb.toml")]
+        config: PathBuf,
+    },
+    /// Validate a config file: prints "ok" and exits 0, or FILE:LINE:COL errors and exits 1.
+    Check {
+        #[arg(short, long, default_value = "/etc/lb/lb.toml")]
+        config: PathBuf,
+    },
+    /// Show the data path's state, read straight from the pinned maps.
+    List {
+        #[arg(value_enum)]
+        what: ListWhat,
+        /// Where the daemon pinned its maps (daemon.pin_path)
+        #[arg(long, default_value = DEFAULT_PIN_PATH)]
+        pin_path: PathBuf,
+        /// JSON for scripts: an array of rows (an object for `stats`)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Which backend a flow gets, computed with the data path's own hash and tables.
+    Explain {
+        /// The service's VIP, IP:PORT ([v6]:port for IPv6)
+        #[arg(long)]
+        vip: SocketAddr,
+        /// The client, IP:PORT
+        #[arg(long)]
+        client: SocketAddr,
+        #[arg(long, value_enum, default_value = "tcp")]
+        proto: Proto,
+        #[arg(long, default_value = DEFAULT_PIN_PATH)]
+        pin_path: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListWhat {
+    Vips,
+    Backends,
+    Flows,
+    Stats,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Run { config } => run::run(&config),
+        Command::Check { config } => Ok(check::check(&config)),
+        Command::List { what, pin_path, json } => list::list(what, &pin_path, json),
+        Command::Explain { vip, client, proto, pin_path, json } => explain::explain(vip, client, proto, &pin_path, json),
+    }
+}

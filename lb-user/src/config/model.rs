@@ -1,0 +1,169 @@
+//! The validated configuration, as the rest of `lb` sees it: plain types, defaults applied,
+//! every rule in `validate` already true.
+
+use std::{
+    net::{Ipv4Addr, Ipv6Addr, SocketAddr},
+    path::PathBuf,
+    time::Duration,
+};
+
+use super::{
+    enums::{
+        AdminState, Algorithm, Forwarding, HealthCheckType, Mode, Protocol, ProxyMode, XdpAttach,
+    },
+    ports::PortRange,
+    status::StatusRanges,
+};
+
+/// A whole `lb.toml`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// `[daemon]`
+    pub daemon: Daemon,
+    /// `[[service]]`, in file order.
+    pub services: Vec<Service>,
+}
+
+/// `[daemon]`: how the daemon runs. Field docs give the TOML key's meaning and default.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Daemon {
+    /// NIC for XDP (modes `xdp` and `auto`). Default: none.
+    pub interface: Option<String>,
+    /// Which path serves traffic. Default `auto`: XDP, else the proxy, with a warning.
+    pub mode: Mode,
+    /// How XDP attaches. Default `native`.
+    pub xdp_attach: XdpAttach,
+    /// Metrics, health, admin and registration API. Default `127.0.0.1:9100`.
+    pub admin_listen: SocketAddr,
+    /// Bearer token for every mutating API call. Default `/etc/lb/token`.
+    pub token_file: PathBuf,
+    /// bpffs directory where the program and maps are pinned. Default `/sys/fs/bpf/lb`.
+    pub pin_path: PathBuf,
+    /// Registrations that survive a restart. Default `/var/lib/lb/state.json`.
+    pub state_file: PathBuf,
+    /// NAT source address for IPv4. Default (`None`): the interface's first IPv4 address.
+    pub snat_ipv4: Option<Ipv4Addr>,
+    /// NAT source address for IPv6. Default (`None`): the interface's first global IPv6
+    /// address.
+    pub snat_ipv6: Option<Ipv6Addr>,
+    /// NAT source ports. Default 20000-32767, out of the kernel's ephemeral range.
+    pub snat_ports: PortRange,
+    /// Connection-tracking entries. Default 1048576; at least [`MIN_FLOW_TABLE_SIZE`].
+    pub flow_table_size: u32,
+    /// Idle TCP flows expire after this. Default 300s.
+    pub tcp_idle_timeout: Duration,
+    /// Idle UDP flows expire after this. Default 30s.
+    pub udp_idle_timeout: Duration,
+}
+
+impl Default for Daemon {
+    /// The contract's defaults (ARCHITECTURE.md, "Contract: configuration").
+    fn default() -> Self {
+        Self {
+            interface: None,
+            mode: Mode::Auto,
+            xdp_attach: XdpAttach::Native,
+            admin_listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 9100)),
+            token_file: PathBuf::from("/etc/lb/token"),
+            pin_path: PathBuf::from("/sys/fs/bpf/lb"),
+            state_file: PathBuf::from("/var/lib/lb/state.json"),
+            snat_ipv4: None,
+            snat_ipv6: None,
+            snat_ports: PortRange::default(),
+            flow_table_size: 1 << 20,
+            tcp_idle_timeout: Duration::from_secs(300),
+            udp_idle_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `[[service]]`: one virtual service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Service {
+    /// Unique; 1 to [`MAX_SERVICE_NAME_LEN`] bytes of `A-Z a-z 0-9 _ . -`.
+    pub name: String,
+    /// Virtual address and port; unique per protocol across services.
+    pub vip: SocketAddr,
+    /// Default `tcp`.
+    pub protocol: Protocol,
+    /// Default `maglev`.
+    pub algorithm: Algorithm,
+    /// XDP path. Default `nat`.
+    pub forwarding: Forwarding,
+    /// Proxy path. Default `l4`.
+    pub proxy_mode: ProxyMode,
+    /// `[service.health_check]`
+    pub health_check: HealthCheck,
+    /// `[[service.backend]]`, in file order; may be empty (the service drops its traffic).
+    pub backends: Vec<Backend>,
+}
+
+/// `[service.health_check]`
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// TOML key `type`. Default `tcp`.
+    pub kind: HealthCheckType,
+    /// What an `http` check GETs. Default `/`.
+    pub path: String,
+    /// Statuses an `http` check accepts. Default 200-399.
+    pub expected_status: StatusRanges,
+    /// Time between checks. Default 2s.
+    pub interval: Duration,
+    /// Per check; never longer than `interval`. Default 1s.
+    pub timeout: Duration,
+    /// Successes in a row to come up. Default 2.
+    pub healthy_threshold: u32,
+    /// Failures in a row to go down. Default 3.
+    pub unhealthy_threshold: u32,
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        Self {
+            kind: HealthCheckType::Tcp,
+            path: "/".to_string(),
+            expected_status: StatusRanges::default(),
+            interval: Duration::from_secs(2),
+            timeout: Duration::from_secs(1),
+            healthy_threshold: 2,
+            unhealthy_threshold: 3,
+        }
+    }
+}
+
+/// `[[service.backend]]`
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Backend {
+    /// Same address family as the VIP; with `dsr`, same port as the VIP.
+    pub address: SocketAddr,
+    /// Share of new flows, 0 to [`MAX_WEIGHT`]; 0 behaves like drain. Default 1.
+    pub weight: u32,
+    /// Default `ready`.
+    pub state: AdminState,
+}
+
+impl Backend {
+    /// A backend with the default weight and state (as an agent registration starts).
+    pub fn new(address: SocketAddr) -> Self {
+        Self {
+            address,
+            weight: DEFAULT_WEIGHT,
+            state: AdminState::Ready,
+        }
+    }
+}
+
+/// `weight` when the key is left out.
+pub const DEFAULT_WEIGHT: u32 = 1;
+/// Largest `weight`: a Maglev table has 65537 slots, so weight ratios far beyond this could
+/// not be represented anyway.
+pub const MAX_WEIGHT: u32 = 10_000;
+/// Longest service name in bytes: `ServiceMeta::name` in the pinned maps is 48 bytes,
+/// NUL-terminated.
+pub const MAX_SERVICE_NAME_LEN: usize = 47;
+/// Smallest `flow_table_size`: below this the LRU would evict live flows under any load.
+pub const MIN_FLOW_TABLE_SIZE: u32 = 1024;
+/// Most services: the data path's map sizes.
+pub const MAX_SERVICES: usize = lb_common::consts::MAX_SERVICES as usize;
+/// Most backends, all services together: the data path's map sizes.
+pub const MAX_BACKENDS: usize = lb_common::consts::MAX_BACKENDS as usize;

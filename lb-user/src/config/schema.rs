@@ -1,0 +1,169 @@
+//! The `lb.toml` file format, key by key: what serde reads, before validation.
+//!
+//! This layer is the contract (ARCHITECTURE.md, "Contract: configuration"). Every table
+//! rejects unknown keys. Values that validation must point at keep their position
+//! (`Spanned`); values whose syntax is richer than a TOML type (addresses, durations, port
+//! ranges, status lists) stay text here, so that all their errors are collected by
+//! `validate` instead of serde stopping at the first. Defaults are applied by `validate`
+//! from the `Default` impls in `model`; a key left out is `None` here.
+
+use std::{fmt, path::PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::enums::{
+    AdminState, Algorithm, Forwarding, HealthCheckType, Mode, Protocol, ProxyMode, XdpAttach,
+};
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    /// `[daemon]`: optional; every key has a default.
+    #[serde(default)]
+    pub daemon: RawDaemon,
+    /// `[[service]]`: zero or more.
+    #[serde(default, rename = "service")]
+    pub services: Vec<RawService>,
+}
+
+/// `[daemon]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDaemon {
+    /// `interface = "eth0"`: the NIC XDP attaches to; needed for mode `xdp`. No default.
+    pub interface: Option<Spanned<String>>,
+    /// `mode = "xdp" | "proxy" | "auto"`; default `"auto"` (XDP, else proxy with a warning).
+    pub mode: Option<Spanned<Mode>>,
+    /// `xdp_attach = "native" | "generic"`; default `"native"`.
+    pub xdp_attach: Option<XdpAttach>,
+    /// `admin_listen = "IP:PORT"`: metrics, health, admin and registration API; default
+    /// `"127.0.0.1:9100"`.
+    pub admin_listen: Option<Spanned<String>>,
+    /// `token_file = "PATH"`: bearer token for mutating API calls; default `"/etc/lb/token"`.
+    pub token_file: Option<PathBuf>,
+    /// `pin_path = "DIR"`: bpffs directory for the pinned program and maps; default
+    /// `"/sys/fs/bpf/lb"`.
+    pub pin_path: Option<PathBuf>,
+    /// `state_file = "PATH"`: registrations that survive a restart; default
+    /// `"/var/lib/lb/state.json"`.
+    pub state_file: Option<PathBuf>,
+    /// `snat_ipv4 = "A.B.C.D"`: NAT source address for IPv4; default: the interface's first
+    /// IPv4 address.
+    pub snat_ipv4: Option<Spanned<String>>,
+    /// `snat_ipv6 = "IPV6"`: NAT source address for IPv6; default: the interface's first
+    /// global IPv6 address.
+    pub snat_ipv6: Option<Spanned<String>>,
+    /// `snat_ports = "START-END"` (or one port `"START"`): NAT source ports; default
+    /// `"20000-32767"`, below the kernel's ephemeral range.
+    pub snat_ports: Option<Spanned<String>>,
+    /// `flow_table_size = N`: connection-tracking entries; at least 1024; default 1048576.
+    pub flow_table_size: Option<Spanned<u32>>,
+    /// `tcp_idle_timeout = "DURATION"`: idle TCP flows expire; default `"300s"`.
+    pub tcp_idle_timeout: Option<Spanned<TextOrNumber>>,
+    /// `udp_idle_timeout = "DURATION"`: idle UDP flows expire; default `"30s"`.
+    pub udp_idle_timeout: Option<Spanned<TextOrNumber>>,
+}
+
+/// `[[service]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawService {
+    /// `name = "web"`: required; 1-47 of `A-Z a-z 0-9 _ . -`; unique.
+    pub name: Spanned<String>,
+    /// `vip = "IP:PORT"`: required; `"172.20.0.100:80"` or `"[fd00:20::100]:80"`; unique
+    /// per protocol; port not 0.
+    pub vip: Spanned<String>,
+    /// `protocol = "tcp" | "udp"`; default `"tcp"`.
+    pub protocol: Option<Protocol>,
+    /// `algorithm = "maglev" | "source_hash" | ...`; default `"maglev"`.
+    pub algorithm: Option<Spanned<Algorithm>>,
+    /// `forwarding = "nat" | "dsr"` (XDP path); default `"nat"`.
+    pub forwarding: Option<Forwarding>,
+    /// `proxy_mode = "l4" | "http"` (proxy path); default `"l4"`; `http` needs tcp.
+    pub proxy_mode: Option<Spanned<ProxyMode>>,
+    /// `[service.health_check]`: optional; every key has a default.
+    #[serde(default)]
+    pub health_check: RawHealthCheck,
+    /// `[[service.backend]]`: zero or more (zero: the service drops its traffic).
+    #[serde(default, rename = "backend")]
+    pub backends: Vec<RawBackend>,
+}
+
+/// `[service.health_check]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHealthCheck {
+    /// `type = "tcp" | "http" | "none"`; default `"tcp"`; `http` needs protocol tcp.
+    #[serde(rename = "type")]
+    pub kind: Option<Spanned<HealthCheckType>>,
+    /// `path = "/"`: what `http` checks GET; starts with `/`; default `"/"`.
+    pub path: Option<Spanned<String>>,
+    /// `expected_status = "200-399"`: codes and ranges, comma-separated (`"200,204,300-399"`)
+    /// or one code as a number; default `"200-399"`.
+    pub expected_status: Option<Spanned<TextOrNumber>>,
+    /// `interval = "DURATION"`: time between checks; not zero; default `"2s"`.
+    pub interval: Option<Spanned<TextOrNumber>>,
+    /// `timeout = "DURATION"`: per check; not zero, not longer than `interval`; default `"1s"`.
+    pub timeout: Option<Spanned<TextOrNumber>>,
+    /// `healthy_threshold = N`: successes in a row to come up; at least 1; default 2.
+    pub healthy_threshold: Option<Spanned<u32>>,
+    /// `unhealthy_threshold = N`: failures in a row to go down; at least 1; default 3.
+    pub unhealthy_threshold: Option<Spanned<u32>>,
+}
+
+/// `[[service.backend]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBackend {
+    /// `address = "IP:PORT"`: required; the VIP's address family; port not 0, and equal to
+    /// the VIP's port with `forwarding = "dsr"`; unique within the service.
+    pub address: Spanned<String>,
+    /// `weight = N`: share of new flows, 0-10000 (0 behaves like drain); default 1.
+    pub weight: Option<Spanned<u32>>,
+    /// `state = "ready" | "drain" | "maint"`; default `"ready"`.
+    pub state: Option<AdminState>,
+}
+
+/// A TOML string or number, kept as written. Durations and status lists are strings, but
+/// people write `interval = 2` or `expected_status = 200`: reading those here, instead of
+/// letting serde fail on the type, lets validation say what to write instead ("needs a unit").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum TextOrNumber {
+    Text(String),
+    /// The number's decimal form.
+    Number(String),
+}
+
+impl<'de> Deserialize<'de> for TextOrNumber {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(TextOrNumberVisitor)
+    }
+}
+
+struct TextOrNumberVisitor;
+
+impl serde::de::Visitor<'_> for TextOrNumberVisitor {
+    type Value = TextOrNumber;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(TextOrNumber::Text(v.to_string()))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(TextOrNumber::Number(v.to_string()))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(TextOrNumber::Number(v.to_string()))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(TextOrNumber::Number(v.to_string()))
+    }
+}

@@ -1,0 +1,1180 @@
+//! Spec tests for `lb.toml`: what parses to what, and every error with its exact position.
+//! Each TOML text starts on line 1 right after `r#"`, so line numbers can be read off.
+
+use std::{
+    net::{Ipv4Addr, Ipv6Addr, SocketAddr},
+    path::PathBuf,
+    time::Duration,
+};
+
+use super::*;
+
+const FILE: &str = "lb.toml";
+
+fn parse(text: &str) -> Config {
+    match Config::from_str(text, FILE) {
+        Ok(config) => config,
+        Err(e) => panic!("expected a valid config, got:\n{e}"),
+    }
+}
+
+/// All diagnostics, as printed.
+fn errors(text: &str) -> Vec<String> {
+    match Config::from_str(text, FILE) {
+        Ok(config) => panic!("expected errors, got {config:#?}"),
+        Err(e) => e.diagnostics().iter().map(ToString::to_string).collect(),
+    }
+}
+
+/// The only diagnostic, as printed.
+fn error(text: &str) -> String {
+    let mut all = errors(text);
+    assert_eq!(all.len(), 1, "expected exactly one error, got {all:#?}");
+    all.remove(0)
+}
+
+fn addr(text: &str) -> SocketAddr {
+    text.parse().unwrap()
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// The example of ARCHITECTURE.md, "Contract: configuration", verbatim.
+const CONTRACT_EXAMPLE: &str = r#"[daemon]
+interface = "eth0"              # NIC for XDP (modes xdp and auto)
+mode = "auto"                   # "xdp" | "proxy" | "auto" (XDP, else proxy, with a warning)
+xdp_attach = "native"           # "native" | "generic"
+admin_listen = "127.0.0.1:9100" # metrics, health, admin and registration API
+token_file = "/etc/lb/token"    # bearer token for every mutating API call
+pin_path = "/sys/fs/bpf/lb"
+state_file = "/var/lib/lb/state.json"
+snat_ipv4 = "172.20.0.10"       # default: the interface's first IPv4 address
+snat_ipv6 = "fd00:20::10"       # default: the interface's first global IPv6 address
+snat_ports = "20000-32767"       # kept out of the kernel's ephemeral range (32768-60999) and
+                                # added to net.ipv4.ip_local_reserved_ports, so the LB's own
+                                # connections (health checks) never collide with NAT flows
+flow_table_size = 1048576
+tcp_idle_timeout = "300s"
+udp_idle_timeout = "30s"
+
+[[service]]
+name = "web"
+vip = "172.20.0.100:80"         # "[fd00:20::100]:80" for IPv6
+protocol = "tcp"                # "tcp" | "udp"
+algorithm = "maglev"            # see Data path
+forwarding = "nat"              # "nat" | "dsr"          (XDP path)
+proxy_mode = "l4"               # "l4" | "http"          (proxy path)
+
+[service.health_check]
+type = "http"                   # "tcp" | "http" | "none"
+path = "/"
+expected_status = "200-399"
+interval = "2s"
+timeout = "1s"
+healthy_threshold = 2
+unhealthy_threshold = 3
+
+[[service.backend]]
+address = "172.20.0.11:80"
+weight = 1                      # 0 behaves like drain
+state = "ready"                 # "ready" | "drain" | "maint"
+"#;
+
+const MINIMAL: &str = r#"[[service]]
+name = "web"
+vip = "172.20.0.100:80"
+[[service.backend]]
+address = "172.20.0.11:80"
+"#;
+
+// ---------------------------------------------------------------------------------------
+// What parses, and to what
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn contract_example_parses_with_every_value_as_written() {
+    let config = parse(CONTRACT_EXAMPLE);
+    let daemon = &config.daemon;
+    assert_eq!(daemon.interface.as_deref(), Some("eth0"));
+    assert_eq!(daemon.mode, Mode::Auto);
+    assert_eq!(daemon.xdp_attach, XdpAttach::Native);
+    assert_eq!(daemon.admin_listen, addr("127.0.0.1:9100"));
+    assert_eq!(daemon.token_file, PathBuf::from("/etc/lb/token"));
+    assert_eq!(daemon.pin_path, PathBuf::from("/sys/fs/bpf/lb"));
+    assert_eq!(daemon.state_file, PathBuf::from("/var/lib/lb/state.json"));
+    assert_eq!(daemon.snat_ipv4, Some(Ipv4Addr::new(172, 20, 0, 10)));
+    assert_eq!(
+        daemon.snat_ipv6,
+        Some("fd00:20::10".parse::<Ipv6Addr>().unwrap())
+    );
+    assert_eq!(
+        daemon.snat_ports,
+        PortRange {
+            start: 20_000,
+            end: 32_767
+        }
+    );
+    assert_eq!(daemon.flow_table_size, 1_048_576);
+    assert_eq!(daemon.tcp_idle_timeout, secs(300));
+    assert_eq!(daemon.udp_idle_timeout, secs(30));
+
+    assert_eq!(config.services.len(), 1);
+    let web = &config.services[0];
+    assert_eq!(web.name, "web");
+    assert_eq!(web.vip, addr("172.20.0.100:80"));
+    assert_eq!(web.protocol, Protocol::Tcp);
+    assert_eq!(web.algorithm, Algorithm::Maglev);
+    assert_eq!(web.forwarding, Forwarding::Nat);
+    assert_eq!(web.proxy_mode, ProxyMode::L4);
+
+    let check = &web.health_check;
+    assert_eq!(check.kind, HealthCheckType::Http);
+    assert_eq!(check.path, "/");
+    assert_eq!(check.expected_status, "200-399".parse().unwrap());
+    assert_eq!(check.interval, secs(2));
+    assert_eq!(check.timeout, secs(1));
+    assert_eq!(check.healthy_threshold, 2);
+    assert_eq!(check.unhealthy_threshold, 3);
+
+    assert_eq!(
+        web.backends,
+        [Backend {
+            address: addr("172.20.0.11:80"),
+            weight: 1,
+            state: AdminState::Ready
+        }]
+    );
+}
+
+#[test]
+fn minimal_service_gets_every_default() {
+    let config = parse(MINIMAL);
+    // Literal values, not `Default::default()`, so the defaults themselves are checked too.
+    let daemon = &config.daemon;
+    assert_eq!(daemon.interface, None);
+    assert_eq!(daemon.mode, Mode::Auto);
+    assert_eq!(daemon.xdp_attach, XdpAttach::Native);
+    assert_eq!(daemon.admin_listen, addr("127.0.0.1:9100"));
+    assert_eq!(daemon.token_file, PathBuf::from("/etc/lb/token"));
+    assert_eq!(daemon.pin_path, PathBuf::from("/sys/fs/bpf/lb"));
+    assert_eq!(daemon.state_file, PathBuf::from("/var/lib/lb/state.json"));
+    assert_eq!(daemon.snat_ipv4, None);
+    assert_eq!(daemon.snat_ipv6, None);
+    assert_eq!(
+        daemon.snat_ports,
+        PortRange {
+            start: 20_000,
+            end: 32_767
+        }
+    );
+    assert_eq!(daemon.flow_table_size, 1_048_576);
+    assert_eq!(daemon.tcp_idle_timeout, secs(300));
+    assert_eq!(daemon.udp_idle_timeout, secs(30));
+    assert_eq!(*daemon, Daemon::default());
+
+    let web = &config.services[0];
+    assert_eq!(web.protocol, Protocol::Tcp);
+    assert_eq!(web.algorithm, Algorithm::Maglev);
+    assert_eq!(web.forwarding, Forwarding::Nat);
+    assert_eq!(web.proxy_mode, ProxyMode::L4);
+
+    let check = &web.health_check;
+    assert_eq!(check.kind, HealthCheckType::Tcp);
+    assert_eq!(check.path, "/");
+    assert_eq!(check.expected_status.to_string(), "200-399");
+    assert_eq!(check.interval, secs(2));
+    assert_eq!(check.timeout, secs(1));
+    assert_eq!(check.healthy_threshold, 2);
+    assert_eq!(check.unhealthy_threshold, 3);
+    assert_eq!(*check, HealthCheck::default());
+
+    assert_eq!(
+        web.backends,
+        [Backend {
+            address: addr("172.20.0.11:80"),
+            weight: 1,
+            state: AdminState::Ready
+        }]
+    );
+    assert_eq!(web.backends[0], Backend::new(addr("172.20.0.11:80")));
+}
+
+#[test]
+fn empty_file_is_a_default_daemon_with_no_services() {
+    let config = parse("");
+    assert_eq!(
+        config,
+        Config {
+            daemon: Daemon::default(),
+            services: vec![]
+        }
+    );
+}
+
+#[test]
+fn ipv6_vip_and_backends_parse() {
+    let config = parse(
+        r#"[[service]]
+name = "web6"
+vip = "[fd00:20::100]:80"
+[[service.backend]]
+address = "[fd00:20::11]:80"
+"#,
+    );
+    assert_eq!(config.services[0].vip, addr("[fd00:20::100]:80"));
+    assert!(config.services[0].vip.is_ipv6());
+    assert_eq!(
+        config.services[0].backends[0].address,
+        addr("[fd00:20::11]:80")
+    );
+}
+
+#[test]
+fn service_without_backends_is_accepted() {
+    let config = parse(
+        r#"[[service]]
+name = "empty"
+vip = "172.20.0.100:80"
+"#,
+    );
+    assert!(config.services[0].backends.is_empty());
+}
+
+#[test]
+fn services_and_backends_keep_file_order_and_their_settings() {
+    let config = parse(
+        r#"[[service]]
+name = "web"
+vip = "172.20.0.100:80"
+algorithm = "source_hash"
+forwarding = "dsr"
+[[service.backend]]
+address = "172.20.0.12:80"
+weight = 0
+state = "drain"
+[[service.backend]]
+address = "172.20.0.11:80"
+weight = 10000
+state = "maint"
+
+[[service]]
+name = "dns"
+vip = "172.20.0.100:53"
+protocol = "udp"
+health_check = { type = "none" }
+backend = [{ address = "172.20.0.13:53" }]
+"#,
+    );
+    let names: Vec<&str> = config.services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["web", "dns"]);
+    let web = &config.services[0];
+    assert_eq!(
+        (web.algorithm, web.forwarding),
+        (Algorithm::SourceHash, Forwarding::Dsr)
+    );
+    assert_eq!(
+        web.backends,
+        [
+            Backend {
+                address: addr("172.20.0.12:80"),
+                weight: 0,
+                state: AdminState::Drain
+            },
+            Backend {
+                address: addr("172.20.0.11:80"),
+                weight: 10_000,
+                state: AdminState::Maint
+            },
+        ]
+    );
+    let dns = &config.services[1];
+    assert_eq!(dns.protocol, Protocol::Udp);
+    assert_eq!(dns.health_check.kind, HealthCheckType::None);
+    assert_eq!(dns.backends, [Backend::new(addr("172.20.0.13:53"))]);
+}
+
+#[test]
+fn same_vip_is_allowed_once_per_protocol() {
+    let config = parse(
+        r#"[[service]]
+name = "dns-tcp"
+vip = "172.20.0.100:53"
+[[service]]
+name = "dns-udp"
+vip = "172.20.0.100:53"
+protocol = "udp"
+"#,
+    );
+    assert_eq!(config.services.len(), 2);
+}
+
+#[test]
+fn durations_accept_milliseconds_minutes_hours_and_compounds() {
+    let config = parse(
+        r#"[daemon]
+tcp_idle_timeout = "1h"
+udp_idle_timeout = "1m30s"
+[[service]]
+name = "web"
+vip = "172.20.0.100:80"
+[service.health_check]
+interval = "500ms"
+timeout = "250ms"
+"#,
+    );
+    assert_eq!(config.daemon.tcp_idle_timeout, secs(3600));
+    assert_eq!(config.daemon.udp_idle_timeout, secs(90));
+    assert_eq!(
+        config.services[0].health_check.interval,
+        Duration::from_millis(500)
+    );
+    assert_eq!(
+        config.services[0].health_check.timeout,
+        Duration::from_millis(250)
+    );
+}
+
+#[test]
+fn health_timeout_equal_to_interval_is_accepted() {
+    let config = parse(
+        r#"[[service]]
+name = "web"
+vip = "172.20.0.100:80"
+health_check = { interval = "1s", timeout = "1s" }
+"#,
+    );
+    assert_eq!(config.services[0].health_check.timeout, secs(1));
+}
+
+#[test]
+fn snat_ports_accepts_a_single_port() {
+    let config = parse("[daemon]\nsnat_ports = \"40000\"\n");
+    assert_eq!(
+        config.daemon.snat_ports,
+        PortRange {
+            start: 40_000,
+            end: 40_000
+        }
+    );
+}
+
+#[test]
+fn expected_status_accepts_a_list_or_a_bare_number() {
+    let config = parse(
+        r#"[[service]]
+name = "a"
+vip = "172.20.0.100:80"
+health_check = { type = "http", expected_status = "200,204,300-399" }
+[[service]]
+name = "b"
+vip = "172.20.0.100:81"
+health_check = { type = "http", expected_status = 204 }
+"#,
+    );
+    let a = &config.services[0].health_check.expected_status;
+    assert!(a.contains(204) && a.contains(302) && !a.contains(201));
+    let b = &config.services[1].health_check.expected_status;
+    assert!(b.contains(204) && !b.contains(200));
+}
+
+#[test]
+fn service_name_of_47_allowed_characters_is_accepted() {
+    let name = format!("{}_.-9", "a".repeat(MAX_SERVICE_NAME_LEN - 4));
+    let config = parse(&format!(
+        "[[service]]\nname = \"{name}\"\nvip = \"172.20.0.100:80\"\n"
+    ));
+    assert_eq!(config.services[0].name.len(), 47);
+}
+
+#[test]
+fn sixty_four_services_and_4096_backends_are_accepted() {
+    let config = parse(&services_with_backends(
+        MAX_SERVICES,
+        MAX_BACKENDS / MAX_SERVICES,
+    ));
+    assert_eq!(config.services.len(), 64);
+    assert_eq!(
+        config
+            .services
+            .iter()
+            .map(|s| s.backends.len())
+            .sum::<usize>(),
+        4096
+    );
+}
+
+#[test]
+fn xdp_mode_with_an_interface_is_accepted() {
+    let config =
+        parse("[daemon]\nmode = \"xdp\"\ninterface = \"eth0\"\nxdp_attach = \"generic\"\n");
+    assert_eq!(config.daemon.mode, Mode::Xdp);
+    assert_eq!(config.daemon.xdp_attach, XdpAttach::Generic);
+}
+
+#[test]
+fn service_name_limit_matches_the_pinned_map_field() {
+    let meta = lb_common::maps::ServiceMeta::default();
+    assert_eq!(
+        meta.name.len(),
+        MAX_SERVICE_NAME_LEN + 1,
+        "the name field keeps a NUL"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Syntax, type and unknown-key errors: the parser stops at the first
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn toml_syntax_error_is_reported_at_its_position() {
+    assert_eq!(
+        error("[daemon]\nmode = auto\n"),
+        "lb.toml:2:8: invalid string: expected `\"`, `'`"
+    );
+}
+
+#[test]
+fn unknown_top_level_key_is_rejected_at_the_key_listing_valid_ones() {
+    assert_eq!(
+        error("daemon_mode = \"xdp\"\n"),
+        "lb.toml:1:1: unknown key `daemon_mode`, expected `daemon` or `service`"
+    );
+}
+
+#[test]
+fn unknown_daemon_key_is_rejected_at_the_key() {
+    let message = error("[daemon]\nmode = \"auto\"\nsnat_port = \"1-2\"\n");
+    assert!(
+        message.starts_with("lb.toml:3:1: unknown key `snat_port`, expected one of `interface`, "),
+        "{message}"
+    );
+    assert!(message.contains("`snat_ports`"), "{message}");
+}
+
+#[test]
+fn unknown_service_key_is_rejected_at_the_key() {
+    let message = error(
+        r#"[[service]]
+name = "web"
+vip = "172.20.0.100:80"
+  port = 80
+"#,
+    );
+    assert!(
+        message.starts_with("lb.toml:4:3: unknown key `port`, expected one of `name`, `vip`, "),
+        "{message}"
+    );
+}
+
+#[test]
+fn unknown_health_check_key_is_rejected_at_the_key() {
+    let message = error(
+        r#"[[service]]
+name = "web"
+vip = "172.20.0.100:80"
+[service.health_check]
+type = "tcp"
+retries = 3
+"#,
+    );
+    assert!(
+        message.starts_with("lb.toml:6:1: unknown key `retries`, expected one of `type`, "),
+        "{message}"
+    );
+}
+
+#[test]
+fn unknown_backend_key_is_rejected_at_the_key() {
+    assert_eq!(
+        error(
+            r#"[[service]]
+name = "web"
+vip = "172.20.0.100:80"
+[[service.backend]]
+address = "172.20.0.11:80"
+wieght = 2
+"#
+        ),
+        "lb.toml:6:1: unknown key `wieght`, expected one of `address`, `weight`, `state`"
+    );
+}
+
+#[test]
+fn unknown_key_in_inline_backend_is_rejected_at_the_key() {
+    assert_eq!(
+        error(
+            r#"[[service]]
+name = "web"
+vip = "172.20.0.100:80"
+backend = [{ address = "172.20.0.11:80", port = 80 }]
+"#
+        ),
+        "lb.toml:4:42: unknown key `port`, expected one of `address`, `weight`, `state`"
+    );
+}
+
+#[test]
+fn unknown_keyword_value_lists_the_valid_ones() {
+    assert_eq!(
+        error("[daemon]\nmode = \"fast\"\n"),
+        "lb.toml:2:8: unknown value `fast`, expected one of `xdp`, `proxy`, `auto`"
+    );
+}
+
+#[test]
+fn missing_service_name_is_reported_at_the_service_header() {
+    assert_eq!(
+        error("[[service]]\nvip = \"172.20.0.100:80\"\n"),
+        "lb.toml:1:1: missing key `name`"
+    );
+}
+
+#[test]
+fn missing_backend_address_is_reported_at_the_backend_header() {
+    assert_eq!(
+        error(
+            r#"[[service]]
+name = "web"
+vip = "172.20.0.100:80"
+[[service.backend]]
+weight = 2
+"#
+        ),
+        "lb.toml:4:1: missing key `address`"
+    );
+}
+
+#[test]
+fn wrong_value_type_is_rejected_at_the_value() {
+    assert_eq!(
+        error("[daemon]\nflow_table_size = \"big\"\n"),
+        "lb.toml:2:19: invalid type: string \"big\", expected u32"
+    );
+    assert_eq!(
+        error(
+            r#"[[service]]
+name = "web"
+vip = "172.20.0.100:80"
+backend = [{ address = "172.20.0.11:80", weight = -1 }]
+"#
+        ),
+        "lb.toml:4:51: invalid value: integer `-1`, expected u32"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Value and semantic errors: all collected, each at its value
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn duration_without_unit_is_rejected_at_its_value() {
+    assert_eq!(
+        errors(
+            r#"[daemon]
+tcp_idle_timeout = "300"
+udp_idle_timeout = 30
+"#
+        ),
+        [
+            "lb.toml:2:20: duration needs a unit, e.g. \"2s\"",
+            "lb.toml:3:20: duration needs a unit, e.g. \"2s\"",
+        ]
+    );
+}
+
+#[test]
+fn duration_with_unknown_unit_is_rejected_at_its_value() {
+    assert_eq!(
+        error(
+            r#"[[service]]
+name = "web"
+vip = "172.20.0.100:80"
+health_check = { interval = "2sec" }
+"#
+        ),
+        "lb.toml:4:29: unknown duration unit \"sec\" in \"2sec\"; use ms, s, m or h"
+    );
+}
+
+#[test]
+fn zero_interval_and_timeout_are_rejected_at_their_values() {
+    assert_eq!(
+        errors(
+            r#"[[service]]
+name = "web"
+vip = "172.20.0.100:80"
+[service.health_check]
+interval = "0s"
+timeout = "0ms"
+"#
+        ),
+        [
+            "lb.toml:5:12: interval must be greater than 0",
+            "lb.toml:6:11: timeout must be greater than 0"
+        ]
+    );
+}
+
+#[test]
+fn zero_idle_timeout_is_rejected_at_its_value() {
+    assert_eq!(
+        error("[daemon]\nudp_idle_timeout = \"0s\"\n"),
+        "lb.toml:2:20: udp_idle_timeout must be greater than 0"
+    );
+}
+
+#[test]
+fn health_timeout_longer_than_interval_is_rejected_at_the_timeout() {
+    assert_eq!(
+        error(
+            r#"[[service]]
+name = "web"
+vip = "172.20.0.100:80"
+[service.health_check]
+interval = "2s"
+timeout = "2500ms"
+"#
+        ),
+        "lb.toml:6:11: health check timeout 2s500ms is longer than its interval 2s"
+    );
+}
+
+#[test]
+fn interval_shorter_than_the_default_timeout_is_rejected_at_the_interval() {
+    assert_eq!(
+        error(
+            r#"[[service]]
+name = "web"
+vip = "172.20.0.100:80"
+[service.health_check]
+interval = "500ms"
+"#
+        ),
+        "lb.toml:5:12: health check timeout 1s is longer than its interval 500ms"
+    );
+}
+
+#[test]
+fn zero_thresholds_are_rejected_at_their_values() {
+    assert_eq!(
+        errors(
+            r#"[[service]]
+name = "web"
+vip = "172.20.0.100:80"
+[service.health_check]
+healthy_threshold = 0
+unhealthy_threshold = 0
+"#
+        ),
+        [
+            "lb.toml:5:21: healthy_threshold must be at least 1",
+            "lb.toml:6:23: unhealthy_threshold must be at least 1",
+        ]
+    );
+}
+
+#[test]
+fn http_health_check_on_udp_service_is_rejected_at_its_type() {
+    assert_eq!(
+        error(
+            r#"[[service]]
+name = "dns"
+vip = "172.20.0.100:53"
+protocol = "udp"
+[service.health_check]
+type = "http"
+"#
+        ),
+        "lb.toml:6:8: health check type \"http\" needs protocol \"tcp\"; this service is \"udp\""
+    );
+}
+
+#[test]
+fn http_proxy_mode_on_udp_service_is_rejected_at_its_value() {
+    assert_eq!(
+        error(
+            r#"[[service]]
+name = "dns"
+vip = "172.20.0.100:53"
+protocol = "udp"
+proxy_mode = "http"
+"#
+        ),
+        "lb.toml:5:14: proxy_mode \"http\" needs protocol \"tcp\"; this service is \"udp\""
+    );
+}
+
+#[test]
+fn invalid_expected_status_is_rejected_at_its_value() {
+    assert_eq!(
+        errors(
+            r#"[[service]]
+name = "web"
+vip = "172.20.0.100:80"
+[service.health_check]
+expected_status = "2xx"
+path = "healthz"
+"#
+        ),
+        [
+            "lb.toml:5:19: invalid expected_status \"2xx\": expected status codes or ranges separated by commas, \
+             e.g. \"200-399\" or \"200,204,300-399\"",
+            "lb.toml:6:8: health check path \"healthz\" must start with \"/\"",
+        ]
+    );
+}
+
+#[test]
+fn invalid_vip_is_rejected_at_its_value() {
+    assert_eq!(
+        error("[[service]]\nname = \"web\"\nvip = \"fd00:20::100:80\"\n"),
+        "lb.toml:3:7: invalid vip \"fd00:20::100:80\": expected IP:PORT, e.g. \"172.20.0.100:80\" or \"[fd00:20::100]:80\""
+    );
+}
+
+#[test]
+fn vip_port_zero_is_rejected_at_the_vip() {
+    assert_eq!(
+        error("[[service]]\nname = \"web\"\nvip = \"172.20.0.100:0\"\n"),
+        "lb.toml:3:7: VIP port must not be 0"
+    );
+}
+
+#[test]
+fn duplicate_vip_with_the_same_protocol_is_rejected_at_the_second_vip() {
+    assert_eq!(
+        error(
+            r#"[[service]]
+name = "web"
+vip = "172.20.0.100:80"
+[[service]]
+name = "web2"
+vip = "172.20.0.100:80"
+protocol = "tcp"
+"#
+        ),
+        "lb.toml:6:7: duplicate VIP 172.20.0.100:80 (tcp): service \"web\" already uses it (line 3)"
+    );
+}
+
+#[test]
+fn duplicate_service_name_is_rejected_at_the_second_name() {
+    assert_eq!(
+        error(
+            r#"[[service]]
+name = "web"
+vip = "172.20.0.100:80"
+[[service]]
+name = "web"
+vip = "172.20.0.100:443"
+"#
+        ),
+        "lb.toml:5:8: duplicate service name \"web\"; first defined at line 2"
+    );
+}
+
+#[test]
+fn empty_service_name_is_rejected_at_the_name() {
+    assert_eq!(
+        error("[[service]]\nname = \"\"\nvip = \"172.20.0.100:80\"\n"),
+        "lb.toml:2:8: service name must not be empty"
+    );
+}
+
+#[test]
+fn service_name_longer_than_47_bytes_is_rejected_at_the_name() {
+    let name = "a".repeat(48);
+    assert_eq!(
+        error(&format!(
+            "[[service]]\nname = \"{name}\"\nvip = \"172.20.0.100:80\"\n"
+        )),
+        format!("lb.toml:2:8: service name \"{name}\" is 48 bytes long; at most 47 are allowed")
+    );
+}
+
+#[test]
+fn service_name_with_other_characters_is_rejected_at_the_name() {
+    assert_eq!(
+        errors(
+            r#"[[service]]
+name = "web site"
+vip = "172.20.0.100:80"
+[[service]]
+name = "wéb"
+vip = "172.20.0.100:81"
+[[service]]
+name = "a/b"
+vip = "172.20.0.100:82"
+"#
+        ),
+        [
+            "lb.toml:2:8: service name \"web site\" contains ' '; use only letters A-Z a-z, digits, '_', '.' and '-'",
+            "lb.toml:5:8: service name \"wéb\" contains 'é'; use only letters A-Z a-z, digits, '_', '.' and '-'",
+            "lb.toml:8:8: service name \"a/b\" contains '/'; use only letters A-Z a-z, digits, '_', '.' and '-'",
+        ]
+    );
+}
+
+#[test]
+fn invalid_backend_address_is_rejected_at_its_address() {
+    assert_eq!(
+        error(
+            r#"[[service]]
+name = "web"
+vip = "172.20.0.100:80"
+[[service.backend]]
+address = "server1:80"
+"#
+        ),
+        "lb.toml:5:11: invalid backend address \"server1:80\": expected IP:PORT, \
+         e.g. \"172.20.0.11:80\" or \"[fd00:20::11]:80\""
+    );
+}
+
+#[test]
+fn backend_port_zero_is_rejected_at_its_address() {
+    assert_eq!(
+        error(
+            r#"[[service]]
+name = "web"
+vip = "172.20.0.100:80"
+[[service.backend]]
+address = "172.20.0.11:0"
+"#
+        ),
+        "lb.toml:5:11: backend port must not be 0"
+    );
+}
+
+#[test]
+fn backend_of_the_other_address_family_is_rejected_at_its_address() {
+    assert_eq!(
+        errors(
+            r#"[[service]]
+name = "web"
+vip = "172.20.0.100:80"
+[[service.backend]]
+address = "[fd00:20::11]:80"
+[[service]]
+name = "web6"
+vip = "[fd00:20::100]:80"
+[[service.backend]]
+address = "172.20.0.11:80"
+"#
+        ),
+        [
+            "lb.toml:5:11: backend [fd00:20::11]:80 is IPv6 but the VIP 172.20.0.100:80 is IPv4; \
+             backends must use their VIP's address family",
+            "lb.toml:10:11: backend 172.20.0.11:80 is IPv4 but the VIP [fd00:20::100]:80 is IPv6; \
+             backends must use their VIP's address family",
+        ]
+    );
+}
+
+#[test]
+fn dsr_backend_on_other_port_is_rejected_at_its_address() {
+    assert_eq!(
+        error(
+            r#"[[service]]
+name = "web"
+vip = "172.20.0.100:80"
+forwarding = "dsr"
+[[service.backend]]
+address = "172.20.0.11:80"
+[[service.backend]]
+address = "172.20.0.12:8080"
+"#
+        ),
+        "lb.toml:8:11: backend port 8080 differs from the VIP port 80: dsr backends hold the VIP on \
+         loopback, so the port must equal the VIP's"
+    );
+}
+
+#[test]
+fn nat_backend_on_other_port_is_accepted() {
+    let config = parse(
+        r#"[[service]]
+name = "web"
+vip = "172.20.0.100:80"
+[[service.backend]]
+address = "172.20.0.12:8080"
+"#,
+    );
+    assert_eq!(config.services[0].backends[0].address.port(), 8080);
+}
+
+#[test]
+fn duplicate_backend_in_a_service_is_rejected_at_the_second_address() {
+    assert_eq!(
+        error(
+            r#"[[service]]
+name = "web"
+vip = "172.20.0.100:80"
+[[service.backend]]
+address = "172.20.0.11:80"
+[[service.backend]]
+address = "172.20.0.11:80"
+weight = 3
+"#
+        ),
+        "lb.toml:7:11: duplicate backend 172.20.0.11:80; first listed at line 5"
+    );
+}
+
+#[test]
+fn same_backend_in_two_services_is_accepted() {
+    let config = parse(
+        r#"[[service]]
+name = "web"
+vip = "172.20.0.100:80"
+backend = [{ address = "172.20.0.11:80" }]
+[[service]]
+name = "web-alt"
+vip = "172.20.0.100:8080"
+backend = [{ address = "172.20.0.11:80" }]
+"#,
+    );
+    assert_eq!(config.services.len(), 2);
+}
+
+#[test]
+fn weight_above_10000_is_rejected_at_the_weight() {
+    assert_eq!(
+        error(
+            r#"[[service]]
+name = "web"
+vip = "172.20.0.100:80"
+[[service.backend]]
+address = "172.20.0.11:80"
+weight = 10001
+"#
+        ),
+        "lb.toml:6:10: weight 10001 is too large; the maximum is 10000"
+    );
+}
+
+#[test]
+fn reversed_snat_ports_are_rejected_at_the_value() {
+    assert_eq!(
+        error("[daemon]\nsnat_ports = \"32767-20000\"\n"),
+        "lb.toml:2:14: invalid snat_ports \"32767-20000\": start 32767 is greater than end 20000"
+    );
+}
+
+#[test]
+fn snat_ports_starting_at_zero_are_rejected_at_the_value() {
+    assert_eq!(
+        error("[daemon]\nsnat_ports = \"0-1000\"\n"),
+        "lb.toml:2:14: invalid snat_ports \"0-1000\": port 0 cannot be used; ranges start at 1 or above"
+    );
+}
+
+#[test]
+fn malformed_snat_ports_are_rejected_at_the_value() {
+    assert_eq!(
+        error("[daemon]\nsnat_ports = \"20000:32767\"\n"),
+        "lb.toml:2:14: invalid snat_ports \"20000:32767\": expected \"START-END\" or one port, \
+         with ports 1-65535, e.g. \"20000-32767\""
+    );
+}
+
+#[test]
+fn flow_table_size_below_1024_is_rejected_at_the_value() {
+    assert_eq!(
+        error("[daemon]\nflow_table_size = 1023\n"),
+        "lb.toml:2:19: flow_table_size 1023 is too small; the minimum is 1024"
+    );
+}
+
+#[test]
+fn xdp_mode_without_interface_is_rejected_at_the_mode() {
+    assert_eq!(
+        error("[daemon]\nmode = \"xdp\"\n"),
+        "lb.toml:2:8: mode \"xdp\" needs an interface: set daemon.interface to the NIC to attach to"
+    );
+}
+
+#[test]
+fn invalid_interface_name_is_rejected_at_the_value() {
+    assert_eq!(
+        errors("[daemon]\ninterface = \"a-very-long-nic-name\"\n"),
+        ["lb.toml:2:13: interface name \"a-very-long-nic-name\" is longer than 15 bytes"]
+    );
+    assert_eq!(
+        error("[daemon]\ninterface = \"eth 0\"\n"),
+        "lb.toml:2:13: \"eth 0\" is not a valid interface name"
+    );
+}
+
+#[test]
+fn invalid_daemon_addresses_are_rejected_at_their_values() {
+    assert_eq!(
+        errors(
+            r#"[daemon]
+admin_listen = "localhost:9100"
+snat_ipv4 = "fd00:20::10"
+snat_ipv6 = "172.20.0.10"
+"#
+        ),
+        [
+            "lb.toml:2:16: invalid admin_listen \"localhost:9100\": expected IP:PORT, e.g. \"127.0.0.1:9100\"",
+            "lb.toml:3:13: invalid snat_ipv4 \"fd00:20::10\": expected an IPv4 address, e.g. \"172.20.0.10\"",
+            "lb.toml:4:13: invalid snat_ipv6 \"172.20.0.10\": expected an IPv6 address, e.g. \"fd00:20::10\"",
+        ]
+    );
+}
+
+#[test]
+fn algorithms_the_data_path_lacks_are_rejected_at_the_value() {
+    for algorithm in [
+        "round_robin",
+        "weighted_round_robin",
+        "random",
+        "least_conn",
+        "p2c",
+    ] {
+        assert_eq!(
+            error(&format!("[[service]]\nname = \"web\"\nvip = \"172.20.0.100:80\"\nalgorithm = \"{algorithm}\"\n")),
+            format!(
+                "lb.toml:4:13: algorithm \"{algorithm}\" is not implemented yet; use \"maglev\" or \"source_hash\""
+            )
+        );
+    }
+}
+
+#[test]
+fn more_than_64_services_are_rejected_at_the_65th() {
+    let text = services_with_backends(MAX_SERVICES + 1, 0);
+    // Each service is 3 lines: the 65th starts on line 64 * 3 + 1, its name is on the next.
+    assert_eq!(
+        error(&text),
+        "lb.toml:194:8: too many services: 65 defined, at most 64 are supported"
+    );
+}
+
+#[test]
+fn more_than_4096_backends_in_total_are_rejected_at_the_4097th() {
+    let text = services_with_backends(2, 2049);
+    // Service 1: lines 1-3 and backends on lines 4-4101. Service 2: lines 4102-4104, then its
+    // backend j has its address on line 4106 + 2j; the 4097th overall is its j = 2047.
+    assert_eq!(
+        error(&text),
+        "lb.toml:8200:11: too many backends: 4098 in all services together, at most 4096 are supported"
+    );
+}
+
+/// `services` services of `backends` backends each, all valid, 3 lines per service header
+/// and 2 per backend.
+fn services_with_backends(services: usize, backends: usize) -> String {
+    let mut text = String::new();
+    for s in 0..services {
+        text.push_str(&format!(
+            "[[service]]\nname = \"s{s}\"\nvip = \"10.0.0.1:{}\"\n",
+            1000 + s
+        ));
+        for b in 0..backends {
+            let (hi, lo) = (b / 256, b % 256);
+            text.push_str(&format!(
+                "[[service.backend]]\naddress = \"10.1.{hi}.{lo}:80\"\n"
+            ));
+        }
+    }
+    text
+}
+
+#[test]
+fn every_semantic_error_is_reported_together_in_file_order() {
+    let errors = errors(
+        r#"[daemon]
+flow_table_size = 10
+snat_ports = "9-1"
+
+[[service]]
+name = "web"
+vip = "172.20.0.100:80"
+forwarding = "dsr"
+algorithm = "p2c"
+[service.health_check]
+interval = "1"
+healthy_threshold = 0
+[[service.backend]]
+address = "172.20.0.11:8080"
+weight = 20000
+[[service.backend]]
+address = "172.20.0.11:8080"
+
+[[service]]
+name = "web"
+vip = "172.20.0.100:80"
+"#,
+    );
+    assert_eq!(
+        errors,
+        [
+            "lb.toml:2:19: flow_table_size 10 is too small; the minimum is 1024",
+            "lb.toml:3:14: invalid snat_ports \"9-1\": start 9 is greater than end 1",
+            "lb.toml:9:13: algorithm \"p2c\" is not implemented yet; use \"maglev\" or \"source_hash\"",
+            "lb.toml:11:12: duration needs a unit, e.g. \"2s\"",
+            "lb.toml:12:21: healthy_threshold must be at least 1",
+            "lb.toml:14:11: backend port 8080 differs from the VIP port 80: dsr backends hold the VIP on \
+             loopback, so the port must equal the VIP's",
+            "lb.toml:15:10: weight 20000 is too large; the maximum is 10000",
+            "lb.toml:17:11: backend port 8080 differs from the VIP port 80: dsr backends hold the VIP on \
+             loopback, so the port must equal the VIP's",
+            "lb.toml:17:11: duplicate backend 172.20.0.11:8080; first listed at line 14",
+            "lb.toml:20:8: duplicate service name \"web\"; first defined at line 6",
+            "lb.toml:21:7: duplicate VIP 172.20.0.100:80 (tcp): service \"web\" already uses it (line 7)",
+        ]
+    );
+}
+
+#[test]
+fn display_prints_one_error_per_line() {
+    let error = Config::from_str(
+        "[daemon]\nflow_table_size = 1\nsnat_ports = \"0\"\n",
+        "etc/lb.toml",
+    )
+    .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "etc/lb.toml:2:19: flow_table_size 1 is too small; the minimum is 1024\n\
+         etc/lb.toml:3:14: invalid snat_ports \"0\": port 0 cannot be used; ranges start at 1 or above"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Files
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn from_file_names_the_file_in_messages() {
+    let dir = std::env::temp_dir().join(format!("lb-config-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("lb.toml");
+    std::fs::write(&path, "[daemon]\nflow_table_size = 1\n").unwrap();
+    let result = Config::from_file(&path);
+    std::fs::write(&path, MINIMAL).unwrap();
+    let valid = Config::from_file(&path);
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    let expected = format!(
+        "{}:2:19: flow_table_size 1 is too small; the minimum is 1024",
+        path.display()
+    );
+    assert_eq!(result.unwrap_err().to_string(), expected);
+    assert_eq!(valid.unwrap().services[0].name, "web");
+}
+
+#[test]
+fn unreadable_file_is_reported_without_a_position() {
+    let path = std::path::Path::new("/nonexistent/lb.toml");
+    let error = Config::from_file(path).unwrap_err();
+    assert_eq!(error.diagnostics().len(), 1);
+    assert_eq!(error.diagnostics()[0].position, None);
+    assert_eq!(
+        error.to_string(),
+        "/nonexistent/lb.toml: cannot read: No such file or directory (os error 2)"
+    );
+}

@@ -1,0 +1,576 @@
+//! Semantic validation: turns the raw schema into the public model, applying defaults and
+//! collecting every error at the position of the value that causes it.
+//!
+//! Each value is converted by a small pure function (`fn(&raw) -> Result<T, String>`); the
+//! `Validator` runs them, records errors and carries on, so one run reports everything.
+//! Checks across values (duplicates, limits) re-read the raw values they need, which keeps
+//! each check independent of whether unrelated values were valid.
+
+use std::{
+    collections::{hash_map::Entry, HashMap},
+    hash::Hash,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    ops::Range,
+    str::FromStr,
+    time::Duration,
+};
+
+use toml::Spanned;
+
+use super::{
+    duration::{format_duration, parse_duration, DurationError},
+    enums::{Algorithm, Forwarding, HealthCheckType, Mode, Protocol, ProxyMode},
+    error::{ConfigError, Diagnostic, Source},
+    model::{
+        Backend, Config, Daemon, HealthCheck, Service, DEFAULT_WEIGHT, MAX_BACKENDS, MAX_SERVICES,
+        MAX_SERVICE_NAME_LEN, MAX_WEIGHT, MIN_FLOW_TABLE_SIZE,
+    },
+    ports::PortRange,
+    schema::{RawBackend, RawConfig, RawDaemon, RawHealthCheck, RawService, TextOrNumber},
+    status::StatusRanges,
+};
+
+/// Validates a parsed file; `Ok` only if nothing at all is wrong.
+pub(super) fn validate(raw: &RawConfig, source: &Source<'_>) -> Result<Config, ConfigError> {
+    let mut validator = Validator {
+        source,
+        diagnostics: Vec::new(),
+    };
+    let daemon = validator.daemon(&raw.daemon);
+    let services: Vec<Option<Service>> =
+        raw.services.iter().map(|s| validator.service(s)).collect();
+    validator.unique_service_names(&raw.services);
+    validator.unique_vips(&raw.services);
+    validator.within_limits(&raw.services);
+    validator.finish(daemon, services)
+}
+
+struct Validator<'a> {
+    source: &'a Source<'a>,
+    diagnostics: Vec<Diagnostic>,
+}
+
+/// The per-value steps: every `None` returned here comes with a diagnostic.
+impl Validator<'_> {
+    fn report(&mut self, span: &Range<usize>, message: impl Into<String>) {
+        self.diagnostics.push(self.source.at(span, message));
+    }
+
+    /// Converts a value, reporting a failure at its position.
+    fn required<R, T>(
+        &mut self,
+        raw: &Spanned<R>,
+        convert: impl FnOnce(&R) -> Result<T, String>,
+    ) -> Option<T> {
+        match convert(raw.get_ref()) {
+            Ok(value) => Some(value),
+            Err(message) => {
+                self.report(&raw.span(), message);
+                None
+            }
+        }
+    }
+
+    /// Converts a value if the key is present; a missing key takes `default`.
+    fn optional<R, T>(
+        &mut self,
+        raw: Option<&Spanned<R>>,
+        default: T,
+        convert: impl FnOnce(&R) -> Result<T, String>,
+    ) -> Option<T> {
+        match raw {
+            Some(raw) => self.required(raw, convert),
+            None => Some(default),
+        }
+    }
+
+    fn daemon(&mut self, raw: &RawDaemon) -> Option<Daemon> {
+        let default = Daemon::default();
+        let interface = self.optional(raw.interface.as_ref(), None, |name| {
+            interface_name(name).map(Some)
+        });
+        let mode = self.optional(raw.mode.as_ref(), default.mode, |&mode| {
+            mode_has_interface(mode, raw.interface.is_some())
+        });
+        let admin_listen = self.optional(raw.admin_listen.as_ref(), default.admin_listen, |text| {
+            socket_addr(text, "admin_listen", "\"127.0.0.1:9100\"")
+        });
+        let snat_ipv4 = self.optional(raw.snat_ipv4.as_ref(), None, |text| {
+            ip::<Ipv4Addr>(text, "snat_ipv4", "an IPv4 address, e.g. \"172.20.0.10\"").map(Some)
+        });
+        let snat_ipv6 = self.optional(raw.snat_ipv6.as_ref(), None, |text| {
+            ip::<Ipv6Addr>(text, "snat_ipv6", "an IPv6 address, e.g. \"fd00:20::10\"").map(Some)
+        });
+        let snat_ports = self.optional(raw.snat_ports.as_ref(), default.snat_ports, |text| {
+            snat_ports(text)
+        });
+        let flow_table_size = self.optional(
+            raw.flow_table_size.as_ref(),
+            default.flow_table_size,
+            |&n| flow_table_size(n),
+        );
+        let tcp_idle_timeout = self.optional(
+            raw.tcp_idle_timeout.as_ref(),
+            default.tcp_idle_timeout,
+            |v| positive_duration(v, "tcp_idle_timeout"),
+        );
+        let udp_idle_timeout = self.optional(
+            raw.udp_idle_timeout.as_ref(),
+            default.udp_idle_timeout,
+            |v| positive_duration(v, "udp_idle_timeout"),
+        );
+        Some(Daemon {
+            interface: interface?,
+            mode: mode?,
+            xdp_attach: raw.xdp_attach.unwrap_or(default.xdp_attach),
+            admin_listen: admin_listen?,
+            token_file: raw.token_file.clone().unwrap_or(default.token_file),
+            pin_path: raw.pin_path.clone().unwrap_or(default.pin_path),
+            state_file: raw.state_file.clone().unwrap_or(default.state_file),
+            snat_ipv4: snat_ipv4?,
+            snat_ipv6: snat_ipv6?,
+            snat_ports: snat_ports?,
+            flow_table_size: flow_table_size?,
+            tcp_idle_timeout: tcp_idle_timeout?,
+            udp_idle_timeout: udp_idle_timeout?,
+        })
+    }
+
+    fn service(&mut self, raw: &RawService) -> Option<Service> {
+        let name = self.required(&raw.name, |name| service_name(name));
+        let vip = self.required(&raw.vip, |text| vip(text));
+        let protocol = raw.protocol.unwrap_or_default();
+        let algorithm = self.optional(raw.algorithm.as_ref(), Algorithm::default(), |&algorithm| {
+            reject_unimplemented_algorithm(algorithm)
+        });
+        let forwarding = raw.forwarding.unwrap_or_default();
+        let proxy_mode = self.optional(raw.proxy_mode.as_ref(), ProxyMode::default(), |&mode| {
+            proxy_mode_fits_protocol(mode, protocol)
+        });
+        let health_check = self.health_check(&raw.health_check, protocol);
+        let backends = self.backends(&raw.backends, vip, forwarding);
+        Some(Service {
+            name: name?,
+            vip: vip?,
+            protocol,
+            algorithm: algorithm?,
+            forwarding,
+            proxy_mode: proxy_mode?,
+            health_check: health_check?,
+            backends: backends?,
+        })
+    }
+
+    fn health_check(&mut self, raw: &RawHealthCheck, protocol: Protocol) -> Option<HealthCheck> {
+        let default = HealthCheck::default();
+        let kind = self.optional(raw.kind.as_ref(), default.kind, |&kind| {
+            health_check_fits_protocol(kind, protocol)
+        });
+        let path = self.optional(raw.path.as_ref(), default.path, |path| http_path(path));
+        let expected_status = self.optional(
+            raw.expected_status.as_ref(),
+            default.expected_status,
+            expected_status,
+        );
+        let interval = self.optional(raw.interval.as_ref(), default.interval, |v| {
+            positive_duration(v, "interval")
+        });
+        let timeout = self.optional(raw.timeout.as_ref(), default.timeout, |v| {
+            positive_duration(v, "timeout")
+        });
+        if let (Some(interval), Some(timeout)) = (interval, timeout) {
+            self.timeout_within_interval(raw, interval, timeout);
+        }
+        let healthy_threshold = self.optional(
+            raw.healthy_threshold.as_ref(),
+            default.healthy_threshold,
+            |&n| threshold(n, "healthy_threshold"),
+        );
+        let unhealthy_threshold = self.optional(
+            raw.unhealthy_threshold.as_ref(),
+            default.unhealthy_threshold,
+            |&n| threshold(n, "unhealthy_threshold"),
+        );
+        Some(HealthCheck {
+            kind: kind?,
+            path: path?,
+            expected_status: expected_status?,
+            interval: interval?,
+            timeout: timeout?,
+            healthy_threshold: healthy_threshold?,
+            unhealthy_threshold: unhealthy_threshold?,
+        })
+    }
+
+    /// A check still running when the next one starts would overlap it. Reported at the
+    /// timeout if it was written, else at the interval (one of them was: the defaults fit).
+    fn timeout_within_interval(
+        &mut self,
+        raw: &RawHealthCheck,
+        interval: Duration,
+        timeout: Duration,
+    ) {
+        if timeout <= interval {
+            return;
+        }
+        if let Some(at) = raw.timeout.as_ref().or(raw.interval.as_ref()) {
+            self.report(
+                &at.span(),
+                format!(
+                    "health check timeout {} is longer than its interval {}",
+                    format_duration(timeout),
+                    format_duration(interval)
+                ),
+            );
+        }
+    }
+
+    fn backends(
+        &mut self,
+        raw: &[RawBackend],
+        vip: Option<SocketAddr>,
+        forwarding: Forwarding,
+    ) -> Option<Vec<Backend>> {
+        let backends: Vec<Option<Backend>> = raw
+            .iter()
+            .map(|backend| self.backend(backend, vip, forwarding))
+            .collect();
+        self.unique_backends(raw);
+        backends.into_iter().collect()
+    }
+
+    /// `vip` is `None` when the VIP itself is invalid: then only the backend's own rules apply.
+    fn backend(
+        &mut self,
+        raw: &RawBackend,
+        vip: Option<SocketAddr>,
+        forwarding: Forwarding,
+    ) -> Option<Backend> {
+        let address = self.required(&raw.address, |text| {
+            let address = backend_address(text)?;
+            if let Some(vip) = vip {
+                backend_fits_vip(address, vip, forwarding)?;
+            }
+            Ok(address)
+        });
+        let weight = self.optional(raw.weight.as_ref(), DEFAULT_WEIGHT, |&w| weight(w));
+        Some(Backend {
+            address: address?,
+            weight: weight?,
+            state: raw.state.unwrap_or_default(),
+        })
+    }
+}
+
+/// The checks across values, and the end.
+impl Validator<'_> {
+    /// Reports every item whose key an earlier item already had. `message` gets the key, the
+    /// earlier item's payload and its line.
+    fn report_duplicates<K: Hash + Eq, P>(
+        &mut self,
+        items: impl IntoIterator<Item = (K, Range<usize>, P)>,
+        message: impl Fn(&K, &P, usize) -> String,
+    ) {
+        let mut first: HashMap<K, (usize, P)> = HashMap::new();
+        for (key, span, payload) in items {
+            match first.entry(key) {
+                Entry::Occupied(earlier) => {
+                    let (offset, payload) = earlier.get();
+                    let text = message(earlier.key(), payload, self.source.line_of(*offset));
+                    self.report(&span, text);
+                }
+                Entry::Vacant(slot) => {
+                    slot.insert((span.start, payload));
+                }
+            }
+        }
+    }
+
+    /// Names key the admin API, metric labels and `lb list`: they must be unique.
+    fn unique_service_names(&mut self, services: &[RawService]) {
+        let names = services
+            .iter()
+            .map(|s| (s.name.get_ref().as_str(), s.name.span(), ()));
+        self.report_duplicates(names, |name, (), line| {
+            format!("duplicate service name {name:?}; first defined at line {line}")
+        });
+    }
+
+    /// The data path finds a service by (address, port, protocol): two services on one key
+    /// would leave one unreachable. Invalid VIPs were reported already and are skipped.
+    fn unique_vips(&mut self, services: &[RawService]) {
+        let vips = services.iter().filter_map(|s| {
+            let vip: SocketAddr = s.vip.get_ref().parse().ok()?;
+            let protocol = s.protocol.unwrap_or_default();
+            Some((
+                (vip.ip(), vip.port(), protocol),
+                s.vip.span(),
+                s.name.get_ref().as_str(),
+            ))
+        });
+        self.report_duplicates(vips, |&(ip, port, protocol), first_name, line| {
+            let vip = SocketAddr::new(ip, port);
+            format!("duplicate VIP {vip} ({protocol}): service {first_name:?} already uses it (line {line})")
+        });
+    }
+
+    /// One backend listed twice would get twice its share under one identity.
+    fn unique_backends(&mut self, backends: &[RawBackend]) {
+        let addresses = backends.iter().filter_map(|b| {
+            let address: SocketAddr = b.address.get_ref().parse().ok()?;
+            Some((address, b.address.span(), ()))
+        });
+        self.report_duplicates(addresses, |address, (), line| {
+            format!("duplicate backend {address}; first listed at line {line}")
+        });
+    }
+
+    /// The data path's maps have fixed sizes. Reported once, at the first item over the limit.
+    fn within_limits(&mut self, services: &[RawService]) {
+        if let Some(first_extra) = services.get(MAX_SERVICES) {
+            let count = services.len();
+            self.report(
+                &first_extra.name.span(),
+                format!("too many services: {count} defined, at most {MAX_SERVICES} are supported"),
+            );
+        }
+        let mut all_backends = services.iter().flat_map(|s| &s.backends);
+        if let Some(first_extra) = all_backends.nth(MAX_BACKENDS) {
+            let count = services.iter().map(|s| s.backends.len()).sum::<usize>();
+            self.report(
+                &first_extra.address.span(),
+                format!(
+                    "too many backends: {count} in all services together, at most {MAX_BACKENDS} are supported"
+                ),
+            );
+        }
+    }
+
+    fn finish(
+        self,
+        daemon: Option<Daemon>,
+        services: Vec<Option<Service>>,
+    ) -> Result<Config, ConfigError> {
+        if !self.diagnostics.is_empty() {
+            return Err(ConfigError::new(self.diagnostics));
+        }
+        match (daemon, services.into_iter().collect::<Option<Vec<_>>>()) {
+            (Some(daemon), Some(services)) => Ok(Config { daemon, services }),
+            // Every `None` comes with a diagnostic, so this is a bug in this module: say so
+            // rather than panic or accept a half-converted config.
+            _ => Err(ConfigError::new(vec![self.source.unplaced(
+                "internal error: a value was rejected without a message",
+            )])),
+        }
+    }
+}
+
+/// The data path implements only `maglev` and `source_hash` so far (`lb_common::consts::ALG_*`).
+/// Delete this function and its one call in `Validator::service` when it implements the rest.
+fn reject_unimplemented_algorithm(algorithm: Algorithm) -> Result<Algorithm, String> {
+    match algorithm {
+        Algorithm::Maglev | Algorithm::SourceHash => Ok(algorithm),
+        other => Err(format!(
+            "algorithm \"{other}\" is not implemented yet; use \"maglev\" or \"source_hash\""
+        )),
+    }
+}
+
+/// Names appear in URLs (`/v1/services/{service}`), metric labels and a 48-byte map field, so
+/// they are short and plain.
+fn service_name(name: &str) -> Result<String, String> {
+    if name.is_empty() {
+        return Err("service name must not be empty".to_string());
+    }
+    if name.len() > MAX_SERVICE_NAME_LEN {
+        return Err(format!(
+            "service name {name:?} is {} bytes long; at most {MAX_SERVICE_NAME_LEN} are allowed",
+            name.len()
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|&c| !(c.is_ascii_alphanumeric() || "_.-".contains(c)))
+    {
+        return Err(format!(
+            "service name {name:?} contains {c:?}; use only letters A-Z a-z, digits, '_', '.' and '-'"
+        ));
+    }
+    Ok(name.to_string())
+}
+
+/// Linux's rules (`dev_valid_name`): 1-15 bytes, not "." or "..", no '/', ':' or whitespace.
+fn interface_name(name: &str) -> Result<String, String> {
+    const IFNAMSIZ: usize = 16;
+    if name.is_empty() {
+        return Err("interface must not be empty".to_string());
+    }
+    if name.len() >= IFNAMSIZ {
+        return Err(format!(
+            "interface name {name:?} is longer than {} bytes",
+            IFNAMSIZ - 1
+        ));
+    }
+    if name == "."
+        || name == ".."
+        || name.contains(|c: char| c == '/' || c == ':' || c.is_whitespace())
+    {
+        return Err(format!("{name:?} is not a valid interface name"));
+    }
+    Ok(name.to_string())
+}
+
+/// XDP needs a NIC to attach to; `auto` without one just uses the proxy.
+fn mode_has_interface(mode: Mode, has_interface: bool) -> Result<Mode, String> {
+    if mode == Mode::Xdp && !has_interface {
+        return Err(
+            "mode \"xdp\" needs an interface: set daemon.interface to the NIC to attach to"
+                .to_string(),
+        );
+    }
+    Ok(mode)
+}
+
+fn socket_addr(text: &str, key: &str, example: &str) -> Result<SocketAddr, String> {
+    text.parse()
+        .map_err(|_| format!("invalid {key} {text:?}: expected IP:PORT, e.g. {example}"))
+}
+
+fn ip<T: FromStr>(text: &str, key: &str, expected: &str) -> Result<T, String> {
+    text.parse()
+        .map_err(|_| format!("invalid {key} {text:?}: expected {expected}"))
+}
+
+fn vip(text: &str) -> Result<SocketAddr, String> {
+    let vip = socket_addr(text, "vip", "\"172.20.0.100:80\" or \"[fd00:20::100]:80\"")?;
+    if vip.port() == 0 {
+        return Err("VIP port must not be 0".to_string());
+    }
+    Ok(vip)
+}
+
+fn backend_address(text: &str) -> Result<SocketAddr, String> {
+    let address = socket_addr(
+        text,
+        "backend address",
+        "\"172.20.0.11:80\" or \"[fd00:20::11]:80\"",
+    )?;
+    if address.port() == 0 {
+        return Err("backend port must not be 0".to_string());
+    }
+    Ok(address)
+}
+
+/// The data path translates within one address family only (no NAT46/64), and a DSR backend
+/// answers on the VIP itself, so it must listen on the VIP's port.
+fn backend_fits_vip(
+    backend: SocketAddr,
+    vip: SocketAddr,
+    forwarding: Forwarding,
+) -> Result<(), String> {
+    if backend.is_ipv4() != vip.is_ipv4() {
+        return Err(format!(
+            "backend {backend} is {} but the VIP {vip} is {}; backends must use their VIP's address family",
+            family(backend.ip()),
+            family(vip.ip())
+        ));
+    }
+    if forwarding == Forwarding::Dsr && backend.port() != vip.port() {
+        return Err(format!(
+            "backend port {} differs from the VIP port {}: dsr backends hold the VIP on loopback, \
+             so the port must equal the VIP's",
+            backend.port(),
+            vip.port()
+        ));
+    }
+    Ok(())
+}
+
+fn family(ip: IpAddr) -> &'static str {
+    if ip.is_ipv4() {
+        "IPv4"
+    } else {
+        "IPv6"
+    }
+}
+
+/// An HTTP health check over UDP cannot work.
+fn health_check_fits_protocol(
+    kind: HealthCheckType,
+    protocol: Protocol,
+) -> Result<HealthCheckType, String> {
+    if kind == HealthCheckType::Http && protocol == Protocol::Udp {
+        return Err(
+            "health check type \"http\" needs protocol \"tcp\"; this service is \"udp\""
+                .to_string(),
+        );
+    }
+    Ok(kind)
+}
+
+/// HTTP proxying over UDP cannot work either.
+fn proxy_mode_fits_protocol(mode: ProxyMode, protocol: Protocol) -> Result<ProxyMode, String> {
+    if mode == ProxyMode::Http && protocol == Protocol::Udp {
+        return Err(
+            "proxy_mode \"http\" needs protocol \"tcp\"; this service is \"udp\"".to_string(),
+        );
+    }
+    Ok(mode)
+}
+
+/// An HTTP request target in origin form.
+fn http_path(path: &str) -> Result<String, String> {
+    if !path.starts_with('/') {
+        return Err(format!("health check path {path:?} must start with \"/\""));
+    }
+    Ok(path.to_string())
+}
+
+fn expected_status(value: &TextOrNumber) -> Result<StatusRanges, String> {
+    let (TextOrNumber::Text(text) | TextOrNumber::Number(text)) = value;
+    text.parse()
+        .map_err(|e| format!("invalid expected_status {text:?}: {e}"))
+}
+
+/// Every duration in the schema is a period or a timeout: zero never makes sense.
+fn positive_duration(value: &TextOrNumber, key: &str) -> Result<Duration, String> {
+    let duration = match value {
+        TextOrNumber::Number(_) => Err(DurationError::MissingUnit),
+        TextOrNumber::Text(text) => parse_duration(text),
+    }
+    .map_err(|e| e.to_string())?;
+    if duration.is_zero() {
+        return Err(format!("{key} must be greater than 0"));
+    }
+    Ok(duration)
+}
+
+fn threshold(n: u32, key: &str) -> Result<u32, String> {
+    if n == 0 {
+        return Err(format!("{key} must be at least 1"));
+    }
+    Ok(n)
+}
+
+fn weight(weight: u32) -> Result<u32, String> {
+    if weight > MAX_WEIGHT {
+        return Err(format!(
+            "weight {weight} is too large; the maximum is {MAX_WEIGHT}"
+        ));
+    }
+    Ok(weight)
+}
+
+fn flow_table_size(size: u32) -> Result<u32, String> {
+    if size < MIN_FLOW_TABLE_SIZE {
+        return Err(format!(
+            "flow_table_size {size} is too small; the minimum is {MIN_FLOW_TABLE_SIZE}"
+        ));
+    }
+    Ok(size)
+}
+
+fn snat_ports(text: &str) -> Result<PortRange, String> {
+    text.parse()
+        .map_err(|e| format!("invalid snat_ports {text:?}: {e}"))
+}

@@ -1,0 +1,85 @@
+//! `lb explain`: which backend a flow gets, computed from the pinned maps with the data
+//! path's own functions (lb-common's hash, the live table generation, the same
+//! conntrack-then-ring order), so the answer is where real packets go.
+use std::net::SocketAddr;
+
+use anyhow::{bail, Result};
+use lb_common::consts::*;
+use lb_common::hash::{flow_hash, source_hash};
+use lb_common::maps::FlowKey;
+use serde::Serialize;
+
+use super::addr::{ip_words, port_be, socket, vip_key};
+use super::inspect::{algorithm_name, monotonic_ns, service_name};
+use super::maps::Maps;
+
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct Explanation {
+    pub service: String,
+    pub algorithm: String,
+    /// "existing flow" when conntrack already pins the flow, else "new flow".
+    pub decision: String,
+    pub backend: Option<String>,
+    pub ring_slot: Option<u32>,
+    pub hash: u32,
+}
+
+pub fn explain(maps: &Maps, vip: SocketAddr, client: SocketAddr, proto: u8) -> Result<Explanation> {
+    if vip.is_ipv4() != client.is_ipv4() {
+        bail!("the VIP and the client must be of the same address family");
+    }
+    let vk = vip_key(vip, proto);
+    let Ok(info) = maps.vips.get(&vk, 0) else {
+        bail!("no service has VIP {vip}/{}", super::addr::proto_name(proto));
+    };
+    let meta = maps.service_meta.get(&info.service_id, 0)?;
+    let (src, family) = ip_words(client.ip());
+    let key = FlowKey {
+        src,
+        dst: vk.addr,
+        sport: port_be(client.port()),
+        dport: vk.port,
+        proto,
+        family,
+        _pad: [0; 2],
+    };
+    let hash = flow_hash(&key.src, &key.dst, key.sport, key.dport, key.proto);
+    let usable = |id: u32| {
+        maps.backends
+            .get(&id, 0)
+            .ok()
+            .filter(|b| b.flags & BACKEND_ACTIVE != 0 && b.service_id == info.service_id)
+            .map(|b| socket(&b.addr, b.port, b.family).to_string())
+    };
+    let mut out = Explanation {
+        service: service_name(&meta),
+        algorithm: algorithm_name(info.algorithm).into(),
+        decision: "new flow".into(),
+        backend: None,
+        ring_slot: None,
+        hash,
+    };
+    if let Ok(state) = maps.flows.get(&key, 0) {
+        let cfg = maps.config.get(&CONFIG_KEY, 0)?;
+        let limit = if proto != PROTO_TCP {
+            cfg.udp_idle_ns
+        } else if state.flags & FLOW_CLOSING != 0 {
+            cfg.tcp_closing_ns
+        } else {
+            cfg.tcp_idle_ns
+        };
+        if monotonic_ns().saturating_sub(state.last_seen_ns) <= limit {
+            if let Some(b) = usable(state.backend_id) {
+                out.decision = "existing flow".into();
+                out.backend = Some(b);
+                return Ok(out);
+            }
+        }
+    }
+    let h = if info.algorithm == ALG_SOURCE_HASH { source_hash(&key.src) } else { hash };
+    let slot = h % RING_SIZE;
+    out.ring_slot = Some(slot);
+    let id = maps.ring.get(&(ring_base(info.service_id, info.ring_gen) + slot), 0)?;
+    out.backend = if id == NO_BACKEND { None } else { usable(id) };
+    Ok(out)
+}

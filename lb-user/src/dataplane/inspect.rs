@@ -1,0 +1,178 @@
+//! Reading the data path's state back for people and scripts (`lb list`). Display only:
+//! nothing here feeds a decision.
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use lb_common::consts::*;
+use lb_common::maps::{FlowKey, FlowState, GlobalConfig, ServiceMeta};
+use lb_common::reason::{ACTION_NAMES, DROP_REASON_NAMES};
+use serde::Serialize;
+
+use super::addr::{proto_name, socket};
+use super::maps::{sum_counters, Maps};
+use crate::state::{source_names, Health};
+
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct VipRow {
+    pub service: String,
+    pub vip: String,
+    pub protocol: String,
+    pub algorithm: String,
+    pub forwarding: String,
+    pub backends: u32,
+}
+
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct BackendRow {
+    pub service: String,
+    pub address: String,
+    pub weight: u32,
+    pub state: String,
+    pub health: String,
+    pub source: String,
+    pub packets: u64,
+    pub bytes: u64,
+    pub new_flows: u64,
+}
+
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct FlowRow {
+    pub protocol: String,
+    pub client: String,
+    pub vip: String,
+    pub backend: String,
+    /// The LB's source port towards the backend (nat), absent in dsr.
+    pub snat_port: Option<u16>,
+    pub idle_seconds: f64,
+    pub closing: bool,
+}
+
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct Stats {
+    pub actions: BTreeMap<String, u64>,
+    pub drops: BTreeMap<String, u64>,
+}
+
+pub fn service_name(meta: &ServiceMeta) -> String {
+    let end = meta.name.iter().position(|&b| b == 0).unwrap_or(meta.name.len());
+    String::from_utf8_lossy(&meta.name[..end]).into_owned()
+}
+
+pub fn algorithm_name(code: u8) -> &'static str {
+    match code {
+        ALG_MAGLEV => "maglev",
+        ALG_SOURCE_HASH => "source_hash",
+        _ => "unknown",
+    }
+}
+
+fn forwarding_name(code: u8) -> &'static str {
+    if code == FWD_DSR { "dsr" } else { "nat" }
+}
+
+fn services(maps: &Maps) -> Vec<(u32, ServiceMeta)> {
+    (0..MAX_SERVICES)
+        .filter_map(|id| maps.service_meta.get(&id, 0).ok().map(|m| (id, m)))
+        .filter(|(_, m)| m.in_use != 0)
+        .collect()
+}
+
+pub fn vips(maps: &Maps) -> Vec<VipRow> {
+    services(maps)
+        .into_iter()
+        .map(|(_, m)| VipRow {
+            service: service_name(&m),
+            vip: socket(&m.vip.addr, m.vip.port, m.vip.family).to_string(),
+            protocol: proto_name(m.vip.proto).into(),
+            algorithm: algorithm_name(m.algorithm).into(),
+            forwarding: forwarding_name(m.forwarding).into(),
+            backends: m.backend_count,
+        })
+        .collect()
+}
+
+pub fn backends(maps: &Maps) -> Result<Vec<BackendRow>> {
+    let names: BTreeMap<u32, String> = services(maps).into_iter().map(|(id, m)| (id, service_name(&m))).collect();
+    let mut rows = Vec::new();
+    for id in 0..MAX_BACKENDS {
+        let meta = maps.backend_meta.get(&id, 0)?;
+        if meta.in_use == 0 {
+            continue;
+        }
+        let info = maps.backends.get(&id, 0)?;
+        let c = sum_counters(&maps.backend_stats.get(&id, 0)?);
+        rows.push(BackendRow {
+            service: names.get(&info.service_id).cloned().unwrap_or_default(),
+            address: socket(&info.addr, info.port, info.family).to_string(),
+            weight: meta.weight,
+            state: ["ready", "drain", "maint"].get(meta.state as usize).unwrap_or(&"unknown").to_string(),
+            health: [Health::Unknown, Health::Up, Health::Down]
+                .get(meta.health as usize)
+                .map_or("unknown", |h| h.as_str())
+                .to_string(),
+            source: source_names(meta.source).join(","),
+            packets: c.packets,
+            bytes: c.bytes,
+            new_flows: c.new_flows,
+        });
+    }
+    Ok(rows)
+}
+
+/// CLOCK_MONOTONIC, the clock `bpf_ktime_get_ns` reads.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid pointer to a timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn idle_limit(key: &FlowKey, s: &FlowState, cfg: &GlobalConfig) -> u64 {
+    if key.proto != PROTO_TCP {
+        cfg.udp_idle_ns
+    } else if s.flags & FLOW_CLOSING != 0 {
+        cfg.tcp_closing_ns
+    } else {
+        cfg.tcp_idle_ns
+    }
+}
+
+/// Live flows (entries past their idle timeout are dead to the data path and not shown).
+pub fn flows(maps: &Maps) -> Result<Vec<FlowRow>> {
+    let cfg = maps.config.get(&CONFIG_KEY, 0)?;
+    let now = monotonic_ns();
+    let mut rows = Vec::new();
+    for entry in maps.flows.iter() {
+        let Ok((key, s)) = entry else { continue };
+        let idle = now.saturating_sub(s.last_seen_ns);
+        if idle > idle_limit(&key, &s, &cfg) {
+            continue;
+        }
+        let b = maps.backends.get(&s.backend_id, 0)?;
+        rows.push(FlowRow {
+            protocol: proto_name(key.proto).into(),
+            client: socket(&key.src, key.sport, key.family).to_string(),
+            vip: socket(&key.dst, key.dport, key.family).to_string(),
+            backend: socket(&b.addr, b.port, b.family).to_string(),
+            snat_port: (s.snat_port != 0).then(|| u16::from_be(s.snat_port)),
+            idle_seconds: (idle as f64 / 1e9 * 10.0).round() / 10.0,
+            closing: s.flags & FLOW_CLOSING != 0,
+        });
+    }
+    rows.sort_by(|a, b| (&a.vip, &a.client).cmp(&(&b.vip, &b.client)));
+    Ok(rows)
+}
+
+pub fn stats(maps: &Maps) -> Result<Stats> {
+    let mut actions = BTreeMap::new();
+    for (i, name) in ACTION_NAMES.iter().enumerate() {
+        let v = maps.action_stats.get(&(i as u32), 0)?;
+        actions.insert(name.to_string(), v.iter().sum());
+    }
+    let mut drops = BTreeMap::new();
+    for (i, name) in DROP_REASON_NAMES.iter().enumerate() {
+        let v = maps.drop_stats.get(&(i as u32), 0)?;
+        drops.insert(name.to_string(), v.iter().sum());
+    }
+    Ok(Stats { actions, drops })
+}

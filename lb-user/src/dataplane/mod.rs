@@ -1,0 +1,12 @@
+//! The XDP data path from userspace: load and attach the program, pin its maps, turn the
+//! desired state into per-service tables (`plan`), write them (`writer`), and read the
+//! pinned maps back for `lb list` / `lb explain` (`maps`).
+pub mod addr;
+pub mod explain;
+pub mod inspect;
+pub mod ids;
+pub mod load;
+pub mod maps;
+pub mod neighbour;
+pub mod plan;
+pub mod writer;

@@ -1,0 +1,235 @@
+//! The reconciler's pure half: desired state in, the exact entries of every data-path map
+//! out (ids, VIP entries, backend entries, Maglev tables). Host-testable; `writer` puts the
+//! result into the maps.
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+
+use anyhow::{bail, Result};
+use lb_common::consts::*;
+use lb_common::maglev::{self, MaglevBackend};
+use lb_common::maps::{BackendInfo, BackendMeta, GlobalConfig, ServiceMeta, VipInfo, VipKey};
+
+use super::addr::{ip_words, port_be, vip_key};
+use super::ids::IdAllocator;
+use crate::config::{AdminState, Algorithm, Forwarding, Protocol};
+use crate::state::{Desired, DesiredBackend, Health};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServicePlan {
+    pub id: u32,
+    pub vip: VipKey,
+    /// `ring_gen` is the writer's business; it is 0 here.
+    pub info: VipInfo,
+    pub meta: ServiceMeta,
+    /// The VIP's address is also one of the host's own (the seed's LB-on-:8080 case).
+    pub shared_with_host: bool,
+    pub table: Vec<u32>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct BackendPlan {
+    pub id: u32,
+    pub address: SocketAddr,
+    pub info: BackendInfo,
+    pub meta: BackendMeta,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    pub global: GlobalConfig,
+    pub services: Vec<ServicePlan>,
+    pub backends: Vec<BackendPlan>,
+}
+
+/// Ids live as long as the reconciler: the same service or backend keeps its index.
+pub struct Ids {
+    services: IdAllocator<String>,
+    backends: IdAllocator<(String, SocketAddr)>,
+}
+
+impl Default for Ids {
+    fn default() -> Self {
+        Self {
+            services: IdAllocator::new(MAX_SERVICES, "services"),
+            backends: IdAllocator::new(MAX_BACKENDS, "backends"),
+        }
+    }
+}
+
+/// What the host knows that the config does not: next-hop MACs and its own addresses.
+#[derive(Clone, Debug, Default)]
+pub struct HostFacts {
+    pub neighbours: HashMap<IpAddr, [u8; 6]>,
+    pub own_addresses: HashSet<IpAddr>,
+}
+
+pub fn plan(desired: &Desired, global: GlobalConfig, host: &HostFacts, ids: &mut Ids) -> Result<Plan> {
+    let names: HashSet<&str> = desired.services.iter().map(|s| s.name.as_str()).collect();
+    let keys: HashSet<(String, SocketAddr)> = desired
+        .services
+        .iter()
+        .flat_map(|s| s.backends.iter().map(|b| (s.name.clone(), b.address)))
+        .collect();
+    ids.services.retain(|n| names.contains(n.as_str()));
+    ids.backends.retain(|k| keys.contains(k));
+
+    let mut plan = Plan { global, services: Vec::new(), backends: Vec::new() };
+    for s in &desired.services {
+        let sid = ids.services.id(&s.name)?;
+        let mut ring_members = Vec::new();
+        for b in &s.backends {
+            let bid = ids.backends.id(&(s.name.clone(), b.address))?;
+            plan.backends.push(backend_plan(bid, sid, b, host));
+            if b.in_rotation() {
+                ring_members.push(MaglevBackend::new(bid, b.address.to_string().as_bytes(), b.weight));
+            }
+        }
+        let proto = match s.protocol {
+            Protocol::Tcp => PROTO_TCP,
+            Protocol::Udp => PROTO_UDP,
+        };
+        let vip = vip_key(s.vip, proto);
+        let info = VipInfo {
+            service_id: sid,
+            ring_gen: 0,
+            algorithm: algorithm_code(s.algorithm)?,
+            forwarding: match s.forwarding {
+                Forwarding::Nat => FWD_NAT,
+                Forwarding::Dsr => FWD_DSR,
+            },
+            _pad: [0; 2],
+        };
+        plan.services.push(ServicePlan {
+            id: sid,
+            vip,
+            info,
+            meta: service_meta(&s.name, vip, &info, s.backends.len() as u32),
+            shared_with_host: host.own_addresses.contains(&s.vip.ip()),
+            table: maglev::build(&ring_members, RING_SIZE),
+        });
+    }
+    Ok(plan)
+}
+
+/// The data path's algorithm code. The XDP program implements these two today; the config
+/// check refuses the others with a clear message, and this is the one place to extend.
+fn algorithm_code(a: Algorithm) -> Result<u8> {
+    match a {
+        Algorithm::Maglev => Ok(ALG_MAGLEV),
+        Algorithm::SourceHash => Ok(ALG_SOURCE_HASH),
+        other => bail!("algorithm {other} is not implemented by the XDP data path yet"),
+    }
+}
+
+fn backend_plan(id: u32, service_id: u32, b: &DesiredBackend, host: &HostFacts) -> BackendPlan {
+    let (addr, family) = ip_words(b.address.ip());
+    let mac = host.neighbours.get(&b.address.ip()).copied();
+    let mut flags = 0;
+    if b.keeps_flows() {
+        flags |= BACKEND_ACTIVE;
+    }
+    if mac.is_some() {
+        flags |= BACKEND_HAS_MAC;
+    }
+    BackendPlan {
+        id,
+        address: b.address,
+        info: BackendInfo {
+            addr,
+            port: port_be(b.address.port()),
+            family,
+            flags,
+            service_id,
+            mac: mac.unwrap_or_default(),
+            _pad: [0; 2],
+        },
+        meta: BackendMeta {
+            weight: b.weight,
+            state: match b.state {
+                AdminState::Ready => 0,
+                AdminState::Drain => 1,
+                AdminState::Maint => 2,
+            },
+            health: match b.health {
+                Health::Unknown => 0,
+                Health::Up => 1,
+                Health::Down => 2,
+            },
+            source: b.sources,
+            in_use: 1,
+        },
+    }
+}
+
+fn service_meta(name: &str, vip: VipKey, info: &VipInfo, backend_count: u32) -> ServiceMeta {
+    let mut meta = ServiceMeta {
+        vip,
+        algorithm: info.algorithm,
+        forwarding: info.forwarding,
+        in_use: 1,
+        backend_count,
+        ..Default::default()
+    };
+    // Names are validated to at most 47 bytes; the last byte stays NUL.
+    let n = name.len().min(meta.name.len() - 1);
+    meta.name[..n].copy_from_slice(&name.as_bytes()[..n]);
+    meta
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{DesiredService, SOURCE_CONFIG};
+
+    fn backend(addr: &str, weight: u32, state: AdminState) -> DesiredBackend {
+        DesiredBackend { address: addr.parse().unwrap(), weight, state, health: Health::Unknown, sources: SOURCE_CONFIG }
+    }
+
+    fn web(backends: Vec<DesiredBackend>) -> Desired {
+        Desired {
+            services: vec![DesiredService {
+                name: "web".into(),
+                vip: "172.20.0.100:80".parse().unwrap(),
+                protocol: Protocol::Tcp,
+                algorithm: Algorithm::Maglev,
+                forwarding: Forwarding::Nat,
+                backends,
+            }],
+        }
+    }
+
+    #[test]
+    fn drain_and_maint_and_zero_weight_backends_stay_out_of_the_table() {
+        let d = web(vec![
+            backend("172.20.0.11:80", 1, AdminState::Ready),
+            backend("172.20.0.12:80", 1, AdminState::Drain),
+            backend("172.20.0.13:80", 1, AdminState::Maint),
+            backend("172.20.0.14:80", 0, AdminState::Ready),
+        ]);
+        let p = plan(&d, GlobalConfig::default(), &HostFacts::default(), &mut Ids::default()).unwrap();
+        let ids: HashSet<u32> = p.services[0].table.iter().copied().collect();
+        assert_eq!(ids, HashSet::from([p.backends[0].id]));
+        // Drain keeps its flows, maint does not.
+        assert_ne!(p.backends[1].info.flags & BACKEND_ACTIVE, 0);
+        assert_eq!(p.backends[2].info.flags & BACKEND_ACTIVE, 0);
+        assert_eq!(p.backends[0].info.flags & BACKEND_HAS_MAC, 0, "no neighbour known");
+    }
+
+    #[test]
+    fn ids_are_stable_across_reconciles_and_removed_backends_free_theirs() {
+        let mut ids = Ids::default();
+        let two = web(vec![backend("172.20.0.11:80", 1, AdminState::Ready), backend("172.20.0.12:80", 1, AdminState::Ready)]);
+        let p1 = plan(&two, GlobalConfig::default(), &HostFacts::default(), &mut ids).unwrap();
+        let one = web(vec![backend("172.20.0.12:80", 1, AdminState::Ready)]);
+        let p2 = plan(&one, GlobalConfig::default(), &HostFacts::default(), &mut ids).unwrap();
+        assert_eq!(p1.backends[1].id, p2.backends[0].id);
+        assert!(p2.services[0].table.iter().all(|&id| id == p2.backends[0].id));
+    }
+
+    #[test]
+    fn all_backends_out_leaves_an_empty_table() {
+        let d = web(vec![backend("172.20.0.11:80", 1, AdminState::Maint)]);
+        let p = plan(&d, GlobalConfig::default(), &HostFacts::default(), &mut Ids::default()).unwrap();
+        assert!(p.services[0].table.iter().all(|&id| id == NO_BACKEND));
+    }
+}

@@ -1,0 +1,113 @@
+//! The reconciler's writing half: puts a `Plan` into the maps so that every packet sees
+//! either the old or the new state of a service, never a mix:
+//! 1. backends first (a table may only name ids whose entries are in place);
+//! 2. each service's table into its shadow generation, then one VIP entry update flips it
+//!    (hash map updates replace the value whole);
+//! 3. only then are removed services and backends retired, so their flows are re-steered
+//!    by a data path that already has the new tables.
+//! Writing a table only touches the slots that differ from what that generation held.
+use std::collections::{HashMap, HashSet};
+
+use anyhow::{Context, Result};
+use lb_common::consts::{ring_base, CONFIG_KEY, RING_SIZE, VIP_ADDR_SHARED_WITH_HOST};
+use lb_common::maps::{BackendInfo, BackendMeta, ServiceMeta, VipAddrKey, VipInfo, VipKey};
+
+use super::addr::vip_addr_key;
+use super::maps::Maps;
+use super::plan::{Plan, ServicePlan};
+
+#[derive(Default)]
+struct Rings {
+    live: u32,
+    held: [Option<Vec<u32>>; 2],
+}
+
+pub struct Writer {
+    pub maps: Maps,
+    rings: HashMap<u32, Rings>,
+    vips: HashMap<u32, VipKey>,
+    addrs: HashSet<VipAddrKey>,
+    backends: HashSet<u32>,
+}
+
+impl Writer {
+    pub fn new(maps: Maps) -> Self {
+        Self { maps, rings: HashMap::new(), vips: HashMap::new(), addrs: HashSet::new(), backends: HashSet::new() }
+    }
+
+    pub fn apply(&mut self, plan: &Plan) -> Result<()> {
+        self.maps.config.set(CONFIG_KEY, plan.global, 0).context("writing LB_CONFIG")?;
+        for b in &plan.backends {
+            self.maps.backends.set(b.id, b.info, 0).context("writing LB_BACKENDS")?;
+            self.maps.backend_meta.set(b.id, b.meta, 0).context("writing LB_BACKEND_META")?;
+        }
+        let mut addrs = HashMap::new();
+        for s in &plan.services {
+            let flags = if s.shared_with_host { VIP_ADDR_SHARED_WITH_HOST } else { 0 };
+            let key = vip_addr_key(super::addr::words_ip(&s.vip.addr, s.vip.family));
+            *addrs.entry(key).or_insert(0) |= flags;
+        }
+        for (key, flags) in &addrs {
+            self.maps.vip_addrs.insert(key, flags, 0).context("writing LB_VIP_ADDRS")?;
+        }
+        for s in &plan.services {
+            self.apply_service(s)?;
+        }
+        self.retire(plan, &addrs)
+    }
+
+    fn apply_service(&mut self, s: &ServicePlan) -> Result<()> {
+        let rings = self.rings.entry(s.id).or_default();
+        let fresh = rings.held.iter().all(Option::is_none);
+        if fresh || rings.held[rings.live as usize].as_ref() != Some(&s.table) {
+            let shadow = if fresh { 0 } else { 1 - rings.live };
+            write_ring(&mut self.maps, s.id, shadow, rings.held[shadow as usize].as_deref(), &s.table)?;
+            rings.held[shadow as usize] = Some(s.table.clone());
+            rings.live = shadow;
+        }
+        // The flip: one VIP entry update makes the new table live.
+        let info = VipInfo { ring_gen: rings.live, ..s.info };
+        self.maps.vips.insert(s.vip, info, 0).context("writing LB_VIPS")?;
+        if let Some(old) = self.vips.insert(s.id, s.vip) {
+            if old != s.vip {
+                let _ = self.maps.vips.remove(&old);
+            }
+        }
+        self.maps.service_meta.set(s.id, s.meta, 0).context("writing LB_SERVICE_META")?;
+        Ok(())
+    }
+
+    fn retire(&mut self, plan: &Plan, addrs: &HashMap<VipAddrKey, u32>) -> Result<()> {
+        let live_services: HashSet<u32> = plan.services.iter().map(|s| s.id).collect();
+        let gone: Vec<u32> = self.vips.keys().copied().filter(|id| !live_services.contains(id)).collect();
+        for id in gone {
+            if let Some(key) = self.vips.remove(&id) {
+                let _ = self.maps.vips.remove(&key);
+            }
+            self.rings.remove(&id);
+            self.maps.service_meta.set(id, ServiceMeta::default(), 0)?;
+        }
+        for key in self.addrs.iter().filter(|k| !addrs.contains_key(k)) {
+            let _ = self.maps.vip_addrs.remove(key);
+        }
+        self.addrs = addrs.keys().copied().collect();
+        let live_backends: HashSet<u32> = plan.backends.iter().map(|b| b.id).collect();
+        for id in self.backends.iter().filter(|id| !live_backends.contains(id)) {
+            self.maps.backends.set(*id, BackendInfo::default(), 0)?;
+            self.maps.backend_meta.set(*id, BackendMeta::default(), 0)?;
+        }
+        self.backends = live_backends;
+        Ok(())
+    }
+}
+
+fn write_ring(maps: &mut Maps, service_id: u32, gen: u32, held: Option<&[u32]>, table: &[u32]) -> Result<()> {
+    let base = ring_base(service_id, gen);
+    for (slot, &id) in table.iter().enumerate().take(RING_SIZE as usize) {
+        if held.is_some_and(|h| h.get(slot) == Some(&id)) {
+            continue;
+        }
+        maps.ring.set(base + slot as u32, id, 0).context("writing LB_RING")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,104 @@
+//! The desired state: what every source (the config file today; agent registrations and
+//! health checks join it) says the services and backends should be. The reconciler turns it
+//! into data-path tables; nothing is read back from the maps to decide.
+use std::net::SocketAddr;
+
+use crate::config::{AdminState, Algorithm, Config, Forwarding, Protocol};
+
+/// Health as the checker last saw it. `Unknown` counts as up: a backend is not punished
+/// for not having been checked yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Health {
+    Unknown,
+    Up,
+    Down,
+}
+
+impl Health {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Unknown => "unknown",
+            Health::Up => "up",
+            Health::Down => "down",
+        }
+    }
+}
+
+/// Which sources name a backend (bit set, as stored in `BackendMeta::source`).
+pub const SOURCE_CONFIG: u8 = 1;
+pub const SOURCE_REGISTRATION: u8 = 2;
+
+pub fn source_names(bits: u8) -> Vec<&'static str> {
+    let mut v = Vec::new();
+    if bits & SOURCE_CONFIG != 0 {
+        v.push("config");
+    }
+    if bits & SOURCE_REGISTRATION != 0 {
+        v.push("registration");
+    }
+    v
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct DesiredBackend {
+    pub address: SocketAddr,
+    pub weight: u32,
+    pub state: AdminState,
+    pub health: Health,
+    pub sources: u8,
+}
+
+impl DesiredBackend {
+    /// May take new flows.
+    pub fn in_rotation(&self) -> bool {
+        self.state == AdminState::Ready && self.weight > 0 && self.health != Health::Down
+    }
+
+    /// May keep the flows it has (ready or draining, not in maintenance, not down).
+    pub fn keeps_flows(&self) -> bool {
+        self.state != AdminState::Maint && self.health != Health::Down
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct DesiredService {
+    pub name: String,
+    pub vip: SocketAddr,
+    pub protocol: Protocol,
+    pub algorithm: Algorithm,
+    pub forwarding: Forwarding,
+    pub backends: Vec<DesiredBackend>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Desired {
+    pub services: Vec<DesiredService>,
+}
+
+impl Desired {
+    pub fn from_config(cfg: &Config) -> Self {
+        let services = cfg
+            .services
+            .iter()
+            .map(|s| DesiredService {
+                name: s.name.clone(),
+                vip: s.vip,
+                protocol: s.protocol,
+                algorithm: s.algorithm,
+                forwarding: s.forwarding,
+                backends: s
+                    .backends
+                    .iter()
+                    .map(|b| DesiredBackend {
+                        address: b.address,
+                        weight: b.weight,
+                        state: b.state,
+                        health: Health::Unknown,
+                        sources: SOURCE_CONFIG,
+                    })
+                    .collect(),
+            })
+            .collect();
+        Self { services }
+    }
+}
