@@ -39,20 +39,34 @@ pub fn lb_xdp(ctx: XdpContext) -> u32 {
 
 #[inline(always)]
 fn balance(ctx: &XdpContext) -> u32 {
-    let Some(p) = parse::l3(ctx) else { return XDP_PASS };
+    let Some(p) = maps::LB_SCRATCH.get_ptr_mut(0) else { return XDP_PASS };
+    // SAFETY: per-CPU scratch; XDP runs to completion on a CPU, so nothing else uses it now.
+    let p = unsafe { &mut *p };
+    if parse::l3(ctx, p).is_none() {
+        return XDP_PASS;
+    }
     let Some(cfg) = LB_CONFIG.get(CONFIG_KEY) else { return XDP_PASS };
     // SAFETY: helper without preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
 
-    if cfg.configured != 0 && nat::to_snat_address(&p, cfg) && p.bad.is_none() && !p.fragment && is_tcp_or_udp(p.proto) {
-        return match parse::l4(ctx, &p) {
-            Ok(l4) if nat::reverse(ctx, &p, &l4, cfg, now).is_some() => XDP_TX,
-            _ => XDP_PASS,
-        };
+    // A backend's reply to one of our NAT flows? (Anything else to the SNAT address, such
+    // as the seed's service on the LB's own address, carries on below.)
+    if cfg.configured != 0 && nat::to_snat_address(p, cfg) && p.bad.is_none() && !p.fragment && is_tcp_or_udp(p.proto) {
+        if reverse_nat(ctx, p, cfg, now) {
+            return XDP_TX;
+        }
     }
 
+    vip_path(ctx, p, cfg, now)
+}
+
+/// Traffic for a VIP address. Out of line, like `reverse_nat`: each path gets its own
+/// stack frame, and only one of them is live at a time under the small caller's frame
+/// (the verifier sums the frames of a call chain against the 512-byte BPF stack).
+#[inline(never)]
+fn vip_path(ctx: &XdpContext, p: &L3, cfg: &GlobalConfig, now: u64) -> u32 {
     // One lookup decides for all non-VIP traffic: pass.
-    let Some(addr_flags) = vip_address(&p) else { return XDP_PASS };
+    let Some(addr_flags) = vip_address(p) else { return XDP_PASS };
     // Malformed input for an address only VIPs use is ours to drop; for an address the host
     // shares (the LB's own address) the kernel validates it as it would without us.
     let dedicated = addr_flags & VIP_ADDR_SHARED_WITH_HOST == 0;
@@ -65,7 +79,7 @@ fn balance(ctx: &XdpContext) -> u32 {
     if !is_tcp_or_udp(p.proto) {
         return XDP_PASS;
     }
-    let l4 = match parse::l4(ctx, &p) {
+    let l4 = match parse::l4(ctx, p) {
         Ok(l4) => l4,
         Err(reason) => return refuse(reason, dedicated),
     };
@@ -76,9 +90,18 @@ fn balance(ctx: &XdpContext) -> u32 {
     if cfg.configured == 0 {
         return drop(DropReason::NotConfigured);
     }
-    match forward(ctx, &p, &l4, &vip, cfg, now) {
+    match forward(ctx, p, &l4, &vip, now) {
         Ok(()) => XDP_TX,
         Err(reason) => drop(reason),
+    }
+}
+
+/// Out of line on purpose: see `vip_path`.
+#[inline(never)]
+fn reverse_nat(ctx: &XdpContext, p: &L3, cfg: &GlobalConfig, now: u64) -> bool {
+    match parse::l4(ctx, p) {
+        Ok(l4) => nat::reverse(ctx, p, &l4, cfg, now).is_some(),
+        Err(_) => false,
     }
 }
 
@@ -104,7 +127,9 @@ fn drop(reason: DropReason) -> u32 {
 type Steering = (u32, &'static BackendInfo, u16, bool);
 
 #[inline(always)]
-fn forward(ctx: &XdpContext, p: &L3, l4: &L4, vip: &VipInfo, cfg: &GlobalConfig, now: u64) -> Result<(), DropReason> {
+fn forward(ctx: &XdpContext, p: &L3, l4: &L4, vip: &VipInfo, now: u64) -> Result<(), DropReason> {
+    // Looked up here rather than passed: BPF functions take at most five arguments.
+    let cfg = LB_CONFIG.get(CONFIG_KEY).ok_or(DropReason::NotConfigured)?;
     let key = conntrack::key(p, l4);
     let (id, backend, snat_port, new_flow) = match established(&key, vip, cfg, now, l4.tcp_flags) {
         Some(found) => found,
@@ -141,7 +166,10 @@ fn new_flow(ctx: &XdpContext, key: &FlowKey, vip: &VipInfo, cfg: &GlobalConfig, 
     let backend = select::usable(id, vip.service_id).ok_or(DropReason::NoBackend)?;
     let mut snat_port = 0;
     if vip.forwarding == FWD_NAT {
-        let reply_to = NatValue {
+        let reply_to = maps::LB_SCRATCH_NAT.get_ptr_mut(0).ok_or(DropReason::NotConfigured)?;
+        // SAFETY: per-CPU scratch, only this program on this CPU uses it now.
+        let reply_to = unsafe { &mut *reply_to };
+        *reply_to = NatValue {
             client_addr: key.src,
             vip_addr: key.dst,
             client_port: key.sport,
@@ -151,7 +179,7 @@ fn new_flow(ctx: &XdpContext, key: &FlowKey, vip: &VipInfo, cfg: &GlobalConfig, 
             client_mac: rewrite::source_mac(ctx).ok_or(DropReason::Truncated)?,
             _pad: [0; 2],
         };
-        snat_port = nat::allocate(key, hash, backend, &reply_to, cfg, now)?;
+        snat_port = nat::allocate(key, hash, backend, reply_to, cfg)?;
     }
     if !conntrack::insert(key, id, snat_port, now, tcp_flags) {
         return Err(DropReason::FlowInsertFailed);

@@ -50,6 +50,15 @@ pub static LB_ACTION_STATS: PerCpuArray<u64> = PerCpuArray::pinned(ACTION_COUNT,
 pub static LB_DROP_STATS: PerCpuArray<u64> = PerCpuArray::pinned(DROP_REASON_COUNT, 0);
 
 /// Display data for `lb list`; the data path never reads these two.
+/// Per-CPU scratch space for the parsed headers: the 512-byte BPF stack cannot hold them
+/// beside the forwarding path's own state. Private to the program, never pinned.
+#[map]
+pub static LB_SCRATCH: PerCpuArray<crate::parse::L3> = PerCpuArray::with_max_entries(1, 0);
+
+/// Scratch for the reverse-NAT entry a new nat flow records (52 bytes off the stack).
+#[map]
+pub static LB_SCRATCH_NAT: PerCpuArray<NatValue> = PerCpuArray::with_max_entries(1, 0);
+
 #[map]
 pub static LB_SERVICE_META: Array<ServiceMeta> = Array::pinned(MAX_SERVICES, 0);
 

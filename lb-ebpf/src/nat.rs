@@ -17,7 +17,7 @@ use crate::{
 };
 
 /// Ports tried per new flow before giving up; linear probing from the flow's hash.
-const SNAT_PROBES: u32 = 8;
+const SNAT_PROBES: u32 = 4;
 
 #[inline(always)]
 fn nat_key(backend: &BackendInfo, snat_port: u16, key: &FlowKey) -> NatKey {
@@ -63,8 +63,9 @@ pub fn allocate(
     backend: &BackendInfo,
     value: &NatValue,
     cfg: &GlobalConfig,
-    now: u64,
 ) -> Result<u16, DropReason> {
+    // SAFETY: helper without preconditions. (Not an argument: BPF calls take at most five.)
+    let now = unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() };
     if cfg.snat_port_max < cfg.snat_port_min {
         return Err(DropReason::NotConfigured);
     }

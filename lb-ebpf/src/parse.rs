@@ -26,6 +26,9 @@ pub const TCP_RST: u8 = 0x04;
 /// A pointer to `T` at `off` bytes into the frame, if the whole `T` is inside it.
 #[inline(always)]
 pub fn ptr_at<T>(ctx: &XdpContext, off: usize) -> Option<*mut T> {
+    // Header offsets are below 200; the mask gives the verifier a bound for offsets that
+    // went through the scratch map (values loaded from a map are unbounded to it).
+    let off = off & 0xfff;
     let start = ctx.data();
     let end = ctx.data_end();
     if start + off + size_of::<T>() > end {
@@ -46,7 +49,8 @@ pub fn write<T: Copy>(ctx: &XdpContext, off: usize, v: T) -> Option<()> {
     ptr_at::<T>(ctx, off).map(|p| unsafe { p.write_unaligned(v) })
 }
 
-/// The network layer of a frame, as far as it could be read.
+/// The network layer of a frame, as far as it could be read. Lives in the per-CPU
+/// scratch map, not on the stack.
 pub struct L3 {
     pub l3: usize,
     pub l4: usize,
@@ -73,22 +77,23 @@ pub struct L4 {
 /// Ethernet (+ one VLAN tag) then IPv4 or IPv6. `None`: not IP, or too short to tell
 /// where it goes; the kernel gets those untouched.
 #[inline(always)]
-pub fn l3(ctx: &XdpContext) -> Option<L3> {
+pub fn l3(ctx: &XdpContext, out: &mut L3) -> Option<()> {
     let mut l3 = ETH_HLEN;
     let mut proto = u16::from_be(read::<u16>(ctx, 12)?);
     if proto == ETH_P_8021Q || proto == ETH_P_8021AD {
         proto = u16::from_be(read::<u16>(ctx, 16)?);
         l3 += 4;
     }
+    // Filled in place: one L3 on the stack, not one per branch (the BPF stack is 512 bytes).
     match proto {
-        ETH_P_IP => ipv4(ctx, l3),
-        ETH_P_IPV6 => ipv6(ctx, l3),
+        ETH_P_IP => ipv4(ctx, l3, out),
+        ETH_P_IPV6 => ipv6(ctx, l3, out),
         _ => None,
     }
 }
 
 #[inline(always)]
-fn ipv4(ctx: &XdpContext, l3: usize) -> Option<L3> {
+fn ipv4(ctx: &XdpContext, l3: usize, out: &mut L3) -> Option<()> {
     let vihl: u8 = read(ctx, l3)?;
     let tot_len = u16::from_be(read::<u16>(ctx, l3 + 2)?) as usize;
     let frag = u16::from_be(read::<u16>(ctx, l3 + 6)?);
@@ -105,7 +110,7 @@ fn ipv4(ctx: &XdpContext, l3: usize) -> Option<L3> {
     } else {
         None
     };
-    Some(L3 {
+    *out = L3 {
         l3,
         l4: l3 + hlen,
         family: FAMILY_V4,
@@ -116,18 +121,19 @@ fn ipv4(ctx: &XdpContext, l3: usize) -> Option<L3> {
         bad,
         // MF set, or a non-zero offset: either way no usable L4 header in this packet.
         fragment: frag & 0x3fff != 0,
-    })
+    };
+    Some(())
 }
 
 #[inline(always)]
-fn ipv6(ctx: &XdpContext, l3: usize) -> Option<L3> {
+fn ipv6(ctx: &XdpContext, l3: usize, out: &mut L3) -> Option<()> {
     let payload_len = u16::from_be(read::<u16>(ctx, l3 + 4)?) as usize;
     let next: u8 = read(ctx, l3 + 6)?;
     let src: [u32; 4] = read(ctx, l3 + 8)?;
     let dst: [u32; 4] = read(ctx, l3 + 24)?;
     let frame_len = ctx.data_end() - ctx.data();
     let bad = if l3 + IPV6_HLEN + payload_len > frame_len { Some(DropReason::Truncated) } else { None };
-    Some(L3 {
+    *out = L3 {
         l3,
         l4: l3 + IPV6_HLEN,
         family: FAMILY_V6,
@@ -139,7 +145,8 @@ fn ipv6(ctx: &XdpContext, l3: usize) -> Option<L3> {
         // Extension headers other than a fragment header are not walked: such packets are
         // not TCP/UDP to us and go to the kernel.
         fragment: next == IPPROTO_FRAGMENT,
-    })
+    };
+    Some(())
 }
 
 /// TCP or UDP header, checked against both the frame and the IP length.
@@ -162,12 +169,14 @@ pub fn l4(ctx: &XdpContext, p: &L3) -> Result<L4, DropReason> {
     let _: u16 = read(ctx, check_off).ok_or(DropReason::Truncated)?;
     let mut tcp_flags = 0;
     if p.proto == PROTO_TCP {
-        let doff: u8 = read(ctx, p.l4 + 12).ok_or(DropReason::Truncated)?;
+        // Data offset and flags as one 2-byte read: LLVM turns a 1-byte bounds check at a
+        // variable offset into a form the verifier cannot prove.
+        let [doff, flags]: [u8; 2] = read(ctx, p.l4 + 12).ok_or(DropReason::Truncated)?;
         let hlen = ((doff >> 4) as usize) * 4;
         if hlen < TCP_HLEN || hlen > p.l4_len {
             return Err(DropReason::BadL4Header);
         }
-        tcp_flags = read(ctx, p.l4 + 13).ok_or(DropReason::Truncated)?;
+        tcp_flags = flags;
     }
     Ok(L4 { sport, dport, tcp_flags, check_off })
 }

@@ -113,8 +113,14 @@ impl XdpDaemon {
 }
 
 pub fn global_config(cfg: &Config, interface: &str) -> Result<GlobalConfig> {
-    let d = &cfg.daemon;
     let (if_v4, if_v6) = interface_addresses(interface)?;
+    global_config_from(cfg, interface, if_v4, if_v6)
+}
+
+/// The data path's settings from the config, with the interface's addresses as the SNAT
+/// defaults.
+pub fn global_config_from(cfg: &Config, interface: &str, if_v4: Option<Ipv4Addr>, if_v6: Option<Ipv6Addr>) -> Result<GlobalConfig> {
+    let d = &cfg.daemon;
     let v4 = d.snat_ipv4.or(if_v4);
     let v6 = d.snat_ipv6.or(if_v6);
     for s in cfg.services.iter().filter(|s| s.forwarding == Forwarding::Nat) {

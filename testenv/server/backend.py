@@ -127,10 +127,12 @@ def stop(signum, frame):
 def main():
     signal.signal(signal.SIGTERM, stop)
     server = make_server()
-    host, port = server.server_address[:2]
-    shown = f"[{host}]" if ":" in host else host
-    log(f"listening on {shown}:{port}")
     try:
+        # Inside the try: a SIGTERM right after this line still ends in
+        # `finally`, which closes the socket and says so.
+        host, port = server.server_address[:2]
+        shown = f"[{host}]" if ":" in host else host
+        log(f"listening on {shown}:{port}")
         server.serve_forever()
     except (SystemExit, KeyboardInterrupt):
         pass

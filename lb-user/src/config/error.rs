@@ -99,9 +99,34 @@ impl<'a> Source<'a> {
     pub(super) fn parse_error(&self, error: &toml::de::Error) -> Diagnostic {
         let message = plain_words(error.message());
         match error.span() {
-            Some(span) => self.at(&span, message),
+            Some(span) => {
+                let hint = message
+                    .ends_with("expected a sequence")
+                    .then(|| self.single_brackets_hint(&span));
+                let message = hint.flatten().unwrap_or(message);
+                self.at(&span, message)
+            }
             None => self.unplaced(message),
         }
+    }
+
+    /// `[service]` instead of `[[service]]` is an easy slip, and serde's "invalid type: map,
+    /// expected a sequence" does not say what to write. Only array-of-tables keys (`service`,
+    /// `service.backend`) produce a sequence error at a `[header]`.
+    fn single_brackets_hint(&self, span: &Range<usize>) -> Option<String> {
+        let (header, _) = self
+            .text
+            .get(span.clone())?
+            .strip_prefix('[')?
+            .split_once(']')?;
+        if header.starts_with('[') {
+            return None;
+        }
+        let header = header.trim();
+        let entry = header.rsplit('.').next().unwrap_or(header);
+        Some(format!(
+            "[{header}] must be written [[{header}]], once per {entry}"
+        ))
     }
 
     /// 1-based line and column of a byte offset. Offsets past the end (or inside a character,

@@ -58,7 +58,6 @@ impl Config {
     }
 
     /// Parses and validates `text`; `origin` is the file name used in messages.
-    #[allow(clippy::should_implement_trait)] // two arguments: not `FromStr`
     pub fn from_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
         let source = Source::new(origin, text);
         let raw: RawConfig =

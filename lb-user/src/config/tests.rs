@@ -516,6 +516,25 @@ backend = [{ address = "172.20.0.11:80", port = 80 }]
 }
 
 #[test]
+fn single_bracket_service_table_says_to_write_double_brackets() {
+    assert_eq!(
+        error("[service]\nname = \"web\"\nvip = \"172.20.0.100:80\"\n"),
+        "lb.toml:1:1: [service] must be written [[service]], once per service"
+    );
+    assert_eq!(
+        error(
+            r#"[[service]]
+name = "web"
+vip = "172.20.0.100:80"
+[service.backend]
+address = "172.20.0.11:80"
+"#
+        ),
+        "lb.toml:4:1: [service.backend] must be written [[service.backend]], once per backend"
+    );
+}
+
+#[test]
 fn unknown_keyword_value_lists_the_valid_ones() {
     assert_eq!(
         error("[daemon]\nmode = \"fast\"\n"),

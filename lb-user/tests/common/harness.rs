@@ -1,0 +1,168 @@
+//! Packet tests run the real compiled XDP object through BPF_PROG_TEST_RUN, with its maps
+//! filled by the daemon's own code path: config text → `Config` → `Desired` → `plan` →
+//! `Writer::apply`. Like Katran's fixture tester, each case compares whole output frames.
+#![allow(dead_code)]
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use aya::programs::{TestRun, TestRunOptions, Xdp};
+use aya::Ebpf;
+use lb_common::consts::RING_SIZE;
+use lb_common::hash::{flow_hash, source_hash};
+use lb_common::reason::DropReason;
+use lb_user::config::Config;
+use lb_user::daemon::global_config_from;
+use lb_user::dataplane::addr::{ip_words, port_be};
+use lb_user::dataplane::load;
+use lb_user::dataplane::maps::Maps;
+use lb_user::dataplane::plan::{plan, HostFacts, Ids, Plan};
+use lb_user::dataplane::writer::Writer;
+use lb_user::state::Desired;
+
+use super::packet::server_mac;
+
+pub const XDP_DROP: u32 = 1;
+pub const XDP_PASS: u32 = 2;
+pub const XDP_TX: u32 = 3;
+
+const BPFFS: &str = "/run/lb-packet-tests";
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        panic!("packet tests load XDP programs and need root; run them with `cargo xtask test` as root");
+    }
+}
+
+fn pin_dir() -> PathBuf {
+    std::fs::create_dir_all(BPFFS).expect("create bpffs mount point");
+    if !load::is_bpffs(std::path::Path::new(BPFFS)) {
+        let ok = std::process::Command::new("mount").args(["-t", "bpf", "bpf", BPFFS]).status().expect("run mount");
+        assert!(ok.success() || load::is_bpffs(std::path::Path::new(BPFFS)), "cannot mount a bpffs at {BPFFS}");
+    }
+    PathBuf::from(format!("{BPFFS}/t{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)))
+}
+
+pub struct Harness {
+    writer: Writer,
+    ebpf: Ebpf,
+    pub config: Config,
+    pub plan: Plan,
+    ids: Ids,
+    facts: HostFacts,
+    pin: PathBuf,
+}
+
+/// The test network's neighbours: servers .11-.13 (and fd00:20::11-13) with MACs 02::1N.
+pub fn test_facts() -> HostFacts {
+    let mut f = HostFacts::default();
+    for n in 1..=3u8 {
+        f.neighbours.insert(format!("172.20.0.1{n}").parse().unwrap(), server_mac(n));
+        f.neighbours.insert(format!("fd00:20::1{n}").parse().unwrap(), server_mac(n));
+    }
+    f.own_addresses.insert("172.20.0.10".parse().unwrap());
+    f.own_addresses.insert("fd00:20::10".parse().unwrap());
+    f
+}
+
+impl Harness {
+    pub fn new(toml: &str) -> Self {
+        Self::with_facts(toml, test_facts())
+    }
+
+    pub fn with_facts(toml: &str, facts: HostFacts) -> Self {
+        require_root();
+        let config = Config::from_str(toml, "test.toml").unwrap_or_else(|e| panic!("test config: {e}"));
+        let pin = pin_dir();
+        let mut ebpf = load::load(&pin, config.daemon.flow_table_size).expect("load the XDP object");
+        let writer = Writer::new(Maps::take(&mut ebpf).expect("take maps"));
+        let mut h = Harness { writer, ebpf, plan: empty_plan(), config, ids: Ids::default(), facts, pin };
+        h.reconcile();
+        h
+    }
+
+    /// Apply a new config the way the daemon does (same ids, shadow tables, flip).
+    pub fn reload(&mut self, toml: &str) {
+        self.config = Config::from_str(toml, "test.toml").unwrap_or_else(|e| panic!("test config: {e}"));
+        self.reconcile();
+    }
+
+    pub fn set_facts(&mut self, facts: HostFacts) {
+        self.facts = facts;
+        self.reconcile();
+    }
+
+    fn reconcile(&mut self) {
+        let global = global_config_from(&self.config, "eth0", None, None).expect("global config");
+        let desired = Desired::from_config(&self.config);
+        self.plan = plan(&desired, global, &self.facts, &mut self.ids).expect("plan");
+        self.writer.apply(&self.plan).expect("write maps");
+    }
+
+    pub fn maps(&self) -> &Maps {
+        &self.writer.maps
+    }
+
+    /// Run one frame: (action, output frame).
+    pub fn run(&self, frame: &[u8]) -> (u32, Vec<u8>) {
+        let prog: &Xdp = self.ebpf.program(load::PROGRAM).expect("program").try_into().expect("xdp");
+        let mut out = vec![0u8; frame.len() + 256];
+        let r = prog
+            .test_run(TestRunOptions { data_in: Some(frame), data_out: Some(&mut out), ..Default::default() })
+            .expect("BPF_PROG_TEST_RUN");
+        out.truncate(r.data_size_out as usize);
+        (r.return_value, out)
+    }
+
+    pub fn drops(&self, reason: DropReason) -> u64 {
+        self.maps().drop_stats.get(&(reason as u32), 0).expect("drop stats").iter().sum()
+    }
+
+    pub fn action_count(&self, action: u32) -> u64 {
+        self.maps().action_stats.get(&action, 0).expect("action stats").iter().sum()
+    }
+
+    /// Where the data path must send a new flow: the service's table slot for the flow's
+    /// hash (computed here from the plan, not read from the maps), and the first SNAT port
+    /// it probes.
+    pub fn expected(&self, client: SocketAddr, vip: SocketAddr, proto: u8) -> (SocketAddr, u16) {
+        let (src, _) = ip_words(client.ip());
+        let (dst, _) = ip_words(vip.ip());
+        let hash = flow_hash(&src, &dst, port_be(client.port()), port_be(vip.port()), proto);
+        let service = self
+            .plan
+            .services
+            .iter()
+            .find(|s| s.vip.addr == dst && s.vip.port == port_be(vip.port()) && s.vip.proto == proto)
+            .expect("service for VIP");
+        let h = if service.info.algorithm == lb_common::consts::ALG_SOURCE_HASH { source_hash(&src) } else { hash };
+        let id = service.table[(h % RING_SIZE) as usize];
+        let backend = self.plan.backends.iter().find(|b| b.id == id).expect("backend in plan").address;
+        let g = &self.plan.global;
+        let range = (g.snat_port_max - g.snat_port_min) as u32 + 1;
+        let port = g.snat_port_min + (hash % range) as u16;
+        (backend, port)
+    }
+}
+
+fn empty_plan() -> Plan {
+    Plan { global: Default::default(), services: Vec::new(), backends: Vec::new() }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        load::unpin_all(&self.pin);
+    }
+}
+
+pub fn mac_of(addr: IpAddr) -> [u8; 6] {
+    let last = match addr {
+        IpAddr::V4(a) => a.octets()[3],
+        IpAddr::V6(a) => a.octets()[15] as u8,
+    };
+    // .11 -> server 1, and fd00:20::11 (0x11 = 17) -> server 1
+    let n = if last >= 0x11 && addr.is_ipv6() { last - 0x10 } else { last - 10 };
+    server_mac(n)
+}

@@ -1,0 +1,382 @@
+//! Packet fixtures: the real XDP object, maps written by the daemon's code, frames through
+//! BPF_PROG_TEST_RUN, whole output frames compared with frames built independently.
+//! Root only: `cargo xtask test` runs them (`--ignored`), and they fail, never skip,
+//! without root.
+mod common;
+
+use common::harness::*;
+use common::packet::*;
+use lb_common::reason::DropReason;
+
+const CONFIG: &str = r#"
+[daemon]
+interface = "eth0"
+snat_ipv4 = "172.20.0.10"
+snat_ipv6 = "fd00:20::10"
+flow_table_size = 4096
+
+[[service]]
+name = "web"
+vip = "172.20.0.100:80"
+[[service.backend]]
+address = "172.20.0.11:80"
+[[service.backend]]
+address = "172.20.0.12:80"
+[[service.backend]]
+address = "172.20.0.13:80"
+
+[[service]]
+name = "web6"
+vip = "[fd00:20::100]:80"
+[[service.backend]]
+address = "[fd00:20::11]:80"
+[[service.backend]]
+address = "[fd00:20::12]:80"
+[[service.backend]]
+address = "[fd00:20::13]:80"
+
+[[service]]
+name = "dns"
+vip = "172.20.0.100:53"
+protocol = "udp"
+[[service.backend]]
+address = "172.20.0.11:53"
+[[service.backend]]
+address = "172.20.0.12:53"
+
+[[service]]
+name = "direct"
+vip = "172.20.0.101:80"
+forwarding = "dsr"
+[[service.backend]]
+address = "172.20.0.11:80"
+[[service.backend]]
+address = "172.20.0.12:80"
+
+[[service]]
+name = "direct6"
+vip = "[fd00:20::101]:80"
+forwarding = "dsr"
+[[service.backend]]
+address = "[fd00:20::12]:80"
+
+[[service]]
+name = "seed"
+vip = "172.20.0.10:8080"
+[[service.backend]]
+address = "172.20.0.13:80"
+"#;
+
+const CLIENT: &str = "172.20.0.2:40000";
+const VIP: &str = "172.20.0.100:80";
+
+/// The frame a client packet must leave the LB as in nat mode: from our SNAT address and
+/// port to the backend, MACs from us to the backend, checksums recomputed from scratch.
+fn natted(input: &Pkt, h: &Harness) -> (Pkt, std::net::SocketAddr, u16) {
+    let (backend, port) = h.expected(input.src, input.dst, input.proto);
+    let snat: std::net::IpAddr = if backend.is_ipv4() { "172.20.0.10".parse().unwrap() } else { "fd00:20::10".parse().unwrap() };
+    let mut out = input.clone();
+    out.src = std::net::SocketAddr::new(snat, port);
+    out.dst = backend;
+    out.src_mac = LB_MAC;
+    out.dst_mac = mac_of(backend.ip());
+    (out, backend, port)
+}
+
+/// A backend's reply to the LB's SNAT address:port.
+fn reply_from(backend: std::net::SocketAddr, snat: &str, proto: u8) -> Pkt {
+    let mut p = if proto == TCP { Pkt::tcp(&backend.to_string(), snat, SYN | ACK) } else { Pkt::udp(&backend.to_string(), snat) };
+    p.src_mac = mac_of(backend.ip());
+    p.dst_mac = LB_MAC;
+    p.payload = b"HTTP/1.1 200 OK\r\n\r\n".to_vec();
+    p
+}
+
+fn assert_frame(got: (u32, Vec<u8>), action: u32, want: &[u8], what: &str) {
+    assert_eq!(got.0, action, "{what}: action");
+    assert_eq!(hex(&got.1), hex(want), "{what}: output frame");
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().chunks(16).map(|c| c.join(" ")).collect::<Vec<_>>().join("\n")
+}
+
+#[test]
+#[ignore = "needs root: cargo xtask test runs it"]
+fn tcp_syn_to_vip_is_natted_to_its_ring_backend() {
+    let h = Harness::new(CONFIG);
+    let syn = Pkt::tcp(CLIENT, VIP, SYN);
+    let (want, _, _) = natted(&syn, &h);
+    assert_frame(h.run(&syn.bytes()), XDP_TX, &want.bytes(), "SYN");
+    assert_eq!(h.action_count(XDP_TX), 1);
+    let flows = lb_user::dataplane::inspect::flows(h.maps()).unwrap();
+    assert_eq!(flows.len(), 1);
+    assert_eq!(flows[0].client, CLIENT);
+}
+
+#[test]
+#[ignore = "needs root: cargo xtask test runs it"]
+fn later_packets_of_a_flow_keep_its_backend_and_snat_port() {
+    let h = Harness::new(CONFIG);
+    let syn = Pkt::tcp(CLIENT, VIP, SYN);
+    let (want_syn, _, _) = natted(&syn, &h);
+    assert_frame(h.run(&syn.bytes()), XDP_TX, &want_syn.bytes(), "SYN");
+    let mut data = Pkt::tcp(CLIENT, VIP, ACK);
+    data.payload = vec![b'x'; 100];
+    let (want, _, _) = natted(&data, &h);
+    assert_frame(h.run(&data.bytes()), XDP_TX, &want.bytes(), "data");
+    let b = lb_user::dataplane::inspect::backends(h.maps()).unwrap();
+    assert_eq!(b.iter().map(|r| r.new_flows).sum::<u64>(), 1, "one new flow");
+    assert_eq!(b.iter().map(|r| r.packets).sum::<u64>(), 2);
+}
+
+#[test]
+#[ignore = "needs root: cargo xtask test runs it"]
+fn backend_reply_is_translated_back_to_the_client() {
+    let h = Harness::new(CONFIG);
+    let syn = Pkt::tcp(CLIENT, VIP, SYN);
+    let (_, backend, port) = natted(&syn, &h);
+    h.run(&syn.bytes());
+    let reply = reply_from(backend, &format!("172.20.0.10:{port}"), TCP);
+    let mut want = reply.clone().addrs(VIP, CLIENT);
+    want.src_mac = LB_MAC;
+    want.dst_mac = CLIENT_MAC;
+    assert_frame(h.run(&reply.bytes()), XDP_TX, &want.bytes(), "reply");
+}
+
+#[test]
+#[ignore = "needs root: cargo xtask test runs it"]
+fn reply_to_the_lb_that_is_no_nat_flow_passes_to_the_kernel() {
+    let h = Harness::new(CONFIG);
+    // The LB's own connection (e.g. a health check) from an ephemeral port.
+    let own = reply_from("172.20.0.11:80".parse().unwrap(), "172.20.0.10:45000", TCP);
+    assert_frame(h.run(&own.bytes()), XDP_PASS, &own.bytes(), "own traffic");
+    // In the SNAT range but no such flow.
+    let stray = reply_from("172.20.0.11:80".parse().unwrap(), "172.20.0.10:20001", TCP);
+    assert_frame(h.run(&stray.bytes()), XDP_PASS, &stray.bytes(), "stray");
+}
+
+#[test]
+#[ignore = "needs root: cargo xtask test runs it"]
+fn tcp_syn_in_dsr_mode_changes_only_the_macs() {
+    let h = Harness::new(CONFIG);
+    for (client, vip) in [(CLIENT, "172.20.0.101:80"), ("[fd00:20::2]:40000", "[fd00:20::101]:80")] {
+        let syn = Pkt::tcp(client, vip, SYN);
+        let (backend, _) = h.expected(syn.src, syn.dst, TCP);
+        let want = syn.clone().macs(LB_MAC, mac_of(backend.ip()));
+        assert_frame(h.run(&syn.bytes()), XDP_TX, &want.bytes(), "dsr SYN");
+    }
+}
+
+#[test]
+#[ignore = "needs root: cargo xtask test runs it"]
+fn udp_is_natted_and_replies_come_back() {
+    let h = Harness::new(CONFIG);
+    let q = Pkt::udp(CLIENT, "172.20.0.100:53");
+    let (want, backend, port) = natted(&q, &h);
+    assert_frame(h.run(&q.bytes()), XDP_TX, &want.bytes(), "query");
+    let r = reply_from(backend, &format!("172.20.0.10:{port}"), UDP);
+    let mut back = r.clone().addrs("172.20.0.100:53", CLIENT);
+    back.src_mac = LB_MAC;
+    back.dst_mac = CLIENT_MAC;
+    assert_frame(h.run(&r.bytes()), XDP_TX, &back.bytes(), "answer");
+}
+
+#[test]
+#[ignore = "needs root: cargo xtask test runs it"]
+fn udp_without_checksum_keeps_none() {
+    let h = Harness::new(CONFIG);
+    let mut q = Pkt::udp("172.20.0.2:40001", "172.20.0.100:53");
+    q.udp_no_checksum = true;
+    let (want, _, _) = natted(&q, &h);
+    let (action, out) = h.run(&q.bytes());
+    assert_eq!(action, XDP_TX);
+    assert_eq!(hex(&out), hex(&want.bytes()));
+    assert_eq!(&out[14 + 20 + 6..14 + 20 + 8], &[0, 0], "checksum stays 0");
+}
+
+#[test]
+#[ignore = "needs root: cargo xtask test runs it"]
+fn ipv6_flow_is_natted_and_its_reply_translated_back() {
+    let h = Harness::new(CONFIG);
+    let client = "[fd00:20::2]:40000";
+    let vip = "[fd00:20::100]:80";
+    let syn = Pkt::tcp(client, vip, SYN);
+    let (want, backend, port) = natted(&syn, &h);
+    assert_frame(h.run(&syn.bytes()), XDP_TX, &want.bytes(), "v6 SYN");
+    let r = reply_from(backend, &format!("[fd00:20::10]:{port}"), TCP);
+    let mut back = r.clone().addrs(vip, client);
+    back.src_mac = LB_MAC;
+    back.dst_mac = CLIENT_MAC;
+    assert_frame(h.run(&r.bytes()), XDP_TX, &back.bytes(), "v6 reply");
+}
+
+#[test]
+#[ignore = "needs root: cargo xtask test runs it"]
+fn ipv4_options_and_a_vlan_tag_are_carried_through() {
+    let h = Harness::new(CONFIG);
+    let mut syn = Pkt::tcp("172.20.0.2:40002", VIP, SYN);
+    syn.ip_options = vec![1, 1, 1, 0]; // NOP NOP NOP EOL
+    syn.vlan = Some(7);
+    let (want, _, _) = natted(&syn, &h);
+    assert_frame(h.run(&syn.bytes()), XDP_TX, &want.bytes(), "options + vlan");
+}
+
+#[test]
+#[ignore = "needs root: cargo xtask test runs it"]
+fn the_seed_service_on_the_lbs_own_address_is_balanced() {
+    let h = Harness::new(CONFIG);
+    let syn = Pkt::tcp(CLIENT, "172.20.0.10:8080", SYN);
+    let (want, backend, _) = natted(&syn, &h);
+    assert_eq!(backend.to_string(), "172.20.0.13:80");
+    assert_frame(h.run(&syn.bytes()), XDP_TX, &want.bytes(), "seed");
+}
+
+#[test]
+#[ignore = "needs root: cargo xtask test runs it"]
+fn non_vip_traffic_passes_untouched() {
+    let h = Harness::new(CONFIG);
+    let cases = [
+        Pkt::tcp(CLIENT, "172.20.0.10:22", SYN).bytes(),        // SSH to the LB itself
+        Pkt::tcp(CLIENT, "172.20.0.100:443", SYN).bytes(),      // VIP address, other port
+        Pkt::udp(CLIENT, "172.20.0.11:53").bytes(),             // to a server directly
+        Pkt::tcp("[fd00:20::2]:1", "[fd00:20::10]:22", SYN).bytes(),
+    ];
+    for frame in cases {
+        assert_frame(h.run(&frame), XDP_PASS, &frame, "non-VIP");
+    }
+    let mut arp = vec![0xff; 6];
+    arp.extend_from_slice(&CLIENT_MAC);
+    arp.extend_from_slice(&[0x08, 0x06]);
+    arp.extend_from_slice(&[0; 28]);
+    assert_frame(h.run(&arp), XDP_PASS, &arp, "ARP");
+}
+
+/// Frame surgery on a valid SYN to the VIP (IPv4 header at 14, TCP at 34).
+fn mangled(f: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut b = Pkt::tcp(CLIENT, VIP, SYN).bytes();
+    f(&mut b);
+    b
+}
+
+#[test]
+#[ignore = "needs root: cargo xtask test runs it"]
+fn malformed_packets_for_a_vip_get_their_defined_action() {
+    let h = Harness::new(CONFIG);
+    let cases: Vec<(&str, Vec<u8>, u32, Option<DropReason>)> = vec![
+        ("bare Ethernet header (the kernel refuses shorter test frames)", mangled(|b| b.truncate(14)), XDP_PASS, None),
+        ("IPv4 header cut short", mangled(|b| b.truncate(14 + 12)), XDP_PASS, None),
+        ("TCP header cut short", mangled(|b| b.truncate(14 + 20 + 10)), XDP_DROP, Some(DropReason::Truncated)),
+        ("bad IHL (3)", mangled(|b| b[14] = 0x43), XDP_DROP, Some(DropReason::BadIpHeader)),
+        ("IP total length beyond the frame", mangled(|b| b[16..18].copy_from_slice(&1500u16.to_be_bytes())), XDP_DROP, Some(DropReason::Truncated)),
+        ("fragment (MF)", mangled(|b| b[20] = 0x20), XDP_DROP, Some(DropReason::Fragment)),
+        ("later fragment", mangled(|b| { b[20] = 0x00; b[21] = 0x10 }), XDP_DROP, Some(DropReason::Fragment)),
+        ("zero-length L4", mangled(|b| b[16..18].copy_from_slice(&20u16.to_be_bytes())), XDP_DROP, Some(DropReason::BadL4Header)),
+        ("TCP data offset 4", mangled(|b| b[14 + 20 + 12] = 4 << 4), XDP_DROP, Some(DropReason::BadL4Header)),
+    ];
+    for (what, frame, action, reason) in cases {
+        let before = reason.map(|r| h.drops(r));
+        let (got, _) = h.run(&frame);
+        assert_eq!(got, action, "{what}");
+        if let (Some(r), Some(before)) = (reason, before) {
+            assert_eq!(h.drops(r), before + 1, "{what}: counted as {r:?}");
+        }
+    }
+    assert_eq!(h.action_count(0), 0, "never XDP_ABORTED");
+}
+
+#[test]
+#[ignore = "needs root: cargo xtask test runs it"]
+fn malformed_packets_to_an_address_shared_with_the_host_go_to_the_kernel() {
+    let h = Harness::new(CONFIG);
+    let mut b = Pkt::tcp(CLIENT, "172.20.0.10:8080", SYN).bytes();
+    b[20] = 0x20; // fragment
+    assert_eq!(h.run(&b).0, XDP_PASS);
+}
+
+#[test]
+#[ignore = "needs root: cargo xtask test runs it"]
+fn no_backend_in_rotation_drops_new_flows_and_unknown_macs_wait() {
+    let mut h = Harness::new(&CONFIG.replace("address = \"172.20.0.11:53\"", "address = \"172.20.0.11:53\"\nstate = \"maint\"").replace("address = \"172.20.0.12:53\"", "address = \"172.20.0.12:53\"\nstate = \"drain\""));
+    assert_eq!(h.run(&Pkt::udp(CLIENT, "172.20.0.100:53").bytes()).0, XDP_DROP);
+    assert_eq!(h.drops(DropReason::NoBackend), 1);
+    h.set_facts(lb_user::dataplane::plan::HostFacts::default());
+    assert_eq!(h.run(&Pkt::tcp(CLIENT, VIP, SYN).bytes()).0, XDP_DROP);
+    assert_eq!(h.drops(DropReason::NoNeighbor), 1);
+}
+
+#[test]
+#[ignore = "needs root: cargo xtask test runs it"]
+fn a_flow_keeps_its_backend_when_the_set_changes_and_moves_only_when_its_backend_goes() {
+    let mut h = Harness::new(CONFIG);
+    // Many flows, so some land on every backend.
+    let clients: Vec<String> = (0..60).map(|i| format!("172.20.0.2:{}", 41000 + i)).collect();
+    let mut first = Vec::new();
+    for c in &clients {
+        let (_, out) = h.run(&Pkt::tcp(c, VIP, SYN).bytes());
+        first.push(out[30..34].to_vec()); // destination address after NAT
+    }
+    // Add a fourth backend: a new flow may go there, existing ones stay.
+    let with_four = CONFIG.replace("address = \"172.20.0.13:80\"\n", "address = \"172.20.0.13:80\"\n[[service.backend]]\naddress = \"172.20.0.14:80\"\n");
+    let mut facts = test_facts();
+    facts.neighbours.insert("172.20.0.14".parse().unwrap(), server_mac(4));
+    h.set_facts(facts);
+    h.reload(&with_four);
+    for (c, dst) in clients.iter().zip(&first) {
+        let (_, out) = h.run(&Pkt::tcp(c, VIP, ACK).bytes());
+        assert_eq!(&out[30..34], &dst[..], "{c} kept its backend");
+    }
+    // Remove backend .12: its flows are re-steered, the others stay.
+    h.reload(&with_four.replace("[[service.backend]]\naddress = \"172.20.0.12:80\"\n", ""));
+    for (c, dst) in clients.iter().zip(&first) {
+        let (action, out) = h.run(&Pkt::tcp(c, VIP, ACK).bytes());
+        assert_eq!(action, XDP_TX);
+        if dst[..] == [172, 20, 0, 12] {
+            assert_ne!(&out[30..34], &dst[..], "{c} left the removed backend");
+        } else {
+            assert_eq!(&out[30..34], &dst[..], "{c} kept its backend");
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs root: cargo xtask test runs it"]
+fn explain_names_the_backend_real_packets_get() {
+    let h = Harness::new(CONFIG);
+    for i in 0..20 {
+        let client = format!("172.20.0.2:{}", 42000 + i);
+        let e = lb_user::dataplane::explain::explain(h.maps(), VIP.parse().unwrap(), client.parse().unwrap(), TCP).unwrap();
+        assert_eq!(e.decision, "new flow");
+        let (_, out) = h.run(&Pkt::tcp(&client, VIP, SYN).bytes());
+        let dst = std::net::Ipv4Addr::new(out[30], out[31], out[32], out[33]);
+        assert_eq!(e.backend.as_deref(), Some(format!("{dst}:80").as_str()));
+        let again = lb_user::dataplane::explain::explain(h.maps(), VIP.parse().unwrap(), client.parse().unwrap(), TCP).unwrap();
+        assert_eq!(again.decision, "existing flow");
+        assert_eq!(again.backend, e.backend);
+    }
+}
+
+#[test]
+#[ignore = "needs root: cargo xtask test runs it"]
+fn random_and_mutated_frames_never_abort() {
+    let h = Harness::new(CONFIG);
+    let mut seed = 0x1234_5678_9abc_def0u64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let bases = [Pkt::tcp(CLIENT, VIP, SYN).bytes(), Pkt::udp(CLIENT, "172.20.0.100:53").bytes(), Pkt::tcp("[fd00:20::2]:5", "[fd00:20::100]:80", SYN).bytes()];
+    for i in 0..3000 {
+        let mut f = bases[i % 3].clone();
+        for _ in 0..(next() % 4 + 1) {
+            let at = (next() as usize) % f.len();
+            f[at] = next() as u8;
+        }
+        f.truncate(14 + (next() as usize) % (f.len() - 13));
+        let (action, _) = h.run(&f);
+        assert!(matches!(action, XDP_DROP | XDP_PASS | XDP_TX), "frame {i}: action {action}");
+    }
+    assert_eq!(h.action_count(0), 0, "never XDP_ABORTED");
+}
