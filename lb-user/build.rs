@@ -10,7 +10,7 @@ fn main() -> anyhow::Result<()> {
     if skip {
         // Host-only builds (no bpf-linker): an empty object, which the loader refuses with a
         // clear message instead of failing the whole build.
-        fs::write(out_dir.join("lb"), [])?;
+        fs::write(out_dir.join("lb-xdp"), [])?;
     }
     let root = ebpf_dir.to_str().ok_or_else(|| anyhow::anyhow!("non-UTF-8 path"))?;
     aya_build::build_ebpf(

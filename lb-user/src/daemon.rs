@@ -53,7 +53,7 @@ impl XdpDaemon {
             facts: HostFacts { own_addresses: own_addresses(), ..Default::default() },
             interface: interface.clone(),
         };
-        daemon.refresh_neighbours()?;
+        daemon.await_neighbours();
         daemon.reconcile()?;
         load::attach(&mut daemon.ebpf, &interface, d.xdp_attach == crate::config::XdpAttach::Generic)?;
         info!(interface, mode = %d.xdp_attach, pin_path = %d.pin_path.display(), "XDP program attached");
@@ -75,6 +75,20 @@ impl XdpDaemon {
         Ok(())
     }
 
+    /// At start, give neighbour resolution a moment (bounded), so the first tables already
+    /// reach every backend; whatever is still missing is picked up by the refresh loop.
+    fn await_neighbours(&mut self) {
+        let wanted: usize = self.desired.services.iter().flat_map(|s| s.backends.iter().map(|b| b.address.ip())).collect::<HashSet<_>>().len();
+        for _ in 0..20 {
+            match self.refresh_neighbours() {
+                Ok(_) if self.facts.neighbours.len() >= wanted => return,
+                Ok(_) => {}
+                Err(e) => warn!("neighbour lookup failed: {e:#}"),
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Re-read next-hop MACs; reconcile when one appeared or changed.
     pub fn refresh_neighbours(&mut self) -> Result<bool> {
         let ips: HashSet<IpAddr> =
@@ -88,14 +102,52 @@ impl XdpDaemon {
         Ok(true)
     }
 
-    pub async fn serve(mut self, pin_path: &Path) -> Result<()> {
+    /// Re-read the config: validate first, keep running the old one on any error; on
+    /// success apply the difference (the writer only touches what changed, flows stay).
+    /// Daemon-level keys that need a re-attach or a re-load (interface, pin_path,
+    /// flow_table_size) take effect at the next start.
+    pub fn reload(&mut self, path: &Path) {
+        let _span = info_span!("reload", path = %path.display()).entered();
+        let cfg = match Config::from_file(path) {
+            Ok(cfg) => cfg,
+            Err(e) => {
+                warn!("config reload failed, the running config stays:\n{e}");
+                return;
+            }
+        };
+        let global = match global_config(&cfg, &self.interface) {
+            Ok(g) => g,
+            Err(e) => {
+                warn!("config reload failed, the running config stays: {e:#}");
+                return;
+            }
+        };
+        let (old_desired, old_global) = (std::mem::replace(&mut self.desired, Desired::from_config(&cfg)), self.global);
+        self.global = global;
+        self.await_neighbours();
+        match self.reconcile() {
+            Ok(()) => info!("config reloaded"),
+            Err(e) => {
+                warn!("config reload could not be applied, going back: {e:#}");
+                self.desired = old_desired;
+                self.global = old_global;
+                if let Err(e) = self.reconcile() {
+                    warn!("restoring the previous tables failed: {e:#}");
+                }
+            }
+        }
+    }
+
+    pub async fn serve(mut self, config_path: &Path, pin_path: &Path) -> Result<()> {
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
+        let mut hup = signal(SignalKind::hangup())?;
         let mut tick = tokio::time::interval(NEIGHBOUR_REFRESH);
         loop {
             tokio::select! {
                 _ = term.recv() => break,
                 _ = int.recv() => break,
+                _ = hup.recv() => self.reload(config_path),
                 _ = tick.tick() => {
                     match self.refresh_neighbours() {
                         Ok(true) => self.reconcile()?,

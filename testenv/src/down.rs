@@ -26,13 +26,27 @@ pub fn down() -> Result<()> {
     for ns in &ours {
         run("ip", &["netns", "delete", ns])?;
     }
-    if is_mount_point(BPFFS_DIR)? {
-        run("umount", &[BPFFS_DIR])?;
+    // Every mount under /run/lbt, deepest first (bpffs, and any a test or a person added).
+    let mut mounts = mounts_under(RUN_DIR);
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    for m in mounts {
+        run("umount", &[&m])?;
     }
+    debug_assert!(!is_mount_point(BPFFS_DIR).unwrap_or(false));
     if Path::new(RUN_DIR).exists() {
         std::fs::remove_dir_all(RUN_DIR).with_context(|| format!("removing {RUN_DIR}"))?;
     }
     Ok(())
+}
+
+fn mounts_under(dir: &str) -> Vec<String> {
+    let prefix = format!("{dir}/");
+    std::fs::read_to_string("/proc/self/mounts")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1).map(str::to_string))
+        .filter(|m| m == dir || m.starts_with(&prefix))
+        .collect()
 }
 
 /// Best effort: a namespace file left unmounted by a crash has no pids to

@@ -23,6 +23,7 @@
 //! ```
 
 mod down;
+mod lb;
 mod lock;
 mod netns;
 mod process;
@@ -32,6 +33,7 @@ mod up;
 mod xdp_pass;
 
 pub use down::down;
+pub use lb::{lb_binary, LbDaemon, LB_CONFIG, LB_LOG, LB_PIN_PATH};
 pub use lock::{lock_network, NetworkLock};
 pub use netns::{curl, exec, exec_ok, is_root, require_root, spawn, spawn_logged};
 pub use servers::{add_server, backend_script, python, start_server, stop_server};

@@ -46,7 +46,7 @@ pub fn exec_ok(ns: &str, args: &[&str]) -> Result<String> {
 /// Starts `args` inside `ns` with stdout and stderr piped (read them, or use
 /// `wait_with_output`, or the child blocks once a pipe is full).
 pub fn spawn(ns: &str, args: &[&str]) -> Result<Child> {
-    spawn_with(ns, args, Stdio::piped(), Stdio::piped(), Group::Caller)
+    spawn_with(ns, args, Stdio::piped(), Stdio::piped(), Group::Caller, Stdio::piped())
 }
 
 /// Starts `args` inside `ns` with stdout and stderr appended to `log`: for
@@ -60,7 +60,7 @@ pub fn spawn_logged(ns: &str, args: &[&str], log: &Path) -> Result<Child> {
             .open(log)
             .with_context(|| format!("opening log {}", log.display()))
     };
-    spawn_with(ns, args, open()?.into(), open()?.into(), Group::Own)
+    spawn_with(ns, args, open()?.into(), open()?.into(), Group::Own, Stdio::null())
 }
 
 /// Which process group a spawned child joins.
@@ -77,13 +77,14 @@ fn spawn_with(
     stdout: Stdio,
     stderr: Stdio,
     group: Group,
+    stdin: Stdio,
 ) -> Result<Child> {
     use std::os::unix::process::CommandExt;
     let full = netns_exec_args(ns, args)?;
     let mut command = Command::new("ip");
     command
         .args(&full)
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(stdout)
         .stderr(stderr);
     if let Group::Own = group {

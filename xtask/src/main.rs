@@ -1,1 +1,79 @@
-fn main() {}
+//! `cargo xtask deps|build|demo|test|testenv`: the project's only entry points for setting a
+//! machine up, building, demonstrating and testing. Everything that gets installed is
+//! installed by `deps`, which the other commands call first.
+mod cmd;
+mod demo;
+mod deps;
+mod test;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what this machine lacks (apt packages, nightly rust-src, bpf-linker). Idempotent.
+    Deps,
+    /// deps, then build the workspace (the XDP program included).
+    Build,
+    /// deps, build, bring up the test network, balance real HTTP through XDP, show the result.
+    Demo,
+    /// deps, build, then all three test layers: host, packet (BPF_PROG_TEST_RUN), network.
+    Test {
+        /// Only the host unit tests (no root needed).
+        #[arg(long)]
+        host_only: bool,
+    },
+    /// The netns/veth test network.
+    Testenv {
+        #[command(subcommand)]
+        action: TestenvAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum TestenvAction {
+    /// Build it (clearing leftovers first).
+    Up {
+        /// Also put the VIPs on the servers' loopback, for dsr.
+        #[arg(long)]
+        dsr: bool,
+    },
+    /// Remove all of it.
+    Down,
+}
+
+fn main() {
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("xtask: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.task {
+        Task::Deps => deps::install(),
+        Task::Build => {
+            deps::install()?;
+            cmd::build()
+        }
+        Task::Demo => {
+            deps::install()?;
+            cmd::build()?;
+            demo::run()
+        }
+        Task::Test { host_only } => {
+            deps::install()?;
+            cmd::build()?;
+            test::run(host_only)
+        }
+        Task::Testenv { action: TestenvAction::Up { dsr } } => testenv::up(&testenv::UpOptions { dsr }),
+        Task::Testenv { action: TestenvAction::Down } => testenv::down(),
+    }
+}

@@ -20,7 +20,7 @@ pub fn run(path: &Path) -> Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async {
         let daemon = XdpDaemon::start(&cfg)?;
-        daemon.serve(&cfg.daemon.pin_path).await
+        daemon.serve(path, &cfg.daemon.pin_path).await
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -7,7 +7,7 @@ use aya::{Ebpf, EbpfLoader};
 use lb_common::consts::map_names;
 
 /// The XDP object built by build.rs (empty when built with AYA_BUILD_SKIP=1).
-pub static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb"));
+pub static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-xdp"));
 
 pub const PROGRAM: &str = "lb_xdp";
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;

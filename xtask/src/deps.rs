@@ -1,0 +1,109 @@
+//! `cargo xtask deps`: everything a fresh Debian 12 machine lacks, installed idempotently.
+//! Each step first checks whether its result is already there, so a complete machine costs
+//! a few fast queries.
+use std::process::Command;
+
+use anyhow::{bail, Result};
+
+use crate::cmd::{cargo_bin, is_root, path_with_llvm, status};
+
+/// Debian packages: LLVM 22 for bpf-linker, and the tools the tests, demo and benchmarks use.
+const APT_PACKAGES: &[&str] = &[
+    "llvm-22-dev",
+    "libpolly-22-dev",
+    "libclang-common-22-dev",
+    "libzstd-dev",
+    "zlib1g-dev",
+    "build-essential",
+    "iproute2",
+    "ethtool",
+    "bpftool",
+    "tcpdump",
+    "curl",
+    "python3",
+    "python3-scapy",
+    "wrk",
+    "iperf3",
+    "nftables",
+    "procps",
+    "mount",
+];
+
+const BPF_LINKER_VERSION: &str = "0.13.0";
+
+pub fn install() -> Result<()> {
+    apt()?;
+    nightly()?;
+    bpf_linker()?;
+    println!("==> dependencies present");
+    Ok(())
+}
+
+fn installed(pkg: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", pkg])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+}
+
+fn need_root(what: &str) -> Result<()> {
+    if !is_root() {
+        bail!("{what} must be installed, which needs root: run `sudo cargo xtask deps` (or the command again as root)");
+    }
+    Ok(())
+}
+
+fn apt() -> Result<()> {
+    let missing: Vec<&str> = APT_PACKAGES.iter().copied().filter(|p| !installed(p)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    need_root(&format!("Debian packages {}", missing.join(" ")))?;
+    println!("==> apt-get install {}", missing.join(" "));
+    let mut update = Command::new("apt-get");
+    update.args(["update", "-qq"]);
+    status(update)?;
+    let mut install = Command::new("apt-get");
+    install.env("DEBIAN_FRONTEND", "noninteractive").args(["install", "-y", "-qq"]).args(&missing);
+    status(install)
+}
+
+fn rustup_out(args: &[&str]) -> String {
+    Command::new("rustup").args(args).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default()
+}
+
+/// The eBPF crate builds with nightly's `-Z build-std=core`, which needs rust-src.
+fn nightly() -> Result<()> {
+    if !rustup_out(&["toolchain", "list"]).lines().any(|l| l.starts_with("nightly")) {
+        println!("==> rustup toolchain install nightly");
+        let mut c = Command::new("rustup");
+        c.args(["toolchain", "install", "nightly", "--profile", "minimal"]);
+        status(c)?;
+    }
+    if !rustup_out(&["component", "list", "--toolchain", "nightly", "--installed"]).lines().any(|l| l.starts_with("rust-src")) {
+        println!("==> rustup component add rust-src --toolchain nightly");
+        let mut c = Command::new("rustup");
+        c.args(["component", "add", "rust-src", "--toolchain", "nightly"]);
+        status(c)?;
+    }
+    Ok(())
+}
+
+/// bpf-linker 0.13.0 built against Debian's LLVM 22 (not its bundled LLVM download).
+fn bpf_linker() -> Result<()> {
+    let linker = format!("{}/bpf-linker", cargo_bin());
+    let version = Command::new(&linker).arg("--version").output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    if version.contains(BPF_LINKER_VERSION) {
+        return Ok(());
+    }
+    println!("==> cargo install bpf-linker@{BPF_LINKER_VERSION} (LLVM 22), a few minutes");
+    let mut c = Command::new("cargo");
+    c.env("PATH", path_with_llvm()).args([
+        "install",
+        &format!("bpf-linker@{BPF_LINKER_VERSION}"),
+        "--no-default-features",
+        "--features",
+        "llvm-22",
+    ]);
+    status(c)
+}
