@@ -135,3 +135,125 @@ mod tests {
         assert_eq!(udp_fixup(0x1111, 0x2222), 0x2222);
     }
 }
+
+/// Whole packets: an IPv4 header and a TCP or UDP segment with random addresses, ports and
+/// payload, rewritten the way nat does it (both addresses and both ports), incrementally,
+/// compared with checksums computed from scratch over the rewritten packet.
+#[cfg(test)]
+mod packet_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    struct Packet {
+        ip: [u8; 20],
+        l4: Vec<u8>,
+        udp: bool,
+    }
+
+    fn be_sum(data: &[u8], mut acc: u32) -> u32 {
+        for c in data.chunks(2) {
+            acc += u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32;
+        }
+        acc
+    }
+
+    fn be_check(data: &[u8], acc: u32) -> u16 {
+        let mut s = be_sum(data, acc);
+        while s >> 16 != 0 {
+            s = (s & 0xffff) + (s >> 16);
+        }
+        !(s as u16)
+    }
+
+    impl Packet {
+        fn new(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, udp: bool, payload: &[u8]) -> Self {
+            let mut ip = [0u8; 20];
+            ip[0] = 0x45;
+            let l4_len = if udp { 8 } else { 20 } + payload.len();
+            ip[2..4].copy_from_slice(&((20 + l4_len) as u16).to_be_bytes());
+            ip[8] = 64;
+            ip[9] = if udp { 17 } else { 6 };
+            ip[12..16].copy_from_slice(&src);
+            ip[16..20].copy_from_slice(&dst);
+            let mut l4 = vec![0u8; if udp { 8 } else { 20 }];
+            l4[0..2].copy_from_slice(&sport.to_be_bytes());
+            l4[2..4].copy_from_slice(&dport.to_be_bytes());
+            if udp {
+                l4[4..6].copy_from_slice(&(l4_len as u16).to_be_bytes());
+            } else {
+                l4[12] = 5 << 4;
+            }
+            l4.extend_from_slice(payload);
+            let mut p = Packet { ip, l4, udp };
+            p.fill_checksums();
+            p
+        }
+
+        fn check_at(&self) -> usize {
+            if self.udp { 6 } else { 16 }
+        }
+
+        /// From scratch: IP header checksum, and L4 over the pseudo-header.
+        fn fill_checksums(&mut self) {
+            self.ip[10..12].copy_from_slice(&[0, 0]);
+            let c = be_check(&self.ip, 0);
+            self.ip[10..12].copy_from_slice(&c.to_be_bytes());
+            let at = self.check_at();
+            self.l4[at..at + 2].copy_from_slice(&[0, 0]);
+            let mut pseudo = Vec::new();
+            pseudo.extend_from_slice(&self.ip[12..20]);
+            pseudo.extend_from_slice(&[0, self.ip[9]]);
+            pseudo.extend_from_slice(&(self.l4.len() as u16).to_be_bytes());
+            let mut c = be_check(&self.l4, be_sum(&pseudo, 0));
+            if self.udp && c == 0 {
+                c = 0xffff;
+            }
+            self.l4[at..at + 2].copy_from_slice(&c.to_be_bytes());
+        }
+
+        fn word(b: &[u8], at: usize) -> u32 {
+            u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+        }
+
+        fn half(b: &[u8], at: usize) -> u16 {
+            u16::from_ne_bytes([b[at], b[at + 1]])
+        }
+
+        /// The data path's sequence (lb-ebpf rewrite.rs): native reads, RFC 1624 updates.
+        fn nat_incrementally(&mut self, src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) {
+            let (old_src, old_dst) = (Self::word(&self.ip, 12), Self::word(&self.ip, 16));
+            let (new_src, new_dst) = (u32::from_ne_bytes(src), u32::from_ne_bytes(dst));
+            let ip_check = replace32(replace32(Self::half(&self.ip, 10), old_src, new_src), old_dst, new_dst);
+            self.ip[10..12].copy_from_slice(&ip_check.to_ne_bytes());
+            self.ip[12..16].copy_from_slice(&src);
+            self.ip[16..20].copy_from_slice(&dst);
+            let at = self.check_at();
+            let old_check = Self::half(&self.l4, at);
+            let (new_sport, new_dport) = (sport.to_be(), dport.to_be());
+            let mut c = replace32(replace32(old_check, old_src, new_src), old_dst, new_dst);
+            c = replace16(c, Self::half(&self.l4, 0), new_sport);
+            c = replace16(c, Self::half(&self.l4, 2), new_dport);
+            if self.udp {
+                c = udp_fixup(old_check, c);
+            }
+            self.l4[0..2].copy_from_slice(&new_sport.to_ne_bytes());
+            self.l4[2..4].copy_from_slice(&new_dport.to_ne_bytes());
+            self.l4[at..at + 2].copy_from_slice(&c.to_ne_bytes());
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn nat_rewrite_checksums_equal_a_full_recomputation(
+            src in any::<[u8; 4]>(), dst in any::<[u8; 4]>(), sport in any::<u16>(), dport in any::<u16>(),
+            nsrc in any::<[u8; 4]>(), ndst in any::<[u8; 4]>(), nsport in any::<u16>(), ndport in any::<u16>(),
+            udp in any::<bool>(), payload in proptest::collection::vec(any::<u8>(), 0..300)
+        ) {
+            let mut inc = Packet::new(src, dst, sport, dport, udp, &payload);
+            inc.nat_incrementally(nsrc, ndst, nsport, ndport);
+            let full = Packet::new(nsrc, ndst, nsport, ndport, udp, &payload);
+            prop_assert_eq!(inc.ip, full.ip, "IPv4 header");
+            prop_assert_eq!(&inc.l4, &full.l4, "L4 segment");
+        }
+    }
+}

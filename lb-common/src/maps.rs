@@ -176,6 +176,29 @@ pub struct BackendMeta {
     pub in_use: u8,
 }
 
+impl GlobalConfig {
+    /// How long a flow may sit idle before it counts as gone: the protocol's timeout, or the
+    /// short closing one once a FIN or RST was seen. The data path, `lb list flows` and
+    /// `lb explain` all decide liveness with this one rule.
+    #[inline(always)]
+    pub fn idle_limit_ns(&self, proto: u8, flow_flags: u8) -> u64 {
+        if proto != crate::consts::PROTO_TCP {
+            self.udp_idle_ns
+        } else if flow_flags & crate::consts::FLOW_CLOSING != 0 {
+            self.tcp_closing_ns
+        } else {
+            self.tcp_idle_ns
+        }
+    }
+}
+
+impl FlowState {
+    #[inline(always)]
+    pub fn is_live(&self, proto: u8, now_ns: u64, cfg: &GlobalConfig) -> bool {
+        now_ns.saturating_sub(self.last_seen_ns) <= cfg.idle_limit_ns(proto, self.flags)
+    }
+}
+
 impl VipKey {
     pub const fn v4(addr_be: u32, port_be: u16, proto: u8) -> Self {
         Self { addr: [addr_be, 0, 0, 0], port: port_be, proto, family: FAMILY_V4 }
@@ -224,5 +247,24 @@ mod tests {
         assert_eq!(size_of::<Counters>(), 24);
         assert_eq!(size_of::<ServiceMeta>(), 48 + 20 + 4 + 4);
         assert_eq!(size_of::<BackendMeta>(), 8);
+    }
+}
+
+#[cfg(test)]
+mod liveness_tests {
+    use super::*;
+    use crate::consts::{FLOW_CLOSING, PROTO_TCP, PROTO_UDP};
+
+    #[test]
+    fn flows_live_until_their_protocols_idle_limit() {
+        let cfg = GlobalConfig { tcp_idle_ns: 300, udp_idle_ns: 30, tcp_closing_ns: 10, ..Default::default() };
+        let open = FlowState { last_seen_ns: 1000, ..Default::default() };
+        let closing = FlowState { flags: FLOW_CLOSING, ..open };
+        assert!(open.is_live(PROTO_TCP, 1300, &cfg));
+        assert!(!open.is_live(PROTO_TCP, 1301, &cfg));
+        assert!(closing.is_live(PROTO_TCP, 1010, &cfg));
+        assert!(!closing.is_live(PROTO_TCP, 1011, &cfg));
+        assert!(open.is_live(PROTO_UDP, 1030, &cfg));
+        assert!(!open.is_live(PROTO_UDP, 1031, &cfg));
     }
 }

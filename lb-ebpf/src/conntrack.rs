@@ -3,7 +3,7 @@
 //! was seen) counts as gone, so its next packet is a new flow.
 
 use lb_common::{
-    consts::{FLOW_CLOSING, PROTO_TCP},
+    consts::FLOW_CLOSING,
     maps::{FlowKey, FlowState, GlobalConfig},
 };
 
@@ -25,24 +25,12 @@ pub fn key(p: &L3, l4: &L4) -> FlowKey {
     }
 }
 
-#[inline(always)]
-fn idle_limit(proto: u8, flags: u8, cfg: &GlobalConfig) -> u64 {
-    if proto != PROTO_TCP {
-        cfg.udp_idle_ns
-    } else if flags & FLOW_CLOSING != 0 {
-        cfg.tcp_closing_ns
-    } else {
-        cfg.tcp_idle_ns
-    }
-}
-
 /// The live entry of a flow, if any.
 #[inline(always)]
 pub fn live(key: &FlowKey, now: u64, cfg: &GlobalConfig) -> Option<*mut FlowState> {
     let state = LB_FLOWS.get_ptr_mut(key)?;
     // SAFETY: map value pointer from a successful lookup.
-    let s = unsafe { &*state };
-    if now.saturating_sub(s.last_seen_ns) > idle_limit(key.proto, s.flags, cfg) {
+    if !unsafe { &*state }.is_live(key.proto, now, cfg) {
         return None;
     }
     Some(state)

@@ -3,7 +3,7 @@
 //! runs them one at a time (`--ignored --test-threads=1`); without root they fail.
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout};
 use std::time::Duration;
 
 use testenv::{LbDaemon, NetworkLock, CLIENT_NS, LB_NS, VIP_V4, VIP_V6};

@@ -61,14 +61,7 @@ pub fn explain(maps: &Maps, vip: SocketAddr, client: SocketAddr, proto: u8) -> R
     };
     if let Ok(state) = maps.flows.get(&key, 0) {
         let cfg = maps.config.get(&CONFIG_KEY, 0)?;
-        let limit = if proto != PROTO_TCP {
-            cfg.udp_idle_ns
-        } else if state.flags & FLOW_CLOSING != 0 {
-            cfg.tcp_closing_ns
-        } else {
-            cfg.tcp_idle_ns
-        };
-        if monotonic_ns().saturating_sub(state.last_seen_ns) <= limit {
+        if state.is_live(proto, monotonic_ns(), &cfg) {
             if let Some(b) = usable(state.backend_id) {
                 out.decision = "existing flow".into();
                 out.backend = Some(b);

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 use lb_common::consts::*;
-use lb_common::maps::{FlowKey, FlowState, GlobalConfig, ServiceMeta};
+use lb_common::maps::ServiceMeta;
 use lb_common::reason::{ACTION_NAMES, DROP_REASON_NAMES};
 use serde::Serialize;
 
@@ -127,16 +127,6 @@ pub fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-fn idle_limit(key: &FlowKey, s: &FlowState, cfg: &GlobalConfig) -> u64 {
-    if key.proto != PROTO_TCP {
-        cfg.udp_idle_ns
-    } else if s.flags & FLOW_CLOSING != 0 {
-        cfg.tcp_closing_ns
-    } else {
-        cfg.tcp_idle_ns
-    }
-}
-
 /// Live flows (entries past their idle timeout are dead to the data path and not shown).
 pub fn flows(maps: &Maps) -> Result<Vec<FlowRow>> {
     let cfg = maps.config.get(&CONFIG_KEY, 0)?;
@@ -144,10 +134,10 @@ pub fn flows(maps: &Maps) -> Result<Vec<FlowRow>> {
     let mut rows = Vec::new();
     for entry in maps.flows.iter() {
         let Ok((key, s)) = entry else { continue };
-        let idle = now.saturating_sub(s.last_seen_ns);
-        if idle > idle_limit(&key, &s, &cfg) {
+        if !s.is_live(key.proto, now, &cfg) {
             continue;
         }
+        let idle = now.saturating_sub(s.last_seen_ns);
         let b = maps.backends.get(&s.backend_id, 0)?;
         rows.push(FlowRow {
             protocol: proto_name(key.proto).into(),

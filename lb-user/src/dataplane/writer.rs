@@ -5,6 +5,7 @@
 //!    (hash map updates replace the value whole);
 //! 3. only then are removed services and backends retired, so their flows are re-steered
 //!    by a data path that already has the new tables.
+//!
 //! Writing a table only touches the slots that differ from what that generation held.
 use std::collections::{HashMap, HashSet};
 

@@ -160,7 +160,7 @@ impl Drop for Harness {
 pub fn mac_of(addr: IpAddr) -> [u8; 6] {
     let last = match addr {
         IpAddr::V4(a) => a.octets()[3],
-        IpAddr::V6(a) => a.octets()[15] as u8,
+        IpAddr::V6(a) => a.octets()[15],
     };
     // .11 -> server 1, and fd00:20::11 (0x11 = 17) -> server 1
     let n = if last >= 0x11 && addr.is_ipv6() { last - 0x10 } else { last - 10 };

@@ -129,16 +129,14 @@ impl Pkt {
         let mut h = Vec::new();
         h.extend_from_slice(&self.src.port().to_be_bytes());
         h.extend_from_slice(&self.dst.port().to_be_bytes());
-        let check_at;
+        let check_at = if self.proto == TCP { 16 } else { 6 };
         if self.proto == TCP {
             h.extend_from_slice(&1000u32.to_be_bytes()); // seq
             h.extend_from_slice(&(if self.tcp_flags & ACK != 0 { 2000u32 } else { 0 }).to_be_bytes());
             h.extend_from_slice(&[5 << 4, self.tcp_flags, 0xff, 0xff, 0, 0, 0, 0]);
-            check_at = 16;
         } else {
             h.extend_from_slice(&((8 + self.payload.len()) as u16).to_be_bytes());
             h.extend_from_slice(&[0, 0]);
-            check_at = 6;
         }
         h.extend_from_slice(&self.payload);
         if !(self.proto == UDP && self.udp_no_checksum) {
