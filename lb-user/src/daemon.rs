@@ -43,7 +43,14 @@ impl XdpDaemon {
         reserve_snat_ports(d.snat_ports.start, d.snat_ports.end);
         ensure_bpffs(&d.pin_path)?;
         let mut ebpf = load::load(&d.pin_path, d.flow_table_size)?;
-        let writer = Writer::new(Maps::take(&mut ebpf)?);
+        Maps::take(&mut ebpf)
+            .and_then(|maps| Self::finish_start(cfg, Writer::new(maps), ebpf, global, interface))
+            // Nothing half-started stays behind: the maps we pinned go with the failure.
+            .inspect_err(|_| load::unpin_all(&d.pin_path))
+    }
+
+    fn finish_start(cfg: &Config, writer: Writer, ebpf: Ebpf, global: GlobalConfig, interface: String) -> Result<Self> {
+        let d = &cfg.daemon;
         let mut daemon = XdpDaemon {
             writer,
             ebpf,
