@@ -27,6 +27,8 @@ impl Health {
 /// Which sources name a backend (bit set, as stored in `BackendMeta::source`).
 pub const SOURCE_CONFIG: u8 = 1;
 pub const SOURCE_REGISTRATION: u8 = 2;
+/// No source names it any more; it drains its flows for a grace period, then leaves.
+pub const SOURCE_RETIRING: u8 = 4;
 
 pub fn source_names(bits: u8) -> Vec<&'static str> {
     let mut v = Vec::new();
@@ -35,6 +37,9 @@ pub fn source_names(bits: u8) -> Vec<&'static str> {
     }
     if bits & SOURCE_REGISTRATION != 0 {
         v.push("registration");
+    }
+    if bits & SOURCE_RETIRING != 0 {
+        v.push("retiring");
     }
     v
 }

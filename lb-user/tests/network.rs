@@ -1,12 +1,13 @@
 //! Network tests: the netns test network, the real `lb run` attached by XDP on the LB's
 //! eth0, the seed's backends, real clients (curl, sockets). Root only: `cargo xtask test`
 //! runs them one at a time (`--ignored --test-threads=1`); without root they fail.
+mod common;
+
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, ChildStdout};
 use std::time::Duration;
 
-use testenv::{LbDaemon, NetworkLock, CLIENT_NS, LB_NS, VIP_V4, VIP_V6};
+use common::net::*;
+use testenv::{CLIENT_NS, LB_NS, VIP_V4, VIP_V6};
 
 fn config(forwarding: &str, extra_v4_backend: Option<&str>, drop_v4_backend: Option<&str>) -> String {
     let mut v4 = vec!["172.20.0.11:80", "172.20.0.12:80", "172.20.0.13:80"];
@@ -23,45 +24,6 @@ fn config(forwarding: &str, extra_v4_backend: Option<&str>, drop_v4_backend: Opt
         backends(&["[fd00:20::11]:80", "[fd00:20::12]:80", "[fd00:20::13]:80"]),
         pin = testenv::LB_PIN_PATH,
     )
-}
-
-/// The test network, up for one test and down afterwards (the lock keeps tests apart).
-struct Net {
-    _lock: NetworkLock,
-}
-
-impl Net {
-    fn up(dsr: bool) -> Self {
-        testenv::require_root();
-        let lock = testenv::lock_network().expect("lock the test network");
-        testenv::up(&testenv::UpOptions { dsr }).expect("test network up");
-        Net { _lock: lock }
-    }
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        let _ = testenv::down();
-    }
-}
-
-fn start(cfg: &str) -> LbDaemon {
-    LbDaemon::start(&testenv::lb_binary(), cfg).unwrap_or_else(|e| panic!("lb run: {e:#}"))
-}
-
-fn server_of(body: &str) -> String {
-    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"));
-    v["server"].as_str().expect("server field").to_string()
-}
-
-/// `n` requests through `url` from the client; the set of servers that answered.
-fn servers_reached(url: &str, n: usize) -> BTreeSet<String> {
-    (0..n)
-        .map(|_| {
-            let body = testenv::curl(CLIENT_NS, url, Duration::from_secs(3)).unwrap_or_else(|e| panic!("curl {url}: {e:#}"));
-            server_of(&body)
-        })
-        .collect()
 }
 
 fn all_three() -> BTreeSet<String> {
@@ -90,58 +52,6 @@ fn curl_through_the_ipv4_and_ipv6_vips_in_dsr_mode_reaches_all_three_servers() {
     let backends: Vec<serde_json::Value> = serde_json::from_str(&lb.list_json("backends").unwrap()).unwrap();
     let new_flows: u64 = backends.iter().map(|b| b["new_flows"].as_u64().unwrap()).sum();
     assert!(new_flows >= 60, "the data path counted the flows it steered: {new_flows}");
-}
-
-/// A client holding one HTTP/1.1 keep-alive connection to the VIP, sending a request each
-/// time it is told to and printing which server answered.
-struct KeepAliveClient {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
-
-const KEEPALIVE_CLIENT: &str = r#"
-import json, socket, sys
-s = socket.create_connection((sys.argv[1], 80), timeout=5)
-f = s.makefile("rb")
-print(s.getsockname()[1], flush=True)
-for _ in sys.stdin:
-    s.sendall(b"GET / HTTP/1.1\r\nHost: vip\r\n\r\n")
-    length = 0
-    while True:
-        line = f.readline()
-        if line in (b"\r\n", b""):
-            break
-        if line.lower().startswith(b"content-length:"):
-            length = int(line.split(b":")[1])
-    print(json.loads(f.read(length))["server"], flush=True)
-"#;
-
-impl KeepAliveClient {
-    fn connect(vip: &str) -> (Self, u16) {
-        let mut child = testenv::spawn(CLIENT_NS, &["python3", "-c", KEEPALIVE_CLIENT, vip]).expect("spawn client");
-        let stdin = child.stdin.take().expect("stdin");
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut port = String::new();
-        stdout.read_line(&mut port).expect("client port");
-        let port = port.trim().parse().unwrap_or_else(|_| panic!("client did not connect: {port:?}"));
-        (KeepAliveClient { child, stdin, stdout }, port)
-    }
-
-    fn request(&mut self) -> String {
-        writeln!(self.stdin).expect("tell the client to send");
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).expect("client answer");
-        assert!(!line.is_empty(), "the connection broke");
-        line.trim().to_string()
-    }
-}
-
-impl Drop for KeepAliveClient {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]
@@ -201,12 +111,18 @@ fn the_lbs_own_tcp_service_on_a_non_vip_port_still_works_with_xdp_attached() {
 
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
-fn the_daemon_exits_cleanly_on_sigterm_and_leaves_nothing_attached() {
+fn sigterm_leaves_the_data_path_forwarding_and_detach_on_exit_removes_everything() {
     let _net = Net::up(false);
-    let mut lb = start(&config("nat", None, None));
-    assert!(testenv::xdp_attached(LB_NS, "eth0").unwrap());
-    let status = lb.stop().unwrap();
-    assert!(status.success(), "exit status {status}");
+    let cfg = config("nat", None, None);
+    let mut lb = start(&cfg);
+    assert!(lb.stop().unwrap().success());
+    // Hitless by default: no daemon, and the XDP program still balances.
+    assert!(testenv::xdp_attached(LB_NS, "eth0").unwrap(), "still attached");
+    assert_eq!(servers_reached(&format!("http://{VIP_V4}/"), 30), all_three());
+    // A daemon started with --detach-on-exit adopts it, and takes it all away on SIGTERM.
+    let mut lb = testenv::LbDaemon::start_with(&testenv::lb_binary(), &cfg, &["--detach-on-exit"]).unwrap();
+    assert!(lb.log().contains("replaced in the running link"), "adopted: {}", lb.log());
+    assert!(lb.stop().unwrap().success());
     assert!(!testenv::xdp_attached(LB_NS, "eth0").unwrap(), "XDP detached");
     let out = std::process::Command::new(testenv::lb_binary()).args(["list", "vips", "--pin-path", testenv::LB_PIN_PATH]).output().unwrap();
     assert!(!out.status.success());

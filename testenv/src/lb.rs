@@ -32,13 +32,24 @@ impl LbDaemon {
     /// Start `lb run` in the LB namespace with `config` and wait (at most 20 s) until it has
     /// attached XDP.
     pub fn start(bin: &Path, config: &str) -> Result<Self> {
+        Self::start_with(bin, config, &[])
+    }
+
+    /// As `start`, with extra `lb run` arguments (e.g. `--detach-on-exit`). The config is
+    /// only written when `config` is not empty (a restart re-uses the file).
+    pub fn start_with(bin: &Path, config: &str, extra: &[&str]) -> Result<Self> {
         std::fs::create_dir_all(RUN_DIR)?;
-        std::fs::write(LB_CONFIG, config).context("writing the daemon's config")?;
+        if !config.is_empty() {
+            std::fs::write(LB_CONFIG, config).context("writing the daemon's config")?;
+        }
         let _ = std::fs::remove_file(LB_LOG);
         let bin_s = bin.to_str().context("non-UTF-8 path")?;
-        let child = spawn_logged(LB_NS, &[bin_s, "run", "-c", LB_CONFIG], Path::new(LB_LOG))?;
+        let mut args = vec![bin_s, "run", "-c", LB_CONFIG];
+        args.extend_from_slice(extra);
+        let child = spawn_logged(LB_NS, &args, Path::new(LB_LOG))?;
         let mut d = LbDaemon { child: Some(child), bin: bin.to_path_buf() };
-        d.wait_for_log("XDP program attached", Duration::from_secs(20))?;
+        // "XDP program attached" on a fresh start, "XDP program replaced ..." on adoption.
+        d.wait_for_log("XDP program", Duration::from_secs(20))?;
         Ok(d)
     }
 
@@ -97,6 +108,14 @@ impl LbDaemon {
             bail!("lb list {what} failed: {}", String::from_utf8_lossy(&out.stderr));
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// SIGKILL: the daemon gets no chance to clean up (a crash).
+    pub fn kill(&mut self) -> Result<()> {
+        let mut child = self.child.take().context("daemon not running")?;
+        child.kill()?;
+        child.wait()?;
+        Ok(())
     }
 
     /// Stop with SIGTERM and wait (at most 10 s); returns the exit status.

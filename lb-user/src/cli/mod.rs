@@ -1,4 +1,6 @@
 //! The command line (contract in ARCHITECTURE.md): noun-verb subcommands, `--help` on each.
+mod agent;
+mod backend;
 mod check;
 mod explain;
 mod list;
@@ -29,6 +31,10 @@ pub enum Command {
         /// Config file
         #[arg(short, long, default_value = "/etc/lb/lb.toml")]
         config: PathBuf,
+        /// On SIGTERM/SIGINT, detach XDP and remove the pinned maps. Without it the program
+        /// keeps forwarding with its tables and flows for the next `lb run` to adopt.
+        #[arg(long)]
+        detach_on_exit: bool,
     },
     /// Validate a config file: prints "ok" and exits 0, or FILE:LINE:COL errors and exits 1.
     Check {
@@ -61,6 +67,14 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run beside a backend: register it with the LB, heartbeat its lease, and on
+    /// SIGTERM/SIGINT drain, wait, deregister and exit 0.
+    Agent(agent::AgentArgs),
+    /// Change a registered or configured backend through the admin API.
+    Backend {
+        #[command(subcommand)]
+        command: backend::BackendCommand,
+    },
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,9 +93,11 @@ pub enum Proto {
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Run { config } => run::run(&config),
+        Command::Run { config, detach_on_exit } => run::run(&config, detach_on_exit),
         Command::Check { config } => Ok(check::check(&config)),
         Command::List { what, pin_path, json } => list::list(what, &pin_path, json),
         Command::Explain { vip, client, proto, pin_path, json } => explain::explain(vip, client, proto, &pin_path, json),
+        Command::Agent(args) => agent::agent(args),
+        Command::Backend { command } => backend::backend(command),
     }
 }

@@ -36,6 +36,15 @@ impl<K: Eq + Hash + Clone> IdAllocator<K> {
         Ok(id)
     }
 
+    /// Take over an id given by a previous daemon (adoption); the next new key gets an id
+    /// after it.
+    pub fn seed(&mut self, key: K, id: u32) {
+        if id < self.capacity {
+            self.by_key.insert(key, id);
+            self.next = self.next.max((id + 1) % self.capacity);
+        }
+    }
+
     /// Forget every key `keep` says no to, freeing its id.
     pub fn retain(&mut self, mut keep: impl FnMut(&K) -> bool) {
         self.by_key.retain(|k, _| keep(k));

@@ -51,7 +51,7 @@ pub fn program(ebpf: &mut Ebpf) -> Result<&mut Xdp> {
 
 /// Attach to `interface`: native (driver) mode unless `generic` is asked for. Fails with
 /// the kernel's reason and what to try instead; never falls back silently.
-pub fn attach(ebpf: &mut Ebpf, interface: &str, generic: bool) -> Result<()> {
+pub fn attach(ebpf: &mut Ebpf, interface: &str, generic: bool) -> Result<aya::programs::xdp::XdpLinkId> {
     let mode = if generic { XdpMode::Skb } else { XdpMode::Driver };
     let what = if generic { "generic" } else { "native" };
     program(ebpf)?.attach(interface, mode).map_err(|e| {
@@ -61,8 +61,7 @@ pub fn attach(ebpf: &mut Ebpf, interface: &str, generic: bool) -> Result<()> {
             "the driver may lack native XDP support (try daemon.xdp_attach = \"generic\"), or another XDP program is attached"
         };
         anyhow::anyhow!("{what} XDP attach to {interface} failed: {e:#}; {hint}")
-    })?;
-    Ok(())
+    })
 }
 
 /// Remove the pinned maps (clean shutdown): nothing of ours is left in the BPF filesystem.
@@ -81,6 +80,7 @@ pub fn unpin_all(pin_dir: &Path) {
         map_names::DROP_STATS,
         map_names::SERVICE_META,
         map_names::BACKEND_META,
+        super::xdp::LINK_PIN,
     ] {
         let _ = std::fs::remove_file(pin_dir.join(name));
     }

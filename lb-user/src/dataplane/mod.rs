@@ -2,6 +2,7 @@
 //! desired state into per-service tables (`plan`), write them (`writer`), and read the
 //! pinned maps back for `lb list` / `lb explain` (`maps`).
 pub mod addr;
+pub mod adopt;
 pub mod explain;
 pub mod inspect;
 pub mod ids;
@@ -10,3 +11,4 @@ pub mod maps;
 pub mod neighbour;
 pub mod plan;
 pub mod writer;
+pub mod xdp;

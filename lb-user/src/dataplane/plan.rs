@@ -56,6 +56,18 @@ impl Default for Ids {
     }
 }
 
+impl Ids {
+    /// Keep the ids a previous daemon gave out: its flows still name them.
+    pub fn seed(&mut self, adopted: &super::adopt::Adopted) {
+        for (id, name, _, _) in &adopted.services {
+            self.services.seed(name.clone(), *id);
+        }
+        for (id, service, address) in &adopted.backends {
+            self.backends.seed((service.clone(), *address), *id);
+        }
+    }
+}
+
 /// What the host knows that the config does not: next-hop MACs and its own addresses.
 #[derive(Clone, Debug, Default)]
 pub struct HostFacts {
@@ -79,8 +91,11 @@ pub fn plan(desired: &Desired, global: GlobalConfig, host: &HostFacts, ids: &mut
         let mut ring_members = Vec::new();
         for b in &s.backends {
             let bid = ids.backends.id(&(s.name.clone(), b.address))?;
+            let reachable = host.neighbours.contains_key(&b.address.ip());
             plan.backends.push(backend_plan(bid, sid, b, host));
-            if b.in_rotation() {
+            // Only backends we can reach take new flows: one whose next-hop MAC is not
+            // resolved yet joins the table once it is (within a neighbour refresh).
+            if b.in_rotation() && reachable {
                 ring_members.push(MaglevBackend::new(bid, b.address.to_string().as_bytes(), b.weight));
             }
         }
@@ -207,21 +222,30 @@ mod tests {
             backend("172.20.0.14:80", 0, AdminState::Ready),
         ]);
         let p = plan(&d, GlobalConfig::default(), &HostFacts::default(), &mut Ids::default()).unwrap();
+        assert!(p.services[0].table.iter().all(|&id| id == NO_BACKEND), "no MAC known: nothing reachable");
+        let mut facts = HostFacts::default();
+        for b in &d.services[0].backends {
+            facts.neighbours.insert(b.address.ip(), [2, 0, 0, 0, 0, 1]);
+        }
+        let p = plan(&d, GlobalConfig::default(), &facts, &mut Ids::default()).unwrap();
         let ids: HashSet<u32> = p.services[0].table.iter().copied().collect();
         assert_eq!(ids, HashSet::from([p.backends[0].id]));
         // Drain keeps its flows, maint does not.
         assert_ne!(p.backends[1].info.flags & BACKEND_ACTIVE, 0);
         assert_eq!(p.backends[2].info.flags & BACKEND_ACTIVE, 0);
-        assert_eq!(p.backends[0].info.flags & BACKEND_HAS_MAC, 0, "no neighbour known");
+        assert_ne!(p.backends[0].info.flags & BACKEND_HAS_MAC, 0);
     }
 
     #[test]
     fn ids_are_stable_across_reconciles_and_removed_backends_free_theirs() {
         let mut ids = Ids::default();
         let two = web(vec![backend("172.20.0.11:80", 1, AdminState::Ready), backend("172.20.0.12:80", 1, AdminState::Ready)]);
-        let p1 = plan(&two, GlobalConfig::default(), &HostFacts::default(), &mut ids).unwrap();
+        let mut facts = HostFacts::default();
+        facts.neighbours.insert("172.20.0.11".parse().unwrap(), [2, 0, 0, 0, 0, 11]);
+        facts.neighbours.insert("172.20.0.12".parse().unwrap(), [2, 0, 0, 0, 0, 12]);
+        let p1 = plan(&two, GlobalConfig::default(), &facts, &mut ids).unwrap();
         let one = web(vec![backend("172.20.0.12:80", 1, AdminState::Ready)]);
-        let p2 = plan(&one, GlobalConfig::default(), &HostFacts::default(), &mut ids).unwrap();
+        let p2 = plan(&one, GlobalConfig::default(), &facts, &mut ids).unwrap();
         assert_eq!(p1.backends[1].id, p2.backends[0].id);
         assert!(p2.services[0].table.iter().all(|&id| id == p2.backends[0].id));
     }

@@ -21,6 +21,8 @@ use super::plan::{Plan, ServicePlan};
 struct Rings {
     live: u32,
     held: [Option<Vec<u32>>; 2],
+    /// Live generation taken over from a previous daemon, contents unknown to us.
+    adopted: bool,
 }
 
 pub struct Writer {
@@ -34,6 +36,18 @@ pub struct Writer {
 impl Writer {
     pub fn new(maps: Maps) -> Self {
         Self { maps, rings: HashMap::new(), vips: HashMap::new(), addrs: HashSet::new(), backends: HashSet::new() }
+    }
+
+    /// Continue from a previous daemon's maps: its live generations stay live until the
+    /// first apply writes the other one and flips, and what it installed is retired like
+    /// anything else the plan no longer names.
+    pub fn adopt(&mut self, adopted: &super::adopt::Adopted) {
+        for (id, _, vip, gen) in &adopted.services {
+            self.rings.insert(*id, Rings { live: *gen & 1, held: [None, None], adopted: true });
+            self.vips.insert(*id, *vip);
+            self.addrs.insert(super::addr::vip_addr_key(super::addr::words_ip(&vip.addr, vip.family)));
+        }
+        self.backends.extend(adopted.backends.iter().map(|b| b.0));
     }
 
     pub fn apply(&mut self, plan: &Plan) -> Result<()> {
@@ -59,9 +73,12 @@ impl Writer {
 
     fn apply_service(&mut self, s: &ServicePlan) -> Result<()> {
         let rings = self.rings.entry(s.id).or_default();
-        let fresh = rings.held.iter().all(Option::is_none);
+        // A service seen for the first time has no live table: write generation 0. Otherwise
+        // (including one adopted from a previous daemon) write the generation not in use.
+        let fresh = rings.held.iter().all(Option::is_none) && !rings.adopted;
         if fresh || rings.held[rings.live as usize].as_ref() != Some(&s.table) {
             let shadow = if fresh { 0 } else { 1 - rings.live };
+            rings.adopted = false;
             write_ring(&mut self.maps, s.id, shadow, rings.held[shadow as usize].as_deref(), &s.table)?;
             rings.held[shadow as usize] = Some(s.table.clone());
             rings.live = shadow;

@@ -12,7 +12,7 @@ use lb_common::consts::RING_SIZE;
 use lb_common::hash::{flow_hash, source_hash};
 use lb_common::reason::DropReason;
 use lb_user::config::Config;
-use lb_user::daemon::global_config_from;
+use lb_user::dataplane::xdp::global_config_from;
 use lb_user::dataplane::addr::{ip_words, port_be};
 use lb_user::dataplane::load;
 use lb_user::dataplane::maps::Maps;

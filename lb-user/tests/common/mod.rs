@@ -1,2 +1,4 @@
+#![allow(dead_code)]
 pub mod harness;
+pub mod net;
 pub mod packet;

@@ -1,0 +1,64 @@
+//! Every failure the admin API returns: a status and a JSON body `{"error": "..."}`, so
+//! scripts and `lb agent` can always parse an answer, whatever went wrong.
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::control::ApiError;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpError {
+    pub status: StatusCode,
+    pub message: String,
+    /// One message per line, for 422 (a reload's validation errors); omitted when empty.
+    pub errors: Vec<String>,
+}
+
+impl HttpError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self { status, message: message.into(), errors: Vec::new() }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+}
+
+impl From<ApiError> for HttpError {
+    fn from(e: ApiError) -> Self {
+        match e {
+            ApiError::NotFound(m) => Self::new(StatusCode::NOT_FOUND, m),
+            ApiError::BadRequest(m) => Self::new(StatusCode::BAD_REQUEST, m),
+            ApiError::Unavailable(m) => Self::new(StatusCode::SERVICE_UNAVAILABLE, m),
+            ApiError::Unprocessable(m) => {
+                let errors = m.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
+                Self { status: StatusCode::UNPROCESSABLE_ENTITY, message: m.trim().to_string(), errors }
+            }
+        }
+    }
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let body = if self.errors.is_empty() {
+            json!({ "error": self.message })
+        } else {
+            json!({ "error": self.message, "errors": self.errors })
+        };
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            // RFC 6750: tell the client which scheme to use.
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}

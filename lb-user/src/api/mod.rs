@@ -1,0 +1,64 @@
+//! The admin HTTP API (ARCHITECTURE.md, "Contract: admin API"): health and readiness
+//! probes, Prometheus metrics, and the calls agents and operators use to register
+//! backends, change their state and reload the config. Every change goes through the
+//! controller (`ControlHandle`); this module only speaks HTTP.
+//!
+//! One concern per file: `routes` (the table), `auth` (bearer token), `body` and
+//! `register` (request bodies), `params` (path parameters), `error` (JSON errors),
+//! `services`/`probes`/`scrape` (handlers), `trace` (a span per request).
+mod auth;
+mod body;
+mod error;
+mod params;
+mod probes;
+mod register;
+mod routes;
+mod scrape;
+mod services;
+mod trace;
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, RwLock};
+
+use anyhow::Context;
+
+use crate::control::{ControlHandle, Telemetry};
+
+pub use body::MAX_BODY_BYTES;
+pub use error::HttpError;
+pub use routes::router;
+
+/// What every handler sees.
+#[derive(Clone)]
+pub struct ApiState {
+    pub control: ControlHandle,
+    /// The bearer token mutating calls need; `None` refuses them all. Behind a lock so the
+    /// daemon can swap it (e.g. on reload) without restarting the server.
+    pub token: Arc<RwLock<Option<String>>>,
+    pub telemetry: Arc<Telemetry>,
+    /// Where the data path's maps are pinned, opened on each scrape.
+    pub pin_path: PathBuf,
+    /// Set once the data path serves traffic (`/readyz`).
+    pub ready: Arc<AtomicBool>,
+}
+
+/// The token in `path`, trimmed; `None` when the file is missing, unreadable or blank.
+pub fn load_token(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let token = text.trim();
+    (!token.is_empty()).then(|| token.to_string())
+}
+
+/// Serves the API on `listener` until `shutdown` completes, then lets requests in
+/// flight finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let local = listener.local_addr().ok();
+    tracing::info!(address = ?local, "admin API listening");
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await.context("admin API server failed")
+}

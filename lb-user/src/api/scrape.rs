@@ -1,0 +1,33 @@
+//! `GET /metrics`. The pinned maps are opened on every scrape: they appear once the daemon
+//! has attached and outlive daemon restarts, so holding them here would go stale.
+use axum::extract::State;
+use axum::http::{header::CONTENT_TYPE, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::ApiState;
+use crate::dataplane::maps::Maps;
+use crate::metrics;
+
+pub const CONTENT_TYPE_0_0_4: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+pub async fn metrics(State(state): State<ApiState>) -> Response {
+    // Without the controller there are still data-path counters worth scraping.
+    let services = state.control.services().await.unwrap_or_else(|e| {
+        tracing::warn!("metrics without services: {e}");
+        Vec::new()
+    });
+    let telemetry = state.telemetry.snapshot();
+    let pin_path = state.pin_path.clone();
+    // Map reads are syscalls, and the flow-table walk can take a while: off the runtime.
+    let rendered = tokio::task::spawn_blocking(move || {
+        let maps =
+            Maps::open_pinned(&pin_path).inspect_err(|e| tracing::debug!("metrics without the data path: {e:#}")).ok();
+        metrics::render(&telemetry, &services, maps.as_ref())
+    })
+    .await;
+    match rendered {
+        Ok(text) => ([(CONTENT_TYPE, CONTENT_TYPE_0_0_4)], text).into_response(),
+        Err(e) => super::error::HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("metrics failed: {e}"))
+            .into_response(),
+    }
+}

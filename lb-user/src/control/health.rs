@@ -1,0 +1,191 @@
+//! Active health checks: one task per backend probes it every `interval` (with jitter, so a
+//! thousand backends are not probed in the same millisecond) and reports each result to the
+//! controller, whose `Tracker` turns runs of results into health changes.
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+use crate::config::{HealthCheck, HealthCheckType};
+use crate::state::Health;
+
+/// One probe's outcome.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckResult {
+    pub ok: bool,
+    pub detail: String,
+    pub duration: Duration,
+    pub finished: Instant,
+}
+
+/// A result on its way to the controller.
+#[derive(Debug)]
+pub struct Report {
+    pub service: String,
+    pub address: SocketAddr,
+    pub result: CheckResult,
+}
+
+/// Consecutive results → health. `Unknown` (never checked) counts as up for traffic; it
+/// becomes `Up` after `healthy` successes in a row and `Down` after `unhealthy` failures.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tracker {
+    pub health: Health,
+    successes: u32,
+    failures: u32,
+}
+
+impl Default for Tracker {
+    fn default() -> Self {
+        Self { health: Health::Unknown, successes: 0, failures: 0 }
+    }
+}
+
+impl Tracker {
+    /// Record one result; `Some(new)` when the health changed.
+    pub fn record(&mut self, ok: bool, healthy: u32, unhealthy: u32) -> Option<Health> {
+        if ok {
+            self.successes = self.successes.saturating_add(1);
+            self.failures = 0;
+        } else {
+            self.failures = self.failures.saturating_add(1);
+            self.successes = 0;
+        }
+        let next = if ok && self.successes >= healthy {
+            Health::Up
+        } else if !ok && self.failures >= unhealthy {
+            Health::Down
+        } else {
+            self.health
+        };
+        (next != self.health).then(|| {
+            self.health = next;
+            next
+        })
+    }
+}
+
+/// Probe once: `tcp` connects; `http` sends a GET and checks the status line.
+pub async fn probe(check: &HealthCheck, address: SocketAddr) -> CheckResult {
+    let start = Instant::now();
+    let outcome = tokio::time::timeout(check.timeout, attempt(check, address)).await;
+    let (ok, detail) = match outcome {
+        Ok(Ok(detail)) => (true, detail),
+        Ok(Err(detail)) => (false, detail),
+        Err(_) => (false, format!("timeout after {}", crate::config::format_duration(check.timeout))),
+    };
+    CheckResult { ok, detail, duration: start.elapsed(), finished: Instant::now() }
+}
+
+async fn attempt(check: &HealthCheck, address: SocketAddr) -> Result<String, String> {
+    let mut stream = TcpStream::connect(address).await.map_err(|e| format!("connect: {e}"))?;
+    if check.kind != HealthCheckType::Http {
+        return Ok("connected".into());
+    }
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: {address}\r\nUser-Agent: lb-health-check\r\nConnection: close\r\n\r\n",
+        check.path
+    );
+    stream.write_all(request.as_bytes()).await.map_err(|e| format!("send: {e}"))?;
+    let status = read_status(&mut stream).await?;
+    if check.expected_status.contains(status) {
+        Ok(format!("HTTP {status}"))
+    } else {
+        Err(format!("HTTP {status}, expected {}", check.expected_status))
+    }
+}
+
+/// The status code of an HTTP/1.x response's first line.
+async fn read_status(stream: &mut TcpStream) -> Result<u16, String> {
+    let mut buf = Vec::with_capacity(64);
+    let mut chunk = [0u8; 64];
+    while !buf.contains(&b'\n') && buf.len() < 1024 {
+        let n = stream.read(&mut chunk).await.map_err(|e| format!("receive: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    parse_status_line(&buf).ok_or_else(|| "not an HTTP response".to_string())
+}
+
+pub fn parse_status_line(buf: &[u8]) -> Option<u16> {
+    let line = buf.split(|&b| b == b'\n').next()?;
+    let text = std::str::from_utf8(line).ok()?;
+    let mut parts = text.split_whitespace();
+    parts.next().filter(|v| v.starts_with("HTTP/1."))?;
+    parts.next()?.parse().ok().filter(|c| (100..=599).contains(c))
+}
+
+/// The task checking one backend until the controller drops it (aborts the task) or the
+/// channel closes.
+pub async fn run(check: HealthCheck, service: String, address: SocketAddr, reports: mpsc::Sender<Report>) {
+    // Start at a random point in the first interval: checks spread out instead of bursting.
+    let first = rand::thread_rng().gen_range(0.0..1.0) * check.interval.as_secs_f64().min(0.5);
+    tokio::time::sleep(Duration::from_secs_f64(first)).await;
+    loop {
+        let result = probe(&check, address).await;
+        if reports.send(Report { service: service.clone(), address, result }).await.is_err() {
+            return;
+        }
+        let jitter = rand::thread_rng().gen_range(0.9..1.1);
+        tokio::time::sleep(check.interval.mul_f64(jitter)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thresholds_turn_runs_of_results_into_health_changes() {
+        let mut t = Tracker::default();
+        assert_eq!(t.record(false, 2, 3), None);
+        assert_eq!(t.record(false, 2, 3), None);
+        assert_eq!(t.record(true, 2, 3), None, "a success resets the failure run");
+        assert_eq!(t.record(true, 2, 3), Some(Health::Up));
+        assert_eq!(t.record(false, 2, 3), None);
+        assert_eq!(t.record(false, 2, 3), None);
+        assert_eq!(t.record(false, 2, 3), Some(Health::Down));
+        assert_eq!(t.record(false, 2, 3), None, "no repeated change");
+        assert_eq!(t.record(true, 2, 3), None);
+        assert_eq!(t.record(true, 2, 3), Some(Health::Up));
+    }
+
+    #[test]
+    fn status_lines_parse_and_garbage_does_not() {
+        assert_eq!(parse_status_line(b"HTTP/1.1 200 OK\r\n"), Some(200));
+        assert_eq!(parse_status_line(b"HTTP/1.0 503 Service Unavailable\r\n"), Some(503));
+        assert_eq!(parse_status_line(b"SSH-2.0-OpenSSH\r\n"), None);
+        assert_eq!(parse_status_line(b"HTTP/1.1 999 what\r\n"), None);
+        assert_eq!(parse_status_line(b""), None);
+    }
+
+    #[tokio::test]
+    async fn probes_on_loopback_tell_up_from_down() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut buf = [0u8; 256];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").await;
+            }
+        });
+        let tcp = HealthCheck::default();
+        assert!(probe(&tcp, addr).await.ok);
+        let http = HealthCheck { kind: HealthCheckType::Http, ..HealthCheck::default() };
+        let r = probe(&http, addr).await;
+        assert!(r.ok, "{}", r.detail);
+        assert_eq!(r.detail, "HTTP 204");
+        let only_200 = HealthCheck { expected_status: "200".parse().unwrap(), ..http };
+        assert!(!probe(&only_200, addr).await.ok);
+        // A port nobody listens on.
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+        let r = probe(&tcp, closed).await;
+        assert!(!r.ok && r.detail.starts_with("connect"), "{}", r.detail);
+    }
+}

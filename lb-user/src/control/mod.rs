@@ -1,0 +1,16 @@
+//! The control plane: every source of truth (config file, agent registrations, health
+//! checks, admin state set through the API) feeds one controller task, which recomputes the
+//! desired state and reconciles the data path. Other tasks talk to it through a
+//! `ControlHandle`; nothing else writes the maps.
+pub mod controller;
+pub mod handle;
+pub mod health;
+pub mod registry;
+pub mod sources;
+pub mod telemetry;
+pub mod view;
+pub mod watch;
+
+pub use handle::{ApiError, Command, ControlHandle};
+pub use telemetry::{Histogram, Telemetry};
+pub use view::{BackendView, CheckView, ServiceView};

@@ -1,0 +1,171 @@
+//! Registrations from agents: a backend with a lease that heartbeats renew and that runs
+//! out if they stop. Registrations and admin states set through the API are kept in the
+//! state file, so a restarted daemon still knows them; a loaded lease starts afresh, which
+//! gives agents one TTL to find the new daemon.
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::config::AdminState;
+
+pub type BackendKey = (String, SocketAddr);
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Registration {
+    pub weight: u32,
+    pub ttl: Duration,
+    pub expires_at: Instant,
+}
+
+#[derive(Default, Debug)]
+pub struct Registry {
+    pub registrations: BTreeMap<BackendKey, Registration>,
+    /// Admin states set through the API; they win over the config's `state`.
+    pub states: BTreeMap<BackendKey, AdminState>,
+    path: Option<PathBuf>,
+}
+
+/// The state file's format.
+#[derive(Serialize, Deserialize, Default)]
+struct StateFile {
+    #[serde(default)]
+    registrations: Vec<SavedRegistration>,
+    #[serde(default)]
+    states: Vec<SavedState>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedRegistration {
+    service: String,
+    address: SocketAddr,
+    weight: u32,
+    ttl_ms: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedState {
+    service: String,
+    address: SocketAddr,
+    state: AdminState,
+}
+
+impl Registry {
+    /// Load the state file (a missing file is an empty registry).
+    pub fn load(path: &Path, now: Instant) -> Result<Self> {
+        let mut r = Registry { path: Some(path.to_path_buf()), ..Default::default() };
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(r),
+            Err(e) => return Err(e).with_context(|| format!("reading state file {}", path.display())),
+        };
+        let file: StateFile = serde_json::from_str(&text).with_context(|| format!("state file {} is not valid", path.display()))?;
+        for s in file.registrations {
+            let ttl = Duration::from_millis(s.ttl_ms);
+            r.registrations.insert((s.service, s.address), Registration { weight: s.weight, ttl, expires_at: now + ttl });
+        }
+        for s in file.states {
+            r.states.insert((s.service, s.address), s.state);
+        }
+        Ok(r)
+    }
+
+    /// Write the state file atomically (temp file, then rename).
+    pub fn save(&self) -> Result<()> {
+        let Some(path) = &self.path else { return Ok(()) };
+        let file = StateFile {
+            registrations: self
+                .registrations
+                .iter()
+                .map(|((service, address), r)| SavedRegistration { service: service.clone(), address: *address, weight: r.weight, ttl_ms: r.ttl.as_millis() as u64 })
+                .collect(),
+            states: self.states.iter().map(|((service, address), s)| SavedState { service: service.clone(), address: *address, state: *s }).collect(),
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&file)?).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
+        Ok(())
+    }
+
+    /// Register or renew; true when the backend was not registered before.
+    pub fn register(&mut self, key: BackendKey, weight: u32, ttl: Duration, now: Instant) -> bool {
+        self.registrations.insert(key, Registration { weight, ttl, expires_at: now + ttl }).is_none()
+    }
+
+    pub fn heartbeat(&mut self, key: &BackendKey, now: Instant) -> bool {
+        match self.registrations.get_mut(key) {
+            Some(r) => {
+                r.expires_at = now + r.ttl;
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn remove(&mut self, key: &BackendKey) -> bool {
+        self.registrations.remove(key).is_some()
+    }
+
+    /// Drop every lease that ran out; returns their keys.
+    pub fn expire(&mut self, now: Instant) -> Vec<BackendKey> {
+        let gone: Vec<BackendKey> = self.registrations.iter().filter(|(_, r)| r.expires_at <= now).map(|(k, _)| k.clone()).collect();
+        for k in &gone {
+            self.registrations.remove(k);
+        }
+        gone
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(a: &str) -> BackendKey {
+        ("web".into(), a.parse().unwrap())
+    }
+
+    #[test]
+    fn leases_run_out_unless_heartbeats_renew_them() {
+        let t0 = Instant::now();
+        let mut r = Registry::default();
+        assert!(r.register(key("10.0.0.1:80"), 1, Duration::from_secs(10), t0));
+        assert!(!r.register(key("10.0.0.1:80"), 2, Duration::from_secs(10), t0), "renewal, not new");
+        r.register(key("10.0.0.2:80"), 1, Duration::from_secs(10), t0);
+        assert!(r.heartbeat(&key("10.0.0.1:80"), t0 + Duration::from_secs(8)));
+        assert!(!r.heartbeat(&key("10.0.0.9:80"), t0), "unknown backend");
+        assert_eq!(r.expire(t0 + Duration::from_secs(11)), vec![key("10.0.0.2:80")]);
+        assert_eq!(r.expire(t0 + Duration::from_secs(19)), vec![key("10.0.0.1:80")]);
+    }
+
+    #[test]
+    fn registrations_and_states_survive_a_restart_through_the_state_file() {
+        let dir = std::env::temp_dir().join(format!("lb-registry-{}", std::process::id()));
+        let path = dir.join("state.json");
+        let t0 = Instant::now();
+        let mut r = Registry::load(&path, t0).unwrap();
+        r.register(key("[fd00::1]:80"), 3, Duration::from_secs(5), t0);
+        r.states.insert(key("10.0.0.1:80"), AdminState::Maint);
+        r.save().unwrap();
+        let later = t0 + Duration::from_secs(60);
+        let back = Registry::load(&path, later).unwrap();
+        let reg = &back.registrations[&key("[fd00::1]:80")];
+        assert_eq!((reg.weight, reg.ttl), (3, Duration::from_secs(5)));
+        assert_eq!(reg.expires_at, later + Duration::from_secs(5), "a fresh lease after a restart");
+        assert_eq!(back.states[&key("10.0.0.1:80")], AdminState::Maint);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_broken_state_file_is_an_error_not_an_empty_registry() {
+        let path = std::env::temp_dir().join(format!("lb-registry-bad-{}.json", std::process::id()));
+        std::fs::write(&path, "{not json").unwrap();
+        assert!(Registry::load(&path, Instant::now()).is_err());
+        let _ = std::fs::remove_file(path);
+    }
+}

@@ -1,0 +1,62 @@
+//! Control-plane measurements the metrics endpoint reports beside the data path's counters.
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+/// Prometheus-style histogram: cumulative bucket counts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Histogram {
+    /// (upper bound in seconds, observations <= bound), ascending.
+    pub buckets: Vec<(f64, u64)>,
+    pub sum: f64,
+    pub count: u64,
+}
+
+/// Health checks take from sub-millisecond (local) to the configured timeout.
+pub const HEALTH_BUCKETS: [f64; 10] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0];
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Self { buckets: HEALTH_BUCKETS.iter().map(|b| (*b, 0)).collect(), sum: 0.0, count: 0 }
+    }
+}
+
+impl Histogram {
+    pub fn observe(&mut self, seconds: f64) {
+        for (bound, n) in &mut self.buckets {
+            if seconds <= *bound {
+                *n += 1;
+            }
+        }
+        self.sum += seconds;
+        self.count += 1;
+    }
+}
+
+#[derive(Default, Debug, Clone)]
+pub struct TelemetryData {
+    pub reloads_success: u64,
+    pub reloads_failure: u64,
+    /// Registrations accepted (new or renewed by POST), since start.
+    pub registrations_total: u64,
+    /// Leases that ran out.
+    pub lease_expirations_total: u64,
+    /// Health check latency per (service, backend address).
+    pub health_check_seconds: BTreeMap<(String, String), Histogram>,
+    /// Which path serves traffic: "xdp" (or "proxy", later).
+    pub path: &'static str,
+}
+
+#[derive(Default, Debug)]
+pub struct Telemetry(Mutex<TelemetryData>);
+
+impl Telemetry {
+    pub fn update(&self, f: impl FnOnce(&mut TelemetryData)) {
+        if let Ok(mut d) = self.0.lock() {
+            f(&mut d);
+        }
+    }
+
+    pub fn snapshot(&self) -> TelemetryData {
+        self.0.lock().map(|d| d.clone()).unwrap_or_default()
+    }
+}

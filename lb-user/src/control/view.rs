@@ -1,0 +1,38 @@
+//! What `GET /v1/services` (and `lb list` in proxy mode, later) shows: the controller's view
+//! of every service and backend, with where each backend comes from.
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct ServiceView {
+    pub name: String,
+    pub vip: String,
+    pub protocol: String,
+    pub algorithm: String,
+    pub forwarding: String,
+    pub backends: Vec<BackendView>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct BackendView {
+    pub address: String,
+    pub weight: u32,
+    /// Admin state: "ready" | "drain" | "maint".
+    pub state: String,
+    /// "unknown" | "up" | "down".
+    pub health: String,
+    pub last_check: Option<CheckView>,
+    /// "config", "registration" (both when both name it).
+    pub sources: Vec<String>,
+    /// Seconds left on the registration lease, when registered.
+    pub lease_expires_in_seconds: Option<f64>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct CheckView {
+    pub ok: bool,
+    /// e.g. "connected", "HTTP 200", "connection refused", "timeout after 1s".
+    pub detail: String,
+    pub duration_seconds: f64,
+    /// Seconds since the check finished.
+    pub age_seconds: f64,
+}

@@ -1,0 +1,403 @@
+//! Prometheus metrics (ARCHITECTURE.md, "Contract: metrics"), in the text exposition format
+//! 0.0.4: names `lb_<noun>_<unit>`, counters ending in `_total`, durations in seconds.
+//!
+//! Two sources: the controller (services, health, reloads, registrations) and, when the
+//! XDP program's maps are pinned, the data path's own counters. Without pinned maps the
+//! data-path families are simply absent, not zero: zero would claim traffic was measured.
+//!
+//! Cost of a scrape: `lb_backend_active_flows` walks the whole flow table (`LB_FLOWS`) with
+//! one syscall per entry, so a scrape takes time proportional to the number of flows
+//! (roughly a second per million). Backend counters read every backend id once.
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::{self, Display, Write};
+
+use anyhow::Result;
+use lb_common::consts::{CONFIG_KEY, MAX_BACKENDS, MAX_SERVICES};
+use lb_common::maps::Counters;
+
+use crate::control::telemetry::{Histogram, TelemetryData};
+use crate::control::ServiceView;
+use crate::dataplane::addr::socket;
+use crate::dataplane::inspect::{self, monotonic_ns, service_name, Stats};
+use crate::dataplane::maps::{sum_counters, Maps};
+
+/// The `path` label of data-path series: they come from the XDP program's maps.
+const PATH_XDP: &str = "xdp";
+
+pub fn render(telemetry: &TelemetryData, services: &[ServiceView], maps: Option<&Maps>) -> String {
+    let mut out = Exposition::default();
+    control_plane(&mut out, telemetry, services);
+    if let Some(maps) = maps {
+        // All or nothing: a half-read data path would show misleading partial sums.
+        match DataPath::read(maps) {
+            Ok(data) => data.write(&mut out),
+            Err(e) => tracing::warn!("metrics: cannot read the pinned maps: {e:#}"),
+        }
+    }
+    out.0
+}
+
+fn control_plane(out: &mut Exposition, t: &TelemetryData, services: &[ServiceView]) {
+    let backends = || services.iter().flat_map(|s| s.backends.iter().map(move |b| (s.name.as_str(), b)));
+    out.family(
+        "lb_backend_up",
+        "gauge",
+        "1 unless the backend's health check says it is down (unknown counts as up).",
+        backends().map(|(s, b)| {
+            sample("lb_backend_up", &[("service", s), ("backend", &b.address)], u8::from(b.health != "down"))
+        }),
+    );
+    out.family(
+        "lb_backend_weight",
+        "gauge",
+        "The backend's weight: its share of new flows.",
+        backends().map(|(s, b)| sample("lb_backend_weight", &[("service", s), ("backend", &b.address)], b.weight)),
+    );
+    out.family(
+        "lb_registrations",
+        "gauge",
+        "Backends of the service currently registered by an agent.",
+        services.iter().map(|s| {
+            let n = s.backends.iter().filter(|b| b.sources.iter().any(|src| src == "registration")).count();
+            sample("lb_registrations", &[("service", &s.name)], n)
+        }),
+    );
+    out.family(
+        "lb_registrations_total",
+        "counter",
+        "Registrations accepted (new or renewed), since start.",
+        [sample("lb_registrations_total", &[], t.registrations_total)],
+    );
+    out.family(
+        "lb_lease_expirations_total",
+        "counter",
+        "Registration leases that ran out without a heartbeat, since start.",
+        [sample("lb_lease_expirations_total", &[], t.lease_expirations_total)],
+    );
+    out.family(
+        "lb_config_reloads_total",
+        "counter",
+        "Configuration reloads, by result.",
+        [
+            sample("lb_config_reloads_total", &[("result", "success")], t.reloads_success),
+            sample("lb_config_reloads_total", &[("result", "failure")], t.reloads_failure),
+        ],
+    );
+    out.family(
+        "lb_health_check_duration_seconds",
+        "histogram",
+        "How long health checks took.",
+        t.health_check_seconds.iter().flat_map(|((s, b), h)| histogram("lb_health_check_duration_seconds", s, b, h)),
+    );
+}
+
+fn histogram(name: &str, service: &str, backend: &str, h: &Histogram) -> Vec<String> {
+    let bucket = format!("{name}_bucket");
+    let mut lines: Vec<String> = h
+        .buckets
+        .iter()
+        .map(|(bound, n)| {
+            sample(&bucket, &[("service", service), ("backend", backend), ("le", &Float(*bound).to_string())], n)
+        })
+        .collect();
+    lines.push(sample(&bucket, &[("service", service), ("backend", backend), ("le", "+Inf")], h.count));
+    lines.push(sample(&format!("{name}_sum"), &[("service", service), ("backend", backend)], Float(h.sum)));
+    lines.push(sample(&format!("{name}_count"), &[("service", service), ("backend", backend)], h.count));
+    lines
+}
+
+/// What the data path's maps say, read in one go before anything is written.
+struct DataPath {
+    backends: Vec<BackendSeries>,
+    stats: Stats,
+}
+
+struct BackendSeries {
+    service: String,
+    backend: String,
+    counters: Counters,
+    active_flows: u64,
+}
+
+impl DataPath {
+    fn read(maps: &Maps) -> Result<Self> {
+        // Names and addresses the way `inspect::backends` (`lb list backends`) finds them,
+        // but keyed by backend id, which the flow table refers to.
+        let names: BTreeMap<u32, String> = (0..MAX_SERVICES)
+            .filter_map(|id| maps.service_meta.get(&id, 0).ok().map(|m| (id, m)))
+            .filter(|(_, m)| m.in_use != 0)
+            .map(|(id, m)| (id, service_name(&m)))
+            .collect();
+        let active = active_flows(maps)?;
+        let mut backends = Vec::new();
+        for id in 0..MAX_BACKENDS {
+            if maps.backend_meta.get(&id, 0)?.in_use == 0 {
+                continue;
+            }
+            let info = maps.backends.get(&id, 0)?;
+            backends.push(BackendSeries {
+                service: names.get(&info.service_id).cloned().unwrap_or_default(),
+                backend: socket(&info.addr, info.port, info.family).to_string(),
+                counters: sum_counters(&maps.backend_stats.get(&id, 0)?),
+                active_flows: active.get(&id).copied().unwrap_or(0),
+            });
+        }
+        Ok(Self { backends, stats: inspect::stats(maps)? })
+    }
+
+    fn write(&self, out: &mut Exposition) {
+        fn labels(s: &BackendSeries) -> [(&'static str, &str); 3] {
+            [("service", &s.service), ("backend", &s.backend), ("path", PATH_XDP)]
+        }
+        let b = &self.backends;
+        out.family(
+            "lb_backend_packets_total",
+            "counter",
+            "Packets forwarded to the backend.",
+            b.iter().map(|s| sample("lb_backend_packets_total", &labels(s), s.counters.packets)),
+        );
+        out.family(
+            "lb_backend_bytes_total",
+            "counter",
+            "Bytes forwarded to the backend.",
+            b.iter().map(|s| sample("lb_backend_bytes_total", &labels(s), s.counters.bytes)),
+        );
+        out.family(
+            "lb_backend_new_flows_total",
+            "counter",
+            "Flows the data path assigned to the backend.",
+            b.iter().map(|s| sample("lb_backend_new_flows_total", &labels(s), s.counters.new_flows)),
+        );
+        out.family(
+            "lb_backend_active_flows",
+            "gauge",
+            "Live flows pinned to the backend (counted by walking the flow table at scrape time).",
+            b.iter().map(|s| {
+                sample("lb_backend_active_flows", &[("service", &s.service), ("backend", &s.backend)], s.active_flows)
+            }),
+        );
+        out.family(
+            "lb_xdp_actions_total",
+            "counter",
+            "Packets by the XDP action the program returned.",
+            self.stats.actions.iter().map(|(a, n)| sample("lb_xdp_actions_total", &[("action", a)], n)),
+        );
+        out.family(
+            "lb_drops_total",
+            "counter",
+            "Packets the data path dropped, by reason.",
+            self.stats.drops.iter().map(|(r, n)| sample("lb_drops_total", &[("reason", r)], n)),
+        );
+    }
+}
+
+/// Live flows per backend id, by the same liveness rule as the data path.
+fn active_flows(maps: &Maps) -> Result<HashMap<u32, u64>> {
+    let cfg = maps.config.get(&CONFIG_KEY, 0)?;
+    let now = monotonic_ns();
+    let mut counts = HashMap::new();
+    // Entries removed while we walk come back as errors: they are gone, skip them.
+    for (key, state) in maps.flows.iter().flatten() {
+        if state.is_live(key.proto, now, &cfg) {
+            *counts.entry(state.backend_id).or_insert(0) += 1;
+        }
+    }
+    Ok(counts)
+}
+
+/// The text being built. A family is written only when it has samples, so absent data
+/// leaves no empty HELP/TYPE stubs behind.
+#[derive(Default)]
+struct Exposition(String);
+
+impl Exposition {
+    fn family(&mut self, name: &str, kind: &str, help: &str, lines: impl IntoIterator<Item = String>) {
+        let mut lines = lines.into_iter().peekable();
+        if lines.peek().is_none() {
+            return;
+        }
+        let _ = writeln!(self.0, "# HELP {name} {help}");
+        let _ = writeln!(self.0, "# TYPE {name} {kind}");
+        for line in lines {
+            self.0.push_str(&line);
+            self.0.push('\n');
+        }
+    }
+}
+
+/// One sample line: `name{label="value",...} value`.
+fn sample(name: &str, labels: &[(&str, &str)], value: impl Display) -> String {
+    let mut line = name.to_string();
+    if !labels.is_empty() {
+        line.push('{');
+        for (i, (k, v)) in labels.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            let _ = write!(line, "{sep}{k}=\"{}\"", escape(v));
+        }
+        line.push('}');
+    }
+    let _ = write!(line, " {value}");
+    line
+}
+
+/// Label values may hold `\`, `"` and newlines, which the format escapes.
+fn escape(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// A float as the format spells it (`+Inf`, `NaN`; Rust would write `inf`).
+struct Float(f64);
+
+impl Display for Float {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            v if v.is_nan() => f.write_str("NaN"),
+            v if v == f64::INFINITY => f.write_str("+Inf"),
+            v if v == f64::NEG_INFINITY => f.write_str("-Inf"),
+            v => write!(f, "{v}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::BackendView;
+
+    fn backend(address: &str, health: &str, sources: &[&str]) -> BackendView {
+        BackendView {
+            address: address.into(),
+            weight: 3,
+            state: "ready".into(),
+            health: health.into(),
+            last_check: None,
+            sources: sources.iter().map(|s| s.to_string()).collect(),
+            lease_expires_in_seconds: None,
+        }
+    }
+
+    fn services() -> Vec<ServiceView> {
+        vec![ServiceView {
+            name: "web".into(),
+            vip: "172.20.0.100:80".into(),
+            protocol: "tcp".into(),
+            algorithm: "maglev".into(),
+            forwarding: "nat".into(),
+            backends: vec![
+                backend("172.20.0.11:80", "up", &["config"]),
+                backend("[fd00:20::12]:80", "down", &["config", "registration"]),
+                backend("172.20.0.13:80", "unknown", &["registration"]),
+            ],
+        }]
+    }
+
+    fn telemetry() -> TelemetryData {
+        let mut h = Histogram::default();
+        h.observe(0.002);
+        h.observe(0.2);
+        h.observe(3.0);
+        TelemetryData {
+            reloads_success: 4,
+            reloads_failure: 2,
+            registrations_total: 7,
+            lease_expirations_total: 1,
+            health_check_seconds: [(("web".to_string(), "172.20.0.11:80".to_string()), h)].into(),
+            path: "xdp",
+        }
+    }
+
+    fn parse(text: &str) -> prometheus_parse::Scrape {
+        prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap()
+    }
+
+    fn value(scrape: &prometheus_parse::Scrape, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        use prometheus_parse::Value::*;
+        let s = scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))?;
+        match s.value {
+            Counter(v) | Gauge(v) | Untyped(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn control_plane_series_without_maps() {
+        let text = render(&telemetry(), &services(), None);
+        let scrape = parse(&text);
+        let web = |b: &'static str| [("service", "web"), ("backend", b)];
+        assert_eq!(value(&scrape, "lb_backend_up", &web("172.20.0.11:80")), Some(1.0));
+        assert_eq!(value(&scrape, "lb_backend_up", &web("[fd00:20::12]:80")), Some(0.0));
+        assert_eq!(value(&scrape, "lb_backend_up", &web("172.20.0.13:80")), Some(1.0));
+        assert_eq!(value(&scrape, "lb_backend_weight", &web("172.20.0.11:80")), Some(3.0));
+        assert_eq!(value(&scrape, "lb_registrations", &[("service", "web")]), Some(2.0));
+        assert_eq!(value(&scrape, "lb_registrations_total", &[]), Some(7.0));
+        assert_eq!(value(&scrape, "lb_lease_expirations_total", &[]), Some(1.0));
+        assert_eq!(value(&scrape, "lb_config_reloads_total", &[("result", "success")]), Some(4.0));
+        assert_eq!(value(&scrape, "lb_config_reloads_total", &[("result", "failure")]), Some(2.0));
+        assert!(text.contains("# TYPE lb_config_reloads_total counter\n"));
+        assert!(text.contains("# HELP lb_backend_up "));
+    }
+
+    #[test]
+    fn health_histogram_is_cumulative_with_inf_sum_and_count() {
+        let scrape = parse(&render(&telemetry(), &[], None));
+        let h =
+            scrape.samples.iter().find(|s| s.metric == "lb_health_check_duration_seconds").expect("histogram present");
+        assert_eq!(h.labels.get("backend"), Some("172.20.0.11:80"));
+        let prometheus_parse::Value::Histogram(buckets) = &h.value else { panic!("not a histogram: {h:?}") };
+        let at = |le: f64| buckets.iter().find(|b| b.less_than == le).map(|b| b.count);
+        assert_eq!(at(0.001), Some(0.0));
+        assert_eq!(at(0.0025), Some(1.0));
+        assert_eq!(at(0.5), Some(2.0));
+        assert_eq!(at(1.0), Some(2.0));
+        assert_eq!(at(f64::INFINITY), Some(3.0));
+        let web = [("service", "web"), ("backend", "172.20.0.11:80")];
+        assert_eq!(value(&scrape, "lb_health_check_duration_seconds_count", &web), Some(3.0));
+        assert!((value(&scrape, "lb_health_check_duration_seconds_sum", &web).unwrap() - 3.202).abs() < 1e-9);
+    }
+
+    #[test]
+    fn data_path_families_are_absent_without_maps() {
+        let text = render(&telemetry(), &services(), None);
+        for name in [
+            "lb_backend_packets_total",
+            "lb_backend_bytes_total",
+            "lb_backend_new_flows_total",
+            "lb_backend_active_flows",
+            "lb_xdp_actions_total",
+            "lb_drops_total",
+        ] {
+            assert!(!text.contains(name), "{name} present without maps");
+        }
+    }
+
+    #[test]
+    fn empty_families_leave_no_stubs_and_each_family_is_declared_once() {
+        let text = render(&TelemetryData::default(), &[], None);
+        assert!(!text.contains("lb_backend_up"));
+        assert!(!text.contains("lb_health_check_duration_seconds"));
+        let text = render(&telemetry(), &services(), None);
+        let mut types: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE ")).collect();
+        let n = types.len();
+        types.sort();
+        types.dedup();
+        assert_eq!(types.len(), n, "a family declared twice");
+        for t in types {
+            let name = t.split(' ').nth(2).unwrap();
+            assert!(name.starts_with("lb_"), "{name}");
+            assert_eq!(t.ends_with(" counter"), name.ends_with("_total"), "{t}");
+        }
+    }
+
+    #[test]
+    fn label_values_and_floats_are_escaped_for_the_format() {
+        assert_eq!(sample("m", &[("a", "x\"y\\z\nw")], 1), r#"m{a="x\"y\\z\nw"} 1"#);
+        assert_eq!(sample("m", &[], 2), "m 2");
+        assert_eq!(Float(f64::INFINITY).to_string(), "+Inf");
+        assert_eq!(Float(f64::NAN).to_string(), "NaN");
+        assert_eq!(Float(0.0005).to_string(), "0.0005");
+        assert_eq!(Float(1.0).to_string(), "1");
+    }
+}

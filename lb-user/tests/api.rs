@@ -1,0 +1,561 @@
+//! The admin API on loopback, against a fake controller: a task that answers `Command`s from
+//! a tiny in-memory state the way the real controller does. Requests are raw HTTP/1.1 over
+//! a TCP socket, so what is tested is exactly what goes over the wire.
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use lb_user::api::{serve, ApiState};
+use lb_user::control::telemetry::{Histogram, TelemetryData};
+use lb_user::control::{ApiError, BackendView, Command, ControlHandle, ServiceView, Telemetry};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+
+const TOKEN: &str = "s3cret-token";
+
+// ---- fake controller ----------------------------------------------------------------
+
+#[derive(Default)]
+struct Fake {
+    services: Vec<ServiceView>,
+    /// Every command received, as "verb service address", to check what got through.
+    seen: Vec<String>,
+    fail_reload: bool,
+}
+
+impl Fake {
+    fn service(&mut self, name: &str) -> Result<&mut ServiceView, ApiError> {
+        self.services
+            .iter_mut()
+            .find(|s| s.name == name)
+            .ok_or_else(|| ApiError::NotFound(format!("unknown service {name:?}")))
+    }
+
+    fn backend(&mut self, service: &str, address: SocketAddr) -> Result<&mut BackendView, ApiError> {
+        let a = address.to_string();
+        self.service(service)?
+            .backends
+            .iter_mut()
+            .find(|b| b.address == a)
+            .ok_or_else(|| ApiError::NotFound(format!("service {service:?} has no backend {a}")))
+    }
+
+    fn handle(&mut self, cmd: Command) {
+        match cmd {
+            Command::Services(reply) => {
+                let _ = reply.send(Ok(self.services.clone()));
+            }
+            Command::Register { service, address, weight, ttl, reply } => {
+                self.seen.push(format!("register {service} {address}"));
+                let result = self.service(&service).map(|s| {
+                    let a = address.to_string();
+                    let existed = s.backends.iter().any(|b| b.address == a);
+                    s.backends.retain(|b| b.address != a);
+                    s.backends.push(BackendView {
+                        address: a,
+                        weight,
+                        state: "ready".into(),
+                        health: "unknown".into(),
+                        last_check: None,
+                        sources: vec!["registration".into()],
+                        lease_expires_in_seconds: Some(ttl.as_secs_f64()),
+                    });
+                    !existed
+                });
+                let _ = reply.send(result);
+            }
+            Command::Heartbeat { service, address, reply } => {
+                self.seen.push(format!("heartbeat {service} {address}"));
+                let _ = reply.send(self.backend(&service, address).map(|_| ()));
+            }
+            Command::SetState { service, address, state, reply } => {
+                self.seen.push(format!("set_state {service} {address} {state}"));
+                let _ = reply.send(self.backend(&service, address).map(|b| b.state = state.to_string()));
+            }
+            Command::Deregister { service, address, reply } => {
+                self.seen.push(format!("deregister {service} {address}"));
+                let a = address.to_string();
+                let result = self
+                    .backend(&service, address)
+                    .map(|_| ())
+                    .and_then(|()| self.service(&service).map(|s| s.backends.retain(|b| b.address != a)));
+                let _ = reply.send(result);
+            }
+            Command::Reload(reply) => {
+                self.seen.push("reload".into());
+                let _ = reply.send(if self.fail_reload {
+                    Err(ApiError::Unprocessable(
+                        "lb.toml:3:7: invalid vip \"nope\"\nlb.toml:9:1: service \"web\" has no backends".into(),
+                    ))
+                } else {
+                    Ok(())
+                });
+            }
+        }
+    }
+}
+
+fn web_service() -> ServiceView {
+    ServiceView {
+        name: "web".into(),
+        vip: "172.20.0.100:80".into(),
+        protocol: "tcp".into(),
+        algorithm: "maglev".into(),
+        forwarding: "nat".into(),
+        backends: vec![BackendView {
+            address: "172.20.0.11:80".into(),
+            weight: 1,
+            state: "ready".into(),
+            health: "up".into(),
+            last_check: None,
+            sources: vec!["config".into()],
+            lease_expires_in_seconds: None,
+        }],
+    }
+}
+
+// ---- server under test --------------------------------------------------------------
+
+struct Api {
+    addr: SocketAddr,
+    fake: Arc<Mutex<Fake>>,
+    token: Arc<RwLock<Option<String>>>,
+    telemetry: Arc<Telemetry>,
+    ready: Arc<AtomicBool>,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+async fn start() -> Api {
+    let fake = Arc::new(Mutex::new(Fake { services: vec![web_service()], ..Default::default() }));
+    let (tx, mut rx) = mpsc::channel(16);
+    let f = fake.clone();
+    tokio::spawn(async move {
+        while let Some(cmd) = rx.recv().await {
+            f.lock().unwrap().handle(cmd);
+        }
+    });
+    let state = ApiState {
+        control: ControlHandle::new(tx),
+        token: Arc::new(RwLock::new(Some(TOKEN.to_string()))),
+        telemetry: Arc::new(Telemetry::default()),
+        // Nothing is pinned here: /metrics must still answer, without data-path series.
+        pin_path: PathBuf::from("/nonexistent/lb-api-test-pins"),
+        ready: Arc::new(AtomicBool::new(false)),
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (shutdown, stop) = oneshot::channel::<()>();
+    let (token, telemetry, ready) = (state.token.clone(), state.telemetry.clone(), state.ready.clone());
+    let server = tokio::spawn(serve(listener, state, async move {
+        let _ = stop.await;
+    }));
+    Api { addr, fake, token, telemetry, ready, shutdown: Some(shutdown), server }
+}
+
+impl Api {
+    fn seen(&self) -> Vec<String> {
+        self.fake.lock().unwrap().seen.clone()
+    }
+
+    async fn get(&self, path: &str) -> Reply {
+        send(self.addr, &format!("GET {path} HTTP/1.1\r\n\r\n"), b"").await
+    }
+
+    /// A request with the right token.
+    async fn call(&self, method: &str, path: &str, body: &str) -> Reply {
+        self.call_with(method, path, &[("Authorization", &format!("Bearer {TOKEN}"))], body).await
+    }
+
+    async fn call_with(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
+        let mut head = format!("{method} {path} HTTP/1.1\r\nContent-Length: {}\r\n", body.len());
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        send(self.addr, &head, body.as_bytes()).await
+    }
+
+    async fn services(&self) -> Value {
+        let r = self.get("/v1/services").await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()
+    }
+}
+
+// ---- a minimal HTTP/1.1 client --------------------------------------------------------
+
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> Value {
+        assert_eq!(self.header("content-type"), Some("application/json"), "{self:?}");
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+
+    /// The message of a JSON error, checking the status and the `{"error": "..."}` shape.
+    fn error(&self, status: u16) -> String {
+        assert_eq!(self.status, status, "{self:?}");
+        self.json()["error"].as_str().unwrap_or_else(|| panic!("no error message: {self:?}")).to_string()
+    }
+}
+
+/// Sends `head` (request line and headers, ending in an empty line, without Host and
+/// Connection, which are added) and `body`, then reads the reply until the server closes.
+async fn send(addr: SocketAddr, head: &str, body: &[u8]) -> Reply {
+    let (line, rest) = head.split_once("\r\n").unwrap();
+    let head = format!("{line}\r\nHost: lb\r\nConnection: close\r\n{rest}");
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // The server may answer (413, 401) and close before reading all of a body: not an error.
+    let _ = stream.write_all(body).await;
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(e) if !raw.is_empty() => {
+                eprintln!("read ended with {e} after the reply");
+                break;
+            }
+            Err(e) => panic!("no reply: {e}"),
+        }
+    }
+    parse_reply(&raw)
+}
+
+fn parse_reply(raw: &[u8]) -> Reply {
+    let text = String::from_utf8_lossy(raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no header end: {text:?}"));
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let chunked = headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+    let body = if chunked { dechunk(body) } else { body.to_string() };
+    Reply { status, headers, body }
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap();
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = &rest[n + 2..];
+    }
+    out
+}
+
+fn backend<'a>(services: &'a Value, service: &str, address: &str) -> Option<&'a Value> {
+    services.as_array()?.iter().find(|s| s["name"] == service)?["backends"]
+        .as_array()?
+        .iter()
+        .find(|b| b["address"] == address)
+}
+
+const REGISTER: &str = r#"{"address":"172.20.0.14:80","weight":5,"ttl":"30s"}"#;
+
+// ---- happy paths ----------------------------------------------------------------------
+
+#[tokio::test]
+async fn register_then_listed_heartbeat_state_and_delete() {
+    let api = start().await;
+
+    let r = api.call("POST", "/v1/services/web/backends", REGISTER).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(r.json(), json!({"service":"web","address":"172.20.0.14:80","weight":5,"ttl_seconds":30,"new":true}));
+    let services = api.services().await;
+    let b = backend(&services, "web", "172.20.0.14:80").expect("registered backend listed");
+    assert_eq!(b["weight"], 5);
+    assert_eq!(b["sources"], json!(["registration"]));
+
+    // Renewal: still 201, no longer new.
+    let r = api.call("POST", "/v1/services/web/backends", r#"{"address":"172.20.0.14:80","ttl":20}"#).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(r.json()["new"], false);
+    assert_eq!(r.json()["weight"], 1);
+    assert_eq!(r.json()["ttl_seconds"], 20);
+
+    let r = api.call("PUT", "/v1/services/web/backends/172.20.0.14:80/heartbeat", "").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json()["address"], "172.20.0.14:80");
+
+    let r = api.call("PUT", "/v1/services/web/backends/172.20.0.14:80/state", r#"{"state":"drain"}"#).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json()["state"], "drain");
+    assert_eq!(backend(&api.services().await, "web", "172.20.0.14:80").unwrap()["state"], "drain");
+
+    let r = api.call("DELETE", "/v1/services/web/backends/172.20.0.14:80", "").await;
+    assert_eq!(r.status, 204, "{r:?}");
+    assert_eq!(r.body, "");
+    assert!(backend(&api.services().await, "web", "172.20.0.14:80").is_none());
+
+    assert_eq!(
+        api.seen(),
+        [
+            "register web 172.20.0.14:80",
+            "register web 172.20.0.14:80",
+            "heartbeat web 172.20.0.14:80",
+            "set_state web 172.20.0.14:80 drain",
+            "deregister web 172.20.0.14:80",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn ipv6_addresses_in_the_path_percent_encoded_or_raw() {
+    let api = start().await;
+    let r = api.call("POST", "/v1/services/web/backends", r#"{"address":"[fd00:20::14]:80"}"#).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(r.json()["address"], "[fd00:20::14]:80");
+    assert_eq!(r.json()["ttl_seconds"], 10, "default ttl");
+
+    let encoded = "%5Bfd00%3A20%3A%3A14%5D%3A80";
+    let r = api.call("PUT", &format!("/v1/services/web/backends/{encoded}/heartbeat"), "").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = api.call("PUT", &format!("/v1/services/web/backends/{encoded}/state"), r#"{"state":"maint"}"#).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = api.call("DELETE", "/v1/services/web/backends/[fd00:20::14]:80", "").await;
+    assert_eq!(r.status, 204, "{r:?}");
+    assert_eq!(
+        api.seen()[1..],
+        ["heartbeat web [fd00:20::14]:80", "set_state web [fd00:20::14]:80 maint", "deregister web [fd00:20::14]:80"]
+    );
+}
+
+#[tokio::test]
+async fn reload_ok_then_failing_with_the_error_lines() {
+    let api = start().await;
+    let r = api.call("POST", "/v1/reload", "").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json(), json!({"result":"ok"}));
+
+    api.fake.lock().unwrap().fail_reload = true;
+    let r = api.call("POST", "/v1/reload", "").await;
+    assert!(r.error(422).contains("invalid vip"));
+    assert_eq!(
+        r.json()["errors"],
+        json!(["lb.toml:3:7: invalid vip \"nope\"", "lb.toml:9:1: service \"web\" has no backends"])
+    );
+}
+
+#[tokio::test]
+async fn healthz_and_readyz_both_ways() {
+    let api = start().await;
+    let r = api.get("/healthz").await;
+    assert_eq!((r.status, r.json()), (200, json!({"status":"ok"})));
+
+    let r = api.get("/readyz").await;
+    assert_eq!(r.status, 503, "{r:?}");
+    assert_eq!(r.json()["ready"], false);
+
+    api.telemetry.update(|t| t.path = "xdp");
+    api.ready.store(true, Ordering::Release);
+    let r = api.get("/readyz").await;
+    assert_eq!((r.status, r.json()), (200, json!({"ready":true,"path":"xdp"})));
+}
+
+#[tokio::test]
+async fn metrics_parse_and_carry_control_plane_series() {
+    let api = start().await;
+    api.telemetry.update(|t: &mut TelemetryData| {
+        t.reloads_success = 3;
+        t.reloads_failure = 1;
+        t.registrations_total = 2;
+        let mut h = Histogram::default();
+        h.observe(0.003);
+        h.observe(0.04);
+        t.health_check_seconds.insert(("web".into(), "172.20.0.11:80".into()), h);
+        t.path = "xdp";
+    });
+    let r = api.get("/metrics").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(r.header("content-type").unwrap().starts_with("text/plain; version=0.0.4"), "{r:?}");
+    let scrape = prometheus_parse::Scrape::parse(r.body.lines().map(|l| Ok(l.to_string()))).unwrap();
+    let find = |metric: &str, label: (&str, &str)| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == metric && s.labels.get(label.0) == Some(label.1))
+            .map(|s| s.value.clone())
+            .unwrap_or_else(|| panic!("no {metric}{label:?} in\n{}", r.body))
+    };
+    use prometheus_parse::Value as V;
+    assert_eq!(find("lb_config_reloads_total", ("result", "success")), V::Counter(3.0));
+    assert_eq!(find("lb_config_reloads_total", ("result", "failure")), V::Counter(1.0));
+    assert_eq!(find("lb_backend_up", ("backend", "172.20.0.11:80")), V::Gauge(1.0));
+    assert_eq!(find("lb_registrations", ("service", "web")), V::Gauge(0.0));
+    let V::Histogram(buckets) = find("lb_health_check_duration_seconds", ("backend", "172.20.0.11:80")) else {
+        panic!("health check duration is not a histogram")
+    };
+    assert_eq!(buckets.iter().find(|b| b.less_than == 0.005).unwrap().count, 1.0);
+    assert_eq!(buckets.iter().find(|b| b.less_than.is_infinite()).unwrap().count, 2.0);
+    // Nothing pinned: the data path's series are absent rather than zero.
+    assert!(!r.body.contains("lb_backend_packets_total"), "{}", r.body);
+}
+
+// ---- authentication -------------------------------------------------------------------
+
+/// Every mutating call, with a body that would otherwise be accepted.
+const MUTATIONS: [(&str, &str, &str); 5] = [
+    ("POST", "/v1/services/web/backends", REGISTER),
+    ("PUT", "/v1/services/web/backends/172.20.0.11:80/heartbeat", ""),
+    ("PUT", "/v1/services/web/backends/172.20.0.11:80/state", r#"{"state":"drain"}"#),
+    ("DELETE", "/v1/services/web/backends/172.20.0.11:80", ""),
+    ("POST", "/v1/reload", ""),
+];
+
+#[tokio::test]
+async fn no_or_wrong_token_is_401_and_reaches_nothing() {
+    let api = start().await;
+    for (method, path, body) in MUTATIONS {
+        let r = api.call_with(method, path, &[], body).await;
+        assert!(r.error(401).contains("Authorization"), "{method} {path}: {r:?}");
+        assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+        for bad in ["Bearer wrong", "Basic czNjcmV0LXRva2Vu", "Bearer s3cret-token-and-more", "Bearer s3cret"] {
+            let r = api.call_with(method, path, &[("Authorization", bad)], body).await;
+            assert_eq!(
+                r.error(401),
+                if bad.starts_with("Basic") {
+                    "missing \"Authorization: Bearer <token>\" header"
+                } else {
+                    "invalid bearer token"
+                }
+            );
+        }
+    }
+    // A bad body without a token is still 401: nothing is looked at before the token.
+    let r = api.call_with("POST", "/v1/services/web/backends", &[], "{not json").await;
+    r.error(401);
+    assert_eq!(api.seen(), Vec::<String>::new(), "the controller saw a refused call");
+}
+
+#[tokio::test]
+async fn without_a_configured_token_every_mutation_is_401() {
+    let api = start().await;
+    *api.token.write().unwrap() = None;
+    for (method, path, body) in MUTATIONS {
+        let r = api.call(method, path, body).await;
+        assert!(r.error(401).contains("token file is missing"), "{method} {path}: {r:?}");
+    }
+    assert_eq!(api.seen(), Vec::<String>::new());
+    // Reads need no token.
+    assert_eq!(api.get("/v1/services").await.status, 200);
+}
+
+// ---- bad requests ---------------------------------------------------------------------
+
+#[tokio::test]
+async fn malformed_or_incomplete_bodies_are_400_with_a_reason() {
+    let api = start().await;
+    let post = |body: &'static str| api.call("POST", "/v1/services/web/backends", body);
+    assert!(post("{\"address\":").await.error(400).contains("invalid JSON body"));
+    assert!(post("").await.error(400).contains("empty"));
+    assert!(post(r#"{"weight":2}"#).await.error(400).contains("missing field `address`"));
+    assert!(post(r#"{"address":"not-an-address"}"#).await.error(400).contains("invalid backend address"));
+    assert!(post(r#"{"address":"172.20.0.14"}"#).await.error(400).contains("IP:PORT"));
+    assert!(post(r#"{"address":"172.20.0.14:80","weight":10001}"#).await.error(400).contains("weight"));
+    assert!(post(r#"{"address":"172.20.0.14:80","ttl":"10"}"#).await.error(400).contains("ttl"));
+    assert!(post(r#"{"address":"172.20.0.14:80","extra":1}"#).await.error(400).contains("unknown field `extra`"));
+
+    let state = |body: &'static str| api.call("PUT", "/v1/services/web/backends/172.20.0.11:80/state", body);
+    let e = state(r#"{"state":"sleeping"}"#).await.error(400);
+    assert!(e.contains("unknown state \"sleeping\"") && e.contains("\"drain\""), "{e}");
+    assert!(state(r#"{}"#).await.error(400).contains("missing field `state`"));
+    assert!(state(r#"{"state":3}"#).await.error(400).contains("invalid type"));
+
+    let r = api.call("PUT", "/v1/services/web/backends/172.20.0.11/heartbeat", "").await;
+    assert!(r.error(400).contains("invalid backend address \"172.20.0.11\""));
+    let r = api.call("DELETE", "/v1/services/web/backends/%5Bfd00%3A%3A1%5D", "").await;
+    assert!(r.error(400).contains("[fd00::1]"));
+    let r = api.call("DELETE", "/v1/services/web/backends/%FF%FE", "").await;
+    r.error(400);
+    assert_eq!(api.seen(), Vec::<String>::new(), "the controller saw a bad request");
+}
+
+#[tokio::test]
+async fn unknown_service_or_backend_is_404() {
+    let api = start().await;
+    let r = api.call("POST", "/v1/services/nope/backends", REGISTER).await;
+    assert!(r.error(404).contains("unknown service \"nope\""));
+    let r = api.call("PUT", "/v1/services/web/backends/172.20.0.99:80/heartbeat", "").await;
+    assert!(r.error(404).contains("no backend"));
+    let r = api.call("DELETE", "/v1/services/nope/backends/172.20.0.11:80", "").await;
+    r.error(404);
+}
+
+#[tokio::test]
+async fn bodies_over_16_kib_are_413_and_16_kib_is_fine() {
+    let api = start().await;
+    let limit = lb_user::api::MAX_BODY_BYTES;
+    // Exactly the limit: a valid body padded with whitespace.
+    let exact = format!("{REGISTER}{}", " ".repeat(limit - REGISTER.len()));
+    assert_eq!(api.call("POST", "/v1/services/web/backends", &exact).await.status, 201);
+
+    let over = format!("{exact} ");
+    let r = api.call("POST", "/v1/services/web/backends", &over).await;
+    assert!(r.error(413).contains("16384"));
+
+    // Chunked, so no Content-Length to refuse early: counted while reading.
+    let chunk = "x".repeat(4096);
+    let body: String = (0..5).map(|_| format!("1000\r\n{chunk}\r\n")).collect::<String>() + "0\r\n\r\n";
+    let head = format!(
+        "PUT /v1/services/web/backends/172.20.0.11:80/state HTTP/1.1\r\n\
+         Authorization: Bearer {TOKEN}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+    let r = send(api.addr, &head, body.as_bytes()).await;
+    r.error(413);
+    assert_eq!(api.seen(), ["register web 172.20.0.14:80"]);
+}
+
+#[tokio::test]
+async fn unknown_route_404_and_wrong_method_405_are_json() {
+    let api = start().await;
+    assert!(api.get("/nope").await.error(404).contains("/nope"));
+    assert!(api.get("/v1/services/web").await.error(404).contains("no route"));
+    let r = api.call("GET", "/v1/reload", "").await;
+    assert!(r.error(405).contains("GET"));
+    let r = api.call("DELETE", "/v1/services", "").await;
+    r.error(405);
+    let r = api.call("POST", "/healthz", "").await;
+    r.error(405);
+}
+
+#[tokio::test]
+async fn serve_returns_after_shutdown() {
+    let mut api = start().await;
+    api.shutdown.take().unwrap().send(()).unwrap();
+    let result = tokio::time::timeout(std::time::Duration::from_secs(5), &mut api.server).await;
+    result.expect("server stopped").unwrap().unwrap();
+}
+
+#[test]
+fn load_token_trims_and_treats_blank_as_missing() {
+    let dir = std::env::temp_dir().join(format!("lb-api-token-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("token");
+    std::fs::write(&file, "  abc123\n").unwrap();
+    assert_eq!(lb_user::api::load_token(&file), Some("abc123".into()));
+    std::fs::write(&file, " \n").unwrap();
+    assert_eq!(lb_user::api::load_token(&file), None);
+    assert_eq!(lb_user::api::load_token(&dir.join("missing")), None);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
