@@ -86,6 +86,15 @@ fn a_stopped_backend_leaves_within_its_thresholds_and_rejoins_when_it_is_back() 
     for a in ["172.20.0.11:80", "172.20.0.12:80", "172.20.0.13:80"] {
         wait_until(Duration::from_secs(10), "all up", || health_is(a, "up"));
     }
+    // A long-lived connection on a healthy backend: server2's flapping must not move it.
+    let (mut steady, steady_server) = (0..20)
+        .map(|_| {
+            let (mut c, _) = KeepAliveClient::connect(VIP_V4);
+            let s = c.request();
+            (c, s)
+        })
+        .find(|(_, s)| s != "Server2")
+        .expect("a connection to server1 or server3");
     let clients = ClientLoop::start(&url());
     std::thread::sleep(Duration::from_secs(1));
 
@@ -105,6 +114,7 @@ fn a_stopped_backend_leaves_within_its_thresholds_and_rejoins_when_it_is_back() 
     assert!(rejoin <= INTERVAL * HEALTHY + INTERVAL, "rejoined after {rejoin:?}");
     std::thread::sleep(Duration::from_secs(2));
     let outcomes = clients.finish();
+    assert_eq!(steady.request(), steady_server, "a healthy backend's flow stayed through the flap");
 
     let after: Vec<&Outcome> = outcomes.iter().filter(|o| o.started > detected).collect();
     let failed: Vec<_> = after.iter().filter(|o| o.result.is_err()).collect();
@@ -170,7 +180,9 @@ fn the_admin_api_refuses_bad_calls_and_they_change_nothing() {
     let before = services();
     let register = format!("{API}/v1/services/web/backends");
     let good = r#"{"address":"172.20.0.14:80","weight":1,"ttl":"10s"}"#;
-    let cases: Vec<(&str, String, Option<&str>, Option<String>, u16)> = vec![
+    // (what, url, token, body, expected status)
+    type Case<'a> = (&'a str, String, Option<&'a str>, Option<String>, u16);
+    let cases: Vec<Case> = vec![
         ("no token", register.clone(), None, Some(good.into()), 401),
         ("wrong token", register.clone(), Some("nope"), Some(good.into()), 401),
         ("malformed body", register.clone(), Some(TOKEN), Some("{\"address\":".into()), 400),
