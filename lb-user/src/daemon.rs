@@ -27,6 +27,11 @@ pub async fn run(config_path: &Path, detach_on_exit: bool) -> Result<()> {
     }
     let registry = Registry::load(&cfg.daemon.state_file, Instant::now())
         .context("the state file holds registrations and admin states; fix or remove it")?;
+    // Bound before the data path starts: a port conflict must not leave XDP attached.
+    let listener = tokio::net::TcpListener::bind(cfg.daemon.admin_listen)
+        .await
+        .with_context(|| format!("admin API cannot listen on {}", cfg.daemon.admin_listen))?;
+    info!(listen = %cfg.daemon.admin_listen, "admin API listening");
     let desired = Controller::desired(&cfg, &registry);
     let dataplane = tokio::task::block_in_place(|| XdpDataplane::start(&cfg, &desired))?;
 
@@ -42,10 +47,6 @@ pub async fn run(config_path: &Path, detach_on_exit: bool) -> Result<()> {
     let (reloads_tx, reloads) = mpsc::channel(8);
     let (stop_tx, stop) = watch::channel(false);
 
-    let listener = tokio::net::TcpListener::bind(cfg.daemon.admin_listen)
-        .await
-        .with_context(|| format!("admin API cannot listen on {}", cfg.daemon.admin_listen))?;
-    info!(listen = %cfg.daemon.admin_listen, "admin API listening");
     let api_state = ApiState {
         control: ControlHandle::new(commands_tx),
         token: token.clone(),

@@ -171,6 +171,13 @@ fn an_agent_registers_a_fourth_backend_which_leaves_when_its_lease_runs_out_or_t
     assert!(failures(&outcomes).is_empty(), "{:?}", failures(&outcomes).first());
     assert!(backend("172.20.0.14:80").is_none_or(|b| b["sources"] == serde_json::json!(["retiring"])));
     println!("{} requests while the agent drained and left, none failed", outcomes.len());
+
+    // Back again after a clean goodbye: ready, not stuck in the drain it left with.
+    let mut agent = spawn_agent("3s");
+    wait_until(Duration::from_secs(10), "re-registered", || backend("172.20.0.14:80").is_some_and(|b| b["sources"] == serde_json::json!(["registration"])));
+    assert_eq!(backend("172.20.0.14:80").unwrap()["state"], "ready");
+    let _ = agent.kill();
+    let _ = agent.wait();
 }
 
 #[test]

@@ -136,6 +136,7 @@ impl Controller {
                 let key = (service, address);
                 let r = if self.registry.remove(&key) {
                     info!(service = %key.0, backend = %key.1, "deregistered");
+                    self.forget_state_unless_configured(&key);
                     self.persist();
                     self.apply();
                     Ok(())
@@ -168,6 +169,15 @@ impl Controller {
         self.persist();
         self.apply();
         Ok(new)
+    }
+
+    /// A backend that leaves every source takes its API-set admin state with it: an agent
+    /// that drained, deregistered and comes back later starts `ready`, not stuck in drain.
+    fn forget_state_unless_configured(&mut self, key: &BackendKey) {
+        let configured = self.cfg.services.iter().any(|s| s.name == key.0 && s.backends.iter().any(|b| b.address == key.1));
+        if !configured {
+            self.registry.states.remove(key);
+        }
     }
 
     fn known_backend(&self, service: &str, address: SocketAddr) -> Result<BackendKey, ApiError> {
@@ -210,8 +220,9 @@ impl Controller {
         }
         let expired = self.registry.expire(now);
         if !expired.is_empty() {
-            for (service, address) in &expired {
-                info!(service, backend = %address, "lease expired");
+            for key in &expired {
+                info!(service = %key.0, backend = %key.1, "lease expired");
+                self.forget_state_unless_configured(key);
             }
             self.shared.telemetry.update(|t| t.lease_expirations_total += expired.len() as u64);
             self.persist();
