@@ -24,6 +24,19 @@ pub const FWD_DSR: u8 = 1;
 /// `VipInfo::algorithm`: the selection seam. Values are part of the pinned-map ABI.
 pub const ALG_MAGLEV: u8 = 0;
 pub const ALG_SOURCE_HASH: u8 = 1;
+pub const ALG_ROUND_ROBIN: u8 = 2;
+pub const ALG_WEIGHTED_ROUND_ROBIN: u8 = 3;
+pub const ALG_RANDOM: u8 = 4;
+pub const ALG_LEAST_CONN: u8 = 5;
+pub const ALG_P2C: u8 = 6;
+
+/// Per-service sequence table (the `LB_SEQ` map): the order round robin walks (each
+/// backend once, or the smooth weighted sequence), and the member list least_conn and p2c
+/// choose from. Two generations, flipped with the ring.
+pub const SEQ_SIZE: u32 = 1024;
+/// least_conn looks at this many members per new flow, from a rotating start: exact for
+/// services of up to 64 backends in rotation, a sliding window beyond.
+pub const LEAST_CONN_SCAN: u32 = 64;
 
 /// `BackendInfo::flags`
 /// The backend may keep serving the flows it already has (ready or drain, healthy).
@@ -56,6 +69,15 @@ pub mod map_names {
     pub const DROP_STATS: &str = "LB_DROP_STATS";
     pub const SERVICE_META: &str = "LB_SERVICE_META";
     pub const BACKEND_META: &str = "LB_BACKEND_META";
+    pub const SEQ: &str = "LB_SEQ";
+    pub const ACTIVE: &str = "LB_ACTIVE";
+    pub const RR_CURSOR: &str = "LB_RR_CURSOR";
+}
+
+/// Index of a service's sequence generation `gen` inside the flat `LB_SEQ` array.
+#[inline(always)]
+pub const fn seq_base(service_id: u32, gen: u32) -> u32 {
+    (service_id * RING_GENERATIONS + (gen & 1)) * SEQ_SIZE
 }
 
 /// Index of a service's ring generation `gen` inside the flat `LB_RING` array.

@@ -13,3 +13,5 @@ pub mod reason;
 
 #[cfg(any(feature = "std", test))]
 pub mod maglev;
+#[cfg(any(feature = "std", test))]
+pub mod sequence;

@@ -26,6 +26,8 @@ pub struct VipInfo {
     pub algorithm: u8,
     pub forwarding: u8,
     pub _pad: [u8; 2],
+    /// Entries of the live `LB_SEQ` generation (0: no backend in rotation).
+    pub seq_len: u32,
 }
 
 /// Key of `LB_VIP_ADDRS`: every address some VIP uses, for packets without ports (fragments).
@@ -236,7 +238,7 @@ mod tests {
     #[test]
     fn layouts_have_no_implicit_padding() {
         assert_eq!(size_of::<VipKey>(), 16 + 2 + 1 + 1);
-        assert_eq!(size_of::<VipInfo>(), 4 + 4 + 1 + 1 + 2);
+        assert_eq!(size_of::<VipInfo>(), 4 + 4 + 1 + 1 + 2 + 4);
         assert_eq!(size_of::<VipAddrKey>(), 16 + 1 + 3);
         assert_eq!(size_of::<BackendInfo>(), 16 + 2 + 1 + 1 + 4 + 6 + 2);
         assert_eq!(size_of::<FlowKey>(), 16 + 16 + 2 + 2 + 1 + 1 + 2);

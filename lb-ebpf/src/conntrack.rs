@@ -43,8 +43,9 @@ pub fn touch(state: *mut FlowState, now: u64, tcp_flags: u8) {
     // kinds of values, and a torn timestamp only shortens or lengthens one idle check.
     unsafe {
         (*state).last_seen_ns = now;
-        if tcp_flags & (TCP_FIN | TCP_RST) != 0 {
+        if tcp_flags & (TCP_FIN | TCP_RST) != 0 && (*state).flags & FLOW_CLOSING == 0 {
             (*state).flags |= FLOW_CLOSING;
+            crate::select::flow_closing((*state).backend_id);
         }
     }
 }

@@ -162,7 +162,10 @@ fn established(key: &FlowKey, vip: &VipInfo, cfg: &GlobalConfig, now: u64, tcp_f
 #[inline(always)]
 fn new_flow(ctx: &XdpContext, key: &FlowKey, vip: &VipInfo, cfg: &GlobalConfig, now: u64, tcp_flags: u8) -> Result<Steering, DropReason> {
     let hash = flow_hash(&key.src, &key.dst, key.sport, key.dport, key.proto);
-    let id = select::pick(vip, key, hash).ok_or(DropReason::NoBackend)?;
+    let id = select::pick(vip, key, hash);
+    if id == lb_common::consts::NO_BACKEND {
+        return Err(DropReason::NoBackend);
+    }
     let backend = select::usable(id, vip.service_id).ok_or(DropReason::NoBackend)?;
     let mut snat_port = 0;
     if vip.forwarding == FWD_NAT {
@@ -184,6 +187,7 @@ fn new_flow(ctx: &XdpContext, key: &FlowKey, vip: &VipInfo, cfg: &GlobalConfig, 
     if !conntrack::insert(key, id, snat_port, now, tcp_flags) {
         return Err(DropReason::FlowInsertFailed);
     }
+    select::flow_opened(id);
     Ok((id, backend, snat_port, true))
 }
 

@@ -7,7 +7,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray},
 };
 use lb_common::{
-    consts::{MAX_BACKENDS, MAX_SERVICES, MAX_VIP_ADDRS, RING_GENERATIONS, RING_SIZE},
+    consts::{MAX_BACKENDS, MAX_SERVICES, MAX_VIP_ADDRS, RING_GENERATIONS, RING_SIZE, SEQ_SIZE},
     maps::{
         BackendInfo, BackendMeta, Counters, FlowKey, FlowState, GlobalConfig, NatKey, NatValue,
         ServiceMeta, VipAddrKey, VipInfo, VipKey,
@@ -24,6 +24,22 @@ pub static LB_VIP_ADDRS: HashMap<VipAddrKey, u32> = HashMap::pinned(MAX_VIP_ADDR
 /// Every service's two Maglev tables, flat: see `lb_common::consts::ring_base`.
 #[map]
 pub static LB_RING: Array<u32> = Array::pinned(MAX_SERVICES * RING_GENERATIONS * RING_SIZE, 0);
+
+/// Every service's two sequence tables (round robin order, member list): see
+/// `lb_common::consts::seq_base`.
+#[map]
+pub static LB_SEQ: Array<u32> = Array::pinned(MAX_SERVICES * RING_GENERATIONS * SEQ_SIZE, 0);
+
+/// Live flows per backend id, for least_conn and p2c: counted up on a new flow, down on its
+/// first FIN or RST; the daemon recounts from the flow table every few seconds, which also
+/// catches flows that just expire (UDP, or TCP without a goodbye).
+#[map]
+pub static LB_ACTIVE: Array<u64> = Array::pinned(MAX_BACKENDS, 0);
+
+/// Per-CPU round-robin positions per service: no cross-CPU contention; each CPU walks the
+/// sequence on its own, so the mix is exact per CPU and close overall.
+#[map]
+pub static LB_RR_CURSOR: PerCpuArray<u32> = PerCpuArray::pinned(MAX_SERVICES, 0);
 
 #[map]
 pub static LB_BACKENDS: Array<BackendInfo> = Array::pinned(MAX_BACKENDS, 0);

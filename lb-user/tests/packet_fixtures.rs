@@ -385,3 +385,78 @@ fn random_and_mutated_frames_never_abort() {
     }
     assert_eq!(h.action_count(0), 0, "never XDP_ABORTED");
 }
+
+/// A config with one service "alg" on 172.20.0.102:80 using `algorithm`, with backends
+/// .11, .12, .13 of the given weights.
+fn algorithm_config(algorithm: &str, weights: [u32; 3]) -> String {
+    let mut c = format!("[daemon]\ninterface = \"eth0\"\nsnat_ipv4 = \"172.20.0.10\"\nflow_table_size = 8192\n\n[[service]]\nname = \"alg\"\nvip = \"172.20.0.102:80\"\nalgorithm = \"{algorithm}\"\n");
+    for (i, w) in weights.iter().enumerate() {
+        c.push_str(&format!("[[service.backend]]\naddress = \"172.20.0.1{}:80\"\nweight = {w}\n", i + 1));
+    }
+    c
+}
+
+/// Send `n` new flows (SYNs from fresh client ports) and count where they went, by the
+/// backend address's last byte (11, 12, 13).
+fn spread(h: &Harness, first_port: u16, n: u16) -> std::collections::BTreeMap<u8, usize> {
+    let mut m = std::collections::BTreeMap::new();
+    for p in first_port..first_port + n {
+        let (action, out) = h.run(&Pkt::tcp(&format!("172.20.0.2:{p}"), "172.20.0.102:80", SYN).bytes());
+        assert_eq!(action, XDP_TX);
+        *m.entry(out[33]).or_default() += 1;
+    }
+    m
+}
+
+#[test]
+#[ignore = "needs root: cargo xtask test runs it"]
+fn round_robin_and_weighted_round_robin_are_exact_in_xdp() {
+    let h = Harness::new(&algorithm_config("round_robin", [5, 1, 1]));
+    assert_eq!(spread(&h, 30_000, 30), [(11, 10), (12, 10), (13, 10)].into(), "weights ignored, each in turn");
+    let h = Harness::new(&algorithm_config("weighted_round_robin", [3, 1, 1]));
+    assert_eq!(spread(&h, 30_000, 50), [(11, 30), (12, 10), (13, 10)].into());
+}
+
+#[test]
+#[ignore = "needs root: cargo xtask test runs it"]
+fn random_follows_the_weights_in_xdp() {
+    let h = Harness::new(&algorithm_config("random", [2, 1, 1]));
+    let m = spread(&h, 20_000, 4000);
+    let share = m[&11] as f64 / 4000.0;
+    assert!((share - 0.5).abs() < 0.04, "{m:?}");
+}
+
+/// Close `count` of the flows that went to backend `.{last}`, with a FIN each.
+fn close_flows_to(h: &Harness, first_port: u16, n: u16, last: u8, count: usize) {
+    let mut closed = 0;
+    for p in first_port..first_port + n {
+        if closed == count {
+            break;
+        }
+        let (_, out) = h.run(&Pkt::tcp(&format!("172.20.0.2:{p}"), "172.20.0.102:80", ACK).bytes());
+        if out[33] == last {
+            h.run(&Pkt::tcp(&format!("172.20.0.2:{p}"), "172.20.0.102:80", FIN | ACK).bytes());
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, count);
+}
+
+#[test]
+#[ignore = "needs root: cargo xtask test runs it"]
+fn least_conn_sends_new_flows_to_the_backend_with_fewest_live_flows_in_xdp() {
+    let h = Harness::new(&algorithm_config("least_conn", [1, 1, 1]));
+    assert_eq!(spread(&h, 30_000, 30), [(11, 10), (12, 10), (13, 10)].into(), "ties go round");
+    close_flows_to(&h, 30_000, 30, 12, 6);
+    assert_eq!(spread(&h, 31_000, 6), [(12, 6)].into(), "the emptied backend fills up first");
+}
+
+#[test]
+#[ignore = "needs root: cargo xtask test runs it"]
+fn p2c_prefers_the_less_loaded_of_two_in_xdp() {
+    let h = Harness::new(&algorithm_config("p2c", [1, 1, 1]));
+    spread(&h, 30_000, 30);
+    close_flows_to(&h, 30_000, 30, 13, 8);
+    let m = spread(&h, 31_000, 12);
+    assert!(m.get(&13).copied().unwrap_or(0) >= 6, "the lightly loaded backend wins most draws: {m:?}");
+}

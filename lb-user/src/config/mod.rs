@@ -33,8 +33,9 @@ pub use enums::{
 };
 pub use error::{ConfigError, Diagnostic, Position};
 pub use model::{
-    Backend, Config, Daemon, HealthCheck, Service, DEFAULT_WEIGHT, MAX_BACKENDS, MAX_SERVICES,
-    MAX_SERVICE_NAME_LEN, MAX_WEIGHT, MIN_FLOW_TABLE_SIZE,
+    Backend, Config, Daemon, HealthCheck, Pool, Service, DEFAULT_WEIGHT, MAX_BACKENDS,
+    MAX_IDLE_PER_BACKEND, MAX_SERVICES, MAX_SERVICE_NAME_LEN, MAX_WEIGHT, MAX_WORKERS,
+    MIN_FLOW_TABLE_SIZE,
 };
 pub use ports::{PortRange, PortRangeError};
 pub use status::{StatusRanges, StatusRangesError};

@@ -54,6 +54,14 @@ pub struct Daemon {
     pub tcp_idle_timeout: Duration,
     /// Idle UDP flows expire after this. Default 30s.
     pub udp_idle_timeout: Duration,
+    /// Proxy worker threads, and `SO_REUSEPORT` listeners per service. Default 0: one per
+    /// CPU core; at most [`MAX_WORKERS`].
+    pub workers: u32,
+    /// The proxy's timeout for connecting to a backend. Default 2s.
+    pub connect_timeout: Duration,
+    /// On shutdown the proxy stops accepting and lets in-flight connections finish for at
+    /// most this long. Default 10s.
+    pub drain_timeout: Duration,
 }
 
 impl Default for Daemon {
@@ -73,6 +81,9 @@ impl Default for Daemon {
             flow_table_size: 1 << 20,
             tcp_idle_timeout: Duration::from_secs(300),
             udp_idle_timeout: Duration::from_secs(30),
+            workers: 0,
+            connect_timeout: Duration::from_secs(2),
+            drain_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -82,7 +93,8 @@ impl Default for Daemon {
 pub struct Service {
     /// Unique; 1 to [`MAX_SERVICE_NAME_LEN`] bytes of `A-Z a-z 0-9 _ . -`.
     pub name: String,
-    /// Virtual address and port; unique per protocol across services.
+    /// Virtual address and port; unique per protocol across services. The address may be
+    /// unspecified (`0.0.0.0`, `::`: every address) unless the mode is `xdp`.
     pub vip: SocketAddr,
     /// Default `tcp`.
     pub protocol: Protocol,
@@ -94,6 +106,8 @@ pub struct Service {
     pub proxy_mode: ProxyMode,
     /// `[service.health_check]`
     pub health_check: HealthCheck,
+    /// `[service.pool]`
+    pub pool: Pool,
     /// `[[service.backend]]`, in file order; may be empty (the service drops its traffic).
     pub backends: Vec<Backend>,
 }
@@ -131,6 +145,26 @@ impl Default for HealthCheck {
     }
 }
 
+/// `[service.pool]`: the HTTP proxy's keep-alive connections to backends (`proxy_mode =
+/// "http"`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pool {
+    /// Idle connections kept per backend, 0 to [`MAX_IDLE_PER_BACKEND`]; 0 disables pooling.
+    /// Default 32.
+    pub max_idle_per_backend: u32,
+    /// An idle pooled connection is closed after this. Default 60s.
+    pub idle_timeout: Duration,
+}
+
+impl Default for Pool {
+    fn default() -> Self {
+        Self {
+            max_idle_per_backend: 32,
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
 /// `[[service.backend]]`
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Backend {
@@ -163,6 +197,11 @@ pub const MAX_WEIGHT: u32 = 10_000;
 pub const MAX_SERVICE_NAME_LEN: usize = 47;
 /// Smallest `flow_table_size`: below this the LRU would evict live flows under any load.
 pub const MIN_FLOW_TABLE_SIZE: u32 = 1024;
+/// Most proxy `workers`: far beyond any core count, and each is a thread with a listener
+/// per service.
+pub const MAX_WORKERS: u32 = 1024;
+/// Largest `max_idle_per_backend`: each idle connection holds a socket on both ends.
+pub const MAX_IDLE_PER_BACKEND: u32 = 10_000;
 /// Most services: the data path's map sizes.
 pub const MAX_SERVICES: usize = lb_common::consts::MAX_SERVICES as usize;
 /// Most backends, all services together: the data path's map sizes.

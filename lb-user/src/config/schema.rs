@@ -64,6 +64,15 @@ pub(super) struct RawDaemon {
     pub tcp_idle_timeout: Option<Spanned<TextOrNumber>>,
     /// `udp_idle_timeout = "DURATION"`: idle UDP flows expire; default `"30s"`.
     pub udp_idle_timeout: Option<Spanned<TextOrNumber>>,
+    /// `workers = N`: proxy worker threads, and `SO_REUSEPORT` listeners per service; 0 (the
+    /// default) means one per CPU core; at most 1024.
+    pub workers: Option<Spanned<u32>>,
+    /// `connect_timeout = "DURATION"`: the proxy's connect timeout to a backend; not zero;
+    /// default `"2s"`.
+    pub connect_timeout: Option<Spanned<TextOrNumber>>,
+    /// `drain_timeout = "DURATION"`: on shutdown the proxy stops accepting and lets in-flight
+    /// connections finish for at most this long; not zero; default `"10s"`.
+    pub drain_timeout: Option<Spanned<TextOrNumber>>,
 }
 
 /// `[[service]]`
@@ -73,12 +82,14 @@ pub(super) struct RawService {
     /// `name = "web"`: required; 1-47 of `A-Z a-z 0-9 _ . -`; unique.
     pub name: Spanned<String>,
     /// `vip = "IP:PORT"`: required; `"172.20.0.100:80"` or `"[fd00:20::100]:80"`; unique
-    /// per protocol; port not 0.
+    /// per protocol; port not 0. An unspecified address (`"0.0.0.0:PORT"`, `"[::]:PORT"`)
+    /// means every address, which only the proxy path can serve: not with mode `xdp`.
     pub vip: Spanned<String>,
     /// `protocol = "tcp" | "udp"`; default `"tcp"`.
     pub protocol: Option<Protocol>,
-    /// `algorithm = "maglev" | "source_hash" | ...`; default `"maglev"`.
-    pub algorithm: Option<Spanned<Algorithm>>,
+    /// `algorithm = "maglev" | "source_hash" | "round_robin" | "weighted_round_robin" |
+    /// "random" | "least_conn" | "p2c"`; default `"maglev"`.
+    pub algorithm: Option<Algorithm>,
     /// `forwarding = "nat" | "dsr"` (XDP path); default `"nat"`.
     pub forwarding: Option<Forwarding>,
     /// `proxy_mode = "l4" | "http"` (proxy path); default `"l4"`; `http` needs tcp.
@@ -86,6 +97,9 @@ pub(super) struct RawService {
     /// `[service.health_check]`: optional; every key has a default.
     #[serde(default)]
     pub health_check: RawHealthCheck,
+    /// `[service.pool]`: optional; every key has a default.
+    #[serde(default)]
+    pub pool: RawPool,
     /// `[[service.backend]]`: zero or more (zero: the service drops its traffic).
     #[serde(default, rename = "backend")]
     pub backends: Vec<RawBackend>,
@@ -111,6 +125,19 @@ pub(super) struct RawHealthCheck {
     pub healthy_threshold: Option<Spanned<u32>>,
     /// `unhealthy_threshold = N`: failures in a row to go down; at least 1; default 3.
     pub unhealthy_threshold: Option<Spanned<u32>>,
+}
+
+/// `[service.pool]`: the HTTP proxy's keep-alive connections to backends (`proxy_mode =
+/// "http"`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPool {
+    /// `max_idle_per_backend = N`: idle connections kept per backend, 0-10000 (0 disables
+    /// pooling); default 32.
+    pub max_idle_per_backend: Option<Spanned<u32>>,
+    /// `idle_timeout = "DURATION"`: an idle pooled connection is closed after this; not zero;
+    /// default `"60s"`.
+    pub idle_timeout: Option<Spanned<TextOrNumber>>,
 }
 
 /// `[[service.backend]]`

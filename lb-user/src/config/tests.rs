@@ -119,6 +119,10 @@ fn contract_example_parses_with_every_value_as_written() {
     assert_eq!(daemon.flow_table_size, 1_048_576);
     assert_eq!(daemon.tcp_idle_timeout, secs(300));
     assert_eq!(daemon.udp_idle_timeout, secs(30));
+    // Not in the example: the proxy's keys take their defaults.
+    assert_eq!(daemon.workers, 0);
+    assert_eq!(daemon.connect_timeout, secs(2));
+    assert_eq!(daemon.drain_timeout, secs(10));
 
     assert_eq!(config.services.len(), 1);
     let web = &config.services[0];
@@ -137,6 +141,8 @@ fn contract_example_parses_with_every_value_as_written() {
     assert_eq!(check.timeout, secs(1));
     assert_eq!(check.healthy_threshold, 2);
     assert_eq!(check.unhealthy_threshold, 3);
+
+    assert_eq!(web.pool, Pool::default());
 
     assert_eq!(
         web.backends,
@@ -172,6 +178,9 @@ fn minimal_service_gets_every_default() {
     assert_eq!(daemon.flow_table_size, 1_048_576);
     assert_eq!(daemon.tcp_idle_timeout, secs(300));
     assert_eq!(daemon.udp_idle_timeout, secs(30));
+    assert_eq!(daemon.workers, 0);
+    assert_eq!(daemon.connect_timeout, secs(2));
+    assert_eq!(daemon.drain_timeout, secs(10));
     assert_eq!(*daemon, Daemon::default());
 
     let web = &config.services[0];
@@ -189,6 +198,11 @@ fn minimal_service_gets_every_default() {
     assert_eq!(check.healthy_threshold, 2);
     assert_eq!(check.unhealthy_threshold, 3);
     assert_eq!(*check, HealthCheck::default());
+
+    let pool = &web.pool;
+    assert_eq!(pool.max_idle_per_backend, 32);
+    assert_eq!(pool.idle_timeout, secs(60));
+    assert_eq!(*pool, Pool::default());
 
     assert_eq!(
         web.backends,
@@ -414,6 +428,106 @@ fn xdp_mode_with_an_interface_is_accepted() {
 }
 
 #[test]
+fn every_algorithm_is_accepted() {
+    for &algorithm in Algorithm::ALL {
+        let config = parse(&format!(
+            "[[service]]\nname = \"web\"\nvip = \"172.20.0.100:80\"\nalgorithm = \"{algorithm}\"\n"
+        ));
+        assert_eq!(config.services[0].algorithm, algorithm);
+    }
+    assert_eq!(Algorithm::ALL.len(), 7);
+}
+
+#[test]
+fn proxy_workers_and_timeouts_parse() {
+    let config = parse(
+        r#"[daemon]
+workers = 8
+connect_timeout = "500ms"
+drain_timeout = "1m"
+"#,
+    );
+    assert_eq!(config.daemon.workers, 8);
+    assert_eq!(config.daemon.connect_timeout, Duration::from_millis(500));
+    assert_eq!(config.daemon.drain_timeout, secs(60));
+}
+
+#[test]
+fn workers_of_1024_is_accepted() {
+    let config = parse("[daemon]\nworkers = 1024\n");
+    assert_eq!(config.daemon.workers, MAX_WORKERS);
+}
+
+#[test]
+fn pool_table_sets_the_http_proxys_keep_alive_pool() {
+    let config = parse(
+        r#"[[service]]
+name = "web"
+vip = "172.20.0.100:80"
+proxy_mode = "http"
+[service.pool]
+max_idle_per_backend = 10000
+idle_timeout = "90s"
+[[service]]
+name = "api"
+vip = "172.20.0.100:81"
+pool = { idle_timeout = "5s" }
+"#,
+    );
+    assert_eq!(
+        config.services[0].pool,
+        Pool {
+            max_idle_per_backend: 10_000,
+            idle_timeout: secs(90)
+        }
+    );
+    assert_eq!(
+        config.services[1].pool,
+        Pool {
+            max_idle_per_backend: 32,
+            idle_timeout: secs(5)
+        }
+    );
+}
+
+#[test]
+fn pool_with_zero_max_idle_per_backend_is_accepted_and_disables_pooling() {
+    let config = parse(
+        r#"[[service]]
+name = "web"
+vip = "172.20.0.100:80"
+pool = { max_idle_per_backend = 0 }
+"#,
+    );
+    assert_eq!(config.services[0].pool.max_idle_per_backend, 0);
+}
+
+#[test]
+fn unspecified_vip_is_accepted_with_modes_auto_and_proxy() {
+    for daemon in [
+        "",
+        "[daemon]\nmode = \"auto\"\n",
+        "[daemon]\nmode = \"proxy\"\n",
+    ] {
+        let config = parse(&format!(
+            r#"{daemon}[[service]]
+name = "web"
+vip = "0.0.0.0:8080"
+[[service.backend]]
+address = "172.20.0.11:80"
+[[service]]
+name = "web6"
+vip = "[::]:8080"
+[[service.backend]]
+address = "[fd00:20::11]:80"
+"#
+        ));
+        assert_eq!(config.services[0].vip, addr("0.0.0.0:8080"));
+        assert_eq!(config.services[1].vip, addr("[::]:8080"));
+    }
+}
+
+#[test]
 fn service_name_limit_matches_the_pinned_map_field() {
     let meta = lb_common::maps::ServiceMeta::default();
     assert_eq!(
@@ -482,6 +596,21 @@ retries = 3
     assert!(
         message.starts_with("lb.toml:6:1: unknown key `retries`, expected one of `type`, "),
         "{message}"
+    );
+}
+
+#[test]
+fn unknown_pool_key_is_rejected_at_the_key() {
+    assert_eq!(
+        error(
+            r#"[[service]]
+name = "web"
+vip = "172.20.0.100:80"
+[service.pool]
+max_idle = 8
+"#
+        ),
+        "lb.toml:5:1: unknown key `max_idle`, expected `max_idle_per_backend` or `idle_timeout`"
     );
 }
 
@@ -1046,21 +1175,104 @@ snat_ipv6 = "172.20.0.10"
 }
 
 #[test]
-fn algorithms_the_data_path_lacks_are_rejected_at_the_value() {
-    for algorithm in [
-        "round_robin",
-        "weighted_round_robin",
-        "random",
-        "least_conn",
-        "p2c",
-    ] {
-        assert_eq!(
-            error(&format!("[[service]]\nname = \"web\"\nvip = \"172.20.0.100:80\"\nalgorithm = \"{algorithm}\"\n")),
-            format!(
-                "lb.toml:4:13: algorithm \"{algorithm}\" is not implemented yet; use \"maglev\" or \"source_hash\""
-            )
-        );
-    }
+fn workers_above_1024_are_rejected_at_the_value() {
+    assert_eq!(
+        error("[daemon]\nworkers = 1025\n"),
+        "lb.toml:2:11: workers 1025 is too large; the maximum is 1024 (0: one per CPU core)"
+    );
+}
+
+#[test]
+fn zero_connect_and_drain_timeouts_are_rejected_at_their_values() {
+    assert_eq!(
+        errors(
+            r#"[daemon]
+connect_timeout = "0s"
+drain_timeout = "0ms"
+"#
+        ),
+        [
+            "lb.toml:2:19: connect_timeout must be greater than 0",
+            "lb.toml:3:17: drain_timeout must be greater than 0",
+        ]
+    );
+}
+
+#[test]
+fn connect_and_drain_timeouts_without_unit_are_rejected_at_their_values() {
+    assert_eq!(
+        errors("[daemon]\nconnect_timeout = 2\ndrain_timeout = \"10\"\n"),
+        [
+            "lb.toml:2:19: duration needs a unit, e.g. \"2s\"",
+            "lb.toml:3:17: duration needs a unit, e.g. \"2s\"",
+        ]
+    );
+}
+
+#[test]
+fn max_idle_per_backend_above_10000_is_rejected_at_the_value() {
+    assert_eq!(
+        error(
+            r#"[[service]]
+name = "web"
+vip = "172.20.0.100:80"
+[service.pool]
+max_idle_per_backend = 10001
+"#
+        ),
+        "lb.toml:5:24: max_idle_per_backend 10001 is too large; the maximum is 10000"
+    );
+}
+
+#[test]
+fn zero_pool_idle_timeout_is_rejected_at_its_value() {
+    assert_eq!(
+        error(
+            r#"[[service]]
+name = "web"
+vip = "172.20.0.100:80"
+[service.pool]
+idle_timeout = "0s"
+"#
+        ),
+        "lb.toml:5:16: idle_timeout must be greater than 0"
+    );
+}
+
+#[test]
+fn unspecified_vip_with_xdp_mode_is_rejected_at_the_vip() {
+    assert_eq!(
+        errors(
+            r#"[daemon]
+mode = "xdp"
+interface = "eth0"
+[[service]]
+name = "web"
+vip = "0.0.0.0:8080"
+[[service]]
+name = "web6"
+vip = "[::]:8080"
+"#
+        ),
+        [
+            "lb.toml:6:7: VIP 0.0.0.0:8080 has no specific address; only the proxy path can serve it \
+             (mode = \"proxy\" or \"auto\")",
+            "lb.toml:9:7: VIP [::]:8080 has no specific address; only the proxy path can serve it \
+             (mode = \"proxy\" or \"auto\")",
+        ]
+    );
+}
+
+#[test]
+fn xdp_mode_without_interface_still_rejects_an_unspecified_vip() {
+    assert_eq!(
+        errors("[daemon]\nmode = \"xdp\"\n[[service]]\nname = \"web\"\nvip = \"0.0.0.0:80\"\n"),
+        [
+            "lb.toml:2:8: mode \"xdp\" needs an interface: set daemon.interface to the NIC to attach to",
+            "lb.toml:5:7: VIP 0.0.0.0:80 has no specific address; only the proxy path can serve it \
+             (mode = \"proxy\" or \"auto\")",
+        ]
+    );
 }
 
 #[test]
@@ -1114,7 +1326,7 @@ snat_ports = "9-1"
 name = "web"
 vip = "172.20.0.100:80"
 forwarding = "dsr"
-algorithm = "p2c"
+pool = { idle_timeout = "0s" }
 [service.health_check]
 interval = "1"
 healthy_threshold = 0
@@ -1134,7 +1346,7 @@ vip = "172.20.0.100:80"
         [
             "lb.toml:2:19: flow_table_size 10 is too small; the minimum is 1024",
             "lb.toml:3:14: invalid snat_ports \"9-1\": start 9 is greater than end 1",
-            "lb.toml:9:13: algorithm \"p2c\" is not implemented yet; use \"maglev\" or \"source_hash\"",
+            "lb.toml:9:25: idle_timeout must be greater than 0",
             "lb.toml:11:12: duration needs a unit, e.g. \"2s\"",
             "lb.toml:12:21: healthy_threshold must be at least 1",
             "lb.toml:14:11: backend port 8080 differs from the VIP port 80: dsr backends hold the VIP on \

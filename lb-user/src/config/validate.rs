@@ -19,14 +19,15 @@ use toml::Spanned;
 
 use super::{
     duration::{format_duration, parse_duration, DurationError},
-    enums::{Algorithm, Forwarding, HealthCheckType, Mode, Protocol, ProxyMode},
+    enums::{Forwarding, HealthCheckType, Mode, Protocol, ProxyMode},
     error::{ConfigError, Diagnostic, Source},
     model::{
-        Backend, Config, Daemon, HealthCheck, Service, DEFAULT_WEIGHT, MAX_BACKENDS, MAX_SERVICES,
-        MAX_SERVICE_NAME_LEN, MAX_WEIGHT, MIN_FLOW_TABLE_SIZE,
+        Backend, Config, Daemon, HealthCheck, Pool, Service, DEFAULT_WEIGHT, MAX_BACKENDS,
+        MAX_IDLE_PER_BACKEND, MAX_SERVICES, MAX_SERVICE_NAME_LEN, MAX_WEIGHT, MAX_WORKERS,
+        MIN_FLOW_TABLE_SIZE,
     },
     ports::PortRange,
-    schema::{RawBackend, RawConfig, RawDaemon, RawHealthCheck, RawService, TextOrNumber},
+    schema::{RawBackend, RawConfig, RawDaemon, RawHealthCheck, RawPool, RawService, TextOrNumber},
     status::StatusRanges,
 };
 
@@ -37,8 +38,18 @@ pub(super) fn validate(raw: &RawConfig, source: &Source<'_>) -> Result<Config, C
         diagnostics: Vec::new(),
     };
     let daemon = validator.daemon(&raw.daemon);
-    let services: Vec<Option<Service>> =
-        raw.services.iter().map(|s| validator.service(s)).collect();
+    // A written mode is a valid keyword even when `daemon` rejected it (xdp, no interface).
+    let mode = raw
+        .daemon
+        .mode
+        .as_ref()
+        .map(|m| *m.get_ref())
+        .unwrap_or_default();
+    let services: Vec<Option<Service>> = raw
+        .services
+        .iter()
+        .map(|s| validator.service(s, mode))
+        .collect();
     validator.unique_service_names(&raw.services);
     validator.unique_vips(&raw.services);
     validator.within_limits(&raw.services);
@@ -119,6 +130,14 @@ impl Validator<'_> {
             default.udp_idle_timeout,
             |v| positive_duration(v, "udp_idle_timeout"),
         );
+        let workers = self.optional(raw.workers.as_ref(), default.workers, |&n| workers(n));
+        let connect_timeout =
+            self.optional(raw.connect_timeout.as_ref(), default.connect_timeout, |v| {
+                positive_duration(v, "connect_timeout")
+            });
+        let drain_timeout = self.optional(raw.drain_timeout.as_ref(), default.drain_timeout, |v| {
+            positive_duration(v, "drain_timeout")
+        });
         Some(Daemon {
             interface: interface?,
             mode: mode?,
@@ -133,30 +152,37 @@ impl Validator<'_> {
             flow_table_size: flow_table_size?,
             tcp_idle_timeout: tcp_idle_timeout?,
             udp_idle_timeout: udp_idle_timeout?,
+            workers: workers?,
+            connect_timeout: connect_timeout?,
+            drain_timeout: drain_timeout?,
         })
     }
 
-    fn service(&mut self, raw: &RawService) -> Option<Service> {
+    /// `mode` is the daemon's, as written or defaulted.
+    fn service(&mut self, raw: &RawService, mode: Mode) -> Option<Service> {
         let name = self.required(&raw.name, |name| service_name(name));
-        let vip = self.required(&raw.vip, |text| vip(text));
-        let protocol = raw.protocol.unwrap_or_default();
-        let algorithm = self.optional(raw.algorithm.as_ref(), Algorithm::default(), |&algorithm| {
-            reject_unimplemented_algorithm(algorithm)
+        let vip = self.required(&raw.vip, |text| {
+            let vip = vip(text)?;
+            vip_fits_mode(vip, mode)?;
+            Ok(vip)
         });
+        let protocol = raw.protocol.unwrap_or_default();
         let forwarding = raw.forwarding.unwrap_or_default();
         let proxy_mode = self.optional(raw.proxy_mode.as_ref(), ProxyMode::default(), |&mode| {
             proxy_mode_fits_protocol(mode, protocol)
         });
         let health_check = self.health_check(&raw.health_check, protocol);
+        let pool = self.pool(&raw.pool);
         let backends = self.backends(&raw.backends, vip, forwarding);
         Some(Service {
             name: name?,
             vip: vip?,
             protocol,
-            algorithm: algorithm?,
+            algorithm: raw.algorithm.unwrap_or_default(),
             forwarding,
             proxy_mode: proxy_mode?,
             health_check: health_check?,
+            pool: pool?,
             backends: backends?,
         })
     }
@@ -223,6 +249,22 @@ impl Validator<'_> {
                 ),
             );
         }
+    }
+
+    fn pool(&mut self, raw: &RawPool) -> Option<Pool> {
+        let default = Pool::default();
+        let max_idle_per_backend = self.optional(
+            raw.max_idle_per_backend.as_ref(),
+            default.max_idle_per_backend,
+            |&n| max_idle_per_backend(n),
+        );
+        let idle_timeout = self.optional(raw.idle_timeout.as_ref(), default.idle_timeout, |v| {
+            positive_duration(v, "idle_timeout")
+        });
+        Some(Pool {
+            max_idle_per_backend: max_idle_per_backend?,
+            idle_timeout: idle_timeout?,
+        })
     }
 
     fn backends(
@@ -365,17 +407,6 @@ impl Validator<'_> {
     }
 }
 
-/// The data path implements only `maglev` and `source_hash` so far (`lb_common::consts::ALG_*`).
-/// Delete this function and its one call in `Validator::service` when it implements the rest.
-fn reject_unimplemented_algorithm(algorithm: Algorithm) -> Result<Algorithm, String> {
-    match algorithm {
-        Algorithm::Maglev | Algorithm::SourceHash => Ok(algorithm),
-        other => Err(format!(
-            "algorithm \"{other}\" is not implemented yet; use \"maglev\" or \"source_hash\""
-        )),
-    }
-}
-
 /// Names appear in URLs (`/v1/services/{service}`), metric labels and a 48-byte map field, so
 /// they are short and plain.
 fn service_name(name: &str) -> Result<String, String> {
@@ -447,6 +478,18 @@ fn vip(text: &str) -> Result<SocketAddr, String> {
         return Err("VIP port must not be 0".to_string());
     }
     Ok(vip)
+}
+
+/// An unspecified address (`0.0.0.0`, `::`) means every address: the proxy can listen on it,
+/// but the XDP program matches packets by their exact destination address.
+fn vip_fits_mode(vip: SocketAddr, mode: Mode) -> Result<(), String> {
+    if mode == Mode::Xdp && vip.ip().is_unspecified() {
+        return Err(format!(
+            "VIP {vip} has no specific address; only the proxy path can serve it \
+             (mode = \"proxy\" or \"auto\")"
+        ));
+    }
+    Ok(())
 }
 
 fn backend_address(text: &str) -> Result<SocketAddr, String> {
@@ -559,6 +602,24 @@ fn weight(weight: u32) -> Result<u32, String> {
         ));
     }
     Ok(weight)
+}
+
+fn workers(workers: u32) -> Result<u32, String> {
+    if workers > MAX_WORKERS {
+        return Err(format!(
+            "workers {workers} is too large; the maximum is {MAX_WORKERS} (0: one per CPU core)"
+        ));
+    }
+    Ok(workers)
+}
+
+fn max_idle_per_backend(n: u32) -> Result<u32, String> {
+    if n > MAX_IDLE_PER_BACKEND {
+        return Err(format!(
+            "max_idle_per_backend {n} is too large; the maximum is {MAX_IDLE_PER_BACKEND}"
+        ));
+    }
+    Ok(n)
 }
 
 fn flow_table_size(size: u32) -> Result<u32, String> {

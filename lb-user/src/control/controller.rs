@@ -30,6 +30,8 @@ const TICK: Duration = Duration::from_secs(1);
 /// re-steered mid-connection to a backend that would reset them. Backends that are down or
 /// in maintenance are cut at once.
 pub const REMOVAL_GRACE: Duration = Duration::from_secs(10);
+/// Every this many ticks the live-flow counts least_conn and p2c use are recounted.
+const ACTIVE_RECOUNT_TICKS: u64 = 3;
 
 /// Why the controller's loop ended.
 pub enum Exit {
@@ -55,6 +57,7 @@ pub struct Controller {
     shared: Shared,
     desired: Desired,
     retiring: HashMap<BackendKey, (Instant, DesiredBackend)>,
+    ticks: u64,
 }
 
 impl Controller {
@@ -72,6 +75,7 @@ impl Controller {
             shared,
             desired,
             retiring: HashMap::new(),
+            ticks: 0,
         }
     }
 
@@ -232,6 +236,15 @@ impl Controller {
             Ok(true) => self.apply(),
             Ok(false) => {}
             Err(e) => warn!("neighbour refresh failed: {e:#}"),
+        }
+        self.ticks += 1;
+        if self.ticks % ACTIVE_RECOUNT_TICKS == 0 {
+            let ids = self.dataplane.counted_backends(&self.desired);
+            if !ids.is_empty() {
+                if let Err(e) = self.dataplane.recount_active_flows(ids) {
+                    warn!("recounting live flows failed: {e:#}");
+                }
+            }
         }
     }
 

@@ -69,10 +69,38 @@ pub fn explain(maps: &Maps, vip: SocketAddr, client: SocketAddr, proto: u8) -> R
             }
         }
     }
-    let h = if info.algorithm == ALG_SOURCE_HASH { source_hash(&key.src) } else { hash };
+    let h = match info.algorithm {
+        ALG_MAGLEV => hash,
+        ALG_SOURCE_HASH => source_hash(&key.src),
+        _ => return not_a_function_of_the_flow(maps, &info, out, usable),
+    };
     let slot = h % RING_SIZE;
     out.ring_slot = Some(slot);
     let id = maps.ring.get(&(ring_base(info.service_id, info.ring_gen) + slot), 0)?;
     out.backend = if id == NO_BACKEND { None } else { usable(id) };
+    Ok(out)
+}
+
+/// The other algorithms decide from state, not from the flow: say how, and for least_conn
+/// name the backend the live-flow counts favour right now.
+fn not_a_function_of_the_flow(
+    maps: &Maps,
+    info: &lb_common::maps::VipInfo,
+    mut out: Explanation,
+    usable: impl Fn(u32) -> Option<String>,
+) -> Result<Explanation> {
+    let base = seq_base(info.service_id, info.ring_gen);
+    let members: Vec<u32> = (0..info.seq_len.min(SEQ_SIZE)).filter_map(|i| maps.seq.get(&(base + i), 0).ok()).collect();
+    let how = match info.algorithm {
+        ALG_ROUND_ROBIN | ALG_WEIGHTED_ROUND_ROBIN => "the next backend in turn (each CPU keeps its own turn)",
+        ALG_RANDOM => "a random backend, weighted",
+        ALG_P2C => "the less loaded of two random backends",
+        _ => "the backend with the fewest live flows",
+    };
+    out.decision = format!("new flow: {how}");
+    if info.algorithm == ALG_LEAST_CONN {
+        let load = |id: &u32| maps.active.get(id, 0).ok().filter(|n| *n < 1 << 62).unwrap_or(0);
+        out.backend = members.iter().min_by_key(|id| load(id)).and_then(|id| usable(*id));
+    }
     Ok(out)
 }

@@ -62,8 +62,28 @@ pub fn algorithm_name(code: u8) -> &'static str {
     match code {
         ALG_MAGLEV => "maglev",
         ALG_SOURCE_HASH => "source_hash",
+        ALG_ROUND_ROBIN => "round_robin",
+        ALG_WEIGHTED_ROUND_ROBIN => "weighted_round_robin",
+        ALG_RANDOM => "random",
+        ALG_LEAST_CONN => "least_conn",
+        ALG_P2C => "p2c",
         _ => "unknown",
     }
+}
+
+/// Live, not closing flows per backend id: what least_conn and p2c compare. The daemon
+/// writes these counts back into `LB_ACTIVE` every few seconds, correcting what the data
+/// path's own counting cannot see (flows that expire without a FIN or RST).
+pub fn live_flows_per_backend(maps: &Maps) -> Result<std::collections::HashMap<u32, u32>> {
+    let cfg = maps.config.get(&CONFIG_KEY, 0)?;
+    let now = monotonic_ns();
+    let mut counts = std::collections::HashMap::new();
+    for (k, s) in maps.flows.iter().flatten() {
+        if s.flags & FLOW_CLOSING == 0 && s.is_live(k.proto, now, &cfg) {
+            *counts.entry(s.backend_id).or_insert(0) += 1;
+        }
+    }
+    Ok(counts)
 }
 
 fn forwarding_name(code: u8) -> &'static str {

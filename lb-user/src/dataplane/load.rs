@@ -80,6 +80,9 @@ pub fn unpin_all(pin_dir: &Path) {
         map_names::DROP_STATS,
         map_names::SERVICE_META,
         map_names::BACKEND_META,
+        map_names::SEQ,
+        map_names::ACTIVE,
+        map_names::RR_CURSOR,
         super::xdp::LINK_PIN,
     ] {
         let _ = std::fs::remove_file(pin_dir.join(name));

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use lb_common::consts::*;
 use lb_common::maglev::{self, MaglevBackend};
 use lb_common::maps::{BackendInfo, BackendMeta, GlobalConfig, ServiceMeta, VipInfo, VipKey};
@@ -24,6 +24,8 @@ pub struct ServicePlan {
     /// The VIP's address is also one of the host's own (the seed's LB-on-:8080 case).
     pub shared_with_host: bool,
     pub table: Vec<u32>,
+    /// The `LB_SEQ` entries: round robin's order, or the members least_conn/p2c choose from.
+    pub sequence: Vec<u32>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -89,6 +91,7 @@ pub fn plan(desired: &Desired, global: GlobalConfig, host: &HostFacts, ids: &mut
     for s in &desired.services {
         let sid = ids.services.id(&s.name)?;
         let mut ring_members = Vec::new();
+        let mut members: Vec<(SocketAddr, u32, u32)> = Vec::new();
         for b in &s.backends {
             let bid = ids.backends.id(&(s.name.clone(), b.address))?;
             let reachable = host.neighbours.contains_key(&b.address.ip());
@@ -97,6 +100,7 @@ pub fn plan(desired: &Desired, global: GlobalConfig, host: &HostFacts, ids: &mut
             // resolved yet joins the table once it is (within a neighbour refresh).
             if b.in_rotation() && reachable {
                 ring_members.push(MaglevBackend::new(bid, b.address.to_string().as_bytes(), b.weight));
+                members.push((b.address, bid, b.weight));
             }
         }
         let proto = match s.protocol {
@@ -104,9 +108,11 @@ pub fn plan(desired: &Desired, global: GlobalConfig, host: &HostFacts, ids: &mut
             Protocol::Udp => PROTO_UDP,
         };
         let vip = vip_key(s.vip, proto);
+        let sequence = sequence_for(s.algorithm, members);
         let info = VipInfo {
             service_id: sid,
             ring_gen: 0,
+            seq_len: sequence.len() as u32,
             algorithm: algorithm_code(s.algorithm)?,
             forwarding: match s.forwarding {
                 Forwarding::Nat => FWD_NAT,
@@ -121,18 +127,35 @@ pub fn plan(desired: &Desired, global: GlobalConfig, host: &HostFacts, ids: &mut
             meta: service_meta(&s.name, vip, &info, s.backends.len() as u32),
             shared_with_host: host.own_addresses.contains(&s.vip.ip()),
             table: maglev::build(&ring_members, RING_SIZE),
+            sequence,
         });
     }
     Ok(plan)
 }
 
-/// The data path's algorithm code. The XDP program implements these two today; the config
-/// check refuses the others with a clear message, and this is the one place to extend.
+/// The data path's algorithm code (part of the pinned-map ABI).
 fn algorithm_code(a: Algorithm) -> Result<u8> {
-    match a {
-        Algorithm::Maglev => Ok(ALG_MAGLEV),
-        Algorithm::SourceHash => Ok(ALG_SOURCE_HASH),
-        other => bail!("algorithm {other} is not implemented by the XDP data path yet"),
+    Ok(match a {
+        Algorithm::Maglev => ALG_MAGLEV,
+        Algorithm::SourceHash => ALG_SOURCE_HASH,
+        Algorithm::RoundRobin => ALG_ROUND_ROBIN,
+        Algorithm::WeightedRoundRobin => ALG_WEIGHTED_ROUND_ROBIN,
+        Algorithm::Random => ALG_RANDOM,
+        Algorithm::LeastConn => ALG_LEAST_CONN,
+        Algorithm::P2c => ALG_P2C,
+    })
+}
+
+/// The sequence table: in address order (stable across reconciles), each member once, or
+/// for weighted round robin the smooth weighted sequence.
+fn sequence_for(algorithm: Algorithm, mut members: Vec<(SocketAddr, u32, u32)>) -> Vec<u32> {
+    members.sort();
+    members.truncate(SEQ_SIZE as usize);
+    if algorithm == Algorithm::WeightedRoundRobin {
+        let weights: Vec<u32> = members.iter().map(|m| m.2).collect();
+        lb_common::sequence::smooth_weighted(&weights, SEQ_SIZE as usize).into_iter().map(|i| members[i].1).collect()
+    } else {
+        members.into_iter().map(|m| m.1).collect()
     }
 }
 

@@ -10,7 +10,7 @@
 use std::collections::{HashMap, HashSet};
 
 use anyhow::{Context, Result};
-use lb_common::consts::{ring_base, CONFIG_KEY, RING_SIZE, VIP_ADDR_SHARED_WITH_HOST};
+use lb_common::consts::{ring_base, seq_base, CONFIG_KEY, VIP_ADDR_SHARED_WITH_HOST};
 use lb_common::maps::{BackendInfo, BackendMeta, ServiceMeta, VipAddrKey, VipInfo, VipKey};
 
 use super::addr::vip_addr_key;
@@ -20,7 +20,8 @@ use super::plan::{Plan, ServicePlan};
 #[derive(Default)]
 struct Rings {
     live: u32,
-    held: [Option<Vec<u32>>; 2],
+    /// What each generation holds: (Maglev table, sequence table).
+    held: [Option<(Vec<u32>, Vec<u32>)>; 2],
     /// Live generation taken over from a previous daemon, contents unknown to us.
     adopted: bool,
 }
@@ -76,11 +77,14 @@ impl Writer {
         // A service seen for the first time has no live table: write generation 0. Otherwise
         // (including one adopted from a previous daemon) write the generation not in use.
         let fresh = rings.held.iter().all(Option::is_none) && !rings.adopted;
-        if fresh || rings.held[rings.live as usize].as_ref() != Some(&s.table) {
+        let wanted = (s.table.clone(), s.sequence.clone());
+        if fresh || rings.held[rings.live as usize].as_ref() != Some(&wanted) {
             let shadow = if fresh { 0 } else { 1 - rings.live };
             rings.adopted = false;
-            write_ring(&mut self.maps, s.id, shadow, rings.held[shadow as usize].as_deref(), &s.table)?;
-            rings.held[shadow as usize] = Some(s.table.clone());
+            let held = rings.held[shadow as usize].as_ref();
+            write_slots(&mut self.maps.ring, ring_base(s.id, shadow), held.map(|h| h.0.as_slice()), &s.table, "LB_RING")?;
+            write_slots(&mut self.maps.seq, seq_base(s.id, shadow), held.map(|h| h.1.as_slice()), &s.sequence, "LB_SEQ")?;
+            rings.held[shadow as usize] = Some(wanted);
             rings.live = shadow;
         }
         // The flip: one VIP entry update makes the new table live.
@@ -119,13 +123,13 @@ impl Writer {
     }
 }
 
-fn write_ring(maps: &mut Maps, service_id: u32, gen: u32, held: Option<&[u32]>, table: &[u32]) -> Result<()> {
-    let base = ring_base(service_id, gen);
-    for (slot, &id) in table.iter().enumerate().take(RING_SIZE as usize) {
+/// Write `table` at `base`, skipping the slots that already hold the same value.
+fn write_slots(map: &mut aya::maps::Array<aya::maps::MapData, u32>, base: u32, held: Option<&[u32]>, table: &[u32], name: &str) -> Result<()> {
+    for (slot, &id) in table.iter().enumerate() {
         if held.is_some_and(|h| h.get(slot) == Some(&id)) {
             continue;
         }
-        maps.ring.set(base + slot as u32, id, 0).context("writing LB_RING")?;
+        map.set(base + slot as u32, id, 0).with_context(|| format!("writing {name}"))?;
     }
     Ok(())
 }

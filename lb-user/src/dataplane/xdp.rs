@@ -138,6 +138,34 @@ impl XdpDataplane {
         &self.writer.maps
     }
 
+    /// Rewrite `LB_ACTIVE` from the flow table (for least_conn and p2c): the data path's
+    /// own +1/-1 misses flows that simply expire. A count the data path changes between
+    /// the walk and the write is overwritten: an approximation, corrected next time.
+    pub fn recount_active_flows(&mut self, backend_ids: impl IntoIterator<Item = u32>) -> Result<()> {
+        let counts = super::inspect::live_flows_per_backend(&self.writer.maps)?;
+        for id in backend_ids {
+            self.writer.maps.active.set(id, counts.get(&id).copied().unwrap_or(0) as u64, 0)?;
+        }
+        Ok(())
+    }
+
+    /// Backend ids of services whose algorithm compares live flows.
+    pub fn counted_backends(&self, desired: &Desired) -> Vec<u32> {
+        use crate::config::Algorithm;
+        let counted: HashSet<&str> = desired
+            .services
+            .iter()
+            .filter(|s| matches!(s.algorithm, Algorithm::LeastConn | Algorithm::P2c))
+            .map(|s| s.name.as_str())
+            .collect();
+        if counted.is_empty() {
+            return Vec::new();
+        }
+        super::adopt::read_existing(&self.writer.maps)
+            .map(|a| a.backends.into_iter().filter(|(_, s, _)| counted.contains(s.as_str())).map(|(id, _, _)| id).collect())
+            .unwrap_or_default()
+    }
+
     /// At start, give neighbour resolution a moment (bounded), so the first tables already
     /// reach every backend; whatever is still missing is picked up by `refresh_neighbours`.
     pub fn await_neighbours(&mut self, desired: &Desired) {
