@@ -19,12 +19,11 @@ use crate::control::controller::{Controller, Shared};
 use crate::control::registry::Registry;
 use crate::control::{ControlHandle, Telemetry};
 use crate::dataplane::xdp::XdpDataplane;
+use crate::path::DataPath;
+use crate::proxy::ProxyDataplane;
 
 pub async fn run(config_path: &Path, detach_on_exit: bool) -> Result<()> {
     let cfg = Config::from_file(config_path).map_err(|e| anyhow!("invalid config:\n{e}"))?;
-    if cfg.daemon.mode == Mode::Proxy {
-        bail!("daemon.mode = \"proxy\": the userspace proxy path is not part of this build yet; use \"xdp\"");
-    }
     let registry = Registry::load(&cfg.daemon.state_file, Instant::now())
         .context("the state file holds registrations and admin states; fix or remove it")?;
     // Bound before the data path starts: a port conflict must not leave XDP attached.
@@ -33,10 +32,12 @@ pub async fn run(config_path: &Path, detach_on_exit: bool) -> Result<()> {
         .with_context(|| format!("admin API cannot listen on {}", cfg.daemon.admin_listen))?;
     info!(listen = %cfg.daemon.admin_listen, "admin API listening");
     let desired = Controller::desired(&cfg, &registry);
-    let dataplane = tokio::task::block_in_place(|| XdpDataplane::start(&cfg, &desired))?;
+    let dataplane = start_path(&cfg, &desired)?;
+    info!(path = dataplane.name(), "serving");
 
     let telemetry = Arc::new(Telemetry::default());
-    telemetry.update(|t| t.path = "xdp");
+    let path_name = dataplane.name();
+    telemetry.update(|t| t.path = path_name);
     let token = Arc::new(RwLock::new(api::load_token(&cfg.daemon.token_file)));
     if token.read().map(|t| t.is_none()).unwrap_or(true) {
         warn!(token_file = %cfg.daemon.token_file.display(), "no API token: every mutating API call will be refused (401)");
@@ -53,6 +54,10 @@ pub async fn run(config_path: &Path, detach_on_exit: bool) -> Result<()> {
         telemetry: telemetry.clone(),
         pin_path: cfg.daemon.pin_path.clone(),
         ready: ready.clone(),
+        proxy: match &dataplane {
+            DataPath::Proxy(p) => Some(p.stats()),
+            DataPath::Xdp(_) => None,
+        },
     };
     let mut api_stop = stop.clone();
     let api_task = tokio::spawn(api::serve(listener, api_state, async move {
@@ -63,13 +68,50 @@ pub async fn run(config_path: &Path, detach_on_exit: bool) -> Result<()> {
         .ok();
     tokio::spawn(signals(reloads_tx, stop_tx));
 
+    let drain = cfg.daemon.drain_timeout;
     let shared = Shared { telemetry, token, ready };
     let controller = Controller::new(cfg, config_path.to_path_buf(), dataplane, registry, reports_tx, shared);
     let dataplane = controller.run(commands, reports, reloads, stop).await;
     if let Ok(Err(e)) = api_task.await {
         warn!("admin API: {e:#}");
     }
-    tokio::task::block_in_place(|| dataplane.shutdown(detach_on_exit));
+    dataplane.shutdown(detach_on_exit, drain).await;
+    Ok(())
+}
+
+/// `mode = "xdp"`: XDP or fail. `"proxy"`: the proxy. `"auto"`: XDP when it can run here,
+/// else the proxy, with a warning that names every reason (the same findings as
+/// `lb doctor`).
+fn start_path(cfg: &Config, desired: &crate::state::Desired) -> Result<DataPath> {
+    let proxy = || -> Result<DataPath> { Ok(DataPath::Proxy(ProxyDataplane::start(cfg, desired)?)) };
+    match cfg.daemon.mode {
+        Mode::Xdp => Ok(DataPath::Xdp(tokio::task::block_in_place(|| XdpDataplane::start(cfg, desired))?)),
+        Mode::Proxy => proxy(),
+        Mode::Auto => match xdp_can_serve(cfg).and_then(|_| tokio::task::block_in_place(|| XdpDataplane::start(cfg, desired))) {
+            Ok(x) => Ok(DataPath::Xdp(x)),
+            Err(e) => {
+                let mut reasons = vec![format!("{e:#}")];
+                if let Some(interface) = &cfg.daemon.interface {
+                    reasons.extend(crate::doctor::blockers(interface).into_iter().map(|f| match f.fix {
+                        Some(fix) => format!("{}: {} (fix: {fix})", f.check, f.detail),
+                        None => format!("{}: {}", f.check, f.detail),
+                    }));
+                }
+                warn!(reasons = %reasons.join("; "), "XDP cannot serve here: falling back to the userspace proxy (mode = \"auto\")");
+                proxy()
+            }
+        },
+    }
+}
+
+/// What the config alone rules out for XDP.
+fn xdp_can_serve(cfg: &Config) -> Result<()> {
+    if cfg.daemon.interface.is_none() {
+        bail!("no daemon.interface to attach XDP to");
+    }
+    if let Some(s) = cfg.services.iter().find(|s| s.vip.ip().is_unspecified()) {
+        bail!("service {}: VIP {} has no specific address, which only the proxy can serve", s.name, s.vip);
+    }
     Ok(())
 }
 

@@ -145,6 +145,7 @@ async fn start() -> Api {
         // Nothing is pinned here: /metrics must still answer, without data-path series.
         pin_path: PathBuf::from("/nonexistent/lb-api-test-pins"),
         ready: Arc::new(AtomicBool::new(false)),
+        proxy: None,
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

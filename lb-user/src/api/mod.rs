@@ -9,6 +9,7 @@
 mod auth;
 mod body;
 mod error;
+mod flows;
 mod params;
 mod probes;
 mod register;
@@ -42,6 +43,8 @@ pub struct ApiState {
     pub pin_path: PathBuf,
     /// Set once the data path serves traffic (`/readyz`).
     pub ready: Arc<AtomicBool>,
+    /// The proxy path's counters when it is the one serving (then no maps are read).
+    pub proxy: Option<Arc<crate::proxy::ProxyStats>>,
 }
 
 /// The token in `path`, trimmed; `None` when the file is missing, unreadable or blank.

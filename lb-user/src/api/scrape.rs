@@ -18,11 +18,16 @@ pub async fn metrics(State(state): State<ApiState>) -> Response {
     });
     let telemetry = state.telemetry.snapshot();
     let pin_path = state.pin_path.clone();
+    let proxy = state.proxy.clone();
     // Map reads are syscalls, and the flow-table walk can take a while: off the runtime.
-    let rendered = tokio::task::spawn_blocking(move || {
-        let maps =
-            Maps::open_pinned(&pin_path).inspect_err(|e| tracing::debug!("metrics without the data path: {e:#}")).ok();
-        metrics::render(&telemetry, &services, maps.as_ref())
+    let rendered = tokio::task::spawn_blocking(move || match proxy {
+        Some(proxy) => metrics::render(&telemetry, &services, None) + &proxy.render_metrics(),
+        None => {
+            let maps = Maps::open_pinned(&pin_path)
+                .inspect_err(|e| tracing::debug!("metrics without the data path: {e:#}"))
+                .ok();
+            metrics::render(&telemetry, &services, maps.as_ref())
+        }
     })
     .await;
     match rendered {

@@ -6,44 +6,25 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::{table, ListWhat};
-use crate::dataplane::{inspect, maps::Maps};
+use crate::dataplane::{inspect, maps::{Maps, NothingPinned}};
 
-pub fn list(what: ListWhat, pin_path: &Path, json: bool) -> Result<ExitCode> {
-    let maps = Maps::open_pinned(pin_path)?;
+pub fn list(what: ListWhat, pin_path: &Path, api: &str, json: bool) -> Result<ExitCode> {
+    let maps = match Maps::open_pinned(pin_path) {
+        Ok(m) => m,
+        Err(e) if e.is::<NothingPinned>() => {
+            let rows = super::remote::rows(what, api).map_err(|api_err| anyhow::anyhow!("{e}; and the daemon's API did not answer either: {api_err:#}"))?;
+            return match rows {
+                super::remote::Rows::Vips(r) => print_vips(json, &r),
+                super::remote::Rows::Backends(r) => print_backends(json, &r),
+                super::remote::Rows::Flows(r) => print_flows(json, &r),
+            };
+        }
+        Err(e) => return Err(e),
+    };
     match what {
-        ListWhat::Vips => {
-            let rows = inspect::vips(&maps);
-            emit(json, &rows, || {
-                table::print(
-                    &["SERVICE", "VIP", "PROTO", "ALGORITHM", "FORWARDING", "BACKENDS"],
-                    &rows.iter().map(|r| vec![r.service.clone(), r.vip.clone(), r.protocol.clone(), r.algorithm.clone(), r.forwarding.clone(), r.backends.to_string()]).collect::<Vec<_>>(),
-                )
-            })
-        }
-        ListWhat::Backends => {
-            let rows = inspect::backends(&maps)?;
-            emit(json, &rows, || {
-                table::print(
-                    &["SERVICE", "ADDRESS", "WEIGHT", "STATE", "HEALTH", "SOURCE", "PACKETS", "BYTES", "NEW_FLOWS"],
-                    &rows
-                        .iter()
-                        .map(|r| vec![r.service.clone(), r.address.clone(), r.weight.to_string(), r.state.clone(), r.health.clone(), r.source.clone(), r.packets.to_string(), r.bytes.to_string(), r.new_flows.to_string()])
-                        .collect::<Vec<_>>(),
-                )
-            })
-        }
-        ListWhat::Flows => {
-            let rows = inspect::flows(&maps)?;
-            emit(json, &rows, || {
-                table::print(
-                    &["PROTO", "CLIENT", "VIP", "BACKEND", "SNAT_PORT", "IDLE", "CLOSING"],
-                    &rows
-                        .iter()
-                        .map(|r| vec![r.protocol.clone(), r.client.clone(), r.vip.clone(), r.backend.clone(), r.snat_port.map_or("-".into(), |p| p.to_string()), format!("{:.1}s", r.idle_seconds), r.closing.to_string()])
-                        .collect::<Vec<_>>(),
-                )
-            })
-        }
+        ListWhat::Vips => print_vips(json, &inspect::vips(&maps)),
+        ListWhat::Backends => print_backends(json, &inspect::backends(&maps)?),
+        ListWhat::Flows => print_flows(json, &inspect::flows(&maps)?),
         ListWhat::Stats => {
             let s = inspect::stats(&maps)?;
             emit(json, &s, || {
@@ -53,6 +34,39 @@ pub fn list(what: ListWhat, pin_path: &Path, json: bool) -> Result<ExitCode> {
             })
         }
     }
+}
+
+fn print_vips(json: bool, rows: &[inspect::VipRow]) -> Result<ExitCode> {
+    emit(json, rows, || {
+        table::print(
+            &["SERVICE", "VIP", "PROTO", "ALGORITHM", "FORWARDING", "BACKENDS"],
+            &rows.iter().map(|r| vec![r.service.clone(), r.vip.clone(), r.protocol.clone(), r.algorithm.clone(), r.forwarding.clone(), r.backends.to_string()]).collect::<Vec<_>>(),
+        )
+    })
+}
+
+fn print_backends(json: bool, rows: &[inspect::BackendRow]) -> Result<ExitCode> {
+    emit(json, rows, || {
+        table::print(
+            &["SERVICE", "ADDRESS", "WEIGHT", "STATE", "HEALTH", "SOURCE", "PACKETS", "BYTES", "NEW_FLOWS"],
+            &rows
+                .iter()
+                .map(|r| vec![r.service.clone(), r.address.clone(), r.weight.to_string(), r.state.clone(), r.health.clone(), r.source.clone(), r.packets.to_string(), r.bytes.to_string(), r.new_flows.to_string()])
+                .collect::<Vec<_>>(),
+        )
+    })
+}
+
+fn print_flows(json: bool, rows: &[inspect::FlowRow]) -> Result<ExitCode> {
+    emit(json, rows, || {
+        table::print(
+            &["PROTO", "CLIENT", "VIP", "BACKEND", "SNAT_PORT", "IDLE", "CLOSING"],
+            &rows
+                .iter()
+                .map(|r| vec![r.protocol.clone(), r.client.clone(), r.vip.clone(), r.backend.clone(), r.snat_port.map_or("-".into(), |p| p.to_string()), format!("{:.1}s", r.idle_seconds), r.closing.to_string()])
+                .collect::<Vec<_>>(),
+        )
+    })
 }
 
 fn emit<T: Serialize + ?Sized>(json: bool, value: &T, human: impl FnOnce()) -> Result<ExitCode> {

@@ -2,8 +2,10 @@
 mod agent;
 mod backend;
 mod check;
+mod doctor;
 mod explain;
 mod list;
+mod remote;
 mod run;
 mod table;
 
@@ -51,6 +53,9 @@ pub enum Command {
         /// JSON for scripts: an array of rows (an object for `stats`)
         #[arg(long)]
         json: bool,
+        /// The daemon's admin API, asked when nothing is pinned (the proxy path)
+        #[arg(long, default_value = "http://127.0.0.1:9100")]
+        api: String,
     },
     /// Which backend a flow gets, computed with the data path's own hash and tables.
     Explain {
@@ -75,6 +80,25 @@ pub enum Command {
         #[command(subcommand)]
         command: backend::BackendCommand,
     },
+    /// Can XDP run natively on an interface, and what is in the way, each with its fix.
+    ///
+    /// Checks the interface, privileges (CAP_BPF/CAP_SYS_ADMIN and CAP_NET_ADMIN), the BPF
+    /// filesystem at /sys/fs/bpf, the driver (loopback has no native XDP), the MTU, LRO,
+    /// a veth's peer (it needs XDP or GRO to take XDP_TX frames), rp_filter and tx checksum
+    /// offload on veths. The definitive check attaches a pass-through XDP program natively
+    /// for a moment and detaches it (on some NICs this briefly resets the rx queues); an
+    /// XDP program already attached is left alone. Prints one line per check (ok, note or
+    /// problem) and a verdict; exits 0 when native XDP attaches, 1 otherwise. The daemon's
+    /// auto mode names the same reasons when it falls back to the proxy path.
+    #[command(verbatim_doc_comment)]
+    Doctor {
+        /// The interface the data path would attach to (daemon.interface)
+        #[arg(short, long)]
+        interface: String,
+        /// JSON for scripts: an array of findings {check, status, ok, blocker, detail, fix}
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,9 +119,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Run { config, detach_on_exit } => run::run(&config, detach_on_exit),
         Command::Check { config } => Ok(check::check(&config)),
-        Command::List { what, pin_path, json } => list::list(what, &pin_path, json),
+        Command::List { what, pin_path, json, api } => list::list(what, &pin_path, &api, json),
         Command::Explain { vip, client, proto, pin_path, json } => explain::explain(vip, client, proto, &pin_path, json),
         Command::Agent(args) => agent::agent(args),
         Command::Backend { command } => backend::backend(command),
+        Command::Doctor { interface, json } => doctor::doctor(&interface, json),
     }
 }

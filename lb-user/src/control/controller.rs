@@ -20,7 +20,7 @@ use super::sources;
 use super::telemetry::Telemetry;
 use super::view::{BackendView, CheckView, ServiceView};
 use crate::config::{AdminState, Config, HealthCheck, HealthCheckType};
-use crate::dataplane::xdp::XdpDataplane;
+use crate::path::DataPath;
 use crate::state::{source_names, Desired, DesiredBackend, Health, SOURCE_RETIRING};
 
 /// How often leases are checked and next-hop MACs refreshed.
@@ -48,7 +48,7 @@ pub struct Shared {
 pub struct Controller {
     cfg: Config,
     config_path: PathBuf,
-    dataplane: XdpDataplane,
+    dataplane: DataPath,
     registry: Registry,
     trackers: HashMap<BackendKey, Tracker>,
     last_checks: HashMap<BackendKey, CheckResult>,
@@ -61,7 +61,7 @@ pub struct Controller {
 }
 
 impl Controller {
-    pub fn new(cfg: Config, config_path: PathBuf, dataplane: XdpDataplane, registry: Registry, reports_tx: mpsc::Sender<Report>, shared: Shared) -> Self {
+    pub fn new(cfg: Config, config_path: PathBuf, dataplane: DataPath, registry: Registry, reports_tx: mpsc::Sender<Report>, shared: Shared) -> Self {
         let desired = sources::desired(&cfg, &registry, &HashMap::new());
         Controller {
             cfg,
@@ -90,7 +90,7 @@ impl Controller {
         mut reports: mpsc::Receiver<Report>,
         mut reloads: mpsc::Receiver<()>,
         mut stop: tokio::sync::watch::Receiver<bool>,
-    ) -> XdpDataplane {
+    ) -> DataPath {
         self.sync_checkers();
         self.shared.ready.store(true, Ordering::SeqCst);
         let mut tick = tokio::time::interval(TICK);
@@ -239,11 +239,8 @@ impl Controller {
         }
         self.ticks += 1;
         if self.ticks % ACTIVE_RECOUNT_TICKS == 0 {
-            let ids = self.dataplane.counted_backends(&self.desired);
-            if !ids.is_empty() {
-                if let Err(e) = self.dataplane.recount_active_flows(ids) {
-                    warn!("recounting live flows failed: {e:#}");
-                }
+            if let Err(e) = self.dataplane.recount_active_flows(&self.desired) {
+                warn!("recounting live flows failed: {e:#}");
             }
         }
     }
@@ -302,7 +299,7 @@ impl Controller {
         if let Err(e) = self.dataplane.refresh_neighbours(&self.desired) {
             warn!("neighbour lookup failed: {e:#}");
         }
-        self.dataplane.reconcile(&self.desired)
+        self.dataplane.reconcile(&self.cfg, &self.desired)
     }
 
     /// Backends that were there and are no longer named start their grace period; ones
@@ -400,6 +397,7 @@ impl Controller {
                                 .registrations
                                 .get(&key)
                                 .map(|r| r.expires_at.saturating_duration_since(now).as_secs_f64()),
+                            proxy: self.dataplane.proxy_counters(&s.name, b.address),
                         }
                     })
                     .collect(),

@@ -25,6 +25,10 @@ pub struct BackendView {
     pub sources: Vec<String>,
     /// Seconds left on the registration lease, when registered.
     pub lease_expires_in_seconds: Option<f64>,
+    /// The proxy path's counters for this backend, when the proxy serves (the XDP path's
+    /// are in the pinned maps and on /metrics).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<crate::proxy::BackendCounters>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]

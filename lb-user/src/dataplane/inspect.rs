@@ -12,7 +12,7 @@ use super::addr::{proto_name, socket};
 use super::maps::{sum_counters, Maps};
 use crate::state::{source_names, Health};
 
-#[derive(Serialize, Debug, Clone, PartialEq)]
+#[derive(Serialize, serde::Deserialize, Debug, Clone, PartialEq)]
 pub struct VipRow {
     pub service: String,
     pub vip: String,
@@ -22,7 +22,7 @@ pub struct VipRow {
     pub backends: u32,
 }
 
-#[derive(Serialize, Debug, Clone, PartialEq)]
+#[derive(Serialize, serde::Deserialize, Debug, Clone, PartialEq)]
 pub struct BackendRow {
     pub service: String,
     pub address: String,
@@ -35,7 +35,7 @@ pub struct BackendRow {
     pub new_flows: u64,
 }
 
-#[derive(Serialize, Debug, Clone, PartialEq)]
+#[derive(Serialize, serde::Deserialize, Debug, Clone, PartialEq)]
 pub struct FlowRow {
     pub protocol: String,
     pub client: String,

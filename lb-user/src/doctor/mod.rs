@@ -115,11 +115,12 @@ fn checks_for(link: &tools::Link) -> Vec<Finding> {
     let existing = link.xdp.as_ref();
     let peer = veth::peer(link);
     let features = tools::ethtool_features(name);
+    let offloads_on = netdev::merging_offloads_on(features.as_ref());
     let mut findings = vec![host::privileges(), host::bpffs()];
-    let (driver, driver_name) = driver::driver(link, &probe);
+    let (driver, without_native) = driver::driver(link, &probe, &offloads_on);
     findings.push(driver);
-    findings.push(probe::finding(link, &probe, existing, peer.as_ref()));
-    findings.push(netdev::mtu(link, peer.as_ref(), &probe, driver_name.as_deref()));
+    findings.push(probe::finding(link, &probe, existing, peer.as_ref(), &offloads_on));
+    findings.push(netdev::mtu(link, peer.as_ref(), &probe, without_native.as_deref()));
     findings.push(netdev::lro(name, features.as_ref()));
     findings.push(veth::peer_finding(link, peer.as_ref()));
     findings.push(sysctl::rp_filter(name));
@@ -135,7 +136,8 @@ pub fn blockers(interface: &str) -> Vec<Finding> {
 
 /// The definitive test: load a pass-through XDP program and attach it natively to
 /// `interface`, then detach at once. `Err` says why not (the kernel's errno, explained),
-/// with the fix. An XDP program already attached is left alone (and reported as the reason).
+/// with the fix. An XDP program already attached is left alone (and reported as the reason),
+/// except lb's own data path attached natively: that is proof native XDP works (Ok).
 pub fn native_xdp_works(interface: &str) -> Result<(), String> {
     if let Err(why) = driver::valid_name(interface) {
         return Err(format!("{interface:?} is not a valid interface name: {why}"));
@@ -148,7 +150,11 @@ pub fn native_xdp_works(interface: &str) -> Result<(), String> {
         None => Ok(()),
         Some(r) => {
             let existing = tools::link(interface).ok().and_then(|l| l.xdp);
-            let explained = probe::explain(interface, r, existing.as_ref(), None);
+            if r.stage == probe::Stage::Attach && r.errno == libc::EBUSY && probe::lb_runs_natively(existing.as_ref()).is_some() {
+                return Ok(());
+            }
+            let offloads_on = netdev::merging_offloads_on(tools::ethtool_features(interface).as_ref());
+            let explained = probe::explain(interface, r, existing.as_ref(), None, &offloads_on);
             Err(match explained.fix {
                 Some(fix) => format!("{} (fix: {fix})", explained.detail),
                 None => explained.detail,

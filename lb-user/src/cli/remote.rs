@@ -1,0 +1,56 @@
+//! `lb list` without pinned maps: the proxy path (or a daemon on another pin path) answers
+//! through its admin API instead.
+use anyhow::{bail, Context, Result};
+
+use super::ListWhat;
+use crate::control::ServiceView;
+use crate::dataplane::inspect::{BackendRow, FlowRow, VipRow};
+
+fn get<T: serde::de::DeserializeOwned>(api: &str, path: &str) -> Result<T> {
+    let url = format!("{}{path}", api.trim_end_matches('/'));
+    let agent = ureq::AgentBuilder::new().timeout(std::time::Duration::from_secs(3)).build();
+    let resp = agent.get(&url).call().with_context(|| format!("GET {url}"))?;
+    resp.into_json().with_context(|| format!("GET {url}: not the expected JSON"))
+}
+
+pub enum Rows {
+    Vips(Vec<VipRow>),
+    Backends(Vec<BackendRow>),
+    Flows(Vec<FlowRow>),
+}
+
+pub fn rows(what: ListWhat, api: &str) -> Result<Rows> {
+    Ok(match what {
+        ListWhat::Vips => Rows::Vips(get::<Vec<ServiceView>>(api, "/v1/services")?.into_iter().map(vip_row).collect()),
+        ListWhat::Backends => Rows::Backends(
+            get::<Vec<ServiceView>>(api, "/v1/services")?.into_iter().flat_map(backend_rows).collect(),
+        ),
+        ListWhat::Flows => Rows::Flows(get(api, "/v1/flows")?),
+        ListWhat::Stats => bail!("`lb list stats` shows the XDP path's action and drop counters; the proxy path's counters are on {api}/metrics"),
+    })
+}
+
+fn vip_row(s: ServiceView) -> VipRow {
+    VipRow { backends: s.backends.len() as u32, service: s.name, vip: s.vip, protocol: s.protocol, algorithm: s.algorithm, forwarding: s.forwarding }
+}
+
+fn backend_rows(s: ServiceView) -> Vec<BackendRow> {
+    s.backends
+        .into_iter()
+        .map(|b| {
+            let c = b.proxy.unwrap_or_default();
+            BackendRow {
+                service: s.name.clone(),
+                address: b.address,
+                weight: b.weight,
+                state: b.state,
+                health: b.health,
+                source: b.sources.join(","),
+                // The proxy moves bytes, not packets.
+                packets: 0,
+                bytes: c.bytes_in + c.bytes_out,
+                new_flows: c.connections_total,
+            }
+        })
+        .collect()
+}

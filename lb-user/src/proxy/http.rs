@@ -1,0 +1,269 @@
+//! `proxy_mode = "http"`: an HTTP/1.1 server for clients (keep-alive), each request sent to
+//! a backend picked for it, over the pool's keep-alive connections.
+//!
+//! Headers: hop-by-hop ones (RFC 9110 §7.6.1: `Connection` and every header it names,
+//! `Keep-Alive`, `Proxy-Connection`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`,
+//! `Proxy-Authenticate`, `Proxy-Authorization`) are removed in both directions: each hop
+//! frames its own messages. `X-Forwarded-For` gets the client's IP appended.
+//!
+//! Retries: a request that failed before any response byte is sent again, once, on a fresh
+//! connection, when its method is idempotent or it went out on a reused connection (the
+//! backend closed that idle connection as we sent), and its body can still be sent: bodies
+//! up to 64 KiB (`Content-Length`) are read whole first for that; larger or chunked ones
+//! stream and are retried only if hyper hands them back unsent. A backend that refuses or times out the connect is
+//! excluded and the next one picked, as in l4 mode.
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use http_body_util::{BodyExt, Either, Full};
+use hyper::body::{Body, Bytes, Incoming};
+use hyper::header::{HeaderName, HeaderValue, CONNECTION, HOST};
+use hyper::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tracing::{debug, warn};
+
+use super::idle::Activity;
+use super::io::Metered;
+use super::pool::{Pool, ReqBody, UpstreamBody};
+use super::service::ServiceCtx;
+use super::stats::ProxyFlow;
+use super::tcp::MAX_TRIES;
+use super::tracker::TaskGuard;
+use crate::select::{ActiveGuard, Flow};
+
+pub type RespBody = Either<UpstreamBody, Full<Bytes>>;
+
+const IPPROTO_TCP: u8 = 6;
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authenticate",
+    "proxy-authorization",
+];
+
+/// Serves one client connection until it closes, goes idle for `tcp_idle_timeout`, or the
+/// proxy shuts down (then: the request in flight finishes, keep-alive ends).
+pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<ServiceCtx>, _guard: TaskGuard) {
+    let _ = stream.set_nodelay(true);
+    let vip = ctx.flow_vip(stream.local_addr().ok());
+    let idle = ctx.table.load().settings.tcp_idle_timeout;
+    let activity = Arc::new(Activity::new());
+    let io = TokioIo::new(Metered::client(stream, activity.clone()));
+    let svc_ctx = ctx.clone();
+    let service = hyper::service::service_fn(move |req| {
+        let ctx = svc_ctx.clone();
+        async move { Ok::<_, Infallible>(forward(req, peer, vip, &ctx).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new().keep_alive(true).half_close(true).serve_connection(io, service);
+    tokio::pin!(conn);
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    debug!(service = %ctx.name, client = %peer, "client connection ended: {e}");
+                }
+                break;
+            }
+            _ = ctx.stopped(), if !stopping => {
+                conn.as_mut().graceful_shutdown();
+                stopping = true;
+            }
+            _ = activity.expired(idle) => break,
+            _ = ctx.killed() => break,
+        }
+    }
+}
+
+/// Request bodies up to this size (by `Content-Length`) are read whole before forwarding,
+/// so a request can be sent again after a failure; larger ones stream through, unretried.
+const MAX_REPLAY_BODY: u64 = 64 * 1024;
+
+/// The body of the client's request, as far as it can still be sent.
+enum Pending {
+    Held(Bytes),
+    Stream(Incoming),
+    Sent,
+}
+
+impl Pending {
+    fn take(&mut self) -> Option<ReqBody> {
+        match std::mem::replace(self, Pending::Sent) {
+            Pending::Held(b) => {
+                *self = Pending::Held(b.clone());
+                Some(Either::Right(Full::new(b)))
+            }
+            Pending::Stream(b) => Some(Either::Left(b)),
+            Pending::Sent => None,
+        }
+    }
+
+    fn put_back(&mut self, body: ReqBody) {
+        if let Either::Left(b) = body {
+            *self = Pending::Stream(b);
+        }
+    }
+
+    fn available(&self) -> bool {
+        !matches!(self, Pending::Sent)
+    }
+}
+
+/// The request line and headers, rebuilt for every attempt.
+struct Head {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+}
+
+impl Head {
+    fn request(&self, body: ReqBody) -> Request<ReqBody> {
+        let mut req = Request::new(body);
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = self.uri.clone();
+        *req.version_mut() = Version::HTTP_11;
+        *req.headers_mut() = self.headers.clone();
+        req
+    }
+}
+
+async fn forward(req: Request<Incoming>, client: SocketAddr, vip: SocketAddr, ctx: &Arc<ServiceCtx>) -> Response<RespBody> {
+    let Some(pool) = ctx.pool.clone() else {
+        return text(StatusCode::INTERNAL_SERVER_ERROR, "no connection pool\n");
+    };
+    let table = ctx.table.load();
+    if table.is_empty() {
+        return text(StatusCode::SERVICE_UNAVAILABLE, &format!("503 Service Unavailable: service {} has no backend in rotation\n", ctx.name));
+    }
+    let (parts, body) = req.into_parts();
+    let mut headers = parts.headers;
+    strip_hop_by_hop(&mut headers);
+    append_forwarded_for(&mut headers, client);
+    if !headers.contains_key(HOST) {
+        // HTTP/1.0 clients may leave it out; HTTP/1.1 upstream needs one.
+        if let Ok(v) = HeaderValue::from_str(&vip.to_string()) {
+            headers.insert(HOST, v);
+        }
+    }
+    let idempotent = matches!(parts.method, Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS | Method::TRACE);
+    let head = Head { method: parts.method, uri: parts.uri, headers };
+    let mut body = if body.is_end_stream() {
+        Pending::Held(Bytes::new())
+    } else if body.size_hint().exact().is_some_and(|n| n <= MAX_REPLAY_BODY) {
+        match body.collect().await {
+            Ok(b) => Pending::Held(b.to_bytes()),
+            Err(e) => {
+                debug!(service = %ctx.name, %client, "request body: {e}");
+                return text(StatusCode::BAD_REQUEST, "400 Bad Request: the request body could not be read\n");
+            }
+        }
+    } else {
+        Pending::Stream(body)
+    };
+    let flow = Flow { client, vip, proto: IPPROTO_TCP };
+    let timeout = table.settings.connect_timeout;
+    let mut excluded: Vec<SocketAddr> = Vec::new();
+    let mut retried = false;
+    'backends: for _ in 0..MAX_TRIES {
+        let Some((candidate, slot)) = table.pick(&flow, &excluded) else { break };
+        let active = ActiveGuard::new(candidate);
+        let backend = slot.address;
+        let mut fresh = false;
+        loop {
+            let pooled = if fresh { None } else { pool.checkout(backend, timeout).await };
+            let reused = pooled.is_some();
+            let mut conn = match pooled {
+                Some(c) => c,
+                None => match pool.connect(&slot, ctx, timeout).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        slot.stats.connect_failures_total.fetch_add(1, Ordering::Relaxed);
+                        if slot.may_warn() {
+                            warn!(service = %ctx.name, %backend, "connect failed: {e}; trying the next backend");
+                        }
+                        excluded.push(backend);
+                        continue 'backends;
+                    }
+                },
+            };
+            let Some(b) = body.take() else { break 'backends };
+            match conn.sender.try_send_request(head.request(b)).await {
+                Ok(resp) => {
+                    ctx.service_stats.pool_requests_total.fetch_add(1, Ordering::Relaxed);
+                    slot.stats.connections_total.fetch_add(1, Ordering::Relaxed);
+                    let flow = ctx.stats.open_flow(ProxyFlow { service: ctx.name.clone(), protocol: ctx.protocol, client, vip, backend });
+                    return respond(resp, conn, pool, active, flow);
+                }
+                Err(mut e) => {
+                    match e.take_message() {
+                        Some(unsent) => body.put_back(unsent.into_body()),
+                        None => {
+                            ctx.service_stats.pool_requests_total.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    let error = e.into_error();
+                    if !retried && body.available() && (idempotent || reused) {
+                        debug!(service = %ctx.name, %backend, reused, "request failed before a response ({error}); retrying on a fresh connection");
+                        retried = true;
+                        fresh = true;
+                        continue;
+                    }
+                    if slot.may_warn() {
+                        warn!(service = %ctx.name, %backend, "request failed: {error}");
+                    }
+                    break 'backends;
+                }
+            }
+        }
+    }
+    text(StatusCode::BAD_GATEWAY, &format!("502 Bad Gateway: no backend of service {} answered\n", ctx.name))
+}
+
+fn respond(resp: Response<Incoming>, conn: super::pool::Conn, pool: Arc<Pool>, active: ActiveGuard, flow: super::stats::FlowEntry) -> Response<RespBody> {
+    let (mut parts, body) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    Response::from_parts(parts, Either::Left(UpstreamBody::new(body, conn, pool, active, flow)))
+}
+
+fn text(status: StatusCode, body: &str) -> Response<RespBody> {
+    let mut r = Response::new(Either::Right(Full::new(Bytes::from(body.to_string()))));
+    *r.status_mut() = status;
+    r.headers_mut().insert(hyper::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}
+
+/// Removes hop-by-hop headers, including every header `Connection` names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// `X-Forwarded-For: <earlier hops>, <client ip>` (several incoming headers are joined).
+fn append_forwarded_for(headers: &mut HeaderMap, client: SocketAddr) {
+    let ip = client.ip().to_string();
+    let earlier: Vec<&str> = headers.get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()).collect();
+    let value = if earlier.is_empty() { ip } else { format!("{}, {ip}", earlier.join(", ")) };
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        headers.insert(X_FORWARDED_FOR, v);
+    }
+}

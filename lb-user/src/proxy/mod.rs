@@ -1,0 +1,321 @@
+//! The userspace proxy: the same config, selection algorithms, admin states and health
+//! results as the XDP path, served from sockets where XDP cannot run.
+//!
+//! - `listen`: `SO_REUSEPORT` listeners, one per worker and service.
+//! - `tcp`: l4 TCP relay (half-close, resets, connect and idle timeouts).
+//! - `udp`: l4 UDP with a session table.
+//! - `http` + `pool`: HTTP/1.1 proxy over pooled keep-alive upstream connections.
+//! - `table`: the per-service selector, swapped on reconcile; `service`: what a service's
+//!   tasks share; `stats`: counters and metrics; `tracker`: every task counted.
+//!
+//! The controller drives it like the XDP data path: `reconcile` with each new desired
+//! state. There, a backend that may no longer keep its flows (maintenance, down, gone) has
+//! its connections closed: the proxy's way of re-steering them.
+mod http;
+mod idle;
+mod io;
+mod listen;
+mod pool;
+mod service;
+mod stats;
+mod table;
+mod tcp;
+mod tracker;
+mod udp;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::runtime::Handle;
+use tracing::{debug, info, info_span, warn};
+
+pub use stats::{BackendCounters, BackendStats, ProxyFlow, ProxyStats, ServiceCounters, ServiceStats, PATH_PROXY};
+pub use tracker::{TaskKind, TaskTracker};
+
+use pool::Pool;
+use service::{ServiceCtx, Signals};
+use table::{BackendSlot, Settings, SharedTable, Table};
+use udp::Sessions;
+
+use crate::config::{Config, Protocol, ProxyMode};
+use crate::select::{Candidate, Selector};
+use crate::state::{Desired, DesiredService};
+
+/// What the listening sockets depend on: a change rebinds them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ListenKey {
+    vip: SocketAddr,
+    protocol: Protocol,
+    mode: ProxyMode,
+    workers: usize,
+}
+
+/// A backend as reconcile last saw it.
+struct BackendRecord {
+    slot: Arc<BackendSlot>,
+    keeps_flows: bool,
+}
+
+struct ServiceRuntime {
+    key: ListenKey,
+    ctx: Arc<ServiceCtx>,
+    backends: HashMap<SocketAddr, BackendRecord>,
+}
+
+/// Sockets bound for a service, not yet serving.
+enum Bound {
+    Tcp(Vec<std::net::TcpListener>),
+    Udp(Vec<std::net::UdpSocket>),
+}
+
+pub struct ProxyDataplane {
+    services: HashMap<String, ServiceRuntime>,
+    stats: Arc<ProxyStats>,
+    signals: Arc<Signals>,
+    runtime: Handle,
+}
+
+impl ProxyDataplane {
+    /// Binds every service's listeners and starts serving. Call inside a tokio runtime.
+    /// Fails, naming the VIP and the OS error, if any listener cannot be bound (then nothing
+    /// is left listening).
+    pub fn start(cfg: &Config, desired: &Desired) -> Result<Self> {
+        let runtime = Handle::try_current().context("the proxy must start inside a tokio runtime")?;
+        let mut dp = ProxyDataplane { services: HashMap::new(), stats: Arc::new(ProxyStats::default()), signals: Arc::new(Signals::default()), runtime };
+        dp.reconcile(cfg, desired)?;
+        info!(services = dp.services.len(), workers = listen::worker_count(cfg.daemon.workers), "proxy data path serving");
+        Ok(dp)
+    }
+
+    /// Brings the proxy in line with `desired`: each service's selector rebuilt from its
+    /// in-rotation backends and swapped in; services added or removed (or whose VIP,
+    /// protocol or mode changed) get their listeners opened or closed; connections keep
+    /// their backend, except that connections to a backend that may no longer keep flows
+    /// (maintenance, down, removed) are closed. All listeners are bound before anything
+    /// changes: on error the proxy is as it was.
+    pub fn reconcile(&mut self, cfg: &Config, desired: &Desired) -> Result<()> {
+        let _span = info_span!("proxy_reconcile").entered();
+        let workers = listen::worker_count(cfg.daemon.workers);
+        let key_of = |s: &DesiredService| ListenKey { vip: s.vip, protocol: s.protocol, mode: mode_of(cfg, s), workers };
+
+        // 1. Bind what is new (the only step that can fail).
+        let mut bound: HashMap<String, Bound> = HashMap::new();
+        for s in &desired.services {
+            let key = key_of(s);
+            if self.services.get(&s.name).is_some_and(|r| r.key == key) {
+                continue;
+            }
+            let sockets = match s.protocol {
+                Protocol::Tcp => listen::tcp_listeners(s.vip, workers).map(Bound::Tcp),
+                Protocol::Udp => listen::udp_sockets(s.vip, workers).map(Bound::Udp),
+            };
+            let sockets = sockets.with_context(|| format!("service {}: cannot listen on {} ({})", s.name, s.vip, s.protocol))?;
+            bound.insert(s.name.clone(), sockets);
+        }
+
+        // 2. Services that are gone: listeners closed, connections closed.
+        let wanted: HashMap<&str, &DesiredService> = desired.services.iter().map(|s| (s.name.as_str(), s)).collect();
+        let gone: Vec<String> = self.services.keys().filter(|n| !wanted.contains_key(n.as_str())).cloned().collect();
+        for name in gone {
+            if let Some(rt) = self.services.remove(&name) {
+                info!(service = %name, vip = %rt.key.vip, "service removed: listeners and connections closed");
+                close_service(&rt.ctx);
+            }
+        }
+
+        // 3. New and rebound services start serving.
+        let _guard = self.runtime.enter();
+        for s in &desired.services {
+            let Some(sockets) = bound.remove(&s.name) else { continue };
+            let settings = Arc::new(Settings::new(cfg, pool_of(cfg, s)));
+            let key = key_of(s);
+            let old = self.services.remove(&s.name);
+            let backends = match &old {
+                Some(rt) => {
+                    // Listeners replaced: the old ones stop accepting; their connections go on
+                    // (and are still cut with their backends, whose slots carry over).
+                    info!(service = %s.name, from = %rt.key.vip, to = %key.vip, "service listeners replaced");
+                    rt.ctx.own.stop.fire();
+                    if let Some(p) = &rt.ctx.pool {
+                        p.close();
+                    }
+                    None
+                }
+                None => {
+                    info!(service = %s.name, vip = %s.vip, protocol = %s.protocol, mode = ?key.mode, workers, "service listening");
+                    Some(HashMap::new())
+                }
+            };
+            let backends = backends.unwrap_or_else(|| old.map(|rt| rt.backends).unwrap_or_default());
+            let ctx = Arc::new(ServiceCtx {
+                name: s.name.clone(),
+                vip: s.vip,
+                protocol: s.protocol,
+                mode: key.mode,
+                table: SharedTable::new(Table::new(Selector::new(s.algorithm, Vec::new()), HashMap::new(), settings.clone())),
+                stats: self.stats.clone(),
+                service_stats: self.stats.service_entry(&s.name),
+                own: Signals::default(),
+                global: self.signals.clone(),
+                pool: (s.protocol == Protocol::Tcp && key.mode == ProxyMode::Http).then(|| Arc::new(Pool::new(&settings.pool))),
+                sessions: (s.protocol == Protocol::Udp).then(|| Arc::new(Sessions::default())),
+            });
+            spawn_listeners(&ctx, sockets);
+            if let Some(pool) = &ctx.pool {
+                tokio::spawn(pool::reaper(pool.clone(), ctx.clone(), ctx.track(TaskKind::Housekeeping)));
+            }
+            self.services.insert(s.name.clone(), ServiceRuntime { key, ctx, backends });
+        }
+
+        // 4. Every service's backends and table.
+        for s in &desired.services {
+            let Some(rt) = self.services.get_mut(&s.name) else { continue };
+            let settings = Arc::new(Settings::new(cfg, pool_of(cfg, s)));
+            update_backends(rt, s, &self.stats, settings);
+        }
+        self.stats.retain(
+            |service, address| wanted.get(service).is_some_and(|s| s.backends.iter().any(|b| b.address == address)),
+            |service| wanted.contains_key(service),
+        );
+        Ok(())
+    }
+
+    /// Stops accepting, lets in-flight connections finish for up to `drain`, then closes the
+    /// rest. Returns when every task has ended (or, if one would not, after a warning).
+    pub async fn shutdown(self, drain: Duration) {
+        let tracker = self.stats.tasks().clone();
+        let live = tracker.live_of(TaskKind::Connection) + tracker.live_of(TaskKind::Session);
+        info!(connections = live, drain = ?drain, "proxy shutting down: no new connections");
+        self.signals.stop.fire();
+        for rt in self.services.values() {
+            if let Some(p) = &rt.ctx.pool {
+                p.close();
+            }
+        }
+        if tokio::time::timeout(drain, tracker.wait_idle()).await.is_ok() {
+            info!("proxy drained");
+            return;
+        }
+        let left = tracker.live_of(TaskKind::Connection) + tracker.live_of(TaskKind::Session);
+        warn!(connections = left, "drain timeout: closing the remaining connections");
+        self.signals.kill.fire();
+        if tokio::time::timeout(Duration::from_secs(5), tracker.wait_idle()).await.is_err() {
+            warn!(tasks = tracker.live(), "proxy tasks still running after shutdown");
+        }
+    }
+
+    /// The proxy's counters (shared; still readable after `shutdown`).
+    pub fn stats(&self) -> Arc<ProxyStats> {
+        self.stats.clone()
+    }
+
+    /// The addresses a service's listeners are bound to (its VIP), if it is served.
+    pub fn listening(&self, service: &str) -> Option<SocketAddr> {
+        self.services.get(service).map(|rt| rt.key.vip)
+    }
+
+    /// Idle pooled connections to one backend of an HTTP service.
+    pub fn pool_idle(&self, service: &str, backend: SocketAddr) -> usize {
+        self.services.get(service).and_then(|rt| rt.ctx.pool.as_ref()).map_or(0, |p| p.idle_count(backend))
+    }
+
+    /// Open UDP sessions of a service.
+    pub fn udp_sessions(&self, service: &str) -> usize {
+        self.services.get(service).and_then(|rt| rt.ctx.sessions.as_ref()).map_or(0, |s| s.len())
+    }
+}
+
+fn mode_of(cfg: &Config, s: &DesiredService) -> ProxyMode {
+    cfg.services.iter().find(|c| c.name == s.name).map_or(ProxyMode::L4, |c| c.proxy_mode)
+}
+
+fn pool_of(cfg: &Config, s: &DesiredService) -> crate::config::Pool {
+    cfg.services.iter().find(|c| c.name == s.name).map(|c| c.pool.clone()).unwrap_or_default()
+}
+
+fn spawn_listeners(ctx: &Arc<ServiceCtx>, sockets: Bound) {
+    match sockets {
+        Bound::Tcp(listeners) => {
+            for l in listeners {
+                match TcpListener::from_std(l) {
+                    Ok(l) => {
+                        tokio::spawn(tcp::accept_loop(l, ctx.clone(), ctx.track(TaskKind::Listener)));
+                    }
+                    Err(e) => warn!(service = %ctx.name, vip = %ctx.vip, "listener lost: {e}"),
+                }
+            }
+        }
+        Bound::Udp(sockets) => {
+            for s in sockets {
+                match UdpSocket::from_std(s) {
+                    Ok(s) => {
+                        tokio::spawn(udp::worker(Arc::new(s), ctx.clone(), ctx.track(TaskKind::Listener)));
+                    }
+                    Err(e) => warn!(service = %ctx.name, vip = %ctx.vip, "listener lost: {e}"),
+                }
+            }
+        }
+    }
+}
+
+/// Stops the service's listeners and closes all its connections.
+fn close_service(ctx: &ServiceCtx) {
+    ctx.own.stop.fire();
+    ctx.own.kill.fire();
+    if let Some(p) = &ctx.pool {
+        p.close();
+    }
+}
+
+/// Backends: slots kept for the ones that stay, cut for the ones that may no longer keep
+/// flows; then the new table.
+fn update_backends(rt: &mut ServiceRuntime, s: &DesiredService, stats: &Arc<ProxyStats>, settings: Arc<Settings>) {
+    let ctx = &rt.ctx;
+    for b in &s.backends {
+        let keeps = b.keeps_flows();
+        let record = rt.backends.entry(b.address).or_insert_with(|| BackendRecord {
+            slot: Arc::new(BackendSlot::new(b.address, stats.backend_entry(&s.name, b.address))),
+            keeps_flows: true,
+        });
+        if record.keeps_flows && !keeps {
+            cut(ctx, record, &format!("{} / {}", b.state, b.health.as_str()));
+        }
+        record.keeps_flows = keeps;
+    }
+    let gone: Vec<SocketAddr> = rt.backends.keys().filter(|a| !s.backends.iter().any(|b| b.address == **a)).copied().collect();
+    for address in gone {
+        if let Some(mut record) = rt.backends.remove(&address) {
+            if record.keeps_flows {
+                cut(ctx, &mut record, "removed");
+            }
+        }
+    }
+    let mut slots = HashMap::new();
+    let mut candidates = Vec::new();
+    for b in s.backends.iter().filter(|b| b.in_rotation()) {
+        let Some(record) = rt.backends.get(&b.address) else { continue };
+        candidates.push(Candidate { address: b.address, weight: b.weight, active: record.slot.stats.active.clone() });
+        slots.insert(b.address, record.slot.clone());
+    }
+    debug!(service = %s.name, in_rotation = candidates.len(), backends = s.backends.len(), "proxy table");
+    if let Some(p) = &ctx.pool {
+        p.configure(&settings.pool);
+    }
+    ctx.table.store(Table::new(Selector::new(s.algorithm, candidates), slots, settings));
+}
+
+/// Closes every connection to the backend; later connections get a fresh slot (same
+/// counters) should it come back.
+fn cut(ctx: &ServiceCtx, record: &mut BackendRecord, why: &str) {
+    let active = record.slot.stats.active.load(std::sync::atomic::Ordering::Relaxed);
+    info!(service = %ctx.name, backend = %record.slot.address, why, active, "backend may not keep its flows: closing its connections");
+    record.slot.cut.fire();
+    if let Some(p) = &ctx.pool {
+        p.evict(record.slot.address);
+    }
+    record.slot = Arc::new(BackendSlot::new(record.slot.address, record.slot.stats.clone()));
+}

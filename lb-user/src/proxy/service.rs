@@ -1,0 +1,96 @@
+//! What the tasks of one service share: its name and VIP, the current table, its counters,
+//! and the two signals that end them (stop accepting; close everything now).
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use super::pool::Pool;
+use super::stats::{ProxyStats, ServiceStats};
+use super::table::SharedTable;
+use super::tracker::{TaskGuard, TaskKind};
+use super::udp::Sessions;
+use crate::config::{Protocol, ProxyMode};
+
+/// A one-way switch (false → true) that any number of tasks can wait on.
+#[derive(Debug)]
+pub struct Signal(watch::Sender<bool>);
+
+impl Default for Signal {
+    fn default() -> Self {
+        Signal(watch::channel(false).0)
+    }
+}
+
+impl Signal {
+    pub fn fire(&self) {
+        self.0.send_replace(true);
+    }
+
+    pub fn is_fired(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Completes once fired (at once if it already is).
+    pub async fn fired(&self) {
+        let mut rx = self.0.subscribe();
+        // The sender lives in `self`, so the channel cannot close while we wait.
+        let _ = rx.wait_for(|v| *v).await;
+    }
+}
+
+/// Signals of the whole proxy: shutdown fires `stop`, then `kill` when the drain ends.
+#[derive(Debug, Default)]
+pub struct Signals {
+    pub stop: Signal,
+    pub kill: Signal,
+}
+
+pub struct ServiceCtx {
+    pub name: String,
+    pub vip: SocketAddr,
+    pub protocol: Protocol,
+    pub mode: ProxyMode,
+    pub table: SharedTable,
+    pub stats: Arc<ProxyStats>,
+    pub service_stats: Arc<ServiceStats>,
+    /// This service's own signals: `stop` when its listeners are replaced or removed, `kill`
+    /// when the service is removed.
+    pub own: Signals,
+    pub global: Arc<Signals>,
+    /// HTTP mode only.
+    pub pool: Option<Arc<Pool>>,
+    /// UDP only.
+    pub sessions: Option<Arc<Sessions>>,
+}
+
+impl ServiceCtx {
+    /// No new connections: this service's listeners are going, or the proxy is shutting down.
+    pub async fn stopped(&self) {
+        tokio::select! {
+            _ = self.own.stop.fired() => {}
+            _ = self.global.stop.fired() => {}
+        }
+    }
+
+    /// Close everything now.
+    pub async fn killed(&self) {
+        tokio::select! {
+            _ = self.own.kill.fired() => {}
+            _ = self.global.kill.fired() => {}
+        }
+    }
+
+    pub fn track(&self, kind: TaskKind) -> TaskGuard {
+        self.stats.tasks().enter(kind, &self.name)
+    }
+
+    /// The flow's VIP: the service's, or when it listens on every address, the one the
+    /// client actually reached (the same 5-tuple the XDP path would hash).
+    pub fn flow_vip(&self, local: Option<SocketAddr>) -> SocketAddr {
+        match local {
+            Some(l) if self.vip.ip().is_unspecified() => l,
+            _ => self.vip,
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! The proxy's counters: per backend (connections, active, bytes, connect failures), per
+//! service (the HTTP pool), the open flows for `lb list flows`, and their Prometheus text.
+//!
+//! Counters are atomics bumped by the connection tasks; the maps holding them change only
+//! on reconcile (a write lock there, a read lock per scrape), never per packet or request.
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use serde::Serialize;
+
+use super::tracker::TaskTracker;
+use crate::config::Protocol;
+
+/// The `path` label of every proxy series.
+pub const PATH_PROXY: &str = "proxy";
+
+/// One backend of one service.
+#[derive(Debug, Default)]
+pub struct BackendStats {
+    /// New flows given to the backend: connections (l4 TCP), sessions (UDP), requests
+    /// (HTTP mode, where the request is the unit of balancing).
+    pub connections_total: AtomicU64,
+    /// Open now (l4: connections, UDP: sessions, HTTP: requests in flight). The very
+    /// counter the selector's `least_conn` / `p2c` read, so metric and decision agree.
+    pub active: Arc<AtomicU64>,
+    /// Client → backend bytes (payload for l4; what went on the wire, headers included,
+    /// for HTTP).
+    pub bytes_in: AtomicU64,
+    /// Backend → client bytes.
+    pub bytes_out: AtomicU64,
+    /// Connects that failed or timed out (UDP: ICMP port unreachable on the session).
+    pub connect_failures_total: AtomicU64,
+}
+
+/// One service.
+#[derive(Debug, Default)]
+pub struct ServiceStats {
+    /// Upstream connections the HTTP pool opened.
+    pub pool_connections_opened_total: AtomicU64,
+    /// Requests sent upstream by the HTTP proxy (retries included).
+    pub pool_requests_total: AtomicU64,
+    /// UDP datagrams dropped because the session table was full.
+    pub udp_sessions_rejected_total: AtomicU64,
+}
+
+/// A plain copy of a backend's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct BackendCounters {
+    pub connections_total: u64,
+    pub active: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub connect_failures_total: u64,
+}
+
+/// A plain copy of a service's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ServiceCounters {
+    pub pool_connections_opened_total: u64,
+    pub pool_requests_total: u64,
+    pub udp_sessions_rejected_total: u64,
+}
+
+impl ServiceCounters {
+    /// 1 - opened/requests: the share of requests that rode an existing connection. 0 before
+    /// the first request.
+    pub fn reuse_ratio(&self) -> f64 {
+        if self.pool_requests_total == 0 {
+            return 0.0;
+        }
+        (1.0 - self.pool_connections_opened_total as f64 / self.pool_requests_total as f64).max(0.0)
+    }
+}
+
+impl BackendStats {
+    pub fn snapshot(&self) -> BackendCounters {
+        BackendCounters {
+            connections_total: self.connections_total.load(Ordering::Relaxed),
+            active: self.active.load(Ordering::Relaxed),
+            bytes_in: self.bytes_in.load(Ordering::Relaxed),
+            bytes_out: self.bytes_out.load(Ordering::Relaxed),
+            connect_failures_total: self.connect_failures_total.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl ServiceStats {
+    pub fn snapshot(&self) -> ServiceCounters {
+        ServiceCounters {
+            pool_connections_opened_total: self.pool_connections_opened_total.load(Ordering::Relaxed),
+            pool_requests_total: self.pool_requests_total.load(Ordering::Relaxed),
+            udp_sessions_rejected_total: self.udp_sessions_rejected_total.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// An open connection (l4), session (UDP) or request in flight (HTTP), as `lb list flows`
+/// shows it. `vip` is the address the client reached (the listener's own address when the
+/// service listens on `0.0.0.0` / `::`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ProxyFlow {
+    pub service: String,
+    pub protocol: Protocol,
+    pub client: SocketAddr,
+    pub vip: SocketAddr,
+    pub backend: SocketAddr,
+}
+
+const FLOW_SHARDS: usize = 16;
+
+/// Open flows, sharded so that connections opening and closing on different threads rarely
+/// meet on one lock.
+#[derive(Default)]
+struct FlowTable {
+    next: AtomicU64,
+    shards: [Mutex<HashMap<u64, ProxyFlow>>; FLOW_SHARDS],
+}
+
+/// Removes its flow from the table when dropped.
+pub struct FlowEntry {
+    stats: Arc<ProxyStats>,
+    id: u64,
+}
+
+impl Drop for FlowEntry {
+    fn drop(&mut self) {
+        let shard = &self.stats.flows.shards[self.id as usize % FLOW_SHARDS];
+        shard.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.id);
+    }
+}
+
+/// Everything the proxy counts, shared by the data plane, its tasks and the metrics scrape.
+#[derive(Default)]
+pub struct ProxyStats {
+    backends: RwLock<BTreeMap<(String, SocketAddr), Arc<BackendStats>>>,
+    services: RwLock<BTreeMap<String, Arc<ServiceStats>>>,
+    flows: FlowTable,
+    tasks: Arc<TaskTracker>,
+}
+
+impl ProxyStats {
+    /// The tracker of every task the proxy runs.
+    pub fn tasks(&self) -> &Arc<TaskTracker> {
+        &self.tasks
+    }
+
+    /// Tasks alive now (0 once the proxy is shut down and nothing leaked).
+    pub fn live_tasks(&self) -> usize {
+        self.tasks.live()
+    }
+
+    /// A backend's counters, created on first use (reconcile creates them for every backend
+    /// it sees, so a scrape lists idle backends with zeros).
+    pub(crate) fn backend_entry(&self, service: &str, address: SocketAddr) -> Arc<BackendStats> {
+        let key = (service.to_string(), address);
+        if let Some(b) = self.backends.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return b.clone();
+        }
+        self.backends.write().unwrap_or_else(|e| e.into_inner()).entry(key).or_default().clone()
+    }
+
+    pub(crate) fn service_entry(&self, service: &str) -> Arc<ServiceStats> {
+        if let Some(s) = self.services.read().unwrap_or_else(|e| e.into_inner()).get(service) {
+            return s.clone();
+        }
+        self.services.write().unwrap_or_else(|e| e.into_inner()).entry(service.to_string()).or_default().clone()
+    }
+
+    /// Forgets the counters of backends no source names any more (once nothing uses them)
+    /// and of services that are gone.
+    pub(crate) fn retain(&self, keep_backend: impl Fn(&str, SocketAddr) -> bool, keep_service: impl Fn(&str) -> bool) {
+        self.backends
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(s, a), b| keep_backend(s, *a) || b.active.load(Ordering::Relaxed) > 0);
+        self.services.write().unwrap_or_else(|e| e.into_inner()).retain(|s, _| keep_service(s));
+    }
+
+    /// Registers an open flow until the returned entry is dropped.
+    pub(crate) fn open_flow(self: &Arc<Self>, flow: ProxyFlow) -> FlowEntry {
+        let id = self.flows.next.fetch_add(1, Ordering::Relaxed);
+        let shard = &self.flows.shards[id as usize % FLOW_SHARDS];
+        shard.lock().unwrap_or_else(|e| e.into_inner()).insert(id, flow);
+        FlowEntry { stats: self.clone(), id }
+    }
+
+    /// Open connections, UDP sessions and HTTP requests in flight.
+    pub fn flows(&self) -> Vec<ProxyFlow> {
+        let mut v: Vec<ProxyFlow> = Vec::new();
+        for shard in &self.flows.shards {
+            v.extend(shard.lock().unwrap_or_else(|e| e.into_inner()).values().cloned());
+        }
+        v.sort_by(|a, b| (&a.service, a.client, a.backend).cmp(&(&b.service, b.client, b.backend)));
+        v
+    }
+
+    pub fn backend(&self, service: &str, address: SocketAddr) -> Option<BackendCounters> {
+        let m = self.backends.read().unwrap_or_else(|e| e.into_inner());
+        m.get(&(service.to_string(), address)).map(|b| b.snapshot())
+    }
+
+    /// Every backend's counters: (service, backend, counters), sorted.
+    pub fn backends(&self) -> Vec<(String, SocketAddr, BackendCounters)> {
+        let m = self.backends.read().unwrap_or_else(|e| e.into_inner());
+        m.iter().map(|((s, a), b)| (s.clone(), *a, b.snapshot())).collect()
+    }
+
+    pub fn service(&self, name: &str) -> Option<ServiceCounters> {
+        self.services.read().unwrap_or_else(|e| e.into_inner()).get(name).map(|s| s.snapshot())
+    }
+
+    /// The proxy's families in Prometheus text format 0.0.4 (HELP and TYPE once each;
+    /// families without samples left out).
+    pub fn render_metrics(&self) -> String {
+        let backends = self.backends();
+        let services: Vec<(String, ServiceCounters)> = {
+            let m = self.services.read().unwrap_or_else(|e| e.into_inner());
+            m.iter().map(|(s, c)| (s.clone(), c.snapshot())).collect()
+        };
+        let mut out = String::new();
+        let per_backend = |out: &mut String, name: &str, kind: &str, help: &str, f: &dyn Fn(&BackendCounters) -> u64| {
+            family(out, name, kind, help, backends.iter().map(|(s, a, c)| {
+                sample(name, &[("service", s), ("backend", &a.to_string()), ("path", PATH_PROXY)], f(c))
+            }));
+        };
+        per_backend(&mut out, "lb_backend_new_flows_total", "counter", "Flows the proxy gave the backend (connections, UDP sessions, or HTTP requests).", &|c| c.connections_total);
+        per_backend(&mut out, "lb_backend_bytes_total", "counter", "Bytes the proxy forwarded to the backend (client to backend).", &|c| c.bytes_in);
+        per_backend(&mut out, "lb_backend_reply_bytes_total", "counter", "Bytes the proxy relayed from the backend back to clients.", &|c| c.bytes_out);
+        per_backend(&mut out, "lb_backend_active_flows", "gauge", "Connections, UDP sessions or HTTP requests open to the backend now (what least_conn and p2c compare).", &|c| c.active);
+        per_backend(&mut out, "lb_backend_connect_failures_total", "counter", "Connects to the backend that failed or timed out.", &|c| c.connect_failures_total);
+        let per_service = |out: &mut String, name: &str, kind: &str, help: &str, f: &dyn Fn(&ServiceCounters) -> String| {
+            family(out, name, kind, help, services.iter().map(|(s, c)| sample(name, &[("service", s)], f(c))));
+        };
+        per_service(&mut out, "lb_pool_connections_opened_total", "counter", "Upstream connections the HTTP proxy's pool opened.", &|c| c.pool_connections_opened_total.to_string());
+        per_service(&mut out, "lb_pool_requests_total", "counter", "Requests the HTTP proxy sent upstream.", &|c| c.pool_requests_total.to_string());
+        per_service(&mut out, "lb_pool_reuse_ratio", "gauge", "1 - connections opened / requests: the share of requests that reused a pooled connection.", &|c| format!("{}", c.reuse_ratio()));
+        out
+    }
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str, lines: impl Iterator<Item = String>) {
+    let mut lines = lines.peekable();
+    if lines.peek().is_none() {
+        return;
+    }
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    for l in lines {
+        out.push_str(&l);
+        out.push('\n');
+    }
+}
+
+fn sample(name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) -> String {
+    let mut line = name.to_string();
+    line.push('{');
+    for (i, (k, v)) in labels.iter().enumerate() {
+        let sep = if i == 0 { "" } else { "," };
+        let v = v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+        let _ = write!(line, "{sep}{k}=\"{v}\"");
+    }
+    let _ = write!(line, "}} {value}");
+    line
+}

@@ -1,0 +1,176 @@
+//! L4 TCP: accept, pick a backend, connect (next choice on failure), then copy bytes both
+//! ways until both sides are done.
+//!
+//! Half-close: when one side sends FIN, the other side's write half is shut down and the
+//! other direction keeps flowing until it ends too. A reset (any I/O error) on either side
+//! resets both (SO_LINGER 0), so a client sees a backend's RST as an RST, not as a clean end.
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tracing::{debug, warn};
+
+use super::idle::Activity;
+use super::service::ServiceCtx;
+use super::stats::ProxyFlow;
+use super::table::{BackendSlot, Table};
+use super::tracker::{TaskGuard, TaskKind};
+use crate::select::{ActiveGuard, Flow};
+
+/// Backends tried per connection before the client is closed.
+pub const MAX_TRIES: usize = 3;
+const IPPROTO_TCP: u8 = 6;
+const COPY_BUF: usize = 16 * 1024;
+
+/// Accepts until the service or the proxy stops; each connection becomes its own task.
+pub async fn accept_loop(listener: TcpListener, ctx: Arc<ServiceCtx>, _guard: TaskGuard) {
+    let mut failures = 0u32;
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = ctx.stopped() => break,
+            r = listener.accept() => r,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                failures = 0;
+                let guard = ctx.track(TaskKind::Connection);
+                let ctx = ctx.clone();
+                match ctx.mode {
+                    crate::config::ProxyMode::L4 => tokio::spawn(serve(stream, peer, ctx, guard)),
+                    crate::config::ProxyMode::Http => tokio::spawn(super::http::serve(stream, peer, ctx, guard)),
+                };
+            }
+            Err(e) => {
+                // EMFILE and friends: log once per streak and back off instead of spinning.
+                if failures == 0 {
+                    warn!(service = %ctx.name, vip = %ctx.vip, "accept failed: {e}");
+                }
+                failures = failures.saturating_add(1);
+                tokio::time::sleep(Duration::from_millis(10 * failures.min(100) as u64)).await;
+            }
+        }
+    }
+    debug!(service = %ctx.name, vip = %ctx.vip, "listener closed");
+}
+
+/// A connected backend, with what keeps its counters right while it lives.
+pub struct Upstream {
+    pub stream: TcpStream,
+    pub slot: Arc<BackendSlot>,
+    /// Held for the connection's life: the backend's active count.
+    pub _active: ActiveGuard,
+}
+
+/// Picks and connects, excluding backends that fail, `MAX_TRIES` times at most. None: no
+/// backend in rotation, or none answered.
+pub async fn connect_backend(table: &Table, flow: &Flow, ctx: &ServiceCtx) -> Option<Upstream> {
+    let mut excluded: Vec<SocketAddr> = Vec::new();
+    let timeout = table.settings.connect_timeout;
+    for _ in 0..MAX_TRIES {
+        let (candidate, slot) = table.pick(flow, &excluded)?;
+        // Counted from the pick on, so concurrent picks already see this connection.
+        let active = ActiveGuard::new(candidate);
+        let address = candidate.address;
+        let error = match tokio::time::timeout(timeout, TcpStream::connect(address)).await {
+            Ok(Ok(stream)) => {
+                let _ = stream.set_nodelay(true);
+                slot.stats.connections_total.fetch_add(1, Ordering::Relaxed);
+                return Some(Upstream { stream, slot, _active: active });
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {timeout:?}"),
+        };
+        slot.stats.connect_failures_total.fetch_add(1, Ordering::Relaxed);
+        if slot.may_warn() {
+            warn!(service = %ctx.name, backend = %address, "connect failed: {error}; trying the next backend");
+        } else {
+            debug!(service = %ctx.name, backend = %address, client = %flow.client, "connect failed: {error}");
+        }
+        excluded.push(address);
+    }
+    None
+}
+
+/// Why a relay ended.
+#[derive(Debug)]
+enum End {
+    /// Both directions finished (FIN both ways).
+    Done,
+    Idle,
+    /// Either side reset or failed.
+    Error(io::Error),
+    /// The backend was cut, the service removed, or the drain ran out.
+    Closed,
+}
+
+async fn serve(client: TcpStream, peer: SocketAddr, ctx: Arc<ServiceCtx>, _guard: TaskGuard) {
+    let _ = client.set_nodelay(true);
+    let vip = ctx.flow_vip(client.local_addr().ok());
+    let flow = Flow { client: peer, vip, proto: IPPROTO_TCP };
+    let table = ctx.table.load();
+    let connected = tokio::select! {
+        u = connect_backend(&table, &flow, &ctx) => u,
+        _ = ctx.killed() => None,
+    };
+    let Some(up) = connected else {
+        debug!(service = %ctx.name, client = %peer, "no backend: closing the client connection");
+        return;
+    };
+    let idle = table.settings.tcp_idle_timeout;
+    drop(table);
+    let backend = up.slot.address;
+    let _flow = ctx.stats.open_flow(ProxyFlow { service: ctx.name.clone(), protocol: ctx.protocol, client: peer, vip, backend });
+    debug!(service = %ctx.name, client = %peer, %backend, "connection open");
+    let (mut client, mut server) = (client, up.stream);
+    let end = {
+        let activity = Activity::new();
+        let stats = &up.slot.stats;
+        let (cr, cw) = client.split();
+        let (sr, sw) = server.split();
+        let both = async {
+            tokio::try_join!(pipe(cr, sw, &stats.bytes_in, &activity), pipe(sr, cw, &stats.bytes_out, &activity))
+        };
+        tokio::select! {
+            r = both => match r { Ok(_) => End::Done, Err(e) => End::Error(e) },
+            _ = activity.expired(idle) => End::Idle,
+            _ = up.slot.cut.fired() => End::Closed,
+            _ = ctx.killed() => End::Closed,
+        }
+    };
+    match &end {
+        End::Error(e) => debug!(service = %ctx.name, client = %peer, %backend, "connection reset: {e}"),
+        other => debug!(service = %ctx.name, client = %peer, %backend, end = ?other, "connection closed"),
+    }
+    if matches!(end, End::Error(_) | End::Closed) {
+        reset(&client);
+        reset(&server);
+    }
+}
+
+/// Copies one direction; on EOF passes the FIN on (shutdown of the write half).
+async fn pipe(mut from: impl AsyncRead + Unpin, mut to: impl AsyncWrite + Unpin, bytes: &AtomicU64, activity: &Activity) -> io::Result<()> {
+    let mut buf = vec![0u8; COPY_BUF];
+    loop {
+        let n = from.read(&mut buf).await?;
+        if n == 0 {
+            to.shutdown().await?;
+            return Ok(());
+        }
+        activity.touch();
+        // Counted as taken for forwarding (before the write: a reader on the other side
+        // never sees bytes the counter has not).
+        bytes.fetch_add(n as u64, Ordering::Relaxed);
+        to.write_all(&buf[..n]).await?;
+        activity.touch();
+    }
+}
+
+/// Close with RST rather than FIN when the socket is dropped.
+fn reset(s: &TcpStream) {
+    let _ = socket2::SockRef::from(s).set_linger(Some(Duration::ZERO));
+}

@@ -1,0 +1,223 @@
+//! UDP: one socket per worker on the VIP. The first datagram from a client address opens a
+//! session: a backend is picked and a socket connected to it; the session's task sends the
+//! backend's replies back to that client from the VIP. Sessions end after `udp_idle_timeout`
+//! without traffic either way, when their backend is cut, or when the proxy stops.
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+use tokio::sync::Notify;
+use tracing::{debug, warn};
+
+use super::idle::Activity;
+use super::listen;
+use super::service::ServiceCtx;
+use super::stats::{FlowEntry, ProxyFlow};
+use super::table::BackendSlot;
+use super::tcp::MAX_TRIES;
+use super::tracker::{TaskGuard, TaskKind};
+use crate::select::{ActiveGuard, Flow};
+
+const IPPROTO_UDP: u8 = 17;
+/// Largest datagram (IPv4 and IPv6 without jumbograms).
+const MAX_DATAGRAM: usize = 65_536;
+
+thread_local! {
+    /// Session tasks read replies into this, not into a buffer each: a session costs a
+    /// socket and a task, not 64 KiB.
+    static REPLY_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0u8; MAX_DATAGRAM]);
+}
+
+pub struct Session {
+    socket: UdpSocket,
+    slot: Arc<BackendSlot>,
+    activity: Activity,
+    closed: AtomicBool,
+    end: Notify,
+}
+
+/// The session table of one service, keyed by client address and shared by its workers
+/// (a client stays in its session even if the kernel's hash moves it to another socket).
+#[derive(Default)]
+pub struct Sessions {
+    map: Mutex<HashMap<SocketAddr, Arc<Session>>>,
+}
+
+impl Sessions {
+    pub fn len(&self) -> usize {
+        self.map.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    fn get(&self, client: SocketAddr) -> Option<Arc<Session>> {
+        let m = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        m.get(&client).filter(|s| !s.closed.load(Ordering::Relaxed)).cloned()
+    }
+
+    fn remove(&self, client: SocketAddr, session: &Arc<Session>) {
+        let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if m.get(&client).is_some_and(|s| Arc::ptr_eq(s, session)) {
+            m.remove(&client);
+        }
+    }
+}
+
+/// Reads client datagrams until the service or the proxy stops.
+pub async fn worker(socket: Arc<UdpSocket>, ctx: Arc<ServiceCtx>, _guard: TaskGuard) {
+    let Some(sessions) = ctx.sessions.clone() else { return };
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut failures = 0u32;
+    loop {
+        let received = tokio::select! {
+            biased;
+            _ = ctx.stopped() => break,
+            r = socket.recv_from(&mut buf) => r,
+        };
+        let (n, client) = match received {
+            Ok(r) => {
+                failures = 0;
+                r
+            }
+            Err(e) => {
+                if failures == 0 {
+                    warn!(service = %ctx.name, vip = %ctx.vip, "receive failed: {e}");
+                }
+                failures = failures.saturating_add(1);
+                tokio::time::sleep(Duration::from_millis(failures.min(100) as u64)).await;
+                continue;
+            }
+        };
+        let session = match sessions.get(client) {
+            Some(s) => s,
+            None => match open(&ctx, &sessions, &socket, client) {
+                Some(s) => s,
+                None => continue,
+            },
+        };
+        // Straight to the socket: tokio's `try_send` would first consult its readiness
+        // cache, empty for a socket the reactor has not polled yet, and drop a new
+        // session's first datagram.
+        match socket2::SockRef::from(&session.socket).send(&buf[..n]) {
+            Ok(sent) => {
+                session.slot.stats.bytes_in.fetch_add(sent as u64, Ordering::Relaxed);
+                session.activity.touch();
+            }
+            // Full socket buffer: dropped, as the network would.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => {
+                refused(&ctx, &session, &e);
+                session.end.notify_one();
+            }
+        }
+    }
+    debug!(service = %ctx.name, vip = %ctx.vip, "udp listener closed");
+}
+
+/// A new session for `client`, or None (no backend, table full: the datagram is dropped).
+fn open(ctx: &Arc<ServiceCtx>, sessions: &Arc<Sessions>, listener: &Arc<UdpSocket>, client: SocketAddr) -> Option<Arc<Session>> {
+    let table = ctx.table.load();
+    // One lock from the check to the insert: two workers never open two sessions for one
+    // client.
+    let mut map = sessions.map.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(s) = map.get(&client).filter(|s| !s.closed.load(Ordering::Relaxed)) {
+        return Some(s.clone());
+    }
+    if map.len() >= table.settings.max_udp_sessions {
+        let rejected = ctx.service_stats.udp_sessions_rejected_total.fetch_add(1, Ordering::Relaxed);
+        if rejected.is_multiple_of(10_000) {
+            warn!(service = %ctx.name, limit = table.settings.max_udp_sessions, "udp session table full: dropping new clients' datagrams");
+        }
+        return None;
+    }
+    let vip = ctx.vip;
+    let flow = Flow { client, vip, proto: IPPROTO_UDP };
+    let mut excluded = Vec::new();
+    for _ in 0..MAX_TRIES {
+        let Some((candidate, slot)) = table.pick(&flow, &excluded) else {
+            debug!(service = %ctx.name, %client, "no backend: datagram dropped");
+            return None;
+        };
+        let address = candidate.address;
+        let socket = match listen::udp_upstream(address).and_then(UdpSocket::from_std) {
+            Ok(s) => s,
+            Err(e) => {
+                slot.stats.connect_failures_total.fetch_add(1, Ordering::Relaxed);
+                if slot.may_warn() {
+                    warn!(service = %ctx.name, backend = %address, "udp socket to the backend failed: {e}");
+                }
+                excluded.push(address);
+                continue;
+            }
+        };
+        let active = ActiveGuard::new(candidate);
+        slot.stats.connections_total.fetch_add(1, Ordering::Relaxed);
+        let session = Arc::new(Session { socket, slot, activity: Activity::new(), closed: AtomicBool::new(false), end: Notify::new() });
+        map.insert(client, session.clone());
+        let flow_entry = ctx.stats.open_flow(ProxyFlow { service: ctx.name.clone(), protocol: ctx.protocol, client, vip, backend: address });
+        let guard = ctx.track(TaskKind::Session);
+        let idle = table.settings.udp_idle_timeout;
+        debug!(service = %ctx.name, %client, backend = %address, "udp session open");
+        tokio::spawn(run(session.clone(), listener.clone(), client, ctx.clone(), idle, (guard, active, flow_entry)));
+        return Some(session);
+    }
+    None
+}
+
+/// Relays the backend's replies to the client until the session ends.
+async fn run(session: Arc<Session>, listener: Arc<UdpSocket>, client: SocketAddr, ctx: Arc<ServiceCtx>, idle: Duration, guards: (TaskGuard, ActiveGuard, FlowEntry)) {
+    let why = loop {
+        tokio::select! {
+            r = session.socket.readable() => {
+                if let Err(e) = r.and_then(|_| relay_replies(&session, &listener, client)) {
+                    refused(&ctx, &session, &e);
+                    break "backend unreachable";
+                }
+            }
+            _ = session.activity.expired(idle) => break "idle",
+            _ = session.end.notified() => break "backend unreachable",
+            _ = session.slot.cut.fired() => break "backend cut",
+            _ = ctx.stopped() => break "stopping",
+            _ = ctx.killed() => break "closed",
+        }
+    };
+    session.closed.store(true, Ordering::Relaxed);
+    if let Some(s) = &ctx.sessions {
+        s.remove(client, &session);
+    }
+    debug!(service = %ctx.name, %client, backend = %session.slot.address, why, "udp session closed");
+    drop(guards);
+}
+
+/// Sends every reply waiting on the session's socket to the client. A reply the listener
+/// cannot take now (full buffer) is dropped.
+fn relay_replies(session: &Session, listener: &UdpSocket, client: SocketAddr) -> io::Result<()> {
+    let to = socket2::SockAddr::from(client);
+    REPLY_BUF.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        loop {
+            match session.socket.try_recv(&mut buf) {
+                Ok(n) => {
+                    session.activity.touch();
+                    if socket2::SockRef::from(listener).send_to(&buf[..n], &to).is_ok() {
+                        session.slot.stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+    })
+}
+
+/// ICMP port unreachable on a connected socket comes back as ECONNREFUSED: the UDP
+/// equivalent of a refused connect.
+fn refused(ctx: &ServiceCtx, session: &Session, e: &io::Error) {
+    session.slot.stats.connect_failures_total.fetch_add(1, Ordering::Relaxed);
+    if session.slot.may_warn() {
+        warn!(service = %ctx.name, backend = %session.slot.address, "udp backend unreachable: {e}");
+    }
+}

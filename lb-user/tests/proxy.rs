@@ -1,0 +1,1347 @@
+//! The userspace proxy on loopback, against real tokio backends: l4 TCP, UDP sessions and the
+//! HTTP mode's keep-alive pool; every algorithm's placement; half-close, resets, refused and
+//! never-accepting backends; reconcile and graceful shutdown. Every test ends by checking
+//! that the proxy's task tracker is back to zero and the process has no more file
+//! descriptors than when the test began. Tests run one at a time (`SERIAL`) so that those
+//! fd counts are the test's own. No root; every wait is bounded.
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use lb_user::config::{AdminState, Algorithm, Config};
+use lb_user::proxy::{ProxyDataplane, ProxyStats, TaskKind};
+use lb_user::select::{Candidate, Flow, Selector};
+use lb_user::state::{Desired, Health};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
+use tokio::task::{JoinHandle, JoinSet};
+
+// ---------------------------------------------------------------------------------------
+// Harness
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs a test alone, on its own multi-threaded runtime: the lock is taken before the
+/// runtime exists, so no other test's runtime or sockets come and go during its fd counts.
+fn run(test: impl std::future::Future<Output = ()>) {
+    let _serial = serial();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build().expect("runtime");
+    rt.block_on(test);
+}
+
+fn fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+}
+
+fn fd_list() -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else { return Vec::new() };
+    dir.flatten().map(|e| format!("{} -> {}", e.file_name().to_string_lossy(), std::fs::read_link(e.path()).map(|p| p.display().to_string()).unwrap_or_default())).collect()
+}
+
+/// Panics if `f` takes longer than `limit`: no test can hang.
+async fn within<T>(limit: Duration, what: &str, f: impl std::future::Future<Output = T>) -> T {
+    match tokio::time::timeout(limit, f).await {
+        Ok(v) => v,
+        Err(_) => panic!("{what}: not done within {limit:?}"),
+    }
+}
+
+/// Shuts the proxy down, drops the test's servers, then checks nothing leaked: no task
+/// left in the proxy's tracker, no more fds than at the start.
+async fn finish(dp: ProxyDataplane, servers: Vec<Server>, fds_before: usize) -> Arc<ProxyStats> {
+    let stats = dp.stats();
+    within(Duration::from_secs(10), "shutdown", dp.shutdown(Duration::from_secs(2))).await;
+    drop(servers);
+    assert_clean(&stats, fds_before).await;
+    stats
+}
+
+async fn assert_clean(stats: &ProxyStats, fds_before: usize) {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let (tasks, fds) = (stats.live_tasks(), fd_count());
+        if tasks == 0 && fds <= fds_before {
+            return;
+        }
+        if Instant::now() > deadline {
+            panic!("leak: {tasks} proxy tasks alive, {fds} fds open (started with {fds_before}):\n{}", fd_list().join("\n"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn vip_tcp() -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, free_tcp_port()))
+}
+
+/// A loopback port nothing listens on (connects are refused).
+fn refused_addr() -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, free_tcp_port()))
+}
+
+fn config(daemon_extra: &str, services: &str) -> Config {
+    let text = format!("[daemon]\nmode = \"proxy\"\nworkers = 2\nconnect_timeout = \"300ms\"\n{daemon_extra}\n{services}");
+    Config::from_str(&text, "test.toml").unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
+/// One `[[service]]`: `keys` go right after the VIP, `tables` after the backends' list
+/// would be ambiguous, so sub-tables (`[service.pool]`) come through `keys` as inline tables.
+fn service(name: &str, vip: SocketAddr, keys: &str, backends: &[(SocketAddr, u32)]) -> String {
+    let mut s = format!("[[service]]\nname = \"{name}\"\nvip = \"{vip}\"\n{keys}\nhealth_check = {{ type = \"none\" }}\n");
+    for (a, w) in backends {
+        s += &format!("[[service.backend]]\naddress = \"{a}\"\nweight = {w}\n");
+    }
+    s
+}
+
+fn w1(addrs: &[SocketAddr]) -> Vec<(SocketAddr, u32)> {
+    addrs.iter().map(|a| (*a, 1)).collect()
+}
+
+fn start(cfg: &Config) -> ProxyDataplane {
+    ProxyDataplane::start(cfg, &Desired::from_config(cfg)).unwrap_or_else(|e| panic!("proxy start: {e:#}"))
+}
+
+// ---------------------------------------------------------------------------------------
+// Backends
+
+/// A test server; dropping it stops it and closes all its sockets.
+struct Server {
+    addr: SocketAddr,
+    name: String,
+    accepted: Arc<AtomicUsize>,
+    requests: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Serves each accepted connection with `handler`, counting connections.
+async fn tcp_server<F, Fut>(name: &str, handler: F) -> Server
+where
+    F: Fn(TcpStream, String, Arc<AtomicUsize>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (accepted, requests) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (a, r, n) = (accepted.clone(), requests.clone(), name.to_string());
+    let task = tokio::spawn(async move {
+        let mut conns = JoinSet::new();
+        loop {
+            tokio::select! {
+                Ok((s, _)) = listener.accept() => {
+                    a.fetch_add(1, Ordering::SeqCst);
+                    conns.spawn(handler(s, n.clone(), r.clone()));
+                }
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            }
+        }
+    });
+    Server { addr, name: name.to_string(), accepted, requests, task }
+}
+
+/// Writes its name and a newline, then echoes until EOF, then closes its side.
+async fn tagged_echo(name: &str) -> Server {
+    tcp_server(name, |mut s, name, _| async move {
+        if s.write_all(format!("{name}\n").as_bytes()).await.is_err() {
+            return;
+        }
+        let (mut r, mut w) = s.split();
+        let _ = tokio::io::copy(&mut r, &mut w).await;
+        let _ = w.shutdown().await;
+    })
+    .await
+}
+
+/// Reads a little, answers "partial", then resets the connection.
+async fn resetting_backend() -> Server {
+    tcp_server("reset", |mut s, _, _| async move {
+        let mut buf = [0u8; 64];
+        let _ = s.read(&mut buf).await;
+        let _ = s.write_all(b"partial").await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+    })
+    .await
+}
+
+#[derive(Clone, Copy, Default)]
+struct HttpOpts {
+    /// Close a keep-alive connection that stays idle this long.
+    idle_close: Option<Duration>,
+    /// Answer one request per connection; on the next one, close without a response (the
+    /// race of a backend closing an idle connection just as the proxy reuses it).
+    drop_second_request: bool,
+}
+
+/// A tiny HTTP/1.1 server: keep-alive, Content-Length bodies, answers 200 with
+/// `server=NAME` and every request header it received (lowercased) in the body, plus some
+/// hop-by-hop headers the proxy must not pass on.
+async fn http_backend(name: &str, opts: HttpOpts) -> Server {
+    tcp_server(name, move |mut s, name, requests| async move {
+        let mut buf = Vec::new();
+        let mut served = 0usize;
+        loop {
+            let wait = if served > 0 { opts.idle_close.unwrap_or(Duration::from_secs(30)) } else { Duration::from_secs(30) };
+            let Ok(Some((head, body_start))) = tokio::time::timeout(wait, read_head(&mut s, &mut buf)).await else { return };
+            if opts.drop_second_request && served >= 1 {
+                return;
+            }
+            let (_, headers) = parse_head(&head);
+            let len: usize = header(&headers, "content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+            buf.drain(..body_start);
+            while buf.len() < len {
+                let mut chunk = [0u8; 8192];
+                match s.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            buf.drain(..len);
+            requests.fetch_add(1, Ordering::SeqCst);
+            let mut body = format!("server={name}\n");
+            for (k, v) in &headers {
+                body += &format!("{k}: {v}\n");
+            }
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Server: {name}\r\nKeep-Alive: timeout=60\r\n\
+                 Connection: keep-alive, X-Resp-Hop\r\nX-Resp-Hop: secret\r\nProxy-Connection: keep-alive\r\n\
+                 Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            if s.write_all(resp.as_bytes()).await.is_err() {
+                return;
+            }
+            served += 1;
+        }
+    })
+    .await
+}
+
+/// Reads until the end of a message head; returns it and where the body starts in `buf`.
+async fn read_head(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(String, usize)> {
+    loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            return Some((String::from_utf8_lossy(&buf[..i]).into_owned(), i + 4));
+        }
+        let mut chunk = [0u8; 8192];
+        match s.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+fn parse_head(head: &str) -> (String, Vec<(String, String)>) {
+    let mut lines = head.split("\r\n");
+    let first = lines.next().unwrap_or_default().to_string();
+    let headers = lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string())).collect();
+    (first, headers)
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+/// Replies `NAME:` + each datagram to its sender.
+async fn udp_echo(name: &str) -> Server {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    let requests = Arc::new(AtomicUsize::new(0));
+    let (r, n) = (requests.clone(), name.to_string());
+    let task = tokio::spawn(async move {
+        let mut buf = vec![0u8; 65536];
+        while let Ok((len, from)) = socket.recv_from(&mut buf).await {
+            r.fetch_add(1, Ordering::SeqCst);
+            let mut reply = format!("{n}:").into_bytes();
+            reply.extend_from_slice(&buf[..len]);
+            let _ = socket.send_to(&reply, from).await;
+        }
+    });
+    Server { addr, name: name.to_string(), accepted: Arc::new(AtomicUsize::new(0)), requests, task }
+}
+
+/// A listener that never accepts, its one-slot accept queue already full: further SYNs are
+/// dropped by the kernel, so connects to it time out.
+struct Hanging {
+    addr: SocketAddr,
+    _listener: socket2::Socket,
+    _queued: Vec<std::net::TcpStream>,
+}
+
+fn hanging_backend() -> Hanging {
+    use socket2::{Domain, Socket, Type};
+    let l = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    l.bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into()).unwrap();
+    l.listen(0).unwrap();
+    let addr = l.local_addr().unwrap().as_socket().unwrap();
+    let mut queued = Vec::new();
+    for _ in 0..8 {
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            Ok(s) => queued.push(s),
+            Err(_) => return Hanging { addr, _listener: l, _queued: queued },
+        }
+    }
+    panic!("the accept queue of {addr} never filled");
+}
+
+// ---------------------------------------------------------------------------------------
+// Clients
+
+/// Connects through the proxy and reads the backend's name.
+async fn ask_name(vip: SocketAddr) -> String {
+    let s = within(Duration::from_secs(5), "connect", TcpStream::connect(vip)).await.unwrap();
+    read_name(s).await
+}
+
+async fn read_name(mut s: TcpStream) -> String {
+    let mut out = Vec::new();
+    let mut b = [0u8; 1];
+    within(Duration::from_secs(5), "read the backend's name", async {
+        while s.read(&mut b).await.unwrap_or(0) == 1 && b[0] != b'\n' {
+            out.push(b[0]);
+        }
+    })
+    .await;
+    String::from_utf8(out).unwrap()
+}
+
+/// Connects from a given local address.
+async fn connect_from(local: SocketAddr, vip: SocketAddr) -> TcpStream {
+    let s = TcpSocket::new_v4().unwrap();
+    s.bind(local).unwrap();
+    within(Duration::from_secs(5), "connect", s.connect(vip)).await.unwrap()
+}
+
+fn count(names: impl IntoIterator<Item = String>) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for n in names {
+        *m.entry(n).or_insert(0) += 1;
+    }
+    m
+}
+
+/// A minimal HTTP/1.1 client over one connection (Content-Length responses only).
+struct HttpClient {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+#[derive(Debug)]
+struct HttpResponse {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl HttpClient {
+    async fn connect(vip: SocketAddr) -> Self {
+        HttpClient { stream: within(Duration::from_secs(5), "connect", TcpStream::connect(vip)).await.unwrap(), buf: Vec::new() }
+    }
+
+    async fn send(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> io::Result<HttpResponse> {
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\n");
+        for (k, v) in headers {
+            req += &format!("{k}: {v}\r\n");
+        }
+        if !body.is_empty() {
+            req += &format!("Content-Length: {}\r\n", body.len());
+        }
+        req += "\r\n";
+        req += body;
+        within(Duration::from_secs(10), "http request", async {
+            self.stream.write_all(req.as_bytes()).await?;
+            let (head, start) = read_head(&mut self.stream, &mut self.buf).await.ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "no response"))?;
+            let (status_line, headers) = parse_head(&head);
+            let status: u16 = status_line.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+            let len: usize = header(&headers, "content-length").and_then(|v| v.parse().ok()).ok_or_else(|| io::Error::other(format!("no content-length: {head}")))?;
+            self.buf.drain(..start);
+            while self.buf.len() < len {
+                let mut chunk = [0u8; 8192];
+                match self.stream.read(&mut chunk).await? {
+                    0 => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "body cut short")),
+                    n => self.buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            let body = String::from_utf8_lossy(&self.buf[..len]).into_owned();
+            self.buf.drain(..len);
+            Ok(HttpResponse { status, headers, body })
+        })
+        .await
+    }
+
+    async fn get(&mut self, path: &str) -> HttpResponse {
+        self.send("GET", path, &[], "").await.unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+}
+
+fn server_of(r: &HttpResponse) -> String {
+    header(&r.headers, "x-server").unwrap_or_default().to_string()
+}
+
+// ---------------------------------------------------------------------------------------
+// L4 TCP: placement
+
+#[test]
+fn l4_connections_reach_every_backend() {
+    run(async {
+        let fds = fd_count();
+        let servers = vec![tagged_echo("Server1").await, tagged_echo("Server2").await, tagged_echo("Server3").await];
+        let vip = vip_tcp();
+        let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
+        let cfg = config("", &service("web", vip, "algorithm = \"random\"", &w1(&addrs)));
+        let dp = start(&cfg);
+        let mut seen = BTreeSet::new();
+        for _ in 0..60 {
+            seen.insert(ask_name(vip).await);
+        }
+        assert_eq!(seen, ["Server1", "Server2", "Server3"].iter().map(|s| s.to_string()).collect());
+        let stats = dp.stats();
+        let total: u64 = addrs.iter().map(|a| stats.backend("web", *a).unwrap().connections_total).sum();
+        assert_eq!(total, 60);
+        finish(dp, servers, fds).await;
+    });
+}
+
+#[test]
+fn round_robin_is_exact_over_300_connections() {
+    run(async {
+        let fds = fd_count();
+        let servers = vec![tagged_echo("a").await, tagged_echo("b").await, tagged_echo("c").await];
+        let vip = vip_tcp();
+        // Weights are ignored by round_robin.
+        let backends = vec![(servers[0].addr, 1), (servers[1].addr, 5), (servers[2].addr, 1)];
+        let dp = start(&config("", &service("web", vip, "algorithm = \"round_robin\"", &backends)));
+        let mut names = Vec::new();
+        for _ in 0..300 {
+            names.push(ask_name(vip).await);
+        }
+        let counts = count(names);
+        assert_eq!(counts.values().copied().collect::<Vec<_>>(), vec![100, 100, 100], "{counts:?}");
+        for s in &servers {
+            assert_eq!(s.accepted.load(Ordering::SeqCst), 100);
+        }
+        finish(dp, servers, fds).await;
+    });
+}
+
+#[test]
+fn weighted_round_robin_follows_the_weights_within_two_percent() {
+    run(async {
+        let fds = fd_count();
+        let servers = vec![tagged_echo("a").await, tagged_echo("b").await, tagged_echo("c").await];
+        let vip = vip_tcp();
+        let weights = [5u32, 3, 2];
+        let backends: Vec<(SocketAddr, u32)> = servers.iter().zip(weights).map(|(s, w)| (s.addr, w)).collect();
+        let dp = start(&config("", &service("web", vip, "algorithm = \"weighted_round_robin\"", &backends)));
+        let n = 400;
+        let mut names = Vec::new();
+        for _ in 0..n {
+            names.push(ask_name(vip).await);
+        }
+        let counts = count(names);
+        for (s, w) in servers.iter().zip(weights) {
+            let share = counts.get(&s.name).copied().unwrap_or(0) as f64 / n as f64;
+            let want = w as f64 / 10.0;
+            assert!((share - want).abs() <= 0.02, "{}: share {share}, weight share {want} ({counts:?})", s.name);
+        }
+        finish(dp, servers, fds).await;
+    });
+}
+
+#[test]
+fn least_conn_sends_new_connections_away_from_a_backend_holding_long_lived_ones() {
+    run(async {
+        let fds = fd_count();
+        let servers = vec![tagged_echo("busy").await, tagged_echo("b").await, tagged_echo("c").await];
+        let vip = vip_tcp();
+        // First only "busy" is there: five long-lived connections land on it.
+        let one = config("", &service("web", vip, "algorithm = \"least_conn\"", &w1(&[servers[0].addr])));
+        let mut dp = start(&one);
+        let mut held = Vec::new();
+        for _ in 0..5 {
+            let mut s = within(Duration::from_secs(5), "connect", TcpStream::connect(vip)).await.unwrap();
+            let mut name = [0u8; 5];
+            within(Duration::from_secs(5), "name", s.read_exact(&mut name)).await.unwrap();
+            assert_eq!(&name, b"busy\n");
+            held.push(s);
+        }
+        let stats = dp.stats();
+        assert_eq!(stats.backend("web", servers[0].addr).unwrap().active, 5);
+        // Now all three: new short connections go to the two idle backends only.
+        let all = config("", &service("web", vip, "algorithm = \"least_conn\"", &w1(&[servers[0].addr, servers[1].addr, servers[2].addr])));
+        dp.reconcile(&all, &Desired::from_config(&all)).unwrap();
+        let mut names = Vec::new();
+        for _ in 0..30 {
+            names.push(ask_name(vip).await);
+        }
+        let counts = count(names);
+        assert_eq!(counts.get("busy"), None, "{counts:?}");
+        assert!(counts.get("b").is_some() && counts.get("c").is_some(), "ties are shared: {counts:?}");
+        // The held connections still work (they kept their backend through the reconcile).
+        for s in &mut held {
+            within(Duration::from_secs(5), "echo", s.write_all(b"x")).await.unwrap();
+            let mut b = [0u8; 1];
+            within(Duration::from_secs(5), "echo", s.read_exact(&mut b)).await.unwrap();
+        }
+        // The metric and the selector's view are one number.
+        let text = stats.render_metrics();
+        let busy = format!("lb_backend_active_flows{{service=\"web\",backend=\"{}\",path=\"proxy\"}} 5", servers[0].addr);
+        assert!(text.contains(&busy), "{text}");
+        drop(held);
+        finish(dp, servers, fds).await;
+    });
+}
+
+/// The backend the selector picks for this flow: what the proxy must have used.
+fn expected_backend(algorithm: Algorithm, backends: &[SocketAddr], client: SocketAddr, vip: SocketAddr) -> SocketAddr {
+    let candidates = backends.iter().map(|a| Candidate { address: *a, weight: 1, active: Arc::new(AtomicU64::new(0)) }).collect();
+    Selector::new(algorithm, candidates).pick(&Flow { client, vip, proto: 6 }, &[]).unwrap().address
+}
+
+#[test]
+fn source_hash_keeps_each_client_ip_on_one_backend() {
+    run(async {
+        let fds = fd_count();
+        let servers = vec![tagged_echo("a").await, tagged_echo("b").await, tagged_echo("c").await];
+        let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
+        let by_name: HashMap<String, SocketAddr> = servers.iter().map(|s| (s.name.clone(), s.addr)).collect();
+        let vip = vip_tcp();
+        let dp = start(&config("", &service("web", vip, "algorithm = \"source_hash\"", &w1(&addrs))));
+        let mut used = BTreeSet::new();
+        for host in 2..22u8 {
+            let ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, host));
+            let mut names = BTreeSet::new();
+            for _ in 0..5 {
+                let s = connect_from(SocketAddr::new(ip, 0), vip).await;
+                let local = s.local_addr().unwrap();
+                let name = read_name(s).await;
+                assert_eq!(by_name[&name], expected_backend(Algorithm::SourceHash, &addrs, local, vip), "client {local}");
+                names.insert(name);
+            }
+            assert_eq!(names.len(), 1, "client {ip} moved between backends: {names:?}");
+            used.extend(names);
+        }
+        assert!(used.len() >= 2, "20 client addresses all hashed to {used:?}");
+        finish(dp, servers, fds).await;
+    });
+}
+
+#[test]
+fn maglev_places_each_flow_where_the_xdp_path_would() {
+    run(async {
+        let fds = fd_count();
+        let servers = vec![tagged_echo("a").await, tagged_echo("b").await, tagged_echo("c").await];
+        let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
+        let by_name: HashMap<String, SocketAddr> = servers.iter().map(|s| (s.name.clone(), s.addr)).collect();
+        let vip = vip_tcp();
+        let dp = start(&config("", &service("web", vip, "", &w1(&addrs))));
+        let mut used = BTreeSet::new();
+        for _ in 0..40 {
+            let s = within(Duration::from_secs(5), "connect", TcpStream::connect(vip)).await.unwrap();
+            let local = s.local_addr().unwrap();
+            let name = read_name(s).await;
+            assert_eq!(by_name[&name], expected_backend(Algorithm::Maglev, &addrs, local, vip), "flow {local} -> {vip}");
+            used.insert(name);
+        }
+        assert_eq!(used.len(), 3);
+        finish(dp, servers, fds).await;
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// L4 TCP: connection behaviour
+
+#[test]
+fn half_closed_client_still_receives_the_whole_echo() {
+    run(async {
+        let fds = fd_count();
+        let servers = vec![tagged_echo("echo").await];
+        let vip = vip_tcp();
+        let dp = start(&config("", &service("web", vip, "", &w1(&[servers[0].addr]))));
+        let payload: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+        let s = within(Duration::from_secs(5), "connect", TcpStream::connect(vip)).await.unwrap();
+        let (mut r, mut w) = s.into_split();
+        let sent = payload.clone();
+        let writer = tokio::spawn(async move {
+            w.write_all(&sent).await.unwrap();
+            // Half-close: no more to send, but the answer is still wanted.
+            w.shutdown().await.unwrap();
+            w
+        });
+        let mut got = Vec::new();
+        within(Duration::from_secs(10), "read the echo to EOF", r.read_to_end(&mut got)).await.unwrap();
+        let _w = within(Duration::from_secs(5), "writer", writer).await.unwrap();
+        assert_eq!(&got[..5], b"echo\n");
+        assert_eq!(got.len() - 5, payload.len());
+        assert!(got[5..] == payload[..], "echo differs");
+        let stats = dp.stats();
+        let c = stats.backend("web", servers[0].addr).unwrap();
+        assert_eq!(c.bytes_in, payload.len() as u64);
+        assert_eq!(c.bytes_out, payload.len() as u64 + 5);
+        drop((r, _w));
+        finish(dp, servers, fds).await;
+    });
+}
+
+#[test]
+fn backend_reset_mid_stream_closes_the_client_connection() {
+    run(async {
+        let fds = fd_count();
+        let servers = vec![resetting_backend().await];
+        let vip = vip_tcp();
+        let dp = start(&config("", &service("web", vip, "", &w1(&[servers[0].addr]))));
+        let mut s = within(Duration::from_secs(5), "connect", TcpStream::connect(vip)).await.unwrap();
+        s.write_all(b"hello").await.unwrap();
+        let t = Instant::now();
+        let end = within(Duration::from_secs(3), "the client sees the reset", async {
+            let mut buf = [0u8; 64];
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) => return Ok(()),
+                    Ok(_) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+        })
+        .await;
+        assert!(t.elapsed() < Duration::from_secs(2));
+        // The backend's RST is passed on as an RST, not turned into a clean end.
+        assert_eq!(end.map_err(|e| e.kind()), Err(io::ErrorKind::ConnectionReset));
+        let stats = dp.stats();
+        within(Duration::from_secs(2), "connection task ends", async {
+            while stats.tasks().live_of(TaskKind::Connection) > 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        drop(s);
+        finish(dp, servers, fds).await;
+    });
+}
+
+#[test]
+fn refused_backend_is_skipped_for_the_next_one() {
+    run(async {
+        let fds = fd_count();
+        let servers = vec![tagged_echo("up").await];
+        let dead = refused_addr();
+        let vip = vip_tcp();
+        let dp = start(&config("", &service("web", vip, "algorithm = \"round_robin\"", &w1(&[dead, servers[0].addr]))));
+        for _ in 0..10 {
+            assert_eq!(ask_name(vip).await, "up");
+        }
+        let stats = dp.stats();
+        let failures = stats.backend("web", dead).unwrap().connect_failures_total;
+        assert!(failures >= 5, "{failures} connect failures counted");
+        assert_eq!(stats.backend("web", dead).unwrap().connections_total, 0);
+        assert_eq!(stats.backend("web", servers[0].addr).unwrap().connections_total, 10);
+        finish(dp, servers, fds).await;
+    });
+}
+
+#[test]
+fn never_accepting_backend_times_out_to_the_next_or_closes_the_client() {
+    run(async {
+        let fds = fd_count();
+        let hanging = hanging_backend();
+        let servers = vec![tagged_echo("up").await];
+        let vip = vip_tcp();
+        let lone = vip_tcp();
+        let services = service("web", vip, "algorithm = \"round_robin\"", &w1(&[hanging.addr, servers[0].addr]))
+            + &service("lone", lone, "", &w1(&[hanging.addr]));
+        let dp = start(&config("", &services));
+        // Every connection is served, some after one connect timeout (300 ms).
+        for _ in 0..4 {
+            let t = Instant::now();
+            assert_eq!(ask_name(vip).await, "up");
+            assert!(t.elapsed() < Duration::from_secs(2));
+        }
+        let stats = dp.stats();
+        assert!(stats.backend("web", hanging.addr).unwrap().connect_failures_total >= 1);
+        // No other backend: the client is closed once the connect timeout has passed.
+        let mut s = within(Duration::from_secs(5), "connect", TcpStream::connect(lone)).await.unwrap();
+        let t = Instant::now();
+        let mut buf = [0u8; 16];
+        let n = within(Duration::from_secs(3), "client closed", s.read(&mut buf)).await.unwrap_or(0);
+        assert_eq!(n, 0);
+        let waited = t.elapsed();
+        assert!(waited >= Duration::from_millis(250) && waited < Duration::from_secs(2), "closed after {waited:?}");
+        drop(s);
+        drop(hanging);
+        finish(dp, servers, fds).await;
+    });
+}
+
+#[test]
+fn no_backend_closes_the_client_at_once() {
+    run(async {
+        let fds = fd_count();
+        let vip = vip_tcp();
+        let dp = start(&config("", &service("web", vip, "", &[])));
+        let mut s = within(Duration::from_secs(5), "connect", TcpStream::connect(vip)).await.unwrap();
+        let mut buf = [0u8; 16];
+        let n = within(Duration::from_secs(2), "client closed", s.read(&mut buf)).await.unwrap_or(0);
+        assert_eq!(n, 0);
+        drop(s);
+        finish(dp, Vec::new(), fds).await;
+    });
+}
+
+#[test]
+fn idle_connection_is_closed_after_tcp_idle_timeout_and_traffic_resets_it() {
+    run(async {
+        let fds = fd_count();
+        let servers = vec![tagged_echo("echo").await];
+        let vip = vip_tcp();
+        let dp = start(&config("tcp_idle_timeout = \"400ms\"", &service("web", vip, "", &w1(&[servers[0].addr]))));
+        let mut s = within(Duration::from_secs(5), "connect", TcpStream::connect(vip)).await.unwrap();
+        let mut name = [0u8; 5];
+        within(Duration::from_secs(5), "name", s.read_exact(&mut name)).await.unwrap();
+        // Traffic every 200 ms keeps it open past the timeout...
+        for _ in 0..4 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            s.write_all(b"x").await.unwrap();
+            let mut b = [0u8; 1];
+            within(Duration::from_secs(2), "echo", s.read_exact(&mut b)).await.unwrap();
+        }
+        // ...silence closes it.
+        let t = Instant::now();
+        let mut buf = [0u8; 8];
+        let _ = within(Duration::from_secs(3), "idle close", s.read(&mut buf)).await;
+        assert!(t.elapsed() >= Duration::from_millis(300), "closed after {:?}", t.elapsed());
+        drop(s);
+        finish(dp, servers, fds).await;
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// Reconcile
+
+#[test]
+fn reconcile_swapping_backends_keeps_existing_connections_and_cuts_removed_ones() {
+    run(async {
+        let fds = fd_count();
+        let servers = vec![tagged_echo("old").await, tagged_echo("new").await];
+        let (old, new) = (servers[0].addr, servers[1].addr);
+        let vip = vip_tcp();
+        let cfg = config("", &service("web", vip, "", &w1(&[old])));
+        let mut dp = start(&cfg);
+        let mut kept = within(Duration::from_secs(5), "connect", TcpStream::connect(vip)).await.unwrap();
+        let mut name = [0u8; 4];
+        within(Duration::from_secs(5), "name", kept.read_exact(&mut name)).await.unwrap();
+        assert_eq!(&name, b"old\n");
+
+        // "old" drains, "new" joins: the open connection stays on "old", new ones go to "new".
+        let swap = config("", &service("web", vip, "", &w1(&[old, new])));
+        let mut desired = Desired::from_config(&swap);
+        desired.services[0].backends[0].state = AdminState::Drain;
+        dp.reconcile(&swap, &desired).unwrap();
+        for _ in 0..5 {
+            assert_eq!(ask_name(vip).await, "new");
+        }
+        kept.write_all(b"ping").await.unwrap();
+        let mut b = [0u8; 4];
+        within(Duration::from_secs(2), "echo on the kept connection", kept.read_exact(&mut b)).await.unwrap();
+        assert_eq!(&b, b"ping");
+
+        // "old" removed: its connection is closed (the proxy's re-steer).
+        let only_new = config("", &service("web", vip, "", &w1(&[new])));
+        dp.reconcile(&only_new, &Desired::from_config(&only_new)).unwrap();
+        let mut buf = [0u8; 8];
+        let r = within(Duration::from_secs(2), "cut connection closes", kept.read(&mut buf)).await;
+        assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
+        drop(kept);
+        finish(dp, servers, fds).await;
+    });
+}
+
+#[test]
+fn backend_in_maintenance_or_down_has_its_connections_closed() {
+    run(async {
+        let fds = fd_count();
+        let servers = vec![tagged_echo("a").await];
+        let vip = vip_tcp();
+        let cfg = config("", &service("web", vip, "", &w1(&[servers[0].addr])));
+        let mut dp = start(&cfg);
+        for change in ["maint", "down"] {
+            let mut s = within(Duration::from_secs(5), "connect", TcpStream::connect(vip)).await.unwrap();
+            let mut name = [0u8; 2];
+            within(Duration::from_secs(5), "name", s.read_exact(&mut name)).await.unwrap();
+            let mut desired = Desired::from_config(&cfg);
+            match change {
+                "maint" => desired.services[0].backends[0].state = AdminState::Maint,
+                _ => desired.services[0].backends[0].health = Health::Down,
+            }
+            dp.reconcile(&cfg, &desired).unwrap();
+            let mut buf = [0u8; 8];
+            let r = within(Duration::from_secs(2), "connection closed", s.read(&mut buf)).await;
+            assert!(matches!(r, Ok(0) | Err(_)), "{change}: {r:?}");
+            // Back in service: new connections work again.
+            dp.reconcile(&cfg, &Desired::from_config(&cfg)).unwrap();
+            assert_eq!(ask_name(vip).await, "a");
+        }
+        finish(dp, servers, fds).await;
+    });
+}
+
+#[test]
+fn services_added_and_removed_open_and_close_their_listeners() {
+    run(async {
+        let fds = fd_count();
+        let servers = vec![tagged_echo("a").await];
+        let (v1, v2) = (vip_tcp(), vip_tcp());
+        let one = config("", &service("one", v1, "", &w1(&[servers[0].addr])));
+        let mut dp = start(&one);
+        assert!(TcpStream::connect(v2).await.is_err());
+        let both = config("", &(service("one", v1, "", &w1(&[servers[0].addr])) + &service("two", v2, "", &w1(&[servers[0].addr]))));
+        dp.reconcile(&both, &Desired::from_config(&both)).unwrap();
+        assert_eq!(ask_name(v2).await, "a");
+        let two = config("", &service("two", v2, "", &w1(&[servers[0].addr])));
+        dp.reconcile(&two, &Desired::from_config(&two)).unwrap();
+        within(Duration::from_secs(2), "listener of 'one' closes", async {
+            while TcpStream::connect(v1).await.is_ok() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        assert_eq!(ask_name(v2).await, "a");
+        finish(dp, servers, fds).await;
+    });
+}
+
+#[test]
+fn bind_failure_names_the_vip_and_the_os_error() {
+    run(async {
+        let fds = fd_count();
+        // Held without SO_REUSEPORT: the proxy cannot share it.
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let vip = taken.local_addr().unwrap();
+        let cfg = config("", &service("web", vip, "", &w1(&[refused_addr()])));
+        let err = ProxyDataplane::start(&cfg, &Desired::from_config(&cfg)).err().expect("bind must fail");
+        let text = format!("{err:#}");
+        assert!(text.contains(&vip.to_string()) && text.to_lowercase().contains("address"), "{text}");
+        // A failed reconcile leaves the running proxy as it was.
+        let free = vip_tcp();
+        let ok = config("", &service("web", free, "", &[]));
+        let mut dp = start(&ok);
+        let both = config("", &(service("web", free, "", &[]) + &service("other", vip, "", &[])));
+        assert!(dp.reconcile(&both, &Desired::from_config(&both)).is_err());
+        assert_eq!(dp.listening("web"), Some(free));
+        assert_eq!(dp.listening("other"), None);
+        drop(taken);
+        finish(dp, Vec::new(), fds).await;
+    });
+}
+
+#[test]
+fn unspecified_vip_serves_on_loopback() {
+    run(async {
+        let fds = fd_count();
+        let servers = vec![tagged_echo("a").await];
+        let port = free_tcp_port();
+        let vip: SocketAddr = format!("0.0.0.0:{port}").parse().unwrap();
+        let dp = start(&config("", &service("web", vip, "", &w1(&[servers[0].addr]))));
+        let s = within(Duration::from_secs(5), "connect", TcpStream::connect(("127.0.0.1", port))).await.unwrap();
+        let stats = dp.stats();
+        assert_eq!(read_name(s).await, "a");
+        let s = within(Duration::from_secs(5), "connect", TcpStream::connect(("127.0.0.1", port))).await.unwrap();
+        let mut name = [0u8; 2];
+        within(Duration::from_secs(5), "name", s.peek(&mut name)).await.unwrap();
+        // The first connection's flow leaves once its close has gone through the proxy.
+        let flows = within(Duration::from_secs(2), "one flow", async {
+            loop {
+                let f = stats.flows();
+                if f.len() == 1 {
+                    return f;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        assert_eq!(flows[0].vip, SocketAddr::from((Ipv4Addr::LOCALHOST, port)), "the address the client reached");
+        assert_eq!(flows[0].backend, servers[0].addr);
+        drop(s);
+        finish(dp, servers, fds).await;
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// Shutdown
+
+#[test]
+fn shutdown_stops_accepting_and_waits_for_in_flight_connections_up_to_the_drain() {
+    run(async {
+        let fds = fd_count();
+        let servers = vec![tagged_echo("a").await];
+        let vip = vip_tcp();
+        let dp = start(&config("", &service("web", vip, "", &w1(&[servers[0].addr]))));
+        let stats = dp.stats();
+        let mut s = within(Duration::from_secs(5), "connect", TcpStream::connect(vip)).await.unwrap();
+        let mut name = [0u8; 2];
+        within(Duration::from_secs(5), "name", s.read_exact(&mut name)).await.unwrap();
+
+        let t = Instant::now();
+        let drain = Duration::from_millis(800);
+        let shutdown = tokio::spawn(dp.shutdown(drain));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // No new connections...
+        assert!(TcpStream::connect(vip).await.is_err(), "still accepting during shutdown");
+        // ...but the open one still works.
+        s.write_all(b"x").await.unwrap();
+        let mut b = [0u8; 1];
+        within(Duration::from_secs(1), "echo while draining", s.read_exact(&mut b)).await.unwrap();
+        within(Duration::from_secs(5), "shutdown", shutdown).await.unwrap();
+        let took = t.elapsed();
+        assert!(took >= drain && took < drain + Duration::from_secs(2), "shutdown took {took:?}");
+        // The drain ran out: the connection was closed.
+        let mut buf = [0u8; 8];
+        let r = within(Duration::from_secs(2), "closed", s.read(&mut buf)).await;
+        assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
+        drop(s);
+        drop(servers);
+        assert_clean(&stats, fds).await;
+    });
+}
+
+#[test]
+fn shutdown_returns_as_soon_as_the_last_connection_ends() {
+    run(async {
+        let fds = fd_count();
+        let servers = vec![tagged_echo("a").await];
+        let vip = vip_tcp();
+        let dp = start(&config("", &service("web", vip, "", &w1(&[servers[0].addr]))));
+        let stats = dp.stats();
+        let mut s = within(Duration::from_secs(5), "connect", TcpStream::connect(vip)).await.unwrap();
+        let mut name = [0u8; 2];
+        within(Duration::from_secs(5), "name", s.read_exact(&mut name)).await.unwrap();
+        let t = Instant::now();
+        let shutdown = tokio::spawn(dp.shutdown(Duration::from_secs(10)));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        s.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        within(Duration::from_secs(2), "echo ends", s.read_to_end(&mut rest)).await.unwrap();
+        within(Duration::from_secs(3), "shutdown", shutdown).await.unwrap();
+        assert!(t.elapsed() < Duration::from_secs(2), "shutdown took {:?}", t.elapsed());
+        drop(s);
+        drop(servers);
+        assert_clean(&stats, fds).await;
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// UDP
+
+#[test]
+fn udp_clients_each_get_their_own_replies() {
+    run(async {
+        let fds = fd_count();
+        let servers = vec![udp_echo("u1").await, udp_echo("u2").await];
+        let vip = SocketAddr::from((Ipv4Addr::LOCALHOST, free_udp_port()));
+        let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
+        let dp = start(&config("", &service("dns", vip, "protocol = \"udp\"\nalgorithm = \"round_robin\"", &w1(&addrs))));
+        let mut clients = Vec::new();
+        for _ in 0..6 {
+            let c = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            c.connect(vip).await.unwrap();
+            clients.push(c);
+        }
+        let mut backend_of = Vec::new();
+        for round in 0..10 {
+            for (i, c) in clients.iter().enumerate() {
+                let msg = format!("client{i}-msg{round}");
+                c.send(msg.as_bytes()).await.unwrap();
+                let mut buf = [0u8; 256];
+                let n = within(Duration::from_secs(2), "udp reply", c.recv(&mut buf)).await.unwrap();
+                let reply = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let (server, echoed) = reply.split_once(':').unwrap();
+                assert_eq!(echoed, msg, "client {i} got someone else's reply");
+                if round == 0 {
+                    backend_of.push(server.to_string());
+                } else {
+                    assert_eq!(server, backend_of[i], "client {i} changed backend within its session");
+                }
+            }
+        }
+        assert_eq!(count(backend_of.clone()).len(), 2, "round robin over sessions: {backend_of:?}");
+        assert_eq!(dp.udp_sessions("dns"), 6);
+        let stats = dp.stats();
+        assert_eq!(stats.flows().iter().filter(|f| f.protocol == lb_user::config::Protocol::Udp).count(), 6);
+        let total: u64 = addrs.iter().map(|a| stats.backend("dns", *a).unwrap().connections_total).sum();
+        assert_eq!(total, 6);
+        drop(clients);
+        finish(dp, servers, fds).await;
+    });
+}
+
+#[test]
+fn udp_sessions_expire_after_the_idle_timeout() {
+    run(async {
+        let fds = fd_count();
+        let servers = vec![udp_echo("u").await];
+        let vip = SocketAddr::from((Ipv4Addr::LOCALHOST, free_udp_port()));
+        let dp = start(&config("udp_idle_timeout = \"300ms\"", &service("dns", vip, "protocol = \"udp\"", &w1(&[servers[0].addr]))));
+        let c = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        c.connect(vip).await.unwrap();
+        let mut buf = [0u8; 64];
+        c.send(b"one").await.unwrap();
+        within(Duration::from_secs(2), "reply", c.recv(&mut buf)).await.unwrap();
+        assert_eq!(dp.udp_sessions("dns"), 1);
+        let stats = dp.stats();
+        assert_eq!(stats.backend("dns", servers[0].addr).unwrap().active, 1);
+        within(Duration::from_secs(3), "session expires", async {
+            while dp.udp_sessions("dns") > 0 || stats.tasks().live_of(TaskKind::Session) > 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        assert_eq!(stats.backend("dns", servers[0].addr).unwrap().active, 0);
+        // The next datagram opens a new session.
+        c.send(b"two").await.unwrap();
+        let n = within(Duration::from_secs(2), "reply", c.recv(&mut buf)).await.unwrap();
+        assert_eq!(&buf[..n], b"u:two");
+        assert_eq!(stats.backend("dns", servers[0].addr).unwrap().connections_total, 2);
+        drop(c);
+        finish(dp, servers, fds).await;
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// HTTP mode and the connection pool
+
+fn http_service(name: &str, vip: SocketAddr, extra: &str, backends: &[SocketAddr]) -> String {
+    service(name, vip, &format!("proxy_mode = \"http\"\nalgorithm = \"round_robin\"\n{extra}"), &w1(backends))
+}
+
+#[test]
+fn http_keep_alive_client_reuses_pooled_upstream_connections() {
+    run(async {
+        let fds = fd_count();
+        let servers = vec![http_backend("h1", HttpOpts::default()).await, http_backend("h2", HttpOpts::default()).await, http_backend("h3", HttpOpts::default()).await];
+        let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
+        let vip = vip_tcp();
+        let dp = start(&config("", &http_service("web", vip, "", &addrs)));
+        let stats = dp.stats();
+
+        // 200 requests on one client connection.
+        let mut client = HttpClient::connect(vip).await;
+        let mut names = Vec::new();
+        for i in 0..200 {
+            let r = client.get(&format!("/one/{i}")).await;
+            assert_eq!(r.status, 200, "{r:?}");
+            names.push(server_of(&r));
+        }
+        assert_eq!(count(names).values().copied().collect::<Vec<_>>(), vec![67, 67, 66]);
+        drop(client);
+        // 200 requests, each on a new client connection.
+        for i in 0..200 {
+            let mut c = HttpClient::connect(vip).await;
+            assert_eq!(c.get(&format!("/new/{i}")).await.status, 200);
+        }
+        let opened_at_backends: usize = servers.iter().map(|s| s.accepted.load(Ordering::SeqCst)).sum();
+        let answered: usize = servers.iter().map(|s| s.requests.load(Ordering::SeqCst)).sum();
+        assert_eq!(answered, 400);
+        assert!(opened_at_backends <= 12, "{opened_at_backends} upstream connections for 400 requests");
+        let svc = stats.service("web").unwrap();
+        assert_eq!(svc.pool_requests_total, 400);
+        assert_eq!(svc.pool_connections_opened_total as usize, opened_at_backends);
+        assert!(svc.reuse_ratio() > 0.95, "{svc:?}");
+        for a in &addrs {
+            assert!(dp.pool_idle("web", *a) >= 1);
+        }
+        let text = stats.render_metrics();
+        assert!(text.contains(&format!("lb_pool_requests_total{{service=\"web\"}} 400")), "{text}");
+        assert!(text.contains("# TYPE lb_pool_reuse_ratio gauge"), "{text}");
+        finish(dp, servers, fds).await;
+    });
+}
+
+#[test]
+fn http_adds_x_forwarded_for_and_strips_hop_by_hop_headers_both_ways() {
+    run(async {
+        let fds = fd_count();
+        let servers = vec![http_backend("h1", HttpOpts::default()).await];
+        let vip = vip_tcp();
+        let dp = start(&config("", &http_service("web", vip, "", &[servers[0].addr])));
+        let mut c = HttpClient::connect(vip).await;
+        let headers = [
+            ("Connection", "keep-alive, X-Secret"),
+            ("X-Secret", "hop"),
+            ("Keep-Alive", "timeout=5"),
+            ("Proxy-Connection", "keep-alive"),
+            ("TE", "trailers"),
+            ("Trailer", "X-Checksum"),
+            ("Upgrade", "h2c"),
+            ("X-Forwarded-For", "10.1.2.3"),
+            ("X-End-To-End", "kept"),
+        ];
+        let r = c.send("GET", "/headers", &headers, "").await.unwrap();
+        assert_eq!(r.status, 200);
+        let seen = &r.body;
+        assert!(seen.contains("x-forwarded-for: 10.1.2.3, 127.0.0.1\n"), "{seen}");
+        assert!(seen.contains("x-end-to-end: kept\n"), "{seen}");
+        assert!(seen.contains("host: test\n"), "{seen}");
+        for gone in ["x-secret", "keep-alive", "proxy-connection", "te:", "trailer", "upgrade", "transfer-encoding"] {
+            assert!(!seen.contains(gone), "{gone} reached the backend:\n{seen}");
+        }
+        // Response side: the backend's hop-by-hop headers stay on its hop.
+        for gone in ["x-resp-hop", "keep-alive", "proxy-connection"] {
+            assert!(header(&r.headers, gone).is_none(), "{gone} reached the client: {:?}", r.headers);
+        }
+        assert!(header(&r.headers, "connection").is_none_or(|v| !v.to_ascii_lowercase().contains("x-resp-hop")), "{:?}", r.headers);
+        assert_eq!(header(&r.headers, "x-server"), Some("h1"));
+        // A request with a body goes through too.
+        let r = c.send("POST", "/post", &[], "hello body").await.unwrap();
+        assert_eq!(r.status, 200);
+        assert!(r.body.contains("content-length: 10\n"), "{}", r.body);
+        drop(c);
+        finish(dp, servers, fds).await;
+    });
+}
+
+#[test]
+fn http_backend_closing_idle_connections_fails_no_request() {
+    run(async {
+        let fds = fd_count();
+        let opts = HttpOpts { idle_close: Some(Duration::from_millis(200)), ..Default::default() };
+        let servers = vec![http_backend("h1", opts).await];
+        let vip = vip_tcp();
+        let dp = start(&config("", &http_service("web", vip, "", &[servers[0].addr])));
+        let mut c = HttpClient::connect(vip).await;
+        for i in 0..6 {
+            let r = c.get(&format!("/spaced/{i}")).await;
+            assert_eq!(r.status, 200, "request {i}: {r:?}");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        assert_eq!(servers[0].requests.load(Ordering::SeqCst), 6);
+        drop(c);
+        finish(dp, servers, fds).await;
+    });
+}
+
+#[test]
+fn http_request_on_a_connection_the_backend_just_closed_is_retried_once() {
+    run(async {
+        let fds = fd_count();
+        let opts = HttpOpts { drop_second_request: true, ..Default::default() };
+        let servers = vec![http_backend("h1", opts).await];
+        let vip = vip_tcp();
+        let dp = start(&config("", &http_service("web", vip, "", &[servers[0].addr])));
+        let mut c = HttpClient::connect(vip).await;
+        // Each request after the first finds a pooled connection that the backend closes on
+        // it: GET (idempotent) and POST (reused connection) are both sent again.
+        for (i, method) in ["GET", "GET", "POST", "GET", "POST"].iter().enumerate() {
+            let body = if *method == "POST" { "data" } else { "" };
+            let r = c.send(method, &format!("/r/{i}"), &[], body).await.unwrap();
+            assert_eq!(r.status, 200, "{method} {i}: {r:?}");
+        }
+        assert_eq!(servers[0].requests.load(Ordering::SeqCst), 5);
+        drop(c);
+        finish(dp, servers, fds).await;
+    });
+}
+
+#[test]
+fn http_answers_503_without_backends_and_502_when_none_answers() {
+    run(async {
+        let fds = fd_count();
+        let (empty, dead) = (vip_tcp(), vip_tcp());
+        let down = refused_addr();
+        let services = http_service("empty", empty, "", &[]) + &http_service("dead", dead, "", &[down]);
+        let dp = start(&config("", &services));
+        let mut c = HttpClient::connect(empty).await;
+        let r = c.get("/").await;
+        assert_eq!(r.status, 503);
+        assert!(r.body.contains("empty"), "{}", r.body);
+        let mut c2 = HttpClient::connect(dead).await;
+        let r = c2.get("/").await;
+        assert_eq!(r.status, 502);
+        assert_eq!(header(&r.headers, "content-type"), Some("text/plain; charset=utf-8"));
+        // The client connection stays usable.
+        assert_eq!(c2.get("/again").await.status, 502);
+        assert_eq!(dp.stats().backend("dead", down).unwrap().connect_failures_total, 2);
+        drop((c, c2));
+        finish(dp, Vec::new(), fds).await;
+    });
+}
+
+#[test]
+fn http_pool_honours_max_idle_per_backend_and_idle_timeout() {
+    run(async {
+        let fds = fd_count();
+        let servers = vec![http_backend("h1", HttpOpts::default()).await];
+        let vip = vip_tcp();
+        let dp = start(&config("", &http_service("web", vip, "pool = { max_idle_per_backend = 2, idle_timeout = \"300ms\" }", &[servers[0].addr])));
+        // Eight concurrent clients: eight upstream connections, two kept.
+        let mut clients = Vec::new();
+        for _ in 0..8 {
+            clients.push(HttpClient::connect(vip).await);
+        }
+        let mut set = JoinSet::new();
+        for mut c in clients {
+            set.spawn(async move {
+                for i in 0..5 {
+                    assert_eq!(c.get(&format!("/c/{i}")).await.status, 200);
+                }
+            });
+        }
+        within(Duration::from_secs(10), "clients", async {
+            while let Some(r) = set.join_next().await {
+                r.unwrap();
+            }
+        })
+        .await;
+        assert!(dp.pool_idle("web", servers[0].addr) <= 2);
+        // Past the idle timeout the pool is empty and the backend's connections closed.
+        within(Duration::from_secs(3), "pool empties", async {
+            while dp.pool_idle("web", servers[0].addr) > 0 || dp.stats().tasks().live_of(TaskKind::Upstream) > 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        finish(dp, servers, fds).await;
+    });
+}
+
+#[test]
+fn http_shutdown_closes_idle_keep_alive_clients_at_once() {
+    run(async {
+        let fds = fd_count();
+        let servers = vec![http_backend("h1", HttpOpts::default()).await];
+        let vip = vip_tcp();
+        let dp = start(&config("", &http_service("web", vip, "", &[servers[0].addr])));
+        let stats = dp.stats();
+        let mut c = HttpClient::connect(vip).await;
+        assert_eq!(c.get("/").await.status, 200);
+        let t = Instant::now();
+        within(Duration::from_secs(5), "shutdown", dp.shutdown(Duration::from_secs(10))).await;
+        assert!(t.elapsed() < Duration::from_secs(2), "an idle keep-alive client held the drain for {:?}", t.elapsed());
+        let mut buf = [0u8; 8];
+        let r = within(Duration::from_secs(2), "client closed", c.stream.read(&mut buf)).await;
+        assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
+        drop(c);
+        drop(servers);
+        assert_clean(&stats, fds).await;
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// Metrics and flows
+
+#[test]
+fn metrics_render_every_proxy_family_with_path_proxy() {
+    run(async {
+        let fds = fd_count();
+        let servers = vec![tagged_echo("a").await];
+        let vip = vip_tcp();
+        let dead = refused_addr();
+        let dp = start(&config("", &service("web", vip, "algorithm = \"round_robin\"", &w1(&[servers[0].addr, dead]))));
+        let mut open = Vec::new();
+        for _ in 0..2 {
+            let mut s = within(Duration::from_secs(5), "connect", TcpStream::connect(vip)).await.unwrap();
+            let mut name = [0u8; 2];
+            within(Duration::from_secs(5), "name", s.read_exact(&mut name)).await.unwrap();
+            open.push(s);
+        }
+        let stats = dp.stats();
+        let flows = stats.flows();
+        assert_eq!(flows.len(), 2);
+        assert!(flows.iter().all(|f| f.vip == vip && f.backend == servers[0].addr && f.service == "web"));
+        let json = serde_json::to_value(&flows).unwrap();
+        assert_eq!(json[0]["protocol"], "tcp");
+        let text = stats.render_metrics();
+        let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+        let value = |metric: &str, backend: SocketAddr| {
+            let b = backend.to_string();
+            scrape
+                .samples
+                .iter()
+                .find(|s| s.metric == metric && s.labels.get("backend") == Some(b.as_str()) && s.labels.get("path") == Some("proxy") && s.labels.get("service") == Some("web"))
+                .map(|s| match s.value {
+                    prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+                    _ => f64::NAN,
+                })
+        };
+        assert_eq!(value("lb_backend_new_flows_total", servers[0].addr), Some(2.0));
+        assert_eq!(value("lb_backend_active_flows", servers[0].addr), Some(2.0));
+        assert_eq!(value("lb_backend_reply_bytes_total", servers[0].addr), Some(4.0));
+        assert_eq!(value("lb_backend_bytes_total", servers[0].addr), Some(0.0));
+        assert!(value("lb_backend_connect_failures_total", dead).unwrap() >= 1.0);
+        for family in ["lb_backend_new_flows_total counter", "lb_backend_bytes_total counter", "lb_backend_active_flows gauge", "lb_backend_connect_failures_total counter"] {
+            assert!(text.contains(&format!("# TYPE {family}\n")), "{family}\n{text}");
+        }
+        drop(open);
+        let stats = finish(dp, servers, fds).await;
+        assert!(stats.flows().is_empty());
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// Throughput (report only): cargo test -p lb-user --test proxy -- --ignored --nocapture
+
+async fn hammer(vip: SocketAddr, clients: usize, for_: Duration) -> f64 {
+    let done = Arc::new(AtomicUsize::new(0));
+    let deadline = Instant::now() + for_;
+    let mut set = JoinSet::new();
+    for _ in 0..clients {
+        let done = done.clone();
+        set.spawn(async move {
+            let mut c = HttpClient::connect(vip).await;
+            while Instant::now() < deadline {
+                if !matches!(c.send("GET", "/bench", &[], "").await.map(|r| r.status), Ok(200)) {
+                    break;
+                }
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+    within(for_ + Duration::from_secs(20), "bench clients", async {
+        while set.join_next().await.is_some() {}
+    })
+    .await;
+    done.load(Ordering::Relaxed) as f64 / for_.as_secs_f64()
+}
+
+#[test]
+#[ignore = "a measurement, not a check: run with --ignored --nocapture"]
+fn throughput_report() {
+    let _serial = serial();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let servers = vec![http_backend("h1", HttpOpts::default()).await, http_backend("h2", HttpOpts::default()).await, http_backend("h3", HttpOpts::default()).await];
+        let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
+        let (l4, http) = (vip_tcp(), vip_tcp());
+        let services = service("l4", l4, "algorithm = \"round_robin\"", &w1(&addrs)) + &http_service("http", http, "", &addrs);
+        let dp = start(&config("workers = 0", &services));
+        let t = Duration::from_secs(3);
+        for clients in [1, 32] {
+            let direct = hammer(addrs[0], clients, t).await;
+            let via_l4 = hammer(l4, clients, t).await;
+            let via_http = hammer(http, clients, t).await;
+            println!("{clients} keep-alive clients: backend direct {direct:.0} req/s, l4 proxy {via_l4:.0} req/s, http proxy {via_http:.0} req/s");
+        }
+        let svc = dp.stats().service("http").unwrap();
+        println!("http pool: {} upstream connections for {} requests (reuse {:.4})", svc.pool_connections_opened_total, svc.pool_requests_total, svc.reuse_ratio());
+        dp.shutdown(Duration::from_secs(2)).await;
+    });
+}
