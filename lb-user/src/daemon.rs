@@ -33,7 +33,7 @@ pub async fn run(config_path: &Path, detach_on_exit: bool) -> Result<()> {
     info!(listen = %cfg.daemon.admin_listen, "admin API listening");
     let desired = Controller::desired(&cfg, &registry);
     let dataplane = start_path(&cfg, &desired)?;
-    info!(path = dataplane.name(), "serving");
+    info!(path = dataplane.name(), "lb is serving");
 
     let telemetry = Arc::new(Telemetry::default());
     let path_name = dataplane.name();

@@ -51,10 +51,14 @@ fn proxy_mode_balances_ipv4_and_ipv6_vips_over_all_three_servers() {
     assert_eq!(servers_reached(&format!("http://{VIP_V4}/"), 30), all_three());
     assert_eq!(servers_reached(&format!("http://[{VIP_V6}]/"), 30), all_three());
     assert!(readyz().contains("\"proxy\""), "{}", readyz());
-    let backends = lb.cli(&["list", "backends", "--json"]).unwrap();
+    // Nothing is pinned in proxy mode: `lb list` asks the daemon's API (on the LB host).
+    let bin = testenv::lb_binary();
+    let backends = testenv::exec(LB_NS, &[bin.to_str().unwrap(), "list", "backends", "--json", "--pin-path", testenv::LB_PIN_PATH]).unwrap();
     assert!(backends.status.success(), "lb list in proxy mode: {}", String::from_utf8_lossy(&backends.stderr));
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&backends.stdout).unwrap();
     assert_eq!(rows.len(), 6);
+    assert!(rows.iter().map(|r| r["new_flows"].as_u64().unwrap()).sum::<u64>() >= 60, "proxy counters: {rows:?}");
+    let _ = lb;
 }
 
 #[test]

@@ -48,8 +48,8 @@ impl LbDaemon {
         args.extend_from_slice(extra);
         let child = spawn_logged(LB_NS, &args, Path::new(LB_LOG))?;
         let mut d = LbDaemon { child: Some(child), bin: bin.to_path_buf() };
-        // "XDP program attached" on a fresh start, "XDP program replaced ..." on adoption.
-        d.wait_for_log("XDP program", Duration::from_secs(20))?;
+        // Logged once the data path (XDP attached or adopted, or the proxy) serves.
+        d.wait_for_log("lb is serving", Duration::from_secs(20))?;
         Ok(d)
     }
 

@@ -9,6 +9,8 @@ pub fn run(path: &Path, detach_on_exit: bool) -> Result<ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_env("LB_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
+        // Colour codes only for people: logs redirected to a file stay plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(crate::daemon::run(path, detach_on_exit))?;
