@@ -77,12 +77,33 @@ async fn assert_clean(stats: &ProxyStats, fds_before: usize) {
     }
 }
 
+/// A port free on every address, for a VIP. Taken below the kernel's ephemeral range, so no
+/// client socket (of this or a concurrently running test process) is handed it meanwhile.
+fn free_port(udp: bool) -> u16 {
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next().and_then(|p| p.parse::<u16>().ok()))
+        .unwrap_or(32768);
+    let (from, to) = if low > 12_000 { (10_000, low) } else { (61_000, 65_535) };
+    for _ in 0..1000 {
+        let port = from + rand::random::<u16>() % (to - from);
+        let free = |addr: &str| {
+            let addr: SocketAddr = format!("{addr}:{port}").parse().unwrap();
+            if udp { std::net::UdpSocket::bind(addr).is_ok() } else { std::net::TcpListener::bind(addr).is_ok() }
+        };
+        if free("0.0.0.0") && free("[::]") {
+            return port;
+        }
+    }
+    panic!("no free port between {from} and {to}");
+}
+
 fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    free_port(false)
 }
 
 fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    free_port(true)
 }
 
 fn vip_tcp() -> SocketAddr {
@@ -141,7 +162,15 @@ where
     F: Fn(TcpStream, String, Arc<AtomicUsize>) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    tcp_server_on("127.0.0.1:0", name, handler).await
+}
+
+async fn tcp_server_on<F, Fut>(bind: &str, name: &str, handler: F) -> Server
+where
+    F: Fn(TcpStream, String, Arc<AtomicUsize>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind(bind).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (accepted, requests) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let (a, r, n) = (accepted.clone(), requests.clone(), name.to_string());
@@ -162,7 +191,11 @@ where
 
 /// Writes its name and a newline, then echoes until EOF, then closes its side.
 async fn tagged_echo(name: &str) -> Server {
-    tcp_server(name, |mut s, name, _| async move {
+    tagged_echo_on("127.0.0.1:0", name).await
+}
+
+async fn tagged_echo_on(bind: &str, name: &str) -> Server {
+    tcp_server_on(bind, name, |mut s, name, _| async move {
         if s.write_all(format!("{name}\n").as_bytes()).await.is_err() {
             return;
         }
@@ -192,6 +225,8 @@ struct HttpOpts {
     /// Answer one request per connection; on the next one, close without a response (the
     /// race of a backend closing an idle connection just as the proxy reuses it).
     drop_second_request: bool,
+    /// Wait this long before answering.
+    delay: Option<Duration>,
 }
 
 /// A tiny HTTP/1.1 server: keep-alive, Content-Length bodies, answers 200 with
@@ -218,6 +253,9 @@ async fn http_backend(name: &str, opts: HttpOpts) -> Server {
                 }
             }
             buf.drain(..len);
+            if let Some(d) = opts.delay {
+                tokio::time::sleep(d).await;
+            }
             requests.fetch_add(1, Ordering::SeqCst);
             let mut body = format!("server={name}\n");
             for (k, v) in &headers {
@@ -497,7 +535,7 @@ fn least_conn_sends_new_connections_away_from_a_backend_holding_long_lived_ones(
         }
         let counts = count(names);
         assert_eq!(counts.get("busy"), None, "{counts:?}");
-        assert!(counts.get("b").is_some() && counts.get("c").is_some(), "ties are shared: {counts:?}");
+        assert!(counts.contains_key("b") && counts.contains_key("c"), "ties are shared: {counts:?}");
         // The held connections still work (they kept their backend through the reconcile).
         for s in &mut held {
             within(Duration::from_secs(5), "echo", s.write_all(b"x")).await.unwrap();
@@ -831,6 +869,46 @@ fn services_added_and_removed_open_and_close_their_listeners() {
 }
 
 #[test]
+fn vip_change_moves_the_listener_and_keeps_open_connections() {
+    run(async {
+        let fds = fd_count();
+        let servers = vec![tagged_echo("a").await];
+        let (v1, v2) = (vip_tcp(), vip_tcp());
+        let first = config("", &service("web", v1, "", &w1(&[servers[0].addr])));
+        let mut dp = start(&first);
+        let mut kept = within(Duration::from_secs(5), "connect", TcpStream::connect(v1)).await.unwrap();
+        let mut name = [0u8; 2];
+        within(Duration::from_secs(5), "name", kept.read_exact(&mut name)).await.unwrap();
+        let moved = config("", &service("web", v2, "", &w1(&[servers[0].addr])));
+        dp.reconcile(&moved, &Desired::from_config(&moved)).unwrap();
+        assert_eq!(dp.listening("web"), Some(v2));
+        assert_eq!(ask_name(v2).await, "a");
+        within(Duration::from_secs(2), "old listener closes", async {
+            while TcpStream::connect(v1).await.is_ok() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        kept.write_all(b"still").await.unwrap();
+        let mut b = [0u8; 5];
+        within(Duration::from_secs(2), "echo on the old VIP's connection", kept.read_exact(&mut b)).await.unwrap();
+        assert_eq!(&b, b"still");
+        // The backend's counters are one series across the move: the kept connection is
+        // the one left once the short one's close has gone through.
+        let stats = dp.stats();
+        within(Duration::from_secs(2), "one active connection", async {
+            while stats.backend("web", servers[0].addr).unwrap().active != 1 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        assert_eq!(stats.backend("web", servers[0].addr).unwrap().connections_total, 2);
+        drop(kept);
+        finish(dp, servers, fds).await;
+    });
+}
+
+#[test]
 fn bind_failure_names_the_vip_and_the_os_error() {
     run(async {
         let fds = fd_count();
@@ -882,6 +960,27 @@ fn unspecified_vip_serves_on_loopback() {
         assert_eq!(flows[0].vip, SocketAddr::from((Ipv4Addr::LOCALHOST, port)), "the address the client reached");
         assert_eq!(flows[0].backend, servers[0].addr);
         drop(s);
+        finish(dp, servers, fds).await;
+    });
+}
+
+#[test]
+fn ipv6_service_and_ipv4_service_share_a_port_on_unspecified_addresses() {
+    run(async {
+        let fds = fd_count();
+        let servers = vec![tagged_echo("four").await, tagged_echo_on("[::1]:0", "six").await];
+        let port = free_tcp_port();
+        let any4: SocketAddr = format!("0.0.0.0:{port}").parse().unwrap();
+        let any6: SocketAddr = format!("[::]:{port}").parse().unwrap();
+        // IPV6_V6ONLY: "[::]:port" takes IPv6 only, so "0.0.0.0:port" can be another service.
+        let services = service("any4", any4, "", &w1(&[servers[0].addr])) + &service("any6", any6, "", &w1(&[servers[1].addr]));
+        let dp = start(&config("", &services));
+        for _ in 0..5 {
+            let s = within(Duration::from_secs(5), "connect v4", TcpStream::connect(("127.0.0.1", port))).await.unwrap();
+            assert_eq!(read_name(s).await, "four");
+            let s = within(Duration::from_secs(5), "connect v6", TcpStream::connect(("::1", port))).await.unwrap();
+            assert_eq!(read_name(s).await, "six");
+        }
         finish(dp, servers, fds).await;
     });
 }
@@ -1070,7 +1169,7 @@ fn http_keep_alive_client_reuses_pooled_upstream_connections() {
             assert!(dp.pool_idle("web", *a) >= 1);
         }
         let text = stats.render_metrics();
-        assert!(text.contains(&format!("lb_pool_requests_total{{service=\"web\"}} 400")), "{text}");
+        assert!(text.contains("lb_pool_requests_total{service=\"web\"} 400"), "{text}");
         assert!(text.contains("# TYPE lb_pool_reuse_ratio gauge"), "{text}");
         finish(dp, servers, fds).await;
     });
@@ -1245,6 +1344,79 @@ fn http_shutdown_closes_idle_keep_alive_clients_at_once() {
     });
 }
 
+#[test]
+fn http_shutdown_lets_a_request_in_flight_finish() {
+    run(async {
+        let fds = fd_count();
+        let opts = HttpOpts { delay: Some(Duration::from_millis(500)), ..Default::default() };
+        let servers = vec![http_backend("slow", opts).await];
+        let vip = vip_tcp();
+        let dp = start(&config("", &http_service("web", vip, "", &[servers[0].addr])));
+        let stats = dp.stats();
+        let mut c = HttpClient::connect(vip).await;
+        let request = tokio::spawn(async move { c.get("/slow").await.status });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let t = Instant::now();
+        within(Duration::from_secs(5), "shutdown", dp.shutdown(Duration::from_secs(5))).await;
+        let took = t.elapsed();
+        assert_eq!(within(Duration::from_secs(2), "response", request).await.unwrap(), 200);
+        assert!(took >= Duration::from_millis(300) && took < Duration::from_secs(3), "shutdown took {took:?}");
+        drop(servers);
+        assert_clean(&stats, fds).await;
+    });
+}
+
+#[test]
+fn http_pool_with_max_idle_zero_opens_a_connection_per_request() {
+    run(async {
+        let fds = fd_count();
+        let servers = vec![http_backend("h1", HttpOpts::default()).await];
+        let vip = vip_tcp();
+        let dp = start(&config("", &http_service("web", vip, "pool = { max_idle_per_backend = 0 }", &[servers[0].addr])));
+        let mut c = HttpClient::connect(vip).await;
+        for i in 0..10 {
+            assert_eq!(c.get(&format!("/{i}")).await.status, 200);
+        }
+        let svc = dp.stats().service("web").unwrap();
+        assert_eq!((svc.pool_connections_opened_total, svc.pool_requests_total), (10, 10));
+        assert_eq!(svc.reuse_ratio(), 0.0);
+        assert_eq!(servers[0].accepted.load(Ordering::SeqCst), 10);
+        drop(c);
+        finish(dp, servers, fds).await;
+    });
+}
+
+#[test]
+fn udp_backend_that_is_not_listening_ends_the_session_and_counts_a_failure() {
+    run(async {
+        let fds = fd_count();
+        let dead = SocketAddr::from((Ipv4Addr::LOCALHOST, free_udp_port()));
+        let vip = SocketAddr::from((Ipv4Addr::LOCALHOST, free_udp_port()));
+        let dp = start(&config("", &service("dns", vip, "protocol = \"udp\"", &w1(&[dead]))));
+        let c = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        c.connect(vip).await.unwrap();
+        let stats = dp.stats();
+        within(Duration::from_secs(3), "ICMP port unreachable is seen", async {
+            loop {
+                let _ = c.send(b"anyone?").await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                if stats.backend("dns", dead).unwrap().connect_failures_total > 0 {
+                    break;
+                }
+            }
+        })
+        .await;
+        within(Duration::from_secs(2), "session ends", async {
+            while stats.tasks().live_of(TaskKind::Session) > 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        drop(c);
+        finish(dp, Vec::new(), fds).await;
+    });
+}
+
 // ---------------------------------------------------------------------------------------
 // Metrics and flows
 
@@ -1328,11 +1500,11 @@ fn throughput_report() {
     let _serial = serial();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     rt.block_on(async {
-        let servers = vec![http_backend("h1", HttpOpts::default()).await, http_backend("h2", HttpOpts::default()).await, http_backend("h3", HttpOpts::default()).await];
+        let servers = [http_backend("h1", HttpOpts::default()).await, http_backend("h2", HttpOpts::default()).await, http_backend("h3", HttpOpts::default()).await];
         let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
         let (l4, http) = (vip_tcp(), vip_tcp());
         let services = service("l4", l4, "algorithm = \"round_robin\"", &w1(&addrs)) + &http_service("http", http, "", &addrs);
-        let dp = start(&config("workers = 0", &services));
+        let dp = start(&config("", &services));
         let t = Duration::from_secs(3);
         for clients in [1, 32] {
             let direct = hammer(addrs[0], clients, t).await;

@@ -140,7 +140,7 @@ async fn forward(req: Request<Incoming>, client: SocketAddr, vip: SocketAddr, ct
     let Some(pool) = ctx.pool.clone() else {
         return text(StatusCode::INTERNAL_SERVER_ERROR, "no connection pool\n");
     };
-    let table = ctx.table.load();
+    let mut table = ctx.table.load();
     if table.is_empty() {
         return text(StatusCode::SERVICE_UNAVAILABLE, &format!("503 Service Unavailable: service {} has no backend in rotation\n", ctx.name));
     }
@@ -212,8 +212,15 @@ async fn forward(req: Request<Incoming>, client: SocketAddr, vip: SocketAddr, ct
                     }
                     let error = e.into_error();
                     if !retried && body.available() && (idempotent || reused) {
-                        debug!(service = %ctx.name, %backend, reused, "request failed before a response ({error}); retrying on a fresh connection");
                         retried = true;
+                        if slot.cut.is_fired() {
+                            // Its backend was just taken out: the retry goes to another one.
+                            debug!(service = %ctx.name, %backend, "request failed as its backend was cut ({error}); retrying elsewhere");
+                            excluded.push(backend);
+                            table = ctx.table.load();
+                            continue 'backends;
+                        }
+                        debug!(service = %ctx.name, %backend, reused, "request failed before a response ({error}); retrying on a fresh connection");
                         fresh = true;
                         continue;
                     }

@@ -133,24 +133,22 @@ impl ProxyDataplane {
             let Some(sockets) = bound.remove(&s.name) else { continue };
             let settings = Arc::new(Settings::new(cfg, pool_of(cfg, s)));
             let key = key_of(s);
-            let old = self.services.remove(&s.name);
-            let backends = match &old {
-                Some(rt) => {
+            let backends = match self.services.remove(&s.name) {
+                Some(old) => {
                     // Listeners replaced: the old ones stop accepting; their connections go on
                     // (and are still cut with their backends, whose slots carry over).
-                    info!(service = %s.name, from = %rt.key.vip, to = %key.vip, "service listeners replaced");
-                    rt.ctx.own.stop.fire();
-                    if let Some(p) = &rt.ctx.pool {
+                    info!(service = %s.name, from = %old.key.vip, to = %key.vip, mode = ?key.mode, workers, "service listeners replaced");
+                    old.ctx.own.stop.fire();
+                    if let Some(p) = &old.ctx.pool {
                         p.close();
                     }
-                    None
+                    old.backends
                 }
                 None => {
                     info!(service = %s.name, vip = %s.vip, protocol = %s.protocol, mode = ?key.mode, workers, "service listening");
-                    Some(HashMap::new())
+                    HashMap::new()
                 }
             };
-            let backends = backends.unwrap_or_else(|| old.map(|rt| rt.backends).unwrap_or_default());
             let ctx = Arc::new(ServiceCtx {
                 name: s.name.clone(),
                 vip: s.vip,
@@ -164,6 +162,7 @@ impl ProxyDataplane {
                 pool: (s.protocol == Protocol::Tcp && key.mode == ProxyMode::Http).then(|| Arc::new(Pool::new(&settings.pool))),
                 sessions: (s.protocol == Protocol::Udp).then(|| Arc::new(Sessions::default())),
             });
+            ctx.service_stats.http.store(ctx.pool.is_some(), std::sync::atomic::Ordering::Relaxed);
             spawn_listeners(&ctx, sockets);
             if let Some(pool) = &ctx.pool {
                 tokio::spawn(pool::reaper(pool.clone(), ctx.clone(), ctx.track(TaskKind::Housekeeping)));
@@ -213,7 +212,7 @@ impl ProxyDataplane {
         self.stats.clone()
     }
 
-    /// The addresses a service's listeners are bound to (its VIP), if it is served.
+    /// The address a service listens on (its VIP), if it is served.
     pub fn listening(&self, service: &str) -> Option<SocketAddr> {
         self.services.get(service).map(|rt| rt.key.vip)
     }
@@ -226,6 +225,14 @@ impl ProxyDataplane {
     /// Open UDP sessions of a service.
     pub fn udp_sessions(&self, service: &str) -> usize {
         self.services.get(service).and_then(|rt| rt.ctx.sessions.as_ref()).map_or(0, |s| s.len())
+    }
+}
+
+/// Dropped without `shutdown` (an error path): nothing keeps serving behind the owner's back.
+impl Drop for ProxyDataplane {
+    fn drop(&mut self) {
+        self.signals.stop.fire();
+        self.signals.kill.fire();
     }
 }
 

@@ -44,6 +44,8 @@ pub struct ServiceStats {
     pub pool_requests_total: AtomicU64,
     /// UDP datagrams dropped because the session table was full.
     pub udp_sessions_rejected_total: AtomicU64,
+    /// The service is in HTTP mode (only those have pool series).
+    pub http: std::sync::atomic::AtomicBool,
 }
 
 /// A plain copy of a backend's counters.
@@ -218,7 +220,7 @@ impl ProxyStats {
         let backends = self.backends();
         let services: Vec<(String, ServiceCounters)> = {
             let m = self.services.read().unwrap_or_else(|e| e.into_inner());
-            m.iter().map(|(s, c)| (s.clone(), c.snapshot())).collect()
+            m.iter().filter(|(_, c)| c.http.load(Ordering::Relaxed)).map(|(s, c)| (s.clone(), c.snapshot())).collect()
         };
         let mut out = String::new();
         let per_backend = |out: &mut String, name: &str, kind: &str, help: &str, f: &dyn Fn(&BackendCounters) -> u64| {

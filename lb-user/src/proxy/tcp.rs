@@ -19,6 +19,7 @@ use super::service::ServiceCtx;
 use super::stats::ProxyFlow;
 use super::table::{BackendSlot, Table};
 use super::tracker::{TaskGuard, TaskKind};
+use crate::config::ProxyMode;
 use crate::select::{ActiveGuard, Flow};
 
 /// Backends tried per connection before the client is closed.
@@ -26,7 +27,8 @@ pub const MAX_TRIES: usize = 3;
 const IPPROTO_TCP: u8 = 6;
 const COPY_BUF: usize = 16 * 1024;
 
-/// Accepts until the service or the proxy stops; each connection becomes its own task.
+/// Accepts until the service or the proxy stops; each connection becomes its own task (an
+/// l4 relay here, or an HTTP server connection in `http`).
 pub async fn accept_loop(listener: TcpListener, ctx: Arc<ServiceCtx>, _guard: TaskGuard) {
     let mut failures = 0u32;
     loop {
@@ -41,8 +43,8 @@ pub async fn accept_loop(listener: TcpListener, ctx: Arc<ServiceCtx>, _guard: Ta
                 let guard = ctx.track(TaskKind::Connection);
                 let ctx = ctx.clone();
                 match ctx.mode {
-                    crate::config::ProxyMode::L4 => tokio::spawn(serve(stream, peer, ctx, guard)),
-                    crate::config::ProxyMode::Http => tokio::spawn(super::http::serve(stream, peer, ctx, guard)),
+                    ProxyMode::L4 => tokio::spawn(serve(stream, peer, ctx, guard)),
+                    ProxyMode::Http => tokio::spawn(super::http::serve(stream, peer, ctx, guard)),
                 };
             }
             Err(e) => {

@@ -1,7 +1,12 @@
 //! UDP: one socket per worker on the VIP. The first datagram from a client address opens a
 //! session: a backend is picked and a socket connected to it; the session's task sends the
 //! backend's replies back to that client from the VIP. Sessions end after `udp_idle_timeout`
-//! without traffic either way, when their backend is cut, or when the proxy stops.
+//! without traffic either way, when their backend is cut, or when the proxy stops (UDP has
+//! nothing in flight to drain).
+//!
+//! A service on an unspecified VIP (`0.0.0.0:53`) answers from the address the kernel's
+//! routing picks for the client, which on a multi-homed host may not be the one the client
+//! wrote to; give UDP services a specific VIP there (IP_PKTINFO would lift this).
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
