@@ -273,6 +273,7 @@ mod tests {
             last_check: None,
             sources: sources.iter().map(|s| s.to_string()).collect(),
             lease_expires_in_seconds: None,
+            proxy: None,
         }
     }
 

@@ -62,6 +62,7 @@ impl Fake {
                         last_check: None,
                         sources: vec!["registration".into()],
                         lease_expires_in_seconds: Some(ttl.as_secs_f64()),
+                        proxy: None,
                     });
                     !existed
                 });
@@ -113,6 +114,7 @@ fn web_service() -> ServiceView {
             last_check: None,
             sources: vec!["config".into()],
             lease_expires_in_seconds: None,
+            proxy: None,
         }],
     }
 }

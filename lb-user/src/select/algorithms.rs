@@ -71,11 +71,13 @@ fn load(c: &Candidate) -> f64 {
     c.active.load(Ordering::Relaxed) as f64 / c.weight.max(1) as f64
 }
 
-/// The least loaded candidate; ties go round robin, so equal backends share evenly.
+/// The least loaded candidate; ties go round robin over the tied ones, so equal backends
+/// share evenly whatever sits between them.
 pub fn least_conn(c: &[Candidate], cursor: &AtomicUsize, allowed: impl Fn(usize) -> bool) -> Option<usize> {
-    let n = c.len();
-    let start = cursor.fetch_add(1, Ordering::Relaxed);
-    (0..n).map(|k| (start + k) % n).filter(|&i| allowed(i)).min_by(|&a, &b| load(&c[a]).total_cmp(&load(&c[b])))
+    let allowed: Vec<usize> = (0..c.len()).filter(|&i| allowed(i)).collect();
+    let best = allowed.iter().map(|&i| load(&c[i])).min_by(f64::total_cmp)?;
+    let tied: Vec<usize> = allowed.into_iter().filter(|&i| load(&c[i]) == best).collect();
+    Some(tied[cursor.fetch_add(1, Ordering::Relaxed) % tied.len()])
 }
 
 /// Power of two choices: two random candidates, the less loaded wins.
