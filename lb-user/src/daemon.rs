@@ -85,10 +85,10 @@ pub async fn run(config_path: &Path, detach_on_exit: bool) -> Result<()> {
 fn start_path(cfg: &Config, desired: &crate::state::Desired) -> Result<DataPath> {
     let proxy = || -> Result<DataPath> { Ok(DataPath::Proxy(ProxyDataplane::start(cfg, desired)?)) };
     match cfg.daemon.mode {
-        Mode::Xdp => Ok(DataPath::Xdp(tokio::task::block_in_place(|| XdpDataplane::start(cfg, desired))?)),
+        Mode::Xdp => Ok(DataPath::Xdp(Box::new(tokio::task::block_in_place(|| XdpDataplane::start(cfg, desired))?))),
         Mode::Proxy => proxy(),
         Mode::Auto => match xdp_can_serve(cfg).and_then(|_| tokio::task::block_in_place(|| XdpDataplane::start(cfg, desired))) {
-            Ok(x) => Ok(DataPath::Xdp(x)),
+            Ok(x) => Ok(DataPath::Xdp(Box::new(x))),
             Err(e) => {
                 let mut reasons = vec![format!("{e:#}")];
                 if let Some(interface) = &cfg.daemon.interface {

@@ -9,8 +9,9 @@ use crate::dataplane::xdp::XdpDataplane;
 use crate::proxy::ProxyDataplane;
 use crate::state::Desired;
 
+/// Boxed: the XDP side holds its map handles inline and dwarfs the proxy's handle.
 pub enum DataPath {
-    Xdp(XdpDataplane),
+    Xdp(Box<XdpDataplane>),
     Proxy(ProxyDataplane),
 }
 
@@ -69,7 +70,7 @@ impl DataPath {
     /// for up to `drain`.
     pub async fn shutdown(self, detach: bool, drain: Duration) {
         match self {
-            DataPath::Xdp(x) => tokio::task::block_in_place(|| x.shutdown(detach)),
+            DataPath::Xdp(x) => tokio::task::block_in_place(|| (*x).shutdown(detach)),
             DataPath::Proxy(p) => p.shutdown(drain).await,
         }
     }

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::net::*;
-use testenv::{LbDaemon, CLIENT_NS, LB_NS, VIP_V4, VIP_V6};
+use testenv::{LbDaemon, LB_NS, VIP_V4, VIP_V6};
 
 fn config(mode: &str, interface: &str, services: &str) -> String {
     format!(

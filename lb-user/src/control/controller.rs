@@ -238,7 +238,7 @@ impl Controller {
             Err(e) => warn!("neighbour refresh failed: {e:#}"),
         }
         self.ticks += 1;
-        if self.ticks % ACTIVE_RECOUNT_TICKS == 0 {
+        if self.ticks.is_multiple_of(ACTIVE_RECOUNT_TICKS) {
             if let Err(e) = self.dataplane.recount_active_flows(&self.desired) {
                 warn!("recounting live flows failed: {e:#}");
             }
