@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
@@ -22,8 +22,8 @@ use crate::dataplane::xdp::XdpDataplane;
 use crate::path::DataPath;
 use crate::proxy::ProxyDataplane;
 
-pub async fn run(config_path: &Path, detach_on_exit: bool) -> Result<()> {
-    let cfg = Config::from_file(config_path).map_err(|e| anyhow!("invalid config:\n{e}"))?;
+/// `cfg` is the config already read from `config_path` (reloads read the path again).
+pub async fn run(cfg: Config, config_path: &Path, detach_on_exit: bool) -> Result<()> {
     let registry = Registry::load(&cfg.daemon.state_file, Instant::now())
         .context("the state file holds registrations and admin states; fix or remove it")?;
     // Bound before the data path starts: a port conflict must not leave XDP attached.

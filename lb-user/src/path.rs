@@ -48,12 +48,9 @@ impl DataPath {
     }
 
     /// Correct the XDP path's live-flow counts (least_conn, p2c); the proxy counts exactly.
-    pub fn recount_active_flows(&mut self, desired: &Desired) -> Result<()> {
+    pub fn recount_active_flows(&mut self) -> Result<()> {
         match self {
-            DataPath::Xdp(x) => {
-                let ids = x.counted_backends(desired);
-                if ids.is_empty() { Ok(()) } else { x.recount_active_flows(ids) }
-            }
+            DataPath::Xdp(x) => x.recount_active_flows(),
             DataPath::Proxy(_) => Ok(()),
         }
     }

@@ -12,13 +12,13 @@ pub fn run(path: &Path, detach_on_exit: bool) -> Result<ExitCode> {
         // Colour codes only for people: logs redirected to a file stay plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    // `daemon.workers` sizes the runtime too (one thread per listener; 0: one per core). A
-    // config that does not parse gets the default here and its errors from `daemon::run`.
-    let workers = match crate::config::Config::from_file(path).map(|c| c.daemon.workers).unwrap_or(0) {
+    let cfg = crate::config::Config::from_file(path).map_err(|e| anyhow::anyhow!("invalid config:\n{e}"))?;
+    // `daemon.workers` sizes the runtime too (one thread per listener; 0: one per core).
+    let workers = match cfg.daemon.workers {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n as usize,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(workers.max(1)).enable_all().build()?;
-    runtime.block_on(crate::daemon::run(path, detach_on_exit))?;
+    runtime.block_on(crate::daemon::run(cfg, path, detach_on_exit))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -239,7 +239,7 @@ impl Controller {
         }
         self.ticks += 1;
         if self.ticks.is_multiple_of(ACTIVE_RECOUNT_TICKS) {
-            if let Err(e) = self.dataplane.recount_active_flows(&self.desired) {
+            if let Err(e) = self.dataplane.recount_active_flows() {
                 warn!("recounting live flows failed: {e:#}");
             }
         }

@@ -37,6 +37,9 @@ pub struct XdpDataplane {
     facts: HostFacts,
     interface: String,
     pin_path: PathBuf,
+    /// Backend ids of services whose algorithm compares live flows (least_conn, p2c), as of
+    /// the last reconcile: the ones `recount_active_flows` keeps right.
+    counted: Vec<u32>,
 }
 
 impl XdpDataplane {
@@ -61,6 +64,7 @@ impl XdpDataplane {
             facts: HostFacts { own_addresses: own_addresses(), ..Default::default() },
             interface,
             pin_path: d.pin_path.clone(),
+            counted: Vec::new(),
         };
         let generic = d.xdp_attach == XdpAttach::Generic;
         dp.bring_up(desired, adopted.as_ref(), generic).inspect_err(|_| {
@@ -117,6 +121,13 @@ impl XdpDataplane {
         let _span = info_span!("reconcile").entered();
         let p = plan(desired, self.global, &self.facts, &mut self.ids)?;
         self.writer.apply(&p)?;
+        let counting: HashSet<u32> = p
+            .services
+            .iter()
+            .filter(|s| matches!(s.info.algorithm, lb_common::consts::ALG_LEAST_CONN | lb_common::consts::ALG_P2C))
+            .map(|s| s.id)
+            .collect();
+        self.counted = p.backends.iter().filter(|b| counting.contains(&b.info.service_id)).map(|b| b.id).collect();
         let missing: Vec<String> = p
             .backends
             .iter()
@@ -141,29 +152,15 @@ impl XdpDataplane {
     /// Rewrite `LB_ACTIVE` from the flow table (for least_conn and p2c): the data path's
     /// own +1/-1 misses flows that simply expire. A count the data path changes between
     /// the walk and the write is overwritten: an approximation, corrected next time.
-    pub fn recount_active_flows(&mut self, backend_ids: impl IntoIterator<Item = u32>) -> Result<()> {
+    pub fn recount_active_flows(&mut self) -> Result<()> {
+        if self.counted.is_empty() {
+            return Ok(());
+        }
         let counts = super::inspect::live_flows_per_backend(&self.writer.maps)?;
-        for id in backend_ids {
+        for &id in &self.counted {
             self.writer.maps.active.set(id, counts.get(&id).copied().unwrap_or(0) as u64, 0)?;
         }
         Ok(())
-    }
-
-    /// Backend ids of services whose algorithm compares live flows.
-    pub fn counted_backends(&self, desired: &Desired) -> Vec<u32> {
-        use crate::config::Algorithm;
-        let counted: HashSet<&str> = desired
-            .services
-            .iter()
-            .filter(|s| matches!(s.algorithm, Algorithm::LeastConn | Algorithm::P2c))
-            .map(|s| s.name.as_str())
-            .collect();
-        if counted.is_empty() {
-            return Vec::new();
-        }
-        super::adopt::read_existing(&self.writer.maps)
-            .map(|a| a.backends.into_iter().filter(|(_, s, _)| counted.contains(s.as_str())).map(|(id, _, _)| id).collect())
-            .unwrap_or_default()
     }
 
     /// At start, give neighbour resolution a moment (bounded), so the first tables already
