@@ -24,6 +24,9 @@ use crate::proxy::ProxyDataplane;
 
 /// `cfg` is the config already read from `config_path` (reloads read the path again).
 pub async fn run(cfg: Config, config_path: &Path, detach_on_exit: bool) -> Result<()> {
+    // Registered first: a SIGTERM that arrives while the data path starts (or right after
+    // "lb is serving") must stop the daemon cleanly, not kill it with the default action.
+    let signals = Signals::register()?;
     let registry = Registry::load(&cfg.daemon.state_file, Instant::now())
         .context("the state file holds registrations and admin states; fix or remove it")?;
     // Bound before the data path starts: a port conflict must not leave XDP attached.
@@ -66,7 +69,7 @@ pub async fn run(cfg: Config, config_path: &Path, detach_on_exit: bool) -> Resul
     let _watcher = crate::control::watch::spawn(config_path, reloads_tx.clone())
         .inspect_err(|e| warn!("config file changes will not be noticed: {e:#}"))
         .ok();
-    tokio::spawn(signals(reloads_tx, stop_tx));
+    tokio::spawn(signals.forward(reloads_tx, stop_tx));
 
     let drain = cfg.daemon.drain_timeout;
     let shared = Shared { telemetry, token, ready };
@@ -116,18 +119,31 @@ fn xdp_can_serve(cfg: &Config) -> Result<()> {
 }
 
 /// SIGHUP reloads; SIGTERM and SIGINT stop.
-async fn signals(reloads: mpsc::Sender<()>, stop: watch::Sender<bool>) -> Result<()> {
-    let mut hup = signal(SignalKind::hangup())?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    loop {
-        tokio::select! {
-            _ = hup.recv() => { let _ = reloads.send(()).await; }
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-        }
+struct Signals {
+    hup: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn register() -> Result<Self> {
+        Ok(Signals {
+            hup: signal(SignalKind::hangup())?,
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
     }
-    info!("stopping");
-    let _ = stop.send(true);
-    Ok(())
+
+    /// SIGHUP asks for a reload; SIGTERM and SIGINT stop the daemon.
+    async fn forward(mut self, reloads: mpsc::Sender<()>, stop: watch::Sender<bool>) {
+        loop {
+            tokio::select! {
+                _ = self.hup.recv() => { let _ = reloads.send(()).await; }
+                _ = self.term.recv() => break,
+                _ = self.int.recv() => break,
+            }
+        }
+        info!("stopping");
+        let _ = stop.send(true);
+    }
 }

@@ -115,14 +115,16 @@ fn sigterm_leaves_the_data_path_forwarding_and_detach_on_exit_removes_everything
     let _net = Net::up(false);
     let cfg = config("nat", None, None);
     let mut lb = start(&cfg);
-    assert!(lb.stop().unwrap().success());
+    let status = lb.stop().unwrap();
+    assert!(status.success(), "{status}: {}", lb.log());
     // Hitless by default: no daemon, and the XDP program still balances.
     assert!(testenv::xdp_attached(LB_NS, "eth0").unwrap(), "still attached");
     assert_eq!(servers_reached(&format!("http://{VIP_V4}/"), 30), all_three());
     // A daemon started with --detach-on-exit adopts it, and takes it all away on SIGTERM.
     let mut lb = testenv::LbDaemon::start_with(&testenv::lb_binary(), &cfg, &["--detach-on-exit"]).unwrap();
     assert!(lb.log().contains("replaced in the running link"), "adopted: {}", lb.log());
-    assert!(lb.stop().unwrap().success());
+    let status = lb.stop().unwrap();
+    assert!(status.success(), "{status}: {}", lb.log());
     assert!(!testenv::xdp_attached(LB_NS, "eth0").unwrap(), "XDP detached");
     let out = std::process::Command::new(testenv::lb_binary()).args(["list", "vips", "--pin-path", testenv::LB_PIN_PATH]).output().unwrap();
     assert!(!out.status.success());
