@@ -46,6 +46,18 @@ pub const BACKEND_HAS_MAC: u8 = 2;
 
 /// `FlowState::flags`
 pub const FLOW_CLOSING: u8 = 1;
+/// The backend answered the flow's SYN (SYN-ACK or RST seen on the way back, nat only):
+/// its outcome is counted, once.
+pub const FLOW_ANSWERED: u8 = 2;
+/// The client sent the SYN again before any answer: counted once as a failure.
+pub const FLOW_SYN_RETRIED: u8 = 4;
+
+/// `LB_RATELIMITED` index: `service_id * 2 + scope`.
+pub const RL_SCOPE_SERVICE: u32 = 0;
+pub const RL_SCOPE_SOURCE: u32 = 1;
+pub const RL_SCOPE_NAMES: [&str; 2] = ["service", "source"];
+/// Per-source buckets (`LB_SOURCE_BUCKETS`, LRU): clients tracked at once, all services.
+pub const MAX_RATE_SOURCES: u32 = 65_536;
 
 /// `VipAddrInfo` flags: the address also belongs to the host (the seed's LB-on-:8080 case),
 /// so traffic to it that is not for a VIP port must reach the kernel.
@@ -72,6 +84,12 @@ pub mod map_names {
     pub const SEQ: &str = "LB_SEQ";
     pub const ACTIVE: &str = "LB_ACTIVE";
     pub const RR_CURSOR: &str = "LB_RR_CURSOR";
+    pub const RATE_LIMITS: &str = "LB_RATE_LIMITS";
+    pub const SERVICE_BUCKETS: &str = "LB_SERVICE_BUCKETS";
+    pub const SOURCE_BUCKETS: &str = "LB_SOURCE_BUCKETS";
+    pub const RATELIMITED: &str = "LB_RATELIMITED";
+    pub const OUTCOMES: &str = "LB_OUTCOMES";
+    pub const TRIALS: &str = "LB_TRIALS";
 }
 
 /// Index of a service's sequence generation `gen` inside the flat `LB_SEQ` array.

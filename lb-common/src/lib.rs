@@ -9,6 +9,7 @@ pub mod consts;
 pub mod csum;
 pub mod hash;
 pub mod maps;
+pub mod ratelimit;
 pub mod reason;
 
 #[cfg(any(feature = "std", test))]

@@ -137,6 +137,43 @@ pub struct Counters {
     pub new_flows: u64,
 }
 
+/// Key of `LB_SOURCE_BUCKETS`: one client of one service. IPv6 clients are keyed by their
+/// /64 (the daemon and the data path both mask with `SourceKey::new`): one host holds a
+/// whole /64, so per-address buckets would not limit it at all.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SourceKey {
+    pub addr: [u32; 4],
+    pub service_id: u32,
+}
+
+impl SourceKey {
+    #[inline(always)]
+    pub fn new(addr: &[u32; 4], family: u8, service_id: u32) -> Self {
+        let addr = if family == FAMILY_V6 { [addr[0], addr[1], 0, 0] } else { [addr[0], 0, 0, 0] };
+        SourceKey { addr, service_id }
+    }
+}
+
+/// Passive health signals per backend id (`LB_OUTCOMES`, per CPU): new nat flows the
+/// backend answered (SYN-ACK), and new flows it refused (RST before any SYN-ACK) or left
+/// unanswered until the client sent its SYN again. The daemon reads the deltas.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Outcomes {
+    pub answered: u64,
+    pub failed: u64,
+}
+
+/// A half-open circuit breaker's trial, per service id (`LB_TRIALS`): while `armed`, the
+/// next new flow goes to `backend_id` (which is out of rotation), and disarms it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Trial {
+    pub backend_id: u32,
+    pub armed: u32,
+}
+
 /// Display data for `lb list`, written by the daemon, never read by the data path.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -227,6 +264,11 @@ mod pod {
     unsafe impl aya::Pod for Counters {}
     unsafe impl aya::Pod for ServiceMeta {}
     unsafe impl aya::Pod for BackendMeta {}
+    unsafe impl aya::Pod for SourceKey {}
+    unsafe impl aya::Pod for Outcomes {}
+    unsafe impl aya::Pod for Trial {}
+    unsafe impl aya::Pod for crate::ratelimit::Bucket {}
+    unsafe impl aya::Pod for crate::ratelimit::RateLimit {}
 }
 
 #[cfg(test)]
@@ -249,6 +291,11 @@ mod tests {
         assert_eq!(size_of::<Counters>(), 24);
         assert_eq!(size_of::<ServiceMeta>(), 48 + 20 + 4 + 4);
         assert_eq!(size_of::<BackendMeta>(), 8);
+        assert_eq!(size_of::<SourceKey>(), 16 + 4);
+        assert_eq!(size_of::<Outcomes>(), 16);
+        assert_eq!(size_of::<Trial>(), 8);
+        assert_eq!(size_of::<crate::ratelimit::Bucket>(), 16);
+        assert_eq!(size_of::<crate::ratelimit::RateLimit>(), 32);
     }
 }
 

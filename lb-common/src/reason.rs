@@ -22,9 +22,11 @@ pub enum DropReason {
     FlowInsertFailed = 7,
     /// The data path is not configured (daemon has not written `LB_CONFIG`).
     NotConfigured = 8,
+    /// A new flow over its service's or its source's `rate_limit`.
+    RateLimited = 9,
 }
 
-pub const DROP_REASON_COUNT: u32 = 9;
+pub const DROP_REASON_COUNT: u32 = 10;
 
 pub const DROP_REASON_NAMES: [&str; DROP_REASON_COUNT as usize] = [
     "fragment",
@@ -36,6 +38,7 @@ pub const DROP_REASON_NAMES: [&str; DROP_REASON_COUNT as usize] = [
     "snat_exhausted",
     "flow_insert_failed",
     "not_configured",
+    "rate_limited",
 ];
 
 /// XDP action names, indexed by the action's value (`XDP_ABORTED` = 0 ... `XDP_REDIRECT` = 4).

@@ -9,7 +9,9 @@
 mod conntrack;
 mod maps;
 mod nat;
+mod outcome;
 mod parse;
+mod ratelimit;
 mod rewrite;
 mod select;
 mod stats;
@@ -155,14 +157,21 @@ fn established(key: &FlowKey, vip: &VipInfo, cfg: &GlobalConfig, now: u64, tcp_f
     // SAFETY: map value pointer from a successful lookup.
     let s = unsafe { *state };
     let backend = select::usable(s.backend_id, vip.service_id)?;
+    outcome::request(state, key.proto, tcp_flags);
     conntrack::touch(state, now, tcp_flags);
     Some((s.backend_id, backend, s.snat_port, false))
 }
 
 #[inline(always)]
 fn new_flow(ctx: &XdpContext, key: &FlowKey, vip: &VipInfo, cfg: &GlobalConfig, now: u64, tcp_flags: u8) -> Result<Steering, DropReason> {
+    if !ratelimit::admit(key, vip.service_id, now) {
+        return Err(DropReason::RateLimited);
+    }
     let hash = flow_hash(&key.src, &key.dst, key.sport, key.dport, key.proto);
-    let id = select::pick(vip, key, hash);
+    let id = match select::trial(vip.service_id) {
+        Some(id) => id,
+        None => select::pick(vip, key, hash),
+    };
     if id == lb_common::consts::NO_BACKEND {
         return Err(DropReason::NoBackend);
     }

@@ -7,11 +7,12 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray},
 };
 use lb_common::{
-    consts::{MAX_BACKENDS, MAX_SERVICES, MAX_VIP_ADDRS, RING_GENERATIONS, RING_SIZE, SEQ_SIZE},
+    consts::{MAX_BACKENDS, MAX_RATE_SOURCES, MAX_SERVICES, MAX_VIP_ADDRS, RING_GENERATIONS, RING_SIZE, SEQ_SIZE},
     maps::{
         BackendInfo, BackendMeta, Counters, FlowKey, FlowState, GlobalConfig, NatKey, NatValue,
-        ServiceMeta, VipAddrKey, VipInfo, VipKey,
+        Outcomes, ServiceMeta, SourceKey, Trial, VipAddrKey, VipInfo, VipKey,
     },
+    ratelimit::{Bucket, RateLimit},
     reason::{ACTION_COUNT, DROP_REASON_COUNT},
 };
 
@@ -75,8 +76,39 @@ pub static LB_SCRATCH: PerCpuArray<crate::parse::L3> = PerCpuArray::with_max_ent
 #[map]
 pub static LB_SCRATCH_NAT: PerCpuArray<NatValue> = PerCpuArray::with_max_entries(1, 0);
 
+/// Scratch for a new flow's rate-limit lookups.
+#[map]
+pub static LB_SCRATCH_RATE: PerCpuArray<crate::ratelimit::Scratch> = PerCpuArray::with_max_entries(1, 0);
+
 #[map]
 pub static LB_SERVICE_META: Array<ServiceMeta> = Array::pinned(MAX_SERVICES, 0);
 
 #[map]
 pub static LB_BACKEND_META: Array<BackendMeta> = Array::pinned(MAX_BACKENDS, 0);
+
+/// Each service's `rate_limit`, as costs in ns per new flow (all zero: unlimited).
+#[map]
+pub static LB_RATE_LIMITS: Array<RateLimit> = Array::pinned(MAX_SERVICES, 0);
+
+/// Each service's own bucket. Shared by all CPUs and updated without atomics (no atomic
+/// read-modify-write here): two CPUs refilling at the same instant can admit a flow or two
+/// more than the limit; never fewer.
+#[map]
+pub static LB_SERVICE_BUCKETS: Array<Bucket> = Array::pinned(MAX_SERVICES, 0);
+
+/// One bucket per (service, client address or IPv6 /64); the least recently seen clients
+/// make room for new ones, and a returning one starts full again.
+#[map]
+pub static LB_SOURCE_BUCKETS: LruHashMap<SourceKey, Bucket> = LruHashMap::pinned(MAX_RATE_SOURCES, 0);
+
+/// New flows refused by a limit, per `service_id * 2 + scope` (`RL_SCOPE_*`).
+#[map]
+pub static LB_RATELIMITED: PerCpuArray<u64> = PerCpuArray::pinned(MAX_SERVICES * 2, 0);
+
+/// Passive health signals per backend id, read by the daemon's circuit breakers.
+#[map]
+pub static LB_OUTCOMES: PerCpuArray<Outcomes> = PerCpuArray::pinned(MAX_BACKENDS, 0);
+
+/// Half-open circuit breakers' trial flows, per service id.
+#[map]
+pub static LB_TRIALS: Array<Trial> = Array::pinned(MAX_SERVICES, 0);

@@ -148,6 +148,7 @@ pub fn reverse(
         _pad: [0; 2],
     };
     if let Some(state) = conntrack::live(&flow, now, cfg) {
+        crate::outcome::reply(state, p.proto, l4.tcp_flags);
         conntrack::touch(state, now, l4.tcp_flags);
     }
     Some(())

@@ -21,7 +21,9 @@ const TCP_HLEN: usize = 20;
 const UDP_HLEN: usize = 8;
 
 pub const TCP_FIN: u8 = 0x01;
+pub const TCP_SYN: u8 = 0x02;
 pub const TCP_RST: u8 = 0x04;
+pub const TCP_ACK: u8 = 0x10;
 
 /// A pointer to `T` at `off` bytes into the frame, if the whole `T` is inside it.
 #[inline(always)]

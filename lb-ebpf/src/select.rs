@@ -11,7 +11,23 @@ use lb_common::{
     maps::{BackendInfo, FlowKey, VipInfo},
 };
 
-use crate::maps::{LB_ACTIVE, LB_BACKENDS, LB_RING, LB_RR_CURSOR, LB_SEQ};
+use crate::maps::{LB_ACTIVE, LB_BACKENDS, LB_RING, LB_RR_CURSOR, LB_SEQ, LB_TRIALS};
+
+/// A half-open circuit breaker's trial: the next new flow of the service goes to the
+/// backend on trial, once. Two CPUs may both take it at the same instant: then two flows
+/// try it, which the daemon's breaker handles the same way.
+#[inline(always)]
+pub fn trial(service_id: u32) -> Option<u32> {
+    let t = LB_TRIALS.get_ptr_mut(service_id)?;
+    // SAFETY: map value pointer; the daemon rewrites the entry whole.
+    unsafe {
+        if (*t).armed == 0 {
+            return None;
+        }
+        (*t).armed = 0;
+        Some((*t).backend_id)
+    }
+}
 
 /// Out of line: its frame is separate from the forwarding path's (BPF stack, 512 bytes).
 #[inline(never)]
