@@ -213,6 +213,9 @@ pub struct BackendMeta {
     /// bit 0 config, bit 1 registration
     pub source: u8,
     pub in_use: u8,
+    /// Circuit breaker: 0 closed, 1 open (ejected), 2 half-open
+    pub circuit: u8,
+    pub _pad: [u8; 3],
 }
 
 impl GlobalConfig {
@@ -290,7 +293,7 @@ mod tests {
         assert_eq!(size_of::<GlobalConfig>(), 8 * 3 + 16 + 4 + 2 + 2 + 6 + 1 + 1);
         assert_eq!(size_of::<Counters>(), 24);
         assert_eq!(size_of::<ServiceMeta>(), 48 + 20 + 4 + 4);
-        assert_eq!(size_of::<BackendMeta>(), 8);
+        assert_eq!(size_of::<BackendMeta>(), 12);
         assert_eq!(size_of::<SourceKey>(), 16 + 4);
         assert_eq!(size_of::<Outcomes>(), 16);
         assert_eq!(size_of::<Trial>(), 8);

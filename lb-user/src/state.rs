@@ -3,7 +3,7 @@
 //! into data-path tables; nothing is read back from the maps to decide.
 use std::net::SocketAddr;
 
-use crate::config::{AdminState, Algorithm, Config, Forwarding, Protocol};
+use crate::config::{AdminState, Algorithm, Config, Forwarding, Protocol, RateLimit};
 
 /// Health as the checker last saw it. `Unknown` counts as up: a backend is not punished
 /// for not having been checked yet.
@@ -20,6 +20,28 @@ impl Health {
             Health::Unknown => "unknown",
             Health::Up => "up",
             Health::Down => "down",
+        }
+    }
+}
+
+/// A backend's circuit breaker, as the controller's passive ejection sees it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Circuit {
+    /// Takes new flows as usual.
+    #[default]
+    Closed,
+    /// Ejected: no new flows (existing ones stay, as with drain) until the ejection ends.
+    Open,
+    /// The ejection ended: out of rotation, but one trial flow may go to it.
+    HalfOpen,
+}
+
+impl Circuit {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Circuit::Closed => "closed",
+            Circuit::Open => "open",
+            Circuit::HalfOpen => "half_open",
         }
     }
 }
@@ -51,12 +73,18 @@ pub struct DesiredBackend {
     pub state: AdminState,
     pub health: Health,
     pub sources: u8,
+    pub circuit: Circuit,
 }
 
 impl DesiredBackend {
     /// May take new flows.
     pub fn in_rotation(&self) -> bool {
-        self.state == AdminState::Ready && self.weight > 0 && self.health != Health::Down
+        self.state == AdminState::Ready && self.weight > 0 && self.health != Health::Down && self.circuit == Circuit::Closed
+    }
+
+    /// Out of rotation with its breaker half-open: may take the service's one trial flow.
+    pub fn on_trial(&self) -> bool {
+        self.circuit == Circuit::HalfOpen && self.state == AdminState::Ready && self.weight > 0 && self.health != Health::Down
     }
 
     /// May keep the flows it has (ready or draining, not in maintenance, not down).
@@ -72,6 +100,7 @@ pub struct DesiredService {
     pub protocol: Protocol,
     pub algorithm: Algorithm,
     pub forwarding: Forwarding,
+    pub rate_limit: RateLimit,
     pub backends: Vec<DesiredBackend>,
 }
 
@@ -91,6 +120,7 @@ impl Desired {
                 protocol: s.protocol,
                 algorithm: s.algorithm,
                 forwarding: s.forwarding,
+                rate_limit: s.rate_limit,
                 backends: s
                     .backends
                     .iter()
@@ -100,6 +130,7 @@ impl Desired {
                         state: b.state,
                         health: Health::Unknown,
                         sources: SOURCE_CONFIG,
+                        circuit: Circuit::Closed,
                     })
                     .collect(),
             })

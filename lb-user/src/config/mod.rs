@@ -17,6 +17,7 @@ mod enums;
 mod error;
 mod model;
 mod ports;
+mod protection;
 mod schema;
 mod status;
 mod validate;
@@ -38,6 +39,7 @@ pub use model::{
     MIN_FLOW_TABLE_SIZE,
 };
 pub use ports::{PortRange, PortRangeError};
+pub use protection::{CircuitBreaker, RateLimit, MAX_RATE};
 pub use status::{StatusRanges, StatusRangesError};
 
 use error::Source;

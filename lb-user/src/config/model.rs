@@ -108,6 +108,10 @@ pub struct Service {
     pub health_check: HealthCheck,
     /// `[service.pool]`
     pub pool: Pool,
+    /// `[service.rate_limit]`
+    pub rate_limit: super::RateLimit,
+    /// `[service.circuit_breaker]`
+    pub circuit_breaker: super::CircuitBreaker,
     /// `[[service.backend]]`, in file order; may be empty (the service drops its traffic).
     pub backends: Vec<Backend>,
 }

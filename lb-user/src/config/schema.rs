@@ -100,6 +100,12 @@ pub(super) struct RawService {
     /// `[service.pool]`: optional; every key has a default.
     #[serde(default)]
     pub pool: RawPool,
+    /// `[service.rate_limit]`: optional; nothing is limited unless written.
+    #[serde(default)]
+    pub rate_limit: RawRateLimit,
+    /// `[service.circuit_breaker]`: optional; no passive ejection unless written.
+    #[serde(default)]
+    pub circuit_breaker: RawCircuitBreaker,
     /// `[[service.backend]]`: zero or more (zero: the service drops its traffic).
     #[serde(default, rename = "backend")]
     pub backends: Vec<RawBackend>,
@@ -138,6 +144,45 @@ pub(super) struct RawPool {
     /// `idle_timeout = "DURATION"`: an idle pooled connection is closed after this; not zero;
     /// default `"60s"`.
     pub idle_timeout: Option<Spanned<TextOrNumber>>,
+}
+
+/// `[service.rate_limit]`: new flows admitted, as token buckets; established flows are
+/// never limited.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRateLimit {
+    /// `new_flows_per_second = N`: for the whole service, 0-1000000; default 0 (no limit).
+    pub new_flows_per_second: Option<Spanned<u32>>,
+    /// `burst = N`: new flows admitted at once, 1-1000000; needs `new_flows_per_second`;
+    /// default one second's worth.
+    pub burst: Option<Spanned<u32>>,
+    /// `per_source_new_flows_per_second = N`: per client address (IPv6: per /64),
+    /// 0-1000000; default 0 (no limit).
+    pub per_source_new_flows_per_second: Option<Spanned<u32>>,
+    /// `per_source_burst = N`: 1-1000000; needs `per_source_new_flows_per_second`; default
+    /// one second's worth.
+    pub per_source_burst: Option<Spanned<u32>>,
+}
+
+/// `[service.circuit_breaker]`: passive ejection of failing backends, and a connection cap.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCircuitBreaker {
+    /// `consecutive_failures = N`: failed new flows in a row that eject a backend; default 0
+    /// (no passive ejection).
+    pub consecutive_failures: Option<Spanned<u32>>,
+    /// `base_ejection = "DURATION"`: the first ejection; doubles with each ejection in a
+    /// row; not zero; default `"30s"`.
+    pub base_ejection: Option<Spanned<TextOrNumber>>,
+    /// `max_ejection = "DURATION"`: the longest ejection; not below `base_ejection`; default
+    /// `"300s"`.
+    pub max_ejection: Option<Spanned<TextOrNumber>>,
+    /// `max_ejected_percent = N`: never eject more than this share of the service's
+    /// backends, 0-100; default 50.
+    pub max_ejected_percent: Option<Spanned<u32>>,
+    /// `max_connections = N`: proxy path, connections per backend; the next choice takes the
+    /// overflow, and a connection is refused when all are full; default 0 (unlimited).
+    pub max_connections: Option<Spanned<u32>>,
 }
 
 /// `[[service.backend]]`

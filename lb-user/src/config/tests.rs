@@ -1409,3 +1409,71 @@ fn unreadable_file_is_reported_without_a_position() {
         "/nonexistent/lb.toml: cannot read: No such file or directory (os error 2)"
     );
 }
+
+const PROTECTED: &str = r#"[[service]]
+name = "web"
+vip = "172.20.0.100:80"
+"#;
+
+#[test]
+fn rate_limit_and_circuit_breaker_are_off_unless_written() {
+    let config = parse(PROTECTED);
+    assert_eq!(config.services[0].rate_limit, RateLimit::default());
+    assert!(!config.services[0].rate_limit.is_limited());
+    assert_eq!(config.services[0].circuit_breaker, CircuitBreaker::default());
+    assert_eq!(config.services[0].circuit_breaker.consecutive_failures, 0);
+}
+
+#[test]
+fn rate_limit_bursts_default_to_one_seconds_worth() {
+    let config = parse(&format!(
+        "{PROTECTED}[service.rate_limit]\nnew_flows_per_second = 100\nper_source_new_flows_per_second = 5\nper_source_burst = 2\n"
+    ));
+    assert_eq!(
+        config.services[0].rate_limit,
+        RateLimit { new_flows_per_second: 100, burst: 100, per_source_new_flows_per_second: 5, per_source_burst: 2 }
+    );
+}
+
+#[test]
+fn rate_limit_errors_point_at_the_value() {
+    assert_eq!(
+        error(&format!("{PROTECTED}[service.rate_limit]\nburst = 10\n")),
+        format!("{FILE}:5:9: burst needs new_flows_per_second (a burst of what rate?)")
+    );
+    assert_eq!(
+        error(&format!("{PROTECTED}[service.rate_limit]\nper_source_new_flows_per_second = 2000000\n")),
+        format!("{FILE}:5:35: per_source_new_flows_per_second 2000000 is too large; the maximum is 1000000 (0: no limit)")
+    );
+    assert_eq!(
+        error(&format!("{PROTECTED}[service.rate_limit]\nnew_flows_per_second = 5\nburst = 0\n")),
+        format!("{FILE}:6:9: burst must be between 1 and 1000000")
+    );
+    assert!(error(&format!("{PROTECTED}[service.rate_limit]\nrate = 5\n")).contains("unknown key `rate`"));
+}
+
+#[test]
+fn circuit_breaker_parses_and_checks_its_values() {
+    let config = parse(&format!(
+        "{PROTECTED}[service.circuit_breaker]\nconsecutive_failures = 3\nbase_ejection = \"2s\"\nmax_ejection = \"1m\"\nmax_ejected_percent = 34\nmax_connections = 100\n"
+    ));
+    assert_eq!(
+        config.services[0].circuit_breaker,
+        CircuitBreaker {
+            consecutive_failures: 3,
+            base_ejection: secs(2),
+            max_ejection: secs(60),
+            max_ejected_percent: 34,
+            max_connections: 100,
+        }
+    );
+    assert_eq!(
+        error(&format!("{PROTECTED}[service.circuit_breaker]\nbase_ejection = \"10s\"\nmax_ejection = \"5s\"\n")),
+        format!("{FILE}:6:16: max_ejection 5s is shorter than base_ejection 10s")
+    );
+    assert_eq!(
+        error(&format!("{PROTECTED}[service.circuit_breaker]\nmax_ejected_percent = 101\n")),
+        format!("{FILE}:5:23: max_ejected_percent 101 is not a percentage (0-100)")
+    );
+    assert!(error(&format!("{PROTECTED}[service.circuit_breaker]\nbase_ejection = 30\n")).contains("unit"));
+}

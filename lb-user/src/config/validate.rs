@@ -27,7 +27,11 @@ use super::{
         MIN_FLOW_TABLE_SIZE,
     },
     ports::PortRange,
-    schema::{RawBackend, RawConfig, RawDaemon, RawHealthCheck, RawPool, RawService, TextOrNumber},
+    protection::{self, CircuitBreaker, RateLimit},
+    schema::{
+        RawBackend, RawCircuitBreaker, RawConfig, RawDaemon, RawHealthCheck, RawPool,
+        RawRateLimit, RawService, TextOrNumber,
+    },
     status::StatusRanges,
 };
 
@@ -173,6 +177,8 @@ impl Validator<'_> {
         });
         let health_check = self.health_check(&raw.health_check, protocol);
         let pool = self.pool(&raw.pool);
+        let rate_limit = self.rate_limit(&raw.rate_limit);
+        let circuit_breaker = self.circuit_breaker(&raw.circuit_breaker);
         let backends = self.backends(&raw.backends, vip, forwarding);
         Some(Service {
             name: name?,
@@ -183,6 +189,8 @@ impl Validator<'_> {
             proxy_mode: proxy_mode?,
             health_check: health_check?,
             pool: pool?,
+            rate_limit: rate_limit?,
+            circuit_breaker: circuit_breaker?,
             backends: backends?,
         })
     }
@@ -264,6 +272,85 @@ impl Validator<'_> {
         Some(Pool {
             max_idle_per_backend: max_idle_per_backend?,
             idle_timeout: idle_timeout?,
+        })
+    }
+
+    fn rate_limit(&mut self, raw: &RawRateLimit) -> Option<RateLimit> {
+        let (rate, burst) = self.bucket(&raw.new_flows_per_second, &raw.burst, "new_flows_per_second", "burst");
+        let (per_source_rate, per_source_burst) = self.bucket(
+            &raw.per_source_new_flows_per_second,
+            &raw.per_source_burst,
+            "per_source_new_flows_per_second",
+            "per_source_burst",
+        );
+        Some(RateLimit {
+            new_flows_per_second: rate?,
+            burst: burst?,
+            per_source_new_flows_per_second: per_source_rate?,
+            per_source_burst: per_source_burst?,
+        })
+    }
+
+    /// A rate and its burst; the burst defaults to one second's worth and means nothing
+    /// without a rate.
+    fn bucket(
+        &mut self,
+        rate: &Option<Spanned<u32>>,
+        burst: &Option<Spanned<u32>>,
+        rate_key: &str,
+        burst_key: &str,
+    ) -> (Option<u32>, Option<u32>) {
+        let r = self.optional(rate.as_ref(), 0, |&n| protection::rate(n, rate_key));
+        let b = self.optional(burst.as_ref(), r.unwrap_or(0), |&n| protection::burst(n, burst_key));
+        if let (Some(at), Some(0)) = (burst, r) {
+            self.report(&at.span(), format!("{burst_key} needs {rate_key} (a burst of what rate?)"));
+            return (r, None);
+        }
+        (r, b)
+    }
+
+    fn circuit_breaker(&mut self, raw: &RawCircuitBreaker) -> Option<CircuitBreaker> {
+        let default = CircuitBreaker::default();
+        let consecutive_failures = self.optional(
+            raw.consecutive_failures.as_ref(),
+            default.consecutive_failures,
+            |&n| Ok(n),
+        );
+        let base_ejection = self.optional(raw.base_ejection.as_ref(), default.base_ejection, |v| {
+            positive_duration(v, "base_ejection")
+        });
+        let max_ejection = self.optional(raw.max_ejection.as_ref(), default.max_ejection, |v| {
+            positive_duration(v, "max_ejection")
+        });
+        if let (Some(base), Some(max)) = (base_ejection, max_ejection) {
+            if max < base {
+                if let Some(at) = raw.max_ejection.as_ref().or(raw.base_ejection.as_ref()) {
+                    self.report(
+                        &at.span(),
+                        format!(
+                            "max_ejection {} is shorter than base_ejection {}",
+                            format_duration(max),
+                            format_duration(base)
+                        ),
+                    );
+                }
+                return None;
+            }
+        }
+        let max_ejected_percent = self.optional(
+            raw.max_ejected_percent.as_ref(),
+            default.max_ejected_percent,
+            |&n| protection::percent(n),
+        );
+        let max_connections = self.optional(raw.max_connections.as_ref(), default.max_connections, |&n| {
+            protection::max_connections(n)
+        });
+        Some(CircuitBreaker {
+            consecutive_failures: consecutive_failures?,
+            base_ejection: base_ejection?,
+            max_ejection: max_ejection?,
+            max_ejected_percent: max_ejected_percent?,
+            max_connections: max_connections?,
         })
     }
 

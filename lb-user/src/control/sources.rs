@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use super::registry::{BackendKey, Registry};
 use crate::config::Config;
-use crate::state::{Desired, DesiredBackend, DesiredService, Health, SOURCE_CONFIG, SOURCE_REGISTRATION};
+use crate::state::{Circuit, Desired, DesiredBackend, DesiredService, Health, SOURCE_CONFIG, SOURCE_REGISTRATION};
 
 pub fn desired(cfg: &Config, registry: &Registry, health: &HashMap<BackendKey, Health>) -> Desired {
     let services = cfg
@@ -16,7 +16,7 @@ pub fn desired(cfg: &Config, registry: &Registry, health: &HashMap<BackendKey, H
             let mut backends: Vec<DesiredBackend> = s
                 .backends
                 .iter()
-                .map(|b| DesiredBackend { address: b.address, weight: b.weight, state: b.state, health: Health::Unknown, sources: SOURCE_CONFIG })
+                .map(|b| DesiredBackend { address: b.address, weight: b.weight, state: b.state, health: Health::Unknown, sources: SOURCE_CONFIG, circuit: Circuit::Closed })
                 .collect();
             for ((service, address), reg) in &registry.registrations {
                 if service != &s.name {
@@ -30,6 +30,7 @@ pub fn desired(cfg: &Config, registry: &Registry, health: &HashMap<BackendKey, H
                         state: crate::config::AdminState::Ready,
                         health: Health::Unknown,
                         sources: SOURCE_REGISTRATION,
+                        circuit: Circuit::Closed,
                     }),
                 }
             }
@@ -48,6 +49,7 @@ pub fn desired(cfg: &Config, registry: &Registry, health: &HashMap<BackendKey, H
                 protocol: s.protocol,
                 algorithm: s.algorithm,
                 forwarding: s.forwarding,
+                rate_limit: s.rate_limit,
                 backends,
             }
         })

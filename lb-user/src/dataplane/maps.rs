@@ -24,6 +24,10 @@ pub struct Maps {
     pub drop_stats: PerCpuArray<MapData, u64>,
     pub service_meta: Array<MapData, ServiceMeta>,
     pub backend_meta: Array<MapData, BackendMeta>,
+    pub rate_limits: Array<MapData, lb_common::ratelimit::RateLimit>,
+    pub ratelimited: PerCpuArray<MapData, u64>,
+    pub outcomes: PerCpuArray<MapData, Outcomes>,
+    pub trials: Array<MapData, Trial>,
 }
 
 
@@ -67,6 +71,10 @@ impl Maps {
             drop_stats: typed!(n::DROP_STATS),
             service_meta: typed!(n::SERVICE_META),
             backend_meta: typed!(n::BACKEND_META),
+            rate_limits: typed!(n::RATE_LIMITS),
+            ratelimited: typed!(n::RATELIMITED),
+            outcomes: typed!(n::OUTCOMES),
+            trials: typed!(n::TRIALS),
         })
     }
 }

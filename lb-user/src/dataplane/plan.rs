@@ -7,12 +7,13 @@ use std::net::{IpAddr, SocketAddr};
 use anyhow::Result;
 use lb_common::consts::*;
 use lb_common::maglev::{self, MaglevBackend};
-use lb_common::maps::{BackendInfo, BackendMeta, GlobalConfig, ServiceMeta, VipInfo, VipKey};
+use lb_common::maps::{BackendInfo, BackendMeta, GlobalConfig, ServiceMeta, Trial, VipInfo, VipKey};
+use lb_common::ratelimit::{Limit, RateLimit};
 
 use super::addr::{ip_words, port_be, vip_key};
 use super::ids::IdAllocator;
 use crate::config::{AdminState, Algorithm, Forwarding, Protocol};
-use crate::state::{Desired, DesiredBackend, Health};
+use crate::state::{Circuit, Desired, DesiredBackend, Health};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct ServicePlan {
@@ -26,6 +27,9 @@ pub struct ServicePlan {
     pub table: Vec<u32>,
     /// The `LB_SEQ` entries: round robin's order, or the members least_conn/p2c choose from.
     pub sequence: Vec<u32>,
+    pub rate_limit: RateLimit,
+    /// A half-open backend's trial flow, armed on every write.
+    pub trial: Trial,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -92,9 +96,13 @@ pub fn plan(desired: &Desired, global: GlobalConfig, host: &HostFacts, ids: &mut
         let sid = ids.services.id(&s.name)?;
         let mut ring_members = Vec::new();
         let mut members: Vec<(SocketAddr, u32, u32)> = Vec::new();
+        let mut trial = Trial::default();
         for b in &s.backends {
             let bid = ids.backends.id(&(s.name.clone(), b.address))?;
             let reachable = host.neighbours.contains_key(&b.address.ip());
+            if b.on_trial() && reachable {
+                trial = Trial { backend_id: bid, armed: 1 };
+            }
             plan.backends.push(backend_plan(bid, sid, b, host));
             // Only backends we can reach take new flows: one whose next-hop MAC is not
             // resolved yet joins the table once it is (within a neighbour refresh).
@@ -128,6 +136,11 @@ pub fn plan(desired: &Desired, global: GlobalConfig, host: &HostFacts, ids: &mut
             shared_with_host: host.own_addresses.contains(&s.vip.ip()),
             table: maglev::build(&ring_members, RING_SIZE),
             sequence,
+            rate_limit: RateLimit {
+                service: Limit::new(s.rate_limit.new_flows_per_second, s.rate_limit.burst),
+                per_source: Limit::new(s.rate_limit.per_source_new_flows_per_second, s.rate_limit.per_source_burst),
+            },
+            trial,
         });
     }
     Ok(plan)
@@ -195,6 +208,12 @@ fn backend_plan(id: u32, service_id: u32, b: &DesiredBackend, host: &HostFacts) 
             },
             source: b.sources,
             in_use: 1,
+            circuit: match b.circuit {
+                Circuit::Closed => 0,
+                Circuit::Open => 1,
+                Circuit::HalfOpen => 2,
+            },
+            _pad: [0; 3],
         },
     }
 }
@@ -217,10 +236,10 @@ fn service_meta(name: &str, vip: VipKey, info: &VipInfo, backend_count: u32) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::{DesiredService, SOURCE_CONFIG};
+    use crate::state::{Circuit, DesiredService, SOURCE_CONFIG};
 
     fn backend(addr: &str, weight: u32, state: AdminState) -> DesiredBackend {
-        DesiredBackend { address: addr.parse().unwrap(), weight, state, health: Health::Unknown, sources: SOURCE_CONFIG }
+        DesiredBackend { address: addr.parse().unwrap(), weight, state, health: Health::Unknown, sources: SOURCE_CONFIG, circuit: Circuit::Closed }
     }
 
     fn web(backends: Vec<DesiredBackend>) -> Desired {
@@ -231,6 +250,7 @@ mod tests {
                 protocol: Protocol::Tcp,
                 algorithm: Algorithm::Maglev,
                 forwarding: Forwarding::Nat,
+                rate_limit: Default::default(),
                 backends,
             }],
         }

@@ -96,6 +96,8 @@ impl Writer {
             }
         }
         self.maps.service_meta.set(s.id, s.meta, 0).context("writing LB_SERVICE_META")?;
+        self.maps.rate_limits.set(s.id, s.rate_limit, 0).context("writing LB_RATE_LIMITS")?;
+        self.maps.trials.set(s.id, s.trial, 0).context("writing LB_TRIALS")?;
         Ok(())
     }
 
@@ -108,6 +110,8 @@ impl Writer {
             }
             self.rings.remove(&id);
             self.maps.service_meta.set(id, ServiceMeta::default(), 0)?;
+            self.maps.rate_limits.set(id, lb_common::ratelimit::RateLimit::default(), 0)?;
+            self.maps.trials.set(id, lb_common::maps::Trial::default(), 0)?;
         }
         for key in self.addrs.iter().filter(|k| !addrs.contains_key(k)) {
             let _ = self.maps.vip_addrs.remove(key);
