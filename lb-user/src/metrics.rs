@@ -48,6 +48,20 @@ fn control_plane(out: &mut Exposition, t: &TelemetryData, services: &[ServiceVie
         }),
     );
     out.family(
+        "lb_backend_ejected",
+        "gauge",
+        "1 while the circuit breaker keeps the backend out of rotation (open or half-open).",
+        backends().map(|(s, b)| {
+            sample("lb_backend_ejected", &[("service", s), ("backend", &b.address)], u8::from(b.circuit != "closed"))
+        }),
+    );
+    out.family(
+        "lb_backend_ejections_total",
+        "counter",
+        "Passive ejections of the backend by its circuit breaker, since start.",
+        backends().map(|(s, b)| sample("lb_backend_ejections_total", &[("service", s), ("backend", &b.address)], b.ejections_total)),
+    );
+    out.family(
         "lb_backend_weight",
         "gauge",
         "The backend's weight: its share of new flows.",
@@ -110,6 +124,8 @@ fn histogram(name: &str, service: &str, backend: &str, h: &Histogram) -> Vec<Str
 struct DataPath {
     backends: Vec<BackendSeries>,
     stats: Stats,
+    /// (service, scope, new flows refused)
+    ratelimited: Vec<(String, &'static str, u64)>,
 }
 
 struct BackendSeries {
@@ -142,7 +158,7 @@ impl DataPath {
                 active_flows: active.get(&id).copied().unwrap_or(0),
             });
         }
-        Ok(Self { backends, stats: inspect::stats(maps)? })
+        Ok(Self { backends, stats: inspect::stats(maps)?, ratelimited: inspect::ratelimited(maps)? })
     }
 
     fn write(&self, out: &mut Exposition) {
@@ -187,6 +203,14 @@ impl DataPath {
             "counter",
             "Packets the data path dropped, by reason.",
             self.stats.drops.iter().map(|(r, n)| sample("lb_drops_total", &[("reason", r)], n)),
+        );
+        out.family(
+            "lb_ratelimited_total",
+            "counter",
+            "New flows refused by the service's rate_limit, by scope (service or source).",
+            self.ratelimited.iter().map(|(service, scope, n)| {
+                sample("lb_ratelimited_total", &[("service", service), ("scope", scope), ("path", PATH_XDP)], n)
+            }),
         );
     }
 }
@@ -274,6 +298,8 @@ mod tests {
             sources: sources.iter().map(|s| s.to_string()).collect(),
             lease_expires_in_seconds: None,
             proxy: None,
+            circuit: if health == "down" { "open".into() } else { "closed".into() },
+            ejections_total: 2,
         }
     }
 

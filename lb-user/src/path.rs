@@ -55,6 +55,15 @@ impl DataPath {
         }
     }
 
+    /// Passive outcomes per backend since the last call: (succeeded, failed) new flows,
+    /// for the circuit breakers.
+    pub fn outcomes(&mut self) -> Vec<(crate::control::registry::BackendKey, u64, u64)> {
+        match self {
+            DataPath::Xdp(x) => x.outcomes(),
+            DataPath::Proxy(_) => Vec::new(),
+        }
+    }
+
     /// The proxy's counters for one backend (None on the XDP path).
     pub fn proxy_counters(&self, service: &str, address: std::net::SocketAddr) -> Option<crate::proxy::BackendCounters> {
         match self {

@@ -63,6 +63,8 @@ impl Fake {
                         sources: vec!["registration".into()],
                         lease_expires_in_seconds: Some(ttl.as_secs_f64()),
                         proxy: None,
+                        circuit: "closed".into(),
+                        ejections_total: 0,
                     });
                     !existed
                 });
@@ -115,6 +117,8 @@ fn web_service() -> ServiceView {
             sources: vec!["config".into()],
             lease_expires_in_seconds: None,
             proxy: None,
+            circuit: "closed".into(),
+            ejections_total: 0,
         }],
     }
 }

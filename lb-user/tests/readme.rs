@@ -347,6 +347,7 @@ fn every_json_field_of_lb_list_and_lb_explain_is_documented() {
         packets: 0,
         bytes: 0,
         new_flows: 0,
+        circuit: s(),
     };
     let flow = FlowRow {
         protocol: s(),
@@ -360,6 +361,7 @@ fn every_json_field_of_lb_list_and_lb_explain_is_documented() {
     let stats = Stats {
         actions: Default::default(),
         drops: Default::default(),
+        ratelimited: Default::default(),
     };
     let explanation = Explanation {
         service: s(),

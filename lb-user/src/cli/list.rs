@@ -30,6 +30,9 @@ pub fn list(what: ListWhat, pin_path: &Path, api: &str, json: bool) -> Result<Ex
             emit(json, &s, || {
                 let mut rows: Vec<Vec<String>> = s.actions.iter().map(|(k, v)| vec!["action".into(), k.clone(), v.to_string()]).collect();
                 rows.extend(s.drops.iter().map(|(k, v)| vec!["drop".into(), k.clone(), v.to_string()]));
+                for (service, scopes) in &s.ratelimited {
+                    rows.extend(scopes.iter().map(|(scope, v)| vec!["ratelimited".into(), format!("{service}/{scope}"), v.to_string()]));
+                }
                 table::print(&["KIND", "NAME", "PACKETS"], &rows)
             })
         }
@@ -48,10 +51,10 @@ fn print_vips(json: bool, rows: &[inspect::VipRow]) -> Result<ExitCode> {
 fn print_backends(json: bool, rows: &[inspect::BackendRow]) -> Result<ExitCode> {
     emit(json, rows, || {
         table::print(
-            &["SERVICE", "ADDRESS", "WEIGHT", "STATE", "HEALTH", "SOURCE", "PACKETS", "BYTES", "NEW_FLOWS"],
+            &["SERVICE", "ADDRESS", "WEIGHT", "STATE", "HEALTH", "CIRCUIT", "SOURCE", "PACKETS", "BYTES", "NEW_FLOWS"],
             &rows
                 .iter()
-                .map(|r| vec![r.service.clone(), r.address.clone(), r.weight.to_string(), r.state.clone(), r.health.clone(), r.source.clone(), r.packets.to_string(), r.bytes.to_string(), r.new_flows.to_string()])
+                .map(|r| vec![r.service.clone(), r.address.clone(), r.weight.to_string(), r.state.clone(), r.health.clone(), r.circuit.clone(), r.source.clone(), r.packets.to_string(), r.bytes.to_string(), r.new_flows.to_string()])
                 .collect::<Vec<_>>(),
         )
     })

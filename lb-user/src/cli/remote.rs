@@ -50,6 +50,7 @@ fn backend_rows(s: ServiceView) -> Vec<BackendRow> {
                 packets: 0,
                 bytes: c.bytes_in + c.bytes_out,
                 new_flows: c.connections_total,
+                circuit: b.circuit,
             }
         })
         .collect()

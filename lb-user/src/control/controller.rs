@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{info, info_span, warn};
 
+use super::breaker::{self, Breaker, Change};
 use super::handle::{ApiError, Command};
 use super::health::{self, CheckResult, Report, Tracker};
 use super::registry::{BackendKey, Registry};
@@ -30,6 +31,9 @@ const TICK: Duration = Duration::from_secs(1);
 /// re-steered mid-connection to a backend that would reset them. Backends that are down or
 /// in maintenance are cut at once.
 pub const REMOVAL_GRACE: Duration = Duration::from_secs(10);
+/// How often the data path's passive outcomes are read: an ejection follows the failures
+/// that cause it within this (plus a reconcile).
+const PASSIVE_POLL: Duration = Duration::from_millis(100);
 /// Every this many ticks the live-flow counts least_conn and p2c use are recounted.
 const ACTIVE_RECOUNT_TICKS: u64 = 3;
 
@@ -57,6 +61,7 @@ pub struct Controller {
     shared: Shared,
     desired: Desired,
     retiring: HashMap<BackendKey, (Instant, DesiredBackend)>,
+    breakers: HashMap<BackendKey, Breaker>,
     ticks: u64,
 }
 
@@ -75,6 +80,7 @@ impl Controller {
             shared,
             desired,
             retiring: HashMap::new(),
+            breakers: HashMap::new(),
             ticks: 0,
         }
     }
@@ -94,12 +100,15 @@ impl Controller {
         self.sync_checkers();
         self.shared.ready.store(true, Ordering::SeqCst);
         let mut tick = tokio::time::interval(TICK);
+        let mut passive = tokio::time::interval(PASSIVE_POLL);
+        passive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 Some(cmd) = commands.recv() => self.command(cmd),
                 Some(report) = reports.recv() => self.health_report(report),
                 Some(()) = reloads.recv() => { let _ = self.reload(); }
                 _ = tick.tick() => self.tick(),
+                _ = passive.tick() => self.passive(),
                 _ = stop.changed() => break,
             }
         }
@@ -208,6 +217,11 @@ impl Controller {
         let changed = self.trackers.entry(key.clone()).or_default().record(r.result.ok, healthy, unhealthy);
         if let Some(h) = changed {
             info!(service = %key.0, backend = %key.1, health = h.as_str(), detail = %r.result.detail, "health changed");
+            if h == Health::Up {
+                if let Some(Change::Closed) = self.breakers.get_mut(&key).and_then(Breaker::health_recovered) {
+                    info!(service = %key.0, backend = %key.1, "circuit closed: the health check passes again");
+                }
+            }
         }
         self.last_checks.insert(key, r.result);
         if changed.is_some() {
@@ -243,6 +257,53 @@ impl Controller {
                 warn!("recounting live flows failed: {e:#}");
             }
         }
+    }
+
+    /// Feed the data path's passive outcomes to the circuit breakers, run their clocks, and
+    /// reconcile when one changed.
+    fn passive(&mut self) {
+        let now = Instant::now();
+        let mut changed = false;
+        for (key, succeeded, failed) in self.dataplane.outcomes() {
+            let Some(cfg) = self.breaker_config(&key.0) else { continue };
+            let may_eject = self.may_eject(&key.0, cfg.max_ejected_percent);
+            let change = self.breakers.entry(key.clone()).or_default().observe(succeeded, failed, &cfg, may_eject, now);
+            changed |= self.log_change(&key, change);
+        }
+        let mut clock = Vec::new();
+        for (key, b) in &mut self.breakers {
+            clock.push((key.clone(), b.tick(now)));
+        }
+        for (key, change) in clock {
+            changed |= self.log_change(&key, change);
+        }
+        if changed {
+            self.apply();
+        }
+    }
+
+    fn log_change(&self, key: &BackendKey, change: Option<Change>) -> bool {
+        match change {
+            Some(Change::Ejected(time)) => warn!(service = %key.0, backend = %key.1, ejection = ?time, "circuit open: backend ejected after failed flows"),
+            Some(Change::HalfOpen) => info!(service = %key.0, backend = %key.1, "circuit half-open: one trial flow"),
+            Some(Change::Closed) => info!(service = %key.0, backend = %key.1, "circuit closed: the trial flow succeeded"),
+            Some(Change::Rearm) => {}
+            None => return false,
+        }
+        true
+    }
+
+    /// The service's breaker settings, if passive ejection is on.
+    fn breaker_config(&self, service: &str) -> Option<crate::config::CircuitBreaker> {
+        let s = self.cfg.services.iter().find(|s| s.name == service)?;
+        (s.circuit_breaker.consecutive_failures > 0).then_some(s.circuit_breaker)
+    }
+
+    /// Would one more ejection in `service` stay within `max_ejected_percent`?
+    fn may_eject(&self, service: &str, percent: u32) -> bool {
+        let Some(s) = self.desired.services.iter().find(|s| s.name == service) else { return false };
+        let ejected = s.backends.iter().filter(|b| self.breakers.get(&(service.to_string(), b.address)).is_some_and(Breaker::ejected)).count();
+        breaker::within_percent(ejected, s.backends.len(), percent)
     }
 
     /// Validate first; on any error the running config stays.
@@ -286,6 +347,14 @@ impl Controller {
     fn reconcile(&mut self) -> anyhow::Result<()> {
         let mut next = sources::desired(&self.cfg, &self.registry, &self.health_map());
         self.track_retiring(&next, Instant::now());
+        self.forget_breakers(&next);
+        for s in &mut next.services {
+            for b in &mut s.backends {
+                if let Some(br) = self.breakers.get(&(s.name.clone(), b.address)) {
+                    b.circuit = br.circuit();
+                }
+            }
+        }
         for s in &mut next.services {
             for ((service, _), (_, b)) in &self.retiring {
                 if service == &s.name {
@@ -300,6 +369,16 @@ impl Controller {
             warn!("neighbour lookup failed: {e:#}");
         }
         self.dataplane.reconcile(&self.cfg, &self.desired)
+    }
+
+    /// Breakers go with their backend, and all of a service's when passive ejection is
+    /// turned off.
+    fn forget_breakers(&mut self, next: &Desired) {
+        let cfg = &self.cfg;
+        self.breakers.retain(|(service, address), _| {
+            let on = cfg.services.iter().any(|s| &s.name == service && s.circuit_breaker.consecutive_failures > 0);
+            on && next.services.iter().any(|s| &s.name == service && s.backends.iter().any(|b| b.address == *address))
+        });
     }
 
     /// Backends that were there and are no longer named start their grace period; ones
@@ -398,6 +477,8 @@ impl Controller {
                                 .get(&key)
                                 .map(|r| r.expires_at.saturating_duration_since(now).as_secs_f64()),
                             proxy: self.dataplane.proxy_counters(&s.name, b.address),
+                            circuit: b.circuit.as_str().to_string(),
+                            ejections_total: self.breakers.get(&key).map_or(0, |br| br.ejections_total),
                         }
                     })
                     .collect(),

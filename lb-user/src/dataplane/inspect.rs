@@ -33,6 +33,13 @@ pub struct BackendRow {
     pub packets: u64,
     pub bytes: u64,
     pub new_flows: u64,
+    /// Circuit breaker: "closed" | "open" | "half_open".
+    #[serde(default = "closed")]
+    pub circuit: String,
+}
+
+fn closed() -> String {
+    "closed".to_string()
 }
 
 #[derive(Serialize, serde::Deserialize, Debug, Clone, PartialEq)]
@@ -51,6 +58,8 @@ pub struct FlowRow {
 pub struct Stats {
     pub actions: BTreeMap<String, u64>,
     pub drops: BTreeMap<String, u64>,
+    /// New flows refused by `rate_limit`: service → scope ("service" | "source") → count.
+    pub ratelimited: BTreeMap<String, BTreeMap<String, u64>>,
 }
 
 pub fn service_name(meta: &ServiceMeta) -> String {
@@ -134,6 +143,7 @@ pub fn backends(maps: &Maps) -> Result<Vec<BackendRow>> {
             packets: c.packets,
             bytes: c.bytes,
             new_flows: c.new_flows,
+            circuit: ["closed", "open", "half_open"].get(meta.circuit as usize).unwrap_or(&"unknown").to_string(),
         });
     }
     Ok(rows)
@@ -184,5 +194,21 @@ pub fn stats(maps: &Maps) -> Result<Stats> {
         let v = maps.drop_stats.get(&(i as u32), 0)?;
         drops.insert(name.to_string(), v.iter().sum());
     }
-    Ok(Stats { actions, drops })
+    let mut ratelimited: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    for (service, scope, n) in self::ratelimited(maps)? {
+        ratelimited.entry(service).or_default().insert(scope.to_string(), n);
+    }
+    Ok(Stats { actions, drops, ratelimited })
+}
+
+/// New flows each service's `rate_limit` refused, per scope: (service, scope, count).
+pub fn ratelimited(maps: &Maps) -> Result<Vec<(String, &'static str, u64)>> {
+    let mut out = Vec::new();
+    for (id, meta) in services(maps) {
+        for (scope, name) in RL_SCOPE_NAMES.iter().enumerate() {
+            let n: u64 = maps.ratelimited.get(&(id * 2 + scope as u32), 0)?.iter().sum();
+            out.push((service_name(&meta), *name, n));
+        }
+    }
+    Ok(out)
 }

@@ -35,6 +35,7 @@ pub struct ServicePlan {
 #[derive(Clone, Debug, PartialEq)]
 pub struct BackendPlan {
     pub id: u32,
+    pub service: String,
     pub address: SocketAddr,
     pub info: BackendInfo,
     pub meta: BackendMeta,
@@ -103,7 +104,7 @@ pub fn plan(desired: &Desired, global: GlobalConfig, host: &HostFacts, ids: &mut
             if b.on_trial() && reachable {
                 trial = Trial { backend_id: bid, armed: 1 };
             }
-            plan.backends.push(backend_plan(bid, sid, b, host));
+            plan.backends.push(BackendPlan { service: s.name.clone(), ..backend_plan(bid, sid, b, host) });
             // Only backends we can reach take new flows: one whose next-hop MAC is not
             // resolved yet joins the table once it is (within a neighbour refresh).
             if b.in_rotation() && reachable {
@@ -184,6 +185,7 @@ fn backend_plan(id: u32, service_id: u32, b: &DesiredBackend, host: &HostFacts) 
     }
     BackendPlan {
         id,
+        service: String::new(),
         address: b.address,
         info: BackendInfo {
             addr,

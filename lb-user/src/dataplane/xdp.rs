@@ -20,6 +20,7 @@ use super::plan::{plan, HostFacts, Ids};
 use super::writer::Writer;
 use super::{load, maps::Maps, neighbour};
 use crate::config::{Config, Forwarding, XdpAttach};
+use crate::control::registry::BackendKey;
 use crate::state::Desired;
 
 /// How long a TCP flow lives on after its FIN or RST, for the last ACKs and retransmits.
@@ -40,6 +41,10 @@ pub struct XdpDataplane {
     /// Backend ids of services whose algorithm compares live flows (least_conn, p2c), as of
     /// the last reconcile: the ones `recount_active_flows` keeps right.
     counted: Vec<u32>,
+    /// Every backend id of the last reconcile, for the passive outcomes.
+    watched: Vec<(u32, BackendKey)>,
+    /// `LB_OUTCOMES` totals as last read, per backend id.
+    outcome_totals: HashMap<u32, (u64, u64)>,
 }
 
 impl XdpDataplane {
@@ -65,6 +70,8 @@ impl XdpDataplane {
             interface,
             pin_path: d.pin_path.clone(),
             counted: Vec::new(),
+            watched: Vec::new(),
+            outcome_totals: HashMap::new(),
         };
         let generic = d.xdp_attach == XdpAttach::Generic;
         dp.bring_up(desired, adopted.as_ref(), generic).inspect_err(|_| {
@@ -128,6 +135,7 @@ impl XdpDataplane {
             .map(|s| s.id)
             .collect();
         self.counted = p.backends.iter().filter(|b| counting.contains(&b.info.service_id)).map(|b| b.id).collect();
+        self.watch(&p.backends);
         let missing: Vec<String> = p
             .backends
             .iter()
@@ -161,6 +169,41 @@ impl XdpDataplane {
             self.writer.maps.active.set(id, counts.get(&id).copied().unwrap_or(0) as u64, 0)?;
         }
         Ok(())
+    }
+
+    /// Track the backend ids of a new plan. An id given to another backend starts from the
+    /// counters as they are, so the old owner's outcomes are not blamed on the new one.
+    fn watch(&mut self, backends: &[super::plan::BackendPlan]) {
+        let before: HashMap<u32, BackendKey> = self.watched.drain(..).collect();
+        for b in backends {
+            let key = (b.service.clone(), b.address);
+            if before.get(&b.id) != Some(&key) {
+                let totals = self.read_outcomes(b.id).unwrap_or_default();
+                self.outcome_totals.insert(b.id, totals);
+            }
+            self.watched.push((b.id, key));
+        }
+        let live: HashSet<u32> = self.watched.iter().map(|w| w.0).collect();
+        self.outcome_totals.retain(|id, _| live.contains(id));
+    }
+
+    fn read_outcomes(&self, id: u32) -> Result<(u64, u64)> {
+        let values = self.writer.maps.outcomes.get(&id, 0)?;
+        Ok(values.iter().fold((0, 0), |(a, f), o| (a + o.answered, f + o.failed)))
+    }
+
+    /// Passive outcomes since the last call, per backend: (answered, failed) new flows.
+    pub fn outcomes(&mut self) -> Vec<(BackendKey, u64, u64)> {
+        let mut out = Vec::new();
+        for (id, key) in &self.watched {
+            let Ok(now) = self.read_outcomes(*id) else { continue };
+            let last = self.outcome_totals.insert(*id, now).unwrap_or(now);
+            let delta = (now.0.saturating_sub(last.0), now.1.saturating_sub(last.1));
+            if delta != (0, 0) {
+                out.push((key.clone(), delta.0, delta.1));
+            }
+        }
+        out
     }
 
     /// At start, give neighbour resolution a moment (bounded), so the first tables already
