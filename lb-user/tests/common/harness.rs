@@ -95,8 +95,14 @@ impl Harness {
     }
 
     fn reconcile(&mut self) {
+        self.reconcile_with(|_| {});
+    }
+
+    /// Reconcile the config's desired state as `change` leaves it (a breaker's state, say).
+    pub fn reconcile_with(&mut self, change: impl FnOnce(&mut Desired)) {
         let global = global_config_from(&self.config, "eth0", None, None).expect("global config");
-        let desired = Desired::from_config(&self.config);
+        let mut desired = Desired::from_config(&self.config);
+        change(&mut desired);
         self.plan = plan(&desired, global, &self.facts, &mut self.ids).expect("plan");
         self.writer.apply(&self.plan).expect("write maps");
     }

@@ -15,6 +15,7 @@ pub const UDP: u8 = 17;
 pub const SYN: u8 = 0x02;
 pub const ACK: u8 = 0x10;
 pub const FIN: u8 = 0x01;
+pub const RST: u8 = 0x04;
 
 #[derive(Clone, Debug)]
 pub struct Pkt {
