@@ -144,6 +144,11 @@ impl Host {
         Host::new(LB_NS.to_string(), LB_HOST)
     }
 
+    /// A host beyond the contract's (see `add_client`).
+    pub fn extra(ns: &str, host: u8) -> Host {
+        Host::new(ns.to_string(), host)
+    }
+
     pub fn server(n: u8) -> Host {
         Host::new(server_ns(n), server_host(n))
     }

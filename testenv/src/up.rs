@@ -139,9 +139,29 @@ fn no_tx_checksum_offload(ns: &str, dev: &str) -> Result<()> {
 
 /// The client reaches the VIPs through the LB, as through an upstream router;
 /// everything else in 172.20.0.0/16 is on-link.
+/// Another client on the running network: `ns` at 172.20.0.{host} / fd00:20::{host}
+/// (host 3..=9: below the LB's .10), routing the VIPs via the LB like `lbt-client`. For tests
+/// that need a second source (a flood beside a well-behaved client).
+pub fn add_client(ns: &str, host: u8) -> Result<()> {
+    if !(3..=9).contains(&host) {
+        anyhow::bail!("client host number {host} is out of range 3..=9");
+    }
+    if !ns.starts_with(crate::topology::NS_PREFIX) {
+        anyhow::bail!("{ns}: test namespaces start with {}", crate::topology::NS_PREFIX);
+    }
+    let host = Host::extra(ns, host);
+    add_host(&host)?;
+    route_vips_via_lb_from(&host.ns)?;
+    xdp_pass::attach(&switch_port(&host.ns))
+}
+
 fn route_vips_via_lb() -> Result<()> {
+    route_vips_via_lb_from(CLIENT_NS)
+}
+
+fn route_vips_via_lb_from(ns: &str) -> Result<()> {
     ip_in(
-        CLIENT_NS,
+        ns,
         &[
             "route",
             "add",
@@ -153,7 +173,7 @@ fn route_vips_via_lb() -> Result<()> {
         ],
     )?;
     ip_in(
-        CLIENT_NS,
+        ns,
         &[
             "-6",
             "route",
