@@ -134,6 +134,12 @@ struct Limits {
     per_source: Limit,
 }
 
+/// A rate and burst as a bucket's limit. The config defaults a missing burst to one
+/// second's worth; a burst of 0 from anywhere else means the same, not "refuse everything".
+fn bucket_limit(rate: u32, burst: u32) -> Limit {
+    Limit::new(rate, if burst == 0 { rate } else { burst })
+}
+
 /// One service's new-flow limiter. Kept across reconciles (and listener rebinds): its
 /// buckets start over only when the service's limits change.
 pub struct RateLimiter {
@@ -153,21 +159,24 @@ impl RateLimiter {
         RateLimiter { limits: RwLock::new(Limits::default()), service: Mutex::new(Bucket::default()), sources: Mutex::new(SourceBuckets::new(sources)) }
     }
 
-    /// Applies `[service.rate_limit]`. Unchanged: nothing happens (the buckets keep their
-    /// credit); changed: every bucket starts over, full.
+    /// Applies `[service.rate_limit]`. A scope whose limit is unchanged keeps its buckets
+    /// (and their credit); a changed one starts over, full.
     pub fn configure(&self, config: &RateLimit) {
         let mut limits = self.limits.write().unwrap_or_else(|e| e.into_inner());
         if limits.config == *config {
             return;
         }
-        let service = Limit::new(config.new_flows_per_second, config.burst);
-        let per_source = Limit::new(config.per_source_new_flows_per_second, config.per_source_burst);
+        let service = bucket_limit(config.new_flows_per_second, config.burst);
+        let per_source = bucket_limit(config.per_source_new_flows_per_second, config.per_source_burst);
+        if service != limits.service {
+            *self.service.lock().unwrap_or_else(|e| e.into_inner()) = Bucket::full(&service, now_ns());
+        }
+        if per_source != limits.per_source {
+            let mut sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+            let capacity = sources.capacity;
+            *sources = SourceBuckets::new(capacity);
+        }
         *limits = Limits { config: *config, service, per_source };
-        let now = now_ns();
-        *self.service.lock().unwrap_or_else(|e| e.into_inner()) = Bucket::full(&service, now);
-        let mut sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
-        let capacity = sources.capacity;
-        *sources = SourceBuckets::new(capacity);
     }
 
     /// May a new flow from `client` start now? Err names the bucket that refused it.
@@ -278,6 +287,26 @@ mod tests {
         assert_eq!(l.admit(ip("10.0.0.1")), Err(Scope::Service), "same limits: still empty");
         l.configure(&RateLimit { burst: 2, ..cfg });
         assert!(l.admit(ip("10.0.0.1")).is_ok(), "new limits: full again");
+    }
+
+    #[test]
+    fn changing_one_scope_keeps_the_other_scopes_buckets() {
+        let cfg = RateLimit { new_flows_per_second: 1, burst: 5, per_source_new_flows_per_second: 1, per_source_burst: 1 };
+        let l = RateLimiter::default();
+        l.configure(&cfg);
+        assert!(l.admit_at(ip("10.0.0.1"), SEC).is_ok());
+        assert_eq!(l.admit_at(ip("10.0.0.1"), SEC), Err(Scope::Source));
+        l.configure(&RateLimit { burst: 6, ..cfg });
+        assert_eq!(l.admit_at(ip("10.0.0.1"), SEC), Err(Scope::Source), "the source's bucket was kept");
+        l.configure(&RateLimit { per_source_burst: 2, burst: 6, ..cfg });
+        assert!(l.admit_at(ip("10.0.0.1"), SEC).is_ok(), "the sources start over");
+    }
+
+    #[test]
+    fn a_burst_of_zero_means_one_seconds_worth() {
+        let l = RateLimiter::default();
+        l.configure(&RateLimit { new_flows_per_second: 3, burst: 0, ..Default::default() });
+        assert_eq!((0..10).filter(|_| l.admit_at(ip("10.0.0.1"), SEC).is_ok()).count(), 3);
     }
 
     #[test]
