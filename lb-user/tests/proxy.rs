@@ -1,6 +1,7 @@
 //! The userspace proxy on loopback, against real tokio backends: l4 TCP, UDP sessions and the
 //! HTTP mode's keep-alive pool; every algorithm's placement; half-close, resets, refused and
-//! never-accepting backends; reconcile and graceful shutdown. Every test ends by checking
+//! never-accepting backends; reconcile and graceful shutdown; protection (rate limits,
+//! max_connections, passive outcomes, half-open trials). Every test ends by checking
 //! that the proxy's task tracker is back to zero and the process has no more file
 //! descriptors than when the test began. Tests run one at a time (`SERIAL`) so that those
 //! fd counts are the test's own. No root; every wait is bounded.

@@ -7,6 +7,10 @@
 //! - `http` + `pool`: HTTP/1.1 proxy over pooled keep-alive upstream connections.
 //! - `table`: the per-service selector, swapped on reconcile; `service`: what a service's
 //!   tasks share; `stats`: counters and metrics; `tracker`: every task counted.
+//! - `limit`: `[service.rate_limit]` token buckets (per service, per source); `outcome`:
+//!   passive outcomes per backend for the controller's circuit breakers, read through
+//!   `outcomes`. The table carries the rest of the breaker: a half-open backend's one
+//!   trial flow and `max_connections`.
 //!
 //! The controller drives it like the XDP data path: `reconcile` with each new desired
 //! state. There, a backend that may no longer keep its flows (maintenance, down, gone) has
