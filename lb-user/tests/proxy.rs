@@ -1,6 +1,7 @@
 //! The userspace proxy on loopback, against real tokio backends: l4 TCP, UDP sessions and the
 //! HTTP mode's keep-alive pool; every algorithm's placement; half-close, resets, refused and
-//! never-accepting backends; reconcile and graceful shutdown. Every test ends by checking
+//! never-accepting backends; reconcile and graceful shutdown; protection (rate limits,
+//! max_connections, passive outcomes, half-open trials). Every test ends by checking
 //! that the proxy's task tracker is back to zero and the process has no more file
 //! descriptors than when the test began. Tests run one at a time (`SERIAL`) so that those
 //! fd counts are the test's own. No root; every wait is bounded.
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 use lb_user::config::{AdminState, Algorithm, Config};
 use lb_user::proxy::{ProxyDataplane, ProxyStats, TaskKind};
 use lb_user::select::{Candidate, Flow, Selector};
-use lb_user::state::{Desired, Health};
+use lb_user::state::{Circuit, Desired, Health};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
 use tokio::task::{JoinHandle, JoinSet};
@@ -1515,5 +1516,390 @@ fn throughput_report() {
         let svc = dp.stats().service("http").unwrap();
         println!("http pool: {} upstream connections for {} requests (reuse {:.4})", svc.pool_connections_opened_total, svc.pool_requests_total, svc.reuse_ratio());
         dp.shutdown(Duration::from_secs(2)).await;
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// Protection: rate limits, max_connections, passive outcomes, half-open trials
+
+/// Reads until EOF or error: true if the proxy closed (or reset) the connection without
+/// sending anything.
+async fn closed_without_data(mut s: TcpStream) -> bool {
+    let mut buf = [0u8; 64];
+    matches!(within(Duration::from_secs(3), "client closed", s.read(&mut buf)).await, Ok(0) | Err(_))
+}
+
+/// Writes a line and expects the echo back (the connection is alive and served).
+async fn echoes(s: &mut TcpStream, line: &str) {
+    s.write_all(line.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; line.len()];
+    within(Duration::from_secs(3), "echo", s.read_exact(&mut buf)).await.unwrap();
+    assert_eq!(buf, line.as_bytes());
+}
+
+/// Answers every request with `500` (keep-alive).
+async fn failing_http_backend() -> Server {
+    tcp_server("fail", |mut s, _, requests| async move {
+        let mut buf = Vec::new();
+        while let Some((_, start)) = read_head(&mut s, &mut buf).await {
+            buf.drain(..start);
+            requests.fetch_add(1, Ordering::SeqCst);
+            if s.write_all(b"HTTP/1.1 500 Internal Server Error\r\nX-Server: fail\r\nContent-Length: 4\r\n\r\nfail").await.is_err() {
+                return;
+            }
+        }
+    })
+    .await
+}
+
+/// Accepts, then resets at once: the connect works, the flow does not.
+async fn accept_and_reset_backend() -> Server {
+    tcp_server("rst", |s, _, _| async move {
+        let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+        drop(s);
+    })
+    .await
+}
+
+fn outcome_of(outcomes: &[((String, SocketAddr), u64, u64)], service: &str, backend: SocketAddr) -> (u64, u64) {
+    outcomes.iter().find(|((s, a), _, _)| s == service && *a == backend).map_or_else(|| panic!("no outcome for {service}/{backend}: {outcomes:?}"), |(_, ok, failed)| (*ok, *failed))
+}
+
+#[test]
+fn l4_rate_limit_closes_new_connections_beyond_the_burst_and_spares_established_ones() {
+    run(async {
+        let fds = fd_count();
+        let servers = vec![tagged_echo("up").await];
+        let vip = vip_tcp();
+        let keys = "rate_limit = { new_flows_per_second = 1, burst = 3 }";
+        let dp = start(&config("", &service("web", vip, keys, &w1(&[servers[0].addr]))));
+        let t = Instant::now();
+        let mut admitted = Vec::new();
+        for _ in 0..3 {
+            let mut s = within(Duration::from_secs(5), "connect", TcpStream::connect(vip)).await.unwrap();
+            let mut name = [0u8; 3];
+            within(Duration::from_secs(3), "name", s.read_exact(&mut name)).await.unwrap();
+            admitted.push(s);
+        }
+        let mut refused = 0u64;
+        for _ in 0..6 {
+            // The refusal is an RST right after the accept: it can even fail the connect.
+            let closed = match within(Duration::from_secs(5), "connect", TcpStream::connect(vip)).await {
+                Ok(s) => closed_without_data(s).await,
+                Err(e) => e.kind() == io::ErrorKind::ConnectionReset,
+            };
+            if closed {
+                refused += 1;
+            }
+        }
+        // The bucket refills one flow a second: a slow machine may have earned one more.
+        let refill = t.elapsed().as_secs();
+        assert!(refused + refill >= 6, "{refused} of 6 refused after {refill} s");
+        let c = dp.stats().service("web").unwrap();
+        assert_eq!(c.ratelimited_service_total, refused, "the counter is the excess");
+        assert_eq!(c.ratelimited_source_total, 0);
+        assert_eq!(servers[0].accepted.load(Ordering::SeqCst) as u64, 9 - refused, "a refused connection never reaches the backend");
+        for (i, s) in admitted.iter_mut().enumerate() {
+            echoes(s, &format!("still here {i}\n")).await;
+        }
+        let metrics = dp.stats().render_metrics();
+        assert!(metrics.contains(&format!("lb_ratelimited_total{{service=\"web\",scope=\"service\",path=\"proxy\"}} {refused}")), "{metrics}");
+        assert!(metrics.contains("lb_ratelimited_total{service=\"web\",scope=\"source\",path=\"proxy\"} 0"), "{metrics}");
+        drop(admitted);
+        finish(dp, servers, fds).await;
+    });
+}
+
+#[test]
+fn http_rate_limit_per_source_answers_429_and_spares_other_sources_and_open_connections() {
+    run(async {
+        let fds = fd_count();
+        let servers = vec![http_backend("h", HttpOpts::default()).await];
+        let vip = vip_tcp();
+        let extra = "rate_limit = { per_source_new_flows_per_second = 1, per_source_burst = 2 }";
+        let dp = start(&config("", &http_service("web", vip, extra, &[servers[0].addr])));
+        let mut open = vec![HttpClient::connect(vip).await, HttpClient::connect(vip).await];
+        for c in &mut open {
+            assert_eq!(c.get("/").await.status, 200);
+        }
+        let mut over = HttpClient::connect(vip).await;
+        let r = over.get("/").await;
+        assert_eq!(r.status, 429, "{r:?}");
+        assert_eq!(header(&r.headers, "connection"), Some("close"));
+        assert!(r.body.contains("rate limit"), "{}", r.body);
+        let mut rest = [0u8; 16];
+        assert_eq!(within(Duration::from_secs(3), "closed after 429", over.stream.read(&mut rest)).await.unwrap_or(0), 0);
+        // Another source has its own bucket; open connections are never limited.
+        let other = connect_from(SocketAddr::from(([127, 0, 0, 2], 0)), vip).await;
+        let mut other = HttpClient { stream: other, buf: Vec::new() };
+        assert_eq!(other.get("/").await.status, 200);
+        for c in &mut open {
+            for _ in 0..3 {
+                assert_eq!(c.get("/again").await.status, 200);
+            }
+        }
+        let c = dp.stats().service("web").unwrap();
+        assert_eq!((c.ratelimited_source_total, c.ratelimited_service_total), (1, 0));
+        assert_eq!(servers[0].requests.load(Ordering::SeqCst), 9, "the refused request never went upstream");
+        drop((open, over, other));
+        finish(dp, servers, fds).await;
+    });
+}
+
+#[test]
+fn udp_rate_limit_drops_only_datagrams_that_would_open_a_session() {
+    run(async {
+        let fds = fd_count();
+        let servers = vec![udp_echo("u").await];
+        let vip = SocketAddr::from((Ipv4Addr::LOCALHOST, free_udp_port()));
+        let keys = "protocol = \"udp\"\nrate_limit = { per_source_new_flows_per_second = 1, per_source_burst = 1 }";
+        let dp = start(&config("", &service("dns", vip, keys, &w1(&[servers[0].addr]))));
+        let first = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        first.connect(vip).await.unwrap();
+        let second = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        second.connect(vip).await.unwrap();
+        let mut buf = [0u8; 64];
+        first.send(b"a").await.unwrap();
+        within(Duration::from_secs(2), "reply", first.recv(&mut buf)).await.unwrap();
+        // Same source, new session: over the limit, dropped.
+        second.send(b"b").await.unwrap();
+        assert!(tokio::time::timeout(Duration::from_millis(300), second.recv(&mut buf)).await.is_err(), "no reply for a limited datagram");
+        // The open session is not limited.
+        for _ in 0..5 {
+            first.send(b"c").await.unwrap();
+            within(Duration::from_secs(2), "reply", first.recv(&mut buf)).await.unwrap();
+        }
+        assert_eq!(dp.stats().service("dns").unwrap().ratelimited_source_total, 1);
+        assert_eq!(dp.udp_sessions("dns"), 1);
+        drop((first, second));
+        finish(dp, servers, fds).await;
+    });
+}
+
+#[test]
+fn l4_max_connections_sends_the_overflow_to_the_next_backend_and_closes_when_all_are_full() {
+    run(async {
+        let fds = fd_count();
+        let servers = vec![tagged_echo("a").await, tagged_echo("b").await];
+        let vip = vip_tcp();
+        let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
+        // source_hash: every connection from 127.0.0.1 wants the same backend.
+        let keys = "algorithm = \"source_hash\"\ncircuit_breaker = { max_connections = 1 }";
+        let dp = start(&config("", &service("web", vip, keys, &w1(&addrs))));
+        let mut first = within(Duration::from_secs(5), "connect", TcpStream::connect(vip)).await.unwrap();
+        let mut name = [0u8; 2];
+        within(Duration::from_secs(3), "name", first.read_exact(&mut name)).await.unwrap();
+        let preferred = String::from_utf8_lossy(&name[..1]).into_owned();
+        let mut second = within(Duration::from_secs(5), "connect", TcpStream::connect(vip)).await.unwrap();
+        within(Duration::from_secs(3), "name", second.read_exact(&mut name)).await.unwrap();
+        assert_ne!(String::from_utf8_lossy(&name[..1]), preferred, "the full backend was skipped for the next one");
+        let third = within(Duration::from_secs(5), "connect", TcpStream::connect(vip)).await.unwrap();
+        assert!(closed_without_data(third).await, "every backend full: closed");
+        assert_eq!(dp.stats().service("web").unwrap().overflow_total, 1);
+        assert!(dp.stats().render_metrics().contains("lb_proxy_overflow_total{service=\"web\",path=\"proxy\"} 1"));
+        // A slot frees up: its backend takes new connections again.
+        drop(first);
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while addrs.iter().map(|a| dp.stats().backend("web", *a).unwrap().active).sum::<u64>() > 1 {
+            assert!(Instant::now() < deadline, "the closed connection was never released");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(ask_name(vip).await, preferred);
+        echoes(&mut second, "still served\n").await;
+        drop(second);
+        finish(dp, servers, fds).await;
+    });
+}
+
+#[test]
+fn http_max_connections_answers_503_when_every_backend_is_busy() {
+    run(async {
+        let fds = fd_count();
+        let slow = HttpOpts { delay: Some(Duration::from_millis(1500)), ..Default::default() };
+        let servers = vec![http_backend("s1", slow).await, http_backend("s2", slow).await];
+        let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
+        let vip = vip_tcp();
+        let dp = start(&config("", &http_service("web", vip, "circuit_breaker = { max_connections = 1 }", &addrs)));
+        let mut slow_requests = JoinSet::new();
+        for _ in 0..2 {
+            slow_requests.spawn(async move { HttpClient::connect(vip).await.get("/slow").await });
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while addrs.iter().any(|a| dp.stats().backend("web", *a).unwrap().active < 1) {
+            assert!(Instant::now() < deadline, "the two slow requests never were in flight on both backends");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let mut c = HttpClient::connect(vip).await;
+        let r = c.get("/fast").await;
+        assert_eq!(r.status, 503, "{r:?}");
+        assert!(r.body.contains("max_connections"), "{}", r.body);
+        let mut served = Vec::new();
+        while let Some(r) = slow_requests.join_next().await {
+            let r = r.unwrap();
+            assert_eq!(r.status, 200);
+            served.push(server_of(&r));
+        }
+        assert_eq!(count(served).len(), 2, "one slow request on each backend");
+        assert_eq!(dp.stats().service("web").unwrap().overflow_total, 1);
+        assert_eq!(c.get("/after").await.status, 200, "capacity is back");
+        drop(c);
+        finish(dp, servers, fds).await;
+    });
+}
+
+#[test]
+fn l4_outcomes_count_refused_connects_and_early_resets_as_failures_and_served_flows_as_successes() {
+    run(async {
+        let fds = fd_count();
+        let servers = vec![tagged_echo("up").await, accept_and_reset_backend().await];
+        let (live, rst) = (servers[0].addr, servers[1].addr);
+        let dead = refused_addr();
+        let vip = vip_tcp();
+        let mut dp = start(&config("", &service("web", vip, "algorithm = \"round_robin\"", &w1(&[dead, live, rst]))));
+        let mut names = Vec::new();
+        for _ in 0..9 {
+            // A flow the resetting backend took is reset on the client's side too, which
+            // can come before the client's connect has completed.
+            match within(Duration::from_secs(5), "connect", TcpStream::connect(vip)).await {
+                Ok(s) => names.push(read_name(s).await),
+                Err(e) => {
+                    assert_eq!(e.kind(), io::ErrorKind::ConnectionReset);
+                    names.push(String::new());
+                }
+            }
+        }
+        // Outcomes of reset flows land when their relay ends: wait for every task to finish.
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while dp.stats().tasks().live_of(TaskKind::Connection) > 0 {
+            assert!(Instant::now() < deadline, "connections still open");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let o = dp.outcomes();
+        let (live_ok, live_failed) = outcome_of(&o, "web", live);
+        let (rst_ok, rst_failed) = outcome_of(&o, "web", rst);
+        let (dead_ok, dead_failed) = outcome_of(&o, "web", dead);
+        let served = names.iter().filter(|n| *n == "up").count() as u64;
+        assert_eq!((live_ok, live_failed), (served, 0), "{names:?}");
+        assert_eq!(rst_ok, 0);
+        // Its reset can also land before the proxy's connect completes: then it is a
+        // connect failure (and the flow goes to the next backend). Either way, a failure.
+        let rst_connect_failures = dp.stats().backend("web", rst).unwrap().connect_failures_total;
+        assert_eq!(rst_failed, 9 - served + rst_connect_failures, "every flow the resetting backend took failed");
+        assert!(rst_failed >= 1);
+        assert_eq!(dead_ok, 0);
+        assert_eq!(dead_failed, dp.stats().backend("web", dead).unwrap().connect_failures_total);
+        assert!(dead_failed >= 3, "{dead_failed}");
+        // Deltas: nothing new since the last call.
+        let again = dp.outcomes();
+        assert!(again.iter().all(|(_, ok, failed)| (*ok, *failed) == (0, 0)), "{again:?}");
+        for _ in 0..2 {
+            if let Ok(s) = within(Duration::from_secs(5), "connect", TcpStream::connect(vip)).await {
+                read_name(s).await;
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while dp.stats().tasks().live_of(TaskKind::Connection) > 0 {
+            assert!(Instant::now() < deadline, "connections still open");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let later = dp.outcomes();
+        let total: u64 = later.iter().map(|(_, ok, failed)| ok + failed).sum();
+        assert!(total >= 2, "the two new connections are counted: {later:?}");
+        finish(dp, servers, fds).await;
+    });
+}
+
+#[test]
+fn http_outcomes_count_5xx_as_failures() {
+    run(async {
+        let fds = fd_count();
+        let servers = vec![http_backend("ok", HttpOpts::default()).await, failing_http_backend().await];
+        let (ok, fail) = (servers[0].addr, servers[1].addr);
+        let vip = vip_tcp();
+        let mut dp = start(&config("", &http_service("web", vip, "", &[ok, fail])));
+        let mut c = HttpClient::connect(vip).await;
+        let mut statuses = Vec::new();
+        for _ in 0..6 {
+            statuses.push(c.get("/").await.status);
+        }
+        assert_eq!(statuses.iter().filter(|s| **s == 500).count(), 3, "{statuses:?}");
+        let o = dp.outcomes();
+        assert_eq!(outcome_of(&o, "web", ok), (3, 0));
+        assert_eq!(outcome_of(&o, "web", fail), (0, 3));
+        drop(c);
+        finish(dp, servers, fds).await;
+    });
+}
+
+#[test]
+fn a_half_open_backend_gets_exactly_one_new_flow_per_reconcile() {
+    run(async {
+        let fds = fd_count();
+        let servers = vec![tagged_echo("a").await, tagged_echo("b").await];
+        let vip = vip_tcp();
+        let cfg = config("", &service("web", vip, "algorithm = \"round_robin\"", &w1(&[servers[0].addr, servers[1].addr])));
+        let mut dp = start(&cfg);
+        let mut desired = Desired::from_config(&cfg);
+        desired.services[0].backends[1].circuit = Circuit::HalfOpen;
+        for round in 0..2 {
+            dp.reconcile(&cfg, &desired).unwrap();
+            let names: Vec<String> = {
+                let mut v = Vec::new();
+                for _ in 0..6 {
+                    v.push(ask_name(vip).await);
+                }
+                v
+            };
+            assert_eq!(names.iter().filter(|n| *n == "b").count(), 1, "round {round}: {names:?}");
+            assert_eq!(names[0], "b", "round {round}: the first new flow is the trial");
+        }
+        // Open: no trial at all.
+        desired.services[0].backends[1].circuit = Circuit::Open;
+        dp.reconcile(&cfg, &desired).unwrap();
+        for _ in 0..4 {
+            assert_eq!(ask_name(vip).await, "a");
+        }
+        let o = dp.outcomes();
+        assert_eq!(outcome_of(&o, "web", servers[1].addr), (2, 0), "the trials' outcomes are counted");
+        finish(dp, servers, fds).await;
+    });
+}
+
+#[test]
+fn udp_outcomes_count_port_unreachable_as_a_failure_and_a_reply_as_one_success_per_session() {
+    run(async {
+        let fds = fd_count();
+        let servers = vec![udp_echo("u").await];
+        let live = servers[0].addr;
+        let dead = SocketAddr::from((Ipv4Addr::LOCALHOST, free_udp_port()));
+        let (vip_live, vip_dead) = (SocketAddr::from((Ipv4Addr::LOCALHOST, free_udp_port())), SocketAddr::from((Ipv4Addr::LOCALHOST, free_udp_port())));
+        let services = service("live", vip_live, "protocol = \"udp\"", &w1(&[live])) + &service("dead", vip_dead, "protocol = \"udp\"", &w1(&[dead]));
+        let mut dp = start(&config("", &services));
+        let mut buf = [0u8; 64];
+        for _ in 0..2 {
+            let c = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            c.connect(vip_live).await.unwrap();
+            for _ in 0..3 {
+                c.send(b"hi").await.unwrap();
+                within(Duration::from_secs(2), "reply", c.recv(&mut buf)).await.unwrap();
+            }
+        }
+        let c = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        c.connect(vip_dead).await.unwrap();
+        let stats = dp.stats();
+        within(Duration::from_secs(3), "ICMP port unreachable is seen", async {
+            while stats.backend("dead", dead).unwrap().failed_total == 0 {
+                let _ = c.send(b"anyone?").await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+        let o = dp.outcomes();
+        assert_eq!(outcome_of(&o, "live", live), (2, 0), "one success per session, not per reply");
+        let (ok, failed) = outcome_of(&o, "dead", dead);
+        assert_eq!(ok, 0);
+        assert!(failed >= 1, "{failed}");
+        drop(c);
+        finish(dp, servers, fds).await;
     });
 }

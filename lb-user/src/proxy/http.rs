@@ -12,10 +12,17 @@
 //! up to 64 KiB (`Content-Length`) are read whole first for that; larger or chunked ones
 //! stream and are retried only if hyper hands them back unsent. A backend that refuses or times out the connect is
 //! excluded and the next one picked, as in l4 mode.
+//!
+//! Protection: the rate limit counts client connections (requests on an established
+//! keep-alive connection are never limited); one over it gets `429` and is closed. The
+//! request is the unit of `max_connections` (requests in flight per backend, i.e. upstream
+//! connections in use): a full backend is skipped, all full is `503`. Outcomes for the
+//! circuit breaker are per request: connect failure, no response, or 5xx fail; else success.
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http_body_util::{BodyExt, Either, Full};
 use hyper::body::{Body, Bytes, Incoming};
@@ -27,9 +34,11 @@ use tracing::{debug, warn};
 
 use super::idle::Activity;
 use super::io::Metered;
+use super::outcome;
 use super::pool::{Pool, ReqBody, UpstreamBody};
 use super::service::ServiceCtx;
 use super::stats::ProxyFlow;
+use super::table::{NoBackend, Picked};
 use super::tcp::MAX_TRIES;
 use super::tracker::TaskGuard;
 use crate::select::{ActiveGuard, Flow};
@@ -81,6 +90,41 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<ServiceCtx>, _g
             _ = activity.expired(idle) => break,
             _ = ctx.killed() => break,
         }
+    }
+}
+
+/// Why a client connection is answered without being proxied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Over `[service.rate_limit]`: 429.
+    RateLimited,
+}
+
+/// How long a refused client has to send its request and read the answer.
+const REFUSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Answers the connection's first request with the refusal (`Connection: close`) and
+/// closes it. The request is read first (hyper does): answering before it, then closing
+/// with unread bytes, would make the kernel send an RST that can destroy the answer.
+pub async fn refuse(stream: TcpStream, peer: SocketAddr, ctx: Arc<ServiceCtx>, _guard: TaskGuard, why: Refusal) {
+    let name = ctx.name.clone();
+    let service = hyper::service::service_fn(move |_req: Request<Incoming>| {
+        let response = match why {
+            Refusal::RateLimited => {
+                text(StatusCode::TOO_MANY_REQUESTS, &format!("429 Too Many Requests: service {name} is over its rate limit for new connections\n"))
+            }
+        };
+        async move { Ok::<_, Infallible>(response) }
+    });
+    // keep_alive(false): hyper sends `Connection: close` and ends after this response.
+    let conn = hyper::server::conn::http1::Builder::new().keep_alive(false).serve_connection(TokioIo::new(stream), service);
+    tokio::select! {
+        r = tokio::time::timeout(REFUSE_TIMEOUT, conn) => {
+            if let Ok(Err(e)) = r {
+                debug!(service = %ctx.name, client = %peer, "refused connection ended: {e}");
+            }
+        }
+        _ = ctx.killed() => {}
     }
 }
 
@@ -174,8 +218,17 @@ async fn forward(req: Request<Incoming>, client: SocketAddr, vip: SocketAddr, ct
     let mut excluded: Vec<SocketAddr> = Vec::new();
     let mut retried = false;
     'backends: for _ in 0..MAX_TRIES {
-        let Some((candidate, slot)) = table.pick(&flow, &excluded) else { break };
-        let active = ActiveGuard::new(candidate);
+        let Picked { slot, active } = match table.pick(&flow, &excluded) {
+            Ok(p) => p,
+            Err(NoBackend::Full) => {
+                ctx.service_stats.overflow_total.fetch_add(1, Ordering::Relaxed);
+                return text(StatusCode::SERVICE_UNAVAILABLE, &format!("503 Service Unavailable: every backend of service {} is at max_connections\n", ctx.name));
+            }
+            Err(NoBackend::None) if excluded.is_empty() => {
+                return text(StatusCode::SERVICE_UNAVAILABLE, &format!("503 Service Unavailable: service {} has no backend in rotation\n", ctx.name));
+            }
+            Err(NoBackend::None) => break,
+        };
         let backend = slot.address;
         let mut fresh = false;
         loop {
@@ -187,6 +240,7 @@ async fn forward(req: Request<Incoming>, client: SocketAddr, vip: SocketAddr, ct
                     Ok(c) => c,
                     Err(e) => {
                         slot.stats.connect_failures_total.fetch_add(1, Ordering::Relaxed);
+                        outcome::failed(&slot.stats);
                         if slot.may_warn() {
                             warn!(service = %ctx.name, %backend, "connect failed: {e}; trying the next backend");
                         }
@@ -198,6 +252,12 @@ async fn forward(req: Request<Incoming>, client: SocketAddr, vip: SocketAddr, ct
             let Some(b) = body.take() else { break 'backends };
             match conn.sender.try_send_request(head.request(b)).await {
                 Ok(resp) => {
+                    // The breaker's view of a request: a 5xx is the backend failing it.
+                    if resp.status().is_server_error() {
+                        outcome::failed(&slot.stats);
+                    } else {
+                        outcome::succeeded(&slot.stats);
+                    }
                     ctx.service_stats.pool_requests_total.fetch_add(1, Ordering::Relaxed);
                     slot.stats.connections_total.fetch_add(1, Ordering::Relaxed);
                     let flow = ctx.stats.open_flow(ProxyFlow { service: ctx.name.clone(), protocol: ctx.protocol, client, vip, backend });
@@ -224,6 +284,8 @@ async fn forward(req: Request<Incoming>, client: SocketAddr, vip: SocketAddr, ct
                         fresh = true;
                         continue;
                     }
+                    // No response and no retry left: the client gets a 502 for it.
+                    outcome::failed(&slot.stats);
                     if slot.may_warn() {
                         warn!(service = %ctx.name, %backend, "request failed: {error}");
                     }

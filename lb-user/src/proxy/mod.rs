@@ -7,6 +7,10 @@
 //! - `http` + `pool`: HTTP/1.1 proxy over pooled keep-alive upstream connections.
 //! - `table`: the per-service selector, swapped on reconcile; `service`: what a service's
 //!   tasks share; `stats`: counters and metrics; `tracker`: every task counted.
+//! - `limit`: `[service.rate_limit]` token buckets (per service, per source); `outcome`:
+//!   passive outcomes per backend for the controller's circuit breakers, read through
+//!   `outcomes`. The table carries the rest of the breaker: a half-open backend's one
+//!   trial flow and `max_connections`.
 //!
 //! The controller drives it like the XDP data path: `reconcile` with each new desired
 //! state. There, a backend that may no longer keep its flows (maintenance, down, gone) has
@@ -14,7 +18,9 @@
 mod http;
 mod idle;
 mod io;
+mod limit;
 mod listen;
+mod outcome;
 mod pool;
 mod service;
 mod stats;
@@ -34,11 +40,13 @@ use tokio::runtime::Handle;
 use tracing::{debug, info, info_span, warn};
 
 pub use stats::{BackendCounters, BackendStats, ProxyFlow, ProxyStats, ServiceCounters, ServiceStats, PATH_PROXY};
+pub use limit::{Scope, MAX_SOURCES};
 pub use tracker::{TaskKind, TaskTracker};
 
 use pool::Pool;
 use service::{ServiceCtx, Signals};
-use table::{BackendSlot, Settings, SharedTable, Table};
+use limit::RateLimiter;
+use table::{BackendSlot, Settings, SharedTable, Table, Trial};
 use udp::Sessions;
 
 use crate::config::{Config, Protocol, ProxyMode};
@@ -75,6 +83,8 @@ enum Bound {
 pub struct ProxyDataplane {
     services: HashMap<String, ServiceRuntime>,
     stats: Arc<ProxyStats>,
+    /// Per (service, backend): (succeeded, failed) totals as the last `outcomes` saw them.
+    outcomes_seen: HashMap<(String, SocketAddr), (u64, u64)>,
     signals: Arc<Signals>,
     runtime: Handle,
 }
@@ -85,7 +95,7 @@ impl ProxyDataplane {
     /// is left listening).
     pub fn start(cfg: &Config, desired: &Desired) -> Result<Self> {
         let runtime = Handle::try_current().context("the proxy must start inside a tokio runtime")?;
-        let mut dp = ProxyDataplane { services: HashMap::new(), stats: Arc::new(ProxyStats::default()), signals: Arc::new(Signals::default()), runtime };
+        let mut dp = ProxyDataplane { services: HashMap::new(), stats: Arc::new(ProxyStats::default()), outcomes_seen: HashMap::new(), signals: Arc::new(Signals::default()), runtime };
         dp.reconcile(cfg, desired)?;
         info!(services = dp.services.len(), workers = listen::worker_count(cfg.daemon.workers), "proxy data path serving");
         Ok(dp)
@@ -133,7 +143,7 @@ impl ProxyDataplane {
             let Some(sockets) = bound.remove(&s.name) else { continue };
             let settings = Arc::new(Settings::new(cfg, pool_of(cfg, s)));
             let key = key_of(s);
-            let backends = match self.services.remove(&s.name) {
+            let (backends, limiter) = match self.services.remove(&s.name) {
                 Some(old) => {
                     // Listeners replaced: the old ones stop accepting; their connections go on
                     // (and are still cut with their backends, whose slots carry over).
@@ -142,11 +152,11 @@ impl ProxyDataplane {
                     if let Some(p) = &old.ctx.pool {
                         p.close();
                     }
-                    old.backends
+                    (old.backends, old.ctx.limiter.clone())
                 }
                 None => {
                     info!(service = %s.name, vip = %s.vip, protocol = %s.protocol, mode = ?key.mode, workers, "service listening");
-                    HashMap::new()
+                    (HashMap::new(), Arc::new(RateLimiter::default()))
                 }
             };
             let ctx = Arc::new(ServiceCtx {
@@ -161,6 +171,7 @@ impl ProxyDataplane {
                 global: self.signals.clone(),
                 pool: (s.protocol == Protocol::Tcp && key.mode == ProxyMode::Http).then(|| Arc::new(Pool::new(&settings.pool))),
                 sessions: (s.protocol == Protocol::Udp).then(|| Arc::new(Sessions::default())),
+                limiter,
             });
             ctx.service_stats.http.store(ctx.pool.is_some(), std::sync::atomic::Ordering::Relaxed);
             spawn_listeners(&ctx, sockets);
@@ -174,7 +185,8 @@ impl ProxyDataplane {
         for s in &desired.services {
             let Some(rt) = self.services.get_mut(&s.name) else { continue };
             let settings = Arc::new(Settings::new(cfg, pool_of(cfg, s)));
-            update_backends(rt, s, &self.stats, settings);
+            rt.ctx.limiter.configure(&s.rate_limit);
+            update_backends(rt, s, &self.stats, settings, max_connections_of(cfg, s));
         }
         self.stats.retain(
             |service, address| wanted.get(service).is_some_and(|s| s.backends.iter().any(|b| b.address == address)),
@@ -222,6 +234,26 @@ impl ProxyDataplane {
         self.services.get(service).and_then(|rt| rt.ctx.pool.as_ref()).map_or(0, |p| p.idle_count(backend))
     }
 
+    /// Passive outcomes for the circuit breaker: per (service, backend), the new flows that
+    /// succeeded and failed since the previous call (the first call: since the backend's
+    /// counters were created). Every backend the proxy counts is listed, zeros included.
+    pub fn outcomes(&mut self) -> Vec<((String, SocketAddr), u64, u64)> {
+        let mut seen = HashMap::with_capacity(self.outcomes_seen.len());
+        let mut out = Vec::new();
+        for (service, address, c) in self.stats.backends() {
+            let key = (service, address);
+            let (s0, f0) = self.outcomes_seen.get(&key).copied().unwrap_or_default();
+            // Counters that went backwards were recreated (the backend left and came
+            // back): everything they hold is new.
+            let delta = |now: u64, before: u64| if now >= before { now - before } else { now };
+            out.push((key.clone(), delta(c.succeeded_total, s0), delta(c.failed_total, f0)));
+            seen.insert(key, (c.succeeded_total, c.failed_total));
+        }
+        // Backends no longer counted are forgotten with them.
+        self.outcomes_seen = seen;
+        out
+    }
+
     /// Open UDP sessions of a service.
     pub fn udp_sessions(&self, service: &str) -> usize {
         self.services.get(service).and_then(|rt| rt.ctx.sessions.as_ref()).map_or(0, |s| s.len())
@@ -238,6 +270,11 @@ impl Drop for ProxyDataplane {
 
 fn mode_of(cfg: &Config, s: &DesiredService) -> ProxyMode {
     cfg.services.iter().find(|c| c.name == s.name).map_or(ProxyMode::L4, |c| c.proxy_mode)
+}
+
+/// `[service.circuit_breaker] max_connections` (0: unlimited).
+fn max_connections_of(cfg: &Config, s: &DesiredService) -> u32 {
+    cfg.services.iter().find(|c| c.name == s.name).map_or(0, |c| c.circuit_breaker.max_connections)
 }
 
 fn pool_of(cfg: &Config, s: &DesiredService) -> crate::config::Pool {
@@ -280,7 +317,7 @@ fn close_service(ctx: &ServiceCtx) {
 
 /// Backends: slots kept for the ones that stay, cut for the ones that may no longer keep
 /// flows; then the new table.
-fn update_backends(rt: &mut ServiceRuntime, s: &DesiredService, stats: &Arc<ProxyStats>, settings: Arc<Settings>) {
+fn update_backends(rt: &mut ServiceRuntime, s: &DesiredService, stats: &Arc<ProxyStats>, settings: Arc<Settings>, max_connections: u32) {
     let ctx = &rt.ctx;
     for b in &s.backends {
         let keeps = b.keeps_flows();
@@ -308,11 +345,19 @@ fn update_backends(rt: &mut ServiceRuntime, s: &DesiredService, stats: &Arc<Prox
         candidates.push(Candidate { address: b.address, weight: b.weight, active: record.slot.stats.active.clone() });
         slots.insert(b.address, record.slot.clone());
     }
-    debug!(service = %s.name, in_rotation = candidates.len(), backends = s.backends.len(), "proxy table");
+    // At most one trial per table: the controller half-opens backends one poll at a time,
+    // and one trial flow at a time keeps a still-broken service from failing many clients.
+    let trial = s.backends.iter().filter(|b| b.on_trial()).find_map(|b| {
+        let record = rt.backends.get(&b.address)?;
+        let candidate = Candidate { address: b.address, weight: b.weight, active: record.slot.stats.active.clone() };
+        Some(Trial::new(candidate, record.slot.clone()))
+    });
+    debug!(service = %s.name, in_rotation = candidates.len(), backends = s.backends.len(), trial = ?trial.as_ref().map(|t| t.candidate.address), "proxy table");
     if let Some(p) = &ctx.pool {
         p.configure(&settings.pool);
     }
-    ctx.table.store(Table::new(Selector::new(s.algorithm, candidates), slots, settings));
+    let table = Table::new(Selector::new(s.algorithm, candidates), slots, settings).with_trial(trial).with_max_connections(max_connections);
+    ctx.table.store(table);
 }
 
 /// Closes every connection to the backend; later connections get a fresh slot (same

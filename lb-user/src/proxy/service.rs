@@ -1,10 +1,12 @@
 //! What the tasks of one service share: its name and VIP, the current table, its counters,
+//! its rate limiter,
 //! and the two signals that end them (stop accepting; close everything now).
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use super::limit::RateLimiter;
 use super::pool::Pool;
 use super::stats::{ProxyStats, ServiceStats};
 use super::table::SharedTable;
@@ -62,6 +64,8 @@ pub struct ServiceCtx {
     pub pool: Option<Arc<Pool>>,
     /// UDP only.
     pub sessions: Option<Arc<Sessions>>,
+    /// New-flow rate limit; outlives this context when the listeners are rebound.
+    pub limiter: Arc<RateLimiter>,
 }
 
 impl ServiceCtx {

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use serde::Serialize;
 
+use super::limit::Scope;
 use super::tracker::TaskTracker;
 use crate::config::Protocol;
 
@@ -33,6 +34,11 @@ pub struct BackendStats {
     pub bytes_out: AtomicU64,
     /// Connects that failed or timed out (UDP: ICMP port unreachable on the session).
     pub connect_failures_total: AtomicU64,
+    /// New flows that worked (passive outcome for the circuit breaker; see `outcome`).
+    pub succeeded_total: AtomicU64,
+    /// New flows that failed: connect refused or timed out, reset before the backend sent
+    /// anything, HTTP 5xx, UDP port unreachable.
+    pub failed_total: AtomicU64,
 }
 
 /// One service.
@@ -44,6 +50,12 @@ pub struct ServiceStats {
     pub pool_requests_total: AtomicU64,
     /// UDP datagrams dropped because the session table was full.
     pub udp_sessions_rejected_total: AtomicU64,
+    /// New flows refused by `[service.rate_limit]`: the service's bucket was empty.
+    pub ratelimited_service_total: AtomicU64,
+    /// New flows refused by `[service.rate_limit]`: the source's bucket was empty.
+    pub ratelimited_source_total: AtomicU64,
+    /// New flows refused because every candidate backend was at `max_connections`.
+    pub overflow_total: AtomicU64,
     /// The service is in HTTP mode (only those have pool series).
     pub http: std::sync::atomic::AtomicBool,
 }
@@ -56,6 +68,10 @@ pub struct BackendCounters {
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub connect_failures_total: u64,
+    #[serde(default)]
+    pub succeeded_total: u64,
+    #[serde(default)]
+    pub failed_total: u64,
 }
 
 /// A plain copy of a service's counters.
@@ -64,6 +80,9 @@ pub struct ServiceCounters {
     pub pool_connections_opened_total: u64,
     pub pool_requests_total: u64,
     pub udp_sessions_rejected_total: u64,
+    pub ratelimited_service_total: u64,
+    pub ratelimited_source_total: u64,
+    pub overflow_total: u64,
 }
 
 impl ServiceCounters {
@@ -85,16 +104,30 @@ impl BackendStats {
             bytes_in: self.bytes_in.load(Ordering::Relaxed),
             bytes_out: self.bytes_out.load(Ordering::Relaxed),
             connect_failures_total: self.connect_failures_total.load(Ordering::Relaxed),
+            succeeded_total: self.succeeded_total.load(Ordering::Relaxed),
+            failed_total: self.failed_total.load(Ordering::Relaxed),
         }
     }
 }
 
 impl ServiceStats {
+    /// Counts a new flow the rate limiter refused.
+    pub fn ratelimited(&self, scope: Scope) {
+        let c = match scope {
+            Scope::Service => &self.ratelimited_service_total,
+            Scope::Source => &self.ratelimited_source_total,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn snapshot(&self) -> ServiceCounters {
         ServiceCounters {
             pool_connections_opened_total: self.pool_connections_opened_total.load(Ordering::Relaxed),
             pool_requests_total: self.pool_requests_total.load(Ordering::Relaxed),
             udp_sessions_rejected_total: self.udp_sessions_rejected_total.load(Ordering::Relaxed),
+            ratelimited_service_total: self.ratelimited_service_total.load(Ordering::Relaxed),
+            ratelimited_source_total: self.ratelimited_source_total.load(Ordering::Relaxed),
+            overflow_total: self.overflow_total.load(Ordering::Relaxed),
         }
     }
 }
@@ -218,10 +251,11 @@ impl ProxyStats {
     /// families without samples left out).
     pub fn render_metrics(&self) -> String {
         let backends = self.backends();
-        let services: Vec<(String, ServiceCounters)> = {
+        let every_service: Vec<(String, ServiceCounters, bool)> = {
             let m = self.services.read().unwrap_or_else(|e| e.into_inner());
-            m.iter().filter(|(_, c)| c.http.load(Ordering::Relaxed)).map(|(s, c)| (s.clone(), c.snapshot())).collect()
+            m.iter().map(|(s, c)| (s.clone(), c.snapshot(), c.http.load(Ordering::Relaxed))).collect()
         };
+        let services: Vec<(String, ServiceCounters)> = every_service.iter().filter(|(_, _, http)| *http).map(|(s, c, _)| (s.clone(), *c)).collect();
         let mut out = String::new();
         let per_backend = |out: &mut String, name: &str, kind: &str, help: &str, f: &dyn Fn(&BackendCounters) -> u64| {
             family(out, name, kind, help, backends.iter().map(|(s, a, c)| {
@@ -239,6 +273,15 @@ impl ProxyStats {
         per_service(&mut out, "lb_pool_connections_opened_total", "counter", "Upstream connections the HTTP proxy's pool opened.", &|c| c.pool_connections_opened_total.to_string());
         per_service(&mut out, "lb_pool_requests_total", "counter", "Requests the HTTP proxy sent upstream.", &|c| c.pool_requests_total.to_string());
         per_service(&mut out, "lb_pool_reuse_ratio", "gauge", "1 - connections opened / requests: the share of requests that reused a pooled connection.", &|c| format!("{}", c.reuse_ratio()));
+        // Every service, both scopes, zeros included: a rate alert needs the series to exist
+        // before the first refusal.
+        family(&mut out, "lb_ratelimited_total", "counter", "New flows refused by the rate limit, by the bucket that refused them (service or source).", every_service.iter().flat_map(|(s, c, _)| {
+            [(Scope::Service, c.ratelimited_service_total), (Scope::Source, c.ratelimited_source_total)]
+                .map(|(scope, n)| sample("lb_ratelimited_total", &[("service", s), ("scope", scope.as_str()), ("path", PATH_PROXY)], n))
+        }));
+        family(&mut out, "lb_proxy_overflow_total", "counter", "New flows refused because every backend was at max_connections.", every_service.iter().map(|(s, c, _)| {
+            sample("lb_proxy_overflow_total", &[("service", s), ("path", PATH_PROXY)], c.overflow_total)
+        }));
         out
     }
 }

@@ -4,6 +4,10 @@
 //! Half-close: when one side sends FIN, the other side's write half is shut down and the
 //! other direction keeps flowing until it ends too. A reset (any I/O error) on either side
 //! resets both (SO_LINGER 0), so a client sees a backend's RST as an RST, not as a clean end.
+//!
+//! Protection: a new connection over `[service.rate_limit]` is reset as soon as it is
+//! accepted (no backend is contacted); a backend at `max_connections` is skipped for the
+//! next choice, and with every one full the client is closed.
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,13 +18,16 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, warn};
 
+use super::http::Refusal;
 use super::idle::Activity;
+use super::outcome::{self, Verdict};
 use super::service::ServiceCtx;
 use super::stats::ProxyFlow;
-use super::table::{BackendSlot, Table};
+use super::table::{BackendSlot, NoBackend, Picked, Table};
 use super::tracker::{TaskGuard, TaskKind};
 use crate::config::ProxyMode;
 use crate::select::{ActiveGuard, Flow};
+use futures_util::TryFutureExt as _;
 
 /// Backends tried per connection before the client is closed.
 pub const MAX_TRIES: usize = 3;
@@ -40,6 +47,20 @@ pub async fn accept_loop(listener: TcpListener, ctx: Arc<ServiceCtx>, _guard: Ta
         match accepted {
             Ok((stream, peer)) => {
                 failures = 0;
+                if let Err(scope) = ctx.limiter.admit(peer.ip()) {
+                    ctx.service_stats.ratelimited(scope);
+                    debug!(service = %ctx.name, client = %peer, scope = scope.as_str(), "over the rate limit: connection refused");
+                    match ctx.mode {
+                        // RST, not FIN: under a flood the LB keeps no TIME_WAIT for the
+                        // connections it refuses.
+                        ProxyMode::L4 => reset(&stream),
+                        ProxyMode::Http => {
+                            let guard = ctx.track(TaskKind::Connection);
+                            tokio::spawn(super::http::refuse(stream, peer, ctx.clone(), guard, Refusal::RateLimited));
+                        }
+                    }
+                    continue;
+                }
                 let guard = ctx.track(TaskKind::Connection);
                 let ctx = ctx.clone();
                 match ctx.mode {
@@ -69,15 +90,22 @@ pub struct Upstream {
 }
 
 /// Picks and connects, excluding backends that fail, `MAX_TRIES` times at most. None: no
-/// backend in rotation, or none answered.
+/// backend in rotation, all of them full (counted as overflow), or none answered. A
+/// connect refused or timed out is the backend's failed outcome.
 pub async fn connect_backend(table: &Table, flow: &Flow, ctx: &ServiceCtx) -> Option<Upstream> {
     let mut excluded: Vec<SocketAddr> = Vec::new();
     let timeout = table.settings.connect_timeout;
     for _ in 0..MAX_TRIES {
-        let (candidate, slot) = table.pick(flow, &excluded)?;
-        // Counted from the pick on, so concurrent picks already see this connection.
-        let active = ActiveGuard::new(candidate);
-        let address = candidate.address;
+        let Picked { slot, active } = match table.pick(flow, &excluded) {
+            Ok(p) => p,
+            Err(NoBackend::Full) => {
+                ctx.service_stats.overflow_total.fetch_add(1, Ordering::Relaxed);
+                debug!(service = %ctx.name, client = %flow.client, "every backend at max_connections");
+                return None;
+            }
+            Err(NoBackend::None) => return None,
+        };
+        let address = slot.address;
         let error = match tokio::time::timeout(timeout, TcpStream::connect(address)).await {
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
@@ -88,6 +116,7 @@ pub async fn connect_backend(table: &Table, flow: &Flow, ctx: &ServiceCtx) -> Op
             Err(_) => format!("no answer within {timeout:?}"),
         };
         slot.stats.connect_failures_total.fetch_add(1, Ordering::Relaxed);
+        outcome::failed(&slot.stats);
         if slot.may_warn() {
             warn!(service = %ctx.name, backend = %address, "connect failed: {error}; trying the next backend");
         } else {
@@ -104,8 +133,8 @@ enum End {
     /// Both directions finished (FIN both ways).
     Done,
     Idle,
-    /// Either side reset or failed.
-    Error(io::Error),
+    /// Either side reset or failed; `backend`: the backend's socket did.
+    Error { backend: bool, error: io::Error },
     /// The backend was cut, the service removed, or the drain ran out.
     Closed,
 }
@@ -129,50 +158,71 @@ async fn serve(client: TcpStream, peer: SocketAddr, ctx: Arc<ServiceCtx>, _guard
     let _flow = ctx.stats.open_flow(ProxyFlow { service: ctx.name.clone(), protocol: ctx.protocol, client: peer, vip, backend });
     debug!(service = %ctx.name, client = %peer, %backend, "connection open");
     let (mut client, mut server) = (client, up.stream);
+    // The connect alone does not prove the backend works (one that accepts and resets at
+    // once would never be ejected): the flow succeeds with the backend's first byte, or
+    // when it ends without the backend failing; it fails if the backend resets before
+    // sending anything.
+    let verdict = Verdict::new(up.slot.stats.clone());
     let end = {
         let activity = Activity::new();
         let stats = &up.slot.stats;
         let (cr, cw) = client.split();
         let (sr, sw) = server.split();
-        let both = async {
-            tokio::try_join!(pipe(cr, sw, &stats.bytes_in, &activity), pipe(sr, cw, &stats.bytes_out, &activity))
-        };
+        let upstream = pipe(cr, sw, &stats.bytes_in, &activity, None).map_err(|(f, e)| (f == Fault::Write, e));
+        let downstream = pipe(sr, cw, &stats.bytes_out, &activity, Some(&verdict)).map_err(|(f, e)| (f == Fault::Read, e));
         tokio::select! {
-            r = both => match r { Ok(_) => End::Done, Err(e) => End::Error(e) },
+            r = async { tokio::try_join!(upstream, downstream) } => match r {
+                Ok(_) => End::Done,
+                Err((backend, error)) => End::Error { backend, error },
+            },
             _ = activity.expired(idle) => End::Idle,
             _ = up.slot.cut.fired() => End::Closed,
             _ = ctx.killed() => End::Closed,
         }
     };
     match &end {
-        End::Error(e) => debug!(service = %ctx.name, client = %peer, %backend, "connection reset: {e}"),
+        End::Error { backend: true, .. } => verdict.fail(),
+        _ => verdict.succeed(),
+    }
+    match &end {
+        End::Error { backend: by_backend, error } => debug!(service = %ctx.name, client = %peer, %backend, by_backend, "connection reset: {error}"),
         other => debug!(service = %ctx.name, client = %peer, %backend, end = ?other, "connection closed"),
     }
-    if matches!(end, End::Error(_) | End::Closed) {
+    if matches!(end, End::Error { .. } | End::Closed) {
         reset(&client);
         reset(&server);
     }
 }
 
-/// Copies one direction; on EOF passes the FIN on (shutdown of the write half).
-async fn pipe(mut from: impl AsyncRead + Unpin, mut to: impl AsyncWrite + Unpin, bytes: &AtomicU64, activity: &Activity) -> io::Result<()> {
+/// Which half of a `pipe` failed: reading its source or writing its destination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fault {
+    Read,
+    Write,
+}
+
+/// Copies one direction; on EOF passes the FIN on (shutdown of the write half). `first`:
+/// decided as a success with the first byte read (the backend → client direction).
+async fn pipe(mut from: impl AsyncRead + Unpin, mut to: impl AsyncWrite + Unpin, bytes: &AtomicU64, activity: &Activity, first: Option<&Verdict>) -> Result<(), (Fault, io::Error)> {
     let mut buf = vec![0u8; COPY_BUF];
     loop {
-        let n = from.read(&mut buf).await?;
+        let n = from.read(&mut buf).await.map_err(|e| (Fault::Read, e))?;
         if n == 0 {
-            to.shutdown().await?;
-            return Ok(());
+            return to.shutdown().await.map_err(|e| (Fault::Write, e));
+        }
+        if let Some(v) = first {
+            v.succeed();
         }
         activity.touch();
         // Counted as taken for forwarding (before the write: a reader on the other side
         // never sees bytes the counter has not).
         bytes.fetch_add(n as u64, Ordering::Relaxed);
-        to.write_all(&buf[..n]).await?;
+        to.write_all(&buf[..n]).await.map_err(|e| (Fault::Write, e))?;
         activity.touch();
     }
 }
 
 /// Close with RST rather than FIN when the socket is dropped.
-fn reset(s: &TcpStream) {
+pub fn reset(s: &TcpStream) {
     let _ = socket2::SockRef::from(s).set_linger(Some(Duration::ZERO));
 }

@@ -4,6 +4,10 @@
 //! without traffic either way, when their backend is cut, or when the proxy stops (UDP has
 //! nothing in flight to drain).
 //!
+//! Protection: only a datagram that would open a session meets the rate limit (dropped
+//! when over it) and `max_connections` (sessions per backend); a session's outcome for
+//! the circuit breaker is its first reply, or ICMP port unreachable.
+//!
 //! A service on an unspecified VIP (`0.0.0.0:53`) answers from the address the kernel's
 //! routing picks for the client, which on a multi-homed host may not be the one the client
 //! wrote to; give UDP services a specific VIP there (IP_PKTINFO would lift this).
@@ -23,7 +27,8 @@ use super::idle::Activity;
 use super::listen;
 use super::service::ServiceCtx;
 use super::stats::{FlowEntry, ProxyFlow};
-use super::table::BackendSlot;
+use super::outcome::Verdict;
+use super::table::{BackendSlot, NoBackend, Picked};
 use super::tcp::MAX_TRIES;
 use super::tracker::{TaskGuard, TaskKind};
 use crate::select::{ActiveGuard, Flow};
@@ -41,6 +46,8 @@ thread_local! {
 pub struct Session {
     socket: UdpSocket,
     slot: Arc<BackendSlot>,
+    /// The session's outcome: its first reply (success) or port unreachable (failure).
+    verdict: Verdict,
     activity: Activity,
     closed: AtomicBool,
     end: Notify,
@@ -138,15 +145,27 @@ fn open(ctx: &Arc<ServiceCtx>, sessions: &Arc<Sessions>, listener: &Arc<UdpSocke
         }
         return None;
     }
+    // Only a datagram that would open a session is limited: sessions already open never.
+    if let Err(scope) = ctx.limiter.admit(client.ip()) {
+        ctx.service_stats.ratelimited(scope);
+        debug!(service = %ctx.name, %client, scope = scope.as_str(), "over the rate limit: datagram dropped");
+        return None;
+    }
     let vip = ctx.vip;
     let flow = Flow { client, vip, proto: IPPROTO_UDP };
     let mut excluded = Vec::new();
     for _ in 0..MAX_TRIES {
-        let Some((candidate, slot)) = table.pick(&flow, &excluded) else {
-            debug!(service = %ctx.name, %client, "no backend: datagram dropped");
-            return None;
+        let Picked { slot, active } = match table.pick(&flow, &excluded) {
+            Ok(p) => p,
+            Err(why) => {
+                if why == NoBackend::Full {
+                    ctx.service_stats.overflow_total.fetch_add(1, Ordering::Relaxed);
+                }
+                debug!(service = %ctx.name, %client, ?why, "no backend: datagram dropped");
+                return None;
+            }
         };
-        let address = candidate.address;
+        let address = slot.address;
         let socket = match listen::udp_upstream(address).and_then(UdpSocket::from_std) {
             Ok(s) => s,
             Err(e) => {
@@ -158,9 +177,9 @@ fn open(ctx: &Arc<ServiceCtx>, sessions: &Arc<Sessions>, listener: &Arc<UdpSocke
                 continue;
             }
         };
-        let active = ActiveGuard::new(candidate);
         slot.stats.connections_total.fetch_add(1, Ordering::Relaxed);
-        let session = Arc::new(Session { socket, slot, activity: Activity::new(), closed: AtomicBool::new(false), end: Notify::new() });
+        let verdict = Verdict::new(slot.stats.clone());
+        let session = Arc::new(Session { socket, slot, verdict, activity: Activity::new(), closed: AtomicBool::new(false), end: Notify::new() });
         map.insert(client, session.clone());
         let flow_entry = ctx.stats.open_flow(ProxyFlow { service: ctx.name.clone(), protocol: ctx.protocol, client, vip, backend: address });
         let guard = ctx.track(TaskKind::Session);
@@ -206,6 +225,7 @@ fn relay_replies(session: &Session, listener: &UdpSocket, client: SocketAddr) ->
         loop {
             match session.socket.try_recv(&mut buf) {
                 Ok(n) => {
+                    session.verdict.succeed();
                     session.activity.touch();
                     if socket2::SockRef::from(listener).send_to(&buf[..n], &to).is_ok() {
                         session.slot.stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
@@ -222,6 +242,7 @@ fn relay_replies(session: &Session, listener: &UdpSocket, client: SocketAddr) ->
 /// equivalent of a refused connect.
 fn refused(ctx: &ServiceCtx, session: &Session, e: &io::Error) {
     session.slot.stats.connect_failures_total.fetch_add(1, Ordering::Relaxed);
+    session.verdict.fail();
     if session.slot.may_warn() {
         warn!(service = %ctx.name, backend = %session.slot.address, "udp backend unreachable: {e}");
     }

@@ -98,6 +98,16 @@ impl ActiveGuard {
         c.active.fetch_add(1, Ordering::Relaxed);
         ActiveGuard(c.active.clone())
     }
+
+    /// Counts a new flow only while the candidate has fewer than `cap` (0: no cap). The
+    /// check and the increment are one atomic step, so concurrent picks never overshoot.
+    pub fn reserve(c: &Candidate, cap: u64) -> Option<Self> {
+        if cap == 0 {
+            return Some(ActiveGuard::new(c));
+        }
+        c.active.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < cap).then_some(n + 1)).ok()?;
+        Some(ActiveGuard(c.active.clone()))
+    }
 }
 
 impl Drop for ActiveGuard {

@@ -100,3 +100,17 @@ fn proxy_maglev_picks_what_the_xdp_table_would() {
         assert_eq!(s.pick(&f, &[]).unwrap().address, c[want].address);
     }
 }
+
+#[test]
+fn reserve_never_lets_concurrent_flows_past_the_cap() {
+    let c = cands(&[1]).remove(0);
+    let held: Vec<ActiveGuard> = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..8).map(|_| s.spawn(|| (0..100).filter_map(|_| ActiveGuard::reserve(&c, 10)).collect::<Vec<_>>())).collect();
+        threads.into_iter().flat_map(|t| t.join().unwrap()).collect()
+    });
+    assert_eq!(held.len(), 10);
+    assert_eq!(c.active.load(Ordering::Relaxed), 10);
+    drop(held);
+    assert_eq!(c.active.load(Ordering::Relaxed), 0, "refusals left no count behind");
+    assert!(ActiveGuard::reserve(&c, 0).is_some(), "0: no cap");
+}
