@@ -60,7 +60,7 @@ impl DataPath {
     pub fn outcomes(&mut self) -> Vec<(crate::control::registry::BackendKey, u64, u64)> {
         match self {
             DataPath::Xdp(x) => x.outcomes(),
-            DataPath::Proxy(_) => Vec::new(),
+            DataPath::Proxy(p) => p.outcomes(),
         }
     }
 
