@@ -70,37 +70,6 @@ address = "172.20.0.13:80"
 const CLIENT: &str = "172.20.0.2:40000";
 const VIP: &str = "172.20.0.100:80";
 
-/// The frame a client packet must leave the LB as in nat mode: from our SNAT address and
-/// port to the backend, MACs from us to the backend, checksums recomputed from scratch.
-fn natted(input: &Pkt, h: &Harness) -> (Pkt, std::net::SocketAddr, u16) {
-    let (backend, port) = h.expected(input.src, input.dst, input.proto);
-    let snat: std::net::IpAddr = if backend.is_ipv4() { "172.20.0.10".parse().unwrap() } else { "fd00:20::10".parse().unwrap() };
-    let mut out = input.clone();
-    out.src = std::net::SocketAddr::new(snat, port);
-    out.dst = backend;
-    out.src_mac = LB_MAC;
-    out.dst_mac = mac_of(backend.ip());
-    (out, backend, port)
-}
-
-/// A backend's reply to the LB's SNAT address:port.
-fn reply_from(backend: std::net::SocketAddr, snat: &str, proto: u8) -> Pkt {
-    let mut p = if proto == TCP { Pkt::tcp(&backend.to_string(), snat, SYN | ACK) } else { Pkt::udp(&backend.to_string(), snat) };
-    p.src_mac = mac_of(backend.ip());
-    p.dst_mac = LB_MAC;
-    p.payload = b"HTTP/1.1 200 OK\r\n\r\n".to_vec();
-    p
-}
-
-fn assert_frame(got: (u32, Vec<u8>), action: u32, want: &[u8], what: &str) {
-    assert_eq!(got.0, action, "{what}: action");
-    assert_eq!(hex(&got.1), hex(want), "{what}: output frame");
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().chunks(16).map(|c| c.join(" ")).collect::<Vec<_>>().join("\n")
-}
-
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn tcp_syn_to_vip_is_natted_to_its_ring_backend() {
