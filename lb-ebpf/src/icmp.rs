@@ -168,7 +168,7 @@ fn to_client(ctx: &XdpContext, p: &L3, q: &mut Quote, cfg: &GlobalConfig) -> Opt
     };
     // SAFETY: map value; fields copied out at once (a concurrent overwrite could mix two
     // entries' fields into one error message, which then matches no socket: harmless).
-    let v = unsafe { LB_NAT.get(&nk)? };
+    let v = unsafe { LB_NAT.get(nk)? };
     q.out_src = v.vip_addr;
     q.out_dst = v.client_addr;
     q.inner = Tuple { src: v.client_addr, sport: v.client_port, dst: v.vip_addr, dport: v.vip_port };
@@ -186,7 +186,7 @@ fn to_client(ctx: &XdpContext, p: &L3, q: &mut Quote, cfg: &GlobalConfig) -> Opt
 fn to_backend(ctx: &XdpContext, p: &L3, q: &mut Quote, cfg: &GlobalConfig, now: u64) -> Option<()> {
     let vip_key = VipKey { addr: q.src, port: q.sport, proto: q.proto, family: p.family };
     // SAFETY: copied out at once; the daemon replaces entries whole.
-    let vip = unsafe { *LB_VIPS.get(&vip_key)? };
+    let vip = unsafe { *LB_VIPS.get(vip_key)? };
     let flow = FlowKey { src: q.dst, dst: q.src, sport: q.dport, dport: q.sport, proto: q.proto, family: p.family, _pad: [0; 2] };
     // Not `touch`ed: an error is no sign of life of the flow.
     let state = conntrack::live(&flow, now, cfg)?;
