@@ -26,7 +26,7 @@ const ROOT_LAYERS: &[Layer] = &[
     },
     Layer {
         name: "3. network tests (netns test network, real XDP attach, real clients)",
-        args: &["test", "-p", "lb-user", "--test", "network", "--test", "control_plane", "--test", "proxy_network", "--test", "doctor", "--", "--ignored", "--test-threads=1"],
+        args: &["test", "-p", "lb-user", "--test", "network", "--test", "control_plane", "--test", "proxy_network", "--test", "doctor", "--test", "icmp_network", "--", "--ignored", "--test-threads=1"],
     },
 ];
 
