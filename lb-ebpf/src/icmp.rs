@@ -27,7 +27,7 @@ use crate::{
     conntrack,
     maps::{LB_NAT, LB_SCRATCH_ICMP, LB_VIPS},
     nat,
-    parse::{read, write, L3},
+    parse::{read, write, IPV6_HLEN, L3},
     rewrite::{self, Tuple},
     select, stats,
 };
@@ -40,7 +40,6 @@ const ICMPV6_DEST_UNREACH: u8 = 1;
 const ICMPV6_PACKET_TOO_BIG: u8 = 2;
 const ICMPV6_TIME_EXCEEDED: u8 = 3;
 const IPV4_HLEN: usize = 20;
-const IPV6_HLEN: usize = 40;
 
 /// An ICMP error being translated: the packet it quotes, as far as we need it, and what the
 /// message becomes. Lives in the per-CPU scratch map `LB_SCRATCH_ICMP`: on the stack, with

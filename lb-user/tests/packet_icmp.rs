@@ -8,57 +8,6 @@ use common::harness::*;
 use common::packet::*;
 use lb_common::reason::DropReason;
 
-const CONFIG: &str = r#"
-[daemon]
-interface = "eth0"
-snat_ipv4 = "172.20.0.10"
-snat_ipv6 = "fd00:20::10"
-flow_table_size = 4096
-
-[[service]]
-name = "web"
-vip = "172.20.0.100:80"
-[[service.backend]]
-address = "172.20.0.11:80"
-[[service.backend]]
-address = "172.20.0.12:80"
-[[service.backend]]
-address = "172.20.0.13:80"
-
-[[service]]
-name = "web6"
-vip = "[fd00:20::100]:80"
-[[service.backend]]
-address = "[fd00:20::11]:80"
-[[service.backend]]
-address = "[fd00:20::12]:80"
-
-[[service]]
-name = "dns"
-vip = "172.20.0.100:53"
-protocol = "udp"
-[[service.backend]]
-address = "172.20.0.11:53"
-[[service.backend]]
-address = "172.20.0.12:53"
-
-[[service]]
-name = "direct"
-vip = "172.20.0.101:80"
-forwarding = "dsr"
-[[service.backend]]
-address = "172.20.0.11:80"
-[[service.backend]]
-address = "172.20.0.12:80"
-
-[[service]]
-name = "direct6"
-vip = "[fd00:20::101]:80"
-forwarding = "dsr"
-[[service.backend]]
-address = "[fd00:20::12]:80"
-"#;
-
 const CLIENT: &str = "172.20.0.2:40000";
 const CLIENT6: &str = "[fd00:20::2]:40000";
 const WEB: &str = "172.20.0.100:80";
@@ -130,7 +79,9 @@ fn fragmentation_needed_about_a_nat_tcp_flow_reaches_the_client_with_short_and_l
 #[ignore = "needs root: cargo xtask test runs it"]
 fn errors_from_the_client_side_about_nat_replies_reach_the_backend_from_the_snat_address() {
     let h = Harness::new(CONFIG);
-    for (vip, proto, kind, rest) in [(WEB, TCP, FRAG_NEEDED, mtu(1400)), (DNS, UDP, PORT_UNREACHABLE, [0; 4])] {
+    // The seed's service on the LB's own address: a VIP on the SNAT address itself.
+    let seed = "172.20.0.10:8080";
+    for (vip, proto, kind, rest) in [(WEB, TCP, FRAG_NEEDED, mtu(1400)), (DNS, UDP, PORT_UNREACHABLE, [0; 4]), (seed, TCP, TIME_EXCEEDED, [0; 4])] {
         let first = if proto == TCP { Pkt::tcp(CLIENT, vip, SYN) } else { Pkt::udp(CLIENT, vip) };
         let (_, backend, port) = natted(&first, &h);
         assert_eq!(h.run(&first.bytes()).0, XDP_TX);
@@ -138,7 +89,8 @@ fn errors_from_the_client_side_about_nat_replies_reach_the_backend_from_the_snat
         let (action, translated) = h.run(&reply.bytes());
         assert_eq!(action, XDP_TX);
         // The client (or a router near it) objects to the reply it got from the VIP.
-        let err = error("172.20.0.2", "172.20.0.100", kind, rest, &translated[14..]);
+        let vip_ip = ip(vip.parse().unwrap());
+        let err = error("172.20.0.2", &vip_ip, kind, rest, &translated[14..]);
         let want = error("172.20.0.10", &ip(backend), kind, rest, &reply.ip_packet()).macs(LB_MAC, mac_of(backend.ip()));
         assert_frame(h.run(&err.bytes()), XDP_TX, &want.bytes(), &format!("{vip}: error to the backend"));
     }

@@ -45,6 +45,67 @@ fn pin_dir() -> PathBuf {
     PathBuf::from(format!("{BPFFS}/t{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)))
 }
 
+/// The fixtures' services: nat and dsr, IPv4 and IPv6, TCP and UDP, and the seed's service
+/// on the LB's own address (which is also the SNAT address).
+pub const CONFIG: &str = r#"
+[daemon]
+interface = "eth0"
+snat_ipv4 = "172.20.0.10"
+snat_ipv6 = "fd00:20::10"
+flow_table_size = 4096
+
+[[service]]
+name = "web"
+vip = "172.20.0.100:80"
+[[service.backend]]
+address = "172.20.0.11:80"
+[[service.backend]]
+address = "172.20.0.12:80"
+[[service.backend]]
+address = "172.20.0.13:80"
+
+[[service]]
+name = "web6"
+vip = "[fd00:20::100]:80"
+[[service.backend]]
+address = "[fd00:20::11]:80"
+[[service.backend]]
+address = "[fd00:20::12]:80"
+[[service.backend]]
+address = "[fd00:20::13]:80"
+
+[[service]]
+name = "dns"
+vip = "172.20.0.100:53"
+protocol = "udp"
+[[service.backend]]
+address = "172.20.0.11:53"
+[[service.backend]]
+address = "172.20.0.12:53"
+
+[[service]]
+name = "direct"
+vip = "172.20.0.101:80"
+forwarding = "dsr"
+[[service.backend]]
+address = "172.20.0.11:80"
+[[service.backend]]
+address = "172.20.0.12:80"
+
+[[service]]
+name = "direct6"
+vip = "[fd00:20::101]:80"
+forwarding = "dsr"
+[[service.backend]]
+address = "[fd00:20::12]:80"
+
+[[service]]
+name = "seed"
+vip = "172.20.0.10:8080"
+[[service.backend]]
+address = "172.20.0.13:80"
+"#;
+
 pub struct Harness {
     writer: Writer,
     ebpf: Ebpf,
