@@ -69,7 +69,8 @@ pub fn is_icmp(p: &L3) -> bool {
 }
 
 /// An ICMP error about one of our flows: rewritten for the flow's owner (`true`: send it
-/// with `XDP_TX`). `false`: not ours, the frame is unchanged.
+/// with `XDP_TX`). `false`: not ours, and the frame is unchanged (every write comes after
+/// the reads that proved its bytes are in the frame, so a rewrite never stops half-way).
 /// Out of line: its own stack frame, beside (not on top of) the forwarding path's.
 #[inline(never)]
 pub fn error_for_flow(ctx: &XdpContext, p: &L3, cfg: &GlobalConfig, now: u64) -> bool {
