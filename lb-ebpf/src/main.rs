@@ -7,6 +7,7 @@
 #![no_main]
 
 mod conntrack;
+mod icmp;
 mod maps;
 mod nat;
 mod outcome;
@@ -57,6 +58,12 @@ fn balance(ctx: &XdpContext) -> u32 {
         if reverse_nat(ctx, p, cfg, now) {
             return XDP_TX;
         }
+    }
+
+    // An ICMP error about one of our flows goes to the flow's owner (icmp.rs); any other
+    // ICMP carries on to be passed.
+    if cfg.configured != 0 && icmp::is_icmp(p) && icmp::error_for_flow(ctx, p, cfg, now) {
+        return XDP_TX;
     }
 
     vip_path(ctx, p, cfg, now)

@@ -80,6 +80,10 @@ pub static LB_SCRATCH_NAT: PerCpuArray<NatValue> = PerCpuArray::with_max_entries
 #[map]
 pub static LB_SCRATCH_RATE: PerCpuArray<crate::ratelimit::Scratch> = PerCpuArray::with_max_entries(1, 0);
 
+/// Scratch for an ICMP error being translated (icmp.rs): the quote and its rewrite.
+#[map]
+pub static LB_SCRATCH_ICMP: PerCpuArray<crate::icmp::Quote> = PerCpuArray::with_max_entries(1, 0);
+
 #[map]
 pub static LB_SERVICE_META: Array<ServiceMeta> = Array::pinned(MAX_SERVICES, 0);
 

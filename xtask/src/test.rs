@@ -18,7 +18,7 @@ const HOST: Layer = Layer { name: "1. host unit tests", args: &["test"] };
 const ROOT_LAYERS: &[Layer] = &[
     Layer {
         name: "2. packet tests (XDP object through BPF_PROG_TEST_RUN)",
-        args: &["test", "-p", "lb-user", "--test", "packet_fixtures", "--test", "packet_protection", "--", "--ignored", "--test-threads=2"],
+        args: &["test", "-p", "lb-user", "--test", "packet_fixtures", "--test", "packet_protection", "--test", "packet_icmp", "--", "--ignored", "--test-threads=2"],
     },
     Layer {
         name: "3. network tests (netns test network, real XDP attach, real clients)",
@@ -26,7 +26,7 @@ const ROOT_LAYERS: &[Layer] = &[
     },
     Layer {
         name: "3. network tests (netns test network, real XDP attach, real clients)",
-        args: &["test", "-p", "lb-user", "--test", "network", "--test", "control_plane", "--test", "proxy_network", "--test", "protection_network", "--test", "doctor", "--", "--ignored", "--test-threads=1"],
+        args: &["test", "-p", "lb-user", "--test", "network", "--test", "control_plane", "--test", "proxy_network", "--test", "protection_network", "--test", "doctor", "--test", "icmp_network", "--", "--ignored", "--test-threads=1"],
     },
 ];
 

@@ -20,7 +20,7 @@ use lb_user::dataplane::plan::{plan, HostFacts, Ids, Plan};
 use lb_user::dataplane::writer::Writer;
 use lb_user::state::Desired;
 
-use super::packet::server_mac;
+use super::packet::{server_mac, Pkt, ACK, LB_MAC, SYN, TCP};
 
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
@@ -44,6 +44,67 @@ fn pin_dir() -> PathBuf {
     }
     PathBuf::from(format!("{BPFFS}/t{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)))
 }
+
+/// The fixtures' services: nat and dsr, IPv4 and IPv6, TCP and UDP, and the seed's service
+/// on the LB's own address (which is also the SNAT address).
+pub const CONFIG: &str = r#"
+[daemon]
+interface = "eth0"
+snat_ipv4 = "172.20.0.10"
+snat_ipv6 = "fd00:20::10"
+flow_table_size = 4096
+
+[[service]]
+name = "web"
+vip = "172.20.0.100:80"
+[[service.backend]]
+address = "172.20.0.11:80"
+[[service.backend]]
+address = "172.20.0.12:80"
+[[service.backend]]
+address = "172.20.0.13:80"
+
+[[service]]
+name = "web6"
+vip = "[fd00:20::100]:80"
+[[service.backend]]
+address = "[fd00:20::11]:80"
+[[service.backend]]
+address = "[fd00:20::12]:80"
+[[service.backend]]
+address = "[fd00:20::13]:80"
+
+[[service]]
+name = "dns"
+vip = "172.20.0.100:53"
+protocol = "udp"
+[[service.backend]]
+address = "172.20.0.11:53"
+[[service.backend]]
+address = "172.20.0.12:53"
+
+[[service]]
+name = "direct"
+vip = "172.20.0.101:80"
+forwarding = "dsr"
+[[service.backend]]
+address = "172.20.0.11:80"
+[[service.backend]]
+address = "172.20.0.12:80"
+
+[[service]]
+name = "direct6"
+vip = "[fd00:20::101]:80"
+forwarding = "dsr"
+[[service.backend]]
+address = "[fd00:20::12]:80"
+
+[[service]]
+name = "seed"
+vip = "172.20.0.10:8080"
+[[service.backend]]
+address = "172.20.0.13:80"
+"#;
 
 pub struct Harness {
     writer: Writer,
@@ -171,4 +232,35 @@ pub fn mac_of(addr: IpAddr) -> [u8; 6] {
     // .11 -> server 1, and fd00:20::11 (0x11 = 17) -> server 1
     let n = if last >= 0x11 && addr.is_ipv6() { last - 0x10 } else { last - 10 };
     server_mac(n)
+}
+
+/// The frame a client packet must leave the LB as in nat mode: from our SNAT address and
+/// port to the backend, MACs from us to the backend, checksums recomputed from scratch.
+pub fn natted(input: &Pkt, h: &Harness) -> (Pkt, std::net::SocketAddr, u16) {
+    let (backend, port) = h.expected(input.src, input.dst, input.proto);
+    let snat: std::net::IpAddr = if backend.is_ipv4() { "172.20.0.10".parse().unwrap() } else { "fd00:20::10".parse().unwrap() };
+    let mut out = input.clone();
+    out.src = std::net::SocketAddr::new(snat, port);
+    out.dst = backend;
+    out.src_mac = LB_MAC;
+    out.dst_mac = mac_of(backend.ip());
+    (out, backend, port)
+}
+
+/// A backend's reply to the LB's SNAT address:port.
+pub fn reply_from(backend: std::net::SocketAddr, snat: &str, proto: u8) -> Pkt {
+    let mut p = if proto == TCP { Pkt::tcp(&backend.to_string(), snat, SYN | ACK) } else { Pkt::udp(&backend.to_string(), snat) };
+    p.src_mac = mac_of(backend.ip());
+    p.dst_mac = LB_MAC;
+    p.payload = b"HTTP/1.1 200 OK\r\n\r\n".to_vec();
+    p
+}
+
+pub fn assert_frame(got: (u32, Vec<u8>), action: u32, want: &[u8], what: &str) {
+    assert_eq!(got.0, action, "{what}: action");
+    assert_eq!(hex(&got.1), hex(want), "{what}: output frame");
+}
+
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().chunks(16).map(|c| c.join(" ")).collect::<Vec<_>>().join("\n")
 }

@@ -16,6 +16,8 @@ pub const SYN: u8 = 0x02;
 pub const ACK: u8 = 0x10;
 pub const FIN: u8 = 0x01;
 pub const RST: u8 = 0x04;
+pub const ICMP: u8 = 1;
+pub const ICMPV6: u8 = 58;
 
 #[derive(Clone, Debug)]
 pub struct Pkt {
@@ -148,6 +150,96 @@ impl Pkt {
             h[check_at..check_at + 2].copy_from_slice(&c.to_be_bytes());
         }
         h
+    }
+}
+
+impl Pkt {
+    /// The IP packet inside the frame (what an ICMP error quotes).
+    pub fn ip_packet(&self) -> Vec<u8> {
+        let l2 = if self.vlan.is_some() { 18 } else { 14 };
+        self.bytes()[l2..].to_vec()
+    }
+}
+
+/// An ICMP (over IPv4) or ICMPv6 message: an error quoting a packet, or an echo.
+#[derive(Clone, Debug)]
+pub struct IcmpPkt {
+    pub src_mac: [u8; 6],
+    pub dst_mac: [u8; 6],
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub kind: u8,
+    pub code: u8,
+    /// The header's last four bytes: unused, an MTU, or an echo's id and sequence.
+    pub rest: [u8; 4],
+    /// What follows the header: the quoted packet from its IP header on, or echo data.
+    pub body: Vec<u8>,
+}
+
+impl IcmpPkt {
+    /// A message from `src` to `dst` (an error quoting `body`, or an echo carrying it), in a
+    /// frame from the client's side of the LB.
+    pub fn new(src: &str, dst: &str, kind: u8, code: u8, rest: [u8; 4], body: &[u8]) -> Self {
+        IcmpPkt {
+            src_mac: CLIENT_MAC,
+            dst_mac: LB_MAC,
+            src: src.parse().expect("test address"),
+            dst: dst.parse().expect("test address"),
+            kind,
+            code,
+            rest,
+            body: body.to_vec(),
+        }
+    }
+
+    pub fn macs(mut self, src: [u8; 6], dst: [u8; 6]) -> Self {
+        self.src_mac = src;
+        self.dst_mac = dst;
+        self
+    }
+
+    pub fn bytes(&self) -> Vec<u8> {
+        let mut msg = vec![self.kind, self.code, 0, 0];
+        msg.extend_from_slice(&self.rest);
+        msg.extend_from_slice(&self.body);
+        let mut f = Vec::new();
+        f.extend_from_slice(&self.dst_mac);
+        f.extend_from_slice(&self.src_mac);
+        match (self.src, self.dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                // ICMP's checksum covers the message only.
+                let c = checksum(&msg, 0);
+                msg[2..4].copy_from_slice(&c.to_be_bytes());
+                f.extend_from_slice(&0x0800u16.to_be_bytes());
+                let mut ip = vec![0x45, 0];
+                ip.extend_from_slice(&((20 + msg.len()) as u16).to_be_bytes());
+                ip.extend_from_slice(&[0x56, 0x78, 0x00, 0x00, 64, ICMP, 0, 0]);
+                ip.extend_from_slice(&s.octets());
+                ip.extend_from_slice(&d.octets());
+                let c = checksum(&ip, 0);
+                ip[10..12].copy_from_slice(&c.to_be_bytes());
+                f.extend_from_slice(&ip);
+            }
+            (IpAddr::V6(s), IpAddr::V6(d)) => {
+                // ICMPv6's covers the pseudo-header too (RFC 4443 2.3).
+                let mut pseudo = Vec::new();
+                pseudo.extend_from_slice(&s.octets());
+                pseudo.extend_from_slice(&d.octets());
+                pseudo.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+                pseudo.extend_from_slice(&[0, 0, 0, ICMPV6]);
+                let c = checksum(&msg, sum(&pseudo, 0));
+                msg[2..4].copy_from_slice(&c.to_be_bytes());
+                f.extend_from_slice(&0x86ddu16.to_be_bytes());
+                f.extend_from_slice(&[0x60, 0, 0, 0]);
+                f.extend_from_slice(&(msg.len() as u16).to_be_bytes());
+                f.extend_from_slice(&[ICMPV6, 64]);
+                f.extend_from_slice(&s.octets());
+                f.extend_from_slice(&d.octets());
+            }
+            _ => panic!("mixed address families in a test packet"),
+        }
+        f.extend_from_slice(&msg);
+        f
     }
 }
 
