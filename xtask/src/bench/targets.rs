@@ -146,7 +146,7 @@ pub enum Running {
 
 impl Running {
     pub fn start(t: &Target, lb_bin: &std::path::Path) -> Result<Self> {
-        let running = match &t.kind {
+        let mut running = match &t.kind {
             Kind::Direct => Running::Direct,
             Kind::Lb { config } => {
                 // The proxy listens on the VIP, so the LB's kernel must own it; XDP takes
@@ -172,7 +172,12 @@ impl Running {
             }
         };
         // Serving means the client gets an answer through it.
-        wait_http(CLIENT_NS, &t.url(), Duration::from_secs(10)).with_context(|| format!("{} does not serve", t.label))?;
+        if let Err(e) = wait_http(CLIENT_NS, &t.url(), Duration::from_secs(10)) {
+            if let Running::Proc(p) = &mut running {
+                p.check_alive()?;
+            }
+            return Err(e).with_context(|| format!("{} does not serve", t.label));
+        }
         Ok(running)
     }
 
