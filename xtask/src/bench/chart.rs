@@ -37,9 +37,11 @@ pub fn draw(results: &Results, path: &Path) -> Result<()> {
         chart
             .configure_mesh()
             .disable_y_mesh()
+            .light_line_style(WHITE)
             .y_labels(n as usize)
             .y_label_formatter(&|v| match v {
-                SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => labels.get(*i as usize).cloned().unwrap_or_default(),
+                // Bar 0 at the top: the row order of BENCHMARKS.md.
+                SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => labels.get((n - 1).wrapping_sub(*i) as usize).cloned().unwrap_or_default(),
                 SegmentValue::Last => String::new(),
             })
             .x_label_formatter(&|x| format!("{:.0}k", x / 1000.0))
@@ -48,7 +50,7 @@ pub fn draw(results: &Results, path: &Path) -> Result<()> {
             .map_err(|e| anyhow!("{e}"))?;
         chart
             .draw_series(values.iter().enumerate().map(|(i, v)| {
-                let i = i as u32;
+                let i = n - 1 - i as u32;
                 let mut bar = Rectangle::new([(0.0, SegmentValue::Exact(i)), (*v, SegmentValue::Exact(i + 1))], color.mix(0.6).filled());
                 bar.set_margin(4, 4, 0, 0);
                 bar
