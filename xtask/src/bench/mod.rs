@@ -42,7 +42,7 @@ pub struct Plan {
     pub health_trials: u32,
 }
 
-const FULL: Plan = Plan { rounds: 5, duration: Duration::from_secs(4), health_trials: 3 };
+const FULL: Plan = Plan { rounds: 5, duration: Duration::from_secs(3), health_trials: 3 };
 const QUICK: Plan = Plan { rounds: 1, duration: Duration::from_secs(1), health_trials: 1 };
 
 /// The exact command, as BENCHMARKS.md shows it.
