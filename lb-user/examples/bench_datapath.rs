@@ -58,56 +58,25 @@ const QUICK: Counts = Counts { repeat: 1_000, per_call: 1_000, new_flows: 1_000,
 
 /// flow_table_size 1M (the default) in both table states, so only the fill differs.
 /// snat_ports wider than the default, for the nat new-flow case (see `nat_new_flows`).
-const CONFIG: &str = r#"
-[daemon]
-interface = "eth0"
-snat_ipv4 = "172.20.0.10"
-snat_ipv6 = "fd00:20::10"
-snat_ports = "1024-32767"
-flow_table_size = 1048576
-
-[[service]]
-name = "nat4"
-vip = "172.20.0.100:80"
-[[service.backend]]
-address = "172.20.0.11:80"
-[[service.backend]]
-address = "172.20.0.12:80"
-[[service.backend]]
-address = "172.20.0.13:80"
-
-[[service]]
-name = "nat6"
-vip = "[fd00:20::100]:80"
-[[service.backend]]
-address = "[fd00:20::11]:80"
-[[service.backend]]
-address = "[fd00:20::12]:80"
-[[service.backend]]
-address = "[fd00:20::13]:80"
-
-[[service]]
-name = "dsr4"
-vip = "172.20.0.101:80"
-forwarding = "dsr"
-[[service.backend]]
-address = "172.20.0.11:80"
-[[service.backend]]
-address = "172.20.0.12:80"
-[[service.backend]]
-address = "172.20.0.13:80"
-
-[[service]]
-name = "dsr6"
-vip = "[fd00:20::101]:80"
-forwarding = "dsr"
-[[service.backend]]
-address = "[fd00:20::11]:80"
-[[service.backend]]
-address = "[fd00:20::12]:80"
-[[service.backend]]
-address = "[fd00:20::13]:80"
-"#;
+/// Four services (nat and dsr, IPv4 and IPv6), each over the test network's three servers.
+fn config() -> String {
+    let mut text = String::from(
+        "[daemon]\ninterface = \"eth0\"\nsnat_ipv4 = \"172.20.0.10\"\nsnat_ipv6 = \"fd00:20::10\"\nsnat_ports = \"1024-32767\"\nflow_table_size = 1048576\n",
+    );
+    for (name, vip, forwarding, v6) in [
+        ("nat4", "172.20.0.100:80", "nat", false),
+        ("nat6", "[fd00:20::100]:80", "nat", true),
+        ("dsr4", "172.20.0.101:80", "dsr", false),
+        ("dsr6", "[fd00:20::101]:80", "dsr", true),
+    ] {
+        text += &format!("\n[[service]]\nname = \"{name}\"\nvip = \"{vip}\"\nforwarding = \"{forwarding}\"\n");
+        for n in 1..=3 {
+            let address = if v6 { format!("[fd00:20::1{n}]:80") } else { format!("172.20.0.1{n}:80") };
+            text += &format!("[[service.backend]]\naddress = \"{address}\"\n");
+        }
+    }
+    text
+}
 
 struct Family {
     name: &'static str,
@@ -166,7 +135,7 @@ fn row(case: &str, family: &str, table: &str, method: &str, ns: f64, raw_ns: f64
 
 fn datapath(c: &Counts) -> (Vec<Value>, f64) {
     let mut rows = Vec::new();
-    let empty = Harness::new(CONFIG);
+    let empty = Harness::new(&config());
     // The floor: a program that only returns XDP_PASS, timed both ways; the difference is
     // what a per-call measurement adds to every frame.
     let pass_pin = format!("{}-pass", empty.pin_path().display());
@@ -194,7 +163,7 @@ fn datapath(c: &Counts) -> (Vec<Value>, f64) {
 /// map (dsr flows of other clients, live, to a real backend), so lookups and inserts run
 /// against a full LRU hash.
 fn filled(n: u32) -> Harness {
-    let h = Harness::new(CONFIG);
+    let h = Harness::new(&config());
     let mut maps = Maps::open_pinned(h.pin_path()).expect("open the pinned maps");
     let backend = h.plan.backends.first().expect("a backend").id;
     let (vip, family) = ip_words("172.20.0.101".parse().unwrap());

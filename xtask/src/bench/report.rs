@@ -199,6 +199,7 @@ impl Results {
         self.main_table(&mut m, Group::IoModel, "## Proxy I/O models");
         self.datapath_table(&mut m);
         self.control_plane(&mut m);
+        analysis(&mut m);
         self.machine_and_method(&mut m, &cmd);
         m
     }
@@ -346,6 +347,7 @@ impl Results {
 - Command: `{cmd}` (as root; it calls `cargo xtask deps` first and builds `lb` and the data-path bench in release mode).\n\
 - The test network of `cargo xtask testenv up --dsr`: client, LB and three servers in network namespaces on one bridge, veth everywhere. The backends are nginx (two workers each, `return 200` with a JSON body and `X-Server`) started by the bench in place of the seed's Python server, which would be the bottleneck.\n\
 - Load: `wrk -t2 -c{CONNECTIONS} -d{}s --latency` from `lbt-client`. Keep-alive: requests/s over {CONNECTIONS} persistent connections. New connections: the same with `Connection: close`, so every request is a new TCP connection (new conn/s = requests/s).\n\
+- Load-generator settings inside the test network only: `net.ipv4.tcp_tw_reuse = 1` and `ip_local_port_range = 1024 65535` on the client, `tcp_tw_reuse = 1` on the LB (for the proxies' connections to the backends). Without them the client's TIME_WAIT sockets made connect() slower and slower through a round.\n\
 - Direct: the client to server1 alone, no balancer: the limit the other rows are measured against. Every other row balances over the three servers: lb XDP nat and dsr (Maglev), lb proxy l4 and http (round robin, `workers = 0`: one per core), HAProxy 2.6 (`mode tcp`, `balance roundrobin`, `nbthread 2`), nginx stream (2 workers, round robin), nftables DNAT (`numgen inc mod 3`, SNAT to the LB). Peers are Debian 12's packages, configured by the bench (`xtask/src/bench/peers.rs`). The lb rows use `tcp_idle_timeout = \"2s\"` so that closed flows free their SNAT port sooner, and no health checks (the peers have none).\n\
 - Interleaved: each round runs every configuration once (A B C … A B C …), started and stopped cleanly (`lb run --detach-on-exit`); every figure is the median over {} rounds.\n\
 - CPU: \"LB CPU\" is machine-wide softirq time (`/proc/stat`) for XDP and nftables, and the balancer's process tree (user + system, `/proc/PID/stat`) for proxies, per 100k requests. **Honesty note:** on veth the client, the LB and the backends share the same 2 CPUs, and softirq time is machine-wide: it includes the client's and the backends' packet processing too. Compare the softirq column with the direct row to see what a balancer adds. The XDP program's own share is measured separately (BPF statistics, above).\n\
@@ -353,6 +355,15 @@ impl Results {
 - Data path: see its section; control plane: Maglev builds with `lb_common::maglev::build` (median of 5), the reconcile with the daemon's own plan and map writer, detection with the real daemon on the test network.\n",
             self.duration_s, self.rounds
         );
+    }
+}
+
+/// Where the time goes is a reading of profiles, not a measurement this run makes: it is
+/// written by hand in bench/analysis.md and included as it is, under a heading that says so.
+fn analysis(m: &mut String) {
+    let path = crate::cmd::workspace().join("bench/analysis.md");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let _ = writeln!(m, "## Where the time goes (from profiles; written by hand in `bench/analysis.md`)\n\n{}\n", text.trim());
     }
 }
 

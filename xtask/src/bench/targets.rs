@@ -83,16 +83,8 @@ vip = "{VIP_V4}:80"
 {service}
 [service.health_check]
 type = "none"
-
-[[service.backend]]
-address = "172.20.0.11:80"
-
-[[service.backend]]
-address = "172.20.0.12:80"
-
-[[service.backend]]
-address = "172.20.0.13:80"
-"#
+{backends}"#,
+        backends = (1..=testenv::SERVERS).map(|n| format!("\n[[service.backend]]\naddress = \"{}:80\"\n", testenv::server_v4(n))).collect::<String>()
     )
 }
 
