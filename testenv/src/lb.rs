@@ -53,6 +53,12 @@ impl LbDaemon {
         Ok(d)
     }
 
+    /// The daemon's pid while it runs (`ip netns exec` execs in place), e.g. to read its
+    /// CPU time.
+    pub fn pid(&self) -> Option<i32> {
+        self.child.as_ref().map(|c| c.id() as i32)
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(LB_LOG).unwrap_or_default()
     }

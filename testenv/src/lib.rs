@@ -39,4 +39,4 @@ pub use netns::{curl, exec, exec_ok, is_root, require_root, spawn, spawn_logged}
 pub use servers::{add_server, backend_script, python, start_server, stop_server};
 pub use topology::*;
 pub use up::{add_client, is_up, up, UpOptions};
-pub use xdp_pass::xdp_attached;
+pub use xdp_pass::{pin_pass_program, xdp_attached};

@@ -101,6 +101,13 @@ pub(crate) fn attach(port: &str) -> Result<()> {
     Ok(())
 }
 
+/// Loads the pass-through program and pins it at `path` (on a bpffs the caller mounted):
+/// the benchmarks' floor, the cost of running any XDP program at all through
+/// BPF_PROG_TEST_RUN.
+pub fn pin_pass_program(path: &str) -> Result<()> {
+    pin(&load()?, path)
+}
+
 /// Whether `dev` in `ns` has an XDP program attached (`ip link` shows `prog/xdp`).
 pub fn xdp_attached(ns: &str, dev: &str) -> Result<bool> {
     let shown = ip_in(ns, &["link", "show", "dev", dev])?;

@@ -25,6 +25,12 @@ const APT_PACKAGES: &[&str] = &[
     "wrk",
     "iperf3",
     "nftables",
+    // `cargo xtask bench`: fast backends and the peers the balancer is compared with.
+    "nginx-light",
+    "libnginx-mod-stream",
+    "haproxy",
+    // The chart's text (plotters draws with ab_glyph from a TTF file).
+    "fonts-dejavu-core",
     "procps",
     "mount",
 ];
@@ -64,7 +70,9 @@ fn apt() -> Result<()> {
     update.args(["update", "-qq"]);
     status(update)?;
     let mut install = Command::new("apt-get");
-    install.env("DEBIAN_FRONTEND", "noninteractive").args(["install", "-y", "-qq"]).args(&missing);
+    // RUNLEVEL=1: invoke-rc.d starts no service, so nginx and haproxy do not come up in the
+    // root namespace on port 80; the bench starts its own instances inside the test network.
+    install.env("DEBIAN_FRONTEND", "noninteractive").env("RUNLEVEL", "1").args(["install", "-y", "-qq"]).args(&missing);
     status(install)
 }
 

@@ -1,6 +1,7 @@
-//! `cargo xtask deps|build|demo|test|testenv`: the project's only entry points for setting a
+//! `cargo xtask deps|build|demo|test|bench|testenv`: the project's only entry points for setting a
 //! machine up, building, demonstrating and testing. Everything that gets installed is
 //! installed by `deps`, which the other commands call first.
+mod bench;
 mod cmd;
 mod demo;
 mod deps;
@@ -29,6 +30,15 @@ enum Task {
         /// Only the host unit tests (no root needed).
         #[arg(long)]
         host_only: bool,
+    },
+    /// deps, then benchmarks on the test network against direct and peer balancers, the data
+    /// path through BPF_PROG_TEST_RUN and the control plane; writes bench/results/,
+    /// BENCHMARKS.md and the chart.
+    Bench {
+        /// Seconds, tiny counts, one round, output under target/bench-quick: checks that every
+        /// configuration produces numbers (run by `cargo xtask test`).
+        #[arg(long)]
+        quick: bool,
     },
     /// The netns/veth test network.
     Testenv {
@@ -72,6 +82,10 @@ fn run(cli: Cli) -> Result<()> {
             deps::install()?;
             cmd::build()?;
             test::run(host_only)
+        }
+        Task::Bench { quick } => {
+            deps::install()?;
+            bench::run(quick)
         }
         Task::Testenv { action: TestenvAction::Up { dsr } } => testenv::up(&testenv::UpOptions { dsr }),
         Task::Testenv { action: TestenvAction::Down } => testenv::down(),

@@ -1,4 +1,5 @@
-//! `cargo xtask test`: the three layers of ARCHITECTURE.md, each with its own count.
+//! `cargo xtask test`: the three layers of ARCHITECTURE.md, each with its own count, and a
+//! fourth: `cargo xtask bench --quick`, so that the benchmark harness cannot rot.
 //! Root-only tests are `#[ignore]`d in plain `cargo test` (so it never pretends to run
 //! them) and run here with `--ignored`; without root this command fails, it never skips.
 use std::io::{BufRead, BufReader};
@@ -56,6 +57,9 @@ pub fn run(host_only: bool) -> Result<()> {
             }
         }
     }
+    if !host_only {
+        results.push((BENCH, bench_quick()));
+    }
     println!("\n==> summary");
     let mut total = Count::default();
     for (name, c) in &results {
@@ -68,6 +72,21 @@ pub fn run(host_only: bool) -> Result<()> {
         bail!("{} tests failed", total.failed);
     }
     Ok(())
+}
+
+const BENCH: &str = "4. bench --quick (every benchmark configuration produces numbers)";
+
+/// The quick bench as one pass or one failure: it asserts that every configuration and
+/// measurement produced numbers, never how fast they were.
+fn bench_quick() -> Count {
+    println!("\n==> {BENCH}");
+    match crate::bench::run(true) {
+        Ok(()) => Count { passed: 1, ..Count::default() },
+        Err(e) => {
+            eprintln!("xtask: bench --quick: {e:#}");
+            Count { failed: 1, ..Count::default() }
+        }
+    }
 }
 
 /// Run one layer, echoing cargo's output and adding up its `test result:` lines.

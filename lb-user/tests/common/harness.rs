@@ -214,6 +214,18 @@ impl Harness {
     }
 }
 
+/// For callers that drive BPF_PROG_TEST_RUN themselves (the data-path benchmark:
+/// `repeat`, timing) or open the pinned maps a second time to fill them.
+impl Harness {
+    pub fn program(&self) -> &Xdp {
+        self.ebpf.program(load::PROGRAM).expect("program").try_into().expect("xdp")
+    }
+
+    pub fn pin_path(&self) -> &std::path::Path {
+        &self.pin
+    }
+}
+
 fn empty_plan() -> Plan {
     Plan { global: Default::default(), services: Vec::new(), backends: Vec::new() }
 }
