@@ -49,31 +49,37 @@ fn balance(ctx: &XdpContext) -> u32 {
         return XDP_PASS;
     }
     let Some(cfg) = LB_CONFIG.get(CONFIG_KEY) else { return XDP_PASS };
-    // SAFETY: helper without preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
 
     // A backend's reply to one of our NAT flows? (Anything else to the SNAT address, such
     // as the seed's service on the LB's own address, carries on below.)
     if cfg.configured != 0 && nat::to_snat_address(p, cfg) && p.bad.is_none() && !p.fragment && is_tcp_or_udp(p.proto) {
-        if reverse_nat(ctx, p, cfg, now) {
+        if reverse_nat(ctx, p, cfg, now()) {
             return XDP_TX;
         }
     }
 
     // An ICMP error about one of our flows goes to the flow's owner (icmp.rs); any other
     // ICMP carries on to be passed.
-    if cfg.configured != 0 && icmp::is_icmp(p) && icmp::error_for_flow(ctx, p, cfg, now) {
+    if cfg.configured != 0 && icmp::is_icmp(p) && icmp::error_for_flow(ctx, p, cfg, now()) {
         return XDP_TX;
     }
 
-    vip_path(ctx, p, cfg, now)
+    vip_path(ctx, p, cfg)
+}
+
+/// The clock, read only on the paths that need it (flows): traffic that is not ours
+/// passes without paying for it.
+#[inline(always)]
+fn now() -> u64 {
+    // SAFETY: helper without preconditions.
+    unsafe { bpf_ktime_get_ns() }
 }
 
 /// Traffic for a VIP address. Out of line, like `reverse_nat`: each path gets its own
 /// stack frame, and only one of them is live at a time under the small caller's frame
 /// (the verifier sums the frames of a call chain against the 512-byte BPF stack).
 #[inline(never)]
-fn vip_path(ctx: &XdpContext, p: &L3, cfg: &GlobalConfig, now: u64) -> u32 {
+fn vip_path(ctx: &XdpContext, p: &L3, cfg: &GlobalConfig) -> u32 {
     // One lookup decides for all non-VIP traffic: pass.
     let Some(addr_flags) = vip_address(p) else { return XDP_PASS };
     // Malformed input for an address only VIPs use is ours to drop; for an address the host
@@ -99,7 +105,7 @@ fn vip_path(ctx: &XdpContext, p: &L3, cfg: &GlobalConfig, now: u64) -> u32 {
     if cfg.configured == 0 {
         return drop(DropReason::NotConfigured);
     }
-    match forward(ctx, p, &l4, &vip, now) {
+    match forward(ctx, p, &l4, &vip, now()) {
         Ok(()) => XDP_TX,
         Err(reason) => drop(reason),
     }
