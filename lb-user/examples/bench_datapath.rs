@@ -300,14 +300,14 @@ fn maglev(c: &Counts) -> Vec<Value> {
 }
 
 /// The daemon's reconcile (config → desired state → plan → map writes, shadow tables and
-/// flip) for the most services a config may hold (64, the size of LB_VIPS): applying all
-/// of them to empty maps, then a reload that changes one weight in every service.
+/// flip) for 100 services: applying all of them to empty maps, then a reload that changes
+/// one weight in every service.
 fn reconcile() -> Value {
-    let services = lb_common::consts::MAX_SERVICES;
+    let services: u32 = 100;
     let config = |weight: u32| {
         let mut text = String::from("[daemon]\ninterface = \"eth0\"\nsnat_ipv4 = \"172.20.0.10\"\nflow_table_size = 4096\n");
         for s in 0..services {
-            text += &format!("\n[[service]]\nname = \"s{s}\"\nvip = \"172.20.1.{}:80\"\n", s + 1);
+            text += &format!("\n[[service]]\nname = \"s{s}\"\nvip = \"172.20.{}.{}:80\"\n", 1 + s / 200, 1 + s % 200);
             for b in 1..=3 {
                 let w = if b == 1 { weight } else { 1 };
                 text += &format!("[[service.backend]]\naddress = \"172.20.0.1{b}:80\"\nweight = {w}\n");

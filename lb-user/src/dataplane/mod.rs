@@ -3,6 +3,7 @@
 //! pinned maps back for `lb list` / `lb explain` (`maps`).
 pub mod addr;
 pub mod adopt;
+mod batch;
 pub mod explain;
 pub mod inspect;
 pub mod ids;

@@ -127,13 +127,13 @@ impl Writer {
     }
 }
 
-/// Write `table` at `base`, skipping the slots that already hold the same value.
+/// Write `table` at `base`, skipping the slots that already hold the same value, in batches.
 fn write_slots(map: &mut aya::maps::Array<aya::maps::MapData, u32>, base: u32, held: Option<&[u32]>, table: &[u32], name: &str) -> Result<()> {
-    for (slot, &id) in table.iter().enumerate() {
-        if held.is_some_and(|h| h.get(slot) == Some(&id)) {
-            continue;
-        }
-        map.set(base + slot as u32, id, 0).with_context(|| format!("writing {name}"))?;
-    }
-    Ok(())
+    let (keys, values): (Vec<u32>, Vec<u32>) = table
+        .iter()
+        .enumerate()
+        .filter(|&(slot, id)| held.is_none_or(|h| h.get(slot) != Some(id)))
+        .map(|(slot, &id)| (base + slot as u32, id))
+        .unzip();
+    super::batch::update(map, &keys, &values).with_context(|| format!("writing {name}"))
 }

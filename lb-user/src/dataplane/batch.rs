@@ -1,0 +1,68 @@
+//! `BPF_MAP_UPDATE_BATCH` for the big `u32` arrays (the Maglev rings, the sequences): one
+//! syscall writes a whole table instead of one per slot. A first write of 64 services'
+//! rings is 4 million slots; at one syscall each that took close to two seconds, in one
+//! batch per table it is a small fraction of that. aya 0.14 has no batch API, hence the raw
+//! syscall. Kernels without batch support for the map (before 5.6) fall back to
+//! per-slot updates.
+use std::io;
+use std::os::fd::{AsFd, AsRawFd};
+
+use aya::maps::{Array, IterableMap, MapData};
+
+/// `enum bpf_cmd`
+const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
+/// Entries per syscall: one Maglev table at most, and a bounded time in the kernel.
+const CHUNK: usize = 65_537;
+
+/// The `batch` member of `union bpf_attr`.
+#[repr(C)]
+#[derive(Default)]
+struct BatchAttr {
+    in_batch: u64,
+    out_batch: u64,
+    keys: u64,
+    values: u64,
+    count: u32,
+    map_fd: u32,
+    elem_flags: u64,
+    flags: u64,
+}
+
+/// Write `values[i]` at index `keys[i]`, in as few syscalls as the kernel allows.
+pub fn update(map: &mut Array<MapData, u32>, keys: &[u32], values: &[u32]) -> io::Result<()> {
+    debug_assert_eq!(keys.len(), values.len());
+    let fd = map.map().fd().as_fd().as_raw_fd();
+    let mut done = 0;
+    while done < keys.len() {
+        let n = (keys.len() - done).min(CHUNK);
+        match update_batch(fd, &keys[done..done + n], &values[done..done + n]) {
+            Ok(()) => done += n,
+            // No batch support for this map here: one update per entry.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOTSUP) | Some(524)) => {
+                for (k, v) in keys[done..].iter().zip(&values[done..]) {
+                    map.set(*k, *v, 0).map_err(io::Error::other)?;
+                }
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn update_batch(fd: i32, keys: &[u32], values: &[u32]) -> io::Result<()> {
+    let mut attr = BatchAttr {
+        keys: keys.as_ptr() as u64,
+        values: values.as_ptr() as u64,
+        count: keys.len() as u32,
+        map_fd: fd as u32,
+        ..Default::default()
+    };
+    // SAFETY: `attr` is a valid bpf_attr prefix of the size passed; `keys` and `values`
+    // hold `count` u32 each and outlive the call; the kernel only reads them.
+    let r = unsafe { libc::syscall(libc::SYS_bpf, BPF_MAP_UPDATE_BATCH, &mut attr as *mut BatchAttr, std::mem::size_of::<BatchAttr>() as u32) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
