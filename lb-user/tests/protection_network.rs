@@ -30,8 +30,10 @@ fn config(mode: &str, service: &str) -> String {
     )
 }
 
-/// Raw TCP SYNs from fresh source ports, paced; prints how many it sent. No sockets of its
-/// own, so the kernel answers the SYN-ACKs of admitted flows with RST.
+/// Raw TCP SYNs from fresh source ports, paced; prints how many it sent and over how many
+/// seconds (first to last send: the time the buckets refill over, without the
+/// interpreter's start-up). No sockets of its own, so the kernel answers the SYN-ACKs of
+/// admitted flows with RST.
 const FLOOD: &str = r#"
 import socket, struct, sys, time
 src, dst, dport, n, pps = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
@@ -51,7 +53,7 @@ for i in range(n):
     ahead = sent / pps - (time.monotonic() - start)
     if ahead > 0:
         time.sleep(ahead)
-print(sent, flush=True)
+print(sent, time.monotonic() - start, flush=True)
 "#;
 
 fn requests_in(outcomes: &[Outcome], from: Instant, to: Instant) -> usize {
@@ -74,7 +76,9 @@ fn a_flood_from_one_source_is_dropped_in_xdp_while_another_client_keeps_its_rate
     let out = testenv::exec_ok(FLOOD_NS, &["python3", "-c", FLOOD, FLOOD_V4, VIP_V4, "80", &n.to_string(), &FLOOD_PPS.to_string()]).expect("flood");
     let flood_to = Instant::now();
     let outcomes = client.finish();
-    let sent: u64 = out.trim().parse().unwrap_or_else(|_| panic!("flood output: {out}"));
+    let (sent, span) = out.trim().split_once(' ').unwrap_or_else(|| panic!("flood output: {out}"));
+    let sent: u64 = sent.parse().unwrap_or_else(|_| panic!("flood output: {out}"));
+    let span: f64 = span.parse().unwrap_or_else(|_| panic!("flood output: {out}"));
 
     assert!(failures(&outcomes).is_empty(), "the other client's requests all succeed: {:?}", failures(&outcomes));
     let quiet_rate = requests_in(&outcomes, quiet_from, flood_from) as f64 / flood_from.duration_since(quiet_from).as_secs_f64();
@@ -84,17 +88,17 @@ fn a_flood_from_one_source_is_dropped_in_xdp_while_another_client_keeps_its_rate
     let refused = stats["ratelimited"]["web"]["source"].as_u64().expect("ratelimited.web.source");
     let flows: Vec<Value> = serde_json::from_str(&lb.list_json("flows").unwrap()).unwrap();
     let admitted = flows.iter().filter(|f| f["client"].as_str().unwrap().starts_with(&format!("{FLOOD_V4}:"))).count() as u64;
-    let elapsed = flood_to.duration_since(flood_from).as_secs_f64();
     println!(
-        "flood: sent {sent} SYNs in {elapsed:.2}s, admitted {admitted}, dropped in XDP {refused}; \
+        "flood: sent {sent} SYNs in {span:.2}s, admitted {admitted}, dropped in XDP {refused}; \
          other client {quiet_rate:.1} req/s without the flood, {flood_rate:.1} req/s with it ({:.0}%)",
         100.0 * flood_rate / quiet_rate
     );
     assert_eq!(refused, sent - admitted, "every SYN beyond the limit is counted, nothing else");
     assert_eq!(stats["ratelimited"]["web"]["service"].as_u64(), Some(0));
     assert_eq!(stats["drops"]["rate_limited"].as_u64(), Some(refused));
-    let allowed = SOURCE_BURST as f64 + SOURCE_RATE as f64 * elapsed;
-    assert!((admitted as f64) <= allowed + 5.0, "admitted {admitted}, the limit allows {allowed:.0}");
+    let allowed = SOURCE_BURST as f64 + SOURCE_RATE as f64 * span;
+    // A little slack: two CPUs may refill the same bucket at once (see LB_SERVICE_BUCKETS).
+    assert!((admitted as f64) <= allowed * 1.02 + 5.0, "admitted {admitted}, the limit allows {allowed:.0}");
     assert!((admitted as f64) >= allowed * 0.8, "admitted {admitted}: the limit lets {allowed:.0} through");
     assert!(flood_rate >= 0.9 * quiet_rate, "other client: {flood_rate:.1} req/s with the flood, {quiet_rate:.1} without");
 }
