@@ -20,7 +20,7 @@ use aya_ebpf::programs::XdpContext;
 use lb_common::{
     consts::{BACKEND_HAS_MAC, FAMILY_V4, FAMILY_V6, FWD_NAT, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP},
     csum,
-    maps::{FlowKey, GlobalConfig, NatKey, VipKey},
+    maps::{FlowKey, GlobalConfig, VipKey},
 };
 
 use crate::{
@@ -154,18 +154,7 @@ fn quote(ctx: &XdpContext, p: &L3, q: &mut Quote) -> Option<()> {
 /// own packet, so its stack finds the socket.
 #[inline(always)]
 fn to_client(ctx: &XdpContext, p: &L3, q: &mut Quote, cfg: &GlobalConfig) -> Option<()> {
-    let port = u16::from_be(q.sport);
-    if port < cfg.snat_port_min || port > cfg.snat_port_max {
-        return None;
-    }
-    let nk = NatKey {
-        backend_addr: q.dst,
-        backend_port: q.dport,
-        snat_port: q.sport,
-        proto: q.proto,
-        family: p.family,
-        _pad: [0; 2],
-    };
+    let nk = crate::nat::reply_key(q.dst, q.dport, q.sport, q.proto, p.family, cfg)?;
     // SAFETY: map value; fields copied out at once (a concurrent overwrite could mix two
     // entries' fields into one error message, which then matches no socket: harmless).
     let v = unsafe { LB_NAT.get(nk)? };

@@ -112,6 +112,18 @@ pub fn to_snat_address(p: &L3, cfg: &GlobalConfig) -> bool {
     }
 }
 
+/// The `LB_NAT` key of a packet a backend sent to our SNAT address (a reply, or the packet
+/// an ICMP error quotes): `None` when its SNAT-side port is outside `snat_ports`, so it
+/// cannot be one of our flows. Inlined: six arguments would not pass a BPF call.
+#[inline(always)]
+pub fn reply_key(backend_addr: [u32; 4], backend_port: u16, snat_port: u16, proto: u8, family: u8, cfg: &GlobalConfig) -> Option<NatKey> {
+    let port = u16::from_be(snat_port);
+    if port < cfg.snat_port_min || port > cfg.snat_port_max {
+        return None;
+    }
+    Some(NatKey { backend_addr, backend_port, snat_port, proto, family, _pad: [0; 2] })
+}
+
 /// A backend's reply: translate it back to VIP → client and send it the way the flow's
 /// packets came. `None`: not one of our NAT flows (the LB's own traffic), leave it alone.
 #[inline(always)]
@@ -122,18 +134,7 @@ pub fn reverse(
     cfg: &GlobalConfig,
     now: u64,
 ) -> Option<()> {
-    let port = u16::from_be(l4.dport);
-    if port < cfg.snat_port_min || port > cfg.snat_port_max {
-        return None;
-    }
-    let nk = NatKey {
-        backend_addr: p.src,
-        backend_port: l4.sport,
-        snat_port: l4.dport,
-        proto: p.proto,
-        family: p.family,
-        _pad: [0; 2],
-    };
+    let nk = reply_key(p.src, l4.sport, l4.dport, p.proto, p.family, cfg)?;
     // SAFETY: copied out at once; a concurrent overwrite yields another valid entry.
     let v = unsafe { *LB_NAT.get(&nk)? };
     rewrite::l3_l4(ctx, p, l4, &Tuple { src: v.vip_addr, sport: v.vip_port, dst: v.client_addr, dport: v.client_port })?;

@@ -37,6 +37,11 @@ pub enum Circuit {
 }
 
 impl Circuit {
+    /// The serde default of the `circuit` fields that read older JSON.
+    pub fn closed_name() -> String {
+        Circuit::Closed.as_str().to_string()
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Circuit::Closed => "closed",

@@ -62,6 +62,9 @@ pub struct Controller {
     desired: Desired,
     retiring: HashMap<BackendKey, (Instant, DesiredBackend)>,
     breakers: HashMap<BackendKey, Breaker>,
+    /// The data path's outcome counters have been read since passive ejection was last
+    /// off: what they report now happened while some breaker was on.
+    outcomes_primed: bool,
     ticks: u64,
 }
 
@@ -81,6 +84,7 @@ impl Controller {
             desired,
             retiring: HashMap::new(),
             breakers: HashMap::new(),
+            outcomes_primed: false,
             ticks: 0,
         }
     }
@@ -262,9 +266,19 @@ impl Controller {
     /// Feed the data path's passive outcomes to the circuit breakers, run their clocks, and
     /// reconcile when one changed.
     fn passive(&mut self) {
+        // No breaker configured: nothing to read every 100 ms. The first read after one is
+        // turned on only sets the baseline, so old failures do not count against it.
+        if !self.cfg.services.iter().any(|s| s.circuit_breaker.consecutive_failures > 0) {
+            self.outcomes_primed = false;
+            return;
+        }
+        let outcomes = self.dataplane.outcomes();
+        if !std::mem::replace(&mut self.outcomes_primed, true) {
+            return;
+        }
         let now = Instant::now();
         let mut changed = false;
-        for (key, succeeded, failed) in self.dataplane.outcomes() {
+        for (key, succeeded, failed) in outcomes {
             let Some(cfg) = self.breaker_config(&key.0) else { continue };
             let may_eject = self.may_eject(&key.0, cfg.max_ejected_percent);
             let change = self.breakers.entry(key.clone()).or_default().observe(succeeded, failed, &cfg, may_eject, now);

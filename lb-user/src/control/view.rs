@@ -30,15 +30,11 @@ pub struct BackendView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy: Option<crate::proxy::BackendCounters>,
     /// Circuit breaker: "closed" | "open" (ejected) | "half_open" (one trial flow).
-    #[serde(default = "closed")]
+    #[serde(default = "crate::state::Circuit::closed_name")]
     pub circuit: String,
     /// Passive ejections so far.
     #[serde(default)]
     pub ejections_total: u64,
-}
-
-fn closed() -> String {
-    "closed".to_string()
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]

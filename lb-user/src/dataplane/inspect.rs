@@ -34,12 +34,8 @@ pub struct BackendRow {
     pub bytes: u64,
     pub new_flows: u64,
     /// Circuit breaker: "closed" | "open" | "half_open".
-    #[serde(default = "closed")]
+    #[serde(default = "crate::state::Circuit::closed_name")]
     pub circuit: String,
-}
-
-fn closed() -> String {
-    "closed".to_string()
 }
 
 #[derive(Serialize, serde::Deserialize, Debug, Clone, PartialEq)]
