@@ -1,9 +1,9 @@
 //! Socket addresses in the data path's layout: addresses and ports in network byte order,
-//! exactly as they sit in packets (`lb_common::maps`).
+//! exactly as they sit in packets (`crate::maps`).
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use lb_common::consts::{FAMILY_V4, FAMILY_V6};
-use lb_common::maps::{VipAddrKey, VipKey};
+use crate::consts::{FAMILY_V4, FAMILY_V6};
+use crate::maps::{VipAddrKey, VipKey};
 
 pub fn ip_words(ip: IpAddr) -> ([u32; 4], u8) {
     match ip {
@@ -53,8 +53,8 @@ pub fn vip_addr_key(ip: IpAddr) -> VipAddrKey {
 
 pub fn proto_name(proto: u8) -> &'static str {
     match proto {
-        lb_common::consts::PROTO_TCP => "tcp",
-        lb_common::consts::PROTO_UDP => "udp",
+        crate::consts::PROTO_TCP => "tcp",
+        crate::consts::PROTO_UDP => "udp",
         _ => "other",
     }
 }

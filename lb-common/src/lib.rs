@@ -1,4 +1,4 @@
-//! Shared between the XDP program (`lb-ebpf`, no_std) and the daemon (`lb-user`).
+//! Shared between the XDP program (`lb-ebpf`, no_std) and the userspace crates.
 //!
 //! Everything here is either a map layout (`#[repr(C)]`, no implicit padding, so both sides
 //! agree byte for byte) or pure logic that both sides must compute identically: the flow
@@ -12,6 +12,8 @@ pub mod maps;
 pub mod ratelimit;
 pub mod reason;
 
+#[cfg(any(feature = "std", test))]
+pub mod addr;
 #[cfg(any(feature = "std", test))]
 pub mod maglev;
 #[cfg(any(feature = "std", test))]

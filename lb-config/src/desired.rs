@@ -1,9 +1,33 @@
-//! The desired state: what every source (the config file today; agent registrations and
-//! health checks join it) says the services and backends should be. The reconciler turns it
-//! into data-path tables; nothing is read back from the maps to decide.
+//! The desired state: what every source (the config file, agent registrations, admin
+//! states set through the API, health checks and circuit breakers) says the services and
+//! backends should be. It carries everything a data path needs, so a data path is driven
+//! by it alone; nothing is read back from the maps to decide.
+//!
+//! One builder: [`Desired::from_config`] gives the config's part; the controller's sources
+//! overlay registrations, admin states, health and breakers on top of it.
 use std::net::SocketAddr;
+use std::time::Duration;
 
-use crate::config::{AdminState, Algorithm, Config, Forwarding, Protocol, RateLimit};
+use crate::{AdminState, Algorithm, Config, Forwarding, Pool, Protocol, ProxyMode, RateLimit};
+
+/// A backend of a service: the key under which every source, check and breaker knows it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BackendKey {
+    pub service: String,
+    pub address: SocketAddr,
+}
+
+impl BackendKey {
+    pub fn new(service: impl Into<String>, address: SocketAddr) -> Self {
+        BackendKey { service: service.into(), address }
+    }
+}
+
+impl std::fmt::Display for BackendKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.service, self.address)
+    }
+}
 
 /// Health as the checker last saw it. `Unknown` counts as up: a backend is not punished
 /// for not having been checked yet.
@@ -106,16 +130,45 @@ pub struct DesiredService {
     pub algorithm: Algorithm,
     pub forwarding: Forwarding,
     pub rate_limit: RateLimit,
+    /// Proxy path only: how connections are relayed.
+    pub proxy_mode: ProxyMode,
+    /// Proxy path only (`http` mode): the upstream keep-alive pool.
+    pub pool: Pool,
+    /// Proxy path only: connections at once per backend (0: no cap).
+    pub max_connections: u32,
     pub backends: Vec<DesiredBackend>,
+}
+
+/// Daemon-wide settings a data path applies to every service.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PathSettings {
+    /// Proxy listeners (and runtime threads) per service; 0: one per core.
+    pub workers: u32,
+    pub connect_timeout: Duration,
+    pub tcp_idle_timeout: Duration,
+    pub udp_idle_timeout: Duration,
+    /// Flows (XDP) or UDP sessions (proxy) tracked at once.
+    pub flow_table_size: u32,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Desired {
     pub services: Vec<DesiredService>,
+    pub settings: PathSettings,
 }
 
 impl Desired {
+    /// The config's part of the desired state: its services, with the backends it names
+    /// (health unknown, circuits closed).
     pub fn from_config(cfg: &Config) -> Self {
+        let d = &cfg.daemon;
+        let settings = PathSettings {
+            workers: d.workers,
+            connect_timeout: d.connect_timeout,
+            tcp_idle_timeout: d.tcp_idle_timeout,
+            udp_idle_timeout: d.udp_idle_timeout,
+            flow_table_size: d.flow_table_size,
+        };
         let services = cfg
             .services
             .iter()
@@ -126,6 +179,9 @@ impl Desired {
                 algorithm: s.algorithm,
                 forwarding: s.forwarding,
                 rate_limit: s.rate_limit,
+                proxy_mode: s.proxy_mode,
+                pool: s.pool.clone(),
+                max_connections: s.circuit_breaker.max_connections,
                 backends: s
                     .backends
                     .iter()
@@ -140,6 +196,6 @@ impl Desired {
                     .collect(),
             })
             .collect();
-        Self { services }
+        Self { services, settings }
     }
 }

@@ -12,6 +12,7 @@
 //!
 //! Every error is a [`Diagnostic`] printed as `FILE:LINE:COL: message`.
 
+pub mod desired;
 mod duration;
 mod enums;
 mod error;
@@ -67,4 +68,11 @@ impl Config {
             toml::from_str(text).map_err(|e| ConfigError::new(vec![source.parse_error(&e)]))?;
         validate::validate(&raw, &source)
     }
+}
+
+/// The API token in `path`, trimmed; `None` when the file is missing, unreadable or blank.
+pub fn load_token(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let token = text.trim();
+    (!token.is_empty()).then(|| token.to_string())
 }

@@ -8,8 +8,8 @@
 //! the order is unknown, so a poll with any success ends a failure streak.
 use std::time::{Duration, Instant};
 
-use crate::config::CircuitBreaker;
-use crate::state::Circuit;
+use lb_config::CircuitBreaker;
+use lb_config::desired::Circuit;
 
 /// A half-open backend whose trial flow brought no outcome within this gets another trial
 /// (no traffic came, or the trial flow went nowhere).

@@ -20,9 +20,9 @@ use super::registry::{BackendKey, Registry};
 use super::sources;
 use super::telemetry::Telemetry;
 use super::view::{BackendView, CheckView, ServiceView};
-use crate::config::{AdminState, Config, HealthCheck, HealthCheckType};
-use crate::path::DataPath;
-use crate::state::{source_names, Desired, DesiredBackend, Health, SOURCE_RETIRING};
+use lb_config::{AdminState, Config, HealthCheck, HealthCheckType};
+use crate::datapath::DataPath;
+use lb_config::desired::{source_names, Desired, DesiredBackend, Health, SOURCE_RETIRING};
 
 /// How often leases are checked and next-hop MACs refreshed.
 const TICK: Duration = Duration::from_secs(1);
@@ -52,7 +52,7 @@ pub struct Shared {
 pub struct Controller {
     cfg: Config,
     config_path: PathBuf,
-    dataplane: DataPath,
+    dataplane: Box<dyn DataPath>,
     registry: Registry,
     trackers: HashMap<BackendKey, Tracker>,
     last_checks: HashMap<BackendKey, CheckResult>,
@@ -69,7 +69,7 @@ pub struct Controller {
 }
 
 impl Controller {
-    pub fn new(cfg: Config, config_path: PathBuf, dataplane: DataPath, registry: Registry, reports_tx: mpsc::Sender<Report>, shared: Shared) -> Self {
+    pub fn new(cfg: Config, config_path: PathBuf, dataplane: Box<dyn DataPath>, registry: Registry, reports_tx: mpsc::Sender<Report>, shared: Shared) -> Self {
         let desired = sources::desired(&cfg, &registry, &HashMap::new());
         Controller {
             cfg,
@@ -100,7 +100,7 @@ impl Controller {
         mut reports: mpsc::Receiver<Report>,
         mut reloads: mpsc::Receiver<()>,
         mut stop: tokio::sync::watch::Receiver<bool>,
-    ) -> DataPath {
+    ) -> Box<dyn DataPath> {
         self.sync_checkers();
         self.shared.ready.store(true, Ordering::SeqCst);
         let mut tick = tokio::time::interval(TICK);
@@ -132,17 +132,17 @@ impl Controller {
                 let _ = reply.send(self.register(service, address, weight, ttl));
             }
             Command::Heartbeat { service, address, reply } => {
-                let key = (service, address);
+                let key = BackendKey::new(service, address);
                 let r = if self.registry.heartbeat(&key, Instant::now()) {
                     Ok(())
                 } else {
-                    Err(ApiError::NotFound(format!("{} has no registration in service {}", key.1, key.0)))
+                    Err(ApiError::NotFound(format!("{} has no registration in service {}", key.address, key.service)))
                 };
                 let _ = reply.send(r);
             }
             Command::SetState { service, address, state, reply } => {
                 let r = self.known_backend(&service, address).map(|key| {
-                    info!(service = %key.0, backend = %key.1, %state, "admin state set");
+                    info!(service = %key.service, backend = %key.address, %state, "admin state set");
                     self.registry.states.insert(key, state);
                     self.persist();
                     self.apply();
@@ -150,15 +150,15 @@ impl Controller {
                 let _ = reply.send(r);
             }
             Command::Deregister { service, address, reply } => {
-                let key = (service, address);
+                let key = BackendKey::new(service, address);
                 let r = if self.registry.remove(&key) {
-                    info!(service = %key.0, backend = %key.1, "deregistered");
+                    info!(service = %key.service, backend = %key.address, "deregistered");
                     self.forget_state_unless_configured(&key);
                     self.persist();
                     self.apply();
                     Ok(())
                 } else {
-                    Err(ApiError::NotFound(format!("{} has no registration in service {}", key.1, key.0)))
+                    Err(ApiError::NotFound(format!("{} has no registration in service {}", key.address, key.service)))
                 };
                 let _ = reply.send(r);
             }
@@ -175,10 +175,10 @@ impl Controller {
         if s.vip.is_ipv4() != address.is_ipv4() {
             return Err(ApiError::BadRequest(format!("{address} is not of the address family of {}'s VIP {}", s.name, s.vip)));
         }
-        if s.forwarding == crate::config::Forwarding::Dsr && address.port() != s.vip.port() {
+        if s.forwarding == lb_config::Forwarding::Dsr && address.port() != s.vip.port() {
             return Err(ApiError::BadRequest(format!("dsr backends hold the VIP on loopback, so the port must be the VIP's ({})", s.vip.port())));
         }
-        let new = self.registry.register((service.clone(), address), weight, ttl, Instant::now());
+        let new = self.registry.register(BackendKey::new(service.clone(), address), weight, ttl, Instant::now());
         self.shared.telemetry.update(|t| t.registrations_total += 1);
         if new {
             info!(service, backend = %address, weight, ttl = ?ttl, "registered");
@@ -191,7 +191,7 @@ impl Controller {
     /// A backend that leaves every source takes its API-set admin state with it: an agent
     /// that drained, deregistered and comes back later starts `ready`, not stuck in drain.
     fn forget_state_unless_configured(&mut self, key: &BackendKey) {
-        let configured = self.cfg.services.iter().any(|s| s.name == key.0 && s.backends.iter().any(|b| b.address == key.1));
+        let configured = self.cfg.services.iter().any(|s| s.name == key.service && s.backends.iter().any(|b| b.address == key.address));
         if !configured {
             self.registry.states.remove(key);
         }
@@ -207,23 +207,23 @@ impl Controller {
         if !s.backends.iter().any(|b| b.address == address) {
             return Err(ApiError::NotFound(format!("service {service} has no backend {address}")));
         }
-        Ok((service.to_string(), address))
+        Ok(BackendKey::new(service, address))
     }
 
     fn health_report(&mut self, r: Report) {
-        let key = (r.service, r.address);
+        let key = BackendKey::new(r.service, r.address);
         let Some((check, _)) = self.checkers.get(&key) else { return };
         let (healthy, unhealthy) = (check.healthy_threshold, check.unhealthy_threshold);
         let seconds = r.result.duration.as_secs_f64();
         self.shared.telemetry.update(|t| {
-            t.health_check_seconds.entry((key.0.clone(), key.1.to_string())).or_default().observe(seconds);
+            t.health_check_seconds.entry((key.service.clone(), key.address.to_string())).or_default().observe(seconds);
         });
         let changed = self.trackers.entry(key.clone()).or_default().record(r.result.ok, healthy, unhealthy);
         if let Some(h) = changed {
-            info!(service = %key.0, backend = %key.1, health = h.as_str(), detail = %r.result.detail, "health changed");
+            info!(service = %key.service, backend = %key.address, health = h.as_str(), detail = %r.result.detail, "health changed");
             if h == Health::Up {
                 if let Some(Change::Closed) = self.breakers.get_mut(&key).and_then(Breaker::health_recovered) {
-                    info!(service = %key.0, backend = %key.1, "circuit closed: the health check passes again");
+                    info!(service = %key.service, backend = %key.address, "circuit closed: the health check passes again");
                 }
             }
         }
@@ -243,7 +243,7 @@ impl Controller {
         let expired = self.registry.expire(now);
         if !expired.is_empty() {
             for key in &expired {
-                info!(service = %key.0, backend = %key.1, "lease expired");
+                info!(service = %key.service, backend = %key.address, "lease expired");
                 self.forget_state_unless_configured(key);
             }
             self.shared.telemetry.update(|t| t.lease_expirations_total += expired.len() as u64);
@@ -278,9 +278,9 @@ impl Controller {
         }
         let now = Instant::now();
         let mut changed = false;
-        for (key, succeeded, failed) in outcomes {
-            let Some(cfg) = self.breaker_config(&key.0) else { continue };
-            let may_eject = self.may_eject(&key.0, cfg.max_ejected_percent);
+        for crate::datapath::Outcome { backend: key, succeeded, failed } in outcomes {
+            let Some(cfg) = self.breaker_config(&key.service) else { continue };
+            let may_eject = self.may_eject(&key.service, cfg.max_ejected_percent);
             let change = self.breakers.entry(key.clone()).or_default().observe(succeeded, failed, &cfg, may_eject, now);
             changed |= self.log_change(&key, change);
         }
@@ -298,9 +298,9 @@ impl Controller {
 
     fn log_change(&self, key: &BackendKey, change: Option<Change>) -> bool {
         match change {
-            Some(Change::Ejected(time)) => warn!(service = %key.0, backend = %key.1, ejection = ?time, "circuit open: backend ejected after failed flows"),
-            Some(Change::HalfOpen) => info!(service = %key.0, backend = %key.1, "circuit half-open: one trial flow"),
-            Some(Change::Closed) => info!(service = %key.0, backend = %key.1, "circuit closed: the trial flow succeeded"),
+            Some(Change::Ejected(time)) => warn!(service = %key.service, backend = %key.address, ejection = ?time, "circuit open: backend ejected after failed flows"),
+            Some(Change::HalfOpen) => info!(service = %key.service, backend = %key.address, "circuit half-open: one trial flow"),
+            Some(Change::Closed) => info!(service = %key.service, backend = %key.address, "circuit closed: the trial flow succeeded"),
             Some(Change::Rearm) => {}
             None => return false,
         }
@@ -308,7 +308,7 @@ impl Controller {
     }
 
     /// The service's breaker settings, if passive ejection is on.
-    fn breaker_config(&self, service: &str) -> Option<crate::config::CircuitBreaker> {
+    fn breaker_config(&self, service: &str) -> Option<lb_config::CircuitBreaker> {
         let s = self.cfg.services.iter().find(|s| s.name == service)?;
         (s.circuit_breaker.consecutive_failures > 0).then_some(s.circuit_breaker)
     }
@@ -316,7 +316,7 @@ impl Controller {
     /// Would one more ejection in `service` stay within `max_ejected_percent`?
     fn may_eject(&self, service: &str, percent: u32) -> bool {
         let Some(s) = self.desired.services.iter().find(|s| s.name == service) else { return false };
-        let ejected = s.backends.iter().filter(|b| self.breakers.get(&(service.to_string(), b.address)).is_some_and(Breaker::ejected)).count();
+        let ejected = s.backends.iter().filter(|b| self.breakers.get(&BackendKey::new(service, b.address)).is_some_and(Breaker::ejected)).count();
         breaker::within_percent(ejected, s.backends.len(), percent)
     }
 
@@ -348,7 +348,7 @@ impl Controller {
             return Err(ApiError::Unprocessable(format!("{e:#}")));
         }
         if let Ok(mut t) = self.shared.token.write() {
-            *t = crate::api::load_token(&self.cfg.daemon.token_file);
+            *t = lb_config::load_token(&self.cfg.daemon.token_file);
         }
         self.sync_checkers();
         Ok(())
@@ -364,13 +364,13 @@ impl Controller {
         self.forget_breakers(&next);
         for s in &mut next.services {
             for b in &mut s.backends {
-                if let Some(br) = self.breakers.get(&(s.name.clone(), b.address)) {
+                if let Some(br) = self.breakers.get(&BackendKey::new(&s.name, b.address)) {
                     b.circuit = br.circuit();
                 }
             }
         }
         for s in &mut next.services {
-            for ((service, _), (_, b)) in &self.retiring {
+            for (BackendKey { service, .. }, (_, b)) in &self.retiring {
                 if service == &s.name {
                     s.backends.push(b.clone());
                 }
@@ -382,14 +382,14 @@ impl Controller {
         if let Err(e) = self.dataplane.refresh_neighbours(&self.desired) {
             warn!("neighbour lookup failed: {e:#}");
         }
-        self.dataplane.reconcile(&self.cfg, &self.desired)
+        self.dataplane.reconcile(&self.desired)
     }
 
     /// Breakers go with their backend, and all of a service's when passive ejection is
     /// turned off.
     fn forget_breakers(&mut self, next: &Desired) {
         let cfg = &self.cfg;
-        self.breakers.retain(|(service, address), _| {
+        self.breakers.retain(|BackendKey { service, address }, _| {
             let on = cfg.services.iter().any(|s| &s.name == service && s.circuit_breaker.consecutive_failures > 0);
             on && next.services.iter().any(|s| &s.name == service && s.backends.iter().any(|b| b.address == *address))
         });
@@ -406,11 +406,11 @@ impl Controller {
                 if named(&s.name, b.address) == Some(false) {
                     info!(service = %s.name, backend = %b.address, grace = ?REMOVAL_GRACE, "backend removed: draining its flows");
                     let retiring = DesiredBackend { state: AdminState::Drain, sources: SOURCE_RETIRING, ..b.clone() };
-                    self.retiring.insert((s.name.clone(), b.address), (now + REMOVAL_GRACE, retiring));
+                    self.retiring.insert(BackendKey::new(&s.name, b.address), (now + REMOVAL_GRACE, retiring));
                 }
             }
         }
-        self.retiring.retain(|(service, address), _| named(service, *address) == Some(false));
+        self.retiring.retain(|BackendKey { service, address }, _| named(service, *address) == Some(false));
     }
 
     /// Reconcile after a change of sources; a failure is logged (the old tables stay).
@@ -436,7 +436,7 @@ impl Controller {
                 continue;
             }
             for b in &s.backends {
-                wanted.insert((s.name.clone(), b.address), cfg.health_check.clone());
+                wanted.insert(BackendKey::new(&s.name, b.address), cfg.health_check.clone());
             }
         }
         self.checkers.retain(|key, (check, task)| {
@@ -452,7 +452,7 @@ impl Controller {
             if self.checkers.contains_key(&key) {
                 continue;
             }
-            let task = tokio::spawn(health::run(check.clone(), key.0.clone(), key.1, self.reports_tx.clone()));
+            let task = tokio::spawn(health::run(check.clone(), key.service.clone(), key.address, self.reports_tx.clone()));
             self.checkers.insert(key, (check, task));
         }
     }
@@ -472,7 +472,7 @@ impl Controller {
                     .backends
                     .iter()
                     .map(|b| {
-                        let key = (s.name.clone(), b.address);
+                        let key = BackendKey::new(s.name.clone(), b.address);
                         BackendView {
                             address: b.address.to_string(),
                             weight: b.weight,
@@ -490,7 +490,7 @@ impl Controller {
                                 .registrations
                                 .get(&key)
                                 .map(|r| r.expires_at.saturating_duration_since(now).as_secs_f64()),
-                            proxy: self.dataplane.proxy_counters(&s.name, b.address),
+                            proxy: self.dataplane.backend_counters(&s.name, b.address),
                             circuit: b.circuit.as_str().to_string(),
                             ejections_total: self.breakers.get(&key).map_or(0, |br| br.ejections_total),
                         }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::view::ServiceView;
-use crate::config::AdminState;
+use lb_config::AdminState;
 
 /// Why the controller refused a request; the API maps each to its HTTP status.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -9,8 +9,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use crate::config::{HealthCheck, HealthCheckType};
-use crate::state::Health;
+use lb_config::{HealthCheck, HealthCheckType};
+use lb_config::desired::Health;
 
 /// One probe's outcome.
 #[derive(Clone, Debug, PartialEq)]
@@ -75,7 +75,7 @@ pub async fn probe(check: &HealthCheck, address: SocketAddr) -> CheckResult {
     let (ok, detail) = match outcome {
         Ok(Ok(detail)) => (true, detail),
         Ok(Err(detail)) => (false, detail),
-        Err(_) => (false, format!("timeout after {}", crate::config::format_duration(check.timeout))),
+        Err(_) => (false, format!("timeout after {}", lb_config::format_duration(check.timeout))),
     };
     CheckResult { ok, detail, duration: start.elapsed(), finished: Instant::now() }
 }

@@ -4,6 +4,7 @@
 //! `ControlHandle`; nothing else writes the maps.
 pub mod breaker;
 pub mod controller;
+pub mod datapath;
 pub mod handle;
 pub mod health;
 pub mod registry;
@@ -12,6 +13,7 @@ pub mod telemetry;
 pub mod view;
 pub mod watch;
 
+pub use datapath::{BackendCounters, DataPath, Outcome};
 pub use handle::{ApiError, Command, ControlHandle};
 pub use telemetry::{Histogram, Telemetry};
 pub use view::{BackendView, CheckView, ServiceView};

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::config::AdminState;
+use lb_config::AdminState;
 
-pub type BackendKey = (String, SocketAddr);
+pub use lb_config::desired::BackendKey;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Registration {
@@ -65,10 +65,10 @@ impl Registry {
         let file: StateFile = serde_json::from_str(&text).with_context(|| format!("state file {} is not valid", path.display()))?;
         for s in file.registrations {
             let ttl = Duration::from_millis(s.ttl_ms);
-            r.registrations.insert((s.service, s.address), Registration { weight: s.weight, ttl, expires_at: now + ttl });
+            r.registrations.insert(BackendKey::new(s.service, s.address), Registration { weight: s.weight, ttl, expires_at: now + ttl });
         }
         for s in file.states {
-            r.states.insert((s.service, s.address), s.state);
+            r.states.insert(BackendKey::new(s.service, s.address), s.state);
         }
         Ok(r)
     }
@@ -80,9 +80,9 @@ impl Registry {
             registrations: self
                 .registrations
                 .iter()
-                .map(|((service, address), r)| SavedRegistration { service: service.clone(), address: *address, weight: r.weight, ttl_ms: r.ttl.as_millis() as u64 })
+                .map(|(BackendKey { service, address }, r)| SavedRegistration { service: service.clone(), address: *address, weight: r.weight, ttl_ms: r.ttl.as_millis() as u64 })
                 .collect(),
-            states: self.states.iter().map(|((service, address), s)| SavedState { service: service.clone(), address: *address, state: *s }).collect(),
+            states: self.states.iter().map(|(BackendKey { service, address }, s)| SavedState { service: service.clone(), address: *address, state: *s }).collect(),
         };
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -127,7 +127,7 @@ mod tests {
     use super::*;
 
     fn key(a: &str) -> BackendKey {
-        ("web".into(), a.parse().unwrap())
+        BackendKey::new("web", a.parse().unwrap())
     }
 
     #[test]

@@ -5,62 +5,52 @@
 use std::collections::HashMap;
 
 use super::registry::{BackendKey, Registry};
-use crate::config::Config;
-use crate::state::{Circuit, Desired, DesiredBackend, DesiredService, Health, SOURCE_CONFIG, SOURCE_REGISTRATION};
+use lb_config::Config;
+use lb_config::desired::{Circuit, Desired, DesiredBackend, DesiredService, Health, SOURCE_REGISTRATION};
 
 pub fn desired(cfg: &Config, registry: &Registry, health: &HashMap<BackendKey, Health>) -> Desired {
-    let services = cfg
-        .services
-        .iter()
-        .map(|s| {
-            let mut backends: Vec<DesiredBackend> = s
-                .backends
-                .iter()
-                .map(|b| DesiredBackend { address: b.address, weight: b.weight, state: b.state, health: Health::Unknown, sources: SOURCE_CONFIG, circuit: Circuit::Closed })
-                .collect();
-            for ((service, address), reg) in &registry.registrations {
-                if service != &s.name {
-                    continue;
-                }
-                match backends.iter_mut().find(|b| b.address == *address) {
-                    Some(b) => b.sources |= SOURCE_REGISTRATION,
-                    None => backends.push(DesiredBackend {
-                        address: *address,
-                        weight: reg.weight,
-                        state: crate::config::AdminState::Ready,
-                        health: Health::Unknown,
-                        sources: SOURCE_REGISTRATION,
-                        circuit: Circuit::Closed,
-                    }),
-                }
+    let mut desired = Desired::from_config(cfg);
+    for s in &mut desired.services {
+        add_registrations(s, registry);
+        for b in &mut s.backends {
+            let key = BackendKey::new(&s.name, b.address);
+            if let Some(state) = registry.states.get(&key) {
+                b.state = *state;
             }
-            for b in &mut backends {
-                let key = (s.name.clone(), b.address);
-                if let Some(state) = registry.states.get(&key) {
-                    b.state = *state;
-                }
-                if let Some(h) = health.get(&key) {
-                    b.health = *h;
-                }
+            if let Some(h) = health.get(&key) {
+                b.health = *h;
             }
-            DesiredService {
-                name: s.name.clone(),
-                vip: s.vip,
-                protocol: s.protocol,
-                algorithm: s.algorithm,
-                forwarding: s.forwarding,
-                rate_limit: s.rate_limit,
-                backends,
-            }
-        })
-        .collect();
-    Desired { services }
+        }
+    }
+    desired
+}
+
+/// Registered backends join the service; one the config names too keeps the config's
+/// weight and gains the registration as a source.
+fn add_registrations(s: &mut DesiredService, registry: &Registry) {
+    for (key, reg) in &registry.registrations {
+        if key.service != s.name {
+            continue;
+        }
+        match s.backends.iter_mut().find(|b| b.address == key.address) {
+            Some(b) => b.sources |= SOURCE_REGISTRATION,
+            None => s.backends.push(DesiredBackend {
+                address: key.address,
+                weight: reg.weight,
+                state: lb_config::AdminState::Ready,
+                health: Health::Unknown,
+                sources: SOURCE_REGISTRATION,
+                circuit: Circuit::Closed,
+            }),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::AdminState;
+    use lb_config::desired::SOURCE_CONFIG;
+    use lb_config::AdminState;
     use std::time::{Duration, Instant};
 
     const CFG: &str = r#"
@@ -79,12 +69,12 @@ address = "10.0.0.12:80"
         let cfg = Config::from_str(CFG, "t.toml").unwrap();
         let mut reg = Registry::default();
         let now = Instant::now();
-        reg.register(("web".into(), "10.0.0.11:80".parse().unwrap()), 1, Duration::from_secs(10), now);
-        reg.register(("web".into(), "10.0.0.13:80".parse().unwrap()), 2, Duration::from_secs(10), now);
-        reg.register(("other".into(), "10.0.0.14:80".parse().unwrap()), 2, Duration::from_secs(10), now);
-        reg.states.insert(("web".into(), "10.0.0.12:80".parse().unwrap()), AdminState::Drain);
+        reg.register(BackendKey::new("web", "10.0.0.11:80".parse().unwrap()), 1, Duration::from_secs(10), now);
+        reg.register(BackendKey::new("web", "10.0.0.13:80".parse().unwrap()), 2, Duration::from_secs(10), now);
+        reg.register(BackendKey::new("other", "10.0.0.14:80".parse().unwrap()), 2, Duration::from_secs(10), now);
+        reg.states.insert(BackendKey::new("web", "10.0.0.12:80".parse().unwrap()), AdminState::Drain);
         let mut health = HashMap::new();
-        health.insert(("web".into(), "10.0.0.13:80".parse().unwrap()), Health::Down);
+        health.insert(BackendKey::new("web", "10.0.0.13:80".parse().unwrap()), Health::Down);
         let d = desired(&cfg, &reg, &health);
         let b = &d.services[0].backends;
         assert_eq!(b.len(), 3);

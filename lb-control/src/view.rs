@@ -28,9 +28,9 @@ pub struct BackendView {
     /// The proxy path's counters for this backend, when the proxy serves (the XDP path's
     /// are in the pinned maps and on /metrics).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub proxy: Option<crate::proxy::BackendCounters>,
+    pub proxy: Option<crate::datapath::BackendCounters>,
     /// Circuit breaker: "closed" | "open" (ejected) | "half_open" (one trial flow).
-    #[serde(default = "crate::state::Circuit::closed_name")]
+    #[serde(default = "lb_config::desired::Circuit::closed_name")]
     pub circuit: String,
     /// Passive ejections so far.
     #[serde(default)]

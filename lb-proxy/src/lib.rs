@@ -29,6 +29,8 @@ mod tcp;
 mod tracker;
 mod udp;
 
+pub mod select;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -49,9 +51,11 @@ use limit::RateLimiter;
 use table::{BackendSlot, Settings, SharedTable, Table, Trial};
 use udp::Sessions;
 
-use crate::config::{Config, Protocol, ProxyMode};
+use lb_config::{Protocol, ProxyMode};
 use crate::select::{Candidate, Selector};
-use crate::state::{Desired, DesiredService};
+use lb_control::datapath::{DataPath, Outcome, Shutdown};
+use lb_config::desired::BackendKey;
+use lb_config::desired::{Desired, DesiredService};
 
 /// What the listening sockets depend on: a change rebinds them.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,7 +88,7 @@ pub struct ProxyDataplane {
     services: HashMap<String, ServiceRuntime>,
     stats: Arc<ProxyStats>,
     /// Per (service, backend): (succeeded, failed) totals as the last `outcomes` saw them.
-    outcomes_seen: HashMap<(String, SocketAddr), (u64, u64)>,
+    outcomes_seen: HashMap<BackendKey, (u64, u64)>,
     signals: Arc<Signals>,
     runtime: Handle,
 }
@@ -93,11 +97,11 @@ impl ProxyDataplane {
     /// Binds every service's listeners and starts serving. Call inside a tokio runtime.
     /// Fails, naming the VIP and the OS error, if any listener cannot be bound (then nothing
     /// is left listening).
-    pub fn start(cfg: &Config, desired: &Desired) -> Result<Self> {
+    pub fn start(desired: &Desired) -> Result<Self> {
         let runtime = Handle::try_current().context("the proxy must start inside a tokio runtime")?;
         let mut dp = ProxyDataplane { services: HashMap::new(), stats: Arc::new(ProxyStats::default()), outcomes_seen: HashMap::new(), signals: Arc::new(Signals::default()), runtime };
-        dp.reconcile(cfg, desired)?;
-        info!(services = dp.services.len(), workers = listen::worker_count(cfg.daemon.workers), "proxy data path serving");
+        dp.reconcile(desired)?;
+        info!(services = dp.services.len(), workers = listen::worker_count(desired.settings.workers), "proxy data path serving");
         Ok(dp)
     }
 
@@ -107,10 +111,10 @@ impl ProxyDataplane {
     /// their backend, except that connections to a backend that may no longer keep flows
     /// (maintenance, down, removed) are closed. All listeners are bound before anything
     /// changes: on error the proxy is as it was.
-    pub fn reconcile(&mut self, cfg: &Config, desired: &Desired) -> Result<()> {
+    pub fn reconcile(&mut self, desired: &Desired) -> Result<()> {
         let _span = info_span!("proxy_reconcile").entered();
-        let workers = listen::worker_count(cfg.daemon.workers);
-        let key_of = |s: &DesiredService| ListenKey { vip: s.vip, protocol: s.protocol, mode: mode_of(cfg, s), workers };
+        let workers = listen::worker_count(desired.settings.workers);
+        let key_of = |s: &DesiredService| ListenKey { vip: s.vip, protocol: s.protocol, mode: s.proxy_mode, workers };
 
         // 1. Bind what is new (the only step that can fail).
         let mut bound: HashMap<String, Bound> = HashMap::new();
@@ -141,7 +145,7 @@ impl ProxyDataplane {
         let _guard = self.runtime.enter();
         for s in &desired.services {
             let Some(sockets) = bound.remove(&s.name) else { continue };
-            let settings = Arc::new(Settings::new(cfg, pool_of(cfg, s)));
+            let settings = Arc::new(Settings::new(&desired.settings, s.pool.clone()));
             let key = key_of(s);
             let (backends, limiter) = match self.services.remove(&s.name) {
                 Some(old) => {
@@ -184,9 +188,9 @@ impl ProxyDataplane {
         // 4. Every service's backends and table.
         for s in &desired.services {
             let Some(rt) = self.services.get_mut(&s.name) else { continue };
-            let settings = Arc::new(Settings::new(cfg, pool_of(cfg, s)));
+            let settings = Arc::new(Settings::new(&desired.settings, s.pool.clone()));
             rt.ctx.limiter.configure(&s.rate_limit);
-            update_backends(rt, s, &self.stats, settings, max_connections_of(cfg, s));
+            update_backends(rt, s, &self.stats, settings, s.max_connections);
         }
         self.stats.retain(
             |service, address| wanted.get(service).is_some_and(|s| s.backends.iter().any(|b| b.address == address)),
@@ -236,17 +240,20 @@ impl ProxyDataplane {
 
     /// Passive outcomes for the circuit breaker: per (service, backend), the new flows that
     /// succeeded and failed since the previous call (the first call: since the backend's
-    /// counters were created). Every backend the proxy counts is listed, zeros included.
-    pub fn outcomes(&mut self) -> Vec<((String, SocketAddr), u64, u64)> {
+    /// counters were created). Backends with nothing new are left out, as on the XDP path.
+    pub fn outcomes(&mut self) -> Vec<Outcome> {
         let mut seen = HashMap::with_capacity(self.outcomes_seen.len());
         let mut out = Vec::new();
         for (service, address, c) in self.stats.backends() {
-            let key = (service, address);
+            let key = BackendKey::new(service, address);
             let (s0, f0) = self.outcomes_seen.get(&key).copied().unwrap_or_default();
             // Counters that went backwards were recreated (the backend left and came
             // back): everything they hold is new.
             let delta = |now: u64, before: u64| if now >= before { now - before } else { now };
-            out.push((key.clone(), delta(c.succeeded_total, s0), delta(c.failed_total, f0)));
+            let (succeeded, failed) = (delta(c.succeeded_total, s0), delta(c.failed_total, f0));
+            if (succeeded, failed) != (0, 0) {
+                out.push(Outcome { backend: key.clone(), succeeded, failed });
+            }
             seen.insert(key, (c.succeeded_total, c.failed_total));
         }
         // Backends no longer counted are forgotten with them.
@@ -266,19 +273,6 @@ impl Drop for ProxyDataplane {
         self.signals.stop.fire();
         self.signals.kill.fire();
     }
-}
-
-fn mode_of(cfg: &Config, s: &DesiredService) -> ProxyMode {
-    cfg.services.iter().find(|c| c.name == s.name).map_or(ProxyMode::L4, |c| c.proxy_mode)
-}
-
-/// `[service.circuit_breaker] max_connections` (0: unlimited).
-fn max_connections_of(cfg: &Config, s: &DesiredService) -> u32 {
-    cfg.services.iter().find(|c| c.name == s.name).map_or(0, |c| c.circuit_breaker.max_connections)
-}
-
-fn pool_of(cfg: &Config, s: &DesiredService) -> crate::config::Pool {
-    cfg.services.iter().find(|c| c.name == s.name).map(|c| c.pool.clone()).unwrap_or_default()
 }
 
 fn spawn_listeners(ctx: &Arc<ServiceCtx>, sockets: Bound) {
@@ -370,4 +364,26 @@ fn cut(ctx: &ServiceCtx, record: &mut BackendRecord, why: &str) {
         p.evict(record.slot.address);
     }
     record.slot = Arc::new(BackendSlot::new(record.slot.address, record.slot.stats.clone()));
+}
+
+impl DataPath for ProxyDataplane {
+    fn name(&self) -> &'static str {
+        PATH_PROXY
+    }
+
+    fn reconcile(&mut self, desired: &Desired) -> Result<()> {
+        ProxyDataplane::reconcile(self, desired)
+    }
+
+    fn outcomes(&mut self) -> Vec<Outcome> {
+        ProxyDataplane::outcomes(self)
+    }
+
+    fn backend_counters(&self, service: &str, address: SocketAddr) -> Option<BackendCounters> {
+        self.stats.backend(service, address)
+    }
+
+    fn shutdown(self: Box<Self>, _detach: bool, drain: Duration) -> Shutdown {
+        Box::pin(ProxyDataplane::shutdown(*self, drain))
+    }
 }

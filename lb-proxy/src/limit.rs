@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use lb_common::ratelimit::{Bucket, Limit};
 
-use crate::config::RateLimit;
+use lb_config::RateLimit;
 
 /// Sources remembered per service. A source forgotten to make room comes back with a full
 /// bucket, so the bound costs precision only while more sources than this are active.

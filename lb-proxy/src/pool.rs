@@ -26,7 +26,6 @@ use super::service::ServiceCtx;
 use super::stats::FlowEntry;
 use super::table::BackendSlot;
 use super::tracker::{TaskGuard, TaskKind};
-use crate::config;
 use crate::select::ActiveGuard;
 
 /// What goes upstream: the client's body as it streams in, or held whole (empty or small,
@@ -53,11 +52,11 @@ pub struct Pool {
 }
 
 impl Pool {
-    pub fn new(cfg: &config::Pool) -> Self {
+    pub fn new(cfg: &lb_config::Pool) -> Self {
         Pool { idle: Mutex::default(), limits: Mutex::new(Self::limits_of(cfg)), closed: AtomicBool::new(false) }
     }
 
-    fn limits_of(cfg: &config::Pool) -> Limits {
+    fn limits_of(cfg: &lb_config::Pool) -> Limits {
         Limits { max_idle: cfg.max_idle_per_backend as usize, idle_timeout: cfg.idle_timeout }
     }
 
@@ -66,7 +65,7 @@ impl Pool {
     }
 
     /// New limits (a reload); idle connections beyond them go at the next reap.
-    pub fn configure(&self, cfg: &config::Pool) {
+    pub fn configure(&self, cfg: &lb_config::Pool) {
         *self.limits.lock().unwrap_or_else(|e| e.into_inner()) = Self::limits_of(cfg);
     }
 

@@ -12,7 +12,7 @@ use super::stats::{ProxyStats, ServiceStats};
 use super::table::SharedTable;
 use super::tracker::{TaskGuard, TaskKind};
 use super::udp::Sessions;
-use crate::config::{Protocol, ProxyMode};
+use lb_config::{Protocol, ProxyMode};
 
 /// A one-way switch (false → true) that any number of tasks can wait on.
 #[derive(Debug)]

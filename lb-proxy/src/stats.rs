@@ -11,9 +11,11 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use serde::Serialize;
 
+pub use lb_control::datapath::BackendCounters;
+
 use super::limit::Scope;
 use super::tracker::TaskTracker;
-use crate::config::Protocol;
+use lb_config::Protocol;
 
 /// The `path` label of every proxy series.
 pub const PATH_PROXY: &str = "proxy";
@@ -58,20 +60,6 @@ pub struct ServiceStats {
     pub overflow_total: AtomicU64,
     /// The service is in HTTP mode (only those have pool series).
     pub http: std::sync::atomic::AtomicBool,
-}
-
-/// A plain copy of a backend's counters.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct BackendCounters {
-    pub connections_total: u64,
-    pub active: u64,
-    pub bytes_in: u64,
-    pub bytes_out: u64,
-    pub connect_failures_total: u64,
-    #[serde(default)]
-    pub succeeded_total: u64,
-    #[serde(default)]
-    pub failed_total: u64,
 }
 
 /// A plain copy of a service's counters.

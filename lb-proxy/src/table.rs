@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use super::service::Signal;
 use super::stats::BackendStats;
-use crate::config::{Config, Pool};
+use lb_config::desired::PathSettings;
+use lb_config::Pool;
 use crate::select::{ActiveGuard, Candidate, Flow, Selector};
 
 /// The config values the proxy's tasks read.
@@ -28,8 +29,7 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn new(cfg: &Config, pool: Pool) -> Self {
-        let d = &cfg.daemon;
+    pub fn new(d: &PathSettings, pool: Pool) -> Self {
         Settings {
             connect_timeout: d.connect_timeout,
             tcp_idle_timeout: d.tcp_idle_timeout,

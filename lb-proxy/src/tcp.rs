@@ -25,7 +25,7 @@ use super::service::ServiceCtx;
 use super::stats::ProxyFlow;
 use super::table::{BackendSlot, NoBackend, Picked, Table};
 use super::tracker::{TaskGuard, TaskKind};
-use crate::config::ProxyMode;
+use lb_config::ProxyMode;
 use crate::select::{ActiveGuard, Flow};
 use futures_util::TryFutureExt as _;
 

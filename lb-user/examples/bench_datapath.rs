@@ -31,8 +31,8 @@ use common::packet::{Pkt, ACK, SYN, TCP};
 use lb_common::consts::{PROTO_TCP, RING_SIZE};
 use lb_common::maglev::{build, MaglevBackend};
 use lb_common::maps::{FlowKey, FlowState};
-use lb_user::dataplane::addr::{ip_words, port_be};
-use lb_user::dataplane::maps::Maps;
+use lb_common::addr::{ip_words, port_be};
+use lb_xdp::maps::Maps;
 use serde_json::{json, Value};
 
 /// Counts for one run of the benchmark.

@@ -14,19 +14,18 @@ use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::api::{self, ApiState};
-use crate::config::{Config, Mode};
-use crate::control::controller::{Controller, Shared};
-use crate::control::registry::Registry;
-use crate::control::{ControlHandle, Telemetry};
-use crate::dataplane::xdp::XdpDataplane;
-use crate::path::DataPath;
-use crate::proxy::ProxyDataplane;
+use lb_config::{Config, Mode};
+use lb_control::controller::{Controller, Shared};
+use lb_control::registry::Registry;
+use lb_control::{ControlHandle, DataPath, Telemetry};
+use lb_xdp::xdp::XdpDataplane;
+use lb_proxy::{ProxyDataplane, ProxyStats};
 
 /// `cfg` is the config already read from `config_path` (reloads read the path again).
 pub async fn run(cfg: Config, config_path: &Path, detach_on_exit: bool) -> Result<()> {
     // Registered first: a SIGTERM that arrives while the data path starts (or right after
     // "lb is serving") must stop the daemon cleanly, not kill it with the default action.
-    let signals = Signals::register()?;
+    let signals = OsSignals::register()?;
     let registry = Registry::load(&cfg.daemon.state_file, Instant::now())
         .context("the state file holds registrations and admin states; fix or remove it")?;
     // Bound before the data path starts: a port conflict must not leave XDP attached.
@@ -35,13 +34,13 @@ pub async fn run(cfg: Config, config_path: &Path, detach_on_exit: bool) -> Resul
         .with_context(|| format!("admin API cannot listen on {}", cfg.daemon.admin_listen))?;
     info!(listen = %cfg.daemon.admin_listen, "admin API listening");
     let desired = Controller::desired(&cfg, &registry);
-    let dataplane = start_path(&cfg, &desired)?;
+    let (dataplane, proxy_stats) = start_path(&cfg, &desired)?;
     info!(path = dataplane.name(), "lb is serving");
 
     let telemetry = Arc::new(Telemetry::default());
     let path_name = dataplane.name();
     telemetry.update(|t| t.path = path_name);
-    let token = Arc::new(RwLock::new(api::load_token(&cfg.daemon.token_file)));
+    let token = Arc::new(RwLock::new(lb_config::load_token(&cfg.daemon.token_file)));
     if token.read().map(|t| t.is_none()).unwrap_or(true) {
         warn!(token_file = %cfg.daemon.token_file.display(), "no API token: every mutating API call will be refused (401)");
     }
@@ -57,16 +56,13 @@ pub async fn run(cfg: Config, config_path: &Path, detach_on_exit: bool) -> Resul
         telemetry: telemetry.clone(),
         pin_path: cfg.daemon.pin_path.clone(),
         ready: ready.clone(),
-        proxy: match &dataplane {
-            DataPath::Proxy(p) => Some(p.stats()),
-            DataPath::Xdp(_) => None,
-        },
+        proxy: proxy_stats,
     };
     let mut api_stop = stop.clone();
     let api_task = tokio::spawn(api::serve(listener, api_state, async move {
         let _ = api_stop.changed().await;
     }));
-    let _watcher = crate::control::watch::spawn(config_path, reloads_tx.clone())
+    let _watcher = lb_control::watch::spawn(config_path, reloads_tx.clone())
         .inspect_err(|e| warn!("config file changes will not be noticed: {e:#}"))
         .ok();
     tokio::spawn(signals.forward(reloads_tx, stop_tx));
@@ -84,14 +80,20 @@ pub async fn run(cfg: Config, config_path: &Path, detach_on_exit: bool) -> Resul
 
 /// `mode = "xdp"`: XDP or fail. `"proxy"`: the proxy. `"auto"`: XDP when it can run here,
 /// else the proxy, with a warning that names every reason (the same findings as
-/// `lb doctor`).
-fn start_path(cfg: &Config, desired: &crate::state::Desired) -> Result<DataPath> {
-    let proxy = || -> Result<DataPath> { Ok(DataPath::Proxy(ProxyDataplane::start(cfg, desired)?)) };
+/// `lb doctor`). The proxy's counters come back beside it for the admin API's scrape (the
+/// XDP path's are read from the pinned maps).
+fn start_path(cfg: &Config, desired: &lb_config::desired::Desired) -> Result<(Box<dyn DataPath>, Option<Arc<ProxyStats>>)> {
+    let proxy = || -> Result<(Box<dyn DataPath>, Option<Arc<ProxyStats>>)> {
+        let p = ProxyDataplane::start(desired)?;
+        let stats = p.stats();
+        Ok((Box::new(p), Some(stats)))
+    };
+    let xdp = || -> Result<XdpDataplane> { tokio::task::block_in_place(|| XdpDataplane::start(cfg, desired)) };
     match cfg.daemon.mode {
-        Mode::Xdp => Ok(DataPath::Xdp(Box::new(tokio::task::block_in_place(|| XdpDataplane::start(cfg, desired))?))),
+        Mode::Xdp => Ok((Box::new(xdp()?), None)),
         Mode::Proxy => proxy(),
-        Mode::Auto => match xdp_can_serve(cfg).and_then(|_| tokio::task::block_in_place(|| XdpDataplane::start(cfg, desired))) {
-            Ok(x) => Ok(DataPath::Xdp(Box::new(x))),
+        Mode::Auto => match xdp_can_serve(cfg).and_then(|_| xdp()) {
+            Ok(x) => Ok((Box::new(x), None)),
             Err(e) => {
                 let mut reasons = vec![format!("{e:#}")];
                 if let Some(interface) = &cfg.daemon.interface {
@@ -119,15 +121,15 @@ fn xdp_can_serve(cfg: &Config) -> Result<()> {
 }
 
 /// SIGHUP reloads; SIGTERM and SIGINT stop.
-struct Signals {
+struct OsSignals {
     hup: tokio::signal::unix::Signal,
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
 }
 
-impl Signals {
+impl OsSignals {
     fn register() -> Result<Self> {
-        Ok(Signals {
+        Ok(OsSignals {
             hup: signal(SignalKind::hangup())?,
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,

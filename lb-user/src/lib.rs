@@ -1,14 +1,9 @@
-//! The `lb` daemon, CLI and agent, as a library so tests drive the same code the binary runs.
+//! The `lb` binary's own layer, as a library so tests drive the same code the binary runs:
+//! the daemon that wires a data path (`lb-xdp` or `lb-proxy`) to the controller
+//! (`lb-control`), the admin API, the CLI, metrics, the agent and `lb doctor`.
 pub mod agent;
 pub mod api;
 pub mod cli;
-pub mod config;
-pub mod control;
 pub mod daemon;
-pub mod dataplane;
 pub mod doctor;
 pub mod metrics;
-pub mod path;
-pub mod proxy;
-pub mod select;
-pub mod state;

@@ -15,11 +15,11 @@ use anyhow::Result;
 use lb_common::consts::{CONFIG_KEY, MAX_BACKENDS, MAX_SERVICES};
 use lb_common::maps::Counters;
 
-use crate::control::telemetry::{Histogram, TelemetryData};
-use crate::control::ServiceView;
-use crate::dataplane::addr::socket;
-use crate::dataplane::inspect::{self, monotonic_ns, service_name, Stats};
-use crate::dataplane::maps::{sum_counters, Maps};
+use lb_control::telemetry::{Histogram, TelemetryData};
+use lb_control::ServiceView;
+use lb_common::addr::socket;
+use lb_xdp::inspect::{self, monotonic_ns, service_name, Stats};
+use lb_xdp::maps::{sum_counters, Maps};
 
 /// The `path` label of data-path series: they come from the XDP program's maps.
 const PATH_XDP: &str = "xdp";
@@ -286,7 +286,7 @@ impl Display for Float {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::BackendView;
+    use lb_control::BackendView;
 
     fn backend(address: &str, health: &str, sources: &[&str]) -> BackendView {
         BackendView {

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use lb_user::api::{serve, ApiState};
-use lb_user::control::telemetry::{Histogram, TelemetryData};
-use lb_user::control::{ApiError, BackendView, Command, ControlHandle, ServiceView, Telemetry};
+use lb_control::telemetry::{Histogram, TelemetryData};
+use lb_control::{ApiError, BackendView, Command, ControlHandle, ServiceView, Telemetry};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -560,9 +560,9 @@ fn load_token_trims_and_treats_blank_as_missing() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("token");
     std::fs::write(&file, "  abc123\n").unwrap();
-    assert_eq!(lb_user::api::load_token(&file), Some("abc123".into()));
+    assert_eq!(lb_config::load_token(&file), Some("abc123".into()));
     std::fs::write(&file, " \n").unwrap();
-    assert_eq!(lb_user::api::load_token(&file), None);
-    assert_eq!(lb_user::api::load_token(&dir.join("missing")), None);
+    assert_eq!(lb_config::load_token(&file), None);
+    assert_eq!(lb_config::load_token(&dir.join("missing")), None);
     std::fs::remove_dir_all(&dir).unwrap();
 }

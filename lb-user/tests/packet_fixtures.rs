@@ -19,7 +19,7 @@ fn tcp_syn_to_vip_is_natted_to_its_ring_backend() {
     let (want, _, _) = natted(&syn, &h);
     assert_frame(h.run(&syn.bytes()), XDP_TX, &want.bytes(), "SYN");
     assert_eq!(h.action_count(XDP_TX), 1);
-    let flows = lb_user::dataplane::inspect::flows(h.maps()).unwrap();
+    let flows = lb_xdp::inspect::flows(h.maps()).unwrap();
     assert_eq!(flows.len(), 1);
     assert_eq!(flows[0].client, CLIENT);
 }
@@ -35,7 +35,7 @@ fn later_packets_of_a_flow_keep_its_backend_and_snat_port() {
     data.payload = vec![b'x'; 100];
     let (want, _, _) = natted(&data, &h);
     assert_frame(h.run(&data.bytes()), XDP_TX, &want.bytes(), "data");
-    let b = lb_user::dataplane::inspect::backends(h.maps()).unwrap();
+    let b = lb_xdp::inspect::backends(h.maps()).unwrap();
     assert_eq!(b.iter().map(|r| r.new_flows).sum::<u64>(), 1, "one new flow");
     assert_eq!(b.iter().map(|r| r.packets).sum::<u64>(), 2);
 }
@@ -213,7 +213,7 @@ fn no_backend_in_rotation_drops_new_flows_and_unknown_macs_wait() {
     // A flow is established, then every next-hop MAC is forgotten: new flows find no
     // reachable backend, the established one waits for its MAC (counted, not misrouted).
     assert_eq!(h.run(&Pkt::tcp(CLIENT, VIP, SYN).bytes()).0, XDP_TX);
-    h.set_facts(lb_user::dataplane::plan::HostFacts::default());
+    h.set_facts(lb_xdp::plan::HostFacts::default());
     assert_eq!(h.run(&Pkt::tcp("172.20.0.2:50000", VIP, SYN).bytes()).0, XDP_DROP);
     assert_eq!(h.drops(DropReason::NoBackend), 2);
     assert_eq!(h.run(&Pkt::tcp(CLIENT, VIP, ACK).bytes()).0, XDP_DROP);
@@ -260,12 +260,12 @@ fn explain_names_the_backend_real_packets_get() {
     let h = Harness::new(CONFIG);
     for i in 0..20 {
         let client = format!("172.20.0.2:{}", 42000 + i);
-        let e = lb_user::dataplane::explain::explain(h.maps(), VIP.parse().unwrap(), client.parse().unwrap(), TCP).unwrap();
+        let e = lb_xdp::explain::explain(h.maps(), VIP.parse().unwrap(), client.parse().unwrap(), TCP).unwrap();
         assert_eq!(e.decision, "new flow");
         let (_, out) = h.run(&Pkt::tcp(&client, VIP, SYN).bytes());
         let dst = std::net::Ipv4Addr::new(out[30], out[31], out[32], out[33]);
         assert_eq!(e.backend.as_deref(), Some(format!("{dst}:80").as_str()));
-        let again = lb_user::dataplane::explain::explain(h.maps(), VIP.parse().unwrap(), client.parse().unwrap(), TCP).unwrap();
+        let again = lb_xdp::explain::explain(h.maps(), VIP.parse().unwrap(), client.parse().unwrap(), TCP).unwrap();
         assert_eq!(again.decision, "existing flow");
         assert_eq!(again.backend, e.backend);
     }

@@ -39,7 +39,7 @@ fn ip(a: std::net::SocketAddr) -> String {
 }
 
 fn backend_packets(h: &Harness) -> u64 {
-    lb_user::dataplane::inspect::backends(h.maps()).unwrap().iter().map(|r| r.packets).sum()
+    lb_xdp::inspect::backends(h.maps()).unwrap().iter().map(|r| r.packets).sum()
 }
 
 #[test]

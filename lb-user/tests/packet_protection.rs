@@ -10,7 +10,7 @@ use common::harness::*;
 use common::packet::*;
 use lb_common::consts::{RL_SCOPE_SERVICE, RL_SCOPE_SOURCE};
 use lb_common::reason::DropReason;
-use lb_user::state::Circuit;
+use lb_config::desired::Circuit;
 
 const VIP: &str = "172.20.0.100:80";
 const VIP6: &str = "[fd00:20::100]:80";
@@ -54,7 +54,7 @@ fn ratelimited(h: &Harness, service: u32, scope: u32) -> u64 {
 }
 
 fn service_id(h: &Harness, name: &str) -> u32 {
-    h.plan.services.iter().find(|s| lb_user::dataplane::inspect::service_name(&s.meta) == name).expect("service").id
+    h.plan.services.iter().find(|s| lb_xdp::inspect::service_name(&s.meta) == name).expect("service").id
 }
 
 #[test]
@@ -79,7 +79,7 @@ fn a_sources_bucket_admits_its_burst_drops_the_rest_and_refills_at_its_rate() {
     assert_eq!(new_flow(&h, "172.20.0.2:40010", VIP), XDP_TX, "refilled");
     assert_eq!(new_flow(&h, "172.20.0.2:40011", VIP), XDP_DROP, "and empty again");
     assert_eq!(ratelimited(&h, web, RL_SCOPE_SOURCE), 3);
-    let stats = lb_user::dataplane::inspect::stats(h.maps()).unwrap();
+    let stats = lb_xdp::inspect::stats(h.maps()).unwrap();
     assert_eq!(stats.ratelimited["web"]["source"], 3);
 }
 
@@ -162,7 +162,7 @@ fn a_syn_sent_again_before_any_answer_counts_one_failure() {
 fn a_half_open_backend_gets_exactly_one_trial_flow_per_arming() {
     let mut h = Harness::new(&limited(PLAIN));
     let trial: std::net::SocketAddr = "172.20.0.11:80".parse().unwrap();
-    let half_open = |d: &mut lb_user::state::Desired| {
+    let half_open = |d: &mut lb_config::desired::Desired| {
         let b = d.services[0].backends.iter_mut().find(|b| b.address == trial).unwrap();
         b.circuit = Circuit::HalfOpen;
     };

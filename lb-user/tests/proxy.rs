@@ -12,10 +12,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use lb_user::config::{AdminState, Algorithm, Config};
-use lb_user::proxy::{ProxyDataplane, ProxyStats, TaskKind};
-use lb_user::select::{Candidate, Flow, Selector};
-use lb_user::state::{Circuit, Desired, Health};
+use lb_config::{AdminState, Algorithm, Config};
+use lb_proxy::{ProxyDataplane, ProxyStats, TaskKind};
+use lb_proxy::select::{Candidate, Flow, Selector};
+use lb_config::desired::{Circuit, Desired, Health};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
 use tokio::task::{JoinHandle, JoinSet};
@@ -136,7 +136,7 @@ fn w1(addrs: &[SocketAddr]) -> Vec<(SocketAddr, u32)> {
 }
 
 fn start(cfg: &Config) -> ProxyDataplane {
-    ProxyDataplane::start(cfg, &Desired::from_config(cfg)).unwrap_or_else(|e| panic!("proxy start: {e:#}"))
+    ProxyDataplane::start(&Desired::from_config(cfg)).unwrap_or_else(|e| panic!("proxy start: {e:#}"))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -529,7 +529,7 @@ fn least_conn_sends_new_connections_away_from_a_backend_holding_long_lived_ones(
         assert_eq!(stats.backend("web", servers[0].addr).unwrap().active, 5);
         // Now all three: new short connections go to the two idle backends only.
         let all = config("", &service("web", vip, "algorithm = \"least_conn\"", &w1(&[servers[0].addr, servers[1].addr, servers[2].addr])));
-        dp.reconcile(&all, &Desired::from_config(&all)).unwrap();
+        dp.reconcile(&Desired::from_config(&all)).unwrap();
         let mut names = Vec::new();
         for _ in 0..30 {
             names.push(ask_name(vip).await);
@@ -795,7 +795,7 @@ fn reconcile_swapping_backends_keeps_existing_connections_and_cuts_removed_ones(
         let swap = config("", &service("web", vip, "", &w1(&[old, new])));
         let mut desired = Desired::from_config(&swap);
         desired.services[0].backends[0].state = AdminState::Drain;
-        dp.reconcile(&swap, &desired).unwrap();
+        dp.reconcile(&desired).unwrap();
         for _ in 0..5 {
             assert_eq!(ask_name(vip).await, "new");
         }
@@ -806,7 +806,7 @@ fn reconcile_swapping_backends_keeps_existing_connections_and_cuts_removed_ones(
 
         // "old" removed: its connection is closed (the proxy's re-steer).
         let only_new = config("", &service("web", vip, "", &w1(&[new])));
-        dp.reconcile(&only_new, &Desired::from_config(&only_new)).unwrap();
+        dp.reconcile(&Desired::from_config(&only_new)).unwrap();
         let mut buf = [0u8; 8];
         let r = within(Duration::from_secs(2), "cut connection closes", kept.read(&mut buf)).await;
         assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
@@ -832,12 +832,12 @@ fn backend_in_maintenance_or_down_has_its_connections_closed() {
                 "maint" => desired.services[0].backends[0].state = AdminState::Maint,
                 _ => desired.services[0].backends[0].health = Health::Down,
             }
-            dp.reconcile(&cfg, &desired).unwrap();
+            dp.reconcile(&desired).unwrap();
             let mut buf = [0u8; 8];
             let r = within(Duration::from_secs(2), "connection closed", s.read(&mut buf)).await;
             assert!(matches!(r, Ok(0) | Err(_)), "{change}: {r:?}");
             // Back in service: new connections work again.
-            dp.reconcile(&cfg, &Desired::from_config(&cfg)).unwrap();
+            dp.reconcile(&Desired::from_config(&cfg)).unwrap();
             assert_eq!(ask_name(vip).await, "a");
         }
         finish(dp, servers, fds).await;
@@ -854,10 +854,10 @@ fn services_added_and_removed_open_and_close_their_listeners() {
         let mut dp = start(&one);
         assert!(TcpStream::connect(v2).await.is_err());
         let both = config("", &(service("one", v1, "", &w1(&[servers[0].addr])) + &service("two", v2, "", &w1(&[servers[0].addr]))));
-        dp.reconcile(&both, &Desired::from_config(&both)).unwrap();
+        dp.reconcile(&Desired::from_config(&both)).unwrap();
         assert_eq!(ask_name(v2).await, "a");
         let two = config("", &service("two", v2, "", &w1(&[servers[0].addr])));
-        dp.reconcile(&two, &Desired::from_config(&two)).unwrap();
+        dp.reconcile(&Desired::from_config(&two)).unwrap();
         within(Duration::from_secs(2), "listener of 'one' closes", async {
             while TcpStream::connect(v1).await.is_ok() {
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -881,7 +881,7 @@ fn vip_change_moves_the_listener_and_keeps_open_connections() {
         let mut name = [0u8; 2];
         within(Duration::from_secs(5), "name", kept.read_exact(&mut name)).await.unwrap();
         let moved = config("", &service("web", v2, "", &w1(&[servers[0].addr])));
-        dp.reconcile(&moved, &Desired::from_config(&moved)).unwrap();
+        dp.reconcile(&Desired::from_config(&moved)).unwrap();
         assert_eq!(dp.listening("web"), Some(v2));
         assert_eq!(ask_name(v2).await, "a");
         within(Duration::from_secs(2), "old listener closes", async {
@@ -917,7 +917,7 @@ fn bind_failure_names_the_vip_and_the_os_error() {
         let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let vip = taken.local_addr().unwrap();
         let cfg = config("", &service("web", vip, "", &w1(&[refused_addr()])));
-        let err = ProxyDataplane::start(&cfg, &Desired::from_config(&cfg)).err().expect("bind must fail");
+        let err = ProxyDataplane::start(&Desired::from_config(&cfg)).err().expect("bind must fail");
         let text = format!("{err:#}");
         assert!(text.contains(&vip.to_string()) && text.to_lowercase().contains("address"), "{text}");
         // A failed reconcile leaves the running proxy as it was.
@@ -925,7 +925,7 @@ fn bind_failure_names_the_vip_and_the_os_error() {
         let ok = config("", &service("web", free, "", &[]));
         let mut dp = start(&ok);
         let both = config("", &(service("web", free, "", &[]) + &service("other", vip, "", &[])));
-        assert!(dp.reconcile(&both, &Desired::from_config(&both)).is_err());
+        assert!(dp.reconcile(&Desired::from_config(&both)).is_err());
         assert_eq!(dp.listening("web"), Some(free));
         assert_eq!(dp.listening("other"), None);
         drop(taken);
@@ -1086,7 +1086,7 @@ fn udp_clients_each_get_their_own_replies() {
         assert_eq!(count(backend_of.clone()).len(), 2, "round robin over sessions: {backend_of:?}");
         assert_eq!(dp.udp_sessions("dns"), 6);
         let stats = dp.stats();
-        assert_eq!(stats.flows().iter().filter(|f| f.protocol == lb_user::config::Protocol::Udp).count(), 6);
+        assert_eq!(stats.flows().iter().filter(|f| f.protocol == lb_config::Protocol::Udp).count(), 6);
         let total: u64 = addrs.iter().map(|a| stats.backend("dns", *a).unwrap().connections_total).sum();
         assert_eq!(total, 6);
         drop(clients);
@@ -1561,8 +1561,9 @@ async fn accept_and_reset_backend() -> Server {
     .await
 }
 
-fn outcome_of(outcomes: &[((String, SocketAddr), u64, u64)], service: &str, backend: SocketAddr) -> (u64, u64) {
-    outcomes.iter().find(|((s, a), _, _)| s == service && *a == backend).map_or_else(|| panic!("no outcome for {service}/{backend}: {outcomes:?}"), |(_, ok, failed)| (*ok, *failed))
+/// A backend's (succeeded, failed) outcomes; a backend with nothing new is not listed.
+fn outcome_of(outcomes: &[lb_control::Outcome], service: &str, backend: SocketAddr) -> (u64, u64) {
+    outcomes.iter().find(|o| o.backend.service == service && o.backend.address == backend).map_or((0, 0), |o| (o.succeeded, o.failed))
 }
 
 #[test]
@@ -1791,7 +1792,7 @@ fn l4_outcomes_count_refused_connects_and_early_resets_as_failures_and_served_fl
         assert!(dead_failed >= 3, "{dead_failed}");
         // Deltas: nothing new since the last call.
         let again = dp.outcomes();
-        assert!(again.iter().all(|(_, ok, failed)| (*ok, *failed) == (0, 0)), "{again:?}");
+        assert!(again.is_empty(), "{again:?}");
         for _ in 0..2 {
             if let Ok(s) = within(Duration::from_secs(5), "connect", TcpStream::connect(vip)).await {
                 read_name(s).await;
@@ -1803,7 +1804,7 @@ fn l4_outcomes_count_refused_connects_and_early_resets_as_failures_and_served_fl
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let later = dp.outcomes();
-        let total: u64 = later.iter().map(|(_, ok, failed)| ok + failed).sum();
+        let total: u64 = later.iter().map(|o| o.succeeded + o.failed).sum();
         assert!(total >= 2, "the two new connections are counted: {later:?}");
         finish(dp, servers, fds).await;
     });
@@ -1842,7 +1843,7 @@ fn a_half_open_backend_gets_exactly_one_new_flow_per_reconcile() {
         let mut desired = Desired::from_config(&cfg);
         desired.services[0].backends[1].circuit = Circuit::HalfOpen;
         for round in 0..2 {
-            dp.reconcile(&cfg, &desired).unwrap();
+            dp.reconcile(&desired).unwrap();
             let names: Vec<String> = {
                 let mut v = Vec::new();
                 for _ in 0..6 {
@@ -1855,7 +1856,7 @@ fn a_half_open_backend_gets_exactly_one_new_flow_per_reconcile() {
         }
         // Open: no trial at all.
         desired.services[0].backends[1].circuit = Circuit::Open;
-        dp.reconcile(&cfg, &desired).unwrap();
+        dp.reconcile(&desired).unwrap();
         for _ in 0..4 {
             assert_eq!(ask_name(vip).await, "a");
         }

@@ -14,9 +14,9 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use clap::CommandFactory;
-use lb_user::config::Config;
-use lb_user::dataplane::explain::Explanation;
-use lb_user::dataplane::inspect::{BackendRow, FlowRow, Stats, VipRow};
+use lb_config::Config;
+use lb_xdp::explain::Explanation;
+use lb_xdp::inspect::{BackendRow, FlowRow, Stats, VipRow};
 use serde::Serialize;
 
 fn workspace() -> PathBuf {

@@ -8,7 +8,7 @@ use anyhow::Result;
 use lb_common::consts::{MAX_BACKENDS, MAX_SERVICES};
 use lb_common::maps::VipKey;
 
-use super::addr::socket;
+use lb_common::addr::socket;
 use super::inspect::service_name;
 use super::maps::Maps;
 

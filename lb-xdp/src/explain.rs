@@ -9,7 +9,7 @@ use lb_common::hash::{flow_hash, source_hash};
 use lb_common::maps::FlowKey;
 use serde::Serialize;
 
-use super::addr::{ip_words, port_be, socket, vip_key};
+use lb_common::addr::{ip_words, port_be, socket, vip_key};
 use super::inspect::{algorithm_name, monotonic_ns, service_name};
 use super::maps::Maps;
 
@@ -30,7 +30,7 @@ pub fn explain(maps: &Maps, vip: SocketAddr, client: SocketAddr, proto: u8) -> R
     }
     let vk = vip_key(vip, proto);
     let Ok(info) = maps.vips.get(&vk, 0) else {
-        bail!("no service has VIP {vip}/{}", super::addr::proto_name(proto));
+        bail!("no service has VIP {vip}/{}", lb_common::addr::proto_name(proto));
     };
     let meta = maps.service_meta.get(&info.service_id, 0)?;
     let (src, family) = ip_words(client.ip());

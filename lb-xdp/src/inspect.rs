@@ -8,9 +8,9 @@ use lb_common::maps::ServiceMeta;
 use lb_common::reason::{ACTION_NAMES, DROP_REASON_NAMES};
 use serde::Serialize;
 
-use super::addr::{proto_name, socket};
+use lb_common::addr::{proto_name, socket};
 use super::maps::{sum_counters, Maps};
-use crate::state::{source_names, Health};
+use lb_config::desired::{source_names, Health};
 
 #[derive(Serialize, serde::Deserialize, Debug, Clone, PartialEq)]
 pub struct VipRow {
@@ -34,7 +34,7 @@ pub struct BackendRow {
     pub bytes: u64,
     pub new_flows: u64,
     /// Circuit breaker: "closed" | "open" | "half_open".
-    #[serde(default = "crate::state::Circuit::closed_name")]
+    #[serde(default = "lb_config::desired::Circuit::closed_name")]
     pub circuit: String,
 }
 

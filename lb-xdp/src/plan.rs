@@ -10,10 +10,10 @@ use lb_common::maglev::{self, MaglevBackend};
 use lb_common::maps::{BackendInfo, BackendMeta, GlobalConfig, ServiceMeta, Trial, VipInfo, VipKey};
 use lb_common::ratelimit::{Limit, RateLimit};
 
-use super::addr::{ip_words, port_be, vip_key};
+use lb_common::addr::{ip_words, port_be, vip_key};
 use super::ids::IdAllocator;
-use crate::config::{AdminState, Algorithm, Forwarding, Protocol};
-use crate::state::{Circuit, Desired, DesiredBackend, Health};
+use lb_config::{AdminState, Algorithm, Forwarding, Protocol};
+use lb_config::desired::{Circuit, Desired, DesiredBackend, Health};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct ServicePlan {
@@ -238,7 +238,7 @@ fn service_meta(name: &str, vip: VipKey, info: &VipInfo, backend_count: u32) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::{Circuit, DesiredService, SOURCE_CONFIG};
+    use lb_config::desired::{Circuit, DesiredService, SOURCE_CONFIG};
 
     fn backend(addr: &str, weight: u32, state: AdminState) -> DesiredBackend {
         DesiredBackend { address: addr.parse().unwrap(), weight, state, health: Health::Unknown, sources: SOURCE_CONFIG, circuit: Circuit::Closed }
@@ -253,8 +253,12 @@ mod tests {
                 algorithm: Algorithm::Maglev,
                 forwarding: Forwarding::Nat,
                 rate_limit: Default::default(),
+                proxy_mode: Default::default(),
+                pool: Default::default(),
+                max_connections: 0,
                 backends,
             }],
+            settings: Default::default(),
         }
     }
 

@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 use lb_common::consts::{ring_base, seq_base, CONFIG_KEY, VIP_ADDR_SHARED_WITH_HOST};
 use lb_common::maps::{BackendInfo, BackendMeta, ServiceMeta, VipAddrKey, VipInfo, VipKey};
 
-use super::addr::vip_addr_key;
+use lb_common::addr::vip_addr_key;
 use super::maps::Maps;
 use super::plan::{Plan, ServicePlan};
 
@@ -46,7 +46,7 @@ impl Writer {
         for (id, _, vip, gen) in &adopted.services {
             self.rings.insert(*id, Rings { live: *gen & 1, held: [None, None], adopted: true });
             self.vips.insert(*id, *vip);
-            self.addrs.insert(super::addr::vip_addr_key(super::addr::words_ip(&vip.addr, vip.family)));
+            self.addrs.insert(lb_common::addr::vip_addr_key(lb_common::addr::words_ip(&vip.addr, vip.family)));
         }
         self.backends.extend(adopted.backends.iter().map(|b| b.0));
     }
@@ -60,7 +60,7 @@ impl Writer {
         let mut addrs = HashMap::new();
         for s in &plan.services {
             let flags = if s.shared_with_host { VIP_ADDR_SHARED_WITH_HOST } else { 0 };
-            let key = vip_addr_key(super::addr::words_ip(&s.vip.addr, s.vip.family));
+            let key = vip_addr_key(lb_common::addr::words_ip(&s.vip.addr, s.vip.family));
             *addrs.entry(key).or_insert(0) |= flags;
         }
         for (key, flags) in &addrs {

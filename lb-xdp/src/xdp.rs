@@ -19,9 +19,9 @@ use super::adopt::{read_existing, Adopted};
 use super::plan::{plan, HostFacts, Ids};
 use super::writer::Writer;
 use super::{load, maps::Maps, neighbour};
-use crate::config::{Config, Forwarding, XdpAttach};
-use crate::control::registry::BackendKey;
-use crate::state::Desired;
+use lb_config::{Config, Forwarding, XdpAttach};
+use lb_config::desired::{BackendKey, Desired};
+use lb_control::datapath::{DataPath, Outcome, Shutdown};
 
 /// How long a TCP flow lives on after its FIN or RST, for the last ACKs and retransmits.
 const TCP_CLOSING: Duration = Duration::from_secs(10);
@@ -176,7 +176,7 @@ impl XdpDataplane {
     fn watch(&mut self, backends: &[super::plan::BackendPlan]) {
         let before: HashMap<u32, BackendKey> = self.watched.drain(..).collect();
         for b in backends {
-            let key = (b.service.clone(), b.address);
+            let key = BackendKey::new(b.service.clone(), b.address);
             if before.get(&b.id) != Some(&key) {
                 let totals = self.read_outcomes(b.id).unwrap_or_default();
                 self.outcome_totals.insert(b.id, totals);
@@ -193,14 +193,14 @@ impl XdpDataplane {
     }
 
     /// Passive outcomes since the last call, per backend: (answered, failed) new flows.
-    pub fn outcomes(&mut self) -> Vec<(BackendKey, u64, u64)> {
+    pub fn outcomes(&mut self) -> Vec<Outcome> {
         let mut out = Vec::new();
         for (id, key) in &self.watched {
             let Ok(now) = self.read_outcomes(*id) else { continue };
             let last = self.outcome_totals.insert(*id, now).unwrap_or(now);
             let delta = (now.0.saturating_sub(last.0), now.1.saturating_sub(last.1));
             if delta != (0, 0) {
-                out.push((key.clone(), delta.0, delta.1));
+                out.push(Outcome { backend: key.clone(), succeeded: delta.0, failed: delta.1 });
             }
         }
         out
@@ -272,7 +272,7 @@ pub fn global_config_from(cfg: &Config, interface: &str, if_v4: Option<Ipv4Addr>
         }
     }
     let v4_word = v4.map_or(0, |a| u32::from_ne_bytes(a.octets()));
-    let v6_words = v6.map_or([0; 4], |a| crate::dataplane::addr::ip_words(IpAddr::V6(a)).0);
+    let v6_words = v6.map_or([0; 4], |a| lb_common::addr::ip_words(IpAddr::V6(a)).0);
     Ok(GlobalConfig {
         tcp_idle_ns: d.tcp_idle_timeout.as_nanos() as u64,
         udp_idle_ns: d.udp_idle_timeout.as_nanos() as u64,
@@ -353,4 +353,37 @@ fn ensure_bpffs(pin_path: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+impl DataPath for XdpDataplane {
+    fn name(&self) -> &'static str {
+        "xdp"
+    }
+
+    fn reconcile(&mut self, desired: &Desired) -> Result<()> {
+        XdpDataplane::reconcile(self, desired)
+    }
+
+    fn set_global(&mut self, cfg: &Config) -> Result<()> {
+        XdpDataplane::set_global(self, cfg)
+    }
+
+    fn refresh_neighbours(&mut self, desired: &Desired) -> Result<bool> {
+        XdpDataplane::refresh_neighbours(self, desired)
+    }
+
+    fn recount_active_flows(&mut self) -> Result<()> {
+        XdpDataplane::recount_active_flows(self)
+    }
+
+    fn outcomes(&mut self) -> Vec<Outcome> {
+        XdpDataplane::outcomes(self)
+    }
+
+    /// Done at once, before the future is returned: a few syscalls, and by then the
+    /// daemon has stopped every other task that could wait on this thread.
+    fn shutdown(self: Box<Self>, detach: bool, _drain: Duration) -> Shutdown {
+        (*self).shutdown(detach);
+        Box::pin(std::future::ready(()))
+    }
 }

@@ -6,7 +6,7 @@ use lb_common::hash::{flow_hash, source_hash};
 use rand::Rng;
 
 use super::{Candidate, Flow};
-use crate::dataplane::addr::{ip_words, port_be};
+use lb_common::addr::{ip_words, port_be};
 
 /// The XDP path's flow hash of the same 5-tuple.
 pub fn flow_hash_of(f: &Flow) -> u32 {

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use lb_common::consts::RING_SIZE;
 use lb_common::maglev::{self, MaglevBackend};
 
-use crate::config::Algorithm;
+use lb_config::Algorithm;
 
 /// A backend that may take new flows, as the selector sees it.
 #[derive(Clone, Debug)]

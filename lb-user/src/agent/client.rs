@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::config::{format_duration, AdminState};
+use lb_config::{format_duration, AdminState};
 
 /// Every request gives up after this long; a hung LB must not hold the agent (or its
 /// shutdown) hostage.

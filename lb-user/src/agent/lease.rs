@@ -15,7 +15,7 @@ use tracing::{debug, info, warn};
 use super::backoff::{Backoff, RETRY_CAP};
 use super::client::{ApiClient, ApiError, Failure};
 use super::shutdown::Shutdown;
-use crate::config::{format_duration, AdminState};
+use lb_config::{format_duration, AdminState};
 
 /// What the agent registers and how it leaves.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -5,7 +5,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use crate::control::ApiError;
+use lb_control::ApiError;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct HttpError {

@@ -7,8 +7,8 @@ use axum::Json;
 
 use super::error::HttpError;
 use super::ApiState;
-use crate::dataplane::inspect::{self, FlowRow};
-use crate::dataplane::maps::Maps;
+use lb_xdp::inspect::{self, FlowRow};
+use lb_xdp::maps::Maps;
 
 pub async fn list(State(state): State<ApiState>) -> Response {
     let rows = match &state.proxy {

@@ -19,13 +19,13 @@ mod services;
 mod trace;
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, RwLock};
 
 use anyhow::Context;
 
-use crate::control::{ControlHandle, Telemetry};
+use lb_control::{ControlHandle, Telemetry};
 
 pub use body::MAX_BODY_BYTES;
 pub use error::HttpError;
@@ -44,14 +44,7 @@ pub struct ApiState {
     /// Set once the data path serves traffic (`/readyz`).
     pub ready: Arc<AtomicBool>,
     /// The proxy path's counters when it is the one serving (then no maps are read).
-    pub proxy: Option<Arc<crate::proxy::ProxyStats>>,
-}
-
-/// The token in `path`, trimmed; `None` when the file is missing, unreadable or blank.
-pub fn load_token(path: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let token = text.trim();
-    (!token.is_empty()).then(|| token.to_string())
+    pub proxy: Option<Arc<lb_proxy::ProxyStats>>,
 }
 
 /// Serves the API on `listener` until `shutdown` completes, then lets requests in

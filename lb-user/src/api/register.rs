@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::error::HttpError;
 use super::params::backend_address;
-use crate::config::{parse_duration, DEFAULT_WEIGHT, MAX_WEIGHT};
+use lb_config::{parse_duration, DEFAULT_WEIGHT, MAX_WEIGHT};
 
 pub const DEFAULT_TTL: Duration = Duration::from_secs(10);
 /// A lease longer than a day is a mistake (the agent heartbeats well before), and an

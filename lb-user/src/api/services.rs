@@ -12,7 +12,7 @@ use super::auth::Authorized;
 use super::error::HttpError;
 use super::params::{BackendParams, ServiceParam};
 use super::{body, register, ApiState};
-use crate::config::AdminState;
+use lb_config::AdminState;
 
 pub async fn list(State(state): State<ApiState>) -> Result<Response, HttpError> {
     Ok(Json(state.control.services().await?).into_response())
@@ -58,7 +58,7 @@ pub async fn set_state(
 ) -> Result<Response, HttpError> {
     let StateBody { state: wanted } = body::json(&headers, body).await?;
     let admin: AdminState =
-        wanted.parse().map_err(|e: crate::config::UnknownKeyword| HttpError::bad_request(e.to_string()))?;
+        wanted.parse().map_err(|e: lb_config::UnknownKeyword| HttpError::bad_request(e.to_string()))?;
     state.control.set_state(p.service.clone(), p.address, admin).await?;
     Ok(Json(json!({ "service": p.service, "address": p.address.to_string(), "state": admin.as_str() })).into_response())
 }

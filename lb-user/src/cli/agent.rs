@@ -10,7 +10,7 @@ use clap::Args;
 use tracing_subscriber::EnvFilter;
 
 use crate::agent::{self, AgentSettings, ApiClient, ApiUrl, Auth, Shutdown};
-use crate::config::{format_duration, parse_duration, DEFAULT_WEIGHT, MAX_WEIGHT};
+use lb_config::{format_duration, parse_duration, DEFAULT_WEIGHT, MAX_WEIGHT};
 
 /// Where the daemon's token lives by default (`daemon.token_file`).
 pub const DEFAULT_TOKEN_FILE: &str = "/etc/lb/token";

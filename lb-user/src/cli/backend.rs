@@ -7,7 +7,7 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Subcommand};
 
 use super::agent::{service_name, ApiArgs};
-use crate::config::AdminState;
+use lb_config::AdminState;
 
 #[derive(Subcommand, Debug, Clone)]
 pub enum BackendCommand {

@@ -2,7 +2,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::config::Config;
+use lb_config::Config;
 
 pub fn check(path: &Path) -> ExitCode {
     match Config::from_file(path) {

@@ -7,7 +7,7 @@ use anyhow::Result;
 use lb_common::consts::{PROTO_TCP, PROTO_UDP};
 
 use super::Proto;
-use crate::dataplane::{explain, maps::Maps};
+use lb_xdp::{explain, maps::Maps};
 
 pub fn explain(vip: SocketAddr, client: SocketAddr, proto: Proto, pin_path: &Path, json: bool) -> Result<ExitCode> {
     let maps = Maps::open_pinned(pin_path)?;

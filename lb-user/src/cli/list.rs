@@ -6,7 +6,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::{table, ListWhat};
-use crate::dataplane::{inspect, maps::{Maps, NothingPinned}};
+use lb_xdp::{inspect, maps::{Maps, NothingPinned}};
 
 pub fn list(what: ListWhat, pin_path: &Path, api: &str, json: bool) -> Result<ExitCode> {
     let maps = match Maps::open_pinned(pin_path) {

@@ -3,8 +3,8 @@
 use anyhow::{bail, Context, Result};
 
 use super::ListWhat;
-use crate::control::ServiceView;
-use crate::dataplane::inspect::{BackendRow, FlowRow, VipRow};
+use lb_control::ServiceView;
+use lb_xdp::inspect::{BackendRow, FlowRow, VipRow};
 
 fn get<T: serde::de::DeserializeOwned>(api: &str, path: &str) -> Result<T> {
     let url = format!("{}{path}", api.trim_end_matches('/'));

@@ -3,7 +3,7 @@ use std::path::Path;
 
 use super::checks::{BPFFS, PRIVILEGES};
 use super::Finding;
-use crate::dataplane::load::is_bpffs;
+use lb_xdp::load::is_bpffs;
 
 const CAP_NET_ADMIN: u32 = 12;
 const CAP_SYS_ADMIN: u32 = 21;

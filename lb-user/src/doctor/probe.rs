@@ -216,7 +216,7 @@ fn os_error(errno: i32) -> String {
 /// lb's own data path, attached natively (a running `lb run`, or one that left it attached
 /// for the next to adopt): proof that native XDP works here.
 pub(crate) fn lb_runs_natively(existing: Option<&Xdp>) -> Option<String> {
-    let prog = existing?.progs.iter().find(|p| p.mode == super::tools::XDP_ATTACHED_DRV && p.name.as_deref() == Some(crate::dataplane::load::PROGRAM))?;
+    let prog = existing?.progs.iter().find(|p| p.mode == super::tools::XDP_ATTACHED_DRV && p.name.as_deref() == Some(lb_xdp::load::PROGRAM))?;
     Some(prog.describe())
 }
 
@@ -284,7 +284,7 @@ pub(crate) fn explain(
                 detail += "; the driver does run native XDP";
             }
             let probing = existing.is_some_and(|x| x.progs.iter().any(|p| p.name.as_deref() == Some(PROBE_PROGRAM_NAME)));
-            let ours = existing.is_some_and(|x| x.progs.iter().any(|p| p.name.as_deref() == Some(crate::dataplane::load::PROGRAM)));
+            let ours = existing.is_some_and(|x| x.progs.iter().any(|p| p.name.as_deref() == Some(lb_xdp::load::PROGRAM)));
             let fix = if probing {
                 "another `lb doctor` was probing at the same moment; run it again".to_string()
             } else if ours {

@@ -11,14 +11,14 @@ use aya::Ebpf;
 use lb_common::consts::RING_SIZE;
 use lb_common::hash::{flow_hash, source_hash};
 use lb_common::reason::DropReason;
-use lb_user::config::Config;
-use lb_user::dataplane::xdp::global_config_from;
-use lb_user::dataplane::addr::{ip_words, port_be};
-use lb_user::dataplane::load;
-use lb_user::dataplane::maps::Maps;
-use lb_user::dataplane::plan::{plan, HostFacts, Ids, Plan};
-use lb_user::dataplane::writer::Writer;
-use lb_user::state::Desired;
+use lb_config::Config;
+use lb_xdp::xdp::global_config_from;
+use lb_common::addr::{ip_words, port_be};
+use lb_xdp::load;
+use lb_xdp::maps::Maps;
+use lb_xdp::plan::{plan, HostFacts, Ids, Plan};
+use lb_xdp::writer::Writer;
+use lb_config::desired::Desired;
 
 use super::packet::{server_mac, Pkt, ACK, LB_MAC, SYN, TCP};
 
