@@ -73,7 +73,13 @@ fn pages() -> Vec<String> {
     let dir = workspace().join(DOCS);
     let mut pages: Vec<String> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
-        .map(|entry| entry.expect("a directory entry").file_name().to_string_lossy().into_owned())
+        .map(|entry| {
+            entry
+                .expect("a directory entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
         .filter(|name| name.ends_with(".md"))
         .map(|name| format!("{DOCS}/{name}"))
         .collect();
@@ -86,7 +92,7 @@ fn pages() -> Vec<String> {
 fn report(page: &str, what: &str, missing: &[String]) {
     assert!(
         missing.is_empty(),
-        "{page} is out of step with the code ({what}):\n  - {}",
+        "{page} is out of step ({what}):\n  - {}",
         missing.join("\n  - ")
     );
 }
@@ -165,7 +171,13 @@ fn table_keys(text: &str) -> BTreeSet<String> {
 fn row<'a>(text: &'a str, first: &str) -> Option<Vec<&'a str>> {
     text.lines()
         .filter(|l| l.trim_start().starts_with('|'))
-        .map(|l| l.trim().trim_matches('|').split('|').map(str::trim).collect::<Vec<_>>())
+        .map(|l| {
+            l.trim()
+                .trim_matches('|')
+                .split('|')
+                .map(str::trim)
+                .collect::<Vec<_>>()
+        })
         .find(|cells| cells.first() == Some(&first))
 }
 
@@ -189,7 +201,11 @@ fn anchors(text: &str) -> BTreeSet<String> {
     for (_, _, line) in headings(text) {
         let base = slug(line);
         let n = seen.entry(base.clone()).or_insert(0);
-        out.insert(if *n == 0 { base.clone() } else { format!("{base}-{n}") });
+        out.insert(if *n == 0 {
+            base.clone()
+        } else {
+            format!("{base}-{n}")
+        });
         *n += 1;
     }
     out
@@ -375,13 +391,20 @@ fn every_toml_example_in_the_docs_is_a_valid_config() {
             }
             found += 1;
             let example = lines[start..end].join("\n");
-            if let Err(e) = Config::from_str(&example, &format!("{page}:{}", start + 1)) {
-                invalid.push(format!("the TOML example at {page}:{} is not a valid config: {e}", start + 1));
+            // Errors name the line and column within the example.
+            if let Err(e) = Config::from_str(&example, "example") {
+                invalid.push(format!(
+                    "the TOML example at {page}:{} is not a valid config: {e}",
+                    start + 1
+                ));
             }
             i = end + 1;
         }
     }
-    assert!(found >= 4, "found only {found} TOML examples in README.md and docs/");
+    assert!(
+        found >= 4,
+        "found only {found} TOML examples in README.md and docs/"
+    );
     report("README.md and docs/", "config examples", &invalid);
 }
 
@@ -549,9 +572,27 @@ fn every_json_field_of_lb_list_and_lb_explain_is_in_docs_cli() {
     let mut missing = Vec::new();
     let list = "### `lb list`";
     check_fields(&page, list, "lb list vips", json_fields(&vip), &mut missing);
-    check_fields(&page, list, "lb list backends", json_fields(&backend), &mut missing);
-    check_fields(&page, list, "lb list flows", json_fields(&flow), &mut missing);
-    check_fields(&page, list, "lb list stats", json_fields(&stats), &mut missing);
+    check_fields(
+        &page,
+        list,
+        "lb list backends",
+        json_fields(&backend),
+        &mut missing,
+    );
+    check_fields(
+        &page,
+        list,
+        "lb list flows",
+        json_fields(&flow),
+        &mut missing,
+    );
+    check_fields(
+        &page,
+        list,
+        "lb list stats",
+        json_fields(&stats),
+        &mut missing,
+    );
     check_fields(
         &page,
         "### `lb explain`",
@@ -566,11 +607,14 @@ fn every_json_field_of_lb_list_and_lb_explain_is_in_docs_cli() {
 fn every_xdp_action_name_is_in_the_lb_list_section_of_docs_cli() {
     let page = read(CLI);
     let heading = "### `lb list`";
-    let body = section(&page, heading).unwrap_or_else(|| panic!("{CLI} has no \"{heading}\" section"));
+    let body =
+        section(&page, heading).unwrap_or_else(|| panic!("{CLI} has no \"{heading}\" section"));
     let missing: Vec<String> = ACTION_NAMES
         .iter()
         .filter(|action| !body.contains(&format!("`{action}`")))
-        .map(|action| format!("XDP action name `{action}` (a key of `lb list stats`) in \"{heading}\""))
+        .map(|action| {
+            format!("XDP action name `{action}` (a key of `lb list stats`) in \"{heading}\"")
+        })
         .collect();
     report(CLI, "XDP action names", &missing);
 }
@@ -617,10 +661,34 @@ fn every_json_field_of_get_v1_services_is_in_docs_api() {
     };
     let heading = "`GET /v1/services`";
     let mut missing = Vec::new();
-    check_fields(&page, heading, "a service", json_fields(&service), &mut missing);
-    check_fields(&page, heading, "a backend", json_fields(&backend), &mut missing);
-    check_fields(&page, heading, "a backend's last_check", json_fields(&check), &mut missing);
-    check_fields(&page, heading, "a backend's proxy counters", json_fields(&counters), &mut missing);
+    check_fields(
+        &page,
+        heading,
+        "a service",
+        json_fields(&service),
+        &mut missing,
+    );
+    check_fields(
+        &page,
+        heading,
+        "a backend",
+        json_fields(&backend),
+        &mut missing,
+    );
+    check_fields(
+        &page,
+        heading,
+        "a backend's last_check",
+        json_fields(&check),
+        &mut missing,
+    );
+    check_fields(
+        &page,
+        heading,
+        "a backend's proxy counters",
+        json_fields(&counters),
+        &mut missing,
+    );
     report(API, "GET /v1/services", &missing);
 }
 
@@ -643,8 +711,15 @@ fn crate_sources() -> Vec<(PathBuf, String)> {
         }
     }
     let mut files = Vec::new();
-    for entry in std::fs::read_dir(workspace()).expect("the workspace lists").flatten() {
-        if entry.file_name().to_string_lossy().starts_with(CRATE_PREFIX) {
+    for entry in std::fs::read_dir(workspace())
+        .expect("the workspace lists")
+        .flatten()
+    {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(CRATE_PREFIX)
+        {
             walk(&entry.path().join("src"), &mut files);
         }
     }
@@ -678,7 +753,10 @@ fn metric_families() -> BTreeMap<String, BTreeSet<String>> {
             let Some((name, rest)) = literal(&text[at..]) else {
                 continue;
             };
-            if !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+            if !name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            {
                 continue;
             }
             let Some(rest) = rest.trim_start().strip_prefix(',') else {
@@ -688,7 +766,10 @@ fn metric_families() -> BTreeMap<String, BTreeSet<String>> {
                 continue;
             };
             if METRIC_KINDS.contains(&kind) {
-                families.entry(name.to_string()).or_default().insert(kind.to_string());
+                families
+                    .entry(name.to_string())
+                    .or_default()
+                    .insert(kind.to_string());
             }
         }
     }
@@ -708,13 +789,17 @@ fn every_metric_family_is_in_docs_metrics_with_its_type() {
     let mut missing = Vec::new();
     for (name, kinds) in &families {
         if kinds.len() != 1 {
-            missing.push(format!("the code gives `{name}` more than one type: {kinds:?}"));
+            missing.push(format!(
+                "the code gives `{name}` more than one type: {kinds:?}"
+            ));
             continue;
         }
         let kind = kinds.iter().next().unwrap();
         // The contract: counters, and only counters, end in `_total`.
         if (kind == "counter") != name.ends_with("_total") {
-            missing.push(format!("`{name}` is a {kind}: only counters end in `_total`"));
+            missing.push(format!(
+                "`{name}` is a {kind}: only counters end in `_total`"
+            ));
         }
         let first = format!("`{name}`");
         match row(&page, &first) {
@@ -726,7 +811,10 @@ fn every_metric_family_is_in_docs_metrics_with_its_type() {
             Some(_) => {}
         }
     }
-    for name in rows.iter().filter(|r| r.starts_with("lb_") && !families.contains_key(*r)) {
+    for name in rows
+        .iter()
+        .filter(|r| r.starts_with("lb_") && !families.contains_key(*r))
+    {
         missing.push(format!("no such metric: row \"| `{name}` |\""));
     }
     report(METRICS, "metric families", &missing);
@@ -778,10 +866,14 @@ fn every_admin_api_route_is_in_docs_api() {
     assert!(routes.len() >= 10, "read only {routes:?} from the sources");
     let page = read(API);
     let heading = "## Routes";
-    let body = section(&page, heading).unwrap_or_else(|| panic!("{API} has no \"{heading}\" section"));
+    let body =
+        section(&page, heading).unwrap_or_else(|| panic!("{API} has no \"{heading}\" section"));
     let rows: BTreeSet<(String, String)> = table_keys(&body)
         .into_iter()
-        .filter_map(|key| key.split_once(' ').map(|(m, p)| (m.to_string(), p.to_string())))
+        .filter_map(|key| {
+            key.split_once(' ')
+                .map(|(m, p)| (m.to_string(), p.to_string()))
+        })
         .collect();
     let mut missing = Vec::new();
     for (method, path) in routes.difference(&rows) {
@@ -825,10 +917,15 @@ fn every_drop_reason_and_map_name_is_in_docs_architecture() {
     };
     for reason in DROP_REASON_NAMES {
         if !reasons.contains(reason) {
-            missing.push(format!("drop reason row \"| `{reason}` |\" under \"{heading}\""));
+            missing.push(format!(
+                "drop reason row \"| `{reason}` |\" under \"{heading}\""
+            ));
         }
     }
-    for row in reasons.iter().filter(|r| !DROP_REASON_NAMES.contains(&r.as_str())) {
+    for row in reasons
+        .iter()
+        .filter(|r| !DROP_REASON_NAMES.contains(&r.as_str()))
+    {
         missing.push(format!("no such drop reason: row \"| `{row}` |\""));
     }
 
@@ -856,14 +953,27 @@ fn every_drop_reason_and_map_name_is_in_docs_architecture() {
 fn the_test_network_in_docs_testing_matches_testenv() {
     let page = read(TESTING);
     let heading = "## The test network";
-    let body = section(&page, heading).unwrap_or_else(|| panic!("{TESTING} has no \"{heading}\" section"));
+    let body =
+        section(&page, heading).unwrap_or_else(|| panic!("{TESTING} has no \"{heading}\" section"));
     let mut missing = Vec::new();
     let mut hosts = vec![
-        (testenv::CLIENT_NS.to_string(), testenv::CLIENT_V4.to_string(), testenv::CLIENT_V6.to_string()),
-        (testenv::LB_NS.to_string(), testenv::LB_V4.to_string(), testenv::LB_V6.to_string()),
+        (
+            testenv::CLIENT_NS.to_string(),
+            testenv::CLIENT_V4.to_string(),
+            testenv::CLIENT_V6.to_string(),
+        ),
+        (
+            testenv::LB_NS.to_string(),
+            testenv::LB_V4.to_string(),
+            testenv::LB_V6.to_string(),
+        ),
     ];
     for n in 1..=testenv::SERVERS {
-        hosts.push((testenv::server_ns(n), testenv::server_v4(n), testenv::server_v6(n)));
+        hosts.push((
+            testenv::server_ns(n),
+            testenv::server_v4(n),
+            testenv::server_v6(n),
+        ));
     }
     for (ns, v4, v6) in &hosts {
         match row(&body, &format!("`{ns}`")) {
@@ -879,8 +989,13 @@ fn the_test_network_in_docs_testing_matches_testenv() {
     }
     for n in 1..=testenv::SERVERS {
         let name = testenv::server_name(n);
-        if row(&body, &format!("`{}`", testenv::server_ns(n))).is_some_and(|cells| !cells.iter().any(|c| c.contains(&name))) {
-            missing.push(format!("`{}`'s row: the server's name {name}", testenv::server_ns(n)));
+        if row(&body, &format!("`{}`", testenv::server_ns(n)))
+            .is_some_and(|cells| !cells.iter().any(|c| c.contains(&name)))
+        {
+            missing.push(format!(
+                "`{}`'s row: the server's name {name}",
+                testenv::server_ns(n)
+            ));
         }
     }
     if row(&body, &format!("`{}`", testenv::SWITCH_NS)).is_none() {
@@ -889,7 +1004,10 @@ fn the_test_network_in_docs_testing_matches_testenv() {
     for (what, text) in [
         ("the interface", format!("`{}`", testenv::IFACE)),
         ("the bridge", format!("`{}`", testenv::BRIDGE)),
-        ("the backend port", format!("port {}", testenv::BACKEND_PORT)),
+        (
+            "the backend port",
+            format!("port {}", testenv::BACKEND_PORT),
+        ),
         ("the IPv4 VIP", format!("`{}`", testenv::VIP_V4)),
         ("the IPv6 VIP", format!("`{}`", testenv::VIP_V6)),
         (
@@ -902,13 +1020,23 @@ fn the_test_network_in_docs_testing_matches_testenv() {
         ),
         ("the LB's MAC", format!("`{}`", testenv::LB_MAC)),
         ("the run directory", format!("`{}`", testenv::RUN_DIR)),
-        ("the daemon's pin path", format!("`{}`", testenv::LB_PIN_PATH)),
+        (
+            "the daemon's pin path",
+            format!("`{}`", testenv::LB_PIN_PATH),
+        ),
         ("the network's lock", format!("`{}`", testenv::LOCK_FILE)),
         ("the DSR option", "`up --dsr`".to_string()),
-        ("the namespaces' prefix", format!("`{}*`", testenv::NS_PREFIX)),
+        (
+            "the namespaces' prefix",
+            format!("`{}*`", testenv::NS_PREFIX),
+        ),
     ] {
         // The lock is named in the layers above the section; the rest in the section.
-        let haystack = if what == "the network's lock" { &page } else { &body };
+        let haystack = if what == "the network's lock" {
+            &page
+        } else {
+            &body
+        };
         if !haystack.contains(&text) {
             missing.push(format!("{what}: {text}"));
         }
@@ -939,7 +1067,10 @@ fn every_relative_link_in_readme_and_docs_resolves() {
                 dir.join(file)
             };
             let Ok(resolved) = path.canonicalize() else {
-                broken.push(format!("{page}: ({target}): no such file {}", path.display()));
+                broken.push(format!(
+                    "{page}: ({target}): no such file {}",
+                    path.display()
+                ));
                 continue;
             };
             if !resolved.starts_with(&root) {
@@ -948,7 +1079,9 @@ fn every_relative_link_in_readme_and_docs_resolves() {
             }
             if !anchor.is_empty() {
                 if resolved.extension().is_none_or(|e| e != "md") {
-                    broken.push(format!("{page}: ({target}): an anchor into a file that is not Markdown"));
+                    broken.push(format!(
+                        "{page}: ({target}): an anchor into a file that is not Markdown"
+                    ));
                     continue;
                 }
                 let target_text = std::fs::read_to_string(&resolved).unwrap_or_default();
@@ -971,12 +1104,20 @@ fn no_page_mentions_files_outside_the_repository() {
     for page in pages() {
         let text = read(&page);
         for outside in ["../shared", "ARCHITECTURE.md"] {
-            for (n, line) in text.lines().enumerate().filter(|(_, l)| l.contains(outside)) {
+            for (n, line) in text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| l.contains(outside))
+            {
                 found.push(format!("{page}:{}: mentions {outside}: {line}", n + 1));
             }
         }
     }
-    report("README.md and docs/", "files outside the repository", &found);
+    report(
+        "README.md and docs/",
+        "files outside the repository",
+        &found,
+    );
 }
 
 #[test]
@@ -1011,6 +1152,9 @@ fn the_readme_stays_a_front_page() {
          reference material into {DOCS}/"
     );
     for command in ["cargo xtask demo", "cargo xtask test"] {
-        assert!(readme.contains(command), "{README} does not name `{command}`");
+        assert!(
+            readme.contains(command),
+            "{README} does not name `{command}`"
+        );
     }
 }
