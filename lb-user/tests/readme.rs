@@ -1,57 +1,153 @@
-//! README.md against the code, so the two cannot drift apart (host test, no root).
+//! The documentation (`README.md` and `docs/`) against the code, so the two cannot drift
+//! apart (host test, no root). Each check reads the page that holds the material:
 //!
-//! - Config keys come from the real deserializer, not from a list kept by hand: a probe key
-//!   that no table accepts makes serde's `deny_unknown_fields` name every key the table
-//!   does accept ("unknown key `x`, expected one of `a`, `b`"). Probing `[key]` and
-//!   `[[key]]` for each of them tells sections from plain keys, so new sections are found
-//!   too. Each section needs a README heading naming it (`` `[daemon]` ``) with a table row
-//!   `` | `key` | `` per key, and no row for a key the schema does not have.
-//! - Subcommands, flags and their values come from clap (`Cli::command()`): each subcommand
-//!   needs a `` ### `lb NAME` `` section naming all of them.
-//! - The JSON fields of `lb list` and `lb explain` come from the row types themselves, drop
-//!   reasons and action names from lb-common, map names from lb-common's `map_names`.
-use std::collections::BTreeSet;
-use std::path::PathBuf;
+//! - Config keys (`docs/configuration.md`) come from the real deserializer, not from a list
+//!   kept by hand: a probe key that no table accepts makes serde's `deny_unknown_fields` name
+//!   every key the table does accept ("unknown key `x`, expected one of `a`, `b`"). Probing
+//!   `[key]` and `[[key]]` for each of them tells sections from plain keys, so new sections
+//!   are found too. Each section needs a heading naming it (`` `[daemon]` ``) with a table
+//!   row `` | `key` | `` per key, and no row for a key the schema does not have. Every TOML
+//!   example in the documentation must be a valid config.
+//! - Subcommands, flags and their values (`docs/cli.md`) come from clap (`Cli::command()`):
+//!   each subcommand needs a `` ### `lb NAME` `` section naming all of them. The JSON fields
+//!   of `lb list` and `lb explain` come from the row types themselves, the XDP action names
+//!   from lb-common.
+//! - Admin API routes (`docs/api.md`) are read from the router's source (`.route("PATH",
+//!   method(...))`), the JSON fields of `GET /v1/services` from its view types.
+//! - Metric families and their types (`docs/metrics.md`) are read from the sources that
+//!   expose them (`family("lb_...", "counter", ...)`).
+//! - Drop reasons come from lb-common, map names from lb-common's `map_names`
+//!   (`docs/architecture.md`).
+//! - The test network (`docs/testing.md`) comes from the `testenv` crate's constants.
+//! - Every relative link in `README.md` and `docs/` leads to a file that exists, inside the
+//!   repository, and to a heading that exists when it names one; no page mentions files
+//!   that live outside the repository.
+//!
+//! The paths into the code under test are the `use` lines and constants right below: adjust
+//! them there when modules move between crates.
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 
 use clap::CommandFactory;
+use lb_common::reason::{ACTION_NAMES, DROP_REASON_NAMES};
+use lb_user::cli::Cli;
 use lb_config::Config;
+use lb_control::{BackendView, CheckView, ServiceView};
 use lb_xdp::explain::Explanation;
 use lb_xdp::inspect::{BackendRow, FlowRow, Stats, VipRow};
+use lb_proxy::BackendCounters;
 use serde::Serialize;
+
+/// Where lb-common declares the map names (`pub mod map_names`), relative to the workspace.
+const MAP_NAMES_SOURCE: &str = "lb-common/src/consts.rs";
+/// The crates whose sources are searched for metric families and admin API routes: every
+/// workspace directory whose name starts with this (`lb-common`, `lb-user`, ...).
+const CRATE_PREFIX: &str = "lb-";
+
+/// The pages, relative to the workspace.
+const README: &str = "README.md";
+const DOCS: &str = "docs";
+const INDEX: &str = "docs/README.md";
+const CONFIGURATION: &str = "docs/configuration.md";
+const CLI: &str = "docs/cli.md";
+const API: &str = "docs/api.md";
+const METRICS: &str = "docs/metrics.md";
+const ARCHITECTURE: &str = "docs/architecture.md";
+const TESTING: &str = "docs/testing.md";
+
+/// README.md is the front page: what `lb` is, two commands, a first config, the headline
+/// figures and links. Everything else lives in docs/.
+const README_MAX_LINES: usize = 250;
 
 fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn readme() -> String {
-    let path = workspace().join("README.md");
+fn read(relative: &str) -> String {
+    let path = workspace().join(relative);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
+/// README.md and every Markdown file in docs/, as paths relative to the workspace.
+fn pages() -> Vec<String> {
+    let dir = workspace().join(DOCS);
+    let mut pages: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
+        .map(|entry| {
+            entry
+                .expect("a directory entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|name| name.ends_with(".md"))
+        .map(|name| format!("{DOCS}/{name}"))
+        .collect();
+    pages.sort();
+    pages.insert(0, README.to_string());
+    pages
+}
+
 /// Fails once, listing everything that is missing.
-fn report(what: &str, missing: &[String]) {
+fn report(page: &str, what: &str, missing: &[String]) {
     assert!(
         missing.is_empty(),
-        "README.md is out of step with the code ({what}):\n  - {}",
+        "{page} is out of step ({what}):\n  - {}",
         missing.join("\n  - ")
     );
 }
 
+// ---------------------------------------------------------------------------------------
+// Markdown, as far as these checks need it.
+
+/// Whether each line of `text` is inside a fenced code block (the fences included), so that
+/// a `# comment` in a shell or TOML example is not taken for a heading.
+fn fenced(text: &str) -> Vec<bool> {
+    let mut inside = false;
+    text.lines()
+        .map(|line| {
+            if line.trim_start().starts_with("```") {
+                inside = !inside;
+                true
+            } else {
+                inside
+            }
+        })
+        .collect()
+}
+
+/// The heading level of `line` (`## x` is 2), or 0 when it is no heading.
+fn level(line: &str) -> usize {
+    let hashes = line.chars().take_while(|&c| c == '#').count();
+    if (1..=6).contains(&hashes) && line[hashes..].starts_with(' ') {
+        hashes
+    } else {
+        0
+    }
+}
+
+/// The headings of `text` outside code blocks: (line index, level, line).
+fn headings(text: &str) -> Vec<(usize, usize, &str)> {
+    let code = fenced(text);
+    text.lines()
+        .enumerate()
+        .filter(|&(i, line)| !code[i] && level(line) > 0)
+        .map(|(i, line)| (i, level(line), line))
+        .collect()
+}
+
 /// The lines of the section under the first heading that contains `needle`, up to the next
 /// heading of the same or a higher level. `None` if no heading contains it.
-fn section<'a>(text: &'a str, needle: &str) -> Option<String> {
-    let lines: Vec<&'a str> = text.lines().collect();
-    let level = |line: &str| line.chars().take_while(|&c| c == '#').count();
-    let start = lines
+fn section(text: &str, needle: &str) -> Option<String> {
+    let all = headings(text);
+    let at = all.iter().position(|(_, _, line)| line.contains(needle))?;
+    let (start, own, _) = all[at];
+    let end = all[at + 1..]
         .iter()
-        .position(|l| level(l) > 0 && l.contains(needle))?;
-    let own = level(lines[start]);
-    let body = lines[start + 1..]
-        .iter()
-        .take_while(|l| !(level(l) > 0 && level(l) <= own))
-        .copied()
-        .collect::<Vec<_>>();
-    Some(body.join("\n"))
+        .find(|&&(_, l, _)| l <= own)
+        .map_or(usize::MAX, |&(i, _, _)| i);
+    let lines: Vec<&str> = text.lines().collect();
+    Some(lines[start + 1..end.min(lines.len())].join("\n"))
 }
 
 /// The words in backticks in `text`.
@@ -71,8 +167,76 @@ fn table_keys(text: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// The cells of the table row whose first cell is exactly `first`, trimmed.
+fn row<'a>(text: &'a str, first: &str) -> Option<Vec<&'a str>> {
+    text.lines()
+        .filter(|l| l.trim_start().starts_with('|'))
+        .map(|l| {
+            l.trim()
+                .trim_matches('|')
+                .split('|')
+                .map(str::trim)
+                .collect::<Vec<_>>()
+        })
+        .find(|cells| cells.first() == Some(&first))
+}
+
+/// GitHub's anchor for a heading: lower case, only letters, digits, `_`, `-` and spaces
+/// kept, spaces turned into `-`.
+fn slug(heading: &str) -> String {
+    heading
+        .trim_start_matches('#')
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|&c| c.is_alphanumeric() || c == '_' || c == '-' || c == ' ')
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+/// Every anchor of `text`, with GitHub's `-1`, `-2` for repeated headings.
+fn anchors(text: &str) -> BTreeSet<String> {
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let mut out = BTreeSet::new();
+    for (_, _, line) in headings(text) {
+        let base = slug(line);
+        let n = seen.entry(base.clone()).or_insert(0);
+        out.insert(if *n == 0 {
+            base.clone()
+        } else {
+            format!("{base}-{n}")
+        });
+        *n += 1;
+    }
+    out
+}
+
+/// The targets of the inline links and images in `text`, outside code blocks:
+/// `[text](target)`, `![alt](target)`.
+fn links(text: &str) -> Vec<String> {
+    let code = fenced(text);
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if code[i] {
+            continue;
+        }
+        let mut rest = line;
+        while let Some(at) = rest.find("](") {
+            let after = &rest[at + 2..];
+            match after.find(')') {
+                Some(end) => {
+                    out.push(after[..end].to_string());
+                    rest = &after[end..];
+                }
+                None => break,
+            }
+        }
+    }
+    out
+}
+
 // ---------------------------------------------------------------------------------------
-// Config keys, as the schema accepts them.
+// Config keys, as the schema accepts them: docs/configuration.md.
 
 const PROBE_KEY: &str = "readme_probe_no_such_key";
 
@@ -168,20 +332,20 @@ fn the_probe_finds_the_contracts_sections_and_keys() {
 }
 
 #[test]
-fn every_config_key_has_a_row_in_its_section_of_the_config_reference() {
-    let readme = readme();
+fn every_config_key_has_a_row_in_its_section_of_docs_configuration() {
+    let page = read(CONFIGURATION);
     let mut missing = Vec::new();
     for s in schema_sections() {
         if s.header.is_empty() {
             // The file's top level: only sections so far. A plain key there would need a
-            // home in the README: say so rather than ignore it.
+            // home in the reference: say so rather than ignore it.
             for key in &s.keys {
                 missing.push(format!("top-level key `{key}` (no section documents it)"));
             }
             continue;
         }
         let heading = format!("`{}`", s.header);
-        let Some(body) = section(&readme, &heading) else {
+        let Some(body) = section(&page, &heading) else {
             missing.push(format!(
                 "a heading naming {heading} for the config section {}",
                 s.header
@@ -201,11 +365,51 @@ fn every_config_key_has_a_row_in_its_section_of_the_config_reference() {
             ));
         }
     }
-    report("config reference", &missing);
+    report(CONFIGURATION, "config reference", &missing);
+}
+
+#[test]
+fn every_toml_example_in_the_docs_is_a_valid_config() {
+    let mut found = 0;
+    let mut invalid = Vec::new();
+    for page in pages() {
+        let text = read(&page);
+        // A fence of another language may hold ```toml only as text: count fences in order.
+        let code = fenced(&text);
+        let lines: Vec<&str> = text.lines().collect();
+        let mut i = 0;
+        while i < lines.len() {
+            let opens_toml = code[i] && lines[i].trim_start() == "```toml";
+            if !opens_toml {
+                i += 1;
+                continue;
+            }
+            let start = i + 1;
+            let mut end = start;
+            while end < lines.len() && !lines[end].trim_start().starts_with("```") {
+                end += 1;
+            }
+            found += 1;
+            let example = lines[start..end].join("\n");
+            // Errors name the line and column within the example.
+            if let Err(e) = Config::from_str(&example, "example") {
+                invalid.push(format!(
+                    "the TOML example at {page}:{} is not a valid config: {e}",
+                    start + 1
+                ));
+            }
+            i = end + 1;
+        }
+    }
+    assert!(
+        found >= 4,
+        "found only {found} TOML examples in README.md and docs/"
+    );
+    report("README.md and docs/", "config examples", &invalid);
 }
 
 // ---------------------------------------------------------------------------------------
-// CLI, as clap defines it.
+// CLI, as clap defines it: docs/cli.md.
 
 /// `flag` as a whole word: `-c` not as the tail of `--config`, `--proto` not as the head of
 /// `--protocol`.
@@ -217,9 +421,9 @@ fn mentions_flag(text: &str, flag: &str) -> bool {
     })
 }
 
-fn check_command(readme: &str, cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+fn check_command(page: &str, cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
     let heading = format!("### `{path}`");
-    let Some(body) = section(readme, &heading) else {
+    let Some(body) = section(page, &heading) else {
         missing.push(format!(
             "a \"{heading}\" section for the subcommand `{path}`"
         ));
@@ -254,14 +458,14 @@ fn check_command(readme: &str, cmd: &clap::Command, path: &str, missing: &mut Ve
         }
     }
     for sub in cmd.get_subcommands() {
-        check_command(readme, sub, &format!("{path} {}", sub.get_name()), missing);
+        check_command(page, sub, &format!("{path} {}", sub.get_name()), missing);
     }
 }
 
 #[test]
-fn every_subcommand_flag_and_value_is_in_the_cli_reference() {
-    let readme = readme();
-    let cli = lb_user::cli::Cli::command();
+fn every_subcommand_flag_and_value_is_in_docs_cli() {
+    let page = read(CLI);
+    let cli = Cli::command();
     let mut missing = Vec::new();
     let names: BTreeSet<String> = cli
         .get_subcommands()
@@ -269,31 +473,25 @@ fn every_subcommand_flag_and_value_is_in_the_cli_reference() {
         .collect();
     assert!(!names.is_empty(), "clap reports no subcommands");
     for sub in cli.get_subcommands() {
-        check_command(
-            &readme,
-            sub,
-            &format!("lb {}", sub.get_name()),
-            &mut missing,
-        );
+        check_command(&page, sub, &format!("lb {}", sub.get_name()), &mut missing);
     }
     // And no reference section for a subcommand that does not exist.
-    for line in readme.lines().filter(|l| l.starts_with("### `lb ")) {
-        let name = line
-            .trim_start_matches("### `lb ")
-            .split(['`', ' '])
-            .next()
-            .unwrap_or("");
+    for (_, _, line) in headings(&page).into_iter().filter(|(_, l, _)| *l == 3) {
+        let Some(rest) = line.strip_prefix("### `lb ") else {
+            continue;
+        };
+        let name = rest.split(['`', ' ']).next().unwrap_or("");
         if !names.contains(name) {
             missing.push(format!(
                 "no such subcommand: \"{line}\" (clap has {names:?})"
             ));
         }
     }
-    report("CLI reference", &missing);
+    report(CLI, "CLI reference", &missing);
 }
 
 // ---------------------------------------------------------------------------------------
-// Output formats and data-path names.
+// Output formats: docs/cli.md and docs/api.md.
 
 /// The JSON object keys of `value`.
 fn json_fields<T: Serialize>(value: &T) -> Vec<String> {
@@ -304,13 +502,13 @@ fn json_fields<T: Serialize>(value: &T) -> Vec<String> {
 }
 
 fn check_fields(
-    readme: &str,
+    page: &str,
     heading: &str,
     what: &str,
     fields: Vec<String>,
     missing: &mut Vec<String>,
 ) {
-    let Some(body) = section(readme, heading) else {
+    let Some(body) = section(page, heading) else {
         missing.push(format!("a \"{heading}\" section"));
         return;
     };
@@ -324,11 +522,11 @@ fn check_fields(
 }
 
 #[test]
-fn every_json_field_of_lb_list_and_lb_explain_is_documented() {
-    let readme = readme();
+fn every_json_field_of_lb_list_and_lb_explain_is_in_docs_cli() {
+    let page = read(CLI);
     let s = String::new;
     // Struct literals, not Default: a new field breaks this build until it is listed here,
-    // and then the README check below asks for it too.
+    // and then the check below asks the page for it too.
     let vip = VipRow {
         service: s(),
         vip: s(),
@@ -372,81 +570,591 @@ fn every_json_field_of_lb_list_and_lb_explain_is_documented() {
         hash: 0,
     };
     let mut missing = Vec::new();
+    let list = "### `lb list`";
+    check_fields(&page, list, "lb list vips", json_fields(&vip), &mut missing);
     check_fields(
-        &readme,
-        "### `lb list`",
-        "lb list vips",
-        json_fields(&vip),
-        &mut missing,
-    );
-    check_fields(
-        &readme,
-        "### `lb list`",
+        &page,
+        list,
         "lb list backends",
         json_fields(&backend),
         &mut missing,
     );
     check_fields(
-        &readme,
-        "### `lb list`",
+        &page,
+        list,
         "lb list flows",
         json_fields(&flow),
         &mut missing,
     );
     check_fields(
-        &readme,
-        "### `lb list`",
+        &page,
+        list,
         "lb list stats",
         json_fields(&stats),
         &mut missing,
     );
     check_fields(
-        &readme,
+        &page,
         "### `lb explain`",
         "lb explain",
         json_fields(&explanation),
         &mut missing,
     );
-    report("JSON output", &missing);
+    report(CLI, "JSON output", &missing);
 }
 
 #[test]
-fn every_drop_reason_action_and_map_name_is_documented() {
-    let readme = readme();
+fn every_xdp_action_name_is_in_the_lb_list_section_of_docs_cli() {
+    let page = read(CLI);
+    let heading = "### `lb list`";
+    let body =
+        section(&page, heading).unwrap_or_else(|| panic!("{CLI} has no \"{heading}\" section"));
+    let missing: Vec<String> = ACTION_NAMES
+        .iter()
+        .filter(|action| !body.contains(&format!("`{action}`")))
+        .map(|action| {
+            format!("XDP action name `{action}` (a key of `lb list stats`) in \"{heading}\"")
+        })
+        .collect();
+    report(CLI, "XDP action names", &missing);
+}
+
+#[test]
+fn every_json_field_of_get_v1_services_is_in_docs_api() {
+    let page = read(API);
+    let s = String::new;
+    // Struct literals, as above: a new field must be listed here, then on the page.
+    let counters = BackendCounters {
+        connections_total: 0,
+        active: 0,
+        bytes_in: 0,
+        bytes_out: 0,
+        connect_failures_total: 0,
+        succeeded_total: 0,
+        failed_total: 0,
+    };
+    let check = CheckView {
+        ok: true,
+        detail: s(),
+        duration_seconds: 0.0,
+        age_seconds: 0.0,
+    };
+    let backend = BackendView {
+        address: s(),
+        weight: 0,
+        state: s(),
+        health: s(),
+        last_check: Some(check.clone()),
+        sources: Vec::new(),
+        lease_expires_in_seconds: None,
+        proxy: Some(counters),
+        circuit: s(),
+        ejections_total: 0,
+    };
+    let service = ServiceView {
+        name: s(),
+        vip: s(),
+        protocol: s(),
+        algorithm: s(),
+        forwarding: s(),
+        backends: vec![backend.clone()],
+    };
+    let heading = "`GET /v1/services`";
     let mut missing = Vec::new();
-    let rows = table_keys(&readme);
-    for reason in lb_common::reason::DROP_REASON_NAMES {
-        if !rows.contains(reason) {
-            missing.push(format!("drop reason row \"| `{reason}` |\""));
+    check_fields(
+        &page,
+        heading,
+        "a service",
+        json_fields(&service),
+        &mut missing,
+    );
+    check_fields(
+        &page,
+        heading,
+        "a backend",
+        json_fields(&backend),
+        &mut missing,
+    );
+    check_fields(
+        &page,
+        heading,
+        "a backend's last_check",
+        json_fields(&check),
+        &mut missing,
+    );
+    check_fields(
+        &page,
+        heading,
+        "a backend's proxy counters",
+        json_fields(&counters),
+        &mut missing,
+    );
+    report(API, "GET /v1/services", &missing);
+}
+
+// ---------------------------------------------------------------------------------------
+// Sources: metric families and admin API routes, read from the crates' code.
+
+/// Every `.rs` file under `src/` of every `lb-*` crate of the workspace.
+fn crate_sources() -> Vec<(PathBuf, String)> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
         }
     }
-    for action in lb_common::reason::ACTION_NAMES {
-        if !readme.contains(&format!("`{action}`")) {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(workspace())
+        .expect("the workspace lists")
+        .flatten()
+    {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(CRATE_PREFIX)
+        {
+            walk(&entry.path().join("src"), &mut files);
+        }
+    }
+    files.sort();
+    files
+        .into_iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+            (path, text)
+        })
+        .collect()
+}
+
+/// The string literal at the start of `text` (which starts with `"`) and what follows it.
+fn literal(text: &str) -> Option<(&str, &str)> {
+    let rest = text.strip_prefix('"')?;
+    let end = rest.find('"')?;
+    Some((&rest[..end], &rest[end + 1..]))
+}
+
+const METRIC_KINDS: [&str; 3] = ["counter", "gauge", "histogram"];
+
+/// Metric family → its types, from every `"lb_name", "kind"` pair in the sources: how both
+/// the controller's and the proxy's exposition code name a family (`family(out, "lb_x",
+/// "counter", help, ...)`).
+fn metric_families() -> BTreeMap<String, BTreeSet<String>> {
+    let mut families: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (_, text) in crate_sources() {
+        for (at, _) in text.match_indices("\"lb_") {
+            let Some((name, rest)) = literal(&text[at..]) else {
+                continue;
+            };
+            if !name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            {
+                continue;
+            }
+            let Some(rest) = rest.trim_start().strip_prefix(',') else {
+                continue;
+            };
+            let Some((kind, _)) = literal(rest.trim_start()) else {
+                continue;
+            };
+            if METRIC_KINDS.contains(&kind) {
+                families
+                    .entry(name.to_string())
+                    .or_default()
+                    .insert(kind.to_string());
+            }
+        }
+    }
+    families
+}
+
+#[test]
+fn every_metric_family_is_in_docs_metrics_with_its_type() {
+    let families = metric_families();
+    assert!(
+        families.len() >= 20,
+        "read only {} metric families from the sources: {families:?}",
+        families.len()
+    );
+    let page = read(METRICS);
+    let rows = table_keys(&page);
+    let mut missing = Vec::new();
+    for (name, kinds) in &families {
+        if kinds.len() != 1 {
             missing.push(format!(
-                "XDP action name `{action}` (a key of `lb list stats`)"
+                "the code gives `{name}` more than one type: {kinds:?}"
+            ));
+            continue;
+        }
+        let kind = kinds.iter().next().unwrap();
+        // The contract: counters, and only counters, end in `_total`.
+        if (kind == "counter") != name.ends_with("_total") {
+            missing.push(format!(
+                "`{name}` is a {kind}: only counters end in `_total`"
             ));
         }
+        let first = format!("`{name}`");
+        match row(&page, &first) {
+            None => missing.push(format!("row \"| `{name}` | {kind} |\"")),
+            Some(cells) if cells.get(1) != Some(&kind.as_str()) => missing.push(format!(
+                "`{name}` is a {kind}, its row says {:?}",
+                cells.get(1)
+            )),
+            Some(_) => {}
+        }
     }
-    // `map_names` holds only `pub const NAME: &str = "LB_...";` lines: read them from source.
-    let consts = workspace().join("lb-common/src/consts.rs");
-    let text = std::fs::read_to_string(&consts)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", consts.display()));
+    for name in rows
+        .iter()
+        .filter(|r| r.starts_with("lb_") && !families.contains_key(*r))
+    {
+        missing.push(format!("no such metric: row \"| `{name}` |\""));
+    }
+    report(METRICS, "metric families", &missing);
+}
+
+/// (METHOD, path) of every `.route("PATH", get(...).post(...))` in the sources.
+fn api_routes() -> BTreeSet<(String, String)> {
+    const METHODS: [&str; 5] = ["get", "post", "put", "delete", "patch"];
+    let mut routes = BTreeSet::new();
+    for (_, text) in crate_sources() {
+        for (at, _) in text.match_indices(".route(") {
+            let args = &text[at + ".route(".len()..];
+            let Some((path, rest)) = literal(args.trim_start()) else {
+                continue;
+            };
+            // The handler expression: up to the `)` that closes `.route(`.
+            let mut depth = 1;
+            let end = rest
+                .char_indices()
+                .find(|&(_, c)| {
+                    match c {
+                        '(' => depth += 1,
+                        ')' => depth -= 1,
+                        _ => {}
+                    }
+                    depth == 0
+                })
+                .map_or(rest.len(), |(i, _)| i);
+            let handler = &rest[..end];
+            for method in METHODS {
+                let called = handler.match_indices(&format!("{method}(")).any(|(i, _)| {
+                    !handler[..i]
+                        .chars()
+                        .next_back()
+                        .is_some_and(|c| c.is_alphanumeric() || c == '_')
+                });
+                if called {
+                    routes.insert((method.to_uppercase(), path.to_string()));
+                }
+            }
+        }
+    }
+    routes
+}
+
+#[test]
+fn every_admin_api_route_is_in_docs_api() {
+    let routes = api_routes();
+    assert!(routes.len() >= 10, "read only {routes:?} from the sources");
+    let page = read(API);
+    let heading = "## Routes";
+    let body =
+        section(&page, heading).unwrap_or_else(|| panic!("{API} has no \"{heading}\" section"));
+    let rows: BTreeSet<(String, String)> = table_keys(&body)
+        .into_iter()
+        .filter_map(|key| {
+            key.split_once(' ')
+                .map(|(m, p)| (m.to_string(), p.to_string()))
+        })
+        .collect();
+    let mut missing = Vec::new();
+    for (method, path) in routes.difference(&rows) {
+        missing.push(format!("row \"| `{method} {path}` |\" under \"{heading}\""));
+    }
+    for (method, path) in rows.difference(&routes) {
+        missing.push(format!("no such route: row \"| `{method} {path}` |\""));
+    }
+    report(API, "admin API routes", &missing);
+}
+
+// ---------------------------------------------------------------------------------------
+// Data-path names: docs/architecture.md.
+
+/// The map names lb-common declares: `map_names` holds only `pub const NAME: &str =
+/// "LB_...";` lines, read from source.
+fn map_names() -> Vec<String> {
+    let text = read(MAP_NAMES_SOURCE);
     let (_, module) = text
         .split_once("pub mod map_names")
-        .expect("lb-common consts.rs has `pub mod map_names`");
+        .unwrap_or_else(|| panic!("{MAP_NAMES_SOURCE} has no `pub mod map_names`"));
     let module = module.split_once('}').map_or(module, |(m, _)| m);
-    let names: Vec<&str> = module
+    module
         .lines()
         .filter_map(|l| {
             l.split_once(": &str = \"")
-                .map(|(_, rest)| rest.trim_end_matches("\";"))
+                .map(|(_, rest)| rest.trim_end_matches("\";").to_string())
         })
-        .collect();
-    assert!(names.len() >= 10, "read only {names:?} from map_names");
-    for name in names {
-        if !rows.contains(name) {
-            missing.push(format!("map row \"| `{name}` |\""));
+        .collect()
+}
+
+#[test]
+fn every_drop_reason_and_map_name_is_in_docs_architecture() {
+    let page = read(ARCHITECTURE);
+    let mut missing = Vec::new();
+
+    let heading = "## Drop reasons";
+    let reasons = section(&page, heading).map(|body| table_keys(&body));
+    let Some(reasons) = reasons else {
+        panic!("{ARCHITECTURE} has no \"{heading}\" section");
+    };
+    for reason in DROP_REASON_NAMES {
+        if !reasons.contains(reason) {
+            missing.push(format!(
+                "drop reason row \"| `{reason}` |\" under \"{heading}\""
+            ));
         }
     }
-    report("data-path names", &missing);
+    for row in reasons
+        .iter()
+        .filter(|r| !DROP_REASON_NAMES.contains(&r.as_str()))
+    {
+        missing.push(format!("no such drop reason: row \"| `{row}` |\""));
+    }
+
+    let heading = "## Maps";
+    let names = map_names();
+    assert!(names.len() >= 10, "read only {names:?} from map_names");
+    let Some(maps) = section(&page, heading).map(|body| table_keys(&body)) else {
+        panic!("{ARCHITECTURE} has no \"{heading}\" section");
+    };
+    for name in &names {
+        if !maps.contains(name) {
+            missing.push(format!("map row \"| `{name}` |\" under \"{heading}\""));
+        }
+    }
+    for row in maps.iter().filter(|r| !names.contains(r)) {
+        missing.push(format!("no such map: row \"| `{row}` |\""));
+    }
+    report(ARCHITECTURE, "data-path names", &missing);
+}
+
+// ---------------------------------------------------------------------------------------
+// The test network: docs/testing.md against the testenv crate.
+
+#[test]
+fn the_test_network_in_docs_testing_matches_testenv() {
+    let page = read(TESTING);
+    let heading = "## The test network";
+    let body =
+        section(&page, heading).unwrap_or_else(|| panic!("{TESTING} has no \"{heading}\" section"));
+    let mut missing = Vec::new();
+    let mut hosts = vec![
+        (
+            testenv::CLIENT_NS.to_string(),
+            testenv::CLIENT_V4.to_string(),
+            testenv::CLIENT_V6.to_string(),
+        ),
+        (
+            testenv::LB_NS.to_string(),
+            testenv::LB_V4.to_string(),
+            testenv::LB_V6.to_string(),
+        ),
+    ];
+    for n in 1..=testenv::SERVERS {
+        hosts.push((
+            testenv::server_ns(n),
+            testenv::server_v4(n),
+            testenv::server_v6(n),
+        ));
+    }
+    for (ns, v4, v6) in &hosts {
+        match row(&body, &format!("`{ns}`")) {
+            None => missing.push(format!("a row for `{ns}` ({v4}, {v6})")),
+            Some(cells) => {
+                for address in [v4, v6] {
+                    if !cells.contains(&address.as_str()) {
+                        missing.push(format!("`{ns}`'s row: address {address} (row: {cells:?})"));
+                    }
+                }
+            }
+        }
+    }
+    for n in 1..=testenv::SERVERS {
+        let name = testenv::server_name(n);
+        if row(&body, &format!("`{}`", testenv::server_ns(n)))
+            .is_some_and(|cells| !cells.iter().any(|c| c.contains(&name)))
+        {
+            missing.push(format!(
+                "`{}`'s row: the server's name {name}",
+                testenv::server_ns(n)
+            ));
+        }
+    }
+    if row(&body, &format!("`{}`", testenv::SWITCH_NS)).is_none() {
+        missing.push(format!("a row for `{}`", testenv::SWITCH_NS));
+    }
+    for (what, text) in [
+        ("the interface", format!("`{}`", testenv::IFACE)),
+        ("the bridge", format!("`{}`", testenv::BRIDGE)),
+        (
+            "the backend port",
+            format!("port {}", testenv::BACKEND_PORT),
+        ),
+        ("the IPv4 VIP", format!("`{}`", testenv::VIP_V4)),
+        ("the IPv6 VIP", format!("`{}`", testenv::VIP_V6)),
+        (
+            "the IPv4 VIP route",
+            format!("`{}/32 via {}`", testenv::VIP_V4, testenv::LB_V4),
+        ),
+        (
+            "the IPv6 VIP route",
+            format!("`{}/128 via {}`", testenv::VIP_V6, testenv::LB_V6),
+        ),
+        ("the LB's MAC", format!("`{}`", testenv::LB_MAC)),
+        ("the run directory", format!("`{}`", testenv::RUN_DIR)),
+        (
+            "the daemon's pin path",
+            format!("`{}`", testenv::LB_PIN_PATH),
+        ),
+        ("the network's lock", format!("`{}`", testenv::LOCK_FILE)),
+        ("the DSR option", "`up --dsr`".to_string()),
+        (
+            "the namespaces' prefix",
+            format!("`{}*`", testenv::NS_PREFIX),
+        ),
+    ] {
+        // The lock is named in the layers above the section; the rest in the section.
+        let haystack = if what == "the network's lock" {
+            &page
+        } else {
+            &body
+        };
+        if !haystack.contains(&text) {
+            missing.push(format!("{what}: {text}"));
+        }
+    }
+    report(TESTING, "test network", &missing);
+}
+
+// ---------------------------------------------------------------------------------------
+// The pages themselves: links, and nothing outside the repository.
+
+#[test]
+fn every_relative_link_in_readme_and_docs_resolves() {
+    let root = workspace().canonicalize().expect("the workspace exists");
+    let mut broken = Vec::new();
+    let mut checked = 0;
+    for page in pages() {
+        let text = read(&page);
+        let dir = workspace().join(&page).parent().unwrap().to_path_buf();
+        for target in links(&text) {
+            if target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            checked += 1;
+            let (file, anchor) = target.split_once('#').unwrap_or((&target, ""));
+            let path = if file.is_empty() {
+                workspace().join(&page)
+            } else {
+                dir.join(file)
+            };
+            let Ok(resolved) = path.canonicalize() else {
+                broken.push(format!(
+                    "{page}: ({target}): no such file {}",
+                    path.display()
+                ));
+                continue;
+            };
+            if !resolved.starts_with(&root) {
+                broken.push(format!("{page}: ({target}) leads outside the repository"));
+                continue;
+            }
+            if !anchor.is_empty() {
+                if resolved.extension().is_none_or(|e| e != "md") {
+                    broken.push(format!(
+                        "{page}: ({target}): an anchor into a file that is not Markdown"
+                    ));
+                    continue;
+                }
+                let target_text = std::fs::read_to_string(&resolved).unwrap_or_default();
+                if !anchors(&target_text).contains(anchor) {
+                    broken.push(format!(
+                        "{page}: ({target}): no heading with the anchor #{anchor} in {}",
+                        resolved.strip_prefix(&root).unwrap_or(&resolved).display()
+                    ));
+                }
+            }
+        }
+    }
+    assert!(checked >= 50, "checked only {checked} links");
+    report("README.md and docs/", "relative links", &broken);
+}
+
+#[test]
+fn no_page_mentions_files_outside_the_repository() {
+    let mut found = Vec::new();
+    for page in pages() {
+        let text = read(&page);
+        for outside in ["../shared", "ARCHITECTURE.md"] {
+            for (n, line) in text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| l.contains(outside))
+            {
+                found.push(format!("{page}:{}: mentions {outside}: {line}", n + 1));
+            }
+        }
+    }
+    report(
+        "README.md and docs/",
+        "files outside the repository",
+        &found,
+    );
+}
+
+#[test]
+fn the_docs_index_links_every_page_and_the_readme_links_the_index() {
+    let index = read(INDEX);
+    let linked: BTreeSet<String> = links(&index)
+        .into_iter()
+        .map(|t| t.split('#').next().unwrap_or("").to_string())
+        .collect();
+    let mut missing = Vec::new();
+    for page in pages().into_iter().filter(|p| p != README && p != INDEX) {
+        let name = page.trim_start_matches(&format!("{DOCS}/")).to_string();
+        if !linked.contains(&name) {
+            missing.push(format!("a link to {name}"));
+        }
+    }
+    report(INDEX, "the index of docs/", &missing);
+    let readme = read(README);
+    assert!(
+        links(&readme).iter().any(|t| t == INDEX),
+        "{README} links no {INDEX}"
+    );
+}
+
+#[test]
+fn the_readme_stays_a_front_page() {
+    let readme = read(README);
+    let lines = readme.lines().count();
+    assert!(
+        lines < README_MAX_LINES,
+        "{README} has {lines} lines; it is the front page (under {README_MAX_LINES}): move \
+         reference material into {DOCS}/"
+    );
+    for command in ["cargo xtask demo", "cargo xtask test"] {
+        assert!(
+            readme.contains(command),
+            "{README} does not name `{command}`"
+        );
+    }
 }
