@@ -5,26 +5,35 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::view::ServiceView;
-use lb_config::AdminState;
+use lb_config::{AdminState, Diagnostic};
 
 /// Why the controller refused a request; the API maps each to its HTTP status.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum ApiError {
+pub enum ControlError {
     /// 404
     #[error("{0}")]
     NotFound(String),
     /// 400
     #[error("{0}")]
     BadRequest(String),
-    /// 422: a config reload that failed validation; one message per line.
+    /// 422: the reloaded config did not validate; every diagnostic, in file order.
+    #[error("{}", lines(.0))]
+    InvalidConfig(Vec<Diagnostic>),
+    /// 422: the config is valid but the data path could not take it (the running config
+    /// stays).
     #[error("{0}")]
-    Unprocessable(String),
+    NotApplied(String),
     /// 503: the controller is gone (shutting down).
     #[error("{0}")]
     Unavailable(String),
 }
 
-pub type Reply<T> = oneshot::Sender<Result<T, ApiError>>;
+/// One diagnostic per line (`FILE:LINE:COL: message`).
+fn lines(diagnostics: &[Diagnostic]) -> String {
+    diagnostics.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+}
+
+pub type Reply<T> = oneshot::Sender<Result<T, ControlError>>;
 
 #[derive(Debug)]
 pub enum Command {
@@ -48,34 +57,34 @@ impl ControlHandle {
         Self { tx }
     }
 
-    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, ApiError> {
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, ControlError> {
         let (reply, rx) = oneshot::channel();
-        let gone = || ApiError::Unavailable("the daemon is shutting down".into());
+        let gone = || ControlError::Unavailable("the daemon is shutting down".into());
         self.tx.send(make(reply)).await.map_err(|_| gone())?;
         rx.await.map_err(|_| gone())?
     }
 
-    pub async fn services(&self) -> Result<Vec<ServiceView>, ApiError> {
+    pub async fn services(&self) -> Result<Vec<ServiceView>, ControlError> {
         self.ask(Command::Services).await
     }
 
-    pub async fn register(&self, service: String, address: SocketAddr, weight: u32, ttl: Duration) -> Result<bool, ApiError> {
+    pub async fn register(&self, service: String, address: SocketAddr, weight: u32, ttl: Duration) -> Result<bool, ControlError> {
         self.ask(|reply| Command::Register { service, address, weight, ttl, reply }).await
     }
 
-    pub async fn heartbeat(&self, service: String, address: SocketAddr) -> Result<(), ApiError> {
+    pub async fn heartbeat(&self, service: String, address: SocketAddr) -> Result<(), ControlError> {
         self.ask(|reply| Command::Heartbeat { service, address, reply }).await
     }
 
-    pub async fn set_state(&self, service: String, address: SocketAddr, state: AdminState) -> Result<(), ApiError> {
+    pub async fn set_state(&self, service: String, address: SocketAddr, state: AdminState) -> Result<(), ControlError> {
         self.ask(|reply| Command::SetState { service, address, state, reply }).await
     }
 
-    pub async fn deregister(&self, service: String, address: SocketAddr) -> Result<(), ApiError> {
+    pub async fn deregister(&self, service: String, address: SocketAddr) -> Result<(), ControlError> {
         self.ask(|reply| Command::Deregister { service, address, reply }).await
     }
 
-    pub async fn reload(&self) -> Result<(), ApiError> {
+    pub async fn reload(&self) -> Result<(), ControlError> {
         self.ask(Command::Reload).await
     }
 }

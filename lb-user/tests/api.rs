@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use lb_user::api::{serve, ApiState};
 use lb_control::telemetry::{Histogram, TelemetryData};
-use lb_control::{ApiError, BackendView, Command, ControlHandle, ServiceView, Telemetry};
+use lb_control::{ControlError, BackendView, Command, ControlHandle, ServiceView, Telemetry};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -27,20 +27,20 @@ struct Fake {
 }
 
 impl Fake {
-    fn service(&mut self, name: &str) -> Result<&mut ServiceView, ApiError> {
+    fn service(&mut self, name: &str) -> Result<&mut ServiceView, ControlError> {
         self.services
             .iter_mut()
             .find(|s| s.name == name)
-            .ok_or_else(|| ApiError::NotFound(format!("unknown service {name:?}")))
+            .ok_or_else(|| ControlError::NotFound(format!("unknown service {name:?}")))
     }
 
-    fn backend(&mut self, service: &str, address: SocketAddr) -> Result<&mut BackendView, ApiError> {
+    fn backend(&mut self, service: &str, address: SocketAddr) -> Result<&mut BackendView, ControlError> {
         let a = address.to_string();
         self.service(service)?
             .backends
             .iter_mut()
             .find(|b| b.address == a)
-            .ok_or_else(|| ApiError::NotFound(format!("service {service:?} has no backend {a}")))
+            .ok_or_else(|| ControlError::NotFound(format!("service {service:?} has no backend {a}")))
     }
 
     fn handle(&mut self, cmd: Command) {
@@ -90,15 +90,20 @@ impl Fake {
             Command::Reload(reply) => {
                 self.seen.push("reload".into());
                 let _ = reply.send(if self.fail_reload {
-                    Err(ApiError::Unprocessable(
-                        "lb.toml:3:7: invalid vip \"nope\"\nlb.toml:9:1: service \"web\" has no backends".into(),
-                    ))
+                    Err(ControlError::InvalidConfig(vec![
+                        diagnostic(3, 7, "invalid vip \"nope\""),
+                        diagnostic(9, 1, "service \"web\" has no backends"),
+                    ]))
                 } else {
                     Ok(())
                 });
             }
         }
     }
+}
+
+fn diagnostic(line: usize, column: usize, message: &str) -> lb_config::Diagnostic {
+    lb_config::Diagnostic { file: "lb.toml".into(), position: Some(lb_config::Position { line, column }), message: message.into() }
 }
 
 fn web_service() -> ServiceView {

@@ -5,7 +5,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use lb_control::ApiError;
+use lb_control::ControlError;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct HttpError {
@@ -33,16 +33,17 @@ impl HttpError {
     }
 }
 
-impl From<ApiError> for HttpError {
-    fn from(e: ApiError) -> Self {
+impl From<ControlError> for HttpError {
+    fn from(e: ControlError) -> Self {
         match e {
-            ApiError::NotFound(m) => Self::new(StatusCode::NOT_FOUND, m),
-            ApiError::BadRequest(m) => Self::new(StatusCode::BAD_REQUEST, m),
-            ApiError::Unavailable(m) => Self::new(StatusCode::SERVICE_UNAVAILABLE, m),
-            ApiError::Unprocessable(m) => {
-                let errors = m.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
-                Self { status: StatusCode::UNPROCESSABLE_ENTITY, message: m.trim().to_string(), errors }
+            ControlError::NotFound(m) => Self::new(StatusCode::NOT_FOUND, m),
+            ControlError::BadRequest(m) => Self::new(StatusCode::BAD_REQUEST, m),
+            ControlError::Unavailable(m) => Self::new(StatusCode::SERVICE_UNAVAILABLE, m),
+            ControlError::InvalidConfig(diagnostics) => {
+                let errors: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+                Self { status: StatusCode::UNPROCESSABLE_ENTITY, message: errors.join("\n"), errors }
             }
+            ControlError::NotApplied(m) => Self { status: StatusCode::UNPROCESSABLE_ENTITY, errors: vec![m.clone()], message: m },
         }
     }
 }

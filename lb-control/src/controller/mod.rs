@@ -1,0 +1,245 @@
+//! The controller task: the one owner of the desired state and of the data path. Sources
+//! arrive as messages (API commands, health reports, reload requests, the lease clock); each
+//! change recomputes the desired state and reconciles, then the health checkers are brought
+//! in line with the backends that now exist.
+//!
+//! The loop and the reconcile are here; each concern's handlers are in their own file:
+//! `registrations` (agents and admin states), `checks` (active health), `ejections`
+//! (passive outcomes and circuit breakers), `retiring` (removed backends' grace period) and
+//! `views` (what the API shows).
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::{info, info_span, warn};
+
+use crate::breaker::Breaker;
+use crate::datapath::DataPath;
+use crate::handle::{Command, ControlError};
+use crate::health::{CheckResult, Report, Tracker};
+use crate::registry::{BackendKey, Registry};
+use crate::sources;
+use crate::telemetry::Telemetry;
+use lb_config::desired::{Desired, DesiredBackend};
+use lb_config::{Config, HealthCheck};
+
+mod checks;
+mod ejections;
+mod registrations;
+mod retiring;
+mod views;
+
+/// How often leases are checked and next-hop MACs refreshed.
+const TICK: Duration = Duration::from_secs(1);
+/// A backend no source names any more (removed from the config, deregistered, lease run
+/// out) drains this long before it leaves: requests in flight finish instead of being
+/// re-steered mid-connection to a backend that would reset them. Backends that are down or
+/// in maintenance are cut at once.
+pub const REMOVAL_GRACE: Duration = Duration::from_secs(10);
+/// How often the data path's passive outcomes are read: an ejection follows the failures
+/// that cause it within this (plus a reconcile).
+const PASSIVE_POLL: Duration = Duration::from_millis(100);
+/// Every this many ticks the live-flow counts least_conn and p2c use are recounted.
+const ACTIVE_RECOUNT_TICKS: u64 = 3;
+
+/// Everything outside the controller that it needs to reach.
+pub struct Shared {
+    pub telemetry: Arc<Telemetry>,
+    pub token: Arc<RwLock<Option<String>>>,
+    pub ready: Arc<AtomicBool>,
+}
+
+pub struct Controller {
+    cfg: Config,
+    config_path: PathBuf,
+    dataplane: Box<dyn DataPath>,
+    registry: Registry,
+    trackers: HashMap<BackendKey, Tracker>,
+    last_checks: HashMap<BackendKey, CheckResult>,
+    checkers: HashMap<BackendKey, (HealthCheck, JoinHandle<()>)>,
+    reports_tx: mpsc::Sender<Report>,
+    shared: Shared,
+    desired: Desired,
+    retiring: HashMap<BackendKey, (Instant, DesiredBackend)>,
+    breakers: HashMap<BackendKey, Breaker>,
+    /// The data path's outcome counters have been read since passive ejection was last
+    /// off: what they report now happened while some breaker was on.
+    outcomes_primed: bool,
+    ticks: u64,
+}
+
+impl Controller {
+    pub fn new(cfg: Config, config_path: PathBuf, dataplane: Box<dyn DataPath>, registry: Registry, reports_tx: mpsc::Sender<Report>, shared: Shared) -> Self {
+        let desired = sources::desired(&cfg, &registry, &HashMap::new());
+        Controller {
+            cfg,
+            config_path,
+            dataplane,
+            registry,
+            trackers: HashMap::new(),
+            last_checks: HashMap::new(),
+            checkers: HashMap::new(),
+            reports_tx,
+            shared,
+            desired,
+            retiring: HashMap::new(),
+            breakers: HashMap::new(),
+            outcomes_primed: false,
+            ticks: 0,
+        }
+    }
+
+    /// The desired state for the current sources (also what `start` was given).
+    pub fn desired(cfg: &Config, registry: &Registry) -> Desired {
+        sources::desired(cfg, registry, &HashMap::new())
+    }
+
+    pub async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut reports: mpsc::Receiver<Report>,
+        mut reloads: mpsc::Receiver<()>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Box<dyn DataPath> {
+        self.sync_checkers();
+        self.shared.ready.store(true, Ordering::SeqCst);
+        let mut tick = tokio::time::interval(TICK);
+        let mut passive = tokio::time::interval(PASSIVE_POLL);
+        passive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                Some(cmd) = commands.recv() => self.command(cmd),
+                Some(report) = reports.recv() => self.health_report(report),
+                Some(()) = reloads.recv() => { let _ = self.reload(); }
+                _ = tick.tick() => self.tick(),
+                _ = passive.tick() => self.passive(),
+                _ = stop.changed() => break,
+            }
+        }
+        self.shared.ready.store(false, Ordering::SeqCst);
+        for (_, (_, task)) in self.checkers.drain() {
+            task.abort();
+        }
+        self.dataplane
+    }
+
+    fn command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Services(reply) => {
+                let _ = reply.send(Ok(self.views()));
+            }
+            Command::Register { service, address, weight, ttl, reply } => {
+                let _ = reply.send(self.register(service, address, weight, ttl));
+            }
+            Command::Heartbeat { service, address, reply } => {
+                let _ = reply.send(self.heartbeat(BackendKey::new(service, address)));
+            }
+            Command::SetState { service, address, state, reply } => {
+                let _ = reply.send(self.set_state(&service, address, state));
+            }
+            Command::Deregister { service, address, reply } => {
+                let _ = reply.send(self.deregister(BackendKey::new(service, address)));
+            }
+            Command::Reload(reply) => {
+                let _ = reply.send(self.reload());
+            }
+        }
+    }
+
+
+
+
+
+    fn tick(&mut self) {
+        let now = Instant::now();
+        self.end_grace_periods(now);
+        self.expire_leases(now);
+        match self.dataplane.refresh_neighbours(&self.desired) {
+            Ok(true) => self.apply(),
+            Ok(false) => {}
+            Err(e) => warn!("neighbour refresh failed: {e:#}"),
+        }
+        self.ticks += 1;
+        if self.ticks.is_multiple_of(ACTIVE_RECOUNT_TICKS) {
+            if let Err(e) = self.dataplane.recount_active_flows() {
+                warn!("recounting live flows failed: {e:#}");
+            }
+        }
+    }
+
+
+
+
+
+    /// Validate first; on any error the running config stays.
+    fn reload(&mut self) -> Result<(), ControlError> {
+        let _span = info_span!("reload", path = %self.config_path.display()).entered();
+        let result = Config::from_file(&self.config_path)
+            .map_err(|e| ControlError::InvalidConfig(e.diagnostics().to_vec()))
+            .and_then(|cfg| self.adopt_config(cfg));
+        match &result {
+            Ok(()) => {
+                info!("config reloaded");
+                self.shared.telemetry.update(|t| t.reloads_success += 1);
+            }
+            Err(e) => {
+                warn!("config reload failed, the running config stays:\n{e}");
+                self.shared.telemetry.update(|t| t.reloads_failure += 1);
+            }
+        }
+        result
+    }
+
+    fn adopt_config(&mut self, cfg: Config) -> Result<(), ControlError> {
+        let old = std::mem::replace(&mut self.cfg, cfg);
+        if let Err(e) = self.dataplane.set_global(&self.cfg).and_then(|_| self.reconcile()) {
+            self.cfg = old;
+            let _ = self.dataplane.set_global(&self.cfg);
+            self.apply();
+            return Err(ControlError::NotApplied(format!("{e:#}")));
+        }
+        if let Ok(mut t) = self.shared.token.write() {
+            *t = lb_config::load_token(&self.cfg.daemon.token_file);
+        }
+        self.sync_checkers();
+        Ok(())
+    }
+
+
+    fn reconcile(&mut self) -> anyhow::Result<()> {
+        let mut next = sources::desired(&self.cfg, &self.registry, &self.health_map());
+        self.track_retiring(&next, Instant::now());
+        self.forget_breakers(&next);
+        self.apply_circuits(&mut next);
+        self.add_retiring(&mut next);
+        self.desired = next;
+        // One quick look (no waiting): a backend whose MAC is still unknown stays out of
+        // the tables until the tick's refresh finds it.
+        if let Err(e) = self.dataplane.refresh_neighbours(&self.desired) {
+            warn!("neighbour lookup failed: {e:#}");
+        }
+        self.dataplane.reconcile(&self.desired)
+    }
+
+
+
+    /// Reconcile after a change of sources; a failure is logged (the old tables stay).
+    fn apply(&mut self) {
+        if let Err(e) = self.reconcile() {
+            warn!("reconcile failed, the data path keeps its previous tables: {e:#}");
+        }
+        self.sync_checkers();
+    }
+
+    fn persist(&self) {
+        if let Err(e) = self.registry.save() {
+            warn!("could not write the state file: {e:#}");
+        }
+    }
+
+
+}
