@@ -1,6 +1,6 @@
 //! Configuration (`lb.toml`): parsing, defaults and validation.
 //!
-//! The schema is a contract (ARCHITECTURE.md, "Contract: configuration"). Text goes through
+//! The schema is a contract (docs/configuration.md, "The contract"). Text goes through
 //! two stages:
 //!
 //! 1. `toml` + serde read it into `schema`'s raw structs, which mirror the file key by key,

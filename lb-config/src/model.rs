@@ -65,7 +65,7 @@ pub struct Daemon {
 }
 
 impl Default for Daemon {
-    /// The contract's defaults (ARCHITECTURE.md, "Contract: configuration").
+    /// The contract's defaults (docs/configuration.md, "The contract").
     fn default() -> Self {
         Self {
             interface: None,

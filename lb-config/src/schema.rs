@@ -1,6 +1,6 @@
 //! The `lb.toml` file format, key by key: what serde reads, before validation.
 //!
-//! This layer is the contract (ARCHITECTURE.md, "Contract: configuration"). Every table
+//! This layer is the contract (docs/configuration.md, "The contract"). Every table
 //! rejects unknown keys. Values that validation must point at keep their position
 //! (`Spanned`); values whose syntax is richer than a TOML type (addresses, durations, port
 //! ranges, status lists) stay text here, so that all their errors are collected by

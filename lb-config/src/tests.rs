@@ -41,7 +41,7 @@ fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
 
-/// The example of ARCHITECTURE.md, "Contract: configuration", verbatim.
+/// The example of docs/configuration.md, "The contract", verbatim.
 const CONTRACT_EXAMPLE: &str = r#"[daemon]
 interface = "eth0"              # NIC for XDP (modes xdp and auto)
 mode = "auto"                   # "xdp" | "proxy" | "auto" (XDP, else proxy, with a warning)

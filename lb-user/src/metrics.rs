@@ -1,4 +1,4 @@
-//! Prometheus metrics (ARCHITECTURE.md, "Contract: metrics"), in the text exposition format
+//! Prometheus metrics (docs/metrics.md, "The contract"), in the text exposition format
 //! 0.0.4: names `lb_<noun>_<unit>`, counters ending in `_total`, durations in seconds.
 //!
 //! Two sources: the controller (services, health, reloads, registrations) and, when the

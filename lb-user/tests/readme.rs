@@ -1158,3 +1158,37 @@ fn the_readme_stays_a_front_page() {
         );
     }
 }
+
+/// Source comments cite the repository's own docs, never a file outside it.
+#[test]
+fn no_source_file_cites_files_outside_the_repository() {
+    fn walk(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() && entry.file_name() != "target" {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let this = PathBuf::from(file!());
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(workspace()).expect("workspace").flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(CRATE_PREFIX) || name == "xtask" || name == "testenv" {
+            walk(&entry.path(), &mut files);
+        }
+    }
+    assert!(files.len() > 100, "found only {} source files", files.len());
+    let mut found = Vec::new();
+    for file in files.iter().filter(|f| !f.ends_with(this.file_name().expect("a file name"))) {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        for outside in ["../shared", "ARCHITECTURE.md"] {
+            for (n, line) in text.lines().enumerate().filter(|(_, l)| l.contains(outside)) {
+                found.push(format!("{}:{}: {line}", file.display(), n + 1));
+            }
+        }
+    }
+    report("the sources", "files outside the repository", &found);
+}

@@ -1,5 +1,5 @@
 //! The test network of `lb`: the seed's Docker set-up rebuilt with network
-//! namespaces and veth pairs (see ARCHITECTURE.md, "Contract: test network").
+//! namespaces and veth pairs (see docs/testing.md, "The test network").
 //!
 //! - a client (`lbt-client`, 172.20.0.2 / fd00:20::2) that routes the VIPs
 //!   (172.20.0.100, fd00:20::100) via the LB,

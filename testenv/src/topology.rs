@@ -1,5 +1,5 @@
-//! Names and addresses of the test network: the contract in ARCHITECTURE.md
-//! ("Contract: test network") spelled out as constants.
+//! Names and addresses of the test network: the contract in docs/testing.md
+//! ("The test network") spelled out as constants.
 //!
 //! ```text
 //!   lbt-client      lbt-lb        lbt-server1  lbt-server2  lbt-server3

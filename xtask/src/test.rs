@@ -1,4 +1,4 @@
-//! `cargo xtask test`: the three layers of ARCHITECTURE.md, each with its own count, and a
+//! `cargo xtask test`: the three layers of docs/testing.md, each with its own count, and a
 //! fourth: `cargo xtask bench --quick`, so that the benchmark harness cannot rot.
 //! Root-only tests are `#[ignore]`d in plain `cargo test` (so it never pretends to run
 //! them) and run here with `--ignored`; without root this command fails, it never skips.

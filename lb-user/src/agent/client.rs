@@ -1,5 +1,5 @@
-//! A small blocking client for the registration part of the admin API (ARCHITECTURE.md,
-//! "Contract: admin API"): register, heartbeat, set state, deregister.
+//! A small blocking client for the registration part of the admin API (docs/api.md,
+//! "The contract"): register, heartbeat, set state, deregister.
 //!
 //! Blocking on purpose: the agent does one request at a time and sleeps in between, so a
 //! thread and `ureq` are simpler than an async runtime, and signal handling stays a flag.

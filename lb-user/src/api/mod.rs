@@ -1,4 +1,4 @@
-//! The admin HTTP API (ARCHITECTURE.md, "Contract: admin API"): health and readiness
+//! The admin HTTP API (docs/api.md, "The contract"): health and readiness
 //! probes, Prometheus metrics, and the calls agents and operators use to register
 //! backends, change their state and reload the config. Every change goes through the
 //! controller (`ControlHandle`); this module only speaks HTTP.

@@ -1,4 +1,4 @@
-//! The route table (ARCHITECTURE.md, "Contract: admin API"). Anything not in it gets a
+//! The route table (docs/api.md, "The contract"). Anything not in it gets a
 //! JSON 404, and a known path with the wrong method a JSON 405.
 use axum::extract::Request;
 use axum::http::StatusCode;

@@ -1,4 +1,4 @@
-//! The command line (contract in ARCHITECTURE.md): noun-verb subcommands, `--help` on each.
+//! The command line (the contract is in docs/cli.md): noun-verb subcommands, `--help` on each.
 mod agent;
 mod backend;
 mod check;
