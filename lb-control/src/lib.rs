@@ -5,6 +5,7 @@
 pub mod breaker;
 pub mod controller;
 pub mod datapath;
+pub mod exposition;
 pub mod handle;
 pub mod health;
 pub mod registry;

@@ -4,7 +4,6 @@
 //! Counters are atomics bumped by the connection tasks; the maps holding them change only
 //! on reconcile (a write lock there, a read lock per scrape), never per packet or request.
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -12,6 +11,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use serde::Serialize;
 
 pub use lb_control::datapath::BackendCounters;
+use lb_control::exposition::{sample, Exposition};
 
 use super::limit::Scope;
 use super::tracker::TaskTracker;
@@ -244,9 +244,9 @@ impl ProxyStats {
             m.iter().map(|(s, c)| (s.clone(), c.snapshot(), c.http.load(Ordering::Relaxed))).collect()
         };
         let services: Vec<(String, ServiceCounters)> = every_service.iter().filter(|(_, _, http)| *http).map(|(s, c, _)| (s.clone(), *c)).collect();
-        let mut out = String::new();
-        let per_backend = |out: &mut String, name: &str, kind: &str, help: &str, f: &dyn Fn(&BackendCounters) -> u64| {
-            family(out, name, kind, help, backends.iter().map(|(s, a, c)| {
+        let mut out = Exposition::default();
+        let per_backend = |out: &mut Exposition, name: &str, kind: &str, help: &str, f: &dyn Fn(&BackendCounters) -> u64| {
+            out.family(name, kind, help, backends.iter().map(|(s, a, c)| {
                 sample(name, &[("service", s), ("backend", &a.to_string()), ("path", PATH_PROXY)], f(c))
             }));
         };
@@ -255,46 +255,21 @@ impl ProxyStats {
         per_backend(&mut out, "lb_backend_reply_bytes_total", "counter", "Bytes the proxy relayed from the backend back to clients.", &|c| c.bytes_out);
         per_backend(&mut out, "lb_backend_active_flows", "gauge", "Connections, UDP sessions or HTTP requests open to the backend now (what least_conn and p2c compare).", &|c| c.active);
         per_backend(&mut out, "lb_backend_connect_failures_total", "counter", "Connects to the backend that failed or timed out.", &|c| c.connect_failures_total);
-        let per_service = |out: &mut String, name: &str, kind: &str, help: &str, f: &dyn Fn(&ServiceCounters) -> String| {
-            family(out, name, kind, help, services.iter().map(|(s, c)| sample(name, &[("service", s)], f(c))));
+        let per_service = |out: &mut Exposition, name: &str, kind: &str, help: &str, f: &dyn Fn(&ServiceCounters) -> String| {
+            out.family(name, kind, help, services.iter().map(|(s, c)| sample(name, &[("service", s)], f(c))));
         };
         per_service(&mut out, "lb_pool_connections_opened_total", "counter", "Upstream connections the HTTP proxy's pool opened.", &|c| c.pool_connections_opened_total.to_string());
         per_service(&mut out, "lb_pool_requests_total", "counter", "Requests the HTTP proxy sent upstream.", &|c| c.pool_requests_total.to_string());
         per_service(&mut out, "lb_pool_reuse_ratio", "gauge", "1 - connections opened / requests: the share of requests that reused a pooled connection.", &|c| format!("{}", c.reuse_ratio()));
         // Every service, both scopes, zeros included: a rate alert needs the series to exist
         // before the first refusal.
-        family(&mut out, "lb_ratelimited_total", "counter", "New flows refused by the rate limit, by the bucket that refused them (service or source).", every_service.iter().flat_map(|(s, c, _)| {
+        out.family("lb_ratelimited_total", "counter", "New flows refused by the rate limit, by the bucket that refused them (service or source).", every_service.iter().flat_map(|(s, c, _)| {
             [(Scope::Service, c.ratelimited_service_total), (Scope::Source, c.ratelimited_source_total)]
                 .map(|(scope, n)| sample("lb_ratelimited_total", &[("service", s), ("scope", scope.as_str()), ("path", PATH_PROXY)], n))
         }));
-        family(&mut out, "lb_proxy_overflow_total", "counter", "New flows refused because every backend was at max_connections.", every_service.iter().map(|(s, c, _)| {
+        out.family("lb_proxy_overflow_total", "counter", "New flows refused because every backend was at max_connections.", every_service.iter().map(|(s, c, _)| {
             sample("lb_proxy_overflow_total", &[("service", s), ("path", PATH_PROXY)], c.overflow_total)
         }));
-        out
+        out.into_string()
     }
-}
-
-fn family(out: &mut String, name: &str, kind: &str, help: &str, lines: impl Iterator<Item = String>) {
-    let mut lines = lines.peekable();
-    if lines.peek().is_none() {
-        return;
-    }
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-    for l in lines {
-        out.push_str(&l);
-        out.push('\n');
-    }
-}
-
-fn sample(name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) -> String {
-    let mut line = name.to_string();
-    line.push('{');
-    for (i, (k, v)) in labels.iter().enumerate() {
-        let sep = if i == 0 { "" } else { "," };
-        let v = v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
-        let _ = write!(line, "{sep}{k}=\"{v}\"");
-    }
-    let _ = write!(line, "}} {value}");
-    line
 }

@@ -9,12 +9,12 @@
 //! one syscall per entry, so a scrape takes time proportional to the number of flows
 //! (roughly a second per million). Backend counters read every backend id once.
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::{self, Display, Write};
 
 use anyhow::Result;
 use lb_common::consts::{CONFIG_KEY, MAX_BACKENDS, MAX_SERVICES};
 use lb_common::maps::Counters;
 
+use lb_control::exposition::{sample, Exposition, Float};
 use lb_control::telemetry::{Histogram, TelemetryData};
 use lb_control::ServiceView;
 use lb_common::addr::socket;
@@ -29,12 +29,12 @@ pub fn render(telemetry: &TelemetryData, services: &[ServiceView], maps: Option<
     control_plane(&mut out, telemetry, services);
     if let Some(maps) = maps {
         // All or nothing: a half-read data path would show misleading partial sums.
-        match DataPath::read(maps) {
+        match XdpCounters::read(maps) {
             Ok(data) => data.write(&mut out),
             Err(e) => tracing::warn!("metrics: cannot read the pinned maps: {e:#}"),
         }
     }
-    out.0
+    out.into_string()
 }
 
 fn control_plane(out: &mut Exposition, t: &TelemetryData, services: &[ServiceView]) {
@@ -121,7 +121,7 @@ fn histogram(name: &str, service: &str, backend: &str, h: &Histogram) -> Vec<Str
 }
 
 /// What the data path's maps say, read in one go before anything is written.
-struct DataPath {
+struct XdpCounters {
     backends: Vec<BackendSeries>,
     stats: Stats,
     /// (service, scope, new flows refused)
@@ -135,7 +135,7 @@ struct BackendSeries {
     active_flows: u64,
 }
 
-impl DataPath {
+impl XdpCounters {
     fn read(maps: &Maps) -> Result<Self> {
         // Names and addresses the way `inspect::backends` (`lb list backends`) finds them,
         // but keyed by backend id, which the flow table refers to.
@@ -227,60 +227,6 @@ fn active_flows(maps: &Maps) -> Result<HashMap<u32, u64>> {
         }
     }
     Ok(counts)
-}
-
-/// The text being built. A family is written only when it has samples, so absent data
-/// leaves no empty HELP/TYPE stubs behind.
-#[derive(Default)]
-struct Exposition(String);
-
-impl Exposition {
-    fn family(&mut self, name: &str, kind: &str, help: &str, lines: impl IntoIterator<Item = String>) {
-        let mut lines = lines.into_iter().peekable();
-        if lines.peek().is_none() {
-            return;
-        }
-        let _ = writeln!(self.0, "# HELP {name} {help}");
-        let _ = writeln!(self.0, "# TYPE {name} {kind}");
-        for line in lines {
-            self.0.push_str(&line);
-            self.0.push('\n');
-        }
-    }
-}
-
-/// One sample line: `name{label="value",...} value`.
-fn sample(name: &str, labels: &[(&str, &str)], value: impl Display) -> String {
-    let mut line = name.to_string();
-    if !labels.is_empty() {
-        line.push('{');
-        for (i, (k, v)) in labels.iter().enumerate() {
-            let sep = if i == 0 { "" } else { "," };
-            let _ = write!(line, "{sep}{k}=\"{}\"", escape(v));
-        }
-        line.push('}');
-    }
-    let _ = write!(line, " {value}");
-    line
-}
-
-/// Label values may hold `\`, `"` and newlines, which the format escapes.
-fn escape(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
-}
-
-/// A float as the format spells it (`+Inf`, `NaN`; Rust would write `inf`).
-struct Float(f64);
-
-impl Display for Float {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            v if v.is_nan() => f.write_str("NaN"),
-            v if v == f64::INFINITY => f.write_str("+Inf"),
-            v if v == f64::NEG_INFINITY => f.write_str("-Inf"),
-            v => write!(f, "{v}"),
-        }
-    }
 }
 
 #[cfg(test)]
