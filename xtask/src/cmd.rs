@@ -38,7 +38,7 @@ pub fn status(mut c: Command) -> Result<()> {
 pub fn build() -> Result<()> {
     println!("==> building the workspace (XDP program included)");
     let mut c = cargo();
-    // Default members: lb-ebpf is built by lb-user's build script for the BPF target.
+    // Default members: lb-ebpf is built by lb-xdp's build script for the BPF target.
     c.args(["build", "--all-targets"]);
     status(c)
 }

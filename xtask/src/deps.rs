@@ -88,13 +88,21 @@ fn nightly() -> Result<()> {
         c.args(["toolchain", "install", "nightly", "--profile", "minimal"]);
         status(c)?;
     }
-    if !rustup_out(&["component", "list", "--toolchain", "nightly", "--installed"]).lines().any(|l| l.starts_with("rust-src")) {
-        println!("==> rustup component add rust-src --toolchain nightly");
-        let mut c = Command::new("rustup");
-        c.args(["component", "add", "rust-src", "--toolchain", "nightly"]);
-        status(c)?;
+    component("nightly", "rust-src")?;
+    // `cargo xtask lint`: clippy for the eBPF crate (nightly) and the host crates, rustfmt.
+    component("nightly", "clippy")?;
+    component("stable", "clippy")?;
+    component("stable", "rustfmt")
+}
+
+fn component(toolchain: &str, name: &str) -> Result<()> {
+    if rustup_out(&["component", "list", "--toolchain", toolchain, "--installed"]).lines().any(|l| l.starts_with(name)) {
+        return Ok(());
     }
-    Ok(())
+    println!("==> rustup component add {name} --toolchain {toolchain}");
+    let mut c = Command::new("rustup");
+    c.args(["component", "add", name, "--toolchain", toolchain]);
+    status(c)
 }
 
 /// bpf-linker 0.13.0 built against Debian's LLVM 22 (not its bundled LLVM download).

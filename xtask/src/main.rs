@@ -1,10 +1,12 @@
-//! `cargo xtask deps|build|demo|test|bench|testenv`: the project's only entry points for setting a
+//! `cargo xtask deps|build|lint|demo|test|bench|testenv`: the project's only entry points for setting a
 //! machine up, building, demonstrating and testing. Everything that gets installed is
 //! installed by `deps`, which the other commands call first.
 mod bench;
 mod cmd;
 mod demo;
 mod deps;
+mod lint;
+mod roots;
 mod test;
 
 use anyhow::Result;
@@ -23,6 +25,8 @@ enum Task {
     Deps,
     /// deps, then build the workspace (the XDP program included).
     Build,
+    /// deps, then rustfmt --check and clippy -D warnings (host crates and the eBPF crate).
+    Lint,
     /// deps, build, bring up the test network, balance real HTTP through XDP, show the result.
     Demo,
     /// deps, build, then all three test layers: host, packet (BPF_PROG_TEST_RUN), network.
@@ -72,6 +76,10 @@ fn run(cli: Cli) -> Result<()> {
         Task::Build => {
             deps::install()?;
             cmd::build()
+        }
+        Task::Lint => {
+            deps::install()?;
+            lint::run()
         }
         Task::Demo => {
             deps::install()?;

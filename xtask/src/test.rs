@@ -7,29 +7,12 @@ use std::process::Stdio;
 
 use anyhow::{bail, Context, Result};
 
-use crate::cmd::{cargo, is_root};
+use crate::cmd::{cargo, is_root, workspace};
+use crate::roots::{self, Layer};
 
-struct Layer {
-    name: &'static str,
-    args: &'static [&'static str],
-}
-
-const HOST: Layer = Layer { name: "1. host unit tests", args: &["test"] };
-
-const ROOT_LAYERS: &[Layer] = &[
-    Layer {
-        name: "2. packet tests (XDP object through BPF_PROG_TEST_RUN)",
-        args: &["test", "-p", "lb-user", "--test", "packet_fixtures", "--test", "packet_protection", "--test", "packet_icmp", "--", "--ignored", "--test-threads=2"],
-    },
-    Layer {
-        name: "3. network tests (netns test network, real XDP attach, real clients)",
-        args: &["test", "-p", "testenv", "--test", "network", "--", "--ignored", "--test-threads=1"],
-    },
-    Layer {
-        name: "3. network tests (netns test network, real XDP attach, real clients)",
-        args: &["test", "-p", "lb-user", "--test", "network", "--test", "control_plane", "--test", "proxy_network", "--test", "protection_network", "--test", "doctor", "--test", "icmp_network", "--", "--ignored", "--test-threads=1"],
-    },
-];
+const HOST: &str = "1. host unit tests";
+const PACKET: &str = "2. packet tests (XDP object through BPF_PROG_TEST_RUN)";
+const NETWORK: &str = "3. network tests (netns test network, real XDP attach, real clients)";
 
 #[derive(Default, Clone, Copy)]
 struct Count {
@@ -42,20 +25,11 @@ pub fn run(host_only: bool) -> Result<()> {
     if !host_only && !is_root() {
         bail!("the packet and network tests need root: run `sudo cargo xtask test` (or `cargo xtask test --host-only`)");
     }
-    let mut results = vec![(HOST.name, run_layer(&HOST)?)];
+    let mut results = vec![(HOST, run_layer(HOST, &["test".to_string()])?)];
     if !host_only {
-        for layer in ROOT_LAYERS {
-            let count = run_layer(layer)?;
-            // A layer may take several cargo invocations: add them up under one name.
-            match results.iter_mut().find(|(name, _)| *name == layer.name) {
-                Some((_, total)) => {
-                    total.passed += count.passed;
-                    total.failed += count.failed;
-                    total.ignored += count.ignored;
-                }
-                None => results.push((layer.name, count)),
-            }
-        }
+        // Packet tests share nothing but the CPU; network tests share one test network.
+        results.push((PACKET, root_layer(PACKET, Layer::Packet, 2)?));
+        results.push((NETWORK, root_layer(NETWORK, Layer::Network, 1)?));
     }
     if !host_only {
         results.push((BENCH, bench_quick()));
@@ -89,11 +63,33 @@ fn bench_quick() -> Count {
     }
 }
 
-/// Run one layer, echoing cargo's output and adding up its `test result:` lines.
-fn run_layer(layer: &Layer) -> Result<Count> {
-    println!("\n==> {}", layer.name);
+/// Every root test file of `layer`, one cargo invocation per package, added up.
+fn root_layer(name: &str, layer: Layer, threads: u32) -> Result<Count> {
+    let found = roots::discover(&workspace(), layer)?;
+    if found.is_empty() {
+        bail!("{name}: no test file carries the root marker {}", roots::ROOT_MARKER);
+    }
+    let mut total = Count::default();
+    for package in found {
+        let mut args = vec!["test".to_string(), "-p".into(), package.package.clone()];
+        for test in &package.tests {
+            args.extend(["--test".to_string(), test.clone()]);
+        }
+        args.extend(["--".to_string(), "--ignored".into(), format!("--test-threads={threads}")]);
+        let count = run_layer(name, &args)?;
+        total.passed += count.passed;
+        total.failed += count.failed;
+        total.ignored += count.ignored;
+    }
+    Ok(total)
+}
+
+/// Run one cargo invocation of a layer, echoing its output and adding up its `test
+/// result:` lines.
+fn run_layer(name: &str, args: &[String]) -> Result<Count> {
+    println!("\n==> {name}: cargo {}", args.join(" "));
     let mut c = cargo();
-    c.args(layer.args).stdout(Stdio::piped());
+    c.args(args).stdout(Stdio::piped());
     let mut child = c.spawn().context("running cargo test")?;
     let mut count = Count::default();
     for line in BufReader::new(child.stdout.take().context("cargo stdout")?).lines() {
@@ -107,7 +103,7 @@ fn run_layer(layer: &Layer) -> Result<Count> {
     }
     let status = child.wait()?;
     if !status.success() && count.failed == 0 {
-        bail!("{} did not run to the end ({status})", layer.name);
+        bail!("{name} did not run to the end ({status})");
     }
     Ok(count)
 }
