@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use lb_user::config::{AdminState, Algorithm, Config};
 use lb_user::proxy::{ProxyDataplane, ProxyStats, TaskKind};
-use lb_user::select::{Candidate, Flow, Selector};
+use lb_user::select::{Candidate, Flow, Selection, Selector};
 use lb_user::state::{Circuit, Desired, Health};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
@@ -552,10 +552,10 @@ fn least_conn_sends_new_connections_away_from_a_backend_holding_long_lived_ones(
     });
 }
 
-/// The backend the selector picks for this flow: what the proxy must have used.
+/// The selector's first choice for this flow: what the proxy must have used.
 fn expected_backend(algorithm: Algorithm, backends: &[SocketAddr], client: SocketAddr, vip: SocketAddr) -> SocketAddr {
     let candidates = backends.iter().map(|a| Candidate { address: *a, weight: 1, active: Arc::new(AtomicU64::new(0)) }).collect();
-    Selector::new(algorithm, candidates).pick(&Flow { client, vip, proto: 6 }, &[]).unwrap().address
+    Selector::new(algorithm, candidates).iter(&Flow { client, vip, proto: 6 }).next().unwrap().address
 }
 
 #[test]
