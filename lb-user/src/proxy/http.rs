@@ -193,12 +193,10 @@ struct Outgoing {
     tries: usize,
 }
 
-/// How sending to one backend went.
-enum Attempt {
-    /// The client's answer: the backend's response, or the proxy's error.
-    Answered(Response<RespBody>),
+/// A request one backend did not answer, that may still go to another.
+enum Unanswered {
     /// The connect failed: the flow's next backend.
-    NextBackend,
+    ConnectFailed,
     Cut(BackendCut),
 }
 
@@ -219,6 +217,8 @@ async fn forward(req: Request<Incoming>, client: SocketAddr, vip: SocketAddr, ct
         Err(response) => return response,
     };
     let flow = Flow { client, vip, proto: IPPROTO_TCP };
+    // Twice at most: a request is sent again once. The current table's picks start afresh
+    // (the tries already spent still count).
     loop {
         match send(&table, &flow, &mut out, ctx, &pool).await {
             Ok(response) => return response,
@@ -260,7 +260,7 @@ async fn outgoing(req: Request<Incoming>, client: SocketAddr, vip: SocketAddr, c
 }
 
 /// Sends the request to the flow's backends of `table` in order, the next one after a
-/// failed connect, until one answers or the tries run out (502).
+/// failed connect, until one answers or the tries run out (502). Err: its backend was cut.
 async fn send(table: &Table, flow: &Flow, out: &mut Outgoing, ctx: &Arc<ServiceCtx>, pool: &Arc<Pool>) -> Result<Response<RespBody>, BackendCut> {
     let mut picks = table.picks(flow);
     while out.tries < MAX_TRIES {
@@ -275,9 +275,9 @@ async fn send(table: &Table, flow: &Flow, out: &mut Outgoing, ctx: &Arc<ServiceC
             Err(NoBackend::None) => break,
         };
         match exchange(picked, flow, out, ctx, pool, table.settings.connect_timeout).await {
-            Attempt::Answered(response) => return Ok(response),
-            Attempt::NextBackend => continue,
-            Attempt::Cut(cut) => return Err(cut),
+            Ok(response) => return Ok(response),
+            Err(Unanswered::ConnectFailed) => continue,
+            Err(Unanswered::Cut(cut)) => return Err(cut),
         }
     }
     Ok(bad_gateway(ctx))
@@ -285,8 +285,8 @@ async fn send(table: &Table, flow: &Flow, out: &mut Outgoing, ctx: &Arc<ServiceC
 
 /// The request sent to one backend, over a pooled connection or a new one; on a failure
 /// before any response byte, sent again once on a fresh connection (see the module's
-/// retries).
-async fn exchange(picked: Picked, flow: &Flow, out: &mut Outgoing, ctx: &Arc<ServiceCtx>, pool: &Arc<Pool>, timeout: Duration) -> Attempt {
+/// retries). Ok: the client's answer (the backend's response, or a 502).
+async fn exchange(picked: Picked, flow: &Flow, out: &mut Outgoing, ctx: &Arc<ServiceCtx>, pool: &Arc<Pool>, timeout: Duration) -> Result<Response<RespBody>, Unanswered> {
     let Picked { slot, active } = picked;
     let backend = slot.address;
     let mut fresh = false;
@@ -303,11 +303,11 @@ async fn exchange(picked: Picked, flow: &Flow, out: &mut Outgoing, ctx: &Arc<Ser
                     if slot.may_warn() {
                         warn!(service = %ctx.name, %backend, "connect failed: {e}; trying the next backend");
                     }
-                    return Attempt::NextBackend;
+                    return Err(Unanswered::ConnectFailed);
                 }
             },
         };
-        let Some(b) = out.body.take() else { return Attempt::Answered(bad_gateway(ctx)) };
+        let Some(b) = out.body.take() else { return Ok(bad_gateway(ctx)) };
         match conn.sender.try_send_request(out.head.request(b)).await {
             Ok(resp) => {
                 // The breaker's view of a request: a 5xx is the backend failing it.
@@ -319,7 +319,7 @@ async fn exchange(picked: Picked, flow: &Flow, out: &mut Outgoing, ctx: &Arc<Ser
                 ctx.service_stats.pool_requests_total.fetch_add(1, Ordering::Relaxed);
                 slot.stats.connections_total.fetch_add(1, Ordering::Relaxed);
                 let entry = ctx.stats.open_flow(ProxyFlow { service: ctx.name.clone(), protocol: ctx.protocol, client: flow.client, vip: flow.vip, backend });
-                return Attempt::Answered(respond(resp, conn, pool.clone(), active, entry));
+                return Ok(respond(resp, conn, pool.clone(), active, entry));
             }
             Err(mut e) => {
                 match e.take_message() {
@@ -334,7 +334,7 @@ async fn exchange(picked: Picked, flow: &Flow, out: &mut Outgoing, ctx: &Arc<Ser
                     if slot.cut.is_fired() {
                         // Its backend was just taken out: the retry goes to another one.
                         debug!(service = %ctx.name, %backend, "request failed as its backend was cut ({error}); retrying elsewhere");
-                        return Attempt::Cut(BackendCut);
+                        return Err(Unanswered::Cut(BackendCut));
                     }
                     debug!(service = %ctx.name, %backend, reused, "request failed before a response ({error}); retrying on a fresh connection");
                     fresh = true;
@@ -345,7 +345,7 @@ async fn exchange(picked: Picked, flow: &Flow, out: &mut Outgoing, ctx: &Arc<Ser
                 if slot.may_warn() {
                     warn!(service = %ctx.name, %backend, "request failed: {error}");
                 }
-                return Attempt::Answered(bad_gateway(ctx));
+                return Ok(bad_gateway(ctx));
             }
         }
     }

@@ -243,7 +243,10 @@ mod tests {
     }
 
     fn address(p: Result<Picked, NoBackend>) -> SocketAddr {
-        p.ok().expect("a backend").slot.address
+        match p {
+            Ok(p) => p.slot.address,
+            Err(why) => panic!("no backend: {why:?}"),
+        }
     }
 
     #[test]
