@@ -10,8 +10,8 @@
 //! connection, when its method is idempotent or it went out on a reused connection (the
 //! backend closed that idle connection as we sent), and its body can still be sent: bodies
 //! up to 64 KiB (`Content-Length`) are read whole first for that; larger or chunked ones
-//! stream and are retried only if hyper hands them back unsent. A backend that refuses or times out the connect is
-//! excluded and the next one picked, as in l4 mode.
+//! stream and are retried only if hyper hands them back unsent. After a backend that refuses
+//! or times out the connect, the flow's next choice is tried, as in l4 mode.
 //!
 //! Protection: the rate limit counts client connections (requests on an established
 //! keep-alive connection are never limited); one over it gets `429` and is closed. The
@@ -19,6 +19,7 @@
 //! connections in use): a full backend is skipped, all full is `503`. Outcomes for the
 //! circuit breaker are per request: connect failure, no response, or 5xx fail; else success.
 use std::convert::Infallible;
+use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -35,12 +36,11 @@ use tracing::{debug, warn};
 use super::idle::Activity;
 use super::io::Metered;
 use super::outcome;
-use super::pool::{Pool, ReqBody, UpstreamBody};
+use super::pool::{Conn, Pool, ReqBody, UpstreamBody};
 use super::service::ServiceCtx;
-use super::stats::ProxyFlow;
-use super::table::{NoBackend, Picked};
-use super::tcp::MAX_TRIES;
-use super::tracker::TaskGuard;
+use super::stats::{FlowEntry, ProxyFlow};
+use super::table::{BackendSlot, NoBackend, Picked, Table, MAX_TRIES};
+use super::tracker::{TaskGuard, TaskKind};
 use crate::select::{ActiveGuard, Flow};
 
 pub type RespBody = Either<UpstreamBody, Full<Bytes>>;
@@ -180,14 +180,57 @@ impl Head {
     }
 }
 
+/// A request on its way to a backend: what of it can still be sent, and what is left of
+/// its retries.
+struct Outgoing {
+    head: Head,
+    body: Pending,
+    /// Safe to send twice by its method.
+    idempotent: bool,
+    /// Sent again once already: never twice.
+    retried: bool,
+    /// Backends picked for it so far (`MAX_TRIES` at most).
+    tries: usize,
+}
+
+/// A request one backend did not answer, that may still go to another.
+enum Unanswered {
+    /// The connect failed: the flow's next backend.
+    ConnectFailed,
+    Cut(BackendCut),
+}
+
+/// The backend was cut as the request went out: the retry goes to a backend of the table
+/// now current.
+struct BackendCut;
+
 async fn forward(req: Request<Incoming>, client: SocketAddr, vip: SocketAddr, ctx: &Arc<ServiceCtx>) -> Response<RespBody> {
     let Some(pool) = ctx.pool.clone() else {
         return text(StatusCode::INTERNAL_SERVER_ERROR, "no connection pool\n");
     };
     let mut table = ctx.table.load();
     if table.is_empty() {
-        return text(StatusCode::SERVICE_UNAVAILABLE, &format!("503 Service Unavailable: service {} has no backend in rotation\n", ctx.name));
+        return no_backend(ctx);
     }
+    let mut out = match outgoing(req, client, vip, ctx).await {
+        Ok(out) => out,
+        Err(response) => return response,
+    };
+    let flow = Flow { client, vip, proto: IPPROTO_TCP };
+    // Twice at most: a request is sent again once. The current table's picks start afresh
+    // (the tries already spent still count).
+    loop {
+        match send(&table, &flow, &mut out, ctx, &pool).await {
+            Ok(response) => return response,
+            Err(BackendCut) => table = ctx.table.load(),
+        }
+    }
+}
+
+/// The request as it goes upstream: hop-by-hop headers out, `X-Forwarded-For` and `Host`
+/// in; a small body read whole so that it can be sent again. Err: the client's answer (its
+/// body could not be read).
+async fn outgoing(req: Request<Incoming>, client: SocketAddr, vip: SocketAddr, ctx: &ServiceCtx) -> Result<Outgoing, Response<RespBody>> {
     let (parts, body) = req.into_parts();
     let mut headers = parts.headers;
     strip_hop_by_hop(&mut headers);
@@ -200,104 +243,158 @@ async fn forward(req: Request<Incoming>, client: SocketAddr, vip: SocketAddr, ct
     }
     let idempotent = matches!(parts.method, Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS | Method::TRACE);
     let head = Head { method: parts.method, uri: parts.uri, headers };
-    let mut body = if body.is_end_stream() {
+    let body = if body.is_end_stream() {
         Pending::Held(Bytes::new())
     } else if body.size_hint().exact().is_some_and(|n| n <= MAX_REPLAY_BODY) {
         match body.collect().await {
             Ok(b) => Pending::Held(b.to_bytes()),
             Err(e) => {
                 debug!(service = %ctx.name, %client, "request body: {e}");
-                return text(StatusCode::BAD_REQUEST, "400 Bad Request: the request body could not be read\n");
+                return Err(text(StatusCode::BAD_REQUEST, "400 Bad Request: the request body could not be read\n"));
             }
         }
     } else {
         Pending::Stream(body)
     };
-    let flow = Flow { client, vip, proto: IPPROTO_TCP };
-    let timeout = table.settings.connect_timeout;
-    let mut excluded: Vec<SocketAddr> = Vec::new();
-    let mut retried = false;
-    'backends: for _ in 0..MAX_TRIES {
-        let Picked { slot, active } = match table.pick(&flow, &excluded) {
+    Ok(Outgoing { head, body, idempotent, retried: false, tries: 0 })
+}
+
+/// Sends the request to the flow's backends of `table` in order, the next one after a
+/// failed connect, until one answers or the tries run out (502). Err: its backend was cut.
+async fn send(table: &Table, flow: &Flow, out: &mut Outgoing, ctx: &Arc<ServiceCtx>, pool: &Arc<Pool>) -> Result<Response<RespBody>, BackendCut> {
+    let mut picks = table.picks(flow);
+    while out.tries < MAX_TRIES {
+        out.tries += 1;
+        let picked = match picks.next_backend() {
             Ok(p) => p,
             Err(NoBackend::Full) => {
                 ctx.service_stats.overflow_total.fetch_add(1, Ordering::Relaxed);
-                return text(StatusCode::SERVICE_UNAVAILABLE, &format!("503 Service Unavailable: every backend of service {} is at max_connections\n", ctx.name));
+                return Ok(text(StatusCode::SERVICE_UNAVAILABLE, &format!("503 Service Unavailable: every backend of service {} is at max_connections\n", ctx.name)));
             }
-            Err(NoBackend::None) if excluded.is_empty() => {
-                return text(StatusCode::SERVICE_UNAVAILABLE, &format!("503 Service Unavailable: service {} has no backend in rotation\n", ctx.name));
-            }
+            Err(NoBackend::None) if out.tries == 1 => return Ok(no_backend(ctx)),
             Err(NoBackend::None) => break,
         };
-        let backend = slot.address;
-        let mut fresh = false;
-        loop {
-            let pooled = if fresh { None } else { pool.checkout(backend, timeout).await };
-            let reused = pooled.is_some();
-            let mut conn = match pooled {
-                Some(c) => c,
-                None => match pool.connect(&slot, ctx, timeout).await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        slot.stats.connect_failures_total.fetch_add(1, Ordering::Relaxed);
-                        outcome::failed(&slot.stats);
-                        if slot.may_warn() {
-                            warn!(service = %ctx.name, %backend, "connect failed: {e}; trying the next backend");
-                        }
-                        excluded.push(backend);
-                        continue 'backends;
-                    }
-                },
-            };
-            let Some(b) = body.take() else { break 'backends };
-            match conn.sender.try_send_request(head.request(b)).await {
-                Ok(resp) => {
-                    // The breaker's view of a request: a 5xx is the backend failing it.
-                    if resp.status().is_server_error() {
-                        outcome::failed(&slot.stats);
-                    } else {
-                        outcome::succeeded(&slot.stats);
-                    }
-                    ctx.service_stats.pool_requests_total.fetch_add(1, Ordering::Relaxed);
-                    slot.stats.connections_total.fetch_add(1, Ordering::Relaxed);
-                    let flow = ctx.stats.open_flow(ProxyFlow { service: ctx.name.clone(), protocol: ctx.protocol, client, vip, backend });
-                    return respond(resp, conn, pool, active, flow);
-                }
-                Err(mut e) => {
-                    match e.take_message() {
-                        Some(unsent) => body.put_back(unsent.into_body()),
-                        None => {
-                            ctx.service_stats.pool_requests_total.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    let error = e.into_error();
-                    if !retried && body.available() && (idempotent || reused) {
-                        retried = true;
-                        if slot.cut.is_fired() {
-                            // Its backend was just taken out: the retry goes to another one.
-                            debug!(service = %ctx.name, %backend, "request failed as its backend was cut ({error}); retrying elsewhere");
-                            excluded.push(backend);
-                            table = ctx.table.load();
-                            continue 'backends;
-                        }
-                        debug!(service = %ctx.name, %backend, reused, "request failed before a response ({error}); retrying on a fresh connection");
-                        fresh = true;
-                        continue;
-                    }
-                    // No response and no retry left: the client gets a 502 for it.
+        match exchange(picked, flow, out, ctx, pool, table.settings.connect_timeout).await {
+            Ok(response) => return Ok(response),
+            Err(Unanswered::ConnectFailed) => continue,
+            Err(Unanswered::Cut(cut)) => return Err(cut),
+        }
+    }
+    Ok(bad_gateway(ctx))
+}
+
+/// The request sent to one backend, over a pooled connection or a new one; on a failure
+/// before any response byte, sent again once on a fresh connection (see the module's
+/// retries). Ok: the client's answer (the backend's response, or a 502).
+async fn exchange(picked: Picked, flow: &Flow, out: &mut Outgoing, ctx: &Arc<ServiceCtx>, pool: &Arc<Pool>, timeout: Duration) -> Result<Response<RespBody>, Unanswered> {
+    let Picked { slot, active } = picked;
+    let backend = slot.address;
+    let mut fresh = false;
+    loop {
+        let pooled = if fresh { None } else { pool.checkout(backend, timeout).await };
+        let reused = pooled.is_some();
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => match connect_upstream(&slot, ctx, timeout).await {
+                Ok(c) => c,
+                Err(e) => {
+                    slot.stats.connect_failures_total.fetch_add(1, Ordering::Relaxed);
                     outcome::failed(&slot.stats);
                     if slot.may_warn() {
-                        warn!(service = %ctx.name, %backend, "request failed: {error}");
+                        warn!(service = %ctx.name, %backend, "connect failed: {e}; trying the next backend");
                     }
-                    break 'backends;
+                    return Err(Unanswered::ConnectFailed);
                 }
+            },
+        };
+        let Some(b) = out.body.take() else { return Ok(bad_gateway(ctx)) };
+        match conn.sender.try_send_request(out.head.request(b)).await {
+            Ok(resp) => {
+                // The breaker's view of a request: a 5xx is the backend failing it.
+                if resp.status().is_server_error() {
+                    outcome::failed(&slot.stats);
+                } else {
+                    outcome::succeeded(&slot.stats);
+                }
+                ctx.service_stats.pool_requests_total.fetch_add(1, Ordering::Relaxed);
+                slot.stats.connections_total.fetch_add(1, Ordering::Relaxed);
+                let entry = ctx.stats.open_flow(ProxyFlow { service: ctx.name.clone(), protocol: ctx.protocol, client: flow.client, vip: flow.vip, backend });
+                return Ok(respond(resp, conn, pool.clone(), active, entry));
+            }
+            Err(mut e) => {
+                match e.take_message() {
+                    Some(unsent) => out.body.put_back(unsent.into_body()),
+                    None => {
+                        ctx.service_stats.pool_requests_total.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                let error = e.into_error();
+                if !out.retried && out.body.available() && (out.idempotent || reused) {
+                    out.retried = true;
+                    if slot.cut.is_fired() {
+                        // Its backend was just taken out: the retry goes to another one.
+                        debug!(service = %ctx.name, %backend, "request failed as its backend was cut ({error}); retrying elsewhere");
+                        return Err(Unanswered::Cut(BackendCut));
+                    }
+                    debug!(service = %ctx.name, %backend, reused, "request failed before a response ({error}); retrying on a fresh connection");
+                    fresh = true;
+                    continue;
+                }
+                // No response and no retry left: the client gets a 502 for it.
+                outcome::failed(&slot.stats);
+                if slot.may_warn() {
+                    warn!(service = %ctx.name, %backend, "request failed: {error}");
+                }
+                return Ok(bad_gateway(ctx));
             }
         }
     }
+}
+
+/// Opens a connection to the slot's backend for the pool; its own tracked task drives it
+/// until it closes, its backend is cut or the service is closed. Counted.
+async fn connect_upstream(slot: &Arc<BackendSlot>, ctx: &Arc<ServiceCtx>, timeout: Duration) -> io::Result<Conn> {
+    let stream = match tokio::time::timeout(timeout, TcpStream::connect(slot.address)).await {
+        Ok(r) => r?,
+        Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, format!("no answer within {timeout:?}"))),
+    };
+    let _ = stream.set_nodelay(true);
+    let io = TokioIo::new(Metered::upstream(stream, slot.stats.clone()));
+    let (sender, conn) = hyper::client::conn::http1::Builder::new().handshake::<_, ReqBody>(io).await.map_err(io::Error::other)?;
+    ctx.service_stats.pool_connections_opened_total.fetch_add(1, Ordering::Relaxed);
+    let guard = ctx.track(TaskKind::Upstream);
+    let (task_ctx, task_slot) = (ctx.clone(), slot.clone());
+    tokio::spawn(async move {
+        let _guard = guard;
+        tokio::select! {
+            r = conn => if let Err(e) = r { debug!(service = %task_ctx.name, backend = %task_slot.address, "upstream connection ended: {e}") },
+            _ = task_slot.cut.fired() => {}
+            _ = task_ctx.killed() => {}
+        }
+    });
+    Ok(Conn::new(sender, slot.clone()))
+}
+
+/// Reaps the service's pool until the service stops (then closes it).
+pub async fn reaper(pool: Arc<Pool>, ctx: Arc<ServiceCtx>, _guard: TaskGuard) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(pool.reap_interval()) => pool.reap(),
+            _ = ctx.stopped() => break,
+        }
+    }
+    pool.close();
+}
+
+fn no_backend(ctx: &ServiceCtx) -> Response<RespBody> {
+    text(StatusCode::SERVICE_UNAVAILABLE, &format!("503 Service Unavailable: service {} has no backend in rotation\n", ctx.name))
+}
+
+fn bad_gateway(ctx: &ServiceCtx) -> Response<RespBody> {
     text(StatusCode::BAD_GATEWAY, &format!("502 Bad Gateway: no backend of service {} answered\n", ctx.name))
 }
 
-fn respond(resp: Response<Incoming>, conn: super::pool::Conn, pool: Arc<Pool>, active: ActiveGuard, flow: super::stats::FlowEntry) -> Response<RespBody> {
+fn respond(resp: Response<Incoming>, conn: Conn, pool: Arc<Pool>, active: ActiveGuard, flow: FlowEntry) -> Response<RespBody> {
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     Response::from_parts(parts, Either::Left(UpstreamBody::new(body, conn, pool, active, flow)))

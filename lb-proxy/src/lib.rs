@@ -2,11 +2,14 @@
 //! results as the XDP path, served from sockets where XDP cannot run.
 //!
 //! - `listen`: `SO_REUSEPORT` listeners, one per worker and service.
+//! - `accept`: TCP accept loops; the rate limit at accept, then the connection to `tcp` or
+//!   `http` by the service's mode.
 //! - `tcp`: l4 TCP relay (half-close, resets, connect and idle timeouts).
-//! - `udp`: l4 UDP with a session table.
+//! - `udp` + `sessions`: l4 UDP with a session table.
 //! - `http` + `pool`: HTTP/1.1 proxy over pooled keep-alive upstream connections.
-//! - `table`: the per-service selector, swapped on reconcile; `service`: what a service's
-//!   tasks share; `stats`: counters and metrics; `tracker`: every task counted.
+//! - `table`: the per-service selector, swapped on reconcile, and a new flow's picks;
+//!   `service`: what a service's tasks share; `signal`: what ends them; `stats`: counters
+//!   and metrics; `tracker`: every task counted.
 //! - `limit`: `[service.rate_limit]` token buckets (per service, per source); `outcome`:
 //!   passive outcomes per backend for the controller's circuit breakers, read through
 //!   `outcomes`. The table carries the rest of the breaker: a half-open backend's one
@@ -15,6 +18,7 @@
 //! The controller drives it like the XDP data path: `reconcile` with each new desired
 //! state. There, a backend that may no longer keep its flows (maintenance, down, gone) has
 //! its connections closed: the proxy's way of re-steering them.
+mod accept;
 mod http;
 mod idle;
 mod io;
@@ -23,6 +27,8 @@ mod listen;
 mod outcome;
 mod pool;
 mod service;
+mod sessions;
+mod signal;
 mod stats;
 mod table;
 mod tcp;
@@ -46,10 +52,11 @@ pub use limit::{Scope, MAX_SOURCES};
 pub use tracker::{TaskKind, TaskTracker};
 
 use pool::Pool;
-use service::{ServiceCtx, Signals};
+use service::ServiceCtx;
+use sessions::Sessions;
+use signal::Signals;
 use limit::RateLimiter;
 use table::{BackendSlot, Settings, SharedTable, Table, Trial};
-use udp::Sessions;
 
 use lb_config::{Protocol, ProxyMode};
 use crate::select::{Candidate, Selector};
@@ -180,7 +187,7 @@ impl ProxyDataplane {
             ctx.service_stats.http.store(ctx.pool.is_some(), std::sync::atomic::Ordering::Relaxed);
             spawn_listeners(&ctx, sockets);
             if let Some(pool) = &ctx.pool {
-                tokio::spawn(pool::reaper(pool.clone(), ctx.clone(), ctx.track(TaskKind::Housekeeping)));
+                tokio::spawn(http::reaper(pool.clone(), ctx.clone(), ctx.track(TaskKind::Housekeeping)));
             }
             self.services.insert(s.name.clone(), ServiceRuntime { key, ctx, backends });
         }
@@ -281,7 +288,7 @@ fn spawn_listeners(ctx: &Arc<ServiceCtx>, sockets: Bound) {
             for l in listeners {
                 match TcpListener::from_std(l) {
                     Ok(l) => {
-                        tokio::spawn(tcp::accept_loop(l, ctx.clone(), ctx.track(TaskKind::Listener)));
+                        tokio::spawn(accept::accept_loop(l, ctx.clone(), ctx.track(TaskKind::Listener)));
                     }
                     Err(e) => warn!(service = %ctx.name, vip = %ctx.vip, "listener lost: {e}"),
                 }

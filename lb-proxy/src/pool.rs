@@ -4,8 +4,9 @@
 //! has been read to the end, the connection goes back, unless `max_idle_per_backend` are
 //! already waiting. Idle connections older than `idle_timeout` are closed.
 //!
-//! Each connection is driven by its own tracked task, which ends when the connection
-//! closes, when the pool drops its sender, when its backend is cut, or at shutdown.
+//! Each connection is driven by its own tracked task (started by `http`, which opens the
+//! connections and runs the pool's reaper), which ends when the connection closes, when
+//! the pool drops its sender, when its backend is cut, or at shutdown.
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -17,15 +18,9 @@ use std::time::{Duration, Instant};
 use http_body_util::{Either, Full};
 use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
-use tracing::debug;
 
-use super::io::Metered;
-use super::service::ServiceCtx;
 use super::stats::FlowEntry;
 use super::table::BackendSlot;
-use super::tracker::{TaskGuard, TaskKind};
 use crate::select::ActiveGuard;
 
 /// What goes upstream: the client's body as it streams in, or held whole (empty or small,
@@ -37,6 +32,13 @@ pub struct Conn {
     pub sender: SendRequest<ReqBody>,
     pub slot: Arc<BackendSlot>,
     idle_since: Instant,
+}
+
+impl Conn {
+    /// A connection just opened (its task driving it already started).
+    pub fn new(sender: SendRequest<ReqBody>, slot: Arc<BackendSlot>) -> Self {
+        Conn { sender, slot, idle_since: Instant::now() }
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -108,27 +110,9 @@ impl Pool {
         }
     }
 
-    /// Opens a connection to the slot's backend and starts its task. Counts it.
-    pub async fn connect(&self, slot: &Arc<BackendSlot>, ctx: &Arc<ServiceCtx>, timeout: Duration) -> std::io::Result<Conn> {
-        let stream = match tokio::time::timeout(timeout, TcpStream::connect(slot.address)).await {
-            Ok(r) => r?,
-            Err(_) => return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no answer within {timeout:?}"))),
-        };
-        let _ = stream.set_nodelay(true);
-        let io = TokioIo::new(Metered::upstream(stream, slot.stats.clone()));
-        let (sender, conn) = hyper::client::conn::http1::Builder::new().handshake::<_, ReqBody>(io).await.map_err(std::io::Error::other)?;
-        ctx.service_stats.pool_connections_opened_total.fetch_add(1, Ordering::Relaxed);
-        let guard = ctx.track(TaskKind::Upstream);
-        let (task_ctx, task_slot) = (ctx.clone(), slot.clone());
-        tokio::spawn(async move {
-            let _guard = guard;
-            tokio::select! {
-                r = conn => if let Err(e) = r { debug!(service = %task_ctx.name, backend = %task_slot.address, "upstream connection ended: {e}") },
-                _ = task_slot.cut.fired() => {}
-                _ = task_ctx.killed() => {}
-            }
-        });
-        Ok(Conn { sender, slot: slot.clone(), idle_since: Instant::now() })
+    /// How often to `reap`: idle connections go within half their `idle_timeout`.
+    pub fn reap_interval(&self) -> Duration {
+        (self.limits().idle_timeout / 2).clamp(Duration::from_millis(50), Duration::from_secs(5))
     }
 
     /// Closes idle connections past their time (and beyond the current limit).
@@ -154,18 +138,6 @@ impl Pool {
         self.closed.store(true, Ordering::Relaxed);
         self.idle.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
-}
-
-/// Reaps the pool until the service stops (then closes it).
-pub async fn reaper(pool: Arc<Pool>, ctx: Arc<ServiceCtx>, _guard: TaskGuard) {
-    loop {
-        let every = (pool.limits().idle_timeout / 2).clamp(Duration::from_millis(50), Duration::from_secs(5));
-        tokio::select! {
-            _ = tokio::time::sleep(every) => pool.reap(),
-            _ = ctx.stopped() => break,
-        }
-    }
-    pool.close();
 }
 
 /// A response body from upstream. When it has been read to the end, its connection goes

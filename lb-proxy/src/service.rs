@@ -1,52 +1,17 @@
 //! What the tasks of one service share: its name and VIP, the current table, its counters,
-//! its rate limiter,
-//! and the two signals that end them (stop accepting; close everything now).
+//! its rate limiter, and the two signals that end them (stop accepting; close everything
+//! now).
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::sync::watch;
-
 use super::limit::RateLimiter;
 use super::pool::Pool;
+use super::sessions::Sessions;
+use super::signal::Signals;
 use super::stats::{ProxyStats, ServiceStats};
 use super::table::SharedTable;
 use super::tracker::{TaskGuard, TaskKind};
-use super::udp::Sessions;
 use lb_config::{Protocol, ProxyMode};
-
-/// A one-way switch (false → true) that any number of tasks can wait on.
-#[derive(Debug)]
-pub struct Signal(watch::Sender<bool>);
-
-impl Default for Signal {
-    fn default() -> Self {
-        Signal(watch::channel(false).0)
-    }
-}
-
-impl Signal {
-    pub fn fire(&self) {
-        self.0.send_replace(true);
-    }
-
-    pub fn is_fired(&self) -> bool {
-        *self.0.borrow()
-    }
-
-    /// Completes once fired (at once if it already is).
-    pub async fn fired(&self) {
-        let mut rx = self.0.subscribe();
-        // The sender lives in `self`, so the channel cannot close while we wait.
-        let _ = rx.wait_for(|v| *v).await;
-    }
-}
-
-/// Signals of the whole proxy: shutdown fires `stop`, then `kill` when the drain ends.
-#[derive(Debug, Default)]
-pub struct Signals {
-    pub stop: Signal,
-    pub kill: Signal,
-}
 
 pub struct ServiceCtx {
     pub name: String,

@@ -4,18 +4,22 @@
 //! backend is cut (maintenance, down, removed).
 //!
 //! The table also carries the circuit breaker's share of the pick: the half-open backend's
-//! one trial flow, and the cap on connections per backend.
+//! one trial flow, and the cap on connections per backend. A new flow walks its `Picks`:
+//! the trial, then the selector's choices in order, taking the first that can take it.
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use super::service::Signal;
+use super::signal::Signal;
 use super::stats::BackendStats;
 use lb_config::desired::PathSettings;
 use lb_config::Pool;
-use crate::select::{ActiveGuard, Candidate, Flow, Selector};
+use crate::select::{ActiveGuard, Candidate, Choices, Flow, Selection, Selector};
+
+/// Backends tried per new flow (connect failures) before the client is given up on.
+pub const MAX_TRIES: usize = 3;
 
 /// The config values the proxy's tasks read.
 #[derive(Clone, Debug)]
@@ -97,7 +101,7 @@ pub struct Picked {
 /// Why no backend was picked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NoBackend {
-    /// None in rotation, or every one was excluded (failed for this flow).
+    /// None in rotation, or every one was tried (and failed) for this flow.
     None,
     /// Some were left, but each was at `max_connections`.
     Full,
@@ -134,36 +138,58 @@ impl Table {
         self.selector.candidates().is_empty() && !self.trial.as_ref().is_some_and(Trial::is_armed)
     }
 
-    /// The backend for a new flow: an armed trial backend first (once per table), else
-    /// the selector's choice; backends in `excluded` and those at `max_connections` are
-    /// skipped for the next choice.
-    pub fn pick(&self, flow: &Flow, excluded: &[SocketAddr]) -> Result<Picked, NoBackend> {
-        if let Some(t) = &self.trial {
-            if !excluded.contains(&t.candidate.address) && t.is_armed() {
-                if let Some(active) = ActiveGuard::reserve(&t.candidate, self.max_connections) {
-                    // Exactly one flow wins the swap; the others fall through to the selector.
-                    if t.armed.swap(false, Ordering::Relaxed) {
-                        return Ok(Picked { slot: t.slot.clone(), active });
-                    }
-                }
-            }
+    /// The backends a new flow may take, in order; see `Picks`.
+    pub fn picks(&self, flow: &Flow) -> Picks<'_> {
+        Picks { table: self, trial: self.trial.as_ref(), choices: self.selector.iter(flow), full: false }
+    }
+
+    /// The flow's slot for a candidate: none if the candidate has none or was cut (this table
+    /// is about to be replaced; its flows must not start on a backend that lost them).
+    fn live_slot(&self, address: SocketAddr) -> Option<&Arc<BackendSlot>> {
+        self.slots.get(&address).filter(|s| !s.cut.is_fired())
+    }
+}
+
+/// A new flow's backends: an armed trial backend first (once per table), then the
+/// selector's choices in order. Each is counted active as it is handed out (so concurrent
+/// flows already see it, and `max_connections` holds exactly); one at `max_connections`
+/// is passed over for the next choice. No backend comes twice for one flow.
+pub struct Picks<'a> {
+    table: &'a Table,
+    /// The half-open backend, until this flow has taken its trial.
+    trial: Option<&'a Trial>,
+    choices: Choices<'a>,
+    /// A choice was passed over as full: what to report once none is left.
+    full: bool,
+}
+
+impl Picks<'_> {
+    /// The next backend to try for the flow, or why there is none left.
+    pub fn next_backend(&mut self) -> Result<Picked, NoBackend> {
+        if let Some(picked) = self.take_trial() {
+            return Ok(picked);
         }
-        let mut skipped: Vec<SocketAddr> = excluded.to_vec();
-        let mut full = false;
-        while let Some(c) = self.selector.pick(flow, &skipped) {
-            let Some(slot) = self.slots.get(&c.address) else {
-                skipped.push(c.address);
-                continue;
-            };
-            match ActiveGuard::reserve(c, self.max_connections) {
+        let cap = self.table.max_connections;
+        for c in self.choices.by_ref() {
+            let Some(slot) = self.table.live_slot(c.address) else { continue };
+            match ActiveGuard::reserve(c, cap) {
                 Some(active) => return Ok(Picked { slot: slot.clone(), active }),
-                None => {
-                    full = true;
-                    skipped.push(c.address);
-                }
+                None => self.full = true,
             }
         }
-        Err(if full { NoBackend::Full } else { NoBackend::None })
+        Err(if self.full { NoBackend::Full } else { NoBackend::None })
+    }
+
+    /// The half-open backend's one trial flow, if it is still to be had.
+    fn take_trial(&mut self) -> Option<Picked> {
+        let t = self.trial.filter(|t| t.is_armed() && !t.slot.cut.is_fired())?;
+        let active = ActiveGuard::reserve(&t.candidate, self.table.max_connections)?;
+        // Exactly one flow wins the swap; the others go on to the selector's choices.
+        if !t.armed.swap(false, Ordering::Relaxed) {
+            return None;
+        }
+        self.trial = None;
+        Some(Picked { slot: t.slot.clone(), active })
     }
 }
 
@@ -182,5 +208,95 @@ impl SharedTable {
 
     pub fn store(&self, t: Table) {
         *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(t);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lb_config::Algorithm;
+
+    fn candidate(i: u8) -> Candidate {
+        Candidate { address: SocketAddr::from(([10, 0, 0, i], 80)), weight: 1, active: Arc::default() }
+    }
+
+    fn slot(c: &Candidate) -> Arc<BackendSlot> {
+        Arc::new(BackendSlot::new(c.address, Arc::default()))
+    }
+
+    fn settings() -> Arc<Settings> {
+        let d = Duration::from_secs(1);
+        Arc::new(Settings { connect_timeout: d, tcp_idle_timeout: d, udp_idle_timeout: d, max_udp_sessions: 1, pool: Pool::default() })
+    }
+
+    /// A round robin table over `n` backends (cursor at the first) and their slots.
+    fn table(n: u8, max_connections: u32) -> (Table, Vec<Candidate>, Vec<Arc<BackendSlot>>) {
+        let candidates: Vec<Candidate> = (1..=n).map(candidate).collect();
+        let slots: Vec<Arc<BackendSlot>> = candidates.iter().map(slot).collect();
+        let by_address = slots.iter().map(|s| (s.address, s.clone())).collect();
+        let t = Table::new(Selector::new(Algorithm::RoundRobin, candidates.clone()), by_address, settings()).with_max_connections(max_connections);
+        (t, candidates, slots)
+    }
+
+    fn flow() -> Flow {
+        Flow { client: "192.0.2.1:4000".parse().unwrap(), vip: "192.0.2.100:80".parse().unwrap(), proto: 6 }
+    }
+
+    fn address(p: Result<Picked, NoBackend>) -> SocketAddr {
+        match p {
+            Ok(p) => p.slot.address,
+            Err(why) => panic!("no backend: {why:?}"),
+        }
+    }
+
+    #[test]
+    fn picks_go_through_the_choices_once_each_then_none() {
+        let (t, c, _) = table(3, 0);
+        let mut picks = t.picks(&flow());
+        let got: Vec<SocketAddr> = (0..3).map(|_| address(picks.next_backend())).collect();
+        assert_eq!(got, vec![c[0].address, c[1].address, c[2].address]);
+        assert_eq!(picks.next_backend().err(), Some(NoBackend::None));
+    }
+
+    #[test]
+    fn a_full_backend_is_passed_over_and_all_full_is_reported() {
+        let (t, c, _) = table(2, 1);
+        c[0].active.store(1, Ordering::Relaxed);
+        let mut picks = t.picks(&flow());
+        assert_eq!(address(picks.next_backend()), c[1].address, "the next choice");
+        assert_eq!(picks.next_backend().err(), Some(NoBackend::Full), "one was full: overflow, not nothing");
+        // Another flow, every backend full from the start.
+        c[1].active.store(1, Ordering::Relaxed);
+        assert_eq!(t.picks(&flow()).next_backend().err(), Some(NoBackend::Full));
+    }
+
+    #[test]
+    fn a_picked_backend_counts_as_active_until_its_flow_ends() {
+        let (t, c, _) = table(1, 0);
+        let picked = t.picks(&flow()).next_backend().ok().unwrap();
+        assert_eq!(c[0].active.load(Ordering::Relaxed), 1);
+        drop(picked);
+        assert_eq!(c[0].active.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_cut_backend_is_never_picked() {
+        let (t, c, slots) = table(2, 0);
+        slots[0].cut.fire();
+        let mut picks = t.picks(&flow());
+        assert_eq!(address(picks.next_backend()), c[1].address);
+        assert_eq!(picks.next_backend().err(), Some(NoBackend::None));
+    }
+
+    #[test]
+    fn the_trial_backend_takes_exactly_one_flow_first() {
+        let (t, c, _) = table(1, 0);
+        let on_trial = candidate(9);
+        let t = t.with_trial(Some(Trial::new(on_trial.clone(), slot(&on_trial))));
+        let mut first = t.picks(&flow());
+        assert_eq!(address(first.next_backend()), on_trial.address);
+        assert_eq!(address(first.next_backend()), c[0].address, "its next choice: the selector's");
+        assert_eq!(address(t.picks(&flow()).next_backend()), c[0].address, "one trial flow per table");
+        assert!(!t.is_empty());
     }
 }

@@ -1,13 +1,13 @@
-//! L4 TCP: accept, pick a backend, connect (next choice on failure), then copy bytes both
-//! ways until both sides are done.
+//! L4 TCP relay (`proxy_mode = "l4"`): for a connection `accept` hands over, pick a
+//! backend, connect (the next choice on failure), then copy bytes both ways until both
+//! sides are done.
 //!
 //! Half-close: when one side sends FIN, the other side's write half is shut down and the
 //! other direction keeps flowing until it ends too. A reset (any I/O error) on either side
 //! resets both (SO_LINGER 0), so a client sees a backend's RST as an RST, not as a clean end.
 //!
-//! Protection: a new connection over `[service.rate_limit]` is reset as soon as it is
-//! accepted (no backend is contacted); a backend at `max_connections` is skipped for the
-//! next choice, and with every one full the client is closed.
+//! Protection: a backend at `max_connections` is skipped for the next choice, and with
+//! every one full the client is closed (the rate limit is `accept`'s).
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,88 +15,37 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tracing::{debug, warn};
 
-use super::http::Refusal;
 use super::idle::Activity;
 use super::outcome::{self, Verdict};
 use super::service::ServiceCtx;
 use super::stats::ProxyFlow;
-use super::table::{BackendSlot, NoBackend, Picked, Table};
-use super::tracker::{TaskGuard, TaskKind};
-use lb_config::ProxyMode;
+use super::table::{BackendSlot, NoBackend, Picked, Table, MAX_TRIES};
+use super::tracker::TaskGuard;
 use crate::select::{ActiveGuard, Flow};
 use futures_util::TryFutureExt as _;
 
-/// Backends tried per connection before the client is closed.
-pub const MAX_TRIES: usize = 3;
 const IPPROTO_TCP: u8 = 6;
 const COPY_BUF: usize = 16 * 1024;
 
-/// Accepts until the service or the proxy stops; each connection becomes its own task (an
-/// l4 relay here, or an HTTP server connection in `http`).
-pub async fn accept_loop(listener: TcpListener, ctx: Arc<ServiceCtx>, _guard: TaskGuard) {
-    let mut failures = 0u32;
-    loop {
-        let accepted = tokio::select! {
-            biased;
-            _ = ctx.stopped() => break,
-            r = listener.accept() => r,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                failures = 0;
-                if let Err(scope) = ctx.limiter.admit(peer.ip()) {
-                    ctx.service_stats.ratelimited(scope);
-                    debug!(service = %ctx.name, client = %peer, scope = scope.as_str(), "over the rate limit: connection refused");
-                    match ctx.mode {
-                        // RST, not FIN: under a flood the LB keeps no TIME_WAIT for the
-                        // connections it refuses.
-                        ProxyMode::L4 => reset(&stream),
-                        ProxyMode::Http => {
-                            let guard = ctx.track(TaskKind::Connection);
-                            tokio::spawn(super::http::refuse(stream, peer, ctx.clone(), guard, Refusal::RateLimited));
-                        }
-                    }
-                    continue;
-                }
-                let guard = ctx.track(TaskKind::Connection);
-                let ctx = ctx.clone();
-                match ctx.mode {
-                    ProxyMode::L4 => tokio::spawn(serve(stream, peer, ctx, guard)),
-                    ProxyMode::Http => tokio::spawn(super::http::serve(stream, peer, ctx, guard)),
-                };
-            }
-            Err(e) => {
-                // EMFILE and friends: log once per streak and back off instead of spinning.
-                if failures == 0 {
-                    warn!(service = %ctx.name, vip = %ctx.vip, "accept failed: {e}");
-                }
-                failures = failures.saturating_add(1);
-                tokio::time::sleep(Duration::from_millis(10 * failures.min(100) as u64)).await;
-            }
-        }
-    }
-    debug!(service = %ctx.name, vip = %ctx.vip, "listener closed");
-}
-
 /// A connected backend, with what keeps its counters right while it lives.
-pub struct Upstream {
+struct Upstream {
     pub stream: TcpStream,
     pub slot: Arc<BackendSlot>,
     /// Held for the connection's life: the backend's active count.
     pub _active: ActiveGuard,
 }
 
-/// Picks and connects, excluding backends that fail, `MAX_TRIES` times at most. None: no
-/// backend in rotation, all of them full (counted as overflow), or none answered. A
-/// connect refused or timed out is the backend's failed outcome.
-pub async fn connect_backend(table: &Table, flow: &Flow, ctx: &ServiceCtx) -> Option<Upstream> {
-    let mut excluded: Vec<SocketAddr> = Vec::new();
+/// Connects to the flow's first choice, else to its next ones, `MAX_TRIES` backends at
+/// most. None: no backend in rotation, all of them full (counted as overflow), or none
+/// answered. A connect refused or timed out is the backend's failed outcome.
+async fn connect_backend(table: &Table, flow: &Flow, ctx: &ServiceCtx) -> Option<Upstream> {
     let timeout = table.settings.connect_timeout;
+    let mut picks = table.picks(flow);
     for _ in 0..MAX_TRIES {
-        let Picked { slot, active } = match table.pick(flow, &excluded) {
+        let Picked { slot, active } = match picks.next_backend() {
             Ok(p) => p,
             Err(NoBackend::Full) => {
                 ctx.service_stats.overflow_total.fetch_add(1, Ordering::Relaxed);
@@ -122,7 +71,6 @@ pub async fn connect_backend(table: &Table, flow: &Flow, ctx: &ServiceCtx) -> Op
         } else {
             debug!(service = %ctx.name, backend = %address, client = %flow.client, "connect failed: {error}");
         }
-        excluded.push(address);
     }
     None
 }
@@ -139,7 +87,9 @@ enum End {
     Closed,
 }
 
-async fn serve(client: TcpStream, peer: SocketAddr, ctx: Arc<ServiceCtx>, _guard: TaskGuard) {
+/// Relays one client connection until both sides are done, either resets, it goes idle,
+/// or its backend or service is closed.
+pub async fn serve(client: TcpStream, peer: SocketAddr, ctx: Arc<ServiceCtx>, _guard: TaskGuard) {
     let _ = client.set_nodelay(true);
     let vip = ctx.flow_vip(client.local_addr().ok());
     let flow = Flow { client: peer, vip, proto: IPPROTO_TCP };

@@ -12,24 +12,20 @@
 //! routing picks for the client, which on a multi-homed host may not be the one the client
 //! wrote to; give UDP services a specific VIP there (IP_PKTINFO would lift this).
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::UdpSocket;
-use tokio::sync::Notify;
 use tracing::{debug, warn};
 
-use super::idle::Activity;
 use super::listen;
 use super::service::ServiceCtx;
+use super::sessions::{Session, Sessions};
 use super::stats::{FlowEntry, ProxyFlow};
-use super::outcome::Verdict;
-use super::table::{BackendSlot, NoBackend, Picked};
-use super::tcp::MAX_TRIES;
+use super::table::{NoBackend, Picked, Table, MAX_TRIES};
 use super::tracker::{TaskGuard, TaskKind};
 use crate::select::{ActiveGuard, Flow};
 
@@ -41,41 +37,6 @@ thread_local! {
     /// Session tasks read replies into this, not into a buffer each: a session costs a
     /// socket and a task, not 64 KiB.
     static REPLY_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0u8; MAX_DATAGRAM]);
-}
-
-pub struct Session {
-    socket: UdpSocket,
-    slot: Arc<BackendSlot>,
-    /// The session's outcome: its first reply (success) or port unreachable (failure).
-    verdict: Verdict,
-    activity: Activity,
-    closed: AtomicBool,
-    end: Notify,
-}
-
-/// The session table of one service, keyed by client address and shared by its workers
-/// (a client stays in its session even if the kernel's hash moves it to another socket).
-#[derive(Default)]
-pub struct Sessions {
-    map: Mutex<HashMap<SocketAddr, Arc<Session>>>,
-}
-
-impl Sessions {
-    pub fn len(&self) -> usize {
-        self.map.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
-
-    fn get(&self, client: SocketAddr) -> Option<Arc<Session>> {
-        let m = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        m.get(&client).filter(|s| !s.closed.load(Ordering::Relaxed)).cloned()
-    }
-
-    fn remove(&self, client: SocketAddr, session: &Arc<Session>) {
-        let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        if m.get(&client).is_some_and(|s| Arc::ptr_eq(s, session)) {
-            m.remove(&client);
-        }
-    }
 }
 
 /// Reads client datagrams until the service or the proxy stops.
@@ -129,64 +90,63 @@ pub async fn worker(socket: Arc<UdpSocket>, ctx: Arc<ServiceCtx>, _guard: TaskGu
     debug!(service = %ctx.name, vip = %ctx.vip, "udp listener closed");
 }
 
-/// A new session for `client`, or None (no backend, table full: the datagram is dropped).
+/// A new session for `client`, or None (table full, over the rate limit, no backend: the
+/// datagram is dropped).
 fn open(ctx: &Arc<ServiceCtx>, sessions: &Arc<Sessions>, listener: &Arc<UdpSocket>, client: SocketAddr) -> Option<Arc<Session>> {
     let table = ctx.table.load();
-    // One lock from the check to the insert: two workers never open two sessions for one
-    // client.
-    let mut map = sessions.map.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(s) = map.get(&client).filter(|s| !s.closed.load(Ordering::Relaxed)) {
-        return Some(s.clone());
-    }
-    if map.len() >= table.settings.max_udp_sessions {
-        let rejected = ctx.service_stats.udp_sessions_rejected_total.fetch_add(1, Ordering::Relaxed);
-        if rejected.is_multiple_of(10_000) {
-            warn!(service = %ctx.name, limit = table.settings.max_udp_sessions, "udp session table full: dropping new clients' datagrams");
+    sessions.get_or_open(client, |open| {
+        if open >= table.settings.max_udp_sessions {
+            let rejected = ctx.service_stats.udp_sessions_rejected_total.fetch_add(1, Ordering::Relaxed);
+            if rejected.is_multiple_of(10_000) {
+                warn!(service = %ctx.name, limit = table.settings.max_udp_sessions, "udp session table full: dropping new clients' datagrams");
+            }
+            return None;
         }
-        return None;
-    }
-    // Only a datagram that would open a session is limited: sessions already open never.
-    if let Err(scope) = ctx.limiter.admit(client.ip()) {
-        ctx.service_stats.ratelimited(scope);
-        debug!(service = %ctx.name, %client, scope = scope.as_str(), "over the rate limit: datagram dropped");
-        return None;
-    }
-    let vip = ctx.vip;
-    let flow = Flow { client, vip, proto: IPPROTO_UDP };
-    let mut excluded = Vec::new();
+        // Only a datagram that would open a session is limited: sessions already open never.
+        if let Err(scope) = ctx.limiter.admit(client.ip()) {
+            ctx.service_stats.ratelimited(scope);
+            debug!(service = %ctx.name, %client, scope = scope.as_str(), "over the rate limit: datagram dropped");
+            return None;
+        }
+        let vip = ctx.vip;
+        let (socket, Picked { slot, active }) = connect(&table, &Flow { client, vip, proto: IPPROTO_UDP }, ctx)?;
+        slot.stats.connections_total.fetch_add(1, Ordering::Relaxed);
+        let backend = slot.address;
+        let session = Arc::new(Session::new(socket, slot));
+        let flow_entry = ctx.stats.open_flow(ProxyFlow { service: ctx.name.clone(), protocol: ctx.protocol, client, vip, backend });
+        let guard = ctx.track(TaskKind::Session);
+        let idle = table.settings.udp_idle_timeout;
+        debug!(service = %ctx.name, %client, %backend, "udp session open");
+        tokio::spawn(run(session.clone(), listener.clone(), client, ctx.clone(), idle, (guard, active, flow_entry)));
+        Some(session)
+    })
+}
+
+/// A socket connected to the flow's first choice, else to its next ones (`MAX_TRIES`
+/// backends at most). None: no backend (all full is counted as overflow), or no socket.
+fn connect(table: &Table, flow: &Flow, ctx: &ServiceCtx) -> Option<(UdpSocket, Picked)> {
+    let mut picks = table.picks(flow);
     for _ in 0..MAX_TRIES {
-        let Picked { slot, active } = match table.pick(&flow, &excluded) {
+        let picked = match picks.next_backend() {
             Ok(p) => p,
             Err(why) => {
                 if why == NoBackend::Full {
                     ctx.service_stats.overflow_total.fetch_add(1, Ordering::Relaxed);
                 }
-                debug!(service = %ctx.name, %client, ?why, "no backend: datagram dropped");
+                debug!(service = %ctx.name, client = %flow.client, ?why, "no backend: datagram dropped");
                 return None;
             }
         };
-        let address = slot.address;
-        let socket = match listen::udp_upstream(address).and_then(UdpSocket::from_std) {
-            Ok(s) => s,
+        let slot = &picked.slot;
+        match listen::udp_upstream(slot.address).and_then(UdpSocket::from_std) {
+            Ok(socket) => return Some((socket, picked)),
             Err(e) => {
                 slot.stats.connect_failures_total.fetch_add(1, Ordering::Relaxed);
                 if slot.may_warn() {
-                    warn!(service = %ctx.name, backend = %address, "udp socket to the backend failed: {e}");
+                    warn!(service = %ctx.name, backend = %slot.address, "udp socket to the backend failed: {e}");
                 }
-                excluded.push(address);
-                continue;
             }
-        };
-        slot.stats.connections_total.fetch_add(1, Ordering::Relaxed);
-        let verdict = Verdict::new(slot.stats.clone());
-        let session = Arc::new(Session { socket, slot, verdict, activity: Activity::new(), closed: AtomicBool::new(false), end: Notify::new() });
-        map.insert(client, session.clone());
-        let flow_entry = ctx.stats.open_flow(ProxyFlow { service: ctx.name.clone(), protocol: ctx.protocol, client, vip, backend: address });
-        let guard = ctx.track(TaskKind::Session);
-        let idle = table.settings.udp_idle_timeout;
-        debug!(service = %ctx.name, %client, backend = %address, "udp session open");
-        tokio::spawn(run(session.clone(), listener.clone(), client, ctx.clone(), idle, (guard, active, flow_entry)));
-        return Some(session);
+        }
     }
     None
 }
@@ -208,7 +168,7 @@ async fn run(session: Arc<Session>, listener: Arc<UdpSocket>, client: SocketAddr
             _ = ctx.killed() => break "closed",
         }
     };
-    session.closed.store(true, Ordering::Relaxed);
+    session.close();
     if let Some(s) = &ctx.sessions {
         s.remove(client, &session);
     }

@@ -1,118 +1,108 @@
-//! Backend selection for the proxy path: every algorithm of the config behind one type.
-//! Where the logic is the XDP path's (Maglev tables, the flow hash, the source hash) it is
-//! the same lb-common code, so a flow gets the same backend on both paths; the stateful
-//! algorithms (round robin, least connections, two choices) keep their state here, shared
-//! by all worker threads.
-mod algorithms;
+//! Backend selection for the proxy path: every algorithm of the config behind one trait,
+//! `Selection`, whose iterator gives a flow's first choice and then its next ones. Where
+//! the logic is the XDP path's (Maglev tables, the flow hash, the source hash) it is the
+//! same lb-common code, so a flow gets the same backend on both paths; the stateful
+//! algorithms (round robin, least connections) keep their state here, shared by all
+//! worker threads.
+//!
+//! - `hash`: maglev, source_hash (a walk of the Maglev table from the flow's slot).
+//! - `round_robin`: round_robin, weighted_round_robin (nginx's smooth one).
+//! - `random`: random, in proportion to weight.
+//! - `least_conn`: least_conn, p2c.
+mod candidate;
+mod hash;
+mod least_conn;
+mod random;
+mod round_robin;
+mod selection;
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+pub use candidate::{ActiveGuard, Candidate, Flow};
+pub use selection::Selection;
 
-use lb_common::consts::RING_SIZE;
-use lb_common::maglev::{self, MaglevBackend};
+use hash::{HashTable, TableWalk};
+use least_conn::{LeastConn, LeastLoaded, TwoChoices, TwoDraws};
+use random::{Draws, WeightedRandom};
+use round_robin::{RoundRobin, Rotation, SmoothWeighted, WeightedTurns};
 
 use lb_config::Algorithm;
 
-/// A backend that may take new flows, as the selector sees it.
-#[derive(Clone, Debug)]
-pub struct Candidate {
-    pub address: SocketAddr,
-    pub weight: u32,
-    /// Connections (or UDP sessions) open to it now; the proxy keeps it up to date.
-    pub active: Arc<AtomicU64>,
-}
+/// The selection a service's config names.
+pub struct Selector(Algorithms);
 
-/// The flow being placed.
-#[derive(Clone, Copy, Debug)]
-pub struct Flow {
-    pub client: SocketAddr,
-    pub vip: SocketAddr,
-    pub proto: u8,
-}
-
-pub struct Selector {
-    algorithm: Algorithm,
-    candidates: Vec<Candidate>,
-    /// Maglev table over candidate indexes (maglev and source_hash only).
-    table: Vec<u32>,
-    cursor: AtomicUsize,
-    /// Smooth weighted round robin's current weights (nginx's algorithm).
-    current: Mutex<Vec<i64>>,
+enum Algorithms {
+    Hash(HashTable),
+    RoundRobin(RoundRobin),
+    SmoothWeighted(SmoothWeighted),
+    Random(WeightedRandom),
+    LeastConn(LeastConn),
+    TwoChoices(TwoChoices),
 }
 
 impl Selector {
     /// `candidates` are the backends in rotation (ready, weight > 0, not down).
     pub fn new(algorithm: Algorithm, candidates: Vec<Candidate>) -> Self {
-        let table = match algorithm {
-            Algorithm::Maglev | Algorithm::SourceHash => {
-                let members: Vec<MaglevBackend> = candidates
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| MaglevBackend::new(i as u32, c.address.to_string().as_bytes(), c.weight))
-                    .collect();
-                maglev::build(&members, RING_SIZE)
-            }
-            _ => Vec::new(),
-        };
-        let current = Mutex::new(vec![0; candidates.len()]);
-        Selector { algorithm, candidates, table, cursor: AtomicUsize::new(0), current }
-    }
-
-    pub fn candidates(&self) -> &[Candidate] {
-        &self.candidates
-    }
-
-    pub fn algorithm(&self) -> Algorithm {
-        self.algorithm
-    }
-
-    /// The backend for a new flow, skipping the ones `excluded` names (a failed connect,
-    /// a full or ejected backend: the "next choice"). None when nothing is left.
-    pub fn pick(&self, flow: &Flow, excluded: &[SocketAddr]) -> Option<&Candidate> {
-        let allowed = |i: usize| !excluded.contains(&self.candidates[i].address);
-        if !(0..self.candidates.len()).any(allowed) {
-            return None;
-        }
-        let i = match self.algorithm {
-            Algorithm::Maglev => algorithms::table_walk(&self.table, algorithms::flow_hash_of(flow), allowed),
-            Algorithm::SourceHash => algorithms::table_walk(&self.table, algorithms::source_hash_of(flow), allowed),
-            Algorithm::RoundRobin => algorithms::round_robin(self.candidates.len(), &self.cursor, allowed),
-            Algorithm::WeightedRoundRobin => {
-                let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-                algorithms::smooth_weighted(&self.candidates, &mut current, allowed)
-            }
-            Algorithm::Random => algorithms::weighted_random(&self.candidates, allowed),
-            Algorithm::LeastConn => algorithms::least_conn(&self.candidates, &self.cursor, allowed),
-            Algorithm::P2c => algorithms::two_choices(&self.candidates, allowed),
-        }?;
-        Some(&self.candidates[i])
+        Selector(match algorithm {
+            Algorithm::Maglev => Algorithms::Hash(HashTable::maglev(candidates)),
+            Algorithm::SourceHash => Algorithms::Hash(HashTable::source_hash(candidates)),
+            Algorithm::RoundRobin => Algorithms::RoundRobin(RoundRobin::new(candidates)),
+            Algorithm::WeightedRoundRobin => Algorithms::SmoothWeighted(SmoothWeighted::new(candidates)),
+            Algorithm::Random => Algorithms::Random(WeightedRandom::new(candidates)),
+            Algorithm::LeastConn => Algorithms::LeastConn(LeastConn::new(candidates)),
+            Algorithm::P2c => Algorithms::TwoChoices(TwoChoices::new(candidates)),
+        })
     }
 }
 
-/// Keeps a candidate's active count right for as long as a connection lives.
-pub struct ActiveGuard(Arc<AtomicU64>);
+impl Selection for Selector {
+    type Iter<'a> = Choices<'a>;
 
-impl ActiveGuard {
-    pub fn new(c: &Candidate) -> Self {
-        c.active.fetch_add(1, Ordering::Relaxed);
-        ActiveGuard(c.active.clone())
+    fn candidates(&self) -> &[Candidate] {
+        match &self.0 {
+            Algorithms::Hash(s) => s.candidates(),
+            Algorithms::RoundRobin(s) => s.candidates(),
+            Algorithms::SmoothWeighted(s) => s.candidates(),
+            Algorithms::Random(s) => s.candidates(),
+            Algorithms::LeastConn(s) => s.candidates(),
+            Algorithms::TwoChoices(s) => s.candidates(),
+        }
     }
 
-    /// Counts a new flow only while the candidate has fewer than `cap` (0: no cap). The
-    /// check and the increment are one atomic step, so concurrent picks never overshoot.
-    pub fn reserve(c: &Candidate, cap: u64) -> Option<Self> {
-        if cap == 0 {
-            return Some(ActiveGuard::new(c));
-        }
-        c.active.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < cap).then_some(n + 1)).ok()?;
-        Some(ActiveGuard(c.active.clone()))
+    fn iter(&self, flow: &Flow) -> Choices<'_> {
+        Choices(match &self.0 {
+            Algorithms::Hash(s) => Iters::Hash(s.iter(flow)),
+            Algorithms::RoundRobin(s) => Iters::RoundRobin(s.iter(flow)),
+            Algorithms::SmoothWeighted(s) => Iters::SmoothWeighted(s.iter(flow)),
+            Algorithms::Random(s) => Iters::Random(s.iter(flow)),
+            Algorithms::LeastConn(s) => Iters::LeastConn(s.iter(flow)),
+            Algorithms::TwoChoices(s) => Iters::TwoChoices(s.iter(flow)),
+        })
     }
 }
 
-impl Drop for ActiveGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+/// A flow's choices under its service's algorithm.
+pub struct Choices<'a>(Iters<'a>);
+
+enum Iters<'a> {
+    Hash(TableWalk<'a>),
+    RoundRobin(Rotation<'a>),
+    SmoothWeighted(WeightedTurns<'a>),
+    Random(Draws<'a>),
+    LeastConn(LeastLoaded<'a>),
+    TwoChoices(TwoDraws<'a>),
+}
+
+impl<'a> Iterator for Choices<'a> {
+    type Item = &'a Candidate;
+
+    fn next(&mut self) -> Option<&'a Candidate> {
+        match &mut self.0 {
+            Iters::Hash(i) => i.next(),
+            Iters::RoundRobin(i) => i.next(),
+            Iters::SmoothWeighted(i) => i.next(),
+            Iters::Random(i) => i.next(),
+            Iters::LeastConn(i) => i.next(),
+            Iters::TwoChoices(i) => i.next(),
+        }
     }
 }
 
