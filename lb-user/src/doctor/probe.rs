@@ -1,77 +1,27 @@
 //! The definitive test: attach a pass-through XDP program natively, then detach it.
 //!
-//! The program is two raw instructions (`r0 = XDP_PASS; exit`) loaded with bpf(2); it is
-//! attached with a BPF link (BPF_LINK_CREATE, attach type BPF_XDP, XDP_FLAGS_DRV_MODE), and
-//! closing the link's fd detaches it, also if the process dies. A link never replaces an
-//! attached program: the kernel answers EBUSY (same mode) or EEXIST (the other mode), so
-//! a program already there is left alone. (That is what XDP_FLAGS_UPDATE_IF_NOEXIST says for
-//! netlink attaches; BPF_LINK_CREATE takes only the mode flags and answers EINVAL to it.)
-//! The kernel's errno says what is in the way.
-use std::ffi::CString;
+//! The program is lb-rawbpf's two raw instructions (`r0 = XDP_PASS; exit`) loaded with
+//! bpf(2); it is attached with a BPF link (BPF_LINK_CREATE, attach type BPF_XDP,
+//! XDP_FLAGS_DRV_MODE), and closing the link's fd detaches it, also if the process dies. A
+//! link never replaces an attached program: the kernel answers EBUSY (same mode) or EEXIST
+//! (the other mode), so a program already there is left alone. (That is what
+//! XDP_FLAGS_UPDATE_IF_NOEXIST says for netlink attaches; BPF_LINK_CREATE takes only the mode
+//! flags and answers EINVAL to it.) The kernel's errno says what is in the way.
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::OwnedFd;
+
+use lb_rawbpf::{create_xdp_link, load_xdp_pass};
+// The modes `attach_pass` takes, for its callers.
+pub use lb_rawbpf::{XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE};
 
 use super::checks::NATIVE_ATTACH;
 use super::tools::{Link, Xdp};
 use super::Finding;
 
-const BPF_PROG_LOAD: libc::c_long = 5;
-const BPF_LINK_CREATE: libc::c_long = 28;
-const BPF_PROG_TYPE_XDP: u32 = 6;
-/// enum bpf_attach_type: BPF_XDP.
-const BPF_XDP: u32 = 37;
-const XDP_PASS: i32 = 2;
-pub const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
-pub const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
 /// The name the probe's program carries (`bpftool prog`, `ip link`).
 pub const PROBE_PROGRAM_NAME: &str = "lb_doctor_probe";
 /// The name of the program [`attach_pass`] attaches.
 pub const PASS_PROGRAM_NAME: &str = "lb_pass";
-
-/// `struct bpf_insn`: opcode, dst/src registers (4 bits each), offset, immediate.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct BpfInsn {
-    code: u8,
-    regs: u8,
-    off: i16,
-    imm: i32,
-}
-
-/// `r0 = XDP_PASS; exit`
-const PROGRAM: [BpfInsn; 2] = [
-    BpfInsn { code: 0xb7, regs: 0, off: 0, imm: XDP_PASS }, // BPF_ALU64|BPF_MOV|BPF_K, dst r0
-    BpfInsn { code: 0x95, regs: 0, off: 0, imm: 0 },        // BPF_JMP|BPF_EXIT
-];
-
-/// The leading fields of `union bpf_attr` for BPF_PROG_LOAD.
-#[repr(C)]
-#[derive(Default)]
-struct ProgLoadAttr {
-    prog_type: u32,
-    insn_cnt: u32,
-    insns: u64,
-    license: u64,
-    log_level: u32,
-    log_size: u32,
-    log_buf: u64,
-    kern_version: u32,
-    prog_flags: u32,
-    prog_name: [u8; 16],
-    prog_ifindex: u32,
-    expected_attach_type: u32,
-}
-
-/// The leading fields of `union bpf_attr` for BPF_LINK_CREATE (the rest stays zero).
-#[repr(C)]
-#[derive(Default)]
-struct LinkCreateAttr {
-    prog_fd: u32,
-    target_ifindex: u32,
-    attach_type: u32,
-    flags: u32,
-    reserved: [u64; 4],
-}
 
 /// Where the probe stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,11 +67,11 @@ impl Probe {
 
 /// Attach the pass-through program natively to `ifindex` and detach it at once.
 pub fn probe(ifindex: u32) -> Probe {
-    let prog = match load_pass(PROBE_PROGRAM_NAME) {
+    let prog = match load_xdp_pass(PROBE_PROGRAM_NAME) {
         Ok(prog) => prog,
         Err(e) => return Probe::Refused(Refusal { stage: Stage::Load, errno: errno_of(&e) }),
     };
-    match attach(&prog, ifindex, XDP_FLAGS_DRV_MODE) {
+    match create_xdp_link(&prog, ifindex, XDP_FLAGS_DRV_MODE) {
         // Dropping the link's fd (the only reference) detaches the program.
         Ok(link) => {
             drop(link);
@@ -135,56 +85,12 @@ pub fn probe(ifindex: u32) -> Probe {
 /// (`XDP_FLAGS_DRV_MODE` or `XDP_FLAGS_SKB_MODE`); it stays attached until the returned
 /// link fd is closed. (The root tests use it to stand in for someone else's program.)
 pub fn attach_pass(ifindex: u32, flags: u32) -> io::Result<OwnedFd> {
-    let prog = load_pass(PASS_PROGRAM_NAME)?;
-    attach(&prog, ifindex, flags)
+    let prog = load_xdp_pass(PASS_PROGRAM_NAME)?;
+    create_xdp_link(&prog, ifindex, flags)
 }
 
 fn errno_of(e: &io::Error) -> i32 {
     e.raw_os_error().unwrap_or(libc::EIO)
-}
-
-fn load_pass(prog_name: &str) -> io::Result<OwnedFd> {
-    let license = CString::new("GPL").expect("no NUL in literal");
-    let mut name = [0u8; 16];
-    let len = prog_name.len().min(15);
-    name[..len].copy_from_slice(&prog_name.as_bytes()[..len]);
-    let attr = ProgLoadAttr {
-        prog_type: BPF_PROG_TYPE_XDP,
-        insn_cnt: PROGRAM.len() as u32,
-        insns: PROGRAM.as_ptr() as u64,
-        license: license.as_ptr() as u64,
-        prog_name: name,
-        expected_attach_type: BPF_XDP,
-        ..Default::default()
-    };
-    let fd = bpf(BPF_PROG_LOAD, &attr)?;
-    // SAFETY: a successful BPF_PROG_LOAD returns a new file descriptor that we own.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-fn attach(prog: &OwnedFd, ifindex: u32, flags: u32) -> io::Result<OwnedFd> {
-    let attr = LinkCreateAttr {
-        prog_fd: prog.as_raw_fd() as u32,
-        target_ifindex: ifindex,
-        attach_type: BPF_XDP,
-        flags,
-        ..Default::default()
-    };
-    let fd = bpf(BPF_LINK_CREATE, &attr)?;
-    // SAFETY: a successful BPF_LINK_CREATE returns a new file descriptor that we own.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// The bpf(2) syscall with an attribute struct; returns the (fd) result.
-fn bpf<T>(cmd: libc::c_long, attr: &T) -> io::Result<RawFd> {
-    // SAFETY: attr points to a live, fully initialised #[repr(C)] struct laid out as the
-    // prefix of `union bpf_attr`, and size is its size; the pointers inside it (program,
-    // license) outlive the call.
-    let ret = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *const T, std::mem::size_of::<T>() as u32) };
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(ret as RawFd)
 }
 
 /// The errno's symbolic name.
@@ -339,21 +245,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn instructions_encode_like_the_kernel_expects() {
-        assert_eq!(std::mem::size_of::<BpfInsn>(), 8);
-        // SAFETY: BpfInsn is 8 bytes of plain data.
-        let bytes: [u8; 8] = unsafe { std::mem::transmute(PROGRAM[0]) };
-        assert_eq!(bytes, [0xb7, 0, 0, 0, 2, 0, 0, 0]);
-        // SAFETY: as above.
-        let bytes: [u8; 8] = unsafe { std::mem::transmute(PROGRAM[1]) };
-        assert_eq!(bytes, [0x95, 0, 0, 0, 0, 0, 0, 0]);
-    }
-
-    #[test]
-    fn attr_layouts_match_the_uapi() {
-        assert_eq!(std::mem::size_of::<ProgLoadAttr>(), 72);
-        assert_eq!(std::mem::offset_of!(LinkCreateAttr, flags), 12);
-        assert!(PROBE_PROGRAM_NAME.len() < 16);
+    fn program_names_fit_the_kernels_field() {
+        // Longer names would be cut, and `explain` would not recognise a probe in progress.
+        assert!(PROBE_PROGRAM_NAME.len() < lb_rawbpf::BPF_OBJ_NAME_LEN);
+        assert!(PASS_PROGRAM_NAME.len() < lb_rawbpf::BPF_OBJ_NAME_LEN);
     }
 
     #[test]
