@@ -44,7 +44,7 @@ fn isolated<T: Send>(f: impl FnOnce() -> T + Send) -> T {
 }
 
 #[test]
-#[ignore = "needs root: cargo test -p lb-rawbpf -- --ignored"]
+#[ignore = "needs root cargo xtask test runs it"]
 fn loads_attaches_and_pins_the_pass_through_program() {
     let dir = PathBuf::from(format!("/tmp/lb-rawbpf-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("creating the bpffs mount point");
