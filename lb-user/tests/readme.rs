@@ -9,7 +9,7 @@
 //! - Subcommands, flags and their values come from clap (`Cli::command()`): each subcommand
 //!   needs a `` ### `lb NAME` `` section naming all of them.
 //! - The JSON fields of `lb list` and `lb explain` come from the row types themselves, drop
-//!   reasons and action names from lb-common, map names from lb-common's `map_names`.
+//!   reasons and action names from lb-common, map names from lb-common's pinned-map table (`abi::PINNED_MAPS`).
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
@@ -427,23 +427,7 @@ fn every_drop_reason_action_and_map_name_is_documented() {
             ));
         }
     }
-    // `map_names` holds only `pub const NAME: &str = "LB_...";` lines: read them from source.
-    let consts = workspace().join("lb-common/src/consts.rs");
-    let text = std::fs::read_to_string(&consts)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", consts.display()));
-    let (_, module) = text
-        .split_once("pub mod map_names")
-        .expect("lb-common consts.rs has `pub mod map_names`");
-    let module = module.split_once('}').map_or(module, |(m, _)| m);
-    let names: Vec<&str> = module
-        .lines()
-        .filter_map(|l| {
-            l.split_once(": &str = \"")
-                .map(|(_, rest)| rest.trim_end_matches("\";"))
-        })
-        .collect();
-    assert!(names.len() >= 10, "read only {names:?} from map_names");
-    for name in names {
+    for name in lb_common::abi::PINNED_MAPS.iter().map(|s| s.name) {
         if !rows.contains(name) {
             missing.push(format!("map row \"| `{name}` |\""));
         }

@@ -19,7 +19,7 @@ const HOST: Layer = Layer { name: "1. host unit tests", args: &["test"] };
 const ROOT_LAYERS: &[Layer] = &[
     Layer {
         name: "2. packet tests (XDP object through BPF_PROG_TEST_RUN)",
-        args: &["test", "-p", "lb-user", "--test", "packet_fixtures", "--test", "packet_protection", "--test", "packet_icmp", "--", "--ignored", "--test-threads=2"],
+        args: &["test", "-p", "lb-user", "--test", "packet_fixtures", "--test", "packet_protection", "--test", "packet_icmp", "--test", "packet_layout", "--", "--ignored", "--test-threads=2"],
     },
     Layer {
         name: "3. network tests (netns test network, real XDP attach, real clients)",
