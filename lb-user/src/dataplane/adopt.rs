@@ -98,13 +98,17 @@ pub fn check_pinned_layout(pin_dir: &Path, flow_table_size: Option<u32>) -> Resu
         return Ok(());
     }
     let mut maps = Vec::new();
+    let mut layout_readable = true;
     for spec in pinned {
         let path = pin_dir.join(spec.name);
         let info = MapInfo::from_pin(&path).with_context(|| format!("cannot read pinned map {}", path.display()))?;
-        maps.extend(differences(spec, &info, flow_table_size));
+        let differs = differences(spec, &info, flow_table_size);
+        layout_readable &= spec.name != map_names::LAYOUT || differs.is_empty();
+        maps.extend(differs);
     }
-    // Read only once LB_LAYOUT is known to be a one-entry u32 array (it is in `maps` if not).
-    let found = if maps.iter().any(|m| m.starts_with(map_names::LAYOUT)) { None } else { pinned_version(pin_dir)? };
+    // LB_LAYOUT is read only as the one-entry u32 array it always is; another shape is
+    // already named in `maps`.
+    let found = if layout_readable { pinned_version(pin_dir)? } else { None };
     if found != Some(LAYOUT_VERSION) || !maps.is_empty() {
         return Err(LayoutMismatch { pin_dir: pin_dir.to_path_buf(), found, maps }.into());
     }
@@ -144,4 +148,28 @@ fn pinned_version(pin_dir: &Path) -> Result<Option<u32>> {
     let data = MapData::from_pin(&path).with_context(|| format!("cannot open {}", path.display()))?;
     let layout: Array<MapData, u32> = Map::from_map_data(data)?.try_into()?;
     Ok(Some(layout.get(&0, 0).with_context(|| format!("cannot read {}", path.display()))?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(found: Option<u32>, maps: &[&str]) -> String {
+        let e = LayoutMismatch { pin_dir: "/sys/fs/bpf/lb".into(), found, maps: maps.iter().map(|m| m.to_string()).collect() };
+        e.to_string()
+    }
+
+    #[test]
+    fn a_refusal_names_both_versions_and_the_way_out() {
+        let m = message(Some(LAYOUT_VERSION + 1), &[]);
+        assert!(m.contains(&format!("layout version {}; this lb has layout version {LAYOUT_VERSION}", LAYOUT_VERSION + 1)), "{m}");
+        assert!(m.contains("lb run --detach-on-exit") && m.contains("rm -r /sys/fs/bpf/lb"), "{m}");
+        assert!(message(None, &[]).contains("carry no layout version"));
+    }
+
+    #[test]
+    fn a_refusal_at_the_same_version_names_the_maps_that_differ() {
+        let m = message(Some(LAYOUT_VERSION), &["LB_BACKEND_META has value size 8 bytes, this lb's is 12 bytes"]);
+        assert!(m.contains("yet differ from it (LB_BACKEND_META has value size 8 bytes, this lb's is 12 bytes)"), "{m}");
+    }
 }
