@@ -13,9 +13,10 @@
 //! way that makes an existing pin unreadable — a key or value type's size or field layout,
 //! a kind, a capacity, or what a field means — bump [`LAYOUT_VERSION`]. The daemon stores
 //! it in `LB_LAYOUT` beside the pins and refuses pins of another version before it loads
-//! anything (`layout_fingerprint_is_recorded_with_its_version` below fails until the bump
-//! is made for every change it can see). Adding a row needs no bump: a new map is created
-//! empty next to the adopted ones.
+//! anything. `layout_fingerprint_is_recorded_with_its_version` below records the table's
+//! sizes beside the version, so no change it can see goes by without someone deciding on
+//! the bump. Adding a row needs no bump: a new map is created empty next to the adopted
+//! ones.
 
 /// The layout of the pinned maps, stored in `LB_LAYOUT`. Bump it with any change to an
 /// existing row of [`pinned_maps!`] (see the module documentation).
