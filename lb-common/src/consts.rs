@@ -70,31 +70,8 @@ pub const VIP_ADDR_SHARED_WITH_HOST: u32 = 1;
 /// Index of the single `GlobalConfig` entry.
 pub const CONFIG_KEY: u32 = 0;
 
-/// Pinned map names (also the names of the maps in the XDP object).
-pub mod map_names {
-    pub const VIPS: &str = "LB_VIPS";
-    pub const VIP_ADDRS: &str = "LB_VIP_ADDRS";
-    pub const RING: &str = "LB_RING";
-    pub const BACKENDS: &str = "LB_BACKENDS";
-    pub const FLOWS: &str = "LB_FLOWS";
-    pub const NAT: &str = "LB_NAT";
-    pub const CONFIG: &str = "LB_CONFIG";
-    pub const SERVICE_STATS: &str = "LB_SERVICE_STATS";
-    pub const BACKEND_STATS: &str = "LB_BACKEND_STATS";
-    pub const ACTION_STATS: &str = "LB_ACTION_STATS";
-    pub const DROP_STATS: &str = "LB_DROP_STATS";
-    pub const SERVICE_META: &str = "LB_SERVICE_META";
-    pub const BACKEND_META: &str = "LB_BACKEND_META";
-    pub const SEQ: &str = "LB_SEQ";
-    pub const ACTIVE: &str = "LB_ACTIVE";
-    pub const RR_CURSOR: &str = "LB_RR_CURSOR";
-    pub const RATE_LIMITS: &str = "LB_RATE_LIMITS";
-    pub const SERVICE_BUCKETS: &str = "LB_SERVICE_BUCKETS";
-    pub const SOURCE_BUCKETS: &str = "LB_SOURCE_BUCKETS";
-    pub const RATELIMITED: &str = "LB_RATELIMITED";
-    pub const OUTCOMES: &str = "LB_OUTCOMES";
-    pub const TRIALS: &str = "LB_TRIALS";
-}
+/// Pinned map names, one per row of the pinned-map table (`abi::pinned_maps!`).
+pub use crate::abi::map_names;
 
 /// Index of a service's sequence generation `gen` inside the flat `LB_SEQ` array.
 #[inline(always)]

@@ -5,6 +5,7 @@
 //! hash that picks a ring slot, the Maglev table, incremental checksum arithmetic.
 #![cfg_attr(not(any(feature = "std", test)), no_std)]
 
+pub mod abi;
 pub mod consts;
 pub mod csum;
 pub mod hash;

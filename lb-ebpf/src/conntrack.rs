@@ -36,18 +36,22 @@ pub fn live(key: &FlowKey, now: u64, cfg: &GlobalConfig) -> Option<*mut FlowStat
     Some(state)
 }
 
-/// A packet of the flow went through: refresh its idle timer, note FIN/RST.
+/// A packet of the flow went through: refresh its idle timer, note FIN/RST. When this
+/// packet is the flow's first FIN or RST, the flow's backend id: the caller then counts the
+/// flow out of that backend's live flows (`select::flow_closing`), once.
 #[inline(always)]
-pub fn touch(state: *mut FlowState, now: u64, tcp_flags: u8) {
+#[must_use]
+pub fn touch(state: *mut FlowState, now: u64, tcp_flags: u8) -> Option<u32> {
     // SAFETY: map value pointer; a racing writer on another CPU can only store the same
     // kinds of values, and a torn timestamp only shortens or lengthens one idle check.
     unsafe {
         (*state).last_seen_ns = now;
         if tcp_flags & (TCP_FIN | TCP_RST) != 0 && (*state).flags & FLOW_CLOSING == 0 {
             (*state).flags |= FLOW_CLOSING;
-            crate::select::flow_closing((*state).backend_id);
+            return Some((*state).backend_id);
         }
     }
+    None
 }
 
 #[inline(always)]

@@ -16,7 +16,7 @@
 //! Truncated or malformed ICMP is passed, not dropped: ICMP carries no flow of ours that a
 //! drop would protect, and the kernel validates it as it would without us.
 
-use aya_ebpf::programs::XdpContext;
+use aya_ebpf::{macros::map, maps::PerCpuArray, programs::XdpContext};
 use lb_common::{
     consts::{BACKEND_HAS_MAC, FAMILY_V4, FAMILY_V6, FWD_NAT, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP},
     csum,
@@ -25,7 +25,7 @@ use lb_common::{
 
 use crate::{
     conntrack,
-    maps::{LB_NAT, LB_SCRATCH_ICMP, LB_VIPS},
+    maps::{LB_NAT, LB_VIPS},
     nat,
     parse::{read, write, IPV6_HLEN, L3},
     rewrite::{self, Tuple},
@@ -41,10 +41,14 @@ const ICMPV6_PACKET_TOO_BIG: u8 = 2;
 const ICMPV6_TIME_EXCEEDED: u8 = 3;
 const IPV4_HLEN: usize = 20;
 
+/// Scratch for an ICMP error being translated. Private to the program, never pinned.
+#[map]
+static LB_SCRATCH_ICMP: PerCpuArray<Quote> = PerCpuArray::with_max_entries(1, 0);
+
 /// An ICMP error being translated: the packet it quotes, as far as we need it, and what the
 /// message becomes. Lives in the per-CPU scratch map `LB_SCRATCH_ICMP`: on the stack, with
 /// the keys and map values beside it, it overran the 512-byte BPF stack.
-pub struct Quote {
+struct Quote {
     /// Offsets of the quoted IP and transport headers in the frame.
     l3: usize,
     l4: usize,
@@ -154,7 +158,7 @@ fn quote(ctx: &XdpContext, p: &L3, q: &mut Quote) -> Option<()> {
 /// own packet, so its stack finds the socket.
 #[inline(always)]
 fn to_client(ctx: &XdpContext, p: &L3, q: &mut Quote, cfg: &GlobalConfig) -> Option<()> {
-    let nk = crate::nat::reply_key(q.dst, q.dport, q.sport, q.proto, p.family, cfg)?;
+    let nk = nat::reply_key(q.dst, q.dport, q.sport, q.proto, p.family, cfg)?;
     // SAFETY: map value; fields copied out at once (a concurrent overwrite could mix two
     // entries' fields into one error message, which then matches no socket: harmless).
     let v = unsafe { LB_NAT.get(nk)? };

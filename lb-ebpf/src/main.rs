@@ -42,9 +42,7 @@ pub fn lb_xdp(ctx: XdpContext) -> u32 {
 
 #[inline(always)]
 fn balance(ctx: &XdpContext) -> u32 {
-    let Some(p) = maps::LB_SCRATCH.get_ptr_mut(0) else { return XDP_PASS };
-    // SAFETY: per-CPU scratch; XDP runs to completion on a CPU, so nothing else uses it now.
-    let p = unsafe { &mut *p };
+    let Some(p) = parse::scratch_l3() else { return XDP_PASS };
     if parse::l3(ctx, p).is_none() {
         return XDP_PASS;
     }
@@ -138,27 +136,34 @@ fn drop(reason: DropReason) -> u32 {
     XDP_DROP
 }
 
-/// A flow's backend: (id, backend, SNAT port, new flow?).
-type Steering = (u32, &'static BackendInfo, u16, bool);
+/// Where a packet of a flow goes.
+struct Steering {
+    backend_id: u32,
+    backend: &'static BackendInfo,
+    /// The flow's SNAT source port (network order); 0 in dsr mode.
+    snat_port: u16,
+    /// The packet opened the flow (counted as a new flow).
+    new_flow: bool,
+}
 
 #[inline(always)]
 fn forward(ctx: &XdpContext, p: &L3, l4: &L4, vip: &VipInfo, now: u64) -> Result<(), DropReason> {
     // Looked up here rather than passed: BPF functions take at most five arguments.
     let cfg = LB_CONFIG.get(CONFIG_KEY).ok_or(DropReason::NotConfigured)?;
     let key = conntrack::key(p, l4);
-    let (id, backend, snat_port, new_flow) = match established(&key, vip, cfg, now, l4.tcp_flags) {
+    let to = match established(&key, vip, cfg, now, l4.tcp_flags) {
         Some(found) => found,
         None => new_flow(ctx, &key, vip, cfg, now, l4.tcp_flags)?,
     };
-    if backend.flags & BACKEND_HAS_MAC == 0 {
+    if to.backend.flags & BACKEND_HAS_MAC == 0 {
         return Err(DropReason::NoNeighbor);
     }
     if vip.forwarding == FWD_NAT {
-        nat::forward(ctx, p, l4, backend, snat_port, cfg).ok_or(DropReason::Truncated)?;
+        nat::forward(ctx, p, l4, to.backend, to.snat_port, cfg).ok_or(DropReason::Truncated)?;
     }
-    rewrite::l2(ctx, &backend.mac).ok_or(DropReason::Truncated)?;
+    rewrite::l2(ctx, &to.backend.mac).ok_or(DropReason::Truncated)?;
     let bytes = (ctx.data_end() - ctx.data()) as u64;
-    stats::forwarded(vip.service_id, id, bytes, new_flow);
+    stats::forwarded(vip.service_id, to.backend_id, bytes, to.new_flow);
     Ok(())
 }
 
@@ -171,8 +176,10 @@ fn established(key: &FlowKey, vip: &VipInfo, cfg: &GlobalConfig, now: u64, tcp_f
     let s = unsafe { *state };
     let backend = select::usable(s.backend_id, vip.service_id)?;
     outcome::request(state, key.proto, tcp_flags);
-    conntrack::touch(state, now, tcp_flags);
-    Some((s.backend_id, backend, s.snat_port, false))
+    if let Some(closing) = conntrack::touch(state, now, tcp_flags) {
+        select::flow_closing(closing);
+    }
+    Some(Steering { backend_id: s.backend_id, backend, snat_port: s.snat_port, new_flow: false })
 }
 
 #[inline(always)]
@@ -191,9 +198,7 @@ fn new_flow(ctx: &XdpContext, key: &FlowKey, vip: &VipInfo, cfg: &GlobalConfig, 
     let backend = select::usable(id, vip.service_id).ok_or(DropReason::NoBackend)?;
     let mut snat_port = 0;
     if vip.forwarding == FWD_NAT {
-        let reply_to = maps::LB_SCRATCH_NAT.get_ptr_mut(0).ok_or(DropReason::NotConfigured)?;
-        // SAFETY: per-CPU scratch, only this program on this CPU uses it now.
-        let reply_to = unsafe { &mut *reply_to };
+        let reply_to = nat::scratch_entry().ok_or(DropReason::NotConfigured)?;
         *reply_to = NatValue {
             client_addr: key.src,
             vip_addr: key.dst,
@@ -210,7 +215,7 @@ fn new_flow(ctx: &XdpContext, key: &FlowKey, vip: &VipInfo, cfg: &GlobalConfig, 
         return Err(DropReason::FlowInsertFailed);
     }
     select::flow_opened(id);
-    Ok((id, backend, snat_port, true))
+    Ok(Steering { backend_id: id, backend, snat_port, new_flow: true })
 }
 
 #[cfg(not(test))]

@@ -2,7 +2,7 @@
 //! the mapping (backend, backend port, SNAT port) → (client, VIP) lets replies be translated
 //! back, so backends need no change at all (the seed's Docker set-up).
 
-use aya_ebpf::bindings::BPF_NOEXIST;
+use aya_ebpf::{bindings::BPF_NOEXIST, macros::map, maps::PerCpuArray};
 use lb_common::{
     consts::FAMILY_V4,
     maps::{BackendInfo, FlowKey, GlobalConfig, NatKey, NatValue},
@@ -12,14 +12,29 @@ use lb_common::{
 use crate::{
     conntrack,
     maps::LB_NAT,
+    outcome,
     parse::{L3, L4},
     rewrite::{self, Tuple},
+    select,
 };
 
 /// Ports tried per new flow before giving up; linear probing from the flow's hash. 4 lost
 /// a new flow about once in ten thousand at 10% occupancy (seen in a test); 16 still fit
 /// the verifier's budget and keep a backend usable up to a high share of its ports.
 const SNAT_PROBES: u32 = 16;
+
+/// Scratch for the reverse-NAT entry a new nat flow records (52 bytes off the stack).
+/// Private to the program, never pinned.
+#[map]
+static LB_SCRATCH_NAT: PerCpuArray<NatValue> = PerCpuArray::with_max_entries(1, 0);
+
+/// This CPU's scratch entry, for a new flow to fill before `allocate` records it.
+#[inline(always)]
+pub fn scratch_entry() -> Option<&'static mut NatValue> {
+    let p = LB_SCRATCH_NAT.get_ptr_mut(0)?;
+    // SAFETY: per-CPU scratch, only this program on this CPU uses it now.
+    Some(unsafe { &mut *p })
+}
 
 #[inline(always)]
 fn nat_key(backend: &BackendInfo, snat_port: u16, key: &FlowKey) -> NatKey {
@@ -149,8 +164,10 @@ pub fn reverse(
         _pad: [0; 2],
     };
     if let Some(state) = conntrack::live(&flow, now, cfg) {
-        crate::outcome::reply(state, p.proto, l4.tcp_flags);
-        conntrack::touch(state, now, l4.tcp_flags);
+        outcome::reply(state, p.proto, l4.tcp_flags);
+        if let Some(closing) = conntrack::touch(state, now, l4.tcp_flags) {
+            select::flow_closing(closing);
+        }
     }
     Some(())
 }

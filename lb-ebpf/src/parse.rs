@@ -4,7 +4,7 @@
 
 use core::mem::size_of;
 
-use aya_ebpf::programs::XdpContext;
+use aya_ebpf::{macros::map, maps::PerCpuArray, programs::XdpContext};
 use lb_common::{
     consts::{FAMILY_V4, FAMILY_V6, PROTO_TCP, PROTO_UDP},
     reason::DropReason,
@@ -51,8 +51,13 @@ pub fn write<T: Copy>(ctx: &XdpContext, off: usize, v: T) -> Option<()> {
     ptr_at::<T>(ctx, off).map(|p| unsafe { p.write_unaligned(v) })
 }
 
+/// Per-CPU scratch space for the parsed headers: the 512-byte BPF stack cannot hold them
+/// beside the forwarding path's own state. Private to the program, never pinned.
+#[map]
+static LB_SCRATCH: PerCpuArray<L3> = PerCpuArray::with_max_entries(1, 0);
+
 /// The network layer of a frame, as far as it could be read. Lives in the per-CPU
-/// scratch map, not on the stack.
+/// scratch map `LB_SCRATCH`, not on the stack.
 pub struct L3 {
     pub l3: usize,
     pub l4: usize,
@@ -74,6 +79,14 @@ pub struct L4 {
     pub tcp_flags: u8,
     /// Offset of the L4 checksum field.
     pub check_off: usize,
+}
+
+/// This CPU's `L3`, for `l3` to fill.
+#[inline(always)]
+pub fn scratch_l3() -> Option<&'static mut L3> {
+    let p = LB_SCRATCH.get_ptr_mut(0)?;
+    // SAFETY: per-CPU scratch; XDP runs to completion on a CPU, so nothing else uses it now.
+    Some(unsafe { &mut *p })
 }
 
 /// Ethernet (+ one VLAN tag) then IPv4 or IPv6. `None`: not IP, or too short to tell

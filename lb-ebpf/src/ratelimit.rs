@@ -3,18 +3,23 @@
 //! come here. The client's own bucket is checked first: an abusive source is stopped by
 //! its limit without draining the service's budget for everyone else.
 
+use aya_ebpf::{macros::map, maps::PerCpuArray};
 use lb_common::{
     consts::{RL_SCOPE_SERVICE, RL_SCOPE_SOURCE},
     maps::{FlowKey, SourceKey},
     ratelimit::{Bucket, Limit},
 };
 
-use crate::maps::{LB_RATELIMITED, LB_RATE_LIMITS, LB_SCRATCH_RATE, LB_SERVICE_BUCKETS, LB_SOURCE_BUCKETS};
+use crate::maps::{LB_RATELIMITED, LB_RATE_LIMITS, LB_SERVICE_BUCKETS, LB_SOURCE_BUCKETS};
+
+/// Scratch for a new flow's rate-limit lookups. Private to the program, never pinned.
+#[map]
+static LB_SCRATCH_RATE: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 
 /// A source bucket's key and a fresh bucket, built in per-CPU scratch: on the stack they
 /// would push the deepest call chain past the 512-byte BPF stack.
 #[repr(C)]
-pub struct Scratch {
+struct Scratch {
     key: SourceKey,
     _pad: u32,
     bucket: Bucket,

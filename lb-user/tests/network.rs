@@ -126,6 +126,10 @@ fn sigterm_leaves_the_data_path_forwarding_and_detach_on_exit_removes_everything
     let status = lb.stop().unwrap();
     assert!(status.success(), "{status}: {}", lb.log());
     assert!(!testenv::xdp_attached(LB_NS, "eth0").unwrap(), "XDP detached");
+    // Everything: the pin directory goes whole, with every map and the link pin in it.
+    let pin_dir = std::path::Path::new(testenv::LB_PIN_PATH);
+    let left: Vec<_> = std::fs::read_dir(pin_dir).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+    assert!(!pin_dir.exists(), "{} still exists, holding {left:?}", pin_dir.display());
     let out = std::process::Command::new(testenv::lb_binary()).args(["list", "vips", "--pin-path", testenv::LB_PIN_PATH]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("nothing is pinned"));

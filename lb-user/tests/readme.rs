@@ -16,7 +16,7 @@
 //!   method(...))`), the JSON fields of `GET /v1/services` from its view types.
 //! - Metric families and their types (`docs/metrics.md`) are read from the sources that
 //!   expose them (`family("lb_...", "counter", ...)`).
-//! - Drop reasons come from lb-common, map names from lb-common's `map_names`
+//! - Drop reasons come from lb-common, map names from lb-common's pinned-map table (`abi::PINNED_MAPS`)
 //!   (`docs/architecture.md`).
 //! - The test network (`docs/testing.md`) comes from the `testenv` crate's constants.
 //! - Every relative link in `README.md` and `docs/` leads to a file that exists, inside the
@@ -38,8 +38,6 @@ use lb_xdp::inspect::{BackendRow, FlowRow, Stats, VipRow};
 use lb_proxy::BackendCounters;
 use serde::Serialize;
 
-/// Where lb-common declares the map names (`pub mod map_names`), relative to the workspace.
-const MAP_NAMES_SOURCE: &str = "lb-common/src/consts.rs";
 /// The crates whose sources are searched for metric families and admin API routes: every
 /// workspace directory whose name starts with this (`lb-common`, `lb-user`, ...).
 const CRATE_PREFIX: &str = "lb-";
@@ -890,19 +888,9 @@ fn every_admin_api_route_is_in_docs_api() {
 
 /// The map names lb-common declares: `map_names` holds only `pub const NAME: &str =
 /// "LB_...";` lines, read from source.
+/// Every pinned map, from lb-common's one table of them.
 fn map_names() -> Vec<String> {
-    let text = read(MAP_NAMES_SOURCE);
-    let (_, module) = text
-        .split_once("pub mod map_names")
-        .unwrap_or_else(|| panic!("{MAP_NAMES_SOURCE} has no `pub mod map_names`"));
-    let module = module.split_once('}').map_or(module, |(m, _)| m);
-    module
-        .lines()
-        .filter_map(|l| {
-            l.split_once(": &str = \"")
-                .map(|(_, rest)| rest.trim_end_matches("\";").to_string())
-        })
-        .collect()
+    lb_common::abi::PINNED_MAPS.iter().map(|m| m.name.to_string()).collect()
 }
 
 #[test]

@@ -1,15 +1,23 @@
 //! Loading the embedded XDP object with its maps pinned under `pin_path`, and attaching it.
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
+use aya::maps::{Array, MapData};
 use aya::programs::{Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
+use lb_common::abi::{LAYOUT_VERSION, PINNED_MAPS};
 use lb_common::consts::map_names;
+
+use super::adopt::check_pinned_layout;
+use super::xdp::LINK_PIN;
 
 /// The XDP object built by build.rs (empty when built with AYA_BUILD_SKIP=1).
 pub static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-xdp"));
 
 pub const PROGRAM: &str = "lb_xdp";
+/// The maps whose capacity is `flow_table_size`, set at load time over the object's.
+pub const SIZED_BY_FLOW_TABLE: [&str; 2] = [map_names::FLOWS, map_names::NAT];
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
 pub fn is_bpffs(dir: &Path) -> bool {
@@ -21,8 +29,9 @@ pub fn is_bpffs(dir: &Path) -> bool {
     }
 }
 
-/// Load the program and its maps (re-using maps already pinned under `pin_dir`), and
-/// verify it. `flow_table_size` sizes the flow and NAT tables.
+/// Load the program and its maps (re-using maps already pinned under `pin_dir` once their
+/// layout is known to be this build's), and verify it. `flow_table_size` sizes the flow and
+/// NAT tables.
 pub fn load(pin_dir: &Path, flow_table_size: u32) -> Result<Ebpf> {
     if XDP_OBJECT.is_empty() {
         bail!("this lb was built without its XDP program (AYA_BUILD_SKIP); rebuild with `cargo xtask build`");
@@ -34,14 +43,25 @@ pub fn load(pin_dir: &Path, flow_table_size: u32) -> Result<Ebpf> {
             pin_dir.display()
         );
     }
-    let mut ebpf = EbpfLoader::new()
-        .default_map_pin_directory(pin_dir)
-        .map_max_entries(map_names::FLOWS, flow_table_size)
-        .map_max_entries(map_names::NAT, flow_table_size)
-        .load(XDP_OBJECT)
-        .context("loading the XDP object (needs root or CAP_BPF + CAP_NET_ADMIN)")?;
+    // Before the loader: it reuses a pin by name whatever its layout.
+    check_pinned_layout(pin_dir, Some(flow_table_size))?;
+    let mut loader = EbpfLoader::new();
+    loader.default_map_pin_directory(pin_dir);
+    for name in SIZED_BY_FLOW_TABLE {
+        loader.map_max_entries(name, flow_table_size);
+    }
+    let mut ebpf = loader.load(XDP_OBJECT).context("loading the XDP object (needs root or CAP_BPF + CAP_NET_ADMIN)")?;
+    stamp_layout(&mut ebpf)?;
     program(&mut ebpf)?.load().context("the kernel verifier rejected the XDP program")?;
     Ok(ebpf)
+}
+
+/// Record this build's layout version beside the pins, as soon as they exist (adopted
+/// pins already hold the same one).
+fn stamp_layout(ebpf: &mut Ebpf) -> Result<()> {
+    let map = ebpf.map_mut(map_names::LAYOUT).context("the XDP object has no map LB_LAYOUT")?;
+    let mut layout: Array<&mut MapData, u32> = Array::try_from(map)?;
+    layout.set(0, LAYOUT_VERSION, 0).context("writing the layout version to LB_LAYOUT")
 }
 
 pub fn program(ebpf: &mut Ebpf) -> Result<&mut Xdp> {
@@ -64,28 +84,25 @@ pub fn attach(ebpf: &mut Ebpf, interface: &str, generic: bool) -> Result<aya::pr
     })
 }
 
-/// Remove the pinned maps (clean shutdown): nothing of ours is left in the BPF filesystem.
+/// Remove everything of ours under `pin_dir` (clean shutdown, or a fresh start that
+/// failed): the pin directory is `lb`'s, so it goes whole, with the link pin and any map an
+/// older or newer `lb` left there. A `pin_path` that is a bpffs mount point itself holds
+/// more than ours: there only the pinned-map table's names and the link go.
 pub fn unpin_all(pin_dir: &Path) {
-    for name in [
-        map_names::VIPS,
-        map_names::VIP_ADDRS,
-        map_names::RING,
-        map_names::BACKENDS,
-        map_names::FLOWS,
-        map_names::NAT,
-        map_names::CONFIG,
-        map_names::SERVICE_STATS,
-        map_names::BACKEND_STATS,
-        map_names::ACTION_STATS,
-        map_names::DROP_STATS,
-        map_names::SERVICE_META,
-        map_names::BACKEND_META,
-        map_names::SEQ,
-        map_names::ACTIVE,
-        map_names::RR_CURSOR,
-        super::xdp::LINK_PIN,
-    ] {
-        let _ = std::fs::remove_file(pin_dir.join(name));
+    if is_mount_point(pin_dir) {
+        for name in PINNED_MAPS.iter().map(|s| s.name).chain([LINK_PIN]) {
+            let _ = std::fs::remove_file(pin_dir.join(name));
+        }
+        return;
     }
-    let _ = std::fs::remove_dir(pin_dir);
+    let _ = std::fs::remove_dir_all(pin_dir);
+}
+
+fn is_mount_point(dir: &Path) -> bool {
+    let Some(parent) = dir.parent() else { return true };
+    match (dir.metadata(), parent.metadata()) {
+        (Ok(d), Ok(p)) => d.dev() != p.dev(),
+        // Gone already, or unreadable: nothing for remove_dir_all to do either way.
+        _ => false,
+    }
 }

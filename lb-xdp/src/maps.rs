@@ -3,33 +3,42 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context, Result};
-use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray};
+use aya::maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray};
 use aya::Ebpf;
 use lb_common::consts::map_names as n;
 use lb_common::maps::*;
 
-pub struct Maps {
-    pub vips: HashMap<MapData, VipKey, VipInfo>,
-    pub vip_addrs: HashMap<MapData, VipAddrKey, u32>,
-    pub ring: Array<MapData, u32>,
-    pub seq: Array<MapData, u32>,
-    pub active: Array<MapData, u64>,
-    pub backends: Array<MapData, BackendInfo>,
-    pub flows: HashMap<MapData, FlowKey, FlowState>,
-    pub nat: HashMap<MapData, NatKey, NatValue>,
-    pub config: Array<MapData, GlobalConfig>,
-    pub service_stats: PerCpuArray<MapData, Counters>,
-    pub backend_stats: PerCpuArray<MapData, Counters>,
-    pub action_stats: PerCpuArray<MapData, u64>,
-    pub drop_stats: PerCpuArray<MapData, u64>,
-    pub service_meta: Array<MapData, ServiceMeta>,
-    pub backend_meta: Array<MapData, BackendMeta>,
-    pub rate_limits: Array<MapData, lb_common::ratelimit::RateLimit>,
-    pub ratelimited: PerCpuArray<MapData, u64>,
-    pub outcomes: PerCpuArray<MapData, Outcomes>,
-    pub trials: Array<MapData, Trial>,
+/// A table row's kind as the daemon's handle on it. aya's `HashMap` also reads LRU hashes.
+macro_rules! handle {
+    (Array, $k:ty, $v:ty) => { Array<MapData, $v> };
+    (PerCpuArray, $k:ty, $v:ty) => { PerCpuArray<MapData, $v> };
+    (HashMap, $k:ty, $v:ty) => { HashMap<MapData, $k, $v> };
+    (LruHashMap, $k:ty, $v:ty) => { HashMap<MapData, $k, $v> };
 }
 
+/// `Maps` has one field per row of the pinned-map table (`lb_common::pinned_maps!`), named
+/// by the row's field column (`vips`, `ring`, `flows`, ...) and typed by its kind, key and
+/// value: a map added to the table gets its handle here without anyone keeping a list.
+macro_rules! maps_struct {
+    ($($(#[$doc:meta])* $name:ident ($short:ident, $field:ident): $kind:ident ($k:ty => $v:ty) [$cap:expr];)*) => {
+        /// Typed handles on every pinned map.
+        pub struct Maps {
+            $($(#[$doc])* pub $field: handle!($kind, $k, $v),)*
+        }
+
+        impl Maps {
+            fn build(mut get: impl FnMut(&str) -> Result<Map>) -> Result<Self> {
+                Ok(Self { $($field: typed(get(n::$short)?, n::$short)?,)* })
+            }
+        }
+    };
+}
+
+lb_common::pinned_maps!(maps_struct);
+
+fn typed<T: TryFrom<Map, Error = MapError>>(map: Map, name: &str) -> Result<T> {
+    map.try_into().with_context(|| format!("map {name} has an unexpected type"))
+}
 
 impl Maps {
     /// Take the maps out of a loaded program (the program keeps its own references).
@@ -37,44 +46,16 @@ impl Maps {
         Self::build(|name| ebpf.take_map(name).ok_or_else(|| anyhow!("the XDP object has no map {name}")))
     }
 
-    /// Open the maps pinned under `dir`.
+    /// Open the maps pinned under `dir`, once their layout is known to be this build's.
     pub fn open_pinned(dir: &Path) -> Result<Self> {
         if !dir.join(n::VIPS).exists() {
             return Err(NothingPinned(dir.to_path_buf()).into());
         }
+        super::adopt::check_pinned_layout(dir, None)?;
         Self::build(|name| {
             let path = dir.join(name);
             let data = MapData::from_pin(&path).with_context(|| format!("cannot open pinned map {}", path.display()))?;
             Ok(Map::from_map_data(data)?)
-        })
-    }
-
-    fn build(mut get: impl FnMut(&str) -> Result<Map>) -> Result<Self> {
-        macro_rules! typed {
-            ($name:expr) => {
-                get($name)?.try_into().with_context(|| format!("map {} has an unexpected type", $name))?
-            };
-        }
-        Ok(Self {
-            vips: typed!(n::VIPS),
-            vip_addrs: typed!(n::VIP_ADDRS),
-            ring: typed!(n::RING),
-            seq: typed!(n::SEQ),
-            active: typed!(n::ACTIVE),
-            backends: typed!(n::BACKENDS),
-            flows: typed!(n::FLOWS),
-            nat: typed!(n::NAT),
-            config: typed!(n::CONFIG),
-            service_stats: typed!(n::SERVICE_STATS),
-            backend_stats: typed!(n::BACKEND_STATS),
-            action_stats: typed!(n::ACTION_STATS),
-            drop_stats: typed!(n::DROP_STATS),
-            service_meta: typed!(n::SERVICE_META),
-            backend_meta: typed!(n::BACKEND_META),
-            rate_limits: typed!(n::RATE_LIMITS),
-            ratelimited: typed!(n::RATELIMITED),
-            outcomes: typed!(n::OUTCOMES),
-            trials: typed!(n::TRIALS),
         })
     }
 }

@@ -36,7 +36,8 @@ pub fn require_root() {
     }
 }
 
-fn pin_dir() -> PathBuf {
+/// A fresh, not yet created pin directory on the tests' bpffs (mounted on first use).
+pub fn pin_dir() -> PathBuf {
     std::fs::create_dir_all(BPFFS).expect("create bpffs mount point");
     if !load::is_bpffs(std::path::Path::new(BPFFS)) {
         let ok = std::process::Command::new("mount").args(["-t", "bpf", "bpf", BPFFS]).status().expect("run mount");
