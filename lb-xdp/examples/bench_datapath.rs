@@ -5,7 +5,7 @@
 //! number of services.
 //!
 //! ```sh
-//! cargo run --release -p lb-user --example bench_datapath -- [--quick]
+//! cargo run --release -p lb-xdp --example bench_datapath -- [--quick]
 //! ```
 //!
 //! Two ways of timing a frame, because BPF_PROG_TEST_RUN with `repeat` runs the program
@@ -18,16 +18,14 @@
 //!   new 5-tuple) can only be timed this way. Each such run also pays one timer read and
 //!   bottom-half toggle; that overhead is measured on the pass-through program (per-call
 //!   minus repeat) and subtracted, and both figures are in the JSON.
-#[path = "../tests/common/mod.rs"]
-mod common;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use aya_obj::programs::XdpAttachType;
 use aya::programs::{TestRun, TestRunOptions, Xdp};
-use common::harness::{Harness, XDP_PASS, XDP_TX};
-use common::packet::{Pkt, ACK, SYN, TCP};
+use lb_xdp::testkit::harness::{Harness, XDP_PASS, XDP_TX};
+use lb_xdp::testkit::packet::{Pkt, ACK, SYN, TCP};
 use lb_common::consts::{PROTO_TCP, RING_SIZE};
 use lb_common::maglev::{build, MaglevBackend};
 use lb_common::maps::{FlowKey, FlowState};
@@ -107,7 +105,7 @@ const FAMILIES: [Family; 2] = [
 ];
 
 fn main() {
-    common::harness::require_root();
+    lb_xdp::testkit::harness::require_root();
     let quick = std::env::args().any(|a| a == "--quick");
     let counts = if quick { QUICK } else { FULL };
     let started = Instant::now();
@@ -208,8 +206,8 @@ fn family_cases(h: &Harness, f: &Family, table: &str, c: &Counts, overhead: f64)
     push("nat, established flow", "per_call", per_call_ns(prog, (0..c.per_call).map(|_| ack.clone()), XDP_TX), c.per_call);
     let (backend, snat_port) = natted_to(&out, f);
     let mut reply = Pkt::tcp(&backend.to_string(), &SocketAddr::new(f.snat.parse().unwrap(), snat_port).to_string(), ACK);
-    reply.src_mac = common::harness::mac_of(backend.ip());
-    reply.dst_mac = common::packet::LB_MAC;
+    reply.src_mac = lb_xdp::testkit::harness::mac_of(backend.ip());
+    reply.dst_mac = lb_xdp::testkit::packet::LB_MAC;
     let reply = reply.bytes();
     push("nat, reply (reverse nat)", "per_call", per_call_ns(prog, (0..c.per_call).map(|_| reply.clone()), XDP_TX), c.per_call);
     push("nat, new flow (Maglev, flow + SNAT insert)", "per_call", per_call_ns(prog, (0..c.nat_new_flows).map(|i| new_client_syn(f, f.nat_vip, i)), XDP_TX), c.nat_new_flows);

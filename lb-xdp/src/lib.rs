@@ -12,3 +12,4 @@ pub mod neighbour;
 pub mod plan;
 pub mod writer;
 pub mod xdp;
+pub mod testkit;

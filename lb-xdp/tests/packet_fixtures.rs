@@ -2,10 +2,9 @@
 //! BPF_PROG_TEST_RUN, whole output frames compared with frames built independently.
 //! Root only: `cargo xtask test` runs them (`--ignored`), and they fail, never skip,
 //! without root.
-mod common;
 
-use common::harness::*;
-use common::packet::*;
+use lb_xdp::testkit::harness::*;
+use lb_xdp::testkit::packet::*;
 use lb_common::reason::DropReason;
 
 const CLIENT: &str = "172.20.0.2:40000";

@@ -2,10 +2,9 @@
 //! forwarded by MAC in dsr mode); any other ICMP reaches the kernel byte for byte. Expected
 //! frames are built from scratch (checksums by RFC 1071), never by the data path's
 //! arithmetic. Root only, like the other packet fixtures: `cargo xtask test` runs them.
-mod common;
 
-use common::harness::*;
-use common::packet::*;
+use lb_xdp::testkit::harness::*;
+use lb_xdp::testkit::packet::*;
 use lb_common::reason::DropReason;
 
 const CLIENT: &str = "172.20.0.2:40000";

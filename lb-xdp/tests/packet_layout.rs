@@ -2,13 +2,12 @@
 //! the table's maps and the declared scratch maps, the pins are exactly the table's, and
 //! `load` refuses pins of another layout before it reuses any of them. Root only, like the
 //! other packet tests: `cargo xtask test` runs them (`--ignored`).
-mod common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
 use aya::maps::{Array, Map, MapData, MapInfo};
-use common::harness::{pin_dir, require_root};
+use lb_xdp::testkit::harness::{pin_dir, require_root};
 use lb_common::abi::{LAYOUT_VERSION, PINNED_MAPS, SCRATCH_MAPS};
 use lb_common::consts::{map_names, MAX_BACKENDS};
 use lb_xdp::adopt::LayoutMismatch;

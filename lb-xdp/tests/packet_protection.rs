@@ -2,12 +2,11 @@
 //! drop, refill, per source and per service, IPv6 by /64), the passive outcomes the circuit
 //! breakers read (SYN-ACK, RST, a SYN sent again), and a half-open breaker's single trial
 //! flow. Real XDP object, maps written by the daemon's code, BPF_PROG_TEST_RUN.
-mod common;
 
 use std::time::Duration;
 
-use common::harness::*;
-use common::packet::*;
+use lb_xdp::testkit::harness::*;
+use lb_xdp::testkit::packet::*;
 use lb_common::consts::{RL_SCOPE_SERVICE, RL_SCOPE_SOURCE};
 use lb_common::reason::DropReason;
 use lb_config::desired::Circuit;

@@ -94,10 +94,10 @@ mod tests {
         let ws = crate::cmd::workspace();
         let packet = discover(&ws, Layer::Packet).unwrap();
         let network = discover(&ws, Layer::Network).unwrap();
-        let lb_user = |v: &[RootTests]| v.iter().find(|r| r.package == "lb-user").map(|r| r.tests.clone()).unwrap_or_default();
-        assert!(lb_user(&packet).contains(&"packet_fixtures".to_string()), "{packet:?}");
-        assert!(lb_user(&network).contains(&"control_plane".to_string()), "{network:?}");
-        assert!(!lb_user(&network).contains(&"proxy".to_string()), "proxy.rs has no root test");
+        let of = |v: &[RootTests], package: &str| v.iter().find(|r| r.package == package).map(|r| r.tests.clone()).unwrap_or_default();
+        assert!(of(&packet, "lb-xdp").contains(&"packet_fixtures".to_string()), "{packet:?}");
+        assert!(of(&network, "lb-user").contains(&"control_plane".to_string()), "{network:?}");
+        assert!(!of(&network, "lb-user").contains(&"proxy".to_string()), "proxy.rs has no root test");
         assert!(network.iter().any(|r| r.package == "testenv" && r.tests == ["network"]), "{network:?}");
     }
 

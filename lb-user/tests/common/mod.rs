@@ -1,5 +1,3 @@
 #![allow(dead_code)]
-pub mod harness;
 pub mod net;
-pub mod packet;
 pub mod proxy_harness;

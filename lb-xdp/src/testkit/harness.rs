@@ -1,7 +1,6 @@
 //! Packet tests run the real compiled XDP object through BPF_PROG_TEST_RUN, with its maps
 //! filled by the daemon's own code path: config text → `Config` → `Desired` → `plan` →
 //! `Writer::apply`. Like Katran's fixture tester, each case compares whole output frames.
-#![allow(dead_code)]
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -12,12 +11,12 @@ use lb_common::consts::RING_SIZE;
 use lb_common::hash::{flow_hash, source_hash};
 use lb_common::reason::DropReason;
 use lb_config::Config;
-use lb_xdp::xdp::global_config_from;
+use crate::xdp::global_config_from;
 use lb_common::addr::{ip_words, port_be};
-use lb_xdp::load;
-use lb_xdp::maps::Maps;
-use lb_xdp::plan::{plan, HostFacts, Ids, Plan};
-use lb_xdp::writer::Writer;
+use crate::load;
+use crate::maps::Maps;
+use crate::plan::{plan, HostFacts, Ids, Plan};
+use crate::writer::Writer;
 use lb_config::desired::Desired;
 
 use super::packet::{server_mac, Pkt, ACK, LB_MAC, SYN, TCP};

@@ -1,6 +1,5 @@
 //! Building test frames, with checksums computed from scratch (RFC 1071 over the real
 //! pseudo-header), independent of the incremental arithmetic the data path uses.
-#![allow(dead_code)]
 use std::net::{IpAddr, SocketAddr};
 
 pub const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];

@@ -1,4 +1,4 @@
-//! Runs lb-user's `bench_datapath` example (the real XDP object through
+//! Runs lb-xdp's `bench_datapath` example (the real XDP object through
 //! BPF_PROG_TEST_RUN, Maglev builds, a reconcile) and takes its JSON.
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -122,7 +122,7 @@ fn build(quick: bool) -> Result<&'static str> {
     let (profile, flags): (_, &[&str]) = if quick { ("debug", &[]) } else { ("release", &["--release"]) };
     println!("==> building lb and the data-path bench ({profile})");
     let mut c = cargo();
-    c.arg("build").args(flags).args(["-p", "lb-user", "--bin", "lb", "--example", "bench_datapath"]);
+    c.arg("build").args(flags).args(["-p", "lb-user", "--bin", "lb", "-p", "lb-xdp", "--example", "bench_datapath"]);
     status(c)?;
     Ok(profile)
 }

@@ -295,7 +295,7 @@ impl Results {
         let _ = writeln!(m, "## Data path: ns per packet (BPF_PROG_TEST_RUN)\n");
         let _ = writeln!(
             m,
-            "The real XDP object, its maps written by the daemon's own code (`lb-user/examples/bench_datapath.rs`, built on the packet tests' harness). `repeat`: one call, the kernel's mean over {} runs of one frame (for frames the program leaves on the same path). `per_call`: one call per frame (nat rewrites the frame into one for a backend, and each new flow needs a new 5-tuple), {} established/reply frames, {} new dsr flows and {} new nat flows, the kernel's time per run minus the per-call timer overhead measured on the pass-through program ({:.1} ns). \"Filled table\": {} live entries written into `LB_FLOWS` (flow_table_size 1048576) first.\n",
+            "The real XDP object, its maps written by the daemon's own code (`lb-xdp/examples/bench_datapath.rs`, built on the packet tests' harness). `repeat`: one call, the kernel's mean over {} runs of one frame (for frames the program leaves on the same path). `per_call`: one call per frame (nat rewrites the frame into one for a backend, and each new flow needs a new 5-tuple), {} established/reply frames, {} new dsr flows and {} new nat flows, the kernel's time per run minus the per-call timer overhead measured on the pass-through program ({:.1} ns). \"Filled table\": {} live entries written into `LB_FLOWS` (flow_table_size 1048576) first.\n",
             d["repeat"], d["per_call"], d["new_flows"], d["nat_new_flows"], d["per_call_overhead_ns"].as_f64().unwrap_or(0.0), d["fill"]
         );
         let _ = writeln!(m, "| Case | method | IPv4 | IPv6 | IPv4, filled table | IPv6, filled table |\n|---|---|---|---|---|---|");
