@@ -4,11 +4,15 @@
 pub mod adopt;
 mod batch;
 pub mod explain;
+pub mod global;
+mod host;
 pub mod inspect;
 pub mod ids;
+mod lifecycle;
 pub mod load;
 pub mod maps;
 pub mod neighbour;
+mod outcomes;
 pub mod plan;
 pub mod writer;
 pub mod xdp;

@@ -11,7 +11,7 @@ use lb_common::consts::RING_SIZE;
 use lb_common::hash::{flow_hash, source_hash};
 use lb_common::reason::DropReason;
 use lb_config::Config;
-use crate::xdp::global_config_from;
+use crate::global::global_config_from;
 use lb_common::addr::{ip_words, port_be};
 use crate::load;
 use crate::maps::Maps;
