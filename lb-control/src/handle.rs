@@ -36,7 +36,7 @@ fn lines(diagnostics: &[Diagnostic]) -> String {
 pub type Reply<T> = oneshot::Sender<Result<T, ControlError>>;
 
 #[derive(Debug)]
-pub enum Command {
+pub enum Request {
     Services(Reply<Vec<ServiceView>>),
     /// Register (or re-register) a backend with a lease; `Ok(true)` when it is new.
     Register { service: String, address: SocketAddr, weight: u32, ttl: Duration, reply: Reply<bool> },
@@ -49,15 +49,15 @@ pub enum Command {
 
 #[derive(Clone, Debug)]
 pub struct ControlHandle {
-    tx: mpsc::Sender<Command>,
+    tx: mpsc::Sender<Request>,
 }
 
 impl ControlHandle {
-    pub fn new(tx: mpsc::Sender<Command>) -> Self {
+    pub fn new(tx: mpsc::Sender<Request>) -> Self {
         Self { tx }
     }
 
-    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, ControlError> {
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, ControlError> {
         let (reply, rx) = oneshot::channel();
         let gone = || ControlError::Unavailable("the daemon is shutting down".into());
         self.tx.send(make(reply)).await.map_err(|_| gone())?;
@@ -65,26 +65,26 @@ impl ControlHandle {
     }
 
     pub async fn services(&self) -> Result<Vec<ServiceView>, ControlError> {
-        self.ask(Command::Services).await
+        self.ask(Request::Services).await
     }
 
     pub async fn register(&self, service: String, address: SocketAddr, weight: u32, ttl: Duration) -> Result<bool, ControlError> {
-        self.ask(|reply| Command::Register { service, address, weight, ttl, reply }).await
+        self.ask(|reply| Request::Register { service, address, weight, ttl, reply }).await
     }
 
     pub async fn heartbeat(&self, service: String, address: SocketAddr) -> Result<(), ControlError> {
-        self.ask(|reply| Command::Heartbeat { service, address, reply }).await
+        self.ask(|reply| Request::Heartbeat { service, address, reply }).await
     }
 
     pub async fn set_state(&self, service: String, address: SocketAddr, state: AdminState) -> Result<(), ControlError> {
-        self.ask(|reply| Command::SetState { service, address, state, reply }).await
+        self.ask(|reply| Request::SetState { service, address, state, reply }).await
     }
 
     pub async fn deregister(&self, service: String, address: SocketAddr) -> Result<(), ControlError> {
-        self.ask(|reply| Command::Deregister { service, address, reply }).await
+        self.ask(|reply| Request::Deregister { service, address, reply }).await
     }
 
     pub async fn reload(&self) -> Result<(), ControlError> {
-        self.ask(Command::Reload).await
+        self.ask(Request::Reload).await
     }
 }

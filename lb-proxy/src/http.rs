@@ -36,7 +36,7 @@ use tracing::{debug, warn};
 use super::idle::Activity;
 use super::io::Metered;
 use super::outcome;
-use super::pool::{Conn, Pool, ReqBody, UpstreamBody};
+use super::pool::{Conn, UpstreamPool, ReqBody, UpstreamBody};
 use super::service::ServiceCtx;
 use super::stats::{FlowEntry, ProxyFlow};
 use super::table::{BackendSlot, NoBackend, Picked, Table, MAX_TRIES};
@@ -261,7 +261,7 @@ async fn outgoing(req: Request<Incoming>, client: SocketAddr, vip: SocketAddr, c
 
 /// Sends the request to the flow's backends of `table` in order, the next one after a
 /// failed connect, until one answers or the tries run out (502). Err: its backend was cut.
-async fn send(table: &Table, flow: &Flow, out: &mut Outgoing, ctx: &Arc<ServiceCtx>, pool: &Arc<Pool>) -> Result<Response<RespBody>, BackendCut> {
+async fn send(table: &Table, flow: &Flow, out: &mut Outgoing, ctx: &Arc<ServiceCtx>, pool: &Arc<UpstreamPool>) -> Result<Response<RespBody>, BackendCut> {
     let mut picks = table.picks(flow);
     while out.tries < MAX_TRIES {
         out.tries += 1;
@@ -286,7 +286,7 @@ async fn send(table: &Table, flow: &Flow, out: &mut Outgoing, ctx: &Arc<ServiceC
 /// The request sent to one backend, over a pooled connection or a new one; on a failure
 /// before any response byte, sent again once on a fresh connection (see the module's
 /// retries). Ok: the client's answer (the backend's response, or a 502).
-async fn exchange(picked: Picked, flow: &Flow, out: &mut Outgoing, ctx: &Arc<ServiceCtx>, pool: &Arc<Pool>, timeout: Duration) -> Result<Response<RespBody>, Unanswered> {
+async fn exchange(picked: Picked, flow: &Flow, out: &mut Outgoing, ctx: &Arc<ServiceCtx>, pool: &Arc<UpstreamPool>, timeout: Duration) -> Result<Response<RespBody>, Unanswered> {
     let Picked { slot, active } = picked;
     let backend = slot.address;
     let mut fresh = false;
@@ -376,7 +376,7 @@ async fn connect_upstream(slot: &Arc<BackendSlot>, ctx: &Arc<ServiceCtx>, timeou
 }
 
 /// Reaps the service's pool until the service stops (then closes it).
-pub async fn reaper(pool: Arc<Pool>, ctx: Arc<ServiceCtx>, _guard: TaskGuard) {
+pub async fn reaper(pool: Arc<UpstreamPool>, ctx: Arc<ServiceCtx>, _guard: TaskGuard) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(pool.reap_interval()) => pool.reap(),
@@ -394,7 +394,7 @@ fn bad_gateway(ctx: &ServiceCtx) -> Response<RespBody> {
     text(StatusCode::BAD_GATEWAY, &format!("502 Bad Gateway: no backend of service {} answered\n", ctx.name))
 }
 
-fn respond(resp: Response<Incoming>, conn: Conn, pool: Arc<Pool>, active: ActiveGuard, flow: FlowEntry) -> Response<RespBody> {
+fn respond(resp: Response<Incoming>, conn: Conn, pool: Arc<UpstreamPool>, active: ActiveGuard, flow: FlowEntry) -> Response<RespBody> {
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     Response::from_parts(parts, Either::Left(UpstreamBody::new(body, conn, pool, active, flow)))

@@ -51,12 +51,12 @@ pub use stats::{BackendCounters, BackendStats, ProxyFlow, ProxyStats, ServiceCou
 pub use limit::{Scope, MAX_SOURCES};
 pub use tracker::{TaskKind, TaskTracker};
 
-use pool::Pool;
+use pool::UpstreamPool;
 use service::ServiceCtx;
 use sessions::Sessions;
 use signal::Signals;
 use limit::RateLimiter;
-use table::{BackendSlot, Settings, SharedTable, Table, Trial};
+use table::{BackendSlot, Settings, SharedTable, Table, TrialFlow};
 
 use lb_config::{Protocol, ProxyMode};
 use crate::select::{Candidate, Selector};
@@ -180,7 +180,7 @@ impl ProxyDataplane {
                 service_stats: self.stats.service_entry(&s.name),
                 own: Signals::default(),
                 global: self.signals.clone(),
-                pool: (s.protocol == Protocol::Tcp && key.mode == ProxyMode::Http).then(|| Arc::new(Pool::new(&settings.pool))),
+                pool: (s.protocol == Protocol::Tcp && key.mode == ProxyMode::Http).then(|| Arc::new(UpstreamPool::new(&settings.pool))),
                 sessions: (s.protocol == Protocol::Udp).then(|| Arc::new(Sessions::default())),
                 limiter,
             });
@@ -351,7 +351,7 @@ fn update_backends(rt: &mut ServiceRuntime, s: &DesiredService, stats: &Arc<Prox
     let trial = s.backends.iter().filter(|b| b.on_trial()).find_map(|b| {
         let record = rt.backends.get(&b.address)?;
         let candidate = Candidate { address: b.address, weight: b.weight, active: record.slot.stats.active.clone() };
-        Some(Trial::new(candidate, record.slot.clone()))
+        Some(TrialFlow::new(candidate, record.slot.clone()))
     });
     debug!(service = %s.name, in_rotation = candidates.len(), backends = s.backends.len(), trial = ?trial.as_ref().map(|t| t.candidate.address), "proxy table");
     if let Some(p) = &ctx.pool {

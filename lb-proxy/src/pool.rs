@@ -47,15 +47,15 @@ struct Limits {
     idle_timeout: Duration,
 }
 
-pub struct Pool {
+pub struct UpstreamPool {
     idle: Mutex<HashMap<SocketAddr, Vec<Conn>>>,
     limits: Mutex<Limits>,
     closed: AtomicBool,
 }
 
-impl Pool {
+impl UpstreamPool {
     pub fn new(cfg: &lb_config::Pool) -> Self {
-        Pool { idle: Mutex::default(), limits: Mutex::new(Self::limits_of(cfg)), closed: AtomicBool::new(false) }
+        UpstreamPool { idle: Mutex::default(), limits: Mutex::new(Self::limits_of(cfg)), closed: AtomicBool::new(false) }
     }
 
     fn limits_of(cfg: &lb_config::Pool) -> Limits {
@@ -146,12 +146,12 @@ impl Pool {
 pub struct UpstreamBody {
     inner: Incoming,
     conn: Option<Conn>,
-    pool: Arc<Pool>,
+    pool: Arc<UpstreamPool>,
     request: Option<(ActiveGuard, FlowEntry)>,
 }
 
 impl UpstreamBody {
-    pub fn new(inner: Incoming, conn: Conn, pool: Arc<Pool>, active: ActiveGuard, flow: FlowEntry) -> Self {
+    pub fn new(inner: Incoming, conn: Conn, pool: Arc<UpstreamPool>, active: ActiveGuard, flow: FlowEntry) -> Self {
         let mut b = UpstreamBody { inner, conn: Some(conn), pool, request: Some((active, flow)) };
         if b.inner.is_end_stream() {
             b.finish();

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::limit::RateLimiter;
-use super::pool::Pool;
+use super::pool::UpstreamPool;
 use super::sessions::Sessions;
 use super::signal::Signals;
 use super::stats::{ProxyStats, ServiceStats};
@@ -26,7 +26,7 @@ pub struct ServiceCtx {
     pub own: Signals,
     pub global: Arc<Signals>,
     /// HTTP mode only.
-    pub pool: Option<Arc<Pool>>,
+    pub pool: Option<Arc<UpstreamPool>>,
     /// UDP only.
     pub sessions: Option<Arc<Sessions>>,
     /// New-flow rate limit; outlives this context when the listeners are rebound.

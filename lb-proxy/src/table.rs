@@ -75,15 +75,15 @@ impl BackendSlot {
 
 /// A half-open backend's one trial flow (see `control::breaker`): armed afresh by every
 /// reconcile that still names the backend half-open, taken by the first new flow after it.
-pub struct Trial {
+pub struct TrialFlow {
     pub candidate: Candidate,
     pub slot: Arc<BackendSlot>,
     armed: AtomicBool,
 }
 
-impl Trial {
+impl TrialFlow {
     pub fn new(candidate: Candidate, slot: Arc<BackendSlot>) -> Self {
-        Trial { candidate, slot, armed: AtomicBool::new(true) }
+        TrialFlow { candidate, slot, armed: AtomicBool::new(true) }
     }
 
     pub fn is_armed(&self) -> bool {
@@ -111,7 +111,7 @@ pub struct Table {
     pub selector: Selector,
     slots: HashMap<SocketAddr, Arc<BackendSlot>>,
     pub settings: Arc<Settings>,
-    trial: Option<Trial>,
+    trial: Option<TrialFlow>,
     /// `[service.circuit_breaker] max_connections`: 0 = unlimited.
     max_connections: u64,
 }
@@ -123,7 +123,7 @@ impl Table {
     }
 
     /// The half-open backend that may take one flow of this table.
-    pub fn with_trial(mut self, trial: Option<Trial>) -> Self {
+    pub fn with_trial(mut self, trial: Option<TrialFlow>) -> Self {
         self.trial = trial;
         self
     }
@@ -135,7 +135,7 @@ impl Table {
 
     /// No backend could take a new flow (none in rotation, no trial armed).
     pub fn is_empty(&self) -> bool {
-        self.selector.candidates().is_empty() && !self.trial.as_ref().is_some_and(Trial::is_armed)
+        self.selector.candidates().is_empty() && !self.trial.as_ref().is_some_and(TrialFlow::is_armed)
     }
 
     /// The backends a new flow may take, in order; see `Picks`.
@@ -157,7 +157,7 @@ impl Table {
 pub struct Picks<'a> {
     table: &'a Table,
     /// The half-open backend, until this flow has taken its trial.
-    trial: Option<&'a Trial>,
+    trial: Option<&'a TrialFlow>,
     choices: Choices<'a>,
     /// A choice was passed over as full: what to report once none is left.
     full: bool,
@@ -292,7 +292,7 @@ mod tests {
     fn the_trial_backend_takes_exactly_one_flow_first() {
         let (t, c, _) = table(1, 0);
         let on_trial = candidate(9);
-        let t = t.with_trial(Some(Trial::new(on_trial.clone(), slot(&on_trial))));
+        let t = t.with_trial(Some(TrialFlow::new(on_trial.clone(), slot(&on_trial))));
         let mut first = t.picks(&flow());
         assert_eq!(address(first.next_backend()), on_trial.address);
         assert_eq!(address(first.next_backend()), c[0].address, "its next choice: the selector's");

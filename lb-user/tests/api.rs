@@ -1,4 +1,4 @@
-//! The admin API on loopback, against a fake controller: a task that answers `Command`s from
+//! The admin API on loopback, against a fake controller: a task that answers `Request`s from
 //! a tiny in-memory state the way the real controller does. Requests are raw HTTP/1.1 over
 //! a TCP socket, so what is tested is exactly what goes over the wire.
 use std::net::SocketAddr;
@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use lb_user::api::{serve, ApiState};
 use lb_control::telemetry::{Histogram, TelemetryData};
-use lb_control::{ControlError, BackendView, Command, ControlHandle, ServiceView, Telemetry};
+use lb_control::{ControlError, BackendView, Request, ControlHandle, ServiceView, Telemetry};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -43,12 +43,12 @@ impl Fake {
             .ok_or_else(|| ControlError::NotFound(format!("service {service:?} has no backend {a}")))
     }
 
-    fn handle(&mut self, cmd: Command) {
+    fn handle(&mut self, cmd: Request) {
         match cmd {
-            Command::Services(reply) => {
+            Request::Services(reply) => {
                 let _ = reply.send(Ok(self.services.clone()));
             }
-            Command::Register { service, address, weight, ttl, reply } => {
+            Request::Register { service, address, weight, ttl, reply } => {
                 self.seen.push(format!("register {service} {address}"));
                 let result = self.service(&service).map(|s| {
                     let a = address.to_string();
@@ -70,15 +70,15 @@ impl Fake {
                 });
                 let _ = reply.send(result);
             }
-            Command::Heartbeat { service, address, reply } => {
+            Request::Heartbeat { service, address, reply } => {
                 self.seen.push(format!("heartbeat {service} {address}"));
                 let _ = reply.send(self.backend(&service, address).map(|_| ()));
             }
-            Command::SetState { service, address, state, reply } => {
+            Request::SetState { service, address, state, reply } => {
                 self.seen.push(format!("set_state {service} {address} {state}"));
                 let _ = reply.send(self.backend(&service, address).map(|b| b.state = state.to_string()));
             }
-            Command::Deregister { service, address, reply } => {
+            Request::Deregister { service, address, reply } => {
                 self.seen.push(format!("deregister {service} {address}"));
                 let a = address.to_string();
                 let result = self
@@ -87,7 +87,7 @@ impl Fake {
                     .and_then(|()| self.service(&service).map(|s| s.backends.retain(|b| b.address != a)));
                 let _ = reply.send(result);
             }
-            Command::Reload(reply) => {
+            Request::Reload(reply) => {
                 self.seen.push("reload".into());
                 let _ = reply.send(if self.fail_reload {
                     Err(ControlError::InvalidConfig(vec![

@@ -19,7 +19,7 @@ use tracing::{info, info_span, warn};
 
 use crate::breaker::Breaker;
 use crate::datapath::DataPath;
-use crate::handle::{Command, ControlError};
+use crate::handle::{Request, ControlError};
 use crate::health::{CheckResult, Report, Tracker};
 use crate::registry::{BackendKey, Registry};
 use crate::sources;
@@ -100,7 +100,7 @@ impl Controller {
 
     pub async fn run(
         mut self,
-        mut commands: mpsc::Receiver<Command>,
+        mut commands: mpsc::Receiver<Request>,
         mut reports: mpsc::Receiver<Report>,
         mut reloads: mpsc::Receiver<()>,
         mut stop: tokio::sync::watch::Receiver<bool>,
@@ -127,24 +127,24 @@ impl Controller {
         self.dataplane
     }
 
-    fn command(&mut self, cmd: Command) {
+    fn command(&mut self, cmd: Request) {
         match cmd {
-            Command::Services(reply) => {
+            Request::Services(reply) => {
                 let _ = reply.send(Ok(self.views()));
             }
-            Command::Register { service, address, weight, ttl, reply } => {
+            Request::Register { service, address, weight, ttl, reply } => {
                 let _ = reply.send(self.register(service, address, weight, ttl));
             }
-            Command::Heartbeat { service, address, reply } => {
+            Request::Heartbeat { service, address, reply } => {
                 let _ = reply.send(self.heartbeat(BackendKey::new(service, address)));
             }
-            Command::SetState { service, address, state, reply } => {
+            Request::SetState { service, address, state, reply } => {
                 let _ = reply.send(self.set_state(&service, address, state));
             }
-            Command::Deregister { service, address, reply } => {
+            Request::Deregister { service, address, reply } => {
                 let _ = reply.send(self.deregister(BackendKey::new(service, address)));
             }
-            Command::Reload(reply) => {
+            Request::Reload(reply) => {
                 let _ = reply.send(self.reload());
             }
         }
