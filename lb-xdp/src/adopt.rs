@@ -3,22 +3,16 @@
 //! already in the flow table name backend ids, and the live ring generation is in use by
 //! packets right now, so the new daemon must keep the ids and write the other generation.
 //!
-//! Before any of that, the pins must be of this build's layout (`check_pinned_layout`).
-use std::fmt;
+//! Before any of that, the pins must be of this build's layout (`layout`).
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
-use aya::maps::{Array, Map, MapData, MapInfo};
-use lb_common::abi::{MapSpec, LAYOUT_VERSION, PINNED_MAPS};
-use lb_common::consts::{map_names, MAX_BACKENDS, MAX_SERVICES};
-use lb_common::maps::VipKey;
-use tracing::warn;
-
+use anyhow::Result;
 use lb_common::addr::socket;
-use super::inspect::service_name;
-use super::load::SIZED_BY_FLOW_TABLE;
-use super::maps::Maps;
+use lb_common::consts::{MAX_BACKENDS, MAX_SERVICES};
+use lb_common::maps::VipKey;
+
+use crate::inspect::service_name;
+use crate::maps::Maps;
 
 #[derive(Debug, Default, Clone)]
 pub struct Adopted {
@@ -51,125 +45,4 @@ pub fn read_existing(maps: &Maps) -> Result<Adopted> {
         }
     }
     Ok(a)
-}
-
-/// Pins this build must not adopt: another layout version, or a map whose kind, key size,
-/// value size or capacity is not the pinned-map table's.
-#[derive(Debug, thiserror::Error)]
-pub struct LayoutMismatch {
-    pub pin_dir: PathBuf,
-    /// `LB_LAYOUT`'s version; `None` when the pins carry none.
-    pub found: Option<u32>,
-    /// One line per map that differs, naming both sides.
-    pub maps: Vec<String>,
-}
-
-impl fmt::Display for LayoutMismatch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let dir = self.pin_dir.display();
-        match self.found {
-            Some(v) if v == LAYOUT_VERSION => {
-                write!(f, "the maps pinned under {dir} have this lb's layout version {v}, yet differ from it")?
-            }
-            Some(v) => write!(f, "the maps pinned under {dir} have layout version {v}; this lb has layout version {LAYOUT_VERSION}")?,
-            None => write!(f, "the maps pinned under {dir} carry no layout version (an lb older than layout versions pinned them); this lb has layout version {LAYOUT_VERSION}")?,
-        }
-        if !self.maps.is_empty() {
-            write!(f, " ({})", self.maps.join("; "))?;
-        }
-        write!(
-            f,
-            ". This lb would misread them, so it neither adopts nor reads them. Crossing a layout \
-             change drops the live flows: take the running data path away (start the lb that \
-             pinned it as `lb run --detach-on-exit` and stop it, or `rm -r {dir}`), then start \
-             this lb"
-        )
-    }
-}
-
-/// Check the pins under `pin_dir` against the pinned-map table before anything reuses them:
-/// aya's loader and `MapData::from_pin` take a pin by name, whatever its layout, and would
-/// then read and write it with this build's sizes. Nothing pinned: nothing to check.
-/// `flow_table_size`, when starting, is what the flow tables would be sized to: a pin of
-/// another size is kept as it is, with a warning (it still holds the same entries).
-pub fn check_pinned_layout(pin_dir: &Path, flow_table_size: Option<u32>) -> Result<()> {
-    let pinned: Vec<&MapSpec> = PINNED_MAPS.iter().filter(|s| pin_dir.join(s.name).exists()).collect();
-    if pinned.is_empty() {
-        return Ok(());
-    }
-    let mut maps = Vec::new();
-    let mut layout_readable = true;
-    for spec in pinned {
-        let path = pin_dir.join(spec.name);
-        let info = MapInfo::from_pin(&path).with_context(|| format!("cannot read pinned map {}", path.display()))?;
-        let differs = differences(spec, &info, flow_table_size);
-        layout_readable &= spec.name != map_names::LAYOUT || differs.is_empty();
-        maps.extend(differs);
-    }
-    // LB_LAYOUT is read only as the one-entry u32 array it always is; another shape is
-    // already named in `maps`.
-    let found = if layout_readable { pinned_version(pin_dir)? } else { None };
-    if found != Some(LAYOUT_VERSION) || !maps.is_empty() {
-        return Err(LayoutMismatch { pin_dir: pin_dir.to_path_buf(), found, maps }.into());
-    }
-    Ok(())
-}
-
-/// How a pinned map differs from its table row, one phrase per attribute.
-fn differences(spec: &MapSpec, info: &MapInfo, flow_table_size: Option<u32>) -> Vec<String> {
-    let name = spec.name;
-    let mut out = Vec::new();
-    let kind = info.map_type().map_or(u32::MAX, |t| t as u32);
-    if kind != spec.kind as u32 {
-        out.push(format!("{name} is a map of kernel type {kind}, this lb's is {:?} (type {})", spec.kind, spec.kind as u32));
-    }
-    for (what, pinned, ours) in [("key", info.key_size(), spec.key_size), ("value", info.value_size(), spec.value_size)] {
-        if pinned != ours {
-            out.push(format!("{name} has {what} size {pinned} bytes, this lb's is {ours} bytes"));
-        }
-    }
-    let entries = info.max_entries();
-    if SIZED_BY_FLOW_TABLE.contains(&name) {
-        if let Some(size) = flow_table_size.filter(|s| *s != entries) {
-            warn!("{name} stays at its pinned {entries} entries; flow_table_size = {size} applies after a fresh start (--detach-on-exit)");
-        }
-    } else if entries != spec.max_entries {
-        out.push(format!("{name} has {entries} entries, this lb's has {}", spec.max_entries));
-    }
-    out
-}
-
-/// The version in the pinned `LB_LAYOUT`, if there is one.
-fn pinned_version(pin_dir: &Path) -> Result<Option<u32>> {
-    let path = pin_dir.join(map_names::LAYOUT);
-    if !path.exists() {
-        return Ok(None);
-    }
-    let data = MapData::from_pin(&path).with_context(|| format!("cannot open {}", path.display()))?;
-    let layout: Array<MapData, u32> = Map::from_map_data(data)?.try_into()?;
-    Ok(Some(layout.get(&0, 0).with_context(|| format!("cannot read {}", path.display()))?))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn message(found: Option<u32>, maps: &[&str]) -> String {
-        let e = LayoutMismatch { pin_dir: "/sys/fs/bpf/lb".into(), found, maps: maps.iter().map(|m| m.to_string()).collect() };
-        e.to_string()
-    }
-
-    #[test]
-    fn a_refusal_names_both_versions_and_the_way_out() {
-        let m = message(Some(LAYOUT_VERSION + 1), &[]);
-        assert!(m.contains(&format!("layout version {}; this lb has layout version {LAYOUT_VERSION}", LAYOUT_VERSION + 1)), "{m}");
-        assert!(m.contains("lb run --detach-on-exit") && m.contains("rm -r /sys/fs/bpf/lb"), "{m}");
-        assert!(message(None, &[]).contains("carry no layout version"));
-    }
-
-    #[test]
-    fn a_refusal_at_the_same_version_names_the_maps_that_differ() {
-        let m = message(Some(LAYOUT_VERSION), &["LB_BACKEND_META has value size 8 bytes, this lb's is 12 bytes"]);
-        assert!(m.contains("yet differ from it (LB_BACKEND_META has value size 8 bytes, this lb's is 12 bytes)"), "{m}");
-    }
 }

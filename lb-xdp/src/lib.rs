@@ -7,6 +7,7 @@ pub mod explain;
 pub mod global;
 mod host;
 pub mod inspect;
+pub mod layout;
 pub mod ids;
 mod lifecycle;
 pub mod load;

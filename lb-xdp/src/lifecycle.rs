@@ -11,12 +11,12 @@ use tracing::info;
 use crate::adopt::{read_existing, Adopted};
 use crate::global::global_config;
 use crate::host::{ensure_bpffs, own_addresses, reserve_snat_ports};
-use crate::load;
+use crate::load::{self, LINK_PIN};
 use crate::maps::Maps;
 use crate::outcomes::OutcomeWatch;
 use crate::plan::{HostFacts, Ids};
 use crate::writer::Writer;
-use crate::xdp::{XdpDataplane, LINK_PIN};
+use crate::xdp::XdpDataplane;
 use lb_config::desired::Desired;
 use lb_config::{Config, XdpAttach};
 

@@ -9,15 +9,14 @@ use aya::{Ebpf, EbpfLoader};
 use lb_common::abi::{LAYOUT_VERSION, PINNED_MAPS};
 use lb_common::consts::map_names;
 
-use super::adopt::check_pinned_layout;
-use super::xdp::LINK_PIN;
+use crate::layout::{check_pinned_layout, SIZED_BY_FLOW_TABLE};
 
 /// The XDP object built by build.rs (empty when built with AYA_BUILD_SKIP=1).
 pub static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-xdp"));
 
 pub const PROGRAM: &str = "lb_xdp";
-/// The maps whose capacity is `flow_table_size`, set at load time over the object's.
-pub const SIZED_BY_FLOW_TABLE: [&str; 2] = [map_names::FLOWS, map_names::NAT];
+/// The pinned XDP link: while this file exists the program stays attached, daemon or not.
+pub const LINK_PIN: &str = "link";
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
 pub fn is_bpffs(dir: &Path) -> bool {

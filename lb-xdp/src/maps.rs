@@ -51,7 +51,7 @@ impl Maps {
         if !dir.join(n::VIPS).exists() {
             return Err(NothingPinned(dir.to_path_buf()).into());
         }
-        super::adopt::check_pinned_layout(dir, None)?;
+        crate::layout::check_pinned_layout(dir, None)?;
         Self::build(|name| {
             let path = dir.join(name);
             let data = MapData::from_pin(&path).with_context(|| format!("cannot open pinned map {}", path.display()))?;

@@ -27,8 +27,7 @@ use lb_config::desired::Desired;
 use lb_config::Config;
 use lb_control::datapath::{DataPath, Outcome, Shutdown};
 
-/// The pinned XDP link: while this file exists the program stays attached, daemon or not.
-pub const LINK_PIN: &str = "link";
+pub use crate::load::LINK_PIN;
 
 pub struct XdpDataplane {
     // Field order matters for drop: map handles and the link before the program.

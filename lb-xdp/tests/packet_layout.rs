@@ -10,7 +10,7 @@ use aya::maps::{Array, Map, MapData, MapInfo};
 use lb_xdp::testkit::harness::{pin_dir, require_root};
 use lb_common::abi::{LAYOUT_VERSION, PINNED_MAPS, SCRATCH_MAPS};
 use lb_common::consts::{map_names, MAX_BACKENDS};
-use lb_xdp::adopt::LayoutMismatch;
+use lb_xdp::layout::LayoutMismatch;
 use lb_xdp::load;
 use lb_xdp::maps::Maps;
 
@@ -55,7 +55,7 @@ fn the_object_holds_the_pinned_table_and_the_declared_scratch_maps_only() {
     assert_eq!(pins(&dir), table_names(), "pinned: every table map, and no scratch map");
     for spec in PINNED_MAPS {
         let info = MapInfo::from_pin(dir.join(spec.name)).expect("pinned map info");
-        let entries = if load::SIZED_BY_FLOW_TABLE.contains(&spec.name) { FLOW_TABLE_SIZE } else { spec.max_entries };
+        let entries = if lb_xdp::layout::SIZED_BY_FLOW_TABLE.contains(&spec.name) { FLOW_TABLE_SIZE } else { spec.max_entries };
         assert_eq!(
             (info.map_type().unwrap() as u32, info.key_size(), info.value_size(), info.max_entries()),
             (spec.kind as u32, spec.key_size, spec.value_size, entries),

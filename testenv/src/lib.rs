@@ -23,6 +23,7 @@
 //! ```
 
 mod down;
+mod hosts;
 mod lb;
 mod lock;
 mod netns;

@@ -6,7 +6,7 @@ use crate::topology::{
     check_server_number, server_log, server_name, server_ns, server_pidfile, server_v4,
     switch_port, Host, DSR_MARKER, RUN_DIR, SWITCH_NS,
 };
-use crate::up::{add_host, hold_vips_on_loopback};
+use crate::hosts::{add_host, hold_vips_on_loopback};
 use crate::xdp_pass;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
