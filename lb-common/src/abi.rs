@@ -1,7 +1,7 @@
 //! The pinned-map ABI: the one list of the maps the XDP program and the daemon share,
 //! pinned by name under the daemon's `pin_path`, so `lb list` and a restarted daemon find
 //! them. Everything else is derived from [`pinned_maps!`]'s table: the XDP program's
-//! `#[map]` statics (lb-ebpf `maps.rs`), the name constants (`consts::map_names`),
+//! `#[map]` statics (lb-ebpf `maps.rs`), the name constants (`abi::map_names`),
 //! [`PINNED_MAPS`] (what the daemon checks pins against), and the daemon's typed handles
 //! (lb-user `dataplane::maps::Maps`). A map cannot be added, renamed or resized in one
 //! place and forgotten in another.
@@ -72,7 +72,7 @@ pub mod prelude {
 /// ```
 ///
 /// `LB_NAME` is the map's name (aya's `#[map]` takes it from the static's identifier, and
-/// the pin file is called so), `NAME` its constant in `consts::map_names`, `field` the
+/// the pin file is called so), `NAME` its constant in `abi::map_names`, `field` the
 /// daemon's handle in `Maps`, `Kind` one of [`MapKind`]'s variants (arrays are keyed by
 /// `u32`). Keep rows in the order they are best read in; bump [`LAYOUT_VERSION`] when an
 /// existing row changes.

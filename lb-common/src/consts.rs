@@ -70,8 +70,6 @@ pub const VIP_ADDR_SHARED_WITH_HOST: u32 = 1;
 /// Index of the single `GlobalConfig` entry.
 pub const CONFIG_KEY: u32 = 0;
 
-/// Pinned map names, one per row of the pinned-map table (`abi::pinned_maps!`).
-pub use crate::abi::map_names;
 
 /// Index of a service's sequence generation `gen` inside the flat `LB_SEQ` array.
 #[inline(always)]

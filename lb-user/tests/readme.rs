@@ -1180,3 +1180,165 @@ fn no_source_file_cites_files_outside_the_repository() {
     }
     report("the sources", "files outside the repository", &found);
 }
+
+/// Each workspace crate's layer in the diagram of `docs/architecture.md`, "Layering": a
+/// crate may depend only on crates of a lower layer.
+const CRATE_LAYERS: [(&str, u8); 10] = [
+    ("lb-common", 0),
+    ("lb-rawbpf", 0),
+    ("lb-ebpf", 1),
+    ("lb-config", 1),
+    ("testenv", 1),
+    ("lb-control", 2),
+    ("lb-xdp", 3),
+    ("lb-proxy", 3),
+    ("lb-user", 4),
+    ("xtask", 5),
+];
+
+/// The workspace crates a manifest depends on (normal and build dependencies; dev
+/// dependencies serve tests and may reach anywhere).
+fn workspace_dependencies(manifest: &str) -> Vec<String> {
+    let mut deps = Vec::new();
+    let mut in_deps = false;
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_deps = line == "[dependencies]" || line == "[build-dependencies]";
+            continue;
+        }
+        let Some((name, _)) = line.split_once('=') else { continue };
+        let name = name.trim();
+        if in_deps && CRATE_LAYERS.iter().any(|(c, _)| *c == name) {
+            deps.push(name.to_string());
+        }
+    }
+    deps
+}
+
+#[test]
+fn crates_depend_only_on_lower_layers_as_docs_architecture_draws_them() {
+    let layering = section(&read(ARCHITECTURE), "## Layering").expect("a Layering section");
+    let mut wrong = Vec::new();
+    for (krate, layer) in CRATE_LAYERS {
+        if !layering.contains(krate) {
+            wrong.push(format!("{krate} is not in the Layering section"));
+        }
+        for dep in workspace_dependencies(&read(&format!("{krate}/Cargo.toml"))) {
+            let dep_layer = CRATE_LAYERS.iter().find(|(c, _)| *c == dep).map(|(_, l)| *l).expect("a listed crate");
+            if dep_layer >= layer {
+                wrong.push(format!("{krate} (layer {layer}) depends on {dep} (layer {dep_layer})"));
+            }
+        }
+    }
+    let members = read("Cargo.toml");
+    for member in members.lines().find(|l| l.starts_with("members = ")).expect("a members line").split('"').skip(1).step_by(2) {
+        if !CRATE_LAYERS.iter().any(|(c, _)| *c == member) {
+            wrong.push(format!("workspace member {member} has no layer here"));
+        }
+    }
+    report(ARCHITECTURE, "crate layering", &wrong);
+}
+
+/// Which top-level modules of a crate each top-level module names (`crate::x`, or
+/// `super::x` from a file directly under `src/`).
+fn module_graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
+    fn files(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let mut all = Vec::new();
+    files(src, &mut all);
+    let module_of = |path: &Path| -> Option<String> {
+        let rel = path.strip_prefix(src).ok()?;
+        let first = rel.components().next()?.as_os_str().to_string_lossy().into_owned();
+        let name = first.trim_end_matches(".rs").to_string();
+        (name != "lib" && name != "main").then_some(name)
+    };
+    let modules: BTreeSet<String> = all.iter().filter_map(|p| module_of(p)).collect();
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for path in &all {
+        let Some(from) = module_of(path) else { continue };
+        let top_level_file = path.parent() == Some(src);
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        for prefix in ["crate::", "super::"] {
+            if prefix == "super::" && !top_level_file {
+                continue;
+            }
+            for (at, _) in text.match_indices(prefix) {
+                let rest = &text[at + prefix.len()..];
+                let names: Vec<String> = if let Some(group) = rest.strip_prefix('{') {
+                    group.split('}').next().unwrap_or("").split(',').map(|n| n.trim().split("::").next().unwrap_or("").to_string()).collect()
+                } else {
+                    vec![rest.split(|c: char| !c.is_alphanumeric() && c != '_').next().unwrap_or("").to_string()]
+                };
+                for to in names {
+                    if to != from && modules.contains(&to) {
+                        graph.entry(from.clone()).or_default().insert(to);
+                    }
+                }
+            }
+        }
+    }
+    graph
+}
+
+/// A cycle in `graph`, as the modules along it, if there is one.
+fn find_cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+    fn visit(
+        node: &str,
+        graph: &BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(i) = path.iter().position(|n| n == node) {
+            let mut cycle = path[i..].to_vec();
+            cycle.push(node.to_string());
+            return Some(cycle);
+        }
+        if done.contains(node) {
+            return None;
+        }
+        path.push(node.to_string());
+        for next in graph.get(node).into_iter().flatten() {
+            if let Some(c) = visit(next, graph, path, done) {
+                return Some(c);
+            }
+        }
+        path.pop();
+        done.insert(node.to_string());
+        None
+    }
+    let mut done = BTreeSet::new();
+    graph.keys().find_map(|n| visit(n, graph, &mut Vec::new(), &mut done))
+}
+
+#[test]
+fn no_crate_has_a_cycle_between_its_modules() {
+    let mut cycles = Vec::new();
+    for (krate, _) in CRATE_LAYERS {
+        let graph = module_graph(&workspace().join(krate).join("src"));
+        if let Some(cycle) = find_cycle(&graph) {
+            cycles.push(format!("{krate}: {}", cycle.join(" -> ")));
+        }
+    }
+    report(ARCHITECTURE, "module cycles", &cycles);
+}
+
+#[test]
+fn the_cycle_finder_finds_a_cycle_and_passes_a_tree() {
+    let graph = |edges: &[(&str, &str)]| {
+        let mut g: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (a, b) in edges {
+            g.entry(a.to_string()).or_default().insert(b.to_string());
+        }
+        g
+    };
+    assert_eq!(find_cycle(&graph(&[("a", "b"), ("b", "c"), ("a", "c")])), None);
+    assert_eq!(find_cycle(&graph(&[("a", "b"), ("b", "c"), ("c", "a")])).map(|c| c.len()), Some(4));
+}

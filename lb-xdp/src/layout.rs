@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use aya::maps::{Array, Map, MapData, MapInfo};
 use lb_common::abi::{MapSpec, LAYOUT_VERSION, PINNED_MAPS};
-use lb_common::consts::map_names;
+use lb_common::abi::map_names;
 use tracing::warn;
 
 /// The maps whose capacity is `flow_table_size`, set at load time over the object's.

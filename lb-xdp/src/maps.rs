@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, Context, Result};
 use aya::maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray};
 use aya::Ebpf;
-use lb_common::consts::map_names as n;
+use lb_common::abi::map_names as n;
 use lb_common::maps::*;
 
 /// A table row's kind as the daemon's handle on it. aya's `HashMap` also reads LRU hashes.
