@@ -57,8 +57,8 @@ pub mod prelude {
         MAX_BACKENDS, MAX_RATE_SOURCES, MAX_SERVICES, MAX_VIP_ADDRS, RING_GENERATIONS, RING_SIZE, SEQ_SIZE,
     };
     pub use crate::maps::{
-        BackendInfo, BackendMeta, Counters, FlowKey, FlowState, GlobalConfig, NatKey, NatValue, Outcomes,
-        ServiceMeta, SourceKey, Trial, VipAddrKey, VipInfo, VipKey,
+        BackendInfo, BackendMeta, Counters, FlowKey, FlowState, GlobalConfig, NatKey, NatValue, Outcomes, ServiceMeta,
+        SourceKey, Trial, VipAddrKey, VipInfo, VipKey,
     };
     pub use crate::ratelimit::{Bucket, RateLimit};
     pub use crate::reason::{ACTION_COUNT, DROP_REASON_COUNT};
@@ -227,6 +227,10 @@ mod tests {
     /// record the new fingerprint beside it.
     #[test]
     fn layout_fingerprint_is_recorded_with_its_version() {
-        assert_eq!((LAYOUT_VERSION, fingerprint()), (1, 0x150f_f92f_f647_f8be), "the pinned-map table changed: see abi.rs on LAYOUT_VERSION");
+        assert_eq!(
+            (LAYOUT_VERSION, fingerprint()),
+            (1, 0x150f_f92f_f647_f8be),
+            "the pinned-map table changed: see abi.rs on LAYOUT_VERSION"
+        );
     }
 }

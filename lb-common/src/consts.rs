@@ -70,7 +70,6 @@ pub const VIP_ADDR_SHARED_WITH_HOST: u32 = 1;
 /// Index of the single `GlobalConfig` entry.
 pub const CONFIG_KEY: u32 = 0;
 
-
 /// Index of a service's sequence generation `gen` inside the flat `LB_SEQ` array.
 #[inline(always)]
 pub const fn seq_base(service_id: u32, gen: u32) -> u32 {

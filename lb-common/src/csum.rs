@@ -22,11 +22,7 @@ pub const fn replace16(check: u16, old: u16, new: u16) -> u16 {
 /// As `replace16`, for a 32-bit field (two words).
 #[inline(always)]
 pub const fn replace32(check: u16, old: u32, new: u32) -> u16 {
-    let sum = (!check) as u32
-        + (!(old as u16)) as u32
-        + (!((old >> 16) as u16)) as u32
-        + (new & 0xffff)
-        + (new >> 16);
+    let sum = (!check) as u32 + (!(old as u16)) as u32 + (!((old >> 16) as u16)) as u32 + (new & 0xffff) + (new >> 16);
     !fold(sum)
 }
 
@@ -190,7 +186,11 @@ mod packet_tests {
         }
 
         fn check_at(&self) -> usize {
-            if self.udp { 6 } else { 16 }
+            if self.udp {
+                6
+            } else {
+                16
+            }
         }
 
         /// From scratch: IP header checksum, and L4 over the pseudo-header.

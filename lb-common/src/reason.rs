@@ -43,5 +43,4 @@ pub const DROP_REASON_NAMES: [&str; DROP_REASON_COUNT as usize] = [
 
 /// XDP action names, indexed by the action's value (`XDP_ABORTED` = 0 ... `XDP_REDIRECT` = 4).
 pub const ACTION_COUNT: u32 = 5;
-pub const ACTION_NAMES: [&str; ACTION_COUNT as usize] =
-    ["aborted", "drop", "pass", "tx", "redirect"];
+pub const ACTION_NAMES: [&str; ACTION_COUNT as usize] = ["aborted", "drop", "pass", "tx", "redirect"];

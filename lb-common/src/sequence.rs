@@ -7,7 +7,8 @@
 /// index appears weight/g times (g the gcd). Periods longer than `max` are scaled down
 /// (weights divided by a common factor, rounded, at least 1), so the shares stay close.
 pub fn smooth_weighted(weights: &[u32], max: usize) -> Vec<usize> {
-    let live: Vec<(usize, u64)> = weights.iter().enumerate().filter(|(_, w)| **w > 0).map(|(i, w)| (i, *w as u64)).collect();
+    let live: Vec<(usize, u64)> =
+        weights.iter().enumerate().filter(|(_, w)| **w > 0).map(|(i, w)| (i, *w as u64)).collect();
     if live.is_empty() {
         return Vec::new();
     }
@@ -38,7 +39,11 @@ pub fn smooth_weighted(weights: &[u32], max: usize) -> Vec<usize> {
 }
 
 fn gcd(a: u64, b: u64) -> u64 {
-    if b == 0 { a } else { gcd(b, a % b) }
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
 }
 
 #[cfg(test)]

@@ -108,12 +108,18 @@ pub struct DesiredBackend {
 impl DesiredBackend {
     /// May take new flows.
     pub fn in_rotation(&self) -> bool {
-        self.state == AdminState::Ready && self.weight > 0 && self.health != Health::Down && self.circuit == Circuit::Closed
+        self.state == AdminState::Ready
+            && self.weight > 0
+            && self.health != Health::Down
+            && self.circuit == Circuit::Closed
     }
 
     /// Out of rotation with its breaker half-open: may take the service's one trial flow.
     pub fn on_trial(&self) -> bool {
-        self.circuit == Circuit::HalfOpen && self.state == AdminState::Ready && self.weight > 0 && self.health != Health::Down
+        self.circuit == Circuit::HalfOpen
+            && self.state == AdminState::Ready
+            && self.weight > 0
+            && self.health != Health::Down
     }
 
     /// May keep the flows it has (ready or draining, not in maintenance, not down).

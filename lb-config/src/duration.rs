@@ -60,15 +60,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
         match (number.is_empty(), unit.is_empty()) {
             (false, true) if after_number.is_empty() => return Err(DurationError::MissingUnit),
             (true, false) => return Err(DurationError::MissingNumber(trimmed.to_string())),
-            (true, true) | (false, true) => {
-                return Err(DurationError::Malformed(trimmed.to_string()))
-            }
+            (true, true) | (false, true) => return Err(DurationError::Malformed(trimmed.to_string())),
             (false, false) => {}
         }
         let part = part_duration(number, unit, trimmed)?;
-        total = total
-            .checked_add(part)
-            .ok_or_else(|| DurationError::TooLarge(trimmed.to_string()))?;
+        total = total.checked_add(part).ok_or_else(|| DurationError::TooLarge(trimmed.to_string()))?;
         rest = after_unit;
     }
     Ok(total)
@@ -83,12 +79,7 @@ fn part_duration(number: &str, unit: &str, text: &str) -> Result<Duration, Durat
         "s" => 1_000,
         "m" => 60_000,
         "h" => 3_600_000,
-        _ => {
-            return Err(DurationError::UnknownUnit {
-                unit: unit.to_string(),
-                text: text.to_string(),
-            })
-        }
+        _ => return Err(DurationError::UnknownUnit { unit: unit.to_string(), text: text.to_string() }),
     };
     let millis = n.checked_mul(millis_per_unit).ok_or_else(too_large)?;
     Ok(Duration::from_millis(millis))
@@ -150,39 +141,17 @@ mod tests {
     fn a_number_without_unit_is_rejected_with_an_example() {
         assert_eq!(parse_duration("30"), Err(DurationError::MissingUnit));
         assert_eq!(parse_duration("1m30"), Err(DurationError::MissingUnit));
-        assert_eq!(
-            DurationError::MissingUnit.to_string(),
-            "duration needs a unit, e.g. \"2s\""
-        );
+        assert_eq!(DurationError::MissingUnit.to_string(), "duration needs a unit, e.g. \"2s\"");
     }
 
     #[test]
     fn malformed_durations_are_rejected() {
         assert_eq!(parse_duration(""), Err(DurationError::Empty));
-        assert_eq!(
-            parse_duration("s"),
-            Err(DurationError::MissingNumber("s".into()))
-        );
-        assert_eq!(
-            parse_duration("2d"),
-            Err(DurationError::UnknownUnit {
-                unit: "d".into(),
-                text: "2d".into()
-            })
-        );
-        assert_eq!(
-            parse_duration("2S"),
-            Err(DurationError::UnknownUnit {
-                unit: "S".into(),
-                text: "2S".into()
-            })
-        );
+        assert_eq!(parse_duration("s"), Err(DurationError::MissingNumber("s".into())));
+        assert_eq!(parse_duration("2d"), Err(DurationError::UnknownUnit { unit: "d".into(), text: "2d".into() }));
+        assert_eq!(parse_duration("2S"), Err(DurationError::UnknownUnit { unit: "S".into(), text: "2S".into() }));
         for text in ["1.5s", "-1s", "1m 30s", "+2s", "2s!"] {
-            assert_eq!(
-                parse_duration(text),
-                Err(DurationError::Malformed(text.into())),
-                "{text}"
-            );
+            assert_eq!(parse_duration(text), Err(DurationError::Malformed(text.into())), "{text}");
         }
     }
 

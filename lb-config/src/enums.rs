@@ -17,11 +17,7 @@ pub struct UnknownKeyword {
 
 impl fmt::Display for UnknownKeyword {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "unknown {} {:?}; expected one of ",
-            self.what, self.value
-        )?;
+        write!(f, "unknown {} {:?}; expected one of ", self.what, self.value)?;
         for (i, name) in self.expected.iter().enumerate() {
             let separator = if i == 0 { "" } else { ", " };
             write!(f, "{separator}{name:?}")?;
@@ -191,10 +187,7 @@ mod tests {
         }
         for &value in all {
             let name = value.to_string();
-            assert!(
-                T::from_str(&name).ok() == Some(value),
-                "FromStr disagrees on {name}"
-            );
+            assert!(T::from_str(&name).ok() == Some(value), "FromStr disagrees on {name}");
             let parsed: Wrapper<T> = toml::from_str(&format!("value = {name:?}")).unwrap();
             assert_eq!(parsed.value, value);
         }
@@ -219,15 +212,7 @@ mod tests {
         assert_eq!(Protocol::NAMES, ["tcp", "udp"]);
         assert_eq!(
             Algorithm::NAMES,
-            [
-                "maglev",
-                "source_hash",
-                "round_robin",
-                "weighted_round_robin",
-                "random",
-                "least_conn",
-                "p2c"
-            ]
+            ["maglev", "source_hash", "round_robin", "weighted_round_robin", "random", "least_conn", "p2c"]
         );
         assert_eq!(Forwarding::NAMES, ["nat", "dsr"]);
         assert_eq!(ProxyMode::NAMES, ["l4", "http"]);

@@ -79,20 +79,12 @@ impl<'a> Source<'a> {
 
     /// A diagnostic at the start of `span`.
     pub(super) fn at(&self, span: &Range<usize>, message: impl Into<String>) -> Diagnostic {
-        Diagnostic {
-            file: self.origin.to_string(),
-            position: Some(self.position(span.start)),
-            message: message.into(),
-        }
+        Diagnostic { file: self.origin.to_string(), position: Some(self.position(span.start)), message: message.into() }
     }
 
     /// A diagnostic about the file as a whole.
     pub(super) fn unplaced(&self, message: impl Into<String>) -> Diagnostic {
-        Diagnostic {
-            file: self.origin.to_string(),
-            position: None,
-            message: message.into(),
-        }
+        Diagnostic { file: self.origin.to_string(), position: None, message: message.into() }
     }
 
     /// A diagnostic from the TOML parser or from serde (syntax, type, unknown or missing key).
@@ -100,9 +92,7 @@ impl<'a> Source<'a> {
         let message = plain_words(error.message());
         match error.span() {
             Some(span) => {
-                let hint = message
-                    .ends_with("expected a sequence")
-                    .then(|| self.single_brackets_hint(&span));
+                let hint = message.ends_with("expected a sequence").then(|| self.single_brackets_hint(&span));
                 let message = hint.flatten().unwrap_or(message);
                 self.at(&span, message)
             }
@@ -114,19 +104,13 @@ impl<'a> Source<'a> {
     /// expected a sequence" does not say what to write. Only array-of-tables keys (`service`,
     /// `service.backend`) produce a sequence error at a `[header]`.
     fn single_brackets_hint(&self, span: &Range<usize>) -> Option<String> {
-        let (header, _) = self
-            .text
-            .get(span.clone())?
-            .strip_prefix('[')?
-            .split_once(']')?;
+        let (header, _) = self.text.get(span.clone())?.strip_prefix('[')?.split_once(']')?;
         if header.starts_with('[') {
             return None;
         }
         let header = header.trim();
         let entry = header.rsplit('.').next().unwrap_or(header);
-        Some(format!(
-            "[{header}] must be written [[{header}]], once per {entry}"
-        ))
+        Some(format!("[{header}] must be written [[{header}]], once per {entry}"))
     }
 
     /// 1-based line and column of a byte offset. Offsets past the end (or inside a character,
@@ -157,17 +141,11 @@ impl<'a> Source<'a> {
 /// serde speaks of fields and variants; people editing a TOML file see keys and values.
 /// Multi-line parser messages are joined so every diagnostic stays on one line.
 fn plain_words(message: &str) -> String {
-    let one_line = message
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>();
+    let one_line = message.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>();
     let joined = one_line.join(": ");
-    for (serde_words, toml_words) in [
-        ("unknown field", "unknown key"),
-        ("missing field", "missing key"),
-        ("unknown variant", "unknown value"),
-    ] {
+    for (serde_words, toml_words) in
+        [("unknown field", "unknown key"), ("missing field", "missing key"), ("unknown variant", "unknown value")]
+    {
         if let Some(rest) = joined.strip_prefix(serde_words) {
             return format!("{toml_words}{rest}");
         }
@@ -198,18 +176,12 @@ mod tests {
             source.at(&(0..1), "first"),
             source.unplaced("whole file"),
         ]);
-        assert_eq!(
-            error.to_string(),
-            "lb.toml: whole file\nlb.toml:1:1: first\nlb.toml:3:1: third"
-        );
+        assert_eq!(error.to_string(), "lb.toml: whole file\nlb.toml:1:1: first\nlb.toml:3:1: third");
     }
 
     #[test]
     fn serde_wording_becomes_toml_wording_on_one_line() {
-        assert_eq!(
-            plain_words("unknown field `x`, expected `y`"),
-            "unknown key `x`, expected `y`"
-        );
+        assert_eq!(plain_words("unknown field `x`, expected `y`"), "unknown key `x`, expected `y`");
         assert_eq!(plain_words("missing field `name`"), "missing key `name`");
         assert_eq!(
             plain_words("invalid table header\nduplicate key `daemon`\n"),

@@ -30,14 +30,12 @@ use std::path::Path;
 
 pub use duration::{format_duration, parse_duration, DurationError};
 pub use enums::{
-    AdminState, Algorithm, Forwarding, HealthCheckType, Mode, Protocol, ProxyMode, UnknownKeyword,
-    XdpAttach,
+    AdminState, Algorithm, Forwarding, HealthCheckType, Mode, Protocol, ProxyMode, UnknownKeyword, XdpAttach,
 };
 pub use error::{ConfigError, Diagnostic, Position};
 pub use model::{
-    Backend, Config, Daemon, HealthCheck, Pool, Service, DEFAULT_WEIGHT, MAX_BACKENDS,
-    MAX_IDLE_PER_BACKEND, MAX_SERVICES, MAX_SERVICE_NAME_LEN, MAX_WEIGHT, MAX_WORKERS,
-    MIN_FLOW_TABLE_SIZE,
+    Backend, Config, Daemon, HealthCheck, Pool, Service, DEFAULT_WEIGHT, MAX_BACKENDS, MAX_IDLE_PER_BACKEND,
+    MAX_SERVICES, MAX_SERVICE_NAME_LEN, MAX_WEIGHT, MAX_WORKERS, MIN_FLOW_TABLE_SIZE,
 };
 pub use ports::{PortRange, PortRangeError};
 pub use protection::{CircuitBreaker, RateLimit, MAX_RATE};
@@ -54,9 +52,7 @@ impl Config {
             Ok(text) => Self::from_str(&text, &origin),
             Err(e) => {
                 let source = Source::new(&origin, "");
-                Err(ConfigError::new(vec![
-                    source.unplaced(format!("cannot read: {e}"))
-                ]))
+                Err(ConfigError::new(vec![source.unplaced(format!("cannot read: {e}"))]))
             }
         }
     }
@@ -64,8 +60,7 @@ impl Config {
     /// Parses and validates `text`; `origin` is the file name used in messages.
     pub fn from_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
         let source = Source::new(origin, text);
-        let raw: RawConfig =
-            toml::from_str(text).map_err(|e| ConfigError::new(vec![source.parse_error(&e)]))?;
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::new(vec![source.parse_error(&e)]))?;
         validate::validate(&raw, &source)
     }
 }

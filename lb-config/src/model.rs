@@ -8,9 +8,7 @@ use std::{
 };
 
 use super::{
-    enums::{
-        AdminState, Algorithm, Forwarding, HealthCheckType, Mode, Protocol, ProxyMode, XdpAttach,
-    },
+    enums::{AdminState, Algorithm, Forwarding, HealthCheckType, Mode, Protocol, ProxyMode, XdpAttach},
     ports::PortRange,
     status::StatusRanges,
 };
@@ -162,10 +160,7 @@ pub struct Pool {
 
 impl Default for Pool {
     fn default() -> Self {
-        Self {
-            max_idle_per_backend: 32,
-            idle_timeout: Duration::from_secs(60),
-        }
+        Self { max_idle_per_backend: 32, idle_timeout: Duration::from_secs(60) }
     }
 }
 
@@ -183,11 +178,7 @@ pub struct Backend {
 impl Backend {
     /// A backend with the default weight and state (as an agent registration starts).
     pub fn new(address: SocketAddr) -> Self {
-        Self {
-            address,
-            weight: DEFAULT_WEIGHT,
-            state: AdminState::Ready,
-        }
+        Self { address, weight: DEFAULT_WEIGHT, state: AdminState::Ready }
     }
 }
 

@@ -29,10 +29,7 @@ impl Default for PortRange {
     /// 20000-32767: below the kernel's default ephemeral range (32768-60999), so the LB's own
     /// connections never pick a port that NAT flows use.
     fn default() -> Self {
-        Self {
-            start: 20_000,
-            end: 32_767,
-        }
+        Self { start: 20_000, end: 32_767 }
     }
 }
 
@@ -59,10 +56,7 @@ impl fmt::Display for PortRangeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Syntax => {
-                write!(
-                    f,
-                    "expected \"START-END\" or one port, with ports 1-65535, e.g. \"20000-32767\""
-                )
+                write!(f, "expected \"START-END\" or one port, with ports 1-65535, e.g. \"20000-32767\"")
             }
             Self::ZeroPort => write!(f, "port 0 cannot be used; ranges start at 1 or above"),
             Self::Reversed { start, end } => write!(f, "start {start} is greater than end {end}"),
@@ -109,21 +103,9 @@ mod tests {
 
     #[test]
     fn ranges_and_single_ports_parse() {
-        assert_eq!(
-            "20000-32767".parse(),
-            Ok(PortRange {
-                start: 20_000,
-                end: 32_767
-            })
-        );
+        assert_eq!("20000-32767".parse(), Ok(PortRange { start: 20_000, end: 32_767 }));
         assert_eq!(" 1 - 2 ".parse(), Ok(PortRange { start: 1, end: 2 }));
-        assert_eq!(
-            "4000".parse(),
-            Ok(PortRange {
-                start: 4000,
-                end: 4000
-            })
-        );
+        assert_eq!("4000".parse(), Ok(PortRange { start: 4000, end: 4000 }));
         assert_eq!("1-65535".parse::<PortRange>().map(|r| r.len()), Ok(65_535));
     }
 
@@ -131,19 +113,9 @@ mod tests {
     fn zero_reversed_and_malformed_ranges_are_rejected() {
         assert_eq!("0-100".parse::<PortRange>(), Err(PortRangeError::ZeroPort));
         assert_eq!("0".parse::<PortRange>(), Err(PortRangeError::ZeroPort));
-        assert_eq!(
-            "32767-20000".parse::<PortRange>(),
-            Err(PortRangeError::Reversed {
-                start: 32_767,
-                end: 20_000
-            })
-        );
+        assert_eq!("32767-20000".parse::<PortRange>(), Err(PortRangeError::Reversed { start: 32_767, end: 20_000 }));
         for text in ["", "-", "a-b", "1-", "-5", "1-2-3", "65536", "+1-2", "1..2"] {
-            assert_eq!(
-                text.parse::<PortRange>(),
-                Err(PortRangeError::Syntax),
-                "{text:?}"
-            );
+            assert_eq!(text.parse::<PortRange>(), Err(PortRangeError::Syntax), "{text:?}");
         }
     }
 

@@ -12,9 +12,7 @@ use std::{fmt, path::PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::enums::{
-    AdminState, Algorithm, Forwarding, HealthCheckType, Mode, Protocol, ProxyMode, XdpAttach,
-};
+use super::enums::{AdminState, Algorithm, Forwarding, HealthCheckType, Mode, Protocol, ProxyMode, XdpAttach};
 
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]

@@ -15,9 +15,7 @@ pub struct StatusRanges {
 
 impl StatusRanges {
     pub fn contains(&self, code: u16) -> bool {
-        self.ranges
-            .iter()
-            .any(|&(first, last)| (first..=last).contains(&code))
+        self.ranges.iter().any(|&(first, last)| (first..=last).contains(&code))
     }
 
     /// The inclusive ranges, in the order written (a single code is `(code, code)`).
@@ -29,9 +27,7 @@ impl StatusRanges {
 impl Default for StatusRanges {
     /// 200-399: success and redirects, as most load balancers do.
     fn default() -> Self {
-        Self {
-            ranges: vec![(200, 399)],
-        }
+        Self { ranges: vec![(200, 399)] }
     }
 }
 
@@ -78,10 +74,7 @@ impl FromStr for StatusRanges {
     type Err = StatusRangesError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let ranges = text
-            .split(',')
-            .map(parse_range)
-            .collect::<Result<Vec<_>, _>>()?;
+        let ranges = text.split(',').map(parse_range).collect::<Result<Vec<_>, _>>()?;
         Ok(Self { ranges })
     }
 }
@@ -152,26 +145,10 @@ mod tests {
     #[test]
     fn malformed_lists_are_rejected() {
         for text in ["", "ok", "200,", ",200", "200-", "2xx", "200;204", "+200"] {
-            assert_eq!(
-                text.parse::<StatusRanges>(),
-                Err(StatusRangesError::Syntax),
-                "{text:?}"
-            );
+            assert_eq!(text.parse::<StatusRanges>(), Err(StatusRangesError::Syntax), "{text:?}");
         }
-        assert_eq!(
-            "99".parse::<StatusRanges>(),
-            Err(StatusRangesError::OutOfRange(99))
-        );
-        assert_eq!(
-            "200-600".parse::<StatusRanges>(),
-            Err(StatusRangesError::OutOfRange(600))
-        );
-        assert_eq!(
-            "399-200".parse::<StatusRanges>(),
-            Err(StatusRangesError::Reversed {
-                first: 399,
-                last: 200
-            })
-        );
+        assert_eq!("99".parse::<StatusRanges>(), Err(StatusRangesError::OutOfRange(99)));
+        assert_eq!("200-600".parse::<StatusRanges>(), Err(StatusRangesError::OutOfRange(600)));
+        assert_eq!("399-200".parse::<StatusRanges>(), Err(StatusRangesError::Reversed { first: 399, last: 200 }));
     }
 }

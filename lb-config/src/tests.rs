@@ -322,17 +322,8 @@ fn contract_example_parses_with_every_value_as_written() {
     assert_eq!(daemon.pin_path, PathBuf::from("/sys/fs/bpf/lb"));
     assert_eq!(daemon.state_file, PathBuf::from("/var/lib/lb/state.json"));
     assert_eq!(daemon.snat_ipv4, Some(Ipv4Addr::new(172, 20, 0, 10)));
-    assert_eq!(
-        daemon.snat_ipv6,
-        Some("fd00:20::10".parse::<Ipv6Addr>().unwrap())
-    );
-    assert_eq!(
-        daemon.snat_ports,
-        PortRange {
-            start: 20_000,
-            end: 32_767
-        }
-    );
+    assert_eq!(daemon.snat_ipv6, Some("fd00:20::10".parse::<Ipv6Addr>().unwrap()));
+    assert_eq!(daemon.snat_ports, PortRange { start: 20_000, end: 32_767 });
     assert_eq!(daemon.flow_table_size, 1_048_576);
     assert_eq!(daemon.tcp_idle_timeout, secs(300));
     assert_eq!(daemon.udp_idle_timeout, secs(30));
@@ -361,14 +352,7 @@ fn contract_example_parses_with_every_value_as_written() {
 
     assert_eq!(web.pool, Pool::default());
 
-    assert_eq!(
-        web.backends,
-        [Backend {
-            address: addr("172.20.0.11:80"),
-            weight: 1,
-            state: AdminState::Ready
-        }]
-    );
+    assert_eq!(web.backends, [Backend { address: addr("172.20.0.11:80"), weight: 1, state: AdminState::Ready }]);
 }
 
 #[test]
@@ -385,13 +369,7 @@ fn minimal_service_gets_every_default() {
     assert_eq!(daemon.state_file, PathBuf::from("/var/lib/lb/state.json"));
     assert_eq!(daemon.snat_ipv4, None);
     assert_eq!(daemon.snat_ipv6, None);
-    assert_eq!(
-        daemon.snat_ports,
-        PortRange {
-            start: 20_000,
-            end: 32_767
-        }
-    );
+    assert_eq!(daemon.snat_ports, PortRange { start: 20_000, end: 32_767 });
     assert_eq!(daemon.flow_table_size, 1_048_576);
     assert_eq!(daemon.tcp_idle_timeout, secs(300));
     assert_eq!(daemon.udp_idle_timeout, secs(30));
@@ -421,27 +399,14 @@ fn minimal_service_gets_every_default() {
     assert_eq!(pool.idle_timeout, secs(60));
     assert_eq!(*pool, Pool::default());
 
-    assert_eq!(
-        web.backends,
-        [Backend {
-            address: addr("172.20.0.11:80"),
-            weight: 1,
-            state: AdminState::Ready
-        }]
-    );
+    assert_eq!(web.backends, [Backend { address: addr("172.20.0.11:80"), weight: 1, state: AdminState::Ready }]);
     assert_eq!(web.backends[0], Backend::new(addr("172.20.0.11:80")));
 }
 
 #[test]
 fn empty_file_is_a_default_daemon_with_no_services() {
     let config = parse("");
-    assert_eq!(
-        config,
-        Config {
-            daemon: Daemon::default(),
-            services: vec![]
-        }
-    );
+    assert_eq!(config, Config { daemon: Daemon::default(), services: vec![] });
 }
 
 #[test]
@@ -456,10 +421,7 @@ address = "[fd00:20::11]:80"
     );
     assert_eq!(config.services[0].vip, addr("[fd00:20::100]:80"));
     assert!(config.services[0].vip.is_ipv6());
-    assert_eq!(
-        config.services[0].backends[0].address,
-        addr("[fd00:20::11]:80")
-    );
+    assert_eq!(config.services[0].backends[0].address, addr("[fd00:20::11]:80"));
 }
 
 #[test]
@@ -501,23 +463,12 @@ backend = [{ address = "172.20.0.13:53" }]
     let names: Vec<&str> = config.services.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["web", "dns"]);
     let web = &config.services[0];
-    assert_eq!(
-        (web.algorithm, web.forwarding),
-        (Algorithm::SourceHash, Forwarding::Dsr)
-    );
+    assert_eq!((web.algorithm, web.forwarding), (Algorithm::SourceHash, Forwarding::Dsr));
     assert_eq!(
         web.backends,
         [
-            Backend {
-                address: addr("172.20.0.12:80"),
-                weight: 0,
-                state: AdminState::Drain
-            },
-            Backend {
-                address: addr("172.20.0.11:80"),
-                weight: 10_000,
-                state: AdminState::Maint
-            },
+            Backend { address: addr("172.20.0.12:80"), weight: 0, state: AdminState::Drain },
+            Backend { address: addr("172.20.0.11:80"), weight: 10_000, state: AdminState::Maint },
         ]
     );
     let dns = &config.services[1];
@@ -557,14 +508,8 @@ timeout = "250ms"
     );
     assert_eq!(config.daemon.tcp_idle_timeout, secs(3600));
     assert_eq!(config.daemon.udp_idle_timeout, secs(90));
-    assert_eq!(
-        config.services[0].health_check.interval,
-        Duration::from_millis(500)
-    );
-    assert_eq!(
-        config.services[0].health_check.timeout,
-        Duration::from_millis(250)
-    );
+    assert_eq!(config.services[0].health_check.interval, Duration::from_millis(500));
+    assert_eq!(config.services[0].health_check.timeout, Duration::from_millis(250));
 }
 
 #[test]
@@ -582,13 +527,7 @@ health_check = { interval = "1s", timeout = "1s" }
 #[test]
 fn snat_ports_accepts_a_single_port() {
     let config = parse("[daemon]\nsnat_ports = \"40000\"\n");
-    assert_eq!(
-        config.daemon.snat_ports,
-        PortRange {
-            start: 40_000,
-            end: 40_000
-        }
-    );
+    assert_eq!(config.daemon.snat_ports, PortRange { start: 40_000, end: 40_000 });
 }
 
 #[test]
@@ -613,33 +552,20 @@ health_check = { type = "http", expected_status = 204 }
 #[test]
 fn service_name_of_47_allowed_characters_is_accepted() {
     let name = format!("{}_.-9", "a".repeat(MAX_SERVICE_NAME_LEN - 4));
-    let config = parse(&format!(
-        "[[service]]\nname = \"{name}\"\nvip = \"172.20.0.100:80\"\n"
-    ));
+    let config = parse(&format!("[[service]]\nname = \"{name}\"\nvip = \"172.20.0.100:80\"\n"));
     assert_eq!(config.services[0].name.len(), 47);
 }
 
 #[test]
 fn the_most_services_and_4096_backends_are_accepted() {
-    let config = parse(&services_with_backends(
-        MAX_SERVICES,
-        MAX_BACKENDS / MAX_SERVICES,
-    ));
+    let config = parse(&services_with_backends(MAX_SERVICES, MAX_BACKENDS / MAX_SERVICES));
     assert_eq!(config.services.len(), MAX_SERVICES);
-    assert_eq!(
-        config
-            .services
-            .iter()
-            .map(|s| s.backends.len())
-            .sum::<usize>(),
-        4096
-    );
+    assert_eq!(config.services.iter().map(|s| s.backends.len()).sum::<usize>(), 4096);
 }
 
 #[test]
 fn xdp_mode_with_an_interface_is_accepted() {
-    let config =
-        parse("[daemon]\nmode = \"xdp\"\ninterface = \"eth0\"\nxdp_attach = \"generic\"\n");
+    let config = parse("[daemon]\nmode = \"xdp\"\ninterface = \"eth0\"\nxdp_attach = \"generic\"\n");
     assert_eq!(config.daemon.mode, Mode::Xdp);
     assert_eq!(config.daemon.xdp_attach, XdpAttach::Generic);
 }
@@ -647,9 +573,8 @@ fn xdp_mode_with_an_interface_is_accepted() {
 #[test]
 fn every_algorithm_is_accepted() {
     for &algorithm in Algorithm::ALL {
-        let config = parse(&format!(
-            "[[service]]\nname = \"web\"\nvip = \"172.20.0.100:80\"\nalgorithm = \"{algorithm}\"\n"
-        ));
+        let config =
+            parse(&format!("[[service]]\nname = \"web\"\nvip = \"172.20.0.100:80\"\nalgorithm = \"{algorithm}\"\n"));
         assert_eq!(config.services[0].algorithm, algorithm);
     }
     assert_eq!(Algorithm::ALL.len(), 7);
@@ -691,20 +616,8 @@ vip = "172.20.0.100:81"
 pool = { idle_timeout = "5s" }
 "#,
     );
-    assert_eq!(
-        config.services[0].pool,
-        Pool {
-            max_idle_per_backend: 10_000,
-            idle_timeout: secs(90)
-        }
-    );
-    assert_eq!(
-        config.services[1].pool,
-        Pool {
-            max_idle_per_backend: 32,
-            idle_timeout: secs(5)
-        }
-    );
+    assert_eq!(config.services[0].pool, Pool { max_idle_per_backend: 10_000, idle_timeout: secs(90) });
+    assert_eq!(config.services[1].pool, Pool { max_idle_per_backend: 32, idle_timeout: secs(5) });
 }
 
 #[test]
@@ -721,11 +634,7 @@ pool = { max_idle_per_backend = 0 }
 
 #[test]
 fn unspecified_vip_is_accepted_with_modes_auto_and_proxy() {
-    for daemon in [
-        "",
-        "[daemon]\nmode = \"auto\"\n",
-        "[daemon]\nmode = \"proxy\"\n",
-    ] {
+    for daemon in ["", "[daemon]\nmode = \"auto\"\n", "[daemon]\nmode = \"proxy\"\n"] {
         let config = parse(&format!(
             r#"{daemon}[[service]]
 name = "web"
@@ -747,11 +656,7 @@ address = "[fd00:20::11]:80"
 #[test]
 fn service_name_limit_matches_the_pinned_map_field() {
     let meta = lb_common::maps::ServiceMeta::default();
-    assert_eq!(
-        meta.name.len(),
-        MAX_SERVICE_NAME_LEN + 1,
-        "the name field keeps a NUL"
-    );
+    assert_eq!(meta.name.len(), MAX_SERVICE_NAME_LEN + 1, "the name field keeps a NUL");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -761,10 +666,7 @@ fn service_name_limit_matches_the_pinned_map_field() {
 #[test]
 fn unknown_daemon_key_is_rejected_at_the_key() {
     let message = error("[daemon]\nmode = \"auto\"\nsnat_port = \"1-2\"\n");
-    assert!(
-        message.starts_with("lb.toml:3:1: unknown key `snat_port`, expected one of `interface`, "),
-        "{message}"
-    );
+    assert!(message.starts_with("lb.toml:3:1: unknown key `snat_port`, expected one of `interface`, "), "{message}");
     assert!(message.contains("`snat_ports`"), "{message}");
 }
 
@@ -777,10 +679,7 @@ vip = "172.20.0.100:80"
   port = 80
 "#,
     );
-    assert!(
-        message.starts_with("lb.toml:4:3: unknown key `port`, expected one of `name`, `vip`, "),
-        "{message}"
-    );
+    assert!(message.starts_with("lb.toml:4:3: unknown key `port`, expected one of `name`, `vip`, "), "{message}");
 }
 
 #[test]
@@ -794,10 +693,7 @@ type = "tcp"
 retries = 3
 "#,
     );
-    assert!(
-        message.starts_with("lb.toml:6:1: unknown key `retries`, expected one of `type`, "),
-        "{message}"
-    );
+    assert!(message.starts_with("lb.toml:6:1: unknown key `retries`, expected one of `type`, "), "{message}");
 }
 
 #[test]
@@ -850,10 +746,7 @@ tcp_idle_timeout = "300"
 udp_idle_timeout = 30
 "#
         ),
-        [
-            "lb.toml:2:20: duration needs a unit, e.g. \"2s\"",
-            "lb.toml:3:20: duration needs a unit, e.g. \"2s\"",
-        ]
+        ["lb.toml:2:20: duration needs a unit, e.g. \"2s\"", "lb.toml:3:20: duration needs a unit, e.g. \"2s\"",]
     );
 }
 
@@ -869,10 +762,7 @@ interval = "0s"
 timeout = "0ms"
 "#
         ),
-        [
-            "lb.toml:5:12: interval must be greater than 0",
-            "lb.toml:6:11: timeout must be greater than 0"
-        ]
+        ["lb.toml:5:12: interval must be greater than 0", "lb.toml:6:11: timeout must be greater than 0"]
     );
 }
 
@@ -888,10 +778,7 @@ healthy_threshold = 0
 unhealthy_threshold = 0
 "#
         ),
-        [
-            "lb.toml:5:21: healthy_threshold must be at least 1",
-            "lb.toml:6:23: unhealthy_threshold must be at least 1",
-        ]
+        ["lb.toml:5:21: healthy_threshold must be at least 1", "lb.toml:6:23: unhealthy_threshold must be at least 1",]
     );
 }
 
@@ -919,9 +806,7 @@ path = "healthz"
 fn service_name_longer_than_47_bytes_is_rejected_at_the_name() {
     let name = "a".repeat(48);
     assert_eq!(
-        error(&format!(
-            "[[service]]\nname = \"{name}\"\nvip = \"172.20.0.100:80\"\n"
-        )),
+        error(&format!("[[service]]\nname = \"{name}\"\nvip = \"172.20.0.100:80\"\n")),
         format!("lb.toml:2:8: service name \"{name}\" is 48 bytes long; at most 47 are allowed")
     );
 }
@@ -1009,10 +894,7 @@ fn invalid_interface_name_is_rejected_at_the_value() {
         errors("[daemon]\ninterface = \"a-very-long-nic-name\"\n"),
         ["lb.toml:2:13: interface name \"a-very-long-nic-name\" is longer than 15 bytes"]
     );
-    assert_eq!(
-        error("[daemon]\ninterface = \"eth 0\"\n"),
-        "lb.toml:2:13: \"eth 0\" is not a valid interface name"
-    );
+    assert_eq!(error("[daemon]\ninterface = \"eth 0\"\n"), "lb.toml:2:13: \"eth 0\" is not a valid interface name");
 }
 
 #[test]
@@ -1042,10 +924,7 @@ connect_timeout = "0s"
 drain_timeout = "0ms"
 "#
         ),
-        [
-            "lb.toml:2:19: connect_timeout must be greater than 0",
-            "lb.toml:3:17: drain_timeout must be greater than 0",
-        ]
+        ["lb.toml:2:19: connect_timeout must be greater than 0", "lb.toml:3:17: drain_timeout must be greater than 0",]
     );
 }
 
@@ -1053,10 +932,7 @@ drain_timeout = "0ms"
 fn connect_and_drain_timeouts_without_unit_are_rejected_at_their_values() {
     assert_eq!(
         errors("[daemon]\nconnect_timeout = 2\ndrain_timeout = \"10\"\n"),
-        [
-            "lb.toml:2:19: duration needs a unit, e.g. \"2s\"",
-            "lb.toml:3:17: duration needs a unit, e.g. \"2s\"",
-        ]
+        ["lb.toml:2:19: duration needs a unit, e.g. \"2s\"", "lb.toml:3:17: duration needs a unit, e.g. \"2s\"",]
     );
 }
 
@@ -1100,10 +976,7 @@ fn xdp_mode_without_interface_still_rejects_an_unspecified_vip() {
 fn more_than_128_services_are_rejected_at_the_129th() {
     let text = services_with_backends(MAX_SERVICES + 1, 0);
     // Each service is 3 lines: the 129th starts on line 128 * 3 + 1, its name is on the next.
-    assert_eq!(
-        error(&text),
-        "lb.toml:386:8: too many services: 129 defined, at most 128 are supported"
-    );
+    assert_eq!(error(&text), "lb.toml:386:8: too many services: 129 defined, at most 128 are supported");
 }
 
 #[test]
@@ -1122,15 +995,10 @@ fn more_than_4096_backends_in_total_are_rejected_at_the_4097th() {
 fn services_with_backends(services: usize, backends: usize) -> String {
     let mut text = String::new();
     for s in 0..services {
-        text.push_str(&format!(
-            "[[service]]\nname = \"s{s}\"\nvip = \"10.0.0.1:{}\"\n",
-            1000 + s
-        ));
+        text.push_str(&format!("[[service]]\nname = \"s{s}\"\nvip = \"10.0.0.1:{}\"\n", 1000 + s));
         for b in 0..backends {
             let (hi, lo) = (b / 256, b % 256);
-            text.push_str(&format!(
-                "[[service.backend]]\naddress = \"10.1.{hi}.{lo}:80\"\n"
-            ));
+            text.push_str(&format!("[[service.backend]]\naddress = \"10.1.{hi}.{lo}:80\"\n"));
         }
     }
     text
@@ -1184,11 +1052,7 @@ vip = "172.20.0.100:80"
 
 #[test]
 fn display_prints_one_error_per_line() {
-    let error = Config::from_str(
-        "[daemon]\nflow_table_size = 1\nsnat_ports = \"0\"\n",
-        "etc/lb.toml",
-    )
-    .unwrap_err();
+    let error = Config::from_str("[daemon]\nflow_table_size = 1\nsnat_ports = \"0\"\n", "etc/lb.toml").unwrap_err();
     assert_eq!(
         error.to_string(),
         "etc/lb.toml:2:19: flow_table_size 1 is too small; the minimum is 1024\n\
@@ -1211,10 +1075,7 @@ fn from_file_names_the_file_in_messages() {
     let valid = Config::from_file(&path);
     std::fs::remove_dir_all(&dir).unwrap();
 
-    let expected = format!(
-        "{}:2:19: flow_table_size 1 is too small; the minimum is 1024",
-        path.display()
-    );
+    let expected = format!("{}:2:19: flow_table_size 1 is too small; the minimum is 1024", path.display());
     assert_eq!(result.unwrap_err().to_string(), expected);
     assert_eq!(valid.unwrap().services[0].name, "web");
 }
@@ -1225,10 +1086,7 @@ fn unreadable_file_is_reported_without_a_position() {
     let error = Config::from_file(path).unwrap_err();
     assert_eq!(error.diagnostics().len(), 1);
     assert_eq!(error.diagnostics()[0].position, None);
-    assert_eq!(
-        error.to_string(),
-        "/nonexistent/lb.toml: cannot read: No such file or directory (os error 2)"
-    );
+    assert_eq!(error.to_string(), "/nonexistent/lb.toml: cannot read: No such file or directory (os error 2)");
 }
 
 const PROTECTED: &str = r#"[[service]]
@@ -1264,7 +1122,9 @@ fn rate_limit_errors_point_at_the_value() {
     );
     assert_eq!(
         error(&format!("{PROTECTED}[service.rate_limit]\nper_source_new_flows_per_second = 2000000\n")),
-        format!("{FILE}:5:35: per_source_new_flows_per_second 2000000 is too large; the maximum is 1000000 (0: no limit)")
+        format!(
+            "{FILE}:5:35: per_source_new_flows_per_second 2000000 is too large; the maximum is 1000000 (0: no limit)"
+        )
     );
     assert_eq!(
         error(&format!("{PROTECTED}[service.rate_limit]\nnew_flows_per_second = 5\nburst = 0\n")),

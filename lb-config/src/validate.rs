@@ -22,38 +22,25 @@ use super::{
     enums::{Forwarding, HealthCheckType, Mode, Protocol, ProxyMode},
     error::{ConfigError, Diagnostic, Source},
     model::{
-        Backend, Config, Daemon, HealthCheck, Pool, Service, DEFAULT_WEIGHT, MAX_BACKENDS,
-        MAX_IDLE_PER_BACKEND, MAX_SERVICES, MAX_SERVICE_NAME_LEN, MAX_WEIGHT, MAX_WORKERS,
-        MIN_FLOW_TABLE_SIZE,
+        Backend, Config, Daemon, HealthCheck, Pool, Service, DEFAULT_WEIGHT, MAX_BACKENDS, MAX_IDLE_PER_BACKEND,
+        MAX_SERVICES, MAX_SERVICE_NAME_LEN, MAX_WEIGHT, MAX_WORKERS, MIN_FLOW_TABLE_SIZE,
     },
     ports::PortRange,
     protection::{self, CircuitBreaker, RateLimit},
     schema::{
-        RawBackend, RawCircuitBreaker, RawConfig, RawDaemon, RawHealthCheck, RawPool,
-        RawRateLimit, RawService, TextOrNumber,
+        RawBackend, RawCircuitBreaker, RawConfig, RawDaemon, RawHealthCheck, RawPool, RawRateLimit, RawService,
+        TextOrNumber,
     },
     status::StatusRanges,
 };
 
 /// Validates a parsed file; `Ok` only if nothing at all is wrong.
 pub(super) fn validate(raw: &RawConfig, source: &Source<'_>) -> Result<Config, ConfigError> {
-    let mut validator = Validator {
-        source,
-        diagnostics: Vec::new(),
-    };
+    let mut validator = Validator { source, diagnostics: Vec::new() };
     let daemon = validator.daemon(&raw.daemon);
     // A written mode is a valid keyword even when `daemon` rejected it (xdp, no interface).
-    let mode = raw
-        .daemon
-        .mode
-        .as_ref()
-        .map(|m| *m.get_ref())
-        .unwrap_or_default();
-    let services: Vec<Option<Service>> = raw
-        .services
-        .iter()
-        .map(|s| validator.service(s, mode))
-        .collect();
+    let mode = raw.daemon.mode.as_ref().map(|m| *m.get_ref()).unwrap_or_default();
+    let services: Vec<Option<Service>> = raw.services.iter().map(|s| validator.service(s, mode)).collect();
     validator.unique_service_names(&raw.services);
     validator.unique_vips(&raw.services);
     validator.within_limits(&raw.services);
@@ -72,11 +59,7 @@ impl Validator<'_> {
     }
 
     /// Converts a value, reporting a failure at its position.
-    fn required<R, T>(
-        &mut self,
-        raw: &Spanned<R>,
-        convert: impl FnOnce(&R) -> Result<T, String>,
-    ) -> Option<T> {
+    fn required<R, T>(&mut self, raw: &Spanned<R>, convert: impl FnOnce(&R) -> Result<T, String>) -> Option<T> {
         match convert(raw.get_ref()) {
             Ok(value) => Some(value),
             Err(message) => {
@@ -101,12 +84,9 @@ impl Validator<'_> {
 
     fn daemon(&mut self, raw: &RawDaemon) -> Option<Daemon> {
         let default = Daemon::default();
-        let interface = self.optional(raw.interface.as_ref(), None, |name| {
-            interface_name(name).map(Some)
-        });
-        let mode = self.optional(raw.mode.as_ref(), default.mode, |&mode| {
-            mode_has_interface(mode, raw.interface.is_some())
-        });
+        let interface = self.optional(raw.interface.as_ref(), None, |name| interface_name(name).map(Some));
+        let mode =
+            self.optional(raw.mode.as_ref(), default.mode, |&mode| mode_has_interface(mode, raw.interface.is_some()));
         let admin_listen = self.optional(raw.admin_listen.as_ref(), default.admin_listen, |text| {
             socket_addr(text, "admin_listen", "\"127.0.0.1:9100\"")
         });
@@ -116,32 +96,21 @@ impl Validator<'_> {
         let snat_ipv6 = self.optional(raw.snat_ipv6.as_ref(), None, |text| {
             ip::<Ipv6Addr>(text, "snat_ipv6", "an IPv6 address, e.g. \"fd00:20::10\"").map(Some)
         });
-        let snat_ports = self.optional(raw.snat_ports.as_ref(), default.snat_ports, |text| {
-            snat_ports(text)
+        let snat_ports = self.optional(raw.snat_ports.as_ref(), default.snat_ports, |text| snat_ports(text));
+        let flow_table_size =
+            self.optional(raw.flow_table_size.as_ref(), default.flow_table_size, |&n| flow_table_size(n));
+        let tcp_idle_timeout = self.optional(raw.tcp_idle_timeout.as_ref(), default.tcp_idle_timeout, |v| {
+            positive_duration(v, "tcp_idle_timeout")
         });
-        let flow_table_size = self.optional(
-            raw.flow_table_size.as_ref(),
-            default.flow_table_size,
-            |&n| flow_table_size(n),
-        );
-        let tcp_idle_timeout = self.optional(
-            raw.tcp_idle_timeout.as_ref(),
-            default.tcp_idle_timeout,
-            |v| positive_duration(v, "tcp_idle_timeout"),
-        );
-        let udp_idle_timeout = self.optional(
-            raw.udp_idle_timeout.as_ref(),
-            default.udp_idle_timeout,
-            |v| positive_duration(v, "udp_idle_timeout"),
-        );
+        let udp_idle_timeout = self.optional(raw.udp_idle_timeout.as_ref(), default.udp_idle_timeout, |v| {
+            positive_duration(v, "udp_idle_timeout")
+        });
         let workers = self.optional(raw.workers.as_ref(), default.workers, |&n| workers(n));
-        let connect_timeout =
-            self.optional(raw.connect_timeout.as_ref(), default.connect_timeout, |v| {
-                positive_duration(v, "connect_timeout")
-            });
-        let drain_timeout = self.optional(raw.drain_timeout.as_ref(), default.drain_timeout, |v| {
-            positive_duration(v, "drain_timeout")
+        let connect_timeout = self.optional(raw.connect_timeout.as_ref(), default.connect_timeout, |v| {
+            positive_duration(v, "connect_timeout")
         });
+        let drain_timeout =
+            self.optional(raw.drain_timeout.as_ref(), default.drain_timeout, |v| positive_duration(v, "drain_timeout"));
         Some(Daemon {
             interface: interface?,
             mode: mode?,
@@ -172,9 +141,8 @@ impl Validator<'_> {
         });
         let protocol = raw.protocol.unwrap_or_default();
         let forwarding = raw.forwarding.unwrap_or_default();
-        let proxy_mode = self.optional(raw.proxy_mode.as_ref(), ProxyMode::default(), |&mode| {
-            proxy_mode_fits_protocol(mode, protocol)
-        });
+        let proxy_mode = self
+            .optional(raw.proxy_mode.as_ref(), ProxyMode::default(), |&mode| proxy_mode_fits_protocol(mode, protocol));
         let health_check = self.health_check(&raw.health_check, protocol);
         let pool = self.pool(&raw.pool);
         let rate_limit = self.rate_limit(&raw.rate_limit);
@@ -197,34 +165,20 @@ impl Validator<'_> {
 
     fn health_check(&mut self, raw: &RawHealthCheck, protocol: Protocol) -> Option<HealthCheck> {
         let default = HealthCheck::default();
-        let kind = self.optional(raw.kind.as_ref(), default.kind, |&kind| {
-            health_check_fits_protocol(kind, protocol)
-        });
+        let kind = self.optional(raw.kind.as_ref(), default.kind, |&kind| health_check_fits_protocol(kind, protocol));
         let path = self.optional(raw.path.as_ref(), default.path, |path| http_path(path));
-        let expected_status = self.optional(
-            raw.expected_status.as_ref(),
-            default.expected_status,
-            expected_status,
-        );
-        let interval = self.optional(raw.interval.as_ref(), default.interval, |v| {
-            positive_duration(v, "interval")
-        });
-        let timeout = self.optional(raw.timeout.as_ref(), default.timeout, |v| {
-            positive_duration(v, "timeout")
-        });
+        let expected_status = self.optional(raw.expected_status.as_ref(), default.expected_status, expected_status);
+        let interval = self.optional(raw.interval.as_ref(), default.interval, |v| positive_duration(v, "interval"));
+        let timeout = self.optional(raw.timeout.as_ref(), default.timeout, |v| positive_duration(v, "timeout"));
         if let (Some(interval), Some(timeout)) = (interval, timeout) {
             self.timeout_within_interval(raw, interval, timeout);
         }
-        let healthy_threshold = self.optional(
-            raw.healthy_threshold.as_ref(),
-            default.healthy_threshold,
-            |&n| threshold(n, "healthy_threshold"),
-        );
-        let unhealthy_threshold = self.optional(
-            raw.unhealthy_threshold.as_ref(),
-            default.unhealthy_threshold,
-            |&n| threshold(n, "unhealthy_threshold"),
-        );
+        let healthy_threshold = self.optional(raw.healthy_threshold.as_ref(), default.healthy_threshold, |&n| {
+            threshold(n, "healthy_threshold")
+        });
+        let unhealthy_threshold = self.optional(raw.unhealthy_threshold.as_ref(), default.unhealthy_threshold, |&n| {
+            threshold(n, "unhealthy_threshold")
+        });
         Some(HealthCheck {
             kind: kind?,
             path: path?,
@@ -238,12 +192,7 @@ impl Validator<'_> {
 
     /// A check still running when the next one starts would overlap it. Reported at the
     /// timeout if it was written, else at the interval (one of them was: the defaults fit).
-    fn timeout_within_interval(
-        &mut self,
-        raw: &RawHealthCheck,
-        interval: Duration,
-        timeout: Duration,
-    ) {
+    fn timeout_within_interval(&mut self, raw: &RawHealthCheck, interval: Duration, timeout: Duration) {
         if timeout <= interval {
             return;
         }
@@ -261,18 +210,13 @@ impl Validator<'_> {
 
     fn pool(&mut self, raw: &RawPool) -> Option<Pool> {
         let default = Pool::default();
-        let max_idle_per_backend = self.optional(
-            raw.max_idle_per_backend.as_ref(),
-            default.max_idle_per_backend,
-            |&n| max_idle_per_backend(n),
-        );
-        let idle_timeout = self.optional(raw.idle_timeout.as_ref(), default.idle_timeout, |v| {
-            positive_duration(v, "idle_timeout")
-        });
-        Some(Pool {
-            max_idle_per_backend: max_idle_per_backend?,
-            idle_timeout: idle_timeout?,
-        })
+        let max_idle_per_backend =
+            self.optional(raw.max_idle_per_backend.as_ref(), default.max_idle_per_backend, |&n| {
+                max_idle_per_backend(n)
+            });
+        let idle_timeout =
+            self.optional(raw.idle_timeout.as_ref(), default.idle_timeout, |v| positive_duration(v, "idle_timeout"));
+        Some(Pool { max_idle_per_backend: max_idle_per_backend?, idle_timeout: idle_timeout? })
     }
 
     fn rate_limit(&mut self, raw: &RawRateLimit) -> Option<RateLimit> {
@@ -311,17 +255,12 @@ impl Validator<'_> {
 
     fn circuit_breaker(&mut self, raw: &RawCircuitBreaker) -> Option<CircuitBreaker> {
         let default = CircuitBreaker::default();
-        let consecutive_failures = self.optional(
-            raw.consecutive_failures.as_ref(),
-            default.consecutive_failures,
-            |&n| Ok(n),
-        );
-        let base_ejection = self.optional(raw.base_ejection.as_ref(), default.base_ejection, |v| {
-            positive_duration(v, "base_ejection")
-        });
-        let max_ejection = self.optional(raw.max_ejection.as_ref(), default.max_ejection, |v| {
-            positive_duration(v, "max_ejection")
-        });
+        let consecutive_failures =
+            self.optional(raw.consecutive_failures.as_ref(), default.consecutive_failures, |&n| Ok(n));
+        let base_ejection =
+            self.optional(raw.base_ejection.as_ref(), default.base_ejection, |v| positive_duration(v, "base_ejection"));
+        let max_ejection =
+            self.optional(raw.max_ejection.as_ref(), default.max_ejection, |v| positive_duration(v, "max_ejection"));
         if let (Some(base), Some(max)) = (base_ejection, max_ejection) {
             if max < base {
                 if let Some(at) = raw.max_ejection.as_ref().or(raw.base_ejection.as_ref()) {
@@ -337,14 +276,10 @@ impl Validator<'_> {
                 return None;
             }
         }
-        let max_ejected_percent = self.optional(
-            raw.max_ejected_percent.as_ref(),
-            default.max_ejected_percent,
-            |&n| protection::percent(n),
-        );
-        let max_connections = self.optional(raw.max_connections.as_ref(), default.max_connections, |&n| {
-            protection::max_connections(n)
-        });
+        let max_ejected_percent =
+            self.optional(raw.max_ejected_percent.as_ref(), default.max_ejected_percent, |&n| protection::percent(n));
+        let max_connections =
+            self.optional(raw.max_connections.as_ref(), default.max_connections, |&n| protection::max_connections(n));
         Some(CircuitBreaker {
             consecutive_failures: consecutive_failures?,
             base_ejection: base_ejection?,
@@ -360,21 +295,13 @@ impl Validator<'_> {
         vip: Option<SocketAddr>,
         forwarding: Forwarding,
     ) -> Option<Vec<Backend>> {
-        let backends: Vec<Option<Backend>> = raw
-            .iter()
-            .map(|backend| self.backend(backend, vip, forwarding))
-            .collect();
+        let backends: Vec<Option<Backend>> = raw.iter().map(|backend| self.backend(backend, vip, forwarding)).collect();
         self.unique_backends(raw);
         backends.into_iter().collect()
     }
 
     /// `vip` is `None` when the VIP itself is invalid: then only the backend's own rules apply.
-    fn backend(
-        &mut self,
-        raw: &RawBackend,
-        vip: Option<SocketAddr>,
-        forwarding: Forwarding,
-    ) -> Option<Backend> {
+    fn backend(&mut self, raw: &RawBackend, vip: Option<SocketAddr>, forwarding: Forwarding) -> Option<Backend> {
         let address = self.required(&raw.address, |text| {
             let address = backend_address(text)?;
             if let Some(vip) = vip {
@@ -383,11 +310,7 @@ impl Validator<'_> {
             Ok(address)
         });
         let weight = self.optional(raw.weight.as_ref(), DEFAULT_WEIGHT, |&w| weight(w));
-        Some(Backend {
-            address: address?,
-            weight: weight?,
-            state: raw.state.unwrap_or_default(),
-        })
+        Some(Backend { address: address?, weight: weight?, state: raw.state.unwrap_or_default() })
     }
 }
 
@@ -417,9 +340,7 @@ impl Validator<'_> {
 
     /// Names key the admin API, metric labels and `lb list`: they must be unique.
     fn unique_service_names(&mut self, services: &[RawService]) {
-        let names = services
-            .iter()
-            .map(|s| (s.name.get_ref().as_str(), s.name.span(), ()));
+        let names = services.iter().map(|s| (s.name.get_ref().as_str(), s.name.span(), ()));
         self.report_duplicates(names, |name, (), line| {
             format!("duplicate service name {name:?}; first defined at line {line}")
         });
@@ -431,11 +352,7 @@ impl Validator<'_> {
         let vips = services.iter().filter_map(|s| {
             let vip: SocketAddr = s.vip.get_ref().parse().ok()?;
             let protocol = s.protocol.unwrap_or_default();
-            Some((
-                (vip.ip(), vip.port(), protocol),
-                s.vip.span(),
-                s.name.get_ref().as_str(),
-            ))
+            Some(((vip.ip(), vip.port(), protocol), s.vip.span(), s.name.get_ref().as_str()))
         });
         self.report_duplicates(vips, |&(ip, port, protocol), first_name, line| {
             let vip = SocketAddr::new(ip, port);
@@ -468,18 +385,12 @@ impl Validator<'_> {
             let count = services.iter().map(|s| s.backends.len()).sum::<usize>();
             self.report(
                 &first_extra.address.span(),
-                format!(
-                    "too many backends: {count} in all services together, at most {MAX_BACKENDS} are supported"
-                ),
+                format!("too many backends: {count} in all services together, at most {MAX_BACKENDS} are supported"),
             );
         }
     }
 
-    fn finish(
-        self,
-        daemon: Option<Daemon>,
-        services: Vec<Option<Service>>,
-    ) -> Result<Config, ConfigError> {
+    fn finish(self, daemon: Option<Daemon>, services: Vec<Option<Service>>) -> Result<Config, ConfigError> {
         if !self.diagnostics.is_empty() {
             return Err(ConfigError::new(self.diagnostics));
         }
@@ -487,9 +398,9 @@ impl Validator<'_> {
             (Some(daemon), Some(services)) => Ok(Config { daemon, services }),
             // Every `None` comes with a diagnostic, so this is a bug in this module: say so
             // rather than panic or accept a half-converted config.
-            _ => Err(ConfigError::new(vec![self.source.unplaced(
-                "internal error: a value was rejected without a message",
-            )])),
+            _ => Err(ConfigError::new(vec![self
+                .source
+                .unplaced("internal error: a value was rejected without a message")])),
         }
     }
 }
@@ -506,10 +417,7 @@ fn service_name(name: &str) -> Result<String, String> {
             name.len()
         ));
     }
-    if let Some(c) = name
-        .chars()
-        .find(|&c| !(c.is_ascii_alphanumeric() || "_.-".contains(c)))
-    {
+    if let Some(c) = name.chars().find(|&c| !(c.is_ascii_alphanumeric() || "_.-".contains(c))) {
         return Err(format!(
             "service name {name:?} contains {c:?}; use only letters A-Z a-z, digits, '_', '.' and '-'"
         ));
@@ -524,15 +432,9 @@ fn interface_name(name: &str) -> Result<String, String> {
         return Err("interface must not be empty".to_string());
     }
     if name.len() >= IFNAMSIZ {
-        return Err(format!(
-            "interface name {name:?} is longer than {} bytes",
-            IFNAMSIZ - 1
-        ));
+        return Err(format!("interface name {name:?} is longer than {} bytes", IFNAMSIZ - 1));
     }
-    if name == "."
-        || name == ".."
-        || name.contains(|c: char| c == '/' || c == ':' || c.is_whitespace())
-    {
+    if name == "." || name == ".." || name.contains(|c: char| c == '/' || c == ':' || c.is_whitespace()) {
         return Err(format!("{name:?} is not a valid interface name"));
     }
     Ok(name.to_string())
@@ -541,22 +443,17 @@ fn interface_name(name: &str) -> Result<String, String> {
 /// XDP needs a NIC to attach to; `auto` without one just uses the proxy.
 fn mode_has_interface(mode: Mode, has_interface: bool) -> Result<Mode, String> {
     if mode == Mode::Xdp && !has_interface {
-        return Err(
-            "mode \"xdp\" needs an interface: set daemon.interface to the NIC to attach to"
-                .to_string(),
-        );
+        return Err("mode \"xdp\" needs an interface: set daemon.interface to the NIC to attach to".to_string());
     }
     Ok(mode)
 }
 
 fn socket_addr(text: &str, key: &str, example: &str) -> Result<SocketAddr, String> {
-    text.parse()
-        .map_err(|_| format!("invalid {key} {text:?}: expected IP:PORT, e.g. {example}"))
+    text.parse().map_err(|_| format!("invalid {key} {text:?}: expected IP:PORT, e.g. {example}"))
 }
 
 fn ip<T: FromStr>(text: &str, key: &str, expected: &str) -> Result<T, String> {
-    text.parse()
-        .map_err(|_| format!("invalid {key} {text:?}: expected {expected}"))
+    text.parse().map_err(|_| format!("invalid {key} {text:?}: expected {expected}"))
 }
 
 fn vip(text: &str) -> Result<SocketAddr, String> {
@@ -580,11 +477,7 @@ fn vip_fits_mode(vip: SocketAddr, mode: Mode) -> Result<(), String> {
 }
 
 fn backend_address(text: &str) -> Result<SocketAddr, String> {
-    let address = socket_addr(
-        text,
-        "backend address",
-        "\"172.20.0.11:80\" or \"[fd00:20::11]:80\"",
-    )?;
+    let address = socket_addr(text, "backend address", "\"172.20.0.11:80\" or \"[fd00:20::11]:80\"")?;
     if address.port() == 0 {
         return Err("backend port must not be 0".to_string());
     }
@@ -593,11 +486,7 @@ fn backend_address(text: &str) -> Result<SocketAddr, String> {
 
 /// The data path translates within one address family only (no NAT46/64), and a DSR backend
 /// answers on the VIP itself, so it must listen on the VIP's port.
-fn backend_fits_vip(
-    backend: SocketAddr,
-    vip: SocketAddr,
-    forwarding: Forwarding,
-) -> Result<(), String> {
+fn backend_fits_vip(backend: SocketAddr, vip: SocketAddr, forwarding: Forwarding) -> Result<(), String> {
     if backend.is_ipv4() != vip.is_ipv4() {
         return Err(format!(
             "backend {backend} is {} but the VIP {vip} is {}; backends must use their VIP's address family",
@@ -625,15 +514,9 @@ fn family(ip: IpAddr) -> &'static str {
 }
 
 /// An HTTP health check over UDP cannot work.
-fn health_check_fits_protocol(
-    kind: HealthCheckType,
-    protocol: Protocol,
-) -> Result<HealthCheckType, String> {
+fn health_check_fits_protocol(kind: HealthCheckType, protocol: Protocol) -> Result<HealthCheckType, String> {
     if kind == HealthCheckType::Http && protocol == Protocol::Udp {
-        return Err(
-            "health check type \"http\" needs protocol \"tcp\"; this service is \"udp\""
-                .to_string(),
-        );
+        return Err("health check type \"http\" needs protocol \"tcp\"; this service is \"udp\"".to_string());
     }
     Ok(kind)
 }
@@ -641,9 +524,7 @@ fn health_check_fits_protocol(
 /// HTTP proxying over UDP cannot work either.
 fn proxy_mode_fits_protocol(mode: ProxyMode, protocol: Protocol) -> Result<ProxyMode, String> {
     if mode == ProxyMode::Http && protocol == Protocol::Udp {
-        return Err(
-            "proxy_mode \"http\" needs protocol \"tcp\"; this service is \"udp\"".to_string(),
-        );
+        return Err("proxy_mode \"http\" needs protocol \"tcp\"; this service is \"udp\"".to_string());
     }
     Ok(mode)
 }
@@ -658,8 +539,7 @@ fn http_path(path: &str) -> Result<String, String> {
 
 fn expected_status(value: &TextOrNumber) -> Result<StatusRanges, String> {
     let (TextOrNumber::Text(text) | TextOrNumber::Number(text)) = value;
-    text.parse()
-        .map_err(|e| format!("invalid expected_status {text:?}: {e}"))
+    text.parse().map_err(|e| format!("invalid expected_status {text:?}: {e}"))
 }
 
 /// Every duration in the schema is a period or a timeout: zero never makes sense.
@@ -684,41 +564,32 @@ fn threshold(n: u32, key: &str) -> Result<u32, String> {
 
 fn weight(weight: u32) -> Result<u32, String> {
     if weight > MAX_WEIGHT {
-        return Err(format!(
-            "weight {weight} is too large; the maximum is {MAX_WEIGHT}"
-        ));
+        return Err(format!("weight {weight} is too large; the maximum is {MAX_WEIGHT}"));
     }
     Ok(weight)
 }
 
 fn workers(workers: u32) -> Result<u32, String> {
     if workers > MAX_WORKERS {
-        return Err(format!(
-            "workers {workers} is too large; the maximum is {MAX_WORKERS} (0: one per CPU core)"
-        ));
+        return Err(format!("workers {workers} is too large; the maximum is {MAX_WORKERS} (0: one per CPU core)"));
     }
     Ok(workers)
 }
 
 fn max_idle_per_backend(n: u32) -> Result<u32, String> {
     if n > MAX_IDLE_PER_BACKEND {
-        return Err(format!(
-            "max_idle_per_backend {n} is too large; the maximum is {MAX_IDLE_PER_BACKEND}"
-        ));
+        return Err(format!("max_idle_per_backend {n} is too large; the maximum is {MAX_IDLE_PER_BACKEND}"));
     }
     Ok(n)
 }
 
 fn flow_table_size(size: u32) -> Result<u32, String> {
     if size < MIN_FLOW_TABLE_SIZE {
-        return Err(format!(
-            "flow_table_size {size} is too small; the minimum is {MIN_FLOW_TABLE_SIZE}"
-        ));
+        return Err(format!("flow_table_size {size} is too small; the minimum is {MIN_FLOW_TABLE_SIZE}"));
     }
     Ok(size)
 }
 
 fn snat_ports(text: &str) -> Result<PortRange, String> {
-    text.parse()
-        .map_err(|e| format!("invalid snat_ports {text:?}: {e}"))
+    text.parse().map_err(|e| format!("invalid snat_ports {text:?}: {e}"))
 }

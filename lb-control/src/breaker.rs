@@ -8,8 +8,8 @@
 //! the order is unknown, so a poll with any success ends a failure streak.
 use std::time::{Duration, Instant};
 
-use lb_config::CircuitBreaker;
 use lb_config::desired::Circuit;
+use lb_config::CircuitBreaker;
 
 /// A half-open backend whose trial flow brought no outcome within this gets another trial
 /// (no traffic came, or the trial flow went nowhere).
@@ -63,7 +63,14 @@ impl Breaker {
 
     /// One poll's outcomes. `may_eject`: ejecting one more backend of the service stays
     /// within `max_ejected_percent` (a half-open backend is already counted).
-    pub fn observe(&mut self, succeeded: u64, failed: u64, cfg: &CircuitBreaker, may_eject: bool, now: Instant) -> Option<Change> {
+    pub fn observe(
+        &mut self,
+        succeeded: u64,
+        failed: u64,
+        cfg: &CircuitBreaker,
+        may_eject: bool,
+        now: Instant,
+    ) -> Option<Change> {
         match self.phase {
             Phase::Closed => {
                 if succeeded > 0 {
@@ -174,7 +181,11 @@ mod tests {
         let (c, now) = (cfg(), Instant::now());
         let mut b = Breaker::default();
         assert_eq!(b.observe(0, 5, &c, false, now), None);
-        assert_eq!(b.observe(0, 1, &c, true, now), Some(Change::Ejected(Duration::from_secs(1))), "the streak was kept");
+        assert_eq!(
+            b.observe(0, 1, &c, true, now),
+            Some(Change::Ejected(Duration::from_secs(1))),
+            "the streak was kept"
+        );
     }
 
     #[test]

@@ -39,11 +39,30 @@ pub type Reply<T> = oneshot::Sender<Result<T, ControlError>>;
 pub enum Request {
     Services(Reply<Vec<ServiceView>>),
     /// Register (or re-register) a backend with a lease; `Ok(true)` when it is new.
-    Register { service: String, address: SocketAddr, weight: u32, ttl: Duration, reply: Reply<bool> },
-    Heartbeat { service: String, address: SocketAddr, reply: Reply<()> },
-    SetState { service: String, address: SocketAddr, state: AdminState, reply: Reply<()> },
+    Register {
+        service: String,
+        address: SocketAddr,
+        weight: u32,
+        ttl: Duration,
+        reply: Reply<bool>,
+    },
+    Heartbeat {
+        service: String,
+        address: SocketAddr,
+        reply: Reply<()>,
+    },
+    SetState {
+        service: String,
+        address: SocketAddr,
+        state: AdminState,
+        reply: Reply<()>,
+    },
     /// Remove a registration (a backend the config names stays, as config).
-    Deregister { service: String, address: SocketAddr, reply: Reply<()> },
+    Deregister {
+        service: String,
+        address: SocketAddr,
+        reply: Reply<()>,
+    },
     Reload(Reply<()>),
 }
 
@@ -68,7 +87,13 @@ impl ControlHandle {
         self.ask(Request::Services).await
     }
 
-    pub async fn register(&self, service: String, address: SocketAddr, weight: u32, ttl: Duration) -> Result<bool, ControlError> {
+    pub async fn register(
+        &self,
+        service: String,
+        address: SocketAddr,
+        weight: u32,
+        ttl: Duration,
+    ) -> Result<bool, ControlError> {
         self.ask(|reply| Request::Register { service, address, weight, ttl, reply }).await
     }
 

@@ -9,8 +9,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use lb_config::{HealthCheck, HealthCheckType};
 use lb_config::desired::Health;
+use lb_config::{HealthCheck, HealthCheckType};
 
 /// One probe's outcome.
 #[derive(Clone, Debug, PartialEq)]

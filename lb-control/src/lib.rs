@@ -15,6 +15,6 @@ pub mod view;
 pub mod watch;
 
 pub use datapath::{BackendCounters, DataPath, Outcome};
-pub use handle::{ControlError, Request, ControlHandle};
+pub use handle::{ControlError, ControlHandle, Request};
 pub use telemetry::{Histogram, Telemetry};
 pub use view::{BackendView, CheckView, ServiceView};

@@ -62,10 +62,14 @@ impl Registry {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(r),
             Err(e) => return Err(e).with_context(|| format!("reading state file {}", path.display())),
         };
-        let file: StateFile = serde_json::from_str(&text).with_context(|| format!("state file {} is not valid", path.display()))?;
+        let file: StateFile =
+            serde_json::from_str(&text).with_context(|| format!("state file {} is not valid", path.display()))?;
         for s in file.registrations {
             let ttl = Duration::from_millis(s.ttl_ms);
-            r.registrations.insert(BackendKey::new(s.service, s.address), Registration { weight: s.weight, ttl, expires_at: now + ttl });
+            r.registrations.insert(
+                BackendKey::new(s.service, s.address),
+                Registration { weight: s.weight, ttl, expires_at: now + ttl },
+            );
         }
         for s in file.states {
             r.states.insert(BackendKey::new(s.service, s.address), s.state);
@@ -80,15 +84,29 @@ impl Registry {
             registrations: self
                 .registrations
                 .iter()
-                .map(|(BackendKey { service, address }, r)| SavedRegistration { service: service.clone(), address: *address, weight: r.weight, ttl_ms: r.ttl.as_millis() as u64 })
+                .map(|(BackendKey { service, address }, r)| SavedRegistration {
+                    service: service.clone(),
+                    address: *address,
+                    weight: r.weight,
+                    ttl_ms: r.ttl.as_millis() as u64,
+                })
                 .collect(),
-            states: self.states.iter().map(|(BackendKey { service, address }, s)| SavedState { service: service.clone(), address: *address, state: *s }).collect(),
+            states: self
+                .states
+                .iter()
+                .map(|(BackendKey { service, address }, s)| SavedState {
+                    service: service.clone(),
+                    address: *address,
+                    state: *s,
+                })
+                .collect(),
         };
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(&file)?).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&file)?)
+            .with_context(|| format!("writing {}", tmp.display()))?;
         std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
         Ok(())
     }
@@ -114,7 +132,8 @@ impl Registry {
 
     /// Drop every lease that ran out; returns their keys.
     pub fn expire(&mut self, now: Instant) -> Vec<BackendKey> {
-        let gone: Vec<BackendKey> = self.registrations.iter().filter(|(_, r)| r.expires_at <= now).map(|(k, _)| k.clone()).collect();
+        let gone: Vec<BackendKey> =
+            self.registrations.iter().filter(|(_, r)| r.expires_at <= now).map(|(k, _)| k.clone()).collect();
         for k in &gone {
             self.registrations.remove(k);
         }

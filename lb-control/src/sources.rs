@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 
 use super::registry::{BackendKey, Registry};
-use lb_config::Config;
 use lb_config::desired::{Circuit, Desired, DesiredBackend, DesiredService, Health, SOURCE_REGISTRATION};
+use lb_config::Config;
 
 pub fn desired(cfg: &Config, registry: &Registry, health: &HashMap<BackendKey, Health>) -> Desired {
     let mut desired = Desired::from_config(cfg);

@@ -14,15 +14,7 @@ use crate::{
 
 #[inline(always)]
 pub fn key(p: &L3, l4: &L4) -> FlowKey {
-    FlowKey {
-        src: p.src,
-        dst: p.dst,
-        sport: l4.sport,
-        dport: l4.dport,
-        proto: p.proto,
-        family: p.family,
-        _pad: [0; 2],
-    }
+    FlowKey { src: p.src, dst: p.dst, sport: l4.sport, dport: l4.dport, proto: p.proto, family: p.family, _pad: [0; 2] }
 }
 
 /// The live entry of a flow, if any.

@@ -180,7 +180,15 @@ fn to_backend(ctx: &XdpContext, p: &L3, q: &mut Quote, cfg: &GlobalConfig, now: 
     let vip_key = VipKey { addr: q.src, port: q.sport, proto: q.proto, family: p.family };
     // SAFETY: copied out at once; the daemon replaces entries whole.
     let vip = unsafe { *LB_VIPS.get(vip_key)? };
-    let flow = FlowKey { src: q.dst, dst: q.src, sport: q.dport, dport: q.sport, proto: q.proto, family: p.family, _pad: [0; 2] };
+    let flow = FlowKey {
+        src: q.dst,
+        dst: q.src,
+        sport: q.dport,
+        dport: q.sport,
+        proto: q.proto,
+        family: p.family,
+        _pad: [0; 2],
+    };
     // Not `touch`ed: an error is no sign of life of the flow.
     let state = conntrack::live(&flow, now, cfg)?;
     // SAFETY: map value pointer from a successful lookup.

@@ -127,7 +127,11 @@ fn vip_address(p: &L3) -> Option<u32> {
 
 #[inline(always)]
 fn refuse(reason: DropReason, dedicated: bool) -> u32 {
-    if dedicated { drop(reason) } else { XDP_PASS }
+    if dedicated {
+        drop(reason)
+    } else {
+        XDP_PASS
+    }
 }
 
 #[inline(always)]
@@ -183,7 +187,14 @@ fn established(key: &FlowKey, vip: &VipInfo, cfg: &GlobalConfig, now: u64, tcp_f
 }
 
 #[inline(always)]
-fn new_flow(ctx: &XdpContext, key: &FlowKey, vip: &VipInfo, cfg: &GlobalConfig, now: u64, tcp_flags: u8) -> Result<Steering, DropReason> {
+fn new_flow(
+    ctx: &XdpContext,
+    key: &FlowKey,
+    vip: &VipInfo,
+    cfg: &GlobalConfig,
+    now: u64,
+    tcp_flags: u8,
+) -> Result<Steering, DropReason> {
     if !ratelimit::admit(key, vip.service_id, now) {
         return Err(DropReason::RateLimited);
     }

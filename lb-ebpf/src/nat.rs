@@ -131,7 +131,14 @@ pub fn to_snat_address(p: &L3, cfg: &GlobalConfig) -> bool {
 /// an ICMP error quotes): `None` when its SNAT-side port is outside `snat_ports`, so it
 /// cannot be one of our flows. Inlined: six arguments would not pass a BPF call.
 #[inline(always)]
-pub fn reply_key(backend_addr: [u32; 4], backend_port: u16, snat_port: u16, proto: u8, family: u8, cfg: &GlobalConfig) -> Option<NatKey> {
+pub fn reply_key(
+    backend_addr: [u32; 4],
+    backend_port: u16,
+    snat_port: u16,
+    proto: u8,
+    family: u8,
+    cfg: &GlobalConfig,
+) -> Option<NatKey> {
     let port = u16::from_be(snat_port);
     if port < cfg.snat_port_min || port > cfg.snat_port_max {
         return None;
@@ -142,17 +149,16 @@ pub fn reply_key(backend_addr: [u32; 4], backend_port: u16, snat_port: u16, prot
 /// A backend's reply: translate it back to VIP → client and send it the way the flow's
 /// packets came. `None`: not one of our NAT flows (the LB's own traffic), leave it alone.
 #[inline(always)]
-pub fn reverse(
-    ctx: &aya_ebpf::programs::XdpContext,
-    p: &L3,
-    l4: &L4,
-    cfg: &GlobalConfig,
-    now: u64,
-) -> Option<()> {
+pub fn reverse(ctx: &aya_ebpf::programs::XdpContext, p: &L3, l4: &L4, cfg: &GlobalConfig, now: u64) -> Option<()> {
     let nk = reply_key(p.src, l4.sport, l4.dport, p.proto, p.family, cfg)?;
     // SAFETY: copied out at once; a concurrent overwrite yields another valid entry.
     let v = unsafe { *LB_NAT.get(&nk)? };
-    rewrite::l3_l4(ctx, p, l4, &Tuple { src: v.vip_addr, sport: v.vip_port, dst: v.client_addr, dport: v.client_port })?;
+    rewrite::l3_l4(
+        ctx,
+        p,
+        l4,
+        &Tuple { src: v.vip_addr, sport: v.vip_port, dst: v.client_addr, dport: v.client_port },
+    )?;
     rewrite::l2(ctx, &v.client_mac)?;
     let flow = FlowKey {
         src: v.client_addr,

@@ -47,7 +47,11 @@ pub fn pick(vip: &VipInfo, key: &FlowKey, flow_hash: u32) -> u32 {
 #[inline(always)]
 fn ring(vip: &VipInfo, hash: u32) -> Option<u32> {
     let id = *LB_RING.get(ring_base(vip.service_id, vip.ring_gen) + hash % RING_SIZE)?;
-    if id == NO_BACKEND { None } else { Some(id) }
+    if id == NO_BACKEND {
+        None
+    } else {
+        Some(id)
+    }
 }
 
 #[inline(always)]

@@ -36,7 +36,7 @@ use tracing::{debug, warn};
 use super::idle::Activity;
 use super::io::Metered;
 use super::outcome;
-use super::pool::{Conn, UpstreamPool, ReqBody, UpstreamBody};
+use super::pool::{Conn, ReqBody, UpstreamBody, UpstreamPool};
 use super::service::ServiceCtx;
 use super::stats::{FlowEntry, ProxyFlow};
 use super::table::{BackendSlot, NoBackend, Picked, Table, MAX_TRIES};
@@ -72,7 +72,8 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<ServiceCtx>, _g
         let ctx = svc_ctx.clone();
         async move { Ok::<_, Infallible>(forward(req, peer, vip, &ctx).await) }
     });
-    let conn = hyper::server::conn::http1::Builder::new().keep_alive(true).half_close(true).serve_connection(io, service);
+    let conn =
+        hyper::server::conn::http1::Builder::new().keep_alive(true).half_close(true).serve_connection(io, service);
     tokio::pin!(conn);
     let mut stopping = false;
     loop {
@@ -110,14 +111,16 @@ pub async fn refuse(stream: TcpStream, peer: SocketAddr, ctx: Arc<ServiceCtx>, _
     let name = ctx.name.clone();
     let service = hyper::service::service_fn(move |_req: Request<Incoming>| {
         let response = match why {
-            Refusal::RateLimited => {
-                text(StatusCode::TOO_MANY_REQUESTS, &format!("429 Too Many Requests: service {name} is over its rate limit for new connections\n"))
-            }
+            Refusal::RateLimited => text(
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!("429 Too Many Requests: service {name} is over its rate limit for new connections\n"),
+            ),
         };
         async move { Ok::<_, Infallible>(response) }
     });
     // keep_alive(false): hyper sends `Connection: close` and ends after this response.
-    let conn = hyper::server::conn::http1::Builder::new().keep_alive(false).serve_connection(TokioIo::new(stream), service);
+    let conn =
+        hyper::server::conn::http1::Builder::new().keep_alive(false).serve_connection(TokioIo::new(stream), service);
     tokio::select! {
         r = tokio::time::timeout(REFUSE_TIMEOUT, conn) => {
             if let Ok(Err(e)) = r {
@@ -204,7 +207,12 @@ enum Unanswered {
 /// now current.
 struct BackendCut;
 
-async fn forward(req: Request<Incoming>, client: SocketAddr, vip: SocketAddr, ctx: &Arc<ServiceCtx>) -> Response<RespBody> {
+async fn forward(
+    req: Request<Incoming>,
+    client: SocketAddr,
+    vip: SocketAddr,
+    ctx: &Arc<ServiceCtx>,
+) -> Response<RespBody> {
     let Some(pool) = ctx.pool.clone() else {
         return text(StatusCode::INTERNAL_SERVER_ERROR, "no connection pool\n");
     };
@@ -230,7 +238,12 @@ async fn forward(req: Request<Incoming>, client: SocketAddr, vip: SocketAddr, ct
 /// The request as it goes upstream: hop-by-hop headers out, `X-Forwarded-For` and `Host`
 /// in; a small body read whole so that it can be sent again. Err: the client's answer (its
 /// body could not be read).
-async fn outgoing(req: Request<Incoming>, client: SocketAddr, vip: SocketAddr, ctx: &ServiceCtx) -> Result<Outgoing, Response<RespBody>> {
+async fn outgoing(
+    req: Request<Incoming>,
+    client: SocketAddr,
+    vip: SocketAddr,
+    ctx: &ServiceCtx,
+) -> Result<Outgoing, Response<RespBody>> {
     let (parts, body) = req.into_parts();
     let mut headers = parts.headers;
     strip_hop_by_hop(&mut headers);
@@ -241,7 +254,10 @@ async fn outgoing(req: Request<Incoming>, client: SocketAddr, vip: SocketAddr, c
             headers.insert(HOST, v);
         }
     }
-    let idempotent = matches!(parts.method, Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS | Method::TRACE);
+    let idempotent = matches!(
+        parts.method,
+        Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS | Method::TRACE
+    );
     let head = Head { method: parts.method, uri: parts.uri, headers };
     let body = if body.is_end_stream() {
         Pending::Held(Bytes::new())
@@ -261,7 +277,13 @@ async fn outgoing(req: Request<Incoming>, client: SocketAddr, vip: SocketAddr, c
 
 /// Sends the request to the flow's backends of `table` in order, the next one after a
 /// failed connect, until one answers or the tries run out (502). Err: its backend was cut.
-async fn send(table: &Table, flow: &Flow, out: &mut Outgoing, ctx: &Arc<ServiceCtx>, pool: &Arc<UpstreamPool>) -> Result<Response<RespBody>, BackendCut> {
+async fn send(
+    table: &Table,
+    flow: &Flow,
+    out: &mut Outgoing,
+    ctx: &Arc<ServiceCtx>,
+    pool: &Arc<UpstreamPool>,
+) -> Result<Response<RespBody>, BackendCut> {
     let mut picks = table.picks(flow);
     while out.tries < MAX_TRIES {
         out.tries += 1;
@@ -269,7 +291,10 @@ async fn send(table: &Table, flow: &Flow, out: &mut Outgoing, ctx: &Arc<ServiceC
             Ok(p) => p,
             Err(NoBackend::Full) => {
                 ctx.service_stats.overflow_total.fetch_add(1, Ordering::Relaxed);
-                return Ok(text(StatusCode::SERVICE_UNAVAILABLE, &format!("503 Service Unavailable: every backend of service {} is at max_connections\n", ctx.name)));
+                return Ok(text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &format!("503 Service Unavailable: every backend of service {} is at max_connections\n", ctx.name),
+                ));
             }
             Err(NoBackend::None) if out.tries == 1 => return Ok(no_backend(ctx)),
             Err(NoBackend::None) => break,
@@ -286,7 +311,14 @@ async fn send(table: &Table, flow: &Flow, out: &mut Outgoing, ctx: &Arc<ServiceC
 /// The request sent to one backend, over a pooled connection or a new one; on a failure
 /// before any response byte, sent again once on a fresh connection (see the module's
 /// retries). Ok: the client's answer (the backend's response, or a 502).
-async fn exchange(picked: Picked, flow: &Flow, out: &mut Outgoing, ctx: &Arc<ServiceCtx>, pool: &Arc<UpstreamPool>, timeout: Duration) -> Result<Response<RespBody>, Unanswered> {
+async fn exchange(
+    picked: Picked,
+    flow: &Flow,
+    out: &mut Outgoing,
+    ctx: &Arc<ServiceCtx>,
+    pool: &Arc<UpstreamPool>,
+    timeout: Duration,
+) -> Result<Response<RespBody>, Unanswered> {
     let Picked { slot, active } = picked;
     let backend = slot.address;
     let mut fresh = false;
@@ -318,7 +350,13 @@ async fn exchange(picked: Picked, flow: &Flow, out: &mut Outgoing, ctx: &Arc<Ser
                 }
                 ctx.service_stats.pool_requests_total.fetch_add(1, Ordering::Relaxed);
                 slot.stats.connections_total.fetch_add(1, Ordering::Relaxed);
-                let entry = ctx.stats.open_flow(ProxyFlow { service: ctx.name.clone(), protocol: ctx.protocol, client: flow.client, vip: flow.vip, backend });
+                let entry = ctx.stats.open_flow(ProxyFlow {
+                    service: ctx.name.clone(),
+                    protocol: ctx.protocol,
+                    client: flow.client,
+                    vip: flow.vip,
+                    backend,
+                });
                 return Ok(respond(resp, conn, pool.clone(), active, entry));
             }
             Err(mut e) => {
@@ -360,7 +398,8 @@ async fn connect_upstream(slot: &Arc<BackendSlot>, ctx: &Arc<ServiceCtx>, timeou
     };
     let _ = stream.set_nodelay(true);
     let io = TokioIo::new(Metered::upstream(stream, slot.stats.clone()));
-    let (sender, conn) = hyper::client::conn::http1::Builder::new().handshake::<_, ReqBody>(io).await.map_err(io::Error::other)?;
+    let (sender, conn) =
+        hyper::client::conn::http1::Builder::new().handshake::<_, ReqBody>(io).await.map_err(io::Error::other)?;
     ctx.service_stats.pool_connections_opened_total.fetch_add(1, Ordering::Relaxed);
     let guard = ctx.track(TaskKind::Upstream);
     let (task_ctx, task_slot) = (ctx.clone(), slot.clone());
@@ -387,14 +426,23 @@ pub async fn reaper(pool: Arc<UpstreamPool>, ctx: Arc<ServiceCtx>, _guard: TaskG
 }
 
 fn no_backend(ctx: &ServiceCtx) -> Response<RespBody> {
-    text(StatusCode::SERVICE_UNAVAILABLE, &format!("503 Service Unavailable: service {} has no backend in rotation\n", ctx.name))
+    text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &format!("503 Service Unavailable: service {} has no backend in rotation\n", ctx.name),
+    )
 }
 
 fn bad_gateway(ctx: &ServiceCtx) -> Response<RespBody> {
     text(StatusCode::BAD_GATEWAY, &format!("502 Bad Gateway: no backend of service {} answered\n", ctx.name))
 }
 
-fn respond(resp: Response<Incoming>, conn: Conn, pool: Arc<UpstreamPool>, active: ActiveGuard, flow: FlowEntry) -> Response<RespBody> {
+fn respond(
+    resp: Response<Incoming>,
+    conn: Conn,
+    pool: Arc<UpstreamPool>,
+    active: ActiveGuard,
+    flow: FlowEntry,
+) -> Response<RespBody> {
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     Response::from_parts(parts, Either::Left(UpstreamBody::new(body, conn, pool, active, flow)))

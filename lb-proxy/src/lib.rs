@@ -47,22 +47,22 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::runtime::Handle;
 use tracing::{debug, info, info_span, warn};
 
-pub use stats::{BackendCounters, BackendStats, ProxyFlow, ProxyStats, ServiceCounters, ServiceStats, PATH_PROXY};
 pub use limit::{Scope, MAX_SOURCES};
+pub use stats::{BackendCounters, BackendStats, ProxyFlow, ProxyStats, ServiceCounters, ServiceStats, PATH_PROXY};
 pub use tracker::{TaskKind, TaskTracker};
 
+use limit::RateLimiter;
 use pool::UpstreamPool;
 use service::ServiceCtx;
 use sessions::Sessions;
 use signal::Signals;
-use limit::RateLimiter;
 use table::{BackendSlot, Settings, SharedTable, Table, TrialFlow};
 
-use lb_config::{Protocol, ProxyMode};
 use crate::select::{Candidate, Selector};
-use lb_control::datapath::{DataPath, Outcome, Shutdown};
 use lb_config::desired::BackendKey;
 use lb_config::desired::{Desired, DesiredService};
+use lb_config::{Protocol, ProxyMode};
+use lb_control::datapath::{DataPath, Outcome, Shutdown};
 
 /// What the listening sockets depend on: a change rebinds them.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -106,9 +106,19 @@ impl ProxyDataplane {
     /// is left listening).
     pub fn start(desired: &Desired) -> Result<Self> {
         let runtime = Handle::try_current().context("the proxy must start inside a tokio runtime")?;
-        let mut dp = ProxyDataplane { services: HashMap::new(), stats: Arc::new(ProxyStats::default()), outcomes_seen: HashMap::new(), signals: Arc::new(Signals::default()), runtime };
+        let mut dp = ProxyDataplane {
+            services: HashMap::new(),
+            stats: Arc::new(ProxyStats::default()),
+            outcomes_seen: HashMap::new(),
+            signals: Arc::new(Signals::default()),
+            runtime,
+        };
         dp.reconcile(desired)?;
-        info!(services = dp.services.len(), workers = listen::worker_count(desired.settings.workers), "proxy data path serving");
+        info!(
+            services = dp.services.len(),
+            workers = listen::worker_count(desired.settings.workers),
+            "proxy data path serving"
+        );
         Ok(dp)
     }
 
@@ -134,7 +144,8 @@ impl ProxyDataplane {
                 Protocol::Tcp => listen::tcp_listeners(s.vip, workers).map(Bound::Tcp),
                 Protocol::Udp => listen::udp_sockets(s.vip, workers).map(Bound::Udp),
             };
-            let sockets = sockets.with_context(|| format!("service {}: cannot listen on {} ({})", s.name, s.vip, s.protocol))?;
+            let sockets =
+                sockets.with_context(|| format!("service {}: cannot listen on {} ({})", s.name, s.vip, s.protocol))?;
             bound.insert(s.name.clone(), sockets);
         }
 
@@ -175,12 +186,17 @@ impl ProxyDataplane {
                 vip: s.vip,
                 protocol: s.protocol,
                 mode: key.mode,
-                table: SharedTable::new(Table::new(Selector::new(s.algorithm, Vec::new()), HashMap::new(), settings.clone())),
+                table: SharedTable::new(Table::new(
+                    Selector::new(s.algorithm, Vec::new()),
+                    HashMap::new(),
+                    settings.clone(),
+                )),
                 stats: self.stats.clone(),
                 service_stats: self.stats.service_entry(&s.name),
                 own: Signals::default(),
                 global: self.signals.clone(),
-                pool: (s.protocol == Protocol::Tcp && key.mode == ProxyMode::Http).then(|| Arc::new(UpstreamPool::new(&settings.pool))),
+                pool: (s.protocol == Protocol::Tcp && key.mode == ProxyMode::Http)
+                    .then(|| Arc::new(UpstreamPool::new(&settings.pool))),
                 sessions: (s.protocol == Protocol::Udp).then(|| Arc::new(Sessions::default())),
                 limiter,
             });
@@ -318,7 +334,13 @@ fn close_service(ctx: &ServiceCtx) {
 
 /// Backends: slots kept for the ones that stay, cut for the ones that may no longer keep
 /// flows; then the new table.
-fn update_backends(rt: &mut ServiceRuntime, s: &DesiredService, stats: &Arc<ProxyStats>, settings: Arc<Settings>, max_connections: u32) {
+fn update_backends(
+    rt: &mut ServiceRuntime,
+    s: &DesiredService,
+    stats: &Arc<ProxyStats>,
+    settings: Arc<Settings>,
+    max_connections: u32,
+) {
     let ctx = &rt.ctx;
     for b in &s.backends {
         let keeps = b.keeps_flows();
@@ -331,7 +353,8 @@ fn update_backends(rt: &mut ServiceRuntime, s: &DesiredService, stats: &Arc<Prox
         }
         record.keeps_flows = keeps;
     }
-    let gone: Vec<SocketAddr> = rt.backends.keys().filter(|a| !s.backends.iter().any(|b| b.address == **a)).copied().collect();
+    let gone: Vec<SocketAddr> =
+        rt.backends.keys().filter(|a| !s.backends.iter().any(|b| b.address == **a)).copied().collect();
     for address in gone {
         if let Some(mut record) = rt.backends.remove(&address) {
             if record.keeps_flows {
@@ -357,7 +380,9 @@ fn update_backends(rt: &mut ServiceRuntime, s: &DesiredService, stats: &Arc<Prox
     if let Some(p) = &ctx.pool {
         p.configure(&settings.pool);
     }
-    let table = Table::new(Selector::new(s.algorithm, candidates), slots, settings).with_trial(trial).with_max_connections(max_connections);
+    let table = Table::new(Selector::new(s.algorithm, candidates), slots, settings)
+        .with_trial(trial)
+        .with_max_connections(max_connections);
     ctx.table.store(table);
 }
 

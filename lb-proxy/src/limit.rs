@@ -156,7 +156,11 @@ impl Default for RateLimiter {
 
 impl RateLimiter {
     pub fn with_capacity(sources: usize) -> Self {
-        RateLimiter { limits: RwLock::new(Limits::default()), service: Mutex::new(Bucket::default()), sources: Mutex::new(SourceBuckets::new(sources)) }
+        RateLimiter {
+            limits: RwLock::new(Limits::default()),
+            service: Mutex::new(Bucket::default()),
+            sources: Mutex::new(SourceBuckets::new(sources)),
+        }
     }
 
     /// Applies `[service.rate_limit]`. A scope whose limit is unchanged keeps its buckets
@@ -192,7 +196,9 @@ impl RateLimiter {
                 return Err(Scope::Source);
             }
         }
-        if !limits.service.unlimited() && !self.service.lock().unwrap_or_else(|e| e.into_inner()).take(&limits.service, now) {
+        if !limits.service.unlimited()
+            && !self.service.lock().unwrap_or_else(|e| e.into_inner()).take(&limits.service, now)
+        {
             return Err(Scope::Service);
         }
         Ok(())
@@ -266,7 +272,12 @@ mod tests {
     #[test]
     fn a_source_over_its_limit_does_not_drain_the_service_budget() {
         let l = RateLimiter::default();
-        l.configure(&RateLimit { new_flows_per_second: 1, burst: 3, per_source_new_flows_per_second: 1, per_source_burst: 1 });
+        l.configure(&RateLimit {
+            new_flows_per_second: 1,
+            burst: 3,
+            per_source_new_flows_per_second: 1,
+            per_source_burst: 1,
+        });
         assert_eq!(l.admit_at(ip("10.0.0.1"), SEC), Ok(()));
         for _ in 0..10 {
             assert_eq!(l.admit_at(ip("10.0.0.1"), SEC), Err(Scope::Source));
@@ -291,7 +302,8 @@ mod tests {
 
     #[test]
     fn changing_one_scope_keeps_the_other_scopes_buckets() {
-        let cfg = RateLimit { new_flows_per_second: 1, burst: 5, per_source_new_flows_per_second: 1, per_source_burst: 1 };
+        let cfg =
+            RateLimit { new_flows_per_second: 1, burst: 5, per_source_new_flows_per_second: 1, per_source_burst: 1 };
         let l = RateLimiter::default();
         l.configure(&cfg);
         assert!(l.admit_at(ip("10.0.0.1"), SEC).is_ok());

@@ -54,7 +54,8 @@ pub fn udp_upstream(backend: SocketAddr) -> io::Result<std::net::UdpSocket> {
         s.set_only_v6(true)?;
     }
     s.set_nonblocking(true)?;
-    let any: SocketAddr = if backend.is_ipv6() { "[::]:0".parse().expect("literal") } else { "0.0.0.0:0".parse().expect("literal") };
+    let any: SocketAddr =
+        if backend.is_ipv6() { "[::]:0".parse().expect("literal") } else { "0.0.0.0:0".parse().expect("literal") };
     s.bind(&SockAddr::from(any))?;
     s.connect(&SockAddr::from(backend))?;
     Ok(s.into())

@@ -55,7 +55,11 @@ pub struct UpstreamPool {
 
 impl UpstreamPool {
     pub fn new(cfg: &lb_config::Pool) -> Self {
-        UpstreamPool { idle: Mutex::default(), limits: Mutex::new(Self::limits_of(cfg)), closed: AtomicBool::new(false) }
+        UpstreamPool {
+            idle: Mutex::default(),
+            limits: Mutex::new(Self::limits_of(cfg)),
+            closed: AtomicBool::new(false),
+        }
     }
 
     fn limits_of(cfg: &lb_config::Pool) -> Limits {

@@ -62,7 +62,11 @@ impl Sessions {
     /// The client's open session, or the one `open` makes (given how many sessions there
     /// are; None: it made none). One lock from the look-up to the insert: two workers never
     /// open two sessions for one client.
-    pub fn get_or_open(&self, client: SocketAddr, open: impl FnOnce(usize) -> Option<Arc<Session>>) -> Option<Arc<Session>> {
+    pub fn get_or_open(
+        &self,
+        client: SocketAddr,
+        open: impl FnOnce(usize) -> Option<Arc<Session>>,
+    ) -> Option<Arc<Session>> {
         let mut map = self.map();
         if let Some(s) = map.get(&client).filter(|s| s.is_open()) {
             return Some(s.clone());

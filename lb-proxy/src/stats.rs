@@ -243,33 +243,102 @@ impl ProxyStats {
             let m = self.services.read().unwrap_or_else(|e| e.into_inner());
             m.iter().map(|(s, c)| (s.clone(), c.snapshot(), c.http.load(Ordering::Relaxed))).collect()
         };
-        let services: Vec<(String, ServiceCounters)> = every_service.iter().filter(|(_, _, http)| *http).map(|(s, c, _)| (s.clone(), *c)).collect();
+        let services: Vec<(String, ServiceCounters)> =
+            every_service.iter().filter(|(_, _, http)| *http).map(|(s, c, _)| (s.clone(), *c)).collect();
         let mut out = Exposition::default();
-        let per_backend = |out: &mut Exposition, name: &str, kind: &str, help: &str, f: &dyn Fn(&BackendCounters) -> u64| {
-            out.family(name, kind, help, backends.iter().map(|(s, a, c)| {
-                sample(name, &[("service", s), ("backend", &a.to_string()), ("path", PATH_PROXY)], f(c))
-            }));
-        };
-        per_backend(&mut out, "lb_backend_new_flows_total", "counter", "Flows the proxy gave the backend (connections, UDP sessions, or HTTP requests).", &|c| c.connections_total);
-        per_backend(&mut out, "lb_backend_bytes_total", "counter", "Bytes the proxy forwarded to the backend (client to backend).", &|c| c.bytes_in);
-        per_backend(&mut out, "lb_backend_reply_bytes_total", "counter", "Bytes the proxy relayed from the backend back to clients.", &|c| c.bytes_out);
-        per_backend(&mut out, "lb_backend_active_flows", "gauge", "Connections, UDP sessions or HTTP requests open to the backend now (what least_conn and p2c compare).", &|c| c.active);
-        per_backend(&mut out, "lb_backend_connect_failures_total", "counter", "Connects to the backend that failed or timed out.", &|c| c.connect_failures_total);
-        let per_service = |out: &mut Exposition, name: &str, kind: &str, help: &str, f: &dyn Fn(&ServiceCounters) -> String| {
-            out.family(name, kind, help, services.iter().map(|(s, c)| sample(name, &[("service", s)], f(c))));
-        };
-        per_service(&mut out, "lb_pool_connections_opened_total", "counter", "Upstream connections the HTTP proxy's pool opened.", &|c| c.pool_connections_opened_total.to_string());
-        per_service(&mut out, "lb_pool_requests_total", "counter", "Requests the HTTP proxy sent upstream.", &|c| c.pool_requests_total.to_string());
-        per_service(&mut out, "lb_pool_reuse_ratio", "gauge", "1 - connections opened / requests: the share of requests that reused a pooled connection.", &|c| format!("{}", c.reuse_ratio()));
+        let per_backend =
+            |out: &mut Exposition, name: &str, kind: &str, help: &str, f: &dyn Fn(&BackendCounters) -> u64| {
+                out.family(
+                    name,
+                    kind,
+                    help,
+                    backends.iter().map(|(s, a, c)| {
+                        sample(name, &[("service", s), ("backend", &a.to_string()), ("path", PATH_PROXY)], f(c))
+                    }),
+                );
+            };
+        per_backend(
+            &mut out,
+            "lb_backend_new_flows_total",
+            "counter",
+            "Flows the proxy gave the backend (connections, UDP sessions, or HTTP requests).",
+            &|c| c.connections_total,
+        );
+        per_backend(
+            &mut out,
+            "lb_backend_bytes_total",
+            "counter",
+            "Bytes the proxy forwarded to the backend (client to backend).",
+            &|c| c.bytes_in,
+        );
+        per_backend(
+            &mut out,
+            "lb_backend_reply_bytes_total",
+            "counter",
+            "Bytes the proxy relayed from the backend back to clients.",
+            &|c| c.bytes_out,
+        );
+        per_backend(
+            &mut out,
+            "lb_backend_active_flows",
+            "gauge",
+            "Connections, UDP sessions or HTTP requests open to the backend now (what least_conn and p2c compare).",
+            &|c| c.active,
+        );
+        per_backend(
+            &mut out,
+            "lb_backend_connect_failures_total",
+            "counter",
+            "Connects to the backend that failed or timed out.",
+            &|c| c.connect_failures_total,
+        );
+        let per_service =
+            |out: &mut Exposition, name: &str, kind: &str, help: &str, f: &dyn Fn(&ServiceCounters) -> String| {
+                out.family(name, kind, help, services.iter().map(|(s, c)| sample(name, &[("service", s)], f(c))));
+            };
+        per_service(
+            &mut out,
+            "lb_pool_connections_opened_total",
+            "counter",
+            "Upstream connections the HTTP proxy's pool opened.",
+            &|c| c.pool_connections_opened_total.to_string(),
+        );
+        per_service(&mut out, "lb_pool_requests_total", "counter", "Requests the HTTP proxy sent upstream.", &|c| {
+            c.pool_requests_total.to_string()
+        });
+        per_service(
+            &mut out,
+            "lb_pool_reuse_ratio",
+            "gauge",
+            "1 - connections opened / requests: the share of requests that reused a pooled connection.",
+            &|c| format!("{}", c.reuse_ratio()),
+        );
         // Every service, both scopes, zeros included: a rate alert needs the series to exist
         // before the first refusal.
-        out.family("lb_ratelimited_total", "counter", "New flows refused by the rate limit, by the bucket that refused them (service or source).", every_service.iter().flat_map(|(s, c, _)| {
-            [(Scope::Service, c.ratelimited_service_total), (Scope::Source, c.ratelimited_source_total)]
-                .map(|(scope, n)| sample("lb_ratelimited_total", &[("service", s), ("scope", scope.as_str()), ("path", PATH_PROXY)], n))
-        }));
-        out.family("lb_proxy_overflow_total", "counter", "New flows refused because every backend was at max_connections.", every_service.iter().map(|(s, c, _)| {
-            sample("lb_proxy_overflow_total", &[("service", s), ("path", PATH_PROXY)], c.overflow_total)
-        }));
+        out.family(
+            "lb_ratelimited_total",
+            "counter",
+            "New flows refused by the rate limit, by the bucket that refused them (service or source).",
+            every_service.iter().flat_map(|(s, c, _)| {
+                [(Scope::Service, c.ratelimited_service_total), (Scope::Source, c.ratelimited_source_total)].map(
+                    |(scope, n)| {
+                        sample(
+                            "lb_ratelimited_total",
+                            &[("service", s), ("scope", scope.as_str()), ("path", PATH_PROXY)],
+                            n,
+                        )
+                    },
+                )
+            }),
+        );
+        out.family(
+            "lb_proxy_overflow_total",
+            "counter",
+            "New flows refused because every backend was at max_connections.",
+            every_service.iter().map(|(s, c, _)| {
+                sample("lb_proxy_overflow_total", &[("service", s), ("path", PATH_PROXY)], c.overflow_total)
+            }),
+        );
         out.into_string()
     }
 }

@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use super::signal::Signal;
 use super::stats::BackendStats;
+use crate::select::{ActiveGuard, Candidate, Choices, Flow, Selection, Selector};
 use lb_config::desired::PathSettings;
 use lb_config::Pool;
-use crate::select::{ActiveGuard, Candidate, Choices, Flow, Selection, Selector};
 
 /// Backends tried per new flow (connect failures) before the client is given up on.
 pub const MAX_TRIES: usize = 3;
@@ -226,7 +226,13 @@ mod tests {
 
     fn settings() -> Arc<Settings> {
         let d = Duration::from_secs(1);
-        Arc::new(Settings { connect_timeout: d, tcp_idle_timeout: d, udp_idle_timeout: d, max_udp_sessions: 1, pool: Pool::default() })
+        Arc::new(Settings {
+            connect_timeout: d,
+            tcp_idle_timeout: d,
+            udp_idle_timeout: d,
+            max_udp_sessions: 1,
+            pool: Pool::default(),
+        })
     }
 
     /// A round robin table over `n` backends (cursor at the first) and their slots.
@@ -234,7 +240,8 @@ mod tests {
         let candidates: Vec<Candidate> = (1..=n).map(candidate).collect();
         let slots: Vec<Arc<BackendSlot>> = candidates.iter().map(slot).collect();
         let by_address = slots.iter().map(|s| (s.address, s.clone())).collect();
-        let t = Table::new(Selector::new(Algorithm::RoundRobin, candidates.clone()), by_address, settings()).with_max_connections(max_connections);
+        let t = Table::new(Selector::new(Algorithm::RoundRobin, candidates.clone()), by_address, settings())
+            .with_max_connections(max_connections);
         (t, candidates, slots)
     }
 

@@ -82,7 +82,10 @@ enum End {
     Done,
     Idle,
     /// Either side reset or failed; `backend`: the backend's socket did.
-    Error { backend: bool, error: io::Error },
+    Error {
+        backend: bool,
+        error: io::Error,
+    },
     /// The backend was cut, the service removed, or the drain ran out.
     Closed,
 }
@@ -105,7 +108,13 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, ctx: Arc<ServiceCtx>, _g
     let idle = table.settings.tcp_idle_timeout;
     drop(table);
     let backend = up.slot.address;
-    let _flow = ctx.stats.open_flow(ProxyFlow { service: ctx.name.clone(), protocol: ctx.protocol, client: peer, vip, backend });
+    let _flow = ctx.stats.open_flow(ProxyFlow {
+        service: ctx.name.clone(),
+        protocol: ctx.protocol,
+        client: peer,
+        vip,
+        backend,
+    });
     debug!(service = %ctx.name, client = %peer, %backend, "connection open");
     let (mut client, mut server) = (client, up.stream);
     // The connect alone does not prove the backend works (one that accepts and resets at
@@ -119,7 +128,8 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, ctx: Arc<ServiceCtx>, _g
         let (cr, cw) = client.split();
         let (sr, sw) = server.split();
         let upstream = pipe(cr, sw, &stats.bytes_in, &activity, None).map_err(|(f, e)| (f == Fault::Write, e));
-        let downstream = pipe(sr, cw, &stats.bytes_out, &activity, Some(&verdict)).map_err(|(f, e)| (f == Fault::Read, e));
+        let downstream =
+            pipe(sr, cw, &stats.bytes_out, &activity, Some(&verdict)).map_err(|(f, e)| (f == Fault::Read, e));
         tokio::select! {
             r = async { tokio::try_join!(upstream, downstream) } => match r {
                 Ok(_) => End::Done,
@@ -135,7 +145,9 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, ctx: Arc<ServiceCtx>, _g
         _ => verdict.succeed(),
     }
     match &end {
-        End::Error { backend: by_backend, error } => debug!(service = %ctx.name, client = %peer, %backend, by_backend, "connection reset: {error}"),
+        End::Error { backend: by_backend, error } => {
+            debug!(service = %ctx.name, client = %peer, %backend, by_backend, "connection reset: {error}")
+        }
         other => debug!(service = %ctx.name, client = %peer, %backend, end = ?other, "connection closed"),
     }
     if matches!(end, End::Error { .. } | End::Closed) {
@@ -153,7 +165,13 @@ enum Fault {
 
 /// Copies one direction; on EOF passes the FIN on (shutdown of the write half). `first`:
 /// decided as a success with the first byte read (the backend → client direction).
-async fn pipe(mut from: impl AsyncRead + Unpin, mut to: impl AsyncWrite + Unpin, bytes: &AtomicU64, activity: &Activity, first: Option<&Verdict>) -> Result<(), (Fault, io::Error)> {
+async fn pipe(
+    mut from: impl AsyncRead + Unpin,
+    mut to: impl AsyncWrite + Unpin,
+    bytes: &AtomicU64,
+    activity: &Activity,
+    first: Option<&Verdict>,
+) -> Result<(), (Fault, io::Error)> {
     let mut buf = vec![0u8; COPY_BUF];
     loop {
         let n = from.read(&mut buf).await.map_err(|e| (Fault::Read, e))?;

@@ -92,7 +92,12 @@ pub async fn worker(socket: Arc<UdpSocket>, ctx: Arc<ServiceCtx>, _guard: TaskGu
 
 /// A new session for `client`, or None (table full, over the rate limit, no backend: the
 /// datagram is dropped).
-fn open(ctx: &Arc<ServiceCtx>, sessions: &Arc<Sessions>, listener: &Arc<UdpSocket>, client: SocketAddr) -> Option<Arc<Session>> {
+fn open(
+    ctx: &Arc<ServiceCtx>,
+    sessions: &Arc<Sessions>,
+    listener: &Arc<UdpSocket>,
+    client: SocketAddr,
+) -> Option<Arc<Session>> {
     let table = ctx.table.load();
     sessions.get_or_open(client, |open| {
         if open >= table.settings.max_udp_sessions {
@@ -152,7 +157,14 @@ fn connect(table: &Table, flow: &Flow, ctx: &ServiceCtx) -> Option<(UdpSocket, P
 }
 
 /// Relays the backend's replies to the client until the session ends.
-async fn run(session: Arc<Session>, listener: Arc<UdpSocket>, client: SocketAddr, ctx: Arc<ServiceCtx>, idle: Duration, guards: (TaskGuard, ActiveGuard, FlowEntry)) {
+async fn run(
+    session: Arc<Session>,
+    listener: Arc<UdpSocket>,
+    client: SocketAddr,
+    ctx: Arc<ServiceCtx>,
+    idle: Duration,
+    guards: (TaskGuard, ActiveGuard, FlowEntry),
+) {
     let why = loop {
         tokio::select! {
             r = session.socket.readable() => {

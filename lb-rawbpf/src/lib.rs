@@ -47,19 +47,9 @@ pub struct BpfInsn {
 /// `r0 = XDP_PASS; exit`. A static, so that its address outlives any load.
 pub static PASS_PROGRAM: [BpfInsn; 2] = [
     // BPF_ALU64|BPF_MOV|BPF_K, dst r0
-    BpfInsn {
-        code: 0xb7,
-        regs: 0,
-        off: 0,
-        imm: XDP_PASS,
-    },
+    BpfInsn { code: 0xb7, regs: 0, off: 0, imm: XDP_PASS },
     // BPF_JMP|BPF_EXIT
-    BpfInsn {
-        code: 0x95,
-        regs: 0,
-        off: 0,
-        imm: 0,
-    },
+    BpfInsn { code: 0x95, regs: 0, off: 0, imm: 0 },
 ];
 
 /// The leading fields of `union bpf_attr` for BPF_PROG_LOAD.
@@ -109,14 +99,7 @@ pub struct ObjPinAttr {
 /// the kernel does with it for the duration of the call.
 pub unsafe fn bpf<T>(cmd: libc::c_long, attr: &T) -> io::Result<RawFd> {
     // SAFETY: the caller's promise; size is the struct's size.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            attr as *const T,
-            std::mem::size_of::<T>() as u32,
-        )
-    };
+    let ret = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *const T, std::mem::size_of::<T>() as u32) };
     if ret < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -185,11 +168,8 @@ pub fn create_xdp_link(prog: impl AsFd, ifindex: u32, flags: u32) -> io::Result<
 pub fn pin(fd: impl AsFd, path: impl AsRef<Path>) -> io::Result<()> {
     let path = CString::new(path.as_ref().as_os_str().as_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "pin path contains NUL"))?;
-    let attr = ObjPinAttr {
-        pathname: path.as_ptr() as u64,
-        bpf_fd: fd.as_fd().as_raw_fd() as u32,
-        ..Default::default()
-    };
+    let attr =
+        ObjPinAttr { pathname: path.as_ptr() as u64, bpf_fd: fd.as_fd().as_raw_fd() as u32, ..Default::default() };
     // SAFETY: a BPF_OBJ_PIN prefix; the path outlives the call.
     unsafe { bpf(BPF_OBJ_PIN, &attr) }.map(drop)
 }

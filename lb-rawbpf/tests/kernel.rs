@@ -8,10 +8,7 @@ use std::ffi::CString;
 use std::io;
 use std::path::PathBuf;
 
-use lb_rawbpf::{
-    create_xdp_link, load_xdp_pass, load_xdp_pass_with_log, pin, XDP_FLAGS_DRV_MODE,
-    XDP_FLAGS_SKB_MODE,
-};
+use lb_rawbpf::{create_xdp_link, load_xdp_pass, load_xdp_pass_with_log, pin, XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE};
 
 fn errno(result: io::Result<impl std::fmt::Debug>) -> Option<i32> {
     result.expect_err("the kernel should refuse").raw_os_error()
@@ -57,31 +54,17 @@ fn loads_attaches_and_pins_the_pass_through_program() {
         let lo = unsafe { libc::if_nametoindex(c"lo".as_ptr()) };
         assert_ne!(lo, 0, "lo in the new namespace");
         // lo has no native XDP; the errno comes through as it is.
-        assert_eq!(
-            errno(create_xdp_link(&prog, lo, XDP_FLAGS_DRV_MODE)),
-            Some(libc::EOPNOTSUPP)
-        );
+        assert_eq!(errno(create_xdp_link(&prog, lo, XDP_FLAGS_DRV_MODE)), Some(libc::EOPNOTSUPP));
         let link = create_xdp_link(&prog, lo, XDP_FLAGS_SKB_MODE).expect("generic attach");
         // A link never replaces an attached program.
-        assert_eq!(
-            errno(create_xdp_link(&prog, lo, XDP_FLAGS_SKB_MODE)),
-            Some(libc::EBUSY)
-        );
+        assert_eq!(errno(create_xdp_link(&prog, lo, XDP_FLAGS_SKB_MODE)), Some(libc::EBUSY));
         // Closing the link detaches the program.
         drop(link);
         drop(create_xdp_link(&prog, lo, XDP_FLAGS_SKB_MODE).expect("attach after detach"));
 
         let fs = CString::new(dir.as_os_str().as_encoded_bytes()).unwrap();
         // SAFETY: NUL-terminated strings; bpffs takes no data.
-        let rc = unsafe {
-            libc::mount(
-                c"bpf".as_ptr(),
-                fs.as_ptr(),
-                c"bpf".as_ptr(),
-                0,
-                std::ptr::null(),
-            )
-        };
+        let rc = unsafe { libc::mount(c"bpf".as_ptr(), fs.as_ptr(), c"bpf".as_ptr(), 0, std::ptr::null()) };
         assert_eq!(rc, 0, "mounting a bpffs: {}", io::Error::last_os_error());
         let path = dir.join("pass");
         pin(&prog, &path).expect("pinning");

@@ -18,8 +18,8 @@ use lb_config::{Config, Mode};
 use lb_control::controller::{Controller, Shared};
 use lb_control::registry::Registry;
 use lb_control::{ControlHandle, DataPath, Telemetry};
-use lb_xdp::xdp::XdpDataplane;
 use lb_proxy::{ProxyDataplane, ProxyStats};
+use lb_xdp::xdp::XdpDataplane;
 
 /// `cfg` is the config already read from `config_path` (reloads read the path again).
 pub async fn run(cfg: Config, config_path: &Path, detach_on_exit: bool) -> Result<()> {
@@ -82,7 +82,10 @@ pub async fn run(cfg: Config, config_path: &Path, detach_on_exit: bool) -> Resul
 /// else the proxy, with a warning that names every reason (the same findings as
 /// `lb doctor`). The proxy's counters come back beside it for the admin API's scrape (the
 /// XDP path's are read from the pinned maps).
-fn start_path(cfg: &Config, desired: &lb_config::desired::Desired) -> Result<(Box<dyn DataPath>, Option<Arc<ProxyStats>>)> {
+fn start_path(
+    cfg: &Config,
+    desired: &lb_config::desired::Desired,
+) -> Result<(Box<dyn DataPath>, Option<Arc<ProxyStats>>)> {
     let proxy = || -> Result<(Box<dyn DataPath>, Option<Arc<ProxyStats>>)> {
         let p = ProxyDataplane::start(desired)?;
         let stats = p.stats();

@@ -14,10 +14,10 @@ use anyhow::Result;
 use lb_common::consts::{CONFIG_KEY, MAX_BACKENDS, MAX_SERVICES};
 use lb_common::maps::Counters;
 
+use lb_common::addr::socket;
 use lb_control::exposition::{sample, Exposition, Float};
 use lb_control::telemetry::{Histogram, TelemetryData};
 use lb_control::ServiceView;
-use lb_common::addr::socket;
 use lb_xdp::inspect::{self, monotonic_ns, service_name, Stats};
 use lb_xdp::maps::{sum_counters, Maps};
 
@@ -59,7 +59,9 @@ fn control_plane(out: &mut Exposition, t: &TelemetryData, services: &[ServiceVie
         "lb_backend_ejections_total",
         "counter",
         "Passive ejections of the backend by its circuit breaker, since start.",
-        backends().map(|(s, b)| sample("lb_backend_ejections_total", &[("service", s), ("backend", &b.address)], b.ejections_total)),
+        backends().map(|(s, b)| {
+            sample("lb_backend_ejections_total", &[("service", s), ("backend", &b.address)], b.ejections_total)
+        }),
     );
     out.family(
         "lb_backend_weight",

@@ -29,8 +29,7 @@ struct Request {
 
 impl Request {
     fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("body {:?} is not JSON: {e}", self.body))
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("body {:?} is not JSON: {e}", self.body))
     }
 
     fn is(&self, method: &str, path: &str) -> bool {
@@ -53,18 +52,13 @@ impl FakeApi {
         Self::start_with(ok_script)
     }
 
-    fn start_with(
-        script: impl Fn(&Request, usize) -> (u16, String) + Send + Sync + 'static,
-    ) -> FakeApi {
+    fn start_with(script: impl Fn(&Request, usize) -> (u16, String) + Send + Sync + 'static) -> FakeApi {
         Self::serve(TcpListener::bind("127.0.0.1:0").unwrap(), Arc::new(script))
     }
 
     /// On a port chosen before (by [`reserve_port`]).
     fn start_on(addr: SocketAddr) -> FakeApi {
-        Self::serve(
-            TcpListener::bind(addr).expect("bind the reserved port"),
-            Arc::new(ok_script),
-        )
+        Self::serve(TcpListener::bind(addr).expect("bind the reserved port"), Arc::new(ok_script))
     }
 
     fn serve(listener: TcpListener, script: Arc<Script>) -> FakeApi {
@@ -91,12 +85,7 @@ impl FakeApi {
     }
 
     /// Waits until `done` holds for the recorded requests; panics with them after `timeout`.
-    fn wait_for(
-        &self,
-        timeout: Duration,
-        what: &str,
-        done: impl Fn(&[Request]) -> bool,
-    ) -> Vec<Request> {
+    fn wait_for(&self, timeout: Duration, what: &str, done: impl Fn(&[Request]) -> bool) -> Vec<Request> {
         let deadline = Instant::now() + timeout;
         loop {
             let requests = self.requests();
@@ -104,10 +93,7 @@ impl FakeApi {
                 return requests;
             }
             if Instant::now() > deadline {
-                panic!(
-                    "timed out waiting for {what}; requests so far: {:#?}",
-                    summary(&requests)
-                );
+                panic!("timed out waiting for {what}; requests so far: {:#?}", summary(&requests));
             }
             thread::sleep(Duration::from_millis(10));
         }
@@ -128,9 +114,7 @@ fn handle(
     seen: &Mutex<HashMap<(String, String), usize>>,
     script: &Script,
 ) {
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut line = String::new();
     if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -149,26 +133,15 @@ fn handle(
             headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_string());
         }
     }
-    let length: usize = headers
-        .get("content-length")
-        .and_then(|l| l.parse().ok())
-        .unwrap_or(0);
+    let length: usize = headers.get("content-length").and_then(|l| l.parse().ok()).unwrap_or(0);
     let mut body = vec![0; length];
     if reader.read_exact(&mut body).is_err() {
         return;
     }
-    let request = Request {
-        method,
-        path,
-        headers,
-        body: String::from_utf8_lossy(&body).into(),
-        at: Instant::now(),
-    };
+    let request = Request { method, path, headers, body: String::from_utf8_lossy(&body).into(), at: Instant::now() };
     let nth = {
         let mut seen = seen.lock().unwrap();
-        let count = seen
-            .entry((request.method.clone(), request.path.clone()))
-            .or_insert(0);
+        let count = seen.entry((request.method.clone(), request.path.clone())).or_insert(0);
         *count += 1;
         *count - 1
     };
@@ -193,18 +166,12 @@ fn handle(
 }
 
 fn summary(requests: &[Request]) -> Vec<String> {
-    requests
-        .iter()
-        .map(|r| format!("{} {} {}", r.method, r.path, r.body))
-        .collect()
+    requests.iter().map(|r| format!("{} {} {}", r.method, r.path, r.body)).collect()
 }
 
 /// A loopback port nobody listens on right now (bound, then released).
 fn reserve_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
 }
 
 fn error_body(message: &str) -> String {
@@ -255,9 +222,7 @@ impl Agent {
         thread::spawn(move || {
             let mut buffer = [0u8; 4096];
             while let Ok(n @ 1..) = pipe.read(&mut buffer) {
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buffer[..n]));
+                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buffer[..n]));
             }
         });
         Agent { child, stderr }
@@ -265,10 +230,7 @@ impl Agent {
 
     fn signal(&self, signal: libc::c_int) {
         // SAFETY: kill(2) on our own child's pid.
-        assert_eq!(
-            unsafe { libc::kill(self.child.id() as libc::pid_t, signal) },
-            0
-        );
+        assert_eq!(unsafe { libc::kill(self.child.id() as libc::pid_t, signal) }, 0);
     }
 
     fn wait(&mut self, timeout: Duration) -> ExitStatus {
@@ -280,10 +242,7 @@ impl Agent {
                 return status;
             }
             if Instant::now() > deadline {
-                panic!(
-                    "lb agent still running after {timeout:?}; stderr:\n{}",
-                    self.stderr()
-                );
+                panic!("lb agent still running after {timeout:?}; stderr:\n{}", self.stderr());
             }
             thread::sleep(Duration::from_millis(10));
         }
@@ -293,12 +252,7 @@ impl Agent {
         // SAFETY: waitpid(2) with WNOHANG on our own child, without reaping (WNOWAIT).
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
         let r = unsafe {
-            libc::waitid(
-                libc::P_PID,
-                self.child.id(),
-                &mut info,
-                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-            )
+            libc::waitid(libc::P_PID, self.child.id(), &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT)
         };
         r == 0 && unsafe { info.si_pid() } == 0
     }
@@ -319,10 +273,7 @@ const HEARTBEAT: &str = "/v1/services/web/backends/127.0.0.1%3A8081/heartbeat";
 const BACKENDS: &str = "/v1/services/web/backends";
 
 fn outage_warnings(stderr: &str) -> usize {
-    stderr
-        .lines()
-        .filter(|l| l.contains("WARN") && l.contains("unreachable"))
-        .count()
+    stderr.lines().filter(|l| l.contains("WARN") && l.contains("unreachable")).count()
 }
 
 fn count(requests: &[Request], method: &str, path: &str) -> usize {
@@ -338,24 +289,12 @@ fn agent_registers_with_address_weight_ttl_and_bearer_token() {
     let token = token_file("register", "s3cret");
     let _agent = Agent::spawn(
         &api.url(),
-        &[
-            "--address",
-            "127.0.0.1:8081",
-            "--weight",
-            "7",
-            "--ttl",
-            "600ms",
-            "--token-file",
-            token.to_str().unwrap(),
-        ],
+        &["--address", "127.0.0.1:8081", "--weight", "7", "--ttl", "600ms", "--token-file", token.to_str().unwrap()],
     );
     let requests = api.wait_for(Duration::from_secs(5), "a registration", |r| !r.is_empty());
     let register = &requests[0];
     assert!(register.is("POST", BACKENDS), "{register:?}");
-    assert_eq!(
-        register.json(),
-        json!({"address": "127.0.0.1:8081", "weight": 7, "ttl": "600ms"})
-    );
+    assert_eq!(register.json(), json!({"address": "127.0.0.1:8081", "weight": 7, "ttl": "600ms"}));
     assert_eq!(register.headers["authorization"], "Bearer s3cret");
     assert!(register.headers["content-type"].starts_with("application/json"));
 }
@@ -366,39 +305,21 @@ fn agent_heartbeats_about_every_third_of_the_ttl() {
     let token = token_file("heartbeat", "s3cret");
     let _agent = Agent::spawn(
         &api.url(),
-        &[
-            "--address",
-            "127.0.0.1:8081",
-            "--ttl",
-            "600ms",
-            "--token-file",
-            token.to_str().unwrap(),
-        ],
+        &["--address", "127.0.0.1:8081", "--ttl", "600ms", "--token-file", token.to_str().unwrap()],
     );
-    let requests = api.wait_for(Duration::from_secs(5), "five heartbeats", |r| {
-        count(r, "PUT", HEARTBEAT) >= 5
-    });
+    let requests = api.wait_for(Duration::from_secs(5), "five heartbeats", |r| count(r, "PUT", HEARTBEAT) >= 5);
     let register = requests.iter().find(|r| r.method == "POST").unwrap();
     assert_eq!(register.json()["weight"], 1, "default weight");
     let beats: Vec<&Request> = requests.iter().filter(|r| r.is("PUT", HEARTBEAT)).collect();
-    assert!(beats
-        .iter()
-        .all(|b| b.headers["authorization"] == "Bearer s3cret"));
+    assert!(beats.iter().all(|b| b.headers["authorization"] == "Bearer s3cret"));
     let mut previous = register.at;
     for beat in &beats {
         let gap = beat.at - previous;
         // ttl/3 = 200 ms; generous bounds for a loaded CI machine.
-        assert!(
-            gap >= Duration::from_millis(150) && gap <= Duration::from_millis(450),
-            "gap {gap:?}"
-        );
+        assert!(gap >= Duration::from_millis(150) && gap <= Duration::from_millis(450), "gap {gap:?}");
         previous = beat.at;
     }
-    assert_eq!(
-        count(&requests, "POST", BACKENDS),
-        1,
-        "no re-registration while heartbeats succeed"
-    );
+    assert_eq!(count(&requests, "POST", BACKENDS), 1, "no re-registration while heartbeats succeed");
 }
 
 #[test]
@@ -406,72 +327,36 @@ fn a_heartbeat_404_makes_the_agent_register_again() {
     // The second heartbeat finds the lease gone (expired, or the LB restarted without it).
     let api = FakeApi::start_with(|request, nth| {
         if request.is("PUT", HEARTBEAT) && nth == 1 {
-            (
-                404,
-                error_body("no registration for 127.0.0.1:8081 in service web"),
-            )
+            (404, error_body("no registration for 127.0.0.1:8081 in service web"))
         } else {
             ok_script(request, nth)
         }
     });
-    let agent = Agent::spawn(
-        &api.url(),
-        &[
-            "--address",
-            "127.0.0.1:8081",
-            "--ttl",
-            "600ms",
-            "--token-file",
-            "/nonexistent",
-        ],
-    );
-    let requests = api.wait_for(
-        Duration::from_secs(5),
-        "re-registration and a heartbeat after it",
-        |r| count(r, "POST", BACKENDS) == 2 && count(r, "PUT", HEARTBEAT) >= 3,
-    );
+    let agent =
+        Agent::spawn(&api.url(), &["--address", "127.0.0.1:8081", "--ttl", "600ms", "--token-file", "/nonexistent"]);
+    let requests = api.wait_for(Duration::from_secs(5), "re-registration and a heartbeat after it", |r| {
+        count(r, "POST", BACKENDS) == 2 && count(r, "PUT", HEARTBEAT) >= 3
+    });
     let sequence: Vec<&str> = requests.iter().take(5).map(|r| r.method.as_str()).collect();
-    assert_eq!(
-        sequence,
-        ["POST", "PUT", "PUT", "POST", "PUT"],
-        "{:#?}",
-        summary(&requests)
-    );
-    assert_eq!(
-        requests[3].json(),
-        requests[0].json(),
-        "the same registration again"
-    );
+    assert_eq!(sequence, ["POST", "PUT", "PUT", "POST", "PUT"], "{:#?}", summary(&requests));
+    assert_eq!(requests[3].json(), requests[0].json(), "the same registration again");
     assert!(agent.running(), "still running");
-    assert!(
-        agent.stderr().contains("registering again"),
-        "{}",
-        agent.stderr()
-    );
+    assert!(agent.stderr().contains("registering again"), "{}", agent.stderr());
 }
 
 #[test]
 fn agent_waits_for_an_unreachable_lb_and_registers_once_it_is_up() {
     let addr = reserve_port();
-    let agent = Agent::spawn(
-        &format!("http://{addr}"),
-        &["--address", "127.0.0.1:8081", "--ttl", "600ms"],
-    );
+    let agent = Agent::spawn(&format!("http://{addr}"), &["--address", "127.0.0.1:8081", "--ttl", "600ms"]);
     // Several failed attempts (backoff from 200 ms) before the LB appears.
     thread::sleep(Duration::from_millis(1200));
     let api = FakeApi::start_on(addr);
-    let requests = api.wait_for(
-        Duration::from_secs(6),
-        "registration then a heartbeat",
-        |r| count(r, "POST", BACKENDS) >= 1 && count(r, "PUT", HEARTBEAT) >= 1,
-    );
+    let requests = api.wait_for(Duration::from_secs(6), "registration then a heartbeat", |r| {
+        count(r, "POST", BACKENDS) >= 1 && count(r, "PUT", HEARTBEAT) >= 1
+    });
     assert!(requests[0].is("POST", BACKENDS));
     let stderr = agent.stderr();
-    assert_eq!(
-        outage_warnings(&stderr),
-        1,
-        "one warning per outage, not per retry:\n{stderr}"
-    );
+    assert_eq!(outage_warnings(&stderr), 1, "one warning per outage, not per retry:\n{stderr}");
     assert!(stderr.contains("reachable again"), "{stderr}");
 }
 
@@ -484,25 +369,15 @@ fn server_errors_are_retried_with_backoff_until_registration_succeeds() {
             ok_script(request, nth)
         }
     });
-    let agent = Agent::spawn(
-        &api.url(),
-        &["--address", "127.0.0.1:8081", "--ttl", "600ms"],
-    );
-    let requests = api.wait_for(Duration::from_secs(6), "four registration attempts", |r| {
-        count(r, "POST", BACKENDS) >= 4
-    });
-    let posts: Vec<Instant> = requests
-        .iter()
-        .filter(|r| r.method == "POST")
-        .map(|r| r.at)
-        .collect();
+    let agent = Agent::spawn(&api.url(), &["--address", "127.0.0.1:8081", "--ttl", "600ms"]);
+    let requests =
+        api.wait_for(Duration::from_secs(6), "four registration attempts", |r| count(r, "POST", BACKENDS) >= 4);
+    let posts: Vec<Instant> = requests.iter().filter(|r| r.method == "POST").map(|r| r.at).collect();
     let gaps: Vec<Duration> = posts.windows(2).map(|w| w[1] - w[0]).collect();
     // Backoff 200, 400, 800 ms, less up to a quarter of jitter.
     assert!(gaps[0] >= Duration::from_millis(140), "{gaps:?}");
     assert!(gaps[2] > gaps[0], "delays grow: {gaps:?}");
-    api.wait_for(Duration::from_secs(2), "a heartbeat", |r| {
-        count(r, "PUT", HEARTBEAT) >= 1
-    });
+    api.wait_for(Duration::from_secs(2), "a heartbeat", |r| count(r, "PUT", HEARTBEAT) >= 1);
     assert_eq!(outage_warnings(&agent.stderr()), 1, "{}", agent.stderr());
 }
 
@@ -524,9 +399,7 @@ fn leaves_gracefully_on(signal: libc::c_int, drain_time: Duration) {
             token.to_str().unwrap(),
         ],
     );
-    api.wait_for(Duration::from_secs(5), "a heartbeat", |r| {
-        count(r, "PUT", HEARTBEAT) >= 1
-    });
+    api.wait_for(Duration::from_secs(5), "a heartbeat", |r| count(r, "PUT", HEARTBEAT) >= 1);
     let signalled = Instant::now();
     agent.signal(signal);
     let status = agent.wait(drain_time + Duration::from_secs(4));
@@ -539,28 +412,14 @@ fn leaves_gracefully_on(signal: libc::c_int, drain_time: Duration) {
         .unwrap_or_else(|| panic!("no drain: {:#?}", summary(&requests)));
     assert_eq!(requests[drain].json(), json!({"state": "drain"}));
     assert_eq!(requests[drain].headers["authorization"], "Bearer s3cret");
-    assert!(
-        requests[drain].at - signalled < Duration::from_millis(500),
-        "drain promptly, even mid-sleep"
-    );
+    assert!(requests[drain].at - signalled < Duration::from_millis(500), "drain promptly, even mid-sleep");
     let delete = &requests[drain + 1..];
-    assert_eq!(
-        delete.len(),
-        1,
-        "only DELETE after drain: {:#?}",
-        summary(&requests)
-    );
+    assert_eq!(delete.len(), 1, "only DELETE after drain: {:#?}", summary(&requests));
     assert!(delete[0].is("DELETE", "/v1/services/web/backends/127.0.0.1%3A8081"));
     assert_eq!(delete[0].headers["authorization"], "Bearer s3cret");
     let waited = delete[0].at - requests[drain].at;
-    assert!(
-        waited >= drain_time,
-        "DELETE {waited:?} after drain; drain time {drain_time:?}"
-    );
-    assert!(
-        waited < drain_time + Duration::from_millis(500),
-        "{waited:?}"
-    );
+    assert!(waited >= drain_time, "DELETE {waited:?} after drain; drain time {drain_time:?}");
+    assert!(waited < drain_time + Duration::from_millis(500), "{waited:?}");
 }
 
 #[test]
@@ -579,12 +438,7 @@ fn a_signal_before_any_registration_exits_0_without_calls() {
     let mut agent = Agent::spawn(&format!("http://{addr}"), &["--address", "127.0.0.1:8081"]);
     thread::sleep(Duration::from_millis(500));
     agent.signal(libc::SIGTERM);
-    assert_eq!(
-        agent.wait(Duration::from_secs(3)).code(),
-        Some(0),
-        "{}",
-        agent.stderr()
-    );
+    assert_eq!(agent.wait(Duration::from_secs(3)).code(), Some(0), "{}", agent.stderr());
 }
 
 #[test]
@@ -597,22 +451,11 @@ fn unauthorized_exits_non_zero_with_the_servers_message() {
         }
     });
     // No token file: the request goes without a token, the server's 401 says so.
-    let mut agent = Agent::spawn(
-        &api.url(),
-        &[
-            "--address",
-            "127.0.0.1:8081",
-            "--token-file",
-            "/nonexistent/token",
-        ],
-    );
+    let mut agent = Agent::spawn(&api.url(), &["--address", "127.0.0.1:8081", "--token-file", "/nonexistent/token"]);
     let status = agent.wait(Duration::from_secs(4));
     assert!(!status.success());
     let stderr = agent.stderr();
-    assert!(
-        stderr.contains("401") && stderr.contains("missing or invalid bearer token"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("401") && stderr.contains("missing or invalid bearer token"), "{stderr}");
     assert!(stderr.contains("no bearer token was sent"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(api.requests().len(), 1, "a 401 is not retried");
@@ -621,18 +464,10 @@ fn unauthorized_exits_non_zero_with_the_servers_message() {
 #[test]
 fn ipv6_backends_register_and_heartbeat_with_the_address_percent_encoded() {
     let api = FakeApi::start();
-    let _agent = Agent::spawn(
-        &api.url(),
-        &["--address", "[fd00:20::11]:80", "--ttl", "600ms"],
-    );
-    let requests = api.wait_for(Duration::from_secs(5), "a heartbeat", |r| {
-        r.iter().any(|r| r.method == "PUT")
-    });
+    let _agent = Agent::spawn(&api.url(), &["--address", "[fd00:20::11]:80", "--ttl", "600ms"]);
+    let requests = api.wait_for(Duration::from_secs(5), "a heartbeat", |r| r.iter().any(|r| r.method == "PUT"));
     assert_eq!(requests[0].json()["address"], "[fd00:20::11]:80");
-    assert_eq!(
-        requests[1].path,
-        "/v1/services/web/backends/%5Bfd00%3A20%3A%3A11%5D%3A80/heartbeat"
-    );
+    assert_eq!(requests[1].path, "/v1/services/web/backends/%5Bfd00%3A20%3A%3A11%5D%3A80/heartbeat");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -640,30 +475,14 @@ fn ipv6_backends_register_and_heartbeat_with_the_address_percent_encoded() {
 
 #[test]
 fn set_state_sends_the_state_with_the_token_and_prints_it() {
-    let api = FakeApi::start_with(|_, _| {
-        (
-            200,
-            json!({"address": "10.0.0.1:80", "state": "maint"}).to_string(),
-        )
-    });
+    let api = FakeApi::start_with(|_, _| (200, json!({"address": "10.0.0.1:80", "state": "maint"}).to_string()));
     let token = token_file("set-state", "t0ken");
     let output = lb()
-        .args([
-            "backend",
-            "set-state",
-            "--api",
-            &api.url(),
-            "--token-file",
-            token.to_str().unwrap(),
-        ])
+        .args(["backend", "set-state", "--api", &api.url(), "--token-file", token.to_str().unwrap()])
         .args(["--service", "web", "--address", "10.0.0.1:80", "maint"])
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "maint");
     let requests = api.requests();
     assert_eq!(requests.len(), 1);
@@ -674,26 +493,15 @@ fn set_state_sends_the_state_with_the_token_and_prints_it() {
 
 #[test]
 fn set_state_404_exits_1_with_the_servers_error_and_status() {
-    let api =
-        FakeApi::start_with(|_, _| (404, error_body("no backend 10.0.0.9:80 in service web")));
+    let api = FakeApi::start_with(|_, _| (404, error_body("no backend 10.0.0.9:80 in service web")));
     let output = lb()
-        .args([
-            "backend",
-            "set-state",
-            "--api",
-            &api.url(),
-            "--token-file",
-            "/nonexistent/token",
-        ])
+        .args(["backend", "set-state", "--api", &api.url(), "--token-file", "/nonexistent/token"])
         .args(["--service", "web", "--address", "10.0.0.9:80", "drain"])
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("no backend 10.0.0.9:80 in service web") && stderr.contains("404"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("no backend 10.0.0.9:80 in service web") && stderr.contains("404"), "{stderr}");
     assert!(output.stdout.is_empty());
 }
 
@@ -714,21 +522,10 @@ fn set_state_percent_encodes_ipv6_addresses() {
         ])
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&output.stdout).trim(),
-        "ready",
-        "the requested state when the answer has none"
-    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "ready", "the requested state when the answer has none");
     let requests = api.requests();
-    assert_eq!(
-        requests[0].path,
-        "/v1/services/web/backends/%5Bfd00%3A20%3A%3A11%5D%3A80/state"
-    );
+    assert_eq!(requests[0].path, "/v1/services/web/backends/%5Bfd00%3A20%3A%3A11%5D%3A80/state");
     assert_eq!(requests[0].json(), json!({"state": "ready"}));
 }
 
@@ -763,38 +560,14 @@ fn bad_arguments_are_clap_errors_not_panics() {
     let agent = ["agent", "--api", "http://127.0.0.1:9", "--service", "web"];
     let cases: Vec<Vec<&str>> = vec![
         [&agent[..], &["--address", "10.0.0.1"]].concat(),
-        [
-            &agent[..],
-            &["--address", "10.0.0.1:80", "--weight", "10001"],
-        ]
-        .concat(),
+        [&agent[..], &["--address", "10.0.0.1:80", "--weight", "10001"]].concat(),
         [&agent[..], &["--address", "10.0.0.1:80", "--weight", "-1"]].concat(),
         [&agent[..], &["--address", "10.0.0.1:80", "--ttl", "10"]].concat(),
         [&agent[..], &["--address", "10.0.0.1:80", "--ttl", "0s"]].concat(),
         [&agent[..], &["--address", "10.0.0.1:80", "--ttl", "25h"]].concat(),
-        [
-            &agent[..],
-            &["--address", "10.0.0.1:80", "--drain-time", "2x"],
-        ]
-        .concat(),
-        vec![
-            "agent",
-            "--api",
-            "https://lb:9100",
-            "--service",
-            "web",
-            "--address",
-            "10.0.0.1:80",
-        ],
-        vec![
-            "agent",
-            "--api",
-            "http://127.0.0.1:9",
-            "--service",
-            "",
-            "--address",
-            "10.0.0.1:80",
-        ],
+        [&agent[..], &["--address", "10.0.0.1:80", "--drain-time", "2x"]].concat(),
+        vec!["agent", "--api", "https://lb:9100", "--service", "web", "--address", "10.0.0.1:80"],
+        vec!["agent", "--api", "http://127.0.0.1:9", "--service", "", "--address", "10.0.0.1:80"],
         vec![
             "backend",
             "set-state",
@@ -806,25 +579,13 @@ fn bad_arguments_are_clap_errors_not_panics() {
             "10.0.0.1:80",
             "up",
         ],
-        vec![
-            "backend",
-            "set-state",
-            "--api",
-            "http://127.0.0.1:9",
-            "--service",
-            "web",
-            "--address",
-            "10.0.0.1:80",
-        ],
+        vec!["backend", "set-state", "--api", "http://127.0.0.1:9", "--service", "web", "--address", "10.0.0.1:80"],
     ];
     for args in cases {
         let output = lb().args(&args).output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
-        assert!(
-            stderr.starts_with("error:") && !stderr.contains("panicked"),
-            "{args:?}: {stderr}"
-        );
+        assert!(stderr.starts_with("error:") && !stderr.contains("panicked"), "{args:?}: {stderr}");
     }
 }
 
@@ -849,13 +610,7 @@ fn help_documents_every_argument() {
         ),
         (
             vec!["backend", "set-state", "--help"],
-            vec![
-                "--api",
-                "--service",
-                "--address",
-                "--token-file",
-                "[possible values: ready, drain, maint]",
-            ],
+            vec!["--api", "--service", "--address", "--token-file", "[possible values: ready, drain, maint]"],
         ),
         (vec!["backend", "--help"], vec!["set-state"]),
     ] {
@@ -867,10 +622,7 @@ fn help_documents_every_argument() {
         }
         // Every option line carries a description after its value name.
         for line in help.lines().filter(|l| l.trim_start().starts_with("--")) {
-            assert!(
-                line.split("  ").filter(|p| !p.trim().is_empty()).count() >= 2,
-                "undocumented: {line}"
-            );
+            assert!(line.split("  ").filter(|p| !p.trim().is_empty()).count() >= 2, "undocumented: {line}");
         }
     }
 }

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use lb_user::api::{serve, ApiState};
 use lb_control::telemetry::{Histogram, TelemetryData};
-use lb_control::{ControlError, BackendView, Request, ControlHandle, ServiceView, Telemetry};
+use lb_control::{BackendView, ControlError, ControlHandle, Request, ServiceView, Telemetry};
+use lb_user::api::{serve, ApiState};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -103,7 +103,11 @@ impl Fake {
 }
 
 fn diagnostic(line: usize, column: usize, message: &str) -> lb_config::Diagnostic {
-    lb_config::Diagnostic { file: "lb.toml".into(), position: Some(lb_config::Position { line, column }), message: message.into() }
+    lb_config::Diagnostic {
+        file: "lb.toml".into(),
+        position: Some(lb_config::Position { line, column }),
+        message: message.into(),
+    }
 }
 
 fn web_service() -> ServiceView {

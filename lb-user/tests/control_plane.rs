@@ -17,7 +17,8 @@ const HEALTHY: u32 = 2;
 const UNHEALTHY: u32 = 2;
 
 fn config(backends: &[(&str, u32)]) -> String {
-    let list: String = backends.iter().map(|(a, w)| format!("[[service.backend]]\naddress = \"{a}\"\nweight = {w}\n")).collect();
+    let list: String =
+        backends.iter().map(|(a, w)| format!("[[service.backend]]\naddress = \"{a}\"\nweight = {w}\n")).collect();
     format!(
         "[daemon]\ninterface = \"eth0\"\nmode = \"xdp\"\npin_path = \"{pin}\"\nadmin_listen = \"172.20.0.10:9100\"\n\
          token_file = \"{TOKEN_FILE}\"\nstate_file = \"/run/lbt/state.json\"\n\n\
@@ -51,7 +52,9 @@ fn configured() -> Vec<(String, u64, String, String)> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|b| (b["address"].to_string(), b["weight"].as_u64().unwrap(), b["state"].to_string(), b["sources"].to_string()))
+        .map(|b| {
+            (b["address"].to_string(), b["weight"].as_u64().unwrap(), b["state"].to_string(), b["sources"].to_string())
+        })
         .collect()
 }
 
@@ -118,7 +121,13 @@ fn a_stopped_backend_leaves_within_its_thresholds_and_rejoins_when_it_is_back() 
 
     let after: Vec<&Outcome> = outcomes.iter().filter(|o| o.started > detected).collect();
     let failed: Vec<_> = after.iter().filter(|o| o.result.is_err()).collect();
-    assert!(failed.is_empty(), "{} of {} requests after detection failed: {:?}", failed.len(), after.len(), failed.first());
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests after detection failed: {:?}",
+        failed.len(),
+        after.len(),
+        failed.first()
+    );
     let while_down = after.iter().filter(|o| o.started < restarted);
     assert!(while_down.clone().all(|o| o.result.as_deref() != Ok("Server2")), "server2 got no new flows while down");
     let rejoined = after.iter().filter(|o| o.started > up + Duration::from_millis(200));
@@ -134,7 +143,22 @@ fn spawn_agent(ttl: &str) -> std::process::Child {
     let bin = testenv::lb_binary();
     testenv::spawn(
         &testenv::server_ns(4),
-        &[bin.to_str().unwrap(), "agent", "--api", API, "--service", "web", "--address", "172.20.0.14:80", "--ttl", ttl, "--token-file", TOKEN_FILE, "--drain-time", "1s"],
+        &[
+            bin.to_str().unwrap(),
+            "agent",
+            "--api",
+            API,
+            "--service",
+            "web",
+            "--address",
+            "172.20.0.14:80",
+            "--ttl",
+            ttl,
+            "--token-file",
+            TOKEN_FILE,
+            "--drain-time",
+            "1s",
+        ],
     )
     .expect("spawn lb agent")
 }
@@ -153,7 +177,9 @@ fn an_agent_registers_a_fourth_backend_which_leaves_when_its_lease_runs_out_or_t
     agent.kill().unwrap();
     agent.wait().unwrap();
     let killed = Instant::now();
-    let gone = wait_until(Duration::from_secs(6), "lease expired", || backend("172.20.0.14:80").is_none_or(|b| b["sources"] == serde_json::json!(["retiring"])));
+    let gone = wait_until(Duration::from_secs(6), "lease expired", || {
+        backend("172.20.0.14:80").is_none_or(|b| b["sources"] == serde_json::json!(["retiring"]))
+    });
     println!("lease expired {:?} after the agent was killed", gone - killed);
     assert!(!servers_reached(&url(), 30).contains("Server4"), "no new flows after expiry");
     wait_until(Duration::from_secs(15), "gone after its grace", || backend("172.20.0.14:80").is_none());
@@ -174,7 +200,9 @@ fn an_agent_registers_a_fourth_backend_which_leaves_when_its_lease_runs_out_or_t
 
     // Back again after a clean goodbye: ready, not stuck in the drain it left with.
     let mut agent = spawn_agent("3s");
-    wait_until(Duration::from_secs(10), "re-registered", || backend("172.20.0.14:80").is_some_and(|b| b["sources"] == serde_json::json!(["registration"])));
+    wait_until(Duration::from_secs(10), "re-registered", || {
+        backend("172.20.0.14:80").is_some_and(|b| b["sources"] == serde_json::json!(["registration"]))
+    });
     assert_eq!(backend("172.20.0.14:80").unwrap()["state"], "ready");
     let _ = agent.kill();
     let _ = agent.wait();
@@ -194,7 +222,13 @@ fn the_admin_api_refuses_bad_calls_and_they_change_nothing() {
         ("wrong token", register.clone(), Some("nope"), Some(good.into()), 401),
         ("malformed body", register.clone(), Some(TOKEN), Some("{\"address\":".into()), 400),
         ("bad address", register.clone(), Some(TOKEN), Some(r#"{"address":"not-an-address"}"#.into()), 400),
-        ("oversized body", register.clone(), Some(TOKEN), Some(format!("{{\"address\":\"{}\"}}", "x".repeat(20_000))), 413),
+        (
+            "oversized body",
+            register.clone(),
+            Some(TOKEN),
+            Some(format!("{{\"address\":\"{}\"}}", "x".repeat(20_000))),
+            413,
+        ),
         ("unknown service", format!("{API}/v1/services/nope/backends"), Some(TOKEN), Some(good.into()), 404),
     ];
     for (what, url, token, body, want) in cases {
@@ -203,13 +237,35 @@ fn the_admin_api_refuses_bad_calls_and_they_change_nothing() {
         let v: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{what}: not a JSON error: {text}"));
         assert!(v["error"].is_string(), "{what}: {text}");
     }
-    let (code, _) = api("PUT", &format!("{API}/v1/services/web/backends/172.20.0.11:80/state"), Some("nope"), Some(r#"{"state":"maint"}"#));
+    let (code, _) = api(
+        "PUT",
+        &format!("{API}/v1/services/web/backends/172.20.0.11:80/state"),
+        Some("nope"),
+        Some(r#"{"state":"maint"}"#),
+    );
     assert_eq!(code, 401);
     assert_eq!(configured(), before, "nothing changed");
 
     // `lb backend set-state` through the API, and `lb list backends` shows it.
     let bin = testenv::lb_binary();
-    let out = testenv::exec(CLIENT_NS, &[bin.to_str().unwrap(), "backend", "set-state", "--api", API, "--token-file", TOKEN_FILE, "--service", "web", "--address", "172.20.0.13:80", "drain"]).unwrap();
+    let out = testenv::exec(
+        CLIENT_NS,
+        &[
+            bin.to_str().unwrap(),
+            "backend",
+            "set-state",
+            "--api",
+            API,
+            "--token-file",
+            TOKEN_FILE,
+            "--service",
+            "web",
+            "--address",
+            "172.20.0.13:80",
+            "drain",
+        ],
+    )
+    .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let rows: Vec<Value> = serde_json::from_str(&lb.list_json("backends").unwrap()).unwrap();
     let row = rows.iter().find(|r| r["address"] == "172.20.0.13:80").unwrap();
@@ -240,7 +296,8 @@ fn reloads_under_load_lose_no_request_and_keep_established_connections() {
     lb.reload(&config(&three)).unwrap();
     assert_eq!(conn.request(), pinned);
     // 3. Change weights through the API.
-    let weighted: Vec<(&str, u32)> = three.iter().map(|(a, _)| (*a, if *a == "172.20.0.14:80" { 3 } else { 1 })).collect();
+    let weighted: Vec<(&str, u32)> =
+        three.iter().map(|(a, _)| (*a, if *a == "172.20.0.14:80" { 3 } else { 1 })).collect();
     std::fs::write(testenv::LB_CONFIG, config(&weighted)).unwrap();
     wait_until(Duration::from_secs(5), "reload 3", reloads(3));
     let (code, body) = api("POST", &format!("{API}/v1/reload"), Some(TOKEN), None);
@@ -259,12 +316,23 @@ fn reloads_under_load_lose_no_request_and_keep_established_connections() {
 
     std::thread::sleep(Duration::from_millis(500));
     let outcomes = clients.finish();
-    assert!(failures(&outcomes).is_empty(), "{} failed, first {:?}", failures(&outcomes).len(), failures(&outcomes).first());
+    assert!(
+        failures(&outcomes).is_empty(),
+        "{} failed, first {:?}",
+        failures(&outcomes).len(),
+        failures(&outcomes).first()
+    );
     // "172.20.0.1N:80" is ServerN.
     let removed = format!("Server{}", other.trim_start_matches("172.20.0.1").trim_end_matches(":80"));
     let after_removal: Vec<&Outcome> = outcomes.iter().rev().take(20).collect();
-    assert!(after_removal.iter().all(|o| o.result.as_deref() != Ok(removed.as_str())), "{removed} was removed and gets no new flows");
-    println!("{} requests through 4 reloads, none failed; the long-lived connection stayed on {pinned}", outcomes.len());
+    assert!(
+        after_removal.iter().all(|o| o.result.as_deref() != Ok(removed.as_str())),
+        "{removed} was removed and gets no new flows"
+    );
+    println!(
+        "{} requests through 4 reloads, none failed; the long-lived connection stayed on {pinned}",
+        outcomes.len()
+    );
 }
 
 #[test]
@@ -295,7 +363,9 @@ fn metric_value(name: &str, labels: &[(&str, &str)]) -> f64 {
         .into_iter()
         .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
         .map(|s| match s.value {
-            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
             _ => 0.0,
         })
         .sum()
@@ -340,7 +410,16 @@ fn metrics_parse_as_prometheus_text_and_count_what_the_servers_received() {
     }
     std::thread::sleep(Duration::from_millis(300));
     let names: std::collections::BTreeSet<String> = samples().into_iter().map(|s| s.metric).collect();
-    for want in ["lb_backend_up", "lb_backend_packets_total", "lb_backend_bytes_total", "lb_backend_new_flows_total", "lb_xdp_actions_total", "lb_drops_total", "lb_config_reloads_total", "lb_registrations"] {
+    for want in [
+        "lb_backend_up",
+        "lb_backend_packets_total",
+        "lb_backend_bytes_total",
+        "lb_backend_new_flows_total",
+        "lb_xdp_actions_total",
+        "lb_drops_total",
+        "lb_config_reloads_total",
+        "lb_registrations",
+    ] {
         assert!(names.contains(want), "{want} missing from {names:?}");
     }
     assert!(names.iter().any(|n| n.starts_with("lb_health_check_duration_seconds")), "{names:?}");
@@ -349,7 +428,10 @@ fn metrics_parse_as_prometheus_text_and_count_what_the_servers_received() {
         let exported = metric_value("lb_backend_packets_total", &[("service", "web"), ("backend", &backend)]);
         let received = counted_at_server(n);
         assert!(received > 0.0, "server{n} got traffic");
-        assert!((exported - received).abs() <= received * 0.01, "{backend}: /metrics says {exported}, the server received {received}");
+        assert!(
+            (exported - received).abs() <= received * 0.01,
+            "{backend}: /metrics says {exported}, the server received {received}"
+        );
         println!("{backend}: /metrics {exported} packets, server counted {received}");
     }
     let _ = LB_NS;

@@ -38,7 +38,8 @@ fn stderr(out: &Output) -> String {
 }
 
 fn json(out: &Output) -> Vec<Value> {
-    serde_json::from_str(&stdout(out)).unwrap_or_else(|e| panic!("lb doctor --json printed no JSON array ({e}): {}", stdout(out)))
+    serde_json::from_str(&stdout(out))
+        .unwrap_or_else(|e| panic!("lb doctor --json printed no JSON array ({e}): {}", stdout(out)))
 }
 
 fn finding<'a>(findings: &'a [Value], check: &str) -> &'a Value {
@@ -171,7 +172,8 @@ impl Netns {
     }
 
     fn doctor(&self, interface: &str, json: bool) -> Output {
-        let mut args = vec!["netns", "exec", self.name.as_str(), env!("CARGO_BIN_EXE_lb"), "doctor", "--interface", interface];
+        let mut args =
+            vec!["netns", "exec", self.name.as_str(), env!("CARGO_BIN_EXE_lb"), "doctor", "--interface", interface];
         if json {
             args.push("--json");
         }
@@ -300,7 +302,11 @@ fn an_attached_program_is_left_alone() {
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
     let attach = line(&text, "native-attach");
-    assert!(attach.contains("EBUSY") && attach.contains(&format!("native XDP program {} (id {id})", probe::PASS_PROGRAM_NAME)), "{text}");
+    assert!(
+        attach.contains("EBUSY")
+            && attach.contains(&format!("native XDP program {} (id {id})", probe::PASS_PROGRAM_NAME)),
+        "{text}"
+    );
     assert!(attach.contains("left it alone"), "{text}");
     assert!(attach.contains("fix: if it is not needed, detach it (`ip link set dev va xdp off`)"), "{text}");
     assert!(line(&text, "driver").contains("runs native XDP"), "{text}");
@@ -333,7 +339,10 @@ fn the_veth_peer_needs_xdp_or_gro() {
 
     let held = ns.hold_xdp("vb", probe::XDP_FLAGS_DRV_MODE);
     let text = stdout(&ns.doctor("va", false));
-    assert!(line(&text, "veth-peer").starts_with("ok") && line(&text, "veth-peer").contains("native XDP program"), "{text}");
+    assert!(
+        line(&text, "veth-peer").starts_with("ok") && line(&text, "veth-peer").contains("native XDP program"),
+        "{text}"
+    );
     drop(held);
 
     // The peer in another namespace: a note with the requirement, not a failure.

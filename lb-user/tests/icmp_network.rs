@@ -51,7 +51,12 @@ fn a_backends_port_unreachable_reaches_the_client_as_connection_refused() {
     let _net = Net::up(false);
     let lb = start(&config());
     for vip in [VIP_V4, VIP_V6] {
-        assert_eq!(send_once(vip), "refused", "{vip}: the backend's ICMP error, translated back to the client\n{}", lb.log());
+        assert_eq!(
+            send_once(vip),
+            "refused",
+            "{vip}: the backend's ICMP error, translated back to the client\n{}",
+            lb.log()
+        );
     }
     let stats: serde_json::Value = serde_json::from_str(&lb.list_json("backends").unwrap()).unwrap();
     let packets: u64 = stats.as_array().expect("rows").iter().map(|r| r["packets"].as_u64().unwrap_or(0)).sum();

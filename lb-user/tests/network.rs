@@ -15,7 +15,8 @@ fn config(forwarding: &str, extra_v4_backend: Option<&str>, drop_v4_backend: Opt
         v4.push(b);
     }
     v4.retain(|b| Some(*b) != drop_v4_backend);
-    let backends = |list: &[&str]| list.iter().map(|a| format!("[[service.backend]]\naddress = \"{a}\"\n")).collect::<String>();
+    let backends =
+        |list: &[&str]| list.iter().map(|a| format!("[[service.backend]]\naddress = \"{a}\"\n")).collect::<String>();
     format!(
         "[daemon]\ninterface = \"eth0\"\nmode = \"xdp\"\npin_path = \"{pin}\"\n\n\
          [[service]]\nname = \"web\"\nvip = \"{VIP_V4}:80\"\nforwarding = \"{forwarding}\"\n{}\n\
@@ -65,7 +66,8 @@ fn a_long_lived_connection_keeps_its_backend_while_the_backend_set_changes() {
 
     // The flow is in the data path's table, pinned to the server that answered.
     let flows: Vec<serde_json::Value> = serde_json::from_str(&lb.list_json("flows").unwrap()).unwrap();
-    let flow = flows.iter().find(|f| f["client"] == format!("172.20.0.2:{port}")).expect("lb list flows shows the connection");
+    let flow =
+        flows.iter().find(|f| f["client"] == format!("172.20.0.2:{port}")).expect("lb list flows shows the connection");
     let n: u8 = first.trim_start_matches("Server").parse().unwrap();
     assert_eq!(flow["backend"], format!("172.20.0.1{n}:80"));
 
@@ -128,9 +130,13 @@ fn sigterm_leaves_the_data_path_forwarding_and_detach_on_exit_removes_everything
     assert!(!testenv::xdp_attached(LB_NS, "eth0").unwrap(), "XDP detached");
     // Everything: the pin directory goes whole, with every map and the link pin in it.
     let pin_dir = std::path::Path::new(testenv::LB_PIN_PATH);
-    let left: Vec<_> = std::fs::read_dir(pin_dir).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+    let left: Vec<_> =
+        std::fs::read_dir(pin_dir).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
     assert!(!pin_dir.exists(), "{} still exists, holding {left:?}", pin_dir.display());
-    let out = std::process::Command::new(testenv::lb_binary()).args(["list", "vips", "--pin-path", testenv::LB_PIN_PATH]).output().unwrap();
+    let out = std::process::Command::new(testenv::lb_binary())
+        .args(["list", "vips", "--pin-path", testenv::LB_PIN_PATH])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("nothing is pinned"));
 }

@@ -65,7 +65,9 @@ fn requests_in(outcomes: &[Outcome], from: Instant, to: Instant) -> usize {
 fn a_flood_from_one_source_is_dropped_in_xdp_while_another_client_keeps_its_rate() {
     let _net = Net::up(false);
     testenv::add_client(FLOOD_NS, 3).expect("flood client");
-    let limit = format!("[service.rate_limit]\nper_source_new_flows_per_second = {SOURCE_RATE}\nper_source_burst = {SOURCE_BURST}\n");
+    let limit = format!(
+        "[service.rate_limit]\nper_source_new_flows_per_second = {SOURCE_RATE}\nper_source_burst = {SOURCE_BURST}\n"
+    );
     let lb = start(&config("xdp", &limit));
     let client = ClientLoop::start(&format!("http://{VIP_V4}/"));
     std::thread::sleep(Duration::from_secs(1));
@@ -73,7 +75,11 @@ fn a_flood_from_one_source_is_dropped_in_xdp_while_another_client_keeps_its_rate
     std::thread::sleep(Duration::from_secs_f64(FLOOD_SECONDS));
     let flood_from = Instant::now();
     let n = (FLOOD_SECONDS * FLOOD_PPS as f64) as u32;
-    let out = testenv::exec_ok(FLOOD_NS, &["python3", "-c", FLOOD, FLOOD_V4, VIP_V4, "80", &n.to_string(), &FLOOD_PPS.to_string()]).expect("flood");
+    let out = testenv::exec_ok(
+        FLOOD_NS,
+        &["python3", "-c", FLOOD, FLOOD_V4, VIP_V4, "80", &n.to_string(), &FLOOD_PPS.to_string()],
+    )
+    .expect("flood");
     let flood_to = Instant::now();
     let outcomes = client.finish();
     let (sent, span) = out.trim().split_once(' ').unwrap_or_else(|| panic!("flood output: {out}"));
@@ -81,13 +87,16 @@ fn a_flood_from_one_source_is_dropped_in_xdp_while_another_client_keeps_its_rate
     let span: f64 = span.parse().unwrap_or_else(|_| panic!("flood output: {out}"));
 
     assert!(failures(&outcomes).is_empty(), "the other client's requests all succeed: {:?}", failures(&outcomes));
-    let quiet_rate = requests_in(&outcomes, quiet_from, flood_from) as f64 / flood_from.duration_since(quiet_from).as_secs_f64();
-    let flood_rate = requests_in(&outcomes, flood_from, flood_to) as f64 / flood_to.duration_since(flood_from).as_secs_f64();
+    let quiet_rate =
+        requests_in(&outcomes, quiet_from, flood_from) as f64 / flood_from.duration_since(quiet_from).as_secs_f64();
+    let flood_rate =
+        requests_in(&outcomes, flood_from, flood_to) as f64 / flood_to.duration_since(flood_from).as_secs_f64();
 
     let stats: Value = serde_json::from_str(&lb.list_json("stats").unwrap()).unwrap();
     let refused = stats["ratelimited"]["web"]["source"].as_u64().expect("ratelimited.web.source");
     let flows: Vec<Value> = serde_json::from_str(&lb.list_json("flows").unwrap()).unwrap();
-    let admitted = flows.iter().filter(|f| f["client"].as_str().unwrap().starts_with(&format!("{FLOOD_V4}:"))).count() as u64;
+    let admitted =
+        flows.iter().filter(|f| f["client"].as_str().unwrap().starts_with(&format!("{FLOOD_V4}:"))).count() as u64;
     println!(
         "flood: sent {sent} SYNs in {span:.2}s, admitted {admitted}, dropped in XDP {refused}; \
          other client {quiet_rate:.1} req/s without the flood, {flood_rate:.1} req/s with it ({:.0}%)",
@@ -100,14 +109,22 @@ fn a_flood_from_one_source_is_dropped_in_xdp_while_another_client_keeps_its_rate
     // A little slack: two CPUs may refill the same bucket at once (see LB_SERVICE_BUCKETS).
     assert!((admitted as f64) <= allowed * 1.02 + 5.0, "admitted {admitted}, the limit allows {allowed:.0}");
     assert!((admitted as f64) >= allowed * 0.8, "admitted {admitted}: the limit lets {allowed:.0} through");
-    assert!(flood_rate >= 0.9 * quiet_rate, "other client: {flood_rate:.1} req/s with the flood, {quiet_rate:.1} without");
+    assert!(
+        flood_rate >= 0.9 * quiet_rate,
+        "other client: {flood_rate:.1} req/s with the flood, {quiet_rate:.1} without"
+    );
 }
 
 fn circuits() -> Vec<(String, String)> {
     let (code, body) = api("GET", &format!("{API}/v1/services"), None, None);
     assert_eq!(code, 200, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
-    v[0]["backends"].as_array().unwrap().iter().map(|b| (b["address"].as_str().unwrap().to_string(), b["circuit"].as_str().unwrap().to_string())).collect()
+    v[0]["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| (b["address"].as_str().unwrap().to_string(), b["circuit"].as_str().unwrap().to_string()))
+        .collect()
 }
 
 fn circuit_of(address: &str) -> String {
@@ -146,7 +163,8 @@ fn passive_ejection(mode: &str) {
     testenv::stop_server(2).unwrap();
     let killed = Instant::now();
     let ejected = wait_circuit("172.20.0.12:80", "open", Duration::from_secs(5));
-    let ejected = ejected.unwrap_or_else(|| panic!("{mode}: server2 not ejected within 5 s: {:?}\n{}", circuits(), lb.log()));
+    let ejected =
+        ejected.unwrap_or_else(|| panic!("{mode}: server2 not ejected within 5 s: {:?}\n{}", circuits(), lb.log()));
     let ejected_at = killed + ejected;
     std::thread::sleep(Duration::from_millis(700));
     testenv::start_server(2).unwrap();
@@ -154,7 +172,8 @@ fn passive_ejection(mode: &str) {
     let closed = wait_circuit("172.20.0.12:80", "closed", Duration::from_secs(8));
     std::thread::sleep(Duration::from_millis(600));
     let outcomes = client.finish();
-    let closed = closed.unwrap_or_else(|| panic!("{mode}: server2's breaker did not close: {:?}\n{}", circuits(), lb.log()));
+    let closed =
+        closed.unwrap_or_else(|| panic!("{mode}: server2's breaker did not close: {:?}\n{}", circuits(), lb.log()));
     println!(
         "{mode}: ejected {:.0} ms after the kill; closed {:.2} s after the restart (base_ejection 2 s)",
         ejected.as_secs_f64() * 1000.0,
@@ -162,9 +181,11 @@ fn passive_ejection(mode: &str) {
     );
     assert!(ejected < Duration::from_secs(1), "{mode}: ejection took {ejected:?}");
     // Once ejected (and a moment for requests already under way), nothing fails.
-    let late: Vec<_> = failures(&outcomes).into_iter().filter(|o| o.started > ejected_at + Duration::from_millis(300)).collect();
+    let late: Vec<_> =
+        failures(&outcomes).into_iter().filter(|o| o.started > ejected_at + Duration::from_millis(300)).collect();
     assert!(late.is_empty(), "{mode}: requests failed after the ejection: {late:?}");
-    let after = outcomes.iter().filter(|o| o.started > restarted + closed && o.result.as_deref() == Ok("Server2")).count();
+    let after =
+        outcomes.iter().filter(|o| o.started > restarted + closed && o.result.as_deref() == Ok("Server2")).count();
     assert!(after > 0, "{mode}: server2 takes flows again after the breaker closed");
     let (code, metrics) = api("GET", &format!("{API}/metrics"), None, None);
     assert_eq!(code, 200);

@@ -18,10 +18,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::proxy_harness::*;
-use lb_config::{AdminState, Algorithm};
-use lb_proxy::{ProxyDataplane, TaskKind};
-use lb_proxy::select::{Candidate, Flow, Selection, Selector};
 use lb_config::desired::{Circuit, Desired, Health};
+use lb_config::{AdminState, Algorithm};
+use lb_proxy::select::{Candidate, Flow, Selection, Selector};
+use lb_proxy::{ProxyDataplane, TaskKind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::task::JoinSet;
@@ -116,7 +116,15 @@ fn least_conn_sends_new_connections_away_from_a_backend_holding_long_lived_ones(
         let stats = dp.stats();
         assert_eq!(stats.backend("web", servers[0].addr).unwrap().active, 5);
         // Now all three: new short connections go to the two idle backends only.
-        let all = config("", &service("web", vip, "algorithm = \"least_conn\"", &w1(&[servers[0].addr, servers[1].addr, servers[2].addr])));
+        let all = config(
+            "",
+            &service(
+                "web",
+                vip,
+                "algorithm = \"least_conn\"",
+                &w1(&[servers[0].addr, servers[1].addr, servers[2].addr]),
+            ),
+        );
         dp.reconcile(&Desired::from_config(&all)).unwrap();
         let mut names = Vec::new();
         for _ in 0..30 {
@@ -133,7 +141,8 @@ fn least_conn_sends_new_connections_away_from_a_backend_holding_long_lived_ones(
         }
         // The metric and the selector's view are one number.
         let text = stats.render_metrics();
-        let busy = format!("lb_backend_active_flows{{service=\"web\",backend=\"{}\",path=\"proxy\"}} 5", servers[0].addr);
+        let busy =
+            format!("lb_backend_active_flows{{service=\"web\",backend=\"{}\",path=\"proxy\"}} 5", servers[0].addr);
         assert!(text.contains(&busy), "{text}");
         drop(held);
         finish(dp, servers, fds).await;
@@ -142,7 +151,8 @@ fn least_conn_sends_new_connections_away_from_a_backend_holding_long_lived_ones(
 
 /// The selector's first choice for this flow: what the proxy must have used.
 fn expected_backend(algorithm: Algorithm, backends: &[SocketAddr], client: SocketAddr, vip: SocketAddr) -> SocketAddr {
-    let candidates = backends.iter().map(|a| Candidate { address: *a, weight: 1, active: Arc::new(AtomicU64::new(0)) }).collect();
+    let candidates =
+        backends.iter().map(|a| Candidate { address: *a, weight: 1, active: Arc::new(AtomicU64::new(0)) }).collect();
     Selector::new(algorithm, candidates).iter(&Flow { client, vip, proto: 6 }).next().unwrap().address
 }
 
@@ -163,7 +173,11 @@ fn source_hash_keeps_each_client_ip_on_one_backend() {
                 let s = connect_from(SocketAddr::new(ip, 0), vip).await;
                 let local = s.local_addr().unwrap();
                 let name = read_name(s).await;
-                assert_eq!(by_name[&name], expected_backend(Algorithm::SourceHash, &addrs, local, vip), "client {local}");
+                assert_eq!(
+                    by_name[&name],
+                    expected_backend(Algorithm::SourceHash, &addrs, local, vip),
+                    "client {local}"
+                );
                 names.insert(name);
             }
             assert_eq!(names.len(), 1, "client {ip} moved between backends: {names:?}");
@@ -188,7 +202,11 @@ fn maglev_places_each_flow_where_the_xdp_path_would() {
             let s = within(Duration::from_secs(5), "connect", TcpStream::connect(vip)).await.unwrap();
             let local = s.local_addr().unwrap();
             let name = read_name(s).await;
-            assert_eq!(by_name[&name], expected_backend(Algorithm::Maglev, &addrs, local, vip), "flow {local} -> {vip}");
+            assert_eq!(
+                by_name[&name],
+                expected_backend(Algorithm::Maglev, &addrs, local, vip),
+                "flow {local} -> {vip}"
+            );
             used.insert(name);
         }
         assert_eq!(used.len(), 3);
@@ -441,7 +459,10 @@ fn services_added_and_removed_open_and_close_their_listeners() {
         let one = config("", &service("one", v1, "", &w1(&[servers[0].addr])));
         let mut dp = start(&one);
         assert!(TcpStream::connect(v2).await.is_err());
-        let both = config("", &(service("one", v1, "", &w1(&[servers[0].addr])) + &service("two", v2, "", &w1(&[servers[0].addr]))));
+        let both = config(
+            "",
+            &(service("one", v1, "", &w1(&[servers[0].addr])) + &service("two", v2, "", &w1(&[servers[0].addr]))),
+        );
         dp.reconcile(&Desired::from_config(&both)).unwrap();
         assert_eq!(ask_name(v2).await, "a");
         let two = config("", &service("two", v2, "", &w1(&[servers[0].addr])));
@@ -562,10 +583,12 @@ fn ipv6_service_and_ipv4_service_share_a_port_on_unspecified_addresses() {
         let any4: SocketAddr = format!("0.0.0.0:{port}").parse().unwrap();
         let any6: SocketAddr = format!("[::]:{port}").parse().unwrap();
         // IPV6_V6ONLY: "[::]:port" takes IPv6 only, so "0.0.0.0:port" can be another service.
-        let services = service("any4", any4, "", &w1(&[servers[0].addr])) + &service("any6", any6, "", &w1(&[servers[1].addr]));
+        let services =
+            service("any4", any4, "", &w1(&[servers[0].addr])) + &service("any6", any6, "", &w1(&[servers[1].addr]));
         let dp = start(&config("", &services));
         for _ in 0..5 {
-            let s = within(Duration::from_secs(5), "connect v4", TcpStream::connect(("127.0.0.1", port))).await.unwrap();
+            let s =
+                within(Duration::from_secs(5), "connect v4", TcpStream::connect(("127.0.0.1", port))).await.unwrap();
             assert_eq!(read_name(s).await, "four");
             let s = within(Duration::from_secs(5), "connect v6", TcpStream::connect(("::1", port))).await.unwrap();
             assert_eq!(read_name(s).await, "six");
@@ -647,7 +670,8 @@ fn udp_clients_each_get_their_own_replies() {
         let servers = vec![udp_echo("u1").await, udp_echo("u2").await];
         let vip = SocketAddr::from((Ipv4Addr::LOCALHOST, free_udp_port()));
         let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
-        let dp = start(&config("", &service("dns", vip, "protocol = \"udp\"\nalgorithm = \"round_robin\"", &w1(&addrs))));
+        let dp =
+            start(&config("", &service("dns", vip, "protocol = \"udp\"\nalgorithm = \"round_robin\"", &w1(&addrs))));
         let mut clients = Vec::new();
         for _ in 0..6 {
             let c = UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -688,7 +712,10 @@ fn udp_sessions_expire_after_the_idle_timeout() {
         let fds = fd_count();
         let servers = vec![udp_echo("u").await];
         let vip = SocketAddr::from((Ipv4Addr::LOCALHOST, free_udp_port()));
-        let dp = start(&config("udp_idle_timeout = \"300ms\"", &service("dns", vip, "protocol = \"udp\"", &w1(&[servers[0].addr]))));
+        let dp = start(&config(
+            "udp_idle_timeout = \"300ms\"",
+            &service("dns", vip, "protocol = \"udp\"", &w1(&[servers[0].addr])),
+        ));
         let c = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         c.connect(vip).await.unwrap();
         let mut buf = [0u8; 64];
@@ -721,7 +748,11 @@ fn udp_sessions_expire_after_the_idle_timeout() {
 fn http_keep_alive_client_reuses_pooled_upstream_connections() {
     run(async {
         let fds = fd_count();
-        let servers = vec![http_backend("h1", HttpOpts::default()).await, http_backend("h2", HttpOpts::default()).await, http_backend("h3", HttpOpts::default()).await];
+        let servers = vec![
+            http_backend("h1", HttpOpts::default()).await,
+            http_backend("h2", HttpOpts::default()).await,
+            http_backend("h3", HttpOpts::default()).await,
+        ];
         let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
         let vip = vip_tcp();
         let dp = start(&config("", &http_service("web", vip, "", &addrs)));
@@ -792,7 +823,11 @@ fn http_adds_x_forwarded_for_and_strips_hop_by_hop_headers_both_ways() {
         for gone in ["x-resp-hop", "keep-alive", "proxy-connection"] {
             assert!(header(&r.headers, gone).is_none(), "{gone} reached the client: {:?}", r.headers);
         }
-        assert!(header(&r.headers, "connection").is_none_or(|v| !v.to_ascii_lowercase().contains("x-resp-hop")), "{:?}", r.headers);
+        assert!(
+            header(&r.headers, "connection").is_none_or(|v| !v.to_ascii_lowercase().contains("x-resp-hop")),
+            "{:?}",
+            r.headers
+        );
         assert_eq!(header(&r.headers, "x-server"), Some("h1"));
         // A request with a body goes through too.
         let r = c.send("POST", "/post", &[], "hello body").await.unwrap();
@@ -875,7 +910,15 @@ fn http_pool_honours_max_idle_per_backend_and_idle_timeout() {
         let fds = fd_count();
         let servers = vec![http_backend("h1", HttpOpts::default()).await];
         let vip = vip_tcp();
-        let dp = start(&config("", &http_service("web", vip, "pool = { max_idle_per_backend = 2, idle_timeout = \"300ms\" }", &[servers[0].addr])));
+        let dp = start(&config(
+            "",
+            &http_service(
+                "web",
+                vip,
+                "pool = { max_idle_per_backend = 2, idle_timeout = \"300ms\" }",
+                &[servers[0].addr],
+            ),
+        ));
         // Eight concurrent clients: eight upstream connections, two kept.
         let mut clients = Vec::new();
         for _ in 0..8 {
@@ -957,7 +1000,8 @@ fn http_pool_with_max_idle_zero_opens_a_connection_per_request() {
         let fds = fd_count();
         let servers = vec![http_backend("h1", HttpOpts::default()).await];
         let vip = vip_tcp();
-        let dp = start(&config("", &http_service("web", vip, "pool = { max_idle_per_backend = 0 }", &[servers[0].addr])));
+        let dp =
+            start(&config("", &http_service("web", vip, "pool = { max_idle_per_backend = 0 }", &[servers[0].addr])));
         let mut c = HttpClient::connect(vip).await;
         for i in 0..10 {
             assert_eq!(c.get(&format!("/{i}")).await.status, 200);
@@ -1033,9 +1077,16 @@ fn metrics_render_every_proxy_family_with_path_proxy() {
             scrape
                 .samples
                 .iter()
-                .find(|s| s.metric == metric && s.labels.get("backend") == Some(b.as_str()) && s.labels.get("path") == Some("proxy") && s.labels.get("service") == Some("web"))
+                .find(|s| {
+                    s.metric == metric
+                        && s.labels.get("backend") == Some(b.as_str())
+                        && s.labels.get("path") == Some("proxy")
+                        && s.labels.get("service") == Some("web")
+                })
                 .map(|s| match s.value {
-                    prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+                    prometheus_parse::Value::Counter(v)
+                    | prometheus_parse::Value::Gauge(v)
+                    | prometheus_parse::Value::Untyped(v) => v,
                     _ => f64::NAN,
                 })
         };
@@ -1044,7 +1095,12 @@ fn metrics_render_every_proxy_family_with_path_proxy() {
         assert_eq!(value("lb_backend_reply_bytes_total", servers[0].addr), Some(4.0));
         assert_eq!(value("lb_backend_bytes_total", servers[0].addr), Some(0.0));
         assert!(value("lb_backend_connect_failures_total", dead).unwrap() >= 1.0);
-        for family in ["lb_backend_new_flows_total counter", "lb_backend_bytes_total counter", "lb_backend_active_flows gauge", "lb_backend_connect_failures_total counter"] {
+        for family in [
+            "lb_backend_new_flows_total counter",
+            "lb_backend_bytes_total counter",
+            "lb_backend_active_flows gauge",
+            "lb_backend_connect_failures_total counter",
+        ] {
             assert!(text.contains(&format!("# TYPE {family}\n")), "{family}\n{text}");
         }
         drop(open);
@@ -1116,13 +1172,25 @@ fn l4_rate_limit_closes_new_connections_beyond_the_burst_and_spares_established_
         let c = dp.stats().service("web").unwrap();
         assert_eq!(c.ratelimited_service_total, refused, "the counter is the excess");
         assert_eq!(c.ratelimited_source_total, 0);
-        assert_eq!(servers[0].accepted.load(Ordering::SeqCst) as u64, 9 - refused, "a refused connection never reaches the backend");
+        assert_eq!(
+            servers[0].accepted.load(Ordering::SeqCst) as u64,
+            9 - refused,
+            "a refused connection never reaches the backend"
+        );
         for (i, s) in admitted.iter_mut().enumerate() {
             echoes(s, &format!("still here {i}\n")).await;
         }
         let metrics = dp.stats().render_metrics();
-        assert!(metrics.contains(&format!("lb_ratelimited_total{{service=\"web\",scope=\"service\",path=\"proxy\"}} {refused}")), "{metrics}");
-        assert!(metrics.contains("lb_ratelimited_total{service=\"web\",scope=\"source\",path=\"proxy\"} 0"), "{metrics}");
+        assert!(
+            metrics.contains(&format!(
+                "lb_ratelimited_total{{service=\"web\",scope=\"service\",path=\"proxy\"}} {refused}"
+            )),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("lb_ratelimited_total{service=\"web\",scope=\"source\",path=\"proxy\"} 0"),
+            "{metrics}"
+        );
         drop(admitted);
         finish(dp, servers, fds).await;
     });
@@ -1146,7 +1214,10 @@ fn http_rate_limit_per_source_answers_429_and_spares_other_sources_and_open_conn
         assert_eq!(header(&r.headers, "connection"), Some("close"));
         assert!(r.body.contains("rate limit"), "{}", r.body);
         let mut rest = [0u8; 16];
-        assert_eq!(within(Duration::from_secs(3), "closed after 429", over.stream.read(&mut rest)).await.unwrap_or(0), 0);
+        assert_eq!(
+            within(Duration::from_secs(3), "closed after 429", over.stream.read(&mut rest)).await.unwrap_or(0),
+            0
+        );
         // Another source has its own bucket; open connections are never limited.
         let other = connect_from(SocketAddr::from(([127, 0, 0, 2], 0)), vip).await;
         let mut other = HttpClient::over(other);
@@ -1181,7 +1252,10 @@ fn udp_rate_limit_drops_only_datagrams_that_would_open_a_session() {
         within(Duration::from_secs(2), "reply", first.recv(&mut buf)).await.unwrap();
         // Same source, new session: over the limit, dropped.
         second.send(b"b").await.unwrap();
-        assert!(tokio::time::timeout(Duration::from_millis(300), second.recv(&mut buf)).await.is_err(), "no reply for a limited datagram");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), second.recv(&mut buf)).await.is_err(),
+            "no reply for a limited datagram"
+        );
         // The open session is not limited.
         for _ in 0..5 {
             first.send(b"c").await.unwrap();
@@ -1355,7 +1429,8 @@ fn a_half_open_backend_gets_exactly_one_new_flow_per_reconcile() {
         let fds = fd_count();
         let servers = vec![tagged_echo("a").await, tagged_echo("b").await];
         let vip = vip_tcp();
-        let cfg = config("", &service("web", vip, "algorithm = \"round_robin\"", &w1(&[servers[0].addr, servers[1].addr])));
+        let cfg =
+            config("", &service("web", vip, "algorithm = \"round_robin\"", &w1(&[servers[0].addr, servers[1].addr])));
         let mut dp = start(&cfg);
         let mut desired = Desired::from_config(&cfg);
         desired.services[0].backends[1].circuit = Circuit::HalfOpen;
@@ -1390,8 +1465,12 @@ fn udp_outcomes_count_port_unreachable_as_a_failure_and_a_reply_as_one_success_p
         let servers = vec![udp_echo("u").await];
         let live = servers[0].addr;
         let dead = SocketAddr::from((Ipv4Addr::LOCALHOST, free_udp_port()));
-        let (vip_live, vip_dead) = (SocketAddr::from((Ipv4Addr::LOCALHOST, free_udp_port())), SocketAddr::from((Ipv4Addr::LOCALHOST, free_udp_port())));
-        let services = service("live", vip_live, "protocol = \"udp\"", &w1(&[live])) + &service("dead", vip_dead, "protocol = \"udp\"", &w1(&[dead]));
+        let (vip_live, vip_dead) = (
+            SocketAddr::from((Ipv4Addr::LOCALHOST, free_udp_port())),
+            SocketAddr::from((Ipv4Addr::LOCALHOST, free_udp_port())),
+        );
+        let services = service("live", vip_live, "protocol = \"udp\"", &w1(&[live]))
+            + &service("dead", vip_dead, "protocol = \"udp\"", &w1(&[dead]));
         let mut dp = start(&config("", &services));
         let mut buf = [0u8; 64];
         for _ in 0..2 {

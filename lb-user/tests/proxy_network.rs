@@ -53,7 +53,11 @@ fn proxy_mode_balances_ipv4_and_ipv6_vips_over_all_three_servers() {
     assert!(readyz().contains("\"proxy\""), "{}", readyz());
     // Nothing is pinned in proxy mode: `lb list` asks the daemon's API (on the LB host).
     let bin = testenv::lb_binary();
-    let backends = testenv::exec(LB_NS, &[bin.to_str().unwrap(), "list", "backends", "--json", "--pin-path", testenv::LB_PIN_PATH]).unwrap();
+    let backends = testenv::exec(
+        LB_NS,
+        &[bin.to_str().unwrap(), "list", "backends", "--json", "--pin-path", testenv::LB_PIN_PATH],
+    )
+    .unwrap();
     assert!(backends.status.success(), "lb list in proxy mode: {}", String::from_utf8_lossy(&backends.stderr));
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&backends.stdout).unwrap();
     assert_eq!(rows.len(), 6);

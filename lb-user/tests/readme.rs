@@ -30,12 +30,12 @@ use std::path::{Path, PathBuf};
 
 use clap::CommandFactory;
 use lb_common::reason::{ACTION_NAMES, DROP_REASON_NAMES};
-use lb_user::cli::Cli;
 use lb_config::Config;
 use lb_control::{BackendView, CheckView, ServiceView};
+use lb_proxy::BackendCounters;
+use lb_user::cli::Cli;
 use lb_xdp::explain::Explanation;
 use lb_xdp::inspect::{BackendRow, FlowRow, Stats, VipRow};
-use lb_proxy::BackendCounters;
 use serde::Serialize;
 
 /// The crates whose sources are searched for metric families and admin API routes: every
@@ -71,13 +71,7 @@ fn pages() -> Vec<String> {
     let dir = workspace().join(DOCS);
     let mut pages: Vec<String> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
-        .map(|entry| {
-            entry
-                .expect("a directory entry")
-                .file_name()
-                .to_string_lossy()
-                .into_owned()
-        })
+        .map(|entry| entry.expect("a directory entry").file_name().to_string_lossy().into_owned())
         .filter(|name| name.ends_with(".md"))
         .map(|name| format!("{DOCS}/{name}"))
         .collect();
@@ -88,11 +82,7 @@ fn pages() -> Vec<String> {
 
 /// Fails once, listing everything that is missing.
 fn report(page: &str, what: &str, missing: &[String]) {
-    assert!(
-        missing.is_empty(),
-        "{page} is out of step ({what}):\n  - {}",
-        missing.join("\n  - ")
-    );
+    assert!(missing.is_empty(), "{page} is out of step ({what}):\n  - {}", missing.join("\n  - "));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -140,21 +130,14 @@ fn section(text: &str, needle: &str) -> Option<String> {
     let all = headings(text);
     let at = all.iter().position(|(_, _, line)| line.contains(needle))?;
     let (start, own, _) = all[at];
-    let end = all[at + 1..]
-        .iter()
-        .find(|&&(_, l, _)| l <= own)
-        .map_or(usize::MAX, |&(i, _, _)| i);
+    let end = all[at + 1..].iter().find(|&&(_, l, _)| l <= own).map_or(usize::MAX, |&(i, _, _)| i);
     let lines: Vec<&str> = text.lines().collect();
     Some(lines[start + 1..end.min(lines.len())].join("\n"))
 }
 
 /// The words in backticks in `text`.
 fn backticked(text: &str) -> Vec<String> {
-    text.split('`')
-        .skip(1)
-        .step_by(2)
-        .map(str::to_string)
-        .collect()
+    text.split('`').skip(1).step_by(2).map(str::to_string).collect()
 }
 
 /// Keys of the first column of the Markdown table rows in `text`: `` | `key` | ... ``.
@@ -169,13 +152,7 @@ fn table_keys(text: &str) -> BTreeSet<String> {
 fn row<'a>(text: &'a str, first: &str) -> Option<Vec<&'a str>> {
     text.lines()
         .filter(|l| l.trim_start().starts_with('|'))
-        .map(|l| {
-            l.trim()
-                .trim_matches('|')
-                .split('|')
-                .map(str::trim)
-                .collect::<Vec<_>>()
-        })
+        .map(|l| l.trim().trim_matches('|').split('|').map(str::trim).collect::<Vec<_>>())
         .find(|cells| cells.first() == Some(&first))
 }
 
@@ -199,11 +176,7 @@ fn anchors(text: &str) -> BTreeSet<String> {
     for (_, _, line) in headings(text) {
         let base = slug(line);
         let n = seen.entry(base.clone()).or_insert(0);
-        out.insert(if *n == 0 {
-            base.clone()
-        } else {
-            format!("{base}-{n}")
-        });
+        out.insert(if *n == 0 { base.clone() } else { format!("{base}-{n}") });
         *n += 1;
     }
     out
@@ -244,9 +217,7 @@ const PROBE_KEY: &str = "readme_probe_no_such_key";
 fn accepted_keys(prefix: &str) -> Option<Vec<String>> {
     let text = format!("{prefix}{PROBE_KEY} = 1\n");
     let error = Config::from_str(&text, "probe.toml").err()?.to_string();
-    let line = error
-        .lines()
-        .find(|l| l.contains(&format!("unknown key `{PROBE_KEY}`")))?;
+    let line = error.lines().find(|l| l.contains(&format!("unknown key `{PROBE_KEY}`")))?;
     let (_, expected) = line.split_once(", expected")?;
     Some(backticked(expected))
 }
@@ -263,18 +234,12 @@ fn discover(prefix: &str, path: &str, header: String, out: &mut Vec<Section>) {
         panic!(
             "cannot read the accepted keys of {header:?} from the config's unknown-key error; \
              did its wording change? Config::from_str({prefix:?} + probe) gave: {:?}",
-            Config::from_str(&format!("{prefix}{PROBE_KEY} = 1\n"), "probe.toml")
-                .err()
-                .map(|e| e.to_string())
+            Config::from_str(&format!("{prefix}{PROBE_KEY} = 1\n"), "probe.toml").err().map(|e| e.to_string())
         )
     });
     let mut leaves = Vec::new();
     for key in keys {
-        let dotted = if path.is_empty() {
-            key.clone()
-        } else {
-            format!("{path}.{key}")
-        };
+        let dotted = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
         let table = format!("{prefix}[{dotted}]\n");
         let array = format!("{prefix}[[{dotted}]]\n");
         if accepted_keys(&table).is_some() {
@@ -285,10 +250,7 @@ fn discover(prefix: &str, path: &str, header: String, out: &mut Vec<Section>) {
             leaves.push(key);
         }
     }
-    out.push(Section {
-        header,
-        keys: leaves,
-    });
+    out.push(Section { header, keys: leaves });
 }
 
 fn schema_sections() -> Vec<Section> {
@@ -301,32 +263,13 @@ fn schema_sections() -> Vec<Section> {
 fn the_probe_finds_the_contracts_sections_and_keys() {
     let sections = schema_sections();
     let headers: Vec<&str> = sections.iter().map(|s| s.header.as_str()).collect();
-    for want in [
-        "[daemon]",
-        "[[service]]",
-        "[service.health_check]",
-        "[[service.backend]]",
-    ] {
-        assert!(
-            headers.contains(&want),
-            "section {want} not found by probing; found {headers:?}"
-        );
+    for want in ["[daemon]", "[[service]]", "[service.health_check]", "[[service.backend]]"] {
+        assert!(headers.contains(&want), "section {want} not found by probing; found {headers:?}");
     }
     let daemon = sections.iter().find(|s| s.header == "[daemon]").unwrap();
-    assert!(
-        daemon.keys.iter().any(|k| k == "snat_ports"),
-        "{:?}",
-        daemon.keys
-    );
-    let check = sections
-        .iter()
-        .find(|s| s.header == "[service.health_check]")
-        .unwrap();
-    assert!(
-        check.keys.iter().any(|k| k == "type"),
-        "serde renames are seen: {:?}",
-        check.keys
-    );
+    assert!(daemon.keys.iter().any(|k| k == "snat_ports"), "{:?}", daemon.keys);
+    let check = sections.iter().find(|s| s.header == "[service.health_check]").unwrap();
+    assert!(check.keys.iter().any(|k| k == "type"), "serde renames are seen: {:?}", check.keys);
 }
 
 #[test]
@@ -344,10 +287,7 @@ fn every_config_key_has_a_row_in_its_section_of_docs_configuration() {
         }
         let heading = format!("`{}`", s.header);
         let Some(body) = section(&page, &heading) else {
-            missing.push(format!(
-                "a heading naming {heading} for the config section {}",
-                s.header
-            ));
+            missing.push(format!("a heading naming {heading} for the config section {}", s.header));
             continue;
         };
         let rows = table_keys(&body);
@@ -391,18 +331,12 @@ fn every_toml_example_in_the_docs_is_a_valid_config() {
             let example = lines[start..end].join("\n");
             // Errors name the line and column within the example.
             if let Err(e) = Config::from_str(&example, "example") {
-                invalid.push(format!(
-                    "the TOML example at {page}:{} is not a valid config: {e}",
-                    start + 1
-                ));
+                invalid.push(format!("the TOML example at {page}:{} is not a valid config: {e}", start + 1));
             }
             i = end + 1;
         }
     }
-    assert!(
-        found >= 4,
-        "found only {found} TOML examples in README.md and docs/"
-    );
+    assert!(found >= 4, "found only {found} TOML examples in README.md and docs/");
     report("README.md and docs/", "config examples", &invalid);
 }
 
@@ -422,9 +356,7 @@ fn mentions_flag(text: &str, flag: &str) -> bool {
 fn check_command(page: &str, cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
     let heading = format!("### `{path}`");
     let Some(body) = section(page, &heading) else {
-        missing.push(format!(
-            "a \"{heading}\" section for the subcommand `{path}`"
-        ));
+        missing.push(format!("a \"{heading}\" section for the subcommand `{path}`"));
         return;
     };
     for arg in cmd.get_arguments() {
@@ -439,18 +371,13 @@ fn check_command(page: &str, cmd: &clap::Command, path: &str, missing: &mut Vec<
             }
         }
         // Values of arguments that take one (`vips`, `tcp`); not the true/false of a switch.
-        let values = if arg.get_action().takes_values() {
-            arg.get_possible_values()
-        } else {
-            Vec::new()
-        };
+        let values = if arg.get_action().takes_values() { arg.get_possible_values() } else { Vec::new() };
         for value in values {
             if !value.is_hide_set() && !body.contains(value.get_name()) {
                 missing.push(format!(
                     "value `{}` of {} in the \"{heading}\" section",
                     value.get_name(),
-                    arg.get_long()
-                        .map_or_else(|| arg.get_id().to_string(), |l| format!("--{l}"))
+                    arg.get_long().map_or_else(|| arg.get_id().to_string(), |l| format!("--{l}"))
                 ));
             }
         }
@@ -465,10 +392,7 @@ fn every_subcommand_flag_and_value_is_in_docs_cli() {
     let page = read(CLI);
     let cli = Cli::command();
     let mut missing = Vec::new();
-    let names: BTreeSet<String> = cli
-        .get_subcommands()
-        .map(|s| s.get_name().to_string())
-        .collect();
+    let names: BTreeSet<String> = cli.get_subcommands().map(|s| s.get_name().to_string()).collect();
     assert!(!names.is_empty(), "clap reports no subcommands");
     for sub in cli.get_subcommands() {
         check_command(&page, sub, &format!("lb {}", sub.get_name()), &mut missing);
@@ -480,9 +404,7 @@ fn every_subcommand_flag_and_value_is_in_docs_cli() {
         };
         let name = rest.split(['`', ' ']).next().unwrap_or("");
         if !names.contains(name) {
-            missing.push(format!(
-                "no such subcommand: \"{line}\" (clap has {names:?})"
-            ));
+            missing.push(format!("no such subcommand: \"{line}\" (clap has {names:?})"));
         }
     }
     report(CLI, "CLI reference", &missing);
@@ -499,22 +421,14 @@ fn json_fields<T: Serialize>(value: &T) -> Vec<String> {
     }
 }
 
-fn check_fields(
-    page: &str,
-    heading: &str,
-    what: &str,
-    fields: Vec<String>,
-    missing: &mut Vec<String>,
-) {
+fn check_fields(page: &str, heading: &str, what: &str, fields: Vec<String>, missing: &mut Vec<String>) {
     let Some(body) = section(page, heading) else {
         missing.push(format!("a \"{heading}\" section"));
         return;
     };
     for field in fields {
         if !body.contains(&format!("`{field}`")) {
-            missing.push(format!(
-                "JSON field `{field}` of {what} in the \"{heading}\" section"
-            ));
+            missing.push(format!("JSON field `{field}` of {what} in the \"{heading}\" section"));
         }
     }
 }
@@ -525,14 +439,7 @@ fn every_json_field_of_lb_list_and_lb_explain_is_in_docs_cli() {
     let s = String::new;
     // Struct literals, not Default: a new field breaks this build until it is listed here,
     // and then the check below asks the page for it too.
-    let vip = VipRow {
-        service: s(),
-        vip: s(),
-        protocol: s(),
-        algorithm: s(),
-        forwarding: s(),
-        backends: 0,
-    };
+    let vip = VipRow { service: s(), vip: s(), protocol: s(), algorithm: s(), forwarding: s(), backends: 0 };
     let backend = BackendRow {
         service: s(),
         address: s(),
@@ -554,50 +461,16 @@ fn every_json_field_of_lb_list_and_lb_explain_is_in_docs_cli() {
         idle_seconds: 0.0,
         closing: false,
     };
-    let stats = Stats {
-        actions: Default::default(),
-        drops: Default::default(),
-        ratelimited: Default::default(),
-    };
-    let explanation = Explanation {
-        service: s(),
-        algorithm: s(),
-        decision: s(),
-        backend: None,
-        ring_slot: None,
-        hash: 0,
-    };
+    let stats = Stats { actions: Default::default(), drops: Default::default(), ratelimited: Default::default() };
+    let explanation =
+        Explanation { service: s(), algorithm: s(), decision: s(), backend: None, ring_slot: None, hash: 0 };
     let mut missing = Vec::new();
     let list = "### `lb list`";
     check_fields(&page, list, "lb list vips", json_fields(&vip), &mut missing);
-    check_fields(
-        &page,
-        list,
-        "lb list backends",
-        json_fields(&backend),
-        &mut missing,
-    );
-    check_fields(
-        &page,
-        list,
-        "lb list flows",
-        json_fields(&flow),
-        &mut missing,
-    );
-    check_fields(
-        &page,
-        list,
-        "lb list stats",
-        json_fields(&stats),
-        &mut missing,
-    );
-    check_fields(
-        &page,
-        "### `lb explain`",
-        "lb explain",
-        json_fields(&explanation),
-        &mut missing,
-    );
+    check_fields(&page, list, "lb list backends", json_fields(&backend), &mut missing);
+    check_fields(&page, list, "lb list flows", json_fields(&flow), &mut missing);
+    check_fields(&page, list, "lb list stats", json_fields(&stats), &mut missing);
+    check_fields(&page, "### `lb explain`", "lb explain", json_fields(&explanation), &mut missing);
     report(CLI, "JSON output", &missing);
 }
 
@@ -605,14 +478,11 @@ fn every_json_field_of_lb_list_and_lb_explain_is_in_docs_cli() {
 fn every_xdp_action_name_is_in_the_lb_list_section_of_docs_cli() {
     let page = read(CLI);
     let heading = "### `lb list`";
-    let body =
-        section(&page, heading).unwrap_or_else(|| panic!("{CLI} has no \"{heading}\" section"));
+    let body = section(&page, heading).unwrap_or_else(|| panic!("{CLI} has no \"{heading}\" section"));
     let missing: Vec<String> = ACTION_NAMES
         .iter()
         .filter(|action| !body.contains(&format!("`{action}`")))
-        .map(|action| {
-            format!("XDP action name `{action}` (a key of `lb list stats`) in \"{heading}\"")
-        })
+        .map(|action| format!("XDP action name `{action}` (a key of `lb list stats`) in \"{heading}\""))
         .collect();
     report(CLI, "XDP action names", &missing);
 }
@@ -631,12 +501,7 @@ fn every_json_field_of_get_v1_services_is_in_docs_api() {
         succeeded_total: 0,
         failed_total: 0,
     };
-    let check = CheckView {
-        ok: true,
-        detail: s(),
-        duration_seconds: 0.0,
-        age_seconds: 0.0,
-    };
+    let check = CheckView { ok: true, detail: s(), duration_seconds: 0.0, age_seconds: 0.0 };
     let backend = BackendView {
         address: s(),
         weight: 0,
@@ -659,34 +524,10 @@ fn every_json_field_of_get_v1_services_is_in_docs_api() {
     };
     let heading = "`GET /v1/services`";
     let mut missing = Vec::new();
-    check_fields(
-        &page,
-        heading,
-        "a service",
-        json_fields(&service),
-        &mut missing,
-    );
-    check_fields(
-        &page,
-        heading,
-        "a backend",
-        json_fields(&backend),
-        &mut missing,
-    );
-    check_fields(
-        &page,
-        heading,
-        "a backend's last_check",
-        json_fields(&check),
-        &mut missing,
-    );
-    check_fields(
-        &page,
-        heading,
-        "a backend's proxy counters",
-        json_fields(&counters),
-        &mut missing,
-    );
+    check_fields(&page, heading, "a service", json_fields(&service), &mut missing);
+    check_fields(&page, heading, "a backend", json_fields(&backend), &mut missing);
+    check_fields(&page, heading, "a backend's last_check", json_fields(&check), &mut missing);
+    check_fields(&page, heading, "a backend's proxy counters", json_fields(&counters), &mut missing);
     report(API, "GET /v1/services", &missing);
 }
 
@@ -709,15 +550,8 @@ fn crate_sources() -> Vec<(PathBuf, String)> {
         }
     }
     let mut files = Vec::new();
-    for entry in std::fs::read_dir(workspace())
-        .expect("the workspace lists")
-        .flatten()
-    {
-        if entry
-            .file_name()
-            .to_string_lossy()
-            .starts_with(CRATE_PREFIX)
-        {
+    for entry in std::fs::read_dir(workspace()).expect("the workspace lists").flatten() {
+        if entry.file_name().to_string_lossy().starts_with(CRATE_PREFIX) {
             walk(&entry.path().join("src"), &mut files);
         }
     }
@@ -725,8 +559,7 @@ fn crate_sources() -> Vec<(PathBuf, String)> {
     files
         .into_iter()
         .map(|path| {
-            let text = std::fs::read_to_string(&path)
-                .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+            let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
             (path, text)
         })
         .collect()
@@ -751,10 +584,7 @@ fn metric_families() -> BTreeMap<String, BTreeSet<String>> {
             let Some((name, rest)) = literal(&text[at..]) else {
                 continue;
             };
-            if !name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-            {
+            if !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
                 continue;
             }
             let Some(rest) = rest.trim_start().strip_prefix(',') else {
@@ -764,10 +594,7 @@ fn metric_families() -> BTreeMap<String, BTreeSet<String>> {
                 continue;
             };
             if METRIC_KINDS.contains(&kind) {
-                families
-                    .entry(name.to_string())
-                    .or_default()
-                    .insert(kind.to_string());
+                families.entry(name.to_string()).or_default().insert(kind.to_string());
             }
         }
     }
@@ -777,42 +604,30 @@ fn metric_families() -> BTreeMap<String, BTreeSet<String>> {
 #[test]
 fn every_metric_family_is_in_docs_metrics_with_its_type() {
     let families = metric_families();
-    assert!(
-        families.len() >= 20,
-        "read only {} metric families from the sources: {families:?}",
-        families.len()
-    );
+    assert!(families.len() >= 20, "read only {} metric families from the sources: {families:?}", families.len());
     let page = read(METRICS);
     let rows = table_keys(&page);
     let mut missing = Vec::new();
     for (name, kinds) in &families {
         if kinds.len() != 1 {
-            missing.push(format!(
-                "the code gives `{name}` more than one type: {kinds:?}"
-            ));
+            missing.push(format!("the code gives `{name}` more than one type: {kinds:?}"));
             continue;
         }
         let kind = kinds.iter().next().unwrap();
         // The contract: counters, and only counters, end in `_total`.
         if (kind == "counter") != name.ends_with("_total") {
-            missing.push(format!(
-                "`{name}` is a {kind}: only counters end in `_total`"
-            ));
+            missing.push(format!("`{name}` is a {kind}: only counters end in `_total`"));
         }
         let first = format!("`{name}`");
         match row(&page, &first) {
             None => missing.push(format!("row \"| `{name}` | {kind} |\"")),
-            Some(cells) if cells.get(1) != Some(&kind.as_str()) => missing.push(format!(
-                "`{name}` is a {kind}, its row says {:?}",
-                cells.get(1)
-            )),
+            Some(cells) if cells.get(1) != Some(&kind.as_str()) => {
+                missing.push(format!("`{name}` is a {kind}, its row says {:?}", cells.get(1)))
+            }
             Some(_) => {}
         }
     }
-    for name in rows
-        .iter()
-        .filter(|r| r.starts_with("lb_") && !families.contains_key(*r))
-    {
+    for name in rows.iter().filter(|r| r.starts_with("lb_") && !families.contains_key(*r)) {
         missing.push(format!("no such metric: row \"| `{name}` |\""));
     }
     report(METRICS, "metric families", &missing);
@@ -843,12 +658,9 @@ fn api_routes() -> BTreeSet<(String, String)> {
                 .map_or(rest.len(), |(i, _)| i);
             let handler = &rest[..end];
             for method in METHODS {
-                let called = handler.match_indices(&format!("{method}(")).any(|(i, _)| {
-                    !handler[..i]
-                        .chars()
-                        .next_back()
-                        .is_some_and(|c| c.is_alphanumeric() || c == '_')
-                });
+                let called = handler
+                    .match_indices(&format!("{method}("))
+                    .any(|(i, _)| !handler[..i].chars().next_back().is_some_and(|c| c.is_alphanumeric() || c == '_'));
                 if called {
                     routes.insert((method.to_uppercase(), path.to_string()));
                 }
@@ -864,14 +676,10 @@ fn every_admin_api_route_is_in_docs_api() {
     assert!(routes.len() >= 10, "read only {routes:?} from the sources");
     let page = read(API);
     let heading = "## Routes";
-    let body =
-        section(&page, heading).unwrap_or_else(|| panic!("{API} has no \"{heading}\" section"));
+    let body = section(&page, heading).unwrap_or_else(|| panic!("{API} has no \"{heading}\" section"));
     let rows: BTreeSet<(String, String)> = table_keys(&body)
         .into_iter()
-        .filter_map(|key| {
-            key.split_once(' ')
-                .map(|(m, p)| (m.to_string(), p.to_string()))
-        })
+        .filter_map(|key| key.split_once(' ').map(|(m, p)| (m.to_string(), p.to_string())))
         .collect();
     let mut missing = Vec::new();
     for (method, path) in routes.difference(&rows) {
@@ -905,15 +713,10 @@ fn every_drop_reason_and_map_name_is_in_docs_architecture() {
     };
     for reason in DROP_REASON_NAMES {
         if !reasons.contains(reason) {
-            missing.push(format!(
-                "drop reason row \"| `{reason}` |\" under \"{heading}\""
-            ));
+            missing.push(format!("drop reason row \"| `{reason}` |\" under \"{heading}\""));
         }
     }
-    for row in reasons
-        .iter()
-        .filter(|r| !DROP_REASON_NAMES.contains(&r.as_str()))
-    {
+    for row in reasons.iter().filter(|r| !DROP_REASON_NAMES.contains(&r.as_str())) {
         missing.push(format!("no such drop reason: row \"| `{row}` |\""));
     }
 
@@ -941,27 +744,14 @@ fn every_drop_reason_and_map_name_is_in_docs_architecture() {
 fn the_test_network_in_docs_testing_matches_testenv() {
     let page = read(TESTING);
     let heading = "## The test network";
-    let body =
-        section(&page, heading).unwrap_or_else(|| panic!("{TESTING} has no \"{heading}\" section"));
+    let body = section(&page, heading).unwrap_or_else(|| panic!("{TESTING} has no \"{heading}\" section"));
     let mut missing = Vec::new();
     let mut hosts = vec![
-        (
-            testenv::CLIENT_NS.to_string(),
-            testenv::CLIENT_V4.to_string(),
-            testenv::CLIENT_V6.to_string(),
-        ),
-        (
-            testenv::LB_NS.to_string(),
-            testenv::LB_V4.to_string(),
-            testenv::LB_V6.to_string(),
-        ),
+        (testenv::CLIENT_NS.to_string(), testenv::CLIENT_V4.to_string(), testenv::CLIENT_V6.to_string()),
+        (testenv::LB_NS.to_string(), testenv::LB_V4.to_string(), testenv::LB_V6.to_string()),
     ];
     for n in 1..=testenv::SERVERS {
-        hosts.push((
-            testenv::server_ns(n),
-            testenv::server_v4(n),
-            testenv::server_v6(n),
-        ));
+        hosts.push((testenv::server_ns(n), testenv::server_v4(n), testenv::server_v6(n)));
     }
     for (ns, v4, v6) in &hosts {
         match row(&body, &format!("`{ns}`")) {
@@ -980,10 +770,7 @@ fn the_test_network_in_docs_testing_matches_testenv() {
         if row(&body, &format!("`{}`", testenv::server_ns(n)))
             .is_some_and(|cells| !cells.iter().any(|c| c.contains(&name)))
         {
-            missing.push(format!(
-                "`{}`'s row: the server's name {name}",
-                testenv::server_ns(n)
-            ));
+            missing.push(format!("`{}`'s row: the server's name {name}", testenv::server_ns(n)));
         }
     }
     if row(&body, &format!("`{}`", testenv::SWITCH_NS)).is_none() {
@@ -992,39 +779,20 @@ fn the_test_network_in_docs_testing_matches_testenv() {
     for (what, text) in [
         ("the interface", format!("`{}`", testenv::IFACE)),
         ("the bridge", format!("`{}`", testenv::BRIDGE)),
-        (
-            "the backend port",
-            format!("port {}", testenv::BACKEND_PORT),
-        ),
+        ("the backend port", format!("port {}", testenv::BACKEND_PORT)),
         ("the IPv4 VIP", format!("`{}`", testenv::VIP_V4)),
         ("the IPv6 VIP", format!("`{}`", testenv::VIP_V6)),
-        (
-            "the IPv4 VIP route",
-            format!("`{}/32 via {}`", testenv::VIP_V4, testenv::LB_V4),
-        ),
-        (
-            "the IPv6 VIP route",
-            format!("`{}/128 via {}`", testenv::VIP_V6, testenv::LB_V6),
-        ),
+        ("the IPv4 VIP route", format!("`{}/32 via {}`", testenv::VIP_V4, testenv::LB_V4)),
+        ("the IPv6 VIP route", format!("`{}/128 via {}`", testenv::VIP_V6, testenv::LB_V6)),
         ("the LB's MAC", format!("`{}`", testenv::LB_MAC)),
         ("the run directory", format!("`{}`", testenv::RUN_DIR)),
-        (
-            "the daemon's pin path",
-            format!("`{}`", testenv::LB_PIN_PATH),
-        ),
+        ("the daemon's pin path", format!("`{}`", testenv::LB_PIN_PATH)),
         ("the network's lock", format!("`{}`", testenv::LOCK_FILE)),
         ("the DSR option", "`up --dsr`".to_string()),
-        (
-            "the namespaces' prefix",
-            format!("`{}*`", testenv::NS_PREFIX),
-        ),
+        ("the namespaces' prefix", format!("`{}*`", testenv::NS_PREFIX)),
     ] {
         // The lock is named in the layers above the section; the rest in the section.
-        let haystack = if what == "the network's lock" {
-            &page
-        } else {
-            &body
-        };
+        let haystack = if what == "the network's lock" { &page } else { &body };
         if !haystack.contains(&text) {
             missing.push(format!("{what}: {text}"));
         }
@@ -1049,16 +817,9 @@ fn every_relative_link_in_readme_and_docs_resolves() {
             }
             checked += 1;
             let (file, anchor) = target.split_once('#').unwrap_or((&target, ""));
-            let path = if file.is_empty() {
-                workspace().join(&page)
-            } else {
-                dir.join(file)
-            };
+            let path = if file.is_empty() { workspace().join(&page) } else { dir.join(file) };
             let Ok(resolved) = path.canonicalize() else {
-                broken.push(format!(
-                    "{page}: ({target}): no such file {}",
-                    path.display()
-                ));
+                broken.push(format!("{page}: ({target}): no such file {}", path.display()));
                 continue;
             };
             if !resolved.starts_with(&root) {
@@ -1067,9 +828,7 @@ fn every_relative_link_in_readme_and_docs_resolves() {
             }
             if !anchor.is_empty() {
                 if resolved.extension().is_none_or(|e| e != "md") {
-                    broken.push(format!(
-                        "{page}: ({target}): an anchor into a file that is not Markdown"
-                    ));
+                    broken.push(format!("{page}: ({target}): an anchor into a file that is not Markdown"));
                     continue;
                 }
                 let target_text = std::fs::read_to_string(&resolved).unwrap_or_default();
@@ -1092,29 +851,19 @@ fn no_page_mentions_files_outside_the_repository() {
     for page in pages() {
         let text = read(&page);
         for outside in ["../shared", "ARCHITECTURE.md"] {
-            for (n, line) in text
-                .lines()
-                .enumerate()
-                .filter(|(_, l)| l.contains(outside))
-            {
+            for (n, line) in text.lines().enumerate().filter(|(_, l)| l.contains(outside)) {
                 found.push(format!("{page}:{}: mentions {outside}: {line}", n + 1));
             }
         }
     }
-    report(
-        "README.md and docs/",
-        "files outside the repository",
-        &found,
-    );
+    report("README.md and docs/", "files outside the repository", &found);
 }
 
 #[test]
 fn the_docs_index_links_every_page_and_the_readme_links_the_index() {
     let index = read(INDEX);
-    let linked: BTreeSet<String> = links(&index)
-        .into_iter()
-        .map(|t| t.split('#').next().unwrap_or("").to_string())
-        .collect();
+    let linked: BTreeSet<String> =
+        links(&index).into_iter().map(|t| t.split('#').next().unwrap_or("").to_string()).collect();
     let mut missing = Vec::new();
     for page in pages().into_iter().filter(|p| p != README && p != INDEX) {
         let name = page.trim_start_matches(&format!("{DOCS}/")).to_string();
@@ -1124,10 +873,7 @@ fn the_docs_index_links_every_page_and_the_readme_links_the_index() {
     }
     report(INDEX, "the index of docs/", &missing);
     let readme = read(README);
-    assert!(
-        links(&readme).iter().any(|t| t == INDEX),
-        "{README} links no {INDEX}"
-    );
+    assert!(links(&readme).iter().any(|t| t == INDEX), "{README} links no {INDEX}");
 }
 
 #[test]
@@ -1140,10 +886,7 @@ fn the_readme_stays_a_front_page() {
          reference material into {DOCS}/"
     );
     for command in ["cargo xtask demo", "cargo xtask test"] {
-        assert!(
-            readme.contains(command),
-            "{README} does not name `{command}`"
-        );
+        assert!(readme.contains(command), "{README} does not name `{command}`");
     }
 }
 
@@ -1231,7 +974,9 @@ fn crates_depend_only_on_lower_layers_as_docs_architecture_draws_them() {
         }
     }
     let members = read("Cargo.toml");
-    for member in members.lines().find(|l| l.starts_with("members = ")).expect("a members line").split('"').skip(1).step_by(2) {
+    for member in
+        members.lines().find(|l| l.starts_with("members = ")).expect("a members line").split('"').skip(1).step_by(2)
+    {
         if !CRATE_LAYERS.iter().any(|(c, _)| *c == member) {
             wrong.push(format!("workspace member {member} has no layer here"));
         }
@@ -1273,7 +1018,13 @@ fn module_graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
             for (at, _) in text.match_indices(prefix) {
                 let rest = &text[at + prefix.len()..];
                 let names: Vec<String> = if let Some(group) = rest.strip_prefix('{') {
-                    group.split('}').next().unwrap_or("").split(',').map(|n| n.trim().split("::").next().unwrap_or("").to_string()).collect()
+                    group
+                        .split('}')
+                        .next()
+                        .unwrap_or("")
+                        .split(',')
+                        .map(|n| n.trim().split("::").next().unwrap_or("").to_string())
+                        .collect()
                 } else {
                     vec![rest.split(|c: char| !c.is_alphanumeric() && c != '_').next().unwrap_or("").to_string()]
                 };

@@ -22,15 +22,15 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use aya_obj::programs::XdpAttachType;
 use aya::programs::{TestRun, TestRunOptions, Xdp};
-use lb_xdp::testkit::harness::{Harness, XDP_PASS, XDP_TX};
-use lb_xdp::testkit::packet::{Pkt, ACK, SYN, TCP};
+use aya_obj::programs::XdpAttachType;
+use lb_common::addr::{ip_words, port_be};
 use lb_common::consts::{PROTO_TCP, RING_SIZE};
 use lb_common::maglev::{build, MaglevBackend};
 use lb_common::maps::{FlowKey, FlowState};
-use lb_common::addr::{ip_words, port_be};
 use lb_xdp::maps::Maps;
+use lb_xdp::testkit::harness::{Harness, XDP_PASS, XDP_TX};
+use lb_xdp::testkit::packet::{Pkt, ACK, SYN, TCP};
 use serde_json::{json, Value};
 
 /// Counts for one run of the benchmark.
@@ -51,8 +51,16 @@ struct Counts {
     maglev_builds: u32,
 }
 
-const FULL: Counts = Counts { repeat: 1_000_000, per_call: 1_000_000, new_flows: 100_000, nat_new_flows: 20_000, fill: 1 << 20, maglev_builds: 5 };
-const QUICK: Counts = Counts { repeat: 1_000, per_call: 1_000, new_flows: 1_000, nat_new_flows: 1_000, fill: 10_000, maglev_builds: 1 };
+const FULL: Counts = Counts {
+    repeat: 1_000_000,
+    per_call: 1_000_000,
+    new_flows: 100_000,
+    nat_new_flows: 20_000,
+    fill: 1 << 20,
+    maglev_builds: 5,
+};
+const QUICK: Counts =
+    Counts { repeat: 1_000, per_call: 1_000, new_flows: 1_000, nat_new_flows: 1_000, fill: 10_000, maglev_builds: 1 };
 
 /// flow_table_size 1M (the default) in both table states, so only the fill differs.
 /// snat_ports wider than the default, for the nat new-flow case (see `nat_new_flows`).
@@ -144,7 +152,15 @@ fn datapath(c: &Counts) -> (Vec<Value>, f64) {
     let floor_repeat = repeat_ns(&pass, &floor_frame, c.repeat, XDP_PASS);
     let floor_call = per_call_ns(&pass, (0..c.per_call).map(|_| floor_frame.clone()), XDP_PASS);
     let overhead = (floor_call - floor_repeat).max(0.0);
-    rows.push(row("pass-through program (floor)", "ipv4", "empty", "repeat", floor_repeat, floor_repeat, c.repeat as u64));
+    rows.push(row(
+        "pass-through program (floor)",
+        "ipv4",
+        "empty",
+        "repeat",
+        floor_repeat,
+        floor_repeat,
+        c.repeat as u64,
+    ));
     for f in &FAMILIES {
         rows.extend(family_cases(&empty, f, "empty", c, overhead));
     }
@@ -170,7 +186,15 @@ fn filled(n: u32) -> Harness {
     for i in 0..n {
         // Clients 10.0.0.0/8, one port each: distinct keys, none the measured flows'.
         let client = Ipv4Addr::from(0x0a00_0000u32 + i);
-        let key = FlowKey { src: ip_words(IpAddr::V4(client)).0, dst: vip, sport: port_be(50000), dport: port_be(80), proto: PROTO_TCP, family, _pad: [0; 2] };
+        let key = FlowKey {
+            src: ip_words(IpAddr::V4(client)).0,
+            dst: vip,
+            sport: port_be(50000),
+            dport: port_be(80),
+            proto: PROTO_TCP,
+            family,
+            _pad: [0; 2],
+        };
         let value = FlowState { last_seen_ns: now, backend_id: backend, snat_port: 0, flags: 0, _pad: 0 };
         maps.flows.insert(key, value, 0).expect("insert into LB_FLOWS");
         assert!(started.elapsed() < Duration::from_secs(120), "filling the flow table took over 2 minutes");
@@ -203,21 +227,42 @@ fn family_cases(h: &Harness, f: &Family, table: &str, c: &Counts, overhead: f64)
     let (action, out) = h.run(&syn.bytes());
     assert_eq!(action, XDP_TX, "{}: the SYN to the nat VIP is forwarded", f.name);
     let ack = Pkt::tcp(f.client, f.nat_vip, ACK).bytes();
-    push("nat, established flow", "per_call", per_call_ns(prog, (0..c.per_call).map(|_| ack.clone()), XDP_TX), c.per_call);
+    push(
+        "nat, established flow",
+        "per_call",
+        per_call_ns(prog, (0..c.per_call).map(|_| ack.clone()), XDP_TX),
+        c.per_call,
+    );
     let (backend, snat_port) = natted_to(&out, f);
-    let mut reply = Pkt::tcp(&backend.to_string(), &SocketAddr::new(f.snat.parse().unwrap(), snat_port).to_string(), ACK);
+    let mut reply =
+        Pkt::tcp(&backend.to_string(), &SocketAddr::new(f.snat.parse().unwrap(), snat_port).to_string(), ACK);
     reply.src_mac = lb_xdp::testkit::harness::mac_of(backend.ip());
     reply.dst_mac = lb_xdp::testkit::packet::LB_MAC;
     let reply = reply.bytes();
-    push("nat, reply (reverse nat)", "per_call", per_call_ns(prog, (0..c.per_call).map(|_| reply.clone()), XDP_TX), c.per_call);
-    push("nat, new flow (Maglev, flow + SNAT insert)", "per_call", per_call_ns(prog, (0..c.nat_new_flows).map(|i| new_client_syn(f, f.nat_vip, i)), XDP_TX), c.nat_new_flows);
+    push(
+        "nat, reply (reverse nat)",
+        "per_call",
+        per_call_ns(prog, (0..c.per_call).map(|_| reply.clone()), XDP_TX),
+        c.per_call,
+    );
+    push(
+        "nat, new flow (Maglev, flow + SNAT insert)",
+        "per_call",
+        per_call_ns(prog, (0..c.nat_new_flows).map(|i| new_client_syn(f, f.nat_vip, i)), XDP_TX),
+        c.nat_new_flows,
+    );
 
     // dsr: only the MACs change, so the rewritten frame takes the same path again.
     let (action, _) = h.run(&Pkt::tcp(f.client, f.dsr_vip, SYN).bytes());
     assert_eq!(action, XDP_TX, "{}: the SYN to the dsr VIP is forwarded", f.name);
     let dsr_ack = Pkt::tcp(f.client, f.dsr_vip, ACK).bytes();
     push("dsr, established flow", "repeat", repeat_ns(prog, &dsr_ack, c.repeat, XDP_TX), c.repeat);
-    push("dsr, new flow (Maglev, flow insert)", "per_call", per_call_ns(prog, (0..c.new_flows).map(|i| new_client_syn(f, f.dsr_vip, i + c.new_flows)), XDP_TX), c.new_flows);
+    push(
+        "dsr, new flow (Maglev, flow insert)",
+        "per_call",
+        per_call_ns(prog, (0..c.new_flows).map(|i| new_client_syn(f, f.dsr_vip, i + c.new_flows)), XDP_TX),
+        c.new_flows,
+    );
     rows
 }
 
@@ -282,7 +327,9 @@ fn maglev(c: &Counts) -> Vec<Value> {
     [10u32, 100, 1000]
         .iter()
         .map(|&n| {
-            let backends: Vec<MaglevBackend> = (0..n).map(|i| MaglevBackend::new(i, format!("10.1.{}.{}:80", i / 256, i % 256).as_bytes(), 1)).collect();
+            let backends: Vec<MaglevBackend> = (0..n)
+                .map(|i| MaglevBackend::new(i, format!("10.1.{}.{}:80", i / 256, i % 256).as_bytes(), 1))
+                .collect();
             let mut times: Vec<f64> = (0..c.maglev_builds)
                 .map(|_| {
                     let t = Instant::now();
@@ -303,7 +350,8 @@ fn maglev(c: &Counts) -> Vec<Value> {
 fn reconcile() -> Value {
     let services: u32 = 100;
     let config = |weight: u32| {
-        let mut text = String::from("[daemon]\ninterface = \"eth0\"\nsnat_ipv4 = \"172.20.0.10\"\nflow_table_size = 4096\n");
+        let mut text =
+            String::from("[daemon]\ninterface = \"eth0\"\nsnat_ipv4 = \"172.20.0.10\"\nflow_table_size = 4096\n");
         for s in 0..services {
             text += &format!("\n[[service]]\nname = \"s{s}\"\nvip = \"172.20.{}.{}:80\"\n", 1 + s / 200, 1 + s % 200);
             for b in 1..=3 {
@@ -325,4 +373,3 @@ fn reconcile() -> Value {
     assert_eq!(h.plan.services.len(), services as usize);
     json!({ "services": services, "backends_per_service": 3, "initial_ms": initial, "change_all_ms": change })
 }
-

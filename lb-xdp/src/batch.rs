@@ -60,7 +60,14 @@ fn update_batch(fd: i32, keys: &[u32], values: &[u32]) -> io::Result<()> {
     };
     // SAFETY: `attr` is a valid bpf_attr prefix of the size passed; `keys` and `values`
     // hold `count` u32 each and outlive the call; the kernel only reads them.
-    let r = unsafe { libc::syscall(libc::SYS_bpf, BPF_MAP_UPDATE_BATCH, &mut attr as *mut BatchAttr, std::mem::size_of::<BatchAttr>() as u32) };
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_MAP_UPDATE_BATCH,
+            &mut attr as *mut BatchAttr,
+            std::mem::size_of::<BatchAttr>() as u32,
+        )
+    };
     if r < 0 {
         return Err(io::Error::last_os_error());
     }

@@ -9,9 +9,9 @@ use lb_common::hash::{flow_hash, source_hash};
 use lb_common::maps::FlowKey;
 use serde::Serialize;
 
-use lb_common::addr::{ip_words, port_be, socket, vip_key};
 use super::inspect::{algorithm_name, monotonic_ns, service_name};
 use super::maps::Maps;
+use lb_common::addr::{ip_words, port_be, socket, vip_key};
 
 #[derive(Serialize, Debug, Clone, PartialEq)]
 pub struct Explanation {
@@ -34,15 +34,7 @@ pub fn explain(maps: &Maps, vip: SocketAddr, client: SocketAddr, proto: u8) -> R
     };
     let meta = maps.service_meta.get(&info.service_id, 0)?;
     let (src, family) = ip_words(client.ip());
-    let key = FlowKey {
-        src,
-        dst: vk.addr,
-        sport: port_be(client.port()),
-        dport: vk.port,
-        proto,
-        family,
-        _pad: [0; 2],
-    };
+    let key = FlowKey { src, dst: vk.addr, sport: port_be(client.port()), dport: vk.port, proto, family, _pad: [0; 2] };
     let hash = flow_hash(&key.src, &key.dst, key.sport, key.dport, key.proto);
     let usable = |id: u32| {
         maps.backends

@@ -19,7 +19,12 @@ pub fn global_config(cfg: &Config, interface: &str) -> Result<GlobalConfig> {
 
 /// The data path's settings from the config, with the interface's addresses as the SNAT
 /// defaults.
-pub fn global_config_from(cfg: &Config, interface: &str, if_v4: Option<Ipv4Addr>, if_v6: Option<Ipv6Addr>) -> Result<GlobalConfig> {
+pub fn global_config_from(
+    cfg: &Config,
+    interface: &str,
+    if_v4: Option<Ipv4Addr>,
+    if_v6: Option<Ipv6Addr>,
+) -> Result<GlobalConfig> {
     let d = &cfg.daemon;
     let v4 = d.snat_ipv4.or(if_v4);
     let v6 = d.snat_ipv6.or(if_v6);
@@ -28,7 +33,10 @@ pub fn global_config_from(cfg: &Config, interface: &str, if_v4: Option<Ipv4Addr>
             bail!("service {}: nat needs an IPv4 SNAT address; {interface} has none, set daemon.snat_ipv4", s.name);
         }
         if s.vip.is_ipv6() && v6.is_none() {
-            bail!("service {}: nat needs an IPv6 SNAT address; {interface} has no global one, set daemon.snat_ipv6", s.name);
+            bail!(
+                "service {}: nat needs an IPv6 SNAT address; {interface} has no global one, set daemon.snat_ipv6",
+                s.name
+            );
         }
     }
     let v4_word = v4.map_or(0, |a| u32::from_ne_bytes(a.octets()));

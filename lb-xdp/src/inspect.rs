@@ -8,8 +8,8 @@ use lb_common::maps::ServiceMeta;
 use lb_common::reason::{ACTION_NAMES, DROP_REASON_NAMES};
 use serde::Serialize;
 
-use lb_common::addr::{proto_name, socket};
 use super::maps::{sum_counters, Maps};
+use lb_common::addr::{proto_name, socket};
 use lb_config::desired::{source_names, Health};
 
 #[derive(Serialize, serde::Deserialize, Debug, Clone, PartialEq)]
@@ -92,7 +92,11 @@ pub fn live_flows_per_backend(maps: &Maps) -> Result<std::collections::HashMap<u
 }
 
 fn forwarding_name(code: u8) -> &'static str {
-    if code == FWD_DSR { "dsr" } else { "nat" }
+    if code == FWD_DSR {
+        "dsr"
+    } else {
+        "nat"
+    }
 }
 
 fn services(maps: &Maps) -> Vec<(u32, ServiceMeta)> {

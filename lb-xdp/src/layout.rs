@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use aya::maps::{Array, Map, MapData, MapInfo};
-use lb_common::abi::{MapSpec, LAYOUT_VERSION, PINNED_MAPS};
 use lb_common::abi::map_names;
+use lb_common::abi::{MapSpec, LAYOUT_VERSION, PINNED_MAPS};
 use tracing::warn;
 
 /// The maps whose capacity is `flow_table_size`, set at load time over the object's.
@@ -82,9 +82,13 @@ fn differences(spec: &MapSpec, info: &MapInfo, flow_table_size: Option<u32>) -> 
     let mut out = Vec::new();
     let kind = info.map_type().map_or(u32::MAX, |t| t as u32);
     if kind != spec.kind as u32 {
-        out.push(format!("{name} is a map of kernel type {kind}, this lb's is {:?} (type {})", spec.kind, spec.kind as u32));
+        out.push(format!(
+            "{name} is a map of kernel type {kind}, this lb's is {:?} (type {})",
+            spec.kind, spec.kind as u32
+        ));
     }
-    for (what, pinned, ours) in [("key", info.key_size(), spec.key_size), ("value", info.value_size(), spec.value_size)] {
+    for (what, pinned, ours) in [("key", info.key_size(), spec.key_size), ("value", info.value_size(), spec.value_size)]
+    {
         if pinned != ours {
             out.push(format!("{name} has {what} size {pinned} bytes, this lb's is {ours} bytes"));
         }
@@ -116,14 +120,21 @@ mod tests {
     use super::*;
 
     fn message(found: Option<u32>, maps: &[&str]) -> String {
-        let e = LayoutMismatch { pin_dir: "/sys/fs/bpf/lb".into(), found, maps: maps.iter().map(|m| m.to_string()).collect() };
+        let e = LayoutMismatch {
+            pin_dir: "/sys/fs/bpf/lb".into(),
+            found,
+            maps: maps.iter().map(|m| m.to_string()).collect(),
+        };
         e.to_string()
     }
 
     #[test]
     fn a_refusal_names_both_versions_and_the_way_out() {
         let m = message(Some(LAYOUT_VERSION + 1), &[]);
-        assert!(m.contains(&format!("layout version {}; this lb has layout version {LAYOUT_VERSION}", LAYOUT_VERSION + 1)), "{m}");
+        assert!(
+            m.contains(&format!("layout version {}; this lb has layout version {LAYOUT_VERSION}", LAYOUT_VERSION + 1)),
+            "{m}"
+        );
         assert!(m.contains("lb run --detach-on-exit") && m.contains("rm -r /sys/fs/bpf/lb"), "{m}");
         assert!(message(None, &[]).contains("carry no layout version"));
     }
@@ -131,6 +142,9 @@ mod tests {
     #[test]
     fn a_refusal_at_the_same_version_names_the_maps_that_differ() {
         let m = message(Some(LAYOUT_VERSION), &["LB_BACKEND_META has value size 8 bytes, this lb's is 12 bytes"]);
-        assert!(m.contains("yet differ from it (LB_BACKEND_META has value size 8 bytes, this lb's is 12 bytes)"), "{m}");
+        assert!(
+            m.contains("yet differ from it (LB_BACKEND_META has value size 8 bytes, this lb's is 12 bytes)"),
+            "{m}"
+        );
     }
 }

@@ -79,7 +79,8 @@ impl XdpDataplane {
     fn attach(&mut self, link_pin: &Path, generic: bool) -> Result<()> {
         let id = load::attach(&mut self.ebpf, &self.interface, generic)?;
         let link = load::program(&mut self.ebpf)?.take_link(id)?;
-        let fd = FdLink::try_from(link).context("the kernel gave no bpf_link for this attach; hitless restart needs one (Linux 5.9+)")?;
+        let fd = FdLink::try_from(link)
+            .context("the kernel gave no bpf_link for this attach; hitless restart needs one (Linux 5.9+)")?;
         let pinned = fd.pin(link_pin).with_context(|| format!("pinning the XDP link at {}", link_pin.display()))?;
         self.link = Some(pinned.into());
         Ok(())
@@ -87,7 +88,8 @@ impl XdpDataplane {
 
     /// bpf_link_update: the new program takes over the interface in one step.
     fn replace_program(&mut self, link_pin: &Path) -> Result<()> {
-        let pinned = PinnedLink::from_pin(link_pin).with_context(|| format!("opening the pinned XDP link {}", link_pin.display()))?;
+        let pinned = PinnedLink::from_pin(link_pin)
+            .with_context(|| format!("opening the pinned XDP link {}", link_pin.display()))?;
         let link = XdpLink::try_from(FdLink::from(pinned)).context("the pinned link is not an XDP link")?;
         let program = load::program(&mut self.ebpf)?;
         let id = program.attach_to_link(link).context("replacing the program in the pinned XDP link")?;

@@ -6,8 +6,8 @@ use anyhow::{bail, Context, Result};
 use aya::maps::{Array, MapData};
 use aya::programs::{Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
-use lb_common::abi::{LAYOUT_VERSION, PINNED_MAPS};
 use lb_common::abi::map_names;
+use lb_common::abi::{LAYOUT_VERSION, PINNED_MAPS};
 
 use crate::layout::{check_pinned_layout, SIZED_BY_FLOW_TABLE};
 

@@ -54,7 +54,8 @@ impl Maps {
         crate::layout::check_pinned_layout(dir, None)?;
         Self::build(|name| {
             let path = dir.join(name);
-            let data = MapData::from_pin(&path).with_context(|| format!("cannot open pinned map {}", path.display()))?;
+            let data =
+                MapData::from_pin(&path).with_context(|| format!("cannot open pinned map {}", path.display()))?;
             Ok(Map::from_map_data(data)?)
         })
     }

@@ -21,15 +21,10 @@ struct RouteEntry {
 
 /// The kernel's resolved neighbours on `interface` (REACHABLE, STALE, DELAY, PERMANENT...).
 pub fn table(interface: &str) -> Result<HashMap<IpAddr, [u8; 6]>> {
-    let out = Command::new("ip")
-        .args(["-j", "neigh", "show", "dev", interface])
-        .output()
-        .context("running `ip neigh`")?;
+    let out =
+        Command::new("ip").args(["-j", "neigh", "show", "dev", interface]).output().context("running `ip neigh`")?;
     let entries: Vec<NeighEntry> = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    Ok(entries
-        .into_iter()
-        .filter_map(|e| Some((e.dst, parse_mac(e.lladdr.as_deref()?)?)))
-        .collect())
+    Ok(entries.into_iter().filter_map(|e| Some((e.dst, parse_mac(e.lladdr.as_deref()?)?))).collect())
 }
 
 pub fn parse_mac(s: &str) -> Option<[u8; 6]> {

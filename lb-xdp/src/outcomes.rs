@@ -34,7 +34,6 @@ impl OutcomeWatch {
         self.totals.retain(|id, _| live.contains(id));
     }
 
-
     /// Passive outcomes since the last call, per backend: (answered, failed) new flows.
     pub fn deltas(&mut self, maps: &Maps) -> Vec<Outcome> {
         let mut out = Vec::new();

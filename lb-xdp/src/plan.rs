@@ -10,10 +10,10 @@ use lb_common::maglev::{self, MaglevBackend};
 use lb_common::maps::{BackendInfo, BackendMeta, GlobalConfig, ServiceMeta, Trial, VipInfo, VipKey};
 use lb_common::ratelimit::{Limit, RateLimit};
 
-use lb_common::addr::{ip_words, port_be, vip_key};
 use super::ids::IdAllocator;
-use lb_config::{AdminState, Algorithm, Forwarding, Protocol};
+use lb_common::addr::{ip_words, port_be, vip_key};
 use lb_config::desired::{Circuit, Desired, DesiredBackend, Health};
+use lb_config::{AdminState, Algorithm, Forwarding, Protocol};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct ServicePlan {
@@ -84,11 +84,8 @@ pub struct HostFacts {
 
 pub fn plan(desired: &Desired, global: GlobalConfig, host: &HostFacts, ids: &mut Ids) -> Result<Plan> {
     let names: HashSet<&str> = desired.services.iter().map(|s| s.name.as_str()).collect();
-    let keys: HashSet<(String, SocketAddr)> = desired
-        .services
-        .iter()
-        .flat_map(|s| s.backends.iter().map(|b| (s.name.clone(), b.address)))
-        .collect();
+    let keys: HashSet<(String, SocketAddr)> =
+        desired.services.iter().flat_map(|s| s.backends.iter().map(|b| (s.name.clone(), b.address))).collect();
     ids.services.retain(|n| names.contains(n.as_str()));
     ids.backends.retain(|k| keys.contains(k));
 
@@ -241,7 +238,14 @@ mod tests {
     use lb_config::desired::{Circuit, DesiredService, SOURCE_CONFIG};
 
     fn backend(addr: &str, weight: u32, state: AdminState) -> DesiredBackend {
-        DesiredBackend { address: addr.parse().unwrap(), weight, state, health: Health::Unknown, sources: SOURCE_CONFIG, circuit: Circuit::Closed }
+        DesiredBackend {
+            address: addr.parse().unwrap(),
+            weight,
+            state,
+            health: Health::Unknown,
+            sources: SOURCE_CONFIG,
+            circuit: Circuit::Closed,
+        }
     }
 
     fn web(backends: Vec<DesiredBackend>) -> Desired {
@@ -288,7 +292,8 @@ mod tests {
     #[test]
     fn ids_are_stable_across_reconciles_and_removed_backends_free_theirs() {
         let mut ids = Ids::default();
-        let two = web(vec![backend("172.20.0.11:80", 1, AdminState::Ready), backend("172.20.0.12:80", 1, AdminState::Ready)]);
+        let two =
+            web(vec![backend("172.20.0.11:80", 1, AdminState::Ready), backend("172.20.0.12:80", 1, AdminState::Ready)]);
         let mut facts = HostFacts::default();
         facts.neighbours.insert("172.20.0.11".parse().unwrap(), [2, 0, 0, 0, 0, 11]);
         facts.neighbours.insert("172.20.0.12".parse().unwrap(), [2, 0, 0, 0, 0, 12]);

@@ -13,9 +13,9 @@ use anyhow::{Context, Result};
 use lb_common::consts::{ring_base, seq_base, CONFIG_KEY, VIP_ADDR_SHARED_WITH_HOST};
 use lb_common::maps::{BackendInfo, BackendMeta, ServiceMeta, VipAddrKey, VipInfo, VipKey};
 
-use lb_common::addr::vip_addr_key;
 use super::maps::Maps;
 use super::plan::{Plan, ServicePlan};
+use lb_common::addr::vip_addr_key;
 
 #[derive(Default)]
 struct Rings {
@@ -82,8 +82,20 @@ impl Writer {
             let shadow = if fresh { 0 } else { 1 - rings.live };
             rings.adopted = false;
             let held = rings.held[shadow as usize].as_ref();
-            write_slots(&mut self.maps.ring, ring_base(s.id, shadow), held.map(|h| h.0.as_slice()), &s.table, "LB_RING")?;
-            write_slots(&mut self.maps.seq, seq_base(s.id, shadow), held.map(|h| h.1.as_slice()), &s.sequence, "LB_SEQ")?;
+            write_slots(
+                &mut self.maps.ring,
+                ring_base(s.id, shadow),
+                held.map(|h| h.0.as_slice()),
+                &s.table,
+                "LB_RING",
+            )?;
+            write_slots(
+                &mut self.maps.seq,
+                seq_base(s.id, shadow),
+                held.map(|h| h.1.as_slice()),
+                &s.sequence,
+                "LB_SEQ",
+            )?;
             rings.held[shadow as usize] = Some(wanted);
             rings.live = shadow;
         }
@@ -128,7 +140,13 @@ impl Writer {
 }
 
 /// Write `table` at `base`, skipping the slots that already hold the same value, in batches.
-fn write_slots(map: &mut aya::maps::Array<aya::maps::MapData, u32>, base: u32, held: Option<&[u32]>, table: &[u32], name: &str) -> Result<()> {
+fn write_slots(
+    map: &mut aya::maps::Array<aya::maps::MapData, u32>,
+    base: u32,
+    held: Option<&[u32]>,
+    table: &[u32],
+    name: &str,
+) -> Result<()> {
     let (keys, values): (Vec<u32>, Vec<u32>) = table
         .iter()
         .enumerate()

@@ -47,7 +47,6 @@ pub struct XdpDataplane {
 }
 
 impl XdpDataplane {
-
     /// Desired state → tables → maps.
     pub fn reconcile(&mut self, desired: &Desired) -> Result<()> {
         let _span = info_span!("reconcile").entered();
@@ -67,7 +66,8 @@ impl XdpDataplane {
             .filter(|b| b.info.flags & lb_common::consts::BACKEND_HAS_MAC == 0)
             .map(|b| b.address.to_string())
             .collect();
-        let in_rotation: usize = desired.services.iter().map(|s| s.backends.iter().filter(|b| b.in_rotation()).count()).sum();
+        let in_rotation: usize =
+            desired.services.iter().map(|s| s.backends.iter().filter(|b| b.in_rotation()).count()).sum();
         info!(services = p.services.len(), backends = p.backends.len(), in_rotation, ?missing, "tables written");
         Ok(())
     }
@@ -96,7 +96,6 @@ impl XdpDataplane {
         Ok(())
     }
 
-
     /// At start, give neighbour resolution a moment (bounded), so the first tables already
     /// reach every backend; whatever is still missing is picked up by `refresh_neighbours`.
     pub fn await_neighbours(&mut self, desired: &Desired) {
@@ -121,17 +120,11 @@ impl XdpDataplane {
         self.facts.neighbours = macs;
         Ok(true)
     }
-
 }
 
 fn backend_ips(desired: &Desired) -> HashSet<IpAddr> {
     desired.services.iter().flat_map(|s| s.backends.iter().map(|b| b.address.ip())).collect()
 }
-
-
-
-
-
 
 impl DataPath for XdpDataplane {
     fn name(&self) -> &'static str {

@@ -3,9 +3,9 @@
 //! Root only: `cargo xtask test` runs them (`--ignored`), and they fail, never skip,
 //! without root.
 
+use lb_common::reason::DropReason;
 use lb_xdp::testkit::harness::*;
 use lb_xdp::testkit::packet::*;
-use lb_common::reason::DropReason;
 
 const CLIENT: &str = "172.20.0.2:40000";
 const VIP: &str = "172.20.0.100:80";
@@ -146,9 +146,9 @@ fn the_seed_service_on_the_lbs_own_address_is_balanced() {
 fn non_vip_traffic_passes_untouched() {
     let h = Harness::new(CONFIG);
     let cases = [
-        Pkt::tcp(CLIENT, "172.20.0.10:22", SYN).bytes(),        // SSH to the LB itself
-        Pkt::tcp(CLIENT, "172.20.0.100:443", SYN).bytes(),      // VIP address, other port
-        Pkt::udp(CLIENT, "172.20.0.11:53").bytes(),             // to a server directly
+        Pkt::tcp(CLIENT, "172.20.0.10:22", SYN).bytes(),   // SSH to the LB itself
+        Pkt::tcp(CLIENT, "172.20.0.100:443", SYN).bytes(), // VIP address, other port
+        Pkt::udp(CLIENT, "172.20.0.11:53").bytes(),        // to a server directly
         Pkt::tcp("[fd00:20::2]:1", "[fd00:20::10]:22", SYN).bytes(),
     ];
     for frame in cases {
@@ -177,10 +177,28 @@ fn malformed_packets_for_a_vip_get_their_defined_action() {
         ("IPv4 header cut short", mangled(|b| b.truncate(14 + 12)), XDP_PASS, None),
         ("TCP header cut short", mangled(|b| b.truncate(14 + 20 + 10)), XDP_DROP, Some(DropReason::Truncated)),
         ("bad IHL (3)", mangled(|b| b[14] = 0x43), XDP_DROP, Some(DropReason::BadIpHeader)),
-        ("IP total length beyond the frame", mangled(|b| b[16..18].copy_from_slice(&1500u16.to_be_bytes())), XDP_DROP, Some(DropReason::Truncated)),
+        (
+            "IP total length beyond the frame",
+            mangled(|b| b[16..18].copy_from_slice(&1500u16.to_be_bytes())),
+            XDP_DROP,
+            Some(DropReason::Truncated),
+        ),
         ("fragment (MF)", mangled(|b| b[20] = 0x20), XDP_DROP, Some(DropReason::Fragment)),
-        ("later fragment", mangled(|b| { b[20] = 0x00; b[21] = 0x10 }), XDP_DROP, Some(DropReason::Fragment)),
-        ("zero-length L4", mangled(|b| b[16..18].copy_from_slice(&20u16.to_be_bytes())), XDP_DROP, Some(DropReason::BadL4Header)),
+        (
+            "later fragment",
+            mangled(|b| {
+                b[20] = 0x00;
+                b[21] = 0x10
+            }),
+            XDP_DROP,
+            Some(DropReason::Fragment),
+        ),
+        (
+            "zero-length L4",
+            mangled(|b| b[16..18].copy_from_slice(&20u16.to_be_bytes())),
+            XDP_DROP,
+            Some(DropReason::BadL4Header),
+        ),
         ("TCP data offset 4", mangled(|b| b[14 + 20 + 12] = 4 << 4), XDP_DROP, Some(DropReason::BadL4Header)),
     ];
     for (what, frame, action, reason) in cases {
@@ -206,7 +224,11 @@ fn malformed_packets_to_an_address_shared_with_the_host_go_to_the_kernel() {
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn no_backend_in_rotation_drops_new_flows_and_unknown_macs_wait() {
-    let mut h = Harness::new(&CONFIG.replace("address = \"172.20.0.11:53\"", "address = \"172.20.0.11:53\"\nstate = \"maint\"").replace("address = \"172.20.0.12:53\"", "address = \"172.20.0.12:53\"\nstate = \"drain\""));
+    let mut h = Harness::new(
+        &CONFIG
+            .replace("address = \"172.20.0.11:53\"", "address = \"172.20.0.11:53\"\nstate = \"maint\"")
+            .replace("address = \"172.20.0.12:53\"", "address = \"172.20.0.12:53\"\nstate = \"drain\""),
+    );
     assert_eq!(h.run(&Pkt::udp(CLIENT, "172.20.0.100:53").bytes()).0, XDP_DROP);
     assert_eq!(h.drops(DropReason::NoBackend), 1);
     // A flow is established, then every next-hop MAC is forgotten: new flows find no
@@ -231,7 +253,10 @@ fn a_flow_keeps_its_backend_when_the_set_changes_and_moves_only_when_its_backend
         first.push(out[30..34].to_vec()); // destination address after NAT
     }
     // Add a fourth backend: a new flow may go there, existing ones stay.
-    let with_four = CONFIG.replace("address = \"172.20.0.13:80\"\n", "address = \"172.20.0.13:80\"\n[[service.backend]]\naddress = \"172.20.0.14:80\"\n");
+    let with_four = CONFIG.replace(
+        "address = \"172.20.0.13:80\"\n",
+        "address = \"172.20.0.13:80\"\n[[service.backend]]\naddress = \"172.20.0.14:80\"\n",
+    );
     let mut facts = test_facts();
     facts.neighbours.insert("172.20.0.14".parse().unwrap(), server_mac(4));
     h.set_facts(facts);
@@ -281,7 +306,11 @@ fn random_and_mutated_frames_never_abort() {
         seed ^= seed << 17;
         seed
     };
-    let bases = [Pkt::tcp(CLIENT, VIP, SYN).bytes(), Pkt::udp(CLIENT, "172.20.0.100:53").bytes(), Pkt::tcp("[fd00:20::2]:5", "[fd00:20::100]:80", SYN).bytes()];
+    let bases = [
+        Pkt::tcp(CLIENT, VIP, SYN).bytes(),
+        Pkt::udp(CLIENT, "172.20.0.100:53").bytes(),
+        Pkt::tcp("[fd00:20::2]:5", "[fd00:20::100]:80", SYN).bytes(),
+    ];
     for i in 0..3000 {
         let mut f = bases[i % 3].clone();
         for _ in 0..(next() % 4 + 1) {
@@ -375,5 +404,8 @@ fn p2c_prefers_the_less_loaded_of_two_in_xdp() {
     close_flows_to(&h, 30_000, 60, 13, on_13);
     // .13 now carries nothing: it wins every draw it is in (5 of 9 draws) until it catches up.
     let m = spread(&h, 31_000, 30);
-    assert!(m[&13] > m.get(&11).copied().unwrap_or(0) && m[&13] > m.get(&12).copied().unwrap_or(0), "the emptied backend wins most: {m:?}");
+    assert!(
+        m[&13] > m.get(&11).copied().unwrap_or(0) && m[&13] > m.get(&12).copied().unwrap_or(0),
+        "the emptied backend wins most: {m:?}"
+    );
 }

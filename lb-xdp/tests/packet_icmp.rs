@@ -3,9 +3,9 @@
 //! frames are built from scratch (checksums by RFC 1071), never by the data path's
 //! arithmetic. Root only, like the other packet fixtures: `cargo xtask test` runs them.
 
+use lb_common::reason::DropReason;
 use lb_xdp::testkit::harness::*;
 use lb_xdp::testkit::packet::*;
-use lb_common::reason::DropReason;
 
 const CLIENT: &str = "172.20.0.2:40000";
 const CLIENT6: &str = "[fd00:20::2]:40000";
@@ -49,9 +49,11 @@ fn udp_port_unreachable_from_a_nat_backend_reaches_the_client_from_the_vip() {
     let (sent, backend, _) = natted(&query, &h);
     assert_eq!(h.run(&query.bytes()).0, XDP_TX);
     // The backend has nothing on port 53 and says so about the packet we sent it.
-    let err = error(&ip(backend), "172.20.0.10", PORT_UNREACHABLE, [0; 4], &sent.ip_packet()).macs(mac_of(backend.ip()), LB_MAC);
+    let err = error(&ip(backend), "172.20.0.10", PORT_UNREACHABLE, [0; 4], &sent.ip_packet())
+        .macs(mac_of(backend.ip()), LB_MAC);
     // The client must see it from the VIP, quoting its own query: its socket finds it so.
-    let want = error("172.20.0.100", "172.20.0.2", PORT_UNREACHABLE, [0; 4], &query.ip_packet()).macs(LB_MAC, CLIENT_MAC);
+    let want =
+        error("172.20.0.100", "172.20.0.2", PORT_UNREACHABLE, [0; 4], &query.ip_packet()).macs(LB_MAC, CLIENT_MAC);
     assert_frame(h.run(&err.bytes()), XDP_TX, &want.bytes(), "port unreachable");
     assert_eq!(backend_packets(&h), 2, "the error counts as a packet of the flow's backend");
 }
@@ -69,7 +71,8 @@ fn fragmentation_needed_about_a_nat_tcp_flow_reaches_the_client_with_short_and_l
     // checksum is not among them), Linux up to 576 bytes in all (the checksum is).
     for quote_len in [28, 548] {
         let err = error("172.20.0.254", "172.20.0.10", FRAG_NEEDED, mtu(1300), &sent.ip_packet()[..quote_len]);
-        let want = error("172.20.0.100", "172.20.0.2", FRAG_NEEDED, mtu(1300), &data.ip_packet()[..quote_len]).macs(LB_MAC, CLIENT_MAC);
+        let want = error("172.20.0.100", "172.20.0.2", FRAG_NEEDED, mtu(1300), &data.ip_packet()[..quote_len])
+            .macs(LB_MAC, CLIENT_MAC);
         assert_frame(h.run(&err.bytes()), XDP_TX, &want.bytes(), &format!("frag needed, {quote_len}-byte quote"));
     }
 }
@@ -80,7 +83,9 @@ fn errors_from_the_client_side_about_nat_replies_reach_the_backend_from_the_snat
     let h = Harness::new(CONFIG);
     // The seed's service on the LB's own address: a VIP on the SNAT address itself.
     let seed = "172.20.0.10:8080";
-    for (vip, proto, kind, rest) in [(WEB, TCP, FRAG_NEEDED, mtu(1400)), (DNS, UDP, PORT_UNREACHABLE, [0; 4]), (seed, TCP, TIME_EXCEEDED, [0; 4])] {
+    for (vip, proto, kind, rest) in
+        [(WEB, TCP, FRAG_NEEDED, mtu(1400)), (DNS, UDP, PORT_UNREACHABLE, [0; 4]), (seed, TCP, TIME_EXCEEDED, [0; 4])]
+    {
         let first = if proto == TCP { Pkt::tcp(CLIENT, vip, SYN) } else { Pkt::udp(CLIENT, vip) };
         let (_, backend, port) = natted(&first, &h);
         assert_eq!(h.run(&first.bytes()).0, XDP_TX);
@@ -90,7 +95,8 @@ fn errors_from_the_client_side_about_nat_replies_reach_the_backend_from_the_snat
         // The client (or a router near it) objects to the reply it got from the VIP.
         let vip_ip = ip(vip.parse().unwrap());
         let err = error("172.20.0.2", &vip_ip, kind, rest, &translated[14..]);
-        let want = error("172.20.0.10", &ip(backend), kind, rest, &reply.ip_packet()).macs(LB_MAC, mac_of(backend.ip()));
+        let want =
+            error("172.20.0.10", &ip(backend), kind, rest, &reply.ip_packet()).macs(LB_MAC, mac_of(backend.ip()));
         assert_frame(h.run(&err.bytes()), XDP_TX, &want.bytes(), &format!("{vip}: error to the backend"));
     }
 }
@@ -103,15 +109,18 @@ fn ipv6_packet_too_big_is_translated_both_ways() {
     let (sent, backend, port) = natted(&syn, &h);
     assert_eq!(h.run(&syn.bytes()).0, XDP_TX);
 
-    let err = error("fd00:20::fe", "fd00:20::10", V6_PACKET_TOO_BIG, mtu(1280), &sent.ip_packet()).macs(mac_of(backend.ip()), LB_MAC);
-    let want = error("fd00:20::100", "fd00:20::2", V6_PACKET_TOO_BIG, mtu(1280), &syn.ip_packet()).macs(LB_MAC, CLIENT_MAC);
+    let err = error("fd00:20::fe", "fd00:20::10", V6_PACKET_TOO_BIG, mtu(1280), &sent.ip_packet())
+        .macs(mac_of(backend.ip()), LB_MAC);
+    let want =
+        error("fd00:20::100", "fd00:20::2", V6_PACKET_TOO_BIG, mtu(1280), &syn.ip_packet()).macs(LB_MAC, CLIENT_MAC);
     assert_frame(h.run(&err.bytes()), XDP_TX, &want.bytes(), "backend side");
 
     let reply = reply_from(backend, &format!("[fd00:20::10]:{port}"), TCP);
     let (action, translated) = h.run(&reply.bytes());
     assert_eq!(action, XDP_TX);
     let err = error("fd00:20::2", "fd00:20::100", V6_PACKET_TOO_BIG, mtu(1280), &translated[14..]);
-    let want = error("fd00:20::10", &ip(backend), V6_PACKET_TOO_BIG, mtu(1280), &reply.ip_packet()).macs(LB_MAC, mac_of(backend.ip()));
+    let want = error("fd00:20::10", &ip(backend), V6_PACKET_TOO_BIG, mtu(1280), &reply.ip_packet())
+        .macs(LB_MAC, mac_of(backend.ip()));
     assert_frame(h.run(&err.bytes()), XDP_TX, &want.bytes(), "client side");
 }
 
@@ -164,14 +173,80 @@ fn errors_about_no_known_flow_pass_untouched() {
     let (sent_with_options, _, _) = natted(&with_options, &h);
     assert_eq!(h.run(&with_options.bytes()).0, XDP_TX);
     let cases = [
-        ("SNAT port with no NAT entry", error("172.20.0.11", "172.20.0.10", PORT_UNREACHABLE, [0; 4], &Pkt::udp("172.20.0.10:20001", "172.20.0.11:53").ip_packet())),
-        ("the LB's own connection (ephemeral port)", error("172.20.0.11", "172.20.0.10", PORT_UNREACHABLE, [0; 4], &Pkt::tcp("172.20.0.10:45000", "172.20.0.11:80", SYN).ip_packet())),
-        ("VIP reply of no flow", error("172.20.0.2", "172.20.0.100", PORT_UNREACHABLE, [0; 4], &Pkt::udp(DNS, "172.20.0.2:49999").ip_packet())),
-        ("VIP port of no service", error("172.20.0.2", "172.20.0.100", PORT_UNREACHABLE, [0; 4], &Pkt::udp("172.20.0.100:54", CLIENT).ip_packet())),
-        ("to an address that is not ours", error("172.20.0.2", "172.20.0.11", PORT_UNREACHABLE, [0; 4], &Pkt::udp("172.20.0.11:53", CLIENT).ip_packet())),
-        ("quote not sent by the error's addressee", error("172.20.0.11", "172.20.0.10", PORT_UNREACHABLE, [0; 4], &Pkt::udp("172.20.0.99:20001", "172.20.0.11:53").ip_packet())),
-        ("quote with IPv4 options (documented: left to the kernel)", error("172.20.0.254", "172.20.0.10", TIME_EXCEEDED, [0; 4], &sent_with_options.ip_packet())),
-        ("quote of an ICMP message", error("172.20.0.11", "172.20.0.10", PORT_UNREACHABLE, [0; 4], &error("172.20.0.10", "172.20.0.11", ECHO_REQUEST, [0; 4], b"x").bytes()[14..])),
+        (
+            "SNAT port with no NAT entry",
+            error(
+                "172.20.0.11",
+                "172.20.0.10",
+                PORT_UNREACHABLE,
+                [0; 4],
+                &Pkt::udp("172.20.0.10:20001", "172.20.0.11:53").ip_packet(),
+            ),
+        ),
+        (
+            "the LB's own connection (ephemeral port)",
+            error(
+                "172.20.0.11",
+                "172.20.0.10",
+                PORT_UNREACHABLE,
+                [0; 4],
+                &Pkt::tcp("172.20.0.10:45000", "172.20.0.11:80", SYN).ip_packet(),
+            ),
+        ),
+        (
+            "VIP reply of no flow",
+            error(
+                "172.20.0.2",
+                "172.20.0.100",
+                PORT_UNREACHABLE,
+                [0; 4],
+                &Pkt::udp(DNS, "172.20.0.2:49999").ip_packet(),
+            ),
+        ),
+        (
+            "VIP port of no service",
+            error(
+                "172.20.0.2",
+                "172.20.0.100",
+                PORT_UNREACHABLE,
+                [0; 4],
+                &Pkt::udp("172.20.0.100:54", CLIENT).ip_packet(),
+            ),
+        ),
+        (
+            "to an address that is not ours",
+            error(
+                "172.20.0.2",
+                "172.20.0.11",
+                PORT_UNREACHABLE,
+                [0; 4],
+                &Pkt::udp("172.20.0.11:53", CLIENT).ip_packet(),
+            ),
+        ),
+        (
+            "quote not sent by the error's addressee",
+            error(
+                "172.20.0.11",
+                "172.20.0.10",
+                PORT_UNREACHABLE,
+                [0; 4],
+                &Pkt::udp("172.20.0.99:20001", "172.20.0.11:53").ip_packet(),
+            ),
+        ),
+        (
+            "quote with IPv4 options (documented: left to the kernel)",
+            error("172.20.0.254", "172.20.0.10", TIME_EXCEEDED, [0; 4], &sent_with_options.ip_packet()),
+        ),
+        (
+            "quote of an ICMP message",
+            error(
+                "172.20.0.11",
+                "172.20.0.10",
+                PORT_UNREACHABLE,
+                [0; 4],
+                &error("172.20.0.10", "172.20.0.11", ECHO_REQUEST, [0; 4], b"x").bytes()[14..],
+            ),
+        ),
     ];
     for (what, c) in cases {
         let frame = c.bytes();

@@ -7,13 +7,13 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use aya::maps::{Array, Map, MapData, MapInfo};
-use lb_xdp::testkit::harness::{pin_dir, require_root};
-use lb_common::abi::{LAYOUT_VERSION, PINNED_MAPS, SCRATCH_MAPS};
 use lb_common::abi::map_names;
+use lb_common::abi::{LAYOUT_VERSION, PINNED_MAPS, SCRATCH_MAPS};
 use lb_common::consts::MAX_BACKENDS;
 use lb_xdp::layout::LayoutMismatch;
 use lb_xdp::load;
 use lb_xdp::maps::Maps;
+use lb_xdp::testkit::harness::{pin_dir, require_root};
 
 const FLOW_TABLE_SIZE: u32 = 4096;
 
@@ -22,7 +22,10 @@ fn table_names() -> BTreeSet<String> {
 }
 
 fn pins(dir: &Path) -> BTreeSet<String> {
-    std::fs::read_dir(dir).expect("read the pin directory").map(|e| e.unwrap().file_name().into_string().unwrap()).collect()
+    std::fs::read_dir(dir)
+        .expect("read the pin directory")
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect()
 }
 
 /// Pin a one-entry `LB_LAYOUT` holding `version`, as some lb would have.
@@ -56,7 +59,8 @@ fn the_object_holds_the_pinned_table_and_the_declared_scratch_maps_only() {
     assert_eq!(pins(&dir), table_names(), "pinned: every table map, and no scratch map");
     for spec in PINNED_MAPS {
         let info = MapInfo::from_pin(dir.join(spec.name)).expect("pinned map info");
-        let entries = if lb_xdp::layout::SIZED_BY_FLOW_TABLE.contains(&spec.name) { FLOW_TABLE_SIZE } else { spec.max_entries };
+        let entries =
+            if lb_xdp::layout::SIZED_BY_FLOW_TABLE.contains(&spec.name) { FLOW_TABLE_SIZE } else { spec.max_entries };
         assert_eq!(
             (info.map_type().unwrap() as u32, info.key_size(), info.value_size(), info.max_entries()),
             (spec.kind as u32, spec.key_size, spec.value_size, entries),
@@ -101,7 +105,11 @@ fn a_pinned_map_of_another_size_is_refused_naming_the_map_and_both_sizes() {
     let msg = refusal(&dir);
     assert!(msg.contains("LB_BACKEND_META has value size 8 bytes, this lb's is 12 bytes"), "{msg}");
     assert!(msg.contains("--detach-on-exit") && msg.contains(&dir.display().to_string()), "no way out in: {msg}");
-    assert_eq!(pins(&dir), BTreeSet::from([map_names::LAYOUT.to_string(), map_names::BACKEND_META.to_string()]), "nothing created or replaced");
+    assert_eq!(
+        pins(&dir),
+        BTreeSet::from([map_names::LAYOUT.to_string(), map_names::BACKEND_META.to_string()]),
+        "nothing created or replaced"
+    );
     let info = MapInfo::from_pin(dir.join(map_names::BACKEND_META)).unwrap();
     assert_eq!(info.value_size(), 8, "the old map is left as it was");
     load::unpin_all(&dir);
@@ -132,7 +140,10 @@ fn pins_without_a_layout_version_are_refused() {
     // As an lb from before layout versions leaves them.
     std::fs::remove_file(dir.join(map_names::LAYOUT)).unwrap();
     let msg = refusal(&dir);
-    assert!(msg.contains("carry no layout version") && msg.contains(&format!("layout version {LAYOUT_VERSION}")), "{msg}");
+    assert!(
+        msg.contains("carry no layout version") && msg.contains(&format!("layout version {LAYOUT_VERSION}")),
+        "{msg}"
+    );
     load::unpin_all(&dir);
 }
 

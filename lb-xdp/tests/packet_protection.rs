@@ -5,11 +5,11 @@
 
 use std::time::Duration;
 
-use lb_xdp::testkit::harness::*;
-use lb_xdp::testkit::packet::*;
 use lb_common::consts::{RL_SCOPE_SERVICE, RL_SCOPE_SOURCE};
 use lb_common::reason::DropReason;
 use lb_config::desired::Circuit;
+use lb_xdp::testkit::harness::*;
+use lb_xdp::testkit::packet::*;
 
 const VIP: &str = "172.20.0.100:80";
 const VIP6: &str = "[fd00:20::100]:80";

@@ -17,10 +17,7 @@ const STOP_GRACE: Duration = Duration::from_secs(3);
 /// nothing there is not an error.
 pub fn down() -> Result<()> {
     servers::stop_all()?;
-    let ours: Vec<String> = namespaces()?
-        .into_iter()
-        .filter(|ns| ns.starts_with(NS_PREFIX))
-        .collect();
+    let ours: Vec<String> = namespaces()?.into_iter().filter(|ns| ns.starts_with(NS_PREFIX)).collect();
     // A process left in a deleted namespace keeps it, and its veth, alive.
     terminate(&pids_in(&ours), STOP_GRACE);
     for ns in &ours {
@@ -55,11 +52,6 @@ fn pids_in(namespaces: &[String]) -> Vec<Pid> {
     namespaces
         .iter()
         .filter_map(|ns| run("ip", &["netns", "pids", ns]).ok())
-        .flat_map(|listed| {
-            listed
-                .split_whitespace()
-                .filter_map(|pid| pid.parse::<Pid>().ok())
-                .collect::<Vec<_>>()
-        })
+        .flat_map(|listed| listed.split_whitespace().filter_map(|pid| pid.parse::<Pid>().ok()).collect::<Vec<_>>())
         .collect()
 }

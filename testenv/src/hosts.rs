@@ -15,8 +15,8 @@ pub(crate) fn add_host(host: &Host) -> Result<()> {
     run(
         "ip",
         &[
-            "link", "add", IFACE, "netns", &host.ns, "address", &host.mac, "type", "veth", "peer",
-            "name", &port, "netns", SWITCH_NS,
+            "link", "add", IFACE, "netns", &host.ns, "address", &host.mac, "type", "veth", "peer", "name", &port,
+            "netns", SWITCH_NS,
         ],
     )?;
     ip_in(SWITCH_NS, &["link", "set", &port, "master", BRIDGE])?;
@@ -28,28 +28,9 @@ pub(crate) fn add_host(host: &Host) -> Result<()> {
 fn configure_eth0(host: &Host) -> Result<()> {
     let ns = host.ns.as_str();
     ip_in(ns, &["link", "set", "lo", "up"])?;
-    ip_in(
-        ns,
-        &[
-            "addr",
-            "add",
-            &format!("{}/{PREFIX_V4}", host.v4),
-            "dev",
-            IFACE,
-        ],
-    )?;
+    ip_in(ns, &["addr", "add", &format!("{}/{PREFIX_V4}", host.v4), "dev", IFACE])?;
     // nodad: usable at once instead of after ~1 s of duplicate detection.
-    ip_in(
-        ns,
-        &[
-            "addr",
-            "add",
-            &format!("{}/{PREFIX_V6}", host.v6),
-            "dev",
-            IFACE,
-            "nodad",
-        ],
-    )?;
+    ip_in(ns, &["addr", "add", &format!("{}/{PREFIX_V6}", host.v6), "dev", IFACE, "nodad"])?;
     no_tx_checksum_offload(ns, IFACE)?;
     ip_in(ns, &["link", "set", IFACE, "up"])?;
     Ok(())
@@ -83,16 +64,6 @@ pub(crate) fn hold_vips_on_loopback(ns: &str) -> Result<()> {
         ],
     )?;
     ip_in(ns, &["addr", "add", &format!("{VIP_V4}/32"), "dev", "lo"])?;
-    ip_in(
-        ns,
-        &[
-            "addr",
-            "add",
-            &format!("{VIP_V6}/128"),
-            "dev",
-            "lo",
-            "nodad",
-        ],
-    )?;
+    ip_in(ns, &["addr", "add", &format!("{VIP_V6}/128"), "dev", "lo", "nodad"])?;
     Ok(())
 }

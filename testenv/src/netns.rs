@@ -54,11 +54,7 @@ pub fn spawn(ns: &str, args: &[&str]) -> Result<Child> {
 /// process group, so a Ctrl-C aimed at the caller does not reach it.
 pub fn spawn_logged(ns: &str, args: &[&str], log: &Path) -> Result<Child> {
     let open = || {
-        File::options()
-            .create(true)
-            .append(true)
-            .open(log)
-            .with_context(|| format!("opening log {}", log.display()))
+        File::options().create(true).append(true).open(log).with_context(|| format!("opening log {}", log.display()))
     };
     spawn_with(ns, args, open()?.into(), open()?.into(), Group::Own, Stdio::null())
 }
@@ -71,28 +67,15 @@ enum Group {
     Own,
 }
 
-fn spawn_with(
-    ns: &str,
-    args: &[&str],
-    stdout: Stdio,
-    stderr: Stdio,
-    group: Group,
-    stdin: Stdio,
-) -> Result<Child> {
+fn spawn_with(ns: &str, args: &[&str], stdout: Stdio, stderr: Stdio, group: Group, stdin: Stdio) -> Result<Child> {
     use std::os::unix::process::CommandExt;
     let full = netns_exec_args(ns, args)?;
     let mut command = Command::new("ip");
-    command
-        .args(&full)
-        .stdin(stdin)
-        .stdout(stdout)
-        .stderr(stderr);
+    command.args(&full).stdin(stdin).stdout(stdout).stderr(stderr);
     if let Group::Own = group {
         command.process_group(0);
     }
-    command
-        .spawn()
-        .with_context(|| format!("starting `{}`", command_line("ip", &full)))
+    command.spawn().with_context(|| format!("starting `{}`", command_line("ip", &full)))
 }
 
 /// GETs `url` with curl from inside `ns` and returns the body. An HTTP error
@@ -103,17 +86,7 @@ pub fn curl(ns: &str, url: &str, timeout: Duration) -> Result<String> {
         ns,
         // -g: IPv6 literals in brackets are not globs. --noproxy: a proxy set in
         // the environment is unreachable from the test network.
-        &[
-            "curl",
-            "-sS",
-            "-g",
-            "--fail",
-            "--noproxy",
-            "*",
-            "--max-time",
-            &secs,
-            url,
-        ],
+        &["curl", "-sS", "-g", "--fail", "--noproxy", "*", "--max-time", &secs, url],
     )
 }
 
@@ -137,11 +110,7 @@ pub fn require_root() {
 pub(crate) fn namespaces() -> Result<Vec<String>> {
     let list = run("ip", &["netns", "list"])?;
     // Lines look like `lbt-lb (id: 3)` or just `lbt-lb`.
-    Ok(list
-        .lines()
-        .filter_map(|line| line.split_whitespace().next())
-        .map(str::to_string)
-        .collect())
+    Ok(list.lines().filter_map(|line| line.split_whitespace().next()).map(str::to_string).collect())
 }
 
 pub(crate) fn namespace_exists(ns: &str) -> Result<bool> {
@@ -158,10 +127,7 @@ fn netns_exec_args<'a>(ns: &'a str, args: &[&'a str]) -> Result<Vec<&'a str>> {
 }
 
 fn output_of(command: &mut Command, program: &str, args: &[&str]) -> Result<Output> {
-    command
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running `{}`", command_line(program, args)))
+    command.stdin(Stdio::null()).output().with_context(|| format!("running `{}`", command_line(program, args)))
 }
 
 fn stdout_if_ok(output: Output, program: &str, args: &[&str]) -> Result<String> {
@@ -177,8 +143,5 @@ fn stdout_if_ok(output: Output, program: &str, args: &[&str]) -> Result<String> 
 }
 
 pub(crate) fn command_line(program: &str, args: &[&str]) -> String {
-    std::iter::once(program)
-        .chain(args.iter().copied())
-        .collect::<Vec<_>>()
-        .join(" ")
+    std::iter::once(program).chain(args.iter().copied()).collect::<Vec<_>>().join(" ")
 }

@@ -16,32 +16,21 @@ pub(crate) fn is_alive(pid: Pid) -> bool {
     };
     // `pid (comm) S ...`: comm may hold spaces and parentheses, the state
     // follows the last ')'.
-    let state = stat
-        .rsplit_once(')')
-        .and_then(|(_, rest)| rest.trim_start().chars().next());
+    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next());
     !matches!(state, Some('Z') | Some('X') | None)
 }
 
 /// The command line of `pid`, NULs turned into spaces ("" if gone).
 pub(crate) fn command_line(pid: Pid) -> String {
     std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|bytes| {
-            String::from_utf8_lossy(&bytes)
-                .replace('\0', " ")
-                .trim()
-                .to_string()
-        })
+        .map(|bytes| String::from_utf8_lossy(&bytes).replace('\0', " ").trim().to_string())
         .unwrap_or_default()
 }
 
 /// SIGTERM, then SIGKILL for whatever is still alive after `grace`.
 pub(crate) fn terminate(pids: &[Pid], grace: Duration) {
     let me = std::process::id() as Pid;
-    let pids: Vec<Pid> = pids
-        .iter()
-        .copied()
-        .filter(|&pid| pid > 1 && pid != me)
-        .collect();
+    let pids: Vec<Pid> = pids.iter().copied().filter(|&pid| pid > 1 && pid != me).collect();
     signal(&pids, libc::SIGTERM);
     if wait_gone(&pids, grace) {
         return;

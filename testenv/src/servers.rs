@@ -1,12 +1,12 @@
 //! The seed's backend (server/backend.py) running in the server namespaces.
 
+use crate::hosts::{add_host, hold_vips_on_loopback};
 use crate::netns::{curl, namespace_exists, spawn_logged};
 use crate::process::{command_line, is_alive, terminate, Pid};
 use crate::topology::{
-    check_server_number, server_log, server_name, server_ns, server_pidfile, server_v4,
-    switch_port, Host, DSR_MARKER, RUN_DIR, SWITCH_NS,
+    check_server_number, server_log, server_name, server_ns, server_pidfile, server_v4, switch_port, Host, DSR_MARKER,
+    RUN_DIR, SWITCH_NS,
 };
-use crate::hosts::{add_host, hold_vips_on_loopback};
 use crate::xdp_pass;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -21,9 +21,7 @@ const LOG_TAIL_LINES: usize = 20;
 
 /// The backend script shipped in this crate.
 pub fn backend_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("server")
-        .join("backend.py")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("server").join("backend.py")
 }
 
 /// Python 3.11 of the system (the pyenv shim on PATH may not be what root in a
@@ -92,9 +90,7 @@ pub(crate) fn start_all(numbers: &[u8]) -> Result<()> {
         backends.push((n, launch(n)?));
     }
     let deadline = Instant::now() + READY_WITHIN;
-    backends
-        .iter_mut()
-        .try_for_each(|(n, backend)| wait_ready(*n, backend, deadline))
+    backends.iter_mut().try_for_each(|(n, backend)| wait_ready(*n, backend, deadline))
 }
 
 /// Stops every backend that has a pid file (for `down`).
@@ -124,14 +120,9 @@ fn launch(n: u8) -> Result<Child> {
     let python = python();
     let script = backend_script();
     let script = script.to_str().context("backend.py path is not UTF-8")?;
-    let child = spawn_logged(
-        &server_ns(n),
-        &["env", &name, &ip, &port, &python, script],
-        &server_log(n),
-    )?;
+    let child = spawn_logged(&server_ns(n), &["env", &name, &ip, &port, &python, script], &server_log(n))?;
     let pidfile = server_pidfile(n);
-    std::fs::write(&pidfile, format!("{}\n", child.id()))
-        .with_context(|| format!("writing {}", pidfile.display()))?;
+    std::fs::write(&pidfile, format!("{}\n", child.id())).with_context(|| format!("writing {}", pidfile.display()))?;
     // Dropping the Child later neither kills nor reaps it: the backend keeps
     // running after this process exits (`cargo xtask testenv up`).
     Ok(child)
@@ -143,21 +134,13 @@ fn wait_ready(n: u8, backend: &mut Child, deadline: Instant) -> Result<()> {
     let url = format!("http://{}/", server_v4(n));
     loop {
         if let Some(status) = backend.try_wait().context("waiting for the backend")? {
-            bail!(
-                "{} exited during start-up ({status}); {}",
-                server_name(n),
-                log_tail(n)
-            );
+            bail!("{} exited during start-up ({status}); {}", server_name(n), log_tail(n));
         }
         if curl(&server_ns(n), &url, Duration::from_millis(500)).is_ok() {
             return Ok(());
         }
         if Instant::now() >= deadline {
-            bail!(
-                "{} did not answer on {url} within {READY_WITHIN:?}; {}",
-                server_name(n),
-                log_tail(n)
-            );
+            bail!("{} did not answer on {url} within {READY_WITHIN:?}; {}", server_name(n), log_tail(n));
         }
         sleep(Duration::from_millis(100));
     }

@@ -154,12 +154,7 @@ impl Host {
     }
 
     fn new(ns: String, host: u8) -> Host {
-        Host {
-            ns,
-            v4: v4_of(host),
-            v6: v6_of(host),
-            mac: mac_of(host),
-        }
+        Host { ns, v4: v4_of(host), v6: v6_of(host), mac: mac_of(host) }
     }
 
     /// The hosts `up` builds.

@@ -1,11 +1,11 @@
 //! Building the test network.
 
+use crate::hosts::{add_host, hold_vips_on_loopback};
 use crate::netns::{ip_in, run, sysctl_in};
 use crate::topology::{
-    server_ns, switch_port, Host, BRIDGE, CLIENT_NS, DSR_MARKER, IFACE, LB_V4, LB_V6,
-    RUN_DIR, SERVERS, SWITCH_NS, VIP_V4, VIP_V6,
+    server_ns, switch_port, Host, BRIDGE, CLIENT_NS, DSR_MARKER, IFACE, LB_V4, LB_V6, RUN_DIR, SERVERS, SWITCH_NS,
+    VIP_V4, VIP_V6,
 };
-use crate::hosts::{add_host, hold_vips_on_loopback};
 use crate::{servers, xdp_pass};
 use anyhow::{Context, Result};
 
@@ -52,34 +52,14 @@ fn build_switch() -> Result<()> {
     run("ip", &["netns", "add", SWITCH_NS])?;
     ip_in(SWITCH_NS, &["link", "set", "lo", "up"])?;
     // A switch has no addresses: no IPv6 link-locals, router or MLD chatter.
-    sysctl_in(
-        SWITCH_NS,
-        &[
-            "net.ipv6.conf.all.disable_ipv6=1",
-            "net.ipv6.conf.default.disable_ipv6=1",
-        ],
-    )?;
+    sysctl_in(SWITCH_NS, &["net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"])?;
     // Without STP, ports forward as soon as they are up. Without multicast
     // snooping, IPv6 neighbour discovery is flooded like on a dumb switch
     // instead of depending on MLD reports having been seen.
-    ip_in(
-        SWITCH_NS,
-        &[
-            "link",
-            "add",
-            BRIDGE,
-            "type",
-            "bridge",
-            "stp_state",
-            "0",
-            "mcast_snooping",
-            "0",
-        ],
-    )?;
+    ip_in(SWITCH_NS, &["link", "add", BRIDGE, "type", "bridge", "stp_state", "0", "mcast_snooping", "0"])?;
     ip_in(SWITCH_NS, &["link", "set", BRIDGE, "up"])?;
     Ok(())
 }
-
 
 /// The client reaches the VIPs through the LB, as through an upstream router;
 /// everything else in 172.20.0.0/16 is on-link.
@@ -104,31 +84,7 @@ fn route_vips_via_lb() -> Result<()> {
 }
 
 fn route_vips_via_lb_from(ns: &str) -> Result<()> {
-    ip_in(
-        ns,
-        &[
-            "route",
-            "add",
-            &format!("{VIP_V4}/32"),
-            "via",
-            LB_V4,
-            "dev",
-            IFACE,
-        ],
-    )?;
-    ip_in(
-        ns,
-        &[
-            "-6",
-            "route",
-            "add",
-            &format!("{VIP_V6}/128"),
-            "via",
-            LB_V6,
-            "dev",
-            IFACE,
-        ],
-    )?;
+    ip_in(ns, &["route", "add", &format!("{VIP_V4}/32"), "via", LB_V4, "dev", IFACE])?;
+    ip_in(ns, &["-6", "route", "add", &format!("{VIP_V6}/128"), "via", LB_V6, "dev", IFACE])?;
     Ok(())
 }
-

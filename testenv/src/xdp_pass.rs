@@ -32,10 +32,7 @@ pub(crate) fn install() -> Result<()> {
 /// Attaches the pinned program in native (driver) mode to a switch port and
 /// checks that the kernel reports it attached.
 pub(crate) fn attach(port: &str) -> Result<()> {
-    ip_in(
-        SWITCH_NS,
-        &["link", "set", "dev", port, "xdpdrv", "pinned", XDP_PASS_PIN],
-    )?;
+    ip_in(SWITCH_NS, &["link", "set", "dev", port, "xdpdrv", "pinned", XDP_PASS_PIN])?;
     if !xdp_attached(SWITCH_NS, port)? {
         bail!("XDP pass-through program not shown on {port} in {SWITCH_NS} after attaching");
     }
@@ -65,12 +62,9 @@ fn mount_bpffs() -> Result<()> {
 
 /// Whether `path` is a mount point of this process's mount namespace.
 pub(crate) fn is_mount_point(path: &str) -> Result<bool> {
-    let mounts =
-        std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
     // Field 5 of each line is the mount point.
-    Ok(mounts
-        .lines()
-        .any(|line| line.split(' ').nth(4) == Some(path)))
+    Ok(mounts.lines().any(|line| line.split(' ').nth(4) == Some(path)))
 }
 
 fn load() -> Result<OwnedFd> {

@@ -43,32 +43,16 @@ impl Backend {
         });
         // First line: `[TestServer] listening on [::]:PORT` (port 0 = any free one).
         let first = log.recv_timeout(WAIT).expect("backend start-up line");
-        assert!(
-            first.starts_with(&format!("[{NAME}] listening on ")),
-            "{first}"
-        );
-        let port = first
-            .rsplit(':')
-            .next()
-            .unwrap()
-            .parse()
-            .expect("port in start-up line");
+        assert!(first.starts_with(&format!("[{NAME}] listening on ")), "{first}");
+        let port = first.rsplit(':').next().unwrap().parse().expect("port in start-up line");
         let dual_stack = first.contains("[::]");
-        Backend {
-            child,
-            port,
-            dual_stack,
-            log,
-        }
+        Backend { child, port, dual_stack, log }
     }
 
     fn connect(&self, host: &str) -> Connection {
         let stream = TcpStream::connect((host, self.port)).expect("connect to backend");
         stream.set_read_timeout(Some(WAIT)).unwrap();
-        Connection {
-            reader: BufReader::new(stream.try_clone().unwrap()),
-            writer: stream,
-        }
+        Connection { reader: BufReader::new(stream.try_clone().unwrap()), writer: stream }
     }
 
     fn next_log_line(&self) -> String {
@@ -98,20 +82,13 @@ struct Response {
 
 impl Response {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
+        self.headers.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value.as_str())
     }
 
     /// A string field of the flat JSON body (`"key": "value"`).
     fn field(&self, key: &str) -> String {
         let marker = format!("\"{key}\": \"");
-        let start = self
-            .body
-            .find(&marker)
-            .unwrap_or_else(|| panic!("no {key} in {}", self.body))
-            + marker.len();
+        let start = self.body.find(&marker).unwrap_or_else(|| panic!("no {key} in {}", self.body)) + marker.len();
         let end = self.body[start..].find('"').expect("closing quote") + start;
         self.body[start..end].to_string()
     }
@@ -119,11 +96,7 @@ impl Response {
 
 impl Connection {
     fn request(&mut self, method: &str, path: &str) -> Response {
-        write!(
-            self.writer,
-            "{method} {path} HTTP/1.1\r\nHost: test\r\n\r\n"
-        )
-        .unwrap();
+        write!(self.writer, "{method} {path} HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
         self.read_response(method == "HEAD")
     }
 
@@ -131,11 +104,7 @@ impl Connection {
         let mut status_line = String::new();
         self.reader.read_line(&mut status_line).unwrap();
         let mut parts = status_line.split_whitespace();
-        assert_eq!(
-            parts.next(),
-            Some("HTTP/1.1"),
-            "status line {status_line:?}"
-        );
+        assert_eq!(parts.next(), Some("HTTP/1.1"), "status line {status_line:?}");
         let status = parts.next().unwrap().parse().unwrap();
         let mut headers = Vec::new();
         loop {
@@ -148,11 +117,7 @@ impl Connection {
             let (key, value) = line.split_once(':').expect("header line");
             headers.push((key.trim().to_string(), value.trim().to_string()));
         }
-        let mut response = Response {
-            status,
-            headers,
-            body: String::new(),
-        };
+        let mut response = Response { status, headers, body: String::new() };
         if !head {
             let length: usize = response.header("Content-Length").unwrap().parse().unwrap();
             let mut body = vec![0; length];
@@ -174,10 +139,7 @@ fn assert_seed_response(response: &Response, path: &str, ip: &str) {
     assert_eq!(response.field("message"), format!("Hello from {NAME}!"));
     let time = response.field("time");
     // ISO 8601: 2026-01-31T12:34:56.789+00:00
-    assert!(
-        time.len() >= 19 && &time[4..5] == "-" && &time[10..11] == "T",
-        "time {time}"
-    );
+    assert!(time.len() >= 19 && &time[4..5] == "-" && &time[10..11] == "T", "time {time}");
 }
 
 #[test]
@@ -185,10 +147,7 @@ fn get_answers_the_seed_json() {
     let backend = Backend::start(&[("SERVER_BIND", "127.0.0.1")]);
     let response = backend.connect("127.0.0.1").request("GET", "/hello?x=1");
     assert_seed_response(&response, "/hello?x=1", "127.0.0.1");
-    assert_eq!(
-        response.header("Content-Length").unwrap(),
-        response.body.len().to_string()
-    );
+    assert_eq!(response.header("Content-Length").unwrap(), response.body.len().to_string());
 }
 
 #[test]
@@ -217,13 +176,7 @@ fn head_has_the_headers_and_no_body() {
     assert_eq!(head.status, 200);
     assert_eq!(head.header("X-Server"), Some(NAME));
     assert_eq!(head.header("Content-Type"), Some("application/json"));
-    assert!(
-        head.header("Content-Length")
-            .unwrap()
-            .parse::<usize>()
-            .unwrap()
-            > 0
-    );
+    assert!(head.header("Content-Length").unwrap().parse::<usize>().unwrap() > 0);
     // Had HEAD sent a body, this would read it instead of a status line.
     let get = connection.request("GET", "/after-head");
     assert_seed_response(&get, "/after-head", "127.0.0.1");

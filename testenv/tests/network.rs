@@ -29,10 +29,7 @@ impl Drop for Network {
 
 fn server_field(body: &str) -> &str {
     let marker = "\"server\": \"";
-    let start = body
-        .find(marker)
-        .unwrap_or_else(|| panic!("no server in {body}"))
-        + marker.len();
+    let start = body.find(marker).unwrap_or_else(|| panic!("no server in {body}")) + marker.len();
     &body[start..start + body[start..].find('"').unwrap()]
 }
 
@@ -46,15 +43,8 @@ fn lbt_namespaces() -> Vec<String> {
 }
 
 fn exec_ok_root(args: &[&str]) -> String {
-    let output = std::process::Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = std::process::Command::new(args[0]).args(&args[1..]).output().unwrap();
+    assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8(output.stdout).unwrap()
 }
 
@@ -78,39 +68,24 @@ fn assert_root_namespace_untouched() {
 fn up_serves_every_server_over_ipv4_and_ipv6_then_down_removes_everything() {
     let network = Network::up(false);
     for n in 1..=SERVERS {
-        for url in [
-            format!("http://{}/", server_v4(n)),
-            format!("http://[{}]/", server_v6(n)),
-        ] {
+        for url in [format!("http://{}/", server_v4(n)), format!("http://[{}]/", server_v6(n))] {
             let body = curl(CLIENT_NS, &url, TIMEOUT).unwrap();
             assert_eq!(server_field(&body), format!("Server{n}"), "{url}: {body}");
         }
     }
     let lb_port = switch_port(LB_NS);
-    assert!(
-        xdp_attached(SWITCH_NS, &lb_port).unwrap(),
-        "no XDP on switch port {lb_port}"
-    );
+    assert!(xdp_attached(SWITCH_NS, &lb_port).unwrap(), "no XDP on switch port {lb_port}");
     let routes = exec_ok(CLIENT_NS, &["ip", "route"]).unwrap();
-    assert!(
-        routes.contains(&format!("{VIP_V4} via {LB_V4}")),
-        "{routes}"
-    );
+    assert!(routes.contains(&format!("{VIP_V4} via {LB_V4}")), "{routes}");
     let routes = exec_ok(CLIENT_NS, &["ip", "-6", "route"]).unwrap();
-    assert!(
-        routes.contains(&format!("{VIP_V6} via {LB_V6}")),
-        "{routes}"
-    );
+    assert!(routes.contains(&format!("{VIP_V6} via {LB_V6}")), "{routes}");
     let offloads = exec_ok(LB_NS, &["ethtool", "-k", IFACE]).unwrap();
     assert!(offloads.contains("tx-checksumming: off"), "{offloads}");
     assert_root_namespace_untouched();
 
     drop(network);
     assert_eq!(lbt_namespaces(), Vec::<String>::new());
-    assert!(
-        !std::path::Path::new(RUN_DIR).exists(),
-        "{RUN_DIR} left behind"
-    );
+    assert!(!std::path::Path::new(RUN_DIR).exists(), "{RUN_DIR} left behind");
     assert_root_namespace_untouched();
 }
 
@@ -133,10 +108,7 @@ fn dsr_puts_the_vips_on_every_servers_loopback() {
     }
     // Only the LB may own the VIP on the wire: no server answers ARP for it.
     let lb = exec_ok(LB_NS, &["ip", "addr"]).unwrap();
-    assert!(
-        !lb.contains(VIP_V4),
-        "testenv must not put the VIP on the LB"
-    );
+    assert!(!lb.contains(VIP_V4), "testenv must not put the VIP on the LB");
     assert_root_namespace_untouched();
 }
 
@@ -150,23 +122,14 @@ fn servers_can_be_added_stopped_and_started() {
     let body = curl(CLIENT_NS, &format!("http://[{}]/", server_v6(4)), TIMEOUT).unwrap();
     assert_eq!(server_field(&body), "Server4");
     assert!(xdp_attached(SWITCH_NS, &switch_port(&server_ns(4))).unwrap());
-    assert!(
-        add_server(4).is_err(),
-        "adding an existing server must fail"
-    );
+    assert!(add_server(4).is_err(), "adding an existing server must fail");
 
     stop_server(2).unwrap();
     let url = format!("http://{}/", server_v4(2));
-    assert!(
-        curl(CLIENT_NS, &url, TIMEOUT).is_err(),
-        "Server2 still answers after stop"
-    );
+    assert!(curl(CLIENT_NS, &url, TIMEOUT).is_err(), "Server2 still answers after stop");
     stop_server(2).unwrap(); // already stopped: no-op
     start_server(2).unwrap();
-    assert_eq!(
-        server_field(&curl(CLIENT_NS, &url, TIMEOUT).unwrap()),
-        "Server2"
-    );
+    assert_eq!(server_field(&curl(CLIENT_NS, &url, TIMEOUT).unwrap()), "Server2");
 }
 
 #[test]

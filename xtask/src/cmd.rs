@@ -22,7 +22,8 @@ pub fn path_with_llvm() -> String {
 }
 
 pub fn cargo_bin() -> String {
-    let home = std::env::var("CARGO_HOME").unwrap_or_else(|_| format!("{}/.cargo", std::env::var("HOME").unwrap_or_else(|_| "/root".into())));
+    let home = std::env::var("CARGO_HOME")
+        .unwrap_or_else(|_| format!("{}/.cargo", std::env::var("HOME").unwrap_or_else(|_| "/root".into())));
     format!("{home}/bin")
 }
 

@@ -77,7 +77,11 @@ fn apt() -> Result<()> {
 }
 
 fn rustup_out(args: &[&str]) -> String {
-    Command::new("rustup").args(args).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default()
+    Command::new("rustup")
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
 }
 
 /// The eBPF crate builds with nightly's `-Z build-std=core`, which needs rust-src.
@@ -96,7 +100,8 @@ fn nightly() -> Result<()> {
 }
 
 fn component(toolchain: &str, name: &str) -> Result<()> {
-    if rustup_out(&["component", "list", "--toolchain", toolchain, "--installed"]).lines().any(|l| l.starts_with(name)) {
+    if rustup_out(&["component", "list", "--toolchain", toolchain, "--installed"]).lines().any(|l| l.starts_with(name))
+    {
         return Ok(());
     }
     println!("==> rustup component add {name} --toolchain {toolchain}");
@@ -108,7 +113,11 @@ fn component(toolchain: &str, name: &str) -> Result<()> {
 /// bpf-linker 0.13.0 built against Debian's LLVM 22 (not its bundled LLVM download).
 fn bpf_linker() -> Result<()> {
     let linker = format!("{}/bpf-linker", cargo_bin());
-    let version = Command::new(&linker).arg("--version").output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    let version = Command::new(&linker)
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
     if version.contains(BPF_LINKER_VERSION) {
         return Ok(());
     }

@@ -65,7 +65,8 @@ fn member_dirs(workspace: &Path) -> Result<Vec<std::path::PathBuf>> {
 }
 
 fn package_name(dir: &Path) -> Result<String> {
-    let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).with_context(|| format!("reading {}/Cargo.toml", dir.display()))?;
+    let manifest = std::fs::read_to_string(dir.join("Cargo.toml"))
+        .with_context(|| format!("reading {}/Cargo.toml", dir.display()))?;
     manifest
         .lines()
         .find_map(|l| l.trim().strip_prefix("name = "))
@@ -94,7 +95,9 @@ mod tests {
         let ws = crate::cmd::workspace();
         let packet = discover(&ws, Layer::Packet).unwrap();
         let network = discover(&ws, Layer::Network).unwrap();
-        let of = |v: &[RootTests], package: &str| v.iter().find(|r| r.package == package).map(|r| r.tests.clone()).unwrap_or_default();
+        let of = |v: &[RootTests], package: &str| {
+            v.iter().find(|r| r.package == package).map(|r| r.tests.clone()).unwrap_or_default()
+        };
         assert!(of(&packet, "lb-xdp").contains(&"packet_fixtures".to_string()), "{packet:?}");
         assert!(of(&network, "lb-user").contains(&"control_plane".to_string()), "{network:?}");
         assert!(!of(&network, "lb-user").contains(&"proxy".to_string()), "proxy.rs has no root test");

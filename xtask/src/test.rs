@@ -23,7 +23,9 @@ struct Count {
 
 pub fn run(host_only: bool) -> Result<()> {
     if !host_only && !is_root() {
-        bail!("the packet and network tests need root: run `sudo cargo xtask test` (or `cargo xtask test --host-only`)");
+        bail!(
+            "the packet and network tests need root: run `sudo cargo xtask test` (or `cargo xtask test --host-only`)"
+        );
     }
     let mut results = vec![(HOST, run_layer(HOST, &["test".to_string()])?)];
     if !host_only {
@@ -109,7 +111,5 @@ fn run_layer(name: &str, args: &[String]) -> Result<Count> {
 }
 
 fn number_before(text: &str, label: &str) -> u64 {
-    text.find(label)
-        .and_then(|end| text[..end].rsplit(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
-        .unwrap_or(0)
+    text.find(label).and_then(|end| text[..end].rsplit(|c: char| !c.is_ascii_digit()).next()?.parse().ok()).unwrap_or(0)
 }

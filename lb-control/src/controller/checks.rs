@@ -63,7 +63,8 @@ impl Controller {
             if self.checkers.contains_key(&key) {
                 continue;
             }
-            let task = tokio::spawn(health::run(check.clone(), key.service.clone(), key.address, self.reports_tx.clone()));
+            let task =
+                tokio::spawn(health::run(check.clone(), key.service.clone(), key.address, self.reports_tx.clone()));
             self.checkers.insert(key, (check, task));
         }
     }

@@ -45,9 +45,15 @@ impl Controller {
 
     pub(super) fn log_change(&self, key: &BackendKey, change: Option<Change>) -> bool {
         match change {
-            Some(Change::Ejected(time)) => warn!(service = %key.service, backend = %key.address, ejection = ?time, "circuit open: backend ejected after failed flows"),
-            Some(Change::HalfOpen) => info!(service = %key.service, backend = %key.address, "circuit half-open: one trial flow"),
-            Some(Change::Closed) => info!(service = %key.service, backend = %key.address, "circuit closed: the trial flow succeeded"),
+            Some(Change::Ejected(time)) => {
+                warn!(service = %key.service, backend = %key.address, ejection = ?time, "circuit open: backend ejected after failed flows")
+            }
+            Some(Change::HalfOpen) => {
+                info!(service = %key.service, backend = %key.address, "circuit half-open: one trial flow")
+            }
+            Some(Change::Closed) => {
+                info!(service = %key.service, backend = %key.address, "circuit closed: the trial flow succeeded")
+            }
             Some(Change::Rearm) => {}
             None => return false,
         }
@@ -63,7 +69,11 @@ impl Controller {
     /// Would one more ejection in `service` stay within `max_ejected_percent`?
     pub(super) fn may_eject(&self, service: &str, percent: u32) -> bool {
         let Some(s) = self.desired.services.iter().find(|s| s.name == service) else { return false };
-        let ejected = s.backends.iter().filter(|b| self.breakers.get(&BackendKey::new(service, b.address)).is_some_and(Breaker::ejected)).count();
+        let ejected = s
+            .backends
+            .iter()
+            .filter(|b| self.breakers.get(&BackendKey::new(service, b.address)).is_some_and(Breaker::ejected))
+            .count();
         breaker::within_percent(ejected, s.backends.len(), percent)
     }
 

@@ -19,7 +19,7 @@ use tracing::{info, info_span, warn};
 
 use crate::breaker::Breaker;
 use crate::datapath::DataPath;
-use crate::handle::{Request, ControlError};
+use crate::handle::{ControlError, Request};
 use crate::health::{CheckResult, Report, Tracker};
 use crate::registry::{BackendKey, Registry};
 use crate::sources;
@@ -73,7 +73,14 @@ pub struct Controller {
 }
 
 impl Controller {
-    pub fn new(cfg: Config, config_path: PathBuf, dataplane: Box<dyn DataPath>, registry: Registry, reports_tx: mpsc::Sender<Report>, shared: Shared) -> Self {
+    pub fn new(
+        cfg: Config,
+        config_path: PathBuf,
+        dataplane: Box<dyn DataPath>,
+        registry: Registry,
+        reports_tx: mpsc::Sender<Report>,
+        shared: Shared,
+    ) -> Self {
         let desired = sources::desired(&cfg, &registry, &HashMap::new());
         Controller {
             cfg,
@@ -150,10 +157,6 @@ impl Controller {
         }
     }
 
-
-
-
-
     fn tick(&mut self) {
         let now = Instant::now();
         self.end_grace_periods(now);
@@ -170,10 +173,6 @@ impl Controller {
             }
         }
     }
-
-
-
-
 
     /// Validate first; on any error the running config stays.
     fn reload(&mut self) -> Result<(), ControlError> {
@@ -209,7 +208,6 @@ impl Controller {
         Ok(())
     }
 
-
     fn reconcile(&mut self) -> anyhow::Result<()> {
         let mut next = sources::desired(&self.cfg, &self.registry, &self.health_map());
         self.track_retiring(&next, Instant::now());
@@ -225,8 +223,6 @@ impl Controller {
         self.dataplane.reconcile(&self.desired)
     }
 
-
-
     /// Reconcile after a change of sources; a failure is logged (the old tables stay).
     fn apply(&mut self) {
         if let Err(e) = self.reconcile() {
@@ -240,6 +236,4 @@ impl Controller {
             warn!("could not write the state file: {e:#}");
         }
     }
-
-
 }

@@ -10,15 +10,27 @@ use crate::registry::BackendKey;
 use lb_config::AdminState;
 
 impl Controller {
-    pub(super) fn register(&mut self, service: String, address: SocketAddr, weight: u32, ttl: Duration) -> Result<bool, ControlError> {
+    pub(super) fn register(
+        &mut self,
+        service: String,
+        address: SocketAddr,
+        weight: u32,
+        ttl: Duration,
+    ) -> Result<bool, ControlError> {
         let Some(s) = self.cfg.services.iter().find(|s| s.name == service) else {
             return Err(ControlError::NotFound(format!("no service named {service}")));
         };
         if s.vip.is_ipv4() != address.is_ipv4() {
-            return Err(ControlError::BadRequest(format!("{address} is not of the address family of {}'s VIP {}", s.name, s.vip)));
+            return Err(ControlError::BadRequest(format!(
+                "{address} is not of the address family of {}'s VIP {}",
+                s.name, s.vip
+            )));
         }
         if s.forwarding == lb_config::Forwarding::Dsr && address.port() != s.vip.port() {
-            return Err(ControlError::BadRequest(format!("dsr backends hold the VIP on loopback, so the port must be the VIP's ({})", s.vip.port())));
+            return Err(ControlError::BadRequest(format!(
+                "dsr backends hold the VIP on loopback, so the port must be the VIP's ({})",
+                s.vip.port()
+            )));
         }
         let new = self.registry.register(BackendKey::new(service.clone(), address), weight, ttl, Instant::now());
         self.shared.telemetry.update(|t| t.registrations_total += 1);
@@ -33,7 +45,11 @@ impl Controller {
     /// A backend that leaves every source takes its API-set admin state with it: an agent
     /// that drained, deregistered and comes back later starts `ready`, not stuck in drain.
     pub(super) fn forget_state_unless_configured(&mut self, key: &BackendKey) {
-        let configured = self.cfg.services.iter().any(|s| s.name == key.service && s.backends.iter().any(|b| b.address == key.address));
+        let configured = self
+            .cfg
+            .services
+            .iter()
+            .any(|s| s.name == key.service && s.backends.iter().any(|b| b.address == key.address));
         if !configured {
             self.registry.states.remove(key);
         }
@@ -60,7 +76,12 @@ impl Controller {
         }
     }
 
-    pub(super) fn set_state(&mut self, service: &str, address: SocketAddr, state: AdminState) -> Result<(), ControlError> {
+    pub(super) fn set_state(
+        &mut self,
+        service: &str,
+        address: SocketAddr,
+        state: AdminState,
+    ) -> Result<(), ControlError> {
         let key = self.known_backend(service, address)?;
         info!(service = %key.service, backend = %key.address, %state, "admin state set");
         self.registry.states.insert(key, state);
@@ -71,7 +92,10 @@ impl Controller {
 
     pub(super) fn deregister(&mut self, key: BackendKey) -> Result<(), ControlError> {
         if !self.registry.remove(&key) {
-            return Err(ControlError::NotFound(format!("{} has no registration in service {}", key.address, key.service)));
+            return Err(ControlError::NotFound(format!(
+                "{} has no registration in service {}",
+                key.address, key.service
+            )));
         }
         info!(service = %key.service, backend = %key.address, "deregistered");
         self.forget_state_unless_configured(&key);

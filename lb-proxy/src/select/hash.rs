@@ -41,8 +41,11 @@ impl HashTable {
     }
 
     fn new(candidates: Vec<Candidate>, hash: fn(&Flow) -> u32) -> Self {
-        let members: Vec<MaglevBackend> =
-            candidates.iter().enumerate().map(|(i, c)| MaglevBackend::new(i as u32, c.address.to_string().as_bytes(), c.weight)).collect();
+        let members: Vec<MaglevBackend> = candidates
+            .iter()
+            .enumerate()
+            .map(|(i, c)| MaglevBackend::new(i as u32, c.address.to_string().as_bytes(), c.weight))
+            .collect();
         let table = maglev::build(&members, RING_SIZE);
         HashTable { candidates, table, hash }
     }

@@ -22,7 +22,7 @@ pub use selection::Selection;
 use hash::{HashTable, TableWalk};
 use least_conn::{LeastConn, LeastLoaded, TwoChoices, TwoDraws};
 use random::{Draws, WeightedRandom};
-use round_robin::{RoundRobin, Rotation, SmoothWeighted, WeightedTurns};
+use round_robin::{Rotation, RoundRobin, SmoothWeighted, WeightedTurns};
 
 use lb_config::Algorithm;
 

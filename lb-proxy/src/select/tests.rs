@@ -12,7 +12,11 @@ fn cands(weights: &[u32]) -> Vec<Candidate> {
     weights
         .iter()
         .enumerate()
-        .map(|(i, w)| Candidate { address: format!("10.0.0.{}:80", i + 1).parse().unwrap(), weight: *w, active: Arc::new(AtomicU64::new(0)) })
+        .map(|(i, w)| Candidate {
+            address: format!("10.0.0.{}:80", i + 1).parse().unwrap(),
+            weight: *w,
+            active: Arc::new(AtomicU64::new(0)),
+        })
         .collect()
 }
 
@@ -38,7 +42,11 @@ fn shares(s: &Selector, n: usize) -> HashMap<SocketAddr, usize> {
 }
 
 fn maglev_table(c: &[Candidate]) -> Vec<u32> {
-    let members: Vec<MaglevBackend> = c.iter().enumerate().map(|(i, c)| MaglevBackend::new(i as u32, c.address.to_string().as_bytes(), c.weight)).collect();
+    let members: Vec<MaglevBackend> = c
+        .iter()
+        .enumerate()
+        .map(|(i, c)| MaglevBackend::new(i as u32, c.address.to_string().as_bytes(), c.weight))
+        .collect();
     maglev::build(&members, RING_SIZE)
 }
 
@@ -256,7 +264,9 @@ fn loads_are_read_when_each_choice_is_asked_for() {
 fn reserve_never_lets_concurrent_flows_past_the_cap() {
     let c = cands(&[1]).remove(0);
     let held: Vec<ActiveGuard> = std::thread::scope(|s| {
-        let threads: Vec<_> = (0..8).map(|_| s.spawn(|| (0..100).filter_map(|_| ActiveGuard::reserve(&c, 10)).collect::<Vec<_>>())).collect();
+        let threads: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| (0..100).filter_map(|_| ActiveGuard::reserve(&c, 10)).collect::<Vec<_>>()))
+            .collect();
         threads.into_iter().flat_map(|t| t.join().unwrap()).collect()
     });
     assert_eq!(held.len(), 10);

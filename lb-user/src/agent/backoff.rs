@@ -21,11 +21,7 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(start: Duration, cap: Duration) -> Backoff {
-        Backoff {
-            start,
-            cap,
-            base: start.min(cap),
-        }
+        Backoff { start, cap, base: start.min(cap) }
     }
 
     /// The wait before the next attempt; each call doubles the base for the following one.
@@ -64,19 +60,7 @@ mod tests {
     fn delays_double_from_start_up_to_the_cap() {
         let mut backoff = Backoff::default();
         let delays: Vec<_> = (0..8).map(|_| backoff.next_delay_with(0.0)).collect();
-        assert_eq!(
-            delays,
-            [
-                ms(200),
-                ms(400),
-                ms(800),
-                ms(1600),
-                ms(3200),
-                ms(5000),
-                ms(5000),
-                ms(5000)
-            ]
-        );
+        assert_eq!(delays, [ms(200), ms(400), ms(800), ms(1600), ms(3200), ms(5000), ms(5000), ms(5000)]);
     }
 
     #[test]

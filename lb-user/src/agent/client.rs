@@ -47,27 +47,19 @@ impl FromStr for ApiUrl {
         let text = text.trim();
         let rest = match text.split_once("://") {
             Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
-            Some((scheme, _)) if scheme.eq_ignore_ascii_case("https") => return Err(format!(
-                "{text:?}: https is not supported; the admin API speaks plain HTTP (use http://)"
-            )),
-            Some((scheme, _)) => {
-                return Err(format!(
-                    "{text:?}: unsupported scheme {scheme:?}; use http://HOST:PORT"
-                ))
+            Some((scheme, _)) if scheme.eq_ignore_ascii_case("https") => {
+                return Err(format!("{text:?}: https is not supported; the admin API speaks plain HTTP (use http://)"))
             }
+            Some((scheme, _)) => return Err(format!("{text:?}: unsupported scheme {scheme:?}; use http://HOST:PORT")),
             None => text,
         };
         let rest = rest.trim_end_matches('/');
         let host = rest.split('/').next().unwrap_or_default();
         if host.is_empty() {
-            return Err(format!(
-                "{text:?}: no host; write e.g. http://127.0.0.1:9100"
-            ));
+            return Err(format!("{text:?}: no host; write e.g. http://127.0.0.1:9100"));
         }
         if rest.contains(['?', '#']) || rest.contains(char::is_whitespace) {
-            return Err(format!(
-                "{text:?}: expected http://HOST:PORT[/PREFIX], without query, fragment or spaces"
-            ));
+            return Err(format!("{text:?}: expected http://HOST:PORT[/PREFIX], without query, fragment or spaces"));
         }
         Ok(ApiUrl(format!("http://{rest}")))
     }
@@ -100,17 +92,14 @@ impl Auth {
     /// says so, with this reason attached. Any other read error is (permissions, a directory).
     pub fn from_token_file(path: &Path) -> Result<Auth, TokenFileError> {
         match std::fs::read_to_string(path) {
-            Ok(text) if text.trim().is_empty() => Ok(Auth::None {
-                reason: format!("token file {} is empty", path.display()),
-            }),
+            Ok(text) if text.trim().is_empty() => {
+                Ok(Auth::None { reason: format!("token file {} is empty", path.display()) })
+            }
             Ok(text) => Ok(Auth::Bearer(text.trim().to_string())),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Auth::None {
-                reason: format!("token file {} does not exist", path.display()),
-            }),
-            Err(source) => Err(TokenFileError {
-                path: path.to_path_buf(),
-                source,
-            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Ok(Auth::None { reason: format!("token file {} does not exist", path.display()) })
+            }
+            Err(source) => Err(TokenFileError { path: path.to_path_buf(), source }),
         }
     }
 }
@@ -141,18 +130,10 @@ pub enum Failure {
 pub enum ApiError {
     /// No HTTP answer: connection refused, timeout, reset, DNS.
     #[error("{method} {url}: LB admin API unreachable: {detail}")]
-    Unreachable {
-        method: &'static str,
-        url: String,
-        detail: String,
-    },
+    Unreachable { method: &'static str, url: String, detail: String },
     /// The request could not even be sent (a URL the HTTP library refuses).
     #[error("{method} {url}: {detail}")]
-    Invalid {
-        method: &'static str,
-        url: String,
-        detail: String,
-    },
+    Invalid { method: &'static str, url: String, detail: String },
     /// The server answered with an error status; `message` is its `{"error": ...}` text
     /// (or the body, or the reason phrase).
     #[error("{method} {url}: HTTP {status} {reason}: {message}{hint}")]
@@ -223,20 +204,13 @@ impl ApiClient {
     }
 
     /// `POST /v1/services/{service}/backends` `{"address","weight","ttl"}` -> 201.
-    pub fn register(
-        &self,
-        service: &str,
-        address: SocketAddr,
-        weight: u32,
-        ttl: Duration,
-    ) -> Result<(), ApiError> {
+    pub fn register(&self, service: &str, address: SocketAddr, weight: u32, ttl: Duration) -> Result<(), ApiError> {
         let body = json!({
             "address": address.to_string(),
             "weight": weight,
             "ttl": format_duration(ttl),
         });
-        self.call("POST", &self.backends_url(service), Some(body))
-            .map(drop)
+        self.call("POST", &self.backends_url(service), Some(body)).map(drop)
     }
 
     /// `PUT .../backends/{address}/heartbeat` -> 200: renews the lease.
@@ -247,12 +221,7 @@ impl ApiClient {
 
     /// `PUT .../backends/{address}/state` `{"state"}` -> 200. Returns the state the server
     /// reports in its answer (`{"state": ...}` at the top level), else the one requested.
-    pub fn set_state(
-        &self,
-        service: &str,
-        address: SocketAddr,
-        state: AdminState,
-    ) -> Result<String, ApiError> {
+    pub fn set_state(&self, service: &str, address: SocketAddr, state: AdminState) -> Result<String, ApiError> {
         let url = format!("{}/state", self.backend_url(service, address));
         let answer = self.call("PUT", &url, Some(json!({ "state": state.as_str() })))?;
         let reported = serde_json::from_str::<Value>(&answer)
@@ -263,33 +232,19 @@ impl ApiClient {
 
     /// `DELETE .../backends/{address}` -> 204.
     pub fn deregister(&self, service: &str, address: SocketAddr) -> Result<(), ApiError> {
-        self.call("DELETE", &self.backend_url(service, address), None)
-            .map(drop)
+        self.call("DELETE", &self.backend_url(service, address), None).map(drop)
     }
 
     fn backends_url(&self, service: &str) -> String {
-        format!(
-            "{}/v1/services/{}/backends",
-            self.base,
-            encode_path_segment(service)
-        )
+        format!("{}/v1/services/{}/backends", self.base, encode_path_segment(service))
     }
 
     fn backend_url(&self, service: &str, address: SocketAddr) -> String {
-        format!(
-            "{}/{}",
-            self.backends_url(service),
-            encode_path_segment(&address.to_string())
-        )
+        format!("{}/{}", self.backends_url(service), encode_path_segment(&address.to_string()))
     }
 
     /// Sends one request; a 2xx answer's body is returned.
-    fn call(
-        &self,
-        method: &'static str,
-        url: &str,
-        body: Option<Value>,
-    ) -> Result<String, ApiError> {
+    fn call(&self, method: &'static str, url: &str, body: Option<Value>) -> Result<String, ApiError> {
         let mut request = self.http.request(method, url);
         if let Auth::Bearer(token) = &self.auth {
             request = request.set("Authorization", &format!("Bearer {token}"));
@@ -324,17 +279,9 @@ impl ApiClient {
                 let url = url.to_string();
                 match transport.kind() {
                     ureq::ErrorKind::InvalidUrl | ureq::ErrorKind::UnknownScheme => {
-                        Err(ApiError::Invalid {
-                            method,
-                            url,
-                            detail,
-                        })
+                        Err(ApiError::Invalid { method, url, detail })
                     }
-                    _ => Err(ApiError::Unreachable {
-                        method,
-                        url,
-                        detail,
-                    }),
+                    _ => Err(ApiError::Unreachable { method, url, detail }),
                 }
             }
         }
@@ -381,10 +328,7 @@ mod tests {
     #[test]
     fn addresses_are_percent_encoded_as_one_segment() {
         assert_eq!(encode_path_segment("10.0.0.1:80"), "10.0.0.1%3A80");
-        assert_eq!(
-            encode_path_segment("[fd00:20::11]:80"),
-            "%5Bfd00%3A20%3A%3A11%5D%3A80"
-        );
+        assert_eq!(encode_path_segment("[fd00:20::11]:80"), "%5Bfd00%3A20%3A%3A11%5D%3A80");
         assert_eq!(encode_path_segment("web-1_a.b~"), "web-1_a.b~");
         assert_eq!(encode_path_segment("a/b c"), "a%2Fb%20c");
     }
@@ -392,18 +336,10 @@ mod tests {
     #[test]
     fn api_urls_are_normalised_and_https_is_refused() {
         let url = |s: &str| s.parse::<ApiUrl>().map(|u| u.to_string());
-        assert_eq!(
-            url("http://127.0.0.1:9100/"),
-            Ok("http://127.0.0.1:9100".into())
-        );
+        assert_eq!(url("http://127.0.0.1:9100/"), Ok("http://127.0.0.1:9100".into()));
         assert_eq!(url("127.0.0.1:9100"), Ok("http://127.0.0.1:9100".into()));
-        assert_eq!(
-            url("HTTP://[::1]:9100/lb/"),
-            Ok("http://[::1]:9100/lb".into())
-        );
-        assert!(url("https://lb:9100")
-            .unwrap_err()
-            .contains("https is not supported"));
+        assert_eq!(url("HTTP://[::1]:9100/lb/"), Ok("http://[::1]:9100/lb".into()));
+        assert!(url("https://lb:9100").unwrap_err().contains("https is not supported"));
         assert!(url("ftp://lb").is_err());
         assert!(url("http://").is_err());
         assert!(url("http://lb:9100/?x=1").is_err());
@@ -411,10 +347,7 @@ mod tests {
 
     #[test]
     fn error_text_comes_from_the_json_error_field() {
-        assert_eq!(
-            error_message(r#"{"error":"no such service"}"#, "Not Found"),
-            "no such service"
-        );
+        assert_eq!(error_message(r#"{"error":"no such service"}"#, "Not Found"), "no such service");
         assert_eq!(error_message("plain text\n", "Bad Request"), "plain text");
         assert_eq!(error_message("", "Unauthorized"), "Unauthorized");
     }
@@ -434,11 +367,7 @@ mod tests {
         assert_eq!(status(429).failure(), Failure::Transient);
         assert_eq!(status(401).failure(), Failure::Fatal);
         assert_eq!(status(400).failure(), Failure::Fatal);
-        let unreachable = ApiError::Unreachable {
-            method: "PUT",
-            url: String::new(),
-            detail: String::new(),
-        };
+        let unreachable = ApiError::Unreachable { method: "PUT", url: String::new(), detail: String::new() };
         assert_eq!(unreachable.failure(), Failure::Transient);
     }
 
@@ -446,9 +375,6 @@ mod tests {
     fn a_missing_token_file_means_no_token_with_a_reason() {
         let auth = Auth::from_token_file(Path::new("/nonexistent/lb/token")).unwrap();
         assert!(matches!(auth, Auth::None { reason } if reason.contains("does not exist")));
-        assert!(
-            Auth::from_token_file(Path::new("/")).is_err(),
-            "a directory is an error"
-        );
+        assert!(Auth::from_token_file(Path::new("/")).is_err(), "a directory is an error");
     }
 }

@@ -55,28 +55,24 @@ pub fn run(client: &ApiClient, settings: &AgentSettings, shutdown: &Shutdown) ->
 
     while !shutdown.requested() {
         match phase {
-            Phase::Register => {
-                match client.register(service, address, settings.weight, settings.ttl) {
-                    Ok(()) => {
-                        link.up();
-                        backoff.reset();
-                        registered = true;
-                        info!(
-                            api = %client.base(), service, backend = %address, weight = settings.weight,
-                            ttl = %format_duration(settings.ttl),
-                            "registered; heartbeating every {}", format_duration(interval)
-                        );
-                        phase = Phase::Heartbeat {
-                            next: Instant::now() + interval,
-                        };
-                    }
-                    Err(e) if e.failure() == Failure::Transient => {
-                        link.down(&e);
-                        shutdown.sleep(backoff.next_delay());
-                    }
-                    Err(e) => return Err(rejected("registering", settings, e)),
+            Phase::Register => match client.register(service, address, settings.weight, settings.ttl) {
+                Ok(()) => {
+                    link.up();
+                    backoff.reset();
+                    registered = true;
+                    info!(
+                        api = %client.base(), service, backend = %address, weight = settings.weight,
+                        ttl = %format_duration(settings.ttl),
+                        "registered; heartbeating every {}", format_duration(interval)
+                    );
+                    phase = Phase::Heartbeat { next: Instant::now() + interval };
                 }
-            }
+                Err(e) if e.failure() == Failure::Transient => {
+                    link.down(&e);
+                    shutdown.sleep(backoff.next_delay());
+                }
+                Err(e) => return Err(rejected("registering", settings, e)),
+            },
             Phase::Heartbeat { next } => {
                 if shutdown.sleep_until(next) {
                     break;
@@ -87,9 +83,7 @@ pub fn run(client: &ApiClient, settings: &AgentSettings, shutdown: &Shutdown) ->
                         link.up();
                         backoff.reset();
                         debug!(service, backend = %address, "heartbeat");
-                        phase = Phase::Heartbeat {
-                            next: sent + interval,
-                        };
+                        phase = Phase::Heartbeat { next: sent + interval };
                     }
                     Err(e) => match e.failure() {
                         Failure::NotFound => {
@@ -104,9 +98,7 @@ pub fn run(client: &ApiClient, settings: &AgentSettings, shutdown: &Shutdown) ->
                         }
                         Failure::Transient => {
                             link.down(&e);
-                            phase = Phase::Heartbeat {
-                                next: Instant::now() + backoff.next_delay(),
-                            };
+                            phase = Phase::Heartbeat { next: Instant::now() + backoff.next_delay() };
                         }
                         Failure::Fatal => return Err(rejected("heartbeating", settings, e)),
                     },
@@ -119,12 +111,7 @@ pub fn run(client: &ApiClient, settings: &AgentSettings, shutdown: &Shutdown) ->
 
 /// Drain, give existing flows `drain_time`, deregister. One attempt each: the lease expires
 /// on its own if the LB cannot be reached, and a stopping service must not hang.
-fn leave(
-    client: &ApiClient,
-    settings: &AgentSettings,
-    shutdown: &Shutdown,
-    registered: bool,
-) -> Result<()> {
+fn leave(client: &ApiClient, settings: &AgentSettings, shutdown: &Shutdown, registered: bool) -> Result<()> {
     let service = settings.service.as_str();
     let address = settings.address;
     let cause = shutdown.cause();

@@ -45,18 +45,12 @@ impl Shutdown {
                 return Err(io::Error::last_os_error());
             }
         }
-        Ok(Shutdown {
-            count: &SIGNALS,
-            last: &LAST_SIGNAL,
-        })
+        Ok(Shutdown { count: &SIGNALS, last: &LAST_SIGNAL })
     }
 
     /// A counter no signal touches; [`request`](Self::request) stands in for one.
     pub fn manual() -> Shutdown {
-        Shutdown {
-            count: Box::leak(Box::new(AtomicUsize::new(0))),
-            last: Box::leak(Box::new(AtomicI32::new(0))),
-        }
+        Shutdown { count: Box::leak(Box::new(AtomicUsize::new(0))), last: Box::leak(Box::new(AtomicI32::new(0))) }
     }
 
     /// As if a SIGTERM arrived.

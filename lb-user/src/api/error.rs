@@ -43,7 +43,9 @@ impl From<ControlError> for HttpError {
                 let errors: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
                 Self { status: StatusCode::UNPROCESSABLE_ENTITY, message: errors.join("\n"), errors }
             }
-            ControlError::NotApplied(m) => Self { status: StatusCode::UNPROCESSABLE_ENTITY, errors: vec![m.clone()], message: m },
+            ControlError::NotApplied(m) => {
+                Self { status: StatusCode::UNPROCESSABLE_ENTITY, errors: vec![m.clone()], message: m }
+            }
         }
     }
 }

@@ -5,8 +5,8 @@ use axum::http::{header::CONTENT_TYPE, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::ApiState;
-use lb_xdp::maps::Maps;
 use crate::metrics;
+use lb_xdp::maps::Maps;
 
 pub const CONTENT_TYPE_0_0_4: &str = "text/plain; version=0.0.4; charset=utf-8";
 

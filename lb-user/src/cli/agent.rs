@@ -66,9 +66,7 @@ pub struct AgentArgs {
 pub fn agent(args: AgentArgs) -> Result<ExitCode> {
     // try_init: a test harness or an embedding program may have set a subscriber already.
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("LB_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(EnvFilter::try_from_env("LB_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
         // Plain text when stderr goes to a file or journald.
         .with_ansi(std::io::stderr().is_terminal())
@@ -107,11 +105,7 @@ pub(super) fn duration(text: &str) -> Result<Duration, String> {
 fn ttl(text: &str) -> Result<Duration, String> {
     let ttl = duration(text)?;
     if !(MIN_TTL..=MAX_TTL).contains(&ttl) {
-        return Err(format!(
-            "ttl must be between {} and {}",
-            format_duration(MIN_TTL),
-            format_duration(MAX_TTL)
-        ));
+        return Err(format!("ttl must be between {} and {}", format_duration(MIN_TTL), format_duration(MAX_TTL)));
     }
     Ok(ttl)
 }

@@ -18,11 +18,20 @@ pub fn explain(vip: SocketAddr, client: SocketAddr, proto: Proto, pin_path: &Pat
         return Ok(ExitCode::SUCCESS);
     }
     match (&e.backend, e.ring_slot) {
-        (Some(b), None) if e.decision.starts_with("new flow:") => println!("{client} -> {vip}: backend {b} ({}, service {})", e.decision, e.service),
+        (Some(b), None) if e.decision.starts_with("new flow:") => {
+            println!("{client} -> {vip}: backend {b} ({}, service {})", e.decision, e.service)
+        }
         (Some(b), None) => println!("{client} -> {vip}: backend {b} (existing flow, service {})", e.service),
-        (Some(b), Some(slot)) => println!("{client} -> {vip}: backend {b} (new flow: {} slot {slot}, service {})", e.algorithm, e.service),
-        (None, _) if e.decision.starts_with("new flow:") => println!("{client} -> {vip}: {} (service {}, {})", e.decision, e.service, e.algorithm),
-        (None, _) => println!("{client} -> {vip}: no backend (service {} has none in rotation; the packet would be dropped)", e.service),
+        (Some(b), Some(slot)) => {
+            println!("{client} -> {vip}: backend {b} (new flow: {} slot {slot}, service {})", e.algorithm, e.service)
+        }
+        (None, _) if e.decision.starts_with("new flow:") => {
+            println!("{client} -> {vip}: {} (service {}, {})", e.decision, e.service, e.algorithm)
+        }
+        (None, _) => println!(
+            "{client} -> {vip}: no backend (service {} has none in rotation; the packet would be dropped)",
+            e.service
+        ),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -6,13 +6,17 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::{table, ListWhat};
-use lb_xdp::{inspect, maps::{Maps, NothingPinned}};
+use lb_xdp::{
+    inspect,
+    maps::{Maps, NothingPinned},
+};
 
 pub fn list(what: ListWhat, pin_path: &Path, api: &str, json: bool) -> Result<ExitCode> {
     let maps = match Maps::open_pinned(pin_path) {
         Ok(m) => m,
         Err(e) if e.is::<NothingPinned>() => {
-            let rows = super::remote::rows(what, api).map_err(|api_err| anyhow::anyhow!("{e}; and the daemon's API did not answer either: {api_err:#}"))?;
+            let rows = super::remote::rows(what, api)
+                .map_err(|api_err| anyhow::anyhow!("{e}; and the daemon's API did not answer either: {api_err:#}"))?;
             return match rows {
                 super::remote::Rows::Vips(r) => print_vips(json, &r),
                 super::remote::Rows::Backends(r) => print_backends(json, &r),
@@ -28,10 +32,15 @@ pub fn list(what: ListWhat, pin_path: &Path, api: &str, json: bool) -> Result<Ex
         ListWhat::Stats => {
             let s = inspect::stats(&maps)?;
             emit(json, &s, || {
-                let mut rows: Vec<Vec<String>> = s.actions.iter().map(|(k, v)| vec!["action".into(), k.clone(), v.to_string()]).collect();
+                let mut rows: Vec<Vec<String>> =
+                    s.actions.iter().map(|(k, v)| vec!["action".into(), k.clone(), v.to_string()]).collect();
                 rows.extend(s.drops.iter().map(|(k, v)| vec!["drop".into(), k.clone(), v.to_string()]));
                 for (service, scopes) in &s.ratelimited {
-                    rows.extend(scopes.iter().map(|(scope, v)| vec!["ratelimited".into(), format!("{service}/{scope}"), v.to_string()]));
+                    rows.extend(
+                        scopes
+                            .iter()
+                            .map(|(scope, v)| vec!["ratelimited".into(), format!("{service}/{scope}"), v.to_string()]),
+                    );
                 }
                 table::print(&["KIND", "NAME", "PACKETS"], &rows)
             })
@@ -43,7 +52,19 @@ fn print_vips(json: bool, rows: &[inspect::VipRow]) -> Result<ExitCode> {
     emit(json, rows, || {
         table::print(
             &["SERVICE", "VIP", "PROTO", "ALGORITHM", "FORWARDING", "BACKENDS"],
-            &rows.iter().map(|r| vec![r.service.clone(), r.vip.clone(), r.protocol.clone(), r.algorithm.clone(), r.forwarding.clone(), r.backends.to_string()]).collect::<Vec<_>>(),
+            &rows
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.service.clone(),
+                        r.vip.clone(),
+                        r.protocol.clone(),
+                        r.algorithm.clone(),
+                        r.forwarding.clone(),
+                        r.backends.to_string(),
+                    ]
+                })
+                .collect::<Vec<_>>(),
         )
     })
 }
@@ -54,7 +75,20 @@ fn print_backends(json: bool, rows: &[inspect::BackendRow]) -> Result<ExitCode> 
             &["SERVICE", "ADDRESS", "WEIGHT", "STATE", "HEALTH", "CIRCUIT", "SOURCE", "PACKETS", "BYTES", "NEW_FLOWS"],
             &rows
                 .iter()
-                .map(|r| vec![r.service.clone(), r.address.clone(), r.weight.to_string(), r.state.clone(), r.health.clone(), r.circuit.clone(), r.source.clone(), r.packets.to_string(), r.bytes.to_string(), r.new_flows.to_string()])
+                .map(|r| {
+                    vec![
+                        r.service.clone(),
+                        r.address.clone(),
+                        r.weight.to_string(),
+                        r.state.clone(),
+                        r.health.clone(),
+                        r.circuit.clone(),
+                        r.source.clone(),
+                        r.packets.to_string(),
+                        r.bytes.to_string(),
+                        r.new_flows.to_string(),
+                    ]
+                })
                 .collect::<Vec<_>>(),
         )
     })
@@ -66,7 +100,17 @@ fn print_flows(json: bool, rows: &[inspect::FlowRow]) -> Result<ExitCode> {
             &["PROTO", "CLIENT", "VIP", "BACKEND", "SNAT_PORT", "IDLE", "CLOSING"],
             &rows
                 .iter()
-                .map(|r| vec![r.protocol.clone(), r.client.clone(), r.vip.clone(), r.backend.clone(), r.snat_port.map_or("-".into(), |p| p.to_string()), format!("{:.1}s", r.idle_seconds), r.closing.to_string()])
+                .map(|r| {
+                    vec![
+                        r.protocol.clone(),
+                        r.client.clone(),
+                        r.vip.clone(),
+                        r.backend.clone(),
+                        r.snat_port.map_or("-".into(), |p| p.to_string()),
+                        format!("{:.1}s", r.idle_seconds),
+                        r.closing.to_string(),
+                    ]
+                })
                 .collect::<Vec<_>>(),
         )
     })

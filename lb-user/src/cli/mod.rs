@@ -120,7 +120,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Run { config, detach_on_exit } => run::run(&config, detach_on_exit),
         Command::Check { config } => Ok(check::check(&config)),
         Command::List { what, pin_path, json, api } => list::list(what, &pin_path, &api, json),
-        Command::Explain { vip, client, proto, pin_path, json } => explain::explain(vip, client, proto, &pin_path, json),
+        Command::Explain { vip, client, proto, pin_path, json } => {
+            explain::explain(vip, client, proto, &pin_path, json)
+        }
         Command::Agent(args) => agent::agent(args),
         Command::Backend { command } => backend::backend(command),
         Command::Doctor { interface, json } => doctor::doctor(&interface, json),

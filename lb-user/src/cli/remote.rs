@@ -31,7 +31,14 @@ pub fn rows(what: ListWhat, api: &str) -> Result<Rows> {
 }
 
 fn vip_row(s: ServiceView) -> VipRow {
-    VipRow { backends: s.backends.len() as u32, service: s.name, vip: s.vip, protocol: s.protocol, algorithm: s.algorithm, forwarding: s.forwarding }
+    VipRow {
+        backends: s.backends.len() as u32,
+        service: s.name,
+        vip: s.vip,
+        protocol: s.protocol,
+        algorithm: s.algorithm,
+        forwarding: s.forwarding,
+    }
 }
 
 fn backend_rows(s: ServiceView) -> Vec<BackendRow> {

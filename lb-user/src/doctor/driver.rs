@@ -6,7 +6,19 @@ use super::Finding;
 
 /// Virtual devices whose driver has no native XDP hook (no ndo_bpf), as of Linux 6.x.
 const NO_NATIVE_XDP: &[&str] = &[
-    "loopback", "dummy", "bridge", "macvlan", "macvtap", "ipvlan", "vxlan", "geneve", "wireguard", "ifb", "team", "802.1Q VLAN Support", "vlan",
+    "loopback",
+    "dummy",
+    "bridge",
+    "macvlan",
+    "macvtap",
+    "ipvlan",
+    "vxlan",
+    "geneve",
+    "wireguard",
+    "ifb",
+    "team",
+    "802.1Q VLAN Support",
+    "vlan",
 ];
 
 /// The kernel's rule for interface names (dev_valid_name): 1 to 15 bytes, not `.` or
@@ -46,7 +58,8 @@ pub(crate) fn interface(name: &str) -> Result<(Finding, Link), Finding> {
             Some("pass an interface `ip link` shows (run lb doctor in the namespace the interface is in: `ip netns exec NS lb doctor ...`)".into()),
         ));
     }
-    let link = tools::link(name).map_err(|e| Finding::problem(INTERFACE, format!("cannot read the details of {name}: {e}"), None))?;
+    let link = tools::link(name)
+        .map_err(|e| Finding::problem(INTERFACE, format!("cannot read the details of {name}: {e}"), None))?;
     let kind = link.kind.as_deref().map(|k| format!(", {k}")).unwrap_or_default();
     let detail = format!("{name} exists (ifindex {}{kind}, state {}, MTU {})", link.ifindex, link.operstate, link.mtu);
     Ok((Finding::ok(INTERFACE, detail), link))
@@ -71,9 +84,13 @@ pub(crate) fn driver(link: &Link, probe: &Probe, offloads_on: &[&str]) -> (Findi
     }
     let driver = tools::ethtool_driver(name).or_else(|| tools::sysfs_driver(name)).or_else(|| link.kind.clone());
     let Some(driver) = driver else {
-        return (Finding::ok(DRIVER, format!("cannot tell which driver {name} uses (neither ethtool -i nor sysfs says)")), None);
+        return (
+            Finding::ok(DRIVER, format!("cannot tell which driver {name} uses (neither ethtool -i nor sysfs says)")),
+            None,
+        );
     };
-    let known_without = NO_NATIVE_XDP.contains(&driver.as_str()) || link.kind.as_deref().is_some_and(|k| NO_NATIVE_XDP.contains(&k));
+    let known_without =
+        NO_NATIVE_XDP.contains(&driver.as_str()) || link.kind.as_deref().is_some_and(|k| NO_NATIVE_XDP.contains(&k));
     let refused = probe.errno() == Some(libc::EOPNOTSUPP);
     if probe.attached() {
         return (Finding::ok(DRIVER, format!("driver {driver} supports native XDP")), None);
@@ -83,7 +100,10 @@ pub(crate) fn driver(link: &Link, probe: &Probe, offloads_on: &[&str]) -> (Findi
     }
     if refused && !known_without && !offloads_on.is_empty() {
         let offloads = offloads_on.join(" and ");
-        return (Finding::ok(DRIVER, format!("driver {driver}: it refuses native XDP while {offloads} is on (see lro)")), None);
+        return (
+            Finding::ok(DRIVER, format!("driver {driver}: it refuses native XDP while {offloads} is on (see lro)")),
+            None,
+        );
     }
     if known_without || refused {
         let finding = Finding::problem(

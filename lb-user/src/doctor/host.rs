@@ -87,10 +87,17 @@ fn bpffs_at(dir: &Path, can_mount: bool) -> Finding {
     let detail = format!("{} {what}: lb pins its maps and XDP link there (daemon.pin_path)", dir.display());
     let fix = format!("`mount -t bpf bpf {}`", dir.display());
     if can_mount {
-        let detail = format!("{detail}; lb run mounts it on demand when daemon.pin_path is under {} (the default)", dir.display());
+        let detail = format!(
+            "{detail}; lb run mounts it on demand when daemon.pin_path is under {} (the default)",
+            dir.display()
+        );
         Finding::note(BPFFS, detail, format!("nothing, for lb run with the default pin_path; to mount it now: {fix}"))
     } else {
-        Finding::problem(BPFFS, format!("{detail}, and this process lacks CAP_SYS_ADMIN to mount it"), Some(format!("{fix} (as root)")))
+        Finding::problem(
+            BPFFS,
+            format!("{detail}, and this process lacks CAP_SYS_ADMIN to mount it"),
+            Some(format!("{fix} (as root)")),
+        )
     }
 }
 

@@ -150,7 +150,10 @@ pub fn native_xdp_works(interface: &str) -> Result<(), String> {
         None => Ok(()),
         Some(r) => {
             let existing = tools::link(interface).ok().and_then(|l| l.xdp);
-            if r.stage == probe::Stage::Attach && r.errno == libc::EBUSY && probe::lb_runs_natively(existing.as_ref()).is_some() {
+            if r.stage == probe::Stage::Attach
+                && r.errno == libc::EBUSY
+                && probe::lb_runs_natively(existing.as_ref()).is_some()
+            {
                 return Ok(());
             }
             let offloads_on = netdev::merging_offloads_on(tools::ethtool_features(interface).as_ref());
@@ -182,7 +185,9 @@ pub fn reasons(findings: &[Finding]) -> String {
 
 /// The final line of `lb doctor`.
 pub fn verdict(interface: &str, findings: &[Finding]) -> String {
-    let problems = |pred: fn(&Finding) -> bool| findings.iter().filter(|f| pred(f)).map(|f| f.check).collect::<Vec<_>>().join(", ");
+    let problems = |pred: fn(&Finding) -> bool| {
+        findings.iter().filter(|f| pred(f)).map(|f| f.check).collect::<Vec<_>>().join(", ")
+    };
     if native_ok(findings) {
         let others = problems(|f| !f.ok);
         if others.is_empty() {
@@ -226,7 +231,8 @@ mod tests {
             Finding::problem(checks::RP_FILTER, "strict", None),
         ];
         assert_eq!(verdict("x0", &findings), "native XDP cannot attach on x0: native-attach, mtu");
-        let findings = vec![Finding::ok(checks::NATIVE_ATTACH, "ok"), Finding::problem(checks::RP_FILTER, "strict", None)];
+        let findings =
+            vec![Finding::ok(checks::NATIVE_ATTACH, "ok"), Finding::problem(checks::RP_FILTER, "strict", None)];
         assert_eq!(verdict("x0", &findings), "native XDP can attach on x0 (see the problems above: rp_filter)");
         assert_eq!(verdict("x0", &findings[..1]), "native XDP can attach on x0");
     }

@@ -22,7 +22,13 @@ pub(crate) fn mtu(link: &Link, peer: Option<&Link>, probe: &Probe, without_nativ
     mtu_with_limit(link, peer, probe, without_native, mtu_limit())
 }
 
-fn mtu_with_limit(link: &Link, peer: Option<&Link>, probe: &Probe, without_native: Option<&str>, limit: u32) -> Finding {
+fn mtu_with_limit(
+    link: &Link,
+    peer: Option<&Link>,
+    probe: &Probe,
+    without_native: Option<&str>,
+    limit: u32,
+) -> Finding {
     let name = &link.name;
     let peer = peer.filter(|_| link.is_veth());
     let shown = match peer {
@@ -89,7 +95,10 @@ pub(crate) fn lro(name: &str, features: Option<&Features>) -> Finding {
     }
     Finding::problem(
         LRO,
-        format!("{}: native XDP needs single frames (drivers refuse XDP, or hand it merged super-frames)", problems.join(" and ")),
+        format!(
+            "{}: native XDP needs single frames (drivers refuse XDP, or hand it merged super-frames)",
+            problems.join(" and ")
+        ),
         Some(fixes.join(" and ")),
     )
 }
@@ -109,10 +118,15 @@ pub(crate) fn tx_checksum(link: &Link, features: Option<&Features>, peer: Option
             with_offload.push(peer.name.clone());
         }
     }
-    let advice = format!("on the veths of the senders whose traffic reaches {name} (clients, and the peer): `ethtool -K DEV tx off`");
+    let advice = format!(
+        "on the veths of the senders whose traffic reaches {name} (clients, and the peer): `ethtool -K DEV tx off`"
+    );
     if with_offload.is_empty() {
         let both = peer.map(|p| format!(" and {}", p.name)).unwrap_or_default();
-        return Finding::ok(TX_CHECKSUM, format!("tx checksum offload is off on {name}{both} (senders on other veths need it off too)"));
+        return Finding::ok(
+            TX_CHECKSUM,
+            format!("tx checksum offload is off on {name}{both} (senders on other veths need it off too)"),
+        );
     }
     Finding::note(
         TX_CHECKSUM,
@@ -131,7 +145,14 @@ mod tests {
     use super::*;
 
     fn veth(name: &str, mtu: u32) -> Link {
-        Link { name: name.into(), ifindex: 3, mtu, kind: Some("veth".into()), link_type: "ether".into(), ..Default::default() }
+        Link {
+            name: name.into(),
+            ifindex: 3,
+            mtu,
+            kind: Some("veth".into()),
+            link_type: "ether".into(),
+            ..Default::default()
+        }
     }
 
     #[test]

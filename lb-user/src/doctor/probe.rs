@@ -122,25 +122,39 @@ fn os_error(errno: i32) -> String {
 /// lb's own data path, attached natively (a running `lb run`, or one that left it attached
 /// for the next to adopt): proof that native XDP works here.
 pub(crate) fn lb_runs_natively(existing: Option<&Xdp>) -> Option<String> {
-    let prog = existing?.progs.iter().find(|p| p.mode == super::tools::XDP_ATTACHED_DRV && p.name.as_deref() == Some(lb_xdp::load::PROGRAM))?;
+    let prog = existing?
+        .progs
+        .iter()
+        .find(|p| p.mode == super::tools::XDP_ATTACHED_DRV && p.name.as_deref() == Some(lb_xdp::load::PROGRAM))?;
     Some(prog.describe())
 }
 
 /// The `native-attach` finding.
-pub(crate) fn finding(link: &Link, probe: &Probe, existing: Option<&Xdp>, peer: Option<&Link>, offloads_on: &[&str]) -> Finding {
+pub(crate) fn finding(
+    link: &Link,
+    probe: &Probe,
+    existing: Option<&Xdp>,
+    peer: Option<&Link>,
+    offloads_on: &[&str],
+) -> Finding {
     match probe.refusal() {
         None => Finding::ok(
             NATIVE_ATTACH,
-            format!("a pass-through XDP program attached natively (driver mode) to {} and was detached again", link.name),
-        ),
-        Some(r) if r.stage == Stage::Attach && r.errno == libc::EBUSY && lb_runs_natively(existing).is_some() => Finding::ok(
-            NATIVE_ATTACH,
             format!(
-                "lb's data path ({}) is attached natively to {}: native XDP works here (doctor left it alone)",
-                lb_runs_natively(existing).unwrap_or_default(),
+                "a pass-through XDP program attached natively (driver mode) to {} and was detached again",
                 link.name
             ),
         ),
+        Some(r) if r.stage == Stage::Attach && r.errno == libc::EBUSY && lb_runs_natively(existing).is_some() => {
+            Finding::ok(
+                NATIVE_ATTACH,
+                format!(
+                    "lb's data path ({}) is attached natively to {}: native XDP works here (doctor left it alone)",
+                    lb_runs_natively(existing).unwrap_or_default(),
+                    link.name
+                ),
+            )
+        }
         Some(r) => explain(&link.name, r, existing, Some((link, peer)), offloads_on),
     }
 }
@@ -160,14 +174,19 @@ pub(crate) fn explain(
     let run_as_root = || Some("run lb as root, or with CAP_BPF and CAP_NET_ADMIN (see privileges)".to_string());
     if r.stage == Stage::Load {
         return match r.errno {
-            libc::EPERM | libc::EACCES => {
-                problem(format!("the kernel refused to load a pass-through XDP program ({err}): missing privileges"), run_as_root())
-            }
-            libc::ENOSYS => problem(format!("this kernel has no bpf(2) system call ({err})"), Some("use `daemon.mode = \"proxy\"`".into())),
+            libc::EPERM | libc::EACCES => problem(
+                format!("the kernel refused to load a pass-through XDP program ({err}): missing privileges"),
+                run_as_root(),
+            ),
+            libc::ENOSYS => problem(
+                format!("this kernel has no bpf(2) system call ({err})"),
+                Some("use `daemon.mode = \"proxy\"`".into()),
+            ),
             _ => problem(format!("loading a pass-through XDP program failed ({err})"), None),
         };
     }
-    let generic = || "`daemon.xdp_attach = \"generic\"` (slower, any driver) or `daemon.mode = \"proxy\"`/\"auto\"".to_string();
+    let generic =
+        || "`daemon.xdp_attach = \"generic\"` (slower, any driver) or `daemon.mode = \"proxy\"`/\"auto\"".to_string();
     let veth = context.filter(|(l, _)| l.is_veth());
     match r.errno {
         libc::EPERM | libc::EACCES => {

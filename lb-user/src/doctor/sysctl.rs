@@ -23,7 +23,8 @@ fn rp_filter_from(name: &str, all: Option<u32>, dev: Option<u32>) -> Finding {
         1 => "strict",
         _ => "loose",
     };
-    let shown = format!("rp_filter on {name} is {effective} ({meaning}; all={all}, {name}={dev}, the kernel uses the larger)");
+    let shown =
+        format!("rp_filter on {name} is {effective} ({meaning}; all={all}, {name}={dev}, the kernel uses the larger)");
     if effective != 1 {
         return Finding::ok(RP_FILTER, shown);
     }

@@ -145,10 +145,7 @@ pub(crate) fn link(name: &str) -> Result<Link, String> {
 pub(crate) fn link_by_index(ifindex: u32) -> Option<Link> {
     let json = run("ip", &["-j", "-d", "link", "show"]).ok()?;
     let all: Value = serde_json::from_str(&json).ok()?;
-    all.as_array()?
-        .iter()
-        .find(|l| l["ifindex"].as_u64() == Some(ifindex as u64))
-        .and_then(|l| link_from_value(l).ok())
+    all.as_array()?.iter().find(|l| l["ifindex"].as_u64() == Some(ifindex as u64)).and_then(|l| link_from_value(l).ok())
 }
 
 pub(crate) fn parse_link(json: &str) -> Result<Link, String> {
@@ -164,7 +161,10 @@ fn link_from_value(l: &Value) -> Result<Link, String> {
         name: l["ifname"].as_str().ok_or("`ip -j link` gave no ifname")?.to_string(),
         ifindex: u32_of("ifindex").ok_or("`ip -j link` gave no ifindex")?,
         mtu: u32_of("mtu").unwrap_or(0),
-        flags: l["flags"].as_array().map(|a| a.iter().filter_map(|f| f.as_str().map(String::from)).collect()).unwrap_or_default(),
+        flags: l["flags"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|f| f.as_str().map(String::from)).collect())
+            .unwrap_or_default(),
         operstate: l["operstate"].as_str().unwrap_or("UNKNOWN").to_string(),
         link_type: l["link_type"].as_str().unwrap_or("").to_string(),
         kind: l["linkinfo"]["info_kind"].as_str().map(String::from),
@@ -268,7 +268,10 @@ mod tests {
 
     #[test]
     fn parses_several_attached_programs() {
-        let x: Value = serde_json::from_str(r#"{"mode":4,"attached":[{"mode":2,"prog":{"id":5}},{"mode":1,"prog":{"id":6,"name":"p"}}]}"#).unwrap();
+        let x: Value = serde_json::from_str(
+            r#"{"mode":4,"attached":[{"mode":2,"prog":{"id":5}},{"mode":1,"prog":{"id":6,"name":"p"}}]}"#,
+        )
+        .unwrap();
         let xdp = parse_xdp(&x).unwrap();
         assert_eq!(xdp.progs.len(), 2);
         assert!(xdp.native());
@@ -277,7 +280,8 @@ mod tests {
 
     #[test]
     fn parses_loopback() {
-        let json = r#"[{"ifindex":1,"ifname":"lo","flags":["LOOPBACK","UP","LOWER_UP"],"mtu":65536,"link_type":"loopback"}]"#;
+        let json =
+            r#"[{"ifindex":1,"ifname":"lo","flags":["LOOPBACK","UP","LOWER_UP"],"mtu":65536,"link_type":"loopback"}]"#;
         assert!(parse_link(json).unwrap().is_loopback());
     }
 

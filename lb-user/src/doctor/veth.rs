@@ -26,7 +26,9 @@ pub(crate) fn peer_finding(link: &Link, peer: Option<&Link>) -> Finding {
     }
     let Some(peer) = peer else {
         let whereabouts = match (link.peer_netnsid, link.peer_index) {
-            (Some(ns), Some(index)) => format!("the veth peer of {name} (ifindex {index}) is in another network namespace (netnsid {ns})"),
+            (Some(ns), Some(index)) => {
+                format!("the veth peer of {name} (ifindex {index}) is in another network namespace (netnsid {ns})")
+            }
             (Some(ns), None) => format!("the veth peer of {name} is in another network namespace (netnsid {ns})"),
             _ => format!("the veth peer of {name} is not visible here"),
         };
@@ -38,10 +40,15 @@ pub(crate) fn peer_finding(link: &Link, peer: Option<&Link>) -> Finding {
             ),
         );
     };
-    let gro = tools::ethtool_features(&peer.name).and_then(|f| f.get("generic-receive-offload").copied()).map(|(on, _)| on);
+    let gro =
+        tools::ethtool_features(&peer.name).and_then(|f| f.get("generic-receive-offload").copied()).map(|(on, _)| on);
     match (&peer.xdp, gro) {
-        (Some(xdp), _) if xdp.native() => Finding::ok(VETH_PEER, format!("veth peer {} runs a {}", peer.name, xdp.describe())),
-        (_, Some(true)) => Finding::ok(VETH_PEER, format!("veth peer {} has GRO on, so it takes frames sent with XDP_TX", peer.name)),
+        (Some(xdp), _) if xdp.native() => {
+            Finding::ok(VETH_PEER, format!("veth peer {} runs a {}", peer.name, xdp.describe()))
+        }
+        (_, Some(true)) => {
+            Finding::ok(VETH_PEER, format!("veth peer {} has GRO on, so it takes frames sent with XDP_TX", peer.name))
+        }
         (xdp, gro) => {
             let xdp = match xdp {
                 Some(x) => format!("only a {} (generic mode does not count)", x.describe()),
@@ -53,7 +60,10 @@ pub(crate) fn peer_finding(link: &Link, peer: Option<&Link>) -> Finding {
             };
             Finding::problem(
                 VETH_PEER,
-                format!("veth peer {} has {xdp} and {gro}: frames {name} sends back out with XDP_TX are dropped", peer.name),
+                format!(
+                    "veth peer {} has {xdp} and {gro}: frames {name} sends back out with XDP_TX are dropped",
+                    peer.name
+                ),
                 Some(format!(
                     "`ethtool -K {} gro on`, or attach a native XDP program (a pass-through is enough) to {}",
                     peer.name, peer.name

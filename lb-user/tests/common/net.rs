@@ -39,7 +39,8 @@ pub fn server_of(body: &str) -> String {
 pub fn servers_reached(url: &str, n: usize) -> BTreeSet<String> {
     (0..n)
         .map(|_| {
-            let body = testenv::curl(CLIENT_NS, url, Duration::from_secs(3)).unwrap_or_else(|e| panic!("curl {url}: {e:#}"));
+            let body =
+                testenv::curl(CLIENT_NS, url, Duration::from_secs(3)).unwrap_or_else(|e| panic!("curl {url}: {e:#}"));
             server_of(&body)
         })
         .collect()
@@ -97,7 +98,6 @@ impl Drop for KeepAliveClient {
     }
 }
 
-
 /// A client sending one short request after another through `url` on a background thread,
 /// until stopped (bounded: at most 4000 requests or 180 s). Records when each request
 /// started and which server answered, or the error.
@@ -123,7 +123,9 @@ impl ClientLoop {
             let mut out = Vec::new();
             while !flag.load(Ordering::SeqCst) && out.len() < 4000 && begun.elapsed() < Duration::from_secs(180) {
                 let started = std::time::Instant::now();
-                let result = testenv::curl(CLIENT_NS, &url, Duration::from_secs(3)).map(|b| server_of(&b)).map_err(|e| format!("{e:#}"));
+                let result = testenv::curl(CLIENT_NS, &url, Duration::from_secs(3))
+                    .map(|b| server_of(&b))
+                    .map_err(|e| format!("{e:#}"));
                 out.push(Outcome { started, result });
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -154,7 +156,21 @@ pub fn failures(outcomes: &[Outcome]) -> Vec<&Outcome> {
 /// An admin API call from the client host: (status, body).
 pub fn api(method: &str, url: &str, token: Option<&str>, body: Option<&str>) -> (u16, String) {
     let auth = token.map(|t| format!("Authorization: Bearer {t}"));
-    let mut args = vec!["curl", "-s", "-g", "--noproxy", "*", "-m", "5", "-X", method, "-w", "\n%{http_code}", "-H", "Content-Type: application/json"];
+    let mut args = vec![
+        "curl",
+        "-s",
+        "-g",
+        "--noproxy",
+        "*",
+        "-m",
+        "5",
+        "-X",
+        method,
+        "-w",
+        "\n%{http_code}",
+        "-H",
+        "Content-Type: application/json",
+    ];
     if let Some(a) = &auth {
         args.extend(["-H", a.as_str()]);
     }

@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use lb_config::desired::Desired;
 use lb_config::Config;
 use lb_proxy::{ProxyDataplane, ProxyStats};
-use lb_config::desired::Desired;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
 use tokio::task::{JoinHandle, JoinSet};
@@ -39,7 +39,15 @@ pub fn fd_count() -> usize {
 
 pub fn fd_list() -> Vec<String> {
     let Ok(dir) = std::fs::read_dir("/proc/self/fd") else { return Vec::new() };
-    dir.flatten().map(|e| format!("{} -> {}", e.file_name().to_string_lossy(), std::fs::read_link(e.path()).map(|p| p.display().to_string()).unwrap_or_default())).collect()
+    dir.flatten()
+        .map(|e| {
+            format!(
+                "{} -> {}",
+                e.file_name().to_string_lossy(),
+                std::fs::read_link(e.path()).map(|p| p.display().to_string()).unwrap_or_default()
+            )
+        })
+        .collect()
 }
 
 /// Panics if `f` takes longer than `limit`: no test can hang.
@@ -68,7 +76,10 @@ pub async fn assert_clean(stats: &ProxyStats, fds_before: usize) {
             return;
         }
         if Instant::now() > deadline {
-            panic!("leak: {tasks} proxy tasks alive, {fds} fds open (started with {fds_before}):\n{}", fd_list().join("\n"));
+            panic!(
+                "leak: {tasks} proxy tasks alive, {fds} fds open (started with {fds_before}):\n{}",
+                fd_list().join("\n")
+            );
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -86,7 +97,11 @@ pub fn free_port(udp: bool) -> u16 {
         let port = from + rand::random::<u16>() % (to - from);
         let free = |addr: &str| {
             let addr: SocketAddr = format!("{addr}:{port}").parse().unwrap();
-            if udp { std::net::UdpSocket::bind(addr).is_ok() } else { std::net::TcpListener::bind(addr).is_ok() }
+            if udp {
+                std::net::UdpSocket::bind(addr).is_ok()
+            } else {
+                std::net::TcpListener::bind(addr).is_ok()
+            }
         };
         if free("0.0.0.0") && free("[::]") {
             return port;
@@ -113,14 +128,16 @@ pub fn refused_addr() -> SocketAddr {
 }
 
 pub fn config(daemon_extra: &str, services: &str) -> Config {
-    let text = format!("[daemon]\nmode = \"proxy\"\nworkers = 2\nconnect_timeout = \"300ms\"\n{daemon_extra}\n{services}");
+    let text =
+        format!("[daemon]\nmode = \"proxy\"\nworkers = 2\nconnect_timeout = \"300ms\"\n{daemon_extra}\n{services}");
     Config::from_str(&text, "test.toml").unwrap_or_else(|e| panic!("{e}\n{text}"))
 }
 
 /// One `[[service]]`: `keys` go right after the VIP, `tables` after the backends' list
 /// would be ambiguous, so sub-tables (`[service.pool]`) come through `keys` as inline tables.
 pub fn service(name: &str, vip: SocketAddr, keys: &str, backends: &[(SocketAddr, u32)]) -> String {
-    let mut s = format!("[[service]]\nname = \"{name}\"\nvip = \"{vip}\"\n{keys}\nhealth_check = {{ type = \"none\" }}\n");
+    let mut s =
+        format!("[[service]]\nname = \"{name}\"\nvip = \"{vip}\"\n{keys}\nhealth_check = {{ type = \"none\" }}\n");
     for (a, w) in backends {
         s += &format!("[[service.backend]]\naddress = \"{a}\"\nweight = {w}\n");
     }
@@ -142,7 +159,10 @@ pub fn start(cfg: &Config) -> ProxyDataplane {
 
 /// A backend's (succeeded, failed) outcomes; a backend with nothing new is not listed.
 pub fn outcome_of(outcomes: &[lb_control::Outcome], service: &str, backend: SocketAddr) -> (u64, u64) {
-    outcomes.iter().find(|o| o.backend.service == service && o.backend.address == backend).map_or((0, 0), |o| (o.succeeded, o.failed))
+    outcomes
+        .iter()
+        .find(|o| o.backend.service == service && o.backend.address == backend)
+        .map_or((0, 0), |o| (o.succeeded, o.failed))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -246,8 +266,11 @@ pub async fn http_backend(name: &str, opts: HttpOpts) -> Server {
         let mut buf = Vec::new();
         let mut served = 0usize;
         loop {
-            let wait = if served > 0 { opts.idle_close.unwrap_or(Duration::from_secs(30)) } else { Duration::from_secs(30) };
-            let Ok(Some((head, body_start))) = tokio::time::timeout(wait, read_head(&mut s, &mut buf)).await else { return };
+            let wait =
+                if served > 0 { opts.idle_close.unwrap_or(Duration::from_secs(30)) } else { Duration::from_secs(30) };
+            let Ok(Some((head, body_start))) = tokio::time::timeout(wait, read_head(&mut s, &mut buf)).await else {
+                return;
+            };
             if opts.drop_second_request && served >= 1 {
                 return;
             }
@@ -302,7 +325,10 @@ pub async fn read_head(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(String, 
 pub fn parse_head(head: &str) -> (String, Vec<(String, String)>) {
     let mut lines = head.split("\r\n");
     let first = lines.next().unwrap_or_default().to_string();
-    let headers = lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string())).collect();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
     (first, headers)
 }
 
@@ -359,7 +385,10 @@ pub async fn failing_http_backend() -> Server {
         while let Some((_, start)) = read_head(&mut s, &mut buf).await {
             buf.drain(..start);
             requests.fetch_add(1, Ordering::SeqCst);
-            if s.write_all(b"HTTP/1.1 500 Internal Server Error\r\nX-Server: fail\r\nContent-Length: 4\r\n\r\nfail").await.is_err() {
+            if s.write_all(b"HTTP/1.1 500 Internal Server Error\r\nX-Server: fail\r\nContent-Length: 4\r\n\r\nfail")
+                .await
+                .is_err()
+            {
                 return;
             }
         }
@@ -435,7 +464,13 @@ impl HttpClient {
         HttpClient { stream, buf: Vec::new() }
     }
 
-    pub async fn send(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> io::Result<HttpResponse> {
+    pub async fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> io::Result<HttpResponse> {
         let mut req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\n");
         for (k, v) in headers {
             req += &format!("{k}: {v}\r\n");
@@ -447,10 +482,14 @@ impl HttpClient {
         req += body;
         within(Duration::from_secs(10), "http request", async {
             self.stream.write_all(req.as_bytes()).await?;
-            let (head, start) = read_head(&mut self.stream, &mut self.buf).await.ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "no response"))?;
+            let (head, start) = read_head(&mut self.stream, &mut self.buf)
+                .await
+                .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "no response"))?;
             let (status_line, headers) = parse_head(&head);
             let status: u16 = status_line.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-            let len: usize = header(&headers, "content-length").and_then(|v| v.parse().ok()).ok_or_else(|| io::Error::other(format!("no content-length: {head}")))?;
+            let len: usize = header(&headers, "content-length")
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| io::Error::other(format!("no content-length: {head}")))?;
             self.buf.drain(..start);
             while self.buf.len() < len {
                 let mut chunk = [0u8; 8192];
@@ -507,9 +546,6 @@ pub async fn hammer(vip: SocketAddr, clients: usize, for_: Duration) -> f64 {
             }
         });
     }
-    within(for_ + Duration::from_secs(20), "bench clients", async {
-        while set.join_next().await.is_some() {}
-    })
-    .await;
+    within(for_ + Duration::from_secs(20), "bench clients", async { while set.join_next().await.is_some() {} }).await;
     done.load(Ordering::Relaxed) as f64 / for_.as_secs_f64()
 }

@@ -5,19 +5,19 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use aya::programs::{TestRun, TestRunOptions, Xdp};
-use aya::Ebpf;
-use lb_common::consts::RING_SIZE;
-use lb_common::hash::{flow_hash, source_hash};
-use lb_common::reason::DropReason;
-use lb_config::Config;
 use crate::global::global_config_from;
-use lb_common::addr::{ip_words, port_be};
 use crate::load;
 use crate::maps::Maps;
 use crate::plan::{plan, HostFacts, Ids, Plan};
 use crate::writer::Writer;
+use aya::programs::{TestRun, TestRunOptions, Xdp};
+use aya::Ebpf;
+use lb_common::addr::{ip_words, port_be};
+use lb_common::consts::RING_SIZE;
+use lb_common::hash::{flow_hash, source_hash};
+use lb_common::reason::DropReason;
 use lb_config::desired::Desired;
+use lb_config::Config;
 
 use super::packet::{server_mac, Pkt, ACK, LB_MAC, SYN, TCP};
 
@@ -250,7 +250,8 @@ pub fn mac_of(addr: IpAddr) -> [u8; 6] {
 /// port to the backend, MACs from us to the backend, checksums recomputed from scratch.
 pub fn natted(input: &Pkt, h: &Harness) -> (Pkt, std::net::SocketAddr, u16) {
     let (backend, port) = h.expected(input.src, input.dst, input.proto);
-    let snat: std::net::IpAddr = if backend.is_ipv4() { "172.20.0.10".parse().unwrap() } else { "fd00:20::10".parse().unwrap() };
+    let snat: std::net::IpAddr =
+        if backend.is_ipv4() { "172.20.0.10".parse().unwrap() } else { "fd00:20::10".parse().unwrap() };
     let mut out = input.clone();
     out.src = std::net::SocketAddr::new(snat, port);
     out.dst = backend;
@@ -261,7 +262,11 @@ pub fn natted(input: &Pkt, h: &Harness) -> (Pkt, std::net::SocketAddr, u16) {
 
 /// A backend's reply to the LB's SNAT address:port.
 pub fn reply_from(backend: std::net::SocketAddr, snat: &str, proto: u8) -> Pkt {
-    let mut p = if proto == TCP { Pkt::tcp(&backend.to_string(), snat, SYN | ACK) } else { Pkt::udp(&backend.to_string(), snat) };
+    let mut p = if proto == TCP {
+        Pkt::tcp(&backend.to_string(), snat, SYN | ACK)
+    } else {
+        Pkt::udp(&backend.to_string(), snat)
+    };
     p.src_mac = mac_of(backend.ip());
     p.dst_mac = LB_MAC;
     p.payload = b"HTTP/1.1 200 OK\r\n\r\n".to_vec();
@@ -274,5 +279,11 @@ pub fn assert_frame(got: (u32, Vec<u8>), action: u32, want: &[u8], what: &str) {
 }
 
 pub fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().chunks(16).map(|c| c.join(" ")).collect::<Vec<_>>().join("\n")
+    b.iter()
+        .map(|x| format!("{x:02x}"))
+        .collect::<Vec<_>>()
+        .chunks(16)
+        .map(|c| c.join(" "))
+        .collect::<Vec<_>>()
+        .join("\n")
 }

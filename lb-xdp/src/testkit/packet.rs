@@ -245,7 +245,8 @@ impl IcmpPkt {
 /// RFC 1071: ones'-complement sum of big-endian 16-bit words.
 pub fn sum(data: &[u8], mut acc: u32) -> u32 {
     for chunk in data.chunks(2) {
-        let word = if chunk.len() == 2 { u16::from_be_bytes([chunk[0], chunk[1]]) } else { u16::from_be_bytes([chunk[0], 0]) };
+        let word =
+            if chunk.len() == 2 { u16::from_be_bytes([chunk[0], chunk[1]]) } else { u16::from_be_bytes([chunk[0], 0]) };
         acc += word as u32;
     }
     acc

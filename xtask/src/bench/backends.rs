@@ -73,5 +73,10 @@ impl Backends {
 fn spawn(n: u8) -> Result<Proc> {
     let path = format!("{WORK_DIR}/backend{n}.conf");
     std::fs::write(&path, config(n)).with_context(|| format!("writing {path}"))?;
-    Proc::spawn(&format!("nginx backend {n}"), &server_ns(n), &["nginx", "-c", &path], &format!("{WORK_DIR}/backend{n}.log"))
+    Proc::spawn(
+        &format!("nginx backend {n}"),
+        &server_ns(n),
+        &["nginx", "-c", &path],
+        &format!("{WORK_DIR}/backend{n}.log"),
+    )
 }

@@ -12,9 +12,11 @@ use super::report::Results;
 const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 
 pub fn draw(results: &Results, path: &Path) -> Result<()> {
-    let bytes = std::fs::read(FONT).with_context(|| format!("reading the chart's font {FONT} (package fonts-dejavu-core)"))?;
+    let bytes =
+        std::fs::read(FONT).with_context(|| format!("reading the chart's font {FONT} (package fonts-dejavu-core)"))?;
     // plotters keeps fonts for the life of the process.
-    plotters::style::register_font("sans-serif", FontStyle::Normal, Box::leak(bytes.into_boxed_slice())).map_err(|_| anyhow!("{FONT} is not a usable font"))?;
+    plotters::style::register_font("sans-serif", FontStyle::Normal, Box::leak(bytes.into_boxed_slice()))
+        .map_err(|_| anyhow!("{FONT} is not a usable font"))?;
 
     let labels: Vec<String> = results.rows.iter().map(|r| r.label.clone()).collect();
     let n = labels.len() as u32;
@@ -22,7 +24,12 @@ pub fn draw(results: &Results, path: &Path) -> Result<()> {
     root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
     let (top, bottom) = root.split_vertically(60 + 30 * n);
     let panels = [
-        (top, "keep-alive requests/s", results.rows.iter().map(|r| r.keep_alive.requests_per_sec).collect::<Vec<_>>(), &BLUE),
+        (
+            top,
+            "keep-alive requests/s",
+            results.rows.iter().map(|r| r.keep_alive.requests_per_sec).collect::<Vec<_>>(),
+            &BLUE,
+        ),
         (bottom, "new connections/s", results.rows.iter().map(|r| r.new_connections.requests_per_sec).collect(), &RED),
     ];
     for (area, title, values, color) in panels {
@@ -41,7 +48,9 @@ pub fn draw(results: &Results, path: &Path) -> Result<()> {
             .y_labels(n as usize)
             .y_label_formatter(&|v| match v {
                 // Bar 0 at the top: the row order of BENCHMARKS.md.
-                SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => labels.get((n - 1).wrapping_sub(*i) as usize).cloned().unwrap_or_default(),
+                SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
+                    labels.get((n - 1).wrapping_sub(*i) as usize).cloned().unwrap_or_default()
+                }
                 SegmentValue::Last => String::new(),
             })
             .x_label_formatter(&|x| format!("{:.0}k", x / 1000.0))
@@ -51,7 +60,10 @@ pub fn draw(results: &Results, path: &Path) -> Result<()> {
         chart
             .draw_series(values.iter().enumerate().map(|(i, v)| {
                 let i = n - 1 - i as u32;
-                let mut bar = Rectangle::new([(0.0, SegmentValue::Exact(i)), (*v, SegmentValue::Exact(i + 1))], color.mix(0.6).filled());
+                let mut bar = Rectangle::new(
+                    [(0.0, SegmentValue::Exact(i)), (*v, SegmentValue::Exact(i + 1))],
+                    color.mix(0.6).filled(),
+                );
                 bar.set_margin(4, 4, 0, 0);
                 bar
             }))

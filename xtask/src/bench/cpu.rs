@@ -69,7 +69,9 @@ impl BpfStats {
         // union bpf_attr { struct { __u32 type; } enable_stats; }, BPF_STATS_RUN_TIME = 0.
         let attr: [u32; 2] = [0, 0];
         // SAFETY: attr is a live, zeroed prefix of union bpf_attr of the given size.
-        let fd = unsafe { libc::syscall(libc::SYS_bpf, BPF_ENABLE_STATS, attr.as_ptr(), std::mem::size_of_val(&attr) as u32) };
+        let fd = unsafe {
+            libc::syscall(libc::SYS_bpf, BPF_ENABLE_STATS, attr.as_ptr(), std::mem::size_of_val(&attr) as u32)
+        };
         if fd < 0 {
             return Err(std::io::Error::last_os_error()).context("bpf(BPF_ENABLE_STATS)");
         }
@@ -80,9 +82,13 @@ impl BpfStats {
 
 /// Run time (seconds) and run count of the XDP program attached to `dev` in `ns`.
 pub fn xdp_run_time(ns: &str, dev: &str) -> Result<(f64, u64)> {
-    let link: Value = serde_json::from_str(&testenv::exec_ok(ns, &["ip", "-j", "link", "show", "dev", dev])?).context("ip -j link")?;
+    let link: Value = serde_json::from_str(&testenv::exec_ok(ns, &["ip", "-j", "link", "show", "dev", dev])?)
+        .context("ip -j link")?;
     let id = link[0]["xdp"]["prog"]["id"].as_u64().with_context(|| format!("no XDP program on {dev} in {ns}"))?;
-    let out = std::process::Command::new("bpftool").args(["-j", "prog", "show", "id", &id.to_string()]).output().context("running bpftool")?;
+    let out = std::process::Command::new("bpftool")
+        .args(["-j", "prog", "show", "id", &id.to_string()])
+        .output()
+        .context("running bpftool")?;
     let prog: Value = serde_json::from_slice(&out.stdout).context("bpftool -j prog show")?;
     let ns_total = prog["run_time_ns"].as_u64().unwrap_or(0);
     Ok((ns_total as f64 / 1e9, prog["run_cnt"].as_u64().unwrap_or(0)))

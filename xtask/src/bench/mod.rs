@@ -96,7 +96,8 @@ pub fn run(quick: bool) -> Result<()> {
     let health = health_detection(&mut backends, plan.health_trials, &lb_bin)?;
     drop(backends);
 
-    let results = report::Results::new(quick, &plan, &targets, samples, datapath, xdp_in_traffic, health, started.elapsed());
+    let results =
+        report::Results::new(quick, &plan, &targets, samples, datapath, xdp_in_traffic, health, started.elapsed());
     results.check_complete(&targets)?;
     let out = if quick { workspace().join("target/bench-quick") } else { workspace() };
     write_outputs(&results, &out, quick)?;
@@ -111,7 +112,10 @@ pub fn run(quick: bool) -> Result<()> {
 /// tcp_tw_reuse (safe with timestamps) and the whole port range on the client, as on any
 /// load generator; only inside the test network's namespaces.
 fn load_generator_sysctls() -> Result<()> {
-    testenv::exec_ok(testenv::CLIENT_NS, &["sysctl", "-q", "-w", "net.ipv4.tcp_tw_reuse=1", "net.ipv4.ip_local_port_range=1024 65535"])?;
+    testenv::exec_ok(
+        testenv::CLIENT_NS,
+        &["sysctl", "-q", "-w", "net.ipv4.tcp_tw_reuse=1", "net.ipv4.ip_local_port_range=1024 65535"],
+    )?;
     testenv::exec_ok(LB_NS, &["sysctl", "-q", "-w", "net.ipv4.tcp_tw_reuse=1"]).map(drop)
 }
 
@@ -145,7 +149,14 @@ fn measure(t: &Target, round: u32, plan: &Plan, lb_bin: &Path) -> Result<Vec<Sam
             wrk.p99_ms,
             wrk.socket_errors + wrk.non_2xx
         );
-        samples.push(Sample { target: t.name.into(), round, new_connections: close, wrk, softirq_s: soft1 - soft0, process_s: process });
+        samples.push(Sample {
+            target: t.name.into(),
+            round,
+            new_connections: close,
+            wrk,
+            softirq_s: soft1 - soft0,
+            process_s: process,
+        });
     }
     running.stop()?;
     Ok(samples)
@@ -195,7 +206,12 @@ fn wait_health(address: &str, want: &str, limit: Duration) -> Result<()> {
     loop {
         let body = testenv::exec_ok(LB_NS, &["curl", "-sS", "--max-time", "1", "http://127.0.0.1:9100/v1/services"])?;
         let services: Value = serde_json::from_str(&body).context("GET /v1/services")?;
-        let health = services[0]["backends"].as_array().into_iter().flatten().find(|b| b["address"] == address).map(|b| b["health"].clone());
+        let health = services[0]["backends"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|b| b["address"] == address)
+            .map(|b| b["health"].clone());
         if health.as_ref().and_then(Value::as_str) == Some(want) {
             return Ok(());
         }
@@ -211,7 +227,8 @@ fn write_outputs(results: &report::Results, root: &Path, quick: bool) -> Result<
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let name = if quick { "quick" } else { "full" };
     let json = dir.join(format!("{name}.json"));
-    std::fs::write(&json, serde_json::to_string_pretty(&results.to_json())?).with_context(|| format!("writing {}", json.display()))?;
+    std::fs::write(&json, serde_json::to_string_pretty(&results.to_json())?)
+        .with_context(|| format!("writing {}", json.display()))?;
     let png = dir.join("chart.png");
     chart::draw(results, &png)?;
     let md = root.join("BENCHMARKS.md");

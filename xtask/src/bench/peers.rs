@@ -13,7 +13,8 @@ fn backends() -> Vec<String> {
 
 /// HAProxy in the foreground (`-db`), one thread per core, plain TCP relaying.
 pub fn haproxy() -> Result<Proc> {
-    let servers: String = backends().iter().enumerate().map(|(i, a)| format!("    server s{} {a}:80\n", i + 1)).collect();
+    let servers: String =
+        backends().iter().enumerate().map(|(i, a)| format!("    server s{} {a}:80\n", i + 1)).collect();
     let config = format!(
         "# Written by cargo xtask bench.
 global
@@ -89,7 +90,17 @@ pub fn nft_up() -> Result<()> {
     );
     let path = format!("{WORK_DIR}/nft.conf");
     std::fs::write(&path, rules).with_context(|| format!("writing {path}"))?;
-    testenv::exec_ok(LB_NS, &["sysctl", "-q", "-w", "net.ipv4.ip_forward=1", "net.ipv4.conf.all.send_redirects=0", "net.ipv4.conf.eth0.send_redirects=0"])?;
+    testenv::exec_ok(
+        LB_NS,
+        &[
+            "sysctl",
+            "-q",
+            "-w",
+            "net.ipv4.ip_forward=1",
+            "net.ipv4.conf.all.send_redirects=0",
+            "net.ipv4.conf.eth0.send_redirects=0",
+        ],
+    )?;
     testenv::exec_ok(LB_NS, &["nft", "-f", &path]).context("loading the nftables DNAT rules")?;
     Ok(())
 }

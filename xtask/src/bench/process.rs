@@ -27,7 +27,11 @@ impl Proc {
     /// Fails (with the log) if the process has already exited.
     pub fn check_alive(&mut self) -> Result<()> {
         if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-            bail!("{} exited ({status}); its log:\n{}", self.name, std::fs::read_to_string(&self.log).unwrap_or_default());
+            bail!(
+                "{} exited ({status}); its log:\n{}",
+                self.name,
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
         }
         Ok(())
     }
@@ -64,7 +68,9 @@ pub fn wait_http(ns: &str, url: &str, limit: Duration) -> Result<()> {
     loop {
         match testenv::curl(ns, url, Duration::from_millis(500)) {
             Ok(_) => return Ok(()),
-            Err(e) if start.elapsed() > limit => return Err(e).with_context(|| format!("{url} did not answer within {limit:?}")),
+            Err(e) if start.elapsed() > limit => {
+                return Err(e).with_context(|| format!("{url} did not answer within {limit:?}"))
+            }
             Err(_) => std::thread::sleep(Duration::from_millis(50)),
         }
     }

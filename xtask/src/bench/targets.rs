@@ -84,7 +84,9 @@ vip = "{VIP_V4}:80"
 [service.health_check]
 type = "none"
 {backends}"#,
-        backends = (1..=testenv::SERVERS).map(|n| format!("\n[[service.backend]]\naddress = \"{}:80\"\n", testenv::server_v4(n))).collect::<String>()
+        backends = (1..=testenv::SERVERS)
+            .map(|n| format!("\n[[service.backend]]\naddress = \"{}:80\"\n", testenv::server_v4(n)))
+            .collect::<String>()
     )
 }
 
@@ -111,11 +113,32 @@ pub fn all() -> Vec<Target> {
         lb("xdp_nat", "lb XDP nat", Group::Main, "xdp", 0, "forwarding = \"nat\""),
         lb("xdp_dsr", "lb XDP dsr", Group::Main, "xdp", 0, "forwarding = \"dsr\""),
         lb("proxy_l4", "lb proxy l4", Group::Main, "proxy", 0, "algorithm = \"round_robin\"\nproxy_mode = \"l4\""),
-        lb("proxy_http", "lb proxy http", Group::Main, "proxy", 0, "algorithm = \"round_robin\"\nproxy_mode = \"http\""),
+        lb(
+            "proxy_http",
+            "lb proxy http",
+            Group::Main,
+            "proxy",
+            0,
+            "algorithm = \"round_robin\"\nproxy_mode = \"http\"",
+        ),
         peer("haproxy", "HAProxy (mode tcp)", Kind::Haproxy, CpuSource::Process),
         peer("nginx_stream", "nginx stream", Kind::NginxStream, CpuSource::Process),
-        lb("proxy_l4_w1", "lb proxy l4, workers = 1", Group::IoModel, "proxy", 1, "algorithm = \"round_robin\"\nproxy_mode = \"l4\""),
-        lb("proxy_http_w1", "lb proxy http, workers = 1", Group::IoModel, "proxy", 1, "algorithm = \"round_robin\"\nproxy_mode = \"http\""),
+        lb(
+            "proxy_l4_w1",
+            "lb proxy l4, workers = 1",
+            Group::IoModel,
+            "proxy",
+            1,
+            "algorithm = \"round_robin\"\nproxy_mode = \"l4\"",
+        ),
+        lb(
+            "proxy_http_w1",
+            "lb proxy http, workers = 1",
+            Group::IoModel,
+            "proxy",
+            1,
+            "algorithm = \"round_robin\"\nproxy_mode = \"http\"",
+        ),
         lb(
             "proxy_http_nopool",
             "lb proxy http, pool off",
@@ -147,7 +170,8 @@ impl Running {
                 if proxy {
                     vip_on_lo(true)?;
                 }
-                let d = LbDaemon::start_with(lb_bin, config, &["--detach-on-exit"]).with_context(|| format!("starting {}", t.label))?;
+                let d = LbDaemon::start_with(lb_bin, config, &["--detach-on-exit"])
+                    .with_context(|| format!("starting {}", t.label))?;
                 Running::Lb(d, proxy)
             }
             Kind::Haproxy => {
