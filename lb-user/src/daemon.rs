@@ -34,7 +34,7 @@ pub async fn run(cfg: Config, config_path: &Path, detach_on_exit: bool) -> Resul
         .with_context(|| format!("admin API cannot listen on {}", cfg.daemon.admin_listen))?;
     info!(listen = %cfg.daemon.admin_listen, "admin API listening");
     let desired = Controller::desired(&cfg, &registry);
-    let (dataplane, proxy_stats) = start_path(&cfg, &desired)?;
+    let Started { path: dataplane, proxy_stats } = start_path(&cfg, &desired)?;
     info!(path = dataplane.name(), "lb is serving");
 
     let telemetry = Arc::new(Telemetry::default());
@@ -78,25 +78,31 @@ pub async fn run(cfg: Config, config_path: &Path, detach_on_exit: bool) -> Resul
     Ok(())
 }
 
+/// The data path that serves, and the proxy's counters when it is the proxy (the admin
+/// API's scrape reads them; the XDP path's are read from the pinned maps).
+struct Started {
+    path: Box<dyn DataPath>,
+    proxy_stats: Option<Arc<ProxyStats>>,
+}
+
 /// `mode = "xdp"`: XDP or fail. `"proxy"`: the proxy. `"auto"`: XDP when it can run here,
 /// else the proxy, with a warning that names every reason (the same findings as
-/// `lb doctor`). The proxy's counters come back beside it for the admin API's scrape (the
-/// XDP path's are read from the pinned maps).
-fn start_path(
-    cfg: &Config,
-    desired: &lb_config::desired::Desired,
-) -> Result<(Box<dyn DataPath>, Option<Arc<ProxyStats>>)> {
-    let proxy = || -> Result<(Box<dyn DataPath>, Option<Arc<ProxyStats>>)> {
+/// `lb doctor`).
+fn start_path(cfg: &Config, desired: &lb_config::desired::Desired) -> Result<Started> {
+    let proxy = || -> Result<Started> {
         let p = ProxyDataplane::start(desired)?;
-        let stats = p.stats();
-        Ok((Box::new(p), Some(stats)))
+        let proxy_stats = Some(p.stats());
+        Ok(Started { path: Box::new(p), proxy_stats })
     };
-    let xdp = || -> Result<XdpDataplane> { tokio::task::block_in_place(|| XdpDataplane::start(cfg, desired)) };
+    let xdp = || -> Result<Started> {
+        let x = tokio::task::block_in_place(|| XdpDataplane::start(cfg, desired))?;
+        Ok(Started { path: Box::new(x), proxy_stats: None })
+    };
     match cfg.daemon.mode {
-        Mode::Xdp => Ok((Box::new(xdp()?), None)),
+        Mode::Xdp => xdp(),
         Mode::Proxy => proxy(),
         Mode::Auto => match xdp_can_serve(cfg).and_then(|_| xdp()) {
-            Ok(x) => Ok((Box::new(x), None)),
+            Ok(started) => Ok(started),
             Err(e) => {
                 let mut reasons = vec![format!("{e:#}")];
                 if let Some(interface) = &cfg.daemon.interface {
