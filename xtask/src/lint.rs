@@ -2,7 +2,9 @@
 //! with stable's clippy; the eBPF crate with nightly's, for the BPF target it is built for.
 use anyhow::Result;
 
-use crate::cmd::{cargo, status};
+use std::process::Command;
+
+use crate::cmd::{cargo, path_with_llvm, status, workspace};
 
 pub fn run() -> Result<()> {
     println!("==> cargo fmt --check");
@@ -17,17 +19,14 @@ pub fn run() -> Result<()> {
     status(host)?;
 
     println!("==> cargo clippy (lb-ebpf, bpfel-unknown-none)");
-    let mut ebpf = cargo();
-    ebpf.current_dir(crate::cmd::workspace().join("lb-ebpf")).args([
-        "+nightly",
-        "clippy",
-        "-Z",
-        "build-std=core",
-        "--target",
-        "bpfel-unknown-none",
-        "--",
-        "-D",
-        "warnings",
-    ]);
+    // Through rustup, for nightly; without the outer cargo's own toolchain variables.
+    let mut ebpf = Command::new("rustup");
+    ebpf.current_dir(workspace().join("lb-ebpf"))
+        .env("PATH", path_with_llvm())
+        .env_remove("CARGO")
+        .env_remove("RUSTC")
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .args(["run", "nightly", "cargo", "clippy", "-Z", "build-std=core", "--target", "bpfel-unknown-none"])
+        .args(["--", "-D", "warnings"]);
     status(ebpf)
 }
