@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use super::*;
 use crate::datapath::{Outcome, Shutdown};
 use crate::health::CheckResult;
-use lb_config::desired::{Health, SOURCE_RETIRING};
+use lb_config::desired::{Health, SOURCE_CONFIG, SOURCE_RETIRING};
 
 /// What the data path was last told, and whether it refuses the next reconciles.
 #[derive(Clone, Default)]
@@ -224,8 +224,10 @@ async fn a_reload_drops_the_registrations_its_services_no_longer_take() {
     assert!(c.registry.registrations.is_empty(), "{:?}", c.registry.registrations);
     assert!(c.registry.states.is_empty(), "an API-set state goes with the registration");
     assert!(saved_registrations(&scratch.state()).is_empty(), "and the state file forgets them");
-    // Their flows drain as any removed backend's do; no new flow goes to them.
-    assert_eq!(recorder.backend("web", "10.0.0.11:80").unwrap().1, SOURCE_RETIRING);
+    // Nothing to drain: their flows were to the VIPs as they were, which are no longer
+    // served. They leave at once, as a fresh start would not have them.
+    assert_eq!(recorder.backend("web", "10.0.0.11:80"), None);
+    assert_eq!(recorder.backend("api", "10.0.0.13:81"), None);
 
     // A registration that fits stays through a reload; one whose service is gone leaves.
     register(&mut c, "api", "[fd00::13]:81");
@@ -270,4 +272,27 @@ async fn a_start_leaves_out_what_the_state_file_holds_that_the_config_does_not_t
     let kept: Vec<String> = c.registry.registrations.keys().map(ToString::to_string).collect();
     assert_eq!(kept, ["web 10.0.0.11:80"]);
     assert_eq!(saved_registrations(&scratch.state()), [("web".to_string(), "10.0.0.11:80".to_string())]);
+}
+
+#[tokio::test]
+async fn a_removed_backend_drains_unless_its_services_new_vip_could_not_take_it() {
+    let scratch = Scratch::new();
+    let config = |vip: &str, backend: &str| {
+        format!(
+            "[[service]]\nname = \"api\"\nvip = \"{vip}\"\nhealth_check = {{ type = \"none\" }}\n\
+             [[service.backend]]\naddress = \"{backend}\"\n"
+        )
+    };
+    scratch.write(&config("10.0.0.100:81", "10.0.0.13:81"));
+    let (mut c, recorder, _reports) = controller(&scratch);
+    assert_eq!(recorder.backend("api", "10.0.0.13:81"), Some((Health::Unknown, SOURCE_CONFIG)));
+    scratch.write(&config("10.0.0.100:81", "10.0.0.14:81"));
+    c.reload().unwrap();
+    assert_eq!(recorder.backend("api", "10.0.0.13:81").unwrap().1, SOURCE_RETIRING, "same VIP: its flows drain");
+    scratch.write(&config("[fd00::100]:81", "[fd00::14]:81"));
+    c.reload().unwrap();
+    assert_eq!(recorder.backend("api", "10.0.0.13:81"), None, "an IPv4 backend has no flows at an IPv6 VIP");
+    assert_eq!(recorder.backend("api", "10.0.0.14:81"), None);
+    assert_eq!(recorder.backend("api", "[fd00::14]:81"), Some((Health::Unknown, SOURCE_CONFIG)));
+    assert!(c.retiring.is_empty());
 }
