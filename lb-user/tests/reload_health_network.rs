@@ -136,10 +136,11 @@ fn a_reload_that_moves_a_service_to_ipv6_drops_its_ipv4_registration_everywhere(
     let (code, body) =
         api("POST", &register, Some(TOKEN), Some(r#"{"address":"172.20.0.13:80","weight":1,"ttl":"60s"}"#));
     assert_eq!(code, 201, "{body}");
-    assert!(
-        servers_reached(&format!("http://{VIP_V4}:81/"), 30).contains("Server3"),
-        "the registered backend takes flows"
-    );
+    // Once its MAC is known (the daemon asks the kernel within a second), it takes flows.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !servers_reached(&format!("http://{VIP_V4}:81/"), 10).contains("Server3") {
+        assert!(std::time::Instant::now() < deadline, "the registered backend takes no flows");
+    }
     assert_eq!(saved_registrations().len(), 1);
 
     // `api` moves to IPv6: its IPv4 registration no longer fits, as the register call

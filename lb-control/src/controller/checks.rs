@@ -52,20 +52,25 @@ impl Controller {
         }
     }
 
-    /// The service's check under the current config; `None` when it has none.
-    fn configured_check(&self, service: &str) -> Option<&HealthCheck> {
-        let s = self.cfg.services.iter().find(|s| s.name == service)?;
-        (s.health_check.kind != HealthCheckType::None).then_some(&s.health_check)
+    /// Each service's check under the current config; services with none are not in it.
+    fn configured_checks(&self) -> HashMap<&str, &HealthCheck> {
+        self.cfg
+            .services
+            .iter()
+            .filter(|s| s.health_check.kind != HealthCheckType::None)
+            .map(|s| (s.name.as_str(), &s.health_check))
+            .collect()
     }
 
     /// Each backend's health, from the checkers that check it as the current config says.
     /// A backend whose check was removed or changed is not in it: it is `unknown`, even in
     /// the reconcile that runs before `sync_checkers` replaces its checker.
     pub(super) fn health_map(&self) -> HashMap<BackendKey, Health> {
+        let checks = self.configured_checks();
         self.trackers
             .iter()
             .filter(|(key, _)| {
-                self.checkers.get(*key).is_some_and(|c| self.configured_check(&key.service) == Some(&c.check))
+                self.checkers.get(*key).is_some_and(|c| checks.get(key.service.as_str()) == Some(&&c.check))
             })
             .map(|(k, t)| (k.clone(), t.health))
             .collect()
@@ -74,9 +79,10 @@ impl Controller {
     /// One checker per backend that exists now, with its service's current settings. A
     /// checker whose settings changed is replaced, and its backend's results go with it.
     pub(super) fn sync_checkers(&mut self) {
+        let checks = self.configured_checks();
         let mut wanted: HashMap<BackendKey, HealthCheck> = HashMap::new();
         for s in &self.desired.services {
-            let Some(check) = self.configured_check(&s.name) else { continue };
+            let Some(&check) = checks.get(s.name.as_str()) else { continue };
             for b in &s.backends {
                 wanted.insert(BackendKey::new(&s.name, b.address), check.clone());
             }
