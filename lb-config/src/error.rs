@@ -31,6 +31,16 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+impl Diagnostic {
+    /// As a warning: `FILE:LINE:COL: warning: message`.
+    pub fn warning(&self) -> String {
+        match self.position {
+            Some(Position { line, column }) => format!("{}:{line}:{column}: warning: {}", self.file, self.message),
+            None => format!("{}: warning: {}", self.file, self.message),
+        }
+    }
+}
+
 /// Everything wrong with a configuration: syntax and type errors stop parsing at the first
 /// one (the TOML parser cannot go on), semantic errors are all collected.
 #[derive(Clone, Debug, PartialEq, Eq)]

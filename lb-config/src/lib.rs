@@ -34,7 +34,7 @@ pub use enums::{
 };
 pub use error::{ConfigError, Diagnostic, Position};
 pub use model::{
-    Backend, Config, Daemon, HealthCheck, Pool, Service, DEFAULT_WEIGHT, MAX_BACKENDS, MAX_IDLE_PER_BACKEND,
+    Backend, Checked, Config, Daemon, HealthCheck, Pool, Service, DEFAULT_WEIGHT, MAX_BACKENDS, MAX_IDLE_PER_BACKEND,
     MAX_SERVICES, MAX_SERVICE_NAME_LEN, MAX_WEIGHT, MAX_WORKERS, MIN_FLOW_TABLE_SIZE,
 };
 pub use ports::{PortRange, PortRangeError};
@@ -47,9 +47,19 @@ use schema::RawConfig;
 impl Config {
     /// Reads and validates a file; messages name it as `path` was given.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        Self::check_file(path).map(|c| c.config)
+    }
+
+    /// Parses and validates `text`; `origin` is the file name used in messages.
+    pub fn from_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        Self::check_str(text, origin).map(|c| c.config)
+    }
+
+    /// [`Config::from_file`], with the warnings.
+    pub fn check_file(path: &Path) -> Result<Checked, ConfigError> {
         let origin = path.display().to_string();
         match std::fs::read_to_string(path) {
-            Ok(text) => Self::from_str(&text, &origin),
+            Ok(text) => Self::check_str(&text, &origin),
             Err(e) => {
                 let source = Source::new(&origin, "");
                 Err(ConfigError::new(vec![source.unplaced(format!("cannot read: {e}"))]))
@@ -57,8 +67,8 @@ impl Config {
         }
     }
 
-    /// Parses and validates `text`; `origin` is the file name used in messages.
-    pub fn from_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
+    /// [`Config::from_str`], with the warnings.
+    pub fn check_str(text: &str, origin: &str) -> Result<Checked, ConfigError> {
         let source = Source::new(origin, text);
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::new(vec![source.parse_error(&e)]))?;
         validate::validate(&raw, &source)

@@ -22,6 +22,15 @@ pub struct Config {
     pub services: Vec<Service>,
 }
 
+/// A valid file and what in it is valid but probably not meant (`lb check` prints these
+/// as `FILE:LINE:COL: warning: message`; the daemon logs them).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checked {
+    pub config: Config,
+    /// In file order.
+    pub warnings: Vec<super::Diagnostic>,
+}
+
 /// `[daemon]`: how the daemon runs. Field docs give the TOML key's meaning and default.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Daemon {
@@ -117,7 +126,9 @@ pub struct Service {
 /// `[service.health_check]`
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HealthCheck {
-    /// TOML key `type`. Default `tcp`.
+    /// TOML key `type`. Default `tcp` for a TCP service, `none` for a UDP service (a TCP
+    /// connect says nothing about a UDP server). [`HealthCheck::default`] is a TCP
+    /// service's.
     pub kind: HealthCheckType,
     /// What an `http` check GETs. Default `/`.
     pub path: String,

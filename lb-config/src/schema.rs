@@ -113,7 +113,8 @@ pub(super) struct RawService {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawHealthCheck {
-    /// `type = "tcp" | "http" | "none"`; default `"tcp"`; `http` needs protocol tcp.
+    /// `type = "tcp" | "http" | "none"`; default `"tcp"`, `"none"` for a UDP service; `http`
+    /// needs protocol tcp; `tcp` on a UDP service is a warning.
     #[serde(rename = "type")]
     pub kind: Option<Spanned<HealthCheckType>>,
     /// `path = "/"`: what `http` checks GET; starts with `/`; default `"/"`.

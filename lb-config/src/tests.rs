@@ -477,6 +477,55 @@ backend = [{ address = "172.20.0.13:53" }]
     assert_eq!(dns.backends, [Backend::new(addr("172.20.0.13:53"))]);
 }
 
+/// The warnings, as `lb check` prints them; the file must be valid.
+fn warnings(text: &str) -> Vec<String> {
+    match Config::check_str(text, FILE) {
+        Ok(checked) => checked.warnings.iter().map(Diagnostic::warning).collect(),
+        Err(e) => panic!("expected a valid config, got:\n{e}"),
+    }
+}
+
+#[test]
+fn a_udp_service_is_not_health_checked_unless_asked_and_a_tcp_one_is() {
+    let config = parse(
+        r#"[[service]]
+name = "dns"
+vip = "172.20.0.100:53"
+protocol = "udp"
+[[service]]
+name = "web"
+vip = "172.20.0.100:80"
+[service.health_check]
+interval = "5s"
+"#,
+    );
+    assert_eq!(config.services[0].health_check.kind, HealthCheckType::None, "a TCP connect says nothing of UDP");
+    assert_eq!(config.services[1].health_check.kind, HealthCheckType::Tcp);
+    assert!(warnings("[[service]]\nname = \"dns\"\nvip = \"172.20.0.100:53\"\nprotocol = \"udp\"\n").is_empty());
+}
+
+#[test]
+fn a_tcp_check_written_on_a_udp_service_is_kept_with_a_warning_at_its_type() {
+    let text = r#"[[service]]
+name = "dns"
+vip = "172.20.0.100:53"
+protocol = "udp"
+[service.health_check]
+type = "tcp"
+[[service]]
+name = "web"
+vip = "172.20.0.100:80"
+health_check = { type = "tcp" }
+"#;
+    assert_eq!(parse(text).services[0].health_check.kind, HealthCheckType::Tcp, "written, so kept");
+    assert_eq!(
+        warnings(text),
+        ["lb.toml:6:8: warning: health check type \"tcp\" connects over TCP, but this service is \"udp\": \
+          backends that serve only UDP will be marked down (type = \"none\" checks nothing)"],
+        "only the UDP service's, at its `type`"
+    );
+}
+
 #[test]
 fn same_vip_is_allowed_once_per_protocol() {
     let config = parse(

@@ -22,8 +22,8 @@ use super::{
     enums::{Forwarding, HealthCheckType, Mode, Protocol, ProxyMode},
     error::{ConfigError, Diagnostic, Source},
     model::{
-        Backend, Config, Daemon, HealthCheck, Pool, Service, DEFAULT_WEIGHT, MAX_BACKENDS, MAX_IDLE_PER_BACKEND,
-        MAX_SERVICES, MAX_SERVICE_NAME_LEN, MAX_WEIGHT, MAX_WORKERS, MIN_FLOW_TABLE_SIZE,
+        Backend, Checked, Config, Daemon, HealthCheck, Pool, Service, DEFAULT_WEIGHT, MAX_BACKENDS,
+        MAX_IDLE_PER_BACKEND, MAX_SERVICES, MAX_SERVICE_NAME_LEN, MAX_WEIGHT, MAX_WORKERS, MIN_FLOW_TABLE_SIZE,
     },
     ports::PortRange,
     protection::{self, CircuitBreaker, RateLimit},
@@ -34,9 +34,10 @@ use super::{
     status::StatusRanges,
 };
 
-/// Validates a parsed file; `Ok` only if nothing at all is wrong.
-pub(super) fn validate(raw: &RawConfig, source: &Source<'_>) -> Result<Config, ConfigError> {
-    let mut validator = Validator { source, diagnostics: Vec::new() };
+/// Validates a parsed file; `Ok` only if nothing at all is wrong, with the warnings about
+/// what is valid but likely not meant.
+pub(super) fn validate(raw: &RawConfig, source: &Source<'_>) -> Result<Checked, ConfigError> {
+    let mut validator = Validator { source, diagnostics: Vec::new(), warnings: Vec::new() };
     let daemon = validator.daemon(&raw.daemon);
     // A written mode is a valid keyword even when `daemon` rejected it (xdp, no interface).
     let mode = raw.daemon.mode.as_ref().map(|m| *m.get_ref()).unwrap_or_default();
@@ -50,12 +51,19 @@ pub(super) fn validate(raw: &RawConfig, source: &Source<'_>) -> Result<Config, C
 struct Validator<'a> {
     source: &'a Source<'a>,
     diagnostics: Vec<Diagnostic>,
+    /// Valid, but probably not what was meant: printed by `lb check` and logged by the
+    /// daemon, never a reason to refuse the file.
+    warnings: Vec<Diagnostic>,
 }
 
 /// The per-value steps: every `None` returned here comes with a diagnostic.
 impl Validator<'_> {
     fn report(&mut self, span: &Range<usize>, message: impl Into<String>) {
         self.diagnostics.push(self.source.at(span, message));
+    }
+
+    fn warn(&mut self, span: &Range<usize>, message: impl Into<String>) {
+        self.warnings.push(self.source.at(span, message));
     }
 
     /// Converts a value, reporting a failure at its position.
@@ -165,7 +173,17 @@ impl Validator<'_> {
 
     fn health_check(&mut self, raw: &RawHealthCheck, protocol: Protocol) -> Option<HealthCheck> {
         let default = HealthCheck::default();
-        let kind = self.optional(raw.kind.as_ref(), default.kind, |&kind| health_check_fits_protocol(kind, protocol));
+        let kind = self
+            .optional(raw.kind.as_ref(), default_check(protocol), |&kind| health_check_fits_protocol(kind, protocol));
+        if let Some(written) = raw.kind.as_ref().filter(|k| *k.get_ref() == HealthCheckType::Tcp) {
+            if protocol == Protocol::Udp {
+                self.warn(
+                    &written.span(),
+                    "health check type \"tcp\" connects over TCP, but this service is \"udp\": \
+                     backends that serve only UDP will be marked down (type = \"none\" checks nothing)",
+                );
+            }
+        }
         let path = self.optional(raw.path.as_ref(), default.path, |path| http_path(path));
         let expected_status = self.optional(raw.expected_status.as_ref(), default.expected_status, expected_status);
         let interval = self.optional(raw.interval.as_ref(), default.interval, |v| positive_duration(v, "interval"));
@@ -390,12 +408,15 @@ impl Validator<'_> {
         }
     }
 
-    fn finish(self, daemon: Option<Daemon>, services: Vec<Option<Service>>) -> Result<Config, ConfigError> {
+    fn finish(mut self, daemon: Option<Daemon>, services: Vec<Option<Service>>) -> Result<Checked, ConfigError> {
         if !self.diagnostics.is_empty() {
             return Err(ConfigError::new(self.diagnostics));
         }
+        self.warnings.sort_by_key(|d| d.position);
         match (daemon, services.into_iter().collect::<Option<Vec<_>>>()) {
-            (Some(daemon), Some(services)) => Ok(Config { daemon, services }),
+            (Some(daemon), Some(services)) => {
+                Ok(Checked { config: Config { daemon, services }, warnings: self.warnings })
+            }
             // Every `None` comes with a diagnostic, so this is a bug in this module: say so
             // rather than panic or accept a half-converted config.
             _ => Err(ConfigError::new(vec![self
@@ -510,6 +531,16 @@ fn family(ip: IpAddr) -> &'static str {
         "IPv4"
     } else {
         "IPv6"
+    }
+}
+
+/// The check a service gets when `type` is not written. TCP services: a TCP connect. UDP
+/// services: none, as long as no UDP check exists: a TCP connect to a backend that serves
+/// only UDP fails, and would take every backend out of rotation.
+fn default_check(protocol: Protocol) -> HealthCheckType {
+    match protocol {
+        Protocol::Tcp => HealthCheckType::Tcp,
+        Protocol::Udp => HealthCheckType::None,
     }
 }
 

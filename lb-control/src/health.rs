@@ -26,6 +26,8 @@ pub struct CheckResult {
 pub struct Report {
     pub service: String,
     pub address: SocketAddr,
+    /// The id the controller gave the checker that sent it.
+    pub checker: u64,
     pub result: CheckResult,
 }
 
@@ -122,13 +124,19 @@ pub fn parse_status_line(buf: &[u8]) -> Option<u16> {
 
 /// The task checking one backend until the controller drops it (aborts the task) or the
 /// channel closes.
-pub async fn run(check: HealthCheck, service: String, address: SocketAddr, reports: mpsc::Sender<Report>) {
+pub async fn run(
+    check: HealthCheck,
+    service: String,
+    address: SocketAddr,
+    checker: u64,
+    reports: mpsc::Sender<Report>,
+) {
     // Start at a random point in the first interval: checks spread out instead of bursting.
     let first = rand::thread_rng().gen_range(0.0..1.0) * check.interval.as_secs_f64().min(0.5);
     tokio::time::sleep(Duration::from_secs_f64(first)).await;
     loop {
         let result = probe(&check, address).await;
-        if reports.send(Report { service: service.clone(), address, result }).await.is_err() {
+        if reports.send(Report { service: service.clone(), address, checker, result }).await.is_err() {
             return;
         }
         let jitter = rand::thread_rng().gen_range(0.9..1.1);

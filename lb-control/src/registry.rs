@@ -10,9 +10,43 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use lb_config::AdminState;
+use lb_config::{AdminState, Config, Forwarding};
 
 pub use lb_config::desired::BackendKey;
+
+/// Why a registration does not fit the config: the register call refuses it, and a reload
+/// (or a start) drops one that stopped fitting.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Misfit {
+    #[error("no service named {0}")]
+    NoService(String),
+    #[error("{0}")]
+    Mismatch(String),
+}
+
+/// May a backend at `address` serve the service with this VIP and forwarding? The rules
+/// the config applies to its own backends: the VIP's address family (the data path
+/// translates within one family), and with `dsr` the VIP's port (the backend answers on
+/// the VIP it holds on loopback).
+pub fn fits_service(name: &str, vip: SocketAddr, forwarding: Forwarding, address: SocketAddr) -> Result<(), Misfit> {
+    if vip.is_ipv4() != address.is_ipv4() {
+        return Err(Misfit::Mismatch(format!("{address} is not of the address family of {name}'s VIP {vip}")));
+    }
+    if forwarding == Forwarding::Dsr && address.port() != vip.port() {
+        return Err(Misfit::Mismatch(format!(
+            "dsr backends hold the VIP on loopback, so the port must be the VIP's ({})",
+            vip.port()
+        )));
+    }
+    Ok(())
+}
+
+/// [`fits_service`] for the service `key` names in `cfg`, which must exist.
+pub fn fits(cfg: &Config, key: &BackendKey) -> Result<(), Misfit> {
+    let s =
+        cfg.services.iter().find(|s| s.name == key.service).ok_or_else(|| Misfit::NoService(key.service.clone()))?;
+    fits_service(&s.name, s.vip, s.forwarding, key.address)
+}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Registration {
@@ -130,6 +164,15 @@ impl Registry {
         self.registrations.remove(key).is_some()
     }
 
+    /// Drop every registration that does not fit `cfg` (its service is gone, or no longer
+    /// takes its address); returns them, with the reason, so that they can be logged, or
+    /// put back if `cfg` is not applied after all.
+    pub fn drop_misfits(&mut self, cfg: &Config) -> Vec<(BackendKey, Registration, Misfit)> {
+        let misfits: Vec<(BackendKey, Misfit)> =
+            self.registrations.keys().filter_map(|k| fits(cfg, k).err().map(|why| (k.clone(), why))).collect();
+        misfits.into_iter().filter_map(|(k, why)| self.registrations.remove(&k).map(|r| (k, r, why))).collect()
+    }
+
     /// Drop every lease that ran out; returns their keys.
     pub fn expire(&mut self, now: Instant) -> Vec<BackendKey> {
         let gone: Vec<BackendKey> =
@@ -178,6 +221,49 @@ mod tests {
         assert_eq!(reg.expires_at, later + Duration::from_secs(5), "a fresh lease after a restart");
         assert_eq!(back.states[&key("10.0.0.1:80")], AdminState::Maint);
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn registrations_that_stop_fitting_the_config_are_dropped_with_their_reason() {
+        let cfg = Config::from_str(
+            "[[service]]\nname = \"web\"\nvip = \"10.0.0.100:80\"\nforwarding = \"dsr\"\n\
+             [[service]]\nname = \"v6\"\nvip = \"[fd00::100]:80\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        let t0 = Instant::now();
+        let mut r = Registry::default();
+        let ttl = Duration::from_secs(10);
+        for (service, address) in [
+            ("web", "10.0.0.1:80"),
+            ("web", "10.0.0.2:8080"),
+            ("web", "[fd00::1]:80"),
+            ("v6", "[fd00::1]:8080"),
+            ("v6", "10.0.0.1:80"),
+            ("gone", "10.0.0.1:80"),
+        ] {
+            r.register(BackendKey::new(service, address.parse().unwrap()), 1, ttl, t0);
+        }
+        let dropped: Vec<(String, String)> =
+            r.drop_misfits(&cfg).into_iter().map(|(k, _, why)| (k.to_string(), why.to_string())).collect();
+        assert_eq!(
+            dropped,
+            [
+                ("gone 10.0.0.1:80".to_string(), "no service named gone".to_string()),
+                ("v6 10.0.0.1:80".into(), "10.0.0.1:80 is not of the address family of v6's VIP [fd00::100]:80".into()),
+                (
+                    "web 10.0.0.2:8080".into(),
+                    "dsr backends hold the VIP on loopback, so the port must be the VIP's (80)".into()
+                ),
+                (
+                    "web [fd00::1]:80".into(),
+                    "[fd00::1]:80 is not of the address family of web's VIP 10.0.0.100:80".into()
+                ),
+            ]
+        );
+        let kept: Vec<String> = r.registrations.keys().map(ToString::to_string).collect();
+        assert_eq!(kept, ["v6 [fd00::1]:8080", "web 10.0.0.1:80"]);
+        assert!(r.drop_misfits(&cfg).is_empty(), "nothing left to drop");
     }
 
     #[test]

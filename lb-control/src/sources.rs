@@ -1,10 +1,11 @@
 //! Merging the sources into the desired state. A backend is present while any source names
 //! it: the config file or a live registration. The config wins on weight when both name a
 //! backend; an admin state set through the API wins over the config's; health comes from
-//! the checker.
+//! the checker. A registration that does not fit its service (see `registry::fits`) is
+//! left out, so a state file older than the config cannot put one in.
 use std::collections::HashMap;
 
-use super::registry::{BackendKey, Registry};
+use super::registry::{fits_service, BackendKey, Registry};
 use lb_config::desired::{Circuit, Desired, DesiredBackend, DesiredService, Health, SOURCE_REGISTRATION};
 use lb_config::Config;
 
@@ -29,7 +30,7 @@ pub fn desired(cfg: &Config, registry: &Registry, health: &HashMap<BackendKey, H
 /// weight and gains the registration as a source.
 fn add_registrations(s: &mut DesiredService, registry: &Registry) {
     for (key, reg) in &registry.registrations {
-        if key.service != s.name {
+        if key.service != s.name || fits_service(&s.name, s.vip, s.forwarding, key.address).is_err() {
             continue;
         }
         match s.backends.iter_mut().find(|b| b.address == key.address) {
@@ -82,5 +83,22 @@ address = "10.0.0.12:80"
         assert_eq!(b[1].state, AdminState::Drain, "the API's state wins");
         assert_eq!((b[2].weight, b[2].sources, b[2].health), (2, SOURCE_REGISTRATION, Health::Down));
         assert!(!b[2].in_rotation());
+    }
+
+    #[test]
+    fn a_registration_that_does_not_fit_its_service_is_left_out() {
+        let cfg = Config::from_str(
+            &CFG.replace("vip = \"10.0.0.100:80\"", "vip = \"10.0.0.100:80\"\nforwarding = \"dsr\""),
+            "t.toml",
+        )
+        .unwrap();
+        let mut reg = Registry::default();
+        let now = Instant::now();
+        for address in ["10.0.0.13:80", "10.0.0.14:8080", "[fd00::14]:80"] {
+            reg.register(BackendKey::new("web", address.parse().unwrap()), 1, Duration::from_secs(10), now);
+        }
+        let d = desired(&cfg, &reg, &HashMap::new());
+        let addresses: Vec<String> = d.services[0].backends.iter().map(|b| b.address.to_string()).collect();
+        assert_eq!(addresses, ["10.0.0.11:80", "10.0.0.12:80", "10.0.0.13:80"], "the dsr port and the family hold");
     }
 }

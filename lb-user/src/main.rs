@@ -8,7 +8,7 @@ fn main() -> ExitCode {
     match lb_user::cli::run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("lb: {e:#}");
+            lb_user::cli::report_error(&e);
             ExitCode::FAILURE
         }
     }

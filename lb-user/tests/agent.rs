@@ -1,4 +1,6 @@
-//! `lb agent` and `lb backend set-state` against a fake admin API (host, no root).
+//! `lb agent` and `lb backend set-state` against a fake admin API (host, no root); and
+//! the CLI's output into a pipe whose reader has gone (`lb list` through the same fake API,
+//! `lb check`), which must end quietly, not in a panic.
 //!
 //! The fake server is a std `TcpListener` on loopback that parses raw HTTP/1.1 requests,
 //! records them and answers what each test scripts. The real `lb` binary is the client.
@@ -550,6 +552,99 @@ fn set_state_against_an_unreachable_api_exits_1_promptly() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("unreachable"));
     assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+// ---------------------------------------------------------------------------------------
+// Output into a closed pipe (`lb list flows | head`)
+
+/// Runs `command` with stdout a pipe whose reader is already closed: every write fails with
+/// EPIPE. Returns the exit status and stderr.
+fn into_closed_pipe(command: &mut Command) -> (ExitStatus, String) {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let output = command.stdout(writer).stderr(Stdio::piped()).output().unwrap();
+    (output.status, String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+/// `GET /v1/services` with 40 services of 25 backends: a thousand lines of table, more as
+/// JSON, far beyond a pipe's buffer even if it were read.
+fn many_services(request: &Request, _: usize) -> (u16, String) {
+    if !request.is("GET", "/v1/services") {
+        return (404, error_body("not here"));
+    }
+    let services: Vec<Value> = (0..40)
+        .map(|s| {
+            let backends: Vec<Value> = (0..25)
+                .map(|b| {
+                    json!({"address": format!("10.0.{s}.{b}:80"), "weight": 1, "state": "ready",
+                           "health": "unknown", "last_check": null, "sources": ["config"],
+                           "lease_expires_in_seconds": null})
+                })
+                .collect();
+            json!({"name": format!("svc{s}"), "vip": format!("10.1.0.{s}:80"), "protocol": "tcp",
+                   "algorithm": "maglev", "forwarding": "nat", "backends": backends})
+        })
+        .collect();
+    (200, Value::Array(services).to_string())
+}
+
+#[test]
+fn lb_list_into_a_closed_pipe_exits_0_without_a_panic() {
+    let api = FakeApi::start_with(many_services);
+    for args in [vec!["backends"], vec!["backends", "--json"], vec!["vips"], vec!["vips", "--json"]] {
+        let (status, stderr) = into_closed_pipe(
+            lb().args(["list", "--pin-path", "/nonexistent/lb-pins", "--api", &api.url()]).args(&args),
+        );
+        assert!(!stderr.contains("panicked"), "lb list {args:?}: {stderr}");
+        assert_eq!(status.code(), Some(0), "lb list {args:?}: {stderr}");
+        assert_eq!(stderr, "", "lb list {args:?}: quietly");
+    }
+    // And with a reader, every row arrives.
+    let output = lb().args(["list", "backends", "--pin-path", "/nonexistent/lb-pins", "--api", &api.url()]).output();
+    let output = output.unwrap();
+    assert!(output.status.success());
+    assert_eq!(String::from_utf8_lossy(&output.stdout).lines().count(), 1 + 40 * 25);
+}
+
+#[test]
+fn lb_check_and_lb_backend_into_a_closed_pipe_exit_0_without_a_panic() {
+    let dir = token_file("check-pipe", "unused");
+    let config = dir.with_file_name("lb.toml");
+    std::fs::write(&config, "[[service]]\nname = \"web\"\nvip = \"10.0.0.100:80\"\n").unwrap();
+    let (status, stderr) = into_closed_pipe(lb().args(["check", "-c", config.to_str().unwrap()]));
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!((status.code(), stderr.as_str()), (Some(0), ""));
+
+    let api = FakeApi::start_with(|_, _| (200, json!({"address": "10.0.0.1:80", "state": "drain"}).to_string()));
+    let (status, stderr) = into_closed_pipe(
+        lb().args(["backend", "set-state", "--api", &api.url(), "--token-file", "/nonexistent/token"]).args([
+            "--service",
+            "web",
+            "--address",
+            "10.0.0.1:80",
+            "drain",
+        ]),
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(status.code(), Some(0), "{stderr}");
+}
+
+#[test]
+fn lb_check_warns_of_a_tcp_check_on_a_udp_service_and_still_says_ok() {
+    let dir = token_file("check-warning", "unused");
+    let config = dir.with_file_name("lb.toml");
+    std::fs::write(
+        &config,
+        "[[service]]\nname = \"dns\"\nvip = \"10.0.0.100:53\"\nprotocol = \"udp\"\nhealth_check = { type = \"tcp\" }\n",
+    )
+    .unwrap();
+    let output = lb().args(["check", "-c", config.to_str().unwrap()]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "ok\n");
+    let expected = format!("{}:5:25: warning: health check type \"tcp\" connects over TCP", config.display());
+    assert!(stderr.starts_with(&expected), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1,6 +1,14 @@
 //! Active health checks: one checker task per backend, and their reports.
+//!
+//! A checker's results count only under the settings it checks with. When a reload
+//! removes a service's check (`type = "none"`) or changes any of its settings, the old
+//! results say nothing about the new check: the backends go back to `unknown` (which
+//! counts as up) in the reload's own reconcile, and a changed check starts its checkers
+//! afresh. This is what a fresh start with the new config does, and what Envoy and
+//! HAProxy do with a changed check.
 use std::collections::HashMap;
 
+use tokio::task::JoinHandle;
 use tracing::info;
 
 use super::Controller;
@@ -10,11 +18,21 @@ use crate::registry::BackendKey;
 use lb_config::desired::Health;
 use lb_config::{HealthCheck, HealthCheckType};
 
+/// One backend's running checker.
+pub(super) struct Checker {
+    /// The settings it checks with.
+    pub check: HealthCheck,
+    /// Its reports carry this, so that a result still on its way from a checker that was
+    /// replaced is not counted for its successor.
+    pub id: u64,
+    pub task: JoinHandle<()>,
+}
+
 impl Controller {
     pub(super) fn health_report(&mut self, r: Report) {
         let key = BackendKey::new(r.service, r.address);
-        let Some((check, _)) = self.checkers.get(&key) else { return };
-        let (healthy, unhealthy) = (check.healthy_threshold, check.unhealthy_threshold);
+        let Some(checker) = self.checkers.get(&key).filter(|c| c.id == r.checker) else { return };
+        let (healthy, unhealthy) = (checker.check.healthy_threshold, checker.check.unhealthy_threshold);
         let seconds = r.result.duration.as_secs_f64();
         self.shared.telemetry.update(|t| {
             t.health_check_seconds.entry((key.service.clone(), key.address.to_string())).or_default().observe(seconds);
@@ -34,38 +52,60 @@ impl Controller {
         }
     }
 
-    pub(super) fn health_map(&self) -> HashMap<BackendKey, Health> {
-        self.trackers.iter().map(|(k, t)| (k.clone(), t.health)).collect()
+    /// Each service's check under the current config; services with none are not in it.
+    fn configured_checks(&self) -> HashMap<&str, &HealthCheck> {
+        self.cfg
+            .services
+            .iter()
+            .filter(|s| s.health_check.kind != HealthCheckType::None)
+            .map(|s| (s.name.as_str(), &s.health_check))
+            .collect()
     }
 
-    /// One checker per backend that exists now, with its service's current settings.
+    /// Each backend's health, from the checkers that check it as the current config says.
+    /// A backend whose check was removed or changed is not in it: it is `unknown`, even in
+    /// the reconcile that runs before `sync_checkers` replaces its checker.
+    pub(super) fn health_map(&self) -> HashMap<BackendKey, Health> {
+        let checks = self.configured_checks();
+        self.trackers
+            .iter()
+            .filter(|(key, _)| {
+                self.checkers.get(*key).is_some_and(|c| checks.get(key.service.as_str()) == Some(&&c.check))
+            })
+            .map(|(k, t)| (k.clone(), t.health))
+            .collect()
+    }
+
+    /// One checker per backend that exists now, with its service's current settings. A
+    /// checker whose settings changed is replaced, and its backend's results go with it.
     pub(super) fn sync_checkers(&mut self) {
+        let checks = self.configured_checks();
         let mut wanted: HashMap<BackendKey, HealthCheck> = HashMap::new();
         for s in &self.desired.services {
-            let Some(cfg) = self.cfg.services.iter().find(|c| c.name == s.name) else { continue };
-            if cfg.health_check.kind == HealthCheckType::None {
-                continue;
-            }
+            let Some(&check) = checks.get(s.name.as_str()) else { continue };
             for b in &s.backends {
-                wanted.insert(BackendKey::new(&s.name, b.address), cfg.health_check.clone());
+                wanted.insert(BackendKey::new(&s.name, b.address), check.clone());
             }
         }
-        self.checkers.retain(|key, (check, task)| {
-            let keep = wanted.get(key) == Some(check);
+        self.checkers.retain(|key, c| {
+            let keep = wanted.get(key) == Some(&c.check);
             if !keep {
-                task.abort();
+                c.task.abort();
             }
             keep
         });
-        self.trackers.retain(|key, _| wanted.contains_key(key));
-        self.last_checks.retain(|key, _| wanted.contains_key(key));
+        let checkers = &self.checkers;
+        self.trackers.retain(|key, _| checkers.contains_key(key));
+        self.last_checks.retain(|key, _| checkers.contains_key(key));
         for (key, check) in wanted {
             if self.checkers.contains_key(&key) {
                 continue;
             }
+            let id = self.next_checker;
+            self.next_checker += 1;
             let task =
-                tokio::spawn(health::run(check.clone(), key.service.clone(), key.address, self.reports_tx.clone()));
-            self.checkers.insert(key, (check, task));
+                tokio::spawn(health::run(check.clone(), key.service.clone(), key.address, id, self.reports_tx.clone()));
+            self.checkers.insert(key, Checker { check, id, task });
         }
     }
 }

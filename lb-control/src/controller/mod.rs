@@ -14,7 +14,6 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tracing::{info, info_span, warn};
 
 use crate::breaker::Breaker;
@@ -24,14 +23,18 @@ use crate::health::{CheckResult, Report, Tracker};
 use crate::registry::{BackendKey, Registry};
 use crate::sources;
 use crate::telemetry::Telemetry;
+use checks::Checker;
 use lb_config::desired::{Desired, DesiredBackend};
-use lb_config::{Config, HealthCheck};
+use lb_config::Config;
 
 mod checks;
 mod ejections;
 mod registrations;
 mod retiring;
 mod views;
+
+#[cfg(test)]
+mod tests;
 
 /// How often leases are checked and next-hop MACs refreshed.
 const TICK: Duration = Duration::from_secs(1);
@@ -60,7 +63,9 @@ pub struct Controller {
     registry: Registry,
     trackers: HashMap<BackendKey, Tracker>,
     last_checks: HashMap<BackendKey, CheckResult>,
-    checkers: HashMap<BackendKey, (HealthCheck, JoinHandle<()>)>,
+    checkers: HashMap<BackendKey, Checker>,
+    /// The id the next checker gets.
+    next_checker: u64,
     reports_tx: mpsc::Sender<Report>,
     shared: Shared,
     desired: Desired,
@@ -81,8 +86,10 @@ impl Controller {
         reports_tx: mpsc::Sender<Report>,
         shared: Shared,
     ) -> Self {
+        // What the state file holds may be older than the config: the start's desired state
+        // left those registrations out already (see `sources`); here they leave for good.
         let desired = sources::desired(&cfg, &registry, &HashMap::new());
-        Controller {
+        let mut controller = Controller {
             cfg,
             config_path,
             dataplane,
@@ -90,6 +97,7 @@ impl Controller {
             trackers: HashMap::new(),
             last_checks: HashMap::new(),
             checkers: HashMap::new(),
+            next_checker: 0,
             reports_tx,
             shared,
             desired,
@@ -97,7 +105,10 @@ impl Controller {
             breakers: HashMap::new(),
             outcomes_primed: false,
             ticks: 0,
-        }
+        };
+        let dropped = controller.drop_misfit_registrations();
+        controller.forget_misfit_registrations(dropped);
+        controller
     }
 
     /// The desired state for the current sources (also what `start` was given).
@@ -128,8 +139,8 @@ impl Controller {
             }
         }
         self.shared.ready.store(false, Ordering::SeqCst);
-        for (_, (_, task)) in self.checkers.drain() {
-            task.abort();
+        for (_, checker) in self.checkers.drain() {
+            checker.task.abort();
         }
         self.dataplane
     }
@@ -177,9 +188,14 @@ impl Controller {
     /// Validate first; on any error the running config stays.
     fn reload(&mut self) -> Result<(), ControlError> {
         let _span = info_span!("reload", path = %self.config_path.display()).entered();
-        let result = Config::from_file(&self.config_path)
+        let result = Config::check_file(&self.config_path)
             .map_err(|e| ControlError::InvalidConfig(e.diagnostics().to_vec()))
-            .and_then(|cfg| self.adopt_config(cfg));
+            .and_then(|checked| {
+                for w in &checked.warnings {
+                    warn!("{}", w.warning());
+                }
+                self.adopt_config(checked.config)
+            });
         match &result {
             Ok(()) => {
                 info!("config reloaded");
@@ -193,14 +209,24 @@ impl Controller {
         result
     }
 
+    /// Everything derived from the config follows it in the same reconcile: registrations
+    /// it no longer takes leave, and health comes only from checkers whose settings are the
+    /// new config's (a removed or changed check leaves its backends `unknown`; see
+    /// `checks`). The data path is then what a fresh start with this config and these
+    /// sources would build.
     fn adopt_config(&mut self, cfg: Config) -> Result<(), ControlError> {
         let old = std::mem::replace(&mut self.cfg, cfg);
+        let dropped = self.drop_misfit_registrations();
         if let Err(e) = self.dataplane.set_global(&self.cfg).and_then(|_| self.reconcile()) {
             self.cfg = old;
+            for (key, registration, _) in dropped {
+                self.registry.registrations.insert(key, registration);
+            }
             let _ = self.dataplane.set_global(&self.cfg);
             self.apply();
             return Err(ControlError::NotApplied(format!("{e:#}")));
         }
+        self.forget_misfit_registrations(dropped);
         if let Ok(mut t) = self.shared.token.write() {
             *t = lb_config::load_token(&self.cfg.daemon.token_file);
         }

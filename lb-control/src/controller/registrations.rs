@@ -2,11 +2,11 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use tracing::info;
+use tracing::{info, warn};
 
 use super::Controller;
 use crate::handle::ControlError;
-use crate::registry::BackendKey;
+use crate::registry::{self, BackendKey, Misfit, Registration};
 use lb_config::AdminState;
 
 impl Controller {
@@ -17,22 +17,12 @@ impl Controller {
         weight: u32,
         ttl: Duration,
     ) -> Result<bool, ControlError> {
-        let Some(s) = self.cfg.services.iter().find(|s| s.name == service) else {
-            return Err(ControlError::NotFound(format!("no service named {service}")));
-        };
-        if s.vip.is_ipv4() != address.is_ipv4() {
-            return Err(ControlError::BadRequest(format!(
-                "{address} is not of the address family of {}'s VIP {}",
-                s.name, s.vip
-            )));
-        }
-        if s.forwarding == lb_config::Forwarding::Dsr && address.port() != s.vip.port() {
-            return Err(ControlError::BadRequest(format!(
-                "dsr backends hold the VIP on loopback, so the port must be the VIP's ({})",
-                s.vip.port()
-            )));
-        }
-        let new = self.registry.register(BackendKey::new(service.clone(), address), weight, ttl, Instant::now());
+        let key = BackendKey::new(service.clone(), address);
+        registry::fits(&self.cfg, &key).map_err(|why| match why {
+            Misfit::NoService(_) => ControlError::NotFound(why.to_string()),
+            Misfit::Mismatch(_) => ControlError::BadRequest(why.to_string()),
+        })?;
+        let new = self.registry.register(key, weight, ttl, Instant::now());
         self.shared.telemetry.update(|t| t.registrations_total += 1);
         if new {
             info!(service, backend = %address, weight, ttl = ?ttl, "registered");
@@ -40,6 +30,25 @@ impl Controller {
         self.persist();
         self.apply();
         Ok(new)
+    }
+
+    /// Registrations the config no longer takes (their service is gone, or its VIP's family,
+    /// or with dsr its port, changed) leave: the same rules as the register call. Returns
+    /// them, so that a config that is not applied after all can put them back.
+    pub(super) fn drop_misfit_registrations(&mut self) -> Vec<(BackendKey, Registration, Misfit)> {
+        self.registry.drop_misfits(&self.cfg)
+    }
+
+    /// The dropped registrations are gone for good: say so, and forget them on disk.
+    pub(super) fn forget_misfit_registrations(&mut self, dropped: Vec<(BackendKey, Registration, Misfit)>) {
+        if dropped.is_empty() {
+            return;
+        }
+        for (key, _, why) in &dropped {
+            warn!(service = %key.service, backend = %key.address, reason = %why, "registration dropped: the config no longer takes it");
+            self.forget_state_unless_configured(key);
+        }
+        self.persist();
     }
 
     /// A backend that leaves every source takes its API-set admin state with it: an agent

@@ -7,6 +7,7 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Subcommand};
 
 use super::agent::{service_name, ApiArgs};
+use super::out;
 use lb_config::AdminState;
 
 #[derive(Subcommand, Debug, Clone)]
@@ -43,6 +44,6 @@ pub fn backend(command: BackendCommand) -> Result<ExitCode> {
 fn set_state(args: SetStateArgs) -> Result<ExitCode> {
     let client = args.api.client()?;
     let state = client.set_state(&args.service, args.address, args.state)?;
-    println!("{state}");
+    out::line(state)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -2,17 +2,25 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use anyhow::Result;
 use lb_config::Config;
 
-pub fn check(path: &Path) -> ExitCode {
-    match Config::from_file(path) {
-        Ok(_) => {
-            println!("ok");
-            ExitCode::SUCCESS
+use super::out;
+
+/// `ok` on stdout, after the warnings (`FILE:LINE:COL: warning: message`) on stderr; or the
+/// errors on stderr and exit 1.
+pub fn check(path: &Path) -> Result<ExitCode> {
+    match Config::check_file(path) {
+        Ok(checked) => {
+            for w in &checked.warnings {
+                out::note(w.warning());
+            }
+            out::line("ok")?;
+            Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            eprintln!("{e}");
-            ExitCode::FAILURE
+            out::note(e);
+            Ok(ExitCode::FAILURE)
         }
     }
 }

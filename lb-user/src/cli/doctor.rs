@@ -3,6 +3,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
+use super::out;
 use crate::doctor::{self, Finding};
 
 /// Prints one line per check and the verdict (or, with `json`, the findings as a JSON
@@ -23,12 +24,12 @@ pub fn doctor(interface: &str, json: bool) -> Result<ExitCode> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        out::line(serde_json::to_string_pretty(&rows)?)?;
     } else {
         for f in &findings {
-            println!("{}", line(f));
+            out::line(line(f))?;
         }
-        println!("{}", doctor::verdict(interface, &findings));
+        out::line(doctor::verdict(interface, &findings))?;
     }
     Ok(if doctor::native_ok(&findings) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

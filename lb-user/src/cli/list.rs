@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use serde::Serialize;
 
-use super::{table, ListWhat};
+use super::{out, table, ListWhat};
 use lb_xdp::{
     inspect,
     maps::{Maps, NothingPinned},
@@ -116,11 +116,11 @@ fn print_flows(json: bool, rows: &[inspect::FlowRow]) -> Result<ExitCode> {
     })
 }
 
-fn emit<T: Serialize + ?Sized>(json: bool, value: &T, human: impl FnOnce()) -> Result<ExitCode> {
+fn emit<T: Serialize + ?Sized>(json: bool, value: &T, human: impl FnOnce() -> Result<()>) -> Result<ExitCode> {
     if json {
-        println!("{}", serde_json::to_string_pretty(value)?);
+        out::line(serde_json::to_string_pretty(value)?)?;
     } else {
-        human();
+        human()?;
     }
     Ok(ExitCode::SUCCESS)
 }

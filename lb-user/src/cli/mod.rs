@@ -5,6 +5,7 @@ mod check;
 mod doctor;
 mod explain;
 mod list;
+mod out;
 mod remote;
 mod run;
 mod table;
@@ -115,10 +116,24 @@ pub enum Proto {
     Udp,
 }
 
+/// Runs a subcommand. One whose output goes to a pipe that was closed stops there and exits
+/// 0, quietly: see `out`.
 pub fn run(cli: Cli) -> Result<ExitCode> {
+    match subcommand(cli) {
+        Err(e) if e.is::<out::StdoutClosed>() => Ok(ExitCode::SUCCESS),
+        other => other,
+    }
+}
+
+/// Prints an error (`lb: …`) where `main` reports it; a closed stderr is no reason to panic.
+pub fn report_error(e: &anyhow::Error) {
+    out::note(format!("lb: {e:#}"));
+}
+
+fn subcommand(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Run { config, detach_on_exit } => run::run(&config, detach_on_exit),
-        Command::Check { config } => Ok(check::check(&config)),
+        Command::Check { config } => check::check(&config),
         Command::List { what, pin_path, json, api } => list::list(what, &pin_path, &api, json),
         Command::Explain { vip, client, proto, pin_path, json } => {
             explain::explain(vip, client, proto, &pin_path, json)

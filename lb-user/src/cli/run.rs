@@ -12,7 +12,11 @@ pub fn run(path: &Path, detach_on_exit: bool) -> Result<ExitCode> {
         // Colour codes only for people: logs redirected to a file stay plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cfg = lb_config::Config::from_file(path).map_err(|e| anyhow::anyhow!("invalid config:\n{e}"))?;
+    let checked = lb_config::Config::check_file(path).map_err(|e| anyhow::anyhow!("invalid config:\n{e}"))?;
+    for w in &checked.warnings {
+        tracing::warn!("{}", w.warning());
+    }
+    let cfg = checked.config;
     // `daemon.workers` sizes the runtime too (one thread per listener; 0: one per core).
     let workers = match cfg.daemon.workers {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),

@@ -1,0 +1,298 @@
+//! The controller against a data path that records what it is told: what a reload makes of
+//! health and registrations. Health reports are sent by hand (as the checker with the id
+//! the controller gave it would), so no test waits for a real check.
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicUsize;
+use std::sync::Mutex;
+
+use super::*;
+use crate::datapath::{Outcome, Shutdown};
+use crate::health::CheckResult;
+use lb_config::desired::{Health, SOURCE_CONFIG, SOURCE_RETIRING};
+
+/// What the data path was last told, and whether it refuses the next reconciles.
+#[derive(Clone, Default)]
+struct Recorder {
+    last: Arc<Mutex<Option<Desired>>>,
+    refuse: Arc<AtomicBool>,
+}
+
+impl DataPath for Recorder {
+    fn name(&self) -> &'static str {
+        "recorder"
+    }
+
+    fn reconcile(&mut self, desired: &Desired) -> anyhow::Result<()> {
+        if self.refuse.load(Ordering::SeqCst) {
+            anyhow::bail!("refused, as the test asked");
+        }
+        *self.last.lock().unwrap() = Some(desired.clone());
+        Ok(())
+    }
+
+    fn outcomes(&mut self) -> Vec<Outcome> {
+        Vec::new()
+    }
+
+    fn shutdown(self: Box<Self>, _detach: bool, _drain: Duration) -> Shutdown {
+        Box::pin(async {})
+    }
+}
+
+impl Recorder {
+    /// (health, sources) of `address` in `service`, as last reconciled.
+    fn backend(&self, service: &str, address: &str) -> Option<(Health, u8)> {
+        let last = self.last.lock().unwrap();
+        let s = last.as_ref()?.services.iter().find(|s| s.name == service)?;
+        let b = s.backends.iter().find(|b| b.address.to_string() == address)?;
+        Some((b.health, b.sources))
+    }
+}
+
+/// A directory of its own for each test's config and state file.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("lb-controller-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    fn config(&self) -> PathBuf {
+        self.0.join("lb.toml")
+    }
+
+    fn state(&self) -> PathBuf {
+        self.0.join("state.json")
+    }
+
+    /// Writes the config, with the state file in this directory.
+    fn write(&self, services: &str) {
+        let text = format!("[daemon]\nstate_file = {:?}\n{services}", self.state().display().to_string());
+        std::fs::write(self.config(), text).unwrap();
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A controller on `scratch`'s config and state file, reconciled once as at start.
+fn controller(scratch: &Scratch) -> (Controller, Recorder, mpsc::Receiver<Report>) {
+    let cfg = Config::from_file(&scratch.config()).unwrap();
+    let registry = Registry::load(&scratch.state(), Instant::now()).unwrap();
+    let recorder = Recorder::default();
+    let (reports_tx, reports) = mpsc::channel(1024);
+    let shared = Shared {
+        telemetry: Arc::new(Telemetry::default()),
+        token: Arc::new(RwLock::new(None)),
+        ready: Arc::new(AtomicBool::new(false)),
+    };
+    let mut c = Controller::new(cfg, scratch.config(), Box::new(recorder.clone()), registry, reports_tx, shared);
+    c.apply();
+    (c, recorder, reports)
+}
+
+fn key(service: &str, address: &str) -> BackendKey {
+    BackendKey::new(service, address.parse().unwrap())
+}
+
+/// `n` results from `key`'s current checker.
+fn report(c: &mut Controller, key: &BackendKey, ok: bool, n: usize) {
+    let checker = c.checkers.get(key).expect("a checker runs for the backend").id;
+    for _ in 0..n {
+        let result =
+            CheckResult { ok, detail: "by hand".into(), duration: Duration::from_millis(1), finished: Instant::now() };
+        c.health_report(Report { service: key.service.clone(), address: key.address, checker, result });
+    }
+}
+
+/// A UDP service whose backend fails a TCP check (3 failures make it down), and what else
+/// the test needs in its `[service.health_check]`.
+fn udp_service(check: &str) -> String {
+    format!(
+        "[[service]]\nname = \"dns\"\nvip = \"10.0.0.100:53\"\nprotocol = \"udp\"\n\
+         [service.health_check]\n{check}\n\
+         [[service.backend]]\naddress = \"127.0.0.1:1\"\n"
+    )
+}
+
+#[tokio::test]
+async fn a_check_switched_to_none_makes_its_down_backends_unknown_in_the_reload() {
+    let scratch = Scratch::new();
+    scratch.write(&udp_service("type = \"tcp\"\ninterval = \"60s\""));
+    let (mut c, recorder, _reports) = controller(&scratch);
+    let b = key("dns", "127.0.0.1:1");
+    report(&mut c, &b, false, 3);
+    assert_eq!(recorder.backend("dns", "127.0.0.1:1").unwrap().0, Health::Down);
+
+    scratch.write(&udp_service("type = \"none\""));
+    c.reload().unwrap();
+    assert_eq!(
+        recorder.backend("dns", "127.0.0.1:1").unwrap().0,
+        Health::Unknown,
+        "no check, no verdict: the backend is back in rotation at once, as on a fresh start"
+    );
+    assert!(c.checkers.is_empty() && c.trackers.is_empty() && c.last_checks.is_empty());
+}
+
+#[tokio::test]
+async fn a_changed_check_starts_over_from_unknown_and_old_results_do_not_count() {
+    let scratch = Scratch::new();
+    scratch.write(&udp_service("type = \"tcp\"\ninterval = \"60s\""));
+    let (mut c, recorder, _reports) = controller(&scratch);
+    let b = key("dns", "127.0.0.1:1");
+    let old = c.checkers[&b].id;
+    report(&mut c, &b, false, 3);
+    assert_eq!(recorder.backend("dns", "127.0.0.1:1").unwrap().0, Health::Down);
+
+    scratch.write(&udp_service("type = \"tcp\"\ninterval = \"30s\""));
+    c.reload().unwrap();
+    assert_eq!(recorder.backend("dns", "127.0.0.1:1").unwrap().0, Health::Unknown);
+    let new = &c.checkers[&b];
+    assert_ne!(new.id, old, "a new checker");
+    assert_eq!(new.check.interval, Duration::from_secs(30), "with the new settings");
+    assert!(c.last_checks.is_empty(), "the old check's last result is not the new one's");
+
+    // A failure the replaced checker had already sent arrives late: it is not counted.
+    let late = CheckResult { ok: false, detail: "late".into(), duration: Duration::ZERO, finished: Instant::now() };
+    for _ in 0..3 {
+        c.health_report(Report { service: b.service.clone(), address: b.address, checker: old, result: late.clone() });
+    }
+    assert_eq!(recorder.backend("dns", "127.0.0.1:1").unwrap().0, Health::Unknown);
+    assert!(c.trackers.is_empty());
+    report(&mut c, &b, false, 3);
+    assert_eq!(recorder.backend("dns", "127.0.0.1:1").unwrap().0, Health::Down, "the new checker's count");
+}
+
+#[tokio::test]
+async fn a_reload_that_leaves_the_check_alone_keeps_its_health() {
+    let scratch = Scratch::new();
+    scratch.write(&udp_service("type = \"tcp\"\ninterval = \"60s\""));
+    let (mut c, recorder, _reports) = controller(&scratch);
+    let b = key("dns", "127.0.0.1:1");
+    let checker = c.checkers[&b].id;
+    report(&mut c, &b, false, 3);
+    scratch.write(&(udp_service("type = \"tcp\"\ninterval = \"60s\"") + "weight = 5\n"));
+    c.reload().unwrap();
+    assert_eq!(recorder.backend("dns", "127.0.0.1:1").unwrap().0, Health::Down);
+    assert_eq!(c.checkers[&b].id, checker, "the same checker goes on");
+}
+
+const TWO_SERVICES: &str = "[[service]]\nname = \"web\"\nvip = \"10.0.0.100:80\"\nforwarding = \"dsr\"\n\
+                            health_check = { type = \"none\" }\n\
+                            [[service]]\nname = \"api\"\nvip = \"10.0.0.100:81\"\n\
+                            health_check = { type = \"none\" }\n";
+
+/// The services' names and addresses in the state file.
+fn saved_registrations(path: &Path) -> Vec<(String, String)> {
+    let file: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    file["registrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["service"].as_str().unwrap().to_string(), r["address"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+fn register(c: &mut Controller, service: &str, address: &str) {
+    c.register(service.into(), address.parse().unwrap(), 1, Duration::from_secs(60)).unwrap();
+}
+
+#[tokio::test]
+async fn a_reload_drops_the_registrations_its_services_no_longer_take() {
+    let scratch = Scratch::new();
+    scratch.write(TWO_SERVICES);
+    let (mut c, recorder, _reports) = controller(&scratch);
+    register(&mut c, "web", "10.0.0.11:80");
+    register(&mut c, "web", "10.0.0.12:80");
+    register(&mut c, "api", "10.0.0.13:81");
+    register(&mut c, "api", "10.0.0.14:81");
+    c.set_state("api", "10.0.0.14:81".parse().unwrap(), lb_config::AdminState::Drain).unwrap();
+
+    // web's VIP moves to port 8080 (dsr: its backends' port no longer matches); api goes
+    // IPv6 (both its backends are IPv4). A new service takes nothing of theirs.
+    let next = TWO_SERVICES.replace("10.0.0.100:80\"", "10.0.0.100:8080\"").replace("10.0.0.100:81", "[fd00::100]:81");
+    scratch.write(&next);
+    c.reload().unwrap();
+    assert!(c.registry.registrations.is_empty(), "{:?}", c.registry.registrations);
+    assert!(c.registry.states.is_empty(), "an API-set state goes with the registration");
+    assert!(saved_registrations(&scratch.state()).is_empty(), "and the state file forgets them");
+    // Nothing to drain: their flows were to the VIPs as they were, which are no longer
+    // served. They leave at once, as a fresh start would not have them.
+    assert_eq!(recorder.backend("web", "10.0.0.11:80"), None);
+    assert_eq!(recorder.backend("api", "10.0.0.13:81"), None);
+
+    // A registration that fits stays through a reload; one whose service is gone leaves.
+    register(&mut c, "api", "[fd00::13]:81");
+    scratch.write(&next.replace("name = \"web\"", "name = \"www\""));
+    register(&mut c, "web", "10.0.0.11:8080");
+    c.reload().unwrap();
+    let kept: Vec<String> = c.registry.registrations.keys().map(ToString::to_string).collect();
+    assert_eq!(kept, ["api [fd00::13]:81"]);
+    assert_eq!(saved_registrations(&scratch.state()), [("api".to_string(), "[fd00::13]:81".to_string())]);
+}
+
+#[tokio::test]
+async fn a_reload_the_data_path_refuses_keeps_the_registrations() {
+    let scratch = Scratch::new();
+    scratch.write(TWO_SERVICES);
+    let (mut c, recorder, _reports) = controller(&scratch);
+    register(&mut c, "api", "10.0.0.13:81");
+    scratch.write(&TWO_SERVICES.replace("10.0.0.100:81", "[fd00::100]:81"));
+    recorder.refuse.store(true, Ordering::SeqCst);
+    assert!(matches!(c.reload(), Err(ControlError::NotApplied(_))));
+    let kept: Vec<String> = c.registry.registrations.keys().map(ToString::to_string).collect();
+    assert_eq!(kept, ["api 10.0.0.13:81"], "the running config stays, and all it takes");
+    assert_eq!(saved_registrations(&scratch.state()), [("api".to_string(), "10.0.0.13:81".to_string())]);
+}
+
+#[tokio::test]
+async fn a_start_leaves_out_what_the_state_file_holds_that_the_config_does_not_take() {
+    let scratch = Scratch::new();
+    scratch.write(TWO_SERVICES);
+    let saved = serde_json::json!({"registrations": [
+        {"service": "web", "address": "10.0.0.11:80", "weight": 1, "ttl_ms": 60000},
+        {"service": "web", "address": "10.0.0.12:8080", "weight": 1, "ttl_ms": 60000},
+        {"service": "gone", "address": "10.0.0.13:80", "weight": 1, "ttl_ms": 60000},
+    ]});
+    std::fs::write(scratch.state(), saved.to_string()).unwrap();
+    let cfg = Config::from_file(&scratch.config()).unwrap();
+    let registry = Registry::load(&scratch.state(), Instant::now()).unwrap();
+    let start = Controller::desired(&cfg, &registry);
+    let web: Vec<String> = start.services[0].backends.iter().map(|b| b.address.to_string()).collect();
+    assert_eq!(web, ["10.0.0.11:80"], "the start's tables");
+    let (c, _, _reports) = controller(&scratch);
+    let kept: Vec<String> = c.registry.registrations.keys().map(ToString::to_string).collect();
+    assert_eq!(kept, ["web 10.0.0.11:80"]);
+    assert_eq!(saved_registrations(&scratch.state()), [("web".to_string(), "10.0.0.11:80".to_string())]);
+}
+
+#[tokio::test]
+async fn a_removed_backend_drains_unless_its_services_new_vip_could_not_take_it() {
+    let scratch = Scratch::new();
+    let config = |vip: &str, backend: &str| {
+        format!(
+            "[[service]]\nname = \"api\"\nvip = \"{vip}\"\nhealth_check = {{ type = \"none\" }}\n\
+             [[service.backend]]\naddress = \"{backend}\"\n"
+        )
+    };
+    scratch.write(&config("10.0.0.100:81", "10.0.0.13:81"));
+    let (mut c, recorder, _reports) = controller(&scratch);
+    assert_eq!(recorder.backend("api", "10.0.0.13:81"), Some((Health::Unknown, SOURCE_CONFIG)));
+    scratch.write(&config("10.0.0.100:81", "10.0.0.14:81"));
+    c.reload().unwrap();
+    assert_eq!(recorder.backend("api", "10.0.0.13:81").unwrap().1, SOURCE_RETIRING, "same VIP: its flows drain");
+    scratch.write(&config("[fd00::100]:81", "[fd00::14]:81"));
+    c.reload().unwrap();
+    assert_eq!(recorder.backend("api", "10.0.0.13:81"), None, "an IPv4 backend has no flows at an IPv6 VIP");
+    assert_eq!(recorder.backend("api", "10.0.0.14:81"), None);
+    assert_eq!(recorder.backend("api", "[fd00::14]:81"), Some((Health::Unknown, SOURCE_CONFIG)));
+    assert!(c.retiring.is_empty());
+}
