@@ -4,7 +4,9 @@
 //! Headers: hop-by-hop ones (RFC 9110 §7.6.1: `Connection` and every header it names,
 //! `Keep-Alive`, `Proxy-Connection`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`,
 //! `Proxy-Authenticate`, `Proxy-Authorization`) are removed in both directions: each hop
-//! frames its own messages. `X-Forwarded-For` gets the client's IP appended.
+//! frames its own messages. `X-Forwarded-For` gets the client's IP appended. A request to
+//! switch protocols keeps `Connection: upgrade` and `Upgrade`, and after the backend's 101
+//! the connection becomes a byte relay (`upgrade`).
 //!
 //! Retries: a request that failed before any response byte is sent again, once, on a fresh
 //! connection, when its method is idempotent or it went out on a reused connection (the
@@ -41,6 +43,7 @@ use super::service::ServiceCtx;
 use super::stats::{FlowEntry, ProxyFlow};
 use super::table::{BackendSlot, NoBackend, Picked, Table, MAX_TRIES};
 use super::tracker::{TaskGuard, TaskKind};
+use super::upgrade;
 use crate::select::{ActiveGuard, Flow};
 
 pub type RespBody = Either<UpstreamBody, Full<Bytes>>;
@@ -72,8 +75,12 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<ServiceCtx>, _g
         let ctx = svc_ctx.clone();
         async move { Ok::<_, Infallible>(forward(req, peer, vip, &ctx).await) }
     });
-    let conn =
-        hyper::server::conn::http1::Builder::new().keep_alive(true).half_close(true).serve_connection(io, service);
+    // With upgrades: after a 101 the connection leaves HTTP for `upgrade`'s relay.
+    let conn = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        .half_close(true)
+        .serve_connection(io, service)
+        .with_upgrades();
     tokio::pin!(conn);
     let mut stopping = false;
     loop {
@@ -108,7 +115,7 @@ const REFUSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// closes it. The request is read first (hyper does): answering before it, then closing
 /// with unread bytes, would make the kernel send an RST that can destroy the answer.
 pub async fn refuse(stream: TcpStream, peer: SocketAddr, ctx: Arc<ServiceCtx>, _guard: TaskGuard, why: Refusal) {
-    let name = ctx.name.clone();
+    let name = ctx.name.get();
     let service = hyper::service::service_fn(move |_req: Request<Incoming>| {
         let response = match why {
             Refusal::RateLimited => text(
@@ -188,6 +195,8 @@ impl Head {
 struct Outgoing {
     head: Head,
     body: Pending,
+    /// The client asks to switch protocols (`Upgrade`): sent on a connection of its own.
+    upgrade: Option<upgrade::Requested>,
     /// Safe to send twice by its method.
     idempotent: bool,
     /// Sent again once already: never twice.
@@ -239,14 +248,18 @@ async fn forward(
 /// in; a small body read whole so that it can be sent again. Err: the client's answer (its
 /// body could not be read).
 async fn outgoing(
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     client: SocketAddr,
     vip: SocketAddr,
     ctx: &ServiceCtx,
 ) -> Result<Outgoing, Response<RespBody>> {
+    let upgrade = upgrade::requested(&mut req);
     let (parts, body) = req.into_parts();
     let mut headers = parts.headers;
     strip_hop_by_hop(&mut headers);
+    if let Some(u) = &upgrade {
+        upgrade::ask(&mut headers, &u.protocols);
+    }
     append_forwarded_for(&mut headers, client);
     if !headers.contains_key(HOST) {
         // HTTP/1.0 clients may leave it out; HTTP/1.1 upstream needs one.
@@ -272,7 +285,7 @@ async fn outgoing(
     } else {
         Pending::Stream(body)
     };
-    Ok(Outgoing { head, body, idempotent, retried: false, tries: 0 })
+    Ok(Outgoing { head, body, upgrade, idempotent, retried: false, tries: 0 })
 }
 
 /// Sends the request to the flow's backends of `table` in order, the next one after a
@@ -321,7 +334,8 @@ async fn exchange(
 ) -> Result<Response<RespBody>, Unanswered> {
     let Picked { slot, active } = picked;
     let backend = slot.address;
-    let mut fresh = false;
+    // A switch of protocols takes its connection for good: never a pooled one.
+    let mut fresh = out.upgrade.is_some();
     loop {
         let pooled = if fresh { None } else { pool.checkout(backend, timeout).await };
         let reused = pooled.is_some();
@@ -351,12 +365,16 @@ async fn exchange(
                 ctx.service_stats.pool_requests_total.fetch_add(1, Ordering::Relaxed);
                 slot.stats.connections_total.fetch_add(1, Ordering::Relaxed);
                 let entry = ctx.stats.open_flow(ProxyFlow {
-                    service: ctx.name.clone(),
+                    service: ctx.name.to_string(),
                     protocol: ctx.protocol,
                     client: flow.client,
                     vip: flow.vip,
                     backend,
                 });
+                if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                    let held = upgrade::Held { conn, active, flow: entry };
+                    return Ok(switch(resp, out.upgrade.take(), flow.client, held, ctx));
+                }
                 return Ok(respond(resp, conn, pool.clone(), active, entry));
             }
             Err(mut e) => {
@@ -406,7 +424,7 @@ async fn connect_upstream(slot: &Arc<BackendSlot>, ctx: &Arc<ServiceCtx>, timeou
     tokio::spawn(async move {
         let _guard = guard;
         tokio::select! {
-            r = conn => if let Err(e) = r { debug!(service = %task_ctx.name, backend = %task_slot.address, "upstream connection ended: {e}") },
+            r = conn.with_upgrades() => if let Err(e) = r { debug!(service = %task_ctx.name, backend = %task_slot.address, "upstream connection ended: {e}") },
             _ = task_slot.cut.fired() => {}
             _ = task_ctx.killed() => {}
         }
@@ -434,6 +452,28 @@ fn no_backend(ctx: &ServiceCtx) -> Response<RespBody> {
 
 fn bad_gateway(ctx: &ServiceCtx) -> Response<RespBody> {
     text(StatusCode::BAD_GATEWAY, &format!("502 Bad Gateway: no backend of service {} answered\n", ctx.name))
+}
+
+/// The backend's 101: the connection switches to a relay (see `upgrade`), if the client
+/// asked for a switch and the backend named the protocol; otherwise the client could not
+/// use it and gets a 502.
+fn switch(
+    resp: Response<Incoming>,
+    requested: Option<upgrade::Requested>,
+    client: SocketAddr,
+    held: upgrade::Held,
+    ctx: &Arc<ServiceCtx>,
+) -> Response<RespBody> {
+    let backend = held.conn.slot.address;
+    let why = match requested {
+        Some(r) => match upgrade::switch(resp, r.client, client, held, ctx) {
+            Ok(switched) => return switched.map(|()| Either::Right(Full::new(Bytes::new()))),
+            Err(why) => why,
+        },
+        None => "the backend switched protocols unasked",
+    };
+    warn!(service = %ctx.name, %backend, "{why}");
+    text(StatusCode::BAD_GATEWAY, &format!("502 Bad Gateway: {why}\n"))
 }
 
 fn respond(
