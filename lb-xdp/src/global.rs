@@ -69,10 +69,8 @@ pub fn keep_live_snat_ports(running: &GlobalConfig, mut next: GlobalConfig) -> G
     if running.configured == 0 {
         return next;
     }
-    let candidates = [
-        (running.snat_port_min, running.snat_port_max),
-        (running.prev_snat_port_min, running.prev_snat_port_max),
-    ];
+    let candidates =
+        [(running.snat_port_min, running.snat_port_max), (running.prev_snat_port_min, running.prev_snat_port_max)];
     let (min, max) = candidates
         .into_iter()
         .filter(|&(_, max)| max != 0)

@@ -10,7 +10,6 @@ use tracing::info;
 
 use crate::adopt::{read_existing, Adopted};
 use crate::global::{global_config, keep_live_snat_ports};
-use lb_common::consts::CONFIG_KEY;
 use crate::host::{ensure_bpffs, own_addresses, reserve_snat_ports};
 use crate::load::{self, LINK_PIN};
 use crate::maps::Maps;
@@ -18,6 +17,7 @@ use crate::outcomes::OutcomeWatch;
 use crate::plan::{HostFacts, Ids};
 use crate::writer::Writer;
 use crate::xdp::XdpDataplane;
+use lb_common::consts::CONFIG_KEY;
 use lb_config::desired::Desired;
 use lb_config::{Config, XdpAttach};
 
