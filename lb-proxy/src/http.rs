@@ -29,12 +29,13 @@ use std::time::Duration;
 
 use http_body_util::{BodyExt, Either, Full};
 use hyper::body::{Body, Bytes, Incoming};
-use hyper::header::{HeaderName, HeaderValue, CONNECTION, HOST};
+use hyper::header::{HeaderName, HeaderValue, HOST};
 use hyper::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tracing::{debug, warn};
 
+use super::headers::strip_hop_by_hop;
 use super::idle::Activity;
 use super::io::Metered;
 use super::outcome;
@@ -50,17 +51,6 @@ pub type RespBody = Either<UpstreamBody, Full<Bytes>>;
 
 const IPPROTO_TCP: u8 = 6;
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-authenticate",
-    "proxy-authorization",
-];
 
 /// Serves one client connection until it closes, goes idle for `tcp_idle_timeout`, or the
 /// proxy shuts down (then: the request in flight finishes, keep-alive ends).
@@ -493,23 +483,6 @@ fn text(status: StatusCode, body: &str) -> Response<RespBody> {
     *r.status_mut() = status;
     r.headers_mut().insert(hyper::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     r
-}
-
-/// Removes hop-by-hop headers, including every header `Connection` names.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in HOP_BY_HOP {
-        headers.remove(name);
-    }
 }
 
 /// `X-Forwarded-For: <earlier hops>, <client ip>` (several incoming headers are joined).

@@ -7,6 +7,7 @@
 //! - `tcp`: l4 TCP relay (half-close, resets, connect and idle timeouts).
 //! - `udp` + `sessions`: l4 UDP with a session table.
 //! - `http` + `pool`: HTTP/1.1 proxy over pooled keep-alive upstream connections;
+//!   `headers`: the hop-by-hop headers it removes;
 //!   `upgrade`: an `Upgrade` (WebSocket) switched to a byte relay after the backend's 101.
 //! - `table`: the per-service selector, swapped on reconcile, and a new flow's picks;
 //!   `service`: what a service's tasks share; `signal`: what ends them; `stats`: counters
@@ -20,6 +21,7 @@
 //! state. There, a backend that may no longer keep its flows (maintenance, down, gone) has
 //! its connections closed: the proxy's way of re-steering them.
 mod accept;
+mod headers;
 mod http;
 mod idle;
 mod io;

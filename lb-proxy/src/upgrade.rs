@@ -19,6 +19,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tracing::debug;
 
+use super::headers::strip_hop_by_hop;
 use super::io::Metered;
 use super::pool::Conn;
 use super::service::ServiceCtx;
@@ -91,7 +92,7 @@ pub fn switch(
     };
     let backend = hyper::upgrade::on(&mut resp);
     let (mut parts, _) = resp.into_parts();
-    super::http::strip_hop_by_hop(&mut parts.headers);
+    strip_hop_by_hop(&mut parts.headers);
     ask(&mut parts.headers, &protocols);
     let guard = ctx.track(TaskKind::Connection);
     let idle = ctx.table.load().settings.tcp_idle_timeout;
@@ -176,7 +177,7 @@ mod tests {
         h.insert(CONNECTION, HeaderValue::from_static("upgrade, x-secret"));
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert(UPGRADE, HeaderValue::from_static("websocket"));
-        super::super::http::strip_hop_by_hop(&mut h);
+        strip_hop_by_hop(&mut h);
         ask(&mut h, &HeaderValue::from_static("websocket"));
         assert_eq!(h.get(CONNECTION).unwrap(), "upgrade");
         assert_eq!(h.get(UPGRADE).unwrap(), "websocket");
