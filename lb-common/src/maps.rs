@@ -119,10 +119,16 @@ pub struct GlobalConfig {
     pub tcp_closing_ns: u64,
     pub snat_v6: [u32; 4],
     pub snat_v4: u32,
-    /// Host byte order, inclusive.
+    /// `snat_ports`: new flows get their ports here. Host byte order, inclusive.
     pub snat_port_min: u16,
     pub snat_port_max: u16,
-    pub lb_mac: [u8; 6],
+    /// The `snat_ports` before the last change (host order, inclusive; 0-0: none). Replies
+    /// to its ports are still ours: flows that got them before a reload keep working. These
+    /// four bytes were an unused, always-zero field before, so a pin written by an older
+    /// daemon reads as "no previous range", which is what it means.
+    pub prev_snat_port_min: u16,
+    pub prev_snat_port_max: u16,
+    pub _pad_ports: [u8; 2],
     /// Non-zero once the daemon has written the entry.
     pub configured: u8,
     pub _pad: u8,
@@ -219,6 +225,15 @@ pub struct BackendMeta {
 }
 
 impl GlobalConfig {
+    /// Is `port` (host order), on the SNAT address, possibly one of our nat flows: in
+    /// `snat_ports`, or in the range before its last change (whose flows live on)? Any
+    /// other port is the host's own traffic, which never costs an `LB_NAT` lookup.
+    #[inline(always)]
+    pub fn is_snat_port(&self, port: u16) -> bool {
+        (port >= self.snat_port_min && port <= self.snat_port_max)
+            || (self.prev_snat_port_max != 0 && port >= self.prev_snat_port_min && port <= self.prev_snat_port_max)
+    }
+
     /// How long a flow may sit idle before it counts as gone: the protocol's timeout, or the
     /// short closing one once a FIN or RST was seen. The data path, `lb list flows` and
     /// `lb explain` all decide liveness with this one rule.
@@ -290,7 +305,7 @@ mod tests {
         assert_eq!(size_of::<FlowState>(), 8 + 4 + 2 + 1 + 1);
         assert_eq!(size_of::<NatKey>(), 16 + 2 + 2 + 1 + 1 + 2);
         assert_eq!(size_of::<NatValue>(), 16 + 16 + 2 + 2 + 4 + 4 + 6 + 2);
-        assert_eq!(size_of::<GlobalConfig>(), 8 * 3 + 16 + 4 + 2 + 2 + 6 + 1 + 1);
+        assert_eq!(size_of::<GlobalConfig>(), 8 * 3 + 16 + 4 + 2 + 2 + 2 + 2 + 2 + 1 + 1);
         assert_eq!(size_of::<Counters>(), 24);
         assert_eq!(size_of::<ServiceMeta>(), 48 + 20 + 4 + 4);
         assert_eq!(size_of::<BackendMeta>(), 12);
@@ -318,5 +333,32 @@ mod liveness_tests {
         assert!(!closing.is_live(PROTO_TCP, 1011, &cfg));
         assert!(open.is_live(PROTO_UDP, 1030, &cfg));
         assert!(!open.is_live(PROTO_UDP, 1031, &cfg));
+    }
+}
+
+#[cfg(test)]
+mod snat_port_tests {
+    use super::*;
+
+    #[test]
+    fn replies_are_ours_in_the_current_range_and_in_the_one_before_a_change() {
+        let cfg = GlobalConfig { snat_port_min: 30000, snat_port_max: 30999, ..Default::default() };
+        assert!(cfg.is_snat_port(30000) && cfg.is_snat_port(30999));
+        assert!(!cfg.is_snat_port(29999) && !cfg.is_snat_port(31000));
+        assert!(!cfg.is_snat_port(0), "no previous range: port 0 is not ours either");
+        let changed = GlobalConfig { prev_snat_port_min: 20000, prev_snat_port_max: 20999, ..cfg };
+        assert!(changed.is_snat_port(20000) && changed.is_snat_port(20999) && changed.is_snat_port(30500));
+        assert!(!changed.is_snat_port(19999) && !changed.is_snat_port(21000) && !changed.is_snat_port(25000));
+    }
+
+    /// The previous range sits where an unused, always-zero field was, and nothing else
+    /// moved: pins written before it read as "no previous range" (no layout bump needed).
+    #[test]
+    fn the_previous_range_reuses_the_retired_field_and_moves_nothing() {
+        use core::mem::offset_of;
+        assert_eq!(offset_of!(GlobalConfig, snat_port_max), 46);
+        assert_eq!(offset_of!(GlobalConfig, prev_snat_port_min), 48);
+        assert_eq!(offset_of!(GlobalConfig, configured), 54);
+        assert_eq!(core::mem::size_of::<GlobalConfig>(), 56);
     }
 }

@@ -128,8 +128,10 @@ pub fn to_snat_address(p: &L3, cfg: &GlobalConfig) -> bool {
 }
 
 /// The `LB_NAT` key of a packet a backend sent to our SNAT address (a reply, or the packet
-/// an ICMP error quotes): `None` when its SNAT-side port is outside `snat_ports`, so it
-/// cannot be one of our flows. Inlined: six arguments would not pass a BPF call.
+/// an ICMP error quotes): `None` when its SNAT-side port is neither in `snat_ports` nor in
+/// the range before its last change (flows that got a port there before a reload live on),
+/// so it cannot be one of our flows and costs no lookup. Inlined: six arguments would not
+/// pass a BPF call.
 #[inline(always)]
 pub fn reply_key(
     backend_addr: [u32; 4],
@@ -139,8 +141,7 @@ pub fn reply_key(
     family: u8,
     cfg: &GlobalConfig,
 ) -> Option<NatKey> {
-    let port = u16::from_be(snat_port);
-    if port < cfg.snat_port_min || port > cfg.snat_port_max {
+    if !cfg.is_snat_port(u16::from_be(snat_port)) {
         return None;
     }
     Some(NatKey { backend_addr, backend_port, snat_port, proto, family, _pad: [0; 2] })

@@ -4,7 +4,9 @@
 //! Headers: hop-by-hop ones (RFC 9110 §7.6.1: `Connection` and every header it names,
 //! `Keep-Alive`, `Proxy-Connection`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`,
 //! `Proxy-Authenticate`, `Proxy-Authorization`) are removed in both directions: each hop
-//! frames its own messages. `X-Forwarded-For` gets the client's IP appended.
+//! frames its own messages. `X-Forwarded-For` gets the client's IP appended. A request to
+//! switch protocols keeps `Connection: upgrade` and `Upgrade`, and after the backend's 101
+//! the connection becomes a byte relay (`upgrade`).
 //!
 //! Retries: a request that failed before any response byte is sent again, once, on a fresh
 //! connection, when its method is idempotent or it went out on a reused connection (the
@@ -27,12 +29,13 @@ use std::time::Duration;
 
 use http_body_util::{BodyExt, Either, Full};
 use hyper::body::{Body, Bytes, Incoming};
-use hyper::header::{HeaderName, HeaderValue, CONNECTION, HOST};
+use hyper::header::{HeaderName, HeaderValue, HOST};
 use hyper::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tracing::{debug, warn};
 
+use super::headers::strip_hop_by_hop;
 use super::idle::Activity;
 use super::io::Metered;
 use super::outcome;
@@ -41,23 +44,13 @@ use super::service::ServiceCtx;
 use super::stats::{FlowEntry, ProxyFlow};
 use super::table::{BackendSlot, NoBackend, Picked, Table, MAX_TRIES};
 use super::tracker::{TaskGuard, TaskKind};
+use super::upgrade;
 use crate::select::{ActiveGuard, Flow};
 
 pub type RespBody = Either<UpstreamBody, Full<Bytes>>;
 
 const IPPROTO_TCP: u8 = 6;
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-authenticate",
-    "proxy-authorization",
-];
 
 /// Serves one client connection until it closes, goes idle for `tcp_idle_timeout`, or the
 /// proxy shuts down (then: the request in flight finishes, keep-alive ends).
@@ -72,8 +65,12 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<ServiceCtx>, _g
         let ctx = svc_ctx.clone();
         async move { Ok::<_, Infallible>(forward(req, peer, vip, &ctx).await) }
     });
-    let conn =
-        hyper::server::conn::http1::Builder::new().keep_alive(true).half_close(true).serve_connection(io, service);
+    // With upgrades: after a 101 the connection leaves HTTP for `upgrade`'s relay.
+    let conn = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        .half_close(true)
+        .serve_connection(io, service)
+        .with_upgrades();
     tokio::pin!(conn);
     let mut stopping = false;
     loop {
@@ -108,7 +105,7 @@ const REFUSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// closes it. The request is read first (hyper does): answering before it, then closing
 /// with unread bytes, would make the kernel send an RST that can destroy the answer.
 pub async fn refuse(stream: TcpStream, peer: SocketAddr, ctx: Arc<ServiceCtx>, _guard: TaskGuard, why: Refusal) {
-    let name = ctx.name.clone();
+    let name = ctx.name.get();
     let service = hyper::service::service_fn(move |_req: Request<Incoming>| {
         let response = match why {
             Refusal::RateLimited => text(
@@ -188,6 +185,8 @@ impl Head {
 struct Outgoing {
     head: Head,
     body: Pending,
+    /// The client asks to switch protocols (`Upgrade`): sent on a connection of its own.
+    upgrade: Option<upgrade::Requested>,
     /// Safe to send twice by its method.
     idempotent: bool,
     /// Sent again once already: never twice.
@@ -239,14 +238,18 @@ async fn forward(
 /// in; a small body read whole so that it can be sent again. Err: the client's answer (its
 /// body could not be read).
 async fn outgoing(
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     client: SocketAddr,
     vip: SocketAddr,
     ctx: &ServiceCtx,
 ) -> Result<Outgoing, Response<RespBody>> {
+    let upgrade = upgrade::requested(&mut req);
     let (parts, body) = req.into_parts();
     let mut headers = parts.headers;
     strip_hop_by_hop(&mut headers);
+    if let Some(u) = &upgrade {
+        upgrade::ask(&mut headers, &u.protocols);
+    }
     append_forwarded_for(&mut headers, client);
     if !headers.contains_key(HOST) {
         // HTTP/1.0 clients may leave it out; HTTP/1.1 upstream needs one.
@@ -272,7 +275,7 @@ async fn outgoing(
     } else {
         Pending::Stream(body)
     };
-    Ok(Outgoing { head, body, idempotent, retried: false, tries: 0 })
+    Ok(Outgoing { head, body, upgrade, idempotent, retried: false, tries: 0 })
 }
 
 /// Sends the request to the flow's backends of `table` in order, the next one after a
@@ -321,7 +324,8 @@ async fn exchange(
 ) -> Result<Response<RespBody>, Unanswered> {
     let Picked { slot, active } = picked;
     let backend = slot.address;
-    let mut fresh = false;
+    // A switch of protocols takes its connection for good: never a pooled one.
+    let mut fresh = out.upgrade.is_some();
     loop {
         let pooled = if fresh { None } else { pool.checkout(backend, timeout).await };
         let reused = pooled.is_some();
@@ -351,12 +355,16 @@ async fn exchange(
                 ctx.service_stats.pool_requests_total.fetch_add(1, Ordering::Relaxed);
                 slot.stats.connections_total.fetch_add(1, Ordering::Relaxed);
                 let entry = ctx.stats.open_flow(ProxyFlow {
-                    service: ctx.name.clone(),
+                    service: ctx.name.to_string(),
                     protocol: ctx.protocol,
                     client: flow.client,
                     vip: flow.vip,
                     backend,
                 });
+                if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                    let held = upgrade::Held { conn, active, flow: entry };
+                    return Ok(switch(resp, out.upgrade.take(), flow.client, held, ctx));
+                }
                 return Ok(respond(resp, conn, pool.clone(), active, entry));
             }
             Err(mut e) => {
@@ -406,7 +414,7 @@ async fn connect_upstream(slot: &Arc<BackendSlot>, ctx: &Arc<ServiceCtx>, timeou
     tokio::spawn(async move {
         let _guard = guard;
         tokio::select! {
-            r = conn => if let Err(e) = r { debug!(service = %task_ctx.name, backend = %task_slot.address, "upstream connection ended: {e}") },
+            r = conn.with_upgrades() => if let Err(e) = r { debug!(service = %task_ctx.name, backend = %task_slot.address, "upstream connection ended: {e}") },
             _ = task_slot.cut.fired() => {}
             _ = task_ctx.killed() => {}
         }
@@ -436,6 +444,28 @@ fn bad_gateway(ctx: &ServiceCtx) -> Response<RespBody> {
     text(StatusCode::BAD_GATEWAY, &format!("502 Bad Gateway: no backend of service {} answered\n", ctx.name))
 }
 
+/// The backend's 101: the connection switches to a relay (see `upgrade`), if the client
+/// asked for a switch and the backend named the protocol; otherwise the client could not
+/// use it and gets a 502.
+fn switch(
+    resp: Response<Incoming>,
+    requested: Option<upgrade::Requested>,
+    client: SocketAddr,
+    held: upgrade::Held,
+    ctx: &Arc<ServiceCtx>,
+) -> Response<RespBody> {
+    let backend = held.conn.slot.address;
+    let why = match requested {
+        Some(r) => match upgrade::switch(resp, r.client, client, held, ctx) {
+            Ok(switched) => return switched.map(|()| Either::Right(Full::new(Bytes::new()))),
+            Err(why) => why,
+        },
+        None => "the backend switched protocols unasked",
+    };
+    warn!(service = %ctx.name, %backend, "{why}");
+    text(StatusCode::BAD_GATEWAY, &format!("502 Bad Gateway: {why}\n"))
+}
+
 fn respond(
     resp: Response<Incoming>,
     conn: Conn,
@@ -453,23 +483,6 @@ fn text(status: StatusCode, body: &str) -> Response<RespBody> {
     *r.status_mut() = status;
     r.headers_mut().insert(hyper::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     r
-}
-
-/// Removes hop-by-hop headers, including every header `Connection` names.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in HOP_BY_HOP {
-        headers.remove(name);
-    }
 }
 
 /// `X-Forwarded-For: <earlier hops>, <client ip>` (several incoming headers are joined).

@@ -28,6 +28,12 @@ impl Metered {
         Metered { stream, activity: None, backend: Some(backend) }
     }
 
+    /// The stream itself, for a connection that leaves HTTP (an `Upgrade`): from then on
+    /// the relay counts its bytes.
+    pub fn into_stream(self) -> TcpStream {
+        self.stream
+    }
+
     fn note(&self, n: usize, read: bool) {
         if n == 0 {
             return;

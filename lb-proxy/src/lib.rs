@@ -6,7 +6,9 @@
 //!   `http` by the service's mode.
 //! - `tcp`: l4 TCP relay (half-close, resets, connect and idle timeouts).
 //! - `udp` + `sessions`: l4 UDP with a session table.
-//! - `http` + `pool`: HTTP/1.1 proxy over pooled keep-alive upstream connections.
+//! - `http` + `pool`: HTTP/1.1 proxy over pooled keep-alive upstream connections;
+//!   `headers`: the hop-by-hop headers it removes;
+//!   `upgrade`: an `Upgrade` (WebSocket) switched to a byte relay after the backend's 101.
 //! - `table`: the per-service selector, swapped on reconcile, and a new flow's picks;
 //!   `service`: what a service's tasks share; `signal`: what ends them; `stats`: counters
 //!   and metrics; `tracker`: every task counted.
@@ -19,6 +21,7 @@
 //! state. There, a backend that may no longer keep its flows (maintenance, down, gone) has
 //! its connections closed: the proxy's way of re-steering them.
 mod accept;
+mod headers;
 mod http;
 mod idle;
 mod io;
@@ -34,6 +37,7 @@ mod table;
 mod tcp;
 mod tracker;
 mod udp;
+mod upgrade;
 
 pub mod select;
 
@@ -124,7 +128,8 @@ impl ProxyDataplane {
 
     /// Brings the proxy in line with `desired`: each service's selector rebuilt from its
     /// in-rotation backends and swapped in; services added or removed (or whose VIP,
-    /// protocol or mode changed) get their listeners opened or closed; connections keep
+    /// protocol or mode changed) get their listeners opened or closed, while a service
+    /// renamed with its listen key unchanged keeps them under its new name; connections keep
     /// their backend, except that connections to a backend that may no longer keep flows
     /// (maintenance, down, removed) are closed. All listeners are bound before anything
     /// changes: on error the proxy is as it was.
@@ -133,11 +138,15 @@ impl ProxyDataplane {
         let workers = listen::worker_count(desired.settings.workers);
         let key_of = |s: &DesiredService| ListenKey { vip: s.vip, protocol: s.protocol, mode: s.proxy_mode, workers };
 
+        // 0. Renames: a service gone whose listen key a new name takes over is that service,
+        // renamed; it keeps its listeners and connections (as the XDP path keeps flows).
+        let renames = self.renames(desired, &key_of);
+
         // 1. Bind what is new (the only step that can fail).
         let mut bound: HashMap<String, Bound> = HashMap::new();
         for s in &desired.services {
             let key = key_of(s);
-            if self.services.get(&s.name).is_some_and(|r| r.key == key) {
+            if self.services.get(&s.name).is_some_and(|r| r.key == key) || renames.contains_key(&s.name) {
                 continue;
             }
             let sockets = match s.protocol {
@@ -147,6 +156,10 @@ impl ProxyDataplane {
             let sockets =
                 sockets.with_context(|| format!("service {}: cannot listen on {} ({})", s.name, s.vip, s.protocol))?;
             bound.insert(s.name.clone(), sockets);
+        }
+
+        for (to, from) in renames {
+            self.rename(&from, to);
         }
 
         // 2. Services that are gone: listeners closed, connections closed.
@@ -182,7 +195,7 @@ impl ProxyDataplane {
                 }
             };
             let ctx = Arc::new(ServiceCtx {
-                name: s.name.clone(),
+                name: service::ServiceName::new(&s.name),
                 vip: s.vip,
                 protocol: s.protocol,
                 mode: key.mode,
@@ -220,6 +233,40 @@ impl ProxyDataplane {
             |service| wanted.contains_key(service),
         );
         Ok(())
+    }
+
+    /// New name → old name, for each service that is gone while a service not running yet
+    /// has its listen key (VIP, protocol, mode, workers): one service under another name.
+    /// Keys are unique among running services and among desired ones, so the match is 1:1.
+    fn renames(&self, desired: &Desired, key_of: &impl Fn(&DesiredService) -> ListenKey) -> HashMap<String, String> {
+        let wanted: std::collections::HashSet<&str> = desired.services.iter().map(|s| s.name.as_str()).collect();
+        let mut gone: Vec<(&String, &ListenKey)> =
+            self.services.iter().filter(|(n, _)| !wanted.contains(n.as_str())).map(|(n, rt)| (n, &rt.key)).collect();
+        let mut renames = HashMap::new();
+        for s in desired.services.iter().filter(|s| !self.services.contains_key(&s.name)) {
+            let key = key_of(s);
+            if let Some(i) = gone.iter().position(|(_, k)| **k == key) {
+                let (from, _) = gone.swap_remove(i);
+                renames.insert(s.name.clone(), from.clone());
+            }
+        }
+        renames
+    }
+
+    /// One service under a new name: the same listeners, connections, counters and outcomes.
+    fn rename(&mut self, from: &str, to: String) {
+        let Some(rt) = self.services.remove(from) else { return };
+        info!(from, to = %to, vip = %rt.key.vip, "service renamed: listeners and connections kept");
+        self.stats.rename_service(from, &to);
+        rt.ctx.name.set(&to);
+        // Outcomes already reported stay reported: the counters carry on under `to`.
+        let seen: Vec<BackendKey> = self.outcomes_seen.keys().filter(|k| k.service == from).cloned().collect();
+        for key in seen {
+            if let Some(v) = self.outcomes_seen.remove(&key) {
+                self.outcomes_seen.insert(BackendKey::new(to.clone(), key.address), v);
+            }
+        }
+        self.services.insert(to, rt);
     }
 
     /// Stops accepting, lets in-flight connections finish for up to `drain`, then closes the

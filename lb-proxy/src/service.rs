@@ -1,8 +1,9 @@
 //! What the tasks of one service share: its name and VIP, the current table, its counters,
 //! its rate limiter, and the two signals that end them (stop accepting; close everything
 //! now).
+use std::fmt;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use super::limit::RateLimiter;
 use super::pool::UpstreamPool;
@@ -14,7 +15,9 @@ use super::tracker::{TaskGuard, TaskKind};
 use lb_config::{Protocol, ProxyMode};
 
 pub struct ServiceCtx {
-    pub name: String,
+    /// Renamed in place when a reload renames the service and keeps its listen key, so
+    /// its listeners and connections carry on under the new name.
+    pub name: ServiceName,
     pub vip: SocketAddr,
     pub protocol: Protocol,
     pub mode: ProxyMode,
@@ -51,7 +54,7 @@ impl ServiceCtx {
     }
 
     pub fn track(&self, kind: TaskKind) -> TaskGuard {
-        self.stats.tasks().enter(kind, &self.name)
+        self.stats.tasks().enter(kind, &self.name.get())
     }
 
     /// The flow's VIP: the service's, or when it listens on every address, the one the
@@ -61,5 +64,28 @@ impl ServiceCtx {
             Some(l) if self.vip.ip().is_unspecified() => l,
             _ => self.vip,
         }
+    }
+}
+
+/// A service's name as its tasks read it now: logs, flows and counters follow a rename.
+pub struct ServiceName(RwLock<Arc<str>>);
+
+impl ServiceName {
+    pub fn new(name: &str) -> Self {
+        ServiceName(RwLock::new(name.into()))
+    }
+
+    pub fn get(&self) -> Arc<str> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn set(&self, name: &str) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = name.into();
+    }
+}
+
+impl fmt::Display for ServiceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.get())
     }
 }

@@ -202,6 +202,32 @@ impl ProxyStats {
         self.services.write().unwrap_or_else(|e| e.into_inner()).retain(|s, _| keep_service(s));
     }
 
+    /// A service renamed in place: its counters (service, backends), open flows and task
+    /// counts go on under the new name, as the same series.
+    pub(crate) fn rename_service(&self, from: &str, to: &str) {
+        {
+            let mut services = self.services.write().unwrap_or_else(|e| e.into_inner());
+            if let Some(s) = services.remove(from) {
+                services.insert(to.to_string(), s);
+            }
+        }
+        {
+            let mut backends = self.backends.write().unwrap_or_else(|e| e.into_inner());
+            let moved: Vec<(String, SocketAddr)> = backends.keys().filter(|(s, _)| s == from).cloned().collect();
+            for key in moved {
+                if let Some(b) = backends.remove(&key) {
+                    backends.insert((to.to_string(), key.1), b);
+                }
+            }
+        }
+        for shard in &self.flows.shards {
+            for flow in shard.lock().unwrap_or_else(|e| e.into_inner()).values_mut().filter(|f| f.service == from) {
+                flow.service = to.to_string();
+            }
+        }
+        self.tasks.rename_service(from, to);
+    }
+
     /// Registers an open flow until the returned entry is dropped.
     pub(crate) fn open_flow(self: &Arc<Self>, flow: ProxyFlow) -> FlowEntry {
         let id = self.flows.next.fetch_add(1, Ordering::Relaxed);

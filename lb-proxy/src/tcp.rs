@@ -109,40 +109,57 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, ctx: Arc<ServiceCtx>, _g
     drop(table);
     let backend = up.slot.address;
     let _flow = ctx.stats.open_flow(ProxyFlow {
-        service: ctx.name.clone(),
+        service: ctx.name.to_string(),
         protocol: ctx.protocol,
         client: peer,
         vip,
         backend,
     });
     debug!(service = %ctx.name, client = %peer, %backend, "connection open");
-    let (mut client, mut server) = (client, up.stream);
     // The connect alone does not prove the backend works (one that accepts and resets at
     // once would never be ejected): the flow succeeds with the backend's first byte, or
     // when it ends without the backend failing; it fails if the backend resets before
     // sending anything.
     let verdict = Verdict::new(up.slot.stats.clone());
+    relay(client, up.stream, peer, &up.slot, &ctx, idle, Some(&verdict)).await;
+}
+
+/// Copies bytes both ways between a client and its backend until both sides are done,
+/// either resets, the connection goes idle for `idle`, or its backend or service is closed
+/// (then both are reset). The l4 relay, and an HTTP connection after an `Upgrade`.
+/// `verdict`: the flow's outcome, decided by how the backend's side ends.
+pub async fn relay(
+    mut client: TcpStream,
+    mut server: TcpStream,
+    peer: SocketAddr,
+    slot: &BackendSlot,
+    ctx: &ServiceCtx,
+    idle: Duration,
+    verdict: Option<&Verdict>,
+) {
+    let backend = slot.address;
     let end = {
         let activity = Activity::new();
-        let stats = &up.slot.stats;
+        let stats = &slot.stats;
         let (cr, cw) = client.split();
         let (sr, sw) = server.split();
         let upstream = pipe(cr, sw, &stats.bytes_in, &activity, None).map_err(|(f, e)| (f == Fault::Write, e));
-        let downstream =
-            pipe(sr, cw, &stats.bytes_out, &activity, Some(&verdict)).map_err(|(f, e)| (f == Fault::Read, e));
+        let downstream = pipe(sr, cw, &stats.bytes_out, &activity, verdict).map_err(|(f, e)| (f == Fault::Read, e));
         tokio::select! {
             r = async { tokio::try_join!(upstream, downstream) } => match r {
                 Ok(_) => End::Done,
                 Err((backend, error)) => End::Error { backend, error },
             },
             _ = activity.expired(idle) => End::Idle,
-            _ = up.slot.cut.fired() => End::Closed,
+            _ = slot.cut.fired() => End::Closed,
             _ = ctx.killed() => End::Closed,
         }
     };
-    match &end {
-        End::Error { backend: true, .. } => verdict.fail(),
-        _ => verdict.succeed(),
+    if let Some(verdict) = verdict {
+        match &end {
+            End::Error { backend: true, .. } => verdict.fail(),
+            _ => verdict.succeed(),
+        }
     }
     match &end {
         End::Error { backend: by_backend, error } => {

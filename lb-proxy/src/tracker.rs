@@ -76,6 +76,15 @@ impl TaskTracker {
         m.get(service).map_or(0, |c| c.load(Ordering::SeqCst))
     }
 
+    /// The service's tasks are counted under its new name from now on (the same counter:
+    /// tasks already running keep counting in it).
+    pub fn rename_service(&self, from: &str, to: &str) {
+        let mut m = self.per_service.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = m.remove(from) {
+            m.insert(to.to_string(), c);
+        }
+    }
+
     /// Returns once no tracked task is alive.
     pub async fn wait_idle(&self) {
         loop {

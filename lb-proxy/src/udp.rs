@@ -118,7 +118,7 @@ fn open(
         slot.stats.connections_total.fetch_add(1, Ordering::Relaxed);
         let backend = slot.address;
         let session = Arc::new(Session::new(socket, slot));
-        let flow_entry = ctx.stats.open_flow(ProxyFlow { service: ctx.name.clone(), protocol: ctx.protocol, client, vip, backend });
+        let flow_entry = ctx.stats.open_flow(ProxyFlow { service: ctx.name.to_string(), protocol: ctx.protocol, client, vip, backend });
         let guard = ctx.track(TaskKind::Session);
         let idle = table.settings.udp_idle_timeout;
         debug!(service = %ctx.name, %client, %backend, "udp session open");

@@ -519,6 +519,69 @@ fn vip_change_moves_the_listener_and_keeps_open_connections() {
 }
 
 #[test]
+fn renamed_service_keeps_its_listeners_open_connections_and_counters() {
+    run(async {
+        let fds = fd_count();
+        let servers = vec![tagged_echo("a").await, udp_echo("u").await];
+        let (tcp, udp) = (servers[0].addr, servers[1].addr);
+        let (vip, vip_udp) = (vip_tcp(), SocketAddr::from((Ipv4Addr::LOCALHOST, free_udp_port())));
+        let with_names = |web: &str, dns: &str| {
+            config(
+                "",
+                &(service(web, vip, "", &w1(&[tcp])) + &service(dns, vip_udp, "protocol = \"udp\"", &w1(&[udp]))),
+            )
+        };
+        let mut dp = start(&with_names("web", "dns"));
+        let mut kept = within(Duration::from_secs(5), "connect", TcpStream::connect(vip)).await.unwrap();
+        let mut name = [0u8; 2];
+        within(Duration::from_secs(5), "name", kept.read_exact(&mut name)).await.unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        client.connect(vip_udp).await.unwrap();
+        let ask_udp = |what: &'static str| {
+            let client = &client;
+            async move {
+                client.send(what.as_bytes()).await.unwrap();
+                let mut buf = [0u8; 64];
+                let n = within(Duration::from_secs(2), "udp reply", client.recv(&mut buf)).await.unwrap();
+                String::from_utf8_lossy(&buf[..n]).into_owned()
+            }
+        };
+        assert_eq!(ask_udp("one").await, "u:one");
+
+        // Both renamed, VIPs unchanged: same service, new name.
+        dp.reconcile(&Desired::from_config(&with_names("site", "names"))).unwrap();
+        assert_eq!((dp.listening("site"), dp.listening("web")), (Some(vip), None));
+        echoes(&mut kept, "still here").await;
+        assert_eq!(ask_udp("two").await, "u:two", "the UDP session carries on");
+        let udp_counts = dp.stats().backend("names", udp).expect("the UDP backend's counters, under the new name");
+        assert_eq!((udp_counts.connections_total, udp_counts.bytes_in), (1, 6), "one session across the rename");
+        assert_eq!(ask_name(vip).await, "a", "new connections are accepted");
+        // One series under the new name: the kept connection, the new one, the open flow.
+        let stats = dp.stats();
+        assert_eq!(stats.backend("site", tcp).map(|c| c.connections_total), Some(2));
+        assert_eq!(stats.backend("web", tcp), None);
+        let flows = stats.flows();
+        assert!(flows.iter().any(|f| f.service == "site" && f.backend == tcp), "{flows:?}");
+        assert!(flows.iter().all(|f| f.service != "web" && f.service != "dns"), "{flows:?}");
+        within(Duration::from_secs(2), "the kept connection, counted under its new name", async {
+            while stats.tasks().live_connections("site") != 1 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+
+        // A rename that also moves the VIP is a new service: the old one's connections go.
+        let moved = config("", &service("web", vip_tcp(), "", &w1(&[tcp])));
+        dp.reconcile(&Desired::from_config(&moved)).unwrap();
+        let mut buf = [0u8; 8];
+        let r = within(Duration::from_secs(2), "connection of the removed service closes", kept.read(&mut buf)).await;
+        assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
+        drop((kept, client));
+        finish(dp, servers, fds).await;
+    });
+}
+
+#[test]
 fn bind_failure_names_the_vip_and_the_os_error() {
     run(async {
         let fds = fd_count();
@@ -875,6 +938,67 @@ fn http_request_on_a_connection_the_backend_just_closed_is_retried_once() {
             assert_eq!(r.status, 200, "{method} {i}: {r:?}");
         }
         assert_eq!(servers[0].requests.load(Ordering::SeqCst), 5);
+        drop(c);
+        finish(dp, servers, fds).await;
+    });
+}
+
+#[test]
+fn http_upgrade_switches_to_a_byte_relay_after_the_backends_101() {
+    run(async {
+        let fds = fd_count();
+        let servers = vec![upgrade_backend("ws").await];
+        let vip = vip_tcp();
+        let dp = start(&config("", &http_service("web", vip, "", &[servers[0].addr])));
+        let mut s = within(Duration::from_secs(5), "connect", TcpStream::connect(vip)).await.unwrap();
+        s.write_all(b"GET /chat HTTP/1.1\r\nHost: test\r\nConnection: keep-alive, Upgrade\r\nUpgrade: echo\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = Vec::new();
+        let (head, start) =
+            within(Duration::from_secs(5), "the 101", read_head(&mut s, &mut buf)).await.expect("a head");
+        let (status, headers) = parse_head(&head);
+        assert!(status.starts_with("HTTP/1.1 101"), "{head}");
+        assert_eq!(header(&headers, "upgrade"), Some("echo"), "{head}");
+        assert!(header(&headers, "connection").is_some_and(|c| c.eq_ignore_ascii_case("upgrade")), "{head}");
+        // What the backend sent right behind its 101 comes through.
+        buf.drain(..start);
+        let hello = b"hello from ws\n";
+        while buf.len() < hello.len() {
+            let mut chunk = [0u8; 64];
+            let n = within(Duration::from_secs(2), "the backend's first bytes", s.read(&mut chunk)).await.unwrap();
+            assert_ne!(n, 0, "closed after the 101");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        assert_eq!(&buf[..], hello);
+        // From now on bytes, not HTTP, both ways; the connection is one open flow.
+        echoes(&mut s, "\u{0}\u{1} not HTTP at all\r\n\r\n").await;
+        echoes(&mut s, "GET / HTTP/1.1\r\n\r\n").await;
+        let flows = dp.stats().flows();
+        assert_eq!(flows.iter().map(|f| f.backend).collect::<Vec<_>>(), vec![servers[0].addr], "{flows:?}");
+        assert_eq!(dp.stats().backend("web", servers[0].addr).map(|c| c.active), Some(1), "in use while upgraded");
+        // The client's FIN reaches the backend, whose FIN comes back: a clean end.
+        s.shutdown().await.unwrap();
+        let mut rest = [0u8; 8];
+        let r = within(Duration::from_secs(2), "the relay ends", s.read(&mut rest)).await;
+        assert!(matches!(r, Ok(0)), "{r:?}");
+        drop(s);
+        finish(dp, servers, fds).await;
+    });
+}
+
+#[test]
+fn http_upgrade_the_backend_declines_leaves_the_connection_http() {
+    run(async {
+        let fds = fd_count();
+        let servers = vec![http_backend("plain", HttpOpts::default()).await];
+        let vip = vip_tcp();
+        let dp = start(&config("", &http_service("web", vip, "", &[servers[0].addr])));
+        let mut c = HttpClient::connect(vip).await;
+        let r = c.send("GET", "/chat", &[("Connection", "Upgrade"), ("Upgrade", "echo")], "").await.unwrap();
+        assert_eq!(r.status, 200);
+        assert!(r.body.contains("upgrade: echo"), "the switch is asked of the backend:\n{}", r.body);
+        assert_eq!(c.get("/next").await.status, 200, "the connection goes on as HTTP");
         drop(c);
         finish(dp, servers, fds).await;
     });

@@ -457,6 +457,7 @@ fn every_json_field_of_lb_list_and_lb_explain_is_in_docs_cli() {
         client: s(),
         vip: s(),
         backend: s(),
+        backend_retired: false,
         snat_port: None,
         idle_seconds: 0.0,
         closing: false,

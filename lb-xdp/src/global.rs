@@ -1,5 +1,6 @@
 //! The data path's daemon-wide settings (`LB_CONFIG`): SNAT addresses and ports, idle
-//! timeouts, from the config with the interface's addresses as defaults.
+//! timeouts, from the config with the interface's addresses as defaults; and, across a
+//! change of `snat_ports`, the range the live flows got their ports from.
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
@@ -49,8 +50,93 @@ pub fn global_config_from(
         snat_v4: v4_word,
         snat_port_min: d.snat_ports.start,
         snat_port_max: d.snat_ports.end,
-        lb_mac: [0; 6],
+        prev_snat_port_min: 0,
+        prev_snat_port_max: 0,
+        _pad_ports: [0; 2],
         configured: 1,
         _pad: 0,
     })
+}
+
+/// The settings to write over `running` (what the data path has now, from the last reload
+/// or, on adoption, from the pins): `next`, plus the SNAT port range live flows may still
+/// hold. A nat flow keeps its port for life, and its replies are only recognised in a
+/// range the data path knows, so when `snat_ports` changes the range it had stays valid
+/// for replies as the previous one, until the next change. One range is remembered: a flow
+/// that got its port two changes ago loses its replies (as a flow to a removed backend
+/// does). A range the new one covers needs no remembering.
+pub fn keep_live_snat_ports(running: &GlobalConfig, mut next: GlobalConfig) -> GlobalConfig {
+    if running.configured == 0 {
+        return next;
+    }
+    let candidates =
+        [(running.snat_port_min, running.snat_port_max), (running.prev_snat_port_min, running.prev_snat_port_max)];
+    let (min, max) = candidates
+        .into_iter()
+        .filter(|&(_, max)| max != 0)
+        .find(|&(min, max)| min < next.snat_port_min || max > next.snat_port_max)
+        .unwrap_or((0, 0));
+    next.prev_snat_port_min = min;
+    next.prev_snat_port_max = max;
+    next
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ports(min: u16, max: u16) -> GlobalConfig {
+        GlobalConfig { snat_port_min: min, snat_port_max: max, configured: 1, ..Default::default() }
+    }
+
+    fn prev(g: &GlobalConfig) -> (u16, u16) {
+        (g.prev_snat_port_min, g.prev_snat_port_max)
+    }
+
+    #[test]
+    fn a_fresh_start_has_no_previous_range() {
+        assert_eq!(prev(&keep_live_snat_ports(&GlobalConfig::default(), ports(20000, 32767))), (0, 0));
+    }
+
+    #[test]
+    fn a_changed_range_keeps_the_old_one_for_replies() {
+        let after = keep_live_snat_ports(&ports(20000, 32767), ports(40000, 40999));
+        assert_eq!((after.snat_port_min, after.snat_port_max), (40000, 40999));
+        assert_eq!(prev(&after), (20000, 32767));
+        assert!(after.is_snat_port(20000) && after.is_snat_port(40999));
+    }
+
+    #[test]
+    fn an_unrelated_reload_keeps_the_previous_range() {
+        let changed = keep_live_snat_ports(&ports(20000, 32767), ports(40000, 40999));
+        let again = keep_live_snat_ports(&changed, ports(40000, 40999));
+        assert_eq!(prev(&again), (20000, 32767));
+    }
+
+    #[test]
+    fn a_range_the_new_one_covers_is_not_remembered() {
+        assert_eq!(prev(&keep_live_snat_ports(&ports(21000, 22000), ports(20000, 32767))), (0, 0));
+        // Grown back over the previous range as well: nothing left to remember.
+        let shrunk = keep_live_snat_ports(&ports(20000, 32767), ports(20000, 25000));
+        assert_eq!(prev(&shrunk), (20000, 32767));
+        assert_eq!(prev(&keep_live_snat_ports(&shrunk, ports(20000, 32767))), (0, 0));
+    }
+
+    #[test]
+    fn a_second_change_remembers_the_range_just_left() {
+        let b = keep_live_snat_ports(&ports(20000, 20999), ports(30000, 30999));
+        let c = keep_live_snat_ports(&b, ports(40000, 40999));
+        assert_eq!(prev(&c), (30000, 30999));
+        // Back to the first range while the second still has flows: the second stays valid.
+        let back = keep_live_snat_ports(&b, ports(20000, 20999));
+        assert_eq!(prev(&back), (30000, 30999));
+    }
+
+    #[test]
+    fn a_range_that_grew_over_the_current_keeps_the_uncovered_previous_one() {
+        // 20000-20999 → 30000-30999 → 30000-31999: the first range still has live flows.
+        let b = keep_live_snat_ports(&ports(20000, 20999), ports(30000, 30999));
+        let grown = keep_live_snat_ports(&b, ports(30000, 31999));
+        assert_eq!(prev(&grown), (20000, 20999));
+    }
 }

@@ -1,10 +1,11 @@
 //! Reading the data path's state back for people and scripts (`lb list`). Display only:
 //! nothing here feeds a decision.
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 
 use anyhow::Result;
 use lb_common::consts::*;
-use lb_common::maps::ServiceMeta;
+use lb_common::maps::{FlowKey, FlowState, ServiceMeta, VipKey};
 use lb_common::reason::{ACTION_NAMES, DROP_REASON_NAMES};
 use serde::Serialize;
 
@@ -43,7 +44,13 @@ pub struct FlowRow {
     pub protocol: String,
     pub client: String,
     pub vip: String,
+    /// The backend the flow went to. Once that backend is retired (its id freed, or
+    /// given to another backend) the data path no longer knows it by id: a nat flow's
+    /// address is then read from its reverse-NAT entry, a dsr flow's is gone (`unknown`).
     pub backend: String,
+    /// The flow's backend was retired: its next packet will be treated as a new flow.
+    #[serde(default)]
+    pub backend_retired: bool,
     /// The LB's source port towards the backend (nat), absent in dsr.
     pub snat_port: Option<u16>,
     pub idle_seconds: f64,
@@ -161,6 +168,8 @@ pub fn monotonic_ns() -> u64 {
 pub fn flows(maps: &Maps) -> Result<Vec<FlowRow>> {
     let cfg = maps.config.get(&CONFIG_KEY, 0)?;
     let now = monotonic_ns();
+    let services: HashMap<VipKey, u32> = maps.vips.iter().flatten().map(|(k, v)| (k, v.service_id)).collect();
+    let mut nat: Option<HashMap<NatOwner, SocketAddr>> = None;
     let mut rows = Vec::new();
     for entry in maps.flows.iter() {
         let Ok((key, s)) = entry else { continue };
@@ -168,12 +177,22 @@ pub fn flows(maps: &Maps) -> Result<Vec<FlowRow>> {
             continue;
         }
         let idle = now.saturating_sub(s.last_seen_ns);
-        let b = maps.backends.get(&s.backend_id, 0)?;
+        let current = current_backend(maps, &key, s.backend_id, &services)?;
+        let (backend, backend_retired) = match current {
+            Some(b) => (b.to_string(), false),
+            None => {
+                // Read once, and only when some flow needs it: as big as the flow table.
+                let nat = nat.get_or_insert_with(|| nat_backends(maps));
+                let went_to = nat.get(&NatOwner::of(&key, &s)).map_or_else(|| "unknown".to_string(), |a| a.to_string());
+                (went_to, true)
+            }
+        };
         rows.push(FlowRow {
             protocol: proto_name(key.proto).into(),
             client: socket(&key.src, key.sport, key.family).to_string(),
             vip: socket(&key.dst, key.dport, key.family).to_string(),
-            backend: socket(&b.addr, b.port, b.family).to_string(),
+            backend,
+            backend_retired,
             snat_port: (s.snat_port != 0).then(|| u16::from_be(s.snat_port)),
             idle_seconds: (idle as f64 / 1e9 * 10.0).round() / 10.0,
             closing: s.flags & FLOW_CLOSING != 0,
@@ -181,6 +200,69 @@ pub fn flows(maps: &Maps) -> Result<Vec<FlowRow>> {
     }
     rows.sort_by(|a, b| (&a.vip, &a.client).cmp(&(&b.vip, &b.client)));
     Ok(rows)
+}
+
+/// The address of the flow's backend while its id still names it: in use, and not given
+/// to a backend of another service than the one that now has the flow's VIP. `None`:
+/// retired (the data path will move the flow at its next packet).
+fn current_backend(
+    maps: &Maps,
+    key: &FlowKey,
+    backend_id: u32,
+    services: &HashMap<VipKey, u32>,
+) -> Result<Option<SocketAddr>> {
+    if maps.backend_meta.get(&backend_id, 0)?.in_use == 0 {
+        return Ok(None);
+    }
+    let b = maps.backends.get(&backend_id, 0)?;
+    let vip = VipKey { addr: key.dst, port: key.dport, proto: key.proto, family: key.family };
+    let same_service = services.get(&vip).is_none_or(|&id| id == b.service_id);
+    Ok(same_service.then(|| socket(&b.addr, b.port, b.family)))
+}
+
+/// What identifies a nat flow in its reverse-NAT entry: the client's side, its SNAT port
+/// and the backend id it was given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct NatOwner {
+    client: ([u32; 4], u16),
+    vip: ([u32; 4], u16),
+    proto: u8,
+    family: u8,
+    snat_port: u16,
+    backend_id: u32,
+}
+
+impl NatOwner {
+    fn of(key: &FlowKey, s: &FlowState) -> Self {
+        NatOwner {
+            client: (key.src, key.sport),
+            vip: (key.dst, key.dport),
+            proto: key.proto,
+            family: key.family,
+            snat_port: s.snat_port,
+            backend_id: s.backend_id,
+        }
+    }
+}
+
+/// Every reverse-NAT entry's backend address, by the flow that made it. The entry keeps
+/// the address after the backend's id is retired, for as long as the flow lives.
+fn nat_backends(maps: &Maps) -> HashMap<NatOwner, SocketAddr> {
+    maps.nat
+        .iter()
+        .flatten()
+        .map(|(k, v)| {
+            let owner = NatOwner {
+                client: (v.client_addr, v.client_port),
+                vip: (v.vip_addr, v.vip_port),
+                proto: k.proto,
+                family: k.family,
+                snat_port: k.snat_port,
+                backend_id: v.backend_id,
+            };
+            (owner, socket(&k.backend_addr, k.backend_port, k.family))
+        })
+        .collect()
 }
 
 pub fn stats(maps: &Maps) -> Result<Stats> {

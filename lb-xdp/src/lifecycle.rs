@@ -9,7 +9,7 @@ use aya::programs::xdp::XdpLink;
 use tracing::info;
 
 use crate::adopt::{read_existing, Adopted};
-use crate::global::global_config;
+use crate::global::{global_config, keep_live_snat_ports};
 use crate::host::{ensure_bpffs, own_addresses, reserve_snat_ports};
 use crate::load::{self, LINK_PIN};
 use crate::maps::Maps;
@@ -17,6 +17,7 @@ use crate::outcomes::OutcomeWatch;
 use crate::plan::{HostFacts, Ids};
 use crate::writer::Writer;
 use crate::xdp::XdpDataplane;
+use lb_common::consts::CONFIG_KEY;
 use lb_config::desired::Desired;
 use lb_config::{Config, XdpAttach};
 
@@ -33,6 +34,12 @@ impl XdpDataplane {
         let mut ebpf = load::load(&d.pin_path, d.flow_table_size)?;
         let maps = Maps::take(&mut ebpf)?;
         let adopted = if adopting { Some(read_existing(&maps)?) } else { None };
+        // The running data path's flows may hold ports of its `snat_ports`, whatever ours is.
+        let global = if adopting {
+            keep_live_snat_ports(&maps.config.get(&CONFIG_KEY, 0).context("reading LB_CONFIG")?, global)
+        } else {
+            global
+        };
         let mut dp = XdpDataplane {
             writer: Writer::new(maps),
             link: None,

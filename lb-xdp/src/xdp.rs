@@ -17,7 +17,8 @@ use aya::Ebpf;
 use lb_common::maps::GlobalConfig;
 use tracing::{info, info_span, warn};
 
-use crate::global::global_config;
+use crate::global::{global_config, keep_live_snat_ports};
+use crate::host::reserve_snat_ports;
 use crate::maps::Maps;
 use crate::neighbour;
 use crate::outcomes::OutcomeWatch;
@@ -72,9 +73,13 @@ impl XdpDataplane {
         Ok(())
     }
 
-    /// New settings from a reloaded config (SNAT addresses, ports, timeouts).
+    /// New settings from a reloaded config (SNAT addresses, ports, timeouts). A changed
+    /// `snat_ports` is kept from the host's own connections, and the range it replaces stays
+    /// valid for the replies of the flows that hold its ports.
     pub fn set_global(&mut self, cfg: &Config) -> Result<()> {
-        self.global = global_config(cfg, &self.interface)?;
+        let next = global_config(cfg, &self.interface)?;
+        reserve_snat_ports(next.snat_port_min, next.snat_port_max);
+        self.global = keep_live_snat_ports(&self.global, next);
         Ok(())
     }
 

@@ -20,6 +20,8 @@ pub async fn list(State(state): State<ApiState>) -> Response {
                 client: f.client.to_string(),
                 vip: f.vip.to_string(),
                 backend: f.backend.to_string(),
+                // A proxy connection to a backend that may not keep it is closed at once.
+                backend_retired: false,
                 snat_port: None,
                 idle_seconds: 0.0,
                 closing: false,

@@ -105,7 +105,7 @@ fn print_flows(json: bool, rows: &[inspect::FlowRow]) -> Result<ExitCode> {
                         r.protocol.clone(),
                         r.client.clone(),
                         r.vip.clone(),
-                        r.backend.clone(),
+                        if r.backend_retired { format!("{} (retired)", r.backend) } else { r.backend.clone() },
                         r.snat_port.map_or("-".into(), |p| p.to_string()),
                         format!("{:.1}s", r.idle_seconds),
                         r.closing.to_string(),

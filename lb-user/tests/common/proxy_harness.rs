@@ -308,6 +308,35 @@ pub async fn http_backend(name: &str, opts: HttpOpts) -> Server {
     .await
 }
 
+/// A backend that switches protocols: to a request asking for `Upgrade: echo` (with
+/// `Connection: upgrade`) it answers `101 Switching Protocols`, sends `hello from NAME\n`
+/// right behind the head, then echoes every byte until the client is done (its FIN passed
+/// on as ours). Any other request gets a 400 and the connection is closed.
+pub async fn upgrade_backend(name: &str) -> Server {
+    tcp_server(name, |mut s, name, requests| async move {
+        let mut buf = Vec::new();
+        let Some((head, start)) = read_head(&mut s, &mut buf).await else { return };
+        let (_, headers) = parse_head(&head);
+        let asks = header(&headers, "upgrade") == Some("echo")
+            && header(&headers, "connection").is_some_and(|c| c.to_ascii_lowercase().contains("upgrade"));
+        if !asks {
+            let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
+            return;
+        }
+        requests.fetch_add(1, Ordering::SeqCst);
+        let hello = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\nhello from {name}\n"
+        );
+        if s.write_all(hello.as_bytes()).await.is_err() || s.write_all(&buf[start..]).await.is_err() {
+            return;
+        }
+        let (mut r, mut w) = s.split();
+        let _ = tokio::io::copy(&mut r, &mut w).await;
+        let _ = w.shutdown().await;
+    })
+    .await
+}
+
 /// Reads until the end of a message head; returns it and where the body starts in `buf`.
 pub async fn read_head(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(String, usize)> {
     loop {

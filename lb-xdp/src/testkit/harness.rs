@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use crate::global::global_config_from;
+use crate::global::{global_config_from, keep_live_snat_ports};
 use crate::load;
 use crate::maps::Maps;
 use crate::plan::{plan, HostFacts, Ids, Plan};
@@ -162,6 +162,8 @@ impl Harness {
     /// Reconcile the config's desired state as `change` leaves it (a breaker's state, say).
     pub fn reconcile_with(&mut self, change: impl FnOnce(&mut Desired)) {
         let global = global_config_from(&self.config, "eth0", None, None).expect("global config");
+        // As the daemon's reload does: the live flows' SNAT ports stay valid.
+        let global = keep_live_snat_ports(&self.plan.global, global);
         let mut desired = Desired::from_config(&self.config);
         change(&mut desired);
         self.plan = plan(&desired, global, &self.facts, &mut self.ids).expect("plan");
