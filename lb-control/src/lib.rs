@@ -7,6 +7,7 @@ pub mod controller;
 pub mod datapath;
 pub mod exposition;
 pub mod handle;
+pub mod lock;
 pub mod health;
 pub mod registry;
 pub mod sources;
