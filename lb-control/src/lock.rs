@@ -163,7 +163,9 @@ impl Drop for FileLock {
     fn drop(&mut self) {
         // Removed only while held exclusively, so no other holder is left with a lock no
         // path leads to; the file closes (and the lock goes) after this body.
-        if self.remove_on_release && try_lock(&self.file, Mode::Exclusive).is_ok() && still_named(&self.file, &self.path)
+        if self.remove_on_release
+            && try_lock(&self.file, Mode::Exclusive).is_ok()
+            && still_named(&self.file, &self.path)
         {
             let _ = std::fs::remove_file(&self.path);
         }

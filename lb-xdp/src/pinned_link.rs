@@ -83,7 +83,12 @@ pub fn inspect(pin: &Path) -> Result<Pinned> {
 
 /// The decision above, for a daemon configured for the interface of index `wanted` here.
 /// `name_of` names an interface index of this network namespace.
-pub fn decide(pin: &Path, found: Option<&Pinned>, wanted: u32, name_of: impl Fn(u32) -> Option<String>) -> Result<Takeover> {
+pub fn decide(
+    pin: &Path,
+    found: Option<&Pinned>,
+    wanted: u32,
+    name_of: impl Fn(u32) -> Option<String>,
+) -> Result<Takeover> {
     let hint = "remove it (or choose another daemon.pin_path) and start again";
     Ok(match found {
         None => Takeover::Fresh,
@@ -226,10 +231,7 @@ mod tests {
 
     #[test]
     fn a_link_on_another_interface_moves_to_the_configured_one_naming_the_old() {
-        assert_eq!(
-            decide_for(Some(Pinned::Xdp { ifindex: 2 }), 3).unwrap(),
-            Takeover::Move { from: "eth0".into() }
-        );
+        assert_eq!(decide_for(Some(Pinned::Xdp { ifindex: 2 }), 3).unwrap(), Takeover::Move { from: "eth0".into() });
         // An index this namespace does not know: still another device.
         assert_eq!(
             decide_for(Some(Pinned::Xdp { ifindex: 9 }), 3).unwrap(),
