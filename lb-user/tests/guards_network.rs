@@ -96,6 +96,11 @@ fn a_second_xdp_daemon_on_the_same_pin_path_is_refused_and_one_started_after_a_s
     assert_refused_naming(&out, &first, &format!("pin_path {} is in use by another lb", testenv::LB_PIN_PATH));
     assert!(!text(&out).contains("tables written"), "refused before writing anything: {}", text(&out));
     assert!(testenv::xdp_attached(LB_NS, "eth0").unwrap(), "the first one's program is still attached");
+    // mode = "auto" does not fall back to the proxy beside it either.
+    let auto = config("interface = \"eth0\"\nmode = \"auto\"\n", SECOND_DAEMON, &format!("{VIP_V4}:80"), &V4[..1]);
+    let out = second_daemon(&auto, &[]);
+    assert_refused_naming(&out, &first, "is in use by another lb");
+    assert!(!text(&out).contains("falling back"), "{}", text(&out));
 
     // The first still serves with its own backends, and its API lists them.
     assert_eq!(servers_reached(&format!("http://{VIP_V4}/"), 30), all_three());

@@ -32,13 +32,22 @@ impl XdpDataplane {
         let interface = d.interface.clone().context("daemon.interface is required to attach XDP")?;
         ensure_bpffs(&d.pin_path)?;
         let lock = lock_pin_path(&d.pin_path)?;
-        let global = global_config(cfg, &interface)?;
+        // Until bring_up: a pin directory this start created goes again on failure (while
+        // the lock is still held; only if empty, so never a running data path's).
+        let created = lock.created();
+        let undo = |e: anyhow::Error| {
+            if created {
+                let _ = std::fs::remove_dir(&d.pin_path);
+            }
+            e
+        };
+        let global = global_config(cfg, &interface).map_err(undo)?;
         reserve_snat_ports(d.snat_ports.start, d.snat_ports.end);
         let link_pin = d.pin_path.join(LINK_PIN);
         // The pinned maps' layout is checked first, inside `load`, before anything uses them.
-        let mut ebpf = load::load(&d.pin_path, d.flow_table_size)?;
-        let takeover = takeover(&link_pin, &interface)?;
-        let maps = Maps::take(&mut ebpf)?;
+        let mut ebpf = load::load(&d.pin_path, d.flow_table_size).map_err(undo)?;
+        let takeover = takeover(&link_pin, &interface).map_err(undo)?;
+        let maps = Maps::take(&mut ebpf).map_err(undo)?;
         let adopted = if takeover.adopts() { Some(read_existing(&maps)?) } else { None };
         let mut dp = XdpDataplane {
             writer: Writer::new(maps),

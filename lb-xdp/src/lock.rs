@@ -14,6 +14,15 @@ use lb_control::lock::{self, Acquired, FileLock, Holder};
 #[derive(Debug)]
 pub struct PinLock {
     _lock: FileLock,
+    created: bool,
+}
+
+impl PinLock {
+    /// Whether the pin directory was created by this lock (it did not exist before): a
+    /// fresh start that fails removes it again.
+    pub fn created(&self) -> bool {
+        self.created
+    }
 }
 
 /// Another daemon holds the pin directory.
@@ -33,9 +42,10 @@ pub struct PinPathBusy {
 
 /// Lock `pin_path` (created if missing) for this daemon.
 pub fn lock_pin_path(pin_path: &Path) -> Result<PinLock> {
+    let created = !pin_path.exists();
     std::fs::create_dir_all(pin_path).with_context(|| format!("cannot create pin_path {}", pin_path.display()))?;
     match lock::lock_dir(pin_path).with_context(|| format!("locking pin_path {}", pin_path.display()))? {
-        Acquired::Held(l) => Ok(PinLock { _lock: l }),
+        Acquired::Held(l) => Ok(PinLock { _lock: l, created }),
         Acquired::Busy(holders) => Err(PinPathBusy { pin_path: pin_path.to_path_buf(), holders }.into()),
     }
 }
@@ -50,7 +60,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let pins = dir.join("lb");
         let first = lock_pin_path(&pins).expect("the first daemon locks");
-        assert!(pins.is_dir(), "created on the way");
+        assert!(pins.is_dir() && first.created(), "created on the way");
         let err = lock_pin_path(&pins).expect_err("the second is refused");
         let busy = err.downcast_ref::<PinPathBusy>().expect("a PinPathBusy");
         assert_eq!(busy.holders[0].pid, std::process::id());
@@ -59,6 +69,7 @@ mod tests {
         assert!(text.contains(&pins.display().to_string()), "{text}");
         drop(first);
         let again = lock_pin_path(&pins).expect("free once the first is gone");
+        assert!(!again.created());
         drop(again);
         let _ = std::fs::remove_dir_all(&dir);
     }
