@@ -8,6 +8,7 @@ pub mod datapath;
 pub mod exposition;
 pub mod handle;
 pub mod health;
+pub mod lock;
 pub mod registry;
 pub mod sources;
 pub mod telemetry;

@@ -12,6 +12,7 @@
 //! - `table`: the per-service selector, swapped on reconcile, and a new flow's picks;
 //!   `service`: what a service's tasks share; `signal`: what ends them; `stats`: counters
 //!   and metrics; `tracker`: every task counted.
+//! - `vip_lock`: one lb per VIP (`SO_REUSEPORT` would let a second daemon share it).
 //! - `limit`: `[service.rate_limit]` token buckets (per service, per source); `outcome`:
 //!   passive outcomes per backend for the controller's circuit breakers, read through
 //!   `outcomes`. The table carries the rest of the breaker: a half-open backend's one
@@ -38,6 +39,7 @@ mod tcp;
 mod tracker;
 mod udp;
 mod upgrade;
+mod vip_lock;
 
 pub mod select;
 
@@ -54,6 +56,7 @@ use tracing::{debug, info, info_span, warn};
 pub use limit::{Scope, MAX_SOURCES};
 pub use stats::{BackendCounters, BackendStats, ProxyFlow, ProxyStats, ServiceCounters, ServiceStats, PATH_PROXY};
 pub use tracker::{TaskKind, TaskTracker};
+pub use vip_lock::VipBusy;
 
 use limit::RateLimiter;
 use pool::UpstreamPool;
@@ -61,6 +64,7 @@ use service::ServiceCtx;
 use sessions::Sessions;
 use signal::Signals;
 use table::{BackendSlot, Settings, SharedTable, Table, TrialFlow};
+use vip_lock::VipLocks;
 
 use crate::select::{Candidate, Selector};
 use lb_config::desired::BackendKey;
@@ -102,6 +106,8 @@ pub struct ProxyDataplane {
     outcomes_seen: HashMap<BackendKey, (u64, u64)>,
     signals: Arc<Signals>,
     runtime: Handle,
+    /// The VIPs this proxy serves, locked against other daemons (released when dropped).
+    vip_locks: VipLocks,
 }
 
 impl ProxyDataplane {
@@ -116,6 +122,7 @@ impl ProxyDataplane {
             outcomes_seen: HashMap::new(),
             signals: Arc::new(Signals::default()),
             runtime,
+            vip_locks: VipLocks::new(),
         };
         dp.reconcile(desired)?;
         info!(
@@ -132,7 +139,8 @@ impl ProxyDataplane {
     /// renamed with its listen key unchanged keeps them under its new name; connections keep
     /// their backend, except that connections to a backend that may no longer keep flows
     /// (maintenance, down, removed) are closed. All listeners are bound before anything
-    /// changes: on error the proxy is as it was.
+    /// changes: on error the proxy is as it was. A VIP another lb serves is refused
+    /// (`VipBusy`), before anything is bound.
     pub fn reconcile(&mut self, desired: &Desired) -> Result<()> {
         let _span = info_span!("proxy_reconcile").entered();
         let workers = listen::worker_count(desired.settings.workers);
@@ -142,7 +150,8 @@ impl ProxyDataplane {
         // renamed; it keeps its listeners and connections (as the XDP path keeps flows).
         let renames = self.renames(desired, &key_of);
 
-        // 1. Bind what is new (the only step that can fail).
+        // 1. Lock the VIPs, then bind what is new (the only steps that can fail).
+        self.vip_locks.claim(desired.services.iter().map(|s| (s.name.as_str(), s.vip, s.protocol)))?;
         let mut bound: HashMap<String, Bound> = HashMap::new();
         for s in &desired.services {
             let key = key_of(s);
@@ -153,9 +162,14 @@ impl ProxyDataplane {
                 Protocol::Tcp => listen::tcp_listeners(s.vip, workers).map(Bound::Tcp),
                 Protocol::Udp => listen::udp_sockets(s.vip, workers).map(Bound::Udp),
             };
-            let sockets =
-                sockets.with_context(|| format!("service {}: cannot listen on {} ({})", s.name, s.vip, s.protocol))?;
-            bound.insert(s.name.clone(), sockets);
+            match sockets {
+                Ok(sockets) => bound.insert(s.name.clone(), sockets),
+                Err(e) => {
+                    self.vip_locks.settle(self.services.iter().map(|(n, r)| (n.as_str(), r.key.vip, r.key.protocol)));
+                    return Err(e)
+                        .with_context(|| format!("service {}: cannot listen on {} ({})", s.name, s.vip, s.protocol));
+                }
+            };
         }
 
         for (to, from) in renames {
@@ -232,6 +246,7 @@ impl ProxyDataplane {
             |service, address| wanted.get(service).is_some_and(|s| s.backends.iter().any(|b| b.address == address)),
             |service| wanted.contains_key(service),
         );
+        self.vip_locks.settle(desired.services.iter().map(|s| (s.name.as_str(), s.vip, s.protocol)));
         Ok(())
     }
 

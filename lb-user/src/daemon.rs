@@ -19,6 +19,7 @@ use lb_control::controller::{Controller, Shared};
 use lb_control::registry::Registry;
 use lb_control::{ControlHandle, DataPath, Telemetry};
 use lb_proxy::{ProxyDataplane, ProxyStats};
+use lb_xdp::lock::PinPathBusy;
 use lb_xdp::xdp::XdpDataplane;
 
 /// `cfg` is the config already read from `config_path` (reloads read the path again).
@@ -103,6 +104,9 @@ fn start_path(cfg: &Config, desired: &lb_config::desired::Desired) -> Result<Sta
         Mode::Proxy => proxy(),
         Mode::Auto => match xdp_can_serve(cfg).and_then(|_| xdp()) {
             Ok(started) => Ok(started),
+            // Another daemon serves this data path: the proxy beside it would be a second
+            // daemon on the same VIPs, not a fallback.
+            Err(e) if e.chain().any(|c| c.is::<PinPathBusy>()) => Err(e),
             Err(e) => {
                 let mut reasons = vec![format!("{e:#}")];
                 if let Some(interface) = &cfg.daemon.interface {

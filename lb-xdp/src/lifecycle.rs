@@ -1,19 +1,23 @@
-//! Starting, adopting and stopping the XDP data path: load with the maps pinned, write the
-//! tables, then attach (a fresh start) or swap the program into the running link (a
-//! hitless restart); at the end, leave it forwarding or detach and unpin everything.
+//! Starting, adopting and stopping the XDP data path: lock the pin directory (one daemon
+//! per data path), load with the maps pinned, check what a pinned link is attached to, write
+//! the tables, then attach (a fresh start, or in place of a severed link or one on another
+//! interface) or swap the program into the running link (a hitless restart); at the end,
+//! leave it forwarding or detach and unpin everything.
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::xdp::XdpLink;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::adopt::{read_existing, Adopted};
 use crate::global::{global_config, keep_live_snat_ports};
 use crate::host::{ensure_bpffs, own_addresses, reserve_snat_ports};
 use crate::load::{self, LINK_PIN};
+use crate::lock::lock_pin_path;
 use crate::maps::Maps;
 use crate::outcomes::OutcomeWatch;
+use crate::pinned_link::{self, Takeover};
 use crate::plan::{HostFacts, Ids};
 use crate::writer::Writer;
 use crate::xdp::XdpDataplane;
@@ -22,20 +26,32 @@ use lb_config::desired::Desired;
 use lb_config::{Config, XdpAttach};
 
 impl XdpDataplane {
-    /// Load, write the tables for `desired`, then attach (or take over the running link).
+    /// Lock, load, write the tables for `desired`, then attach (or take over the running
+    /// link). A second daemon on the same pin_path fails at the lock, having touched nothing.
     pub fn start(cfg: &Config, desired: &Desired) -> Result<Self> {
         let d = &cfg.daemon;
         let interface = d.interface.clone().context("daemon.interface is required to attach XDP")?;
-        let global = global_config(cfg, &interface)?;
-        reserve_snat_ports(d.snat_ports.start, d.snat_ports.end);
         ensure_bpffs(&d.pin_path)?;
+        let lock = lock_pin_path(&d.pin_path)?;
+        // Until bring_up: a pin directory this start created goes again on failure (while
+        // the lock is still held; only if empty, so never a running data path's).
+        let created = lock.created();
+        let undo = |e: anyhow::Error| {
+            if created {
+                let _ = std::fs::remove_dir(&d.pin_path);
+            }
+            e
+        };
+        let global = global_config(cfg, &interface).map_err(undo)?;
+        reserve_snat_ports(d.snat_ports.start, d.snat_ports.end);
         let link_pin = d.pin_path.join(LINK_PIN);
-        let adopting = link_pin.exists();
-        let mut ebpf = load::load(&d.pin_path, d.flow_table_size)?;
-        let maps = Maps::take(&mut ebpf)?;
-        let adopted = if adopting { Some(read_existing(&maps)?) } else { None };
+        // The pinned maps' layout is checked first, inside `load`, before anything uses them.
+        let mut ebpf = load::load(&d.pin_path, d.flow_table_size).map_err(undo)?;
+        let takeover = takeover(&link_pin, &interface).map_err(undo)?;
+        let maps = Maps::take(&mut ebpf).map_err(undo)?;
+        let adopted = if takeover.adopts() { Some(read_existing(&maps)?) } else { None };
         // The running data path's flows may hold ports of its `snat_ports`, whatever ours is.
-        let global = if adopting {
+        let global = if takeover.adopts() {
             keep_live_snat_ports(&maps.config.get(&CONFIG_KEY, 0).context("reading LB_CONFIG")?, global)
         } else {
             global
@@ -51,19 +67,26 @@ impl XdpDataplane {
             pin_path: d.pin_path.clone(),
             counted: Vec::new(),
             outcomes: OutcomeWatch::default(),
+            lock,
         };
         let generic = d.xdp_attach == XdpAttach::Generic;
-        dp.bring_up(desired, adopted.as_ref(), generic).inspect_err(|_| {
+        dp.bring_up(desired, adopted.as_ref(), &takeover, generic).inspect_err(|_| {
             // A fresh start that failed leaves nothing behind; a failed adoption leaves the
             // running data path as it was.
-            if !adopting {
+            if !takeover.adopts() {
                 load::unpin_all(&d.pin_path);
             }
         })?;
         Ok(dp)
     }
 
-    fn bring_up(&mut self, desired: &Desired, adopted: Option<&Adopted>, generic: bool) -> Result<()> {
+    fn bring_up(
+        &mut self,
+        desired: &Desired,
+        adopted: Option<&Adopted>,
+        takeover: &Takeover,
+        generic: bool,
+    ) -> Result<()> {
         if let Some(a) = adopted {
             self.ids.seed(a);
             self.writer.adopt(a);
@@ -72,22 +95,36 @@ impl XdpDataplane {
         self.await_neighbours(desired);
         self.reconcile(desired)?;
         let link_pin = self.pin_path.join(LINK_PIN);
-        if adopted.is_some() {
-            self.replace_program(&link_pin)?;
-            info!(interface = %self.interface, pin_path = %self.pin_path.display(), "XDP program replaced in the running link; flows kept");
-        } else {
-            self.attach(&link_pin, generic)?;
-            let mode = if generic { "generic" } else { "native" };
-            info!(interface = %self.interface, mode, pin_path = %self.pin_path.display(), "XDP program attached");
+        let mode = if generic { "generic" } else { "native" };
+        match takeover {
+            Takeover::Replace => {
+                self.replace_program(&link_pin)?;
+                info!(interface = %self.interface, pin_path = %self.pin_path.display(), "XDP program replaced in the running link; flows kept");
+            }
+            Takeover::Fresh => {
+                self.attach(&link_pin, generic)?;
+                info!(interface = %self.interface, mode, pin_path = %self.pin_path.display(), "XDP program attached");
+            }
+            Takeover::Reattach | Takeover::Move { .. } => {
+                self.attach(&link_pin, generic)?;
+                info!(interface = %self.interface, mode, pin_path = %self.pin_path.display(), "XDP program attached in place of the old link");
+            }
         }
         Ok(())
     }
 
+    /// A new link on the interface, pinned at `link_pin`. An old link pinned there (severed,
+    /// or on another interface) goes once the new one runs: its pin was the last reference,
+    /// so the program leaves the old interface with it.
     fn attach(&mut self, link_pin: &Path, generic: bool) -> Result<()> {
         let id = load::attach(&mut self.ebpf, &self.interface, generic)?;
         let link = load::program(&mut self.ebpf)?.take_link(id)?;
         let fd = FdLink::try_from(link)
             .context("the kernel gave no bpf_link for this attach; hitless restart needs one (Linux 5.9+)")?;
+        if link_pin.symlink_metadata().is_ok() {
+            std::fs::remove_file(link_pin)
+                .with_context(|| format!("removing the old XDP link pin {}", link_pin.display()))?;
+        }
         let pinned = fd.pin(link_pin).with_context(|| format!("pinning the XDP link at {}", link_pin.display()))?;
         self.link = Some(pinned.into());
         Ok(())
@@ -111,12 +148,41 @@ impl XdpDataplane {
         if detach {
             let _ = std::fs::remove_file(self.pin_path.join(LINK_PIN));
             self.link.take();
-            let pin_path = self.pin_path.clone();
-            drop(self);
+            let XdpDataplane { writer, ebpf, pin_path, lock, .. } = self;
+            // Map handles before the program, then the pins. The lock last: a daemon that
+            // started meanwhile must not adopt pins that are about to go.
+            drop(writer);
+            drop(ebpf);
             load::unpin_all(&pin_path);
+            drop(lock);
             info!("XDP detached and pinned maps removed");
         } else {
             info!("leaving the XDP program attached and its maps pinned for the next `lb run`");
         }
     }
+}
+
+/// How to take over what is pinned at `link_pin`, for a daemon configured for `interface`;
+/// said in the log when the data path cannot simply be swapped in place.
+fn takeover(link_pin: &Path, interface: &str) -> Result<Takeover> {
+    let found = match link_pin.symlink_metadata() {
+        Ok(_) => Some(pinned_link::inspect(link_pin)?),
+        Err(_) => None,
+    };
+    let wanted = pinned_link::ifindex_of(interface)?;
+    let takeover = pinned_link::decide(link_pin, found.as_ref(), wanted, pinned_link::name_of)?;
+    match &takeover {
+        Takeover::Reattach => warn!(
+            interface,
+            link = %link_pin.display(),
+            "the pinned XDP link is severed: the interface it ran on is gone (deleted, or its namespace recreated); attaching afresh on {interface}"
+        ),
+        Takeover::Move { from } => warn!(
+            from = %from,
+            to = interface,
+            "the pinned XDP link runs on {from}, the config says {interface}: moving the data path to {interface}; flows on {from} cannot be kept"
+        ),
+        Takeover::Fresh | Takeover::Replace => {}
+    }
+    Ok(takeover)
 }

@@ -45,6 +45,8 @@ pub struct XdpDataplane {
     pub(crate) counted: Vec<u32>,
     /// Passive outcomes per backend, for the circuit breakers.
     pub(crate) outcomes: OutcomeWatch,
+    /// One daemon per pin_path, for as long as this one runs (last: dropped last).
+    pub(crate) lock: crate::lock::PinLock,
 }
 
 impl XdpDataplane {
