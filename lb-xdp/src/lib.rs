@@ -15,6 +15,8 @@ pub mod maps;
 pub mod neighbour;
 mod outcomes;
 pub mod plan;
+pub mod reconcile;
+pub mod store;
 pub mod testkit;
 pub mod writer;
 pub mod xdp;

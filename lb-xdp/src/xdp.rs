@@ -21,7 +21,8 @@ use crate::global::global_config;
 use crate::maps::Maps;
 use crate::neighbour;
 use crate::outcomes::OutcomeWatch;
-use crate::plan::{plan, HostFacts, Ids};
+use crate::plan::{HostFacts, Ids};
+use crate::reconcile::reconcile;
 use crate::writer::Writer;
 use lb_config::desired::Desired;
 use lb_config::Config;
@@ -50,8 +51,7 @@ impl XdpDataplane {
     /// Desired state → tables → maps.
     pub fn reconcile(&mut self, desired: &Desired) -> Result<()> {
         let _span = info_span!("reconcile").entered();
-        let p = plan(desired, self.global, &self.facts, &mut self.ids)?;
-        self.writer.apply(&p)?;
+        let p = reconcile(&mut self.writer, &mut self.ids, desired, self.global, &self.facts)?;
         let counting: HashSet<u32> = p
             .services
             .iter()

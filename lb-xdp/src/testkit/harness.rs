@@ -1,6 +1,7 @@
 //! Packet tests run the real compiled XDP object through BPF_PROG_TEST_RUN, with its maps
 //! filled by the daemon's own code path: config text → `Config` → `Desired` → `plan` →
-//! `Writer::apply`. Like Katran's fixture tester, each case compares whole output frames.
+//! `Writer::apply` (`reconcile`). Like Katran's fixture tester, each case compares whole
+//! output frames.
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -8,7 +9,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use crate::global::global_config_from;
 use crate::load;
 use crate::maps::Maps;
-use crate::plan::{plan, HostFacts, Ids, Plan};
+use crate::adopt::read_existing;
+use crate::plan::{HostFacts, Ids, Plan};
+use crate::reconcile::reconcile;
 use crate::writer::Writer;
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use aya::Ebpf;
@@ -150,6 +153,25 @@ impl Harness {
         self.reconcile();
     }
 
+    /// A restarted daemon with `toml`, as `lb run` adopts a running data path: the program
+    /// loaded again on the pinned maps, the ids in use read back and kept, the new tables
+    /// written by a new writer. The previous program goes (in the daemon, the link would
+    /// switch to the new one).
+    pub fn restart(&mut self, toml: &str) {
+        self.config = Config::from_str(toml, "test.toml").unwrap_or_else(|e| panic!("test config: {e}"));
+        let mut ebpf = load::load(&self.pin, self.config.daemon.flow_table_size).expect("load the XDP object again");
+        let maps = Maps::take(&mut ebpf).expect("take maps");
+        let adopted = read_existing(&maps).expect("read the pinned maps back");
+        let mut writer = Writer::new(maps);
+        writer.adopt(&adopted);
+        let mut ids = Ids::default();
+        ids.seed(&adopted);
+        self.writer = writer;
+        self.ebpf = ebpf;
+        self.ids = ids;
+        self.reconcile();
+    }
+
     pub fn set_facts(&mut self, facts: HostFacts) {
         self.facts = facts;
         self.reconcile();
@@ -164,12 +186,16 @@ impl Harness {
         let global = global_config_from(&self.config, "eth0", None, None).expect("global config");
         let mut desired = Desired::from_config(&self.config);
         change(&mut desired);
-        self.plan = plan(&desired, global, &self.facts, &mut self.ids).expect("plan");
-        self.writer.apply(&self.plan).expect("write maps");
+        self.plan = reconcile(&mut self.writer, &mut self.ids, &desired, global, &self.facts)
+            .unwrap_or_else(|e| panic!("reconcile: {e:#}"));
     }
 
     pub fn maps(&self) -> &Maps {
         &self.writer.maps
+    }
+
+    pub fn writer(&self) -> &Writer {
+        &self.writer
     }
 
     /// Run one frame: (action, output frame).
