@@ -52,6 +52,7 @@ use lb_common::addr::{socket, vip_addr_key, words_ip};
 const VIPS_CAPACITY: usize = MAX_SERVICES as usize;
 const VIP_ADDRS_CAPACITY: usize = MAX_VIP_ADDRS as usize;
 
+#[derive(Clone)]
 pub struct Writer<S: MapStore = Maps> {
     pub maps: S,
     mirror: Mirror,
@@ -145,6 +146,8 @@ impl<S: MapStore> Writer<S> {
         let gone_vips: Vec<(VipKey, VipInfo)> =
             self.mirror.vips.iter().filter(|(k, _)| !t.vips.contains_key(*k)).map(|(k, i)| (*k, *i)).collect();
         let gone_addrs: Vec<VipAddrKey> = self.mirror.addrs.keys().filter(|k| !t.addrs.contains_key(*k)).copied().collect();
+        // The generations the running state reads: never written by this transaction.
+        let pinned: Vec<(u32, u32)> = self.mirror.vips.values().map(|i| (i.service_id, i.ring_gen & 1)).collect();
 
         // Free before insert: VIPs that go, when the new ones would not fit beside them,
         // and those whose service id passes to another service.
@@ -185,7 +188,6 @@ impl<S: MapStore> Writer<S> {
 
         // Each service: tables into a generation no VIP entry reads, nor read when the
         // write began (a rollback makes those entries live again), rows, then the flip.
-        let pinned: Vec<(u32, u32)> = self.mirror.vips.values().map(|i| (i.service_id, i.ring_gen & 1)).collect();
         let mut pending: Vec<&ServicePlan> = plan.services.iter().collect();
         while !pending.is_empty() {
             let mut waiting = Vec::new();
@@ -411,10 +413,13 @@ impl<S: MapStore> Writer<S> {
     /// Undo the transaction backwards, then read the maps back: the mirror is the truth
     /// again whatever the rollback managed.
     fn roll_back(&mut self, undo: Vec<Undo>, cause: anyhow::Error) -> anyhow::Error {
+        // Stop at the first revert that fails: the maps stay in a state the forward write
+        // went through, which packets may meet; skipping one could make a state they may not.
         let mut failed = None;
         for u in undo.into_iter().rev() {
             if let Err(e) = self.revert(u) {
-                failed.get_or_insert(e);
+                failed = Some(e);
+                break;
             }
         }
         let reread = self.reread();

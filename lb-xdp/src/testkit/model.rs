@@ -71,11 +71,15 @@ impl Default for ModelMaps {
 
 /// Which (service id, generation) an index of a table array belongs to, and its offset.
 fn locate(table: Table, index: u32) -> (u32, u32) {
-    let size = match table {
+    (index / table_size(table), index % table_size(table))
+}
+
+/// Entries of one (service id, generation) table.
+fn table_size(table: Table) -> u32 {
+    match table {
         Table::Ring => RING_SIZE,
         Table::Seq => SEQ_SIZE,
-    };
-    (index / size, index % size)
+    }
 }
 
 impl ModelMaps {
@@ -88,6 +92,8 @@ impl ModelMaps {
         let n = self.writes;
         self.writes += 1;
         if self.fail_at.remove(&n) {
+            // The write under way is given up: its rollback deletes what it had put.
+            self.owned = Owned::default();
             bail!("{what}: {} (failure injected at write {n})", io::Error::from_raw_os_error(libc::ENOMEM));
         }
         Ok(())
@@ -252,10 +258,8 @@ impl MapStore for ModelMaps {
 
     fn write_slots(&mut self, table: Table, keys: &[u32], values: &[u32]) -> Result<()> {
         self.mutation(&format!("writing {}", table.map_name()))?;
-        let (size, total) = match table {
-            Table::Ring => (RING_SIZE, RING_SIZE * RING_GENERATIONS * MAX_SERVICES),
-            Table::Seq => (SEQ_SIZE, SEQ_SIZE * RING_GENERATIONS * MAX_SERVICES),
-        };
+        let size = table_size(table);
+        let total = size * RING_GENERATIONS * MAX_SERVICES;
         if keys.len() != values.len() || keys.iter().any(|&k| k >= total) {
             bail!("writing {}: {}", table.map_name(), io::Error::from_raw_os_error(libc::EINVAL));
         }
@@ -274,20 +278,31 @@ impl MapStore for ModelMaps {
             Table::Ring => &mut self.rings,
             Table::Seq => &mut self.seqs,
         };
-        for (&k, &v) in keys.iter().zip(values) {
-            let (chunk, offset) = locate(table, k);
-            tables.entry(chunk).or_insert_with(|| vec![0; size as usize])[offset as usize] = v;
+        let mut i = 0;
+        while i < keys.len() {
+            let chunk = locate(table, keys[i]).0;
+            let t = tables.entry(chunk).or_insert_with(|| vec![0; size as usize]);
+            while i < keys.len() && locate(table, keys[i]).0 == chunk {
+                t[locate(table, keys[i]).1 as usize] = values[i];
+                i += 1;
+            }
         }
         Ok(())
     }
 
     fn read_slots(&self, table: Table, first: u32, count: u32) -> Result<Vec<u32>> {
-        Ok((first..first + count)
-            .map(|i| {
-                let (chunk, offset) = locate(table, i);
-                let t = self.table(table, chunk / RING_GENERATIONS, chunk % RING_GENERATIONS);
-                t.map_or(0, |t| t[offset as usize])
-            })
-            .collect())
+        let mut out = Vec::with_capacity(count as usize);
+        let end = first + count;
+        let mut i = first;
+        while i < end {
+            let (chunk, offset) = locate(table, i);
+            let n = (table_size(table) - offset).min(end - i);
+            match self.table(table, chunk / RING_GENERATIONS, chunk % RING_GENERATIONS) {
+                Some(t) => out.extend_from_slice(&t[offset as usize..(offset + n) as usize]),
+                None => out.resize(out.len() + n as usize, 0),
+            }
+            i += n;
+        }
+        Ok(out)
     }
 }

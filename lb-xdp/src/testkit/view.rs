@@ -38,7 +38,7 @@ pub struct ServiceView {
     pub forwarding: u8,
     pub meta: ServiceMeta,
     pub rate_limit: RateLimit,
-    /// The trial's backend (if its id is one of the service's) and whether it is armed.
+    /// The armed trial's backend (if its id is one of the service's), and `armed`.
     pub trial: (Option<SocketAddr>, u32),
     /// The service's backends in address order: the tables below name them by index.
     pub members: Vec<SocketAddr>,
@@ -105,14 +105,22 @@ impl View {
             let rows = services_rows.get(id as usize).copied().unwrap_or_default();
             let mut own = members.get(&id).cloned().unwrap_or_default();
             own.sort();
-            let index: HashMap<u32, u32> = own.iter().enumerate().map(|(i, (_, bid))| (*bid, i as u32)).collect();
+            // Backend id -> index in `own`.
+            let mut index = vec![FOREIGN; MAX_BACKENDS as usize];
+            for (i, (_, bid)) in own.iter().enumerate() {
+                index[*bid as usize] = i as u32;
+            }
             let token = |bid: &u32| match bid {
                 &NO_BACKEND => NO_BACKEND,
-                bid => index.get(bid).copied().unwrap_or(FOREIGN),
+                bid => index.get(*bid as usize).copied().unwrap_or(FOREIGN),
             };
             let ring = store.read_slots(Table::Ring, ring_base(id, info.ring_gen), RING_SIZE)?;
             let seq = store.read_slots(Table::Seq, seq_base(id, info.ring_gen), info.seq_len.min(SEQ_SIZE))?;
-            let trial = (index.get(&rows.trial.backend_id).map(|&i| own[i as usize].0), rows.trial.armed);
+            // A trial not armed names no backend (its id field is whatever was last there).
+            let trial = match rows.trial.armed {
+                0 => (None, 0),
+                armed => (own.get(token(&rows.trial.backend_id) as usize).map(|b| b.0), armed),
+            };
             services.insert(
                 vip_name(key),
                 ServiceView {
