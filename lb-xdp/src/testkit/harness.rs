@@ -149,8 +149,15 @@ impl Harness {
 
     /// Apply a new config the way the daemon does (same ids, shadow tables, flip).
     pub fn reload(&mut self, toml: &str) {
-        self.config = Config::from_str(toml, "test.toml").unwrap_or_else(|e| panic!("test config: {e}"));
-        self.reconcile();
+        self.try_reload(toml).unwrap_or_else(|e| panic!("reconcile: {e:#}"));
+    }
+
+    /// `reload`, with the reconcile's error returned; on an error the config stays the old
+    /// one, as the daemon's does.
+    pub fn try_reload(&mut self, toml: &str) -> anyhow::Result<()> {
+        let config = Config::from_str(toml, "test.toml").unwrap_or_else(|e| panic!("test config: {e}"));
+        let old = std::mem::replace(&mut self.config, config);
+        self.try_reconcile(|_| {}).inspect_err(|_| self.config = old)
     }
 
     /// A restarted daemon with `toml`, as `lb run` adopts a running data path: the program
@@ -183,11 +190,15 @@ impl Harness {
 
     /// Reconcile the config's desired state as `change` leaves it (a breaker's state, say).
     pub fn reconcile_with(&mut self, change: impl FnOnce(&mut Desired)) {
+        self.try_reconcile(change).unwrap_or_else(|e| panic!("reconcile: {e:#}"));
+    }
+
+    fn try_reconcile(&mut self, change: impl FnOnce(&mut Desired)) -> anyhow::Result<()> {
         let global = global_config_from(&self.config, "eth0", None, None).expect("global config");
         let mut desired = Desired::from_config(&self.config);
         change(&mut desired);
-        self.plan = reconcile(&mut self.writer, &mut self.ids, &desired, global, &self.facts)
-            .unwrap_or_else(|e| panic!("reconcile: {e:#}"));
+        self.plan = reconcile(&mut self.writer, &mut self.ids, &desired, global, &self.facts)?;
+        Ok(())
     }
 
     pub fn maps(&self) -> &Maps {
