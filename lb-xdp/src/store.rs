@@ -70,6 +70,7 @@ pub trait MapStore {
     fn delete_vip_addr(&mut self, key: &VipAddrKey) -> Result<()>;
 
     fn service(&self, id: u32) -> Result<ServiceRows>;
+    fn trial(&self, id: u32) -> Result<Trial>;
     fn set_service_meta(&mut self, id: u32, meta: &ServiceMeta) -> Result<()>;
     fn set_rate_limit(&mut self, id: u32, limit: &RateLimit) -> Result<()>;
     fn set_trial(&mut self, id: u32, trial: &Trial) -> Result<()>;
@@ -167,6 +168,10 @@ impl MapStore for Maps {
             rate_limit: self.rate_limits.get(&id, 0).with_context(|| reading(n::RATE_LIMITS))?,
             trial: self.trials.get(&id, 0).with_context(|| reading(n::TRIALS))?,
         })
+    }
+
+    fn trial(&self, id: u32) -> Result<Trial> {
+        self.trials.get(&id, 0).with_context(|| reading(n::TRIALS))
     }
 
     fn set_service_meta(&mut self, id: u32, meta: &ServiceMeta) -> Result<()> {

@@ -136,7 +136,11 @@ impl<S: MapStore> Writer<S> {
         }
         for ((table, id, gen), known) in &self.tables {
             let held = self.maps.read_slots(*table, table_base(*table, *id, *gen), known.len() as u32)?;
-            ensure!(&held == known, "{} of service id {id}, generation {gen}: not what the mirror says", table.map_name());
+            ensure!(
+                &held == known,
+                "{} of service id {id}, generation {gen}: not what the mirror says",
+                table.map_name()
+            );
         }
         Ok(())
     }
@@ -145,7 +149,8 @@ impl<S: MapStore> Writer<S> {
         let plan = t.plan;
         let gone_vips: Vec<(VipKey, VipInfo)> =
             self.mirror.vips.iter().filter(|(k, _)| !t.vips.contains_key(*k)).map(|(k, i)| (*k, *i)).collect();
-        let gone_addrs: Vec<VipAddrKey> = self.mirror.addrs.keys().filter(|k| !t.addrs.contains_key(*k)).copied().collect();
+        let gone_addrs: Vec<VipAddrKey> =
+            self.mirror.addrs.keys().filter(|k| !t.addrs.contains_key(*k)).copied().collect();
         // The generations the running state reads: never written by this transaction.
         let pinned: Vec<(u32, u32)> = self.mirror.vips.values().map(|i| (i.service_id, i.ring_gen & 1)).collect();
 
@@ -372,7 +377,7 @@ impl<S: MapStore> Writer<S> {
 
     /// Trials are the data path's to change too, so their previous value is read.
     fn set_trial(&mut self, undo: &mut Vec<Undo>, id: u32, trial: &Trial) -> Result<()> {
-        let before = self.maps.service(id)?.trial;
+        let before = self.maps.trial(id)?;
         self.maps.set_trial(id, trial)?;
         undo.push(Undo::Trial(id, before));
         Ok(())
@@ -427,7 +432,9 @@ impl<S: MapStore> Writer<S> {
             self.stale = true;
         }
         match (failed, reread) {
-            (None, Ok(())) => cause.context("the data path is unchanged: writing the new tables failed and was rolled back"),
+            (None, Ok(())) => {
+                cause.context("the data path is unchanged: writing the new tables failed and was rolled back")
+            }
             (None, Err(e)) => cause.context(format!(
                 "the data path is unchanged: writing the new tables failed and was rolled back \
                  (reading the maps back failed: {e:#}; they are read again before the next write)"
@@ -549,5 +556,112 @@ impl<'p> Target<'p> {
             bail!("backend {} names service id {}, which the plan does not have", b.address, b.info.service_id);
         }
         Ok(t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{plan, HostFacts, Ids};
+    use crate::testkit::model::ModelMaps;
+    use lb_config::desired::{Circuit, Desired, DesiredBackend, DesiredService, Health, SOURCE_CONFIG};
+    use lb_config::{AdminState, Algorithm, Forwarding, Protocol};
+
+    fn desired(services: &[(&str, &str, &[&str])]) -> (Desired, HostFacts) {
+        let mut facts = HostFacts::default();
+        let services = services
+            .iter()
+            .map(|(name, vip, backends)| DesiredService {
+                name: name.to_string(),
+                vip: vip.parse().unwrap(),
+                protocol: Protocol::Tcp,
+                algorithm: Algorithm::Maglev,
+                forwarding: Forwarding::Nat,
+                rate_limit: Default::default(),
+                proxy_mode: Default::default(),
+                pool: Default::default(),
+                max_connections: 0,
+                backends: backends
+                    .iter()
+                    .map(|b| {
+                        let address: std::net::SocketAddr = b.parse().unwrap();
+                        facts.neighbours.insert(address.ip(), [2, 0, 0, 0, 0, 1]);
+                        DesiredBackend {
+                            address,
+                            weight: 1,
+                            state: AdminState::Ready,
+                            health: Health::Unknown,
+                            sources: SOURCE_CONFIG,
+                            circuit: Circuit::Closed,
+                        }
+                    })
+                    .collect(),
+            })
+            .collect();
+        (Desired { services, settings: Default::default() }, facts)
+    }
+
+    fn two() -> Plan {
+        let (d, facts) = desired(&[
+            ("web", "10.0.0.1:80", &["10.1.0.1:80", "10.1.0.2:80"]),
+            ("api", "10.0.0.2:80", &["10.1.0.3:80"]),
+        ]);
+        plan(&d, GlobalConfig { configured: 1, ..Default::default() }, &facts, &mut Ids::default()).unwrap()
+    }
+
+    #[test]
+    fn an_inconsistent_plan_is_refused_before_anything_is_written() {
+        let good = two();
+        let mut foreign = good.clone();
+        let api_backend = foreign.backends.iter().find(|b| b.info.service_id == foreign.services[1].id).unwrap().id;
+        foreign.services[0].table[7] = api_backend;
+        let mut twice = good.clone();
+        twice.services[1].vip = twice.services[0].vip;
+        let mut short = good.clone();
+        short.services[0].table.pop();
+        let mut orphan = good.clone();
+        let mut stray = orphan.backends[0].clone();
+        (stray.id, stray.info.service_id) = (50, 99);
+        orphan.backends.push(stray);
+        for (bad, why) in [
+            (foreign, "not one of its backends"),
+            (twice, "is given twice"),
+            (short, "65536 slots"),
+            (orphan, "which the plan does not have"),
+        ] {
+            let mut w = Writer::new(ModelMaps::new());
+            let e = w.apply(&bad).expect_err(why);
+            assert!(format!("{e:#}").contains(why), "{e:#}");
+            assert!(format!("{e:#}").contains("nothing was written"), "{e:#}");
+            assert_eq!(w.maps.writes, 0, "{why}: written anyway");
+        }
+    }
+
+    #[test]
+    fn the_same_plan_again_writes_only_the_trials_and_a_change_only_its_rows() {
+        let p = two();
+        let mut w = Writer::new(ModelMaps::new());
+        w.apply(&p).unwrap();
+        let first = w.maps.writes;
+        w.apply(&p).unwrap();
+        assert_eq!(w.maps.writes - first, p.services.len(), "one trial re-armed per service, nothing else");
+        // One backend drained: its row, then its service's ring and sequence into the other
+        // generation, and the flip (plus the trials).
+        let mut drained = p.clone();
+        let id = drained.services[0].id;
+        let gone = drained.backends[0].id;
+        drained.backends[0].meta.state = 1;
+        let other = drained.backends[1].id;
+        for slot in drained.services[0].table.iter_mut().filter(|s| **s == gone) {
+            *slot = other;
+        }
+        drained.services[0].sequence.retain(|&b| b != gone);
+        drained.services[0].info.seq_len = drained.services[0].sequence.len() as u32;
+        let before = w.maps.writes;
+        w.apply(&drained).unwrap();
+        assert_eq!(w.maps.writes - before, 1 + 2 + 1 + 2, "backend meta, ring + seq, flip, two trials");
+        let live = w.maps.vips().unwrap().into_iter().find(|(_, i)| i.service_id == id).unwrap().1;
+        assert_eq!(live.ring_gen, 1, "the other generation is live");
+        w.check_mirror().unwrap();
     }
 }

@@ -194,7 +194,8 @@ fn many(prefix: &str, n: u32, vip_net: u32) -> Vec<Svc> {
     (0..n)
         .map(|i| {
             let v6 = i % 3 == 2;
-            let vip = if v6 { format!("[fd00:20::{vip_net}:{i:x}]:80") } else { format!("172.20.{vip_net}.{}:80", i + 1) };
+            let vip =
+                if v6 { format!("[fd00:20::{vip_net}:{i:x}]:80") } else { format!("172.20.{vip_net}.{}:80", i + 1) };
             let backends: Vec<String> = (0..2u32)
                 .map(|b| {
                     let host = 0x11 + (i * 2 + b) % 0xe0;

@@ -277,8 +277,9 @@ fn apply(w: &mut World, fresh: &mut Fresh, change: &Change, daemon: &mut Daemon)
                     b.state = AdminState::ALL[state.index(AdminState::ALL.len())];
                     b.health = [Health::Unknown, Health::Up, Health::Down][health.index(3)];
                     b.circuit = [Circuit::Closed, Circuit::Open, Circuit::HalfOpen][circuit.index(3)];
-                    b.sources = [SOURCE_CONFIG, SOURCE_REGISTRATION, SOURCE_CONFIG | SOURCE_REGISTRATION, SOURCE_RETIRING]
-                        [*source as usize % 4];
+                    b.sources =
+                        [SOURCE_CONFIG, SOURCE_REGISTRATION, SOURCE_CONFIG | SOURCE_REGISTRATION, SOURCE_RETIRING]
+                            [*source as usize % 4];
                     if b.sources == SOURCE_RETIRING {
                         b.state = AdminState::Drain;
                     }
@@ -385,7 +386,8 @@ fn run(steps: &[Step]) {
     let mut d = Daemon::default();
     for (n, step) in steps.iter().enumerate() {
         apply(&mut w, &mut fresh, &step.change, &mut d);
-        let what = format!("step {n} ({:?}; {} services, {} backends)", step.change, w.desired.services.len(), w.backends());
+        let what =
+            format!("step {n} ({:?}; {} services, {} backends)", step.change, w.desired.services.len(), w.backends());
         if let Some(per_mille) = step.fail {
             fail_once(&mut d, &w, per_mille, &what);
         }

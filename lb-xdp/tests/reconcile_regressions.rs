@@ -23,7 +23,8 @@ fn world(services: &[(&str, u32, u16)]) -> World {
 fn many(prefix: &str, n: u32, first_vip: u32, backends: u32, first_backend: u32) -> World {
     let mut w = World::default();
     for i in 0..n {
-        let list = (0..backends).map(|b| backend(backend_address(first_backend + i * backends + b, false, 80))).collect();
+        let list =
+            (0..backends).map(|b| backend(backend_address(first_backend + i * backends + b, false, 80))).collect();
         w.desired.services.push(service(&format!("{prefix}{i}"), vip_address(first_vip + i, false, 80), Tcp, list));
     }
     w

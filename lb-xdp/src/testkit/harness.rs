@@ -6,10 +6,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use crate::adopt::read_existing;
 use crate::global::global_config_from;
 use crate::load;
 use crate::maps::Maps;
-use crate::adopt::read_existing;
 use crate::plan::{HostFacts, Ids, Plan};
 use crate::reconcile::reconcile;
 use crate::writer::Writer;

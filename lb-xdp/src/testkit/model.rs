@@ -17,10 +17,7 @@ use std::io;
 use anyhow::{bail, Result};
 use lb_common::abi::map_names as n;
 use lb_common::addr::{socket, vip_addr_key, words_ip};
-use lb_common::consts::{
-    MAX_BACKENDS, MAX_SERVICES, MAX_VIP_ADDRS, NO_BACKEND, RING_GENERATIONS, RING_SIZE,
-    SEQ_SIZE,
-};
+use lb_common::consts::{MAX_BACKENDS, MAX_SERVICES, MAX_VIP_ADDRS, NO_BACKEND, RING_GENERATIONS, RING_SIZE, SEQ_SIZE};
 use lb_common::maps::{BackendInfo, BackendMeta, GlobalConfig, ServiceMeta, Trial, VipAddrKey, VipInfo, VipKey};
 use lb_common::ratelimit::RateLimit;
 
@@ -101,7 +98,7 @@ impl ModelMaps {
 
     fn array_row(&self, id: u32, capacity: u32, name: &str) -> Result<usize> {
         if id >= capacity {
-            bail!("writing {name}: index {id} out of range: {}", io::Error::from_raw_os_error(libc::E2BIG));
+            bail!("{name}: index {id} is out of range (capacity {capacity})");
         }
         Ok(id as usize)
     }
@@ -215,6 +212,10 @@ impl MapStore for ModelMaps {
 
     fn service(&self, id: u32) -> Result<ServiceRows> {
         Ok(self.services[self.array_row(id, MAX_SERVICES, n::SERVICE_META)?])
+    }
+
+    fn trial(&self, id: u32) -> Result<Trial> {
+        Ok(self.services[self.array_row(id, MAX_SERVICES, n::TRIALS)?].trial)
     }
 
     fn set_service_meta(&mut self, id: u32, meta: &ServiceMeta) -> Result<()> {

@@ -70,7 +70,11 @@ impl View {
         for (key, info) in &vips {
             let meta = services_rows.get(info.service_id as usize).map(|r| r.meta).unwrap_or_default();
             if meta.in_use == 0 || meta.vip != *key {
-                strays.push(format!("VIP {} names service id {}, whose rows are not its", vip_name(key), info.service_id));
+                strays.push(format!(
+                    "VIP {} names service id {}, whose rows are not its",
+                    vip_name(key),
+                    info.service_id
+                ));
             }
             if live.insert(info.service_id, service_name(&meta)).is_some() {
                 strays.push(format!("service id {} is named by two VIP entries", info.service_id));
@@ -90,7 +94,10 @@ impl View {
             }
             let address = socket(&rows.info.addr, rows.info.port, rows.info.family);
             let Some(name) = live.get(&rows.info.service_id) else {
-                strays.push(format!("backend id {id} ({address}) of service id {}, which no VIP names", rows.info.service_id));
+                strays.push(format!(
+                    "backend id {id} ({address}) of service id {}, which no VIP names",
+                    rows.info.service_id
+                ));
                 continue;
             };
             let view = BackendView { info: BackendInfo { service_id: 0, ..rows.info }, meta: rows.meta };
@@ -136,11 +143,8 @@ impl View {
                 },
             );
         }
-        let addrs = store
-            .vip_addrs()?
-            .into_iter()
-            .map(|(k, flags)| (words_ip(&k.addr, k.family).to_string(), flags))
-            .collect();
+        let addrs =
+            store.vip_addrs()?.into_iter().map(|(k, flags)| (words_ip(&k.addr, k.family).to_string(), flags)).collect();
         strays.sort();
         Ok(View { config: store.config()?, addrs, services, backends, strays })
     }
@@ -210,11 +214,7 @@ fn service_difference(a: &ServiceView, b: &ServiceView) -> String {
         if x != y {
             let differing = x.iter().zip(y.iter()).filter(|(p, q)| p != q).count();
             let first = x.iter().zip(y.iter()).position(|(p, q)| p != q);
-            d.push(format!(
-                "{what}: lengths {} vs {}, {differing} slots differ, first at {first:?}",
-                x.len(),
-                y.len()
-            ));
+            d.push(format!("{what}: lengths {} vs {}, {differing} slots differ, first at {first:?}", x.len(), y.len()));
         }
     }
     d.join("; ")

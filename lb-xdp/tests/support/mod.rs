@@ -195,24 +195,36 @@ pub fn assert_like_fresh(d: &Daemon, world: &World, what: &str) {
     let v = &d.writer.maps.violations;
     assert!(v.is_empty(), "{what}: the writer broke a promise:\n{}", v.join("\n"));
     let diffs = d.view().differences(&fresh_view(world), 12);
-    assert!(diffs.is_empty(), "{what}: the maps differ from a fresh start's (left: after reconciles):\n{}", diffs.join("\n"));
+    assert!(
+        diffs.is_empty(),
+        "{what}: the maps differ from a fresh start's (left: after reconciles):\n{}",
+        diffs.join("\n")
+    );
     d.writer.check_mirror().unwrap_or_else(|e| panic!("{what}: the writer's mirror is not the maps: {e:#}"));
 }
 
 /// `vip` answers: its entry names the service called `name`, whose live table names
 /// only its own backends, and at least one.
 pub fn assert_serves(view: &View, name: &str, vip: &str, what: &str) {
-    let s = view.services.get(vip).unwrap_or_else(|| panic!("{what}: no VIP entry {vip}; entries: {:?}", view.services.keys()));
+    let s = view
+        .services
+        .get(vip)
+        .unwrap_or_else(|| panic!("{what}: no VIP entry {vip}; entries: {:?}", view.services.keys()));
     assert_eq!(s.name, name, "{what}: {vip} serves another service");
     assert!(!s.members.is_empty(), "{what}: {name} has no backend");
-    assert!(s.ring.iter().all(|&t| (t as usize) < s.members.len()), "{what}: {name}'s table names no backend or another's");
+    assert!(
+        s.ring.iter().all(|&t| (t as usize) < s.members.len()),
+        "{what}: {name}'s table names no backend or another's"
+    );
 }
 
 /// Everything the data path reads, exactly (ids and generations included), for comparing
 /// a model before and after a write that was rolled back.
 #[derive(Debug, PartialEq)]
 pub struct Exact {
-    pub maps: (GlobalConfig, Vec<(VipKey, VipInfo)>, Vec<(String, u32)>),
+    pub config: GlobalConfig,
+    pub vips: Vec<(VipKey, VipInfo)>,
+    pub addrs: Vec<(String, u32)>,
     pub services: Vec<lb_xdp::store::ServiceRows>,
     pub backends: Vec<lb_xdp::store::BackendRows>,
     /// The live tables, by VIP entry.
@@ -233,7 +245,7 @@ pub fn exact(m: &ModelMaps) -> Exact {
             (ring.unwrap(), seq.unwrap())
         })
         .collect();
-    Exact { maps: (m.config, vips, addrs), services: m.services.clone(), backends: m.backends.clone(), tables }
+    Exact { config: m.config, vips, addrs, services: m.services.clone(), backends: m.backends.clone(), tables }
 }
 
 /// "tcp 10.0.0.1:80", as `View` keys services.
@@ -245,23 +257,23 @@ impl Exact {
     /// What differs from `other`, in a line each.
     pub fn differences(&self, other: &Exact) -> Vec<String> {
         let mut d = Vec::new();
-        if self.maps.0 != other.maps.0 {
+        if self.config != other.config {
             d.push("LB_CONFIG".to_string());
         }
-        for (k, i) in &self.maps.1 {
-            match other.maps.1.iter().find(|(o, _)| o == k) {
+        for (k, i) in &self.vips {
+            match other.vips.iter().find(|(o, _)| o == k) {
                 None => d.push(format!("VIP {k:?} only on the left")),
                 Some((_, j)) if j != i => d.push(format!("VIP {k:?}: {i:?} vs {j:?}")),
                 _ => {}
             }
         }
-        for (k, _) in &other.maps.1 {
-            if !self.maps.1.iter().any(|(o, _)| o == k) {
+        for (k, _) in &other.vips {
+            if !self.vips.iter().any(|(o, _)| o == k) {
                 d.push(format!("VIP {k:?} only on the right"));
             }
         }
-        if self.maps.2 != other.maps.2 {
-            d.push(format!("LB_VIP_ADDRS: {:?} vs {:?}", self.maps.2, other.maps.2));
+        if self.addrs != other.addrs {
+            d.push(format!("LB_VIP_ADDRS: {:?} vs {:?}", self.addrs, other.addrs));
         }
         for (id, (a, b)) in self.services.iter().zip(&other.services).enumerate() {
             if a != b {
