@@ -1,5 +1,6 @@
-//! `BPF_MAP_UPDATE_BATCH` for the big `u32` arrays (the Maglev rings, the sequences): one
-//! syscall writes a whole table instead of one per slot. A first write of 64 services'
+//! `BPF_MAP_UPDATE_BATCH` and `BPF_MAP_LOOKUP_BATCH` for the big `u32` arrays (the Maglev
+//! rings, the sequences): one syscall writes (or reads back) a whole table instead of one
+//! per slot. A first write of 64 services'
 //! rings is 4 million slots; at one syscall each that took close to two seconds, in one
 //! batch per table it is a small fraction of that. aya 0.14 has no batch API, hence the raw
 //! syscall. Kernels without batch support for the map (before 5.6) fall back to
@@ -10,6 +11,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use aya::maps::{Array, IterableMap, MapData};
 
 /// `enum bpf_cmd`
+const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
 /// Entries per syscall: one Maglev table at most, and a bounded time in the kernel.
 const CHUNK: usize = 65_537;
@@ -48,6 +50,69 @@ pub fn update(map: &mut Array<MapData, u32>, keys: &[u32], values: &[u32]) -> io
         }
     }
     Ok(())
+}
+
+/// Read `count` entries from index `first` on, in as few syscalls as the kernel allows.
+pub fn lookup(map: &Array<MapData, u32>, first: u32, count: u32) -> io::Result<Vec<u32>> {
+    let fd = map.map().fd().as_fd().as_raw_fd();
+    let mut values = Vec::with_capacity(count as usize);
+    while (values.len() as u32) < count {
+        let at = first + values.len() as u32;
+        let n = ((count - values.len() as u32) as usize).min(CHUNK);
+        match lookup_batch(fd, at, n) {
+            Ok(chunk) if !chunk.is_empty() => values.extend(chunk),
+            Ok(_) => return Err(io::Error::other(format!("no entry at index {at}: past the end of the array"))),
+            // No batch support for this map here: one lookup per entry.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOTSUP) | Some(524)) => {
+                for i in at..first + count {
+                    values.push(map.get(&i, 0).map_err(io::Error::other)?);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(values)
+}
+
+/// Up to `n` entries from index `at` on. The kernel's cursor (`in_batch`) is the key
+/// before the first one wanted; none starts at index 0.
+fn lookup_batch(fd: i32, at: u32, n: usize) -> io::Result<Vec<u32>> {
+    let before = at.wrapping_sub(1);
+    let mut after = 0u32;
+    let mut keys = vec![0u32; n];
+    let mut values = vec![0u32; n];
+    let mut attr = BatchAttr {
+        in_batch: if at == 0 { 0 } else { &before as *const u32 as u64 },
+        out_batch: &mut after as *mut u32 as u64,
+        keys: keys.as_mut_ptr() as u64,
+        values: values.as_mut_ptr() as u64,
+        count: n as u32,
+        map_fd: fd as u32,
+        ..Default::default()
+    };
+    // SAFETY: `attr` is a valid bpf_attr prefix of the size passed; `keys` and `values`
+    // have room for `count` u32 each, and `before`/`after` one each; all outlive the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_MAP_LOOKUP_BATCH,
+            &mut attr as *mut BatchAttr,
+            std::mem::size_of::<BatchAttr>() as u32,
+        )
+    };
+    // ENOENT: the end of the array was reached; `count` says how many were read before it.
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::ENOENT) {
+            return Err(e);
+        }
+    }
+    let got = attr.count as usize;
+    if keys[..got].iter().enumerate().any(|(i, &k)| k != at + i as u32) {
+        return Err(io::Error::other("BPF_MAP_LOOKUP_BATCH returned the entries out of order"));
+    }
+    values.truncate(got);
+    Ok(values)
 }
 
 fn update_batch(fd: i32, keys: &[u32], values: &[u32]) -> io::Result<()> {

@@ -17,6 +17,8 @@ pub mod neighbour;
 mod outcomes;
 pub mod pinned_link;
 pub mod plan;
+pub mod reconcile;
+pub mod store;
 pub mod testkit;
 pub mod writer;
 pub mod xdp;

@@ -48,7 +48,9 @@ pub struct Plan {
     pub backends: Vec<BackendPlan>,
 }
 
-/// Ids live as long as the reconciler: the same service or backend keeps its index.
+/// Ids live as long as the reconciler: the same service or backend keeps its index. A
+/// reconcile that fails restores them from a copy (`reconcile`), as the maps are restored.
+#[derive(Clone, Debug)]
 pub struct Ids {
     services: IdAllocator<String>,
     backends: IdAllocator<(String, SocketAddr)>,

@@ -1,157 +1,667 @@
-//! The reconciler's writing half: puts a `Plan` into the maps so that every packet sees
-//! either the old or the new state of a service, never a mix:
-//! 1. backends first (a table may only name ids whose entries are in place);
-//! 2. each service's table into its shadow generation, then one VIP entry update flips it
-//!    (hash map updates replace the value whole);
-//! 3. only then are removed services and backends retired, so their flows are re-steered
-//!    by a data path that already has the new tables.
+//! The reconciler's writing half: puts a `Plan` into the maps. The plan is the complete
+//! target state of every row the reconciler owns (`store::MapStore`); the writer compares
+//! it with what the maps hold (its mirror of them) and writes the difference, as one
+//! transaction:
 //!
-//! Writing a table only touches the slots that differ from what that generation held.
-use std::collections::{HashMap, HashSet};
+//! - **Every packet sees the old or the new state of a service, never a mix.** Backends are
+//!   written first (a table may only name ids whose entries are in place); each service's
+//!   tables go into a generation no VIP entry reads, then its service rows, then one VIP
+//!   entry update makes them live (a hash map update replaces the value whole). Only then
+//!   are removed services and backends retired, so their flows are re-steered by a data
+//!   path that already has the new tables. Only changed rows and table slots are written;
+//!   tables in batches.
+//! - **Nothing the target owns is deleted.** Deletions are the keys the maps hold minus the
+//!   keys of the target, computed over the whole state, never per service: a VIP that
+//!   passes from one service to another (a rename, a swap) is updated in place.
+//! - **No map needs more than its capacity at any moment.** When the old and the new
+//!   VIPs (or VIP addresses) together exceed `LB_VIPS` (`LB_VIP_ADDRS`), the ones that go
+//!   are deleted first, before any new key is put: they answer nothing after the write
+//!   either way. The same goes for a removed service whose id the target gives to another
+//!   service (ids run short only when the old and the new state together exceed the
+//!   capacity, see `ids`).
+//! - **It completes or it rolls back.** Each row's previous value is logged before it is
+//!   written; on any failure the log is replayed backwards (every intermediate state is
+//!   one the forward write went through, so no capacity is exceeded), the maps are read
+//!   back into the mirror, and the error says that nothing changed. The tables of the old
+//!   state are never written, so rolling back their VIP entries brings them back whole.
+//!   Should the rollback fail too, the error says so, and the mirror re-read from the maps
+//!   is again the truth the next write starts from.
+//!
+//! The mirror holds the rows (`LB_CONFIG`, `LB_VIPS`, `LB_VIP_ADDRS`, the per-service and
+//! per-backend arrays) and what each table generation holds when known. A new writer
+//! assumes a freshly loaded program (everything empty); `adopt` makes the first write
+//! read a previous daemon's maps first.
+use std::collections::{BTreeMap, HashMap};
 
-use anyhow::{Context, Result};
-use lb_common::consts::{ring_base, seq_base, CONFIG_KEY, VIP_ADDR_SHARED_WITH_HOST};
-use lb_common::maps::{BackendInfo, BackendMeta, ServiceMeta, VipAddrKey, VipInfo, VipKey};
+use anyhow::{bail, ensure, Context, Result};
+use lb_common::consts::{
+    ring_base, seq_base, MAX_BACKENDS, MAX_SERVICES, MAX_VIP_ADDRS, NO_BACKEND, RING_SIZE, SEQ_SIZE,
+    VIP_ADDR_SHARED_WITH_HOST,
+};
+use lb_common::maps::{BackendInfo, BackendMeta, GlobalConfig, ServiceMeta, Trial, VipAddrKey, VipInfo, VipKey};
+use lb_common::ratelimit::RateLimit;
 
-use super::maps::Maps;
-use super::plan::{Plan, ServicePlan};
-use lb_common::addr::vip_addr_key;
+use crate::adopt::Adopted;
+use crate::inspect::service_name;
+use crate::maps::Maps;
+use crate::plan::{Plan, ServicePlan};
+use crate::store::{BackendRows, MapStore, ServiceRows, Table};
+use lb_common::addr::{socket, vip_addr_key, words_ip};
 
-#[derive(Default)]
-struct Rings {
-    live: u32,
-    /// What each generation holds: (Maglev table, sequence table).
-    held: [Option<(Vec<u32>, Vec<u32>)>; 2],
-    /// Live generation taken over from a previous daemon, contents unknown to us.
-    adopted: bool,
+/// `LB_VIPS` holds one entry per service.
+const VIPS_CAPACITY: usize = MAX_SERVICES as usize;
+const VIP_ADDRS_CAPACITY: usize = MAX_VIP_ADDRS as usize;
+
+#[derive(Clone)]
+pub struct Writer<S: MapStore = Maps> {
+    pub maps: S,
+    mirror: Mirror,
+    /// What each (table, service id, generation) holds, where known: a write only touches
+    /// the slots that differ.
+    tables: HashMap<(Table, u32, u32), Vec<u32>>,
+    /// The mirror may not be what the maps hold (adopted maps, or a read back that failed):
+    /// read them before the next write.
+    stale: bool,
 }
 
-pub struct Writer {
-    pub maps: Maps,
-    rings: HashMap<u32, Rings>,
-    vips: HashMap<u32, VipKey>,
-    addrs: HashSet<VipAddrKey>,
-    backends: HashSet<u32>,
+/// The rows the writer owns, as the maps hold them. Array rows that are all zero are
+/// left out.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Mirror {
+    config: GlobalConfig,
+    vips: HashMap<VipKey, VipInfo>,
+    addrs: HashMap<VipAddrKey, u32>,
+    /// Service ids with a row that is not zero: (meta, rate limit). Trials are not
+    /// mirrored: the data path disarms them, and every write arms them again.
+    services: BTreeMap<u32, (ServiceMeta, RateLimit)>,
+    backends: BTreeMap<u32, BackendRows>,
 }
 
-impl Writer {
-    pub fn new(maps: Maps) -> Self {
-        Self { maps, rings: HashMap::new(), vips: HashMap::new(), addrs: HashSet::new(), backends: HashSet::new() }
+/// A row's value before the transaction wrote it.
+enum Undo {
+    Config(GlobalConfig),
+    Vip(VipKey, Option<VipInfo>),
+    Addr(VipAddrKey, Option<u32>),
+    ServiceMeta(u32, ServiceMeta),
+    RateLimit(u32, RateLimit),
+    Trial(u32, Trial),
+    BackendInfo(u32, BackendInfo),
+    BackendMeta(u32, BackendMeta),
+}
+
+impl<S: MapStore> Writer<S> {
+    /// A writer for the maps of a freshly loaded program (every row empty).
+    pub fn new(maps: S) -> Self {
+        Self { maps, mirror: Mirror::default(), tables: HashMap::new(), stale: false }
     }
 
-    /// Continue from a previous daemon's maps: its live generations stay live until the
-    /// first apply writes the other one and flips, and what it installed is retired like
-    /// anything else the plan no longer names.
-    pub fn adopt(&mut self, adopted: &super::adopt::Adopted) {
-        for (id, _, vip, gen) in &adopted.services {
-            self.rings.insert(*id, Rings { live: *gen & 1, held: [None, None], adopted: true });
-            self.vips.insert(*id, *vip);
-            self.addrs.insert(lb_common::addr::vip_addr_key(lb_common::addr::words_ip(&vip.addr, vip.family)));
-        }
-        self.backends.extend(adopted.backends.iter().map(|b| b.0));
+    /// Continue from a previous daemon's maps: the first apply reads every row back before
+    /// it writes (every VIP entry there is, not only those `adopted` lists), keeps the live
+    /// generations live until it has written the other one, and retires whatever the plan
+    /// does not name.
+    pub fn adopt(&mut self, _adopted: &Adopted) {
+        self.tables.clear();
+        self.stale = true;
     }
 
+    /// Make the maps hold `plan`, or leave them as they were (see the module docs).
     pub fn apply(&mut self, plan: &Plan) -> Result<()> {
-        self.maps.config.set(CONFIG_KEY, plan.global, 0).context("writing LB_CONFIG")?;
-        for b in &plan.backends {
-            self.maps.backends.set(b.id, b.info, 0).context("writing LB_BACKENDS")?;
-            self.maps.backend_meta.set(b.id, b.meta, 0).context("writing LB_BACKEND_META")?;
+        let target = Target::new(plan).context("the plan is inconsistent; nothing was written")?;
+        if self.stale {
+            self.reread().context("reading the maps back before writing; nothing was written")?;
         }
-        let mut addrs = HashMap::new();
-        for s in &plan.services {
-            let flags = if s.shared_with_host { VIP_ADDR_SHARED_WITH_HOST } else { 0 };
-            let key = vip_addr_key(lb_common::addr::words_ip(&s.vip.addr, s.vip.family));
-            *addrs.entry(key).or_insert(0) |= flags;
+        let mut undo = Vec::new();
+        match self.write(&target, &mut undo) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.roll_back(undo, e)),
         }
-        for (key, flags) in &addrs {
-            self.maps.vip_addrs.insert(key, flags, 0).context("writing LB_VIP_ADDRS")?;
-        }
-        for s in &plan.services {
-            self.apply_service(s)?;
-        }
-        self.retire(plan, &addrs)
     }
 
-    fn apply_service(&mut self, s: &ServicePlan) -> Result<()> {
-        let rings = self.rings.entry(s.id).or_default();
-        // A service seen for the first time has no live table: write generation 0. Otherwise
-        // (including one adopted from a previous daemon) write the generation not in use.
-        let fresh = rings.held.iter().all(Option::is_none) && !rings.adopted;
-        let wanted = (s.table.clone(), s.sequence.clone());
-        if fresh || rings.held[rings.live as usize].as_ref() != Some(&wanted) {
-            let shadow = if fresh { 0 } else { 1 - rings.live };
-            rings.adopted = false;
-            let held = rings.held[shadow as usize].as_ref();
-            write_slots(
-                &mut self.maps.ring,
-                ring_base(s.id, shadow),
-                held.map(|h| h.0.as_slice()),
-                &s.table,
-                "LB_RING",
-            )?;
-            write_slots(
-                &mut self.maps.seq,
-                seq_base(s.id, shadow),
-                held.map(|h| h.1.as_slice()),
-                &s.sequence,
-                "LB_SEQ",
-            )?;
-            rings.held[shadow as usize] = Some(wanted);
-            rings.live = shadow;
+    /// Compare the mirror with the maps: Ok when every row and every table generation the
+    /// writer believes it knows is what the maps hold. For tests and checks; the writer
+    /// itself never needs it.
+    pub fn check_mirror(&self) -> Result<()> {
+        let read = read_mirror(&self.maps)?;
+        let m = &self.mirror;
+        ensure!(read.config == m.config, "LB_CONFIG: the maps hold {:?}, the mirror {:?}", read.config, m.config);
+        ensure!(read.vips == m.vips, "LB_VIPS: the maps hold {:?}, the mirror {:?}", read.vips, m.vips);
+        ensure!(read.addrs == m.addrs, "LB_VIP_ADDRS: the maps hold {:?}, the mirror {:?}", read.addrs, m.addrs);
+        for id in read.services.keys().chain(m.services.keys()) {
+            let (a, b) = (read.services.get(id), m.services.get(id));
+            ensure!(a == b, "service id {id}: the maps hold {a:?}, the mirror {b:?}");
         }
-        // The flip: one VIP entry update makes the new table live.
-        let info = VipInfo { ring_gen: rings.live, ..s.info };
-        self.maps.vips.insert(s.vip, info, 0).context("writing LB_VIPS")?;
-        if let Some(old) = self.vips.insert(s.id, s.vip) {
-            if old != s.vip {
-                let _ = self.maps.vips.remove(&old);
-            }
+        for id in read.backends.keys().chain(m.backends.keys()) {
+            let (a, b) = (read.backends.get(id), m.backends.get(id));
+            ensure!(a == b, "backend id {id}: the maps hold {a:?}, the mirror {b:?}");
         }
-        self.maps.service_meta.set(s.id, s.meta, 0).context("writing LB_SERVICE_META")?;
-        self.maps.rate_limits.set(s.id, s.rate_limit, 0).context("writing LB_RATE_LIMITS")?;
-        self.maps.trials.set(s.id, s.trial, 0).context("writing LB_TRIALS")?;
+        for ((table, id, gen), known) in &self.tables {
+            let held = self.maps.read_slots(*table, table_base(*table, *id, *gen), known.len() as u32)?;
+            ensure!(
+                &held == known,
+                "{} of service id {id}, generation {gen}: not what the mirror says",
+                table.map_name()
+            );
+        }
         Ok(())
     }
 
-    fn retire(&mut self, plan: &Plan, addrs: &HashMap<VipAddrKey, u32>) -> Result<()> {
-        let live_services: HashSet<u32> = plan.services.iter().map(|s| s.id).collect();
-        let gone: Vec<u32> = self.vips.keys().copied().filter(|id| !live_services.contains(id)).collect();
-        for id in gone {
-            if let Some(key) = self.vips.remove(&id) {
-                let _ = self.maps.vips.remove(&key);
+    fn write(&mut self, t: &Target, undo: &mut Vec<Undo>) -> Result<()> {
+        let plan = t.plan;
+        let gone_vips: Vec<(VipKey, VipInfo)> =
+            self.mirror.vips.iter().filter(|(k, _)| !t.vips.contains_key(*k)).map(|(k, i)| (*k, *i)).collect();
+        let gone_addrs: Vec<VipAddrKey> =
+            self.mirror.addrs.keys().filter(|k| !t.addrs.contains_key(*k)).copied().collect();
+        // The generations the running state reads: never written by this transaction.
+        let pinned: Vec<(u32, u32)> = self.mirror.vips.values().map(|i| (i.service_id, i.ring_gen & 1)).collect();
+
+        // Free before insert: VIPs that go, when the new ones would not fit beside them,
+        // and those whose service id passes to another service.
+        let new_vips = t.vips.keys().filter(|k| !self.mirror.vips.contains_key(*k)).count();
+        let new_addrs = t.addrs.keys().filter(|k| !self.mirror.addrs.contains_key(*k)).count();
+        let crowded = self.mirror.vips.len() + new_vips > VIPS_CAPACITY
+            || self.mirror.addrs.len() + new_addrs > VIP_ADDRS_CAPACITY;
+        for (key, info) in &gone_vips {
+            if crowded || self.id_moves(t, info.service_id) {
+                self.delete_vip(undo, key)?;
             }
-            self.rings.remove(&id);
-            self.maps.service_meta.set(id, ServiceMeta::default(), 0)?;
-            self.maps.rate_limits.set(id, lb_common::ratelimit::RateLimit::default(), 0)?;
-            self.maps.trials.set(id, lb_common::maps::Trial::default(), 0)?;
         }
-        for key in self.addrs.iter().filter(|k| !addrs.contains_key(k)) {
-            let _ = self.maps.vip_addrs.remove(key);
+        if crowded {
+            for key in &gone_addrs {
+                self.delete_vip_addr(undo, key)?;
+            }
         }
-        self.addrs = addrs.keys().copied().collect();
-        let live_backends: HashSet<u32> = plan.backends.iter().map(|b| b.id).collect();
-        for id in self.backends.iter().filter(|id| !live_backends.contains(id)) {
-            self.maps.backends.set(*id, BackendInfo::default(), 0)?;
-            self.maps.backend_meta.set(*id, BackendMeta::default(), 0)?;
+
+        if self.mirror.config != plan.global {
+            self.set_config(undo, &plan.global)?;
         }
-        self.backends = live_backends;
+        // Backends before any table names them.
+        for b in &plan.backends {
+            let have = self.mirror.backends.get(&b.id).copied().unwrap_or_default();
+            if have.info != b.info {
+                self.set_backend_info(undo, b.id, &b.info)?;
+            }
+            if have.meta != b.meta {
+                self.set_backend_meta(undo, b.id, &b.meta)?;
+            }
+        }
+        // A VIP's address before its entry.
+        for (key, flags) in &t.addrs {
+            if self.mirror.addrs.get(key) != Some(flags) {
+                self.put_vip_addr(undo, key, *flags)?;
+            }
+        }
+
+        // Each service: tables into a generation no VIP entry reads, nor read when the
+        // write began (a rollback makes those entries live again), rows, then the flip.
+        let mut pending: Vec<&ServicePlan> = plan.services.iter().collect();
+        while !pending.is_empty() {
+            let mut waiting = Vec::new();
+            for s in &pending {
+                match self.generation_for(s, &pinned) {
+                    Some(gen) => self.write_service(undo, s, gen)?,
+                    None => waiting.push(*s),
+                }
+            }
+            if waiting.len() == pending.len() {
+                // Both generations of the first one's id are read through other VIP entries,
+                // now or when the write began (only maps another writer left inconsistent
+                // look so): take the other entries out (their services are retired, or flip
+                // to their own ids below) and write the generation they read.
+                let s = waiting.remove(0);
+                let readers: Vec<VipKey> = self
+                    .mirror
+                    .vips
+                    .iter()
+                    .filter(|(k, i)| **k != s.vip && i.service_id == s.id)
+                    .map(|(k, _)| *k)
+                    .collect();
+                for key in &readers {
+                    self.delete_vip(undo, key)?;
+                }
+                let gen = self.generation_for(s, &[]).context("no table generation to write")?;
+                self.write_service(undo, s, gen)?;
+            }
+            pending = waiting;
+        }
+
+        // Retire what the target does not name, now that the new tables are live.
+        for (key, _) in &gone_vips {
+            if self.mirror.vips.contains_key(key) {
+                self.delete_vip(undo, key)?;
+            }
+        }
+        for key in &gone_addrs {
+            if self.mirror.addrs.contains_key(key) {
+                self.delete_vip_addr(undo, key)?;
+            }
+        }
+        let gone_services: Vec<u32> =
+            self.mirror.services.keys().filter(|id| !t.services.contains_key(*id)).copied().collect();
+        for id in gone_services {
+            self.reset_service(undo, id)?;
+        }
+        let gone_backends: Vec<u32> =
+            self.mirror.backends.keys().filter(|id| !t.backends.contains_key(*id)).copied().collect();
+        for id in gone_backends {
+            self.reset_backend(undo, id)?;
+        }
+        Ok(())
+    }
+
+    /// The target gives `id` to a service other than the one holding it now.
+    fn id_moves(&self, t: &Target, id: u32) -> bool {
+        let Some(&i) = t.services.get(&id) else { return false };
+        self.mirror.services.get(&id).map(|(meta, _)| meta.name) != Some(t.plan.services[i].meta.name)
+    }
+
+    /// The generation to make live for `s`: one that already holds its tables (read by
+    /// other entries or not: nothing is written to it), else one no VIP entry reads and
+    /// none of `pinned` names, known contents first (fewer slots to write). None while
+    /// every generation is read.
+    fn generation_for(&self, s: &ServicePlan, pinned: &[(u32, u32)]) -> Option<u32> {
+        let holds = |gen: u32| {
+            self.tables.get(&(Table::Ring, s.id, gen)) == Some(&s.table)
+                && self.tables.get(&(Table::Seq, s.id, gen)) == Some(&s.sequence)
+        };
+        let own = self.mirror.vips.get(&s.vip).filter(|i| i.service_id == s.id).map(|i| i.ring_gen & 1);
+        if let Some(gen) = own.into_iter().chain([0, 1]).find(|&g| holds(g)) {
+            return Some(gen);
+        }
+        let read = |gen: u32| {
+            pinned.contains(&(s.id, gen))
+                || self.mirror.vips.values().any(|i| i.service_id == s.id && i.ring_gen & 1 == gen)
+        };
+        let free: Vec<u32> = [0, 1].into_iter().filter(|&g| !read(g)).collect();
+        free.iter().copied().find(|&g| self.tables.contains_key(&(Table::Ring, s.id, g))).or(free.first().copied())
+    }
+
+    fn write_service(&mut self, undo: &mut Vec<Undo>, s: &ServicePlan, gen: u32) -> Result<()> {
+        self.write_table(Table::Ring, s.id, gen, &s.table)?;
+        self.write_table(Table::Seq, s.id, gen, &s.sequence)?;
+        let (meta, limit) = self.mirror.services.get(&s.id).copied().unwrap_or_default();
+        if meta != s.meta {
+            self.set_service_meta(undo, s.id, &s.meta)?;
+        }
+        if limit != s.rate_limit {
+            self.set_rate_limit(undo, s.id, &s.rate_limit)?;
+        }
+        // Always: the data path disarms a trial when a flow takes it; each write re-arms.
+        self.set_trial(undo, s.id, &s.trial)?;
+        // The flip.
+        let info = VipInfo { ring_gen: gen, ..s.info };
+        if self.mirror.vips.get(&s.vip) != Some(&info) {
+            self.put_vip(undo, &s.vip, &info)?;
+        }
+        Ok(())
+    }
+
+    /// Write `values` into one generation's table, only the slots that differ from what it
+    /// is known to hold (all of them when that is unknown), in batches.
+    fn write_table(&mut self, table: Table, id: u32, gen: u32, values: &[u32]) -> Result<()> {
+        if self.tables.get(&(table, id, gen)).map(Vec::as_slice) == Some(values) {
+            return Ok(());
+        }
+        // Unknown from here until the write has completed.
+        let held = self.tables.remove(&(table, id, gen));
+        let base = table_base(table, id, gen);
+        let (keys, slots): (Vec<u32>, Vec<u32>) = values
+            .iter()
+            .enumerate()
+            .filter(|&(slot, v)| held.as_ref().is_none_or(|h| h.get(slot) != Some(v)))
+            .map(|(slot, &v)| (base + slot as u32, v))
+            .unzip();
+        self.maps.write_slots(table, &keys, &slots)?;
+        self.tables.insert((table, id, gen), values.to_vec());
+        Ok(())
+    }
+
+    fn reset_service(&mut self, undo: &mut Vec<Undo>, id: u32) -> Result<()> {
+        self.set_service_meta(undo, id, &ServiceMeta::default())?;
+        self.set_rate_limit(undo, id, &RateLimit::default())?;
+        self.set_trial(undo, id, &Trial::default())
+    }
+
+    fn reset_backend(&mut self, undo: &mut Vec<Undo>, id: u32) -> Result<()> {
+        self.set_backend_info(undo, id, &BackendInfo::default())?;
+        self.set_backend_meta(undo, id, &BackendMeta::default())
+    }
+
+    // Row writes: each logs the row's previous value once the store has taken the new
+    // one, and keeps the mirror in step.
+
+    fn set_config(&mut self, undo: &mut Vec<Undo>, config: &GlobalConfig) -> Result<()> {
+        self.maps.set_config(config)?;
+        undo.push(Undo::Config(std::mem::replace(&mut self.mirror.config, *config)));
+        Ok(())
+    }
+
+    fn put_vip(&mut self, undo: &mut Vec<Undo>, key: &VipKey, info: &VipInfo) -> Result<()> {
+        self.maps.put_vip(key, info)?;
+        undo.push(Undo::Vip(*key, self.mirror.vips.insert(*key, *info)));
+        Ok(())
+    }
+
+    fn delete_vip(&mut self, undo: &mut Vec<Undo>, key: &VipKey) -> Result<()> {
+        self.maps.delete_vip(key)?;
+        undo.push(Undo::Vip(*key, self.mirror.vips.remove(key)));
+        Ok(())
+    }
+
+    fn put_vip_addr(&mut self, undo: &mut Vec<Undo>, key: &VipAddrKey, flags: u32) -> Result<()> {
+        self.maps.put_vip_addr(key, flags)?;
+        undo.push(Undo::Addr(*key, self.mirror.addrs.insert(*key, flags)));
+        Ok(())
+    }
+
+    fn delete_vip_addr(&mut self, undo: &mut Vec<Undo>, key: &VipAddrKey) -> Result<()> {
+        self.maps.delete_vip_addr(key)?;
+        undo.push(Undo::Addr(*key, self.mirror.addrs.remove(key)));
+        Ok(())
+    }
+
+    fn set_service_meta(&mut self, undo: &mut Vec<Undo>, id: u32, meta: &ServiceMeta) -> Result<()> {
+        self.maps.set_service_meta(id, meta)?;
+        let (before, limit) = self.mirror.services.get(&id).copied().unwrap_or_default();
+        undo.push(Undo::ServiceMeta(id, before));
+        self.mirror_service(id, *meta, limit);
+        Ok(())
+    }
+
+    fn set_rate_limit(&mut self, undo: &mut Vec<Undo>, id: u32, limit: &RateLimit) -> Result<()> {
+        self.maps.set_rate_limit(id, limit)?;
+        let (meta, before) = self.mirror.services.get(&id).copied().unwrap_or_default();
+        undo.push(Undo::RateLimit(id, before));
+        self.mirror_service(id, meta, *limit);
+        Ok(())
+    }
+
+    /// Trials are the data path's to change too, so their previous value is read.
+    fn set_trial(&mut self, undo: &mut Vec<Undo>, id: u32, trial: &Trial) -> Result<()> {
+        let before = self.maps.trial(id)?;
+        self.maps.set_trial(id, trial)?;
+        undo.push(Undo::Trial(id, before));
+        Ok(())
+    }
+
+    fn set_backend_info(&mut self, undo: &mut Vec<Undo>, id: u32, info: &BackendInfo) -> Result<()> {
+        self.maps.set_backend_info(id, info)?;
+        let mut rows = self.mirror.backends.get(&id).copied().unwrap_or_default();
+        undo.push(Undo::BackendInfo(id, std::mem::replace(&mut rows.info, *info)));
+        self.mirror_backend(id, rows);
+        Ok(())
+    }
+
+    fn set_backend_meta(&mut self, undo: &mut Vec<Undo>, id: u32, meta: &BackendMeta) -> Result<()> {
+        self.maps.set_backend_meta(id, meta)?;
+        let mut rows = self.mirror.backends.get(&id).copied().unwrap_or_default();
+        undo.push(Undo::BackendMeta(id, std::mem::replace(&mut rows.meta, *meta)));
+        self.mirror_backend(id, rows);
+        Ok(())
+    }
+
+    fn mirror_service(&mut self, id: u32, meta: ServiceMeta, limit: RateLimit) {
+        if meta == ServiceMeta::default() && limit == RateLimit::default() {
+            self.mirror.services.remove(&id);
+        } else {
+            self.mirror.services.insert(id, (meta, limit));
+        }
+    }
+
+    fn mirror_backend(&mut self, id: u32, rows: BackendRows) {
+        if rows == BackendRows::default() {
+            self.mirror.backends.remove(&id);
+        } else {
+            self.mirror.backends.insert(id, rows);
+        }
+    }
+
+    /// Undo the transaction backwards, then read the maps back: the mirror is the truth
+    /// again whatever the rollback managed.
+    fn roll_back(&mut self, undo: Vec<Undo>, cause: anyhow::Error) -> anyhow::Error {
+        // Stop at the first revert that fails: the maps stay in a state the forward write
+        // went through, which packets may meet; skipping one could make a state they may not.
+        let mut failed = None;
+        for u in undo.into_iter().rev() {
+            if let Err(e) = self.revert(u) {
+                failed = Some(e);
+                break;
+            }
+        }
+        let reread = self.reread();
+        if reread.is_err() {
+            self.stale = true;
+        }
+        match (failed, reread) {
+            (None, Ok(())) => {
+                cause.context("the data path is unchanged: writing the new tables failed and was rolled back")
+            }
+            (None, Err(e)) => cause.context(format!(
+                "the data path is unchanged: writing the new tables failed and was rolled back \
+                 (reading the maps back failed: {e:#}; they are read again before the next write)"
+            )),
+            (Some(e), _) => cause.context(format!(
+                "writing the new tables failed and so did rolling them back ({e:#}): the data path is partly \
+                 changed; the next reconcile writes it whole"
+            )),
+        }
+    }
+
+    fn revert(&mut self, undo: Undo) -> Result<()> {
+        match undo {
+            Undo::Config(c) => self.maps.set_config(&c),
+            Undo::Vip(key, Some(info)) => self.maps.put_vip(&key, &info),
+            Undo::Vip(key, None) => self.maps.delete_vip(&key),
+            Undo::Addr(key, Some(flags)) => self.maps.put_vip_addr(&key, flags),
+            Undo::Addr(key, None) => self.maps.delete_vip_addr(&key),
+            Undo::ServiceMeta(id, meta) => self.maps.set_service_meta(id, &meta),
+            Undo::RateLimit(id, limit) => self.maps.set_rate_limit(id, &limit),
+            Undo::Trial(id, trial) => self.maps.set_trial(id, &trial),
+            Undo::BackendInfo(id, info) => self.maps.set_backend_info(id, &info),
+            Undo::BackendMeta(id, meta) => self.maps.set_backend_meta(id, &meta),
+        }
+    }
+
+    fn reread(&mut self) -> Result<()> {
+        self.mirror = read_mirror(&self.maps)?;
+        self.stale = false;
         Ok(())
     }
 }
 
-/// Write `table` at `base`, skipping the slots that already hold the same value, in batches.
-fn write_slots(
-    map: &mut aya::maps::Array<aya::maps::MapData, u32>,
-    base: u32,
-    held: Option<&[u32]>,
-    table: &[u32],
-    name: &str,
-) -> Result<()> {
-    let (keys, values): (Vec<u32>, Vec<u32>) = table
-        .iter()
-        .enumerate()
-        .filter(|&(slot, id)| held.is_none_or(|h| h.get(slot) != Some(id)))
-        .map(|(slot, &id)| (base + slot as u32, id))
-        .unzip();
-    super::batch::update(map, &keys, &values).with_context(|| format!("writing {name}"))
+fn table_base(table: Table, id: u32, gen: u32) -> u32 {
+    match table {
+        Table::Ring => ring_base(id, gen),
+        Table::Seq => seq_base(id, gen),
+    }
+}
+
+/// Every row the writer owns, as `store` holds it.
+fn read_mirror(store: &impl MapStore) -> Result<Mirror> {
+    let mut m = Mirror {
+        config: store.config()?,
+        vips: store.vips()?.into_iter().collect(),
+        addrs: store.vip_addrs()?.into_iter().collect(),
+        ..Default::default()
+    };
+    for id in 0..MAX_SERVICES {
+        let rows = store.service(id)?;
+        if rows != ServiceRows::default() {
+            m.services.insert(id, (rows.meta, rows.rate_limit));
+        }
+    }
+    for id in 0..MAX_BACKENDS {
+        let rows = store.backend(id)?;
+        if rows != BackendRows::default() {
+            m.backends.insert(id, rows);
+        }
+    }
+    Ok(m)
+}
+
+/// The plan indexed by key, checked for what the write relies on: ids in range and unique,
+/// one service per VIP, whole tables that name only the service's own backends.
+struct Target<'p> {
+    plan: &'p Plan,
+    vips: HashMap<VipKey, usize>,
+    addrs: HashMap<VipAddrKey, u32>,
+    services: HashMap<u32, usize>,
+    backends: HashMap<u32, usize>,
+}
+
+impl<'p> Target<'p> {
+    fn new(plan: &'p Plan) -> Result<Self> {
+        ensure!(
+            plan.services.len() <= VIPS_CAPACITY,
+            "{} services: the data path holds at most {VIPS_CAPACITY}",
+            plan.services.len()
+        );
+        let mut t = Target {
+            plan,
+            vips: HashMap::new(),
+            addrs: HashMap::new(),
+            services: HashMap::new(),
+            backends: HashMap::new(),
+        };
+        // The service id of each backend id, for the table checks.
+        let mut owner = vec![u32::MAX; MAX_BACKENDS as usize];
+        for (i, b) in plan.backends.iter().enumerate() {
+            ensure!(b.id < MAX_BACKENDS, "backend {}: id {} is out of range", b.address, b.id);
+            ensure!(t.backends.insert(b.id, i).is_none(), "backend id {} is given twice", b.id);
+            owner[b.id as usize] = b.info.service_id;
+        }
+        for (i, s) in plan.services.iter().enumerate() {
+            let name = service_name(&s.meta);
+            ensure!(s.id < MAX_SERVICES, "service {name}: id {} is out of range", s.id);
+            ensure!(s.info.service_id == s.id, "service {name}: its VIP entry names service id {}", s.info.service_id);
+            ensure!(t.services.insert(s.id, i).is_none(), "service id {} is given twice", s.id);
+            let vip = socket(&s.vip.addr, s.vip.port, s.vip.family);
+            ensure!(t.vips.insert(s.vip, i).is_none(), "VIP {vip} (protocol {}) is given twice", s.vip.proto);
+            ensure!(s.table.len() == RING_SIZE as usize, "service {name}: its table has {} slots", s.table.len());
+            ensure!(
+                s.sequence.len() <= SEQ_SIZE as usize && s.info.seq_len as usize == s.sequence.len(),
+                "service {name}: a sequence of {} entries, {} in its VIP entry",
+                s.sequence.len(),
+                s.info.seq_len
+            );
+            let foreign = |id: &u32| *id != NO_BACKEND && owner.get(*id as usize) != Some(&s.id);
+            if let Some(id) = s.table.iter().chain(&s.sequence).find(|id| foreign(id)) {
+                bail!("service {name}: its tables name backend id {id}, not one of its backends");
+            }
+            ensure!(s.trial.armed == 0 || !foreign(&s.trial.backend_id), "service {name}: its trial is not its own");
+            let flags = if s.shared_with_host { VIP_ADDR_SHARED_WITH_HOST } else { 0 };
+            *t.addrs.entry(vip_addr_key(words_ip(&s.vip.addr, s.vip.family))).or_insert(0) |= flags;
+        }
+        ensure!(t.addrs.len() <= VIP_ADDRS_CAPACITY, "{} VIP addresses: at most {VIP_ADDRS_CAPACITY}", t.addrs.len());
+        if let Some(b) = plan.backends.iter().find(|b| !t.services.contains_key(&b.info.service_id)) {
+            bail!("backend {} names service id {}, which the plan does not have", b.address, b.info.service_id);
+        }
+        Ok(t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{plan, HostFacts, Ids};
+    use crate::testkit::model::ModelMaps;
+    use lb_config::desired::{Circuit, Desired, DesiredBackend, DesiredService, Health, SOURCE_CONFIG};
+    use lb_config::{AdminState, Algorithm, Forwarding, Protocol};
+
+    fn desired(services: &[(&str, &str, &[&str])]) -> (Desired, HostFacts) {
+        let mut facts = HostFacts::default();
+        let services = services
+            .iter()
+            .map(|(name, vip, backends)| DesiredService {
+                name: name.to_string(),
+                vip: vip.parse().unwrap(),
+                protocol: Protocol::Tcp,
+                algorithm: Algorithm::Maglev,
+                forwarding: Forwarding::Nat,
+                rate_limit: Default::default(),
+                proxy_mode: Default::default(),
+                pool: Default::default(),
+                max_connections: 0,
+                backends: backends
+                    .iter()
+                    .map(|b| {
+                        let address: std::net::SocketAddr = b.parse().unwrap();
+                        facts.neighbours.insert(address.ip(), [2, 0, 0, 0, 0, 1]);
+                        DesiredBackend {
+                            address,
+                            weight: 1,
+                            state: AdminState::Ready,
+                            health: Health::Unknown,
+                            sources: SOURCE_CONFIG,
+                            circuit: Circuit::Closed,
+                        }
+                    })
+                    .collect(),
+            })
+            .collect();
+        (Desired { services, settings: Default::default() }, facts)
+    }
+
+    fn two() -> Plan {
+        let (d, facts) = desired(&[
+            ("web", "10.0.0.1:80", &["10.1.0.1:80", "10.1.0.2:80"]),
+            ("api", "10.0.0.2:80", &["10.1.0.3:80"]),
+        ]);
+        plan(&d, GlobalConfig { configured: 1, ..Default::default() }, &facts, &mut Ids::default()).unwrap()
+    }
+
+    #[test]
+    fn an_inconsistent_plan_is_refused_before_anything_is_written() {
+        let good = two();
+        let mut foreign = good.clone();
+        let api_backend = foreign.backends.iter().find(|b| b.info.service_id == foreign.services[1].id).unwrap().id;
+        foreign.services[0].table[7] = api_backend;
+        let mut twice = good.clone();
+        twice.services[1].vip = twice.services[0].vip;
+        let mut short = good.clone();
+        short.services[0].table.pop();
+        let mut orphan = good.clone();
+        let mut stray = orphan.backends[0].clone();
+        (stray.id, stray.info.service_id) = (50, 99);
+        orphan.backends.push(stray);
+        for (bad, why) in [
+            (foreign, "not one of its backends"),
+            (twice, "is given twice"),
+            (short, "65536 slots"),
+            (orphan, "which the plan does not have"),
+        ] {
+            let mut w = Writer::new(ModelMaps::new());
+            let e = w.apply(&bad).expect_err(why);
+            assert!(format!("{e:#}").contains(why), "{e:#}");
+            assert!(format!("{e:#}").contains("nothing was written"), "{e:#}");
+            assert_eq!(w.maps.writes, 0, "{why}: written anyway");
+        }
+    }
+
+    #[test]
+    fn the_same_plan_again_writes_only_the_trials_and_a_change_only_its_rows() {
+        let p = two();
+        let mut w = Writer::new(ModelMaps::new());
+        w.apply(&p).unwrap();
+        let first = w.maps.writes;
+        w.apply(&p).unwrap();
+        assert_eq!(w.maps.writes - first, p.services.len(), "one trial re-armed per service, nothing else");
+        // One backend drained: its row, then its service's ring and sequence into the other
+        // generation, and the flip (plus the trials).
+        let mut drained = p.clone();
+        let id = drained.services[0].id;
+        let gone = drained.backends[0].id;
+        drained.backends[0].meta.state = 1;
+        let other = drained.backends[1].id;
+        for slot in drained.services[0].table.iter_mut().filter(|s| **s == gone) {
+            *slot = other;
+        }
+        drained.services[0].sequence.retain(|&b| b != gone);
+        drained.services[0].info.seq_len = drained.services[0].sequence.len() as u32;
+        let before = w.maps.writes;
+        w.apply(&drained).unwrap();
+        assert_eq!(w.maps.writes - before, 1 + 2 + 1 + 2, "backend meta, ring + seq, flip, two trials");
+        let live = w.maps.vips().unwrap().into_iter().find(|(_, i)| i.service_id == id).unwrap().1;
+        assert_eq!(live.ring_gen, 1, "the other generation is live");
+        w.check_mirror().unwrap();
+    }
 }

@@ -22,7 +22,8 @@ use crate::host::reserve_snat_ports;
 use crate::maps::Maps;
 use crate::neighbour;
 use crate::outcomes::OutcomeWatch;
-use crate::plan::{plan, HostFacts, Ids};
+use crate::plan::{HostFacts, Ids};
+use crate::reconcile::reconcile;
 use crate::writer::Writer;
 use lb_config::desired::Desired;
 use lb_config::Config;
@@ -53,8 +54,7 @@ impl XdpDataplane {
     /// Desired state → tables → maps.
     pub fn reconcile(&mut self, desired: &Desired) -> Result<()> {
         let _span = info_span!("reconcile").entered();
-        let p = plan(desired, self.global, &self.facts, &mut self.ids)?;
-        self.writer.apply(&p)?;
+        let p = reconcile(&mut self.writer, &mut self.ids, desired, self.global, &self.facts)?;
         let counting: HashSet<u32> = p
             .services
             .iter()

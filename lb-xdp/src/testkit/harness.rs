@@ -1,14 +1,17 @@
 //! Packet tests run the real compiled XDP object through BPF_PROG_TEST_RUN, with its maps
 //! filled by the daemon's own code path: config text → `Config` → `Desired` → `plan` →
-//! `Writer::apply`. Like Katran's fixture tester, each case compares whole output frames.
+//! `Writer::apply` (`reconcile`). Like Katran's fixture tester, each case compares whole
+//! output frames.
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use crate::adopt::read_existing;
 use crate::global::{global_config_from, keep_live_snat_ports};
 use crate::load;
 use crate::maps::Maps;
-use crate::plan::{plan, HostFacts, Ids, Plan};
+use crate::plan::{HostFacts, Ids, Plan};
+use crate::reconcile::reconcile;
 use crate::writer::Writer;
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use aya::Ebpf;
@@ -146,7 +149,33 @@ impl Harness {
 
     /// Apply a new config the way the daemon does (same ids, shadow tables, flip).
     pub fn reload(&mut self, toml: &str) {
+        self.try_reload(toml).unwrap_or_else(|e| panic!("reconcile: {e:#}"));
+    }
+
+    /// `reload`, with the reconcile's error returned; on an error the config stays the old
+    /// one, as the daemon's does.
+    pub fn try_reload(&mut self, toml: &str) -> anyhow::Result<()> {
+        let config = Config::from_str(toml, "test.toml").unwrap_or_else(|e| panic!("test config: {e}"));
+        let old = std::mem::replace(&mut self.config, config);
+        self.try_reconcile(|_| {}).inspect_err(|_| self.config = old)
+    }
+
+    /// A restarted daemon with `toml`, as `lb run` adopts a running data path: the program
+    /// loaded again on the pinned maps, the ids in use read back and kept, the new tables
+    /// written by a new writer. The previous program goes (in the daemon, the link would
+    /// switch to the new one).
+    pub fn restart(&mut self, toml: &str) {
         self.config = Config::from_str(toml, "test.toml").unwrap_or_else(|e| panic!("test config: {e}"));
+        let mut ebpf = load::load(&self.pin, self.config.daemon.flow_table_size).expect("load the XDP object again");
+        let maps = Maps::take(&mut ebpf).expect("take maps");
+        let adopted = read_existing(&maps).expect("read the pinned maps back");
+        let mut writer = Writer::new(maps);
+        writer.adopt(&adopted);
+        let mut ids = Ids::default();
+        ids.seed(&adopted);
+        self.writer = writer;
+        self.ebpf = ebpf;
+        self.ids = ids;
         self.reconcile();
     }
 
@@ -161,17 +190,25 @@ impl Harness {
 
     /// Reconcile the config's desired state as `change` leaves it (a breaker's state, say).
     pub fn reconcile_with(&mut self, change: impl FnOnce(&mut Desired)) {
+        self.try_reconcile(change).unwrap_or_else(|e| panic!("reconcile: {e:#}"));
+    }
+
+    fn try_reconcile(&mut self, change: impl FnOnce(&mut Desired)) -> anyhow::Result<()> {
         let global = global_config_from(&self.config, "eth0", None, None).expect("global config");
         // As the daemon's reload does: the live flows' SNAT ports stay valid.
         let global = keep_live_snat_ports(&self.plan.global, global);
         let mut desired = Desired::from_config(&self.config);
         change(&mut desired);
-        self.plan = plan(&desired, global, &self.facts, &mut self.ids).expect("plan");
-        self.writer.apply(&self.plan).expect("write maps");
+        self.plan = reconcile(&mut self.writer, &mut self.ids, &desired, global, &self.facts)?;
+        Ok(())
     }
 
     pub fn maps(&self) -> &Maps {
         &self.writer.maps
+    }
+
+    pub fn writer(&self) -> &Writer {
+        &self.writer
     }
 
     /// Run one frame: (action, output frame).
