@@ -5,8 +5,10 @@
 //!
 //! Ids freed by the latest `retain` are still named by the live data path until the writer
 //! has made the new tables live and retired the old ones. They are handed out only when no
-//! other id is free (the old and the new state together exceed the capacity); the writer
-//! then retires the old holder before the new one moves in (see `writer`).
+//! other id is free (the old and the new state together exceed the capacity), and then in
+//! the order the caller ranks their previous holders (`id_ranked`), or to the key that
+//! takes over a previous holder's place (`take`: a renamed service on the same VIP). The
+//! writer retires or flips the previous holder before the new one moves in (see `writer`).
 use std::collections::HashMap;
 use std::hash::Hash;
 
@@ -17,8 +19,11 @@ pub struct IdAllocator<K> {
     by_key: HashMap<K, u32>,
     /// `used[id]`: some key holds `id`.
     used: Vec<bool>,
-    /// `held[id]`: the latest `retain` freed `id`; the live data path still names it.
-    held: Vec<bool>,
+    /// Ids the latest `retain` freed, by the key that held them: the live data path still
+    /// names them.
+    held: HashMap<K, u32>,
+    /// `held_by[id]`: `id` is in `held`.
+    held_by: Vec<Option<K>>,
     capacity: u32,
     next: u32,
     what: &'static str,
@@ -29,7 +34,8 @@ impl<K: Eq + Hash + Clone> IdAllocator<K> {
         Self {
             by_key: HashMap::new(),
             used: vec![false; capacity as usize],
-            held: vec![false; capacity as usize],
+            held: HashMap::new(),
+            held_by: vec![None; capacity as usize],
             capacity,
             next: 0,
             what,
@@ -37,28 +43,55 @@ impl<K: Eq + Hash + Clone> IdAllocator<K> {
     }
 
     pub fn id(&mut self, key: &K) -> Result<u32> {
+        self.id_ranked(key, |_| 0)
+    }
+
+    /// The id `key` holds, or a new one: one the data path no longer names if any is left,
+    /// else the held one whose previous holder `rank` puts first (lowest), going round
+    /// from the cursor among equals.
+    pub fn id_ranked(&mut self, key: &K, rank: impl Fn(&K) -> u32) -> Result<u32> {
         if let Some(id) = self.by_key.get(key) {
             return Ok(*id);
         }
         if self.by_key.len() as u32 >= self.capacity {
             bail!("too many {}: the data path holds at most {}", self.what, self.capacity);
         }
-        // Not full, so some id is unused: first one the data path no longer names either,
-        // else one it still does (the writer retires its old holder first).
-        let id = self
-            .first_from_next(|id| !self.used[id as usize] && !self.held[id as usize])
-            .or_else(|| self.first_from_next(|id| !self.used[id as usize]))
-            .expect("an allocator below capacity has an unused id");
+        let mut best: Option<(u32, u32)> = None;
+        for id in (0..self.capacity).map(|i| (self.next + i) % self.capacity) {
+            if self.used[id as usize] {
+                continue;
+            }
+            let r = self.held_by[id as usize].as_ref().map_or(0, |previous| 1 + rank(previous));
+            if best.is_none_or(|(b, _)| r < b) {
+                best = Some((r, id));
+            }
+            if r == 0 {
+                break;
+            }
+        }
+        // Not full, so some id is unused.
+        let (_, id) = best.expect("an allocator below capacity has an unused id");
         self.next = (id + 1) % self.capacity;
-        self.used[id as usize] = true;
-        self.held[id as usize] = false;
-        self.by_key.insert(key.clone(), id);
+        self.give(key.clone(), id);
         Ok(id)
     }
 
-    /// The first id from `next` on, going round, that `free` accepts.
-    fn first_from_next(&self, free: impl Fn(u32) -> bool) -> Option<u32> {
-        (0..self.capacity).map(|i| (self.next + i) % self.capacity).find(|&id| free(id))
+    /// Give `key` the id `previous` held before the latest `retain`, if it is still free.
+    pub fn take(&mut self, key: K, previous: &K) -> Option<u32> {
+        if self.by_key.contains_key(&key) {
+            return None;
+        }
+        let id = *self.held.get(previous)?;
+        self.give(key, id);
+        Some(id)
+    }
+
+    fn give(&mut self, key: K, id: u32) {
+        self.used[id as usize] = true;
+        if let Some(previous) = self.held_by[id as usize].take() {
+            self.held.remove(&previous);
+        }
+        self.by_key.insert(key, id);
     }
 
     /// Take over an id given by a previous daemon (adoption); the next new key gets an id
@@ -74,21 +107,26 @@ impl<K: Eq + Hash + Clone> IdAllocator<K> {
     /// Forget every key `keep` says no to. Its id is free, but held until the next
     /// `retain`: the data path names it until the coming write retires it.
     pub fn retain(&mut self, mut keep: impl FnMut(&K) -> bool) {
-        self.held.iter_mut().for_each(|h| *h = false);
-        let (used, held) = (&mut self.used, &mut self.held);
-        self.by_key.retain(|k, id| {
-            let kept = keep(k);
-            if !kept {
-                used[*id as usize] = false;
-                held[*id as usize] = true;
-            }
-            kept
-        });
+        self.held.clear();
+        self.held_by.iter_mut().for_each(|h| *h = None);
+        let gone: Vec<(K, u32)> =
+            self.by_key.iter().filter(|(k, _)| !keep(k)).map(|(k, id)| (k.clone(), *id)).collect();
+        for (k, id) in gone {
+            self.by_key.remove(&k);
+            self.used[id as usize] = false;
+            self.held_by[id as usize] = Some(k.clone());
+            self.held.insert(k, id);
+        }
     }
 
     /// The id `key` holds, if any.
     pub fn get(&self, key: &K) -> Option<u32> {
         self.by_key.get(key).copied()
+    }
+
+    /// Every key and its id.
+    pub fn iter(&self) -> impl Iterator<Item = (&K, u32)> {
+        self.by_key.iter().map(|(k, id)| (k, *id))
     }
 }
 
@@ -129,6 +167,20 @@ mod tests {
         assert_eq!(ids.id(&"c").unwrap(), 2, "passes over the held id 0 although it comes first");
         assert_eq!(ids.id(&"d").unwrap(), 3);
         assert_eq!(ids.id(&"e").unwrap(), 0);
+    }
+
+    #[test]
+    fn held_ids_go_in_the_callers_order_or_to_the_key_taking_a_previous_holders_place() {
+        let mut ids = IdAllocator::new(4, "backends");
+        for k in ["a1", "a2", "b1", "b2"] {
+            ids.id(&k).unwrap();
+        }
+        ids.retain(|_| false);
+        assert_eq!(ids.take("c1", &"b2"), Some(3), "c1 takes b2's place");
+        assert_eq!(ids.take("c2", &"b2"), None, "taken already");
+        // Previous holders starting with 'b' first.
+        assert_eq!(ids.id_ranked(&"d", |k| if k.starts_with('b') { 0 } else { 1 }).unwrap(), 2);
+        assert_eq!(ids.id_ranked(&"e", |k| if k.starts_with('b') { 0 } else { 1 }).unwrap(), 0);
     }
 
     #[test]

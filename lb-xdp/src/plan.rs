@@ -54,6 +54,9 @@ pub struct Plan {
 pub struct Ids {
     services: IdAllocator<String>,
     backends: IdAllocator<(String, SocketAddr)>,
+    /// Each service's VIP as last planned: a new name on the VIP of a service that goes
+    /// takes its place (a rename).
+    vips: HashMap<String, VipKey>,
 }
 
 impl Default for Ids {
@@ -61,6 +64,7 @@ impl Default for Ids {
         Self {
             services: IdAllocator::new(MAX_SERVICES, "services"),
             backends: IdAllocator::new(MAX_BACKENDS, "backends"),
+            vips: HashMap::new(),
         }
     }
 }
@@ -68,12 +72,43 @@ impl Default for Ids {
 impl Ids {
     /// Keep the ids a previous daemon gave out: its flows still name them.
     pub fn seed(&mut self, adopted: &super::adopt::Adopted) {
-        for (id, name, _, _) in &adopted.services {
+        for (id, name, vip, _) in &adopted.services {
             self.services.seed(name.clone(), *id);
+            self.vips.insert(name.clone(), *vip);
         }
         for (id, service, address) in &adopted.backends {
             self.backends.seed((service.clone(), *address), *id);
         }
+    }
+
+    /// Free the ids of the services and backends `desired` no longer names (held until
+    /// the coming write, see `ids`), and let a new name on the VIP of a service that goes
+    /// take that service's place: its id, and its backends' ids address by address. The
+    /// data path then passes from one to the other with the VIP entry's update, like any
+    /// change of a service, and the flows keep their backends.
+    fn retain(&mut self, desired: &Desired) {
+        let names: HashSet<&str> = desired.services.iter().map(|s| s.name.as_str()).collect();
+        let keys: HashSet<(&str, SocketAddr)> =
+            desired.services.iter().flat_map(|s| s.backends.iter().map(|b| (s.name.as_str(), b.address))).collect();
+        self.services.retain(|n| names.contains(n.as_str()));
+        self.backends.retain(|(n, a)| keys.contains(&(n.as_str(), *a)));
+        let gone: HashMap<VipKey, String> =
+            self.vips.drain().filter(|(n, _)| !names.contains(n.as_str())).map(|(n, k)| (k, n)).collect();
+        for s in &desired.services {
+            let Some(previous) = gone.get(&vip_key(s.vip, proto(s.protocol))) else { continue };
+            if self.services.take(s.name.clone(), previous).is_some() {
+                for b in &s.backends {
+                    self.backends.take((s.name.clone(), b.address), &(previous.clone(), b.address));
+                }
+            }
+        }
+    }
+}
+
+fn proto(p: Protocol) -> u8 {
+    match p {
+        Protocol::Tcp => PROTO_TCP,
+        Protocol::Udp => PROTO_UDP,
     }
 }
 
@@ -86,19 +121,27 @@ pub struct HostFacts {
 
 pub fn plan(desired: &Desired, global: GlobalConfig, host: &HostFacts, ids: &mut Ids) -> Result<Plan> {
     let names: HashSet<&str> = desired.services.iter().map(|s| s.name.as_str()).collect();
-    let keys: HashSet<(String, SocketAddr)> =
-        desired.services.iter().flat_map(|s| s.backends.iter().map(|b| (s.name.clone(), b.address))).collect();
-    ids.services.retain(|n| names.contains(n.as_str()));
-    ids.backends.retain(|k| keys.contains(k));
+    // The service ids as they were, to rank the backend ids the data path still names.
+    let before: HashMap<String, u32> = ids.services.iter().map(|(n, id)| (n.clone(), id)).collect();
+    ids.retain(desired);
 
     let mut plan = Plan { global, services: Vec::new(), backends: Vec::new() };
     for s in &desired.services {
         let sid = ids.services.id(&s.name)?;
+        let vip = vip_key(s.vip, proto(s.protocol));
+        ids.vips.insert(s.name.clone(), vip);
         let mut ring_members = Vec::new();
         let mut members: Vec<(SocketAddr, u32, u32)> = Vec::new();
         let mut trial = Trial::default();
         for b in &s.backends {
-            let bid = ids.backends.id(&(s.name.clone(), b.address))?;
+            // Out of free ids, one this service held goes first (its tables are the only
+            // ones naming it), then one of a service that goes (retired first), then another's.
+            let bid =
+                ids.backends.id_ranked(&(s.name.clone(), b.address), |(previous, _)| match before.get(previous) {
+                    Some(&id) if id == sid => 0,
+                    _ if !names.contains(previous.as_str()) => 1,
+                    _ => 2,
+                })?;
             let reachable = host.neighbours.contains_key(&b.address.ip());
             if b.on_trial() && reachable {
                 trial = Trial { backend_id: bid, armed: 1 };
@@ -111,11 +154,6 @@ pub fn plan(desired: &Desired, global: GlobalConfig, host: &HostFacts, ids: &mut
                 members.push((b.address, bid, b.weight));
             }
         }
-        let proto = match s.protocol {
-            Protocol::Tcp => PROTO_TCP,
-            Protocol::Udp => PROTO_UDP,
-        };
-        let vip = vip_key(s.vip, proto);
         let sequence = sequence_for(s.algorithm, members);
         let info = VipInfo {
             service_id: sid,

@@ -31,7 +31,7 @@
 //! per-backend arrays) and what each table generation holds when known. A new writer
 //! assumes a freshly loaded program (everything empty); `adopt` makes the first write
 //! read a previous daemon's maps first.
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use anyhow::{bail, ensure, Context, Result};
 use lb_common::consts::{
@@ -154,14 +154,30 @@ impl<S: MapStore> Writer<S> {
         // The generations the running state reads: never written by this transaction.
         let pinned: Vec<(u32, u32)> = self.mirror.vips.values().map(|i| (i.service_id, i.ring_gen & 1)).collect();
 
+        // Ids that pass to another holder (only when the old and the new state together
+        // exceed the capacity, see `ids`): a service id given to another name, a backend
+        // id given to a backend of another service or of a service id that passes. Their
+        // rows are written just before the new holder's flip, once no VIP entry reads them
+        // through the old one.
+        let moved: HashSet<u32> = plan.services.iter().map(|s| s.id).filter(|&id| self.id_moves(t, id)).collect();
+        let handed: HashMap<u32, u32> = plan
+            .backends
+            .iter()
+            .filter_map(|b| {
+                let old = self.mirror.backends.get(&b.id)?.info.service_id;
+                (old != b.info.service_id || moved.contains(&old)).then_some((b.id, old))
+            })
+            .collect();
+        let vacated: HashSet<u32> = moved.iter().copied().chain(handed.values().copied()).collect();
+
         // Free before insert: VIPs that go, when the new ones would not fit beside them,
-        // and those whose service id passes to another service.
+        // and those whose ids pass to another holder.
         let new_vips = t.vips.keys().filter(|k| !self.mirror.vips.contains_key(*k)).count();
         let new_addrs = t.addrs.keys().filter(|k| !self.mirror.addrs.contains_key(*k)).count();
         let crowded = self.mirror.vips.len() + new_vips > VIPS_CAPACITY
             || self.mirror.addrs.len() + new_addrs > VIP_ADDRS_CAPACITY;
         for (key, info) in &gone_vips {
-            if crowded || self.id_moves(t, info.service_id) {
+            if crowded || vacated.contains(&info.service_id) {
                 self.delete_vip(undo, key)?;
             }
         }
@@ -175,14 +191,8 @@ impl<S: MapStore> Writer<S> {
             self.set_config(undo, &plan.global)?;
         }
         // Backends before any table names them.
-        for b in &plan.backends {
-            let have = self.mirror.backends.get(&b.id).copied().unwrap_or_default();
-            if have.info != b.info {
-                self.set_backend_info(undo, b.id, &b.info)?;
-            }
-            if have.meta != b.meta {
-                self.set_backend_meta(undo, b.id, &b.meta)?;
-            }
+        for b in plan.backends.iter().filter(|b| !handed.contains_key(&b.id)) {
+            self.set_backend(undo, b.id, &b.info, &b.meta)?;
         }
         // A VIP's address before its entry.
         for (key, flags) in &t.addrs {
@@ -193,33 +203,43 @@ impl<S: MapStore> Writer<S> {
 
         // Each service: tables into a generation no VIP entry reads, nor read when the
         // write began (a rollback makes those entries live again), rows, then the flip.
+        let mut done: HashSet<VipKey> = HashSet::new();
         let mut pending: Vec<&ServicePlan> = plan.services.iter().collect();
         while !pending.is_empty() {
             let mut waiting = Vec::new();
             for s in &pending {
-                match self.generation_for(s, &pinned) {
-                    Some(gen) => self.write_service(undo, s, gen)?,
+                let gen = self.generation_for(s, &pinned);
+                match gen.filter(|_| self.vacated_for(s, t, &moved, &handed, &done)) {
+                    Some(gen) => {
+                        self.write_service(undo, s, gen, t, &handed)?;
+                        done.insert(s.vip);
+                    }
                     None => waiting.push(*s),
                 }
             }
             if waiting.len() == pending.len() {
-                // Both generations of the first one's id are read through other VIP entries,
-                // now or when the write began (only maps another writer left inconsistent
-                // look so): take the other entries out (their services are retired, or flip
-                // to their own ids below) and write the generation they read.
+                // None can go without a VIP entry reading what it writes: entries of other
+                // services read both generations of the first one's id (only maps another
+                // writer left inconsistent look so), or ids pass between services in a
+                // circle. Take the readers of the generation out (their services are retired,
+                // or flip to their own ids below) and write the first one: its flows may meet
+                // the other's rows until they flip too.
                 let s = waiting.remove(0);
-                let readers: Vec<VipKey> = self
-                    .mirror
-                    .vips
-                    .iter()
-                    .filter(|(k, i)| **k != s.vip && i.service_id == s.id)
-                    .map(|(k, _)| *k)
-                    .collect();
-                for key in &readers {
-                    self.delete_vip(undo, key)?;
+                if self.generation_for(s, &pinned).is_none() {
+                    let readers: Vec<VipKey> = self
+                        .mirror
+                        .vips
+                        .iter()
+                        .filter(|(k, i)| **k != s.vip && i.service_id == s.id)
+                        .map(|(k, _)| *k)
+                        .collect();
+                    for key in &readers {
+                        self.delete_vip(undo, key)?;
+                    }
                 }
                 let gen = self.generation_for(s, &[]).context("no table generation to write")?;
-                self.write_service(undo, s, gen)?;
+                self.write_service(undo, s, gen, t, &handed)?;
+                done.insert(s.vip);
             }
             pending = waiting;
         }
@@ -254,6 +274,24 @@ impl<S: MapStore> Writer<S> {
         self.mirror.services.get(&id).map(|(meta, _)| meta.name) != Some(t.plan.services[i].meta.name)
     }
 
+    /// No VIP entry but `s`'s own reads the ids `s` takes over through their old holder:
+    /// each entry naming such a service id is done (flipped to its own target) or gone.
+    fn vacated_for(
+        &self,
+        s: &ServicePlan,
+        t: &Target,
+        moved: &HashSet<u32>,
+        handed: &HashMap<u32, u32>,
+        done: &HashSet<VipKey>,
+    ) -> bool {
+        let mut taken: HashSet<u32> = t.backends_of(s.id).filter_map(|b| handed.get(&b).copied()).collect();
+        if moved.contains(&s.id) {
+            taken.insert(s.id);
+        }
+        taken.is_empty()
+            || self.mirror.vips.iter().all(|(k, i)| !taken.contains(&i.service_id) || *k == s.vip || done.contains(k))
+    }
+
     /// The generation to make live for `s`: one that already holds its tables (read by
     /// other entries or not: nothing is written to it), else one no VIP entry reads and
     /// none of `pinned` names, known contents first (fewer slots to write). None while
@@ -275,7 +313,14 @@ impl<S: MapStore> Writer<S> {
         free.iter().copied().find(|&g| self.tables.contains_key(&(Table::Ring, s.id, g))).or(free.first().copied())
     }
 
-    fn write_service(&mut self, undo: &mut Vec<Undo>, s: &ServicePlan, gen: u32) -> Result<()> {
+    fn write_service(
+        &mut self,
+        undo: &mut Vec<Undo>,
+        s: &ServicePlan,
+        gen: u32,
+        t: &Target,
+        handed: &HashMap<u32, u32>,
+    ) -> Result<()> {
         self.write_table(Table::Ring, s.id, gen, &s.table)?;
         self.write_table(Table::Seq, s.id, gen, &s.sequence)?;
         let (meta, limit) = self.mirror.services.get(&s.id).copied().unwrap_or_default();
@@ -287,10 +332,26 @@ impl<S: MapStore> Writer<S> {
         }
         // Always: the data path disarms a trial when a flow takes it; each write re-arms.
         self.set_trial(undo, s.id, &s.trial)?;
+        // Backend ids taken over from another holder, now that no entry reads them so.
+        for id in t.backends_of(s.id).filter(|b| handed.contains_key(b)) {
+            let b = &t.plan.backends[t.backends[&id]];
+            self.set_backend(undo, id, &b.info, &b.meta)?;
+        }
         // The flip.
         let info = VipInfo { ring_gen: gen, ..s.info };
         if self.mirror.vips.get(&s.vip) != Some(&info) {
             self.put_vip(undo, &s.vip, &info)?;
+        }
+        Ok(())
+    }
+
+    fn set_backend(&mut self, undo: &mut Vec<Undo>, id: u32, info: &BackendInfo, meta: &BackendMeta) -> Result<()> {
+        let have = self.mirror.backends.get(&id).copied().unwrap_or_default();
+        if have.info != *info {
+            self.set_backend_info(undo, id, info)?;
+        }
+        if have.meta != *meta {
+            self.set_backend_meta(undo, id, meta)?;
         }
         Ok(())
     }
@@ -506,9 +567,15 @@ struct Target<'p> {
     addrs: HashMap<VipAddrKey, u32>,
     services: HashMap<u32, usize>,
     backends: HashMap<u32, usize>,
+    /// Backend ids by service id.
+    members: HashMap<u32, Vec<u32>>,
 }
 
 impl<'p> Target<'p> {
+    fn backends_of(&self, service: u32) -> impl Iterator<Item = u32> + '_ {
+        self.members.get(&service).into_iter().flatten().copied()
+    }
+
     fn new(plan: &'p Plan) -> Result<Self> {
         ensure!(
             plan.services.len() <= VIPS_CAPACITY,
@@ -521,6 +588,7 @@ impl<'p> Target<'p> {
             addrs: HashMap::new(),
             services: HashMap::new(),
             backends: HashMap::new(),
+            members: HashMap::new(),
         };
         // The service id of each backend id, for the table checks.
         let mut owner = vec![u32::MAX; MAX_BACKENDS as usize];
@@ -528,6 +596,7 @@ impl<'p> Target<'p> {
             ensure!(b.id < MAX_BACKENDS, "backend {}: id {} is out of range", b.address, b.id);
             ensure!(t.backends.insert(b.id, i).is_none(), "backend id {} is given twice", b.id);
             owner[b.id as usize] = b.info.service_id;
+            t.members.entry(b.info.service_id).or_default().push(b.id);
         }
         for (i, s) in plan.services.iter().enumerate() {
             let name = service_name(&s.meta);

@@ -195,3 +195,26 @@ fn a_rollback_that_fails_too_says_so_and_the_next_reconcile_repairs_it() {
     d.reconcile(&new).unwrap();
     assert_like_fresh(&d, &new, "after the next reconcile");
 }
+
+/// 4096 backends replaced by a new service's three: their ids are all still held, so the
+/// new ones take retired services' ids; a failure anywhere rolls back without a VIP ever
+/// reading a backend row of another service.
+#[test]
+fn a_failed_write_that_hands_backend_ids_over_rolls_back_cleanly() {
+    let old = many("s", 32, 0, 128, 0);
+    let new = many("t", 1, 200, 3, 50_000);
+    let mut d = Daemon::default();
+    d.reconcile(&old).unwrap();
+    for step in 0..6 {
+        let needed = writes_needed(&d, &new);
+        let at = [0, 1, 2, 5, needed / 2, needed - 1][step];
+        let before = exact(&d.writer.maps);
+        d.writer.maps.fail_at.insert(d.writer.maps.writes + at);
+        d.reconcile(&new).expect_err("the injected failure");
+        let diffs = exact(&d.writer.maps).differences(&before);
+        assert!(diffs.is_empty(), "failure at write {at}: the maps are not as they were:\n{}", diffs.join("\n"));
+        assert_like_fresh(&d, &old, &format!("after the failure at write {at}"));
+    }
+    d.reconcile(&new).unwrap();
+    assert_like_fresh(&d, &new, "after the reload that went through");
+}

@@ -8,7 +8,11 @@
 //! - a VIP entry is put only when its address is in `LB_VIP_ADDRS` and its tables name
 //!   only backends already written for its service;
 //! - an address is never deleted while a VIP entry on it remains;
-//! - a key of `owned` (the target of the write under way) is never deleted.
+//! - a key of `owned` (the target of the write under way) is never deleted;
+//! - a backend id does not pass to another service (or get retired) while a VIP entry's
+//!   live table names it for the old one;
+//! - a service id's rows do not pass to another service (or get retired) while a VIP entry
+//!   other than the new service's names the id.
 //!
 //! And it fails on request (`fail_at`), to test the rollback.
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -21,6 +25,7 @@ use lb_common::consts::{MAX_BACKENDS, MAX_SERVICES, MAX_VIP_ADDRS, NO_BACKEND, R
 use lb_common::maps::{BackendInfo, BackendMeta, GlobalConfig, ServiceMeta, Trial, VipAddrKey, VipInfo, VipKey};
 use lb_common::ratelimit::RateLimit;
 
+use crate::inspect::service_name;
 use crate::store::{map_full, BackendRows, MapStore, ServiceRows, Table};
 
 /// Keys the write under way must not delete: what its target owns.
@@ -142,6 +147,20 @@ impl ModelMaps {
         None
     }
 
+    /// A VIP entry whose live table names backend `backend` for service id `service`.
+    fn reads_backend(&self, service: u32, backend: u32) -> Option<VipKey> {
+        self.vips
+            .iter()
+            .filter(|(_, i)| i.service_id == service)
+            .map(|(k, i)| (*k, *i))
+            .find(|(_, i)| {
+                let ring = self.table(Table::Ring, service, i.ring_gen).unwrap_or(&[]);
+                let seq = self.table(Table::Seq, service, i.ring_gen).unwrap_or(&[]);
+                ring.contains(&backend) || seq[..(i.seq_len as usize).min(seq.len())].contains(&backend)
+            })
+            .map(|(k, _)| k)
+    }
+
     fn read_by_a_vip(&self, id: u32, gen: u32) -> Option<VipKey> {
         self.vips.iter().find(|(_, i)| i.service_id == id && i.ring_gen & 1 == gen & 1).map(|(k, _)| *k)
     }
@@ -221,6 +240,19 @@ impl MapStore for ModelMaps {
     fn set_service_meta(&mut self, id: u32, meta: &ServiceMeta) -> Result<()> {
         self.mutation(&format!("writing {}", n::SERVICE_META))?;
         let i = self.array_row(id, MAX_SERVICES, n::SERVICE_META)?;
+        let old = self.services[i].meta;
+        if old.in_use != 0 && (old.name != meta.name || meta.in_use == 0) {
+            let (was, now) = (service_name(&old), service_name(meta));
+            let reader =
+                self.vips.keys().find(|k| self.vips[*k].service_id == id && (meta.in_use == 0 || **k != meta.vip));
+            if let Some(k) = reader {
+                let vip = socket(&k.addr, k.port, k.family);
+                self.violations.push(format!(
+                    "service id {id} passed from {was} to {now:?} while VIP {vip} (protocol {}) names it",
+                    k.proto
+                ));
+            }
+        }
         self.services[i].meta = *meta;
         Ok(())
     }
@@ -246,6 +278,16 @@ impl MapStore for ModelMaps {
     fn set_backend_info(&mut self, id: u32, info: &BackendInfo) -> Result<()> {
         self.mutation(&format!("writing {}", n::BACKENDS))?;
         let i = self.array_row(id, MAX_BACKENDS, n::BACKENDS)?;
+        let old = self.backends[i].info;
+        if old.service_id != info.service_id || (*info == BackendInfo::default() && old != BackendInfo::default()) {
+            if let Some(k) = self.reads_backend(old.service_id, id) {
+                let vip = socket(&k.addr, k.port, k.family);
+                self.violations.push(format!(
+                    "backend id {id} passed from service id {} to {} while VIP {vip}'s table names it",
+                    old.service_id, info.service_id
+                ));
+            }
+        }
         self.backends[i].info = *info;
         Ok(())
     }
