@@ -16,9 +16,16 @@
 //! - **No map needs more than its capacity at any moment.** When the old and the new
 //!   VIPs (or VIP addresses) together exceed `LB_VIPS` (`LB_VIP_ADDRS`), the ones that go
 //!   are deleted first, before any new key is put: they answer nothing after the write
-//!   either way. The same goes for a removed service whose id the target gives to another
-//!   service (ids run short only when the old and the new state together exceed the
-//!   capacity, see `ids`).
+//!   either way.
+//! - **An id passes to a new holder only once nothing reads it through the old one.** Ids
+//!   run short only when the old and the new state together exceed a cap; then the target
+//!   gives ids the running state still uses to other services or backends (see `ids` for
+//!   which go first). VIPs that go and read such an id are deleted first; a service that
+//!   takes one over waits until every other VIP entry naming it has flipped to its own
+//!   target, and the rows it takes over are written just before its own flip. Only ids
+//!   passing between services in a circle, or maps another writer left inconsistent,
+//!   leave no such order: then one service goes first, and until the others have
+//!   flipped, a new flow of theirs may meet its rows.
 //! - **It completes or it rolls back.** Each row's previous value is logged before it is
 //!   written; on any failure the log is replayed backwards (every intermediate state is
 //!   one the forward write went through, so no capacity is exceeded), the maps are read
