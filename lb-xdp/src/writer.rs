@@ -372,12 +372,19 @@ impl<S: MapStore> Writer<S> {
         // Unknown from here until the write has completed.
         let held = self.tables.remove(&(table, id, gen));
         let base = table_base(table, id, gen);
-        let (keys, slots): (Vec<u32>, Vec<u32>) = values
-            .iter()
-            .enumerate()
-            .filter(|&(slot, v)| held.as_ref().is_none_or(|h| h.get(slot) != Some(v)))
-            .map(|(slot, &v)| (base + slot as u32, v))
-            .unzip();
+        let (keys, slots) = match held {
+            None => ((base..base + values.len() as u32).collect(), values.to_vec()),
+            Some(held) => {
+                let (mut keys, mut slots) = (Vec::new(), Vec::new());
+                for (slot, &v) in values.iter().enumerate() {
+                    if held.get(slot) != Some(&v) {
+                        keys.push(base + slot as u32);
+                        slots.push(v);
+                    }
+                }
+                (keys, slots)
+            }
+        };
         self.maps.write_slots(table, &keys, &slots)?;
         self.tables.insert((table, id, gen), values.to_vec());
         Ok(())
@@ -619,11 +626,13 @@ impl<'p> Target<'p> {
                 s.sequence.len(),
                 s.info.seq_len
             );
-            let foreign = |id: &u32| *id != NO_BACKEND && owner.get(*id as usize) != Some(&s.id);
-            if let Some(id) = s.table.iter().chain(&s.sequence).find(|id| foreign(id)) {
-                bail!("service {name}: its tables name backend id {id}, not one of its backends");
+            let foreign = |id: u32| id != NO_BACKEND && owner.get(id as usize) != Some(&s.id);
+            for table in [&s.table, &s.sequence] {
+                if let Some(id) = table.iter().copied().find(|&id| foreign(id)) {
+                    bail!("service {name}: its tables name backend id {id}, not one of its backends");
+                }
             }
-            ensure!(s.trial.armed == 0 || !foreign(&s.trial.backend_id), "service {name}: its trial is not its own");
+            ensure!(s.trial.armed == 0 || !foreign(s.trial.backend_id), "service {name}: its trial is not its own");
             let flags = if s.shared_with_host { VIP_ADDR_SHARED_WITH_HOST } else { 0 };
             *t.addrs.entry(vip_addr_key(words_ip(&s.vip.addr, s.vip.family))).or_insert(0) |= flags;
         }

@@ -10,7 +10,7 @@
 //! daemon (adoption), and make some writes fail halfway, after which the maps must be
 //! exactly as before and the next try must go through.
 //!
-//! `PROPTEST_CASES` sets the number of sequences (default 32, up to 40 steps each); the
+//! `PROPTEST_CASES` sets the number of sequences (default 16, up to 40 steps each); the
 //! test prints how many steps it ran.
 mod support;
 
@@ -399,7 +399,7 @@ fn run(steps: &[Step]) {
 
 #[test]
 fn reconciled_maps_equal_a_fresh_start_after_every_step() {
-    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(32);
+    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(16);
     let config = Config { cases, failure_persistence: None, max_shrink_iters: 256, ..Config::default() };
     let mut runner = TestRunner::new(config);
     let result = runner.run(&prop::collection::vec(step(), 1..=40), |steps| {
