@@ -6,9 +6,8 @@
 //! Ids freed by the latest `retain` are still named by the live data path until the writer
 //! has made the new tables live and retired the old ones. They are handed out only when no
 //! other id is free (the old and the new state together exceed the capacity), and then in
-//! the order the caller ranks their previous holders (`id_ranked`), or to the key that
-//! takes over a previous holder's place (`take`: a renamed service on the same VIP). The
-//! writer retires or flips the previous holder before the new one moves in (see `writer`).
+//! the order the caller ranks their previous holders (`id_ranked`). The writer retires or
+//! flips the previous holder before the new one moves in (see `writer`).
 use std::collections::HashMap;
 use std::hash::Hash;
 
@@ -19,10 +18,8 @@ pub struct IdAllocator<K> {
     by_key: HashMap<K, u32>,
     /// `used[id]`: some key holds `id`.
     used: Vec<bool>,
-    /// Ids the latest `retain` freed, by the key that held them: the live data path still
-    /// names them.
-    held: HashMap<K, u32>,
-    /// `held_by[id]`: `id` is in `held`.
+    /// `held_by[id]`: the key that held `id` before the latest `retain` freed it; the live
+    /// data path still names it.
     held_by: Vec<Option<K>>,
     capacity: u32,
     next: u32,
@@ -34,7 +31,6 @@ impl<K: Eq + Hash + Clone> IdAllocator<K> {
         Self {
             by_key: HashMap::new(),
             used: vec![false; capacity as usize],
-            held: HashMap::new(),
             held_by: vec![None; capacity as usize],
             capacity,
             next: 0,
@@ -70,28 +66,12 @@ impl<K: Eq + Hash + Clone> IdAllocator<K> {
             }
         }
         // Not full, so some id is unused.
-        let (_, id) = best.expect("an allocator below capacity has an unused id");
+        let Some((_, id)) = best else { bail!("no free id among {} {}", self.capacity, self.what) };
         self.next = (id + 1) % self.capacity;
-        self.give(key.clone(), id);
-        Ok(id)
-    }
-
-    /// Give `key` the id `previous` held before the latest `retain`, if it is still free.
-    pub fn take(&mut self, key: K, previous: &K) -> Option<u32> {
-        if self.by_key.contains_key(&key) {
-            return None;
-        }
-        let id = *self.held.get(previous)?;
-        self.give(key, id);
-        Some(id)
-    }
-
-    fn give(&mut self, key: K, id: u32) {
         self.used[id as usize] = true;
-        if let Some(previous) = self.held_by[id as usize].take() {
-            self.held.remove(&previous);
-        }
-        self.by_key.insert(key, id);
+        self.held_by[id as usize] = None;
+        self.by_key.insert(key.clone(), id);
+        Ok(id)
     }
 
     /// Take over an id given by a previous daemon (adoption); the next new key gets an id
@@ -107,26 +87,19 @@ impl<K: Eq + Hash + Clone> IdAllocator<K> {
     /// Forget every key `keep` says no to. Its id is free, but held until the next
     /// `retain`: the data path names it until the coming write retires it.
     pub fn retain(&mut self, mut keep: impl FnMut(&K) -> bool) {
-        self.held.clear();
         self.held_by.iter_mut().for_each(|h| *h = None);
         let gone: Vec<(K, u32)> =
             self.by_key.iter().filter(|(k, _)| !keep(k)).map(|(k, id)| (k.clone(), *id)).collect();
         for (k, id) in gone {
             self.by_key.remove(&k);
             self.used[id as usize] = false;
-            self.held_by[id as usize] = Some(k.clone());
-            self.held.insert(k, id);
+            self.held_by[id as usize] = Some(k);
         }
     }
 
     /// The id `key` holds, if any.
     pub fn get(&self, key: &K) -> Option<u32> {
         self.by_key.get(key).copied()
-    }
-
-    /// Every key and its id.
-    pub fn iter(&self) -> impl Iterator<Item = (&K, u32)> {
-        self.by_key.iter().map(|(k, id)| (k, *id))
     }
 }
 
@@ -170,17 +143,17 @@ mod tests {
     }
 
     #[test]
-    fn held_ids_go_in_the_callers_order_or_to_the_key_taking_a_previous_holders_place() {
+    fn held_ids_go_in_the_order_the_caller_ranks_their_previous_holders() {
         let mut ids = IdAllocator::new(4, "backends");
         for k in ["a1", "a2", "b1", "b2"] {
             ids.id(&k).unwrap();
         }
         ids.retain(|_| false);
-        assert_eq!(ids.take("c1", &"b2"), Some(3), "c1 takes b2's place");
-        assert_eq!(ids.take("c2", &"b2"), None, "taken already");
-        // Previous holders starting with 'b' first.
-        assert_eq!(ids.id_ranked(&"d", |k| if k.starts_with('b') { 0 } else { 1 }).unwrap(), 2);
-        assert_eq!(ids.id_ranked(&"e", |k| if k.starts_with('b') { 0 } else { 1 }).unwrap(), 0);
+        // Previous holders starting with 'b' first, then round from the cursor (at 0).
+        let b_first = |k: &&str| if k.starts_with('b') { 0 } else { 1 };
+        assert_eq!(ids.id_ranked(&"c", b_first).unwrap(), 2);
+        assert_eq!(ids.id_ranked(&"d", b_first).unwrap(), 3);
+        assert_eq!(ids.id_ranked(&"e", b_first).unwrap(), 0);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The XDP data path from userspace: load and attach the program, pin its maps, turn the
-//! desired state into per-service tables (`plan`), write them (`writer`), and read the
+//! desired state into per-service tables (`plan`), write them as one transaction
+//! (`reconcile`, `writer`, through the `store` seam), and read the
 //! pinned maps back for `lb list` / `lb explain` (`maps`).
 pub mod adopt;
 mod batch;

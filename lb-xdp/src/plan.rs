@@ -50,13 +50,16 @@ pub struct Plan {
 
 /// Ids live as long as the reconciler: the same service or backend keeps its index. A
 /// reconcile that fails restores them from a copy (`reconcile`), as the maps are restored.
+///
+/// A service is known here by its VIP (address, port, protocol), the key of its `LB_VIPS`
+/// entry, and a backend by its service's VIP and its address: what a flow is pinned to.
+/// A renamed service keeps its ids, and its flows their backends; one that moves to
+/// another VIP is a new one there. So ids only pass between VIPs, never between services
+/// sharing a VIP in turn, which keeps the writer's handovers in an order (see `writer`).
 #[derive(Clone, Debug)]
 pub struct Ids {
-    services: IdAllocator<String>,
-    backends: IdAllocator<(String, SocketAddr)>,
-    /// Each service's VIP as last planned: a new name on the VIP of a service that goes
-    /// takes its place (a rename).
-    vips: HashMap<String, VipKey>,
+    services: IdAllocator<VipKey>,
+    backends: IdAllocator<(VipKey, SocketAddr)>,
 }
 
 impl Default for Ids {
@@ -64,7 +67,6 @@ impl Default for Ids {
         Self {
             services: IdAllocator::new(MAX_SERVICES, "services"),
             backends: IdAllocator::new(MAX_BACKENDS, "backends"),
-            vips: HashMap::new(),
         }
     }
 }
@@ -72,34 +74,14 @@ impl Default for Ids {
 impl Ids {
     /// Keep the ids a previous daemon gave out: its flows still name them.
     pub fn seed(&mut self, adopted: &super::adopt::Adopted) {
+        let mut vips = HashMap::new();
         for (id, name, vip, _) in &adopted.services {
-            self.services.seed(name.clone(), *id);
-            self.vips.insert(name.clone(), *vip);
+            self.services.seed(*vip, *id);
+            vips.insert(name.as_str(), *vip);
         }
         for (id, service, address) in &adopted.backends {
-            self.backends.seed((service.clone(), *address), *id);
-        }
-    }
-
-    /// Free the ids of the services and backends `desired` no longer names (held until
-    /// the coming write, see `ids`), and let a new name on the VIP of a service that goes
-    /// take that service's place: its id, and its backends' ids address by address. The
-    /// data path then passes from one to the other with the VIP entry's update, like any
-    /// change of a service, and the flows keep their backends.
-    fn retain(&mut self, desired: &Desired) {
-        let names: HashSet<&str> = desired.services.iter().map(|s| s.name.as_str()).collect();
-        let keys: HashSet<(&str, SocketAddr)> =
-            desired.services.iter().flat_map(|s| s.backends.iter().map(|b| (s.name.as_str(), b.address))).collect();
-        self.services.retain(|n| names.contains(n.as_str()));
-        self.backends.retain(|(n, a)| keys.contains(&(n.as_str(), *a)));
-        let gone: HashMap<VipKey, String> =
-            self.vips.drain().filter(|(n, _)| !names.contains(n.as_str())).map(|(n, k)| (k, n)).collect();
-        for s in &desired.services {
-            let Some(previous) = gone.get(&vip_key(s.vip, proto(s.protocol))) else { continue };
-            if self.services.take(s.name.clone(), previous).is_some() {
-                for b in &s.backends {
-                    self.backends.take((s.name.clone(), b.address), &(previous.clone(), b.address));
-                }
+            if let Some(vip) = vips.get(service.as_str()) {
+                self.backends.seed((*vip, *address), *id);
             }
         }
     }
@@ -120,28 +102,31 @@ pub struct HostFacts {
 }
 
 pub fn plan(desired: &Desired, global: GlobalConfig, host: &HostFacts, ids: &mut Ids) -> Result<Plan> {
-    let names: HashSet<&str> = desired.services.iter().map(|s| s.name.as_str()).collect();
-    // The service ids as they were, to rank the backend ids the data path still names.
-    let before: HashMap<String, u32> = ids.services.iter().map(|(n, id)| (n.clone(), id)).collect();
-    ids.retain(desired);
+    let vips: HashSet<VipKey> = desired.services.iter().map(|s| vip_key(s.vip, proto(s.protocol))).collect();
+    let keys: HashSet<(VipKey, SocketAddr)> = desired
+        .services
+        .iter()
+        .flat_map(|s| s.backends.iter().map(move |b| (vip_key(s.vip, proto(s.protocol)), b.address)))
+        .collect();
+    ids.services.retain(|v| vips.contains(v));
+    ids.backends.retain(|k| keys.contains(k));
 
     let mut plan = Plan { global, services: Vec::new(), backends: Vec::new() };
     for s in &desired.services {
-        let sid = ids.services.id(&s.name)?;
         let vip = vip_key(s.vip, proto(s.protocol));
-        ids.vips.insert(s.name.clone(), vip);
+        let sid = ids.services.id(&vip)?;
         let mut ring_members = Vec::new();
         let mut members: Vec<(SocketAddr, u32, u32)> = Vec::new();
         let mut trial = Trial::default();
         for b in &s.backends {
-            // Out of free ids, one this service held goes first (its tables are the only
-            // ones naming it), then one of a service that goes (retired first), then another's.
-            let bid =
-                ids.backends.id_ranked(&(s.name.clone(), b.address), |(previous, _)| match before.get(previous) {
-                    Some(&id) if id == sid => 0,
-                    _ if !names.contains(previous.as_str()) => 1,
-                    _ => 2,
-                })?;
+            // Out of free ids, one this VIP's backends held goes first (its own tables are
+            // the only ones naming it), then one of a VIP that goes (retired first), then
+            // another's (taken over once that VIP has flipped).
+            let bid = ids.backends.id_ranked(&(vip, b.address), |(previous, _)| match previous {
+                p if *p == vip => 0,
+                p if !vips.contains(p) => 1,
+                _ => 2,
+            })?;
             let reachable = host.neighbours.contains_key(&b.address.ip());
             if b.on_trial() && reachable {
                 trial = Trial { backend_id: bid, armed: 1 };
@@ -342,6 +327,27 @@ mod tests {
         let p2 = plan(&one, GlobalConfig::default(), &facts, &mut ids).unwrap();
         assert_eq!(p1.backends[1].id, p2.backends[0].id);
         assert!(p2.services[0].table.iter().all(|&id| id == p2.backends[0].id));
+    }
+
+    #[test]
+    fn ids_go_by_vip_a_renamed_service_keeps_them_and_a_moved_one_gets_new_ones() {
+        let mut ids = Ids::default();
+        let mut d =
+            web(vec![backend("172.20.0.11:80", 1, AdminState::Ready), backend("172.20.0.12:80", 1, AdminState::Ready)]);
+        let facts = HostFacts::default();
+        let p1 = plan(&d, GlobalConfig::default(), &facts, &mut ids).unwrap();
+        d.services[0].name = "www".into();
+        let p2 = plan(&d, GlobalConfig::default(), &facts, &mut ids).unwrap();
+        assert_eq!(p2.services[0].id, p1.services[0].id);
+        assert_eq!(
+            p2.backends.iter().map(|b| b.id).collect::<Vec<_>>(),
+            p1.backends.iter().map(|b| b.id).collect::<Vec<_>>()
+        );
+        assert_eq!(p2.backends[0].service, "www");
+        d.services[0].vip = "172.20.0.101:80".parse().unwrap();
+        let p3 = plan(&d, GlobalConfig::default(), &facts, &mut ids).unwrap();
+        assert_ne!(p3.services[0].id, p1.services[0].id, "another VIP: another service to the data path");
+        assert!(p3.backends.iter().all(|b| p1.backends.iter().all(|o| o.id != b.id)));
     }
 
     #[test]

@@ -16,9 +16,16 @@
 //! - **No map needs more than its capacity at any moment.** When the old and the new
 //!   VIPs (or VIP addresses) together exceed `LB_VIPS` (`LB_VIP_ADDRS`), the ones that go
 //!   are deleted first, before any new key is put: they answer nothing after the write
-//!   either way. The same goes for a removed service whose id the target gives to another
-//!   service (ids run short only when the old and the new state together exceed the
-//!   capacity, see `ids`).
+//!   either way.
+//! - **An id passes to a new holder only once nothing reads it through the old one.** Ids
+//!   run short only when the old and the new state together exceed a cap; then the target
+//!   gives ids the running state still uses to other services or backends (see `ids` for
+//!   which go first). VIPs that go and read such an id are deleted first; a service that
+//!   takes one over waits until every other VIP entry naming it has flipped to its own
+//!   target, and the rows it takes over are written just before its own flip. Only ids
+//!   passing between services in a circle, or maps another writer left inconsistent,
+//!   leave no such order: then one service goes first, and until the others have
+//!   flipped, a new flow of theirs may meet its rows.
 //! - **It completes or it rolls back.** Each row's previous value is logged before it is
 //!   written; on any failure the log is replayed backwards (every intermediate state is
 //!   one the forward write went through, so no capacity is exceeded), the maps are read
@@ -365,12 +372,19 @@ impl<S: MapStore> Writer<S> {
         // Unknown from here until the write has completed.
         let held = self.tables.remove(&(table, id, gen));
         let base = table_base(table, id, gen);
-        let (keys, slots): (Vec<u32>, Vec<u32>) = values
-            .iter()
-            .enumerate()
-            .filter(|&(slot, v)| held.as_ref().is_none_or(|h| h.get(slot) != Some(v)))
-            .map(|(slot, &v)| (base + slot as u32, v))
-            .unzip();
+        let (keys, slots) = match held {
+            None => ((base..base + values.len() as u32).collect(), values.to_vec()),
+            Some(held) => {
+                let (mut keys, mut slots) = (Vec::new(), Vec::new());
+                for (slot, &v) in values.iter().enumerate() {
+                    if held.get(slot) != Some(&v) {
+                        keys.push(base + slot as u32);
+                        slots.push(v);
+                    }
+                }
+                (keys, slots)
+            }
+        };
         self.maps.write_slots(table, &keys, &slots)?;
         self.tables.insert((table, id, gen), values.to_vec());
         Ok(())
@@ -612,11 +626,13 @@ impl<'p> Target<'p> {
                 s.sequence.len(),
                 s.info.seq_len
             );
-            let foreign = |id: &u32| *id != NO_BACKEND && owner.get(*id as usize) != Some(&s.id);
-            if let Some(id) = s.table.iter().chain(&s.sequence).find(|id| foreign(id)) {
-                bail!("service {name}: its tables name backend id {id}, not one of its backends");
+            let foreign = |id: u32| id != NO_BACKEND && owner.get(id as usize) != Some(&s.id);
+            for table in [&s.table, &s.sequence] {
+                if let Some(id) = table.iter().copied().find(|&id| foreign(id)) {
+                    bail!("service {name}: its tables name backend id {id}, not one of its backends");
+                }
             }
-            ensure!(s.trial.armed == 0 || !foreign(&s.trial.backend_id), "service {name}: its trial is not its own");
+            ensure!(s.trial.armed == 0 || !foreign(s.trial.backend_id), "service {name}: its trial is not its own");
             let flags = if s.shared_with_host { VIP_ADDR_SHARED_WITH_HOST } else { 0 };
             *t.addrs.entry(vip_addr_key(words_ip(&s.vip.addr, s.vip.family))).or_insert(0) |= flags;
         }
@@ -625,112 +641,5 @@ impl<'p> Target<'p> {
             bail!("backend {} names service id {}, which the plan does not have", b.address, b.info.service_id);
         }
         Ok(t)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::plan::{plan, HostFacts, Ids};
-    use crate::testkit::model::ModelMaps;
-    use lb_config::desired::{Circuit, Desired, DesiredBackend, DesiredService, Health, SOURCE_CONFIG};
-    use lb_config::{AdminState, Algorithm, Forwarding, Protocol};
-
-    fn desired(services: &[(&str, &str, &[&str])]) -> (Desired, HostFacts) {
-        let mut facts = HostFacts::default();
-        let services = services
-            .iter()
-            .map(|(name, vip, backends)| DesiredService {
-                name: name.to_string(),
-                vip: vip.parse().unwrap(),
-                protocol: Protocol::Tcp,
-                algorithm: Algorithm::Maglev,
-                forwarding: Forwarding::Nat,
-                rate_limit: Default::default(),
-                proxy_mode: Default::default(),
-                pool: Default::default(),
-                max_connections: 0,
-                backends: backends
-                    .iter()
-                    .map(|b| {
-                        let address: std::net::SocketAddr = b.parse().unwrap();
-                        facts.neighbours.insert(address.ip(), [2, 0, 0, 0, 0, 1]);
-                        DesiredBackend {
-                            address,
-                            weight: 1,
-                            state: AdminState::Ready,
-                            health: Health::Unknown,
-                            sources: SOURCE_CONFIG,
-                            circuit: Circuit::Closed,
-                        }
-                    })
-                    .collect(),
-            })
-            .collect();
-        (Desired { services, settings: Default::default() }, facts)
-    }
-
-    fn two() -> Plan {
-        let (d, facts) = desired(&[
-            ("web", "10.0.0.1:80", &["10.1.0.1:80", "10.1.0.2:80"]),
-            ("api", "10.0.0.2:80", &["10.1.0.3:80"]),
-        ]);
-        plan(&d, GlobalConfig { configured: 1, ..Default::default() }, &facts, &mut Ids::default()).unwrap()
-    }
-
-    #[test]
-    fn an_inconsistent_plan_is_refused_before_anything_is_written() {
-        let good = two();
-        let mut foreign = good.clone();
-        let api_backend = foreign.backends.iter().find(|b| b.info.service_id == foreign.services[1].id).unwrap().id;
-        foreign.services[0].table[7] = api_backend;
-        let mut twice = good.clone();
-        twice.services[1].vip = twice.services[0].vip;
-        let mut short = good.clone();
-        short.services[0].table.pop();
-        let mut orphan = good.clone();
-        let mut stray = orphan.backends[0].clone();
-        (stray.id, stray.info.service_id) = (50, 99);
-        orphan.backends.push(stray);
-        for (bad, why) in [
-            (foreign, "not one of its backends"),
-            (twice, "is given twice"),
-            (short, "65536 slots"),
-            (orphan, "which the plan does not have"),
-        ] {
-            let mut w = Writer::new(ModelMaps::new());
-            let e = w.apply(&bad).expect_err(why);
-            assert!(format!("{e:#}").contains(why), "{e:#}");
-            assert!(format!("{e:#}").contains("nothing was written"), "{e:#}");
-            assert_eq!(w.maps.writes, 0, "{why}: written anyway");
-        }
-    }
-
-    #[test]
-    fn the_same_plan_again_writes_only_the_trials_and_a_change_only_its_rows() {
-        let p = two();
-        let mut w = Writer::new(ModelMaps::new());
-        w.apply(&p).unwrap();
-        let first = w.maps.writes;
-        w.apply(&p).unwrap();
-        assert_eq!(w.maps.writes - first, p.services.len(), "one trial re-armed per service, nothing else");
-        // One backend drained: its row, then its service's ring and sequence into the other
-        // generation, and the flip (plus the trials).
-        let mut drained = p.clone();
-        let id = drained.services[0].id;
-        let gone = drained.backends[0].id;
-        drained.backends[0].meta.state = 1;
-        let other = drained.backends[1].id;
-        for slot in drained.services[0].table.iter_mut().filter(|s| **s == gone) {
-            *slot = other;
-        }
-        drained.services[0].sequence.retain(|&b| b != gone);
-        drained.services[0].info.seq_len = drained.services[0].sequence.len() as u32;
-        let before = w.maps.writes;
-        w.apply(&drained).unwrap();
-        assert_eq!(w.maps.writes - before, 1 + 2 + 1 + 2, "backend meta, ring + seq, flip, two trials");
-        let live = w.maps.vips().unwrap().into_iter().find(|(_, i)| i.service_id == id).unwrap().1;
-        assert_eq!(live.ring_gen, 1, "the other generation is live");
-        w.check_mirror().unwrap();
     }
 }

@@ -302,3 +302,26 @@ fn a_write_the_kernel_refuses_is_rolled_back_and_the_next_one_repairs() {
     assert!(diffs.is_empty(), "after the repair: {}", diffs.join("\n"));
     assert_forwarded(&h, &three, 41_001, "after the repair");
 }
+
+/// Ids go by VIP: a renamed service keeps its backends' ids, so a live flow stays
+/// established on its backend instead of starting over as a new flow.
+#[test]
+#[ignore = "needs root: cargo xtask test runs it"]
+fn a_flow_stays_established_across_a_rename() {
+    let web = svc("web", "172.20.0.100:80", &["172.20.0.11:80", "172.20.0.12:80", "172.20.0.13:80"]);
+    let www = Svc { name: "www".into(), ..web.clone() };
+    let steps = [step("web", vec![web.clone()]), step("www", vec![www.clone()])];
+    let mut h = Harness::with_facts(&config(&steps[0].services), facts(&steps));
+    let syn = Pkt::tcp("172.20.0.2:45000", "172.20.0.100:80", SYN);
+    let (action, first) = h.run(&syn.bytes());
+    assert_eq!(action, XDP_TX);
+    h.reload(&config(&steps[1].services));
+    let mut data = Pkt::tcp("172.20.0.2:45000", "172.20.0.100:80", ACK);
+    data.payload = b"more".to_vec();
+    let (action, next) = h.run(&data.bytes());
+    assert_eq!(action, XDP_TX);
+    assert_eq!(destination(&next), destination(&first), "the flow moved");
+    let rows = lb_xdp::inspect::backends(h.maps()).unwrap();
+    assert_eq!(rows.iter().map(|r| r.new_flows).sum::<u64>(), 1, "the packet after the rename started a new flow");
+    assert!(rows.iter().all(|r| r.service == "www"), "{rows:?}");
+}

@@ -105,10 +105,9 @@ fn a_reload_from_61_services_to_121_others_fits_the_maps() {
     assert_like_fresh(&d, &old, "after reloading the old config");
 }
 
-/// 61 renamed and 60 more: 182 names for 128 service ids, so the new names take the ids
-/// the old ones held.
+/// 61 renamed and 60 more: 182 names, but ids go by VIP, so the renamed keep theirs.
 #[test]
-fn renaming_61_services_while_adding_60_gives_the_new_names_the_old_ids() {
+fn renaming_61_services_while_adding_60_keeps_them_answering() {
     let old = many("old", 61, 0, 2, 0);
     let new = many("new", 121, 0, 2, 0);
     let mut d = Daemon::default();
@@ -217,4 +216,27 @@ fn a_failed_write_that_hands_backend_ids_over_rolls_back_cleanly() {
     }
     d.reconcile(&new).unwrap();
     assert_like_fresh(&d, &new, "after the reload that went through");
+}
+
+/// Two services at the backend cap swap names (and so backends): ids go by VIP, so each
+/// VIP's backends take over its own removed backends' ids, and nothing passes between
+/// the two while either reads it.
+#[test]
+fn two_services_at_the_backend_cap_swapping_names_hand_nothing_under_a_live_vip() {
+    let mut w = World::default();
+    for (i, n) in [(0u32, 1000u32), (1, 3096)] {
+        let backends = (0..n).map(|b| backend(backend_address(i * 5000 + b, false, 80))).collect();
+        w.desired.services.push(service(&format!("s{i}"), vip_address(i, false, 80), Tcp, backends));
+    }
+    let mut d = Daemon::default();
+    d.reconcile(&w).unwrap();
+    let name = w.desired.services[0].name.clone();
+    w.desired.services[0].name = std::mem::replace(&mut w.desired.services[1].name, name);
+    d.reconcile(&w).unwrap_or_else(|e| panic!("the reload failed: {e:#}"));
+    assert_like_fresh(&d, &w, "after the swap of names");
+    // And the backends swap between the two VIPs: every id changes hands at the cap.
+    let backends = std::mem::take(&mut w.desired.services[0].backends);
+    w.desired.services[0].backends = std::mem::replace(&mut w.desired.services[1].backends, backends);
+    d.reconcile(&w).unwrap_or_else(|e| panic!("the reload failed: {e:#}"));
+    assert_like_fresh(&d, &w, "after the swap of backends");
 }

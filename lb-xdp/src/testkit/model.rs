@@ -323,10 +323,11 @@ impl MapStore for ModelMaps {
         };
         let mut i = 0;
         while i < keys.len() {
-            let chunk = locate(table, keys[i]).0;
+            let chunk = keys[i] / size;
+            let (first, end) = (chunk * size, (chunk + 1) * size);
             let t = tables.entry(chunk).or_insert_with(|| vec![0; size as usize]);
-            while i < keys.len() && locate(table, keys[i]).0 == chunk {
-                t[locate(table, keys[i]).1 as usize] = values[i];
+            while i < keys.len() && keys[i] >= first && keys[i] < end {
+                t[(keys[i] - first) as usize] = values[i];
                 i += 1;
             }
         }
