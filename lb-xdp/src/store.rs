@@ -10,12 +10,15 @@ use std::io;
 use std::net::SocketAddr;
 
 use anyhow::{Context, Result};
-use aya::maps::MapError;
+use aya::maps::{MapError, PerCpuValues};
+use aya::util::nr_cpus;
 use lb_common::abi::map_names as n;
 use lb_common::addr::socket;
 use lb_common::consts::{CONFIG_KEY, MAX_BACKENDS, MAX_SERVICES};
-use lb_common::maps::{BackendInfo, BackendMeta, GlobalConfig, ServiceMeta, Trial, VipAddrKey, VipInfo, VipKey};
-use lb_common::ratelimit::RateLimit;
+use lb_common::maps::{
+    BackendInfo, BackendMeta, Counters, GlobalConfig, ServiceMeta, Trial, VipAddrKey, VipInfo, VipKey,
+};
+use lb_common::ratelimit::{Bucket, RateLimit};
 
 use crate::adopt::Adopted;
 use crate::inspect::service_name;
@@ -79,6 +82,14 @@ pub trait MapStore {
     fn set_backend_info(&mut self, id: u32, info: &BackendInfo) -> Result<()>;
     fn set_backend_meta(&mut self, id: u32, meta: &BackendMeta) -> Result<()>;
 
+    /// Zero what the data path counts for service id `id` (traffic counters, the rate
+    /// limit's bucket): the id has a new holder, which starts from nothing as on a fresh
+    /// start. Counters are the data path's, not rows the writer owns: a rollback does not
+    /// bring them back.
+    fn clear_service_counters(&mut self, id: u32) -> Result<()>;
+    /// Zero what the data path counts for backend id `id` (traffic counters, live flows).
+    fn clear_backend_counters(&mut self, id: u32) -> Result<()>;
+
     /// Write `values[i]` at index `keys[i]` of `table`, in batches where the store can.
     fn write_slots(&mut self, table: Table, keys: &[u32], values: &[u32]) -> Result<()>;
     /// `count` entries of `table` from index `first` on.
@@ -119,6 +130,12 @@ fn absent_is_fine(r: Result<(), MapError>) -> Result<(), MapError> {
         Err(MapError::KeyNotFound) => Ok(()),
         other => other,
     }
+}
+
+/// Counters of zero on every possible CPU.
+fn zero_per_cpu() -> Result<PerCpuValues<Counters>> {
+    let cpus = nr_cpus().map_err(|(what, e)| anyhow::anyhow!("{what}: {e}"))?;
+    Ok(PerCpuValues::try_from(vec![Counters::default(); cpus])?)
 }
 
 fn reading(name: &str) -> String {
@@ -199,6 +216,16 @@ impl MapStore for Maps {
 
     fn set_backend_meta(&mut self, id: u32, meta: &BackendMeta) -> Result<()> {
         self.backend_meta.set(id, meta, 0).with_context(|| writing(n::BACKEND_META))
+    }
+
+    fn clear_service_counters(&mut self, id: u32) -> Result<()> {
+        self.service_stats.set(id, zero_per_cpu()?, 0).with_context(|| writing(n::SERVICE_STATS))?;
+        self.service_buckets.set(id, Bucket::default(), 0).with_context(|| writing(n::SERVICE_BUCKETS))
+    }
+
+    fn clear_backend_counters(&mut self, id: u32) -> Result<()> {
+        self.backend_stats.set(id, zero_per_cpu()?, 0).with_context(|| writing(n::BACKEND_STATS))?;
+        self.active.set(id, 0, 0).with_context(|| writing(n::ACTIVE))
     }
 
     fn write_slots(&mut self, table: Table, keys: &[u32], values: &[u32]) -> Result<()> {

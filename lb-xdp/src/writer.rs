@@ -331,6 +331,10 @@ impl<S: MapStore> Writer<S> {
         self.write_table(Table::Ring, s.id, gen, &s.table)?;
         self.write_table(Table::Seq, s.id, gen, &s.sequence)?;
         let (meta, limit) = self.mirror.services.get(&s.id).copied().unwrap_or_default();
+        if meta.in_use == 0 || meta.vip != s.meta.vip {
+            // A new holder of the id (ids go by VIP): it counts from zero, as on a fresh start.
+            self.maps.clear_service_counters(s.id)?;
+        }
         if meta != s.meta {
             self.set_service_meta(undo, s.id, &s.meta)?;
         }
@@ -354,6 +358,11 @@ impl<S: MapStore> Writer<S> {
 
     fn set_backend(&mut self, undo: &mut Vec<Undo>, id: u32, info: &BackendInfo, meta: &BackendMeta) -> Result<()> {
         let have = self.mirror.backends.get(&id).copied().unwrap_or_default();
+        let holder = |i: &BackendInfo| (i.service_id, i.addr, i.port, i.family);
+        if have.meta.in_use == 0 || holder(&have.info) != holder(info) {
+            // A new holder of the id: its traffic and live flows start from zero.
+            self.maps.clear_backend_counters(id)?;
+        }
         if have.info != *info {
             self.set_backend_info(undo, id, info)?;
         }

@@ -104,3 +104,35 @@ fn the_same_plan_again_writes_only_the_trials_and_a_change_only_its_rows() {
     assert_eq!(live.ring_gen, 1, "the other generation is live");
     w.check_mirror().unwrap();
 }
+
+#[test]
+fn an_id_with_a_new_holder_counts_from_zero_and_one_kept_keeps_its_counts() {
+    let p = two();
+    let mut w = Writer::new(ModelMaps::new());
+    w.apply(&p).unwrap();
+    let all_backends: std::collections::BTreeSet<u32> = p.backends.iter().map(|b| b.id).collect();
+    let all_services: std::collections::BTreeSet<u32> = p.services.iter().map(|s| s.id).collect();
+    // Traffic counted on every id; the same plan again and a weight-free change keep it.
+    w.maps.counted_backends = all_backends.clone();
+    w.maps.counted_services = all_services.clone();
+    let mut drained = p.clone();
+    drained.backends[0].meta.state = 1;
+    w.apply(&drained).unwrap();
+    assert_eq!(w.maps.counted_backends, all_backends, "a backend that stays keeps its counts");
+    assert_eq!(w.maps.counted_services, all_services, "a service that stays keeps its counts");
+    // Backend id 0 passes to another address, and the second service's id to another VIP.
+    let mut moved = p.clone();
+    let b = moved.backends[0].id;
+    moved.backends[0].address = "10.1.0.9:80".parse().unwrap();
+    moved.backends[0].info.addr = lb_common::addr::ip_words("10.1.0.9".parse().unwrap()).0;
+    let s = moved.services[1].id;
+    let vip = lb_common::addr::vip_key("10.0.0.7:80".parse().unwrap(), lb_common::consts::PROTO_TCP);
+    moved.services[1].vip = vip;
+    moved.services[1].meta.vip = vip;
+    w.apply(&moved).unwrap();
+    assert!(!w.maps.counted_backends.contains(&b), "the new holder of backend id {b} starts at zero");
+    assert_eq!(w.maps.counted_backends.len(), all_backends.len() - 1, "the others keep theirs");
+    assert!(!w.maps.counted_services.contains(&s), "the new holder of service id {s} starts at zero");
+    assert_eq!(w.maps.counted_services.len(), all_services.len() - 1);
+    w.check_mirror().unwrap();
+}

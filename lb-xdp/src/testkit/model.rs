@@ -51,6 +51,10 @@ pub struct ModelMaps {
     pub fail_at: BTreeSet<usize>,
     pub owned: Owned,
     pub violations: Vec<String>,
+    /// Service and backend ids whose data-path counters are not zero (tests set them;
+    /// `clear_*_counters` takes them out).
+    pub counted_services: BTreeSet<u32>,
+    pub counted_backends: BTreeSet<u32>,
 }
 
 impl Default for ModelMaps {
@@ -67,6 +71,8 @@ impl Default for ModelMaps {
             fail_at: BTreeSet::new(),
             owned: Owned::default(),
             violations: Vec::new(),
+            counted_services: BTreeSet::new(),
+            counted_backends: BTreeSet::new(),
         }
     }
 }
@@ -296,6 +302,20 @@ impl MapStore for ModelMaps {
         self.mutation(&format!("writing {}", n::BACKEND_META))?;
         let i = self.array_row(id, MAX_BACKENDS, n::BACKEND_META)?;
         self.backends[i].meta = *meta;
+        Ok(())
+    }
+
+    fn clear_service_counters(&mut self, id: u32) -> Result<()> {
+        self.mutation(&format!("writing {}", n::SERVICE_STATS))?;
+        self.array_row(id, MAX_SERVICES, n::SERVICE_STATS)?;
+        self.counted_services.remove(&id);
+        Ok(())
+    }
+
+    fn clear_backend_counters(&mut self, id: u32) -> Result<()> {
+        self.mutation(&format!("writing {}", n::BACKEND_STATS))?;
+        self.array_row(id, MAX_BACKENDS, n::BACKEND_STATS)?;
+        self.counted_backends.remove(&id);
         Ok(())
     }
 

@@ -3,6 +3,8 @@
 //! after each reconcile against a fresh start on the same world.
 #![allow(dead_code)]
 
+pub mod sequence;
+
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 
