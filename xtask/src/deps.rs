@@ -1,4 +1,5 @@
-//! `cargo xtask deps`: everything a fresh Debian 12 machine lacks, installed idempotently.
+//! `cargo xtask deps`: everything a fresh Debian 12 machine lacks, installed idempotently
+//! (apt packages, nightly's components, bpf-linker, cargo-fuzz).
 //! Each step first checks whether its result is already there, so a complete machine costs
 //! a few fast queries.
 use std::process::Command;
@@ -36,11 +37,13 @@ const APT_PACKAGES: &[&str] = &[
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
 pub fn install() -> Result<()> {
     apt()?;
     nightly()?;
     bpf_linker()?;
+    cargo_fuzz()?;
     println!("==> dependencies present");
     Ok(())
 }
@@ -130,5 +133,21 @@ fn bpf_linker() -> Result<()> {
         "--features",
         "llvm-22",
     ]);
+    status(c)
+}
+
+/// cargo-fuzz, for `cargo xtask fuzz`'s libFuzzer targets (fuzz/, built with nightly).
+fn cargo_fuzz() -> Result<()> {
+    let version = Command::new(format!("{}/cargo-fuzz", cargo_bin()))
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    if version.contains(CARGO_FUZZ_VERSION) {
+        return Ok(());
+    }
+    println!("==> cargo install cargo-fuzz@{CARGO_FUZZ_VERSION}");
+    let mut c = Command::new("cargo");
+    c.args(["install", &format!("cargo-fuzz@{CARGO_FUZZ_VERSION}"), "--locked"]);
     status(c)
 }

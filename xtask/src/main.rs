@@ -1,12 +1,14 @@
-//! `cargo xtask deps|build|lint|demo|test|bench|testenv`: the project's only entry points for setting a
+//! `cargo xtask deps|build|lint|demo|test|fuzz|soak|bench|testenv`: the project's only entry points for setting a
 //! machine up, building, demonstrating and testing. Everything that gets installed is
 //! installed by `deps`, which the other commands call first.
 mod bench;
 mod cmd;
 mod demo;
 mod deps;
+mod fuzz;
 mod lint;
 mod roots;
+mod soak;
 mod test;
 
 use anyhow::Result;
@@ -34,6 +36,23 @@ enum Task {
         /// Only the host unit tests (no root needed).
         #[arg(long)]
         host_only: bool,
+    },
+    /// deps, then the long fuzz: the packet fuzz (random and mutated frames through the XDP
+    /// object) and each cargo-fuzz target (config, admin API requests, lb-common helpers).
+    Fuzz {
+        /// Frames for the packet fuzz.
+        #[arg(long, default_value_t = 1_000_000)]
+        frames: u64,
+        /// Seconds for each cargo-fuzz target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
+    /// deps, build, then the soak: real clients through `lb run` on the test network while it
+    /// churns (reloads, registrations, a backend and the daemon killed, a flood).
+    Soak {
+        /// How long the clients run.
+        #[arg(long, default_value_t = 2)]
+        minutes: u64,
     },
     /// deps, then benchmarks on the test network against direct and peer balancers, the data
     /// path through BPF_PROG_TEST_RUN and the control plane; writes bench/results/,
@@ -90,6 +109,15 @@ fn run(cli: Cli) -> Result<()> {
             deps::install()?;
             cmd::build()?;
             test::run(host_only)
+        }
+        Task::Fuzz { frames, seconds } => {
+            deps::install()?;
+            fuzz::run(&fuzz::Budget { frames, seconds })
+        }
+        Task::Soak { minutes } => {
+            deps::install()?;
+            cmd::build()?;
+            soak::run(minutes)
         }
         Task::Bench { quick } => {
             deps::install()?;
