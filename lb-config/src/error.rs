@@ -104,9 +104,20 @@ impl<'a> Source<'a> {
             Some(span) => {
                 let hint = message.ends_with("expected a sequence").then(|| self.single_brackets_hint(&span));
                 let message = hint.flatten().unwrap_or(message);
+                let message = if message.is_empty() { self.unexpected_character(&span) } else { message };
                 self.at(&span, message)
             }
+            None if message.is_empty() => self.unplaced("invalid TOML"),
             None => self.unplaced(message),
+        }
+    }
+
+    /// The parser says nothing about a control character in a comment (found by the config
+    /// fuzz target): name the character it stopped at.
+    fn unexpected_character(&self, span: &Range<usize>) -> String {
+        match self.text.get(span.start..).and_then(|rest| rest.chars().next()) {
+            Some(c) => format!("invalid character {:?} (U+{:04X}): TOML allows no control characters here", c, c as u32),
+            None => "invalid TOML".to_string(),
         }
     }
 
@@ -187,6 +198,16 @@ mod tests {
             source.unplaced("whole file"),
         ]);
         assert_eq!(error.to_string(), "lb.toml: whole file\nlb.toml:1:1: first\nlb.toml:3:1: third");
+    }
+
+    #[test]
+    fn a_control_character_in_a_comment_is_named() {
+        let text = "# a comment\n# with a \u{0} in it\n";
+        let e = crate::Config::from_str(text, "lb.toml").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "lb.toml:2:10: invalid character '\\0' (U+0000): TOML allows no control characters here"
+        );
     }
 
     #[test]
