@@ -41,8 +41,3 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, HttpError> {
     }
     serde_json::from_slice(bytes).map_err(|e| HttpError::bad_request(format!("invalid JSON body: {e}")))
 }
-
-/// [`read`] then [`parse`].
-pub async fn json<T: DeserializeOwned>(headers: &HeaderMap, body: Body) -> Result<T, HttpError> {
-    parse(&read(headers, body).await?)
-}

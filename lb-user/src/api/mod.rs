@@ -28,6 +28,14 @@ use anyhow::Context;
 use lb_control::{ControlHandle, Telemetry};
 
 pub use body::MAX_BODY_BYTES;
+
+/// The request parsers the handlers use, for the fuzz targets (`fuzz/`): request bodies
+/// and the `{address}` path parameter, each refusing bad input with an `HttpError`.
+pub mod parse {
+    pub use super::params::backend_address;
+    pub use super::register::{parse as registration, Registration, MAX_TTL};
+    pub use super::services::state_body;
+}
 pub use error::HttpError;
 pub use routes::router;
 

@@ -56,11 +56,15 @@ pub async fn set_state(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, HttpError> {
-    let StateBody { state: wanted } = body::json(&headers, body).await?;
-    let admin: AdminState =
-        wanted.parse().map_err(|e: lb_config::UnknownKeyword| HttpError::bad_request(e.to_string()))?;
+    let admin = state_body(&body::read(&headers, body).await?)?;
     state.control.set_state(p.service.clone(), p.address, admin).await?;
     Ok(Json(json!({ "service": p.service, "address": p.address.to_string(), "state": admin.as_str() })).into_response())
+}
+
+/// The body of `PUT .../state`: `{"state": "ready" | "drain" | "maint"}`.
+pub fn state_body(bytes: &[u8]) -> Result<AdminState, HttpError> {
+    let StateBody { state } = body::parse(bytes)?;
+    state.parse().map_err(|e: lb_config::UnknownKeyword| HttpError::bad_request(e.to_string()))
 }
 
 pub async fn deregister(_: Authorized, State(state): State<ApiState>, p: BackendParams) -> Result<Response, HttpError> {
