@@ -86,7 +86,10 @@ fn checksums(input: &mut Input) {
     let incremental = replace128(replace16(check(&packet), old_port, port), &old_addr, &addr);
     // Equal as ones'-complement numbers: 0x0000 and 0xffff are both zero.
     let want = check(&with_check(changed.clone()));
-    assert!(incremental == want || (incremental | want) == 0xffff && (incremental & want) == 0, "{incremental:#x} {want:#x}");
+    assert!(
+        incremental == want || (incremental | want) == 0xffff && (incremental & want) == 0,
+        "{incremental:#x} {want:#x}"
+    );
     changed[0..2].copy_from_slice(&incremental.to_ne_bytes());
     assert!(full(&changed) == 0 || full(&changed) == 0xffff, "the updated packet verifies");
     // A 32-bit field alone, and the sum helpers the packet builders use.
@@ -96,7 +99,14 @@ fn checksums(input: &mut Input) {
     v4[4..8].copy_from_slice(&new.to_ne_bytes());
     v4[0..2].copy_from_slice(&one.to_ne_bytes());
     assert!(full(&v4) == 0 || full(&v4) == 0xffff);
-    assert_eq!(!fold(sum_bytes(&packet[2..], 0)), full(&{ let mut p = packet.clone(); p[0..2].fill(0); p }));
+    assert_eq!(
+        !fold(sum_bytes(&packet[2..], 0)),
+        full(&{
+            let mut p = packet.clone();
+            p[0..2].fill(0);
+            p
+        })
+    );
     // UDP: "no checksum" stays so, a computed zero is sent as 0xffff.
     let (old, computed) = (input.u16(), input.u16());
     let fixed = udp_fixup(old, computed);
@@ -105,7 +115,11 @@ fn checksums(input: &mut Input) {
 
 fn addresses(input: &mut Input) {
     let v6 = input.bytes::<1>()[0] & 1 == 1;
-    let ip = if v6 { IpAddr::V6(Ipv6Addr::from(input.bytes::<16>())) } else { IpAddr::V4(Ipv4Addr::from(input.bytes::<4>())) };
+    let ip = if v6 {
+        IpAddr::V6(Ipv6Addr::from(input.bytes::<16>()))
+    } else {
+        IpAddr::V4(Ipv4Addr::from(input.bytes::<4>()))
+    };
     let port = input.u16();
     let (words, family) = ip_words(ip);
     assert_eq!(words_ip(&words, family), ip);
@@ -121,8 +135,9 @@ fn addresses(input: &mut Input) {
 
 fn maglev(input: &mut Input) {
     let n = (input.bytes::<1>()[0] % 9) as usize;
-    let backends: Vec<MaglevBackend> =
-        (0..n).map(|i| MaglevBackend::new(i as u32 + 1, &input.bytes::<6>(), u32::from(input.bytes::<1>()[0] % 5))).collect();
+    let backends: Vec<MaglevBackend> = (0..n)
+        .map(|i| MaglevBackend::new(i as u32 + 1, &input.bytes::<6>(), u32::from(input.bytes::<1>()[0] % 5)))
+        .collect();
     // Small primes (and a non-prime below 2) keep each run fast.
     let m = [0u32, 1, 2, 3, 13, 251][(input.bytes::<1>()[0] % 6) as usize];
     let table = build(&backends, m);
@@ -138,7 +153,12 @@ fn buckets(input: &mut Input) {
     let mut bucket = Bucket::full(&limit, input.u64());
     for _ in 0..8 {
         let _ = bucket.take(&limit, input.u64());
-        assert!(bucket.credit_ns <= limit.capacity_ns, "credit {} over capacity {}", bucket.credit_ns, limit.capacity_ns);
+        assert!(
+            bucket.credit_ns <= limit.capacity_ns,
+            "credit {} over capacity {}",
+            bucket.credit_ns,
+            limit.capacity_ns
+        );
     }
 }
 

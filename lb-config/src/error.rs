@@ -116,7 +116,9 @@ impl<'a> Source<'a> {
     /// fuzz target): name the character it stopped at.
     fn unexpected_character(&self, span: &Range<usize>) -> String {
         match self.text.get(span.start..).and_then(|rest| rest.chars().next()) {
-            Some(c) => format!("invalid character {:?} (U+{:04X}): TOML allows no control characters here", c, c as u32),
+            Some(c) => {
+                format!("invalid character {:?} (U+{:04X}): TOML allows no control characters here", c, c as u32)
+            }
             None => "invalid TOML".to_string(),
         }
     }

@@ -12,11 +12,11 @@
 //! flow went to that backend (as the flow table names it) may fail. The daemon's memory,
 //! descriptors and live flows must stay flat: the last samples against the first ones
 //! after warm-up, within tolerances, on the daemon that ran the longest.
-mod common;
 #[path = "soak/churn.rs"]
 mod churn;
 #[path = "soak/clients.rs"]
 mod clients;
+mod common;
 #[path = "soak/samples.rs"]
 mod samples;
 

@@ -198,7 +198,8 @@ fn to_client(input: &Headers, output: &Headers, out: &[u8], owners: &Owners, tal
         (1 | 58, Some(q)) => side_of(q.dst, q.src.port(), q.proto),
         _ => return Err("sent to a client: neither a reply nor an error about a flow".into()),
     };
-    let owner = owners.owner(&side).ok_or_else(|| format!("translated for {side:?}, which no flow of this run holds"))?;
+    let owner =
+        owners.owner(&side).ok_or_else(|| format!("translated for {side:?}, which no flow of this run holds"))?;
     let reached = match output.quote {
         Some(q) if output.proto == 1 || output.proto == 58 => q.src,
         _ => output.dst,

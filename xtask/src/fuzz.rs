@@ -38,8 +38,16 @@ pub fn run(budget: &Budget) -> Result<()> {
 fn packet_fuzz(frames: u64) -> Result<()> {
     println!("\n==> packet fuzz: {frames} frames through the XDP object");
     let mut c = cargo();
-    c.env("LB_PACKET_FUZZ_FRAMES", frames.to_string())
-        .args(["test", "-p", "lb-xdp", "--test", "packet_fuzz", "--", "--ignored", "--nocapture"]);
+    c.env("LB_PACKET_FUZZ_FRAMES", frames.to_string()).args([
+        "test",
+        "-p",
+        "lb-xdp",
+        "--test",
+        "packet_fuzz",
+        "--",
+        "--ignored",
+        "--nocapture",
+    ]);
     status(c)
 }
 

@@ -12,7 +12,15 @@ pub fn run(minutes: u64) -> Result<()> {
     }
     println!("\n==> soak: {minutes} minutes on the test network");
     let mut c = cargo();
-    c.env("LB_SOAK_MINUTES", minutes.to_string())
-        .args(["test", "-p", "lb-user", "--test", "soak_network", "--", "--ignored", "--nocapture"]);
+    c.env("LB_SOAK_MINUTES", minutes.to_string()).args([
+        "test",
+        "-p",
+        "lb-user",
+        "--test",
+        "soak_network",
+        "--",
+        "--ignored",
+        "--nocapture",
+    ]);
     status(c)
 }

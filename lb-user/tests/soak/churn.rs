@@ -216,7 +216,8 @@ fn wait_health(address: &str, want: &str, limit: Duration) {
     let start = Instant::now();
     while start.elapsed() < limit {
         let s = services();
-        let found = s[0]["backends"].as_array().into_iter().flatten().any(|b| b["address"] == address && b["health"] == want);
+        let found =
+            s[0]["backends"].as_array().into_iter().flatten().any(|b| b["address"] == address && b["health"] == want);
         if found {
             return;
         }
@@ -271,4 +272,3 @@ pub fn backend_of(client: &str) -> Option<String> {
     let flows: Value = serde_json::from_slice(&out.stdout).ok()?;
     flows.as_array()?.iter().find(|f| f["client"] == client).and_then(|f| f["backend"].as_str().map(String::from))
 }
-

@@ -277,7 +277,8 @@ impl Frames {
         let dst = *self.rng.pick(&ELSEWHERE);
         let v6 = dst.starts_with('[');
         let src = client(self.rng.below(CLIENTS as usize) as u8, v6, self.port());
-        let p = if self.rng.chance(70) { Pkt::tcp(&src.to_string(), dst, SYN) } else { Pkt::udp(&src.to_string(), dst) };
+        let p =
+            if self.rng.chance(70) { Pkt::tcp(&src.to_string(), dst, SYN) } else { Pkt::udp(&src.to_string(), dst) };
         (p.bytes(), format!("{src} -> {dst} (no service)"))
     }
 
