@@ -126,7 +126,7 @@ impl Churn {
     /// Every other turn of step 6: the backend's server killed until the health check sees
     /// it (the window), then started again until it is back up; else the flood.
     fn kill_backend_or_flood(&mut self, i: usize) -> (String, Option<(String, SystemTime)>) {
-        if (i / 7) % 2 == 0 {
+        if (i / 7).is_multiple_of(2) {
             let address = format!("172.20.0.1{KILLED}:80");
             testenv::stop_server(KILLED).expect("stop the server");
             let killed = Instant::now();

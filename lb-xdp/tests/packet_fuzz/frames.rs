@@ -111,11 +111,11 @@ pub struct Frame {
 impl Frames {
     pub fn next(&mut self, owners: &Owners) -> Frame {
         let (mut bytes, mut what) = match self.rng.below(100) {
-            0..=34 => self.from_client(),
-            35..=59 => self.from_backend(owners),
+            0..=34 => self.client_frame(),
+            35..=59 => self.backend_reply(owners),
             60..=69 => self.icmp_error(owners),
             70..=79 => self.elsewhere(),
-            80..=94 => self.from_client_bent(),
+            80..=94 => self.client_frame_bent(),
             _ => self.noise(),
         };
         self.mutate(&mut bytes, &mut what);
@@ -147,14 +147,14 @@ impl Frames {
         (p, what)
     }
 
-    fn from_client(&mut self) -> (Vec<u8>, String) {
+    fn client_frame(&mut self) -> (Vec<u8>, String) {
         let (p, what) = self.client_packet();
         (p.bytes(), what)
     }
 
     /// A client's packet with a VLAN tag, IP options or IPv6 extension headers, or whose
     /// length fields, IHL, data offset or fragment bits lie.
-    fn from_client_bent(&mut self) -> (Vec<u8>, String) {
+    fn client_frame_bent(&mut self) -> (Vec<u8>, String) {
         let (mut p, mut what) = self.client_packet();
         if self.rng.chance(30) {
             p.vlan = Some(self.rng.next() as u16 & 0x0fff);
@@ -202,7 +202,7 @@ impl Frames {
                 *what += ", IP length lies";
             }
             2 if !v6 => {
-                at(l3 + 6, b, &(*self.rng.pick(&[0x2000u16, 0x0010, 0x2010, 0x4000]) as u16).to_be_bytes());
+                at(l3 + 6, b, &self.rng.pick(&[0x2000u16, 0x0010, 0x2010, 0x4000]).to_be_bytes());
                 *what += ", fragment bits";
             }
             3 if proto == UDP => {
@@ -219,7 +219,7 @@ impl Frames {
     }
 
     /// A backend's reply to a SNAT port: mostly a port a flow of this run holds, else any.
-    fn from_backend(&mut self, owners: &Owners) -> (Vec<u8>, String) {
+    fn backend_reply(&mut self, owners: &Owners) -> (Vec<u8>, String) {
         let (backend, snat_port, proto) = self.backend_side(owners);
         let snat = SocketAddr::new(snat_address(backend.is_ipv6()), snat_port);
         let mut p = if proto == TCP {
