@@ -2,6 +2,9 @@
 //! fourth: `cargo xtask bench --quick`, so that the benchmark harness cannot rot.
 //! Root-only tests are `#[ignore]`d in plain `cargo test` (so it never pretends to run
 //! them) and run here with `--ignored`; without root this command fails, it never skips.
+//! Among the root tests found: the packet fuzz's short budget (50,000 frames, packet layer)
+//! and the two-minute soak (network layer); `cargo xtask fuzz` and `cargo xtask soak` run
+//! them longer.
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 

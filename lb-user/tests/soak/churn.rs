@@ -20,8 +20,9 @@ const TOKEN_FILE: &str = "/run/lbt/token";
 /// network's three.
 const ADDED: &str = "172.20.0.14:80";
 const REGISTERED: &str = "172.20.0.15:80";
-/// The server whose process is killed and started again.
+/// The server whose process is killed and started again, and its backend.
 const KILLED: u8 = 3;
+const KILLED_ADDRESS: &str = "172.20.0.13:80";
 const FLOOD_NS: &str = "lbt-flood";
 /// How long a request in flight when the health check reports its backend down may still
 /// take to fail (the client's timeout is 3 s, but a refused connection fails at once).
@@ -127,7 +128,7 @@ impl Churn {
     /// it (the window), then started again until it is back up; else the flood.
     fn kill_backend_or_flood(&mut self, i: usize) -> (String, Option<(String, SystemTime)>) {
         if (i / 7).is_multiple_of(2) {
-            let address = format!("172.20.0.1{KILLED}:80");
+            let address = KILLED_ADDRESS.to_string();
             testenv::stop_server(KILLED).expect("stop the server");
             let killed = Instant::now();
             wait_health(&address, "down", Duration::from_secs(15));
@@ -271,4 +272,37 @@ pub fn backend_of(client: &str) -> Option<String> {
         .ok()?;
     let flows: Value = serde_json::from_slice(&out.stdout).ok()?;
     flows.as_array()?.iter().find(|f| f["client"] == client).and_then(|f| f["backend"].as_str().map(String::from))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(at: SystemTime, backend: Option<&str>) -> Failure {
+        Failure { at, client: "172.20.0.2:40000".into(), error: "refused".into(), backend: backend.map(String::from) }
+    }
+
+    #[test]
+    fn only_a_failure_through_the_killed_backend_inside_its_window_is_excused() {
+        let killed = SystemTime::now();
+        let until = killed + Duration::from_secs(2);
+        let events = Events {
+            events: vec![
+                Event {
+                    what: "kill".into(),
+                    at: killed,
+                    took: Duration::ZERO,
+                    window: Some((KILLED_ADDRESS.into(), until)),
+                },
+                Event { what: "reload".into(), at: until, took: Duration::ZERO, window: None },
+            ],
+            flood_drops: 0,
+        };
+        let inside = killed + Duration::from_secs(1);
+        assert!(events.excuses(&failure(inside, Some(KILLED_ADDRESS))));
+        assert!(!events.excuses(&failure(inside, Some("172.20.0.11:80"))), "another backend");
+        assert!(!events.excuses(&failure(inside, None)), "no flow to name");
+        assert!(!events.excuses(&failure(until + Duration::from_millis(1), Some(KILLED_ADDRESS))), "after");
+        assert!(!events.excuses(&failure(killed - Duration::from_millis(1), Some(KILLED_ADDRESS))), "before");
+    }
 }
