@@ -178,14 +178,16 @@ impl Controller {
         let now = Instant::now();
         self.end_grace_periods(now);
         self.expire_leases(now);
-        match self.dataplane.refresh_neighbours(&self.desired) {
+        let (dataplane, desired) = (&mut self.dataplane, &self.desired);
+        match off_runtime(|| dataplane.refresh_neighbours(desired)) {
             Ok(true) => self.apply(),
             Ok(false) => {}
             Err(e) => warn!("neighbour refresh failed: {e:#}"),
         }
         self.ticks += 1;
         if self.ticks.is_multiple_of(ACTIVE_RECOUNT_TICKS) {
-            if let Err(e) = self.dataplane.recount_active_flows() {
+            let dataplane = &mut self.dataplane;
+            if let Err(e) = off_runtime(|| dataplane.recount_active_flows()) {
                 warn!("recounting live flows failed: {e:#}");
             }
         }
@@ -269,5 +271,17 @@ impl Controller {
         if let Err(e) = self.registry.save() {
             warn!("could not write the state file: {e:#}");
         }
+    }
+}
+
+/// Run blocking work (a walk of the whole flow table, reading the neighbour table) without
+/// holding up the runtime's other tasks (the admin API, the health checkers): on a
+/// multi-threaded runtime the worker hands its other tasks to a new one while `work`
+/// runs (`block_in_place`, since the controller cannot lend its data path to another
+/// thread); a current-thread runtime (tests) has no other worker to hand them to.
+fn off_runtime<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
     }
 }

@@ -374,3 +374,27 @@ async fn a_restart_keeps_an_ejection_until_its_time_runs_out() {
     assert!(left > Duration::from_secs(25) && left <= Duration::from_secs(30), "{left:?}");
     assert_eq!(in_row, 1, "the next ejection keeps doubling");
 }
+
+/// The tick's flow-table walk and neighbour read must not stall the runtime's other tasks
+/// (the admin API, the checkers): with one worker, a task still runs while they do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn blocking_work_of_the_tick_leaves_the_runtime_to_other_tasks() {
+    let ran = Arc::new(AtomicBool::new(false));
+    let r = ran.clone();
+    let blocking = tokio::spawn(async move {
+        super::off_runtime(|| {
+            let deadline = Instant::now() + Duration::from_millis(500);
+            while Instant::now() < deadline {
+                if r.load(Ordering::SeqCst) {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            false
+        })
+    });
+    tokio::task::yield_now().await;
+    let r = ran.clone();
+    tokio::spawn(async move { r.store(true, Ordering::SeqCst) });
+    assert!(blocking.await.unwrap(), "another task ran while the blocking work did");
+}
