@@ -138,9 +138,7 @@ pub fn write(path: &Path, file: &StateFile) -> Result<()> {
     }
     std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
     // The rename is durable only once the directory entry is.
-    File::open(&dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("syncing directory {}", dir.display()))?;
+    File::open(&dir).and_then(|d| d.sync_all()).with_context(|| format!("syncing directory {}", dir.display()))?;
     Ok(())
 }
 

@@ -62,8 +62,9 @@ async fn closed_within(s: &mut TcpStream, bound: Duration) -> Option<Duration> {
 
 #[tokio::test]
 async fn connections_past_the_cap_are_closed_at_once_and_the_api_still_answers_when_one_frees() {
-    let api = start(ConnectionLimits { max_connections: 8, header_read: Duration::from_secs(30), ..Default::default() })
-        .await;
+    let api =
+        start(ConnectionLimits { max_connections: 8, header_read: Duration::from_secs(30), ..Default::default() })
+            .await;
     let mut held = Vec::new();
     for _ in 0..8 {
         let mut s = TcpStream::connect(api.addr).await.unwrap();
@@ -111,7 +112,8 @@ async fn a_connection_that_sends_nothing_or_stops_after_a_response_is_closed_aft
 
 #[tokio::test]
 async fn many_idle_connections_do_not_keep_the_api_from_answering_once_they_time_out() {
-    let limits = ConnectionLimits { max_connections: 16, header_read: Duration::from_millis(500), ..Default::default() };
+    let limits =
+        ConnectionLimits { max_connections: 16, header_read: Duration::from_millis(500), ..Default::default() };
     let api = start(limits).await;
     let mut idle = Vec::new();
     for _ in 0..64 {

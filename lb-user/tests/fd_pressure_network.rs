@@ -20,8 +20,7 @@ const IDLE_CONNECTIONS: usize = 1100;
 const WRAPPER: &str = "/run/lbt/lb-nofile.sh";
 
 fn config() -> String {
-    let backends: String =
-        (1..=3).map(|n| format!("[[service.backend]]\naddress = \"172.20.0.1{n}:80\"\n")).collect();
+    let backends: String = (1..=3).map(|n| format!("[[service.backend]]\naddress = \"172.20.0.1{n}:80\"\n")).collect();
     format!(
         "[daemon]\ninterface = \"eth0\"\nmode = \"xdp\"\npin_path = \"{pin}\"\nadmin_listen = \"{ADMIN}\"\n\
          state_file = \"/run/lbt/state.json\"\n\n\
@@ -114,7 +113,12 @@ fn health(within: Duration) -> Vec<(String, String)> {
 
 fn metric(name: &str) -> Option<f64> {
     let body = testenv::curl(CLIENT_NS, &format!("http://{ADMIN}/metrics"), Duration::from_secs(3)).ok()?;
-    body.lines().find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))?.split_whitespace().nth(1)?.parse().ok()
+    body.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 fn under_pressure(lb: &LbDaemon) {

@@ -81,15 +81,18 @@ impl Default for Ids {
 /// of `Ids` a reconcile keeps for its rollback costs no table copies.
 #[derive(Clone, Debug, Default)]
 pub struct RingCache {
-    by_vip: HashMap<VipKey, (Vec<(u32, u64, u32)>, std::sync::Arc<Vec<u32>>)>,
+    by_vip: HashMap<VipKey, (RingInputs, std::sync::Arc<Vec<u32>>)>,
     /// Tables built (not found in the cache) since start: what tests and measurements read.
     pub builds: u64,
 }
 
+/// A table's members as (id, identity, weight), sorted: all a Maglev build depends on.
+type RingInputs = Vec<(u32, u64, u32)>;
+
 impl RingCache {
     /// The table for `members`, built only when they differ from the last ones of `vip`.
     pub fn table(&mut self, vip: VipKey, members: &[MaglevBackend]) -> Vec<u32> {
-        let mut inputs: Vec<(u32, u64, u32)> = members.iter().map(|m| (m.id, m.key, m.weight)).collect();
+        let mut inputs: RingInputs = members.iter().map(|m| (m.id, m.key, m.weight)).collect();
         inputs.sort_unstable();
         if let Some((cached, table)) = self.by_vip.get(&vip) {
             if *cached == inputs {
@@ -402,9 +405,8 @@ mod tests {
         d.services.clear();
         let mut facts = HostFacts::default();
         for s in 0..n {
-            let backends: Vec<DesiredBackend> = (1..=3)
-                .map(|b| backend(&format!("10.{s}.0.{b}:80"), 1, AdminState::Ready))
-                .collect();
+            let backends: Vec<DesiredBackend> =
+                (1..=3).map(|b| backend(&format!("10.{s}.0.{b}:80"), 1, AdminState::Ready)).collect();
             for b in &backends {
                 facts.neighbours.insert(b.address.ip(), [2, 0, 0, 0, s, 1]);
             }

@@ -110,9 +110,8 @@ impl Controller {
         let checkers = &self.checkers;
         // A tracker goes with its checker; one that never had a checker holds remembered
         // health, which the backend's first checker takes over.
-        self.trackers.retain(|key, _| {
-            checkers.contains_key(key) || (!had_checker.contains(key) && wanted.contains_key(key))
-        });
+        self.trackers
+            .retain(|key, _| checkers.contains_key(key) || (!had_checker.contains(key) && wanted.contains_key(key)));
         self.last_checks.retain(|key, _| checkers.contains_key(key));
         for (key, check) in wanted {
             if self.checkers.contains_key(&key) {

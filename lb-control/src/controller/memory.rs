@@ -19,13 +19,15 @@ use lb_config::desired::{Desired, Health};
 use lb_config::{Config, HealthCheckType};
 
 /// Health and breakers as the state file left them, for what `cfg` still checks.
-pub(super) fn restore(cfg: &Config, registry: &Registry, now: Instant) -> (HashMap<BackendKey, Health>, HashMap<BackendKey, Breaker>) {
-    let checked = |service: &str| {
-        cfg.services.iter().any(|s| s.name == service && s.health_check.kind != HealthCheckType::None)
-    };
-    let breaking = |service: &str| {
-        cfg.services.iter().any(|s| s.name == service && s.circuit_breaker.consecutive_failures > 0)
-    };
+pub(super) fn restore(
+    cfg: &Config,
+    registry: &Registry,
+    now: Instant,
+) -> (HashMap<BackendKey, Health>, HashMap<BackendKey, Breaker>) {
+    let checked =
+        |service: &str| cfg.services.iter().any(|s| s.name == service && s.health_check.kind != HealthCheckType::None);
+    let breaking =
+        |service: &str| cfg.services.iter().any(|s| s.name == service && s.circuit_breaker.consecutive_failures > 0);
     let health = registry
         .remembered
         .down

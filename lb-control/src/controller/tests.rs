@@ -107,8 +107,13 @@ fn key(service: &str, address: &str) -> BackendKey {
 fn report(c: &mut Controller, key: &BackendKey, ok: bool, n: usize) {
     let checker = c.checkers.get(key).expect("a checker runs for the backend").id;
     for _ in 0..n {
-        let result =
-            CheckResult { ok, local: false, detail: "by hand".into(), duration: Duration::from_millis(1), finished: Instant::now() };
+        let result = CheckResult {
+            ok,
+            local: false,
+            detail: "by hand".into(),
+            duration: Duration::from_millis(1),
+            finished: Instant::now(),
+        };
         c.health_report(Report { service: key.service.clone(), address: key.address, checker, result });
     }
 }
@@ -161,7 +166,13 @@ async fn a_changed_check_starts_over_from_unknown_and_old_results_do_not_count()
     assert!(c.last_checks.is_empty(), "the old check's last result is not the new one's");
 
     // A failure the replaced checker had already sent arrives late: it is not counted.
-    let late = CheckResult { ok: false, local: false, detail: "late".into(), duration: Duration::ZERO, finished: Instant::now() };
+    let late = CheckResult {
+        ok: false,
+        local: false,
+        detail: "late".into(),
+        duration: Duration::ZERO,
+        finished: Instant::now(),
+    };
     for _ in 0..3 {
         c.health_report(Report { service: b.service.clone(), address: b.address, checker: old, result: late.clone() });
     }
@@ -317,7 +328,11 @@ async fn a_check_that_fails_for_a_local_reason_is_not_counted_against_the_backen
     assert_eq!(recorder.backend("dns", "127.0.0.1:1").unwrap().0, Health::Unknown, "still in rotation");
     assert_eq!(c.shared.telemetry.snapshot().health_check_local_errors_total, 10);
     report(&mut c, &b, false, 1);
-    assert_eq!(recorder.backend("dns", "127.0.0.1:1").unwrap().0, Health::Unknown, "the local ones did not start a run");
+    assert_eq!(
+        recorder.backend("dns", "127.0.0.1:1").unwrap().0,
+        Health::Unknown,
+        "the local ones did not start a run"
+    );
     report(&mut c, &b, false, 1);
     assert_eq!(recorder.backend("dns", "127.0.0.1:1").unwrap().0, Health::Down);
 }
