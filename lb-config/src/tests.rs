@@ -56,6 +56,17 @@ macro_rules! rejected {
 }
 
 rejected! {
+    circuit_breaker_with_dsr_is_rejected_at_consecutive_failures:
+        r#"[[service]]
+name = "web"
+vip = "172.20.0.100:80"
+forwarding = "dsr"
+[service.circuit_breaker]
+consecutive_failures = 3
+"#
+        => "lb.toml:6:24: consecutive_failures needs forwarding = \"nat\": with \"dsr\" the backends' replies \
+            bypass the LB, so the only failure it could see is a client's resent SYN, which any client can forge \
+            to eject a backend; use the active health_check, or forwarding = \"nat\"";
     toml_syntax_error_is_reported_at_its_position:
         "[daemon]\nmode = auto\n"
         => "lb.toml:2:8: invalid string: expected `\"`, `'`";

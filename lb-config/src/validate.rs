@@ -155,6 +155,7 @@ impl Validator<'_> {
         let pool = self.pool(&raw.pool);
         let rate_limit = self.rate_limit(&raw.rate_limit);
         let circuit_breaker = self.circuit_breaker(&raw.circuit_breaker);
+        self.breaker_needs_replies(&raw.circuit_breaker, forwarding, mode);
         let backends = self.backends(&raw.backends, vip, forwarding);
         Some(Service {
             name: name?,
@@ -269,6 +270,23 @@ impl Validator<'_> {
             return (r, None);
         }
         (r, b)
+    }
+
+    /// With `dsr` the backends' replies bypass the XDP path, so the only passive signal
+    /// left is the client's own retransmitted SYN: any client can send one (or a bare ACK
+    /// and then a SYN) and eject a backend of a quiet service. Passive ejection there would
+    /// act on what clients say, so it is refused; the proxy (`mode = "proxy"`) ignores
+    /// `forwarding` and judges backends by its own connections, so it may keep it.
+    fn breaker_needs_replies(&mut self, raw: &RawCircuitBreaker, forwarding: Forwarding, mode: Mode) {
+        let Some(n) = raw.consecutive_failures.as_ref().filter(|n| *n.get_ref() > 0) else { return };
+        if forwarding == Forwarding::Dsr && mode != Mode::Proxy {
+            self.report(
+                &n.span(),
+                "consecutive_failures needs forwarding = \"nat\": with \"dsr\" the backends' replies bypass \
+                 the LB, so the only failure it could see is a client's resent SYN, which any client can \
+                 forge to eject a backend; use the active health_check, or forwarding = \"nat\"",
+            );
+        }
     }
 
     fn circuit_breaker(&mut self, raw: &RawCircuitBreaker) -> Option<CircuitBreaker> {

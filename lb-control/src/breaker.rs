@@ -56,6 +56,23 @@ impl Breaker {
         }
     }
 
+    /// A breaker the state file remembered: open until `until` (then half-open, as usual),
+    /// after `in_row` ejections in a row.
+    pub fn reopened(until: Instant, in_row: u32) -> Self {
+        Breaker { phase: Phase::Open { until }, streak: 0, in_row, ejections_total: 0 }
+    }
+
+    /// What the state file keeps of a breaker that is not closed: how long its ejection
+    /// still runs (zero when half-open: a restart goes on with a trial) and the ejections
+    /// in a row.
+    pub fn saved(&self, now: Instant) -> Option<(Duration, u32)> {
+        match self.phase {
+            Phase::Closed => None,
+            Phase::Open { until } => Some((until.saturating_duration_since(now), self.in_row)),
+            Phase::HalfOpen { .. } => Some((Duration::ZERO, self.in_row)),
+        }
+    }
+
     /// Counts against `max_ejected_percent` while not closed.
     pub fn ejected(&self) -> bool {
         self.phase != Phase::Closed
@@ -229,6 +246,19 @@ mod tests {
         assert_eq!(b.health_recovered(), None);
         b.observe(0, 3, &c, true, t0);
         assert_eq!(b.health_recovered(), Some(Change::Closed));
+    }
+
+    #[test]
+    fn a_remembered_ejection_runs_out_then_tries_and_keeps_doubling() {
+        let (c, t0) = (cfg(), Instant::now());
+        let mut b = Breaker::reopened(t0 + Duration::from_secs(2), 1);
+        assert_eq!(b.circuit(), Circuit::Open);
+        assert_eq!(b.saved(t0), Some((Duration::from_secs(2), 1)));
+        assert_eq!(b.tick(t0 + Duration::from_secs(2)), Some(Change::HalfOpen));
+        assert_eq!(b.saved(t0), Some((Duration::ZERO, 1)), "half-open: a trial at once after a restart");
+        assert_eq!(b.observe(0, 1, &c, false, t0), Some(Change::Ejected(Duration::from_secs(2))), "second in a row");
+        b.health_recovered();
+        assert_eq!(b.saved(t0), None, "closed: nothing to remember");
     }
 
     #[test]

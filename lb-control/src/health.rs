@@ -16,6 +16,10 @@ use lb_config::{HealthCheck, HealthCheckType};
 #[derive(Clone, Debug, PartialEq)]
 pub struct CheckResult {
     pub ok: bool,
+    /// The probe could not be made for a reason of this host's own (out of descriptors,
+    /// buffers or memory): it says nothing about the backend, so it is not counted against
+    /// it (the controller logs it and counts it in `lb_health_check_local_errors_total`).
+    pub local: bool,
     pub detail: String,
     pub duration: Duration,
     pub finished: Instant,
@@ -47,6 +51,12 @@ impl Default for Tracker {
 }
 
 impl Tracker {
+    /// A backend the state file remembered as down: it stays down until its checker counts
+    /// `healthy` successes in a row, as if the daemon had not restarted.
+    pub fn remembered_down() -> Self {
+        Self { health: Health::Down, successes: 0, failures: 0 }
+    }
+
     /// Record one result; `Some(new)` when the health changed.
     pub fn record(&mut self, ok: bool, healthy: u32, unhealthy: u32) -> Option<Health> {
         if ok {
@@ -74,16 +84,44 @@ impl Tracker {
 pub async fn probe(check: &HealthCheck, address: SocketAddr) -> CheckResult {
     let start = Instant::now();
     let outcome = tokio::time::timeout(check.timeout, attempt(check, address)).await;
-    let (ok, detail) = match outcome {
-        Ok(Ok(detail)) => (true, detail),
-        Ok(Err(detail)) => (false, detail),
-        Err(_) => (false, format!("timeout after {}", lb_config::format_duration(check.timeout))),
+    let (ok, local, detail) = match outcome {
+        Ok(Ok(detail)) => (true, false, detail),
+        Ok(Err(Failed::Backend(detail))) => (false, false, detail),
+        Ok(Err(Failed::Local(detail))) => (false, true, detail),
+        Err(_) => (false, false, format!("timeout after {}", lb_config::format_duration(check.timeout))),
     };
-    CheckResult { ok, detail, duration: start.elapsed(), finished: Instant::now() }
+    CheckResult { ok, local, detail, duration: start.elapsed(), finished: Instant::now() }
 }
 
-async fn attempt(check: &HealthCheck, address: SocketAddr) -> Result<String, String> {
-    let mut stream = TcpStream::connect(address).await.map_err(|e| format!("connect: {e}"))?;
+/// Why a probe failed: the backend's doing, or this host's.
+enum Failed {
+    Backend(String),
+    Local(String),
+}
+
+impl From<String> for Failed {
+    fn from(detail: String) -> Self {
+        Failed::Backend(detail)
+    }
+}
+
+/// Errors that come from this host running short (descriptors, kernel buffers, memory),
+/// whichever backend the probe was for.
+pub fn is_local_error(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM))
+}
+
+/// A failed `connect` (which also creates the socket): local or the backend's.
+fn connect_failed(e: std::io::Error) -> Failed {
+    if is_local_error(&e) {
+        Failed::Local(format!("local: cannot open a socket: {e}"))
+    } else {
+        Failed::Backend(format!("connect: {e}"))
+    }
+}
+
+async fn attempt(check: &HealthCheck, address: SocketAddr) -> Result<String, Failed> {
+    let mut stream = TcpStream::connect(address).await.map_err(connect_failed)?;
     if check.kind != HealthCheckType::Http {
         return Ok("connected".into());
     }
@@ -96,7 +134,7 @@ async fn attempt(check: &HealthCheck, address: SocketAddr) -> Result<String, Str
     if check.expected_status.contains(status) {
         Ok(format!("HTTP {status}"))
     } else {
-        Err(format!("HTTP {status}, expected {}", check.expected_status))
+        Err(Failed::Backend(format!("HTTP {status}, expected {}", check.expected_status)))
     }
 }
 
@@ -194,6 +232,17 @@ mod tests {
         // A port nobody listens on.
         let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
         let r = probe(&tcp, closed).await;
-        assert!(!r.ok && r.detail.starts_with("connect"), "{}", r.detail);
+        assert!(!r.ok && !r.local && r.detail.starts_with("connect"), "{}", r.detail);
+    }
+
+    #[test]
+    fn running_out_of_descriptors_buffers_or_memory_is_local() {
+        for errno in [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM] {
+            assert!(is_local_error(&std::io::Error::from_raw_os_error(errno)), "{errno}");
+        }
+        for kind in [std::io::ErrorKind::ConnectionRefused, std::io::ErrorKind::TimedOut] {
+            assert!(!is_local_error(&std::io::Error::from(kind)), "{kind:?} is the backend's");
+        }
+        assert!(matches!(connect_failed(std::io::Error::from_raw_os_error(libc::EMFILE)), Failed::Local(_)));
     }
 }

@@ -11,6 +11,7 @@ pub mod health;
 pub mod lock;
 pub mod registry;
 pub mod sources;
+pub mod state_file;
 pub mod telemetry;
 pub mod view;
 pub mod watch;

@@ -7,9 +7,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
-use serde::{Deserialize, Serialize};
+use anyhow::Result;
 
+use crate::state_file::{self, SavedBackend, SavedEjection, SavedRegistration, SavedState, StateFile};
 use lb_config::{AdminState, Config, Forwarding};
 
 pub use lb_config::desired::BackendKey;
@@ -60,44 +60,26 @@ pub struct Registry {
     pub registrations: BTreeMap<BackendKey, Registration>,
     /// Admin states set through the API; they win over the config's `state`.
     pub states: BTreeMap<BackendKey, AdminState>,
+    /// What the daemon knew of its backends' health when it last wrote the state file
+    /// (kept there so that a restart does not put a failing backend back into rotation).
+    pub remembered: Remembered,
     path: Option<PathBuf>,
 }
 
-/// The state file's format.
-#[derive(Serialize, Deserialize, Default)]
-struct StateFile {
-    #[serde(default)]
-    registrations: Vec<SavedRegistration>,
-    #[serde(default)]
-    states: Vec<SavedState>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct SavedRegistration {
-    service: String,
-    address: SocketAddr,
-    weight: u32,
-    ttl_ms: u64,
-}
-
-#[derive(Serialize, Deserialize)]
-struct SavedState {
-    service: String,
-    address: SocketAddr,
-    state: AdminState,
+/// Health and ejections as last saved: backends that were down, and open or half-open
+/// circuit breakers with the wall-clock end of their ejection.
+#[derive(Default, Debug, Clone, PartialEq)]
+pub struct Remembered {
+    pub down: Vec<SavedBackend>,
+    pub ejections: Vec<SavedEjection>,
 }
 
 impl Registry {
-    /// Load the state file (a missing file is an empty registry).
+    /// Load the state file (a missing file is an empty registry; one that does not parse
+    /// is moved aside with a loud warning, see `state_file`).
     pub fn load(path: &Path, now: Instant) -> Result<Self> {
         let mut r = Registry { path: Some(path.to_path_buf()), ..Default::default() };
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(r),
-            Err(e) => return Err(e).with_context(|| format!("reading state file {}", path.display())),
-        };
-        let file: StateFile =
-            serde_json::from_str(&text).with_context(|| format!("state file {} is not valid", path.display()))?;
+        let file = state_file::read(path)?;
         for s in file.registrations {
             let ttl = Duration::from_millis(s.ttl_ms);
             r.registrations.insert(
@@ -108,10 +90,11 @@ impl Registry {
         for s in file.states {
             r.states.insert(BackendKey::new(s.service, s.address), s.state);
         }
+        r.remembered = Remembered { down: file.down, ejections: file.ejections };
         Ok(r)
     }
 
-    /// Write the state file atomically (temp file, then rename).
+    /// Write the state file durably (see `state_file`).
     pub fn save(&self) -> Result<()> {
         let Some(path) = &self.path else { return Ok(()) };
         let file = StateFile {
@@ -134,15 +117,10 @@ impl Registry {
                     state: *s,
                 })
                 .collect(),
+            down: self.remembered.down.clone(),
+            ejections: self.remembered.ejections.clone(),
         };
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(&file)?)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
-        Ok(())
+        state_file::write(path, &file)
     }
 
     /// Register or renew; true when the backend was not registered before.
@@ -267,10 +245,16 @@ mod tests {
     }
 
     #[test]
-    fn a_broken_state_file_is_an_error_not_an_empty_registry() {
-        let path = std::env::temp_dir().join(format!("lb-registry-bad-{}.json", std::process::id()));
+    fn a_broken_state_file_is_moved_aside_and_the_registry_starts_empty() {
+        let dir = std::env::temp_dir().join(format!("lb-registry-bad-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.json");
         std::fs::write(&path, "{not json").unwrap();
-        assert!(Registry::load(&path, Instant::now()).is_err());
-        let _ = std::fs::remove_file(path);
+        let r = Registry::load(&path, Instant::now()).expect("a broken state file does not stop a start");
+        assert!(r.registrations.is_empty() && r.states.is_empty());
+        assert!(!path.exists(), "moved aside");
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "kept, under another name");
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

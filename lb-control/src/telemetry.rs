@@ -40,6 +40,11 @@ pub struct TelemetryData {
     pub registrations_total: u64,
     /// Leases that ran out.
     pub lease_expirations_total: u64,
+    /// Health checks that could not run for a reason of this host's (EMFILE, ENFILE,
+    /// ENOBUFS, ENOMEM): not counted against their backend.
+    pub health_check_local_errors_total: u64,
+    /// Admin API connections closed at once because `MAX_ADMIN_CONNECTIONS` were open.
+    pub admin_connections_refused_total: u64,
     /// Health check latency per (service, backend address).
     pub health_check_seconds: BTreeMap<(String, String), Histogram>,
     /// Which path serves traffic: "xdp" (or "proxy", later).

@@ -186,7 +186,7 @@ fn established(key: &FlowKey, vip: &VipInfo, cfg: &GlobalConfig, now: u64, tcp_f
     // SAFETY: map value pointer from a successful lookup.
     let s = unsafe { *state };
     let backend = select::usable(s.backend_id, vip.service_id)?;
-    outcome::request(state, key.proto, tcp_flags);
+    outcome::request(state, key.proto, tcp_flags, now);
     if let Some(closing) = conntrack::touch(state, now, tcp_flags) {
         select::flow_closing(closing);
     }

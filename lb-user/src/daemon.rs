@@ -27,8 +27,11 @@ pub async fn run(cfg: Config, config_path: &Path, detach_on_exit: bool) -> Resul
     // Registered first: a SIGTERM that arrives while the data path starts (or right after
     // "lb is serving") must stop the daemon cleanly, not kill it with the default action.
     let signals = OsSignals::register()?;
+    raise_descriptor_limit();
+    // A state file that does not parse is moved aside (logged loudly) and the daemon starts
+    // without it; only one that cannot be read at all (permissions, I/O) stops the start.
     let registry = Registry::load(&cfg.daemon.state_file, Instant::now())
-        .context("the state file holds registrations and admin states; fix or remove it")?;
+        .context("the state file holds registrations, admin states and remembered health; fix its permissions")?;
     // Bound before the data path starts: a port conflict must not leave XDP attached.
     let listener = tokio::net::TcpListener::bind(cfg.daemon.admin_listen)
         .await
@@ -77,6 +80,19 @@ pub async fn run(cfg: Config, config_path: &Path, detach_on_exit: bool) -> Resul
     }
     dataplane.shutdown(detach_on_exit, drain).await;
     Ok(())
+}
+
+/// Raise the soft descriptor limit to the hard one (see `descriptors`) and log both.
+fn raise_descriptor_limit() {
+    match crate::descriptors::raise_to_hard() {
+        Ok((before, after)) => info!(
+            soft_before = before.soft,
+            soft = after.soft,
+            hard = after.hard,
+            "file descriptor limit (RLIMIT_NOFILE): soft raised to the hard limit"
+        ),
+        Err(e) => warn!("could not raise the file descriptor limit (RLIMIT_NOFILE): {e}"),
+    }
 }
 
 /// The data path that serves, and the proxy's counters when it is the proxy (the admin

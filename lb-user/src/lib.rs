@@ -5,5 +5,6 @@ pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod daemon;
+pub mod descriptors;
 pub mod doctor;
 pub mod metrics;

@@ -91,6 +91,18 @@ fn control_plane(out: &mut Exposition, t: &TelemetryData, services: &[ServiceVie
         [sample("lb_lease_expirations_total", &[], t.lease_expirations_total)],
     );
     out.family(
+        "lb_health_check_local_errors_total",
+        "counter",
+        "Health checks that could not run for a reason of this host's (out of descriptors, buffers or memory), not counted against their backend, since start.",
+        [sample("lb_health_check_local_errors_total", &[], t.health_check_local_errors_total)],
+    );
+    out.family(
+        "lb_admin_connections_refused_total",
+        "counter",
+        "Admin API connections closed at once because the connection cap was reached, since start.",
+        [sample("lb_admin_connections_refused_total", &[], t.admin_connections_refused_total)],
+    );
+    out.family(
         "lb_config_reloads_total",
         "counter",
         "Configuration reloads, by result.",
@@ -276,6 +288,8 @@ mod tests {
             reloads_failure: 2,
             registrations_total: 7,
             lease_expirations_total: 1,
+            health_check_local_errors_total: 3,
+            admin_connections_refused_total: 5,
             health_check_seconds: [(("web".to_string(), "172.20.0.11:80".to_string()), h)].into(),
             path: "xdp",
         }
@@ -309,6 +323,8 @@ mod tests {
         assert_eq!(value(&scrape, "lb_registrations", &[("service", "web")]), Some(2.0));
         assert_eq!(value(&scrape, "lb_registrations_total", &[]), Some(7.0));
         assert_eq!(value(&scrape, "lb_lease_expirations_total", &[]), Some(1.0));
+        assert_eq!(value(&scrape, "lb_health_check_local_errors_total", &[]), Some(3.0));
+        assert_eq!(value(&scrape, "lb_admin_connections_refused_total", &[]), Some(5.0));
         assert_eq!(value(&scrape, "lb_config_reloads_total", &[("result", "success")]), Some(4.0));
         assert_eq!(value(&scrape, "lb_config_reloads_total", &[("result", "failure")]), Some(2.0));
         assert!(text.contains("# TYPE lb_config_reloads_total counter\n"));

@@ -67,6 +67,7 @@ impl XdpDataplane {
             pin_path: d.pin_path.clone(),
             counted: Vec::new(),
             outcomes: OutcomeWatch::default(),
+            neighbours: crate::neighbour::Resolver::default(),
             lock,
         };
         let generic = d.xdp_attach == XdpAttach::Generic;

@@ -60,6 +60,8 @@ pub struct Plan {
 pub struct Ids {
     services: IdAllocator<VipKey>,
     backends: IdAllocator<(VipKey, SocketAddr)>,
+    /// Each service's last Maglev table, kept with the reconciler's other long-lived state.
+    rings: RingCache,
 }
 
 impl Default for Ids {
@@ -67,7 +69,45 @@ impl Default for Ids {
         Self {
             services: IdAllocator::new(MAX_SERVICES, "services"),
             backends: IdAllocator::new(MAX_BACKENDS, "backends"),
+            rings: RingCache::default(),
         }
+    }
+}
+
+/// Maglev tables by service, with the inputs they were built from: a reconcile rebuilds
+/// only the tables of services whose members (ids, identities, weights) changed. A build
+/// fills 65537 slots, so rebuilding every service on every health change or registration
+/// is what made reconciles of many services slow. Entries are shared (`Arc`), so the copy
+/// of `Ids` a reconcile keeps for its rollback costs no table copies.
+#[derive(Clone, Debug, Default)]
+pub struct RingCache {
+    by_vip: HashMap<VipKey, (RingInputs, std::sync::Arc<Vec<u32>>)>,
+    /// Tables built (not found in the cache) since start: what tests and measurements read.
+    pub builds: u64,
+}
+
+/// A table's members as (id, identity, weight), sorted: all a Maglev build depends on.
+type RingInputs = Vec<(u32, u64, u32)>;
+
+impl RingCache {
+    /// The table for `members`, built only when they differ from the last ones of `vip`.
+    pub fn table(&mut self, vip: VipKey, members: &[MaglevBackend]) -> Vec<u32> {
+        let mut inputs: RingInputs = members.iter().map(|m| (m.id, m.key, m.weight)).collect();
+        inputs.sort_unstable();
+        if let Some((cached, table)) = self.by_vip.get(&vip) {
+            if *cached == inputs {
+                return table.as_ref().clone();
+            }
+        }
+        let table = maglev::build(members, RING_SIZE);
+        self.builds += 1;
+        self.by_vip.insert(vip, (inputs, std::sync::Arc::new(table.clone())));
+        table
+    }
+
+    /// Forget the services that are gone.
+    fn retain(&mut self, vips: &HashSet<VipKey>) {
+        self.by_vip.retain(|v, _| vips.contains(v));
     }
 }
 
@@ -110,6 +150,7 @@ pub fn plan(desired: &Desired, global: GlobalConfig, host: &HostFacts, ids: &mut
         .collect();
     ids.services.retain(|v| vips.contains(v));
     ids.backends.retain(|k| keys.contains(k));
+    ids.rings.retain(&vips);
 
     let mut plan = Plan { global, services: Vec::new(), backends: Vec::new() };
     for s in &desired.services {
@@ -157,7 +198,7 @@ pub fn plan(desired: &Desired, global: GlobalConfig, host: &HostFacts, ids: &mut
             info,
             meta: service_meta(&s.name, vip, &info, s.backends.len() as u32),
             shared_with_host: host.own_addresses.contains(&s.vip.ip()),
-            table: maglev::build(&ring_members, RING_SIZE),
+            table: ids.rings.table(vip, &ring_members),
             sequence,
             rate_limit: RateLimit {
                 service: Limit::new(s.rate_limit.new_flows_per_second, s.rate_limit.burst),
@@ -355,5 +396,53 @@ mod tests {
         let d = web(vec![backend("172.20.0.11:80", 1, AdminState::Maint)]);
         let p = plan(&d, GlobalConfig::default(), &HostFacts::default(), &mut Ids::default()).unwrap();
         assert!(p.services[0].table.iter().all(|&id| id == NO_BACKEND));
+    }
+
+    /// `n` services of three backends each, every backend's MAC known.
+    fn many(n: u8) -> (Desired, HostFacts) {
+        let template = web(vec![]).services.remove(0);
+        let mut d = web(vec![]);
+        d.services.clear();
+        let mut facts = HostFacts::default();
+        for s in 0..n {
+            let backends: Vec<DesiredBackend> =
+                (1..=3).map(|b| backend(&format!("10.{s}.0.{b}:80"), 1, AdminState::Ready)).collect();
+            for b in &backends {
+                facts.neighbours.insert(b.address.ip(), [2, 0, 0, 0, s, 1]);
+            }
+            d.services.push(DesiredService {
+                name: format!("s{s}"),
+                vip: format!("172.20.1.{s}:80").parse().unwrap(),
+                backends,
+                ..template.clone()
+            });
+        }
+        (d, facts)
+    }
+
+    #[test]
+    fn a_reconcile_rebuilds_only_the_maglev_tables_of_services_that_changed() {
+        let (mut d, facts) = many(100);
+        let mut ids = Ids::default();
+        let started = std::time::Instant::now();
+        plan(&d, GlobalConfig::default(), &facts, &mut ids).unwrap();
+        let cold = started.elapsed();
+        assert_eq!(ids.rings.builds, 100);
+        // One backend of one service goes down: one table to build, not a hundred.
+        d.services[42].backends[1].health = Health::Down;
+        let started = std::time::Instant::now();
+        let p = plan(&d, GlobalConfig::default(), &facts, &mut ids).unwrap();
+        let warm = started.elapsed();
+        assert_eq!(ids.rings.builds, 101, "only the changed service's table was built");
+        eprintln!("plan of 100 services: {cold:?} building every table, {warm:?} with one changed");
+        // The cached tables are the ones a fresh build makes.
+        let fresh = plan(&d, GlobalConfig::default(), &facts, &mut Ids::default()).unwrap();
+        assert_eq!(p.services, fresh.services);
+        let id = p.backends.iter().find(|b| b.address == d.services[42].backends[1].address).unwrap().id;
+        assert!(!p.services[42].table.contains(&id), "the down backend left its service's table");
+        // A weight change is a change of inputs too.
+        d.services[7].backends[0].weight = 5;
+        plan(&d, GlobalConfig::default(), &facts, &mut ids).unwrap();
+        assert_eq!(ids.rings.builds, 102);
     }
 }

@@ -46,6 +46,8 @@ pub struct XdpDataplane {
     pub(crate) counted: Vec<u32>,
     /// Passive outcomes per backend, for the circuit breakers.
     pub(crate) outcomes: OutcomeWatch,
+    /// Backends' next hops and solicitations, kept between refreshes.
+    pub(crate) neighbours: neighbour::Resolver,
     /// One daemon per pin_path, for as long as this one runs (last: dropped last).
     pub(crate) lock: crate::lock::PinLock,
 }
@@ -119,7 +121,12 @@ impl XdpDataplane {
 
     /// Re-read next-hop MACs; true when one appeared or changed (then reconcile).
     pub fn refresh_neighbours(&mut self, desired: &Desired) -> Result<bool> {
-        let macs: HashMap<IpAddr, [u8; 6]> = neighbour::resolve(&self.interface, backend_ips(desired))?;
+        let macs: HashMap<IpAddr, [u8; 6]> = self.neighbours.resolve(
+            &mut neighbour::Kernel,
+            &self.interface,
+            backend_ips(desired),
+            std::time::Instant::now(),
+        )?;
         if macs == self.facts.neighbours {
             return Ok(false);
         }

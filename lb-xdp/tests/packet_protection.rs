@@ -146,14 +146,45 @@ fn syn_ack_counts_a_success_and_rst_before_it_a_failure_once_per_flow() {
 
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
-fn a_syn_sent_again_before_any_answer_counts_one_failure() {
+fn a_syn_sent_again_after_a_silence_without_answer_counts_one_failure() {
     let h = Harness::new(&limited(PLAIN));
     let client = "172.20.0.2:40003";
     let (backend, _) = h.expected(client.parse().unwrap(), VIP.parse().unwrap(), TCP);
+    assert_eq!(new_flow(&h, client, VIP), XDP_TX);
     for _ in 0..3 {
+        std::thread::sleep(std::time::Duration::from_millis(600));
         assert_eq!(new_flow(&h, client, VIP), XDP_TX, "retransmissions still reach the backend");
     }
     assert_eq!(outcomes(&h, backend), (0, 1));
+}
+
+/// What a client alone can send must not count against a backend: SYNs resent at once
+/// (before a healthy backend could answer), and a bare ACK whose RST from the backend (it
+/// has no such connection) comes back through the LB.
+#[test]
+#[ignore = "needs root: cargo xtask test runs it"]
+fn a_client_cannot_forge_a_failure_with_resent_syns_or_a_bare_ack() {
+    let h = Harness::new(&limited(PLAIN));
+    let client = "172.20.0.2:40004";
+    let (backend, _) = h.expected(client.parse().unwrap(), VIP.parse().unwrap(), TCP);
+    for _ in 0..5 {
+        assert_eq!(new_flow(&h, client, VIP), XDP_TX);
+    }
+    assert_eq!(outcomes(&h, backend), (0, 0), "SYNs back to back are the client's, not the backend's");
+
+    let stray = "172.20.0.2:40005";
+    let (action, _) = h.run(&Pkt::tcp(stray, VIP, ACK).bytes());
+    if action == XDP_TX {
+        // A bare ACK that opened a flow (dsr, or nat before it refused them): the backend
+        // answers it with a plain RST.
+        let (b, port) = h.expected(stray.parse().unwrap(), VIP.parse().unwrap(), TCP);
+        let mut rst = Pkt::tcp(&b.to_string(), &format!("172.20.0.10:{port}"), RST);
+        rst.src_mac = mac_of(b.ip());
+        rst.dst_mac = LB_MAC;
+        rst.payload.clear();
+        h.run(&rst.bytes());
+        assert_eq!(outcomes(&h, b).1, 0, "a reset of a connection the backend never had is no refusal");
+    }
 }
 
 #[test]

@@ -6,10 +6,10 @@
 //! counts as up) in the reload's own reconcile, and a changed check starts its checkers
 //! afresh. This is what a fresh start with the new config does, and what Envoy and
 //! HAProxy do with a changed check.
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use tokio::task::JoinHandle;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::Controller;
 use crate::breaker::{Breaker, Change};
@@ -32,6 +32,14 @@ impl Controller {
     pub(super) fn health_report(&mut self, r: Report) {
         let key = BackendKey::new(r.service, r.address);
         let Some(checker) = self.checkers.get(&key).filter(|c| c.id == r.checker) else { return };
+        if r.result.local {
+            // This host ran short (descriptors, buffers, memory): nothing is known of the
+            // backend, so its health and its run of results stay as they were.
+            warn!(service = %key.service, backend = %key.address, detail = %r.result.detail, "health check could not run here: not counted against the backend");
+            self.shared.telemetry.update(|t| t.health_check_local_errors_total += 1);
+            self.last_checks.insert(key, r.result);
+            return;
+        }
         let (healthy, unhealthy) = (checker.check.healthy_threshold, checker.check.unhealthy_threshold);
         let seconds = r.result.duration.as_secs_f64();
         self.shared.telemetry.update(|t| {
@@ -48,6 +56,7 @@ impl Controller {
         }
         self.last_checks.insert(key, r.result);
         if changed.is_some() {
+            self.persist();
             self.apply();
         }
     }
@@ -70,7 +79,10 @@ impl Controller {
         self.trackers
             .iter()
             .filter(|(key, _)| {
-                self.checkers.get(*key).is_some_and(|c| checks.get(key.service.as_str()) == Some(&&c.check))
+                let Some(check) = checks.get(key.service.as_str()) else { return false };
+                // No checker yet: health the state file remembered, until its first checker
+                // starts (see `memory`).
+                self.checkers.get(*key).is_none_or(|c| c.check == **check)
             })
             .map(|(k, t)| (k.clone(), t.health))
             .collect()
@@ -87,6 +99,7 @@ impl Controller {
                 wanted.insert(BackendKey::new(&s.name, b.address), check.clone());
             }
         }
+        let had_checker: HashSet<BackendKey> = self.checkers.keys().cloned().collect();
         self.checkers.retain(|key, c| {
             let keep = wanted.get(key) == Some(&c.check);
             if !keep {
@@ -95,7 +108,10 @@ impl Controller {
             keep
         });
         let checkers = &self.checkers;
-        self.trackers.retain(|key, _| checkers.contains_key(key));
+        // A tracker goes with its checker; one that never had a checker holds remembered
+        // health, which the backend's first checker takes over.
+        self.trackers
+            .retain(|key, _| checkers.contains_key(key) || (!had_checker.contains(key) && wanted.contains_key(key)));
         self.last_checks.retain(|key, _| checkers.contains_key(key));
         for (key, check) in wanted {
             if self.checkers.contains_key(&key) {

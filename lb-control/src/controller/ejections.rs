@@ -39,6 +39,7 @@ impl Controller {
             changed |= self.log_change(&key, change);
         }
         if changed {
+            self.persist();
             self.apply();
         }
     }

@@ -29,6 +29,7 @@ use lb_config::Config;
 
 mod checks;
 mod ejections;
+mod memory;
 mod registrations;
 mod retiring;
 mod views;
@@ -88,7 +89,8 @@ impl Controller {
     ) -> Self {
         // What the state file holds may be older than the config: the start's desired state
         // left those registrations out already (see `sources`); here they leave for good.
-        let desired = sources::desired(&cfg, &registry, &HashMap::new());
+        let now = Instant::now();
+        let desired = memory::desired_at_start(&cfg, &registry, now);
         let mut controller = Controller {
             cfg,
             config_path,
@@ -106,14 +108,16 @@ impl Controller {
             outcomes_primed: false,
             ticks: 0,
         };
+        controller.restore_memory(now);
         let dropped = controller.drop_misfit_registrations();
         controller.forget_misfit_registrations(dropped);
         controller
     }
 
-    /// The desired state for the current sources (also what `start` was given).
+    /// The desired state a start serves first: the sources, with the health and ejections
+    /// the state file remembered (see `memory`).
     pub fn desired(cfg: &Config, registry: &Registry) -> Desired {
-        sources::desired(cfg, registry, &HashMap::new())
+        memory::desired_at_start(cfg, registry, Instant::now())
     }
 
     pub async fn run(
@@ -139,6 +143,8 @@ impl Controller {
             }
         }
         self.shared.ready.store(false, Ordering::SeqCst);
+        // The ejections' clocks moved on since the last change: save where they are now.
+        self.persist();
         for (_, checker) in self.checkers.drain() {
             checker.task.abort();
         }
@@ -172,14 +178,16 @@ impl Controller {
         let now = Instant::now();
         self.end_grace_periods(now);
         self.expire_leases(now);
-        match self.dataplane.refresh_neighbours(&self.desired) {
+        let (dataplane, desired) = (&mut self.dataplane, &self.desired);
+        match off_runtime(|| dataplane.refresh_neighbours(desired)) {
             Ok(true) => self.apply(),
             Ok(false) => {}
             Err(e) => warn!("neighbour refresh failed: {e:#}"),
         }
         self.ticks += 1;
         if self.ticks.is_multiple_of(ACTIVE_RECOUNT_TICKS) {
-            if let Err(e) = self.dataplane.recount_active_flows() {
+            let dataplane = &mut self.dataplane;
+            if let Err(e) = off_runtime(|| dataplane.recount_active_flows()) {
                 warn!("recounting live flows failed: {e:#}");
             }
         }
@@ -257,9 +265,23 @@ impl Controller {
         self.sync_checkers();
     }
 
-    fn persist(&self) {
+    /// Write the state file: registrations, admin states, and what is remembered of health.
+    fn persist(&mut self) {
+        self.registry.remembered = self.remember(Instant::now());
         if let Err(e) = self.registry.save() {
             warn!("could not write the state file: {e:#}");
         }
+    }
+}
+
+/// Run blocking work (a walk of the whole flow table, reading the neighbour table) without
+/// holding up the runtime's other tasks (the admin API, the health checkers): on a
+/// multi-threaded runtime the worker hands its other tasks to a new one while `work`
+/// runs (`block_in_place`, since the controller cannot lend its data path to another
+/// thread); a current-thread runtime (tests) has no other worker to hand them to.
+fn off_runtime<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
     }
 }

@@ -107,8 +107,13 @@ fn key(service: &str, address: &str) -> BackendKey {
 fn report(c: &mut Controller, key: &BackendKey, ok: bool, n: usize) {
     let checker = c.checkers.get(key).expect("a checker runs for the backend").id;
     for _ in 0..n {
-        let result =
-            CheckResult { ok, detail: "by hand".into(), duration: Duration::from_millis(1), finished: Instant::now() };
+        let result = CheckResult {
+            ok,
+            local: false,
+            detail: "by hand".into(),
+            duration: Duration::from_millis(1),
+            finished: Instant::now(),
+        };
         c.health_report(Report { service: key.service.clone(), address: key.address, checker, result });
     }
 }
@@ -161,7 +166,13 @@ async fn a_changed_check_starts_over_from_unknown_and_old_results_do_not_count()
     assert!(c.last_checks.is_empty(), "the old check's last result is not the new one's");
 
     // A failure the replaced checker had already sent arrives late: it is not counted.
-    let late = CheckResult { ok: false, detail: "late".into(), duration: Duration::ZERO, finished: Instant::now() };
+    let late = CheckResult {
+        ok: false,
+        local: false,
+        detail: "late".into(),
+        duration: Duration::ZERO,
+        finished: Instant::now(),
+    };
     for _ in 0..3 {
         c.health_report(Report { service: b.service.clone(), address: b.address, checker: old, result: late.clone() });
     }
@@ -295,4 +306,110 @@ async fn a_removed_backend_drains_unless_its_services_new_vip_could_not_take_it(
     assert_eq!(recorder.backend("api", "10.0.0.14:81"), None);
     assert_eq!(recorder.backend("api", "[fd00::14]:81"), Some((Health::Unknown, SOURCE_CONFIG)));
     assert!(c.retiring.is_empty());
+}
+
+#[tokio::test]
+async fn a_check_that_fails_for_a_local_reason_is_not_counted_against_the_backend() {
+    let scratch = Scratch::new();
+    scratch.write(&udp_service("type = \"tcp\"\ninterval = \"60s\"\nunhealthy_threshold = 2"));
+    let (mut c, recorder, _reports) = controller(&scratch);
+    let b = key("dns", "127.0.0.1:1");
+    let checker = c.checkers[&b].id;
+    for _ in 0..10 {
+        let result = CheckResult {
+            ok: false,
+            local: true,
+            detail: "local: cannot open a socket: Too many open files (os error 24)".into(),
+            duration: Duration::ZERO,
+            finished: Instant::now(),
+        };
+        c.health_report(Report { service: b.service.clone(), address: b.address, checker, result });
+    }
+    assert_eq!(recorder.backend("dns", "127.0.0.1:1").unwrap().0, Health::Unknown, "still in rotation");
+    assert_eq!(c.shared.telemetry.snapshot().health_check_local_errors_total, 10);
+    report(&mut c, &b, false, 1);
+    assert_eq!(
+        recorder.backend("dns", "127.0.0.1:1").unwrap().0,
+        Health::Unknown,
+        "the local ones did not start a run"
+    );
+    report(&mut c, &b, false, 1);
+    assert_eq!(recorder.backend("dns", "127.0.0.1:1").unwrap().0, Health::Down);
+}
+
+#[tokio::test]
+async fn a_restart_keeps_a_down_backend_down_until_its_checker_says_otherwise() {
+    let scratch = Scratch::new();
+    scratch.write(&udp_service("type = \"tcp\"\ninterval = \"60s\"\nhealthy_threshold = 2"));
+    let b = key("dns", "127.0.0.1:1");
+    {
+        let (mut c, recorder, _reports) = controller(&scratch);
+        report(&mut c, &b, false, 3);
+        assert_eq!(recorder.backend("dns", "127.0.0.1:1").unwrap().0, Health::Down);
+    }
+    // The next daemon: its first tables already leave the backend out.
+    let cfg = Config::from_file(&scratch.config()).unwrap();
+    let registry = Registry::load(&scratch.state(), Instant::now()).unwrap();
+    let start = Controller::desired(&cfg, &registry);
+    assert_eq!(start.services[0].backends[0].health, Health::Down, "the start's tables");
+    let (mut c, recorder, _reports) = controller(&scratch);
+    c.sync_checkers();
+    c.apply();
+    assert_eq!(recorder.backend("dns", "127.0.0.1:1").unwrap().0, Health::Down, "after the first reconcile");
+    report(&mut c, &b, true, 1);
+    assert_eq!(recorder.backend("dns", "127.0.0.1:1").unwrap().0, Health::Down, "one success is not enough");
+    report(&mut c, &b, true, 1);
+    assert_eq!(recorder.backend("dns", "127.0.0.1:1").unwrap().0, Health::Up);
+    let (_, recorder, _reports) = controller(&scratch);
+    assert_eq!(recorder.backend("dns", "127.0.0.1:1").unwrap().0, Health::Unknown, "up is not remembered as down");
+}
+
+#[tokio::test]
+async fn a_restart_keeps_an_ejection_until_its_time_runs_out() {
+    let scratch = Scratch::new();
+    let service = "[[service]]\nname = \"web\"\nvip = \"10.0.0.100:80\"\nhealth_check = { type = \"none\" }\n\
+                   circuit_breaker = { consecutive_failures = 3, base_ejection = \"30s\", max_ejection = \"300s\" }\n\
+                   [[service.backend]]\naddress = \"10.0.0.11:80\"\n[[service.backend]]\naddress = \"10.0.0.12:80\"\n";
+    scratch.write(service);
+    let b = key("web", "10.0.0.11:80");
+    {
+        let (mut c, _recorder, _reports) = controller(&scratch);
+        c.breakers.insert(b.clone(), crate::breaker::Breaker::reopened(Instant::now() + Duration::from_secs(30), 1));
+        c.persist();
+    }
+    let cfg = Config::from_file(&scratch.config()).unwrap();
+    let registry = Registry::load(&scratch.state(), Instant::now()).unwrap();
+    let start = Controller::desired(&cfg, &registry);
+    assert_eq!(start.services[0].backends[0].circuit, lb_config::desired::Circuit::Open, "the start's tables");
+    assert!(!start.services[0].backends[0].in_rotation());
+    let (c, recorder, _reports) = controller(&scratch);
+    let last = recorder.last.lock().unwrap().clone().unwrap();
+    assert_eq!(last.services[0].backends[0].circuit, lb_config::desired::Circuit::Open);
+    let (left, in_row) = c.breakers[&b].saved(Instant::now()).unwrap();
+    assert!(left > Duration::from_secs(25) && left <= Duration::from_secs(30), "{left:?}");
+    assert_eq!(in_row, 1, "the next ejection keeps doubling");
+}
+
+/// The tick's flow-table walk and neighbour read must not stall the runtime's other tasks
+/// (the admin API, the checkers): with one worker, a task still runs while they do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn blocking_work_of_the_tick_leaves_the_runtime_to_other_tasks() {
+    let ran = Arc::new(AtomicBool::new(false));
+    let r = ran.clone();
+    let blocking = tokio::spawn(async move {
+        super::off_runtime(|| {
+            let deadline = Instant::now() + Duration::from_millis(500);
+            while Instant::now() < deadline {
+                if r.load(Ordering::SeqCst) {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            false
+        })
+    });
+    tokio::task::yield_now().await;
+    let r = ran.clone();
+    tokio::spawn(async move { r.store(true, Ordering::SeqCst) });
+    assert!(blocking.await.unwrap(), "another task ran while the blocking work did");
 }

@@ -5,11 +5,13 @@
 //!
 //! One concern per file: `routes` (the table), `auth` (bearer token), `body` and
 //! `register` (request bodies), `params` (path parameters), `error` (JSON errors),
-//! `services`/`probes`/`scrape` (handlers), `trace` (a span per request).
+//! `services`/`probes`/`scrape` (handlers), `trace` (a span per request), `listener`
+//! (connections: the cap and the timeouts).
 mod auth;
 mod body;
 mod error;
 mod flows;
+mod listener;
 mod params;
 mod probes;
 mod register;
@@ -23,8 +25,6 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, RwLock};
 
-use anyhow::Context;
-
 use lb_control::{ControlHandle, Telemetry};
 
 pub use body::MAX_BODY_BYTES;
@@ -37,6 +37,7 @@ pub mod parse {
     pub use super::services::state_body;
 }
 pub use error::HttpError;
+pub use listener::{ConnectionLimits, HEADER_READ_TIMEOUT, MAX_ADMIN_CONNECTIONS};
 pub use routes::router;
 
 /// What every handler sees.
@@ -56,13 +57,25 @@ pub struct ApiState {
 }
 
 /// Serves the API on `listener` until `shutdown` completes, then lets requests in
-/// flight finish.
+/// flight finish; connections bounded as `listener` describes, with the default limits.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: ApiState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    serve_with(listener, state, ConnectionLimits::default(), shutdown).await
+}
+
+/// [`serve`] with other connection limits (tests use short ones).
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let local = listener.local_addr().ok();
-    tracing::info!(address = ?local, "admin API listening");
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await.context("admin API server failed")
+    tracing::info!(address = ?local, max_connections = limits.max_connections, header_read = ?limits.header_read, "admin API listening");
+    let telemetry = state.telemetry.clone();
+    listener::serve_connections(listener, router(state), limits, telemetry, shutdown).await;
+    Ok(())
 }
