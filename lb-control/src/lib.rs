@@ -10,6 +10,7 @@ pub mod handle;
 pub mod health;
 pub mod lock;
 pub mod registry;
+pub mod registration_guard;
 pub mod sources;
 pub mod telemetry;
 pub mod view;

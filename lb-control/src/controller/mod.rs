@@ -20,6 +20,7 @@ use crate::breaker::Breaker;
 use crate::datapath::DataPath;
 use crate::handle::{ControlError, Request};
 use crate::health::{CheckResult, Report, Tracker};
+use crate::registration_guard::RegistrationGuard;
 use crate::registry::{BackendKey, Registry};
 use crate::sources;
 use crate::telemetry::Telemetry;
@@ -52,7 +53,8 @@ const ACTIVE_RECOUNT_TICKS: u64 = 3;
 /// Everything outside the controller that it needs to reach.
 pub struct Shared {
     pub telemetry: Arc<Telemetry>,
-    pub token: Arc<RwLock<Option<String>>>,
+    /// The admin API's accepted bearer tokens (`token_file`, one per line).
+    pub token: Arc<RwLock<lb_config::Tokens>>,
     pub ready: Arc<AtomicBool>,
 }
 
@@ -88,7 +90,7 @@ impl Controller {
     ) -> Self {
         // What the state file holds may be older than the config: the start's desired state
         // left those registrations out already (see `sources`); here they leave for good.
-        let desired = sources::desired(&cfg, &registry, &HashMap::new());
+        let desired = Self::desired(&cfg, &registry);
         let mut controller = Controller {
             cfg,
             config_path,
@@ -106,14 +108,17 @@ impl Controller {
             outcomes_primed: false,
             ticks: 0,
         };
-        let dropped = controller.drop_misfit_registrations();
+        let dropped = controller.drop_refused_at_start();
         controller.forget_misfit_registrations(dropped);
         controller
     }
 
-    /// The desired state for the current sources (also what `start` was given).
+    /// The desired state a start serves: the config and the state file's registrations,
+    /// less those a start refuses (see `Registry::refused_at_start`), which `new` then
+    /// drops for good.
     pub fn desired(cfg: &Config, registry: &Registry) -> Desired {
-        sources::desired(cfg, registry, &HashMap::new())
+        let refused = registry.refused_at_start(cfg, &RegistrationGuard::for_host(cfg));
+        sources::desired_without(cfg, registry, &HashMap::new(), &refused)
     }
 
     pub async fn run(
@@ -228,7 +233,7 @@ impl Controller {
         }
         self.forget_misfit_registrations(dropped);
         if let Ok(mut t) = self.shared.token.write() {
-            *t = lb_config::load_token(&self.cfg.daemon.token_file);
+            *t = lb_config::Tokens::load(&self.cfg.daemon.token_file);
         }
         self.sync_checkers();
         Ok(())

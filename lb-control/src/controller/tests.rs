@@ -91,7 +91,7 @@ fn controller(scratch: &Scratch) -> (Controller, Recorder, mpsc::Receiver<Report
     let (reports_tx, reports) = mpsc::channel(1024);
     let shared = Shared {
         telemetry: Arc::new(Telemetry::default()),
-        token: Arc::new(RwLock::new(None)),
+        token: Arc::new(RwLock::new(lb_config::Tokens::default())),
         ready: Arc::new(AtomicBool::new(false)),
     };
     let mut c = Controller::new(cfg, scratch.config(), Box::new(recorder.clone()), registry, reports_tx, shared);
