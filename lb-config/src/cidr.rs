@@ -16,7 +16,7 @@ impl Cidr {
         self.network
     }
 
-    pub fn len(&self) -> u8 {
+    pub fn prefix_len(&self) -> u8 {
         self.len
     }
 
@@ -65,7 +65,9 @@ impl FromStr for Cidr {
             IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask_v6(len))),
         };
         if exact != network {
-            return Err(format!("invalid prefix {text:?}: bits are set past the length; did you mean \"{exact}/{len}\"?"));
+            return Err(format!(
+                "invalid prefix {text:?}: bits are set past the length; did you mean \"{exact}/{len}\"?"
+            ));
         }
         Ok(Cidr { network, len })
     }

@@ -78,4 +78,3 @@ impl Config {
         validate::validate(&raw, &source)
     }
 }
-

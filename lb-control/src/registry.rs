@@ -190,8 +190,11 @@ impl Registry {
     /// takes its address) or whose address `guard` refuses; returns them, with the reason,
     /// so that they can be logged, or put back if `cfg` is not applied after all.
     pub fn drop_misfits(&mut self, cfg: &Config, guard: &RegistrationGuard) -> Vec<(BackendKey, Registration, Misfit)> {
-        let misfits: Vec<(BackendKey, Misfit)> =
-            self.registrations.keys().filter_map(|k| admissible(cfg, guard, k).err().map(|why| (k.clone(), why))).collect();
+        let misfits: Vec<(BackendKey, Misfit)> = self
+            .registrations
+            .keys()
+            .filter_map(|k| admissible(cfg, guard, k).err().map(|why| (k.clone(), why)))
+            .collect();
         self.remove_all(misfits)
     }
 
@@ -300,8 +303,11 @@ mod tests {
         ] {
             r.register(BackendKey::new(service, address.parse().unwrap()), 1, ttl, t0);
         }
-        let dropped: Vec<(String, String)> =
-            r.drop_misfits(&cfg, &RegistrationGuard::new(&cfg, [])).into_iter().map(|(k, _, why)| (k.to_string(), why.to_string())).collect();
+        let dropped: Vec<(String, String)> = r
+            .drop_misfits(&cfg, &RegistrationGuard::new(&cfg, []))
+            .into_iter()
+            .map(|(k, _, why)| (k.to_string(), why.to_string()))
+            .collect();
         assert_eq!(
             dropped,
             [
@@ -324,13 +330,12 @@ mod tests {
 
     #[test]
     fn a_start_refuses_persisted_registrations_the_guard_refuses_and_those_past_the_cap() {
-        let configured: String =
-            (0..MAX_BACKENDS - 2).map(|i| format!("[[service.backend]]\naddress = \"10.1.{}.{}:80\"\n", i / 250, i % 250 + 1)).collect();
-        let cfg = Config::from_str(
-            &format!("[[service]]\nname = \"web\"\nvip = \"10.0.0.100:80\"\n{configured}"),
-            "t.toml",
-        )
-        .unwrap();
+        let configured: String = (0..MAX_BACKENDS - 2)
+            .map(|i| format!("[[service.backend]]\naddress = \"10.1.{}.{}:80\"\n", i / 250, i % 250 + 1))
+            .collect();
+        let cfg =
+            Config::from_str(&format!("[[service]]\nname = \"web\"\nvip = \"10.0.0.100:80\"\n{configured}"), "t.toml")
+                .unwrap();
         let guard = RegistrationGuard::new(&cfg, ["10.0.0.10".parse().unwrap()]);
         let t0 = Instant::now();
         let mut r = Registry::default();
@@ -338,11 +343,16 @@ mod tests {
         for address in ["10.0.0.10:80", "10.0.0.100:80", "10.1.0.1:80", "10.2.0.1:80", "10.2.0.2:80", "10.2.0.3:80"] {
             r.register(key(address), 1, ttl, t0);
         }
-        let refused: Vec<(String, String)> =
-            r.refused_at_start(&cfg, &guard).into_iter().map(|(k, why)| (k.address.to_string(), why.to_string())).collect();
+        let refused: Vec<(String, String)> = r
+            .refused_at_start(&cfg, &guard)
+            .into_iter()
+            .map(|(k, why)| (k.address.to_string(), why.to_string()))
+            .collect();
         let reasons: Vec<(&str, bool)> = refused
             .iter()
-            .map(|(a, why)| (a.as_str(), why.contains("own address") || why.contains("VIP") || why.contains("at most 4096")))
+            .map(|(a, why)| {
+                (a.as_str(), why.contains("own address") || why.contains("VIP") || why.contains("at most 4096"))
+            })
             .collect();
         assert_eq!(
             reasons,

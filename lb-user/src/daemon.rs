@@ -43,9 +43,13 @@ pub async fn run(cfg: Config, config_path: &Path, detach_on_exit: bool) -> Resul
     telemetry.update(|t| t.path = path_name);
     let token = Arc::new(RwLock::new(lb_config::Tokens::load(&cfg.daemon.token_file)));
     match token.read().map(|t| t.len()).unwrap_or(0) {
-        0 => warn!(token_file = %cfg.daemon.token_file.display(), "no API token: every mutating API call will be refused (401)"),
+        0 => {
+            warn!(token_file = %cfg.daemon.token_file.display(), "no API token: every mutating API call will be refused (401)")
+        }
         1 => {}
-        n => info!(token_file = %cfg.daemon.token_file.display(), tokens = n, "the admin API accepts any of several tokens"),
+        n => {
+            info!(token_file = %cfg.daemon.token_file.display(), tokens = n, "the admin API accepts any of several tokens")
+        }
     }
     let ready = Arc::new(AtomicBool::new(false));
     let (commands_tx, commands) = mpsc::channel(64);

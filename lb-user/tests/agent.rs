@@ -416,7 +416,8 @@ fn leaves_gracefully_on(signal: libc::c_int, drain_time: Duration) {
     assert_eq!(requests[drain].headers["authorization"], "Bearer s3cret");
     assert!(requests[drain].at - signalled < Duration::from_millis(500), "drain promptly, even mid-sleep");
     let after = &requests[drain + 1..];
-    let (delete, beats) = after.split_last().unwrap_or_else(|| panic!("nothing after drain: {:#?}", summary(&requests)));
+    let (delete, beats) =
+        after.split_last().unwrap_or_else(|| panic!("nothing after drain: {:#?}", summary(&requests)));
     assert!(beats.iter().all(|r| r.is("PUT", HEARTBEAT)), "only heartbeats, then DELETE: {:#?}", summary(&requests));
     assert_eq!(beats.len(), (drain_time.as_millis() / 200) as usize, "a heartbeat every ttl/3 while draining");
     assert!(delete.is("DELETE", "/v1/services/web/backends/127.0.0.1%3A8081"));
@@ -454,9 +455,12 @@ fn a_refused_token_is_re_read_from_the_file_and_retried_with_backoff() {
         _ => (401, error_body("invalid bearer token")),
     });
     let token = token_file("rotate", "old-token");
-    let agent =
-        Agent::spawn(&api.url(), &["--address", "127.0.0.1:8081", "--ttl", "600ms", "--token-file", token.to_str().unwrap()]);
-    let refused = api.wait_for(Duration::from_secs(5), "three refused registrations", |r| count(r, "POST", BACKENDS) >= 3);
+    let agent = Agent::spawn(
+        &api.url(),
+        &["--address", "127.0.0.1:8081", "--ttl", "600ms", "--token-file", token.to_str().unwrap()],
+    );
+    let refused =
+        api.wait_for(Duration::from_secs(5), "three refused registrations", |r| count(r, "POST", BACKENDS) >= 3);
     assert!(agent.running(), "a 401 is not the end: {}", agent.stderr());
     let gaps: Vec<Duration> = refused.windows(2).map(|w| w[1].at - w[0].at).collect();
     assert!(gaps[0] >= Duration::from_millis(140) && gaps[1] > gaps[0], "backoff between retries: {gaps:?}");
@@ -465,7 +469,10 @@ fn a_refused_token_is_re_read_from_the_file_and_retried_with_backoff() {
         r.iter().any(|r| r.is("POST", BACKENDS) && r.headers["authorization"] == "Bearer new-token")
             && count(r, "PUT", HEARTBEAT) >= 1
     });
-    assert!(requests.iter().filter(|r| r.is("PUT", HEARTBEAT)).all(|r| r.headers["authorization"] == "Bearer new-token"));
+    assert!(requests
+        .iter()
+        .filter(|r| r.is("PUT", HEARTBEAT))
+        .all(|r| r.headers["authorization"] == "Bearer new-token"));
     let stderr = agent.stderr();
     assert_eq!(stderr.matches("refused the token").count(), 1, "one warning per episode:\n{stderr}");
     assert!(stderr.contains("accepts the token again"), "{stderr}");
@@ -483,8 +490,10 @@ fn a_heartbeat_refused_mid_lease_picks_up_the_rotated_token() {
         }
     });
     let token = token_file("rotate-heartbeat", "old-token");
-    let agent =
-        Agent::spawn(&api.url(), &["--address", "127.0.0.1:8081", "--ttl", "600ms", "--token-file", token.to_str().unwrap()]);
+    let agent = Agent::spawn(
+        &api.url(),
+        &["--address", "127.0.0.1:8081", "--ttl", "600ms", "--token-file", token.to_str().unwrap()],
+    );
     api.wait_for(Duration::from_secs(5), "a refused heartbeat", |r| count(r, "PUT", HEARTBEAT) >= 2);
     std::fs::write(&token, "new-token\n").unwrap();
     api.wait_for(Duration::from_secs(5), "heartbeats with the new token", |r| {

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+use lb_config::Tokens;
 use lb_control::telemetry::{Histogram, TelemetryData};
 use lb_control::{BackendView, ControlError, ControlHandle, Request, ServiceView, Telemetry};
-use lb_config::Tokens;
 use lb_user::api::{serve, ApiState, FlowWalks};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

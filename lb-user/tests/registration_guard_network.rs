@@ -73,16 +73,16 @@ fn register_bulk(first: usize, count: usize) -> Value {
     let out = testenv::exec(CLIENT_NS, &["python3", "-c", BULK, &first.to_string(), &count.to_string(), TOKEN])
         .expect("run the bulk registration");
     let text = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(text.trim()).unwrap_or_else(|e| {
-        panic!("bulk registration ({e}): {text} {}", String::from_utf8_lossy(&out.stderr))
-    })
+    serde_json::from_str(text.trim())
+        .unwrap_or_else(|e| panic!("bulk registration ({e}): {text} {}", String::from_utf8_lossy(&out.stderr)))
 }
 
 /// `GET url` with the token, following nothing: (status, `X-Next-After`, body).
 fn get_page(url: &str) -> (u16, Option<String>, String) {
     let auth = format!("Authorization: Bearer {TOKEN}");
-    let out = testenv::exec(CLIENT_NS, &["curl", "-s", "-g", "--noproxy", "*", "-m", "10", "-D", "-", "-H", &auth, url])
-        .expect("curl");
+    let out =
+        testenv::exec(CLIENT_NS, &["curl", "-s", "-g", "--noproxy", "*", "-m", "10", "-D", "-", "-H", &auth, url])
+            .expect("curl");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);

@@ -299,9 +299,8 @@ async fn a_removed_backend_drains_unless_its_services_new_vip_could_not_take_it(
 
 /// `n` configured backends in service `web` (10.1.x.y:80), and what else `[[service]]` needs.
 fn web_with_backends(n: usize, extra: &str) -> String {
-    let backends: String = (0..n)
-        .map(|i| format!("[[service.backend]]\naddress = \"10.1.{}.{}:80\"\n", i / 250, i % 250 + 1))
-        .collect();
+    let backends: String =
+        (0..n).map(|i| format!("[[service.backend]]\naddress = \"10.1.{}.{}:80\"\n", i / 250, i % 250 + 1)).collect();
     format!(
         "[[service]]\nname = \"web\"\nvip = \"10.0.0.100:80\"\nhealth_check = {{ type = \"none\" }}\n{extra}{backends}"
     )
@@ -349,7 +348,9 @@ async fn allow_registration_from_lets_a_service_take_loopback_but_never_the_admi
     scratch.write(&web_with_backends(0, "allow_registration_from = [\"127.0.0.0/8\"]\n"));
     let (mut c, _recorder, _reports) = controller(&scratch);
     assert!(try_register(&mut c, "web", "127.0.0.1:8080").unwrap());
-    assert!(matches!(try_register(&mut c, "web", "127.0.0.1:9100"), Err(ControlError::BadRequest(m)) if m.contains("admin API")));
+    assert!(
+        matches!(try_register(&mut c, "web", "127.0.0.1:9100"), Err(ControlError::BadRequest(m)) if m.contains("admin API"))
+    );
     assert_eq!(listed(&c, "web"), ["127.0.0.1:8080"]);
 }
 
@@ -396,10 +397,7 @@ async fn a_registration_the_data_path_refuses_is_undone_and_not_shown() {
     }
     assert_eq!(listed(&c, "web"), before, "/v1/services shows what the data path does");
     assert!(c.retiring.is_empty(), "nothing drains that never served");
-    assert_eq!(
-        c.registry.registrations.keys().map(ToString::to_string).collect::<Vec<_>>(),
-        ["web 10.2.0.1:80"]
-    );
+    assert_eq!(c.registry.registrations.keys().map(ToString::to_string).collect::<Vec<_>>(), ["web 10.2.0.1:80"]);
     assert_eq!(saved_registrations(&scratch.state()), [("web".to_string(), "10.2.0.1:80".to_string())]);
     // A state the data path refuses is undone too.
     assert!(c.set_state("web", "10.1.0.1:80".parse().unwrap(), lb_config::AdminState::Maint).is_err());

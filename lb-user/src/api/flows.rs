@@ -57,7 +57,11 @@ impl FlowKey {
         let parts: Vec<&str> = text.split(',').collect();
         let [protocol, client, vip, backend] = parts[..] else { return Err(bad()) };
         let address = |a: &str| a.parse::<std::net::SocketAddr>().is_ok();
-        if !matches!(protocol, "tcp" | "udp") || !address(client) || !address(vip) || !(address(backend) || backend == "unknown") {
+        if !matches!(protocol, "tcp" | "udp")
+            || !address(client)
+            || !address(vip)
+            || !(address(backend) || backend == "unknown")
+        {
             return Err(bad());
         }
         Ok(FlowKey(protocol.into(), client.into(), vip.into(), backend.into()))
@@ -73,12 +77,13 @@ pub struct Page {
 
 impl Page {
     pub fn from_query(q: &PageQuery) -> Result<Self, HttpError> {
-        let limit = match &q.limit {
-            None => DEFAULT_LIMIT,
-            Some(text) => text.parse::<usize>().ok().filter(|n| (1..=MAX_LIMIT).contains(n)).ok_or_else(|| {
-                HttpError::bad_request(format!("invalid limit {text:?}: expected 1 to {MAX_LIMIT}"))
-            })?,
-        };
+        let limit =
+            match &q.limit {
+                None => DEFAULT_LIMIT,
+                Some(text) => text.parse::<usize>().ok().filter(|n| (1..=MAX_LIMIT).contains(n)).ok_or_else(|| {
+                    HttpError::bad_request(format!("invalid limit {text:?}: expected 1 to {MAX_LIMIT}"))
+                })?,
+            };
         let after = q.after.as_deref().map(FlowKey::parse).transpose()?;
         Ok(Page { limit, after })
     }
@@ -103,7 +108,8 @@ pub async fn list(
     State(state): State<ApiState>,
     query: Result<Query<PageQuery>, QueryRejection>,
 ) -> Response {
-    let page = match query.map_err(|e| HttpError::bad_request(e.body_text())).and_then(|Query(q)| Page::from_query(&q)) {
+    let page = match query.map_err(|e| HttpError::bad_request(e.body_text())).and_then(|Query(q)| Page::from_query(&q))
+    {
         Ok(page) => page,
         Err(e) => return e.into_response(),
     };
@@ -112,7 +118,8 @@ pub async fn list(
             let (rows, next) = page.cut(rows);
             let mut headers = HeaderMap::new();
             if let Some(next) = next {
-                let link = format!("</v1/flows?limit={}&after={}>; rel=\"next\"", page.limit, encode_path_segment(&next));
+                let link =
+                    format!("</v1/flows?limit={}&after={}>; rel=\"next\"", page.limit, encode_path_segment(&next));
                 if let (Ok(cursor), Ok(link)) = (HeaderValue::from_str(&next), HeaderValue::from_str(&link)) {
                     headers.insert(NEXT_AFTER, cursor);
                     headers.insert(header::LINK, link);
@@ -215,7 +222,13 @@ mod tests {
             let e = Page::from_query(&query(Some(bad), None)).unwrap_err();
             assert!(e.message.contains("invalid limit"), "{bad}: {}", e.message);
         }
-        for bad in ["", "tcp", "icmp,1.2.3.4:1,1.2.3.4:2,1.2.3.4:3", "tcp,x,1.2.3.4:2,1.2.3.4:3", "tcp,1.2.3.4:1,1.2.3.4:2,1.2.3.4:3,5"] {
+        for bad in [
+            "",
+            "tcp",
+            "icmp,1.2.3.4:1,1.2.3.4:2,1.2.3.4:3",
+            "tcp,x,1.2.3.4:2,1.2.3.4:3",
+            "tcp,1.2.3.4:1,1.2.3.4:2,1.2.3.4:3,5",
+        ] {
             let e = Page::from_query(&query(None, Some(bad))).unwrap_err();
             assert!(e.message.contains("invalid cursor"), "{bad}: {}", e.message);
         }

@@ -28,7 +28,9 @@ fn all_flows(api: &str) -> Result<Vec<FlowRow>> {
         let (page, next): (Vec<FlowRow>, _) = get_page(api, &path)?;
         rows.extend(page);
         match next {
-            Some(cursor) => path = format!("/v1/flows?limit=10000&after={}", crate::agent::encode_path_segment(&cursor)),
+            Some(cursor) => {
+                path = format!("/v1/flows?limit=10000&after={}", crate::agent::encode_path_segment(&cursor))
+            }
             None => return Ok(rows),
         }
     }
