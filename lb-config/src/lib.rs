@@ -12,6 +12,7 @@
 //!
 //! Every error is a [`Diagnostic`] printed as `FILE:LINE:COL: message`.
 
+mod cidr;
 pub mod desired;
 mod duration;
 mod enums;
@@ -21,6 +22,7 @@ mod ports;
 mod protection;
 mod schema;
 mod status;
+mod token;
 mod validate;
 
 #[cfg(test)]
@@ -28,6 +30,7 @@ mod tests;
 
 use std::path::Path;
 
+pub use cidr::{canonical as canonical_ip, Cidr};
 pub use duration::{format_duration, parse_duration, DurationError};
 pub use enums::{
     AdminState, Algorithm, Forwarding, HealthCheckType, Mode, Protocol, ProxyMode, UnknownKeyword, XdpAttach,
@@ -40,6 +43,7 @@ pub use model::{
 pub use ports::{PortRange, PortRangeError};
 pub use protection::{CircuitBreaker, RateLimit, MAX_RATE};
 pub use status::{StatusRanges, StatusRangesError};
+pub use token::Tokens;
 
 use error::Source;
 use schema::RawConfig;
@@ -73,11 +77,4 @@ impl Config {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::new(vec![source.parse_error(&e)]))?;
         validate::validate(&raw, &source)
     }
-}
-
-/// The API token in `path`, trimmed; `None` when the file is missing, unreadable or blank.
-pub fn load_token(path: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let token = text.trim();
-    (!token.is_empty()).then(|| token.to_string())
 }

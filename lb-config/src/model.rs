@@ -121,6 +121,10 @@ pub struct Service {
     pub circuit_breaker: super::CircuitBreaker,
     /// `[[service.backend]]`, in file order; may be empty (the service drops its traffic).
     pub backends: Vec<Backend>,
+    /// Registrations whose backend address lies in one of these prefixes skip the address
+    /// checks (loopback, the LB's own addresses, ...), never the admin API's own address.
+    /// Default: none.
+    pub allow_registration_from: Vec<super::Cidr>,
 }
 
 /// `[service.health_check]`

@@ -107,6 +107,11 @@ pub(super) struct RawService {
     /// `[[service.backend]]`: zero or more (zero: the service drops its traffic).
     #[serde(default, rename = "backend")]
     pub backends: Vec<RawBackend>,
+    /// `allow_registration_from = ["CIDR", ...]`: registrations of backends in these
+    /// prefixes may use addresses the API otherwise refuses (loopback, the LB's own);
+    /// default none.
+    #[serde(default)]
+    pub allow_registration_from: Vec<Spanned<String>>,
 }
 
 /// `[service.health_check]`

@@ -267,6 +267,15 @@ vip = "172.20.0.100:80"
 idle_timeout = "0s"
 "#
         => "lb.toml:5:16: idle_timeout must be greater than 0";
+    allow_registration_from_prefix_with_host_bits_is_rejected_at_the_prefix:
+        "[[service]]\nname = \"web\"\nvip = \"172.20.0.100:80\"\nallow_registration_from = [\"127.0.0.0/8\", \"10.0.0.1/8\"]\n"
+        => "lb.toml:4:43: allow_registration_from: invalid prefix \"10.0.0.1/8\": bits are set past the length; did you mean \"10.0.0.0/8\"?";
+    allow_registration_from_address_without_length_is_rejected_at_it:
+        "[[service]]\nname = \"web\"\nvip = \"172.20.0.100:80\"\nallow_registration_from = [\"fd00::1\"]\n"
+        => "lb.toml:4:28: allow_registration_from: invalid prefix \"fd00::1\": expected ADDRESS/LENGTH, e.g. \"10.0.0.0/8\" or \"fd00::/8\"";
+    allow_registration_from_length_out_of_range_is_rejected_at_it:
+        "[[service]]\nname = \"web\"\nvip = \"172.20.0.100:80\"\nallow_registration_from = [\"10.0.0.0/33\"]\n"
+        => "lb.toml:4:28: allow_registration_from: invalid prefix \"10.0.0.0/33\": the length must be 0 to 32";
 }
 
 /// The example of docs/configuration.md, "The contract", verbatim.
@@ -1217,4 +1226,16 @@ fn circuit_breaker_parses_and_checks_its_values() {
         format!("{FILE}:5:23: max_ejected_percent 101 is not a percentage (0-100)")
     );
     assert!(error(&format!("{PROTECTED}[service.circuit_breaker]\nbase_ejection = 30\n")).contains("unit"));
+}
+
+#[test]
+fn allow_registration_from_takes_ipv4_and_ipv6_prefixes_and_defaults_to_none() {
+    let config = parse(
+        "[[service]]\nname = \"web\"\nvip = \"172.20.0.100:80\"\n\
+         allow_registration_from = [\"127.0.0.0/8\", \"fd00:20::/64\"]\n\
+         [[service]]\nname = \"api\"\nvip = \"172.20.0.100:81\"\n",
+    );
+    let prefixes: Vec<String> = config.services[0].allow_registration_from.iter().map(ToString::to_string).collect();
+    assert_eq!(prefixes, ["127.0.0.0/8", "fd00:20::/64"]);
+    assert!(config.services[1].allow_registration_from.is_empty());
 }

@@ -18,6 +18,7 @@ use std::{
 use toml::Spanned;
 
 use super::{
+    cidr::Cidr,
     duration::{format_duration, parse_duration, DurationError},
     enums::{Forwarding, HealthCheckType, Mode, Protocol, ProxyMode},
     error::{ConfigError, Diagnostic, Source},
@@ -157,6 +158,7 @@ impl Validator<'_> {
         let circuit_breaker = self.circuit_breaker(&raw.circuit_breaker);
         self.breaker_needs_replies(&raw.circuit_breaker, forwarding, mode);
         let backends = self.backends(&raw.backends, vip, forwarding);
+        let allow_registration_from = self.registration_prefixes(&raw.allow_registration_from);
         Some(Service {
             name: name?,
             vip: vip?,
@@ -169,7 +171,17 @@ impl Validator<'_> {
             rate_limit: rate_limit?,
             circuit_breaker: circuit_breaker?,
             backends: backends?,
+            allow_registration_from: allow_registration_from?,
         })
+    }
+
+    /// `allow_registration_from`: every prefix valid, each reported where it is written.
+    fn registration_prefixes(&mut self, raw: &[Spanned<String>]) -> Option<Vec<Cidr>> {
+        let prefixes: Vec<Option<Cidr>> = raw
+            .iter()
+            .map(|p| self.required(p, |text| text.parse::<Cidr>().map_err(|e| format!("allow_registration_from: {e}"))))
+            .collect();
+        prefixes.into_iter().collect()
     }
 
     fn health_check(&mut self, raw: &RawHealthCheck, protocol: Protocol) -> Option<HealthCheck> {

@@ -23,7 +23,11 @@ pub enum ControlError {
     /// stays).
     #[error("{0}")]
     NotApplied(String),
-    /// 503: the controller is gone (shutting down).
+    /// 409: the request conflicts with what is running (the backend cap is reached).
+    #[error("{0}")]
+    Conflict(String),
+    /// 503: the controller is gone (shutting down), or the data path could not take the
+    /// change (nothing changed).
     #[error("{0}")]
     Unavailable(String),
 }

@@ -9,6 +9,7 @@ pub mod exposition;
 pub mod handle;
 pub mod health;
 pub mod lock;
+pub mod registration_guard;
 pub mod registry;
 pub mod sources;
 pub mod state_file;

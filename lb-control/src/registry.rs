@@ -2,15 +2,16 @@
 //! out if they stop. Registrations and admin states set through the API are kept in the
 //! state file, so a restarted daemon still knows them; a loaded lease starts afresh, which
 //! gives agents one TTL to find the new daemon.
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
+use crate::registration_guard::RegistrationGuard;
 use crate::state_file::{self, SavedBackend, SavedEjection, SavedRegistration, SavedState, StateFile};
-use lb_config::{AdminState, Config, Forwarding};
+use lb_config::{AdminState, Config, Forwarding, MAX_BACKENDS};
 
 pub use lb_config::desired::BackendKey;
 
@@ -22,6 +23,12 @@ pub enum Misfit {
     NoService(String),
     #[error("{0}")]
     Mismatch(String),
+    /// The address is one registrations may not name (see `registration_guard`).
+    #[error("{0}")]
+    Refused(String),
+    /// The data path has no room left for another backend.
+    #[error("{0}")]
+    OverCapacity(String),
 }
 
 /// May a backend at `address` serve the service with this VIP and forwarding? The rules
@@ -46,6 +53,21 @@ pub fn fits(cfg: &Config, key: &BackendKey) -> Result<(), Misfit> {
     let s =
         cfg.services.iter().find(|s| s.name == key.service).ok_or_else(|| Misfit::NoService(key.service.clone()))?;
     fits_service(&s.name, s.vip, s.forwarding, key.address)
+}
+
+/// [`fits`], then the address rules of `guard`.
+pub fn admissible(cfg: &Config, guard: &RegistrationGuard, key: &BackendKey) -> Result<(), Misfit> {
+    fits(cfg, key)?;
+    guard.check(&key.service, key.address).map_err(Misfit::Refused)
+}
+
+/// Why `key` finds no room: the cap, and what counts towards it.
+pub fn over_capacity(key: &BackendKey) -> String {
+    format!(
+        "cannot add backend {} to service {}: the data path holds at most {MAX_BACKENDS} backends, configured, \
+         registered and draining after removal counted together, and all are in use",
+        key.address, key.service
+    )
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -143,12 +165,49 @@ impl Registry {
     }
 
     /// Drop every registration that does not fit `cfg` (its service is gone, or no longer
-    /// takes its address); returns them, with the reason, so that they can be logged, or
-    /// put back if `cfg` is not applied after all.
-    pub fn drop_misfits(&mut self, cfg: &Config) -> Vec<(BackendKey, Registration, Misfit)> {
-        let misfits: Vec<(BackendKey, Misfit)> =
-            self.registrations.keys().filter_map(|k| fits(cfg, k).err().map(|why| (k.clone(), why))).collect();
-        misfits.into_iter().filter_map(|(k, why)| self.registrations.remove(&k).map(|r| (k, r, why))).collect()
+    /// takes its address) or whose address `guard` refuses; returns them, with the reason,
+    /// so that they can be logged, or put back if `cfg` is not applied after all.
+    pub fn drop_misfits(&mut self, cfg: &Config, guard: &RegistrationGuard) -> Vec<(BackendKey, Registration, Misfit)> {
+        let misfits: Vec<(BackendKey, Misfit)> = self
+            .registrations
+            .keys()
+            .filter_map(|k| admissible(cfg, guard, k).err().map(|why| (k.clone(), why)))
+            .collect();
+        self.remove_all(misfits)
+    }
+
+    /// What a start leaves out of what the state file held: registrations that do not fit
+    /// `cfg` or that `guard` refuses, and those past the backend cap (the config's backends
+    /// come first, then registrations in key order). The start's tables and the controller
+    /// that takes over both use this, so the data path never holds one of them.
+    pub fn refused_at_start(&self, cfg: &Config, guard: &RegistrationGuard) -> BTreeMap<BackendKey, Misfit> {
+        let mut refused = BTreeMap::new();
+        let mut slots: BTreeSet<(String, SocketAddr)> =
+            cfg.services.iter().flat_map(|s| s.backends.iter().map(|b| (s.name.clone(), b.address))).collect();
+        for key in self.registrations.keys() {
+            if let Err(why) = admissible(cfg, guard, key) {
+                refused.insert(key.clone(), why);
+            } else if slots.len() >= MAX_BACKENDS && !slots.contains(&(key.service.clone(), key.address)) {
+                refused.insert(key.clone(), Misfit::OverCapacity(over_capacity(key)));
+            } else {
+                slots.insert((key.service.clone(), key.address));
+            }
+        }
+        refused
+    }
+
+    /// Drop [`refused_at_start`](Self::refused_at_start)'s registrations.
+    pub fn drop_refused_at_start(
+        &mut self,
+        cfg: &Config,
+        guard: &RegistrationGuard,
+    ) -> Vec<(BackendKey, Registration, Misfit)> {
+        let refused = self.refused_at_start(cfg, guard);
+        self.remove_all(refused.into_iter().collect())
+    }
+
+    fn remove_all(&mut self, keys: Vec<(BackendKey, Misfit)>) -> Vec<(BackendKey, Registration, Misfit)> {
+        keys.into_iter().filter_map(|(k, why)| self.registrations.remove(&k).map(|r| (k, r, why))).collect()
     }
 
     /// Drop every lease that ran out; returns their keys.
@@ -222,8 +281,11 @@ mod tests {
         ] {
             r.register(BackendKey::new(service, address.parse().unwrap()), 1, ttl, t0);
         }
-        let dropped: Vec<(String, String)> =
-            r.drop_misfits(&cfg).into_iter().map(|(k, _, why)| (k.to_string(), why.to_string())).collect();
+        let dropped: Vec<(String, String)> = r
+            .drop_misfits(&cfg, &RegistrationGuard::new(&cfg, []))
+            .into_iter()
+            .map(|(k, _, why)| (k.to_string(), why.to_string()))
+            .collect();
         assert_eq!(
             dropped,
             [
@@ -241,7 +303,44 @@ mod tests {
         );
         let kept: Vec<String> = r.registrations.keys().map(ToString::to_string).collect();
         assert_eq!(kept, ["v6 [fd00::1]:8080", "web 10.0.0.1:80"]);
-        assert!(r.drop_misfits(&cfg).is_empty(), "nothing left to drop");
+        assert!(r.drop_misfits(&cfg, &RegistrationGuard::new(&cfg, [])).is_empty(), "nothing left to drop");
+    }
+
+    #[test]
+    fn a_start_refuses_persisted_registrations_the_guard_refuses_and_those_past_the_cap() {
+        let configured: String = (0..MAX_BACKENDS - 2)
+            .map(|i| format!("[[service.backend]]\naddress = \"10.1.{}.{}:80\"\n", i / 250, i % 250 + 1))
+            .collect();
+        let cfg =
+            Config::from_str(&format!("[[service]]\nname = \"web\"\nvip = \"10.0.0.100:80\"\n{configured}"), "t.toml")
+                .unwrap();
+        let guard = RegistrationGuard::new(&cfg, ["10.0.0.10".parse().unwrap()]);
+        let t0 = Instant::now();
+        let mut r = Registry::default();
+        let ttl = Duration::from_secs(10);
+        for address in ["10.0.0.10:80", "10.0.0.100:80", "10.1.0.1:80", "10.2.0.1:80", "10.2.0.2:80", "10.2.0.3:80"] {
+            r.register(key(address), 1, ttl, t0);
+        }
+        let refused: Vec<(String, String)> = r
+            .refused_at_start(&cfg, &guard)
+            .into_iter()
+            .map(|(k, why)| (k.address.to_string(), why.to_string()))
+            .collect();
+        let reasons: Vec<(&str, bool)> = refused
+            .iter()
+            .map(|(a, why)| {
+                (a.as_str(), why.contains("own address") || why.contains("VIP") || why.contains("at most 4096"))
+            })
+            .collect();
+        assert_eq!(
+            reasons,
+            [("10.0.0.10:80", true), ("10.0.0.100:80", true), ("10.2.0.3:80", true)],
+            "the LB's address, the VIP, and the third new backend past the cap (the configured one takes no room): {refused:?}"
+        );
+        let dropped = r.drop_refused_at_start(&cfg, &guard);
+        assert_eq!(dropped.len(), 3);
+        let kept: Vec<String> = r.registrations.keys().map(|k| k.address.to_string()).collect();
+        assert_eq!(kept, ["10.1.0.1:80", "10.2.0.1:80", "10.2.0.2:80"]);
     }
 
     #[test]

@@ -3,16 +3,27 @@
 //! backend; an admin state set through the API wins over the config's; health comes from
 //! the checker. A registration that does not fit its service (see `registry::fits`) is
 //! left out, so a state file older than the config cannot put one in.
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::registry::{fits_service, BackendKey, Registry};
 use lb_config::desired::{Circuit, Desired, DesiredBackend, DesiredService, Health, SOURCE_REGISTRATION};
 use lb_config::Config;
 
 pub fn desired(cfg: &Config, registry: &Registry, health: &HashMap<BackendKey, Health>) -> Desired {
+    desired_without(cfg, registry, health, &BTreeMap::<BackendKey, ()>::new())
+}
+
+/// [`desired`], leaving out the registrations in `refused` (a start's: see
+/// `Registry::refused_at_start`).
+pub fn desired_without<V>(
+    cfg: &Config,
+    registry: &Registry,
+    health: &HashMap<BackendKey, Health>,
+    refused: &BTreeMap<BackendKey, V>,
+) -> Desired {
     let mut desired = Desired::from_config(cfg);
     for s in &mut desired.services {
-        add_registrations(s, registry);
+        add_registrations(s, registry, refused);
         for b in &mut s.backends {
             let key = BackendKey::new(&s.name, b.address);
             if let Some(state) = registry.states.get(&key) {
@@ -28,9 +39,12 @@ pub fn desired(cfg: &Config, registry: &Registry, health: &HashMap<BackendKey, H
 
 /// Registered backends join the service; one the config names too keeps the config's
 /// weight and gains the registration as a source.
-fn add_registrations(s: &mut DesiredService, registry: &Registry) {
+fn add_registrations<V>(s: &mut DesiredService, registry: &Registry, refused: &BTreeMap<BackendKey, V>) {
     for (key, reg) in &registry.registrations {
-        if key.service != s.name || fits_service(&s.name, s.vip, s.forwarding, key.address).is_err() {
+        if key.service != s.name
+            || refused.contains_key(key)
+            || fits_service(&s.name, s.vip, s.forwarding, key.address).is_err()
+        {
             continue;
         }
         match s.backends.iter_mut().find(|b| b.address == key.address) {

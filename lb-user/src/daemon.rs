@@ -44,9 +44,15 @@ pub async fn run(cfg: Config, config_path: &Path, detach_on_exit: bool) -> Resul
     let telemetry = Arc::new(Telemetry::default());
     let path_name = dataplane.name();
     telemetry.update(|t| t.path = path_name);
-    let token = Arc::new(RwLock::new(lb_config::load_token(&cfg.daemon.token_file)));
-    if token.read().map(|t| t.is_none()).unwrap_or(true) {
-        warn!(token_file = %cfg.daemon.token_file.display(), "no API token: every mutating API call will be refused (401)");
+    let token = Arc::new(RwLock::new(lb_config::Tokens::load(&cfg.daemon.token_file)));
+    match token.read().map(|t| t.len()).unwrap_or(0) {
+        0 => {
+            warn!(token_file = %cfg.daemon.token_file.display(), "no API token: every mutating API call will be refused (401)")
+        }
+        1 => {}
+        n => {
+            info!(token_file = %cfg.daemon.token_file.display(), tokens = n, "the admin API accepts any of several tokens")
+        }
     }
     let ready = Arc::new(AtomicBool::new(false));
     let (commands_tx, commands) = mpsc::channel(64);
@@ -57,6 +63,8 @@ pub async fn run(cfg: Config, config_path: &Path, detach_on_exit: bool) -> Resul
     let api_state = ApiState {
         control: ControlHandle::new(commands_tx),
         token: token.clone(),
+        admin_listen: cfg.daemon.admin_listen,
+        flow_walks: api::FlowWalks::default(),
         telemetry: telemetry.clone(),
         pin_path: cfg.daemon.pin_path.clone(),
         ready: ready.clone(),

@@ -415,11 +415,14 @@ fn leaves_gracefully_on(signal: libc::c_int, drain_time: Duration) {
     assert_eq!(requests[drain].json(), json!({"state": "drain"}));
     assert_eq!(requests[drain].headers["authorization"], "Bearer s3cret");
     assert!(requests[drain].at - signalled < Duration::from_millis(500), "drain promptly, even mid-sleep");
-    let delete = &requests[drain + 1..];
-    assert_eq!(delete.len(), 1, "only DELETE after drain: {:#?}", summary(&requests));
-    assert!(delete[0].is("DELETE", "/v1/services/web/backends/127.0.0.1%3A8081"));
-    assert_eq!(delete[0].headers["authorization"], "Bearer s3cret");
-    let waited = delete[0].at - requests[drain].at;
+    let after = &requests[drain + 1..];
+    let (delete, beats) =
+        after.split_last().unwrap_or_else(|| panic!("nothing after drain: {:#?}", summary(&requests)));
+    assert!(beats.iter().all(|r| r.is("PUT", HEARTBEAT)), "only heartbeats, then DELETE: {:#?}", summary(&requests));
+    assert_eq!(beats.len(), (drain_time.as_millis() / 200) as usize, "a heartbeat every ttl/3 while draining");
+    assert!(delete.is("DELETE", "/v1/services/web/backends/127.0.0.1%3A8081"));
+    assert_eq!(delete.headers["authorization"], "Bearer s3cret");
+    let waited = delete.at - requests[drain].at;
     assert!(waited >= drain_time, "DELETE {waited:?} after drain; drain time {drain_time:?}");
     assert!(waited < drain_time + Duration::from_millis(500), "{waited:?}");
 }
@@ -444,7 +447,63 @@ fn a_signal_before_any_registration_exits_0_without_calls() {
 }
 
 #[test]
-fn unauthorized_exits_non_zero_with_the_servers_message() {
+fn a_refused_token_is_re_read_from_the_file_and_retried_with_backoff() {
+    // The LB accepts only "new-token"; the agent starts with the old one, then the file is
+    // rotated under it.
+    let api = FakeApi::start_with(|request, nth| match request.headers.get("authorization").map(String::as_str) {
+        Some("Bearer new-token") => ok_script(request, nth),
+        _ => (401, error_body("invalid bearer token")),
+    });
+    let token = token_file("rotate", "old-token");
+    let agent = Agent::spawn(
+        &api.url(),
+        &["--address", "127.0.0.1:8081", "--ttl", "600ms", "--token-file", token.to_str().unwrap()],
+    );
+    let refused =
+        api.wait_for(Duration::from_secs(5), "three refused registrations", |r| count(r, "POST", BACKENDS) >= 3);
+    assert!(agent.running(), "a 401 is not the end: {}", agent.stderr());
+    let gaps: Vec<Duration> = refused.windows(2).map(|w| w[1].at - w[0].at).collect();
+    assert!(gaps[0] >= Duration::from_millis(140) && gaps[1] > gaps[0], "backoff between retries: {gaps:?}");
+    std::fs::write(&token, "new-token\n").unwrap();
+    let requests = api.wait_for(Duration::from_secs(8), "a registration with the new token, then a heartbeat", |r| {
+        r.iter().any(|r| r.is("POST", BACKENDS) && r.headers["authorization"] == "Bearer new-token")
+            && count(r, "PUT", HEARTBEAT) >= 1
+    });
+    assert!(requests
+        .iter()
+        .filter(|r| r.is("PUT", HEARTBEAT))
+        .all(|r| r.headers["authorization"] == "Bearer new-token"));
+    let stderr = agent.stderr();
+    assert_eq!(stderr.matches("refused the token").count(), 1, "one warning per episode:\n{stderr}");
+    assert!(stderr.contains("accepts the token again"), "{stderr}");
+}
+
+#[test]
+fn a_heartbeat_refused_mid_lease_picks_up_the_rotated_token() {
+    let api = FakeApi::start_with(|request, nth| {
+        let auth = request.headers.get("authorization").map(String::as_str);
+        // The old token is retired after the first heartbeat.
+        if request.is("PUT", HEARTBEAT) && nth >= 1 && auth != Some("Bearer new-token") {
+            (401, error_body("invalid bearer token"))
+        } else {
+            ok_script(request, nth)
+        }
+    });
+    let token = token_file("rotate-heartbeat", "old-token");
+    let agent = Agent::spawn(
+        &api.url(),
+        &["--address", "127.0.0.1:8081", "--ttl", "600ms", "--token-file", token.to_str().unwrap()],
+    );
+    api.wait_for(Duration::from_secs(5), "a refused heartbeat", |r| count(r, "PUT", HEARTBEAT) >= 2);
+    std::fs::write(&token, "new-token\n").unwrap();
+    api.wait_for(Duration::from_secs(5), "heartbeats with the new token", |r| {
+        r.iter().filter(|r| r.is("PUT", HEARTBEAT) && r.headers["authorization"] == "Bearer new-token").count() >= 2
+    });
+    assert!(agent.running(), "{}", agent.stderr());
+}
+
+#[test]
+fn without_a_token_a_401_is_retried_and_says_why() {
     let api = FakeApi::start_with(|request, _| {
         if request.headers.contains_key("authorization") {
             (201, "{}".into())
@@ -454,13 +513,33 @@ fn unauthorized_exits_non_zero_with_the_servers_message() {
     });
     // No token file: the request goes without a token, the server's 401 says so.
     let mut agent = Agent::spawn(&api.url(), &["--address", "127.0.0.1:8081", "--token-file", "/nonexistent/token"]);
-    let status = agent.wait(Duration::from_secs(4));
-    assert!(!status.success());
+    api.wait_for(Duration::from_secs(5), "a retry", |r| r.len() >= 2);
     let stderr = agent.stderr();
     assert!(stderr.contains("401") && stderr.contains("missing or invalid bearer token"), "{stderr}");
     assert!(stderr.contains("no bearer token was sent"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
-    assert_eq!(api.requests().len(), 1, "a 401 is not retried");
+    agent.signal(libc::SIGTERM);
+    assert_eq!(agent.wait(Duration::from_secs(3)).code(), Some(0), "not registered: nothing to drain");
+}
+
+#[test]
+fn heartbeats_go_on_while_draining_longer_than_the_lease() {
+    let api = FakeApi::start();
+    let mut agent = Agent::spawn(
+        &api.url(),
+        &["--address", "127.0.0.1:8081", "--ttl", "300ms", "--drain-time", "1200ms", "--token-file", "/nonexistent"],
+    );
+    api.wait_for(Duration::from_secs(5), "a heartbeat", |r| count(r, "PUT", HEARTBEAT) >= 1);
+    agent.signal(libc::SIGTERM);
+    assert_eq!(agent.wait(Duration::from_secs(5)).code(), Some(0), "{}", agent.stderr());
+    let requests = api.requests();
+    let drain = requests.iter().position(|r| r.method == "PUT" && r.path.ends_with("/state")).expect("drain");
+    let delete = requests.iter().position(|r| r.method == "DELETE").expect("deregister");
+    // Each gap between drain, heartbeats and DELETE stays well inside the 300 ms lease.
+    let times: Vec<Instant> = requests[drain..=delete].iter().map(|r| r.at).collect();
+    let gaps: Vec<Duration> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps.len() >= 10, "about 12 heartbeats in 1.2 s: {:#?}", summary(&requests[drain..]));
+    assert!(gaps.iter().all(|g| *g < Duration::from_millis(250)), "{gaps:?}");
 }
 
 #[test]

@@ -6,9 +6,10 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+use lb_config::Tokens;
 use lb_control::telemetry::{Histogram, TelemetryData};
 use lb_control::{BackendView, ControlError, ControlHandle, Request, ServiceView, Telemetry};
-use lb_user::api::{serve, ApiState};
+use lb_user::api::{serve, ApiState, FlowWalks};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -137,14 +138,21 @@ fn web_service() -> ServiceView {
 struct Api {
     addr: SocketAddr,
     fake: Arc<Mutex<Fake>>,
-    token: Arc<RwLock<Option<String>>>,
+    token: Arc<RwLock<Tokens>>,
     telemetry: Arc<Telemetry>,
+    flow_walks: FlowWalks,
     ready: Arc<AtomicBool>,
     shutdown: Option<oneshot::Sender<()>>,
     server: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 async fn start() -> Api {
+    start_listening_as("127.0.0.1:9100".parse().unwrap()).await
+}
+
+/// The server, told that `admin_listen` is `listen` (it serves on an ephemeral loopback
+/// port all the same): what decides whether flow listings need the token.
+async fn start_listening_as(listen: SocketAddr) -> Api {
     let fake = Arc::new(Mutex::new(Fake { services: vec![web_service()], ..Default::default() }));
     let (tx, mut rx) = mpsc::channel(16);
     let f = fake.clone();
@@ -155,7 +163,10 @@ async fn start() -> Api {
     });
     let state = ApiState {
         control: ControlHandle::new(tx),
-        token: Arc::new(RwLock::new(Some(TOKEN.to_string()))),
+        token: Arc::new(RwLock::new(Tokens::parse(TOKEN))),
+        admin_listen: listen,
+        // Short, so that a test sees a second walk refused without waiting 10 s.
+        flow_walks: FlowWalks::with_wait(std::time::Duration::from_millis(300)),
         telemetry: Arc::new(Telemetry::default()),
         // Nothing is pinned here: /metrics must still answer, without data-path series.
         pin_path: PathBuf::from("/nonexistent/lb-api-test-pins"),
@@ -166,10 +177,11 @@ async fn start() -> Api {
     let addr = listener.local_addr().unwrap();
     let (shutdown, stop) = oneshot::channel::<()>();
     let (token, telemetry, ready) = (state.token.clone(), state.telemetry.clone(), state.ready.clone());
+    let flow_walks = state.flow_walks.clone();
     let server = tokio::spawn(serve(listener, state, async move {
         let _ = stop.await;
     }));
-    Api { addr, fake, token, telemetry, ready, shutdown: Some(shutdown), server }
+    Api { addr, fake, token, telemetry, flow_walks, ready, shutdown: Some(shutdown), server }
 }
 
 impl Api {
@@ -467,7 +479,7 @@ async fn no_or_wrong_token_is_401_and_reaches_nothing() {
 #[tokio::test]
 async fn without_a_configured_token_every_mutation_is_401() {
     let api = start().await;
-    *api.token.write().unwrap() = None;
+    *api.token.write().unwrap() = Tokens::default();
     for (method, path, body) in MUTATIONS {
         let r = api.call(method, path, body).await;
         assert!(r.error(401).contains("token file is missing"), "{method} {path}: {r:?}");
@@ -564,14 +576,95 @@ async fn serve_returns_after_shutdown() {
 }
 
 #[test]
-fn load_token_trims_and_treats_blank_as_missing() {
+fn tokens_load_one_per_line_trimmed_and_blank_means_none() {
     let dir = std::env::temp_dir().join(format!("lb-api-token-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("token");
     std::fs::write(&file, "  abc123\n").unwrap();
-    assert_eq!(lb_config::load_token(&file), Some("abc123".into()));
+    assert_eq!(Tokens::load(&file).iter().collect::<Vec<_>>(), ["abc123"]);
+    std::fs::write(&file, "old-token\n\n  new-token \n").unwrap();
+    assert_eq!(Tokens::load(&file).iter().collect::<Vec<_>>(), ["old-token", "new-token"]);
     std::fs::write(&file, " \n").unwrap();
-    assert_eq!(lb_config::load_token(&file), None);
-    assert_eq!(lb_config::load_token(&dir.join("missing")), None);
+    assert!(Tokens::load(&file).is_empty());
+    assert!(Tokens::load(&dir.join("missing")).is_empty());
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+// ---- several tokens (rotation) ------------------------------------------------------------
+
+#[tokio::test]
+async fn during_a_rotation_both_tokens_are_accepted_and_afterwards_only_the_new_one() {
+    let api = start().await;
+    *api.token.write().unwrap() = Tokens::parse("old-token\nnew-token\n");
+    let api = &api;
+    let register = |token: &'static str| {
+        let auth = format!("Bearer {token}");
+        async move {
+            let body = r#"{"address":"172.20.0.14:80"}"#;
+            api.call_with("POST", "/v1/services/web/backends", &[("Authorization", &auth)], body).await
+        }
+    };
+    assert_eq!(register("old-token").await.status, 201);
+    assert_eq!(register("new-token").await.status, 201);
+    assert_eq!(register("other").await.error(401), "invalid bearer token");
+    // The old token leaves the file (and a reload swaps the set).
+    *api.token.write().unwrap() = Tokens::parse("new-token\n");
+    assert_eq!(register("old-token").await.error(401), "invalid bearer token");
+    assert_eq!(register("new-token").await.status, 201);
+}
+
+// ---- GET /v1/flows ---------------------------------------------------------------------
+
+#[tokio::test]
+async fn flows_need_the_token_when_the_api_listens_beyond_loopback() {
+    let api = start_listening_as("0.0.0.0:9100".parse().unwrap()).await;
+    let r = api.get("/v1/flows").await;
+    assert!(r.error(401).contains("Authorization"), "{r:?}");
+    assert_eq!(api.call_with("GET", "/v1/flows", &[("Authorization", "Bearer wrong")], "").await.status, 401);
+    // With the token it gets as far as the maps (none are pinned here: 503, not 401).
+    let r = api.call("GET", "/v1/flows", "").await;
+    assert!(r.error(503).starts_with("flows:"), "{r:?}");
+    // Other reads stay open.
+    assert_eq!(api.get("/v1/services").await.status, 200);
+    assert_eq!(api.get("/healthz").await.status, 200);
+
+    let local = start_listening_as("127.0.0.1:9100".parse().unwrap()).await;
+    assert!(local.get("/v1/flows").await.error(503).starts_with("flows:"), "loopback only: no token needed");
+    let v6 = start_listening_as("[::1]:9100".parse().unwrap()).await;
+    assert_eq!(v6.get("/v1/flows").await.status, 503);
+}
+
+#[tokio::test]
+async fn flow_page_parameters_are_checked_with_a_json_400() {
+    let api = start().await;
+    for (query, says) in [
+        ("limit=0", "invalid limit"),
+        ("limit=10001", "invalid limit"),
+        ("limit=many", "invalid limit"),
+        ("after=nonsense", "invalid cursor"),
+        ("after=tcp,1.2.3.4:1,1.2.3.4:80", "invalid cursor"),
+        ("colour=red", "unknown field"),
+    ] {
+        let r = api.get(&format!("/v1/flows?{query}")).await;
+        assert!(r.error(400).contains(says), "{query}: {r:?}");
+    }
+    let ok = "/v1/flows?limit=10000&after=tcp,172.20.0.2:40000,172.20.0.100:80,172.20.0.11:80";
+    assert_eq!(api.get(ok).await.status, 503, "valid parameters reach the (absent) maps");
+}
+
+#[tokio::test]
+async fn one_flow_table_walk_at_a_time_a_second_waits_then_gets_503() {
+    let api = start().await;
+    let walk = api.flow_walks.begin().await.unwrap();
+    let started = std::time::Instant::now();
+    let r = api.get("/v1/flows").await;
+    assert!(r.error(503).contains("another walk of the flow table"), "{r:?}");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(250), "it waited for the walk first");
+    let r = api.get("/metrics").await;
+    assert!(r.error(503).contains("another walk"), "/metrics waits for the same walk: {r:?}");
+    // Once the walk ends, the next one runs (no maps here: a plain 503 of its own, and a
+    // scrape without data-path series).
+    drop(walk);
+    assert!(api.get("/v1/flows").await.error(503).starts_with("flows:"));
+    assert_eq!(api.get("/metrics").await.status, 200);
 }

@@ -26,7 +26,9 @@ async fn start(limits: ConnectionLimits) -> Api {
     let telemetry = Arc::new(Telemetry::default());
     let state = ApiState {
         control: ControlHandle::new(tx),
-        token: Arc::new(RwLock::new(None)),
+        token: Arc::new(RwLock::new(lb_config::Tokens::default())),
+        admin_listen: "127.0.0.1:9100".parse().unwrap(),
+        flow_walks: lb_user::api::FlowWalks::default(),
         telemetry: telemetry.clone(),
         pin_path: PathBuf::from("/nonexistent/lb-api-connections-test"),
         ready: Arc::new(AtomicBool::new(true)),

@@ -13,6 +13,7 @@ use std::time::Instant;
 use super::Controller;
 use crate::breaker::Breaker;
 use crate::health::Tracker;
+use crate::registration_guard::RegistrationGuard;
 use crate::registry::{BackendKey, Registry, Remembered};
 use crate::state_file::{self, SavedBackend, SavedEjection};
 use lb_config::desired::{Desired, Health};
@@ -51,7 +52,8 @@ pub(super) fn restore(
 /// The start's desired state: the sources, with the remembered health and ejections.
 pub(super) fn desired_at_start(cfg: &Config, registry: &Registry, now: Instant) -> Desired {
     let (health, breakers) = restore(cfg, registry, now);
-    let mut desired = crate::sources::desired(cfg, registry, &health);
+    let refused = registry.refused_at_start(cfg, &RegistrationGuard::for_host(cfg));
+    let mut desired = crate::sources::desired_without(cfg, registry, &health, &refused);
     for s in &mut desired.services {
         for b in &mut s.backends {
             if let Some(br) = breakers.get(&BackendKey::new(&s.name, b.address)) {

@@ -53,7 +53,8 @@ const ACTIVE_RECOUNT_TICKS: u64 = 3;
 /// Everything outside the controller that it needs to reach.
 pub struct Shared {
     pub telemetry: Arc<Telemetry>,
-    pub token: Arc<RwLock<Option<String>>>,
+    /// The admin API's accepted bearer tokens (`token_file`, one per line).
+    pub token: Arc<RwLock<lb_config::Tokens>>,
     pub ready: Arc<AtomicBool>,
 }
 
@@ -109,13 +110,15 @@ impl Controller {
             ticks: 0,
         };
         controller.restore_memory(now);
-        let dropped = controller.drop_misfit_registrations();
+        let dropped = controller.drop_refused_at_start();
         controller.forget_misfit_registrations(dropped);
         controller
     }
 
-    /// The desired state a start serves first: the sources, with the health and ejections
-    /// the state file remembered (see `memory`).
+    /// The desired state a start serves first: the config and the state file's
+    /// registrations, less those a start refuses (see `Registry::refused_at_start`, which
+    /// `new` then drops for good), with the health and ejections the state file remembered
+    /// (see `memory`).
     pub fn desired(cfg: &Config, registry: &Registry) -> Desired {
         memory::desired_at_start(cfg, registry, Instant::now())
     }
@@ -236,7 +239,7 @@ impl Controller {
         }
         self.forget_misfit_registrations(dropped);
         if let Ok(mut t) = self.shared.token.write() {
-            *t = lb_config::load_token(&self.cfg.daemon.token_file);
+            *t = lb_config::Tokens::load(&self.cfg.daemon.token_file);
         }
         self.sync_checkers();
         Ok(())

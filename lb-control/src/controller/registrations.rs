@@ -6,10 +6,16 @@ use tracing::{info, warn};
 
 use super::Controller;
 use crate::handle::ControlError;
-use crate::registry::{self, BackendKey, Misfit, Registration};
-use lb_config::AdminState;
+use crate::registration_guard::RegistrationGuard;
+use crate::registry::{self, BackendKey, Misfit, Registration, Registry};
+use lb_config::desired::Desired;
+use lb_config::{AdminState, MAX_BACKENDS};
 
 impl Controller {
+    /// Checked before anything changes: the service takes the address (family, dsr port),
+    /// the address is one registrations may name (`registration_guard`), and a new backend
+    /// finds room under the cap. A data path that refuses it anyway leaves everything as it
+    /// was: the registry, the desired state `/v1/services` shows, and the tables.
     pub(super) fn register(
         &mut self,
         service: String,
@@ -18,25 +24,86 @@ impl Controller {
         ttl: Duration,
     ) -> Result<bool, ControlError> {
         let key = BackendKey::new(service.clone(), address);
-        registry::fits(&self.cfg, &key).map_err(|why| match why {
+        let guard = RegistrationGuard::for_host(&self.cfg);
+        registry::admissible(&self.cfg, &guard, &key).map_err(|why| match why {
             Misfit::NoService(_) => ControlError::NotFound(why.to_string()),
-            Misfit::Mismatch(_) => ControlError::BadRequest(why.to_string()),
+            Misfit::Mismatch(_) | Misfit::Refused(_) => ControlError::BadRequest(why.to_string()),
+            Misfit::OverCapacity(_) => ControlError::Conflict(why.to_string()),
         })?;
-        let new = self.registry.register(key, weight, ttl, Instant::now());
+        self.room_for(&key)?;
+        let previous = self.registry.registrations.get(&key).cloned();
+        let new = self.registry.register(key.clone(), weight, ttl, Instant::now());
+        self.apply_or_undo(|registry| match previous {
+            Some(r) => {
+                registry.registrations.insert(key.clone(), r);
+            }
+            None => {
+                registry.remove(&key);
+            }
+        })
+        .map_err(|e| {
+            ControlError::Unavailable(format!(
+                "the data path could not take backend {address} of service {service}, so it is not registered: {e:#}"
+            ))
+        })?;
         self.shared.telemetry.update(|t| t.registrations_total += 1);
         if new {
             info!(service, backend = %address, weight, ttl = ?ttl, "registered");
         }
         self.persist();
-        self.apply();
         Ok(new)
     }
 
+    /// A backend the service does not have yet needs a free slot: the data path's backend
+    /// ids are shared by every service, and draining backends still hold theirs.
+    fn room_for(&self, key: &BackendKey) -> Result<(), ControlError> {
+        let present = self
+            .desired
+            .services
+            .iter()
+            .any(|s| s.name == key.service && s.backends.iter().any(|b| b.address == key.address));
+        if present || backend_slots(&self.desired) < MAX_BACKENDS {
+            return Ok(());
+        }
+        warn!(service = %key.service, backend = %key.address, "registration refused: the backend cap is reached");
+        Err(ControlError::Conflict(registry::over_capacity(key)))
+    }
+
+    /// Reconcile after a change of the registry; if the data path refuses it, `undo` puts
+    /// the registry back and the desired state, the retiring backends and the tables are
+    /// what they were. The error is the data path's.
+    fn apply_or_undo(&mut self, undo: impl FnOnce(&mut Registry)) -> anyhow::Result<()> {
+        let (desired, retiring) = (self.desired.clone(), self.retiring.clone());
+        match self.reconcile() {
+            Ok(()) => {
+                self.sync_checkers();
+                Ok(())
+            }
+            Err(e) => {
+                warn!("the data path refused the change, which is undone: {e:#}");
+                undo(&mut self.registry);
+                self.desired = desired;
+                self.retiring = retiring;
+                if let Err(again) = self.dataplane.reconcile(&self.desired) {
+                    warn!("restoring the previous tables failed too: {again:#}");
+                }
+                Err(e)
+            }
+        }
+    }
+
     /// Registrations the config no longer takes (their service is gone, or its VIP's family,
-    /// or with dsr its port, changed) leave: the same rules as the register call. Returns
+    /// or with dsr its port, changed), or whose address it now refuses (a new VIP, a changed
+    /// `allow_registration_from`), leave: the same rules as the register call. Returns
     /// them, so that a config that is not applied after all can put them back.
     pub(super) fn drop_misfit_registrations(&mut self) -> Vec<(BackendKey, Registration, Misfit)> {
-        self.registry.drop_misfits(&self.cfg)
+        self.registry.drop_misfits(&self.cfg, &RegistrationGuard::for_host(&self.cfg))
+    }
+
+    /// At start: what the state file held that the config does not take, that is refused,
+    /// or that has no room (see `Registry::refused_at_start`).
+    pub(super) fn drop_refused_at_start(&mut self) -> Vec<(BackendKey, Registration, Misfit)> {
+        self.registry.drop_refused_at_start(&self.cfg, &RegistrationGuard::for_host(&self.cfg))
     }
 
     /// The dropped registrations are gone for good: say so, and forget them on disk.
@@ -45,7 +112,7 @@ impl Controller {
             return;
         }
         for (key, _, why) in &dropped {
-            warn!(service = %key.service, backend = %key.address, reason = %why, "registration dropped: the config no longer takes it");
+            warn!(service = %key.service, backend = %key.address, reason = %why, "registration dropped");
             self.forget_state_unless_configured(key);
         }
         self.persist();
@@ -92,10 +159,18 @@ impl Controller {
         state: AdminState,
     ) -> Result<(), ControlError> {
         let key = self.known_backend(service, address)?;
+        let previous = self.registry.states.insert(key.clone(), state);
+        self.apply_or_undo(|registry| match previous {
+            Some(s) => {
+                registry.states.insert(key.clone(), s);
+            }
+            None => {
+                registry.states.remove(&key);
+            }
+        })
+        .map_err(|e| ControlError::Unavailable(format!("the data path could not take the state {state}: {e:#}")))?;
         info!(service = %key.service, backend = %key.address, %state, "admin state set");
-        self.registry.states.insert(key, state);
         self.persist();
-        self.apply();
         Ok(())
     }
 
@@ -127,4 +202,10 @@ impl Controller {
         self.persist();
         self.apply();
     }
+}
+
+/// Backend slots `desired` takes in the data path: one per backend of each service,
+/// draining ones included (ids are per VIP and address, and a service has one VIP).
+fn backend_slots(desired: &Desired) -> usize {
+    desired.services.iter().map(|s| s.backends.len()).sum()
 }

@@ -91,7 +91,7 @@ fn controller(scratch: &Scratch) -> (Controller, Recorder, mpsc::Receiver<Report
     let (reports_tx, reports) = mpsc::channel(1024);
     let shared = Shared {
         telemetry: Arc::new(Telemetry::default()),
-        token: Arc::new(RwLock::new(None)),
+        token: Arc::new(RwLock::new(lb_config::Tokens::default())),
         ready: Arc::new(AtomicBool::new(false)),
     };
     let mut c = Controller::new(cfg, scratch.config(), Box::new(recorder.clone()), registry, reports_tx, shared);
@@ -412,4 +412,136 @@ async fn blocking_work_of_the_tick_leaves_the_runtime_to_other_tasks() {
     let r = ran.clone();
     tokio::spawn(async move { r.store(true, Ordering::SeqCst) });
     assert!(blocking.await.unwrap(), "another task ran while the blocking work did");
+}
+
+/// `n` configured backends in service `web` (10.1.x.y:80), and what else `[[service]]` needs.
+fn web_with_backends(n: usize, extra: &str) -> String {
+    let backends: String =
+        (0..n).map(|i| format!("[[service.backend]]\naddress = \"10.1.{}.{}:80\"\n", i / 250, i % 250 + 1)).collect();
+    format!(
+        "[[service]]\nname = \"web\"\nvip = \"10.0.0.100:80\"\nhealth_check = {{ type = \"none\" }}\n{extra}{backends}"
+    )
+}
+
+fn try_register(c: &mut Controller, service: &str, address: &str) -> Result<bool, ControlError> {
+    c.register(service.into(), address.parse().unwrap(), 1, Duration::from_secs(60))
+}
+
+fn listed(c: &Controller, service: &str) -> Vec<String> {
+    c.views().into_iter().filter(|s| s.name == service).flat_map(|s| s.backends).map(|b| b.address).collect()
+}
+
+#[tokio::test]
+async fn registrations_at_addresses_that_are_no_backend_are_refused_and_change_nothing() {
+    let scratch = Scratch::new();
+    // admin_listen is the default, 127.0.0.1:9100.
+    scratch.write(&web_with_backends(1, ""));
+    let (mut c, recorder, _reports) = controller(&scratch);
+    let before = recorder.last.lock().unwrap().clone();
+    for address in [
+        "127.0.0.1:9100",
+        "127.0.0.1:8080",
+        "10.0.0.100:80",
+        "0.0.0.0:80",
+        "169.254.169.254:80",
+        "224.0.0.251:80",
+        "255.255.255.255:80",
+    ] {
+        match try_register(&mut c, "web", address) {
+            Err(ControlError::BadRequest(why)) => assert!(why.starts_with(address), "{address}: {why}"),
+            other => panic!("{address}: {other:?}"),
+        }
+    }
+    assert!(c.registry.registrations.is_empty());
+    assert_eq!(listed(&c, "web"), ["10.1.0.1:80"]);
+    assert_eq!(*recorder.last.lock().unwrap(), before, "the data path was not touched");
+    assert_eq!(c.shared.telemetry.snapshot().registrations_total, 0, "refusals are not registrations");
+    assert!(try_register(&mut c, "web", "10.0.0.11:80").unwrap(), "an ordinary address is taken");
+}
+
+#[tokio::test]
+async fn allow_registration_from_lets_a_service_take_loopback_but_never_the_admin_api() {
+    let scratch = Scratch::new();
+    scratch.write(&web_with_backends(0, "allow_registration_from = [\"127.0.0.0/8\"]\n"));
+    let (mut c, _recorder, _reports) = controller(&scratch);
+    assert!(try_register(&mut c, "web", "127.0.0.1:8080").unwrap());
+    assert!(
+        matches!(try_register(&mut c, "web", "127.0.0.1:9100"), Err(ControlError::BadRequest(m)) if m.contains("admin API"))
+    );
+    assert_eq!(listed(&c, "web"), ["127.0.0.1:8080"]);
+}
+
+#[tokio::test]
+async fn the_backend_cap_counts_configured_and_registered_and_a_refusal_keeps_everything_working() {
+    let scratch = Scratch::new();
+    scratch.write(&web_with_backends(MAX_BACKENDS_FOR_TEST - 2, ""));
+    let (mut c, recorder, _reports) = controller(&scratch);
+    assert!(try_register(&mut c, "web", "10.2.0.1:80").unwrap());
+    assert!(try_register(&mut c, "web", "10.2.0.2:80").unwrap());
+    match try_register(&mut c, "web", "10.2.0.3:80") {
+        Err(ControlError::Conflict(why)) => assert!(why.contains("at most 4096 backends"), "{why}"),
+        other => panic!("past the cap: {other:?}"),
+    }
+    // Renewing one that is there needs no room, nor does registering a configured one.
+    assert!(!try_register(&mut c, "web", "10.2.0.1:80").unwrap());
+    assert!(try_register(&mut c, "web", "10.1.0.1:80").unwrap());
+    assert_eq!(c.registry.registrations.len(), 3);
+    assert_eq!(listed(&c, "web").len(), MAX_BACKENDS_FOR_TEST);
+    // The data path still takes changes: maint on a configured backend reaches it.
+    c.set_state("web", "10.1.0.5:80".parse().unwrap(), lb_config::AdminState::Maint).unwrap();
+    let last = recorder.last.lock().unwrap().clone().unwrap();
+    let b = last.services[0].backends.iter().find(|b| b.address.to_string() == "10.1.0.5:80").unwrap();
+    assert_eq!(b.state, lb_config::AdminState::Maint);
+    // A removed backend drains for a while and holds its slot meanwhile.
+    c.deregister(key("web", "10.2.0.2:80")).unwrap();
+    assert!(matches!(try_register(&mut c, "web", "10.2.0.4:80"), Err(ControlError::Conflict(_))));
+    assert!(try_register(&mut c, "web", "10.2.0.2:80").is_ok(), "coming back while draining takes its own slot");
+}
+
+const MAX_BACKENDS_FOR_TEST: usize = lb_config::MAX_BACKENDS;
+
+#[tokio::test]
+async fn a_registration_the_data_path_refuses_is_undone_and_not_shown() {
+    let scratch = Scratch::new();
+    scratch.write(&web_with_backends(1, ""));
+    let (mut c, recorder, _reports) = controller(&scratch);
+    assert!(try_register(&mut c, "web", "10.2.0.1:80").unwrap());
+    let before = listed(&c, "web");
+    recorder.refuse.store(true, Ordering::SeqCst);
+    match try_register(&mut c, "web", "10.2.0.2:80") {
+        Err(ControlError::Unavailable(why)) => assert!(why.contains("refused, as the test asked"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(listed(&c, "web"), before, "/v1/services shows what the data path does");
+    assert!(c.retiring.is_empty(), "nothing drains that never served");
+    assert_eq!(c.registry.registrations.keys().map(ToString::to_string).collect::<Vec<_>>(), ["web 10.2.0.1:80"]);
+    assert_eq!(saved_registrations(&scratch.state()), [("web".to_string(), "10.2.0.1:80".to_string())]);
+    // A state the data path refuses is undone too.
+    assert!(c.set_state("web", "10.1.0.1:80".parse().unwrap(), lb_config::AdminState::Maint).is_err());
+    assert!(c.registry.states.is_empty());
+    assert_eq!(c.views()[0].backends[0].state, "ready");
+    recorder.refuse.store(false, Ordering::SeqCst);
+    assert!(try_register(&mut c, "web", "10.2.0.2:80").unwrap(), "and works once the data path takes it");
+}
+
+#[tokio::test]
+async fn a_start_drops_persisted_registrations_at_refused_addresses_with_a_reason() {
+    let scratch = Scratch::new();
+    scratch.write(&web_with_backends(1, ""));
+    let saved = serde_json::json!({"registrations": [
+        {"service": "web", "address": "10.0.0.11:80", "weight": 1, "ttl_ms": 60000},
+        {"service": "web", "address": "127.0.0.1:9100", "weight": 1, "ttl_ms": 60000},
+        {"service": "web", "address": "10.0.0.100:8080", "weight": 1, "ttl_ms": 60000},
+        {"service": "web", "address": "169.254.169.254:80", "weight": 1, "ttl_ms": 60000},
+    ]});
+    std::fs::write(scratch.state(), saved.to_string()).unwrap();
+    let cfg = Config::from_file(&scratch.config()).unwrap();
+    let registry = Registry::load(&scratch.state(), Instant::now()).unwrap();
+    let start = Controller::desired(&cfg, &registry);
+    let web: Vec<String> = start.services[0].backends.iter().map(|b| b.address.to_string()).collect();
+    assert_eq!(web, ["10.1.0.1:80", "10.0.0.11:80"], "the start's tables hold none of them");
+    let (c, recorder, _reports) = controller(&scratch);
+    assert_eq!(listed(&c, "web"), ["10.1.0.1:80", "10.0.0.11:80"]);
+    assert_eq!(recorder.backend("web", "127.0.0.1:9100"), None, "not even draining");
+    assert_eq!(saved_registrations(&scratch.state()), [("web".to_string(), "10.0.0.11:80".to_string())]);
 }

@@ -87,15 +87,17 @@ pub enum Auth {
 }
 
 impl Auth {
-    /// Reads a token file (surrounding whitespace dropped). A missing or empty file is not an
-    /// error here: requests go out without a token and the server's 401, if it wants one,
-    /// says so, with this reason attached. Any other read error is (permissions, a directory).
+    /// Reads a token file: its first non-blank line, trimmed (the daemon's `token_file` may
+    /// list several accepted tokens, one per line; a client sends the first). A missing or
+    /// empty file is not an error here: requests go out without a token and the server's
+    /// 401, if it wants one, says so, with this reason attached. Any other read error is
+    /// (permissions, a directory).
     pub fn from_token_file(path: &Path) -> Result<Auth, TokenFileError> {
         match std::fs::read_to_string(path) {
-            Ok(text) if text.trim().is_empty() => {
-                Ok(Auth::None { reason: format!("token file {} is empty", path.display()) })
-            }
-            Ok(text) => Ok(Auth::Bearer(text.trim().to_string())),
+            Ok(text) => match lb_config::Tokens::parse(&text).first() {
+                Some(token) => Ok(Auth::Bearer(token.to_string())),
+                None => Ok(Auth::None { reason: format!("token file {} is empty", path.display()) }),
+            },
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 Ok(Auth::None { reason: format!("token file {} does not exist", path.display()) })
             }
@@ -114,13 +116,16 @@ pub struct TokenFileError {
 /// What the caller should do about a failed request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Failure {
-    /// The LB is unreachable or momentarily unable (connect error, timeout, 5xx, 408, 429):
-    /// try again later.
+    /// The LB is unreachable or momentarily unable (connect error, timeout, 5xx, 408, 429,
+    /// or 409: no room for another backend now): try again later.
     Transient,
     /// 404: the service or the registration does not exist (for a heartbeat: the lease
     /// expired or the daemon restarted without it).
     NotFound,
-    /// Anything else (400, 401, 403, 413, 422, a bad URL): the request itself is wrong and
+    /// 401: the token was refused (rotated on the LB, or not there yet): re-read the token
+    /// file and try again later.
+    Unauthorized,
+    /// Anything else (400, 403, 413, 422, a bad URL): the request itself is wrong and
     /// repeating it cannot help.
     Fatal,
 }
@@ -155,7 +160,8 @@ impl ApiError {
             ApiError::Invalid { .. } => Failure::Fatal,
             ApiError::Status { status, .. } => match status {
                 404 => Failure::NotFound,
-                408 | 429 => Failure::Transient,
+                401 => Failure::Unauthorized,
+                408 | 409 | 429 => Failure::Transient,
                 500.. => Failure::Transient,
                 _ => Failure::Fatal,
             },
@@ -183,7 +189,10 @@ impl ApiError {
 #[derive(Debug)]
 pub struct ApiClient {
     base: ApiUrl,
-    auth: Auth,
+    /// Replaced when the token file is read again (after a 401).
+    auth: std::sync::Mutex<Auth>,
+    /// Where the token came from, if from a file.
+    token_file: Option<PathBuf>,
     http: ureq::Agent,
 }
 
@@ -196,7 +205,29 @@ impl ApiClient {
             .redirects(0)
             .user_agent(concat!("lb-agent/", env!("CARGO_PKG_VERSION")))
             .build();
-        ApiClient { base, auth, http }
+        ApiClient { base, auth: std::sync::Mutex::new(auth), token_file: None, http }
+    }
+
+    /// A client whose token is `path`'s, read again by [`reload_token`](Self::reload_token).
+    pub fn with_token_file(base: ApiUrl, path: &Path) -> Result<ApiClient, TokenFileError> {
+        let mut client = ApiClient::new(base, Auth::from_token_file(path)?);
+        client.token_file = Some(path.to_path_buf());
+        Ok(client)
+    }
+
+    pub fn auth(&self) -> Auth {
+        self.auth.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Reads the token file again (after a 401: the token may have been rotated). True
+    /// when the token changed. An unreadable file keeps the token there was.
+    pub fn reload_token(&self) -> Result<bool, TokenFileError> {
+        let Some(path) = &self.token_file else { return Ok(false) };
+        let fresh = Auth::from_token_file(path)?;
+        let mut auth = self.auth.lock().unwrap_or_else(|e| e.into_inner());
+        let changed = *auth != fresh;
+        *auth = fresh;
+        Ok(changed)
     }
 
     pub fn base(&self) -> &ApiUrl {
@@ -246,7 +277,8 @@ impl ApiClient {
     /// Sends one request; a 2xx answer's body is returned.
     fn call(&self, method: &'static str, url: &str, body: Option<Value>) -> Result<String, ApiError> {
         let mut request = self.http.request(method, url);
-        if let Auth::Bearer(token) = &self.auth {
+        let auth = self.auth();
+        if let Auth::Bearer(token) = &auth {
             request = request.set("Authorization", &format!("Bearer {token}"));
         }
         let result = match body {
@@ -259,7 +291,7 @@ impl ApiClient {
             Err(ureq::Error::Status(status, response)) => {
                 let reason = response.status_text().to_string();
                 let text = response.into_string().unwrap_or_default();
-                let hint = match (&self.auth, status) {
+                let hint = match (&auth, status) {
                     (Auth::None { reason }, 401) => {
                         format!(" (no bearer token was sent: {reason}; pass --token-file)")
                     }
@@ -365,10 +397,24 @@ mod tests {
         assert_eq!(status(404).failure(), Failure::NotFound);
         assert_eq!(status(503).failure(), Failure::Transient);
         assert_eq!(status(429).failure(), Failure::Transient);
-        assert_eq!(status(401).failure(), Failure::Fatal);
+        assert_eq!(status(401).failure(), Failure::Unauthorized);
+        assert_eq!(status(409).failure(), Failure::Transient);
         assert_eq!(status(400).failure(), Failure::Fatal);
         let unreachable = ApiError::Unreachable { method: "PUT", url: String::new(), detail: String::new() };
         assert_eq!(unreachable.failure(), Failure::Transient);
+    }
+
+    #[test]
+    fn the_first_line_of_a_token_file_is_sent_and_a_reload_picks_up_a_new_one() {
+        let path = std::env::temp_dir().join(format!("lb-client-token-{}", std::process::id()));
+        std::fs::write(&path, "\n  new \nold\n").unwrap();
+        let client = ApiClient::with_token_file("http://127.0.0.1:9".parse().unwrap(), &path).unwrap();
+        assert_eq!(client.auth(), Auth::Bearer("new".into()));
+        assert!(!client.reload_token().unwrap(), "unchanged");
+        std::fs::write(&path, "newer\n").unwrap();
+        assert!(client.reload_token().unwrap());
+        assert_eq!(client.auth(), Auth::Bearer("newer".into()));
+        let _ = std::fs::remove_file(path);
     }
 
     #[test]

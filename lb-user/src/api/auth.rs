@@ -8,31 +8,58 @@ use super::error::HttpError;
 use super::ApiState;
 
 /// Extractor that succeeds only for a request carrying `Authorization: Bearer <token>` with
-/// the configured token. Put it first in a handler's arguments so it runs before the path
-/// and the body are looked at: an unauthenticated caller learns nothing else.
+/// one of the configured tokens. Put it first in a handler's arguments so it runs before
+/// the path and the body are looked at: an unauthenticated caller learns nothing else.
 pub struct Authorized;
 
 impl FromRequestParts<ApiState> for Authorized {
     type Rejection = HttpError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, HttpError> {
-        // A poisoned lock still holds a valid token (writers only replace the Option).
-        let expected = match state.token.read() {
-            Ok(guard) => guard.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        };
-        let Some(expected) = expected else {
-            return Err(HttpError::unauthorized(
-                "no admin token is configured (the token file is missing or empty): mutating calls are refused",
-            ));
-        };
-        let presented = parts.headers.get(AUTHORIZATION).and_then(|v| bearer(v.as_bytes()));
-        match presented {
-            None => Err(HttpError::unauthorized("missing \"Authorization: Bearer <token>\" header")),
-            Some(token) if constant_time_eq(token, expected.as_bytes()) => Ok(Authorized),
-            Some(_) => Err(HttpError::unauthorized("invalid bearer token")),
-        }
+        check(parts, state).map(|()| Authorized)
     }
+}
+
+/// Extractor for flow listings (`GET /v1/flows`): they show every client's address, so
+/// they need the token unless the API listens on loopback only (then whoever can reach it
+/// is on the LB host already).
+pub struct FlowReader;
+
+impl FromRequestParts<ApiState> for FlowReader {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, HttpError> {
+        if state.admin_listen.ip().is_loopback() {
+            return Ok(FlowReader);
+        }
+        check(parts, state).map(|()| FlowReader)
+    }
+}
+
+/// The token check itself, for handlers that need it only sometimes (`/v1/flows`).
+pub fn check(parts: &Parts, state: &ApiState) -> Result<(), HttpError> {
+    // A poisoned lock still holds valid tokens (writers only replace the whole set).
+    let expected = match state.token.read() {
+        Ok(guard) => guard.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    };
+    if expected.is_empty() {
+        return Err(HttpError::unauthorized(
+            "no admin token is configured (the token file is missing or empty): this call is refused",
+        ));
+    }
+    let presented = parts.headers.get(AUTHORIZATION).and_then(|v| bearer(v.as_bytes()));
+    match presented {
+        None => Err(HttpError::unauthorized("missing \"Authorization: Bearer <token>\" header")),
+        Some(token) if accepted(token, expected.iter()) => Ok(()),
+        Some(_) => Err(HttpError::unauthorized("invalid bearer token")),
+    }
+}
+
+/// Compares with every token (no early exit), so the time taken does not say which one,
+/// if any, was close.
+fn accepted<'a>(presented: &[u8], tokens: impl Iterator<Item = &'a str>) -> bool {
+    tokens.fold(false, |any, t| constant_time_eq(presented, t.as_bytes()) | any)
 }
 
 /// The token of a `Bearer` credential (scheme name case-insensitive, RFC 7235).
@@ -70,6 +97,16 @@ mod tests {
         assert_eq!(bearer(b"Basic abc"), None);
         assert_eq!(bearer(b"Bearer "), None);
         assert_eq!(bearer(b"Bear"), None);
+    }
+
+    #[test]
+    fn any_of_the_tokens_is_accepted() {
+        let tokens = lb_config::Tokens::parse("old\nnew\n");
+        assert!(accepted(b"old", tokens.iter()));
+        assert!(accepted(b"new", tokens.iter()));
+        assert!(!accepted(b"older", tokens.iter()));
+        assert!(!accepted(b"", tokens.iter()));
+        assert!(!accepted(b"old", lb_config::Tokens::default().iter()));
     }
 
     #[test]

@@ -39,6 +39,7 @@ impl From<ControlError> for HttpError {
             ControlError::NotFound(m) => Self::new(StatusCode::NOT_FOUND, m),
             ControlError::BadRequest(m) => Self::new(StatusCode::BAD_REQUEST, m),
             ControlError::Unavailable(m) => Self::new(StatusCode::SERVICE_UNAVAILABLE, m),
+            ControlError::Conflict(m) => Self::new(StatusCode::CONFLICT, m),
             ControlError::InvalidConfig(diagnostics) => {
                 let errors: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
                 Self { status: StatusCode::UNPROCESSABLE_ENTITY, message: errors.join("\n"), errors }

@@ -5,8 +5,9 @@
 //!
 //! One concern per file: `routes` (the table), `auth` (bearer token), `body` and
 //! `register` (request bodies), `params` (path parameters), `error` (JSON errors),
-//! `services`/`probes`/`scrape` (handlers), `trace` (a span per request), `listener`
-//! (connections: the cap and the timeouts).
+//! `services`/`probes`/`scrape`/`flows` (handlers), `walks` (one flow-table walk at a
+//! time), `trace` (a span per request), `listener` (connections: the cap and the
+//! timeouts).
 mod auth;
 mod body;
 mod error;
@@ -19,8 +20,10 @@ mod routes;
 mod scrape;
 mod services;
 mod trace;
+mod walks;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, RwLock};
@@ -39,14 +42,19 @@ pub mod parse {
 pub use error::HttpError;
 pub use listener::{ConnectionLimits, HEADER_READ_TIMEOUT, MAX_ADMIN_CONNECTIONS};
 pub use routes::router;
+pub use walks::{FlowWalks, WALK_WAIT};
 
 /// What every handler sees.
 #[derive(Clone)]
 pub struct ApiState {
     pub control: ControlHandle,
-    /// The bearer token mutating calls need; `None` refuses them all. Behind a lock so the
-    /// daemon can swap it (e.g. on reload) without restarting the server.
-    pub token: Arc<RwLock<Option<String>>>,
+    /// The bearer tokens mutating calls need (any one of them); none refuses them all.
+    /// Behind a lock so the daemon can swap them (on reload) without restarting the server.
+    pub token: Arc<RwLock<lb_config::Tokens>>,
+    /// `admin_listen`: flow listings need the token unless it is a loopback address.
+    pub admin_listen: SocketAddr,
+    /// One walk of the flow table at a time (`/metrics`, `/v1/flows`).
+    pub flow_walks: FlowWalks,
     pub telemetry: Arc<Telemetry>,
     /// Where the data path's maps are pinned, opened on each scrape.
     pub pin_path: PathBuf,

@@ -19,20 +19,41 @@ pub async fn metrics(State(state): State<ApiState>) -> Response {
     let telemetry = state.telemetry.snapshot();
     let pin_path = state.pin_path.clone();
     let proxy = state.proxy.clone();
-    // Map reads are syscalls, and the flow-table walk can take a while: off the runtime.
-    let rendered = tokio::task::spawn_blocking(move || match proxy {
-        Some(proxy) => metrics::render(&telemetry, &services, None) + &proxy.render_metrics(),
-        None => {
-            let maps = Maps::open_pinned(&pin_path)
-                .inspect_err(|e| tracing::debug!("metrics without the data path: {e:#}"))
-                .ok();
-            metrics::render(&telemetry, &services, maps.as_ref())
+    // The XDP path's scrape walks the flow table (live flows per backend): one at a time.
+    let walk = if proxy.is_some() {
+        None
+    } else {
+        match state.flow_walks.begin().await {
+            Ok(walk) => Some(walk),
+            Err(e) => return e.into_response(),
         }
+    };
+    // Map reads are syscalls, and the flow-table walk can take a while: off the runtime.
+    let rendered = tokio::task::spawn_blocking(move || {
+        let _walk = walk;
+        render(&telemetry, &services, proxy, &pin_path)
     })
     .await;
     match rendered {
         Ok(text) => ([(CONTENT_TYPE, CONTENT_TYPE_0_0_4)], text).into_response(),
         Err(e) => super::error::HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("metrics failed: {e}"))
             .into_response(),
+    }
+}
+
+fn render(
+    telemetry: &lb_control::telemetry::TelemetryData,
+    services: &[lb_control::ServiceView],
+    proxy: Option<std::sync::Arc<lb_proxy::ProxyStats>>,
+    pin_path: &std::path::Path,
+) -> String {
+    match proxy {
+        Some(proxy) => metrics::render(telemetry, services, None) + &proxy.render_metrics(),
+        None => {
+            let maps = Maps::open_pinned(pin_path)
+                .inspect_err(|e| tracing::debug!("metrics without the data path: {e:#}"))
+                .ok();
+            metrics::render(telemetry, services, maps.as_ref())
+        }
     }
 }

@@ -34,8 +34,7 @@ pub struct ApiArgs {
 
 impl ApiArgs {
     pub fn client(&self) -> Result<ApiClient> {
-        let auth = Auth::from_token_file(&self.token_file)?;
-        Ok(ApiClient::new(self.api.clone(), auth))
+        Ok(ApiClient::with_token_file(self.api.clone(), &self.token_file)?)
     }
 }
 
@@ -74,11 +73,10 @@ pub fn agent(args: AgentArgs) -> Result<ExitCode> {
     // Handlers first: a SIGTERM while the first registration is in flight must not kill us
     // with a half-done registration left behind.
     let shutdown = Shutdown::on_signals().context("cannot install SIGTERM/SIGINT handlers")?;
-    let auth = Auth::from_token_file(&args.api.token_file)?;
-    if let Auth::None { reason } = &auth {
+    let client = args.api.client()?;
+    if let Auth::None { reason } = client.auth() {
         tracing::info!("{reason}: sending requests without a bearer token");
     }
-    let client = ApiClient::new(args.api.api.clone(), auth);
     let settings = AgentSettings {
         service: args.service,
         address: args.address,

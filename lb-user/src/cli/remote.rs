@@ -7,10 +7,33 @@ use lb_control::ServiceView;
 use lb_xdp::inspect::{BackendRow, FlowRow, VipRow};
 
 fn get<T: serde::de::DeserializeOwned>(api: &str, path: &str) -> Result<T> {
+    get_page(api, path).map(|(rows, _)| rows)
+}
+
+/// One answer, and the `X-Next-After` cursor of a paged one (`/v1/flows`).
+fn get_page<T: serde::de::DeserializeOwned>(api: &str, path: &str) -> Result<(T, Option<String>)> {
     let url = format!("{}{path}", api.trim_end_matches('/'));
     let agent = ureq::AgentBuilder::new().timeout(std::time::Duration::from_secs(3)).build();
     let resp = agent.get(&url).call().with_context(|| format!("GET {url}"))?;
-    resp.into_json().with_context(|| format!("GET {url}: not the expected JSON"))
+    let next = resp.header("x-next-after").map(str::to_string);
+    let rows = resp.into_json().with_context(|| format!("GET {url}: not the expected JSON"))?;
+    Ok((rows, next))
+}
+
+/// Every flow: `/v1/flows` page after page, following the cursor.
+fn all_flows(api: &str) -> Result<Vec<FlowRow>> {
+    let mut rows: Vec<FlowRow> = Vec::new();
+    let mut path = "/v1/flows?limit=10000".to_string();
+    loop {
+        let (page, next): (Vec<FlowRow>, _) = get_page(api, &path)?;
+        rows.extend(page);
+        match next {
+            Some(cursor) => {
+                path = format!("/v1/flows?limit=10000&after={}", crate::agent::encode_path_segment(&cursor))
+            }
+            None => return Ok(rows),
+        }
+    }
 }
 
 pub enum Rows {
@@ -25,7 +48,7 @@ pub fn rows(what: ListWhat, api: &str) -> Result<Rows> {
         ListWhat::Backends => Rows::Backends(
             get::<Vec<ServiceView>>(api, "/v1/services")?.into_iter().flat_map(backend_rows).collect(),
         ),
-        ListWhat::Flows => Rows::Flows(get(api, "/v1/flows")?),
+        ListWhat::Flows => Rows::Flows(all_flows(api)?),
         ListWhat::Stats => bail!("`lb list stats` shows the XDP path's action and drop counters; the proxy path's counters are on {api}/metrics"),
     })
 }
