@@ -23,10 +23,11 @@ use super::{
     error::{ConfigError, Diagnostic, Source},
     model::{
         Backend, Checked, Config, Daemon, HealthCheck, Pool, Service, DEFAULT_WEIGHT, MAX_BACKENDS,
-        MAX_IDLE_PER_BACKEND, MAX_SERVICES, MAX_SERVICE_NAME_LEN, MAX_WEIGHT, MAX_WORKERS, MIN_FLOW_TABLE_SIZE,
+        MAX_HTTP_HEADER_SIZE, MAX_HTTP_HEADER_TIMEOUT, MAX_IDLE_PER_BACKEND, MAX_SERVICES, MAX_SERVICE_NAME_LEN,
+        MAX_WEIGHT, MAX_WORKERS, MIN_FLOW_TABLE_SIZE, MIN_HTTP_HEADER_SIZE,
     },
     ports::PortRange,
-    protection::{self, CircuitBreaker, RateLimit},
+    protection::{self, CircuitBreaker, ConnectionCaps, RateLimit},
     schema::{
         RawBackend, RawCircuitBreaker, RawConfig, RawDaemon, RawHealthCheck, RawPool, RawRateLimit, RawService,
         TextOrNumber,
@@ -119,6 +120,10 @@ impl Validator<'_> {
         });
         let drain_timeout =
             self.optional(raw.drain_timeout.as_ref(), default.drain_timeout, |v| positive_duration(v, "drain_timeout"));
+        let http_header_timeout =
+            self.optional(raw.http_header_timeout.as_ref(), default.http_header_timeout, http_header_timeout);
+        let http_max_header_size =
+            self.optional(raw.http_max_header_size.as_ref(), default.http_max_header_size, |&n| http_max_header_size(n));
         Some(Daemon {
             interface: interface?,
             mode: mode?,
@@ -136,6 +141,8 @@ impl Validator<'_> {
             workers: workers?,
             connect_timeout: connect_timeout?,
             drain_timeout: drain_timeout?,
+            http_header_timeout: http_header_timeout?,
+            http_max_header_size: http_max_header_size?,
         })
     }
 
@@ -155,6 +162,7 @@ impl Validator<'_> {
         let pool = self.pool(&raw.pool);
         let rate_limit = self.rate_limit(&raw.rate_limit);
         let circuit_breaker = self.circuit_breaker(&raw.circuit_breaker);
+        let connection_caps = self.connection_caps(raw);
         let backends = self.backends(&raw.backends, vip, forwarding);
         Some(Service {
             name: name?,
@@ -167,6 +175,7 @@ impl Validator<'_> {
             pool: pool?,
             rate_limit: rate_limit?,
             circuit_breaker: circuit_breaker?,
+            connection_caps: connection_caps?,
             backends: backends?,
         })
     }
@@ -269,6 +278,16 @@ impl Validator<'_> {
             return (r, None);
         }
         (r, b)
+    }
+
+    fn connection_caps(&mut self, raw: &RawService) -> Option<ConnectionCaps> {
+        let per_service = self.optional(raw.max_client_connections.as_ref(), 0, |&n| {
+            protection::connection_cap(n, "max_client_connections")
+        });
+        let per_source = self.optional(raw.max_connections_per_source.as_ref(), 0, |&n| {
+            protection::connection_cap(n, "max_connections_per_source")
+        });
+        Some(ConnectionCaps { per_service: per_service?, per_source: per_source? })
     }
 
     fn circuit_breaker(&mut self, raw: &RawCircuitBreaker) -> Option<CircuitBreaker> {
@@ -610,6 +629,30 @@ fn workers(workers: u32) -> Result<u32, String> {
 fn max_idle_per_backend(n: u32) -> Result<u32, String> {
     if n > MAX_IDLE_PER_BACKEND {
         return Err(format!("max_idle_per_backend {n} is too large; the maximum is {MAX_IDLE_PER_BACKEND}"));
+    }
+    Ok(n)
+}
+
+/// Not zero (a head cannot arrive in no time), and bounded: a long wait is what a slow
+/// client needs to hold a socket.
+fn http_header_timeout(value: &TextOrNumber) -> Result<Duration, String> {
+    let timeout = positive_duration(value, "http_header_timeout")?;
+    if timeout > MAX_HTTP_HEADER_TIMEOUT {
+        return Err(format!(
+            "http_header_timeout {} is too long; the maximum is {}",
+            format_duration(timeout),
+            format_duration(MAX_HTTP_HEADER_TIMEOUT)
+        ));
+    }
+    Ok(timeout)
+}
+
+fn http_max_header_size(n: u32) -> Result<u32, String> {
+    if !(MIN_HTTP_HEADER_SIZE..=MAX_HTTP_HEADER_SIZE).contains(&n) {
+        return Err(format!(
+            "http_max_header_size {n} is out of range; it must be between {MIN_HTTP_HEADER_SIZE} and \
+             {MAX_HTTP_HEADER_SIZE} bytes"
+        ));
     }
     Ok(n)
 }
