@@ -54,7 +54,7 @@ impl ClientShared {
     /// The verdict on the head of the request hyper has just handed over (None: the
     /// scanner lost track, so nothing is known about it).
     pub fn next_verdict(&self) -> Option<HeadVerdict> {
-        self.scanner().take_verdicts().next()
+        self.scanner().next_verdict()
     }
 
     /// Part of a request head was read and its end was not: what tells a header timeout

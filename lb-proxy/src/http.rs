@@ -414,6 +414,15 @@ async fn exchange(
             Some(c) => c,
             None => match connect_upstream(&slot, ctx, timeout).await {
                 Ok(c) => c,
+                Err(e) if outcome::is_local(&e) => {
+                    if slot.may_warn() {
+                        warn!(service = %ctx.name, %backend, "connect failed here, not at the backend: {e}");
+                    }
+                    return Ok(text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "503 Service Unavailable: the proxy is out of resources (descriptors or buffers)\n",
+                    ));
+                }
                 Err(e) => {
                     slot.stats.connect_failures_total.fetch_add(1, Ordering::Relaxed);
                     outcome::failed(&slot.stats);
