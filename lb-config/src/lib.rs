@@ -34,8 +34,8 @@ pub use enums::{
 };
 pub use error::{ConfigError, Diagnostic, Position};
 pub use model::{
-    Backend, Checked, Config, Daemon, HealthCheck, Pool, Service, DEFAULT_WEIGHT, MAX_BACKENDS, MAX_IDLE_PER_BACKEND,
-    MAX_HTTP_HEADER_SIZE, MAX_HTTP_HEADER_TIMEOUT, MAX_SERVICES, MAX_SERVICE_NAME_LEN, MAX_WEIGHT, MAX_WORKERS,
+    Backend, Checked, Config, Daemon, HealthCheck, Pool, Service, DEFAULT_WEIGHT, MAX_BACKENDS, MAX_HTTP_HEADER_SIZE,
+    MAX_HTTP_HEADER_TIMEOUT, MAX_IDLE_PER_BACKEND, MAX_SERVICES, MAX_SERVICE_NAME_LEN, MAX_WEIGHT, MAX_WORKERS,
     MIN_FLOW_TABLE_SIZE, MIN_HTTP_HEADER_SIZE,
 };
 pub use ports::{PortRange, PortRangeError};

@@ -123,7 +123,9 @@ impl Validator<'_> {
         let http_header_timeout =
             self.optional(raw.http_header_timeout.as_ref(), default.http_header_timeout, http_header_timeout);
         let http_max_header_size =
-            self.optional(raw.http_max_header_size.as_ref(), default.http_max_header_size, |&n| http_max_header_size(n));
+            self.optional(raw.http_max_header_size.as_ref(), default.http_max_header_size, |&n| {
+                http_max_header_size(n)
+            });
         Some(Daemon {
             interface: interface?,
             mode: mode?,

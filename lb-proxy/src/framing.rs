@@ -141,10 +141,12 @@ impl FramingScanner {
         let too_long = std::mem::replace(&mut self.line_too_long, false);
         match self.state {
             State::Head => self.head_line(&line, too_long),
-            State::ChunkSize => self.state = chunk_size(&line).map_or(State::Stopped, |n| match n {
-                0 => State::Trailers,
-                n => State::ChunkData(n),
-            }),
+            State::ChunkSize => {
+                self.state = chunk_size(&line).map_or(State::Stopped, |n| match n {
+                    0 => State::Trailers,
+                    n => State::ChunkData(n),
+                })
+            }
             State::ChunkEnd => self.state = if line.is_empty() { State::ChunkSize } else { State::Stopped },
             State::Trailers if line.is_empty() => self.state = State::Head,
             _ => {}
@@ -191,9 +193,7 @@ impl FramingScanner {
 
     fn head_ended(&mut self) {
         let head = std::mem::take(&mut self.head);
-        self.verdicts.push_back(HeadVerdict {
-            conflicting_length: head.has_content_length && head.transfer_encoding,
-        });
+        self.verdicts.push_back(HeadVerdict { conflicting_length: head.has_content_length && head.transfer_encoding });
         self.state = if head.lost || head.may_switch || (head.transfer_encoding && !head.chunked) {
             State::Stopped
         } else if head.transfer_encoding {

@@ -403,11 +403,8 @@ impl Starved {
         let mut old = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
         // SAFETY: getrlimit/setrlimit write and read only the struct passed.
         assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut old) }, 0);
-        let highest = fd_list()
-            .iter()
-            .filter_map(|l| l.split(' ').next().and_then(|n| n.parse::<u64>().ok()))
-            .max()
-            .unwrap_or(0);
+        let highest =
+            fd_list().iter().filter_map(|l| l.split(' ').next().and_then(|n| n.parse::<u64>().ok())).max().unwrap_or(0);
         let low = libc::rlimit { rlim_cur: highest + 8, rlim_max: old.rlim_max };
         assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &low) }, 0);
         let mut fillers = Vec::new();
