@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::{AdminState, Algorithm, Config, Forwarding, Pool, Protocol, ProxyMode, RateLimit};
+use crate::{AdminState, Algorithm, Config, ConnectionCaps, Forwarding, Pool, Protocol, ProxyMode, RateLimit};
 
 /// A backend of a service: the key under which every source, check and breaker knows it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -142,6 +142,9 @@ pub struct DesiredService {
     pub pool: Pool,
     /// Proxy path only: connections at once per backend (0: no cap).
     pub max_connections: u32,
+    /// Proxy path only: client connections (UDP: sessions) at once, per service and per
+    /// source (0: no cap).
+    pub connection_caps: ConnectionCaps,
     pub backends: Vec<DesiredBackend>,
 }
 
@@ -155,6 +158,10 @@ pub struct PathSettings {
     pub udp_idle_timeout: Duration,
     /// Flows (XDP) or UDP sessions (proxy) tracked at once.
     pub flow_table_size: u32,
+    /// Proxy, HTTP mode: time for a request's head to arrive (zero: the config default).
+    pub http_header_timeout: Duration,
+    /// Proxy, HTTP mode: the largest request head in bytes (zero: the config default).
+    pub http_max_header_size: u32,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -174,6 +181,8 @@ impl Desired {
             tcp_idle_timeout: d.tcp_idle_timeout,
             udp_idle_timeout: d.udp_idle_timeout,
             flow_table_size: d.flow_table_size,
+            http_header_timeout: d.http_header_timeout,
+            http_max_header_size: d.http_max_header_size,
         };
         let services = cfg
             .services
@@ -188,6 +197,7 @@ impl Desired {
                 proxy_mode: s.proxy_mode,
                 pool: s.pool.clone(),
                 max_connections: s.circuit_breaker.max_connections,
+                connection_caps: s.connection_caps,
                 backends: s
                     .backends
                     .iter()

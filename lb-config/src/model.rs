@@ -69,6 +69,12 @@ pub struct Daemon {
     /// On shutdown the proxy stops accepting and lets in-flight connections finish for at
     /// most this long. Default 10s.
     pub drain_timeout: Duration,
+    /// HTTP mode: a request's head must arrive within this, counted from when the proxy
+    /// awaits it (accept, or the end of the previous response). Default 10s.
+    pub http_header_timeout: Duration,
+    /// HTTP mode: the largest request head (request line and headers) in bytes,
+    /// [`MIN_HTTP_HEADER_SIZE`] to [`MAX_HTTP_HEADER_SIZE`]. Default 65536.
+    pub http_max_header_size: u32,
 }
 
 impl Default for Daemon {
@@ -91,6 +97,8 @@ impl Default for Daemon {
             workers: 0,
             connect_timeout: Duration::from_secs(2),
             drain_timeout: Duration::from_secs(10),
+            http_header_timeout: Duration::from_secs(10),
+            http_max_header_size: 64 * 1024,
         }
     }
 }
@@ -119,6 +127,8 @@ pub struct Service {
     pub rate_limit: super::RateLimit,
     /// `[service.circuit_breaker]`
     pub circuit_breaker: super::CircuitBreaker,
+    /// `max_client_connections`, `max_connections_per_source` (proxy path).
+    pub connection_caps: super::ConnectionCaps,
     /// `[[service.backend]]`, in file order; may be empty (the service drops its traffic).
     pub backends: Vec<Backend>,
     /// Registrations whose backend address lies in one of these prefixes skip the address
@@ -212,6 +222,13 @@ pub const MIN_FLOW_TABLE_SIZE: u32 = 1024;
 pub const MAX_WORKERS: u32 = 1024;
 /// Largest `max_idle_per_backend`: each idle connection holds a socket on both ends.
 pub const MAX_IDLE_PER_BACKEND: u32 = 10_000;
+/// Smallest `http_max_header_size`: a request line and a `Host` header fit with room.
+pub const MIN_HTTP_HEADER_SIZE: u32 = 1024;
+/// Largest `http_max_header_size`: below the HTTP parser's read buffer (about 400 KiB), so
+/// the limit, not the buffer, is what a large head meets; far above what browsers send.
+pub const MAX_HTTP_HEADER_SIZE: u32 = 256 * 1024;
+/// Longest `http_header_timeout`: a longer wait only helps a slow client hold a socket.
+pub const MAX_HTTP_HEADER_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Most services: the data path's map sizes.
 pub const MAX_SERVICES: usize = lb_common::consts::MAX_SERVICES as usize;
 /// Most backends, all services together: the data path's map sizes.

@@ -53,6 +53,22 @@ impl Default for CircuitBreaker {
     }
 }
 
+/// `max_client_connections` and `max_connections_per_source`: client connections (TCP, both
+/// proxy modes) or UDP sessions open at once, for the whole service and per source address
+/// (IPv6: per /64). 0 = no cap. The proxy refuses one beyond either at accept.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnectionCaps {
+    pub per_service: u32,
+    pub per_source: u32,
+}
+
+pub(super) fn connection_cap(n: u32, key: &str) -> Result<u32, String> {
+    if n > MAX_RATE {
+        return Err(format!("{key} {n} is too large; the maximum is {MAX_RATE} (0: no cap)"));
+    }
+    Ok(n)
+}
+
 pub(super) fn rate(n: u32, key: &str) -> Result<u32, String> {
     if n > MAX_RATE {
         return Err(format!("{key} {n} is too large; the maximum is {MAX_RATE} (0: no limit)"));

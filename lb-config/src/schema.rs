@@ -71,6 +71,13 @@ pub(super) struct RawDaemon {
     /// `drain_timeout = "DURATION"`: on shutdown the proxy stops accepting and lets in-flight
     /// connections finish for at most this long; not zero; default `"10s"`.
     pub drain_timeout: Option<Spanned<TextOrNumber>>,
+    /// `http_header_timeout = "DURATION"`: `proxy_mode = "http"`: a request's head (request
+    /// line and headers) must arrive within this, counted from when the proxy awaits it; not
+    /// zero, at most 1h; default `"10s"`.
+    pub http_header_timeout: Option<Spanned<TextOrNumber>>,
+    /// `http_max_header_size = N`: `proxy_mode = "http"`: the largest request head in bytes,
+    /// 1024-262144; default 65536.
+    pub http_max_header_size: Option<Spanned<u32>>,
 }
 
 /// `[[service]]`
@@ -92,6 +99,12 @@ pub(super) struct RawService {
     pub forwarding: Option<Forwarding>,
     /// `proxy_mode = "l4" | "http"` (proxy path); default `"l4"`; `http` needs tcp.
     pub proxy_mode: Option<Spanned<ProxyMode>>,
+    /// `max_client_connections = N`: proxy path, client connections (UDP: sessions) open at
+    /// once for the whole service, 0-1000000; default 0 (no cap).
+    pub max_client_connections: Option<Spanned<u32>>,
+    /// `max_connections_per_source = N`: proxy path, the same per client address (IPv6: per
+    /// /64), 0-1000000; default 0 (no cap).
+    pub max_connections_per_source: Option<Spanned<u32>>,
     /// `[service.health_check]`: optional; every key has a default.
     #[serde(default)]
     pub health_check: RawHealthCheck,

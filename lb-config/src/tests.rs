@@ -259,6 +259,39 @@ vip = "172.20.0.100:80"
 max_idle_per_backend = 10001
 "#
         => "lb.toml:5:24: max_idle_per_backend 10001 is too large; the maximum is 10000";
+    zero_http_header_timeout_is_rejected_at_its_value:
+        "[daemon]\nhttp_header_timeout = \"0s\"\n"
+        => "lb.toml:2:23: http_header_timeout must be greater than 0";
+    http_header_timeout_over_an_hour_is_rejected_at_its_value:
+        "[daemon]\nhttp_header_timeout = \"61m\"\n"
+        => "lb.toml:2:23: http_header_timeout 1h1m is too long; the maximum is 1h";
+    http_max_header_size_below_1024_is_rejected_at_its_value:
+        "[daemon]\nhttp_max_header_size = 1023\n"
+        => "lb.toml:2:24: http_max_header_size 1023 is out of range; it must be between 1024 and 262144 bytes";
+    http_max_header_size_above_256_kib_is_rejected_at_its_value:
+        "[daemon]\nhttp_max_header_size = 262145\n"
+        => "lb.toml:2:24: http_max_header_size 262145 is out of range; it must be between 1024 and 262144 bytes";
+    max_connections_per_source_above_a_million_is_rejected_at_its_value:
+        r#"[[service]]
+name = "web"
+vip = "172.20.0.100:80"
+max_connections_per_source = 1000001
+"#
+        => "lb.toml:4:30: max_connections_per_source 1000001 is too large; the maximum is 1000000 (0: no cap)";
+    max_client_connections_above_a_million_is_rejected_at_its_value:
+        r#"[[service]]
+name = "web"
+vip = "172.20.0.100:80"
+max_client_connections = 2000000
+"#
+        => "lb.toml:4:26: max_client_connections 2000000 is too large; the maximum is 1000000 (0: no cap)";
+    negative_max_connections_per_source_is_a_type_error:
+        r#"[[service]]
+name = "web"
+vip = "172.20.0.100:80"
+max_connections_per_source = -1
+"#
+        => "lb.toml:4:30: invalid value: integer `-1`, expected u32";
     zero_pool_idle_timeout_is_rejected_at_its_value:
         r#"[[service]]
 name = "web"
@@ -351,6 +384,8 @@ fn contract_example_parses_with_every_value_as_written() {
     assert_eq!(daemon.workers, 0);
     assert_eq!(daemon.connect_timeout, secs(2));
     assert_eq!(daemon.drain_timeout, secs(10));
+    assert_eq!(daemon.http_header_timeout, secs(10));
+    assert_eq!(daemon.http_max_header_size, 65_536);
 
     assert_eq!(config.services.len(), 1);
     let web = &config.services[0];
@@ -371,6 +406,7 @@ fn contract_example_parses_with_every_value_as_written() {
     assert_eq!(check.unhealthy_threshold, 3);
 
     assert_eq!(web.pool, Pool::default());
+    assert_eq!(web.connection_caps, ConnectionCaps::default(), "no connection cap unless written");
 
     assert_eq!(web.backends, [Backend { address: addr("172.20.0.11:80"), weight: 1, state: AdminState::Ready }]);
 }
@@ -661,6 +697,35 @@ drain_timeout = "1m"
     assert_eq!(config.daemon.workers, 8);
     assert_eq!(config.daemon.connect_timeout, Duration::from_millis(500));
     assert_eq!(config.daemon.drain_timeout, secs(60));
+}
+
+#[test]
+fn http_limits_and_connection_caps_are_read() {
+    let config = parse(
+        r#"[daemon]
+http_header_timeout = "2500ms"
+http_max_header_size = 8192
+[[service]]
+name = "web"
+vip = "172.20.0.100:80"
+proxy_mode = "http"
+max_client_connections = 10000
+max_connections_per_source = 64
+[[service]]
+name = "dns"
+vip = "172.20.0.100:53"
+protocol = "udp"
+max_connections_per_source = 0
+"#,
+    );
+    assert_eq!(config.daemon.http_header_timeout, Duration::from_millis(2500));
+    assert_eq!(config.daemon.http_max_header_size, 8192);
+    assert_eq!(config.services[0].connection_caps, ConnectionCaps { per_service: 10_000, per_source: 64 });
+    assert_eq!(config.services[1].connection_caps, ConnectionCaps::default());
+    let desired = desired::Desired::from_config(&config);
+    assert_eq!(desired.settings.http_header_timeout, Duration::from_millis(2500));
+    assert_eq!(desired.settings.http_max_header_size, 8192);
+    assert_eq!(desired.services[0].connection_caps.per_source, 64);
 }
 
 #[test]

@@ -24,10 +24,11 @@ use super::{
     error::{ConfigError, Diagnostic, Source},
     model::{
         Backend, Checked, Config, Daemon, HealthCheck, Pool, Service, DEFAULT_WEIGHT, MAX_BACKENDS,
-        MAX_IDLE_PER_BACKEND, MAX_SERVICES, MAX_SERVICE_NAME_LEN, MAX_WEIGHT, MAX_WORKERS, MIN_FLOW_TABLE_SIZE,
+        MAX_HTTP_HEADER_SIZE, MAX_HTTP_HEADER_TIMEOUT, MAX_IDLE_PER_BACKEND, MAX_SERVICES, MAX_SERVICE_NAME_LEN,
+        MAX_WEIGHT, MAX_WORKERS, MIN_FLOW_TABLE_SIZE, MIN_HTTP_HEADER_SIZE,
     },
     ports::PortRange,
-    protection::{self, CircuitBreaker, RateLimit},
+    protection::{self, CircuitBreaker, ConnectionCaps, RateLimit},
     schema::{
         RawBackend, RawCircuitBreaker, RawConfig, RawDaemon, RawHealthCheck, RawPool, RawRateLimit, RawService,
         TextOrNumber,
@@ -120,6 +121,12 @@ impl Validator<'_> {
         });
         let drain_timeout =
             self.optional(raw.drain_timeout.as_ref(), default.drain_timeout, |v| positive_duration(v, "drain_timeout"));
+        let http_header_timeout =
+            self.optional(raw.http_header_timeout.as_ref(), default.http_header_timeout, http_header_timeout);
+        let http_max_header_size =
+            self.optional(raw.http_max_header_size.as_ref(), default.http_max_header_size, |&n| {
+                http_max_header_size(n)
+            });
         Some(Daemon {
             interface: interface?,
             mode: mode?,
@@ -137,6 +144,8 @@ impl Validator<'_> {
             workers: workers?,
             connect_timeout: connect_timeout?,
             drain_timeout: drain_timeout?,
+            http_header_timeout: http_header_timeout?,
+            http_max_header_size: http_max_header_size?,
         })
     }
 
@@ -157,6 +166,7 @@ impl Validator<'_> {
         let rate_limit = self.rate_limit(&raw.rate_limit);
         let circuit_breaker = self.circuit_breaker(&raw.circuit_breaker);
         self.breaker_needs_replies(&raw.circuit_breaker, forwarding, mode);
+        let connection_caps = self.connection_caps(raw);
         let backends = self.backends(&raw.backends, vip, forwarding);
         let allow_registration_from = self.registration_prefixes(&raw.allow_registration_from);
         Some(Service {
@@ -170,6 +180,7 @@ impl Validator<'_> {
             pool: pool?,
             rate_limit: rate_limit?,
             circuit_breaker: circuit_breaker?,
+            connection_caps: connection_caps?,
             backends: backends?,
             allow_registration_from: allow_registration_from?,
         })
@@ -299,6 +310,16 @@ impl Validator<'_> {
                  forge to eject a backend; use the active health_check, or forwarding = \"nat\"",
             );
         }
+    }
+
+    fn connection_caps(&mut self, raw: &RawService) -> Option<ConnectionCaps> {
+        let per_service = self.optional(raw.max_client_connections.as_ref(), 0, |&n| {
+            protection::connection_cap(n, "max_client_connections")
+        });
+        let per_source = self.optional(raw.max_connections_per_source.as_ref(), 0, |&n| {
+            protection::connection_cap(n, "max_connections_per_source")
+        });
+        Some(ConnectionCaps { per_service: per_service?, per_source: per_source? })
     }
 
     fn circuit_breaker(&mut self, raw: &RawCircuitBreaker) -> Option<CircuitBreaker> {
@@ -640,6 +661,30 @@ fn workers(workers: u32) -> Result<u32, String> {
 fn max_idle_per_backend(n: u32) -> Result<u32, String> {
     if n > MAX_IDLE_PER_BACKEND {
         return Err(format!("max_idle_per_backend {n} is too large; the maximum is {MAX_IDLE_PER_BACKEND}"));
+    }
+    Ok(n)
+}
+
+/// Not zero (a head cannot arrive in no time), and bounded: a long wait is what a slow
+/// client needs to hold a socket.
+fn http_header_timeout(value: &TextOrNumber) -> Result<Duration, String> {
+    let timeout = positive_duration(value, "http_header_timeout")?;
+    if timeout > MAX_HTTP_HEADER_TIMEOUT {
+        return Err(format!(
+            "http_header_timeout {} is too long; the maximum is {}",
+            format_duration(timeout),
+            format_duration(MAX_HTTP_HEADER_TIMEOUT)
+        ));
+    }
+    Ok(timeout)
+}
+
+fn http_max_header_size(n: u32) -> Result<u32, String> {
+    if !(MIN_HTTP_HEADER_SIZE..=MAX_HTTP_HEADER_SIZE).contains(&n) {
+        return Err(format!(
+            "http_max_header_size {n} is out of range; it must be between {MIN_HTTP_HEADER_SIZE} and \
+             {MAX_HTTP_HEADER_SIZE} bytes"
+        ));
     }
     Ok(n)
 }

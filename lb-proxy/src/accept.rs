@@ -1,7 +1,13 @@
 //! TCP listeners: accept, apply what every accepted connection meets whatever the mode
-//! (`[service.rate_limit]`: a new connection over it is refused at once, no backend
-//! contacted), then hand the connection to its service's mode: the l4 relay (`tcp`) or
-//! the HTTP proxy (`http`), each as its own tracked task.
+//! (the connection caps: one past them is reset at once; `[service.rate_limit]`: a new
+//! connection over it is refused, no backend contacted), then hand the connection to its
+//! service's mode: the l4 relay (`tcp`) or the HTTP proxy (`http`), each as its own
+//! tracked task holding the connection's slot in the caps.
+//!
+//! Accept errors (EMFILE when the process is out of descriptors, ENFILE, ENOBUFS) leave
+//! the connection in the kernel's queue: the loop logs once per streak and backs off
+//! (10 ms more per failure, at most `MAX_BACKOFF`), so it neither spins nor gives up, and
+//! accepts again as soon as descriptors are free.
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,11 +15,16 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, warn};
 
+use super::caps::ConnSlot;
 use super::http::{self, Refusal};
 use super::service::ServiceCtx;
 use super::tcp;
 use super::tracker::{TaskGuard, TaskKind};
 use lb_config::ProxyMode;
+
+const BACKOFF_STEP: Duration = Duration::from_millis(10);
+/// Longest pause after a failed accept: short, as the clients queued meanwhile wait it out.
+const MAX_BACKOFF: Duration = Duration::from_millis(200);
 
 /// Accepts until the service or the proxy stops.
 pub async fn accept_loop(listener: TcpListener, ctx: Arc<ServiceCtx>, _guard: TaskGuard) {
@@ -27,8 +38,9 @@ pub async fn accept_loop(listener: TcpListener, ctx: Arc<ServiceCtx>, _guard: Ta
         match accepted {
             Ok((stream, peer)) => {
                 failures = 0;
+                let Some(slot) = hold_slot(&ctx, &stream, peer) else { continue };
                 if let Some(stream) = admit(&ctx, stream, peer) {
-                    hand_over(stream, peer, &ctx);
+                    hand_over(stream, peer, slot, &ctx);
                 }
             }
             Err(e) => {
@@ -37,11 +49,27 @@ pub async fn accept_loop(listener: TcpListener, ctx: Arc<ServiceCtx>, _guard: Ta
                     warn!(service = %ctx.name, vip = %ctx.vip, "accept failed: {e}");
                 }
                 failures = failures.saturating_add(1);
-                tokio::time::sleep(Duration::from_millis(10 * failures.min(100) as u64)).await;
+                tokio::time::sleep((BACKOFF_STEP * failures).min(MAX_BACKOFF)).await;
             }
         }
     }
     debug!(service = %ctx.name, vip = %ctx.vip, "listener closed");
+}
+
+/// The connection's place in the service's connection caps; none left: reset at once
+/// (counted, logged at most once per 10 s with the count).
+fn hold_slot(ctx: &Arc<ServiceCtx>, stream: &TcpStream, peer: SocketAddr) -> Option<ConnSlot> {
+    match ctx.conns.admit(peer.ip()) {
+        Ok(slot) => Some(slot),
+        Err(scope) => {
+            ctx.service_stats.capped(scope);
+            if let Some(refused) = ctx.conns.refused() {
+                warn!(service = %ctx.name, client = %peer, scope = scope.as_str(), refused, open = ctx.conns.open(), "connection cap reached: new connections refused");
+            }
+            tcp::reset(stream);
+            None
+        }
+    }
 }
 
 /// The rate limit: the connection back if it may be served; else it is refused the
@@ -63,11 +91,15 @@ fn admit(ctx: &Arc<ServiceCtx>, stream: TcpStream, peer: SocketAddr) -> Option<T
 }
 
 /// The connection becomes its own task, served in its service's mode.
-fn hand_over(stream: TcpStream, peer: SocketAddr, ctx: &Arc<ServiceCtx>) {
+fn hand_over(stream: TcpStream, peer: SocketAddr, slot: ConnSlot, ctx: &Arc<ServiceCtx>) {
     let guard = ctx.track(TaskKind::Connection);
     let ctx = ctx.clone();
     match ctx.mode {
-        ProxyMode::L4 => tokio::spawn(tcp::serve(stream, peer, ctx, guard)),
-        ProxyMode::Http => tokio::spawn(http::serve(stream, peer, ctx, guard)),
+        ProxyMode::L4 => tokio::spawn(async move {
+            let _slot = slot;
+            tcp::serve(stream, peer, ctx, guard).await
+        }),
+        // The slot goes with the socket (into an upgrade's relay, too).
+        ProxyMode::Http => tokio::spawn(http::serve(stream, peer, slot, ctx, guard)),
     };
 }

@@ -9,11 +9,13 @@
 //! the connection becomes a byte relay (`upgrade`).
 //!
 //! Retries: a request that failed before any response byte is sent again, once, on a fresh
-//! connection, when its method is idempotent or it went out on a reused connection (the
-//! backend closed that idle connection as we sent), and its body can still be sent: bodies
-//! up to 64 KiB (`Content-Length`) are read whole first for that; larger or chunked ones
-//! stream and are retried only if hyper hands them back unsent. After a backend that refuses
-//! or times out the connect, the flow's next choice is tried, as in l4 mode.
+//! connection, when its method is idempotent (RFC 9110 §9.2.2) or none of it was written
+//! (hyper hands it back unsent: the pooled connection had closed), and its body can still
+//! be sent: bodies up to 64 KiB (`Content-Length`) are read whole first for that; larger or
+//! chunked ones stream and are retried only if hyper hands them back unsent. A POST or
+//! PATCH whose bytes went out is never sent twice: the backend may have acted on it, so the
+//! client gets the 502. After a backend that refuses or times out the connect (nothing
+//! sent), the flow's next choice is tried, as in l4 mode, whatever the method.
 //!
 //! Protection: the rate limit counts client connections (requests on an established
 //! keep-alive connection are never limited); one over it gets `429` and is closed. The
@@ -29,19 +31,20 @@ use std::time::Duration;
 
 use http_body_util::{BodyExt, Either, Full};
 use hyper::body::{Body, Bytes, Incoming};
-use hyper::header::{HeaderName, HeaderValue, HOST};
+use hyper::header::{HeaderName, HeaderValue, CONNECTION, HOST};
 use hyper::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tracing::{debug, warn};
 
+use super::caps::ConnSlot;
+use super::client::{answer_and_close, ClientIo, ClientShared};
 use super::headers::strip_hop_by_hop;
-use super::idle::Activity;
 use super::io::Metered;
 use super::outcome;
 use super::pool::{Conn, ReqBody, UpstreamBody, UpstreamPool};
 use super::service::ServiceCtx;
-use super::stats::{FlowEntry, ProxyFlow};
+use super::stats::{FlowEntry, HttpRejection, ProxyFlow};
 use super::table::{BackendSlot, NoBackend, Picked, Table, MAX_TRIES};
 use super::tracker::{TaskGuard, TaskKind};
 use super::upgrade;
@@ -52,43 +55,121 @@ pub type RespBody = Either<UpstreamBody, Full<Bytes>>;
 const IPPROTO_TCP: u8 = 6;
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
-/// Serves one client connection until it closes, goes idle for `tcp_idle_timeout`, or the
-/// proxy shuts down (then: the request in flight finishes, keep-alive ends).
-pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<ServiceCtx>, _guard: TaskGuard) {
+/// Serves one client connection until it closes, goes idle for `tcp_idle_timeout`, waits
+/// longer than `http_header_timeout` for a request head, or the proxy shuts down (then: the
+/// request in flight finishes, keep-alive ends). `slot`: its place in the connection caps,
+/// held as long as its socket is open.
+pub async fn serve(stream: TcpStream, peer: SocketAddr, slot: ConnSlot, ctx: Arc<ServiceCtx>, _guard: TaskGuard) {
     let _ = stream.set_nodelay(true);
     let vip = ctx.flow_vip(stream.local_addr().ok());
-    let idle = ctx.table.load().settings.tcp_idle_timeout;
-    let activity = Arc::new(Activity::new());
-    let io = TokioIo::new(Metered::client(stream, activity.clone()));
-    let svc_ctx = ctx.clone();
+    let settings = ctx.table.load().settings.clone();
+    let shared = Arc::new(ClientShared::default());
+    let io = TokioIo::new(ClientIo::new(stream, Some(slot), shared.clone()));
+    let (svc_ctx, svc_shared) = (ctx.clone(), shared.clone());
     let service = hyper::service::service_fn(move |req| {
-        let ctx = svc_ctx.clone();
-        async move { Ok::<_, Infallible>(forward(req, peer, vip, &ctx).await) }
+        let (ctx, shared) = (svc_ctx.clone(), svc_shared.clone());
+        async move { Ok::<_, Infallible>(handle(req, peer, vip, &ctx, &shared).await) }
     });
+    // The header timeout runs from when a head is awaited (accept, or the end of the
+    // previous response) to its end: a slow head is cut, and so is a keep-alive connection
+    // that sends no new request in that time. `max_header_size` is answered with 431 by
+    // hyper, as is a malformed head with 400.
     // With upgrades: after a 101 the connection leaves HTTP for `upgrade`'s relay.
-    let conn = hyper::server::conn::http1::Builder::new()
-        .keep_alive(true)
-        .half_close(true)
-        .serve_connection(io, service)
-        .with_upgrades();
-    tokio::pin!(conn);
+    let mut conn = Box::pin(
+        hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(settings.http_header_timeout)
+            .max_header_size(settings.http_max_header_size)
+            .keep_alive(true)
+            .half_close(true)
+            .serve_connection(io, service)
+            .with_upgrades(),
+    );
     let mut stopping = false;
-    loop {
+    let failed = loop {
         tokio::select! {
-            r = conn.as_mut() => {
-                if let Err(e) = r {
-                    debug!(service = %ctx.name, client = %peer, "client connection ended: {e}");
-                }
-                break;
-            }
+            r = conn.as_mut() => break r.err(),
             _ = ctx.stopped(), if !stopping => {
                 conn.as_mut().graceful_shutdown();
                 stopping = true;
             }
-            _ = activity.expired(idle) => break,
-            _ = ctx.killed() => break,
+            _ = shared.activity.expired(settings.tcp_idle_timeout) => break None,
+            _ = ctx.killed() => return,
+        }
+    };
+    let answer = match &failed {
+        Some(e) => refused_by_hyper(e, peer, &ctx, &shared),
+        // Our own refusal (`handle`): hyper sent it and closed.
+        None => shared.keeps_socket().then_some(&b""[..]),
+    };
+    let Some(answer) = answer else { return };
+    // The socket back from hyper, for the answer and a lingering close.
+    shared.keep_socket();
+    drop(conn);
+    if let Some(socket) = shared.take_socket() {
+        tokio::select! {
+            _ = answer_and_close(socket, answer) => {}
+            _ = ctx.killed() => {}
         }
     }
+}
+
+/// What the client still gets after hyper gave up on its connection with `e`: a 408 for a
+/// head cut by the header timeout; nothing more when hyper answered itself (431, 400) but
+/// a lingering close. None: the connection just closes (it failed, or it sent nothing
+/// within the header timeout).
+fn refused_by_hyper(
+    e: &hyper::Error,
+    peer: SocketAddr,
+    ctx: &ServiceCtx,
+    shared: &ClientShared,
+) -> Option<&'static [u8]> {
+    let (why, answer) = if e.is_timeout() {
+        if !shared.head_in_progress() {
+            debug!(service = %ctx.name, client = %peer, "no request within the header timeout: closed");
+            return None;
+        }
+        (HttpRejection::HeaderTimeout, REQUEST_TIMEOUT)
+    } else if e.is_parse_too_large() {
+        (HttpRejection::HeaderTooLarge, &b""[..])
+    } else if e.is_parse() {
+        (HttpRejection::Malformed, &b""[..])
+    } else {
+        debug!(service = %ctx.name, client = %peer, "client connection ended: {e}");
+        return None;
+    };
+    ctx.service_stats.http_rejected(why);
+    debug!(service = %ctx.name, client = %peer, reason = why.as_str(), "request refused: {e}");
+    Some(answer)
+}
+
+/// The answer to a head cut by the header timeout (hyper has none of its own).
+const REQUEST_TIMEOUT: &[u8] = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\
+    Content-Type: text/plain; charset=utf-8\r\nContent-Length: 61\r\n\r\n\
+    408 Request Timeout: the request head did not arrive in time\n";
+
+/// One request, as hyper hands it over: refused if its head had both `Content-Length` and
+/// `Transfer-Encoding` (400, and the connection closes: what follows cannot be trusted to
+/// be framed as the client meant), else forwarded.
+async fn handle(
+    req: Request<Incoming>,
+    client: SocketAddr,
+    vip: SocketAddr,
+    ctx: &Arc<ServiceCtx>,
+    shared: &ClientShared,
+) -> Response<RespBody> {
+    if shared.next_verdict().is_some_and(|v| v.conflicting_length) {
+        ctx.service_stats.http_rejected(HttpRejection::ConflictingLength);
+        debug!(service = %ctx.name, %client, "request with both Content-Length and Transfer-Encoding: 400");
+        shared.keep_socket();
+        let mut r = text(
+            StatusCode::BAD_REQUEST,
+            "400 Bad Request: both Content-Length and Transfer-Encoding (the request's length is ambiguous)\n",
+        );
+        r.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+        return r;
+    }
+    forward(req, client, vip, ctx).await
 }
 
 /// Why a client connection is answered without being proxied.
@@ -333,6 +414,15 @@ async fn exchange(
             Some(c) => c,
             None => match connect_upstream(&slot, ctx, timeout).await {
                 Ok(c) => c,
+                Err(e) if outcome::is_local(&e) => {
+                    if slot.may_warn() {
+                        warn!(service = %ctx.name, %backend, "connect failed here, not at the backend: {e}");
+                    }
+                    return Ok(text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "503 Service Unavailable: the proxy is out of resources (descriptors or buffers)\n",
+                    ));
+                }
                 Err(e) => {
                     slot.stats.connect_failures_total.fetch_add(1, Ordering::Relaxed);
                     outcome::failed(&slot.stats);
@@ -368,14 +458,21 @@ async fn exchange(
                 return Ok(respond(resp, conn, pool.clone(), active, entry));
             }
             Err(mut e) => {
-                match e.take_message() {
-                    Some(unsent) => out.body.put_back(unsent.into_body()),
+                // Hyper hands the request back only when none of it reached the socket.
+                let unsent = match e.take_message() {
+                    Some(unsent) => {
+                        out.body.put_back(unsent.into_body());
+                        true
+                    }
                     None => {
                         ctx.service_stats.pool_requests_total.fetch_add(1, Ordering::Relaxed);
+                        false
                     }
-                }
+                };
                 let error = e.into_error();
-                if !out.retried && out.body.available() && (out.idempotent || reused) {
+                // RFC 9110 §9.2.2: a request whose bytes went out may have been acted on; only
+                // an idempotent one may be sent twice.
+                if !out.retried && out.body.available() && (out.idempotent || unsent) {
                     out.retried = true;
                     if slot.cut.is_fired() {
                         // Its backend was just taken out: the retry goes to another one.

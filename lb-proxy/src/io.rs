@@ -1,5 +1,5 @@
-//! A TCP stream that notes its traffic: as activity (a client connection's idle timeout)
-//! and as byte counts (an upstream connection's `bytes_in` / `bytes_out`).
+//! An upstream TCP stream that counts its traffic as its backend's `bytes_in` /
+//! `bytes_out` (a client's side is `client::ClientIo`).
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -9,23 +9,17 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-use super::idle::Activity;
 use super::stats::BackendStats;
 
 pub struct Metered {
     stream: TcpStream,
-    activity: Option<Arc<Activity>>,
     /// Writes count as `bytes_in` (towards the backend), reads as `bytes_out`.
-    backend: Option<Arc<BackendStats>>,
+    backend: Arc<BackendStats>,
 }
 
 impl Metered {
-    pub fn client(stream: TcpStream, activity: Arc<Activity>) -> Self {
-        Metered { stream, activity: Some(activity), backend: None }
-    }
-
     pub fn upstream(stream: TcpStream, backend: Arc<BackendStats>) -> Self {
-        Metered { stream, activity: None, backend: Some(backend) }
+        Metered { stream, backend }
     }
 
     /// The stream itself, for a connection that leaves HTTP (an `Upgrade`): from then on
@@ -35,16 +29,9 @@ impl Metered {
     }
 
     fn note(&self, n: usize, read: bool) {
-        if n == 0 {
-            return;
-        }
-        if let Some(a) = &self.activity {
-            a.touch();
-        }
-        if let Some(b) = &self.backend {
-            let c = if read { &b.bytes_out } else { &b.bytes_in };
-            c.fetch_add(n as u64, Ordering::Relaxed);
-        }
+        let b = &self.backend;
+        let c = if read { &b.bytes_out } else { &b.bytes_in };
+        c.fetch_add(n as u64, Ordering::Relaxed);
     }
 }
 

@@ -7,12 +7,15 @@
 //! - `tcp`: l4 TCP relay (half-close, resets, connect and idle timeouts).
 //! - `udp` + `sessions`: l4 UDP with a session table.
 //! - `http` + `pool`: HTTP/1.1 proxy over pooled keep-alive upstream connections;
-//!   `headers`: the hop-by-hop headers it removes;
+//!   `client`: the client's socket as hyper holds it; `framing`: how each request arrived
+//!   (what hyper does not say); `headers`: the hop-by-hop headers it removes;
 //!   `upgrade`: an `Upgrade` (WebSocket) switched to a byte relay after the backend's 101.
 //! - `table`: the per-service selector, swapped on reconcile, and a new flow's picks;
 //!   `service`: what a service's tasks share; `signal`: what ends them; `stats`: counters
 //!   and metrics; `tracker`: every task counted.
 //! - `vip_lock`: one lb per VIP (`SO_REUSEPORT` would let a second daemon share it).
+//! - `caps`: `max_client_connections` / `max_connections_per_source`, the open connections
+//!   a service holds (every one a socket).
 //! - `limit`: `[service.rate_limit]` token buckets (per service, per source); `outcome`:
 //!   passive outcomes per backend for the controller's circuit breakers, read through
 //!   `outcomes`. The table carries the rest of the breaker: a half-open backend's one
@@ -22,6 +25,9 @@
 //! state. There, a backend that may no longer keep its flows (maintenance, down, gone) has
 //! its connections closed: the proxy's way of re-steering them.
 mod accept;
+mod caps;
+mod client;
+mod framing;
 mod headers;
 mod http;
 mod idle;
@@ -54,7 +60,9 @@ use tokio::runtime::Handle;
 use tracing::{debug, info, info_span, warn};
 
 pub use limit::{Scope, MAX_SOURCES};
-pub use stats::{BackendCounters, BackendStats, ProxyFlow, ProxyStats, ServiceCounters, ServiceStats, PATH_PROXY};
+pub use stats::{
+    BackendCounters, BackendStats, HttpRejection, ProxyFlow, ProxyStats, ServiceCounters, ServiceStats, PATH_PROXY,
+};
 pub use tracker::{TaskKind, TaskTracker};
 pub use vip_lock::VipBusy;
 
@@ -192,7 +200,7 @@ impl ProxyDataplane {
             let Some(sockets) = bound.remove(&s.name) else { continue };
             let settings = Arc::new(Settings::new(&desired.settings, s.pool.clone()));
             let key = key_of(s);
-            let (backends, limiter) = match self.services.remove(&s.name) {
+            let (backends, limiter, conns) = match self.services.remove(&s.name) {
                 Some(old) => {
                     // Listeners replaced: the old ones stop accepting; their connections go on
                     // (and are still cut with their backends, whose slots carry over).
@@ -201,11 +209,11 @@ impl ProxyDataplane {
                     if let Some(p) = &old.ctx.pool {
                         p.close();
                     }
-                    (old.backends, old.ctx.limiter.clone())
+                    (old.backends, old.ctx.limiter.clone(), old.ctx.conns.clone())
                 }
                 None => {
                     info!(service = %s.name, vip = %s.vip, protocol = %s.protocol, mode = ?key.mode, workers, "service listening");
-                    (HashMap::new(), Arc::new(RateLimiter::default()))
+                    (HashMap::new(), Arc::new(RateLimiter::default()), Arc::default())
                 }
             };
             let ctx = Arc::new(ServiceCtx {
@@ -226,6 +234,7 @@ impl ProxyDataplane {
                     .then(|| Arc::new(UpstreamPool::new(&settings.pool))),
                 sessions: (s.protocol == Protocol::Udp).then(|| Arc::new(Sessions::default())),
                 limiter,
+                conns,
             });
             ctx.service_stats.http.store(ctx.pool.is_some(), std::sync::atomic::Ordering::Relaxed);
             spawn_listeners(&ctx, sockets);
@@ -240,6 +249,7 @@ impl ProxyDataplane {
             let Some(rt) = self.services.get_mut(&s.name) else { continue };
             let settings = Arc::new(Settings::new(&desired.settings, s.pool.clone()));
             rt.ctx.limiter.configure(&s.rate_limit);
+            rt.ctx.conns.configure(&s.connection_caps);
             update_backends(rt, s, &self.stats, settings, s.max_connections);
         }
         self.stats.retain(

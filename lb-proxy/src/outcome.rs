@@ -6,6 +6,13 @@ use std::sync::Arc;
 
 use super::stats::BackendStats;
 
+/// An error of our own host, not of the backend: out of descriptors (EMFILE, ENFILE), of
+/// buffers (ENOBUFS) or memory. Never a backend's failed outcome, or under descriptor
+/// pressure the breaker would eject every healthy backend; and no use trying the next one.
+pub fn is_local(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM))
+}
+
 /// Counts one success.
 pub fn succeeded(stats: &BackendStats) {
     stats.succeeded_total.fetch_add(1, Ordering::Relaxed);

@@ -1,10 +1,11 @@
 //! What the tasks of one service share: its name and VIP, the current table, its counters,
-//! its rate limiter, and the two signals that end them (stop accepting; close everything
+//! its rate limiter and connection caps, and the two signals that end them (stop accepting; close everything
 //! now).
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
+use super::caps::ConnCounter;
 use super::limit::RateLimiter;
 use super::pool::UpstreamPool;
 use super::sessions::Sessions;
@@ -34,6 +35,8 @@ pub struct ServiceCtx {
     pub sessions: Option<Arc<Sessions>>,
     /// New-flow rate limit; outlives this context when the listeners are rebound.
     pub limiter: Arc<RateLimiter>,
+    /// Open client connections against the service's caps; kept like the limiter.
+    pub conns: Arc<ConnCounter>,
 }
 
 impl ServiceCtx {

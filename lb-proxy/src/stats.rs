@@ -58,6 +58,12 @@ pub struct ServiceStats {
     pub ratelimited_source_total: AtomicU64,
     /// New flows refused because every candidate backend was at `max_connections`.
     pub overflow_total: AtomicU64,
+    /// Client connections (UDP: sessions) refused at `max_client_connections`.
+    pub capped_service_total: AtomicU64,
+    /// Client connections (UDP: sessions) refused at `max_connections_per_source`.
+    pub capped_source_total: AtomicU64,
+    /// HTTP requests refused before reaching a backend, by reason.
+    pub http_rejected: [AtomicU64; HttpRejection::ALL.len()],
     /// The service is in HTTP mode (only those have pool series).
     pub http: std::sync::atomic::AtomicBool,
 }
@@ -71,6 +77,43 @@ pub struct ServiceCounters {
     pub ratelimited_service_total: u64,
     pub ratelimited_source_total: u64,
     pub overflow_total: u64,
+    pub capped_service_total: u64,
+    pub capped_source_total: u64,
+    /// Per `HttpRejection::ALL`.
+    pub http_rejected: [u64; HttpRejection::ALL.len()],
+}
+
+/// Why the HTTP mode refused a request itself (the `reason` label of
+/// `lb_proxy_http_rejected_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HttpRejection {
+    /// The head did not arrive within `http_header_timeout`: 408.
+    HeaderTimeout,
+    /// The head was larger than `http_max_header_size`: 431.
+    HeaderTooLarge,
+    /// Both `Content-Length` and `Transfer-Encoding`: 400.
+    ConflictingLength,
+    /// Anything else the parser refused (differing `Content-Length`s, obs-fold, a bad
+    /// header name, a bad request line): 400.
+    Malformed,
+}
+
+impl HttpRejection {
+    pub const ALL: [HttpRejection; 4] = [
+        HttpRejection::HeaderTimeout,
+        HttpRejection::HeaderTooLarge,
+        HttpRejection::ConflictingLength,
+        HttpRejection::Malformed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpRejection::HeaderTimeout => "header_timeout",
+            HttpRejection::HeaderTooLarge => "header_too_large",
+            HttpRejection::ConflictingLength => "conflicting_length",
+            HttpRejection::Malformed => "malformed",
+        }
+    }
 }
 
 impl ServiceCounters {
@@ -108,6 +151,20 @@ impl ServiceStats {
         c.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts a connection (or session) refused at a connection cap.
+    pub fn capped(&self, scope: Scope) {
+        let c = match scope {
+            Scope::Service => &self.capped_service_total,
+            Scope::Source => &self.capped_source_total,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a request the HTTP mode refused itself.
+    pub fn http_rejected(&self, why: HttpRejection) {
+        self.http_rejected[why as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn snapshot(&self) -> ServiceCounters {
         ServiceCounters {
             pool_connections_opened_total: self.pool_connections_opened_total.load(Ordering::Relaxed),
@@ -116,6 +173,9 @@ impl ServiceStats {
             ratelimited_service_total: self.ratelimited_service_total.load(Ordering::Relaxed),
             ratelimited_source_total: self.ratelimited_source_total.load(Ordering::Relaxed),
             overflow_total: self.overflow_total.load(Ordering::Relaxed),
+            capped_service_total: self.capped_service_total.load(Ordering::Relaxed),
+            capped_source_total: self.capped_source_total.load(Ordering::Relaxed),
+            http_rejected: std::array::from_fn(|i| self.http_rejected[i].load(Ordering::Relaxed)),
         }
     }
 }
@@ -363,6 +423,34 @@ impl ProxyStats {
             "New flows refused because every backend was at max_connections.",
             every_service.iter().map(|(s, c, _)| {
                 sample("lb_proxy_overflow_total", &[("service", s), ("path", PATH_PROXY)], c.overflow_total)
+            }),
+        );
+        out.family(
+            "lb_proxy_connections_refused_total",
+            "counter",
+            "Client connections (UDP: sessions) refused at accept by max_client_connections (scope service) or max_connections_per_source (scope source).",
+            every_service.iter().flat_map(|(s, c, _)| {
+                [(Scope::Service, c.capped_service_total), (Scope::Source, c.capped_source_total)].map(|(scope, n)| {
+                    sample(
+                        "lb_proxy_connections_refused_total",
+                        &[("service", s), ("scope", scope.as_str()), ("path", PATH_PROXY)],
+                        n,
+                    )
+                })
+            }),
+        );
+        out.family(
+            "lb_proxy_http_rejected_total",
+            "counter",
+            "HTTP requests the proxy refused before any backend saw them, by reason.",
+            services.iter().flat_map(|(s, c)| {
+                HttpRejection::ALL.map(|why| {
+                    sample(
+                        "lb_proxy_http_rejected_total",
+                        &[("service", s), ("reason", why.as_str()), ("path", PATH_PROXY)],
+                        c.http_rejected[why as usize],
+                    )
+                })
             }),
         );
         out.into_string()

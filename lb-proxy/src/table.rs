@@ -30,6 +30,10 @@ pub struct Settings {
     /// Most UDP sessions per service (the flow table's size: the XDP path's bound too).
     pub max_udp_sessions: usize,
     pub pool: Pool,
+    /// HTTP mode: a request head must arrive within this.
+    pub http_header_timeout: Duration,
+    /// HTTP mode: the largest request head, in bytes.
+    pub http_max_header_size: usize,
 }
 
 impl Settings {
@@ -40,6 +44,15 @@ impl Settings {
             udp_idle_timeout: d.udp_idle_timeout,
             max_udp_sessions: d.flow_table_size as usize,
             pool,
+            // Zero: settings not from a config file; the config's defaults then.
+            http_header_timeout: match d.http_header_timeout {
+                t if t.is_zero() => lb_config::Daemon::default().http_header_timeout,
+                t => t,
+            },
+            http_max_header_size: match d.http_max_header_size {
+                0 => lb_config::Daemon::default().http_max_header_size as usize,
+                n => n as usize,
+            },
         }
     }
 }
@@ -232,6 +245,8 @@ mod tests {
             udp_idle_timeout: d,
             max_udp_sessions: 1,
             pool: Pool::default(),
+            http_header_timeout: d,
+            http_max_header_size: 1024,
         })
     }
 

@@ -61,6 +61,12 @@ async fn connect_backend(table: &Table, flow: &Flow, ctx: &ServiceCtx) -> Option
                 slot.stats.connections_total.fetch_add(1, Ordering::Relaxed);
                 return Some(Upstream { stream, slot, _active: active });
             }
+            Ok(Err(e)) if outcome::is_local(&e) => {
+                if slot.may_warn() {
+                    warn!(service = %ctx.name, backend = %address, "connect failed here, not at the backend: {e}; closing the client");
+                }
+                return None;
+            }
             Ok(Err(e)) => e.to_string(),
             Err(_) => format!("no answer within {timeout:?}"),
         };

@@ -4,8 +4,9 @@
 //! without traffic either way, when their backend is cut, or when the proxy stops (UDP has
 //! nothing in flight to drain).
 //!
-//! Protection: only a datagram that would open a session meets the rate limit (dropped
-//! when over it) and `max_connections` (sessions per backend); a session's outcome for
+//! Protection: only a datagram that would open a session meets the connection caps
+//! (`max_client_connections`, `max_connections_per_source`: sessions open at once), the rate
+//! limit (dropped when over either) and `max_connections` (sessions per backend); a session's outcome for
 //! the circuit breaker is its first reply, or ICMP port unreachable.
 //!
 //! A service on an unspecified VIP (`0.0.0.0:53`) answers from the address the kernel's
@@ -21,6 +22,7 @@ use std::time::Duration;
 use tokio::net::UdpSocket;
 use tracing::{debug, warn};
 
+use super::caps::ConnSlot;
 use super::listen;
 use super::service::ServiceCtx;
 use super::sessions::{Session, Sessions};
@@ -107,6 +109,17 @@ fn open(
             }
             return None;
         }
+        // The connection caps count sessions: every one holds a socket.
+        let held = match ctx.conns.admit(client.ip()) {
+            Ok(held) => held,
+            Err(scope) => {
+                ctx.service_stats.capped(scope);
+                if let Some(refused) = ctx.conns.refused() {
+                    warn!(service = %ctx.name, %client, scope = scope.as_str(), refused, open = ctx.conns.open(), "connection cap reached: datagrams that would open a session dropped");
+                }
+                return None;
+            }
+        };
         // Only a datagram that would open a session is limited: sessions already open never.
         if let Err(scope) = ctx.limiter.admit(client.ip()) {
             ctx.service_stats.ratelimited(scope);
@@ -122,7 +135,7 @@ fn open(
         let guard = ctx.track(TaskKind::Session);
         let idle = table.settings.udp_idle_timeout;
         debug!(service = %ctx.name, %client, %backend, "udp session open");
-        tokio::spawn(run(session.clone(), listener.clone(), client, ctx.clone(), idle, (guard, active, flow_entry)));
+        tokio::spawn(run(session.clone(), listener.clone(), client, ctx.clone(), idle, (guard, active, flow_entry, held)));
         Some(session)
     })
 }
@@ -163,7 +176,7 @@ async fn run(
     client: SocketAddr,
     ctx: Arc<ServiceCtx>,
     idle: Duration,
-    guards: (TaskGuard, ActiveGuard, FlowEntry),
+    guards: (TaskGuard, ActiveGuard, FlowEntry, ConnSlot),
 ) {
     let why = loop {
         tokio::select! {

@@ -19,6 +19,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tracing::debug;
 
+use super::client::{ClientIo, Socket};
 use super::headers::strip_hop_by_hop;
 use super::io::Metered;
 use super::pool::Conn;
@@ -129,11 +130,13 @@ async fn relay(
     };
     // The connection to the backend is the relay's now, not the HTTP client's.
     drop(conn);
-    let (Some((mut client, early_client)), Some((mut server, early_server))) = (stream_of(client), stream_of(backend))
+    let (Some((client, early_client)), Some((mut server, early_server))) = (client_of(client), stream_of(backend))
     else {
         debug!(service = %ctx.name, client = %peer, "upgraded connection of an unexpected type");
         return;
     };
+    // The client's socket keeps its place in the service's connection caps while it relays.
+    let Socket { stream: mut client, slot: _slot } = client;
     // Bytes either side sent right behind its head, read already with it.
     if !early_client.is_empty() {
         slot.stats.bytes_in.fetch_add(early_client.len() as u64, std::sync::atomic::Ordering::Relaxed);
@@ -148,10 +151,17 @@ async fn relay(
     tcp::relay(client, server, peer, &slot, &ctx, idle, None).await;
 }
 
-/// The TCP stream under an upgraded connection, and the bytes HTTP read past the head.
+/// The TCP stream under an upgraded backend connection, and the bytes HTTP read past the
+/// head.
 fn stream_of(upgraded: Upgraded) -> Option<(TcpStream, hyper::body::Bytes)> {
     let parts = upgraded.downcast::<TokioIo<Metered>>().ok()?;
     Some((parts.io.into_inner().into_stream(), parts.read_buf))
+}
+
+/// The same for the client's side: its socket, with its connection slot.
+fn client_of(upgraded: Upgraded) -> Option<(Socket, hyper::body::Bytes)> {
+    let parts = upgraded.downcast::<TokioIo<ClientIo>>().ok()?;
+    Some((parts.io.into_inner().into_socket()?, parts.read_buf))
 }
 
 #[cfg(test)]

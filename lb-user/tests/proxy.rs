@@ -931,11 +931,11 @@ fn http_request_on_a_connection_the_backend_just_closed_is_retried_once() {
         let dp = start(&config("", &http_service("web", vip, "", &[servers[0].addr])));
         let mut c = HttpClient::connect(vip).await;
         // Each request after the first finds a pooled connection that the backend closes on
-        // it: GET (idempotent) and POST (reused connection) are both sent again.
-        for (i, method) in ["GET", "GET", "POST", "GET", "POST"].iter().enumerate() {
-            let body = if *method == "POST" { "data" } else { "" };
-            let r = c.send(method, &format!("/r/{i}"), &[], body).await.unwrap();
-            assert_eq!(r.status, 200, "{method} {i}: {r:?}");
+        // it: a GET (idempotent) is sent again. (A POST whose bytes went out is not:
+        // `proxy_limits.rs`.)
+        for i in 0..5 {
+            let r = c.send("GET", &format!("/r/{i}"), &[], "").await.unwrap();
+            assert_eq!(r.status, 200, "GET {i}: {r:?}");
         }
         assert_eq!(servers[0].requests.load(Ordering::SeqCst), 5);
         drop(c);

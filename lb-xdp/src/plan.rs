@@ -326,6 +326,7 @@ mod tests {
                 proxy_mode: Default::default(),
                 pool: Default::default(),
                 max_connections: 0,
+                connection_caps: Default::default(),
                 backends,
             }],
             settings: Default::default(),

@@ -23,6 +23,7 @@ fn desired(services: &[(&str, &str, &[&str])]) -> (Desired, HostFacts) {
             proxy_mode: Default::default(),
             pool: Default::default(),
             max_connections: 0,
+            connection_caps: Default::default(),
             backends: backends
                 .iter()
                 .map(|b| {

@@ -123,6 +123,7 @@ pub fn service(name: &str, vip: SocketAddr, protocol: Protocol, backends: Vec<De
         proxy_mode: Default::default(),
         pool: Default::default(),
         max_connections: 0,
+        connection_caps: Default::default(),
         backends,
     }
 }
