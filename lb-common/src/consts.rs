@@ -88,8 +88,11 @@ pub const ACL_HAS_DENY: u8 = 2;
 /// `LB_ACL` values: what the longest matching prefix says.
 pub const ACL_ALLOW: u32 = 1;
 pub const ACL_DENY: u32 = 2;
-/// Source prefixes in `LB_ACL`, all services together.
-pub const MAX_ACL_ENTRIES: u32 = 16_384;
+/// Source prefixes (`allow` and `deny` together) per service.
+pub const MAX_ACL_PER_SERVICE: u32 = 1024;
+/// Source prefixes in `LB_ACL`, all services together (an LPM trie allocates per entry, so
+/// the cap costs nothing until used).
+pub const MAX_ACL_ENTRIES: u32 = MAX_SERVICES * MAX_ACL_PER_SERVICE;
 
 /// `VipAddrInfo` flags: the address also belongs to the host (the seed's LB-on-:8080 case),
 /// so traffic to it that is not for a VIP port must reach the kernel.

@@ -12,6 +12,7 @@
 //!
 //! Every error is a [`Diagnostic`] printed as `FILE:LINE:COL: message`.
 
+mod acl;
 pub mod desired;
 mod duration;
 mod enums;
@@ -28,6 +29,7 @@ mod tests;
 
 use std::path::Path;
 
+pub use acl::{Cidr, SourceAcl};
 pub use duration::{format_duration, parse_duration, DurationError};
 pub use enums::{
     AdminState, Algorithm, Forwarding, HealthCheckType, Mode, Protocol, ProxyMode, UnknownKeyword, XdpAttach,
@@ -35,7 +37,8 @@ pub use enums::{
 pub use error::{ConfigError, Diagnostic, Position};
 pub use model::{
     Backend, Checked, Config, Daemon, HealthCheck, Pool, Service, DEFAULT_WEIGHT, MAX_BACKENDS, MAX_IDLE_PER_BACKEND,
-    MAX_SERVICES, MAX_SERVICE_NAME_LEN, MAX_WEIGHT, MAX_WORKERS, MIN_FLOW_TABLE_SIZE,
+    MAX_ACL_PER_SERVICE, MAX_SERVICES, MAX_SERVICE_NAME_LEN, MAX_SOFT_TIMEOUT, MAX_WEIGHT, MAX_WORKERS,
+    MIN_FLOW_TABLE_SIZE,
 };
 pub use ports::{PortRange, PortRangeError};
 pub use protection::{CircuitBreaker, RateLimit, MAX_RATE};

@@ -107,6 +107,27 @@ vip = "172.20.0.100:80"
 health_check = { interval = "2sec" }
 "#
         => "lb.toml:4:29: unknown duration unit \"sec\" in \"2sec\"; use ms, s, m or h";
+    zero_handshake_timeout_is_rejected_at_its_value:
+        "[daemon]\ntcp_handshake_timeout = \"0s\"\n"
+        => "lb.toml:2:25: tcp_handshake_timeout must be greater than 0";
+    long_handshake_timeout_is_rejected_at_its_value:
+        "[daemon]\ntcp_handshake_timeout = \"2m\"\n"
+        => "lb.toml:2:25: tcp_handshake_timeout 2m is too long; the maximum is 1m";
+    long_unreplied_timeout_is_rejected_at_its_value:
+        "[daemon]\nudp_unreplied_timeout = \"90s\"\n"
+        => "lb.toml:2:25: udp_unreplied_timeout 1m30s is too long; the maximum is 1m";
+    unitless_unreplied_timeout_is_rejected_at_its_value:
+        "[daemon]\nudp_unreplied_timeout = 5\n"
+        => "lb.toml:2:25: duration needs a unit, e.g. \"2s\"";
+    source_prefix_with_host_bits_is_rejected_at_the_prefix:
+        "[[service]]\nname = \"web\"\nvip = \"172.20.0.100:80\"\nallow = [\"10.0.0.0/8\", \"192.168.1.1/24\"]\n"
+        => "lb.toml:4:24: \"192.168.1.1/24\" has host bits set; the prefix is \"192.168.1.0/24\"";
+    source_prefix_too_long_is_rejected_at_the_prefix:
+        "[[service]]\nname = \"web\"\nvip = \"172.20.0.100:80\"\ndeny = [\"fd00::/129\"]\n"
+        => "lb.toml:4:9: invalid prefix length in \"fd00::/129\": expected 0 to 128";
+    source_prefix_not_an_address_is_rejected_at_the_prefix:
+        "[[service]]\nname = \"web\"\nvip = \"172.20.0.100:80\"\ndeny = [\"example.com\"]\n"
+        => "lb.toml:4:9: invalid address prefix \"example.com\": expected e.g. \"10.0.0.0/8\" or \"fd00::/16\"";
     zero_idle_timeout_is_rejected_at_its_value:
         "[daemon]\nudp_idle_timeout = \"0s\"\n"
         => "lb.toml:2:20: udp_idle_timeout must be greater than 0";
@@ -1142,6 +1163,29 @@ const PROTECTED: &str = r#"[[service]]
 name = "web"
 vip = "172.20.0.100:80"
 "#;
+
+#[test]
+fn handshake_and_unreplied_timeouts_default_to_five_seconds_and_parse() {
+    let d = parse(PROTECTED).daemon;
+    assert_eq!((d.tcp_handshake_timeout, d.udp_unreplied_timeout), (secs(5), secs(5)));
+    let d = parse(&format!("[daemon]\ntcp_handshake_timeout = \"3s\"\nudp_unreplied_timeout = \"500ms\"\n{PROTECTED}"))
+        .daemon;
+    assert_eq!((d.tcp_handshake_timeout, d.udp_unreplied_timeout), (secs(3), Duration::from_millis(500)));
+}
+
+#[test]
+fn source_lists_parse_both_families_and_default_to_empty() {
+    assert!(parse(PROTECTED).services[0].acl.is_empty());
+    let acl = parse(&format!("{PROTECTED}allow = [\"10.0.0.0/8\", \"fd00::/16\"]\ndeny = [\"10.1.0.0/16\", \"192.0.2.7\"]\n"))
+        .services[0]
+        .acl
+        .clone();
+    assert_eq!(acl.allow.len(), 2);
+    assert_eq!(acl.deny[1].to_string(), "192.0.2.7/32");
+    assert!(acl.permits("10.2.0.1".parse().unwrap()) && !acl.permits("10.1.0.1".parse().unwrap()));
+    let many: Vec<String> = (0..1025).map(|i| format!("\"10.{}.{}.0/24\"", i / 256, i % 256)).collect();
+    assert!(error(&format!("{PROTECTED}deny = [{}]\n", many.join(", "))).contains("at most 1024"));
+}
 
 #[test]
 fn rate_limit_and_circuit_breaker_are_off_unless_written() {
