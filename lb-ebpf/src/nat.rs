@@ -43,9 +43,10 @@ struct Claim {
 }
 
 /// Claims only need to outlive the few instructions between a CPU's look at a stale entry
-/// and its overwrite; an LRU keeps the newest. Private to the program, never pinned.
+/// and its overwrite; an LRU keeps the newest. The value is the claimant's own entry
+/// version. Private to the program, never pinned.
 #[map]
-static LB_SNAT_CLAIMS: LruHashMap<Claim, u8> = LruHashMap::with_max_entries(8192, 0);
+static LB_SNAT_CLAIMS: LruHashMap<Claim, u32> = LruHashMap::with_max_entries(8192, 0);
 
 /// This CPU's scratch entry, for a new flow to fill before `allocate` records it.
 #[inline(always)]
@@ -147,7 +148,7 @@ pub fn allocate(
 #[inline(always)]
 fn reclaim(nk: &NatKey, version: u32, value: &NatValue) -> bool {
     let claim = Claim { nat: *nk, version };
-    if LB_SNAT_CLAIMS.insert(&claim, &0, BPF_NOEXIST as u64).is_err() {
+    if LB_SNAT_CLAIMS.insert(&claim, &value.version, BPF_NOEXIST as u64).is_err() {
         return false;
     }
     match LB_NAT.get_ptr(nk) {
