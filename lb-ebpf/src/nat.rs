@@ -145,7 +145,8 @@ pub fn allocate(
 
 /// Take over the stale entry `nk` that had `version`: only if this CPU is the first to
 /// claim that version, and the entry still holds it (it was not evicted and taken anew).
-#[inline(always)]
+/// Out of line: its claim key gets a frame of its own, off the forwarding path's.
+#[inline(never)]
 fn reclaim(nk: &NatKey, version: u32, value: &NatValue) -> bool {
     let claim = Claim { nat: *nk, version };
     if LB_SNAT_CLAIMS.insert(&claim, &value.version, BPF_NOEXIST as u64).is_err() {

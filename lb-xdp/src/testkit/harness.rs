@@ -270,6 +270,11 @@ impl Harness {
     pub fn pin_path(&self) -> &std::path::Path {
         &self.pin
     }
+
+    /// A map of the program that is not pinned (a module's private one), by name.
+    pub fn private_map(&mut self, name: &str) -> &mut aya::maps::Map {
+        self.ebpf.map_mut(name).unwrap_or_else(|| panic!("the XDP object has no map {name}"))
+    }
 }
 
 fn empty_plan() -> Plan {
