@@ -57,11 +57,12 @@ pub struct MapSpec {
 /// by [`pinned_maps!`] wherever the table is expanded.
 pub mod prelude {
     pub use crate::consts::{
-        MAX_ACL_ENTRIES, MAX_BACKENDS, MAX_RATE_SOURCES, MAX_SERVICES, MAX_VIP_ADDRS, RING_GENERATIONS, RING_SIZE, SEQ_SIZE,
+        MAX_ACL_ENTRIES, MAX_BACKENDS, MAX_RATE_SOURCES, MAX_SERVICES, MAX_VIP_ADDRS, RING_GENERATIONS, RING_SIZE,
+        SEQ_SIZE,
     };
     pub use crate::maps::{
-        AclData, BackendInfo, BackendMeta, Counters, FlowKey, FlowState, GlobalConfig, NatKey, NatValue, Outcomes, ServiceMeta,
-        SourceKey, Trial, VipAddrKey, VipInfo, VipKey,
+        AclData, BackendInfo, BackendMeta, Counters, FlowKey, FlowState, GlobalConfig, NatKey, NatValue, Outcomes,
+        ServiceMeta, SourceKey, Trial, VipAddrKey, VipInfo, VipKey,
     };
     pub use crate::ratelimit::{Bucket, RateLimit};
     pub use crate::reason::{ACTION_COUNT, DROP_REASON_COUNT};

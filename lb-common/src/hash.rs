@@ -46,7 +46,14 @@ pub const fn flow_hash(src: &[u32; 4], dst: &[u32; 4], sport: u16, dport: u16, p
 /// flows that would collide on one) cannot be worked out from outside. Backend selection
 /// keeps `flow_hash`: every node must pick the same backend for a flow.
 #[inline(always)]
-pub const fn snat_probe_start(snat_seed: u32, src: &[u32; 4], dst: &[u32; 4], sport: u16, dport: u16, proto: u8) -> u32 {
+pub const fn snat_probe_start(
+    snat_seed: u32,
+    src: &[u32; 4],
+    dst: &[u32; 4],
+    sport: u16,
+    dport: u16,
+    proto: u8,
+) -> u32 {
     let h = hash_addr(fmix(snat_seed ^ SEED), src);
     let h = hash_addr(h, dst);
     let h = mix(h, ((sport as u32) << 16) | dport as u32);

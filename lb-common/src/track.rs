@@ -93,15 +93,7 @@ impl FlowState {
                 flags = FLOW_UNCONFIRMED;
             }
         }
-        FlowState {
-            last_seen_ns: now,
-            backend_id,
-            snat_port,
-            flags,
-            _pad: 0,
-            client_next: seg.end(),
-            server_next: 0,
-        }
+        FlowState { last_seen_ns: now, backend_id, snat_port, flags, _pad: 0, client_next: seg.end(), server_next: 0 }
     }
 
     /// A client's packet of this live flow. `forwarding` is the service's.
@@ -234,7 +226,15 @@ mod tests {
     fn a_spoofed_rst_or_fin_far_from_the_sequence_does_not_close() {
         let mut f = nat_handshake();
         assert_eq!(f.client_packet(PROTO_TCP, FWD_NAT, &seg(TCP_RST, 101 + 3 * SEQ_WINDOW, 0, 0), 3), Count::Same);
-        assert_eq!(f.client_packet(PROTO_TCP, FWD_NAT, &seg(TCP_FIN | TCP_ACK, 101u32.wrapping_sub(2 * SEQ_WINDOW), 5001, 0), 3), Count::Same);
+        assert_eq!(
+            f.client_packet(
+                PROTO_TCP,
+                FWD_NAT,
+                &seg(TCP_FIN | TCP_ACK, 101u32.wrapping_sub(2 * SEQ_WINDOW), 5001, 0),
+                3
+            ),
+            Count::Same
+        );
         assert_eq!(f.server_packet(PROTO_TCP, &seg(TCP_RST, 5001 + 2 * SEQ_WINDOW, 0, 0), 3), Count::Same);
         assert_eq!(f.flags & FLOW_CLOSING, 0);
         // The real FIN, after 1000 bytes of data, closes, and counts out once.

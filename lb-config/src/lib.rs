@@ -36,8 +36,8 @@ pub use enums::{
 };
 pub use error::{ConfigError, Diagnostic, Position};
 pub use model::{
-    Backend, Checked, Config, Daemon, HealthCheck, Pool, Service, DEFAULT_WEIGHT, MAX_BACKENDS, MAX_IDLE_PER_BACKEND,
-    MAX_ACL_PER_SERVICE, MAX_SERVICES, MAX_SERVICE_NAME_LEN, MAX_SOFT_TIMEOUT, MAX_WEIGHT, MAX_WORKERS,
+    Backend, Checked, Config, Daemon, HealthCheck, Pool, Service, DEFAULT_WEIGHT, MAX_ACL_PER_SERVICE, MAX_BACKENDS,
+    MAX_IDLE_PER_BACKEND, MAX_SERVICES, MAX_SERVICE_NAME_LEN, MAX_SOFT_TIMEOUT, MAX_WEIGHT, MAX_WORKERS,
     MIN_FLOW_TABLE_SIZE,
 };
 pub use ports::{PortRange, PortRangeError};

@@ -1176,8 +1176,10 @@ fn handshake_and_unreplied_timeouts_default_to_five_seconds_and_parse() {
 #[test]
 fn source_lists_parse_both_families_and_default_to_empty() {
     assert!(parse(PROTECTED).services[0].acl.is_empty());
-    let acl = parse(&format!("{PROTECTED}allow = [\"10.0.0.0/8\", \"fd00::/16\"]\ndeny = [\"10.1.0.0/16\", \"192.0.2.7\"]\n"))
-        .services[0]
+    let acl = parse(&format!(
+        "{PROTECTED}allow = [\"10.0.0.0/8\", \"fd00::/16\"]\ndeny = [\"10.1.0.0/16\", \"192.0.2.7\"]\n"
+    ))
+    .services[0]
         .acl
         .clone();
     assert_eq!(acl.allow.len(), 2);

@@ -240,6 +240,7 @@ impl ProxyDataplane {
             let Some(rt) = self.services.get_mut(&s.name) else { continue };
             let settings = Arc::new(Settings::new(&desired.settings, s.pool.clone()));
             rt.ctx.limiter.configure(&s.rate_limit);
+            rt.ctx.limiter.configure_acl(&s.acl);
             update_backends(rt, s, &self.stats, settings, s.max_connections);
         }
         self.stats.retain(

@@ -40,10 +40,7 @@ pub fn entries(service_id: u32, acl: &SourceAcl) -> Vec<(AclEntry, u32)> {
 fn entry(service_id: u32, c: &Cidr) -> AclEntry {
     let family = if c.addr.is_ipv4() { FAMILY_V4 } else { FAMILY_V6 };
     let (words, _) = ip_words(c.addr);
-    AclEntry {
-        prefix_len: AclData::prefix_len(family, c.bits as u32),
-        data: AclData::new(service_id, &words, family),
-    }
+    AclEntry { prefix_len: AclData::prefix_len(family, c.bits as u32), data: AclData::new(service_id, &words, family) }
 }
 
 /// The trie's answer for `ip`, computed the way the kernel's longest-prefix match does:
@@ -51,9 +48,7 @@ fn entry(service_id: u32, c: &Cidr) -> AclEntry {
 pub fn lookup(entries: &[(AclEntry, u32)], service_id: u32, ip: IpAddr, has_allow: bool) -> bool {
     let family = if ip.is_ipv4() { FAMILY_V4 } else { FAMILY_V6 };
     let key = AclData::new(service_id, &ip_words(ip).0, family);
-    let bits = |d: &AclData| -> u128 {
-        d.addr.iter().fold(0u128, |acc, w| (acc << 32) | u32::from_be(*w) as u128)
-    };
+    let bits = |d: &AclData| -> u128 { d.addr.iter().fold(0u128, |acc, w| (acc << 32) | u32::from_be(*w) as u128) };
     let best = entries
         .iter()
         .filter(|(e, _)| e.data.service_id_be == key.service_id_be)

@@ -181,7 +181,8 @@ impl MapStore for Maps {
     }
 
     fn acl(&self) -> Result<Vec<(AclEntry, u32)>> {
-        let rows: Vec<(Key<AclData>, u32)> = self.acl.iter().collect::<Result<_, _>>().with_context(|| reading(n::ACL))?;
+        let rows: Vec<(Key<AclData>, u32)> =
+            self.acl.iter().collect::<Result<_, _>>().with_context(|| reading(n::ACL))?;
         Ok(rows.into_iter().map(|(k, v)| (AclEntry { prefix_len: k.prefix_len(), data: k.data() }, v)).collect())
     }
 

@@ -268,9 +268,8 @@ fn icmp_errors_about_no_live_flow_are_not_translated() {
     let backend = "172.20.0.11:80";
     // Quoting a packet of a flow that never existed: no NAT entry.
     let quoted = Pkt::tcp("172.20.0.10:40000", backend, SYN).ip_packet();
-    let frag_needed = IcmpPkt::new("172.20.0.11", "172.20.0.10", 3, 4, [0, 0, 5, 0xdc], &quoted)
-        .macs(server_mac(1), LB_MAC)
-        .bytes();
+    let frag_needed =
+        IcmpPkt::new("172.20.0.11", "172.20.0.10", 3, 4, [0, 0, 5, 0xdc], &quoted).macs(server_mac(1), LB_MAC).bytes();
     assert_eq!(h.run(&frag_needed), (XDP_PASS, frag_needed.clone()));
     // Quoting a packet of a flow that is gone (its NAT entry is left behind).
     assert_eq!(h.run(&Pkt::tcp("172.20.0.2:51000", VIP, SYN).bytes()).0, XDP_TX);
@@ -317,8 +316,7 @@ fn sources_a_service_refuses_are_dropped_before_its_rate_limit() {
     assert_eq!(h.run(&Pkt::tcp("[fd00:20::66]:52000", "[fd00:20::100]:80", SYN).bytes()).0, XDP_DROP);
     assert_eq!(h.drops(DropReason::AclDenied), 4);
     assert_eq!(h.drops(DropReason::RateLimited), 0, "refused before the buckets: they are still full");
-    let per_service: Vec<u64> =
-        (0..2).map(|id| h.maps().acl_denied.get(&id, 0).unwrap().iter().sum::<u64>()).collect();
+    let per_service: Vec<u64> = (0..2).map(|id| h.maps().acl_denied.get(&id, 0).unwrap().iter().sum::<u64>()).collect();
     assert_eq!(per_service.iter().sum::<u64>(), 4);
     assert!(per_service.contains(&3) && per_service.contains(&1), "counted per service: {per_service:?}");
     // Allowed sources pass (the rate limit's burst of 2 still whole), on both services.
