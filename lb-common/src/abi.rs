@@ -20,12 +20,14 @@
 
 /// The layout of the pinned maps, stored in `LB_LAYOUT`. Bump it with any change to an
 /// existing row of [`pinned_maps!`] (see the module documentation).
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 
 /// Maps in the XDP object that are not part of the ABI: per-CPU scratch space private to the
 /// program (each module owns its own), never pinned and never read by the daemon. Listed so
 /// a test can tell them from a pinned map missing from the table.
-pub const SCRATCH_MAPS: &[&str] = &["LB_SCRATCH", "LB_SCRATCH_NAT", "LB_SCRATCH_RATE", "LB_SCRATCH_ICMP"];
+/// `LB_SNAT_CLAIMS` is private too: who reclaims a stale SNAT entry, for microseconds.
+pub const SCRATCH_MAPS: &[&str] =
+    &["LB_SCRATCH", "LB_SCRATCH_NAT", "LB_SCRATCH_RATE", "LB_SCRATCH_ICMP", "LB_SNAT_CLAIMS"];
 
 /// A map's kind, valued as the kernel's `bpf_map_type`, so a pin's type compares directly.
 /// Variant names are aya-ebpf's map types, which the table rows use.
@@ -36,6 +38,7 @@ pub enum MapKind {
     Array = 2,
     PerCpuArray = 6,
     LruHashMap = 9,
+    LpmTrie = 11,
 }
 
 /// One pinned map as the daemon checks it: a pin whose kind, key size, value size or
@@ -54,11 +57,12 @@ pub struct MapSpec {
 /// by [`pinned_maps!`] wherever the table is expanded.
 pub mod prelude {
     pub use crate::consts::{
-        MAX_BACKENDS, MAX_RATE_SOURCES, MAX_SERVICES, MAX_VIP_ADDRS, RING_GENERATIONS, RING_SIZE, SEQ_SIZE,
+        MAX_ACL_ENTRIES, MAX_BACKENDS, MAX_RATE_SOURCES, MAX_SERVICES, MAX_VIP_ADDRS, RING_GENERATIONS, RING_SIZE,
+        SEQ_SIZE,
     };
     pub use crate::maps::{
-        BackendInfo, BackendMeta, Counters, FlowKey, FlowState, GlobalConfig, NatKey, NatValue, Outcomes, ServiceMeta,
-        SourceKey, Trial, VipAddrKey, VipInfo, VipKey,
+        AclData, BackendInfo, BackendMeta, Counters, FlowKey, FlowState, GlobalConfig, NatKey, NatValue, Outcomes,
+        ServiceMeta, SourceKey, Trial, VipAddrKey, VipInfo, VipKey,
     };
     pub use crate::ratelimit::{Bucket, RateLimit};
     pub use crate::reason::{ACTION_COUNT, DROP_REASON_COUNT};
@@ -140,6 +144,11 @@ macro_rules! pinned_maps {
             LB_OUTCOMES (OUTCOMES, outcomes): PerCpuArray(u32 => Outcomes) [MAX_BACKENDS];
             /// Half-open circuit breakers' trial flows, per service id.
             LB_TRIALS (TRIALS, trials): Array(u32 => Trial) [MAX_SERVICES];
+            /// Each service's source `allow` / `deny` prefixes (`ACL_ALLOW`, `ACL_DENY`): the
+            /// longest match decides. The key is the trie's prefix length, then `AclData`.
+            LB_ACL (ACL, acl): LpmTrie(AclData => u32) [MAX_ACL_ENTRIES];
+            /// New flows refused by the service's `allow` / `deny` lists, per service id.
+            LB_ACL_DENIED (ACL_DENIED, acl_denied): PerCpuArray(u32 => u64) [MAX_SERVICES];
         }
     };
 }
@@ -150,7 +159,9 @@ macro_rules! map_specs {
         pub const PINNED_MAPS: &[MapSpec] = &[$(MapSpec {
             name: stringify!($name),
             kind: MapKind::$kind,
-            key_size: core::mem::size_of::<$k>() as u32,
+            // An LPM trie's key is its prefix length (a u32), then the row's key data.
+            key_size: core::mem::size_of::<$k>() as u32
+                + if matches!(MapKind::$kind, MapKind::LpmTrie) { 4 } else { 0 },
             value_size: core::mem::size_of::<$v>() as u32,
             max_entries: $cap,
         },)*];
@@ -229,7 +240,7 @@ mod tests {
     fn layout_fingerprint_is_recorded_with_its_version() {
         assert_eq!(
             (LAYOUT_VERSION, fingerprint()),
-            (1, 0x150f_f92f_f647_f8be),
+            (2, 0x1b8d_d063_cf1d_75c7),
             "the pinned-map table changed: see abi.rs on LAYOUT_VERSION"
         );
     }

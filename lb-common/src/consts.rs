@@ -55,6 +55,24 @@ pub const FLOW_CLOSING: u8 = 1;
 pub const FLOW_ANSWERED: u8 = 2;
 /// The client sent the SYN again before any answer: counted once as a failure.
 pub const FLOW_SYN_RETRIED: u8 = 4;
+/// Past the embryonic stage (see `track.rs`): a TCP handshake completed (nat: the client
+/// acknowledged the backend's SYN-ACK; dsr: a second client packet), a nat UDP flow got a
+/// reply, a dsr UDP flow saw a second client packet. Until then the flow lives only
+/// `tcp_handshake_timeout` / `udp_unreplied_timeout`.
+pub const FLOW_ESTABLISHED: u8 = 8;
+/// Opened by a segment that was not a SYN (dsr mid-stream pick-up, or a nat flow moved off
+/// its backend): not counted as active until a further plausible packet confirms it.
+pub const FLOW_UNCONFIRMED: u8 = 16;
+/// The backend sent a packet back (nat): `FlowState::server_next` is known.
+pub const FLOW_REPLIED: u8 = 32;
+/// The flow is counted in `LB_ACTIVE` (one `flow_opened` not yet matched by a
+/// `flow_closing`): only a flow counted in is ever counted out.
+pub const FLOW_COUNTED: u8 = 64;
+
+/// A TCP sequence (or acknowledgement) number is plausible for a flow when it lies within
+/// this distance of the next one expected (RFC 5961's idea, with the largest unscaled
+/// window): a blind sender hits it about once in 32768 tries.
+pub const SEQ_WINDOW: u32 = 65_535;
 
 /// `LB_RATELIMITED` index: `service_id * 2 + scope`.
 pub const RL_SCOPE_SERVICE: u32 = 0;
@@ -62,6 +80,19 @@ pub const RL_SCOPE_SOURCE: u32 = 1;
 pub const RL_SCOPE_NAMES: [&str; 2] = ["service", "source"];
 /// Per-source buckets (`LB_SOURCE_BUCKETS`, LRU): clients tracked at once, all services.
 pub const MAX_RATE_SOURCES: u32 = 65_536;
+
+/// `VipInfo::acl`: the service has source allow entries (a source matching none is
+/// refused) / deny entries in `LB_ACL`. Zero: no lookup at all.
+pub const ACL_HAS_ALLOW: u8 = 1;
+pub const ACL_HAS_DENY: u8 = 2;
+/// `LB_ACL` values: what the longest matching prefix says.
+pub const ACL_ALLOW: u32 = 1;
+pub const ACL_DENY: u32 = 2;
+/// Source prefixes (`allow` and `deny` together) per service.
+pub const MAX_ACL_PER_SERVICE: u32 = 1024;
+/// Source prefixes in `LB_ACL`, all services together (an LPM trie allocates per entry, so
+/// the cap costs nothing until used).
+pub const MAX_ACL_ENTRIES: u32 = MAX_SERVICES * MAX_ACL_PER_SERVICE;
 
 /// `VipAddrInfo` flags: the address also belongs to the host (the seed's LB-on-:8080 case),
 /// so traffic to it that is not for a VIP port must reach the kernel.

@@ -41,6 +41,26 @@ pub const fn flow_hash(src: &[u32; 4], dst: &[u32; 4], sport: u16, dport: u16, p
     fmix(h ^ 37)
 }
 
+/// Where a new nat flow's SNAT port probes start: the 5-tuple hashed from the daemon's
+/// random `snat_seed` instead of the public seed, so the ports a flow will try (and the
+/// flows that would collide on one) cannot be worked out from outside. Backend selection
+/// keeps `flow_hash`: every node must pick the same backend for a flow.
+#[inline(always)]
+pub const fn snat_probe_start(
+    snat_seed: u32,
+    src: &[u32; 4],
+    dst: &[u32; 4],
+    sport: u16,
+    dport: u16,
+    proto: u8,
+) -> u32 {
+    let h = hash_addr(fmix(snat_seed ^ SEED), src);
+    let h = hash_addr(h, dst);
+    let h = mix(h, ((sport as u32) << 16) | dport as u32);
+    let h = mix(h, proto as u32);
+    fmix(h ^ 37)
+}
+
 /// Hash of the client address alone: `source_hash` keeps a client on one backend.
 #[inline(always)]
 pub const fn source_hash(src: &[u32; 4]) -> u32 {
@@ -81,6 +101,15 @@ mod tests {
         assert_ne!(base, flow_hash(&[1, 0, 0, 0], &[2, 0, 0, 0], 3, 4, 17));
         // Swapping the ports is a different flow.
         assert_ne!(base, flow_hash(&[1, 0, 0, 0], &[2, 0, 0, 0], 4, 3, 6));
+    }
+
+    #[test]
+    fn snat_probes_depend_on_the_seed_and_not_only_on_the_flow_hash() {
+        let (src, dst) = ([1, 0, 0, 0], [2, 0, 0, 0]);
+        let a = snat_probe_start(1, &src, &dst, 3, 4, 6);
+        assert_ne!(a, snat_probe_start(2, &src, &dst, 3, 4, 6));
+        assert_ne!(a, flow_hash(&src, &dst, 3, 4, 6));
+        assert_ne!(a, snat_probe_start(1, &src, &dst, 5, 4, 6));
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod hash;
 pub mod maps;
 pub mod ratelimit;
 pub mod reason;
+pub mod track;
 
 #[cfg(any(feature = "std", test))]
 pub mod addr;

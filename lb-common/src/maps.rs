@@ -25,7 +25,9 @@ pub struct VipInfo {
     pub ring_gen: u32,
     pub algorithm: u8,
     pub forwarding: u8,
-    pub _pad: [u8; 2],
+    /// `ACL_HAS_ALLOW` | `ACL_HAS_DENY`: whether new flows look up `LB_ACL`.
+    pub acl: u8,
+    pub _pad: u8,
     /// Entries of the live `LB_SEQ` generation (0: no backend in rotation).
     pub seq_len: u32,
 }
@@ -68,7 +70,8 @@ pub struct FlowKey {
     pub _pad: [u8; 2],
 }
 
-/// Connection tracking entry: the backend a flow is pinned to.
+/// Connection tracking entry: the backend a flow is pinned to, and how far the flow got
+/// (`track.rs`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowState {
@@ -76,9 +79,13 @@ pub struct FlowState {
     pub backend_id: u32,
     /// SNAT source port (network order); 0 in dsr mode.
     pub snat_port: u16,
-    /// `FLOW_CLOSING` once a FIN or RST was seen.
+    /// `FLOW_*`: closing, established, unconfirmed, replied, counted, outcome bits.
     pub flags: u8,
     pub _pad: u8,
+    /// TCP: the next sequence number expected from the client (host order).
+    pub client_next: u32,
+    /// TCP, nat: the next sequence number expected from the backend, once `FLOW_REPLIED`.
+    pub server_next: u32,
 }
 
 /// Key of the reverse-NAT table: a backend's reply as it arrives at the LB's SNAT address.
@@ -107,6 +114,9 @@ pub struct NatValue {
     /// replies go back the way the request came.
     pub client_mac: [u8; 6],
     pub _pad: [u8; 2],
+    /// A random number drawn when the entry was written: a stale entry is reclaimed by the
+    /// one CPU that claims this version of it (`lb-ebpf/src/nat.rs`).
+    pub version: u32,
 }
 
 /// Data-path settings, the single entry of `LB_CONFIG`.
@@ -132,6 +142,16 @@ pub struct GlobalConfig {
     /// Non-zero once the daemon has written the entry.
     pub configured: u8,
     pub _pad: u8,
+    /// A TCP flow whose handshake has not completed lives this long without a packet.
+    pub tcp_handshake_ns: u64,
+    /// A UDP flow that has seen no reply (nat) or no second packet (dsr) lives this long.
+    pub udp_unreplied_ns: u64,
+    /// Keys the SNAT ports' probe order: drawn at random by each daemon at start, so the
+    /// port a flow will get cannot be computed from public constants.
+    pub snat_seed: u32,
+    /// The interface's own MAC: the source MAC of every frame the data path sends.
+    pub if_mac: [u8; 6],
+    pub _pad_mac: [u8; 6],
 }
 
 /// Per-service and per-backend counters (per CPU; readers sum them).
@@ -224,6 +244,37 @@ pub struct BackendMeta {
     pub _pad: [u8; 3],
 }
 
+/// Key data of `LB_ACL`, an LPM trie (its key is a prefix length, then this): a service's
+/// source prefix. The trie matches `SERVICE_BITS` bits of `service_id_be` (always all of
+/// them) then the address: an IPv6 address, or an IPv4 one mapped (`::ffff:a.b.c.d`), so
+/// IPv4 and IPv6 prefixes never match each other.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct AclData {
+    pub service_id_be: u32,
+    pub addr: [u32; 4],
+}
+
+impl AclData {
+    /// Prefix bits before the address: the service id.
+    pub const SERVICE_BITS: u32 = 32;
+    /// Prefix bits of the mapped IPv4 address's fixed part (`::ffff:`).
+    pub const V4_MAPPED_BITS: u32 = 96;
+
+    /// A client address (network order, as in `FlowKey`) of a service.
+    #[inline(always)]
+    pub fn new(service_id: u32, addr: &[u32; 4], family: u8) -> Self {
+        let addr = if family == FAMILY_V6 { *addr } else { [0, 0, 0xffff_u32.to_be(), addr[0]] };
+        AclData { service_id_be: service_id.to_be(), addr }
+    }
+
+    /// The trie prefix length of an address prefix of `bits` bits.
+    #[inline(always)]
+    pub fn prefix_len(family: u8, bits: u32) -> u32 {
+        Self::SERVICE_BITS + if family == FAMILY_V6 { bits } else { Self::V4_MAPPED_BITS + bits }
+    }
+}
+
 impl GlobalConfig {
     /// Is `port` (host order), on the SNAT address, possibly one of our nat flows: in
     /// `snat_ports`, or in the range before its last change (whose flows live on)? Any
@@ -237,14 +288,23 @@ impl GlobalConfig {
     /// How long a flow may sit idle before it counts as gone: the protocol's timeout, or the
     /// short closing one once a FIN or RST was seen. The data path, `lb list flows` and
     /// `lb explain` all decide liveness with this one rule.
+    /// A flow not yet established (`FLOW_ESTABLISHED`) gets the short handshake (TCP) or
+    /// unreplied (UDP) limit instead, if that is shorter.
     #[inline(always)]
     pub fn idle_limit_ns(&self, proto: u8, flow_flags: u8) -> u64 {
-        if proto != crate::consts::PROTO_TCP {
-            self.udp_idle_ns
-        } else if flow_flags & crate::consts::FLOW_CLOSING != 0 {
-            self.tcp_closing_ns
+        use crate::consts::{FLOW_CLOSING, FLOW_ESTABLISHED, PROTO_TCP};
+        let established = flow_flags & FLOW_ESTABLISHED != 0;
+        let (limit, embryonic) = if proto != PROTO_TCP {
+            (self.udp_idle_ns, self.udp_unreplied_ns)
+        } else if flow_flags & FLOW_CLOSING != 0 {
+            (self.tcp_closing_ns, self.tcp_handshake_ns)
         } else {
-            self.tcp_idle_ns
+            (self.tcp_idle_ns, self.tcp_handshake_ns)
+        };
+        if !established && embryonic < limit {
+            embryonic
+        } else {
+            limit
         }
     }
 }
@@ -285,6 +345,7 @@ mod pod {
     unsafe impl aya::Pod for SourceKey {}
     unsafe impl aya::Pod for Outcomes {}
     unsafe impl aya::Pod for Trial {}
+    unsafe impl aya::Pod for AclData {}
     unsafe impl aya::Pod for crate::ratelimit::Bucket {}
     unsafe impl aya::Pod for crate::ratelimit::RateLimit {}
 }
@@ -302,10 +363,11 @@ mod tests {
         assert_eq!(size_of::<VipAddrKey>(), 16 + 1 + 3);
         assert_eq!(size_of::<BackendInfo>(), 16 + 2 + 1 + 1 + 4 + 6 + 2);
         assert_eq!(size_of::<FlowKey>(), 16 + 16 + 2 + 2 + 1 + 1 + 2);
-        assert_eq!(size_of::<FlowState>(), 8 + 4 + 2 + 1 + 1);
+        assert_eq!(size_of::<FlowState>(), 8 + 4 + 2 + 1 + 1 + 4 + 4);
         assert_eq!(size_of::<NatKey>(), 16 + 2 + 2 + 1 + 1 + 2);
-        assert_eq!(size_of::<NatValue>(), 16 + 16 + 2 + 2 + 4 + 4 + 6 + 2);
-        assert_eq!(size_of::<GlobalConfig>(), 8 * 3 + 16 + 4 + 2 + 2 + 2 + 2 + 2 + 1 + 1);
+        assert_eq!(size_of::<NatValue>(), 16 + 16 + 2 + 2 + 4 + 4 + 6 + 2 + 4);
+        assert_eq!(size_of::<GlobalConfig>(), 8 * 3 + 16 + 4 + 2 + 2 + 2 + 2 + 2 + 1 + 1 + 8 + 8 + 4 + 6 + 6);
+        assert_eq!(size_of::<AclData>(), 4 + 16);
         assert_eq!(size_of::<Counters>(), 24);
         assert_eq!(size_of::<ServiceMeta>(), 48 + 20 + 4 + 4);
         assert_eq!(size_of::<BackendMeta>(), 12);
@@ -320,13 +382,36 @@ mod tests {
 #[cfg(test)]
 mod liveness_tests {
     use super::*;
-    use crate::consts::{FLOW_CLOSING, PROTO_TCP, PROTO_UDP};
+    use crate::consts::{FLOW_CLOSING, FLOW_ESTABLISHED, PROTO_TCP, PROTO_UDP};
+
+    fn cfg() -> GlobalConfig {
+        GlobalConfig {
+            tcp_idle_ns: 300,
+            udp_idle_ns: 30,
+            tcp_closing_ns: 10,
+            tcp_handshake_ns: 5,
+            udp_unreplied_ns: 3,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn embryonic_flows_live_only_their_handshake_or_unreplied_limit() {
+        let cfg = cfg();
+        let embryonic = FlowState { last_seen_ns: 1000, ..Default::default() };
+        assert!(embryonic.is_live(PROTO_TCP, 1005, &cfg));
+        assert!(!embryonic.is_live(PROTO_TCP, 1006, &cfg));
+        assert!(embryonic.is_live(PROTO_UDP, 1003, &cfg));
+        assert!(!embryonic.is_live(PROTO_UDP, 1004, &cfg));
+        let refused = FlowState { flags: FLOW_CLOSING, ..embryonic };
+        assert!(!refused.is_live(PROTO_TCP, 1006, &cfg), "closing never lengthens an embryonic flow");
+    }
 
     #[test]
     fn flows_live_until_their_protocols_idle_limit() {
-        let cfg = GlobalConfig { tcp_idle_ns: 300, udp_idle_ns: 30, tcp_closing_ns: 10, ..Default::default() };
-        let open = FlowState { last_seen_ns: 1000, ..Default::default() };
-        let closing = FlowState { flags: FLOW_CLOSING, ..open };
+        let cfg = cfg();
+        let open = FlowState { last_seen_ns: 1000, flags: FLOW_ESTABLISHED, ..Default::default() };
+        let closing = FlowState { flags: FLOW_CLOSING | FLOW_ESTABLISHED, ..open };
         assert!(open.is_live(PROTO_TCP, 1300, &cfg));
         assert!(!open.is_live(PROTO_TCP, 1301, &cfg));
         assert!(closing.is_live(PROTO_TCP, 1010, &cfg));
@@ -351,14 +436,15 @@ mod snat_port_tests {
         assert!(!changed.is_snat_port(19999) && !changed.is_snat_port(21000) && !changed.is_snat_port(25000));
     }
 
-    /// The previous range sits where an unused, always-zero field was, and nothing else
-    /// moved: pins written before it read as "no previous range" (no layout bump needed).
+    /// The fields a change of layout version 2 added sit after the older ones: nothing
+    /// that was there before moved.
     #[test]
-    fn the_previous_range_reuses_the_retired_field_and_moves_nothing() {
+    fn the_newer_fields_follow_the_older_ones() {
         use core::mem::offset_of;
         assert_eq!(offset_of!(GlobalConfig, snat_port_max), 46);
         assert_eq!(offset_of!(GlobalConfig, prev_snat_port_min), 48);
         assert_eq!(offset_of!(GlobalConfig, configured), 54);
-        assert_eq!(core::mem::size_of::<GlobalConfig>(), 56);
+        assert_eq!(offset_of!(GlobalConfig, tcp_handshake_ns), 56);
+        assert_eq!(core::mem::size_of::<GlobalConfig>(), 88);
     }
 }

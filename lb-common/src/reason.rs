@@ -24,9 +24,13 @@ pub enum DropReason {
     NotConfigured = 8,
     /// A new flow over its service's or its source's `rate_limit`.
     RateLimited = 9,
+    /// A nat TCP segment that is not a SYN, for no flow: only a SYN opens a nat flow.
+    NoFlow = 10,
+    /// A new flow from a source the service's `allow` / `deny` lists refuse.
+    AclDenied = 11,
 }
 
-pub const DROP_REASON_COUNT: u32 = 10;
+pub const DROP_REASON_COUNT: u32 = 12;
 
 pub const DROP_REASON_NAMES: [&str; DROP_REASON_COUNT as usize] = [
     "fragment",
@@ -39,6 +43,8 @@ pub const DROP_REASON_NAMES: [&str; DROP_REASON_COUNT as usize] = [
     "flow_insert_failed",
     "not_configured",
     "rate_limited",
+    "no_flow",
+    "acl_denied",
 ];
 
 /// XDP action names, indexed by the action's value (`XDP_ABORTED` = 0 ... `XDP_REDIRECT` = 4).

@@ -1,4 +1,5 @@
-//! Address prefixes (`"10.0.0.0/8"`, `"fd00::/8"`), as config keys write them.
+//! Address prefixes (`"10.0.0.0/8"`, `"fd00::/8"`, or a single address), as config keys
+//! write them: `allow_registration_from`, and the source lists `allow` / `deny`.
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
@@ -18,6 +19,11 @@ impl Cidr {
 
     pub fn prefix_len(&self) -> u8 {
         self.len
+    }
+
+    /// Is all of `other` inside this prefix?
+    pub fn covers(&self, other: &Cidr) -> bool {
+        other.len >= self.len && self.contains(other.network)
     }
 
     /// Does the prefix cover `ip`? An IPv4-mapped IPv6 address (`::ffff:10.0.0.1`) is
@@ -51,13 +57,16 @@ impl FromStr for Cidr {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
-        let expected = "expected ADDRESS/LENGTH, e.g. \"10.0.0.0/8\" or \"fd00::/8\"";
-        let (address, len) = text.split_once('/').ok_or_else(|| format!("invalid prefix {text:?}: {expected}"))?;
+        let expected = "expected ADDRESS/LENGTH or an address, e.g. \"10.0.0.0/8\" or \"fd00::1\"";
+        let (address, len) = match text.split_once('/') {
+            Some((address, len)) => (address, Some(len)),
+            None => (text, None),
+        };
         let network: IpAddr = address.parse().map_err(|_| format!("invalid prefix {text:?}: {expected}"))?;
         let max = if network.is_ipv4() { 32 } else { 128 };
+        // A single address is the prefix of its full length.
         let len: u8 = len
-            .parse()
-            .ok()
+            .map_or(Some(max), |l| l.parse().ok())
             .filter(|l| *l <= max)
             .ok_or_else(|| format!("invalid prefix {text:?}: the length must be 0 to {max}"))?;
         let exact = match network {
@@ -102,7 +111,7 @@ mod tests {
     #[test]
     fn bad_prefixes_say_why() {
         for (text, says) in [
-            ("10.0.0.0", "expected ADDRESS/LENGTH"),
+            ("example.com/8", "expected ADDRESS/LENGTH"),
             ("10.0.0/8", "expected ADDRESS/LENGTH"),
             ("10.0.0.0/33", "0 to 32"),
             ("fd00::/129", "0 to 128"),
@@ -113,5 +122,14 @@ mod tests {
             assert!(e.contains(says), "{text}: {e}");
         }
         assert_eq!(cidr("fd00::/8").to_string(), "fd00::/8");
+        assert_eq!(cidr("fd00::1").prefix_len(), 128, "a single address is its full-length prefix");
+        assert_eq!(cidr("10.0.0.1").to_string(), "10.0.0.1/32");
+    }
+
+    #[test]
+    fn a_prefix_covers_the_longer_prefixes_inside_it() {
+        assert!(cidr("10.0.0.0/8").covers(&cidr("10.1.0.0/16")));
+        assert!(!cidr("10.1.0.0/16").covers(&cidr("10.0.0.0/8")));
+        assert!(!cidr("0.0.0.0/0").covers(&cidr("fd00::/8")), "families never mix");
     }
 }

@@ -8,7 +8,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::{AdminState, Algorithm, Config, ConnectionCaps, Forwarding, Pool, Protocol, ProxyMode, RateLimit};
+use crate::{
+    AdminState, Algorithm, Config, ConnectionCaps, Forwarding, Pool, Protocol, ProxyMode, RateLimit, SourceAcl,
+};
 
 /// A backend of a service: the key under which every source, check and breaker knows it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -136,6 +138,8 @@ pub struct DesiredService {
     pub algorithm: Algorithm,
     pub forwarding: Forwarding,
     pub rate_limit: RateLimit,
+    /// Client prefixes new flows may come from (`allow` / `deny`).
+    pub acl: SourceAcl,
     /// Proxy path only: how connections are relayed.
     pub proxy_mode: ProxyMode,
     /// Proxy path only (`http` mode): the upstream keep-alive pool.
@@ -194,6 +198,7 @@ impl Desired {
                 algorithm: s.algorithm,
                 forwarding: s.forwarding,
                 rate_limit: s.rate_limit,
+                acl: s.acl.clone(),
                 proxy_mode: s.proxy_mode,
                 pool: s.pool.clone(),
                 max_connections: s.circuit_breaker.max_connections,

@@ -12,6 +12,7 @@
 //!
 //! Every error is a [`Diagnostic`] printed as `FILE:LINE:COL: message`.
 
+mod acl;
 mod cidr;
 pub mod desired;
 mod duration;
@@ -30,6 +31,7 @@ mod tests;
 
 use std::path::Path;
 
+pub use acl::SourceAcl;
 pub use cidr::{canonical as canonical_ip, Cidr};
 pub use duration::{format_duration, parse_duration, DurationError};
 pub use enums::{
@@ -37,9 +39,9 @@ pub use enums::{
 };
 pub use error::{ConfigError, Diagnostic, Position};
 pub use model::{
-    Backend, Checked, Config, Daemon, HealthCheck, Pool, Service, DEFAULT_WEIGHT, MAX_BACKENDS, MAX_HTTP_HEADER_SIZE,
-    MAX_HTTP_HEADER_TIMEOUT, MAX_IDLE_PER_BACKEND, MAX_SERVICES, MAX_SERVICE_NAME_LEN, MAX_WEIGHT, MAX_WORKERS,
-    MIN_FLOW_TABLE_SIZE, MIN_HTTP_HEADER_SIZE,
+    Backend, Checked, Config, Daemon, HealthCheck, Pool, Service, DEFAULT_WEIGHT, MAX_ACL_PER_SERVICE, MAX_BACKENDS,
+    MAX_HTTP_HEADER_SIZE, MAX_HTTP_HEADER_TIMEOUT, MAX_IDLE_PER_BACKEND, MAX_SERVICES, MAX_SERVICE_NAME_LEN,
+    MAX_SOFT_TIMEOUT, MAX_WEIGHT, MAX_WORKERS, MIN_FLOW_TABLE_SIZE, MIN_HTTP_HEADER_SIZE,
 };
 pub use ports::{PortRange, PortRangeError};
 pub use protection::{CircuitBreaker, ConnectionCaps, RateLimit, MAX_RATE};

@@ -61,6 +61,12 @@ pub struct Daemon {
     pub tcp_idle_timeout: Duration,
     /// Idle UDP flows expire after this. Default 30s.
     pub udp_idle_timeout: Duration,
+    /// A TCP flow whose handshake has not completed expires after this without a packet.
+    /// Default 5s; at most [`MAX_SOFT_TIMEOUT`].
+    pub tcp_handshake_timeout: Duration,
+    /// A UDP flow that has seen no reply expires after this without a packet. Default 5s;
+    /// at most [`MAX_SOFT_TIMEOUT`].
+    pub udp_unreplied_timeout: Duration,
     /// Proxy worker threads, and `SO_REUSEPORT` listeners per service. Default 0: one per
     /// CPU core; at most [`MAX_WORKERS`].
     pub workers: u32,
@@ -94,6 +100,8 @@ impl Default for Daemon {
             flow_table_size: 1 << 20,
             tcp_idle_timeout: Duration::from_secs(300),
             udp_idle_timeout: Duration::from_secs(30),
+            tcp_handshake_timeout: Duration::from_secs(5),
+            udp_unreplied_timeout: Duration::from_secs(5),
             workers: 0,
             connect_timeout: Duration::from_secs(2),
             drain_timeout: Duration::from_secs(10),
@@ -123,6 +131,8 @@ pub struct Service {
     pub health_check: HealthCheck,
     /// `[service.pool]`
     pub pool: Pool,
+    /// `allow` / `deny`: the client prefixes new flows may come from.
+    pub acl: super::SourceAcl,
     /// `[service.rate_limit]`
     pub rate_limit: super::RateLimit,
     /// `[service.circuit_breaker]`
@@ -229,6 +239,11 @@ pub const MIN_HTTP_HEADER_SIZE: u32 = 1024;
 pub const MAX_HTTP_HEADER_SIZE: u32 = 256 * 1024;
 /// Longest `http_header_timeout`: a longer wait only helps a slow client hold a socket.
 pub const MAX_HTTP_HEADER_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Longest `tcp_handshake_timeout` / `udp_unreplied_timeout`: they exist to free what
+/// unanswered flows hold, which a long one would not.
+pub const MAX_SOFT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Most `allow` and `deny` prefixes of one service together: the data path's trie size.
+pub const MAX_ACL_PER_SERVICE: usize = lb_common::consts::MAX_ACL_PER_SERVICE as usize;
 /// Most services: the data path's map sizes.
 pub const MAX_SERVICES: usize = lb_common::consts::MAX_SERVICES as usize;
 /// Most backends, all services together: the data path's map sizes.

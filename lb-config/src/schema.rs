@@ -62,6 +62,12 @@ pub(super) struct RawDaemon {
     pub tcp_idle_timeout: Option<Spanned<TextOrNumber>>,
     /// `udp_idle_timeout = "DURATION"`: idle UDP flows expire; default `"30s"`.
     pub udp_idle_timeout: Option<Spanned<TextOrNumber>>,
+    /// `tcp_handshake_timeout = "DURATION"`: a TCP flow whose handshake has not completed
+    /// expires after this without a packet; not zero, at most `"60s"`; default `"5s"`.
+    pub tcp_handshake_timeout: Option<Spanned<TextOrNumber>>,
+    /// `udp_unreplied_timeout = "DURATION"`: a UDP flow that has seen no reply expires
+    /// after this without a packet; not zero, at most `"60s"`; default `"5s"`.
+    pub udp_unreplied_timeout: Option<Spanned<TextOrNumber>>,
     /// `workers = N`: proxy worker threads, and `SO_REUSEPORT` listeners per service; 0 (the
     /// default) means one per CPU core; at most 1024.
     pub workers: Option<Spanned<u32>>,
@@ -111,6 +117,13 @@ pub(super) struct RawService {
     /// `[service.pool]`: optional; every key has a default.
     #[serde(default)]
     pub pool: RawPool,
+    /// `allow = ["CIDR", ...]`: client prefixes (IPv4 or IPv6) new flows may come from;
+    /// empty or left out: every address.
+    #[serde(default)]
+    pub allow: Vec<Spanned<String>>,
+    /// `deny = ["CIDR", ...]`: client prefixes refused; deny wins over allow.
+    #[serde(default)]
+    pub deny: Vec<Spanned<String>>,
     /// `[service.rate_limit]`: optional; nothing is limited unless written.
     #[serde(default)]
     pub rate_limit: RawRateLimit,

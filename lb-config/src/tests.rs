@@ -118,6 +118,27 @@ vip = "172.20.0.100:80"
 health_check = { interval = "2sec" }
 "#
         => "lb.toml:4:29: unknown duration unit \"sec\" in \"2sec\"; use ms, s, m or h";
+    zero_handshake_timeout_is_rejected_at_its_value:
+        "[daemon]\ntcp_handshake_timeout = \"0s\"\n"
+        => "lb.toml:2:25: tcp_handshake_timeout must be greater than 0";
+    long_handshake_timeout_is_rejected_at_its_value:
+        "[daemon]\ntcp_handshake_timeout = \"2m\"\n"
+        => "lb.toml:2:25: tcp_handshake_timeout 2m is too long; the maximum is 1m";
+    long_unreplied_timeout_is_rejected_at_its_value:
+        "[daemon]\nudp_unreplied_timeout = \"90s\"\n"
+        => "lb.toml:2:25: udp_unreplied_timeout 1m30s is too long; the maximum is 1m";
+    unitless_unreplied_timeout_is_rejected_at_its_value:
+        "[daemon]\nudp_unreplied_timeout = 5\n"
+        => "lb.toml:2:25: duration needs a unit, e.g. \"2s\"";
+    source_prefix_with_host_bits_is_rejected_at_the_prefix:
+        "[[service]]\nname = \"web\"\nvip = \"172.20.0.100:80\"\nallow = [\"10.0.0.0/8\", \"192.168.1.1/24\"]\n"
+        => "lb.toml:4:24: invalid prefix \"192.168.1.1/24\": bits are set past the length; did you mean \"192.168.1.0/24\"?";
+    source_prefix_too_long_is_rejected_at_the_prefix:
+        "[[service]]\nname = \"web\"\nvip = \"172.20.0.100:80\"\ndeny = [\"fd00::/129\"]\n"
+        => "lb.toml:4:9: invalid prefix \"fd00::/129\": the length must be 0 to 128";
+    source_prefix_not_an_address_is_rejected_at_the_prefix:
+        "[[service]]\nname = \"web\"\nvip = \"172.20.0.100:80\"\ndeny = [\"example.com\"]\n"
+        => "lb.toml:4:9: invalid prefix \"example.com\": expected ADDRESS/LENGTH or an address, e.g. \"10.0.0.0/8\" or \"fd00::1\"";
     zero_idle_timeout_is_rejected_at_its_value:
         "[daemon]\nudp_idle_timeout = \"0s\"\n"
         => "lb.toml:2:20: udp_idle_timeout must be greater than 0";
@@ -303,9 +324,9 @@ idle_timeout = "0s"
     allow_registration_from_prefix_with_host_bits_is_rejected_at_the_prefix:
         "[[service]]\nname = \"web\"\nvip = \"172.20.0.100:80\"\nallow_registration_from = [\"127.0.0.0/8\", \"10.0.0.1/8\"]\n"
         => "lb.toml:4:43: allow_registration_from: invalid prefix \"10.0.0.1/8\": bits are set past the length; did you mean \"10.0.0.0/8\"?";
-    allow_registration_from_address_without_length_is_rejected_at_it:
-        "[[service]]\nname = \"web\"\nvip = \"172.20.0.100:80\"\nallow_registration_from = [\"fd00::1\"]\n"
-        => "lb.toml:4:28: allow_registration_from: invalid prefix \"fd00::1\": expected ADDRESS/LENGTH, e.g. \"10.0.0.0/8\" or \"fd00::/8\"";
+    allow_registration_from_not_an_address_is_rejected_at_it:
+        "[[service]]\nname = \"web\"\nvip = \"172.20.0.100:80\"\nallow_registration_from = [\"localhost/8\"]\n"
+        => "lb.toml:4:28: allow_registration_from: invalid prefix \"localhost/8\": expected ADDRESS/LENGTH or an address, e.g. \"10.0.0.0/8\" or \"fd00::1\"";
     allow_registration_from_length_out_of_range_is_rejected_at_it:
         "[[service]]\nname = \"web\"\nvip = \"172.20.0.100:80\"\nallow_registration_from = [\"10.0.0.0/33\"]\n"
         => "lb.toml:4:28: allow_registration_from: invalid prefix \"10.0.0.0/33\": the length must be 0 to 32";
@@ -1227,6 +1248,31 @@ const PROTECTED: &str = r#"[[service]]
 name = "web"
 vip = "172.20.0.100:80"
 "#;
+
+#[test]
+fn handshake_and_unreplied_timeouts_default_to_five_seconds_and_parse() {
+    let d = parse(PROTECTED).daemon;
+    assert_eq!((d.tcp_handshake_timeout, d.udp_unreplied_timeout), (secs(5), secs(5)));
+    let d = parse(&format!("[daemon]\ntcp_handshake_timeout = \"3s\"\nudp_unreplied_timeout = \"500ms\"\n{PROTECTED}"))
+        .daemon;
+    assert_eq!((d.tcp_handshake_timeout, d.udp_unreplied_timeout), (secs(3), Duration::from_millis(500)));
+}
+
+#[test]
+fn source_lists_parse_both_families_and_default_to_empty() {
+    assert!(parse(PROTECTED).services[0].acl.is_empty());
+    let acl = parse(&format!(
+        "{PROTECTED}allow = [\"10.0.0.0/8\", \"fd00::/16\"]\ndeny = [\"10.1.0.0/16\", \"192.0.2.7\"]\n"
+    ))
+    .services[0]
+        .acl
+        .clone();
+    assert_eq!(acl.allow.len(), 2);
+    assert_eq!(acl.deny[1].to_string(), "192.0.2.7/32");
+    assert!(acl.permits("10.2.0.1".parse().unwrap()) && !acl.permits("10.1.0.1".parse().unwrap()));
+    let many: Vec<String> = (0..1025).map(|i| format!("\"10.{}.{}.0/24\"", i / 256, i % 256)).collect();
+    assert!(error(&format!("{PROTECTED}deny = [{}]\n", many.join(", "))).contains("at most 1024"));
+}
 
 #[test]
 fn rate_limit_and_circuit_breaker_are_off_unless_written() {

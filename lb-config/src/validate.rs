@@ -18,14 +18,15 @@ use std::{
 use toml::Spanned;
 
 use super::{
+    acl::SourceAcl,
     cidr::Cidr,
     duration::{format_duration, parse_duration, DurationError},
     enums::{Forwarding, HealthCheckType, Mode, Protocol, ProxyMode},
     error::{ConfigError, Diagnostic, Source},
     model::{
-        Backend, Checked, Config, Daemon, HealthCheck, Pool, Service, DEFAULT_WEIGHT, MAX_BACKENDS,
-        MAX_HTTP_HEADER_SIZE, MAX_HTTP_HEADER_TIMEOUT, MAX_IDLE_PER_BACKEND, MAX_SERVICES, MAX_SERVICE_NAME_LEN,
-        MAX_WEIGHT, MAX_WORKERS, MIN_FLOW_TABLE_SIZE, MIN_HTTP_HEADER_SIZE,
+        Backend, Checked, Config, Daemon, HealthCheck, Pool, Service, DEFAULT_WEIGHT, MAX_ACL_PER_SERVICE,
+        MAX_BACKENDS, MAX_HTTP_HEADER_SIZE, MAX_HTTP_HEADER_TIMEOUT, MAX_IDLE_PER_BACKEND, MAX_SERVICES,
+        MAX_SERVICE_NAME_LEN, MAX_SOFT_TIMEOUT, MAX_WEIGHT, MAX_WORKERS, MIN_FLOW_TABLE_SIZE, MIN_HTTP_HEADER_SIZE,
     },
     ports::PortRange,
     protection::{self, CircuitBreaker, ConnectionCaps, RateLimit},
@@ -115,6 +116,14 @@ impl Validator<'_> {
         let udp_idle_timeout = self.optional(raw.udp_idle_timeout.as_ref(), default.udp_idle_timeout, |v| {
             positive_duration(v, "udp_idle_timeout")
         });
+        let tcp_handshake_timeout =
+            self.optional(raw.tcp_handshake_timeout.as_ref(), default.tcp_handshake_timeout, |v| {
+                soft_timeout(v, "tcp_handshake_timeout")
+            });
+        let udp_unreplied_timeout =
+            self.optional(raw.udp_unreplied_timeout.as_ref(), default.udp_unreplied_timeout, |v| {
+                soft_timeout(v, "udp_unreplied_timeout")
+            });
         let workers = self.optional(raw.workers.as_ref(), default.workers, |&n| workers(n));
         let connect_timeout = self.optional(raw.connect_timeout.as_ref(), default.connect_timeout, |v| {
             positive_duration(v, "connect_timeout")
@@ -141,6 +150,8 @@ impl Validator<'_> {
             flow_table_size: flow_table_size?,
             tcp_idle_timeout: tcp_idle_timeout?,
             udp_idle_timeout: udp_idle_timeout?,
+            tcp_handshake_timeout: tcp_handshake_timeout?,
+            udp_unreplied_timeout: udp_unreplied_timeout?,
             workers: workers?,
             connect_timeout: connect_timeout?,
             drain_timeout: drain_timeout?,
@@ -163,6 +174,7 @@ impl Validator<'_> {
             .optional(raw.proxy_mode.as_ref(), ProxyMode::default(), |&mode| proxy_mode_fits_protocol(mode, protocol));
         let health_check = self.health_check(&raw.health_check, protocol);
         let pool = self.pool(&raw.pool);
+        let acl = self.source_acl(raw);
         let rate_limit = self.rate_limit(&raw.rate_limit);
         let circuit_breaker = self.circuit_breaker(&raw.circuit_breaker);
         self.breaker_needs_replies(&raw.circuit_breaker, forwarding, mode);
@@ -178,6 +190,7 @@ impl Validator<'_> {
             proxy_mode: proxy_mode?,
             health_check: health_check?,
             pool: pool?,
+            acl: acl?,
             rate_limit: rate_limit?,
             circuit_breaker: circuit_breaker?,
             connection_caps: connection_caps?,
@@ -193,6 +206,24 @@ impl Validator<'_> {
             .map(|p| self.required(p, |text| text.parse::<Cidr>().map_err(|e| format!("allow_registration_from: {e}"))))
             .collect();
         prefixes.into_iter().collect()
+    }
+
+    /// `allow` and `deny`: each prefix checked at its position, and their number.
+    fn source_acl(&mut self, raw: &RawService) -> Option<SourceAcl> {
+        let mut list = |items: &[Spanned<String>]| -> Option<Vec<Cidr>> {
+            let parsed: Vec<Option<Cidr>> = items.iter().map(|c| self.required(c, |text| text.parse())).collect();
+            parsed.into_iter().collect()
+        };
+        let (allow, deny) = (list(&raw.allow), list(&raw.deny));
+        if raw.allow.len() + raw.deny.len() > MAX_ACL_PER_SERVICE {
+            let span = raw.allow.get(MAX_ACL_PER_SERVICE).or(raw.deny.last()).map(|c| c.span()).unwrap_or_default();
+            self.report(
+                &span,
+                format!("too many allow and deny prefixes; a service may have at most {MAX_ACL_PER_SERVICE}"),
+            );
+            return None;
+        }
+        Some(SourceAcl { allow: allow?, deny: deny? })
     }
 
     fn health_check(&mut self, raw: &RawHealthCheck, protocol: Protocol) -> Option<HealthCheck> {
@@ -622,6 +653,19 @@ fn http_path(path: &str) -> Result<String, String> {
 fn expected_status(value: &TextOrNumber) -> Result<StatusRanges, String> {
     let (TextOrNumber::Text(text) | TextOrNumber::Number(text)) = value;
     text.parse().map_err(|e| format!("invalid expected_status {text:?}: {e}"))
+}
+
+/// A timeout that frees what unanswered flows hold: short by nature.
+fn soft_timeout(value: &TextOrNumber, key: &str) -> Result<Duration, String> {
+    let duration = positive_duration(value, key)?;
+    if duration > MAX_SOFT_TIMEOUT {
+        return Err(format!(
+            "{key} {} is too long; the maximum is {}",
+            format_duration(duration),
+            format_duration(MAX_SOFT_TIMEOUT)
+        ));
+    }
+    Ok(duration)
 }
 
 /// Every duration in the schema is a period or a timeout: zero never makes sense.

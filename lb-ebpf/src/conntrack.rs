@@ -1,15 +1,19 @@
 //! Connection tracking: a flow keeps its backend for its whole life. Entries live in an LRU
-//! hash; an entry idle for longer than its protocol's timeout (shortened once a FIN or RST
-//! was seen) counts as gone, so its next packet is a new flow.
+//! hash; an entry idle for longer than its limit counts as gone, so its next packet is a
+//! new flow. The limit depends on how far the flow got (lb-common `track.rs`): embryonic
+//! flows (handshake not completed, UDP not answered) live only `tcp_handshake_timeout` /
+//! `udp_unreplied_timeout`, closing ones a short while, established ones their idle timeout.
 
 use lb_common::{
-    consts::FLOW_CLOSING,
+    consts::FLOW_COUNTED,
     maps::{FlowKey, FlowState, GlobalConfig},
+    track::{Count, Segment},
 };
 
 use crate::{
     maps::LB_FLOWS,
-    parse::{L3, L4, TCP_FIN, TCP_RST},
+    parse::{L3, L4},
+    select,
 };
 
 #[inline(always)]
@@ -28,27 +32,45 @@ pub fn live(key: &FlowKey, now: u64, cfg: &GlobalConfig) -> Option<*mut FlowStat
     Some(state)
 }
 
-/// A packet of the flow went through: refresh its idle timer, note FIN/RST. When this
-/// packet is the flow's first FIN or RST, the flow's backend id: the caller then counts the
-/// flow out of that backend's live flows (`select::flow_closing`), once.
+/// Whether a flow is counted in `LB_ACTIVE` changed: apply it to its backend's count.
 #[inline(always)]
-#[must_use]
-pub fn touch(state: *mut FlowState, now: u64, tcp_flags: u8) -> Option<u32> {
-    // SAFETY: map value pointer; a racing writer on another CPU can only store the same
-    // kinds of values, and a torn timestamp only shortens or lengthens one idle check.
-    unsafe {
-        (*state).last_seen_ns = now;
-        if tcp_flags & (TCP_FIN | TCP_RST) != 0 && (*state).flags & FLOW_CLOSING == 0 {
-            (*state).flags |= FLOW_CLOSING;
-            return Some((*state).backend_id);
-        }
+fn recount(state: *mut FlowState, count: Count) {
+    // SAFETY: map value pointer.
+    let backend_id = unsafe { (*state).backend_id };
+    match count {
+        Count::In => select::flow_opened(backend_id),
+        Count::Out => select::flow_closing(backend_id),
+        Count::Same => {}
     }
-    None
 }
 
+/// A client's packet of a live flow went through: refresh it, track how far it got.
+/// (A racing writer on another CPU stores the same kinds of values; a torn update only
+/// shortens or lengthens one idle check.)
 #[inline(always)]
-pub fn insert(key: &FlowKey, backend_id: u32, snat_port: u16, now: u64, tcp_flags: u8) -> bool {
-    let flags = if tcp_flags & (TCP_FIN | TCP_RST) != 0 { FLOW_CLOSING } else { 0 };
-    let state = FlowState { last_seen_ns: now, backend_id, snat_port, flags, _pad: 0 };
-    LB_FLOWS.insert(key, &state, 0).is_ok()
+pub fn client_packet(state: *mut FlowState, proto: u8, forwarding: u8, seg: &Segment, now: u64) {
+    // SAFETY: map value pointer from a successful lookup.
+    let count = unsafe { (*state).client_packet(proto, forwarding, seg, now) };
+    recount(state, count);
+}
+
+/// A backend's packet of a live flow on its way back (nat).
+#[inline(always)]
+pub fn server_packet(state: *mut FlowState, proto: u8, seg: &Segment, now: u64) {
+    // SAFETY: as above.
+    let count = unsafe { (*state).server_packet(proto, seg, now) };
+    recount(state, count);
+}
+
+/// Record a new flow; it counts as active at once unless it is unconfirmed or closing.
+#[inline(always)]
+pub fn insert(key: &FlowKey, backend_id: u32, snat_port: u16, now: u64, seg: &Segment) -> bool {
+    let state = FlowState::opened(backend_id, snat_port, now, key.proto, seg);
+    if LB_FLOWS.insert(key, &state, 0).is_err() {
+        return false;
+    }
+    if state.flags & FLOW_COUNTED != 0 {
+        select::flow_opened(backend_id);
+    }
+    true
 }

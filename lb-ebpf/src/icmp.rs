@@ -92,7 +92,7 @@ pub fn error_for_flow(ctx: &XdpContext, p: &L3, cfg: &GlobalConfig, now: u64) ->
     if q.src != p.dst {
         return false;
     }
-    if nat::to_snat_address(p, cfg) && to_client(ctx, p, q, cfg).is_some() {
+    if nat::to_snat_address(p, cfg) && to_client(ctx, p, q, cfg, now).is_some() {
         return true;
     }
     to_backend(ctx, p, q, cfg, now).is_some()
@@ -157,17 +157,20 @@ fn quote(ctx: &XdpContext, p: &L3, q: &mut Quote) -> Option<()> {
 /// client's (client:port → VIP:port). The client gets the error from the VIP, quoting its
 /// own packet, so its stack finds the socket.
 #[inline(always)]
-fn to_client(ctx: &XdpContext, p: &L3, q: &mut Quote, cfg: &GlobalConfig) -> Option<()> {
+fn to_client(ctx: &XdpContext, p: &L3, q: &mut Quote, cfg: &GlobalConfig, now: u64) -> Option<()> {
     let nk = nat::reply_key(q.dst, q.dport, q.sport, q.proto, p.family, cfg)?;
     // SAFETY: map value; fields copied out at once (a concurrent overwrite could mix two
     // entries' fields into one error message, which then matches no socket: harmless).
     let v = unsafe { LB_NAT.get(nk)? };
+    // Only about a live flow that still holds the entry: an entry left by a flow that is
+    // gone names a client that may since have nothing to do with this backend.
+    nat::live_owner(v, q.proto, p.family, q.sport, now, cfg)?;
     q.out_src = v.vip_addr;
     q.out_dst = v.client_addr;
     q.inner = Tuple { src: v.client_addr, sport: v.client_port, dst: v.vip_addr, dport: v.vip_port };
     let (client_mac, service_id, backend_id) = (v.client_mac, v.service_id, v.backend_id);
     translate(ctx, p, q)?;
-    rewrite::l2(ctx, &client_mac)?;
+    rewrite::l2(ctx, &client_mac, cfg)?;
     stats::forwarded(service_id, backend_id, (ctx.data_end() - ctx.data()) as u64, false);
     Some(())
 }
@@ -203,7 +206,7 @@ fn to_backend(ctx: &XdpContext, p: &L3, q: &mut Quote, cfg: &GlobalConfig, now: 
         q.inner = Tuple { src: backend.addr, sport: backend.port, dst: q.out_src, dport: snat_port };
         translate(ctx, p, q)?;
     }
-    rewrite::l2(ctx, &backend.mac)?;
+    rewrite::l2(ctx, &backend.mac, cfg)?;
     stats::forwarded(vip.service_id, backend_id, (ctx.data_end() - ctx.data()) as u64, false);
     Some(())
 }

@@ -9,6 +9,7 @@
 // onto the 512-byte BPF stack, which the deepest path already nearly fills.
 #![allow(clippy::needless_borrows_for_generic_args)]
 
+mod acl;
 mod conntrack;
 mod icmp;
 mod maps;
@@ -27,10 +28,11 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use lb_common::{
-    consts::{BACKEND_HAS_MAC, CONFIG_KEY, FWD_NAT, VIP_ADDR_SHARED_WITH_HOST},
+    consts::{BACKEND_HAS_MAC, CONFIG_KEY, FWD_NAT, PROTO_TCP, VIP_ADDR_SHARED_WITH_HOST},
     hash::flow_hash,
     maps::{BackendInfo, FlowKey, GlobalConfig, NatValue, VipAddrKey, VipInfo, VipKey},
     reason::DropReason,
+    track::Segment,
 };
 
 use crate::{
@@ -162,9 +164,9 @@ fn forward(ctx: &XdpContext, p: &L3, l4: &L4, vip: &VipInfo, now: u64) -> Result
     // Looked up here rather than passed: BPF functions take at most five arguments.
     let cfg = LB_CONFIG.get(CONFIG_KEY).ok_or(DropReason::NotConfigured)?;
     let key = conntrack::key(p, l4);
-    let to = match established(&key, vip, cfg, now, l4.tcp_flags) {
-        Some(found) => found,
-        None => new_flow(ctx, &key, vip, cfg, now, l4.tcp_flags)?,
+    let to = match established(&key, vip, cfg, now, &l4.seg) {
+        Ok(found) => found,
+        Err(moved) => new_flow(ctx, &key, vip, cfg, now, &l4.seg, moved)?,
     };
     if to.backend.flags & BACKEND_HAS_MAC == 0 {
         return Err(DropReason::NoNeighbor);
@@ -172,27 +174,31 @@ fn forward(ctx: &XdpContext, p: &L3, l4: &L4, vip: &VipInfo, now: u64) -> Result
     if vip.forwarding == FWD_NAT {
         nat::forward(ctx, p, l4, to.backend, to.snat_port, cfg).ok_or(DropReason::Truncated)?;
     }
-    rewrite::l2(ctx, &to.backend.mac).ok_or(DropReason::Truncated)?;
+    rewrite::l2(ctx, &to.backend.mac, cfg).ok_or(DropReason::Truncated)?;
     let bytes = (ctx.data_end() - ctx.data()) as u64;
     stats::forwarded(vip.service_id, to.backend_id, bytes, to.new_flow);
     Ok(())
 }
 
 /// A live flow whose backend may still carry it. A flow whose backend was removed, went
-/// down or was put in maintenance is not: it is re-steered as a new flow.
+/// down or was put in maintenance is not: it is re-steered as a new flow (`Err(true)`: the
+/// flow existed, so its next segment may move it even when it is not a SYN). `Err(false)`:
+/// no live flow.
 #[inline(always)]
-fn established(key: &FlowKey, vip: &VipInfo, cfg: &GlobalConfig, now: u64, tcp_flags: u8) -> Option<Steering> {
-    let state = conntrack::live(key, now, cfg)?;
+fn established(key: &FlowKey, vip: &VipInfo, cfg: &GlobalConfig, now: u64, seg: &Segment) -> Result<Steering, bool> {
+    let state = conntrack::live(key, now, cfg).ok_or(false)?;
     // SAFETY: map value pointer from a successful lookup.
     let s = unsafe { *state };
-    let backend = select::usable(s.backend_id, vip.service_id)?;
-    outcome::request(state, key.proto, tcp_flags, now);
-    if let Some(closing) = conntrack::touch(state, now, tcp_flags) {
-        select::flow_closing(closing);
-    }
-    Some(Steering { backend_id: s.backend_id, backend, snat_port: s.snat_port, new_flow: false })
+    let backend = select::usable(s.backend_id, vip.service_id).ok_or(true)?;
+    outcome::request(state, key.proto, seg.flags, now);
+    conntrack::client_packet(state, key.proto, vip.forwarding, seg, now);
+    Ok(Steering { backend_id: s.backend_id, backend, snat_port: s.snat_port, new_flow: false })
 }
 
+/// A packet with no live flow. In nat mode only a SYN opens one (or any segment of a flow
+/// whose backend went away, `moved`): anything else would take a SNAT port for a
+/// connection that never existed. dsr picks up mid-stream segments (after a restart or an
+/// ECMP change), as unconfirmed flows.
 #[inline(always)]
 fn new_flow(
     ctx: &XdpContext,
@@ -200,8 +206,15 @@ fn new_flow(
     vip: &VipInfo,
     cfg: &GlobalConfig,
     now: u64,
-    tcp_flags: u8,
+    seg: &Segment,
+    moved: bool,
 ) -> Result<Steering, DropReason> {
+    if key.proto == PROTO_TCP && vip.forwarding == FWD_NAT && !moved && !seg.is_syn() {
+        return Err(DropReason::NoFlow);
+    }
+    if !acl::admit(key, vip) {
+        return Err(DropReason::AclDenied);
+    }
     if !ratelimit::admit(key, vip.service_id, now) {
         return Err(DropReason::RateLimited);
     }
@@ -226,13 +239,13 @@ fn new_flow(
             service_id: vip.service_id,
             client_mac: rewrite::source_mac(ctx).ok_or(DropReason::Truncated)?,
             _pad: [0; 2],
+            version: 0,
         };
-        snat_port = nat::allocate(key, hash, backend, reply_to, cfg)?;
+        snat_port = nat::allocate(key, backend, reply_to, cfg)?;
     }
-    if !conntrack::insert(key, id, snat_port, now, tcp_flags) {
+    if !conntrack::insert(key, id, snat_port, now, seg) {
         return Err(DropReason::FlowInsertFailed);
     }
-    select::flow_opened(id);
     Ok(Steering { backend_id: id, backend, snat_port, new_flow: true })
 }
 

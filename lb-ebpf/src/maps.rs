@@ -6,7 +6,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray},
 };
 
 /// One row of the table as a pinned `#[map]` static of its kind. Arrays take no key type:
@@ -20,6 +20,9 @@ macro_rules! pinned_static {
     };
     ($(#[$doc:meta])* $name:ident, HashMap, $k:ty, $v:ty, $cap:expr) => {
         $(#[$doc])* #[map] pub static $name: HashMap<$k, $v> = HashMap::pinned($cap, 0);
+    };
+    ($(#[$doc:meta])* $name:ident, LpmTrie, $k:ty, $v:ty, $cap:expr) => {
+        $(#[$doc])* #[map] pub static $name: LpmTrie<$k, $v> = LpmTrie::pinned($cap, 0);
     };
     ($(#[$doc:meta])* $name:ident, LruHashMap, $k:ty, $v:ty, $cap:expr) => {
         $(#[$doc])* #[map] pub static $name: LruHashMap<$k, $v> = LruHashMap::pinned($cap, 0);

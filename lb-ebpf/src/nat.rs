@@ -2,10 +2,16 @@
 //! the mapping (backend, backend port, SNAT port) → (client, VIP) lets replies be translated
 //! back, so backends need no change at all (the seed's Docker set-up).
 
-use aya_ebpf::{bindings::BPF_NOEXIST, macros::map, maps::PerCpuArray};
+use aya_ebpf::{
+    bindings::{BPF_EXIST, BPF_NOEXIST},
+    helpers::bpf_get_prandom_u32,
+    macros::map,
+    maps::{LruHashMap, PerCpuArray},
+};
 use lb_common::{
     consts::FAMILY_V4,
-    maps::{BackendInfo, FlowKey, GlobalConfig, NatKey, NatValue},
+    hash::snat_probe_start,
+    maps::{BackendInfo, FlowKey, FlowState, GlobalConfig, NatKey, NatValue},
     reason::DropReason,
 };
 
@@ -15,7 +21,6 @@ use crate::{
     outcome,
     parse::{L3, L4},
     rewrite::{self, Tuple},
-    select,
 };
 
 /// Ports tried per new flow before giving up; linear probing from the flow's hash. 4 lost
@@ -27,6 +32,21 @@ const SNAT_PROBES: u32 = 16;
 /// Private to the program, never pinned.
 #[map]
 static LB_SCRATCH_NAT: PerCpuArray<NatValue> = PerCpuArray::with_max_entries(1, 0);
+
+/// A claim on one version of a stale `LB_NAT` entry: the CPU whose `BPF_NOEXIST` insert of
+/// the claim succeeds is the one that may reclaim the port. Two CPUs that both saw the same
+/// stale entry would otherwise both overwrite it and both believe they own the port.
+#[repr(C)]
+struct Claim {
+    nat: NatKey,
+    version: u32,
+}
+
+/// Claims only need to outlive the few instructions between a CPU's look at a stale entry
+/// and its overwrite; an LRU keeps the newest. The value is the claimant's own entry
+/// version. Private to the program, never pinned.
+#[map]
+static LB_SNAT_CLAIMS: LruHashMap<Claim, u32> = LruHashMap::with_max_entries(8192, 0);
 
 /// This CPU's scratch entry, for a new flow to fill before `allocate` records it.
 #[inline(always)]
@@ -50,57 +70,93 @@ fn nat_key(backend: &BackendInfo, snat_port: u16, key: &FlowKey) -> NatKey {
 
 /// The flow a NAT entry was made for.
 #[inline(always)]
-fn owner(v: &NatValue, key: &FlowKey) -> FlowKey {
+fn owner(v: &NatValue, proto: u8, family: u8) -> FlowKey {
     FlowKey {
         src: v.client_addr,
         dst: v.vip_addr,
         sport: v.client_port,
         dport: v.vip_port,
-        proto: key.proto,
-        family: key.family,
+        proto,
+        family,
         _pad: [0; 2],
     }
 }
 
-/// A NAT entry is still in use while the flow that made it is live and still uses it.
+/// The live flow that holds the NAT entry `v` (of SNAT port `port`): the flow that made it,
+/// if it is live and still uses that port on that backend. Replies and ICMP errors are
+/// translated only for such a flow; an entry without one is free for a new flow.
 #[inline(always)]
-fn in_use(v: &NatValue, key: &FlowKey, port: u16, now: u64, cfg: &GlobalConfig) -> bool {
-    match conntrack::live(&owner(v, key), now, cfg) {
-        // SAFETY: map value pointer from a successful lookup.
-        Some(s) => unsafe { (*s).snat_port == port && (*s).backend_id == v.backend_id },
-        None => false,
+pub fn live_owner(
+    v: &NatValue,
+    proto: u8,
+    family: u8,
+    port: u16,
+    now: u64,
+    cfg: &GlobalConfig,
+) -> Option<*mut FlowState> {
+    let s = conntrack::live(&owner(v, proto, family), now, cfg)?;
+    // SAFETY: map value pointer from a successful lookup.
+    if unsafe { (*s).snat_port == port && (*s).backend_id == v.backend_id } {
+        Some(s)
+    } else {
+        None
     }
 }
 
-/// Pick a free SNAT port for a new flow to `backend` and record the reverse mapping.
+#[inline(always)]
+fn in_use(v: &NatValue, key: &FlowKey, port: u16, now: u64, cfg: &GlobalConfig) -> bool {
+    live_owner(v, key.proto, key.family, port, now, cfg).is_some()
+}
+
+/// Pick a free SNAT port for a new flow to `backend` and record the reverse mapping. A port
+/// is taken with an insert that fails if the entry exists (`BPF_NOEXIST`), or, when its
+/// entry is stale, by the one CPU that claims that version of it: two live flows never
+/// hold one (backend, port). The probe order is keyed by the daemon's random seed.
 #[inline(always)]
 pub fn allocate(
     key: &FlowKey,
-    hash: u32,
     backend: &BackendInfo,
-    value: &NatValue,
+    value: &mut NatValue,
     cfg: &GlobalConfig,
 ) -> Result<u16, DropReason> {
-    // SAFETY: helper without preconditions. (Not an argument: BPF calls take at most five.)
+    // SAFETY: helpers without preconditions. (Not arguments: BPF calls take at most five.)
     let now = unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() };
+    value.version = unsafe { bpf_get_prandom_u32() };
     if cfg.snat_port_max < cfg.snat_port_min {
         return Err(DropReason::NotConfigured);
     }
     let min = cfg.snat_port_min as u32;
     let range = cfg.snat_port_max as u32 - min + 1;
+    let start = snat_probe_start(cfg.snat_seed, &key.src, &key.dst, key.sport, key.dport, key.proto);
     for i in 0..SNAT_PROBES {
-        let port = ((min + (hash.wrapping_add(i)) % range) as u16).to_be();
+        let port = ((min + (start.wrapping_add(i)) % range) as u16).to_be();
         let nk = nat_key(backend, port, key);
-        let free = match LB_NAT.get_ptr(&nk) {
-            None => LB_NAT.insert(&nk, value, BPF_NOEXIST as u64).is_ok(),
+        let taken = match LB_NAT.get_ptr(&nk) {
+            None => LB_NAT.insert(&nk, &*value, BPF_NOEXIST as u64).is_ok(),
             // SAFETY: map value pointer from a successful lookup.
-            Some(v) => !in_use(unsafe { &*v }, key, port, now, cfg) && LB_NAT.insert(&nk, value, 0).is_ok(),
+            Some(v) => !in_use(unsafe { &*v }, key, port, now, cfg) && reclaim(&nk, unsafe { (*v).version }, &*value),
         };
-        if free {
+        if taken {
             return Ok(port);
         }
     }
     Err(DropReason::SnatExhausted)
+}
+
+/// Take over the stale entry `nk` that had `version`: only if this CPU is the first to
+/// claim that version, and the entry still holds it (it was not evicted and taken anew).
+/// Out of line: its claim key gets a frame of its own, off the forwarding path's.
+#[inline(never)]
+fn reclaim(nk: &NatKey, version: u32, value: &NatValue) -> bool {
+    let claim = Claim { nat: *nk, version };
+    if LB_SNAT_CLAIMS.insert(&claim, &value.version, BPF_NOEXIST as u64).is_err() {
+        return false;
+    }
+    match LB_NAT.get_ptr(nk) {
+        // SAFETY: map value pointer from a successful lookup.
+        Some(v) if unsafe { (*v).version } == version => LB_NAT.insert(nk, value, BPF_EXIST as u64).is_ok(),
+        _ => false,
+    }
 }
 
 /// The forward rewrite: client → VIP becomes SNAT address:port → backend.
@@ -148,33 +204,22 @@ pub fn reply_key(
 }
 
 /// A backend's reply: translate it back to VIP → client and send it the way the flow's
-/// packets came. `None`: not one of our NAT flows (the LB's own traffic), leave it alone.
+/// packets came. `None`: not one of our live NAT flows (the LB's own traffic, or a flow
+/// that is gone), leave it alone.
 #[inline(always)]
 pub fn reverse(ctx: &aya_ebpf::programs::XdpContext, p: &L3, l4: &L4, cfg: &GlobalConfig, now: u64) -> Option<()> {
     let nk = reply_key(p.src, l4.sport, l4.dport, p.proto, p.family, cfg)?;
     // SAFETY: copied out at once; a concurrent overwrite yields another valid entry.
     let v = unsafe { *LB_NAT.get(&nk)? };
+    let state = live_owner(&v, p.proto, p.family, nk.snat_port, now, cfg)?;
     rewrite::l3_l4(
         ctx,
         p,
         l4,
         &Tuple { src: v.vip_addr, sport: v.vip_port, dst: v.client_addr, dport: v.client_port },
     )?;
-    rewrite::l2(ctx, &v.client_mac)?;
-    let flow = FlowKey {
-        src: v.client_addr,
-        dst: v.vip_addr,
-        sport: v.client_port,
-        dport: v.vip_port,
-        proto: p.proto,
-        family: p.family,
-        _pad: [0; 2],
-    };
-    if let Some(state) = conntrack::live(&flow, now, cfg) {
-        outcome::reply(state, p.proto, l4.tcp_flags);
-        if let Some(closing) = conntrack::touch(state, now, l4.tcp_flags) {
-            select::flow_closing(closing);
-        }
-    }
+    rewrite::l2(ctx, &v.client_mac, cfg)?;
+    outcome::reply(state, p.proto, l4.seg.flags);
+    conntrack::server_packet(state, p.proto, &l4.seg, now);
     Some(())
 }

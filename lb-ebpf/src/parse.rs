@@ -8,6 +8,7 @@ use aya_ebpf::{macros::map, maps::PerCpuArray, programs::XdpContext};
 use lb_common::{
     consts::{FAMILY_V4, FAMILY_V6, PROTO_TCP, PROTO_UDP},
     reason::DropReason,
+    track::Segment,
 };
 
 const ETH_HLEN: usize = 14;
@@ -20,10 +21,7 @@ const IPPROTO_FRAGMENT: u8 = 44;
 const TCP_HLEN: usize = 20;
 const UDP_HLEN: usize = 8;
 
-pub const TCP_FIN: u8 = 0x01;
-pub const TCP_SYN: u8 = 0x02;
-pub const TCP_RST: u8 = 0x04;
-pub const TCP_ACK: u8 = 0x10;
+pub use lb_common::track::{TCP_ACK, TCP_RST, TCP_SYN};
 
 /// A pointer to `T` at `off` bytes into the frame, if the whole `T` is inside it.
 #[inline(always)]
@@ -76,7 +74,8 @@ pub struct L3 {
 pub struct L4 {
     pub sport: u16,
     pub dport: u16,
-    pub tcp_flags: u8,
+    /// TCP flags, sequence and acknowledgement numbers, payload length (all 0 for UDP).
+    pub seg: Segment,
     /// Offset of the L4 checksum field.
     pub check_off: usize,
 }
@@ -182,7 +181,7 @@ pub fn l4(ctx: &XdpContext, p: &L3) -> Result<L4, DropReason> {
     let dport: u16 = read(ctx, p.l4 + 2).ok_or(DropReason::Truncated)?;
     // Checksum field last: proves the whole minimal header is in the frame.
     let _: u16 = read(ctx, check_off).ok_or(DropReason::Truncated)?;
-    let mut tcp_flags = 0;
+    let mut seg = Segment::default();
     if p.proto == PROTO_TCP {
         // Data offset and flags as one 2-byte read: LLVM turns a 1-byte bounds check at a
         // variable offset into a form the verifier cannot prove.
@@ -191,9 +190,10 @@ pub fn l4(ctx: &XdpContext, p: &L3) -> Result<L4, DropReason> {
         if hlen < TCP_HLEN || hlen > p.l4_len {
             return Err(DropReason::BadL4Header);
         }
-        tcp_flags = flags;
+        let [seq, ack]: [u32; 2] = read(ctx, p.l4 + 4).ok_or(DropReason::Truncated)?;
+        seg = Segment { flags, seq: u32::from_be(seq), ack: u32::from_be(ack), len: (p.l4_len - hlen) as u32 };
     }
-    Ok(L4 { sport, dport, tcp_flags, check_off })
+    Ok(L4 { sport, dport, seg, check_off })
 }
 
 #[inline(always)]

@@ -5,6 +5,7 @@ use aya_ebpf::programs::XdpContext;
 use lb_common::{
     consts::{FAMILY_V4, PROTO_UDP},
     csum,
+    maps::GlobalConfig,
 };
 
 use crate::parse::{read, write, L3, L4};
@@ -48,13 +49,13 @@ pub fn l3_l4(ctx: &XdpContext, p: &L3, l4: &L4, to: &Tuple) -> Option<()> {
     write(ctx, l4.check_off, check)
 }
 
-/// Send the frame to `next_hop` from the MAC it was addressed to (ours): `XDP_TX` leaves
-/// through the interface it came in on.
+/// Send the frame to `next_hop` from the interface's own MAC (`XDP_TX` leaves through the
+/// interface it came in on). Never from the MAC the frame was addressed to: a frame sent
+/// to a broadcast, multicast or foreign MAC must not make us send from that address.
 #[inline(always)]
-pub fn l2(ctx: &XdpContext, next_hop: &[u8; 6]) -> Option<()> {
-    let ours: [u8; 6] = read(ctx, 0)?;
+pub fn l2(ctx: &XdpContext, next_hop: &[u8; 6], cfg: &GlobalConfig) -> Option<()> {
     write(ctx, 0, *next_hop)?;
-    write(ctx, 6, ours)
+    write(ctx, 6, cfg.if_mac)
 }
 
 /// The MAC a frame came from: where replies to its flow are sent back to.

@@ -75,6 +75,13 @@ fn hold_slot(ctx: &Arc<ServiceCtx>, stream: &TcpStream, peer: SocketAddr) -> Opt
 /// The rate limit: the connection back if it may be served; else it is refused the
 /// mode's way (counted, and no backend is contacted).
 fn admit(ctx: &Arc<ServiceCtx>, stream: TcpStream, peer: SocketAddr) -> Option<TcpStream> {
+    if !ctx.limiter.permits(peer.ip()) {
+        // Refused by the source lists, before any bucket: reset, whatever the mode.
+        ctx.service_stats.acl_denied();
+        debug!(service = %ctx.name, client = %peer, "source refused by allow/deny: connection reset");
+        tcp::reset(&stream);
+        return None;
+    }
     let Err(scope) = ctx.limiter.admit(peer.ip()) else { return Some(stream) };
     ctx.service_stats.ratelimited(scope);
     debug!(service = %ctx.name, client = %peer, scope = scope.as_str(), "over the rate limit: connection refused");

@@ -250,6 +250,7 @@ impl ProxyDataplane {
             let settings = Arc::new(Settings::new(&desired.settings, s.pool.clone()));
             rt.ctx.limiter.configure(&s.rate_limit);
             rt.ctx.conns.configure(&s.connection_caps);
+            rt.ctx.limiter.configure_acl(&s.acl);
             update_backends(rt, s, &self.stats, settings, s.max_connections);
         }
         self.stats.retain(

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use lb_common::ratelimit::{Bucket, Limit};
 
-use lb_config::RateLimit;
+use lb_config::{RateLimit, SourceAcl};
 
 /// Sources remembered per service. A source forgotten to make room comes back with a full
 /// bucket, so the bound costs precision only while more sources than this are active.
@@ -143,6 +143,8 @@ fn bucket_limit(rate: u32, burst: u32) -> Limit {
 /// One service's new-flow limiter. Kept across reconciles (and listener rebinds): its
 /// buckets start over only when the service's limits change.
 pub struct RateLimiter {
+    /// The service's `allow` / `deny` lists, checked before any bucket.
+    acl: RwLock<SourceAcl>,
     limits: RwLock<Limits>,
     service: Mutex<Bucket>,
     sources: Mutex<SourceBuckets>,
@@ -157,10 +159,24 @@ impl Default for RateLimiter {
 impl RateLimiter {
     pub fn with_capacity(sources: usize) -> Self {
         RateLimiter {
+            acl: RwLock::new(SourceAcl::default()),
             limits: RwLock::new(Limits::default()),
             service: Mutex::new(Bucket::default()),
             sources: Mutex::new(SourceBuckets::new(sources)),
         }
+    }
+
+    /// Applies the service's `allow` / `deny` lists.
+    pub fn configure_acl(&self, acl: &SourceAcl) {
+        let mut current = self.acl.write().unwrap_or_else(|e| e.into_inner());
+        if *current != *acl {
+            *current = acl.clone();
+        }
+    }
+
+    /// May a new flow (connection, UDP session) from `client` start at all?
+    pub fn permits(&self, client: IpAddr) -> bool {
+        self.acl.read().unwrap_or_else(|e| e.into_inner()).permits(client)
     }
 
     /// Applies `[service.rate_limit]`. A scope whose limit is unchanged keeps its buckets

@@ -56,6 +56,8 @@ pub struct ServiceStats {
     pub ratelimited_service_total: AtomicU64,
     /// New flows refused by `[service.rate_limit]`: the source's bucket was empty.
     pub ratelimited_source_total: AtomicU64,
+    /// New flows refused by the service's `allow` / `deny` lists.
+    pub acl_denied_total: AtomicU64,
     /// New flows refused because every candidate backend was at `max_connections`.
     pub overflow_total: AtomicU64,
     /// Client connections (UDP: sessions) refused at `max_client_connections`.
@@ -142,6 +144,11 @@ impl BackendStats {
 }
 
 impl ServiceStats {
+    /// Counts a new flow the service's `allow` / `deny` lists refused.
+    pub fn acl_denied(&self) {
+        self.acl_denied_total.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Counts a new flow the rate limiter refused.
     pub fn ratelimited(&self, scope: Scope) {
         let c = match scope {

@@ -121,6 +121,10 @@ fn open(
             }
         };
         // Only a datagram that would open a session is limited: sessions already open never.
+        if !ctx.limiter.permits(client.ip()) {
+            ctx.service_stats.acl_denied();
+            return None;
+        }
         if let Err(scope) = ctx.limiter.admit(client.ip()) {
             ctx.service_stats.ratelimited(scope);
             debug!(service = %ctx.name, %client, scope = scope.as_str(), "over the rate limit: datagram dropped");

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use aya_obj::programs::XdpAttachType;
 use lb_common::addr::{ip_words, port_be};
-use lb_common::consts::{PROTO_TCP, RING_SIZE};
+use lb_common::consts::{FLOW_ESTABLISHED, PROTO_TCP, RING_SIZE};
 use lb_common::maglev::{build, MaglevBackend};
 use lb_common::maps::{FlowKey, FlowState};
 use lb_xdp::maps::Maps;
@@ -195,7 +195,7 @@ fn filled(n: u32) -> Harness {
             family,
             _pad: [0; 2],
         };
-        let value = FlowState { last_seen_ns: now, backend_id: backend, snat_port: 0, flags: 0, _pad: 0 };
+        let value = FlowState { last_seen_ns: now, backend_id: backend, flags: FLOW_ESTABLISHED, ..Default::default() };
         maps.flows.insert(key, value, 0).expect("insert into LB_FLOWS");
         assert!(started.elapsed() < Duration::from_secs(120), "filling the flow table took over 2 minutes");
     }

@@ -1,6 +1,7 @@
-//! The data path's daemon-wide settings (`LB_CONFIG`): SNAT addresses and ports, idle
-//! timeouts, from the config with the interface's addresses as defaults; and, across a
-//! change of `snat_ports`, the range the live flows got their ports from.
+//! The data path's daemon-wide settings (`LB_CONFIG`): SNAT addresses and ports, idle,
+//! handshake and unreplied timeouts, the interface's MAC, from the config with the
+//! interface's addresses as defaults; across a change of `snat_ports`, the range the live
+//! flows got their ports from; and the daemon's random SNAT probe seed.
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
@@ -15,7 +16,48 @@ const TCP_CLOSING: Duration = Duration::from_secs(10);
 
 pub fn global_config(cfg: &Config, interface: &str) -> Result<GlobalConfig> {
     let (if_v4, if_v6) = interface_addresses(interface)?;
-    global_config_from(cfg, interface, if_v4, if_v6)
+    let mut g = global_config_from(cfg, interface, if_v4, if_v6)?;
+    g.if_mac = interface_mac(interface)?;
+    Ok(g)
+}
+
+/// A fresh random seed for the SNAT probe order, drawn once per daemon (at start); a
+/// reload keeps it (`keep_daemon_seed`). Never 0, so "not drawn yet" stays recognisable.
+pub fn fresh_seed() -> u32 {
+    let mut b = [0u8; 4];
+    // SAFETY: writes at most 4 bytes into `b`.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    let seed = if n == 4 {
+        u32::from_ne_bytes(b)
+    } else {
+        // No entropy source: still per daemon and per start, if not secret.
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        (t.as_nanos() as u32) ^ std::process::id().rotate_left(16)
+    };
+    seed.max(1)
+}
+
+/// `next` with the seed the running settings already have: one seed per daemon.
+pub fn keep_daemon_seed(running: &GlobalConfig, mut next: GlobalConfig) -> GlobalConfig {
+    next.snat_seed = running.snat_seed;
+    next
+}
+
+/// The interface's own MAC (`/sys/class/net/IF/address`): every frame the data path sends
+/// leaves from it.
+fn interface_mac(interface: &str) -> Result<[u8; 6]> {
+    let path = format!("/sys/class/net/{interface}/address");
+    let text = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("reading {path}: {e}"))?;
+    parse_mac(text.trim()).ok_or_else(|| anyhow::anyhow!("{path}: {:?} is not a MAC address", text.trim()))
+}
+
+fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = text.split(':');
+    for b in &mut mac {
+        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
 }
 
 /// The data path's settings from the config, with the interface's addresses as the SNAT
@@ -46,6 +88,8 @@ pub fn global_config_from(
         tcp_idle_ns: d.tcp_idle_timeout.as_nanos() as u64,
         udp_idle_ns: d.udp_idle_timeout.as_nanos() as u64,
         tcp_closing_ns: TCP_CLOSING.min(d.tcp_idle_timeout).as_nanos() as u64,
+        tcp_handshake_ns: d.tcp_handshake_timeout.as_nanos() as u64,
+        udp_unreplied_ns: d.udp_unreplied_timeout.as_nanos() as u64,
         snat_v6: v6_words,
         snat_v4: v4_word,
         snat_port_min: d.snat_ports.start,
@@ -55,6 +99,10 @@ pub fn global_config_from(
         _pad_ports: [0; 2],
         configured: 1,
         _pad: 0,
+        // Set by the caller: the seed once per daemon, the MAC from the interface.
+        snat_seed: 0,
+        if_mac: [0; 6],
+        _pad_mac: [0; 6],
     })
 }
 
@@ -91,6 +139,21 @@ mod tests {
 
     fn prev(g: &GlobalConfig) -> (u16, u16) {
         (g.prev_snat_port_min, g.prev_snat_port_max)
+    }
+
+    #[test]
+    fn macs_parse_as_sysfs_writes_them() {
+        assert_eq!(parse_mac("02:00:00:00:00:1a"), Some([2, 0, 0, 0, 0, 0x1a]));
+        assert_eq!(parse_mac("02:00:00:00:00"), None);
+        assert_eq!(parse_mac("02:00:00:00:00:00:00"), None);
+    }
+
+    #[test]
+    fn seeds_differ_between_daemons_and_a_reload_keeps_its_own() {
+        let (a, b) = (fresh_seed(), fresh_seed());
+        assert_ne!(a, b, "two draws of 32 random bits");
+        let running = GlobalConfig { snat_seed: a, ..ports(1, 2) };
+        assert_eq!(keep_daemon_seed(&running, ports(3, 4)).snat_seed, a);
     }
 
     #[test]

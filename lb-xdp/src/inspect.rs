@@ -83,7 +83,8 @@ pub fn algorithm_name(code: u8) -> &'static str {
     }
 }
 
-/// Live, not closing flows per backend id: what least_conn and p2c compare. The daemon
+/// Live flows that count as active (opened by a SYN or confirmed, not closing: see
+/// `FLOW_COUNTED`) per backend id: what least_conn and p2c compare. The daemon
 /// writes these counts back into `LB_ACTIVE` every few seconds, correcting what the data
 /// path's own counting cannot see (flows that expire without a FIN or RST).
 pub fn live_flows_per_backend(maps: &Maps) -> Result<std::collections::HashMap<u32, u32>> {
@@ -91,7 +92,7 @@ pub fn live_flows_per_backend(maps: &Maps) -> Result<std::collections::HashMap<u
     let now = monotonic_ns();
     let mut counts = std::collections::HashMap::new();
     for (k, s) in maps.flows.iter().flatten() {
-        if s.flags & FLOW_CLOSING == 0 && s.is_live(k.proto, now, &cfg) {
+        if s.flags & FLOW_COUNTED != 0 && s.is_live(k.proto, now, &cfg) {
             *counts.entry(s.backend_id).or_insert(0) += 1;
         }
     }

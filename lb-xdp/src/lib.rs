@@ -2,6 +2,7 @@
 //! desired state into per-service tables (`plan`), write them as one transaction
 //! (`reconcile`, `writer`, through the `store` seam), and read the
 //! pinned maps back for `lb list` / `lb explain` (`maps`).
+pub mod acl;
 pub mod adopt;
 mod batch;
 pub mod explain;

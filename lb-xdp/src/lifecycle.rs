@@ -11,7 +11,7 @@ use aya::programs::xdp::XdpLink;
 use tracing::{info, warn};
 
 use crate::adopt::{read_existing, Adopted};
-use crate::global::{global_config, keep_live_snat_ports};
+use crate::global::{fresh_seed, global_config, keep_live_snat_ports};
 use crate::host::{ensure_bpffs, own_addresses, reserve_snat_ports};
 use crate::load::{self, LINK_PIN};
 use crate::lock::lock_pin_path;
@@ -42,7 +42,9 @@ impl XdpDataplane {
             }
             e
         };
-        let global = global_config(cfg, &interface).map_err(undo)?;
+        let mut global = global_config(cfg, &interface).map_err(undo)?;
+        // One seed per daemon: a restart draws a new one (flows keep the ports they have).
+        global.snat_seed = fresh_seed();
         reserve_snat_ports(d.snat_ports.start, d.snat_ports.end);
         let link_pin = d.pin_path.join(LINK_PIN);
         // The pinned maps' layout is checked first, inside `load`, before anything uses them.

@@ -11,6 +11,7 @@ use lb_common::maps::{BackendInfo, BackendMeta, GlobalConfig, ServiceMeta, Trial
 use lb_common::ratelimit::{Limit, RateLimit};
 
 use super::ids::IdAllocator;
+use crate::store::AclEntry;
 use lb_common::addr::{ip_words, port_be, vip_key};
 use lb_config::desired::{Circuit, Desired, DesiredBackend, Health};
 use lb_config::{AdminState, Algorithm, Forwarding, Protocol};
@@ -30,6 +31,8 @@ pub struct ServicePlan {
     pub rate_limit: RateLimit,
     /// A half-open backend's trial flow, armed on every write.
     pub trial: Trial,
+    /// Its `LB_ACL` entries (source prefixes), with their verdicts.
+    pub acl: Vec<(AclEntry, u32)>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -190,7 +193,8 @@ pub fn plan(desired: &Desired, global: GlobalConfig, host: &HostFacts, ids: &mut
                 Forwarding::Nat => FWD_NAT,
                 Forwarding::Dsr => FWD_DSR,
             },
-            _pad: [0; 2],
+            acl: crate::acl::flags(&s.acl),
+            _pad: 0,
         };
         plan.services.push(ServicePlan {
             id: sid,
@@ -205,6 +209,7 @@ pub fn plan(desired: &Desired, global: GlobalConfig, host: &HostFacts, ids: &mut
                 per_source: Limit::new(s.rate_limit.per_source_new_flows_per_second, s.rate_limit.per_source_burst),
             },
             trial,
+            acl: crate::acl::entries(sid, &s.acl),
         });
     }
     Ok(plan)
@@ -323,6 +328,7 @@ mod tests {
                 algorithm: Algorithm::Maglev,
                 forwarding: Forwarding::Nat,
                 rate_limit: Default::default(),
+                acl: Default::default(),
                 proxy_mode: Default::default(),
                 pool: Default::default(),
                 max_connections: 0,

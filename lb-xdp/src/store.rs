@@ -10,13 +10,14 @@ use std::io;
 use std::net::SocketAddr;
 
 use anyhow::{Context, Result};
+use aya::maps::lpm_trie::Key;
 use aya::maps::{MapError, PerCpuValues};
 use aya::util::nr_cpus;
 use lb_common::abi::map_names as n;
 use lb_common::addr::socket;
 use lb_common::consts::{CONFIG_KEY, MAX_BACKENDS, MAX_SERVICES};
 use lb_common::maps::{
-    BackendInfo, BackendMeta, Counters, GlobalConfig, ServiceMeta, Trial, VipAddrKey, VipInfo, VipKey,
+    AclData, BackendInfo, BackendMeta, Counters, GlobalConfig, ServiceMeta, Trial, VipAddrKey, VipInfo, VipKey,
 };
 use lb_common::ratelimit::{Bucket, RateLimit};
 
@@ -50,6 +51,13 @@ pub struct ServiceRows {
     pub trial: Trial,
 }
 
+/// One prefix of `LB_ACL`: the trie's prefix length and key data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AclEntry {
+    pub prefix_len: u32,
+    pub data: AclData,
+}
+
 /// The rows of one backend id.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BackendRows {
@@ -67,6 +75,11 @@ pub trait MapStore {
     fn vips(&self) -> Result<Vec<(VipKey, VipInfo)>>;
     fn put_vip(&mut self, key: &VipKey, info: &VipInfo) -> Result<()>;
     fn delete_vip(&mut self, key: &VipKey) -> Result<()>;
+
+    /// `LB_ACL`: every prefix, with its verdict (`ACL_ALLOW`, `ACL_DENY`).
+    fn acl(&self) -> Result<Vec<(AclEntry, u32)>>;
+    fn put_acl(&mut self, key: &AclEntry, verdict: u32) -> Result<()>;
+    fn delete_acl(&mut self, key: &AclEntry) -> Result<()>;
 
     fn vip_addrs(&self) -> Result<Vec<(VipAddrKey, u32)>>;
     fn put_vip_addr(&mut self, key: &VipAddrKey, flags: u32) -> Result<()>;
@@ -165,6 +178,21 @@ impl MapStore for Maps {
 
     fn delete_vip(&mut self, key: &VipKey) -> Result<()> {
         absent_is_fine(self.vips.remove(key)).with_context(|| format!("deleting from {}", n::VIPS))
+    }
+
+    fn acl(&self) -> Result<Vec<(AclEntry, u32)>> {
+        let rows: Vec<(Key<AclData>, u32)> =
+            self.acl.iter().collect::<Result<_, _>>().with_context(|| reading(n::ACL))?;
+        Ok(rows.into_iter().map(|(k, v)| (AclEntry { prefix_len: k.prefix_len(), data: k.data() }, v)).collect())
+    }
+
+    fn put_acl(&mut self, key: &AclEntry, verdict: u32) -> Result<()> {
+        self.acl.insert(&Key::new(key.prefix_len, key.data), verdict, 0).with_context(|| writing(n::ACL))
+    }
+
+    fn delete_acl(&mut self, key: &AclEntry) -> Result<()> {
+        absent_is_fine(self.acl.remove(&Key::new(key.prefix_len, key.data)))
+            .with_context(|| format!("deleting from {}", n::ACL))
     }
 
     fn vip_addrs(&self) -> Result<Vec<(VipAddrKey, u32)>> {

@@ -52,7 +52,7 @@ use crate::adopt::Adopted;
 use crate::inspect::service_name;
 use crate::maps::Maps;
 use crate::plan::{Plan, ServicePlan};
-use crate::store::{BackendRows, MapStore, ServiceRows, Table};
+use crate::store::{AclEntry, BackendRows, MapStore, ServiceRows, Table};
 use lb_common::addr::{socket, vip_addr_key, words_ip};
 
 /// `LB_VIPS` holds one entry per service.
@@ -78,6 +78,7 @@ struct Mirror {
     config: GlobalConfig,
     vips: HashMap<VipKey, VipInfo>,
     addrs: HashMap<VipAddrKey, u32>,
+    acl: HashMap<AclEntry, u32>,
     /// Service ids with a row that is not zero: (meta, rate limit). Trials are not
     /// mirrored: the data path disarms them, and every write arms them again.
     services: BTreeMap<u32, (ServiceMeta, RateLimit)>,
@@ -89,6 +90,7 @@ enum Undo {
     Config(GlobalConfig),
     Vip(VipKey, Option<VipInfo>),
     Addr(VipAddrKey, Option<u32>),
+    Acl(AclEntry, Option<u32>),
     ServiceMeta(u32, ServiceMeta),
     RateLimit(u32, RateLimit),
     Trial(u32, Trial),
@@ -133,6 +135,7 @@ impl<S: MapStore> Writer<S> {
         ensure!(read.config == m.config, "LB_CONFIG: the maps hold {:?}, the mirror {:?}", read.config, m.config);
         ensure!(read.vips == m.vips, "LB_VIPS: the maps hold {:?}, the mirror {:?}", read.vips, m.vips);
         ensure!(read.addrs == m.addrs, "LB_VIP_ADDRS: the maps hold {:?}, the mirror {:?}", read.addrs, m.addrs);
+        ensure!(read.acl == m.acl, "LB_ACL: the maps hold {:?}, the mirror {:?}", read.acl, m.acl);
         for id in read.services.keys().chain(m.services.keys()) {
             let (a, b) = (read.services.get(id), m.services.get(id));
             ensure!(a == b, "service id {id}: the maps hold {a:?}, the mirror {b:?}");
@@ -272,6 +275,11 @@ impl<S: MapStore> Writer<S> {
         for id in gone_backends {
             self.reset_backend(undo, id)?;
         }
+        // Source prefixes no service keeps, now that no VIP entry reads them through theirs.
+        let gone_acl: Vec<AclEntry> = self.mirror.acl.keys().filter(|k| !t.acl.contains_key(*k)).copied().collect();
+        for key in &gone_acl {
+            self.delete_acl(undo, key)?;
+        }
         Ok(())
     }
 
@@ -340,6 +348,14 @@ impl<S: MapStore> Writer<S> {
         }
         if limit != s.rate_limit {
             self.set_rate_limit(undo, s.id, &s.rate_limit)?;
+        }
+        // Its source prefixes before the flip that makes the VIP entry look them up. A changed
+        // list is briefly the union of the old and the new: the old one's extra prefixes go
+        // once every service has flipped.
+        for (key, verdict) in &s.acl {
+            if self.mirror.acl.get(key) != Some(verdict) {
+                self.put_acl(undo, key, *verdict)?;
+            }
         }
         // Always: the data path disarms a trial when a flow takes it; each write re-arms.
         self.set_trial(undo, s.id, &s.trial)?;
@@ -443,6 +459,18 @@ impl<S: MapStore> Writer<S> {
         Ok(())
     }
 
+    fn put_acl(&mut self, undo: &mut Vec<Undo>, key: &AclEntry, verdict: u32) -> Result<()> {
+        self.maps.put_acl(key, verdict)?;
+        undo.push(Undo::Acl(*key, self.mirror.acl.insert(*key, verdict)));
+        Ok(())
+    }
+
+    fn delete_acl(&mut self, undo: &mut Vec<Undo>, key: &AclEntry) -> Result<()> {
+        self.maps.delete_acl(key)?;
+        undo.push(Undo::Acl(*key, self.mirror.acl.remove(key)));
+        Ok(())
+    }
+
     fn set_service_meta(&mut self, undo: &mut Vec<Undo>, id: u32, meta: &ServiceMeta) -> Result<()> {
         self.maps.set_service_meta(id, meta)?;
         let (before, limit) = self.mirror.services.get(&id).copied().unwrap_or_default();
@@ -537,6 +565,8 @@ impl<S: MapStore> Writer<S> {
             Undo::Vip(key, None) => self.maps.delete_vip(&key),
             Undo::Addr(key, Some(flags)) => self.maps.put_vip_addr(&key, flags),
             Undo::Addr(key, None) => self.maps.delete_vip_addr(&key),
+            Undo::Acl(key, Some(verdict)) => self.maps.put_acl(&key, verdict),
+            Undo::Acl(key, None) => self.maps.delete_acl(&key),
             Undo::ServiceMeta(id, meta) => self.maps.set_service_meta(id, &meta),
             Undo::RateLimit(id, limit) => self.maps.set_rate_limit(id, &limit),
             Undo::Trial(id, trial) => self.maps.set_trial(id, &trial),
@@ -565,6 +595,7 @@ fn read_mirror(store: &impl MapStore) -> Result<Mirror> {
         config: store.config()?,
         vips: store.vips()?.into_iter().collect(),
         addrs: store.vip_addrs()?.into_iter().collect(),
+        acl: store.acl()?.into_iter().collect(),
         ..Default::default()
     };
     for id in 0..MAX_SERVICES {
@@ -588,6 +619,7 @@ struct Target<'p> {
     plan: &'p Plan,
     vips: HashMap<VipKey, usize>,
     addrs: HashMap<VipAddrKey, u32>,
+    acl: HashMap<AclEntry, u32>,
     services: HashMap<u32, usize>,
     backends: HashMap<u32, usize>,
     /// Backend ids by service id.
@@ -609,6 +641,7 @@ impl<'p> Target<'p> {
             plan,
             vips: HashMap::new(),
             addrs: HashMap::new(),
+            acl: HashMap::new(),
             services: HashMap::new(),
             backends: HashMap::new(),
             members: HashMap::new(),
@@ -642,6 +675,10 @@ impl<'p> Target<'p> {
                 }
             }
             ensure!(s.trial.armed == 0 || !foreign(s.trial.backend_id), "service {name}: its trial is not its own");
+            for (key, verdict) in &s.acl {
+                ensure!(key.data.service_id_be == s.id.to_be(), "service {name}: a source prefix of another id");
+                ensure!(t.acl.insert(*key, *verdict).is_none(), "service {name}: a source prefix given twice");
+            }
             let flags = if s.shared_with_host { VIP_ADDR_SHARED_WITH_HOST } else { 0 };
             *t.addrs.entry(vip_addr_key(words_ip(&s.vip.addr, s.vip.family))).or_insert(0) |= flags;
         }

@@ -17,7 +17,7 @@ use aya::Ebpf;
 use lb_common::maps::GlobalConfig;
 use tracing::{info, info_span, warn};
 
-use crate::global::{global_config, keep_live_snat_ports};
+use crate::global::{global_config, keep_daemon_seed, keep_live_snat_ports};
 use crate::host::reserve_snat_ports;
 use crate::maps::Maps;
 use crate::neighbour;
@@ -83,7 +83,7 @@ impl XdpDataplane {
     pub fn set_global(&mut self, cfg: &Config) -> Result<()> {
         let next = global_config(cfg, &self.interface)?;
         reserve_snat_ports(next.snat_port_min, next.snat_port_max);
-        self.global = keep_live_snat_ports(&self.global, next);
+        self.global = keep_daemon_seed(&self.global, keep_live_snat_ports(&self.global, next));
         Ok(())
     }
 

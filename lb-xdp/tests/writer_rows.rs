@@ -20,6 +20,7 @@ fn desired(services: &[(&str, &str, &[&str])]) -> (Desired, HostFacts) {
             algorithm: Algorithm::Maglev,
             forwarding: Forwarding::Nat,
             rate_limit: Default::default(),
+            acl: Default::default(),
             proxy_mode: Default::default(),
             pool: Default::default(),
             max_connections: 0,

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::adopt::read_existing;
-use crate::global::{global_config_from, keep_live_snat_ports};
+use crate::global::{fresh_seed, global_config_from, keep_live_snat_ports};
 use crate::load;
 use crate::maps::Maps;
 use crate::plan::{HostFacts, Ids, Plan};
@@ -17,7 +17,7 @@ use aya::programs::{TestRun, TestRunOptions, Xdp};
 use aya::Ebpf;
 use lb_common::addr::{ip_words, port_be};
 use lb_common::consts::RING_SIZE;
-use lb_common::hash::{flow_hash, source_hash};
+use lb_common::hash::{flow_hash, snat_probe_start, source_hash};
 use lb_common::reason::DropReason;
 use lb_config::desired::Desired;
 use lb_config::Config;
@@ -117,6 +117,8 @@ pub struct Harness {
     ids: Ids,
     facts: HostFacts,
     pin: PathBuf,
+    /// This "daemon"'s SNAT probe seed: drawn at `new` and `restart`, kept by reloads.
+    seed: u32,
 }
 
 /// The test network's neighbours: servers .11-.13 (and fd00:20::11-13) with MACs 02::1N.
@@ -142,7 +144,8 @@ impl Harness {
         let pin = pin_dir();
         let mut ebpf = load::load(&pin, config.daemon.flow_table_size).expect("load the XDP object");
         let writer = Writer::new(Maps::take(&mut ebpf).expect("take maps"));
-        let mut h = Harness { writer, ebpf, plan: empty_plan(), config, ids: Ids::default(), facts, pin };
+        let mut h =
+            Harness { writer, ebpf, plan: empty_plan(), config, ids: Ids::default(), facts, pin, seed: fresh_seed() };
         h.reconcile();
         h
     }
@@ -176,6 +179,7 @@ impl Harness {
         self.writer = writer;
         self.ebpf = ebpf;
         self.ids = ids;
+        self.seed = fresh_seed();
         self.reconcile();
     }
 
@@ -194,7 +198,9 @@ impl Harness {
     }
 
     fn try_reconcile(&mut self, change: impl FnOnce(&mut Desired)) -> anyhow::Result<()> {
-        let global = global_config_from(&self.config, "eth0", None, None).expect("global config");
+        let mut global = global_config_from(&self.config, "eth0", None, None).expect("global config");
+        global.if_mac = LB_MAC;
+        global.snat_seed = self.seed;
         // As the daemon's reload does: the live flows' SNAT ports stay valid.
         let global = keep_live_snat_ports(&self.plan.global, global);
         let mut desired = Desired::from_config(&self.config);
@@ -232,7 +238,7 @@ impl Harness {
 
     /// Where the data path must send a new flow: the service's table slot for the flow's
     /// hash (computed here from the plan, not read from the maps), and the first SNAT port
-    /// it probes.
+    /// it probes (from the seed the plan's settings carry).
     pub fn expected(&self, client: SocketAddr, vip: SocketAddr, proto: u8) -> (SocketAddr, u16) {
         let (src, _) = ip_words(client.ip());
         let (dst, _) = ip_words(vip.ip());
@@ -248,7 +254,8 @@ impl Harness {
         let backend = self.plan.backends.iter().find(|b| b.id == id).expect("backend in plan").address;
         let g = &self.plan.global;
         let range = (g.snat_port_max - g.snat_port_min) as u32 + 1;
-        let port = g.snat_port_min + (hash % range) as u16;
+        let start = snat_probe_start(g.snat_seed, &src, &dst, port_be(client.port()), port_be(vip.port()), proto);
+        let port = g.snat_port_min + (start % range) as u16;
         (backend, port)
     }
 }
@@ -262,6 +269,11 @@ impl Harness {
 
     pub fn pin_path(&self) -> &std::path::Path {
         &self.pin
+    }
+
+    /// A map of the program that is not pinned (a module's private one), by name.
+    pub fn private_map(&mut self, name: &str) -> &mut aya::maps::Map {
+        self.ebpf.map_mut(name).unwrap_or_else(|| panic!("the XDP object has no map {name}"))
     }
 }
 

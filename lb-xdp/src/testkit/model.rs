@@ -21,12 +21,14 @@ use std::io;
 use anyhow::{bail, Result};
 use lb_common::abi::map_names as n;
 use lb_common::addr::{socket, vip_addr_key, words_ip};
-use lb_common::consts::{MAX_BACKENDS, MAX_SERVICES, MAX_VIP_ADDRS, NO_BACKEND, RING_GENERATIONS, RING_SIZE, SEQ_SIZE};
+use lb_common::consts::{
+    MAX_ACL_ENTRIES, MAX_BACKENDS, MAX_SERVICES, MAX_VIP_ADDRS, NO_BACKEND, RING_GENERATIONS, RING_SIZE, SEQ_SIZE,
+};
 use lb_common::maps::{BackendInfo, BackendMeta, GlobalConfig, ServiceMeta, Trial, VipAddrKey, VipInfo, VipKey};
 use lb_common::ratelimit::RateLimit;
 
 use crate::inspect::service_name;
-use crate::store::{map_full, BackendRows, MapStore, ServiceRows, Table};
+use crate::store::{map_full, AclEntry, BackendRows, MapStore, ServiceRows, Table};
 
 /// Keys the write under way must not delete: what its target owns.
 #[derive(Clone, Debug, Default)]
@@ -40,6 +42,7 @@ pub struct ModelMaps {
     pub config: GlobalConfig,
     pub vips: HashMap<VipKey, VipInfo>,
     pub vip_addrs: HashMap<VipAddrKey, u32>,
+    pub acl: HashMap<AclEntry, u32>,
     pub services: Vec<ServiceRows>,
     pub backends: Vec<BackendRows>,
     /// `LB_RING` / `LB_SEQ`, one vector per (service id, generation) once written.
@@ -63,6 +66,7 @@ impl Default for ModelMaps {
             config: GlobalConfig::default(),
             vips: HashMap::new(),
             vip_addrs: HashMap::new(),
+            acl: HashMap::new(),
             services: vec![ServiceRows::default(); MAX_SERVICES as usize],
             backends: vec![BackendRows::default(); MAX_BACKENDS as usize],
             rings: HashMap::new(),
@@ -206,6 +210,25 @@ impl MapStore for ModelMaps {
             self.violations.push(format!("deleted the VIP entry {vip} (protocol {}) the target owns", key.proto));
         }
         self.vips.remove(key);
+        Ok(())
+    }
+
+    fn acl(&self) -> Result<Vec<(AclEntry, u32)>> {
+        Ok(self.acl.iter().map(|(k, v)| (*k, *v)).collect())
+    }
+
+    fn put_acl(&mut self, key: &AclEntry, verdict: u32) -> Result<()> {
+        self.mutation(&format!("writing {}", n::ACL))?;
+        if !self.acl.contains_key(key) && self.acl.len() >= MAX_ACL_ENTRIES as usize {
+            bail!("writing {}: {}", n::ACL, map_full());
+        }
+        self.acl.insert(*key, verdict);
+        Ok(())
+    }
+
+    fn delete_acl(&mut self, key: &AclEntry) -> Result<()> {
+        self.mutation(&format!("deleting from {}", n::ACL))?;
+        self.acl.remove(key);
         Ok(())
     }
 

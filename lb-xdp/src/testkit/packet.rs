@@ -32,6 +32,9 @@ pub struct Pkt {
     pub ip_options: Vec<u8>,
     /// UDP over IPv4 sent without a checksum (0).
     pub udp_no_checksum: bool,
+    /// TCP sequence number, and acknowledgement number (sent when `ACK` is set).
+    pub seq: u32,
+    pub ack_seq: u32,
 }
 
 impl Pkt {
@@ -55,7 +58,16 @@ impl Pkt {
             payload: b"GET / HTTP/1.1\r\n\r\n".to_vec(),
             ip_options: Vec::new(),
             udp_no_checksum: false,
+            seq: 1000,
+            ack_seq: 2000,
         }
+    }
+
+    /// The sequence and acknowledgement numbers.
+    pub fn seqs(mut self, seq: u32, ack_seq: u32) -> Self {
+        self.seq = seq;
+        self.ack_seq = ack_seq;
+        self
     }
 
     pub fn macs(mut self, src: [u8; 6], dst: [u8; 6]) -> Self {
@@ -133,8 +145,8 @@ impl Pkt {
         h.extend_from_slice(&self.dst.port().to_be_bytes());
         let check_at = if self.proto == TCP { 16 } else { 6 };
         if self.proto == TCP {
-            h.extend_from_slice(&1000u32.to_be_bytes()); // seq
-            h.extend_from_slice(&(if self.tcp_flags & ACK != 0 { 2000u32 } else { 0 }).to_be_bytes());
+            h.extend_from_slice(&self.seq.to_be_bytes());
+            h.extend_from_slice(&(if self.tcp_flags & ACK != 0 { self.ack_seq } else { 0 }).to_be_bytes());
             h.extend_from_slice(&[5 << 4, self.tcp_flags, 0xff, 0xff, 0, 0, 0, 0]);
         } else {
             h.extend_from_slice(&((8 + self.payload.len()) as u16).to_be_bytes());

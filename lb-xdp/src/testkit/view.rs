@@ -152,7 +152,9 @@ impl View {
     /// What differs from `other`, one line each (tables summed up), at most `limit` lines.
     pub fn differences(&self, other: &View, limit: usize) -> Vec<String> {
         let mut d = Vec::new();
-        if self.config != other.config {
+        // Each daemon draws its own SNAT probe seed: two loads never share it.
+        let unseeded = |c: &lb_common::maps::GlobalConfig| lb_common::maps::GlobalConfig { snat_seed: 0, ..*c };
+        if unseeded(&self.config) != unseeded(&other.config) {
             d.push(format!("LB_CONFIG: {:?} vs {:?}", self.config, other.config));
         }
         if self.addrs != other.addrs {

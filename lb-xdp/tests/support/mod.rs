@@ -120,6 +120,7 @@ pub fn service(name: &str, vip: SocketAddr, protocol: Protocol, backends: Vec<De
         algorithm: Algorithm::Maglev,
         forwarding: Forwarding::Nat,
         rate_limit: Default::default(),
+        acl: Default::default(),
         proxy_mode: Default::default(),
         pool: Default::default(),
         max_connections: 0,

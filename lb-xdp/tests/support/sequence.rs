@@ -252,6 +252,14 @@ pub fn apply(w: &mut World, fresh: &mut Fresh, change: &Change) -> Then {
                 l.burst = r * 100;
                 l.per_source_new_flows_per_second = r * 10;
                 l.per_source_burst = *r;
+                // The source lists change with the limits: none, a deny list, or an allow
+                // list with a deny inside it (`LB_ACL` rows written and retired by the writer).
+                let prefixes = |list: &[&str]| list.iter().map(|c| c.parse().unwrap()).collect();
+                w.desired.services[s].acl = match r {
+                    0 => Default::default(),
+                    1 => lb_config::SourceAcl { allow: vec![], deny: prefixes(&["192.0.2.0/24", "fd00:1::/32"]) },
+                    _ => lb_config::SourceAcl { allow: prefixes(&["10.0.0.0/8"]), deny: prefixes(&["10.1.0.0/16"]) },
+                };
             }
         }
         Change::AddBackends(i, count, registered) => {
