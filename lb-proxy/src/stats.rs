@@ -81,6 +81,7 @@ pub struct ServiceCounters {
     pub overflow_total: u64,
     pub capped_service_total: u64,
     pub capped_source_total: u64,
+    pub acl_denied_total: u64,
     /// Per `HttpRejection::ALL`.
     pub http_rejected: [u64; HttpRejection::ALL.len()],
 }
@@ -182,6 +183,7 @@ impl ServiceStats {
             overflow_total: self.overflow_total.load(Ordering::Relaxed),
             capped_service_total: self.capped_service_total.load(Ordering::Relaxed),
             capped_source_total: self.capped_source_total.load(Ordering::Relaxed),
+            acl_denied_total: self.acl_denied_total.load(Ordering::Relaxed),
             http_rejected: std::array::from_fn(|i| self.http_rejected[i].load(Ordering::Relaxed)),
         }
     }
@@ -422,6 +424,14 @@ impl ProxyStats {
                         )
                     },
                 )
+            }),
+        );
+        out.family(
+            "lb_acl_denied_total",
+            "counter",
+            "New flows refused by the service's allow / deny source lists.",
+            every_service.iter().map(|(s, c, _)| {
+                sample("lb_acl_denied_total", &[("service", s), ("path", PATH_PROXY)], c.acl_denied_total)
             }),
         );
         out.family(

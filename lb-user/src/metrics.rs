@@ -140,6 +140,8 @@ struct XdpCounters {
     stats: Stats,
     /// (service, scope, new flows refused)
     ratelimited: Vec<(String, &'static str, u64)>,
+    /// (service, new flows its source lists refused)
+    acl_denied: Vec<(String, u64)>,
 }
 
 struct BackendSeries {
@@ -172,7 +174,12 @@ impl XdpCounters {
                 active_flows: active.get(&id).copied().unwrap_or(0),
             });
         }
-        Ok(Self { backends, stats: inspect::stats(maps)?, ratelimited: inspect::ratelimited(maps)? })
+        Ok(Self {
+            backends,
+            stats: inspect::stats(maps)?,
+            ratelimited: inspect::ratelimited(maps)?,
+            acl_denied: inspect::acl_denied(maps)?,
+        })
     }
 
     fn write(&self, out: &mut Exposition) {
@@ -225,6 +232,14 @@ impl XdpCounters {
             self.ratelimited.iter().map(|(service, scope, n)| {
                 sample("lb_ratelimited_total", &[("service", service), ("scope", scope), ("path", PATH_XDP)], n)
             }),
+        );
+        out.family(
+            "lb_acl_denied_total",
+            "counter",
+            "New flows refused by the service's allow / deny source lists.",
+            self.acl_denied
+                .iter()
+                .map(|(service, n)| sample("lb_acl_denied_total", &[("service", service), ("path", PATH_XDP)], n)),
         );
     }
 }

@@ -1,7 +1,8 @@
 //! The proxy against hostile or careless clients, on loopback with real backends: the HTTP
 //! mode's header timeout (408, or a silent close), header size (431), requests whose
 //! length is ambiguous or malformed (400), no second send of a POST that went out, the
-//! connection caps per service and per source (l4, http, UDP), and accept surviving the
+//! connection caps per service and per source (l4, http, UDP), the source lists (`allow`,
+//! `deny`) refusing at accept, and accept surviving the
 //! process running out of descriptors. As in `proxy.rs`, every test ends by checking that
 //! no proxy task and no descriptor is left (the harness's `finish`). No root.
 mod common;
@@ -318,6 +319,28 @@ fn l4_connections_past_the_per_source_cap_are_reset_and_other_sources_are_served
         })
         .await;
         drop(held);
+        finish(dp, servers, fds).await;
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// Source lists
+
+#[test]
+fn l4_sources_the_service_denies_or_does_not_allow_are_refused_at_accept_and_counted() {
+    run(async {
+        let fds = fd_count();
+        let servers = vec![tagged_echo("a").await];
+        let vip = vip_tcp();
+        let lists = "allow = [\"127.0.0.0/24\"]\ndeny = [\"127.0.0.2\"]";
+        let dp = start(&config("", &service("web", vip, lists, &w1(&[servers[0].addr]))));
+        assert_eq!(read_name(connect_from_ip(Ipv4Addr::new(127, 0, 0, 1), vip).await).await, "a", "allowed");
+        for _ in 0..3 {
+            assert!(refused_at_accept(Ipv4Addr::new(127, 0, 0, 2), vip).await, "denied, although inside allow");
+        }
+        assert!(refused_at_accept(Ipv4Addr::new(127, 0, 1, 1), vip).await, "outside allow");
+        assert_eq!(read_name(connect_from_ip(Ipv4Addr::new(127, 0, 0, 3), vip).await).await, "a", "allowed");
+        assert_eq!(metric(&dp, "lb_acl_denied_total{service=\"web\",path=\"proxy\"}"), 4);
         finish(dp, servers, fds).await;
     });
 }

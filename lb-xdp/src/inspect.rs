@@ -63,6 +63,8 @@ pub struct Stats {
     pub drops: BTreeMap<String, u64>,
     /// New flows refused by `rate_limit`: service → scope ("service" | "source") → count.
     pub ratelimited: BTreeMap<String, BTreeMap<String, u64>>,
+    /// New flows refused by the service's `allow` / `deny` lists: service → count.
+    pub acl_denied: BTreeMap<String, u64>,
 }
 
 pub fn service_name(meta: &ServiceMeta) -> String {
@@ -281,7 +283,18 @@ pub fn stats(maps: &Maps) -> Result<Stats> {
     for (service, scope, n) in self::ratelimited(maps)? {
         ratelimited.entry(service).or_default().insert(scope.to_string(), n);
     }
-    Ok(Stats { actions, drops, ratelimited })
+    let acl_denied = self::acl_denied(maps)?.into_iter().collect();
+    Ok(Stats { actions, drops, ratelimited, acl_denied })
+}
+
+/// New flows each service's source lists refused: (service, count), every service.
+pub fn acl_denied(maps: &Maps) -> Result<Vec<(String, u64)>> {
+    let mut out = Vec::new();
+    for (id, meta) in services(maps) {
+        let n: u64 = maps.acl_denied.get(&id, 0)?.iter().sum();
+        out.push((service_name(&meta), n));
+    }
+    Ok(out)
 }
 
 /// New flows each service's `rate_limit` refused, per scope: (service, scope, count).

@@ -42,6 +42,9 @@ pub fn list(what: ListWhat, pin_path: &Path, api: &str, json: bool) -> Result<Ex
                             .map(|(scope, v)| vec!["ratelimited".into(), format!("{service}/{scope}"), v.to_string()]),
                     );
                 }
+                rows.extend(
+                    s.acl_denied.iter().map(|(service, v)| vec!["acl_denied".into(), service.clone(), v.to_string()]),
+                );
                 table::print(&["KIND", "NAME", "PACKETS"], &rows)
             })
         }
