@@ -110,7 +110,9 @@ fn drops(lb: &LbDaemon, reason: &str) -> u64 {
 fn requests(n: usize) -> Vec<String> {
     (0..n)
         .filter_map(|_| {
-            testenv::curl(CLIENT_NS, &format!("http://{VIP_V4}/"), Duration::from_secs(2)).err().map(|e| format!("{e:#}"))
+            testenv::curl(CLIENT_NS, &format!("http://{VIP_V4}/"), Duration::from_secs(2))
+                .err()
+                .map(|e| format!("{e:#}"))
         })
         .collect()
 }
@@ -171,7 +173,10 @@ fn a_spoofed_syn_spray_larger_than_the_snat_range_lets_go_within_the_handshake_t
         first_success,
         failed.len()
     );
-    assert!(held >= 3 * SNAT_RANGE * 9 / 10, "the spray filled the SNAT ranges ({held} held): the test tests nothing otherwise");
+    assert!(
+        held >= 3 * SNAT_RANGE * 9 / 10,
+        "the spray filled the SNAT ranges ({held} held): the test tests nothing otherwise"
+    );
     let first = first_success.expect("the real client got through within 15 s of the spray");
     assert!(first <= Duration::from_secs(15), "first success after {first:?}");
     assert!(failed.is_empty(), "the real client's requests once the embryonic flows expired: {failed:?}");

@@ -462,7 +462,12 @@ fn every_json_field_of_lb_list_and_lb_explain_is_in_docs_cli() {
         idle_seconds: 0.0,
         closing: false,
     };
-    let stats = Stats { actions: Default::default(), drops: Default::default(), ratelimited: Default::default() };
+    let stats = Stats {
+        actions: Default::default(),
+        drops: Default::default(),
+        ratelimited: Default::default(),
+        acl_denied: Default::default(),
+    };
     let explanation =
         Explanation { service: s(), algorithm: s(), decision: s(), backend: None, ring_slot: None, hash: 0 };
     let mut missing = Vec::new();

@@ -25,8 +25,7 @@ const FILLER: usize = 3900;
 const PAST_CAP: usize = 107;
 
 fn config() -> String {
-    let mut list: String =
-        CONFIGURED.iter().map(|a| format!("[[service.backend]]\naddress = \"{a}\"\n")).collect();
+    let mut list: String = CONFIGURED.iter().map(|a| format!("[[service.backend]]\naddress = \"{a}\"\n")).collect();
     for i in 0..FILLER {
         list += &format!("[[service.backend]]\naddress = \"172.20.0.{}:{}\"\nweight = 0\n", 11 + i % 3, 20000 + i / 3);
     }
