@@ -8,7 +8,8 @@
 //!
 //! Strict: no request may fail, but for one window (soak/README in docs/testing.md): while
 //! a killed server's backend is still in rotation (from the kill until the health check
-//! reports it down, plus the half second a request in flight may take), a request whose
+//! reports it down, plus the half second a request in flight may take on either side), a
+//! request whose
 //! flow went to that backend (as the flow table names it) may fail. The daemon's memory,
 //! descriptors and live flows must stay flat: the last samples against the first ones
 //! after warm-up, within tolerances, on the daemon that ran the longest.

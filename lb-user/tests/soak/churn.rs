@@ -180,10 +180,14 @@ pub struct Events {
 
 impl Events {
     /// A failed request is excused only inside a killed backend's window, and only if its
-    /// flow went to that backend.
+    /// flow went to that backend. A failure's time is when its request started, so the
+    /// window opens `IN_FLIGHT` before the kill: a request the server had accepted when it
+    /// was killed is reset with it, whatever the balancer does.
     pub fn excuses(&self, f: &Failure) -> bool {
         self.events.iter().any(|e| match &e.window {
-            Some((backend, until)) => f.at >= e.at && f.at <= *until && f.backend.as_deref() == Some(backend.as_str()),
+            Some((backend, until)) => {
+                f.at + IN_FLIGHT >= e.at && f.at <= *until && f.backend.as_deref() == Some(backend.as_str())
+            }
             None => false,
         })
     }
@@ -303,6 +307,9 @@ mod tests {
         assert!(!events.excuses(&failure(inside, Some("172.20.0.11:80"))), "another backend");
         assert!(!events.excuses(&failure(inside, None)), "no flow to name");
         assert!(!events.excuses(&failure(until + Duration::from_millis(1), Some(KILLED_ADDRESS))), "after");
-        assert!(!events.excuses(&failure(killed - Duration::from_millis(1), Some(KILLED_ADDRESS))), "before");
+        let in_flight = killed - IN_FLIGHT + Duration::from_millis(1);
+        assert!(events.excuses(&failure(in_flight, Some(KILLED_ADDRESS))), "in flight at the kill");
+        let before = killed - IN_FLIGHT - Duration::from_millis(1);
+        assert!(!events.excuses(&failure(before, Some(KILLED_ADDRESS))), "before");
     }
 }
