@@ -61,6 +61,12 @@ pub trait DataPath: Send {
         Ok(())
     }
 
+    /// Delete flow-table entries whose flows ended a while ago (XDP: the LRU tables keep
+    /// them otherwise; the proxy forgets a connection when it ends). Returns how many went.
+    fn sweep_flows(&mut self) -> Result<usize> {
+        Ok(0)
+    }
+
     /// Outcomes since the previous call; see [`Outcome`].
     fn outcomes(&mut self) -> Vec<Outcome>;
 

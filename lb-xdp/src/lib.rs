@@ -21,6 +21,7 @@ pub mod pinned_link;
 pub mod plan;
 pub mod reconcile;
 pub mod store;
+pub mod sweep;
 pub mod testkit;
 pub mod writer;
 pub mod xdp;

@@ -161,6 +161,14 @@ impl DataPath for XdpDataplane {
         XdpDataplane::recount_active_flows(self)
     }
 
+    fn sweep_flows(&mut self) -> Result<usize> {
+        let swept = crate::sweep::sweep(&mut self.writer.maps, crate::sweep::SWEEP_GRACE)?;
+        if swept != crate::sweep::Swept::default() {
+            tracing::debug!(flows = swept.flows, nat = swept.nat, "swept ended flows");
+        }
+        Ok(swept.flows + swept.nat)
+    }
+
     fn outcomes(&mut self) -> Vec<Outcome> {
         self.outcomes.deltas(&self.writer.maps)
     }

@@ -49,6 +49,8 @@ pub const REMOVAL_GRACE: Duration = Duration::from_secs(10);
 const PASSIVE_POLL: Duration = Duration::from_millis(100);
 /// Every this many ticks the live-flow counts least_conn and p2c use are recounted.
 const ACTIVE_RECOUNT_TICKS: u64 = 3;
+/// Ticks between sweeps of ended flows out of the XDP flow and NAT tables (a walk of both).
+const SWEEP_TICKS: u64 = 10;
 
 /// Everything outside the controller that it needs to reach.
 pub struct Shared {
@@ -192,6 +194,12 @@ impl Controller {
             let dataplane = &mut self.dataplane;
             if let Err(e) = off_runtime(|| dataplane.recount_active_flows()) {
                 warn!("recounting live flows failed: {e:#}");
+            }
+        }
+        if self.ticks.is_multiple_of(SWEEP_TICKS) {
+            let dataplane = &mut self.dataplane;
+            if let Err(e) = off_runtime(|| dataplane.sweep_flows()) {
+                warn!("sweeping ended flows failed: {e:#}");
             }
         }
     }

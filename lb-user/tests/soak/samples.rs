@@ -17,6 +17,13 @@ const WARM_UP: Duration = Duration::from_secs(15);
 const RSS_GROWTH: f64 = 1.10;
 const RSS_SLACK_KB: u64 = 8 * 1024;
 const FD_SLACK: u64 = 8;
+/// Flow and NAT table entries settle once the first ended flows are swept (the closing
+/// timeout, the sweep's grace and its period: under a minute and a half); from then on the
+/// table is judged against its size in the next minute. A shorter life is not judged.
+const ENTRIES_SETTLED: Duration = Duration::from_secs(90);
+const ENTRIES_BASE_SPAN: Duration = Duration::from_secs(60);
+const ENTRIES_GROWTH: f64 = 1.5;
+const ENTRIES_SLACK: u64 = 500;
 
 #[derive(Clone, Copy, Debug)]
 pub struct Sample {
@@ -140,5 +147,23 @@ impl Samples {
             last.live_flows,
             self.summary()
         );
+        self.assert_entries_flat(&s);
+    }
+
+    /// The flow and NAT tables hold what lives and what ended lately, not every flow the
+    /// run ever had: their entries at the end against the most in the minute after they
+    /// settled (see `ENTRIES_SETTLED`).
+    fn assert_entries_flat(&self, s: &[Sample]) {
+        let (Some(first), Some(last)) = (s.first(), s.last()) else { return };
+        let from = first.at - WARM_UP + ENTRIES_SETTLED;
+        if last.at < from + 2 * ENTRIES_BASE_SPAN {
+            println!("map entries not judged: the longest-lived daemon ran too briefly after they settled");
+            return;
+        }
+        let span = s.iter().filter(|x| x.at >= from && x.at < from + ENTRIES_BASE_SPAN);
+        let base = span.map(|x| x.flow_entries.max(x.nat_entries)).max().unwrap_or(0);
+        let limit = (base as f64 * ENTRIES_GROWTH) as u64 + ENTRIES_SLACK;
+        let end = last.flow_entries.max(last.nat_entries);
+        assert!(end <= limit, "flow/NAT table entries grew to {end} (limit {limit}): {}", self.summary());
     }
 }

@@ -213,6 +213,11 @@ impl Harness {
         &self.writer.maps
     }
 
+    /// For what the daemon does to the maps outside a reconcile (the flow sweep).
+    pub fn maps_mut(&mut self) -> &mut Maps {
+        &mut self.writer.maps
+    }
+
     pub fn writer(&self) -> &Writer {
         &self.writer
     }
