@@ -30,6 +30,8 @@ fn check_interrupt() -> Result<()> {
 pub fn run(engine: Engine) -> Result<()> {
     // SAFETY: installing a handler that only stores to an atomic.
     unsafe { libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t) };
+    // The Docker network uses the netns test network's addresses: never both at once.
+    let _lock = testenv::lock_network()?;
     println!("==> docker-compose up: backend_server1..3, {LB_CONTAINER} (lb, XDP on eth0), {CLIENT_CONTAINER}");
     let env = DockerEnv::up(&testenv::lb_binary())?;
     let outcome = show(&env);

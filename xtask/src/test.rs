@@ -58,25 +58,19 @@ pub fn run(host_only: bool) -> Result<()> {
 const BENCH: &str = "4. bench --quick (every benchmark configuration produces numbers)";
 const DOCKER: &str = "5. docker (the seed's Docker environment: real engine, containers, XDP and proxy)";
 
-/// The Docker environment installed and its engine running (`deps --docker`: the installer
-/// is the only way anything gets installed), then the `docker_*.rs` root tests; a dockerd
-/// started for them is stopped afterwards. Like every root layer it fails, never skips,
-/// when it cannot run: a failed set-up counts as a failed test.
+/// The Docker environment installed (`deps --docker`: the installer is the only way anything
+/// gets installed, and a dockerd it started for the base image is stopped again), then the
+/// `docker_*.rs` root tests, which start and stop an engine themselves when none runs. Like
+/// every root layer it fails, never skips, when it cannot run: a failed set-up counts as a
+/// failed test.
 fn docker_layer() -> Result<Count> {
     println!("\n==> {DOCKER}: cargo xtask deps --docker");
     let started = std::time::Instant::now();
-    let engine = match crate::deps::docker() {
-        Ok(engine) => engine,
-        Err(e) => {
-            eprintln!("xtask: the Docker environment cannot run: {e:#}");
-            return Ok(Count { failed: 1, ..Count::default() });
-        }
-    };
-    let mut count = root_layer(DOCKER, Layer::Docker, 1)?;
-    if let Err(e) = engine.stop() {
-        eprintln!("xtask: stopping dockerd: {e:#}");
-        count.failed += 1;
+    if let Err(e) = crate::deps::docker().and_then(|engine| engine.stop()) {
+        eprintln!("xtask: the Docker environment cannot run: {e:#}");
+        return Ok(Count { failed: 1, ..Count::default() });
     }
+    let count = root_layer(DOCKER, Layer::Docker, 1)?;
     println!("==> {DOCKER}: {:.0} s", started.elapsed().as_secs_f64());
     Ok(count)
 }

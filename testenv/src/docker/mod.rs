@@ -43,7 +43,8 @@ pub const NETWORK: &str = "lb_network";
 pub const BASE_IMAGE: &str = "python:3.11-slim";
 pub const LB_CONTAINER: &str = "lb_balancer";
 pub const CLIENT_CONTAINER: &str = "lb_client";
-/// The lb container's config, mounted at /etc/lb/lb.toml.
+/// Where `lb run` in the lb container pins its maps (`testenv/docker/lb.toml`), on the
+/// container's own BPF filesystem.
 pub const LB_PIN_PATH: &str = "/sys/fs/bpf/lb";
 /// The VIP the lb container balances in XDP (the netns network's IPv4 VIP).
 pub const VIP: &str = crate::topology::VIP_V4;
