@@ -73,7 +73,8 @@ fn trim(root: &Path) -> Result<()> {
         let Ok(entries) = std::fs::read_dir(root.join(dir)) else { continue };
         for entry in entries.flatten() {
             let p = entry.path();
-            let gone = if p.is_dir() && !p.is_symlink() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+            let gone =
+                if p.is_dir() && !p.is_symlink() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
             gone.with_context(|| format!("removing {}", p.display()))?;
         }
     }
@@ -116,11 +117,7 @@ fn mirror() -> String {
         .filter(|l| l.starts_with("deb ") && l.contains(&format!(" {SUITE} ")))
         .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("http")))
         .next();
-    from_deb822
-        .or(from_classic)
-        .unwrap_or(FALLBACK_MIRROR)
-        .trim_end_matches('/')
-        .to_string()
+    from_deb822.or(from_classic).unwrap_or(FALLBACK_MIRROR).trim_end_matches('/').to_string()
 }
 
 /// Removes a debootstrap tree, after unmounting whatever a failed run left mounted in it

@@ -73,7 +73,8 @@ pub fn down() -> Result<()> {
     remove_pass_program()?;
     // The binary's path only matters for `up`; any existing file satisfies the file's syntax.
     compose(Path::new("/dev/null"), &["down", "--remove-orphans", "--timeout", "5"])?;
-    let left = docker(&["ps", "-a", "--filter", &format!("label={LABEL_KEY}={LABEL_VALUE}"), "--format", "{{.Names}}"])?;
+    let left =
+        docker(&["ps", "-a", "--filter", &format!("label={LABEL_KEY}={LABEL_VALUE}"), "--format", "{{.Names}}"])?;
     if !left.trim().is_empty() {
         bail!("containers of ours left after down: {}", left.trim());
     }

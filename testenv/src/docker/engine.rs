@@ -151,5 +151,9 @@ fn start_dockerd() -> Result<Pid> {
 fn log_tail() -> String {
     let text = std::fs::read_to_string(log_file()).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
-    format!("last lines of {}:\n{}", log_file().display(), lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n"))
+    format!(
+        "last lines of {}:\n{}",
+        log_file().display(),
+        lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
+    )
 }

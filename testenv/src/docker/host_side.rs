@@ -65,8 +65,7 @@ pub(crate) fn tx_checksum_off(container: &str) -> Result<()> {
 }
 
 fn route_vip_via_lb() -> Result<()> {
-    nsenter(CLIENT_CONTAINER, &["ip", "route", "replace", &format!("{VIP}/32"), "via", LB_V4, "dev", "eth0"])
-        .map(drop)
+    nsenter(CLIENT_CONTAINER, &["ip", "route", "replace", &format!("{VIP}/32"), "via", LB_V4, "dev", "eth0"]).map(drop)
 }
 
 /// `nsenter -t PID -n args...`: the container's network namespace, the host's tools.
