@@ -19,7 +19,10 @@ const THRESHOLD: u32 = 2;
 fn the_seeds_docker_environment_balances_by_xdp_and_by_proxy_and_follows_a_stopped_container() {
     testenv::require_root();
     // The Docker network uses the netns network's addresses: never both at once.
+    let waited = Instant::now();
     let _lock = testenv::lock_network().expect("lock the test network");
+    let start = Instant::now();
+    println!("the test network's lock after {:.1} s", (start - waited).as_secs_f64());
     let engine = Engine::ensure().unwrap_or_else(|e| panic!("Docker cannot run here: {e:#}"));
     let env = DockerEnv::up(&testenv::lb_binary()).unwrap_or_else(|e| panic!("docker-compose up: {e:#}"));
     let bridge = env.bridge().expect("the network's bridge");
@@ -35,6 +38,7 @@ fn the_seeds_docker_environment_balances_by_xdp_and_by_proxy_and_follows_a_stopp
     if ours {
         assert!(!docker_answers(), "the dockerd started here still answers after stop");
     }
+    println!("{:.1} s from the lock to the end", start.elapsed().as_secs_f64());
 }
 
 /// 30 requests from the client container through the VIP: every one answered, by all three

@@ -50,14 +50,14 @@ fn show(env: &DockerEnv) -> Result<()> {
     check_interrupt()?;
     println!("\n==> {XDP_REQUESTS} requests from {CLIENT_CONTAINER} to http://{VIP}/ (XDP in {LB_CONTAINER})");
     let outcomes = docker::requests(XDP_REQUESTS, Duration::ZERO)?;
-    let shares = shares(outcomes.iter().map(|o: &Outcome| o.result.clone()));
-    print_shares(&shares, XDP_REQUESTS);
+    let xdp_shares = shares(outcomes.iter().map(|o: &Outcome| o.result.clone()));
+    print_shares(&xdp_shares, XDP_REQUESTS);
     check_interrupt()?;
     for what in ["vips", "backends"] {
         println!("\n==> docker exec {LB_CONTAINER} lb list {what}");
         print!("{}", docker::lb_list(&["list", what])?);
     }
-    require_all_three("XDP", &shares)?;
+    require_all_three("XDP", &xdp_shares)?;
     check_interrupt()?;
 
     let proxy = HostProxy::start(&testenv::lb_binary())?;

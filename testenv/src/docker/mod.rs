@@ -65,5 +65,6 @@ pub fn compose_dir() -> PathBuf {
 
 /// `target/docker/`: the dockerd log and the base image's cache.
 pub fn target_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/docker")
+    let testenv = Path::new(env!("CARGO_MANIFEST_DIR"));
+    testenv.parent().unwrap_or(testenv).join("target").join("docker")
 }
