@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use testenv::docker::{self, DockerEnv, Engine, HostProxy, Outcome, LABEL_KEY, LABEL_VALUE, NETWORK, RUN_DIR};
+use testenv::docker::{self, DockerEnv, Engine, HostProxy, Outcome};
 
 const SERVERS: [&str; 3] = ["Server1", "Server2", "Server3"];
 /// The lb container's health check (testenv/docker/lb.toml): 1 s interval, 2 to go down or up.
@@ -117,21 +117,8 @@ fn a_stopped_container_leaves_and_rejoins() {
 /// No container or network with our label, the bridge gone, no firewall rule naming it or
 /// the network's addresses, the host-side pass-through program's bpffs gone.
 fn nothing_of_ours_is_left(bridge: &str) {
-    let label = format!("label={LABEL_KEY}={LABEL_VALUE}");
-    let containers = docker::docker(&["ps", "-a", "--filter", &label, "--format", "{{.Names}}"]).expect("docker ps");
-    assert!(containers.trim().is_empty(), "containers left: {containers}");
-    let networks = docker::docker(&["network", "ls", "--filter", &label, "--format", "{{.Name}}"]).expect("ls");
-    assert!(networks.trim().is_empty(), "networks left: {networks}");
-    assert!(docker::docker(&["network", "inspect", NETWORK]).is_err(), "{NETWORK} left");
-    let links = std::process::Command::new("ip").args(["-o", "link", "show"]).output().expect("ip link");
-    let links = String::from_utf8_lossy(&links.stdout);
-    assert!(!links.contains(bridge), "bridge {bridge} left: {links}");
-    if let Ok(rules) = std::process::Command::new("iptables-save").output() {
-        let rules = String::from_utf8_lossy(&rules.stdout);
-        assert!(!rules.contains(bridge) && !rules.contains("172.20."), "firewall rules left: {rules}");
-    }
-    let bpffs = std::path::Path::new(RUN_DIR).join("bpffs");
-    assert!(!bpffs.exists(), "{} left", bpffs.display());
+    let left = docker::leftovers(bridge).unwrap_or_else(|e| panic!("listing leftovers: {e:#}"));
+    assert!(left.is_empty(), "left after down: {left:?}");
 }
 
 fn shares(outcomes: &[Outcome]) -> BTreeMap<String, usize> {

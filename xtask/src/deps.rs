@@ -36,10 +36,13 @@ const APT_PACKAGES: &[&str] = &[
     "mount",
 ];
 
+/// Whether something already provides what a package would (a command that runs).
+type Provided = fn() -> bool;
+
 /// `cargo xtask deps --docker`: the Docker environment's engine, compose and the tool that
 /// builds its base image. Each only when nothing already provides it (an engine from
 /// Docker's own packages conflicts with Debian's `docker.io`).
-const DOCKER_PACKAGES: [(&str, fn() -> bool); 3] = [
+const DOCKER_PACKAGES: [(&str, Provided); 3] = [
     ("docker.io", || runs("dockerd", &["--version"])),
     ("docker-compose", || runs("docker-compose", &["version"]) || runs("docker", &["compose", "version"])),
     ("debootstrap", || runs("debootstrap", &["--version"])),

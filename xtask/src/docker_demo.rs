@@ -34,19 +34,32 @@ pub fn run(engine: Engine) -> Result<()> {
     let _lock = testenv::lock_network()?;
     println!("==> docker-compose up: backend_server1..3, {LB_CONTAINER} (lb, XDP on eth0), {CLIENT_CONTAINER}");
     let env = DockerEnv::up(&testenv::lb_binary())?;
-    let outcome = show(&env);
+    let bridge = env.bridge()?;
+    println!("    network lb_network on bridge {bridge}");
+    let outcome = show();
     println!("\n==> docker-compose down");
     let down = env.down();
+    let left = docker::leftovers(&bridge);
+    let ours = engine.started_here();
     let stopped = engine.stop();
     outcome?;
     down?;
     stopped?;
-    println!("==> nothing of the demo is left: no container, network, bridge, XDP program or dockerd of ours");
+    let left = left?;
+    if !left.is_empty() {
+        bail!("left after down: {left:?}");
+    }
+    if ours && docker::docker(&["info"]).is_ok() {
+        bail!("the dockerd started for the demo still answers");
+    }
+    println!("==> nothing of the demo is left: no container, network, bridge, firewall rule or XDP program of ours");
+    if ours {
+        println!("==> and the dockerd started for it is stopped");
+    }
     Ok(())
 }
 
-fn show(env: &DockerEnv) -> Result<()> {
-    println!("    network lb_network on bridge {}", env.bridge()?);
+fn show() -> Result<()> {
     check_interrupt()?;
     println!("\n==> {XDP_REQUESTS} requests from {CLIENT_CONTAINER} to http://{VIP}/ (XDP in {LB_CONTAINER})");
     let outcomes = docker::requests(XDP_REQUESTS, Duration::ZERO)?;

@@ -23,6 +23,7 @@ mod compose;
 mod engine;
 mod host_proxy;
 mod host_side;
+mod leftovers;
 
 use std::path::{Path, PathBuf};
 
@@ -30,6 +31,7 @@ pub use client::{requests, ClientLoop, Outcome};
 pub use compose::{down, lb_list, lb_log, start_server, stop_server, wait_backend_health, DockerEnv};
 pub use engine::{base_image_present, docker, Engine};
 pub use host_proxy::{curl_host, HostProxy, HOST_PROXY_VIP};
+pub use leftovers::leftovers;
 
 /// The compose project: `docker-compose -p` names it, and labels every object with it.
 pub const PROJECT: &str = "lb_testenv";
