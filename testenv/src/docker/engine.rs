@@ -60,6 +60,8 @@ impl Engine {
             bail!("dockerd (pid {pid}) survived SIGKILL");
         }
         let _ = std::fs::remove_file(pid_file());
+        // Only once empty: the host proxy's or the pass-through program's files stay visible.
+        let _ = std::fs::remove_dir(RUN_DIR);
         Ok(())
     }
 }
