@@ -12,6 +12,9 @@
 //!
 //! Nothing is added to the root namespace. Everything needs root.
 //!
+//! [`docker`] runs the seed's Docker environment itself (`testenv/docker/`), with a real
+//! Docker engine, for `cargo xtask docker-demo` and the Docker test layer.
+//!
 //! ```no_run
 //! testenv::require_root();
 //! let _lock = testenv::lock_network()?;
@@ -22,6 +25,7 @@
 //! # anyhow::Ok(())
 //! ```
 
+pub mod docker;
 mod down;
 mod hosts;
 mod lb;

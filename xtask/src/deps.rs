@@ -36,6 +36,18 @@ const APT_PACKAGES: &[&str] = &[
     "mount",
 ];
 
+/// Whether something already provides what a package would (a command that runs).
+type Provided = fn() -> bool;
+
+/// `cargo xtask deps --docker`: the Docker environment's engine, compose and the tool that
+/// builds its base image. Each only when nothing already provides it (an engine from
+/// Docker's own packages conflicts with Debian's `docker.io`).
+const DOCKER_PACKAGES: [(&str, Provided); 3] = [
+    ("docker.io", || runs("dockerd", &["--version"])),
+    ("docker-compose", || runs("docker-compose", &["version"]) || runs("docker", &["compose", "version"])),
+    ("debootstrap", || runs("debootstrap", &["--version"])),
+];
+
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
@@ -46,6 +58,25 @@ pub fn install() -> Result<()> {
     cargo_fuzz()?;
     println!("==> dependencies present");
     Ok(())
+}
+
+/// The Docker environment on top of `install`: its packages, an engine (dockerd started when
+/// none answers; stopping the returned engine stops it again) and the base image.
+pub fn docker() -> Result<testenv::docker::Engine> {
+    let missing: Vec<&str> =
+        DOCKER_PACKAGES.iter().filter(|(pkg, present)| !installed(pkg) && !present()).map(|(pkg, _)| *pkg).collect();
+    apt_install(&missing)?;
+    if !is_root() {
+        bail!("the Docker environment starts dockerd and builds its base image as root: run it as root");
+    }
+    let engine = testenv::docker::Engine::ensure()?;
+    crate::base_image::ensure()?;
+    println!("==> Docker environment present");
+    Ok(engine)
+}
+
+fn runs(program: &str, args: &[&str]) -> bool {
+    Command::new(program).args(args).output().is_ok_and(|o| o.status.success())
 }
 
 fn installed(pkg: &str) -> bool {
@@ -64,6 +95,10 @@ fn need_root(what: &str) -> Result<()> {
 
 fn apt() -> Result<()> {
     let missing: Vec<&str> = APT_PACKAGES.iter().copied().filter(|p| !installed(p)).collect();
+    apt_install(&missing)
+}
+
+fn apt_install(missing: &[&str]) -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
@@ -74,8 +109,9 @@ fn apt() -> Result<()> {
     status(update)?;
     let mut install = Command::new("apt-get");
     // RUNLEVEL=1: invoke-rc.d starts no service, so nginx and haproxy do not come up in the
-    // root namespace on port 80; the bench starts its own instances inside the test network.
-    install.env("DEBIAN_FRONTEND", "noninteractive").env("RUNLEVEL", "1").args(["install", "-y", "-qq"]).args(&missing);
+    // root namespace on port 80 (the bench starts its own instances inside the test network),
+    // nor dockerd (the Docker environment starts one when it needs it, and stops it).
+    install.env("DEBIAN_FRONTEND", "noninteractive").env("RUNLEVEL", "1").args(["install", "-y", "-qq"]).args(missing);
     status(install)
 }
 

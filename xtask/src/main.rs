@@ -1,10 +1,12 @@
-//! `cargo xtask deps|build|lint|demo|test|fuzz|soak|bench|testenv`: the project's only entry points for setting a
+//! `cargo xtask deps|build|lint|demo|docker-demo|test|fuzz|soak|bench|testenv`: the project's only entry points for setting a
 //! machine up, building, demonstrating and testing. Everything that gets installed is
 //! installed by `deps`, which the other commands call first.
+mod base_image;
 mod bench;
 mod cmd;
 mod demo;
 mod deps;
+mod docker_demo;
 mod fuzz;
 mod lint;
 mod roots;
@@ -24,14 +26,23 @@ struct Cli {
 #[derive(Subcommand)]
 enum Task {
     /// Install what this machine lacks (apt packages, nightly rust-src, bpf-linker). Idempotent.
-    Deps,
+    Deps {
+        /// Also the Docker environment: docker.io, docker-compose and debootstrap, and the
+        /// local base image python:3.11-slim (built once, cached under target/docker/).
+        #[arg(long)]
+        docker: bool,
+    },
     /// deps, then build the workspace (the XDP program included).
     Build,
     /// deps, then rustfmt --check and clippy -D warnings (host crates and the eBPF crate).
     Lint,
     /// deps, build, bring up the test network, balance real HTTP through XDP, show the result.
     Demo,
-    /// deps, build, then all three test layers: host, packet (BPF_PROG_TEST_RUN), network.
+    /// deps --docker, build, then the seed's Docker environment: XDP in the lb container for
+    /// the client container, the proxy on this host for `curl localhost:8080`; then down.
+    DockerDemo,
+    /// deps (with --docker), build, then every test layer: host, packet (BPF_PROG_TEST_RUN),
+    /// network, the quick bench, docker.
     Test {
         /// Only the host unit tests (no root needed).
         #[arg(long)]
@@ -91,7 +102,11 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.task {
-        Task::Deps => deps::install(),
+        Task::Deps { docker: false } => deps::install(),
+        Task::Deps { docker: true } => {
+            deps::install()?;
+            deps::docker()?.stop()
+        }
         Task::Build => {
             deps::install()?;
             cmd::build()
@@ -104,6 +119,12 @@ fn run(cli: Cli) -> Result<()> {
             deps::install()?;
             cmd::build()?;
             demo::run()
+        }
+        Task::DockerDemo => {
+            deps::install()?;
+            let engine = deps::docker()?;
+            cmd::build()?;
+            docker_demo::run(engine)
         }
         Task::Test { host_only } => {
             deps::install()?;

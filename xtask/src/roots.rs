@@ -1,6 +1,7 @@
 //! Finding the root-only tests: every integration test file that holds a test marked
 //! `#[ignore = "needs root …"]`. Files named `packet_*.rs` are the packet layer (the XDP
-//! object through BPF_PROG_TEST_RUN); the others are the network layer. A new root test
+//! object through BPF_PROG_TEST_RUN), `docker_*.rs` the Docker layer (the seed's Docker
+//! environment with a real engine); the others are the network layer. A new root test
 //! file is picked up by its marker alone: nothing lists them by hand.
 use std::path::Path;
 
@@ -13,6 +14,7 @@ pub const ROOT_MARKER: &str = "#[ignore = \"needs root";
 pub enum Layer {
     Packet,
     Network,
+    Docker,
 }
 
 /// The root test files of one package.
@@ -49,6 +51,8 @@ pub fn discover(workspace: &Path, layer: Layer) -> Result<Vec<RootTests>> {
 pub fn layer_of(test_file: &str) -> Layer {
     if test_file.starts_with("packet_") {
         Layer::Packet
+    } else if test_file.starts_with("docker_") {
+        Layer::Docker
     } else {
         Layer::Network
     }
@@ -84,9 +88,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn packet_files_are_the_packet_layer_and_the_rest_the_network_layer() {
+    fn packet_files_are_the_packet_layer_docker_files_the_docker_layer_and_the_rest_the_network_layer() {
         assert_eq!(layer_of("packet_fixtures"), Layer::Packet);
         assert_eq!(layer_of("packet_new_thing"), Layer::Packet);
+        assert_eq!(layer_of("docker_network"), Layer::Docker);
         assert_eq!(layer_of("control_plane"), Layer::Network);
     }
 
@@ -95,6 +100,7 @@ mod tests {
         let ws = crate::cmd::workspace();
         let packet = discover(&ws, Layer::Packet).unwrap();
         let network = discover(&ws, Layer::Network).unwrap();
+        let docker = discover(&ws, Layer::Docker).unwrap();
         let of = |v: &[RootTests], package: &str| {
             v.iter().find(|r| r.package == package).map(|r| r.tests.clone()).unwrap_or_default()
         };
@@ -102,6 +108,8 @@ mod tests {
         assert!(of(&network, "lb-user").contains(&"control_plane".to_string()), "{network:?}");
         assert!(!of(&network, "lb-user").contains(&"proxy".to_string()), "proxy.rs has no root test");
         assert!(network.iter().any(|r| r.package == "testenv" && r.tests == ["network"]), "{network:?}");
+        assert_eq!(of(&docker, "lb-user"), ["docker_network"], "{docker:?}");
+        assert!(!of(&network, "lb-user").contains(&"docker_network".to_string()), "not in the netns layer");
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! `cargo xtask test`: the three layers of docs/testing.md, each with its own count, and a
-//! fourth: `cargo xtask bench --quick`, so that the benchmark harness cannot rot.
+//! `cargo xtask test`: the layers of docs/testing.md, each with its own count: host, packet,
+//! network, `cargo xtask bench --quick` (so that the benchmark harness cannot rot), and the
+//! Docker layer (the seed's Docker environment with a real engine, set up by `deps --docker`).
 //! Root-only tests are `#[ignore]`d in plain `cargo test` (so it never pretends to run
 //! them) and run here with `--ignored`; without root this command fails, it never skips.
 //! Among the root tests found: the packet fuzz's short budget (50,000 frames, packet layer)
@@ -38,6 +39,7 @@ pub fn run(host_only: bool) -> Result<()> {
     }
     if !host_only {
         results.push((BENCH, bench_quick()));
+        results.push((DOCKER, docker_layer()?));
     }
     println!("\n==> summary");
     let mut total = Count::default();
@@ -54,6 +56,24 @@ pub fn run(host_only: bool) -> Result<()> {
 }
 
 const BENCH: &str = "4. bench --quick (every benchmark configuration produces numbers)";
+const DOCKER: &str = "5. docker (the seed's Docker environment: real engine, containers, XDP and proxy)";
+
+/// The Docker environment installed (`deps --docker`: the installer is the only way anything
+/// gets installed, and a dockerd it started for the base image is stopped again), then the
+/// `docker_*.rs` root tests, which start and stop an engine themselves when none runs. Like
+/// every root layer it fails, never skips, when it cannot run: a failed set-up counts as a
+/// failed test.
+fn docker_layer() -> Result<Count> {
+    println!("\n==> {DOCKER}: cargo xtask deps --docker");
+    let started = std::time::Instant::now();
+    if let Err(e) = crate::deps::docker().and_then(|engine| engine.stop()) {
+        eprintln!("xtask: the Docker environment cannot run: {e:#}");
+        return Ok(Count { failed: 1, ..Count::default() });
+    }
+    let count = root_layer(DOCKER, Layer::Docker, 1)?;
+    println!("==> {DOCKER}: {:.0} s", started.elapsed().as_secs_f64());
+    Ok(count)
+}
 
 /// The quick bench as one pass or one failure: it asserts that every configuration and
 /// measurement produced numbers, never how fast they were.
