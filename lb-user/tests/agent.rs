@@ -190,6 +190,14 @@ fn lb() -> Command {
 }
 
 /// A token file with `token` in it, unique to the test.
+/// Rotates the token as an operator's tooling should: a new file renamed over the old one
+/// (a request sent while a file is rewritten in place may carry no token at all).
+fn rotate(token: &std::path::Path, new: &str) {
+    let fresh = token.with_extension("new");
+    std::fs::write(&fresh, format!("{new}\n")).unwrap();
+    std::fs::rename(&fresh, token).unwrap();
+}
+
 fn token_file(name: &str, token: &str) -> PathBuf {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
@@ -464,15 +472,12 @@ fn a_refused_token_is_re_read_from_the_file_and_retried_with_backoff() {
     assert!(agent.running(), "a 401 is not the end: {}", agent.stderr());
     let gaps: Vec<Duration> = refused.windows(2).map(|w| w[1].at - w[0].at).collect();
     assert!(gaps[0] >= Duration::from_millis(140) && gaps[1] > gaps[0], "backoff between retries: {gaps:?}");
-    std::fs::write(&token, "new-token\n").unwrap();
+    rotate(&token, "new-token");
+    let bearer = |r: &Request| r.headers.get("authorization").map(String::as_str) == Some("Bearer new-token");
     let requests = api.wait_for(Duration::from_secs(8), "a registration with the new token, then a heartbeat", |r| {
-        r.iter().any(|r| r.is("POST", BACKENDS) && r.headers["authorization"] == "Bearer new-token")
-            && count(r, "PUT", HEARTBEAT) >= 1
+        r.iter().any(|r| r.is("POST", BACKENDS) && bearer(r)) && count(r, "PUT", HEARTBEAT) >= 1
     });
-    assert!(requests
-        .iter()
-        .filter(|r| r.is("PUT", HEARTBEAT))
-        .all(|r| r.headers["authorization"] == "Bearer new-token"));
+    assert!(requests.iter().filter(|r| r.is("PUT", HEARTBEAT)).all(bearer));
     let stderr = agent.stderr();
     assert_eq!(stderr.matches("refused the token").count(), 1, "one warning per episode:\n{stderr}");
     assert!(stderr.contains("accepts the token again"), "{stderr}");
@@ -495,9 +500,10 @@ fn a_heartbeat_refused_mid_lease_picks_up_the_rotated_token() {
         &["--address", "127.0.0.1:8081", "--ttl", "600ms", "--token-file", token.to_str().unwrap()],
     );
     api.wait_for(Duration::from_secs(5), "a refused heartbeat", |r| count(r, "PUT", HEARTBEAT) >= 2);
-    std::fs::write(&token, "new-token\n").unwrap();
+    rotate(&token, "new-token");
+    let bearer = |r: &Request| r.headers.get("authorization").map(String::as_str) == Some("Bearer new-token");
     api.wait_for(Duration::from_secs(5), "heartbeats with the new token", |r| {
-        r.iter().filter(|r| r.is("PUT", HEARTBEAT) && r.headers["authorization"] == "Bearer new-token").count() >= 2
+        r.iter().filter(|r| r.is("PUT", HEARTBEAT) && bearer(r)).count() >= 2
     });
     assert!(agent.running(), "{}", agent.stderr());
 }

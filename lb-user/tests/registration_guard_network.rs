@@ -175,6 +175,16 @@ fn registrations_at_no_backend_addresses_and_past_the_cap_are_refused_and_maint_
     // one flow follow the cursor through the same flows one big page lists.
     let (code, _) = api("GET", &format!("{API}/v1/flows"), None, None);
     assert_eq!(code, 401);
+    // Two keep-alive connections whose flows stay live through the paging (the others are
+    // closed connections, which the daemon's sweep may delete meanwhile).
+    let held: Vec<(KeepAliveClient, u16)> = (0..2).map(|_| KeepAliveClient::connect(VIP_V4)).collect();
+    let held: Vec<(KeepAliveClient, String)> = held
+        .into_iter()
+        .map(|(mut c, port)| {
+            c.request();
+            (c, format!("\"172.20.0.2:{port}\""))
+        })
+        .collect();
     let (code, next, body) = get_page(&format!("{API}/v1/flows?limit=10000"));
     assert_eq!((code, next), (200, None), "{body}");
     let all = flow_clients(&body);
@@ -193,8 +203,21 @@ fn registrations_at_no_backend_addresses_and_past_the_cap_are_refused_and_maint_
     let (mut a, mut p) = (all.clone(), paged.clone());
     a.sort();
     p.sort();
-    // Flows may expire between pages; none may come twice or from nowhere.
+    // Flows may end and be swept between pages; none may come twice or from nowhere, and
+    // every flow that the big page had and still lives after the paging was paged.
     assert!(p.windows(2).all(|w| w[0] != w[1]), "no flow twice: {paged:?}");
     assert!(p.iter().all(|f| a.contains(f)), "only flows the big page had: {paged:?} vs {all:?}");
-    assert!(paged.len() + 2 >= all.len(), "paged {} of {}", paged.len(), all.len());
+    let (_, _, body) = get_page(&format!("{API}/v1/flows?limit=10000"));
+    let after = flow_clients(&body);
+    let kept: Vec<&String> = a.iter().filter(|f| after.contains(f)).collect();
+    assert!(kept.iter().all(|f| p.contains(f)), "paged {paged:?}, lived throughout {kept:?}");
+    for (_, client) in &held {
+        assert!(p.iter().any(|f| f.starts_with(client.as_str())), "the live flow of {client} was paged: {paged:?}");
+    }
+    println!(
+        "/v1/flows: {} flows in one page, {} paged one by one, {} lived throughout",
+        all.len(),
+        paged.len(),
+        kept.len()
+    );
 }
