@@ -309,6 +309,22 @@ impl GlobalConfig {
     }
 }
 
+impl NatValue {
+    /// The flow this NAT entry was made for (`proto` and `family` are the entry key's).
+    #[inline(always)]
+    pub fn owner(&self, proto: u8, family: u8) -> FlowKey {
+        FlowKey {
+            src: self.client_addr,
+            dst: self.vip_addr,
+            sport: self.client_port,
+            dport: self.vip_port,
+            proto,
+            family,
+            _pad: [0; 2],
+        }
+    }
+}
+
 impl FlowState {
     #[inline(always)]
     pub fn is_live(&self, proto: u8, now_ns: u64, cfg: &GlobalConfig) -> bool {

@@ -68,20 +68,6 @@ fn nat_key(backend: &BackendInfo, snat_port: u16, key: &FlowKey) -> NatKey {
     }
 }
 
-/// The flow a NAT entry was made for.
-#[inline(always)]
-fn owner(v: &NatValue, proto: u8, family: u8) -> FlowKey {
-    FlowKey {
-        src: v.client_addr,
-        dst: v.vip_addr,
-        sport: v.client_port,
-        dport: v.vip_port,
-        proto,
-        family,
-        _pad: [0; 2],
-    }
-}
-
 /// The live flow that holds the NAT entry `v` (of SNAT port `port`): the flow that made it,
 /// if it is live and still uses that port on that backend. Replies and ICMP errors are
 /// translated only for such a flow; an entry without one is free for a new flow.
@@ -94,7 +80,7 @@ pub fn live_owner(
     now: u64,
     cfg: &GlobalConfig,
 ) -> Option<*mut FlowState> {
-    let s = conntrack::live(&owner(v, proto, family), now, cfg)?;
+    let s = conntrack::live(&v.owner(proto, family), now, cfg)?;
     // SAFETY: map value pointer from a successful lookup.
     if unsafe { (*s).snat_port == port && (*s).backend_id == v.backend_id } {
         Some(s)

@@ -63,16 +63,7 @@ fn long_dead(s: &FlowState, proto: u8, now: u64, grace_ns: u64, cfg: &GlobalConf
 /// and still uses this port on this backend (the data path's `live_owner`, with the grace:
 /// a NAT entry goes with its flow).
 fn held(maps: &Maps, k: &NatKey, v: &NatValue, now: u64, grace_ns: u64, cfg: &GlobalConfig) -> bool {
-    let owner = FlowKey {
-        src: v.client_addr,
-        dst: v.vip_addr,
-        sport: v.client_port,
-        dport: v.vip_port,
-        proto: k.proto,
-        family: k.family,
-        _pad: [0; 2],
-    };
-    match maps.flows.get(&owner, 0) {
+    match maps.flows.get(&v.owner(k.proto, k.family), 0) {
         Ok(s) => {
             s.snat_port == k.snat_port && s.backend_id == v.backend_id && !long_dead(&s, k.proto, now, grace_ns, cfg)
         }
