@@ -24,6 +24,9 @@ pub const PROTO_ICMPV6: u8 = 58;
 /// `VipInfo::forwarding`
 pub const FWD_NAT: u8 = 0;
 pub const FWD_DSR: u8 = 1;
+/// Encapsulated (`encap.rs`): IP-in-IP, and IP in UDP (GUE).
+pub const FWD_IPIP: u8 = 2;
+pub const FWD_GUE: u8 = 3;
 
 /// `VipInfo::algorithm`: the selection seam. Values are part of the pinned-map ABI.
 pub const ALG_MAGLEV: u8 = 0;

@@ -8,6 +8,7 @@
 pub mod abi;
 pub mod consts;
 pub mod csum;
+pub mod encap;
 pub mod hash;
 pub mod maps;
 pub mod ratelimit;
