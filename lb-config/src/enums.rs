@@ -134,6 +134,48 @@ keyword_enum! {
         Nat = "nat",
         /// Direct server return: only MACs change; backends hold the VIP on loopback.
         Dsr = "dsr",
+        /// Direct server return across routers: the client's packet inside an outer IP
+        /// header to the backend (IP-in-IP).
+        Ipip = "ipip",
+        /// As `ipip`, inside outer IP + UDP (Generic UDP Encapsulation, variant 1).
+        Gue = "gue",
+    }
+}
+
+impl Forwarding {
+    /// Replies go from the backend straight to the client (`dsr`, `ipip`, `gue`).
+    pub fn is_direct_return(self) -> bool {
+        self != Forwarding::Nat
+    }
+
+    /// The client's packet travels inside an outer header (`ipip`, `gue`).
+    pub fn encapsulates(self) -> bool {
+        matches!(self, Forwarding::Ipip | Forwarding::Gue)
+    }
+
+    /// Why a backend at `backend` cannot serve a VIP at `vip` with this forwarding, if it
+    /// cannot: addresses are translated within one family only (no NAT46/64), and an
+    /// encapsulating service may carry an IPv4 packet in an outer IPv6 header (4-in-6) but
+    /// not the other way round (an IPv6 packet inside IPv4 would need 6in4 decapsulation,
+    /// which backends rarely have, and IPv4's smaller minimum MTU).
+    pub fn family_misfit(self, vip: std::net::SocketAddr, backend: std::net::SocketAddr) -> Option<String> {
+        let family = |a: std::net::SocketAddr| if a.is_ipv4() { "IPv4" } else { "IPv6" };
+        if vip.is_ipv4() == backend.is_ipv4() || (self.encapsulates() && vip.is_ipv4()) {
+            return None;
+        }
+        Some(if self.encapsulates() {
+            format!(
+                "backend {backend} is IPv4 but the VIP {vip} is IPv6: {} carries IPv4 inside IPv6, not IPv6 \
+                 inside IPv4; give this service IPv6 backends",
+                self.as_str()
+            )
+        } else {
+            format!(
+                "backend {backend} is {} but the VIP {vip} is {}; backends must use their VIP's address family",
+                family(backend),
+                family(vip)
+            )
+        })
     }
 }
 
@@ -214,7 +256,7 @@ mod tests {
             Algorithm::NAMES,
             ["maglev", "source_hash", "round_robin", "weighted_round_robin", "random", "least_conn", "p2c"]
         );
-        assert_eq!(Forwarding::NAMES, ["nat", "dsr"]);
+        assert_eq!(Forwarding::NAMES, ["nat", "dsr", "ipip", "gue"]);
         assert_eq!(ProxyMode::NAMES, ["l4", "http"]);
         assert_eq!(AdminState::NAMES, ["ready", "drain", "maint"]);
         assert_eq!(HealthCheckType::NAMES, ["tcp", "http", "none"]);

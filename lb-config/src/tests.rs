@@ -233,6 +233,26 @@ address = "172.20.0.12:8080"
 "#
         => "lb.toml:8:11: backend port 8080 differs from the VIP port 80: dsr backends hold the VIP on \
          loopback, so the port must equal the VIP's";
+    ipip_backend_on_other_port_is_rejected_at_its_address:
+        r#"[[service]]
+name = "web"
+vip = "172.20.0.100:80"
+forwarding = "ipip"
+[[service.backend]]
+address = "10.30.0.11:8080"
+"#
+        => "lb.toml:6:11: backend port 8080 differs from the VIP port 80: ipip backends hold the VIP on \
+         loopback, so the port must equal the VIP's";
+    gue_to_an_ipv4_backend_of_an_ipv6_vip_is_rejected_at_its_address:
+        r#"[[service]]
+name = "web6"
+vip = "[fd00:20::100]:80"
+forwarding = "gue"
+[[service.backend]]
+address = "10.30.0.11:80"
+"#
+        => "lb.toml:6:11: backend 10.30.0.11:80 is IPv4 but the VIP [fd00:20::100]:80 is IPv6: gue carries \
+         IPv4 inside IPv6, not IPv6 inside IPv4; give this service IPv6 backends";
     duplicate_backend_in_a_service_is_rejected_at_the_second_address:
         r#"[[service]]
 name = "web"

@@ -9,7 +9,7 @@
 use std::{
     collections::{hash_map::Entry, HashMap},
     hash::Hash,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    net::{Ipv4Addr, Ipv6Addr, SocketAddr},
     ops::Range,
     str::FromStr,
     time::Duration,
@@ -333,12 +333,15 @@ impl Validator<'_> {
     /// `forwarding` and judges backends by its own connections, so it may keep it.
     fn breaker_needs_replies(&mut self, raw: &RawCircuitBreaker, forwarding: Forwarding, mode: Mode) {
         let Some(n) = raw.consecutive_failures.as_ref().filter(|n| *n.get_ref() > 0) else { return };
-        if forwarding == Forwarding::Dsr && mode != Mode::Proxy {
+        if forwarding.is_direct_return() && mode != Mode::Proxy {
             self.report(
                 &n.span(),
-                "consecutive_failures needs forwarding = \"nat\": with \"dsr\" the backends' replies bypass \
-                 the LB, so the only failure it could see is a client's resent SYN, which any client can \
-                 forge to eject a backend; use the active health_check, or forwarding = \"nat\"",
+                format!(
+                    "consecutive_failures needs forwarding = \"nat\": with \"{}\" the backends' replies \
+                     bypass the LB, so the only failure it could see is a client's resent SYN, which any \
+                     client can forge to eject a backend; use the active health_check, or forwarding = \"nat\"",
+                    forwarding.as_str()
+                ),
             );
         }
     }
@@ -587,33 +590,24 @@ fn backend_address(text: &str) -> Result<SocketAddr, String> {
     Ok(address)
 }
 
-/// The data path translates within one address family only (no NAT46/64), and a DSR backend
+/// The data path translates within one address family only (no NAT46/64); an encapsulating
+/// service may wrap an IPv4 client packet in an outer IPv6 header (4-in-6), never the other
+/// way (an IPv6 packet does not fit the IPv4 path MTU rules). A direct-return backend
 /// answers on the VIP itself, so it must listen on the VIP's port.
 fn backend_fits_vip(backend: SocketAddr, vip: SocketAddr, forwarding: Forwarding) -> Result<(), String> {
-    if backend.is_ipv4() != vip.is_ipv4() {
-        return Err(format!(
-            "backend {backend} is {} but the VIP {vip} is {}; backends must use their VIP's address family",
-            family(backend.ip()),
-            family(vip.ip())
-        ));
+    if let Some(why) = forwarding.family_misfit(vip, backend) {
+        return Err(why);
     }
-    if forwarding == Forwarding::Dsr && backend.port() != vip.port() {
+    if forwarding.is_direct_return() && backend.port() != vip.port() {
         return Err(format!(
-            "backend port {} differs from the VIP port {}: dsr backends hold the VIP on loopback, \
+            "backend port {} differs from the VIP port {}: {} backends hold the VIP on loopback, \
              so the port must equal the VIP's",
             backend.port(),
-            vip.port()
+            vip.port(),
+            forwarding.as_str()
         ));
     }
     Ok(())
-}
-
-fn family(ip: IpAddr) -> &'static str {
-    if ip.is_ipv4() {
-        "IPv4"
-    } else {
-        "IPv6"
-    }
 }
 
 /// The check a service gets when `type` is not written. TCP services: a TCP connect. UDP

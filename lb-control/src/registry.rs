@@ -36,12 +36,13 @@ pub enum Misfit {
 /// translates within one family), and with `dsr` the VIP's port (the backend answers on
 /// the VIP it holds on loopback).
 pub fn fits_service(name: &str, vip: SocketAddr, forwarding: Forwarding, address: SocketAddr) -> Result<(), Misfit> {
-    if vip.is_ipv4() != address.is_ipv4() {
+    if forwarding.family_misfit(vip, address).is_some() {
         return Err(Misfit::Mismatch(format!("{address} is not of the address family of {name}'s VIP {vip}")));
     }
-    if forwarding == Forwarding::Dsr && address.port() != vip.port() {
+    if forwarding.is_direct_return() && address.port() != vip.port() {
         return Err(Misfit::Mismatch(format!(
-            "dsr backends hold the VIP on loopback, so the port must be the VIP's ({})",
+            "{} backends hold the VIP on loopback, so the port must be the VIP's ({})",
+            forwarding.as_str(),
             vip.port()
         )));
     }

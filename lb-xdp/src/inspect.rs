@@ -102,10 +102,11 @@ pub fn live_flows_per_backend(maps: &Maps) -> Result<std::collections::HashMap<u
 }
 
 fn forwarding_name(code: u8) -> &'static str {
-    if code == FWD_DSR {
-        "dsr"
-    } else {
-        "nat"
+    match code {
+        FWD_DSR => "dsr",
+        FWD_IPIP => "ipip",
+        FWD_GUE => "gue",
+        _ => "nat",
     }
 }
 

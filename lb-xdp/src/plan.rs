@@ -192,6 +192,8 @@ pub fn plan(desired: &Desired, global: GlobalConfig, host: &HostFacts, ids: &mut
             forwarding: match s.forwarding {
                 Forwarding::Nat => FWD_NAT,
                 Forwarding::Dsr => FWD_DSR,
+                Forwarding::Ipip => FWD_IPIP,
+                Forwarding::Gue => FWD_GUE,
             },
             acl: crate::acl::flags(&s.acl),
             _pad: 0,
