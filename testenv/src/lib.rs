@@ -28,6 +28,7 @@
 pub mod docker;
 mod down;
 mod hosts;
+pub mod l3;
 mod lb;
 mod lock;
 mod netns;

@@ -4,8 +4,8 @@ use crate::hosts::{add_host, hold_vips_on_loopback};
 use crate::netns::{curl, namespace_exists, spawn_logged};
 use crate::process::{command_line, is_alive, terminate, Pid};
 use crate::topology::{
-    check_server_number, server_log, server_name, server_ns, server_pidfile, server_v4, switch_port, Host, DSR_MARKER,
-    RUN_DIR, SWITCH_NS,
+    check_server_number, server_name, server_ns, server_pidfile, server_v4, switch_port, Host, DSR_MARKER, RUN_DIR,
+    SWITCH_NS,
 };
 use crate::xdp_pass;
 use anyhow::{bail, Context, Result};
@@ -53,8 +53,9 @@ pub fn add_server(n: u8) -> Result<()> {
     if Path::new(DSR_MARKER).exists() {
         hold_vips_on_loopback(&host.ns)?;
     }
-    let mut backend = launch(n)?;
-    wait_ready(n, &mut backend, Instant::now() + READY_WITHIN)
+    let backend = Backend::server(n);
+    let mut child = launch(&backend)?;
+    wait_ready(&backend, &mut child, Instant::now() + READY_WITHIN)
 }
 
 /// Starts server n's backend again (after `stop_server`); a no-op if it runs.
@@ -66,8 +67,9 @@ pub fn start_server(n: u8) -> Result<()> {
     if running_pid(n).is_some() {
         return Ok(());
     }
-    let mut backend = launch(n)?;
-    wait_ready(n, &mut backend, Instant::now() + READY_WITHIN)
+    let backend = Backend::server(n);
+    let mut child = launch(&backend)?;
+    wait_ready(&backend, &mut child, Instant::now() + READY_WITHIN)
 }
 
 /// Stops server n's backend process (the namespace and addresses stay); a
@@ -85,12 +87,8 @@ pub fn stop_server(n: u8) -> Result<()> {
 
 /// Starts the backends of servers `numbers` together, then waits for all.
 pub(crate) fn start_all(numbers: &[u8]) -> Result<()> {
-    let mut backends = Vec::new();
-    for &n in numbers {
-        backends.push((n, launch(n)?));
-    }
-    let deadline = Instant::now() + READY_WITHIN;
-    backends.iter_mut().try_for_each(|(n, backend)| wait_ready(*n, backend, deadline))
+    let backends: Vec<Backend> = numbers.iter().map(|&n| Backend::server(n)).collect();
+    start_backends(&backends)
 }
 
 /// Stops every backend that has a pid file (for `down`).
@@ -109,19 +107,51 @@ pub(crate) fn stop_all() -> Result<()> {
     Ok(())
 }
 
-/// `ip netns exec lbt-serverN env SERVER_NAME=ServerN ... python3 backend.py`,
-/// output to /run/lbt/serverN.log, pid to /run/lbt/serverN.pid. `ip netns
-/// exec` and `env` exec in place, so the pid is python's.
-fn launch(n: u8) -> Result<Child> {
+/// A backend process: the seed's server in namespace `ns`, answering as `name` on
+/// `address`:80, with its log and pid file under RUN_DIR named by `key`.
+pub(crate) struct Backend {
+    pub ns: String,
+    pub name: String,
+    pub address: String,
+    pub key: String,
+}
+
+impl Backend {
+    fn server(n: u8) -> Backend {
+        Backend { ns: server_ns(n), name: server_name(n), address: server_v4(n), key: format!("server{n}") }
+    }
+
+    fn log(&self) -> PathBuf {
+        PathBuf::from(format!("{RUN_DIR}/{}.log", self.key))
+    }
+
+    fn pidfile(&self) -> PathBuf {
+        PathBuf::from(format!("{RUN_DIR}/{}.pid", self.key))
+    }
+}
+
+/// Starts `backends` together, then waits for all.
+pub(crate) fn start_backends(backends: &[Backend]) -> Result<()> {
+    let mut children = Vec::new();
+    for b in backends {
+        children.push(launch(b)?);
+    }
+    let deadline = Instant::now() + READY_WITHIN;
+    backends.iter().zip(children.iter_mut()).try_for_each(|(b, child)| wait_ready(b, child, deadline))
+}
+
+/// `ip netns exec NS env SERVER_NAME=... python3 backend.py`, output to the backend's log,
+/// pid to its pid file. `ip netns exec` and `env` exec in place, so the pid is python's.
+fn launch(b: &Backend) -> Result<Child> {
     std::fs::create_dir_all(RUN_DIR).with_context(|| format!("creating {RUN_DIR}"))?;
-    let name = format!("SERVER_NAME={}", server_name(n));
-    let ip = format!("SERVER_IP={}", server_v4(n));
+    let name = format!("SERVER_NAME={}", b.name);
+    let ip = format!("SERVER_IP={}", b.address);
     let port = format!("SERVER_PORT={}", crate::topology::BACKEND_PORT);
     let python = python();
     let script = backend_script();
     let script = script.to_str().context("backend.py path is not UTF-8")?;
-    let child = spawn_logged(&server_ns(n), &["env", &name, &ip, &port, &python, script], &server_log(n))?;
-    let pidfile = server_pidfile(n);
+    let child = spawn_logged(&b.ns, &["env", &name, &ip, &port, &python, script], &b.log())?;
+    let pidfile = b.pidfile();
     std::fs::write(&pidfile, format!("{}\n", child.id())).with_context(|| format!("writing {}", pidfile.display()))?;
     // Dropping the Child later neither kills nor reaps it: the backend keeps
     // running after this process exits (`cargo xtask testenv up`).
@@ -130,17 +160,17 @@ fn launch(n: u8) -> Result<Child> {
 
 /// Polls the backend from its own namespace until it answers, failing early
 /// if the process dies.
-fn wait_ready(n: u8, backend: &mut Child, deadline: Instant) -> Result<()> {
-    let url = format!("http://{}/", server_v4(n));
+fn wait_ready(b: &Backend, child: &mut Child, deadline: Instant) -> Result<()> {
+    let url = format!("http://{}/", b.address);
     loop {
-        if let Some(status) = backend.try_wait().context("waiting for the backend")? {
-            bail!("{} exited during start-up ({status}); {}", server_name(n), log_tail(n));
+        if let Some(status) = child.try_wait().context("waiting for the backend")? {
+            bail!("{} exited during start-up ({status}); {}", b.name, log_tail(&b.log()));
         }
-        if curl(&server_ns(n), &url, Duration::from_millis(500)).is_ok() {
+        if curl(&b.ns, &url, Duration::from_millis(500)).is_ok() {
             return Ok(());
         }
         if Instant::now() >= deadline {
-            bail!("{} did not answer on {url} within {READY_WITHIN:?}; {}", server_name(n), log_tail(n));
+            bail!("{} did not answer on {url} within {READY_WITHIN:?}; {}", b.name, log_tail(&b.log()));
         }
         sleep(Duration::from_millis(100));
     }
@@ -174,9 +204,8 @@ fn remove_pidfile(n: u8) -> Result<()> {
     }
 }
 
-fn log_tail(n: u8) -> String {
-    let path = server_log(n);
-    let text = std::fs::read_to_string(&path).unwrap_or_default();
+fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     let tail = lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n");
     format!("last lines of {}:\n{tail}", path.display())

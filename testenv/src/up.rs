@@ -14,6 +14,9 @@ pub struct UpOptions {
     /// Also put the VIPs on every server's `lo` (with ARP suppression), for
     /// services with `forwarding = "dsr"`.
     pub dsr: bool,
+    /// Also build the L3 layout (`l3.rs`): a router, the LB's second NIC, far servers in
+    /// two subnets behind the router.
+    pub l3: bool,
 }
 
 /// Builds the whole network and starts the backends, after clearing whatever
@@ -39,7 +42,11 @@ pub fn up(opts: &UpOptions) -> Result<()> {
         }
     }
     let numbers: Vec<u8> = (1..=SERVERS).collect();
-    servers::start_all(&numbers)
+    servers::start_all(&numbers)?;
+    if opts.l3 {
+        crate::l3::build()?;
+    }
+    Ok(())
 }
 
 /// Whether the network is (at least partly) up.

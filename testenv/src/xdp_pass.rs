@@ -32,9 +32,14 @@ pub(crate) fn install() -> Result<()> {
 /// Attaches the pinned program in native (driver) mode to a switch port and
 /// checks that the kernel reports it attached.
 pub(crate) fn attach(port: &str) -> Result<()> {
-    ip_in(SWITCH_NS, &["link", "set", "dev", port, "xdpdrv", "pinned", XDP_PASS_PIN])?;
-    if !xdp_attached(SWITCH_NS, port)? {
-        bail!("XDP pass-through program not shown on {port} in {SWITCH_NS} after attaching");
+    attach_in(SWITCH_NS, port)
+}
+
+/// As `attach`, on `dev` in `ns`: any veth whose peer runs an XDP data path.
+pub(crate) fn attach_in(ns: &str, dev: &str) -> Result<()> {
+    ip_in(ns, &["link", "set", "dev", dev, "xdpdrv", "pinned", XDP_PASS_PIN])?;
+    if !xdp_attached(ns, dev)? {
+        bail!("XDP pass-through program not shown on {dev} in {ns} after attaching");
     }
     Ok(())
 }

@@ -12,9 +12,13 @@ struct Network {
 
 impl Network {
     fn up(dsr: bool) -> Network {
+        Network::up_with(&UpOptions { dsr, ..Default::default() })
+    }
+
+    fn up_with(options: &UpOptions) -> Network {
         require_root();
         let lock = lock_network().expect("lock the test network");
-        up(&UpOptions { dsr }).expect("testenv up");
+        up(options).expect("testenv up");
         Network { _lock: lock }
     }
 }
@@ -87,6 +91,37 @@ fn up_serves_every_server_over_ipv4_and_ipv6_then_down_removes_everything() {
     assert_eq!(lbt_namespaces(), Vec::<String>::new());
     assert!(!std::path::Path::new(RUN_DIR).exists(), "{RUN_DIR} left behind");
     assert_root_namespace_untouched();
+}
+
+#[test]
+#[ignore = "needs root: cargo xtask test runs it"]
+fn l3_puts_far_servers_behind_a_router_and_the_lb_reaches_them_on_its_second_nic() {
+    use testenv::l3::*;
+    let network = Network::up_with(&UpOptions { l3: true, ..Default::default() });
+    for n in 1..=FAR_SERVERS {
+        for url in [format!("http://{}/", far_v4(n)), format!("http://[{}]/", far_v6(n))] {
+            let body = curl(LB_NS, &url, TIMEOUT).unwrap();
+            assert_eq!(server_field(&body), far_name(n), "{url}: {body}");
+        }
+        // The far server holds the VIPs (direct-return services answer from them) and
+        // routes everything else through the router.
+        let lo = exec_ok(&far_ns(n), &["ip", "addr", "show", "dev", "lo"]).unwrap();
+        assert!(lo.contains(&format!("{VIP_V4}/32")) && lo.contains(&format!("{VIP_V6}/128")), "{lo}");
+        let routes = exec_ok(&far_ns(n), &["ip", "route"]).unwrap();
+        assert!(routes.contains(&format!("default via {}", router_far_v4(n))), "{routes}");
+    }
+    // The LB's server side goes through the router, the VIPs too (tunnelled checks).
+    let routes = exec_ok(LB_NS, &["ip", "route", "get", &far_v4(1)]).unwrap();
+    assert!(routes.contains(&format!("via {ROUTER_CORE_V4} dev {LB_SERVER_IFACE}")), "{routes}");
+    let routes = exec_ok(LB_NS, &["ip", "route", "get", VIP_V4]).unwrap();
+    assert!(routes.contains(&format!("dev {LB_SERVER_IFACE}")), "{routes}");
+    // Replies of the far servers reach the client without the LB: the router is on br0.
+    let routes = exec_ok(ROUTER_NS, &["ip", "route", "get", CLIENT_V4]).unwrap();
+    assert!(routes.contains(&format!("dev {IFACE}")) && !routes.contains("via"), "{routes}");
+    assert!(xdp_attached(ROUTER_NS, ROUTER_CORE_IFACE).unwrap(), "no XDP on the router's side of the LB's eth1");
+    assert_root_namespace_untouched();
+    drop(network);
+    assert_eq!(lbt_namespaces(), Vec::<String>::new());
 }
 
 #[test]

@@ -39,7 +39,7 @@ extern "C" fn on_sigint(_: libc::c_int) {
 }
 
 /// Tears the test network down however the demo ends.
-struct Teardown;
+pub(crate) struct Teardown;
 
 impl Drop for Teardown {
     fn drop(&mut self) {
@@ -96,7 +96,7 @@ pub fn run() -> Result<()> {
     Ok(())
 }
 
-fn server_of(body: &str) -> Option<String> {
+pub(crate) fn server_of(body: &str) -> Option<String> {
     let at = body.find("\"server\"")?;
     let rest = &body[at + 8..];
     let start = rest.find('"')? + 1;

@@ -5,6 +5,7 @@ mod base_image;
 mod bench;
 mod cmd;
 mod demo;
+mod demo_l3;
 mod deps;
 mod docker_demo;
 mod fuzz;
@@ -37,7 +38,12 @@ enum Task {
     /// deps, then rustfmt --check and clippy -D warnings (host crates and the eBPF crate).
     Lint,
     /// deps, build, bring up the test network, balance real HTTP through XDP, show the result.
-    Demo,
+    Demo {
+        /// The L3 layout instead: backends behind a router, reached by GUE encapsulation, a
+        /// capture at the router printed.
+        #[arg(long)]
+        l3: bool,
+    },
     /// deps --docker, build, then the seed's Docker environment: XDP in the lb container for
     /// the client container, the proxy on this host for `curl localhost:8080`; then down.
     DockerDemo,
@@ -88,6 +94,10 @@ enum TestenvAction {
         /// Also put the VIPs on the servers' loopback, for dsr.
         #[arg(long)]
         dsr: bool,
+        /// Also build the L3 layout: a router, the LB's second NIC, backends in two subnets
+        /// behind the router.
+        #[arg(long)]
+        l3: bool,
     },
     /// Remove all of it.
     Down,
@@ -115,10 +125,14 @@ fn run(cli: Cli) -> Result<()> {
             deps::install()?;
             lint::run()
         }
-        Task::Demo => {
+        Task::Demo { l3 } => {
             deps::install()?;
             cmd::build()?;
-            demo::run()
+            if l3 {
+                demo_l3::run()
+            } else {
+                demo::run()
+            }
         }
         Task::DockerDemo => {
             deps::install()?;
@@ -144,7 +158,7 @@ fn run(cli: Cli) -> Result<()> {
             deps::install()?;
             bench::run(quick)
         }
-        Task::Testenv { action: TestenvAction::Up { dsr } } => testenv::up(&testenv::UpOptions { dsr }),
+        Task::Testenv { action: TestenvAction::Up { dsr, l3 } } => testenv::up(&testenv::UpOptions { dsr, l3 }),
         Task::Testenv { action: TestenvAction::Down } => testenv::down(),
     }
 }

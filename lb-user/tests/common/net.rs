@@ -15,7 +15,7 @@ impl Net {
     pub fn up(dsr: bool) -> Self {
         testenv::require_root();
         let lock = testenv::lock_network().expect("lock the test network");
-        testenv::up(&testenv::UpOptions { dsr }).expect("test network up");
+        testenv::up(&testenv::UpOptions { dsr, ..Default::default() }).expect("test network up");
         Net { _lock: lock }
     }
 }

@@ -75,7 +75,7 @@ pub fn run(quick: bool) -> Result<()> {
     let _lock = testenv::lock_network()?;
     println!("==> test network up (dsr layout: VIPs also on the servers' lo)");
     let _teardown = Teardown;
-    testenv::up(&testenv::UpOptions { dsr: true })?;
+    testenv::up(&testenv::UpOptions { dsr: true, ..Default::default() })?;
     load_generator_sysctls()?;
     std::fs::create_dir_all(WORK_DIR).with_context(|| format!("creating {WORK_DIR}"))?;
     std::fs::write(format!("{WORK_DIR}/token"), "bench-token\n").context("writing the token file")?;
