@@ -18,6 +18,14 @@ impl Net {
         testenv::up(&testenv::UpOptions { dsr, ..Default::default() }).expect("test network up");
         Net { _lock: lock }
     }
+
+    /// With the L3 layout too (testenv `l3.rs`): a router, the LB's second NIC, far servers.
+    pub fn up_l3() -> Self {
+        testenv::require_root();
+        let lock = testenv::lock_network().expect("lock the test network");
+        testenv::up(&testenv::UpOptions { l3: true, ..Default::default() }).expect("test network up");
+        Net { _lock: lock }
+    }
 }
 
 impl Drop for Net {
