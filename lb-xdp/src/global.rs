@@ -277,4 +277,49 @@ mod tests {
         let grown = keep_live_snat_ports(&b, ports(30000, 31999));
         assert_eq!(prev(&grown), (20000, 20999));
     }
+
+    fn config(text: &str) -> Config {
+        Config::from_str(text, "test.toml").unwrap()
+    }
+
+    const ENCAP: &str = "[[service]]\nname = \"t\"\nvip = \"172.20.0.100:80\"\nforwarding = \"gue\"\n\
+                         [[service.backend]]\naddress = \"[fd00:30::11]:80\"\n";
+
+    #[test]
+    fn encapsulation_sources_default_to_the_snat_addresses_alone() {
+        let v4: Ipv4Addr = "172.20.0.10".parse().unwrap();
+        let v6: Ipv6Addr = "fd00:20::10".parse().unwrap();
+        let g = global_config_from(&config(ENCAP), "eth0", Some(v4), Some(v6)).unwrap();
+        assert_eq!((g.encap_src_v4.to_ne_bytes(), g.encap_len_v4), (v4.octets(), 32));
+        assert_eq!((g.encap_src_v6, g.encap_len_v6), (lb_common::addr::ip_words(IpAddr::V6(v6)).0, 128));
+        assert_eq!((g.gue_port, g.tunnel_mtu), (6080, 0), "MTU 0 until the interface's is read");
+    }
+
+    #[test]
+    fn configured_encapsulation_settings_reach_the_data_path() {
+        let text = format!(
+            "[daemon]\nencap_source_ipv4 = \"172.31.0.0/16\"\nencap_source_ipv6 = \"fd00:31::/64\"\n\
+             gue_port = 7777\ntunnel_mtu = 9000\n{ENCAP}"
+        );
+        let g = global_config_from(&config(&text), "eth0", Some("172.20.0.10".parse().unwrap()), None).unwrap();
+        assert_eq!((g.encap_src_v4.to_ne_bytes(), g.encap_len_v4), ([172, 31, 0, 0], 16));
+        assert_eq!(g.encap_len_v6, 64);
+        assert_eq!(g.encap_src_v6[0].to_ne_bytes(), [0xfd, 0, 0, 0x31]);
+        assert_eq!((g.gue_port, g.tunnel_mtu), (7777, 9000));
+    }
+
+    #[test]
+    fn an_encapsulating_service_needs_an_outer_source_of_its_backends_family() {
+        let err = global_config_from(&config(ENCAP), "eth0", Some("172.20.0.10".parse().unwrap()), None).unwrap_err();
+        assert!(err.to_string().contains("service t: gue needs an outer IPv6 source"), "{err}");
+    }
+
+    #[test]
+    fn an_interface_mtu_too_small_for_the_tunnel_is_refused() {
+        let c = config(ENCAP);
+        // 4-in-6 gue: 68 + 48.
+        assert!(check_tunnel_mtu(&c, 116, "eth0").is_ok());
+        let err = check_tunnel_mtu(&c, 115, "eth0").unwrap_err();
+        assert!(err.to_string().contains("eth0's MTU 115 is too small for any encapsulation"), "{err}");
+    }
 }
