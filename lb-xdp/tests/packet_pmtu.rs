@@ -195,6 +195,10 @@ fn ipv4_without_df_is_answered_too() {
     let c = checksum(&frame[14..34], 0);
     frame[24..26].copy_from_slice(&c.to_be_bytes());
     assert_frame(h.run(&frame), XDP_TX, &answer(&p, &frame, 1380), "no DF");
+    // What `lb list stats` and `lb_drops_total{reason="too_big"}` show.
+    let stats = lb_xdp::inspect::stats(h.maps()).unwrap();
+    assert_eq!(stats.drops.get("too_big"), Some(&1));
+    assert_eq!(stats.actions.get("tx"), Some(&1), "the answer leaves by XDP_TX");
 }
 
 #[test]
