@@ -13,9 +13,9 @@
 //! `vip_path`'s, not on top of it): MTU check, outer headers, MACs, counters.
 //!
 //! The frame grows at its head (`bpf_xdp_adjust_head`): the L2 header moves to the new
-//! start, the outer header fills the gap, and the inner packet does not move at all. Every pointer into the frame is re-derived after the helper
-//! (`parse::read` / `write` check the bounds against the new `data`/`data_end` each time),
-//! as the verifier demands.
+//! start, the outer header fills the gap, and the inner packet does not move at all. Every
+//! pointer into the frame is re-derived after the helper (`parse::read` / `write` check the
+//! bounds against the new `data`/`data_end` each time), as the verifier demands.
 
 use aya_ebpf::{
     bindings::xdp_action::{XDP_DROP, XDP_TX},
@@ -45,7 +45,7 @@ const MACS: usize = 12;
 /// An 802.1Q tag (TPID and TCI) after the MACs, when the frame had one.
 const VLAN_TAG: usize = 4;
 
-/// `Pending::step`: nothing to do (every packet but one `forward` just noted).
+/// `Pending::step`: nothing to do (any packet `forward` did not just note).
 const NOTHING: u8 = 0;
 /// Encapsulate for the backend (or answer, if it will not fit).
 const TUNNEL: u8 = 1;
@@ -164,7 +164,7 @@ fn inner_class(ctx: &XdpContext, p: &L3) -> Option<u8> {
 #[inline(always)]
 fn grow(ctx: &XdpContext, l2_len: usize, by: usize, outer_family: u8) -> Option<()> {
     // SAFETY: the helper checks the headroom (XDP leaves 256 bytes; a driver with less
-    // makes it fail, and the packet is dropped as counted); `ctx.ctx` is our context.
+    // makes it fail, and the packet is a drop counted as `truncated`); our own context.
     if unsafe { bpf_xdp_adjust_head(ctx.ctx, -(by as i32)) } != 0 {
         return None;
     }
