@@ -20,14 +20,14 @@
 
 /// The layout of the pinned maps, stored in `LB_LAYOUT`. Bump it with any change to an
 /// existing row of [`pinned_maps!`] (see the module documentation).
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 
 /// Maps in the XDP object that are not part of the ABI: per-CPU scratch space private to the
 /// program (each module owns its own), never pinned and never read by the daemon. Listed so
 /// a test can tell them from a pinned map missing from the table.
 /// `LB_SNAT_CLAIMS` is private too: who reclaims a stale SNAT entry, for microseconds.
 pub const SCRATCH_MAPS: &[&str] =
-    &["LB_SCRATCH", "LB_SCRATCH_NAT", "LB_SCRATCH_RATE", "LB_SCRATCH_ICMP", "LB_SNAT_CLAIMS"];
+    &["LB_SCRATCH", "LB_SCRATCH_NAT", "LB_SCRATCH_RATE", "LB_SCRATCH_ICMP", "LB_SNAT_CLAIMS", "LB_SCRATCH_ENCAP"];
 
 /// A map's kind, valued as the kernel's `bpf_map_type`, so a pin's type compares directly.
 /// Variant names are aya-ebpf's map types, which the table rows use.
@@ -240,7 +240,7 @@ mod tests {
     fn layout_fingerprint_is_recorded_with_its_version() {
         assert_eq!(
             (LAYOUT_VERSION, fingerprint()),
-            (2, 0x1b8d_d063_cf1d_75c7),
+            (3, 0x08a3_4506_94bd_9b9a),
             "the pinned-map table changed: see abi.rs on LAYOUT_VERSION"
         );
     }

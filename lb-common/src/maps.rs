@@ -152,6 +152,21 @@ pub struct GlobalConfig {
     /// The interface's own MAC: the source MAC of every frame the data path sends.
     pub if_mac: [u8; 6],
     pub _pad_mac: [u8; 6],
+    /// `encap_source_ipv6`: the prefix outer IPv6 sources of `ipip`/`gue` come from (packet
+    /// order); the flow hash fills its host bits (`encap::spread_v6`).
+    pub encap_src_v6: [u32; 4],
+    /// `encap_source_ipv4`: as `encap_src_v6`, for outer IPv4 headers.
+    pub encap_src_v4: u32,
+    /// The MTU of the path to encapsulation backends (`tunnel_mtu`, else the egress
+    /// interface's): an encapsulated packet longer than this is answered with ICMP
+    /// "fragmentation needed" / "packet too big" instead. 0: not checked.
+    pub tunnel_mtu: u32,
+    /// `gue_port`: GUE's UDP destination port (host order).
+    pub gue_port: u16,
+    /// The prefix lengths of `encap_src_v4` (0-32) and `encap_src_v6` (0-128).
+    pub encap_len_v4: u8,
+    pub encap_len_v6: u8,
+    pub _pad_encap: [u8; 4],
 }
 
 /// Per-service and per-backend counters (per CPU; readers sum them).
@@ -382,7 +397,10 @@ mod tests {
         assert_eq!(size_of::<FlowState>(), 8 + 4 + 2 + 1 + 1 + 4 + 4);
         assert_eq!(size_of::<NatKey>(), 16 + 2 + 2 + 1 + 1 + 2);
         assert_eq!(size_of::<NatValue>(), 16 + 16 + 2 + 2 + 4 + 4 + 6 + 2 + 4);
-        assert_eq!(size_of::<GlobalConfig>(), 8 * 3 + 16 + 4 + 2 + 2 + 2 + 2 + 2 + 1 + 1 + 8 + 8 + 4 + 6 + 6);
+        assert_eq!(
+            size_of::<GlobalConfig>(),
+            8 * 3 + 16 + 4 + 2 + 2 + 2 + 2 + 2 + 1 + 1 + 8 + 8 + 4 + 6 + 6 + 16 + 4 + 4 + 2 + 1 + 1 + 4
+        );
         assert_eq!(size_of::<AclData>(), 4 + 16);
         assert_eq!(size_of::<Counters>(), 24);
         assert_eq!(size_of::<ServiceMeta>(), 48 + 20 + 4 + 4);
@@ -461,6 +479,9 @@ mod snat_port_tests {
         assert_eq!(offset_of!(GlobalConfig, prev_snat_port_min), 48);
         assert_eq!(offset_of!(GlobalConfig, configured), 54);
         assert_eq!(offset_of!(GlobalConfig, tcp_handshake_ns), 56);
-        assert_eq!(core::mem::size_of::<GlobalConfig>(), 88);
+        // Layout version 3: the encapsulation settings, after everything else.
+        assert_eq!(offset_of!(GlobalConfig, encap_src_v6), 88);
+        assert_eq!(offset_of!(GlobalConfig, tunnel_mtu), 108);
+        assert_eq!(core::mem::size_of::<GlobalConfig>(), 120);
     }
 }

@@ -28,9 +28,13 @@ pub enum DropReason {
     NoFlow = 10,
     /// A new flow from a source the service's `allow` / `deny` lists refuse.
     AclDenied = 11,
+    /// A packet that would exceed the tunnel's MTU once encapsulated (`ipip`, `gue`): not
+    /// forwarded; the client was sent ICMP "fragmentation needed" / ICMPv6 "packet too big"
+    /// (the frame leaves by `XDP_TX`, so it also counts as a `tx` action).
+    TooBig = 12,
 }
 
-pub const DROP_REASON_COUNT: u32 = 12;
+pub const DROP_REASON_COUNT: u32 = 13;
 
 pub const DROP_REASON_NAMES: [&str; DROP_REASON_COUNT as usize] = [
     "fragment",
@@ -45,6 +49,7 @@ pub const DROP_REASON_NAMES: [&str; DROP_REASON_COUNT as usize] = [
     "rate_limited",
     "no_flow",
     "acl_denied",
+    "too_big",
 ];
 
 /// XDP action names, indexed by the action's value (`XDP_ABORTED` = 0 ... `XDP_REDIRECT` = 4).

@@ -55,6 +55,19 @@ pub struct Daemon {
     pub snat_ipv6: Option<Ipv6Addr>,
     /// NAT source ports. Default 20000-32767, out of the kernel's ephemeral range.
     pub snat_ports: PortRange,
+    /// `ipip`/`gue`: the prefix outer IPv4 sources come from (the flow hash fills its host
+    /// bits). Default (`None`): the IPv4 SNAT address alone (a /32).
+    pub encap_source_ipv4: Option<super::Cidr>,
+    /// As `encap_source_ipv4`, for outer IPv6 headers. Default: the IPv6 SNAT address (/128).
+    pub encap_source_ipv6: Option<super::Cidr>,
+    /// `gue`: the UDP port backends receive GUE on. Default
+    /// [`lb_common::encap::DEFAULT_GUE_PORT`] (6080).
+    pub gue_port: u16,
+    /// `ipip`/`gue`: the MTU of the path to the backends; a packet that would exceed it once
+    /// encapsulated is answered with ICMP "fragmentation needed" / "packet too big".
+    /// Default (`None`): the interface's MTU. At least [`MIN_TUNNEL_MTU_V4`] or
+    /// [`MIN_TUNNEL_MTU_V6`] plus the encapsulation overhead for every encapsulating service.
+    pub tunnel_mtu: Option<u32>,
     /// Connection-tracking entries. Default 1048576; at least [`MIN_FLOW_TABLE_SIZE`].
     pub flow_table_size: u32,
     /// Idle TCP flows expire after this. Default 300s.
@@ -97,6 +110,10 @@ impl Default for Daemon {
             snat_ipv4: None,
             snat_ipv6: None,
             snat_ports: PortRange::default(),
+            encap_source_ipv4: None,
+            encap_source_ipv6: None,
+            gue_port: lb_common::encap::DEFAULT_GUE_PORT,
+            tunnel_mtu: None,
             flow_table_size: 1 << 20,
             tcp_idle_timeout: Duration::from_secs(300),
             udp_idle_timeout: Duration::from_secs(30),
@@ -239,6 +256,14 @@ pub const MIN_HTTP_HEADER_SIZE: u32 = 1024;
 pub const MAX_HTTP_HEADER_SIZE: u32 = 256 * 1024;
 /// Longest `http_header_timeout`: a longer wait only helps a slow client hold a socket.
 pub const MAX_HTTP_HEADER_TIMEOUT: Duration = Duration::from_secs(3600);
+/// The smallest MTU an IPv4 host must accept (RFC 791): what an IPv4 service's packets
+/// must still fit inside the tunnel.
+pub const MIN_TUNNEL_MTU_V4: u32 = 68;
+/// The smallest MTU an IPv6 link may have (RFC 8200): what an IPv6 service's packets must
+/// still fit inside the tunnel.
+pub const MIN_TUNNEL_MTU_V6: u32 = 1280;
+/// The largest IP packet.
+pub const MAX_TUNNEL_MTU: u32 = 65_535;
 /// Longest `tcp_handshake_timeout` / `udp_unreplied_timeout`: they exist to free what
 /// unanswered flows hold, which a long one would not.
 pub const MAX_SOFT_TIMEOUT: Duration = Duration::from_secs(60);

@@ -56,6 +56,18 @@ pub(super) struct RawDaemon {
     /// `snat_ports = "START-END"` (or one port `"START"`): NAT source ports; default
     /// `"20000-32767"`, below the kernel's ephemeral range.
     pub snat_ports: Option<Spanned<String>>,
+    /// `encap_source_ipv4 = "A.B.C.D/LEN"` (or one address): `ipip`/`gue` outer IPv4
+    /// sources, the flow hash in the host bits; default: the IPv4 SNAT address.
+    pub encap_source_ipv4: Option<Spanned<String>>,
+    /// `encap_source_ipv6 = "IPV6/LEN"` (or one address): as `encap_source_ipv4` for IPv6;
+    /// default: the IPv6 SNAT address.
+    pub encap_source_ipv6: Option<Spanned<String>>,
+    /// `gue_port = N`: the UDP port `gue` backends receive on, 1-65535; default 6080.
+    pub gue_port: Option<Spanned<u32>>,
+    /// `tunnel_mtu = N`: the MTU of the path to `ipip`/`gue` backends; default: the
+    /// interface's MTU; at least 68 (IPv4 services) or 1280 (IPv6) plus the encapsulation's
+    /// overhead, at most 65535.
+    pub tunnel_mtu: Option<Spanned<u32>>,
     /// `flow_table_size = N`: connection-tracking entries; at least 1024; default 1048576.
     pub flow_table_size: Option<Spanned<u32>>,
     /// `tcp_idle_timeout = "DURATION"`: idle TCP flows expire; default `"300s"`.
@@ -101,7 +113,7 @@ pub(super) struct RawService {
     /// `algorithm = "maglev" | "source_hash" | "round_robin" | "weighted_round_robin" |
     /// "random" | "least_conn" | "p2c"`; default `"maglev"`.
     pub algorithm: Option<Algorithm>,
-    /// `forwarding = "nat" | "dsr"` (XDP path); default `"nat"`.
+    /// `forwarding = "nat" | "dsr" | "ipip" | "gue"` (XDP path); default `"nat"`.
     pub forwarding: Option<Forwarding>,
     /// `proxy_mode = "l4" | "http"` (proxy path); default `"l4"`; `http` needs tcp.
     pub proxy_mode: Option<Spanned<ProxyMode>>,

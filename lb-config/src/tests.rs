@@ -253,6 +253,63 @@ address = "10.30.0.11:80"
 "#
         => "lb.toml:6:11: backend 10.30.0.11:80 is IPv4 but the VIP [fd00:20::100]:80 is IPv6: gue carries \
          IPv4 inside IPv6, not IPv6 inside IPv4; give this service IPv6 backends";
+    tunnel_mtu_too_small_for_ipip_over_ipv4_is_rejected_at_the_key:
+        r#"[daemon]
+tunnel_mtu = 87
+[[service]]
+name = "web"
+vip = "172.20.0.100:80"
+forwarding = "ipip"
+[[service.backend]]
+address = "10.30.0.11:80"
+"#
+        => "lb.toml:2:14: tunnel_mtu 87 is too small for any encapsulation: service \"web\" (ipip) adds 20 bytes \
+            of outer IPv4 headers to IPv4 packets that may be 68 bytes long, so it needs at least 88";
+    tunnel_mtu_too_small_for_gue_over_ipv6_is_rejected_at_the_key:
+        r#"[daemon]
+tunnel_mtu = 1327
+[[service]]
+name = "web6"
+vip = "[fd00:20::100]:80"
+forwarding = "gue"
+[[service.backend]]
+address = "[fd00:30::11]:80"
+"#
+        => "lb.toml:2:14: tunnel_mtu 1327 is too small for any encapsulation: service \"web6\" (gue) adds 48 bytes \
+            of outer IPv6 headers to IPv6 packets that may be 1280 bytes long, so it needs at least 1328";
+    tunnel_mtu_too_small_for_ipv4_in_ipv6_is_rejected_at_the_key:
+        r#"[daemon]
+tunnel_mtu = 115
+[[service]]
+name = "web"
+vip = "172.20.0.100:80"
+forwarding = "gue"
+[[service.backend]]
+address = "[fd00:30::11]:80"
+"#
+        => "lb.toml:2:14: tunnel_mtu 115 is too small for any encapsulation: service \"web\" (gue) adds 48 bytes \
+            of outer IPv6 headers to IPv4 packets that may be 68 bytes long, so it needs at least 116";
+    tunnel_mtu_beyond_an_ip_packet_is_rejected_at_the_value:
+        "[daemon]\ntunnel_mtu = 70000\n"
+        => "lb.toml:2:14: tunnel_mtu 70000 is larger than any IP packet; at most 65535";
+    gue_port_zero_is_rejected_at_the_value:
+        "[daemon]\ngue_port = 0\n"
+        => "lb.toml:2:12: gue_port 0 is not a UDP port; use 1 to 65535";
+    gue_port_beyond_65535_is_rejected_at_the_value:
+        "[daemon]\ngue_port = 65536\n"
+        => "lb.toml:2:12: gue_port 65536 is not a UDP port; use 1 to 65535";
+    encap_source_ipv4_of_the_wrong_family_is_rejected_at_the_value:
+        "[daemon]\nencap_source_ipv4 = \"fd00:31::/64\"\n"
+        => "lb.toml:2:21: invalid encap_source_ipv4 \"fd00:31::/64\": expected an IPv4 prefix or address, \
+            e.g. \"172.20.0.0/24\"";
+    encap_source_ipv6_of_the_wrong_family_is_rejected_at_the_value:
+        "[daemon]\nencap_source_ipv6 = \"172.31.0.0/16\"\n"
+        => "lb.toml:2:21: invalid encap_source_ipv6 \"172.31.0.0/16\": expected an IPv6 prefix or address, \
+            e.g. \"fd00:20::/64\"";
+    encap_source_with_host_bits_is_rejected_at_the_value:
+        "[daemon]\nencap_source_ipv4 = \"172.31.0.1/16\"\n"
+        => "lb.toml:2:21: encap_source_ipv4: invalid prefix \"172.31.0.1/16\": bits are set past the length; \
+            did you mean \"172.31.0.0/16\"?";
     duplicate_backend_in_a_service_is_rejected_at_the_second_address:
         r#"[[service]]
 name = "web"
@@ -467,6 +524,10 @@ fn minimal_service_gets_every_default() {
     assert_eq!(daemon.snat_ipv4, None);
     assert_eq!(daemon.snat_ipv6, None);
     assert_eq!(daemon.snat_ports, PortRange { start: 20_000, end: 32_767 });
+    assert_eq!(daemon.encap_source_ipv4, None);
+    assert_eq!(daemon.encap_source_ipv6, None);
+    assert_eq!(daemon.gue_port, 6080);
+    assert_eq!(daemon.tunnel_mtu, None);
     assert_eq!(daemon.flow_table_size, 1_048_576);
     assert_eq!(daemon.tcp_idle_timeout, secs(300));
     assert_eq!(daemon.udp_idle_timeout, secs(30));
@@ -1369,4 +1430,30 @@ fn allow_registration_from_takes_ipv4_and_ipv6_prefixes_and_defaults_to_none() {
     let prefixes: Vec<String> = config.services[0].allow_registration_from.iter().map(ToString::to_string).collect();
     assert_eq!(prefixes, ["127.0.0.0/8", "fd00:20::/64"]);
     assert!(config.services[1].allow_registration_from.is_empty());
+}
+
+#[test]
+fn encapsulation_settings_parse_and_a_tunnel_mtu_exactly_large_enough_is_accepted() {
+    let config = parse(
+        r#"[daemon]
+encap_source_ipv4 = "172.31.0.0/16"
+encap_source_ipv6 = "fd00:31::7"
+gue_port = 7777
+tunnel_mtu = 88
+[[service]]
+name = "web"
+vip = "172.20.0.100:80"
+forwarding = "ipip"
+[[service.backend]]
+address = "10.30.0.11:80"
+"#,
+    );
+    let d = &config.daemon;
+    assert_eq!(d.encap_source_ipv4, Some("172.31.0.0/16".parse().unwrap()));
+    let v6 = d.encap_source_ipv6.unwrap();
+    assert_eq!((v6.network(), v6.prefix_len()), ("fd00:31::7".parse().unwrap(), 128));
+    assert_eq!(d.gue_port, 7777);
+    assert_eq!(d.tunnel_mtu, Some(88));
+    // No encapsulating service: any MTU in range will do.
+    assert_eq!(parse("[daemon]\ntunnel_mtu = 1\n").daemon.tunnel_mtu, Some(1));
 }

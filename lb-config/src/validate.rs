@@ -26,7 +26,8 @@ use super::{
     model::{
         Backend, Checked, Config, Daemon, HealthCheck, Pool, Service, DEFAULT_WEIGHT, MAX_ACL_PER_SERVICE,
         MAX_BACKENDS, MAX_HTTP_HEADER_SIZE, MAX_HTTP_HEADER_TIMEOUT, MAX_IDLE_PER_BACKEND, MAX_SERVICES,
-        MAX_SERVICE_NAME_LEN, MAX_SOFT_TIMEOUT, MAX_WEIGHT, MAX_WORKERS, MIN_FLOW_TABLE_SIZE, MIN_HTTP_HEADER_SIZE,
+        MAX_SERVICE_NAME_LEN, MAX_SOFT_TIMEOUT, MAX_TUNNEL_MTU, MAX_WEIGHT, MAX_WORKERS, MIN_FLOW_TABLE_SIZE,
+        MIN_HTTP_HEADER_SIZE, MIN_TUNNEL_MTU_V4, MIN_TUNNEL_MTU_V6,
     },
     ports::PortRange,
     protection::{self, CircuitBreaker, ConnectionCaps, RateLimit},
@@ -48,6 +49,7 @@ pub(super) fn validate(raw: &RawConfig, source: &Source<'_>) -> Result<Checked, 
     validator.unique_service_names(&raw.services);
     validator.unique_vips(&raw.services);
     validator.within_limits(&raw.services);
+    validator.tunnel_mtu_fits(&raw.daemon, &raw.services);
     validator.finish(daemon, services)
 }
 
@@ -108,6 +110,12 @@ impl Validator<'_> {
             ip::<Ipv6Addr>(text, "snat_ipv6", "an IPv6 address, e.g. \"fd00:20::10\"").map(Some)
         });
         let snat_ports = self.optional(raw.snat_ports.as_ref(), default.snat_ports, |text| snat_ports(text));
+        let encap_source_ipv4 =
+            self.optional(raw.encap_source_ipv4.as_ref(), None, |text| encap_source(text, "encap_source_ipv4", true));
+        let encap_source_ipv6 =
+            self.optional(raw.encap_source_ipv6.as_ref(), None, |text| encap_source(text, "encap_source_ipv6", false));
+        let gue_port = self.optional(raw.gue_port.as_ref(), default.gue_port, |&n| gue_port(n));
+        let tunnel_mtu = self.optional(raw.tunnel_mtu.as_ref(), None, |&n| tunnel_mtu(n).map(Some));
         let flow_table_size =
             self.optional(raw.flow_table_size.as_ref(), default.flow_table_size, |&n| flow_table_size(n));
         let tcp_idle_timeout = self.optional(raw.tcp_idle_timeout.as_ref(), default.tcp_idle_timeout, |v| {
@@ -147,6 +155,10 @@ impl Validator<'_> {
             snat_ipv4: snat_ipv4?,
             snat_ipv6: snat_ipv6?,
             snat_ports: snat_ports?,
+            encap_source_ipv4: encap_source_ipv4?,
+            encap_source_ipv6: encap_source_ipv6?,
+            gue_port: gue_port?,
+            tunnel_mtu: tunnel_mtu?,
             flow_table_size: flow_table_size?,
             tcp_idle_timeout: tcp_idle_timeout?,
             udp_idle_timeout: udp_idle_timeout?,
@@ -493,6 +505,36 @@ impl Validator<'_> {
         }
     }
 
+    /// `tunnel_mtu` must leave every encapsulating service room for the smallest packets its
+    /// clients may send: 68 bytes for IPv4 (RFC 791), 1280 for IPv6 (RFC 8200), after the
+    /// outer headers of each outer family its backends use (a service without configured
+    /// backends is taken to use its VIP's). Reported at the key, once, for the first service
+    /// it does not fit.
+    fn tunnel_mtu_fits(&mut self, daemon: &RawDaemon, services: &[RawService]) {
+        let Some(raw) = &daemon.tunnel_mtu else { return };
+        let mtu = *raw.get_ref();
+        if tunnel_mtu(mtu).is_err() {
+            return;
+        }
+        for s in services {
+            let forwarding = s.forwarding.unwrap_or_default();
+            let Ok(vip) = s.vip.get_ref().parse::<SocketAddr>() else { continue };
+            if !forwarding.encapsulates() {
+                continue;
+            }
+            let mut outer_v6 = vip.is_ipv6();
+            for b in &s.backends {
+                if let Ok(address) = b.address.get_ref().parse::<SocketAddr>() {
+                    outer_v6 |= address.is_ipv6();
+                }
+            }
+            if let Some(message) = tunnel_too_small(mtu, s.name.get_ref(), forwarding, vip.is_ipv6(), outer_v6) {
+                self.report(&raw.span(), message);
+                return;
+            }
+        }
+    }
+
     fn finish(mut self, daemon: Option<Daemon>, services: Vec<Option<Service>>) -> Result<Checked, ConfigError> {
         if !self.diagnostics.is_empty() {
             return Err(ConfigError::new(self.diagnostics));
@@ -732,6 +774,48 @@ fn flow_table_size(size: u32) -> Result<u32, String> {
         return Err(format!("flow_table_size {size} is too small; the minimum is {MIN_FLOW_TABLE_SIZE}"));
     }
     Ok(size)
+}
+
+/// `encap_source_ipv4` / `encap_source_ipv6`: a prefix (or one address) of the key's family.
+fn encap_source(text: &str, key: &str, v4: bool) -> Result<Option<Cidr>, String> {
+    let prefix: Cidr = text.parse().map_err(|e| format!("{key}: {e}"))?;
+    if prefix.network().is_ipv4() != v4 {
+        let (want, example) = if v4 { ("IPv4", "\"172.20.0.0/24\"") } else { ("IPv6", "\"fd00:20::/64\"") };
+        return Err(format!("invalid {key} {text:?}: expected an {want} prefix or address, e.g. {example}"));
+    }
+    Ok(Some(prefix))
+}
+
+fn gue_port(n: u32) -> Result<u16, String> {
+    match u16::try_from(n) {
+        Ok(port) if port != 0 => Ok(port),
+        _ => Err(format!("gue_port {n} is not a UDP port; use 1 to 65535")),
+    }
+}
+
+/// The range alone; what the services need is `tunnel_too_small`'s.
+fn tunnel_mtu(n: u32) -> Result<u32, String> {
+    if n > MAX_TUNNEL_MTU {
+        return Err(format!("tunnel_mtu {n} is larger than any IP packet; at most {MAX_TUNNEL_MTU}"));
+    }
+    Ok(n)
+}
+
+/// Why `mtu` is too small for any encapsulation of service `name`, if it is.
+fn tunnel_too_small(mtu: u32, name: &str, forwarding: Forwarding, inner_v6: bool, outer_v6: bool) -> Option<String> {
+    use lb_common::consts::{FAMILY_V4, FAMILY_V6, FWD_GUE, FWD_IPIP};
+    let fwd = if forwarding == Forwarding::Gue { FWD_GUE } else { FWD_IPIP };
+    let overhead = lb_common::encap::overhead(fwd, if outer_v6 { FAMILY_V6 } else { FAMILY_V4 }) as u32;
+    let (inner, min) = if inner_v6 { ("IPv6", MIN_TUNNEL_MTU_V6) } else { ("IPv4", MIN_TUNNEL_MTU_V4) };
+    let need = min + overhead;
+    (mtu < need).then(|| {
+        format!(
+            "tunnel_mtu {mtu} is too small for any encapsulation: service {name:?} ({}) adds {overhead} bytes of \
+             outer {} headers to {inner} packets that may be {min} bytes long, so it needs at least {need}",
+            forwarding.as_str(),
+            if outer_v6 { "IPv6" } else { "IPv4" },
+        )
+    })
 }
 
 fn snat_ports(text: &str) -> Result<PortRange, String> {

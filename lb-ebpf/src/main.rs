@@ -11,11 +11,13 @@
 
 mod acl;
 mod conntrack;
+mod encap;
 mod icmp;
 mod maps;
 mod nat;
 mod outcome;
 mod parse;
+mod pmtu;
 mod ratelimit;
 mod rewrite;
 mod select;
@@ -71,7 +73,11 @@ fn balance(ctx: &XdpContext) -> u32 {
         return XDP_TX;
     }
 
-    vip_path(ctx, p, cfg)
+    match vip_path(ctx, p, cfg) {
+        // ipip and gue frames get their outer header here, beside `vip_path`'s stack frame.
+        XDP_TX => encap::finish(ctx, p),
+        action => action,
+    }
 }
 
 /// The clock, read only on the paths that need it (flows): traffic that is not ours
@@ -173,6 +179,12 @@ fn forward(ctx: &XdpContext, p: &L3, l4: &L4, vip: &VipInfo, now: u64) -> Result
     }
     if vip.forwarding == FWD_NAT {
         nat::forward(ctx, p, l4, to.backend, to.snat_port, cfg).ok_or(DropReason::Truncated)?;
+    }
+    // ipip and gue: a dsr flow in every respect above. Its frame gets the outer header, the
+    // MACs and its counters once `vip_path` has returned (`encap::finish`: see there why).
+    if encap::encapsulates(vip.forwarding) {
+        encap::note(vip.forwarding, vip.service_id, to.backend_id, to.new_flow);
+        return Ok(());
     }
     rewrite::l2(ctx, &to.backend.mac, cfg).ok_or(DropReason::Truncated)?;
     let bytes = (ctx.data_end() - ctx.data()) as u64;

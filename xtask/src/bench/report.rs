@@ -156,9 +156,12 @@ impl Results {
             }
         }
         let datapath = self.datapath["datapath"].as_array().cloned().unwrap_or_default();
-        // floor + 2 families × 2 table states × 6 cases
-        if datapath.len() != 1 + 2 * 2 * 6 || datapath.iter().any(|r| r["ns"].as_f64().is_none_or(|ns| ns <= 0.0)) {
-            missing.push(format!("data-path rows ({} of {})", datapath.len(), 1 + 2 * 2 * 6));
+        // floor + 2 families × 2 table states × the cases of each (bench_datapath's
+        // `family_cases`: non-VIP; nat established, reply, new; dsr established twice, new;
+        // ipip and gue established and new)
+        const CASES: usize = 11;
+        if datapath.len() != 1 + 2 * 2 * CASES || datapath.iter().any(|r| r["ns"].as_f64().is_none_or(|ns| ns <= 0.0)) {
+            missing.push(format!("data-path rows ({} of {})", datapath.len(), 1 + 2 * 2 * CASES));
         }
         let maglev = self.datapath["maglev"].as_array().cloned().unwrap_or_default();
         if maglev.len() != 3 || maglev.iter().any(|m| m["ms"].as_f64().is_none_or(|ms| ms <= 0.0)) {
