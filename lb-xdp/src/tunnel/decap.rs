@@ -57,6 +57,7 @@ impl Decap {
     /// Attach to `interface`, native (driver) mode unless `generic`; the kernel's reason
     /// and what to try instead on failure.
     pub fn attach(&mut self, interface: &str, generic: bool) -> Result<()> {
+        crate::pinned_link::ifindex_of(interface)?;
         let mode = if generic { XdpMode::Skb } else { XdpMode::Driver };
         let id = self.program()?.attach(interface, mode).map_err(|e| {
             let (what, hint) = if generic {
