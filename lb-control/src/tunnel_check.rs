@@ -74,12 +74,13 @@ impl Target {
     }
 
     /// Said after a timeout: what a silent tunnelled check usually means.
-    pub fn timeout_hint(&self) -> &'static str {
+    pub fn timeout_hint(&self) -> String {
         match self {
-            Target::Direct(_) => "",
-            Target::Tunnel { .. } => {
-                " (through the tunnel to the VIP: the backend needs decapsulation, e.g. `lb decap`, and the VIP on lo)"
-            }
+            Target::Direct(_) => String::new(),
+            Target::Tunnel { device, .. } => format!(
+                " (through the tunnel to the VIP: the backend needs decapsulation, e.g. `lb decap`, and the VIP on \
+                 lo; this host needs a route for the VIP out of {device})"
+            ),
         }
     }
 }
@@ -165,6 +166,7 @@ mod tests {
         let msg = t.connect_failure(&io::Error::from_raw_os_error(libc::ENETUNREACH));
         assert!(msg.contains("must route out of eth0") && msg.contains("ip route add 10.9.9.9"), "{msg}");
         assert_eq!(t.address(), "10.9.9.9:80".parse().unwrap());
+        assert!(t.timeout_hint().contains("VIP on lo") && t.timeout_hint().contains("out of eth0"));
         let d = Target::Direct("10.0.0.1:80".parse().unwrap());
         assert!(d.connect_failure(&io::Error::from(io::ErrorKind::ConnectionRefused)).starts_with("connect: "));
     }
