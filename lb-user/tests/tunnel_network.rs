@@ -221,7 +221,11 @@ fn encapsulated_requests_reach_the_vip_and_replies_come_straight_back() {
     let out =
         in_ns(BAL, &["python3", "-c", PROBE, BAL_V4, BE_V4, BAL_V6, BE_V6, VIP_IPIP, VIP_V6, &PORT.to_string(), &gue]);
     for kind in ["ipip4", "ipip6", "ipip4in6", "gue4", "gue6"] {
-        assert!(out.contains(&format!("{kind} ok")), "{kind}: no SYN-ACK from the VIP:\n{out}\ndecap log:\n{}", read(&log));
+        assert!(
+            out.contains(&format!("{kind} ok")),
+            "{kind}: no SYN-ACK from the VIP:\n{out}\ndecap log:\n{}",
+            read(&log)
+        );
     }
     // Stopped cleanly: detached, with the counts of what it stripped.
     let decap = pair.children.last_mut().unwrap();
@@ -291,8 +295,12 @@ fn tunnelled_health_checks_mark_a_backend_without_the_vip_down() {
     std::fs::write(&config, daemon_config()).unwrap();
     let log = Path::new(RUN).join("lb.log");
     let bin = testenv::lb_binary();
-    let lb = testenv::spawn_logged(BAL, &[bin.to_str().unwrap(), "run", "-c", config.to_str().unwrap(), "--detach-on-exit"], &log)
-        .unwrap();
+    let lb = testenv::spawn_logged(
+        BAL,
+        &[bin.to_str().unwrap(), "run", "-c", config.to_str().unwrap(), "--detach-on-exit"],
+        &log,
+    )
+    .unwrap();
     pair.children.push(lb);
     wait_for(&log, |l| l.contains("tunnel health-check program attached"), Duration::from_secs(20));
     wait_for(&log, health_line("via-ipip", "up"), Duration::from_secs(10));

@@ -169,7 +169,9 @@ fn what_is_not_a_tunnel_to_us_passes_untouched() {
         f.extend_from_slice(&[0u8; 28]);
         f
     };
-    for (what, input) in [("to another address", to_other), ("plain TCP", plain_tcp), ("UDP to another port", other_udp), ("ARP", arp)] {
+    for (what, input) in
+        [("to another address", to_other), ("plain TCP", plain_tcp), ("UDP to another port", other_udp), ("ARP", arp)]
+    {
         let before = count(&d, DecapOutcome::NotTunnel);
         let (action, out) = run(&mut d, &input);
         assert_eq!((action, &out), (XDP_PASS, &input), "{what}");

@@ -31,11 +31,7 @@ const SKB_MARK_OFFSET: usize = 8;
 const SKB_CTX_LEN: usize = 256;
 
 fn outer() -> Outer {
-    Outer {
-        source_v4: Some(SRC_V4.into()),
-        source_v6: Some(SRC_V6.into()),
-        gue_port: GUE_PORT,
-    }
+    Outer { source_v4: Some(SRC_V4.into()), source_v6: Some(SRC_V6.into()), gue_port: GUE_PORT }
 }
 
 fn route(slot: u16, backend: IpAddr, forwarding: Forwarding) -> TunnelRoute {

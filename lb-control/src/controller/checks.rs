@@ -127,7 +127,14 @@ impl Controller {
             }
             let id = self.next_checker;
             self.next_checker += 1;
-            let run = health::run(check.clone(), key.service.clone(), key.address, target.clone(), id, self.reports_tx.clone());
+            let run = health::run(
+                check.clone(),
+                key.service.clone(),
+                key.address,
+                target.clone(),
+                id,
+                self.reports_tx.clone(),
+            );
             let task = tokio::spawn(run);
             self.checkers.insert(key, Checker { check, target, id, task });
         }
@@ -146,11 +153,17 @@ impl Controller {
         };
         let marks = self.marks.assign(tunnelled.iter().map(|(k, _)| k));
         if marks.len() < tunnelled.len() {
-            warn!(tunnelled = tunnelled.len(), marks = marks.len(), "more ipip/gue backends than tunnelled health-check slots: the rest are checked directly");
+            warn!(
+                tunnelled = tunnelled.len(),
+                marks = marks.len(),
+                "more ipip/gue backends than tunnelled health-check slots: the rest are checked directly"
+            );
         }
         let routes: Vec<TunnelRoute> = tunnelled
             .iter()
-            .filter_map(|(k, fwd)| marks.get(k).map(|&mark| TunnelRoute { mark, backend: k.address.ip(), forwarding: *fwd }))
+            .filter_map(|(k, fwd)| {
+                marks.get(k).map(|&mark| TunnelRoute { mark, backend: k.address.ip(), forwarding: *fwd })
+            })
             .collect();
         if let Err(e) = self.dataplane.set_tunnel_checks(&routes) {
             warn!("tunnelled health checks: {e:#}");
@@ -168,7 +181,10 @@ impl Controller {
 }
 
 /// The checked backends of encapsulating services, with their service's forwarding.
-fn tunnelled_backends(desired: &Desired, checks: &HashMap<String, HealthCheck>) -> Vec<(BackendKey, lb_config::Forwarding)> {
+fn tunnelled_backends(
+    desired: &Desired,
+    checks: &HashMap<String, HealthCheck>,
+) -> Vec<(BackendKey, lb_config::Forwarding)> {
     desired
         .services
         .iter()

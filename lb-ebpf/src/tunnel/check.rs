@@ -37,13 +37,13 @@ pub fn lb_tunnel_check(ctx: TcContext) -> i32 {
     // SAFETY: the context's __sk_buff, readable by every tc program.
     let mark = unsafe { (*ctx.skb.skb).mark };
     if !is_check_mark(mark) {
-        return TC_ACT_OK as i32;
+        return TC_ACT_OK;
     }
     // SAFETY: a read-only lookup, copied out at once.
-    let Some(target) = (unsafe { LB_TUNNEL_CHECKS.get(&mark) }).copied() else { return TC_ACT_SHOT as i32 };
+    let Some(target) = (unsafe { LB_TUNNEL_CHECKS.get(&mark) }).copied() else { return TC_ACT_SHOT };
     match encapsulate(&ctx, &target) {
         Some(()) => send(&ctx, &target),
-        None => TC_ACT_SHOT as i32,
+        None => TC_ACT_SHOT,
     }
 }
 
@@ -122,9 +122,7 @@ fn egress(ctx: &TcContext, t: &TunnelCheck, here: u32) -> Option<u32> {
         p.__bindgen_anon_4.ipv6_dst = t.backend;
     }
     // SAFETY: `p` is a valid bpf_fib_lookup of the size passed.
-    let rc = unsafe {
-        bpf_fib_lookup(ctx.skb.skb as *mut _, &mut p, core::mem::size_of::<FibLookup>() as i32, 0)
-    };
+    let rc = unsafe { bpf_fib_lookup(ctx.skb.skb as *mut _, &mut p, core::mem::size_of::<FibLookup>() as i32, 0) };
     let rc = rc as u32;
     (rc == BPF_FIB_LKUP_RET_SUCCESS || rc == BPF_FIB_LKUP_RET_NO_NEIGH).then_some(p.ifindex)
 }

@@ -5,9 +5,7 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, PerCpuArray},
 };
-use lb_common::tunnel::{
-    DecapAddr, DecapConfig, TunnelCheck, CHECK_TARGETS_MAX, DECAP_ADDRS_MAX, DECAP_OUTCOMES,
-};
+use lb_common::tunnel::{DecapAddr, DecapConfig, TunnelCheck, CHECK_TARGETS_MAX, DECAP_ADDRS_MAX, DECAP_OUTCOMES};
 
 /// This host's decap addresses: only packets to one of them are decapsulated.
 #[map]

@@ -63,7 +63,10 @@ impl Decap {
             let (what, hint) = if generic {
                 ("generic", "check that the interface exists and has no other XDP program")
             } else {
-                ("native", "the driver may lack native XDP support (try --xdp-attach skb), or another XDP program is attached")
+                (
+                    "native",
+                    "the driver may lack native XDP support (try --xdp-attach skb), or another XDP program is attached",
+                )
             };
             anyhow::anyhow!("{what} XDP attach to {interface} failed: {e:#}; {hint}")
         })?;

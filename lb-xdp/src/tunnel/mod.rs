@@ -15,5 +15,7 @@ pub fn load_object() -> Result<Ebpf> {
     if TUNNEL_OBJECT.is_empty() {
         bail!("this lb was built without its eBPF programs (AYA_BUILD_SKIP); rebuild with `cargo xtask build`");
     }
-    EbpfLoader::new().load(TUNNEL_OBJECT).context("loading the tunnel eBPF object (needs root or CAP_BPF + CAP_NET_ADMIN)")
+    EbpfLoader::new()
+        .load(TUNNEL_OBJECT)
+        .context("loading the tunnel eBPF object (needs root or CAP_BPF + CAP_NET_ADMIN)")
 }
