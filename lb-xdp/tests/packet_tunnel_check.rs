@@ -1,7 +1,7 @@
 //! The tunnelled health checks' tc program through BPF_PROG_TEST_RUN: a packet whose mark
 //! is in the table comes out encapsulated for its backend (IPIP or GUE, outer IPv4 or
 //! IPv6, 4-in-6 too), the mark cleared, and is redirected (TC_ACT_REDIRECT); an unmarked
-//! packet or a mark that is not ours is untouched (TC_ACT_OK); a mark of ours without an
+//! packet or a mark that is not ours is untouched and handed on (TC_ACT_UNSPEC); a mark of ours without an
 //! entry, or a marked frame that is not IP, is dropped. Expected frames are built here from
 //! scratch, not with lb-common's `encap`; the two fields that carry the flow hash (GUE's
 //! source port, the IPv6 flow label) are checked for their range and then taken as sent.
@@ -16,7 +16,8 @@ use lb_xdp::testkit::harness::require_root;
 use lb_xdp::testkit::packet::{checksum, Pkt, SYN};
 use lb_xdp::tunnel::check::{Outer, TunnelChecks};
 
-const TC_ACT_OK: u32 = 0;
+/// -1: the next program on the hook decides.
+const TC_ACT_UNSPEC: u32 = u32::MAX;
 const TC_ACT_SHOT: u32 = 2;
 const TC_ACT_REDIRECT: u32 = 7;
 const GUE_PORT: u16 = 6081;
@@ -174,7 +175,7 @@ fn other_traffic_is_untouched_and_unknown_marks_of_ours_never_leave_bare() {
     let v4 = check_v4();
     for (what, mark) in [("unmarked", 0), ("another mark", 0x1234), ("a mark just outside our prefix", 0x4c43_0001)] {
         let (action, out, after) = run(&mut t, &v4, mark);
-        assert_eq!((action, &out, after), (TC_ACT_OK, &v4, mark), "{what}");
+        assert_eq!((action, &out, after), (TC_ACT_UNSPEC, &v4, mark), "{what}");
     }
     let (action, _, _) = run(&mut t, &v4, check_mark(9));
     assert_eq!(action, TC_ACT_SHOT, "our mark without an entry");

@@ -6,7 +6,9 @@
 //! The backend answers from the VIP straight to this host, as it answers clients, so the
 //! check passes only when the whole path (tunnel, decap, VIP on `lo`, service) works.
 //!
-//! Unmarked packets and marks that are not ours: untouched (TC_ACT_OK). A mark of ours
+//! Unmarked packets and marks that are not ours: untouched, and handed on to whatever else
+//! runs on the hook (TC_ACT_UNSPEC: the next tcx program or tc filter; TC_ACT_OK would end
+//! the chain there and skip them). A mark of ours
 //! without an entry is dropped: a check must never reach the VIP unencapsulated, where
 //! something else might answer for the backend.
 
@@ -14,7 +16,7 @@ use aya_ebpf::{
     bindings::{
         bpf_adj_room_mode::BPF_ADJ_ROOM_MAC, bpf_fib_lookup as FibLookup, BPF_FIB_LKUP_RET_NO_NEIGH,
         BPF_FIB_LKUP_RET_SUCCESS, BPF_F_ADJ_ROOM_ENCAP_L3_IPV4, BPF_F_ADJ_ROOM_ENCAP_L3_IPV6,
-        BPF_F_ADJ_ROOM_ENCAP_L4_UDP, TC_ACT_OK, TC_ACT_SHOT,
+        BPF_F_ADJ_ROOM_ENCAP_L4_UDP, TC_ACT_SHOT, TC_ACT_UNSPEC,
     },
     helpers::{bpf_fib_lookup, bpf_get_hash_recalc, bpf_redirect_neigh},
     macros::classifier,
@@ -37,7 +39,7 @@ pub fn lb_tunnel_check(ctx: TcContext) -> i32 {
     // SAFETY: the context's __sk_buff, readable by every tc program.
     let mark = unsafe { (*ctx.skb.skb).mark };
     if !is_check_mark(mark) {
-        return TC_ACT_OK;
+        return TC_ACT_UNSPEC;
     }
     // SAFETY: a read-only lookup, copied out at once.
     let Some(target) = (unsafe { LB_TUNNEL_CHECKS.get(&mark) }).copied() else { return TC_ACT_SHOT };
