@@ -1,5 +1,6 @@
-//! Builds the XDP program (crate lb-ebpf) with the nightly toolchain and bpf-linker, and
-//! leaves the object in OUT_DIR for `include_bytes_aligned!`.
+//! Builds the eBPF objects (crate lb-ebpf's binaries: `lb-xdp`, the balancer, and
+//! `lb-tunnel`, `lb decap`'s and the tunnelled health checks' programs) with the nightly
+//! toolchain and bpf-linker, and leaves them in OUT_DIR for `include_bytes_aligned!`.
 use std::{env, fs, path::PathBuf};
 
 fn main() -> anyhow::Result<()> {
@@ -11,6 +12,7 @@ fn main() -> anyhow::Result<()> {
         // Host-only builds (no bpf-linker): an empty object, which the loader refuses with a
         // clear message instead of failing the whole build.
         fs::write(out_dir.join("lb-xdp"), [])?;
+        fs::write(out_dir.join("lb-tunnel"), [])?;
     }
     let root = ebpf_dir.to_str().ok_or_else(|| anyhow::anyhow!("non-UTF-8 path"))?;
     aya_build::build_ebpf(

@@ -14,6 +14,7 @@ pub mod maps;
 pub mod ratelimit;
 pub mod reason;
 pub mod track;
+pub mod tunnel;
 
 #[cfg(any(feature = "std", test))]
 pub mod addr;

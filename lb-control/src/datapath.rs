@@ -67,6 +67,18 @@ pub trait DataPath: Send {
         Ok(0)
     }
 
+    /// The interface tunnelled health checks leave by (where this path's tunnel program
+    /// runs, see `tunnel_check`); None: no tunnel program, every check goes to the backend
+    /// itself.
+    fn tunnel_check_device(&self) -> Option<String> {
+        None
+    }
+
+    /// The tunnelled checks that run from now on (replaces the previous set).
+    fn set_tunnel_checks(&mut self, _routes: &[crate::tunnel_check::TunnelRoute]) -> Result<()> {
+        Ok(())
+    }
+
     /// Outcomes since the previous call; see [`Outcome`].
     fn outcomes(&mut self) -> Vec<Outcome>;
 

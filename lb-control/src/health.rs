@@ -9,6 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
+use crate::tunnel_check::Target;
 use lb_config::desired::Health;
 use lb_config::{HealthCheck, HealthCheckType};
 
@@ -80,15 +81,20 @@ impl Tracker {
     }
 }
 
-/// Probe once: `tcp` connects; `http` sends a GET and checks the status line.
-pub async fn probe(check: &HealthCheck, address: SocketAddr) -> CheckResult {
+/// Probe once: `tcp` connects; `http` sends a GET and checks the status line. `target`
+/// says where to connect: the backend, or the VIP through the tunnel (`tunnel_check`).
+pub async fn probe(check: &HealthCheck, target: &Target) -> CheckResult {
     let start = Instant::now();
-    let outcome = tokio::time::timeout(check.timeout, attempt(check, address)).await;
+    let outcome = tokio::time::timeout(check.timeout, attempt(check, target)).await;
     let (ok, local, detail) = match outcome {
         Ok(Ok(detail)) => (true, false, detail),
         Ok(Err(Failed::Backend(detail))) => (false, false, detail),
         Ok(Err(Failed::Local(detail))) => (false, true, detail),
-        Err(_) => (false, false, format!("timeout after {}", lb_config::format_duration(check.timeout))),
+        Err(_) => (
+            false,
+            false,
+            format!("timeout after {}{}", lb_config::format_duration(check.timeout), target.timeout_hint()),
+        ),
     };
     CheckResult { ok, local, detail, duration: start.elapsed(), finished: Instant::now() }
 }
@@ -112,16 +118,17 @@ pub fn is_local_error(e: &std::io::Error) -> bool {
 }
 
 /// A failed `connect` (which also creates the socket): local or the backend's.
-fn connect_failed(e: std::io::Error) -> Failed {
+fn connect_failed(target: &Target, e: std::io::Error) -> Failed {
     if is_local_error(&e) {
         Failed::Local(format!("local: cannot open a socket: {e}"))
     } else {
-        Failed::Backend(format!("connect: {e}"))
+        Failed::Backend(target.connect_failure(&e))
     }
 }
 
-async fn attempt(check: &HealthCheck, address: SocketAddr) -> Result<String, Failed> {
-    let mut stream = TcpStream::connect(address).await.map_err(connect_failed)?;
+async fn attempt(check: &HealthCheck, target: &Target) -> Result<String, Failed> {
+    let address = target.address();
+    let mut stream = target.connect().await.map_err(|e| connect_failed(target, e))?;
     if check.kind != HealthCheckType::Http {
         return Ok("connected".into());
     }
@@ -160,12 +167,13 @@ pub fn parse_status_line(buf: &[u8]) -> Option<u16> {
     parts.next()?.parse().ok().filter(|c| (100..=599).contains(c))
 }
 
-/// The task checking one backend until the controller drops it (aborts the task) or the
-/// channel closes.
+/// The task checking one backend (`address`, reached at `target`) until the controller
+/// drops it (aborts the task) or the channel closes.
 pub async fn run(
     check: HealthCheck,
     service: String,
     address: SocketAddr,
+    target: Target,
     checker: u64,
     reports: mpsc::Sender<Report>,
 ) {
@@ -173,7 +181,7 @@ pub async fn run(
     let first = rand::thread_rng().gen_range(0.0..1.0) * check.interval.as_secs_f64().min(0.5);
     tokio::time::sleep(Duration::from_secs_f64(first)).await;
     loop {
-        let result = probe(&check, address).await;
+        let result = probe(&check, &target).await;
         if reports.send(Report { service: service.clone(), address, checker, result }).await.is_err() {
             return;
         }
@@ -222,16 +230,17 @@ mod tests {
             }
         });
         let tcp = HealthCheck::default();
-        assert!(probe(&tcp, addr).await.ok);
+        let addr = Target::Direct(addr);
+        assert!(probe(&tcp, &addr).await.ok);
         let http = HealthCheck { kind: HealthCheckType::Http, ..HealthCheck::default() };
-        let r = probe(&http, addr).await;
+        let r = probe(&http, &addr).await;
         assert!(r.ok, "{}", r.detail);
         assert_eq!(r.detail, "HTTP 204");
         let only_200 = HealthCheck { expected_status: "200".parse().unwrap(), ..http };
-        assert!(!probe(&only_200, addr).await.ok);
+        assert!(!probe(&only_200, &addr).await.ok);
         // A port nobody listens on.
         let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
-        let r = probe(&tcp, closed).await;
+        let r = probe(&tcp, &closed.into()).await;
         assert!(!r.ok && !r.local && r.detail.starts_with("connect"), "{}", r.detail);
     }
 
@@ -243,6 +252,7 @@ mod tests {
         for kind in [std::io::ErrorKind::ConnectionRefused, std::io::ErrorKind::TimedOut] {
             assert!(!is_local_error(&std::io::Error::from(kind)), "{kind:?} is the backend's");
         }
-        assert!(matches!(connect_failed(std::io::Error::from_raw_os_error(libc::EMFILE)), Failed::Local(_)));
+        let direct = Target::Direct("127.0.0.1:1".parse().unwrap());
+        assert!(matches!(connect_failed(&direct, std::io::Error::from_raw_os_error(libc::EMFILE)), Failed::Local(_)));
     }
 }

@@ -14,6 +14,7 @@ pub mod registry;
 pub mod sources;
 pub mod state_file;
 pub mod telemetry;
+pub mod tunnel_check;
 pub mod view;
 pub mod watch;
 

@@ -23,5 +23,6 @@ pub mod reconcile;
 pub mod store;
 pub mod sweep;
 pub mod testkit;
+pub mod tunnel;
 pub mod writer;
 pub mod xdp;

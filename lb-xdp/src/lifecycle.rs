@@ -58,6 +58,7 @@ impl XdpDataplane {
         } else {
             global
         };
+        let outer = crate::tunnel::check::outer_from(cfg, &interface).map_err(undo)?;
         let mut dp = XdpDataplane {
             writer: Writer::new(maps),
             link: None,
@@ -70,6 +71,8 @@ impl XdpDataplane {
             counted: Vec::new(),
             outcomes: OutcomeWatch::default(),
             neighbours: crate::neighbour::Resolver::default(),
+            tunnel: None,
+            outer,
             lock,
         };
         let generic = d.xdp_attach == XdpAttach::Generic;
@@ -80,6 +83,7 @@ impl XdpDataplane {
                 load::unpin_all(&d.pin_path);
             }
         })?;
+        dp.tunnel = tunnel_checks(&dp.interface);
         Ok(dp)
     }
 
@@ -161,6 +165,23 @@ impl XdpDataplane {
             info!("XDP detached and pinned maps removed");
         } else {
             info!("leaving the XDP program attached and its maps pinned for the next `lb run`");
+        }
+    }
+}
+
+/// The tunnelled health checks' tc program, attached to `interface`'s egress. Without it
+/// the data path still serves; the checks of ipip/gue services then go to the backends
+/// directly (the controller says so).
+fn tunnel_checks(interface: &str) -> Option<crate::tunnel::check::TunnelChecks> {
+    let attached = crate::tunnel::check::TunnelChecks::load().and_then(|mut t| t.attach(interface).map(|_| t));
+    match attached {
+        Ok(t) => {
+            info!(interface, "tunnel health-check program attached (tc egress)");
+            Some(t)
+        }
+        Err(e) => {
+            warn!(interface, "tunnelled health checks unavailable: {e:#}");
+            None
         }
     }
 }

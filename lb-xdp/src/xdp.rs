@@ -48,6 +48,10 @@ pub struct XdpDataplane {
     pub(crate) outcomes: OutcomeWatch,
     /// Backends' next hops and solicitations, kept between refreshes.
     pub(crate) neighbours: neighbour::Resolver,
+    /// The tunnelled health checks' tc program and what its outer headers are made of
+    /// (None: it could not be attached, and checks go to the backends directly).
+    pub(crate) tunnel: Option<crate::tunnel::check::TunnelChecks>,
+    pub(crate) outer: crate::tunnel::check::Outer,
     /// One daemon per pin_path, for as long as this one runs (last: dropped last).
     pub(crate) lock: crate::lock::PinLock,
 }
@@ -82,6 +86,7 @@ impl XdpDataplane {
     /// valid for the replies of the flows that hold its ports.
     pub fn set_global(&mut self, cfg: &Config) -> Result<()> {
         let next = global_config(cfg, &self.interface)?;
+        self.outer = crate::tunnel::check::outer_from(cfg, &self.interface)?;
         reserve_snat_ports(next.snat_port_min, next.snat_port_max);
         self.global = keep_daemon_seed(&self.global, keep_live_snat_ports(&self.global, next));
         Ok(())
@@ -171,6 +176,17 @@ impl DataPath for XdpDataplane {
 
     fn outcomes(&mut self) -> Vec<Outcome> {
         self.outcomes.deltas(&self.writer.maps)
+    }
+
+    fn tunnel_check_device(&self) -> Option<String> {
+        self.tunnel.as_ref().and_then(|t| t.interfaces().next().map(str::to_string))
+    }
+
+    fn set_tunnel_checks(&mut self, routes: &[lb_control::tunnel_check::TunnelRoute]) -> Result<()> {
+        match &mut self.tunnel {
+            Some(t) => t.set(routes, &self.outer),
+            None => Ok(()),
+        }
     }
 
     /// Done at once, before the future is returned: a few syscalls, and by then the

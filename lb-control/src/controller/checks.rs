@@ -15,13 +15,16 @@ use super::Controller;
 use crate::breaker::{Breaker, Change};
 use crate::health::{self, Report};
 use crate::registry::BackendKey;
-use lb_config::desired::Health;
+use crate::tunnel_check::{Target, TunnelRoute};
+use lb_config::desired::{Desired, Health};
 use lb_config::{HealthCheck, HealthCheckType};
 
 /// One backend's running checker.
 pub(super) struct Checker {
     /// The settings it checks with.
     pub check: HealthCheck,
+    /// Where it connects: the backend, or the VIP through the tunnel.
+    pub target: Target,
     /// Its reports carry this, so that a result still on its way from a checker that was
     /// replaced is not counted for its successor.
     pub id: u64,
@@ -91,17 +94,22 @@ impl Controller {
     /// One checker per backend that exists now, with its service's current settings. A
     /// checker whose settings changed is replaced, and its backend's results go with it.
     pub(super) fn sync_checkers(&mut self) {
-        let checks = self.configured_checks();
-        let mut wanted: HashMap<BackendKey, HealthCheck> = HashMap::new();
+        // Owned: `targets` below needs the controller mutably.
+        let checks: HashMap<String, HealthCheck> =
+            self.configured_checks().into_iter().map(|(name, c)| (name.to_string(), c.clone())).collect();
+        let targets = self.targets(tunnelled_backends(&self.desired, &checks));
+        let mut wanted: HashMap<BackendKey, (HealthCheck, Target)> = HashMap::new();
         for s in &self.desired.services {
-            let Some(&check) = checks.get(s.name.as_str()) else { continue };
+            let Some(check) = checks.get(s.name.as_str()) else { continue };
             for b in &s.backends {
-                wanted.insert(BackendKey::new(&s.name, b.address), check.clone());
+                let key = BackendKey::new(&s.name, b.address);
+                let target = targets.get(&key).cloned().unwrap_or(Target::Direct(b.address));
+                wanted.insert(key, (check.clone(), target));
             }
         }
         let had_checker: HashSet<BackendKey> = self.checkers.keys().cloned().collect();
         self.checkers.retain(|key, c| {
-            let keep = wanted.get(key) == Some(&c.check);
+            let keep = wanted.get(key).is_some_and(|(check, target)| *check == c.check && *target == c.target);
             if !keep {
                 c.task.abort();
             }
@@ -113,15 +121,74 @@ impl Controller {
         self.trackers
             .retain(|key, _| checkers.contains_key(key) || (!had_checker.contains(key) && wanted.contains_key(key)));
         self.last_checks.retain(|key, _| checkers.contains_key(key));
-        for (key, check) in wanted {
+        for (key, (check, target)) in wanted {
             if self.checkers.contains_key(&key) {
                 continue;
             }
             let id = self.next_checker;
             self.next_checker += 1;
-            let task =
-                tokio::spawn(health::run(check.clone(), key.service.clone(), key.address, id, self.reports_tx.clone()));
-            self.checkers.insert(key, Checker { check, id, task });
+            let run = health::run(
+                check.clone(),
+                key.service.clone(),
+                key.address,
+                target.clone(),
+                id,
+                self.reports_tx.clone(),
+            );
+            let task = tokio::spawn(run);
+            self.checkers.insert(key, Checker { check, target, id, task });
         }
     }
+
+    /// Tunnelled targets for the checked backends of encapsulating services, with their
+    /// marks written to the data path first (a check's first packet finds its entry). A
+    /// data path without a tunnel program, or a failed write, leaves them checked directly.
+    fn targets(&mut self, tunnelled: Vec<(BackendKey, lb_config::Forwarding)>) -> HashMap<BackendKey, Target> {
+        let Some(device) = self.dataplane.tunnel_check_device() else {
+            if !tunnelled.is_empty() && !self.warned_no_tunnel {
+                warn!("this data path has no tunnel program: health checks of ipip/gue services go to the backends directly, not through the tunnel");
+                self.warned_no_tunnel = true;
+            }
+            return HashMap::new();
+        };
+        let marks = self.marks.assign(tunnelled.iter().map(|(k, _)| k));
+        if marks.len() < tunnelled.len() {
+            warn!(
+                tunnelled = tunnelled.len(),
+                marks = marks.len(),
+                "more ipip/gue backends than tunnelled health-check slots: the rest are checked directly"
+            );
+        }
+        let routes: Vec<TunnelRoute> = tunnelled
+            .iter()
+            .filter_map(|(k, fwd)| {
+                marks.get(k).map(|&mark| TunnelRoute { mark, backend: k.address.ip(), forwarding: *fwd })
+            })
+            .collect();
+        if let Err(e) = self.dataplane.set_tunnel_checks(&routes) {
+            warn!("tunnelled health checks: {e:#}");
+        }
+        let vips: HashMap<&str, std::net::SocketAddr> =
+            self.desired.services.iter().map(|s| (s.name.as_str(), s.vip)).collect();
+        marks
+            .into_iter()
+            .filter_map(|(k, mark)| {
+                let vip = *vips.get(k.service.as_str())?;
+                Some((k, Target::Tunnel { vip, mark, device: device.clone() }))
+            })
+            .collect()
+    }
+}
+
+/// The checked backends of encapsulating services, with their service's forwarding.
+fn tunnelled_backends(
+    desired: &Desired,
+    checks: &HashMap<String, HealthCheck>,
+) -> Vec<(BackendKey, lb_config::Forwarding)> {
+    desired
+        .services
+        .iter()
+        .filter(|s| s.forwarding.encapsulates() && checks.contains_key(s.name.as_str()))
+        .flat_map(|s| s.backends.iter().map(move |b| (BackendKey::new(&s.name, b.address), s.forwarding)))
+        .collect()
 }

@@ -70,6 +70,10 @@ pub struct Controller {
     checkers: HashMap<BackendKey, Checker>,
     /// The id the next checker gets.
     next_checker: u64,
+    /// The marks of tunnelled health checks (encapsulating services' backends).
+    marks: crate::tunnel_check::Marks,
+    /// Said once: encapsulating services' checks cannot go through a tunnel here.
+    warned_no_tunnel: bool,
     reports_tx: mpsc::Sender<Report>,
     shared: Shared,
     desired: Desired,
@@ -103,6 +107,8 @@ impl Controller {
             last_checks: HashMap::new(),
             checkers: HashMap::new(),
             next_checker: 0,
+            marks: Default::default(),
+            warned_no_tunnel: false,
             reports_tx,
             shared,
             desired,

@@ -15,6 +15,10 @@ use lb_config::desired::{Health, SOURCE_CONFIG, SOURCE_RETIRING};
 struct Recorder {
     last: Arc<Mutex<Option<Desired>>>,
     refuse: Arc<AtomicBool>,
+    /// A tunnel program on this interface (None: none, as the proxy path).
+    tunnel: Option<String>,
+    /// The tunnelled checks it was last told of.
+    routes: Arc<Mutex<Vec<crate::tunnel_check::TunnelRoute>>>,
 }
 
 impl DataPath for Recorder {
@@ -32,6 +36,15 @@ impl DataPath for Recorder {
 
     fn outcomes(&mut self) -> Vec<Outcome> {
         Vec::new()
+    }
+
+    fn tunnel_check_device(&self) -> Option<String> {
+        self.tunnel.clone()
+    }
+
+    fn set_tunnel_checks(&mut self, routes: &[crate::tunnel_check::TunnelRoute]) -> anyhow::Result<()> {
+        *self.routes.lock().unwrap() = routes.to_vec();
+        Ok(())
     }
 
     fn shutdown(self: Box<Self>, _detach: bool, _drain: Duration) -> Shutdown {
@@ -85,9 +98,12 @@ impl Drop for Scratch {
 
 /// A controller on `scratch`'s config and state file, reconciled once as at start.
 fn controller(scratch: &Scratch) -> (Controller, Recorder, mpsc::Receiver<Report>) {
+    controller_with(scratch, Recorder::default())
+}
+
+fn controller_with(scratch: &Scratch, recorder: Recorder) -> (Controller, Recorder, mpsc::Receiver<Report>) {
     let cfg = Config::from_file(&scratch.config()).unwrap();
     let registry = Registry::load(&scratch.state(), Instant::now()).unwrap();
-    let recorder = Recorder::default();
     let (reports_tx, reports) = mpsc::channel(1024);
     let shared = Shared {
         telemetry: Arc::new(Telemetry::default()),
@@ -544,4 +560,64 @@ async fn a_start_drops_persisted_registrations_at_refused_addresses_with_a_reaso
     assert_eq!(listed(&c, "web"), ["10.1.0.1:80", "10.0.0.11:80"]);
     assert_eq!(recorder.backend("web", "127.0.0.1:9100"), None, "not even draining");
     assert_eq!(saved_registrations(&scratch.state()), [("web".to_string(), "10.0.0.11:80".to_string())]);
+}
+
+/// An ipip service with two backends and a nat one, all TCP-checked.
+fn tunnelled_services(forwarding: &str, ipip_backends: &[&str]) -> String {
+    let mut text = format!(
+        "[[service]]\nname = \"tun\"\nvip = \"10.0.0.100:80\"\nforwarding = \"{forwarding}\"\n\
+         health_check = {{ type = \"tcp\", interval = \"60s\" }}\n"
+    );
+    for b in ipip_backends {
+        text += &format!("[[service.backend]]\naddress = \"{b}\"\n");
+    }
+    text + "[[service]]\nname = \"web\"\nvip = \"10.0.0.101:80\"\nhealth_check = { type = \"tcp\", interval = \"60s\" }\n\
+            [[service.backend]]\naddress = \"10.0.0.21:80\"\n"
+}
+
+#[tokio::test]
+async fn encapsulating_services_are_checked_at_their_vip_through_the_tunnel() {
+    use crate::tunnel_check::Target;
+    let scratch = Scratch::new();
+    scratch.write(&tunnelled_services("ipip", &["10.0.1.11:80", "10.0.1.12:80"]));
+    let recorder = Recorder { tunnel: Some("eth0".into()), ..Recorder::default() };
+    let (mut c, recorder, _reports) = controller_with(&scratch, recorder);
+    c.sync_checkers();
+    let routes = recorder.routes.lock().unwrap().clone();
+    assert_eq!(routes.len(), 2, "one route per ipip backend, none for nat: {routes:?}");
+    assert!(routes.iter().all(|r| r.forwarding == lb_config::Forwarding::Ipip));
+    assert!(routes.iter().all(|r| lb_common::tunnel::is_check_mark(r.mark)));
+    assert_ne!(routes[0].mark, routes[1].mark);
+    let b1 = key("tun", "10.0.1.11:80");
+    let mark = routes.iter().find(|r| r.backend.to_string() == "10.0.1.11").unwrap().mark;
+    let vip = "10.0.0.100:80".parse().unwrap();
+    assert_eq!(c.checkers[&b1].target, Target::Tunnel { vip, mark, device: "eth0".into() });
+    let web = key("web", "10.0.0.21:80");
+    assert_eq!(c.checkers[&web].target, Target::Direct(web.address), "nat is checked at the backend");
+
+    // A reload to gue without the second backend (which drains, still checked): the routes
+    // follow the new forwarding, the first backend keeps its mark and its checker.
+    let id = c.checkers[&b1].id;
+    scratch.write(&tunnelled_services("gue", &["10.0.1.11:80"]));
+    c.reload().unwrap();
+    let routes = recorder.routes.lock().unwrap().clone();
+    assert!(routes.iter().all(|r| r.forwarding == lb_config::Forwarding::Gue), "{routes:?}");
+    let first = routes.iter().find(|r| r.backend.to_string() == "10.0.1.11").unwrap();
+    assert_eq!(first.mark, mark);
+    assert_eq!(c.checkers[&b1].id, id, "same target, same check: the checker runs on");
+    // Once the removed backend has left, so has its route.
+    c.end_grace_periods(Instant::now() + REMOVAL_GRACE + Duration::from_secs(1));
+    c.sync_checkers();
+    assert_eq!(recorder.routes.lock().unwrap().len(), 1, "{:?}", recorder.routes.lock().unwrap());
+}
+
+#[tokio::test]
+async fn without_a_tunnel_program_encapsulating_services_are_checked_at_the_backend() {
+    let scratch = Scratch::new();
+    scratch.write(&tunnelled_services("ipip", &["10.0.1.11:80"]));
+    let (mut c, recorder, _reports) = controller(&scratch);
+    c.sync_checkers();
+    assert!(recorder.routes.lock().unwrap().is_empty());
+    let b = key("tun", "10.0.1.11:80");
+    assert_eq!(c.checkers[&b].target, crate::tunnel_check::Target::Direct(b.address));
 }

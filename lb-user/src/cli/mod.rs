@@ -2,6 +2,7 @@
 mod agent;
 mod backend;
 mod check;
+mod decap;
 mod doctor;
 mod explain;
 mod list;
@@ -100,6 +101,10 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// On a backend of an ipip/gue service: strip the tunnel headers in XDP and pass the
+    /// client's packet up the stack (the VIP on lo). Runs until SIGINT/SIGTERM, then
+    /// detaches and prints its counters.
+    Decap(decap::DecapArgs),
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -141,5 +146,6 @@ fn subcommand(cli: Cli) -> Result<ExitCode> {
         Command::Agent(args) => agent::agent(args),
         Command::Backend { command } => backend::backend(command),
         Command::Doctor { interface, json } => doctor::doctor(&interface, json),
+        Command::Decap(args) => decap::decap(args),
     }
 }
