@@ -111,16 +111,25 @@ pub fn entry(r: &TunnelRoute, outer: &Outer) -> Option<TunnelCheck> {
     Some(TunnelCheck { family, kind, gue_port: outer.gue_port, backend, source: ip_words(source).0 })
 }
 
-/// The outer header's parts from the daemon's settings: the source of each family is the
-/// SNAT address (`daemon.snat_ipv4/6`, else the interface's), and GUE goes to the default
-/// port. Where the daemon grows encapsulation settings (an encapsulation source, a GUE
-/// port), this is the one place that reads them.
+/// The outer header's parts from the daemon's settings, as the data path's: the source of
+/// each family is the first address of `daemon.encap_source_ipv4/6`, else the SNAT address
+/// (`daemon.snat_ipv4/6`, else the interface's), and GUE goes to `daemon.gue_port`. (A
+/// check's answer goes to its inner source, so one outer source per family is enough.)
 pub fn outer_from(cfg: &lb_config::Config, interface: &str) -> Result<Outer> {
     let (if_v4, if_v6) = crate::host::interface_addresses(interface)?;
+    let d = &cfg.daemon;
+    let prefix_v4 = d.encap_source_ipv4.as_ref().and_then(|c| match c.network() {
+        std::net::IpAddr::V4(a) => Some(a),
+        std::net::IpAddr::V6(_) => None,
+    });
+    let prefix_v6 = d.encap_source_ipv6.as_ref().and_then(|c| match c.network() {
+        std::net::IpAddr::V6(a) => Some(a),
+        std::net::IpAddr::V4(_) => None,
+    });
     Ok(Outer {
-        source_v4: cfg.daemon.snat_ipv4.or(if_v4),
-        source_v6: cfg.daemon.snat_ipv6.or(if_v6),
-        gue_port: lb_common::encap::DEFAULT_GUE_PORT,
+        source_v4: prefix_v4.or(d.snat_ipv4).or(if_v4),
+        source_v6: prefix_v6.or(d.snat_ipv6).or(if_v6),
+        gue_port: d.gue_port,
     })
 }
 
