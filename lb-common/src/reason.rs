@@ -28,9 +28,14 @@ pub enum DropReason {
     NoFlow = 10,
     /// A new flow from a source the service's `allow` / `deny` lists refuse.
     AclDenied = 11,
+    /// The kernel's FIB sends the frame out a NIC that is not one of `daemon.interface`
+    /// (not in `LB_TX_PORTS`): a route points away from the balancer's NICs.
+    NoTxPort = 12,
+    /// The frame is larger than the egress route's MTU (the FIB lookup said so).
+    TooBig = 13,
 }
 
-pub const DROP_REASON_COUNT: u32 = 12;
+pub const DROP_REASON_COUNT: u32 = 14;
 
 pub const DROP_REASON_NAMES: [&str; DROP_REASON_COUNT as usize] = [
     "fragment",
@@ -45,6 +50,8 @@ pub const DROP_REASON_NAMES: [&str; DROP_REASON_COUNT as usize] = [
     "rate_limited",
     "no_flow",
     "acl_denied",
+    "no_tx_port",
+    "too_big",
 ];
 
 /// XDP action names, indexed by the action's value (`XDP_ABORTED` = 0 ... `XDP_REDIRECT` = 4).
