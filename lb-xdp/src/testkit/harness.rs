@@ -27,6 +27,7 @@ use super::packet::{server_mac, Pkt, ACK, LB_MAC, SYN, TCP};
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
 pub const XDP_TX: u32 = 3;
+pub const XDP_REDIRECT: u32 = 4;
 
 const BPFFS: &str = "/run/lb-packet-tests";
 static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -229,6 +230,27 @@ impl Harness {
         let r = prog
             .test_run(TestRunOptions { data_in: Some(frame), data_out: Some(&mut out), ..Default::default() })
             .expect("BPF_PROG_TEST_RUN");
+        out.truncate(r.data_size_out as usize);
+        (r.return_value, out)
+    }
+
+    /// Run one frame as if it arrived on interface `ifindex` (of the calling thread's network
+    /// namespace): the FIB lookups of egress.rs then answer from that NIC.
+    pub fn run_on(&self, ifindex: u32, frame: &[u8]) -> (u32, Vec<u8>) {
+        // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
+        // egress_ifindex. The kernel wants data_end = the frame's length, the rest 0.
+        let md: [u32; 6] = [0, frame.len() as u32, 0, ifindex, 0, 0];
+        let ctx: Vec<u8> = md.iter().flat_map(|w| w.to_ne_bytes()).collect();
+        let mut out = vec![0u8; frame.len() + 256];
+        let r = self
+            .program()
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                ctx_in: Some(&ctx),
+                ..Default::default()
+            })
+            .expect("BPF_PROG_TEST_RUN with an ingress interface");
         out.truncate(r.data_size_out as usize);
         (r.return_value, out)
     }
