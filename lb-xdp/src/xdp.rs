@@ -35,11 +35,16 @@ pub struct XdpDataplane {
     // Field order matters for drop: map handles and the link before the program.
     pub(crate) writer: Writer,
     pub(crate) link: Option<FdLink>,
+    /// The links on the NICs after the first (`ports.rs`), in the config's order.
+    pub(crate) extra_links: Vec<FdLink>,
     pub(crate) ebpf: Ebpf,
     pub(crate) ids: Ids,
     pub(crate) global: GlobalConfig,
     pub(crate) facts: HostFacts,
+    /// The first configured NIC: its addresses give the SNAT defaults, its MAC `if_mac`.
     pub(crate) interface: String,
+    /// Every configured NIC, the first included.
+    pub(crate) interfaces: Vec<String>,
     pub(crate) pin_path: PathBuf,
     /// Backend ids of services whose algorithm compares live flows (least_conn, p2c), as of
     /// the last reconcile: the ones `recount_active_flows` keeps right.
@@ -48,6 +53,8 @@ pub struct XdpDataplane {
     pub(crate) outcomes: OutcomeWatch,
     /// Backends' next hops and solicitations, kept between refreshes.
     pub(crate) neighbours: neighbour::Resolver,
+    /// Makes the kernel resolve the next hops the data path found unresolved.
+    pub(crate) unresolved: Option<crate::unresolved::UnresolvedWatch>,
     /// One daemon per pin_path, for as long as this one runs (last: dropped last).
     pub(crate) lock: crate::lock::PinLock,
 }
@@ -123,7 +130,7 @@ impl XdpDataplane {
     pub fn refresh_neighbours(&mut self, desired: &Desired) -> Result<bool> {
         let macs: HashMap<IpAddr, [u8; 6]> = self.neighbours.resolve(
             &mut neighbour::Kernel,
-            &self.interface,
+            &self.interfaces,
             backend_ips(desired),
             std::time::Instant::now(),
         )?;

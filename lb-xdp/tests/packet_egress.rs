@@ -16,6 +16,7 @@ use lb_common::reason::DropReason;
 use lb_xdp::plan::HostFacts;
 use lb_xdp::testkit::harness::*;
 use lb_xdp::testkit::packet::*;
+use lb_xdp::unresolved::{drain, Datagram};
 
 /// The NICs' own MACs, and the permanent neighbours' behind them.
 const IN0_MAC: [u8; 6] = [0x02, 0xee, 0, 0, 0, 0x01];
@@ -257,8 +258,8 @@ fn with_forwarding_off_the_daemons_neighbour_table_and_xdp_tx_are_used() {
 
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
-fn an_unresolved_next_hop_is_recorded_once_for_the_daemon_and_counted() {
-    let (_ns, h) = setup(true);
+fn an_unresolved_next_hop_is_recorded_once_and_the_daemon_asks_the_kernel_to_resolve_it() {
+    let (ns, mut h) = setup(true);
     let p = syn("10.77.1.100:82");
     for _ in 0..3 {
         assert_eq!(h.run_on(ifindex("in0"), &p.bytes()).0, XDP_DROP);
@@ -271,5 +272,18 @@ fn an_unresolved_next_hop_is_recorded_once_for_the_daemon_and_counted() {
         vec![NextHop { addr: gateway, ifindex: ifindex("out0"), family: FAMILY_V4, _pad: [0; 3] }],
         "the router on out0, once"
     );
+
+    // The daemon's poll: the kernel is asked (its neighbour table now has an entry for the
+    // router, being resolved) and the entry goes; a second poll within SOLICIT_EVERY finds
+    // the re-recorded hop and deletes it without asking again.
+    let mut recent = std::collections::HashMap::new();
+    let now = std::time::Instant::now();
+    assert_eq!(drain(&mut h.maps_mut().unresolved, &mut Datagram, &mut recent, now), 1);
+    assert_eq!(h.maps().unresolved.keys().count(), 0);
+    let neigh = Command::new("ip").args(["-n", &ns.name, "neigh", "show", "10.77.2.9", "dev", "out0"]).output().unwrap();
+    assert!(!neigh.stdout.is_empty(), "the kernel was asked to resolve 10.77.2.9");
+    assert_eq!(h.run_on(ifindex("in0"), &p.bytes()).0, XDP_DROP);
+    assert_eq!(drain(&mut h.maps_mut().unresolved, &mut Datagram, &mut recent, now), 0);
+    assert_eq!(h.maps().unresolved.keys().count(), 0);
 }
 
