@@ -32,8 +32,7 @@ use super::{
     protection::{self, CircuitBreaker, ConnectionCaps, RateLimit},
     schema::{
         RawBackend, RawCircuitBreaker, RawConfig, RawDaemon, RawHealthCheck, RawInterfaces, RawPool, RawRateLimit,
-        RawService,
-        TextOrNumber,
+        RawService, TextOrNumber,
     },
     status::StatusRanges,
 };

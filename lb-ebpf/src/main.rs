@@ -56,12 +56,7 @@ fn balance(ctx: &XdpContext) -> u32 {
 
     // A backend's reply to one of our NAT flows? (Anything else to the SNAT address, such
     // as the seed's service on the LB's own address, carries on below.)
-    if cfg.configured != 0
-        && nat::to_snat_address(p, cfg)
-        && p.bad.is_none()
-        && !p.fragment
-        && is_tcp_or_udp(p.proto)
-    {
+    if cfg.configured != 0 && nat::to_snat_address(p, cfg) && p.bad.is_none() && !p.fragment && is_tcp_or_udp(p.proto) {
         if let Some(action) = reverse_nat(ctx, p, cfg, now()) {
             return action;
         }

@@ -23,7 +23,7 @@ pub mod ports;
 pub mod reconcile;
 pub mod store;
 pub mod sweep;
-pub mod unresolved;
 pub mod testkit;
+pub mod unresolved;
 pub mod writer;
 pub mod xdp;

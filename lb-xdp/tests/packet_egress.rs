@@ -280,10 +280,10 @@ fn an_unresolved_next_hop_is_recorded_once_and_the_daemon_asks_the_kernel_to_res
     let now = std::time::Instant::now();
     assert_eq!(drain(&mut h.maps_mut().unresolved, &mut Datagram, &mut recent, now), 1);
     assert_eq!(h.maps().unresolved.keys().count(), 0);
-    let neigh = Command::new("ip").args(["-n", &ns.name, "neigh", "show", "10.77.2.9", "dev", "out0"]).output().unwrap();
+    let neigh =
+        Command::new("ip").args(["-n", &ns.name, "neigh", "show", "10.77.2.9", "dev", "out0"]).output().unwrap();
     assert!(!neigh.stdout.is_empty(), "the kernel was asked to resolve 10.77.2.9");
     assert_eq!(h.run_on(ifindex("in0"), &p.bytes()).0, XDP_DROP);
     assert_eq!(drain(&mut h.maps_mut().unresolved, &mut Datagram, &mut recent, now), 0);
     assert_eq!(h.maps().unresolved.keys().count(), 0);
 }
-

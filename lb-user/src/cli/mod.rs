@@ -8,6 +8,7 @@ mod list;
 mod out;
 mod remote;
 mod run;
+mod segment;
 mod table;
 
 use std::net::SocketAddr;
