@@ -5,7 +5,7 @@
 //! refresh in `neighbour.rs` does) and deletes the entry. The client's retransmission then
 //! finds the neighbour. A next hop is solicited at most once per `SOLICIT_EVERY`; an entry
 //! the data path writes again meanwhile is just deleted.
-use std::collections::HashMap as StdHashMap;
+use std::collections::{hash_map::Entry, HashMap as StdHashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -64,9 +64,9 @@ pub fn drain(
     let hops: Vec<NextHop> = map.keys().filter_map(|k| k.ok()).collect();
     let mut solicited = 0;
     for hop in hops {
-        if !recent.contains_key(&hop) {
+        if let Entry::Vacant(slot) = recent.entry(hop) {
             host.solicit(&hop);
-            recent.insert(hop, now);
+            slot.insert(now);
             solicited += 1;
             debug!(next_hop = %address(&hop), ifindex = hop.ifindex, "asked the kernel to resolve a next hop");
         }
