@@ -287,3 +287,14 @@ fn an_unresolved_next_hop_is_recorded_once_and_the_daemon_asks_the_kernel_to_res
     assert_eq!(drain(&mut h.maps_mut().unresolved, &mut Datagram, &mut recent, now), 0);
     assert_eq!(h.maps().unresolved.keys().count(), 0);
 }
+
+#[test]
+#[ignore = "needs root: cargo xtask test runs it"]
+fn frames_run_without_an_ingress_nic_take_the_fallback_whatever_the_hosts_routes() {
+    // A namespace where the FIB would answer (forwarding on, a route and a neighbour for
+    // the backend): `Harness::run` moves the thread to a private one first, so the
+    // fixtures' expected frames (the neighbour table's MACs, XDP_TX) hold on any host.
+    let (_ns, h) = setup(true);
+    let p = syn("10.77.1.100:80");
+    assert_frame(h.run(&p.bytes()), XDP_TX, &relayed(&p, LB_MAC, server_mac(1)), "fallback");
+}

@@ -223,8 +223,13 @@ impl Harness {
         &self.writer
     }
 
-    /// Run one frame: (action, output frame).
+    /// Run one frame: (action, output frame). It arrives on the loopback of a network
+    /// namespace private to the calling thread, with forwarding off: the data path's FIB
+    /// lookups then take the neighbour-table fallback (lb-ebpf `egress.rs`) whatever the
+    /// host's own routes and sysctls, so the fixtures' frames are the same on every host.
+    /// (`run_on` is for tests that build a namespace of their own.)
     pub fn run(&self, frame: &[u8]) -> (u32, Vec<u8>) {
+        isolate_thread();
         let prog: &Xdp = self.ebpf.program(load::PROGRAM).expect("program").try_into().expect("xdp");
         let mut out = vec![0u8; frame.len() + 256];
         let r = prog
@@ -301,6 +306,25 @@ impl Harness {
     /// A map of the program that is not pinned (a module's private one), by name.
     pub fn private_map(&mut self, name: &str) -> &mut aya::maps::Map {
         self.ebpf.map_mut(name).unwrap_or_else(|| panic!("the XDP object has no map {name}"))
+    }
+}
+
+thread_local! {
+    static ISOLATED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Move the calling thread (once) into a network namespace of its own, gone with the
+/// thread, with IPv4 and IPv6 forwarding off (a new namespace inherits IPv4's from the
+/// host's).
+fn isolate_thread() {
+    if ISOLATED.with(|i| i.replace(true)) {
+        return;
+    }
+    // SAFETY: unshare affects only this thread's network namespace.
+    assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare(CLONE_NEWNET)");
+    for key in ["ipv4/conf/all/forwarding", "ipv4/conf/lo/forwarding", "ipv6/conf/all/forwarding"] {
+        // /proc/sys/net is the opening thread's namespace's.
+        std::fs::write(format!("/proc/sys/net/{key}"), "0").unwrap_or_else(|e| panic!("{key}: {e}"));
     }
 }
 
