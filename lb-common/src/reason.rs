@@ -28,13 +28,17 @@ pub enum DropReason {
     NoFlow = 10,
     /// A new flow from a source the service's `allow` / `deny` lists refuse.
     AclDenied = 11,
-    /// A packet that would exceed the tunnel's MTU once encapsulated (`ipip`, `gue`): not
-    /// forwarded; the client was sent ICMP "fragmentation needed" / ICMPv6 "packet too big"
-    /// (the frame leaves by `XDP_TX`, so it also counts as a `tx` action).
+    /// A packet too big for its way out: an `ipip`/`gue` packet that would exceed the
+    /// tunnel's MTU once encapsulated (the client was sent ICMP "fragmentation needed" /
+    /// ICMPv6 "packet too big"; that frame leaves by `XDP_TX`, so it also counts as a `tx`
+    /// action), or a frame larger than the egress route's MTU (the FIB lookup said so).
     TooBig = 12,
+    /// The kernel's FIB sends the frame out a NIC that is not one of `daemon.interface`
+    /// (not in `LB_TX_PORTS`): a route points away from the balancer's NICs.
+    NoTxPort = 13,
 }
 
-pub const DROP_REASON_COUNT: u32 = 13;
+pub const DROP_REASON_COUNT: u32 = 14;
 
 pub const DROP_REASON_NAMES: [&str; DROP_REASON_COUNT as usize] = [
     "fragment",
@@ -50,6 +54,7 @@ pub const DROP_REASON_NAMES: [&str; DROP_REASON_COUNT as usize] = [
     "no_flow",
     "acl_denied",
     "too_big",
+    "no_tx_port",
 ];
 
 /// XDP action names, indexed by the action's value (`XDP_ABORTED` = 0 ... `XDP_REDIRECT` = 4).

@@ -75,6 +75,19 @@ impl Config {
         }
     }
 
+    /// Where each service's backend addresses are written in `text`, by service and backend
+    /// index (the order of `Config::services` and `Service::backends`), for checks made
+    /// outside validation (`lb check`'s look at the host) to point at them. Empty when the
+    /// text does not parse.
+    pub fn backend_positions(text: &str) -> Vec<Vec<Position>> {
+        let source = Source::new("", text);
+        let Ok(raw) = toml::from_str::<RawConfig>(text) else { return Vec::new() };
+        raw.services
+            .iter()
+            .map(|s| s.backends.iter().map(|b| source.position(b.address.span().start)).collect())
+            .collect()
+    }
+
     /// [`Config::from_str`], with the warnings.
     pub fn check_str(text: &str, origin: &str) -> Result<Checked, ConfigError> {
         let source = Source::new(origin, text);

@@ -34,8 +34,12 @@ pub struct Checked {
 /// `[daemon]`: how the daemon runs. Field docs give the TOML key's meaning and default.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Daemon {
-    /// NIC for XDP (modes `xdp` and `auto`). Default: none.
+    /// NIC for XDP (modes `xdp` and `auto`): the first of `interfaces`, whose addresses give
+    /// the SNAT defaults. Default: none.
     pub interface: Option<String>,
+    /// Every NIC XDP attaches to (`interface`, a name or a list), in the file's order; VIP
+    /// traffic may arrive on any and frames leave by any. Empty when `interface` is unset.
+    pub interfaces: Vec<String>,
     /// Which path serves traffic. Default `auto`: XDP, else the proxy, with a warning.
     pub mode: Mode,
     /// How XDP attaches. Default `native`.
@@ -101,6 +105,7 @@ impl Default for Daemon {
     fn default() -> Self {
         Self {
             interface: None,
+            interfaces: Vec::new(),
             mode: Mode::Auto,
             xdp_attach: XdpAttach::Native,
             admin_listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 9100)),

@@ -26,12 +26,21 @@ pub(super) struct RawConfig {
     pub services: Vec<RawService>,
 }
 
+/// `daemon.interface`: one NIC's name, or a list of them.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawInterfaces {
+    One(String),
+    Many(Vec<String>),
+}
+
 /// `[daemon]`
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawDaemon {
-    /// `interface = "eth0"`: the NIC XDP attaches to; needed for mode `xdp`. No default.
-    pub interface: Option<Spanned<String>>,
+    /// `interface = "eth0"` or `interface = ["eth0", "eth1"]`: the NIC(s) XDP attaches to;
+    /// needed for mode `xdp`. No default.
+    pub interface: Option<Spanned<RawInterfaces>>,
     /// `mode = "xdp" | "proxy" | "auto"`; default `"auto"` (XDP, else proxy with a warning).
     pub mode: Option<Spanned<Mode>>,
     /// `xdp_attach = "native" | "generic"`; default `"native"`.

@@ -343,6 +343,15 @@ weight = 10001
     flow_table_size_below_1024_is_rejected_at_the_value:
         "[daemon]\nflow_table_size = 1023\n"
         => "lb.toml:2:19: flow_table_size 1023 is too small; the minimum is 1024";
+    an_empty_interface_list_is_rejected_at_the_list:
+        "[daemon]\ninterface = []\n"
+        => "lb.toml:2:13: interface list must not be empty: name at least one NIC, e.g. [\"eth0\"]";
+    an_interface_listed_twice_is_rejected_at_the_list:
+        "[daemon]\ninterface = [\"eth0\", \"eth1\", \"eth0\"]\n"
+        => "lb.toml:2:13: interface \"eth0\" is listed twice";
+    a_bad_name_in_the_interface_list_is_rejected_at_the_list:
+        "[daemon]\ninterface = [\"eth0\", \"eth 1\"]\n"
+        => "lb.toml:2:13: \"eth 1\" is not a valid interface name";
     xdp_mode_without_interface_is_rejected_at_the_mode:
         "[daemon]\nmode = \"xdp\"\n"
         => "lb.toml:2:8: mode \"xdp\" needs an interface: set daemon.interface to the NIC to attach to";
@@ -1456,4 +1465,17 @@ address = "10.30.0.11:80"
     assert_eq!(d.tunnel_mtu, Some(88));
     // No encapsulating service: any MTU in range will do.
     assert_eq!(parse("[daemon]\ntunnel_mtu = 1\n").daemon.tunnel_mtu, Some(1));
+}
+
+#[test]
+fn interface_is_one_name_or_a_list_and_the_first_gives_the_defaults() {
+    let one = parse("[daemon]\ninterface = \"eth0\"\n");
+    assert_eq!(one.daemon.interface.as_deref(), Some("eth0"));
+    assert_eq!(one.daemon.interfaces, vec!["eth0".to_string()]);
+    let two = parse("[daemon]\nmode = \"xdp\"\ninterface = [\"eth1\", \"eth0\"]\n");
+    assert_eq!(two.daemon.interface.as_deref(), Some("eth1"));
+    assert_eq!(two.daemon.interfaces, vec!["eth1".to_string(), "eth0".to_string()]);
+    assert!(parse("").daemon.interfaces.is_empty());
+    let e = errors("[daemon]\ninterface = 7\n");
+    assert!(e.len() == 1 && e[0].starts_with("lb.toml:2:13: "), "{e:?}");
 }

@@ -32,8 +32,8 @@ use super::{
     ports::PortRange,
     protection::{self, CircuitBreaker, ConnectionCaps, RateLimit},
     schema::{
-        RawBackend, RawCircuitBreaker, RawConfig, RawDaemon, RawHealthCheck, RawPool, RawRateLimit, RawService,
-        TextOrNumber,
+        RawBackend, RawCircuitBreaker, RawConfig, RawDaemon, RawHealthCheck, RawInterfaces, RawPool, RawRateLimit,
+        RawService, TextOrNumber,
     },
     status::StatusRanges,
 };
@@ -97,7 +97,7 @@ impl Validator<'_> {
 
     fn daemon(&mut self, raw: &RawDaemon) -> Option<Daemon> {
         let default = Daemon::default();
-        let interface = self.optional(raw.interface.as_ref(), None, |name| interface_name(name).map(Some));
+        let interfaces = self.optional(raw.interface.as_ref(), Vec::new(), interface_names);
         let mode =
             self.optional(raw.mode.as_ref(), default.mode, |&mode| mode_has_interface(mode, raw.interface.is_some()));
         let admin_listen = self.optional(raw.admin_listen.as_ref(), default.admin_listen, |text| {
@@ -145,7 +145,8 @@ impl Validator<'_> {
                 http_max_header_size(n)
             });
         Some(Daemon {
-            interface: interface?,
+            interface: interfaces.as_ref().and_then(|list| list.first().cloned()),
+            interfaces: interfaces?,
             mode: mode?,
             xdp_attach: raw.xdp_attach.unwrap_or(default.xdp_attach),
             admin_listen: admin_listen?,
@@ -586,6 +587,29 @@ fn interface_name(name: &str) -> Result<String, String> {
         return Err(format!("{name:?} is not a valid interface name"));
     }
     Ok(name.to_string())
+}
+
+/// `interface`: one name, or a non-empty list of distinct names.
+fn interface_names(raw: &RawInterfaces) -> Result<Vec<String>, String> {
+    let names = match raw {
+        RawInterfaces::One(name) => return Ok(vec![interface_name(name)?]),
+        RawInterfaces::Many(names) => names,
+    };
+    if names.is_empty() {
+        return Err("interface list must not be empty: name at least one NIC, e.g. [\"eth0\"]".to_string());
+    }
+    let mut out: Vec<String> = Vec::with_capacity(names.len());
+    for name in names {
+        let name = interface_name(name)?;
+        if out.contains(&name) {
+            return Err(format!("interface {name:?} is listed twice"));
+        }
+        out.push(name);
+    }
+    if out.len() > lb_common::consts::MAX_TX_PORTS as usize {
+        return Err(format!("at most {} interfaces", lb_common::consts::MAX_TX_PORTS));
+    }
+    Ok(out)
 }
 
 /// XDP needs a NIC to attach to; `auto` without one just uses the proxy.

@@ -67,10 +67,10 @@ pub trait DataPath: Send {
         Ok(0)
     }
 
-    /// The interface tunnelled health checks leave by (where this path's tunnel program
-    /// runs, see `tunnel_check`); None: no tunnel program, every check goes to the backend
-    /// itself.
-    fn tunnel_check_device(&self) -> Option<String> {
+    /// The interface tunnelled health checks to `vip` leave by (where this path's tunnel
+    /// program runs, see `tunnel_check`; with several, the one the VIP routes out of); for
+    /// `None`, any of them. None: no tunnel program, every check goes to the backend itself.
+    fn tunnel_check_device(&self, _vip: Option<std::net::IpAddr>) -> Option<String> {
         None
     }
 

@@ -25,7 +25,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use lb_common::{
-    consts::{CONFIG_KEY, FAMILY_V4, FWD_GUE, FWD_IPIP},
+    consts::{BACKEND_HAS_MAC, CONFIG_KEY, FAMILY_V4, FWD_GUE, FWD_IPIP},
     encap::{self, IPPROTO_UDP, IPV4_HEADER, IPV6_HEADER},
     hash::flow_hash,
     maps::{BackendInfo, GlobalConfig},
@@ -33,9 +33,10 @@ use lb_common::{
 };
 
 use crate::{
+    egress::{self, Refusal},
     maps::{LB_BACKENDS, LB_CONFIG},
     parse::{read, write, L3},
-    pmtu, rewrite, stats,
+    pmtu, stats,
 };
 
 const ETH_P_IP: u16 = 0x0800;
@@ -102,9 +103,9 @@ pub fn finish(ctx: &XdpContext, p: &L3) -> u32 {
     // SAFETY: as above.
     unsafe { (*s).step = NOTHING };
     match carry_out(ctx, p, forwarding, backend_id) {
-        Ok(Tunnelled::Sent) => {
+        Ok(Tunnelled::Sent(action)) => {
             stats::forwarded(service_id, backend_id, (ctx.data_end() - ctx.data()) as u64, new_flow);
-            XDP_TX
+            action
         }
         Ok(Tunnelled::Answered) => XDP_TX,
         Err(reason) => {
@@ -115,8 +116,9 @@ pub fn finish(ctx: &XdpContext, p: &L3) -> u32 {
 }
 
 enum Tunnelled {
-    /// Encapsulated and addressed to the backend.
-    Sent,
+    /// Encapsulated and addressed to the backend, leaving by this action (`XDP_TX` on the
+    /// ingress NIC, `XDP_REDIRECT` to another).
+    Sent(u32),
     /// Too big for the tunnel: now the ICMP answer to the client.
     Answered,
 }
@@ -126,20 +128,30 @@ fn carry_out(ctx: &XdpContext, p: &L3, forwarding: u8, backend_id: u32) -> Resul
     let cfg = LB_CONFIG.get(CONFIG_KEY).ok_or(DropReason::NotConfigured)?;
     let backend = LB_BACKENDS.get(backend_id).ok_or(DropReason::NoBackend)?;
     let overhead = encap::overhead(forwarding, backend.family);
-    // The MTU is the tunnel's (`tunnel_mtu`), a parameter of the check so that a route
-    // lookup's can take its place.
+    // Two MTUs bound the outer packet: the tunnel's (`tunnel_mtu`, the whole path's if the
+    // operator knows it) and the egress route's (the FIB checks it below).
     if !pmtu::fits(inner_len(p), overhead, cfg.tunnel_mtu) {
         pmtu::answer(ctx, p, cfg.tunnel_mtu.saturating_sub(overhead as u32), &cfg.if_mac)?;
         return Ok(Tunnelled::Answered);
     }
+    // The way out, for the outer destination, before the frame grows: the MACs written now
+    // move along with it.
+    let fallback = (backend.flags & BACKEND_HAS_MAC != 0).then_some(&backend.mac);
+    let action = match egress::send_grown(ctx, backend.family, &backend.addr, fallback, cfg, overhead) {
+        Ok(action) => action,
+        Err(Refusal::FragNeeded(mtu)) => {
+            pmtu::answer(ctx, p, (mtu as u32).saturating_sub(overhead as u32), &cfg.if_mac)?;
+            return Ok(Tunnelled::Answered);
+        }
+        Err(Refusal::Drop(reason)) => return Err(reason),
+    };
     // The flow hash, as `new_flow` computes it, from the ports still in the packet.
     let [sport, dport]: [u16; 2] = read(ctx, p.l4).ok_or(DropReason::Truncated)?;
     let hash = flow_hash(&p.src, &p.dst, sport, dport, p.proto);
     let class = inner_class(ctx, p).ok_or(DropReason::Truncated)?;
     grow(ctx, p.l3, overhead, backend.family).ok_or(DropReason::Truncated)?;
     outer(ctx, p, cfg, forwarding, backend, hash, class).ok_or(DropReason::Truncated)?;
-    rewrite::l2(ctx, &backend.mac, cfg).ok_or(DropReason::Truncated)?;
-    Ok(Tunnelled::Sent)
+    Ok(Tunnelled::Sent(action))
 }
 
 /// The IP packet as its length fields say (the frame may carry Ethernet padding after it,

@@ -24,11 +24,11 @@ use lb_common::{
 };
 
 use crate::{
-    conntrack,
+    conntrack, egress,
     maps::{LB_NAT, LB_VIPS},
     nat,
     parse::{read, write, IPV6_HLEN, L3},
-    rewrite::{self, Tuple},
+    rewrite::Tuple,
     select, stats,
 };
 
@@ -72,30 +72,31 @@ pub fn is_icmp(p: &L3) -> bool {
     (p.family == FAMILY_V4 && p.proto == PROTO_ICMP) || (p.family == FAMILY_V6 && p.proto == PROTO_ICMPV6)
 }
 
-/// An ICMP error about one of our flows: rewritten for the flow's owner (`true`: send it
-/// with `XDP_TX`). `false`: not ours, and the frame is unchanged (every write comes after
-/// the reads that proved its bytes are in the frame, so a rewrite never stops half-way).
+/// An ICMP error about one of our flows: rewritten for the flow's owner and sent
+/// (`Some`: the XDP action, see egress.rs). `None`: not ours, and the frame is unchanged
+/// (every write comes after the reads that proved its bytes are in the frame, so a rewrite
+/// never stops half-way).
 /// Out of line: its own stack frame, beside (not on top of) the forwarding path's.
 #[inline(never)]
-pub fn error_for_flow(ctx: &XdpContext, p: &L3, cfg: &GlobalConfig, now: u64) -> bool {
+pub fn error_for_flow(ctx: &XdpContext, p: &L3, cfg: &GlobalConfig, now: u64) -> Option<u32> {
     if p.bad.is_some() || p.fragment {
-        return false;
+        return None;
     }
-    let Some(q) = LB_SCRATCH_ICMP.get_ptr_mut(0) else { return false };
+    let q = LB_SCRATCH_ICMP.get_ptr_mut(0)?;
     // SAFETY: per-CPU scratch; XDP runs to completion on a CPU, so nothing else uses it now.
     let q = unsafe { &mut *q };
-    if quote(ctx, p, q).is_none() {
-        return false;
-    }
+    quote(ctx, p, q)?;
     // An error goes to the sender of the packet it quotes; anything else is not about a
     // packet we sent.
     if q.src != p.dst {
-        return false;
+        return None;
     }
-    if nat::to_snat_address(p, cfg) && to_client(ctx, p, q, cfg, now).is_some() {
-        return true;
+    if nat::to_snat_address(p, cfg) {
+        if let Some(action) = to_client(ctx, p, q, cfg, now) {
+            return Some(action);
+        }
     }
-    to_backend(ctx, p, q, cfg, now).is_some()
+    to_backend(ctx, p, q, cfg, now)
 }
 
 /// The ICMP error's type, checked, and the packet it quotes. Only TCP and UDP quotes with
@@ -157,7 +158,7 @@ fn quote(ctx: &XdpContext, p: &L3, q: &mut Quote) -> Option<()> {
 /// client's (client:port → VIP:port). The client gets the error from the VIP, quoting its
 /// own packet, so its stack finds the socket.
 #[inline(always)]
-fn to_client(ctx: &XdpContext, p: &L3, q: &mut Quote, cfg: &GlobalConfig, now: u64) -> Option<()> {
+fn to_client(ctx: &XdpContext, p: &L3, q: &mut Quote, cfg: &GlobalConfig, now: u64) -> Option<u32> {
     let nk = nat::reply_key(q.dst, q.dport, q.sport, q.proto, p.family, cfg)?;
     // SAFETY: map value; fields copied out at once (a concurrent overwrite could mix two
     // entries' fields into one error message, which then matches no socket: harmless).
@@ -170,16 +171,16 @@ fn to_client(ctx: &XdpContext, p: &L3, q: &mut Quote, cfg: &GlobalConfig, now: u
     q.inner = Tuple { src: v.client_addr, sport: v.client_port, dst: v.vip_addr, dport: v.vip_port };
     let (client_mac, service_id, backend_id) = (v.client_mac, v.service_id, v.backend_id);
     translate(ctx, p, q)?;
-    rewrite::l2(ctx, &client_mac, cfg)?;
+    let action = egress::action(egress::send(ctx, p.family, &q.out_dst, Some(&client_mac), cfg));
     stats::forwarded(service_id, backend_id, (ctx.data_end() - ctx.data()) as u64, false);
-    Some(())
+    Some(action)
 }
 
 /// nat or dsr, client side: the quote is (VIP:port → client:port), a packet of the flow
 /// (client:port → VIP:port). Its backend gets the error: in nat mode from the SNAT address,
 /// quoting its own reply (backend:port → SNAT:port); in dsr mode as it is.
 #[inline(always)]
-fn to_backend(ctx: &XdpContext, p: &L3, q: &mut Quote, cfg: &GlobalConfig, now: u64) -> Option<()> {
+fn to_backend(ctx: &XdpContext, p: &L3, q: &mut Quote, cfg: &GlobalConfig, now: u64) -> Option<u32> {
     let vip_key = VipKey { addr: q.src, port: q.sport, proto: q.proto, family: p.family };
     // SAFETY: copied out at once; the daemon replaces entries whole.
     let vip = unsafe { *LB_VIPS.get(vip_key)? };
@@ -197,18 +198,16 @@ fn to_backend(ctx: &XdpContext, p: &L3, q: &mut Quote, cfg: &GlobalConfig, now: 
     // SAFETY: map value pointer from a successful lookup.
     let (backend_id, snat_port) = unsafe { ((*state).backend_id, (*state).snat_port) };
     let backend = select::usable(backend_id, vip.service_id)?;
-    if backend.flags & BACKEND_HAS_MAC == 0 {
-        return None;
-    }
     if vip.forwarding == FWD_NAT {
         q.out_src = if p.family == FAMILY_V4 { [cfg.snat_v4, 0, 0, 0] } else { cfg.snat_v6 };
         q.out_dst = backend.addr;
         q.inner = Tuple { src: backend.addr, sport: backend.port, dst: q.out_src, dport: snat_port };
         translate(ctx, p, q)?;
     }
-    rewrite::l2(ctx, &backend.mac, cfg)?;
+    let mac = (backend.flags & BACKEND_HAS_MAC != 0).then_some(&backend.mac);
+    let action = egress::action(egress::send(ctx, p.family, &backend.addr, mac, cfg));
     stats::forwarded(vip.service_id, backend_id, (ctx.data_end() - ctx.data()) as u64, false);
-    Some(())
+    Some(action)
 }
 
 /// Rewrite the outer addresses to `q.out_*` and the quoted packet to `q.inner`, with every

@@ -11,6 +11,7 @@
 
 mod acl;
 mod conntrack;
+mod egress;
 mod encap;
 mod icmp;
 mod maps;
@@ -24,7 +25,7 @@ mod select;
 mod stats;
 
 use aya_ebpf::{
-    bindings::xdp_action::{XDP_DROP, XDP_PASS, XDP_TX},
+    bindings::xdp_action::{XDP_DROP, XDP_PASS},
     helpers::bpf_ktime_get_ns,
     macros::xdp,
     programs::XdpContext,
@@ -57,20 +58,18 @@ fn balance(ctx: &XdpContext) -> u32 {
 
     // A backend's reply to one of our NAT flows? (Anything else to the SNAT address, such
     // as the seed's service on the LB's own address, carries on below.)
-    if cfg.configured != 0
-        && nat::to_snat_address(p, cfg)
-        && p.bad.is_none()
-        && !p.fragment
-        && is_tcp_or_udp(p.proto)
-        && reverse_nat(ctx, p, cfg, now())
-    {
-        return XDP_TX;
+    if cfg.configured != 0 && nat::to_snat_address(p, cfg) && p.bad.is_none() && !p.fragment && is_tcp_or_udp(p.proto) {
+        if let Some(action) = reverse_nat(ctx, p, cfg, now()) {
+            return action;
+        }
     }
 
     // An ICMP error about one of our flows goes to the flow's owner (icmp.rs); any other
     // ICMP carries on to be passed.
-    if cfg.configured != 0 && icmp::is_icmp(p) && icmp::error_for_flow(ctx, p, cfg, now()) {
-        return XDP_TX;
+    if cfg.configured != 0 && icmp::is_icmp(p) {
+        if let Some(action) = icmp::error_for_flow(ctx, p, cfg, now()) {
+            return action;
+        }
     }
 
     match vip_path(ctx, p, cfg) {
@@ -119,17 +118,17 @@ fn vip_path(ctx: &XdpContext, p: &L3, cfg: &GlobalConfig) -> u32 {
         return drop(DropReason::NotConfigured);
     }
     match forward(ctx, p, &l4, &vip, now()) {
-        Ok(()) => XDP_TX,
+        Ok(action) => action,
         Err(reason) => drop(reason),
     }
 }
 
-/// Out of line on purpose: see `vip_path`.
+/// Out of line on purpose: see `vip_path`. `None`: not one of our flows.
 #[inline(never)]
-fn reverse_nat(ctx: &XdpContext, p: &L3, cfg: &GlobalConfig, now: u64) -> bool {
+fn reverse_nat(ctx: &XdpContext, p: &L3, cfg: &GlobalConfig, now: u64) -> Option<u32> {
     match parse::l4(ctx, p) {
-        Ok(l4) => nat::reverse(ctx, p, &l4, cfg, now).is_some(),
-        Err(_) => false,
+        Ok(l4) => nat::reverse(ctx, p, &l4, cfg, now),
+        Err(_) => None,
     }
 }
 
@@ -166,7 +165,7 @@ struct Steering {
 }
 
 #[inline(always)]
-fn forward(ctx: &XdpContext, p: &L3, l4: &L4, vip: &VipInfo, now: u64) -> Result<(), DropReason> {
+fn forward(ctx: &XdpContext, p: &L3, l4: &L4, vip: &VipInfo, now: u64) -> Result<u32, DropReason> {
     // Looked up here rather than passed: BPF functions take at most five arguments.
     let cfg = LB_CONFIG.get(CONFIG_KEY).ok_or(DropReason::NotConfigured)?;
     let key = conntrack::key(p, l4);
@@ -174,22 +173,27 @@ fn forward(ctx: &XdpContext, p: &L3, l4: &L4, vip: &VipInfo, now: u64) -> Result
         Ok(found) => found,
         Err(moved) => new_flow(ctx, &key, vip, cfg, now, &l4.seg, moved)?,
     };
-    if to.backend.flags & BACKEND_HAS_MAC == 0 {
-        return Err(DropReason::NoNeighbor);
-    }
     if vip.forwarding == FWD_NAT {
         nat::forward(ctx, p, l4, to.backend, to.snat_port, cfg).ok_or(DropReason::Truncated)?;
     }
     // ipip and gue: a dsr flow in every respect above. Its frame gets the outer header, the
-    // MACs and its counters once `vip_path` has returned (`encap::finish`: see there why).
+    // MACs, its way out and its counters once `vip_path` has returned (`encap::finish`: see
+    // there why); `XDP_TX` is what tells `balance` to finish it.
     if encap::encapsulates(vip.forwarding) {
         encap::note(vip.forwarding, vip.service_id, to.backend_id, to.new_flow);
-        return Ok(());
+        return Ok(XDP_TX);
     }
-    rewrite::l2(ctx, &to.backend.mac, cfg).ok_or(DropReason::Truncated)?;
+    let action = egress::send(ctx, p.family, &to.backend.addr, backend_mac(to.backend), cfg)?;
     let bytes = (ctx.data_end() - ctx.data()) as u64;
     stats::forwarded(vip.service_id, to.backend_id, bytes, to.new_flow);
-    Ok(())
+    Ok(action)
+}
+
+/// The daemon's neighbour-table MAC of a backend, if it has resolved one: the fallback of
+/// `egress::send`.
+#[inline(always)]
+fn backend_mac(backend: &BackendInfo) -> Option<&[u8; 6]> {
+    (backend.flags & BACKEND_HAS_MAC != 0).then_some(&backend.mac)
 }
 
 /// A live flow whose backend may still carry it. A flow whose backend was removed, went

@@ -6,7 +6,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray},
+    maps::{Array, DevMapHash, HashMap, LpmTrie, LruHashMap, PerCpuArray},
 };
 
 /// One row of the table as a pinned `#[map]` static of its kind. Arrays take no key type:
@@ -26,6 +26,11 @@ macro_rules! pinned_static {
     };
     ($(#[$doc:meta])* $name:ident, LruHashMap, $k:ty, $v:ty, $cap:expr) => {
         $(#[$doc])* #[map] pub static $name: LruHashMap<$k, $v> = LruHashMap::pinned($cap, 0);
+    };
+    // aya-ebpf's DevMapHash fixes its own key (u32) and value (`bpf_devmap_val`, which
+    // the row's `TxPort` mirrors).
+    ($(#[$doc:meta])* $name:ident, DevMapHash, $k:ty, $v:ty, $cap:expr) => {
+        $(#[$doc])* #[map] pub static $name: DevMapHash = DevMapHash::pinned($cap, 0);
     };
 }
 

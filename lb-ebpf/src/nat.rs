@@ -16,7 +16,7 @@ use lb_common::{
 };
 
 use crate::{
-    conntrack,
+    conntrack, egress,
     maps::LB_NAT,
     outcome,
     parse::{L3, L4},
@@ -193,7 +193,7 @@ pub fn reply_key(
 /// packets came. `None`: not one of our live NAT flows (the LB's own traffic, or a flow
 /// that is gone), leave it alone.
 #[inline(always)]
-pub fn reverse(ctx: &aya_ebpf::programs::XdpContext, p: &L3, l4: &L4, cfg: &GlobalConfig, now: u64) -> Option<()> {
+pub fn reverse(ctx: &aya_ebpf::programs::XdpContext, p: &L3, l4: &L4, cfg: &GlobalConfig, now: u64) -> Option<u32> {
     let nk = reply_key(p.src, l4.sport, l4.dport, p.proto, p.family, cfg)?;
     // SAFETY: copied out at once; a concurrent overwrite yields another valid entry.
     let v = unsafe { *LB_NAT.get(&nk)? };
@@ -204,8 +204,8 @@ pub fn reverse(ctx: &aya_ebpf::programs::XdpContext, p: &L3, l4: &L4, cfg: &Glob
         l4,
         &Tuple { src: v.vip_addr, sport: v.vip_port, dst: v.client_addr, dport: v.client_port },
     )?;
-    rewrite::l2(ctx, &v.client_mac, cfg)?;
     outcome::reply(state, p.proto, l4.seg.flags);
     conntrack::server_packet(state, p.proto, &l4.seg, now);
-    Some(())
+    // Rewritten: from here on the frame is ours to send or to drop (counted).
+    Some(egress::action(egress::send(ctx, p.family, &v.client_addr, Some(&v.client_mac), cfg)))
 }

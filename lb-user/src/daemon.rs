@@ -133,7 +133,7 @@ fn start_path(cfg: &Config, desired: &lb_config::desired::Desired) -> Result<Sta
             Err(e) if e.chain().any(|c| c.is::<PinPathBusy>()) => Err(e),
             Err(e) => {
                 let mut reasons = vec![format!("{e:#}")];
-                if let Some(interface) = &cfg.daemon.interface {
+                for interface in &cfg.daemon.interfaces {
                     reasons.extend(crate::doctor::blockers(interface).into_iter().map(|f| match f.fix {
                         Some(fix) => format!("{}: {} (fix: {fix})", f.check, f.detail),
                         None => format!("{}: {}", f.check, f.detail),

@@ -379,3 +379,39 @@ fn strict_rp_filter_and_veth_tx_checksum_offload_are_reported_with_fixes() {
     let text = stdout(&ns.doctor("va", false));
     assert!(line(&text, "tx-checksum").starts_with("ok"), "{text}");
 }
+
+#[test]
+#[ignore = "needs root: cargo xtask test runs it"]
+fn with_several_nics_each_is_checked_as_a_redirect_target() {
+    let ns = Netns::new();
+    ns.ip(&["link", "add", "vc", "type", "veth", "peer", "name", "vd"]);
+    ns.ip(&["link", "set", "vc", "up"]);
+    ns.ip(&["link", "set", "vd", "up"]);
+    let run = |json: bool| {
+        let mut args = vec!["netns", "exec", ns.name.as_str(), env!("CARGO_BIN_EXE_lb"), "doctor"];
+        args.extend(["--interface", "va", "--interface", "vc"]);
+        if json {
+            args.push("--json");
+        }
+        let out = Command::new("ip").args(&args).output().expect("running lb doctor");
+        assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+        out
+    };
+    let out = run(false);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "peers without XDP or GRO cannot take redirected frames:\n{text}");
+    assert!(text.lines().any(|l| l == "va:") && text.lines().any(|l| l == "vc:"), "{text}");
+    let redirect: Vec<&str> = text.lines().filter(|l| l.split_whitespace().nth(1) == Some("redirect-target")).collect();
+    assert_eq!(redirect.len(), 2, "{text}");
+    assert!(redirect[0].starts_with("problem") && redirect[0].contains("redirects to va"), "{text}");
+    assert!(redirect[1].contains("fix: `ethtool -K vd gro on`"), "{text}");
+
+    // A native XDP program on vd: vc now takes redirected frames; va still does not.
+    let _held = ns.hold_xdp("vd", probe::XDP_FLAGS_DRV_MODE);
+    let rows = json(&run(true));
+    let of = |nic: &str| {
+        rows.iter().find(|r| r["interface"] == nic && r["check"] == "redirect-target").expect("a redirect-target row")
+    };
+    assert_eq!(of("vc")["ok"], true, "{rows:?}");
+    assert_eq!((of("va")["ok"].clone(), of("va")["blocker"].clone()), (Value::Bool(false), Value::Bool(true)));
+}

@@ -78,3 +78,36 @@ pub fn ensure_bpffs(pin_path: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+/// The interface the kernel routes `ip` out of (`ip route get`), if it routes it at all.
+/// Asked rarely (when the health checks change), so a child process is cheap enough and
+/// reads the routing table exactly as the kernel will use it (policy rules included).
+pub fn route_device(ip: std::net::IpAddr) -> Option<String> {
+    let out = std::process::Command::new("ip").args(["route", "get", &ip.to_string()]).output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    device_of_route(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// The word after `dev` in a line of `ip route get`.
+fn device_of_route(shown: &str) -> Option<String> {
+    let mut words = shown.split_whitespace();
+    while let Some(w) = words.next() {
+        if w == "dev" {
+            return words.next().map(str::to_string);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod route_tests {
+    #[test]
+    fn the_device_of_a_route() {
+        let shown = "172.20.0.100 via 10.40.0.1 dev eth1 src 10.40.0.10 uid 0 \n    cache \n";
+        assert_eq!(super::device_of_route(shown).as_deref(), Some("eth1"));
+        assert_eq!(super::device_of_route("local 127.0.0.1 dev lo table local"), Some("lo".into()));
+        assert_eq!(super::device_of_route("unreachable"), None);
+    }
+}

@@ -19,6 +19,8 @@ use crate::maps::Maps;
 use crate::outcomes::OutcomeWatch;
 use crate::pinned_link::{self, Takeover};
 use crate::plan::{HostFacts, Ids};
+use crate::ports;
+use crate::unresolved::UnresolvedWatch;
 use crate::writer::Writer;
 use crate::xdp::XdpDataplane;
 use lb_common::consts::CONFIG_KEY;
@@ -31,6 +33,7 @@ impl XdpDataplane {
     pub fn start(cfg: &Config, desired: &Desired) -> Result<Self> {
         let d = &cfg.daemon;
         let interface = d.interface.clone().context("daemon.interface is required to attach XDP")?;
+        let interfaces = d.interfaces.clone();
         ensure_bpffs(&d.pin_path)?;
         let lock = lock_pin_path(&d.pin_path)?;
         // Until bring_up: a pin directory this start created goes again on failure (while
@@ -62,17 +65,20 @@ impl XdpDataplane {
         let mut dp = XdpDataplane {
             writer: Writer::new(maps),
             link: None,
+            extra_links: Vec::new(),
             ebpf,
             ids: Ids::default(),
             global,
             facts: HostFacts { own_addresses: own_addresses(), ..Default::default() },
             interface,
+            interfaces,
             pin_path: d.pin_path.clone(),
             counted: Vec::new(),
             outcomes: OutcomeWatch::default(),
             neighbours: crate::neighbour::Resolver::default(),
             tunnel: None,
             outer,
+            unresolved: None,
             lock,
         };
         let generic = d.xdp_attach == XdpAttach::Generic;
@@ -83,7 +89,8 @@ impl XdpDataplane {
                 load::unpin_all(&d.pin_path);
             }
         })?;
-        dp.tunnel = tunnel_checks(&dp.interface);
+        dp.tunnel = tunnel_checks(&dp.interfaces);
+        dp.unresolved = Some(UnresolvedWatch::start(&d.pin_path)?);
         Ok(dp)
     }
 
@@ -101,6 +108,14 @@ impl XdpDataplane {
         }
         self.await_neighbours(desired);
         self.reconcile(desired)?;
+        let ifindexes = self.interfaces.iter().map(|i| pinned_link::ifindex_of(i)).collect::<Result<Vec<_>>>()?;
+        ports::write_tx_ports(&mut self.writer.maps, &ifindexes)?;
+        // NICs no longer listed (or now first, whose link is `link`) let go first, so a NIC
+        // that changed place is free for its new link.
+        for stale in ports::stale_link_pins(&self.pin_path, &self.interfaces) {
+            warn!(link = %stale.display(), "removing the XDP link of a NIC no longer listed after the first in daemon.interface");
+            std::fs::remove_file(&stale).with_context(|| format!("removing {}", stale.display()))?;
+        }
         let link_pin = self.pin_path.join(LINK_PIN);
         let mode = if generic { "generic" } else { "native" };
         match takeover {
@@ -117,6 +132,16 @@ impl XdpDataplane {
                 info!(interface = %self.interface, mode, pin_path = %self.pin_path.display(), "XDP program attached in place of the old link");
             }
         }
+        let extra: Vec<String> = self.interfaces.iter().skip(1).cloned().collect();
+        for (i, nic) in extra.iter().enumerate() {
+            let pin = ports::link_pin(&self.pin_path, i + 1, nic);
+            let link = match takeover_of(&pin, nic)? {
+                Takeover::Replace => self.swap_into(&pin)?,
+                _ => self.attach_on(nic, &pin, generic)?,
+            };
+            info!(interface = %nic, mode, link = %pin.display(), "XDP program running on an additional NIC");
+            self.extra_links.push(link);
+        }
         Ok(())
     }
 
@@ -124,7 +149,15 @@ impl XdpDataplane {
     /// or on another interface) goes once the new one runs: its pin was the last reference,
     /// so the program leaves the old interface with it.
     fn attach(&mut self, link_pin: &Path, generic: bool) -> Result<()> {
-        let id = load::attach(&mut self.ebpf, &self.interface, generic)?;
+        let interface = self.interface.clone();
+        let pinned = self.attach_on(&interface, link_pin, generic)?;
+        self.link = Some(pinned);
+        Ok(())
+    }
+
+    /// A new link on `interface`, pinned at `link_pin` (replacing what was pinned there).
+    fn attach_on(&mut self, interface: &str, link_pin: &Path, generic: bool) -> Result<FdLink> {
+        let id = load::attach(&mut self.ebpf, interface, generic)?;
         let link = load::program(&mut self.ebpf)?.take_link(id)?;
         let fd = FdLink::try_from(link)
             .context("the kernel gave no bpf_link for this attach; hitless restart needs one (Linux 5.9+)")?;
@@ -133,19 +166,24 @@ impl XdpDataplane {
                 .with_context(|| format!("removing the old XDP link pin {}", link_pin.display()))?;
         }
         let pinned = fd.pin(link_pin).with_context(|| format!("pinning the XDP link at {}", link_pin.display()))?;
-        self.link = Some(pinned.into());
-        Ok(())
+        Ok(pinned.into())
     }
 
     /// bpf_link_update: the new program takes over the interface in one step.
     fn replace_program(&mut self, link_pin: &Path) -> Result<()> {
+        let link = self.swap_into(link_pin)?;
+        self.link = Some(link);
+        Ok(())
+    }
+
+    /// Swap this program into the link pinned at `link_pin`.
+    fn swap_into(&mut self, link_pin: &Path) -> Result<FdLink> {
         let pinned = PinnedLink::from_pin(link_pin)
             .with_context(|| format!("opening the pinned XDP link {}", link_pin.display()))?;
         let link = XdpLink::try_from(FdLink::from(pinned)).context("the pinned link is not an XDP link")?;
         let program = load::program(&mut self.ebpf)?;
         let id = program.attach_to_link(link).context("replacing the program in the pinned XDP link")?;
-        self.link = Some(FdLink::try_from(program.take_link(id)?)?);
-        Ok(())
+        Ok(FdLink::try_from(program.take_link(id)?)?)
     }
 
     /// Stop managing the data path. By default it keeps forwarding (program attached
@@ -154,8 +192,13 @@ impl XdpDataplane {
     pub fn shutdown(mut self, detach: bool) {
         if detach {
             let _ = std::fs::remove_file(self.pin_path.join(LINK_PIN));
+            for (i, nic) in self.interfaces.iter().enumerate().skip(1) {
+                let _ = std::fs::remove_file(ports::link_pin(&self.pin_path, i, nic));
+            }
             self.link.take();
-            let XdpDataplane { writer, ebpf, pin_path, lock, .. } = self;
+            self.extra_links.clear();
+            let XdpDataplane { writer, ebpf, pin_path, lock, unresolved, .. } = self;
+            drop(unresolved);
             // Map handles before the program, then the pins. The lock last: a daemon that
             // started meanwhile must not adopt pins that are about to go.
             drop(writer);
@@ -169,21 +212,32 @@ impl XdpDataplane {
     }
 }
 
-/// The tunnelled health checks' tc program, attached to `interface`'s egress. Without it
+/// The tunnelled health checks' tc program, attached to every NIC's egress. Without it
 /// the data path still serves; the checks of ipip/gue services then go to the backends
 /// directly (the controller says so).
-fn tunnel_checks(interface: &str) -> Option<crate::tunnel::check::TunnelChecks> {
-    let attached = crate::tunnel::check::TunnelChecks::load().and_then(|mut t| t.attach(interface).map(|_| t));
+fn tunnel_checks(interfaces: &[String]) -> Option<crate::tunnel::check::TunnelChecks> {
+    let attached = crate::tunnel::check::TunnelChecks::load()
+        .and_then(|mut t| interfaces.iter().try_for_each(|i| t.attach(i)).map(|_| t));
     match attached {
         Ok(t) => {
-            info!(interface, "tunnel health-check program attached (tc egress)");
+            info!(interfaces = ?interfaces, "tunnel health-check program attached (tc egress)");
             Some(t)
         }
         Err(e) => {
-            warn!(interface, "tunnelled health checks unavailable: {e:#}");
+            warn!(interfaces = ?interfaces, "tunnelled health checks unavailable: {e:#}");
             None
         }
     }
+}
+
+/// How to take over the link pinned at `pin` for an additional NIC: named by the NIC, it
+/// normally runs there (then swapped in place) or is absent; anything else is attached afresh.
+fn takeover_of(pin: &Path, interface: &str) -> Result<Takeover> {
+    let found = match pin.symlink_metadata() {
+        Ok(_) => Some(pinned_link::inspect(pin)?),
+        Err(_) => None,
+    };
+    pinned_link::decide(pin, found.as_ref(), pinned_link::ifindex_of(interface)?, pinned_link::name_of)
 }
 
 /// How to take over what is pinned at `link_pin`, for a daemon configured for `interface`;

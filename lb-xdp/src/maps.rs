@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context, Result};
-use aya::maps::{Array, HashMap, LpmTrie, Map, MapData, MapError, PerCpuArray};
+use aya::maps::{Array, DevMapHash, HashMap, LpmTrie, Map, MapData, MapError, PerCpuArray};
 use aya::Ebpf;
 use lb_common::abi::map_names as n;
 use lb_common::maps::*;
@@ -15,6 +15,7 @@ macro_rules! handle {
     (HashMap, $k:ty, $v:ty) => { HashMap<MapData, $k, $v> };
     (LruHashMap, $k:ty, $v:ty) => { HashMap<MapData, $k, $v> };
     (LpmTrie, $k:ty, $v:ty) => { LpmTrie<MapData, $k, $v> };
+    (DevMapHash, $k:ty, $v:ty) => { DevMapHash<MapData> };
 }
 
 /// `Maps` has one field per row of the pinned-map table (`lb_common::pinned_maps!`), named

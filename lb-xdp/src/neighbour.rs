@@ -24,8 +24,8 @@ pub const SOLICIT_EVERY: Duration = Duration::from_secs(1);
 
 /// What the resolver asks of the host (a trait so tests can count the asking).
 pub trait NeighbourHost {
-    /// The resolved neighbours on `interface` of the families asked for.
-    fn table(&mut self, interface: &str, v4: bool, v6: bool) -> Result<HashMap<IpAddr, [u8; 6]>>;
+    /// The resolved neighbours on any of `interfaces` of the families asked for.
+    fn table(&mut self, interfaces: &[String], v4: bool, v6: bool) -> Result<HashMap<IpAddr, [u8; 6]>>;
     /// The address whose MAC a packet to `ip` needs: `ip` itself when on-link, else its gateway.
     fn next_hop(&mut self, ip: IpAddr) -> IpAddr;
     /// Make the kernel resolve `ip`.
@@ -36,13 +36,13 @@ pub trait NeighbourHost {
 pub struct Kernel;
 
 impl NeighbourHost for Kernel {
-    fn table(&mut self, interface: &str, v4: bool, v6: bool) -> Result<HashMap<IpAddr, [u8; 6]>> {
+    fn table(&mut self, interfaces: &[String], v4: bool, v6: bool) -> Result<HashMap<IpAddr, [u8; 6]>> {
         let mut out = HashMap::new();
         if v4 {
             let text = std::fs::read_to_string("/proc/net/arp").context("reading /proc/net/arp")?;
-            out.extend(parse_arp(&text, interface));
+            out.extend(parse_arp(&text, interfaces));
         }
-        if v6 {
+        for interface in interfaces.iter().filter(|_| v6) {
             let o = Command::new("ip")
                 .args(["-j", "-6", "neigh", "show", "dev", interface])
                 .output()
@@ -83,15 +83,15 @@ struct RouteEntry {
     gateway: Option<IpAddr>,
 }
 
-/// Complete entries of `/proc/net/arp` on `interface` (flag ATF_COM, 0x2).
-pub fn parse_arp(text: &str, interface: &str) -> HashMap<IpAddr, [u8; 6]> {
+/// Complete entries of `/proc/net/arp` on any of `interfaces` (flag ATF_COM, 0x2).
+pub fn parse_arp(text: &str, interfaces: &[String]) -> HashMap<IpAddr, [u8; 6]> {
     text.lines()
         .skip(1)
         .filter_map(|line| {
             let f: Vec<&str> = line.split_whitespace().collect();
             let [ip, _hw_type, flags, mac, _mask, dev] = f.as_slice() else { return None };
             let flags = u32::from_str_radix(flags.trim_start_matches("0x"), 16).ok()?;
-            if *dev != interface || flags & 0x2 == 0 {
+            if !interfaces.iter().any(|i| i == dev) || flags & 0x2 == 0 {
                 return None;
             }
             Some((ip.parse().ok()?, parse_mac(mac)?))
@@ -121,7 +121,7 @@ impl Resolver {
     pub fn resolve(
         &mut self,
         host: &mut impl NeighbourHost,
-        interface: &str,
+        interfaces: &[String],
         backends: impl IntoIterator<Item = IpAddr>,
         now: Instant,
     ) -> Result<HashMap<IpAddr, [u8; 6]>> {
@@ -129,7 +129,7 @@ impl Resolver {
         self.routes.retain(|ip, (_, at)| backends.contains(ip) && now.duration_since(*at) < ROUTE_TTL);
         // A next hop is of its backend's family.
         let (v4, v6) = (backends.iter().any(IpAddr::is_ipv4), backends.iter().any(IpAddr::is_ipv6));
-        let known = if v4 || v6 { host.table(interface, v4, v6)? } else { HashMap::new() };
+        let known = if v4 || v6 { host.table(interfaces, v4, v6)? } else { HashMap::new() };
         let mut out = HashMap::new();
         let mut unresolved = HashSet::new();
         for &ip in &backends {
@@ -175,15 +175,23 @@ mod tests {
     }
 
     #[test]
-    fn the_arp_table_gives_complete_entries_of_the_interface() {
+    fn the_arp_table_gives_complete_entries_of_the_interfaces() {
         let text = "IP address       HW type     Flags       HW address            Mask     Device\n\
                     172.20.0.11      0x1         0x2         02:00:ac:14:00:0b     *        lb0\n\
                     172.20.0.12      0x1         0x0         00:00:00:00:00:00     *        lb0\n\
                     172.20.0.13      0x1         0x2         02:00:ac:14:00:0d     *        eth9\n\
                     garbage\n";
-        let t = parse_arp(text, "lb0");
+        let t = parse_arp(text, &nics(&["lb0"]));
         assert_eq!(t.len(), 1);
         assert_eq!(t[&"172.20.0.11".parse::<IpAddr>().unwrap()], [2, 0, 0xac, 0x14, 0, 0x0b]);
+        // Several NICs: the complete entries of each.
+        let t = parse_arp(text, &nics(&["lb0", "eth9"]));
+        assert_eq!(t.len(), 2);
+        assert_eq!(t[&"172.20.0.13".parse::<IpAddr>().unwrap()], [2, 0, 0xac, 0x14, 0, 0x0d]);
+    }
+
+    fn nics(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| n.to_string()).collect()
     }
 
     /// A host whose gateway 10.0.0.1 is resolved, and that counts what it is asked.
@@ -195,7 +203,7 @@ mod tests {
     }
 
     impl NeighbourHost for Counting {
-        fn table(&mut self, _: &str, _: bool, _: bool) -> Result<HashMap<IpAddr, [u8; 6]>> {
+        fn table(&mut self, _: &[String], _: bool, _: bool) -> Result<HashMap<IpAddr, [u8; 6]>> {
             self.tables += 1;
             Ok([("10.0.0.1".parse().unwrap(), [2, 0, 0, 0, 0, 1])].into())
         }
@@ -219,21 +227,21 @@ mod tests {
         let mut backends: Vec<IpAddr> = (0..100u8).map(|i| IpAddr::from([10, 1, 0, i])).collect();
         backends.push("192.168.0.9".parse().unwrap());
         let t0 = Instant::now();
-        let macs = r.resolve(&mut host, "lb0", backends.clone(), t0).unwrap();
+        let macs = r.resolve(&mut host, &nics(&["lb0"]), backends.clone(), t0).unwrap();
         assert_eq!(macs.len(), 100, "all behind the gateway resolve through its MAC");
         assert_eq!((host.tables, host.routes), (1, 101));
         assert_eq!(host.solicits, ["192.168.0.9".parse::<IpAddr>().unwrap()]);
         for tick in 1..=5 {
-            r.resolve(&mut host, "lb0", backends.clone(), t0 + Duration::from_millis(200 * tick)).unwrap();
+            r.resolve(&mut host, &nics(&["lb0"]), backends.clone(), t0 + Duration::from_millis(200 * tick)).unwrap();
         }
         assert_eq!(host.tables, 6, "one table read per refresh");
         assert_eq!(host.routes, 101, "no route lookup while the routes are fresh");
         assert_eq!(host.solicits.len(), 2, "the unresolved hop, once a second");
-        r.resolve(&mut host, "lb0", backends, t0 + ROUTE_TTL).unwrap();
+        r.resolve(&mut host, &nics(&["lb0"]), backends, t0 + ROUTE_TTL).unwrap();
         assert_eq!(host.routes, 202, "routes looked up again after ROUTE_TTL");
         // A backend that is itself a resolved neighbour needs no route at all.
         let mut fresh = Resolver::default();
-        fresh.resolve(&mut host, "lb0", ["10.0.0.1".parse().unwrap()], t0).unwrap();
+        fresh.resolve(&mut host, &nics(&["lb0"]), ["10.0.0.1".parse().unwrap()], t0).unwrap();
         assert_eq!(host.routes, 202);
     }
 }

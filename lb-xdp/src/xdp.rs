@@ -35,11 +35,16 @@ pub struct XdpDataplane {
     // Field order matters for drop: map handles and the link before the program.
     pub(crate) writer: Writer,
     pub(crate) link: Option<FdLink>,
+    /// The links on the NICs after the first (`ports.rs`), in the config's order.
+    pub(crate) extra_links: Vec<FdLink>,
     pub(crate) ebpf: Ebpf,
     pub(crate) ids: Ids,
     pub(crate) global: GlobalConfig,
     pub(crate) facts: HostFacts,
+    /// The first configured NIC: its addresses give the SNAT defaults, its MAC `if_mac`.
     pub(crate) interface: String,
+    /// Every configured NIC, the first included.
+    pub(crate) interfaces: Vec<String>,
     pub(crate) pin_path: PathBuf,
     /// Backend ids of services whose algorithm compares live flows (least_conn, p2c), as of
     /// the last reconcile: the ones `recount_active_flows` keeps right.
@@ -52,6 +57,8 @@ pub struct XdpDataplane {
     /// (None: it could not be attached, and checks go to the backends directly).
     pub(crate) tunnel: Option<crate::tunnel::check::TunnelChecks>,
     pub(crate) outer: crate::tunnel::check::Outer,
+    /// Makes the kernel resolve the next hops the data path found unresolved.
+    pub(crate) unresolved: Option<crate::unresolved::UnresolvedWatch>,
     /// One daemon per pin_path, for as long as this one runs (last: dropped last).
     pub(crate) lock: crate::lock::PinLock,
 }
@@ -128,7 +135,7 @@ impl XdpDataplane {
     pub fn refresh_neighbours(&mut self, desired: &Desired) -> Result<bool> {
         let macs: HashMap<IpAddr, [u8; 6]> = self.neighbours.resolve(
             &mut neighbour::Kernel,
-            &self.interface,
+            &self.interfaces,
             backend_ips(desired),
             std::time::Instant::now(),
         )?;
@@ -178,8 +185,13 @@ impl DataPath for XdpDataplane {
         self.outcomes.deltas(&self.writer.maps)
     }
 
-    fn tunnel_check_device(&self) -> Option<String> {
-        self.tunnel.as_ref().and_then(|t| t.interfaces().next().map(str::to_string))
+    fn tunnel_check_device(&self, vip: Option<std::net::IpAddr>) -> Option<String> {
+        let tunnel = self.tunnel.as_ref()?;
+        let routed = vip.and_then(crate::host::route_device);
+        match routed {
+            Some(dev) if tunnel.interfaces().any(|i| i == dev) => Some(dev),
+            _ => tunnel.interfaces().next().map(str::to_string),
+        }
     }
 
     fn set_tunnel_checks(&mut self, routes: &[lb_control::tunnel_check::TunnelRoute]) -> Result<()> {

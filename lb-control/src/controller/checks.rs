@@ -144,7 +144,7 @@ impl Controller {
     /// marks written to the data path first (a check's first packet finds its entry). A
     /// data path without a tunnel program, or a failed write, leaves them checked directly.
     fn targets(&mut self, tunnelled: Vec<(BackendKey, lb_config::Forwarding)>) -> HashMap<BackendKey, Target> {
-        let Some(device) = self.dataplane.tunnel_check_device() else {
+        let Some(device) = self.dataplane.tunnel_check_device(None) else {
             if !tunnelled.is_empty() && !self.warned_no_tunnel {
                 warn!("this data path has no tunnel program: health checks of ipip/gue services go to the backends directly, not through the tunnel");
                 self.warned_no_tunnel = true;
@@ -174,7 +174,8 @@ impl Controller {
             .into_iter()
             .filter_map(|(k, mark)| {
                 let vip = *vips.get(k.service.as_str())?;
-                Some((k, Target::Tunnel { vip, mark, device: device.clone() }))
+                let device = self.dataplane.tunnel_check_device(Some(vip.ip())).unwrap_or_else(|| device.clone());
+                Some((k, Target::Tunnel { vip, mark, device }))
             })
             .collect()
     }

@@ -38,7 +38,7 @@ impl DataPath for Recorder {
         Vec::new()
     }
 
-    fn tunnel_check_device(&self) -> Option<String> {
+    fn tunnel_check_device(&self, _vip: Option<std::net::IpAddr>) -> Option<String> {
         self.tunnel.clone()
     }
 

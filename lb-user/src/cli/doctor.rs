@@ -7,14 +7,18 @@ use super::out;
 use crate::doctor::{self, Finding};
 
 /// Prints one line per check and the verdict (or, with `json`, the findings as a JSON
-/// array); exits 0 when native XDP attaches, 1 otherwise.
-pub fn doctor(interface: &str, json: bool) -> Result<ExitCode> {
-    let findings = doctor::diagnose(interface);
+/// array, each naming its interface); exits 0 when native XDP attaches on every interface
+/// and nothing blocks forwarding between them, 1 otherwise. With several interfaces, each
+/// gets a heading and its own verdict.
+pub fn doctor(interfaces: &[String], json: bool) -> Result<ExitCode> {
+    let per_nic = doctor::diagnose_nics(interfaces);
     if json {
-        let rows: Vec<serde_json::Value> = findings
+        let rows: Vec<serde_json::Value> = per_nic
             .iter()
-            .map(|f| {
+            .flat_map(|(nic, findings)| findings.iter().map(move |f| (nic, f)))
+            .map(|(nic, f)| {
                 serde_json::json!({
+                    "interface": nic,
                     "check": f.check,
                     "status": f.status().as_str(),
                     "ok": f.ok,
@@ -26,12 +30,20 @@ pub fn doctor(interface: &str, json: bool) -> Result<ExitCode> {
             .collect();
         out::line(serde_json::to_string_pretty(&rows)?)?;
     } else {
-        for f in &findings {
-            out::line(line(f))?;
+        for (nic, findings) in &per_nic {
+            if per_nic.len() > 1 {
+                out::line(format!("{nic}:"))?;
+            }
+            for f in findings {
+                out::line(line(f))?;
+            }
+            out::line(doctor::verdict(nic, findings))?;
         }
-        out::line(doctor::verdict(interface, &findings))?;
     }
-    Ok(if doctor::native_ok(&findings) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    let ok = per_nic
+        .iter()
+        .all(|(_, f)| doctor::native_ok(f) && !f.iter().any(|f| f.check == doctor::checks::REDIRECT_TARGET && !f.ok));
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 /// `problem  mtu            MTU 9000 is too large ...; fix: ip link set ...`

@@ -9,6 +9,7 @@ mod list;
 mod out;
 mod remote;
 mod run;
+mod segment;
 mod table;
 
 use std::net::SocketAddr;
@@ -94,9 +95,10 @@ pub enum Command {
     /// auto mode names the same reasons when it falls back to the proxy path.
     #[command(verbatim_doc_comment)]
     Doctor {
-        /// The interface the data path would attach to (daemon.interface)
-        #[arg(short, long)]
-        interface: String,
+        /// The interface the data path would attach to (daemon.interface); repeat it for
+        /// several NICs, which adds the redirect-target check to each
+        #[arg(short, long, required = true)]
+        interface: Vec<String>,
         /// JSON for scripts: an array of findings {check, status, ok, blocker, detail, fix}
         #[arg(long)]
         json: bool,

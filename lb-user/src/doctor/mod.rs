@@ -34,10 +34,13 @@ pub mod checks {
     pub const VETH_PEER: &str = "veth-peer";
     pub const RP_FILTER: &str = "rp_filter";
     pub const TX_CHECKSUM: &str = "tx-checksum";
+    /// With several NICs: can the NIC take frames the data path redirects to it from another.
+    pub const REDIRECT_TARGET: &str = "redirect-target";
 
     /// The checks whose failure keeps native XDP from attaching or from forwarding.
     /// The others (rp_filter, tx-checksum) are advice about the paths around it.
-    pub const BLOCKING: [&str; 8] = [INTERFACE, PRIVILEGES, BPFFS, DRIVER, NATIVE_ATTACH, MTU, LRO, VETH_PEER];
+    pub const BLOCKING: [&str; 9] =
+        [INTERFACE, PRIVILEGES, BPFFS, DRIVER, NATIVE_ATTACH, MTU, LRO, VETH_PEER, REDIRECT_TARGET];
 }
 
 /// The outcome of one check. `ok` with a `fix` is advice (shown as a note); not `ok` is a
@@ -107,6 +110,24 @@ pub fn diagnose(interface: &str) -> Vec<Finding> {
         Err(finding) => finding,
     };
     vec![link]
+}
+
+/// Every check for each of several NICs (`daemon.interface` as a list), and for each, when
+/// there are several, whether it takes the frames the data path redirects to it from the
+/// others (`XDP_REDIRECT` through `LB_TX_PORTS`).
+pub fn diagnose_nics(interfaces: &[String]) -> Vec<(String, Vec<Finding>)> {
+    interfaces
+        .iter()
+        .map(|nic| {
+            let mut findings = diagnose(nic);
+            if interfaces.len() > 1 {
+                if let Ok(link) = tools::link(nic) {
+                    findings.push(veth::redirect_finding(&link, veth::peer(&link).as_ref()));
+                }
+            }
+            (nic.clone(), findings)
+        })
+        .collect()
 }
 
 fn checks_for(link: &tools::Link) -> Vec<Finding> {

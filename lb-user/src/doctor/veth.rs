@@ -1,8 +1,9 @@
 //! A veth's peer. Kernel rule: a frame sent with XDP_TX (or redirected) out of a veth
 //! reaches the peer only if the peer runs NAPI, which it does when it has a native XDP
 //! program attached or GRO on; otherwise the kernel drops the frame silently. So an XDP
-//! load balancer on a veth needs that of the peer.
-use super::checks::VETH_PEER;
+//! load balancer on a veth needs that of the peer. The same holds for a veth that is the
+//! target of `XDP_REDIRECT` from another NIC (with several NICs in `daemon.interface`).
+use super::checks::{REDIRECT_TARGET, VETH_PEER};
 use super::tools::{self, Link};
 use super::Finding;
 
@@ -70,5 +71,29 @@ pub(crate) fn peer_finding(link: &Link, peer: Option<&Link>) -> Finding {
                 )),
             )
         }
+    }
+}
+
+/// Can `link` take frames redirected to it from another NIC? A veth only when its peer runs
+/// NAPI (a native XDP program, or GRO on), as for XDP_TX; other drivers take them through
+/// their `ndo_xdp_xmit` when they run native XDP, and any NIC does in generic mode.
+pub(crate) fn redirect_finding(link: &Link, peer: Option<&Link>) -> Finding {
+    let name = &link.name;
+    if !link.is_veth() {
+        return Finding::ok(
+            REDIRECT_TARGET,
+            format!("{name} is not a veth: frames redirected to it leave through its driver's XDP transmit (native XDP drivers have one; generic mode works on any NIC)"),
+        );
+    }
+    let tx = peer_finding(link, peer);
+    let detail = format!("as a redirect target: {}", tx.detail);
+    match (tx.ok, tx.fix) {
+        (true, None) => Finding::ok(REDIRECT_TARGET, detail),
+        (true, Some(advice)) => Finding::note(REDIRECT_TARGET, detail, advice),
+        (false, fix) => Finding::problem(
+            REDIRECT_TARGET,
+            format!("{detail}; so are frames the balancer redirects to {name} from its other NICs"),
+            fix,
+        ),
     }
 }

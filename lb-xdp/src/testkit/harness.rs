@@ -27,6 +27,7 @@ use super::packet::{server_mac, Pkt, ACK, LB_MAC, SYN, TCP};
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
 pub const XDP_TX: u32 = 3;
+pub const XDP_REDIRECT: u32 = 4;
 
 const BPFFS: &str = "/run/lb-packet-tests";
 static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -222,13 +223,39 @@ impl Harness {
         &self.writer
     }
 
-    /// Run one frame: (action, output frame).
+    /// Run one frame: (action, output frame). It arrives on the loopback of a network
+    /// namespace private to the calling thread, with forwarding off: the data path's FIB
+    /// lookups then take the neighbour-table fallback (lb-ebpf `egress.rs`) whatever the
+    /// host's own routes and sysctls, so the fixtures' frames are the same on every host.
+    /// (`run_on` is for tests that build a namespace of their own.)
     pub fn run(&self, frame: &[u8]) -> (u32, Vec<u8>) {
+        isolate_thread();
         let prog: &Xdp = self.ebpf.program(load::PROGRAM).expect("program").try_into().expect("xdp");
         let mut out = vec![0u8; frame.len() + 256];
         let r = prog
             .test_run(TestRunOptions { data_in: Some(frame), data_out: Some(&mut out), ..Default::default() })
             .expect("BPF_PROG_TEST_RUN");
+        out.truncate(r.data_size_out as usize);
+        (r.return_value, out)
+    }
+
+    /// Run one frame as if it arrived on interface `ifindex` (of the calling thread's network
+    /// namespace): the FIB lookups of egress.rs then answer from that NIC.
+    pub fn run_on(&self, ifindex: u32, frame: &[u8]) -> (u32, Vec<u8>) {
+        // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
+        // egress_ifindex. The kernel wants data_end = the frame's length, the rest 0.
+        let md: [u32; 6] = [0, frame.len() as u32, 0, ifindex, 0, 0];
+        let ctx: Vec<u8> = md.iter().flat_map(|w| w.to_ne_bytes()).collect();
+        let mut out = vec![0u8; frame.len() + 256];
+        let r = self
+            .program()
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                ctx_in: Some(&ctx),
+                ..Default::default()
+            })
+            .expect("BPF_PROG_TEST_RUN with an ingress interface");
         out.truncate(r.data_size_out as usize);
         (r.return_value, out)
     }
@@ -279,6 +306,25 @@ impl Harness {
     /// A map of the program that is not pinned (a module's private one), by name.
     pub fn private_map(&mut self, name: &str) -> &mut aya::maps::Map {
         self.ebpf.map_mut(name).unwrap_or_else(|| panic!("the XDP object has no map {name}"))
+    }
+}
+
+thread_local! {
+    static ISOLATED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Move the calling thread (once) into a network namespace of its own, gone with the
+/// thread, with IPv4 and IPv6 forwarding off (a new namespace inherits IPv4's from the
+/// host's).
+fn isolate_thread() {
+    if ISOLATED.with(|i| i.replace(true)) {
+        return;
+    }
+    // SAFETY: unshare affects only this thread's network namespace.
+    assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare(CLONE_NEWNET)");
+    for key in ["ipv4/conf/all/forwarding", "ipv4/conf/lo/forwarding", "ipv6/conf/all/forwarding"] {
+        // /proc/sys/net is the opening thread's namespace's.
+        std::fs::write(format!("/proc/sys/net/{key}"), "0").unwrap_or_else(|e| panic!("{key}: {e}"));
     }
 }
 
