@@ -223,7 +223,7 @@ fn a_large_upload_completes_through_a_lowered_mtu_by_path_mtu_discovery() {
         let counted = String::from_utf8_lossy(&out.stdout).trim().to_string();
         assert_eq!(counted, "300000", "upload to {vip}: {}", String::from_utf8_lossy(&out.stderr));
     }
-    let metrics = api("GET", "http://127.0.0.1:9100/metrics", None, None).1;
+    let metrics = testenv::curl(LB_NS, "http://127.0.0.1:9100/metrics", Duration::from_secs(3)).expect("metrics");
     let too_big: f64 = metrics
         .lines()
         .filter(|l| l.contains("too_big") && !l.starts_with('#'))
