@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::net::*;
 use testenv::l3::*;
-use testenv::{LbDaemon, CLIENT_NS, LB_NS, VIP_V4, VIP_V6};
+use testenv::{LbDaemon, CLIENT_NS, CLIENT_V4, LB_NS, VIP_V4, VIP_V6};
 
 /// `lb decap --interface eth0` on far servers, stopped when dropped.
 struct Decap(Vec<Child>);
@@ -133,17 +133,22 @@ fn ipip_carries_ipv4_clients_to_ipv6_backends() {
     assert_eq!(servers_reached(&format!("http://{VIP_V4}/"), 30), far_names());
 }
 
-/// Counts packets from the VIP seen on `iface` in `ns` while `work` runs.
+/// Counts packets from the VIP to the client seen on `iface` in `ns` while `work` runs
+/// (the tunnelled health checks' answers, from the VIP to the LB itself, do reach the LB).
 fn count_vip_replies(ns: &str, iface: &str, work: impl FnOnce()) -> usize {
     let out = PathBuf::from(format!("{}/count-{ns}-{iface}.txt", testenv::RUN_DIR));
-    let filter = format!("src host {VIP_V4} and tcp");
+    let filter = format!("src host {VIP_V4} and dst host {CLIENT_V4} and tcp");
     let mut dump = testenv::spawn_logged(ns, &["tcpdump", "-n", "-l", "-i", iface, &filter], &out).expect("tcpdump");
     std::thread::sleep(Duration::from_millis(700));
     work();
     std::thread::sleep(Duration::from_millis(300));
     unsafe { libc::kill(dump.id() as i32, libc::SIGINT) };
     let _ = dump.wait();
-    std::fs::read_to_string(&out).unwrap_or_default().lines().filter(|l| l.contains(&format!("{VIP_V4}.80 >"))).count()
+    std::fs::read_to_string(&out)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(&format!("{VIP_V4}.80 > {CLIENT_V4}.")))
+        .count()
 }
 
 #[test]
@@ -238,13 +243,19 @@ fn a_large_upload_completes_through_a_lowered_mtu_by_path_mtu_discovery() {
 fn a_backend_without_the_vip_is_marked_down_by_its_tunnelled_health_check() {
     let _net = Net::up_l3();
     let _decap = Decap::on(&[1, 2]);
-    // Far2 lost its VIP: the kernel there drops the decapsulated packets.
+    // Far2 lost its VIPs: the kernel there drops the decapsulated packets.
     testenv::exec_ok(&far_ns(2), &["ip", "addr", "del", &format!("{VIP_V4}/32"), "dev", "lo"]).unwrap();
+    testenv::exec_ok(&far_ns(2), &["ip", "addr", "del", &format!("{VIP_V6}/128"), "dev", "lo"]).unwrap();
     let lb = start(&far_config("gue", 80, "[service.health_check]\ntype = \"http\"\npath = \"/\"\n"));
     let far1 = format!("{}:80", far_v4(1));
     let far2 = format!("{}:80", far_v4(2));
-    wait_for("far2 marked down, far1 healthy", Duration::from_secs(20), || {
-        health_of(&lb, &far1) == "up" && health_of(&lb, &far2) == "down"
+    let far1_v6 = format!("[{}]:80", far_v6(1));
+    let far2_v6 = format!("[{}]:80", far_v6(2));
+    wait_for("far2 marked down, far1 healthy, in both families", Duration::from_secs(20), || {
+        health_of(&lb, &far1) == "up"
+            && health_of(&lb, &far2) == "down"
+            && health_of(&lb, &far1_v6) == "up"
+            && health_of(&lb, &far2_v6) == "down"
     });
     // Far2 is reachable directly (no tunnel): only the tunnel tells the truth.
     assert!(testenv::curl(LB_NS, &format!("http://{far2}/"), Duration::from_secs(2)).is_ok());

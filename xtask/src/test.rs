@@ -31,7 +31,7 @@ pub fn run(host_only: bool) -> Result<()> {
             "the packet and network tests need root: run `sudo cargo xtask test` (or `cargo xtask test --host-only`)"
         );
     }
-    let mut results = vec![(HOST, run_layer(HOST, &["test".to_string()])?)];
+    let mut results = vec![(HOST, run_layer(HOST, &["test".to_string(), "--no-fail-fast".into()])?)];
     if !host_only {
         // Packet tests share nothing but the CPU; network tests share one test network.
         results.push((PACKET, root_layer(PACKET, Layer::Packet, 2)?));
@@ -96,7 +96,8 @@ fn root_layer(name: &str, layer: Layer, threads: u32) -> Result<Count> {
     }
     let mut total = Count::default();
     for package in found {
-        let mut args = vec!["test".to_string(), "-p".into(), package.package.clone()];
+        // --no-fail-fast: one failing test file must not hide the results of the others.
+        let mut args = vec!["test".to_string(), "--no-fail-fast".into(), "-p".into(), package.package.clone()];
         for test in &package.tests {
             args.extend(["--test".to_string(), test.clone()]);
         }
