@@ -49,6 +49,16 @@ fn metric(dp: &lb_proxy::ProxyDataplane, line_start: &str) -> u64 {
         .unwrap_or_else(|| panic!("no sample {line_start}:\n{text}"))
 }
 
+/// `rejected` once it has reached `expected`, or after 2 s: a connection's rejection is
+/// counted as its handler ends, which may be just after the client read the answer.
+async fn rejected_once(dp: &lb_proxy::ProxyDataplane, reason: &str, expected: u64) -> u64 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while rejected(dp, reason) < expected && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    rejected(dp, reason)
+}
+
 fn rejected(dp: &lb_proxy::ProxyDataplane, reason: &str) -> u64 {
     metric(dp, &format!("lb_proxy_http_rejected_total{{service=\"web\",reason=\"{reason}\",path=\"proxy\"}}"))
 }
@@ -83,7 +93,7 @@ fn http_head_cut_by_the_header_timeout_gets_408_and_a_silent_connection_is_close
         assert_eq!(c.get("/ok").await.status, 200);
         assert!(closed_without_data(c.stream).await);
         assert_eq!(servers[0].requests.load(Ordering::SeqCst), 1, "the cut head never reached a backend");
-        assert_eq!(rejected(&dp, "header_timeout"), 1, "only the cut head counts");
+        assert_eq!(rejected_once(&dp, "header_timeout", 1).await, 1, "only the cut head counts");
         drop((partial, silent));
         finish(dp, servers, fds).await;
     });
@@ -130,7 +140,7 @@ fn slowloris_clients_are_cut_at_the_header_timeout_while_a_normal_client_is_serv
             cut += 1;
         }
         assert_eq!(cut, 200);
-        assert_eq!(rejected(&dp, "header_timeout"), 200);
+        assert_eq!(rejected_once(&dp, "header_timeout", 200).await, 200);
         assert_eq!(servers[0].requests.load(Ordering::SeqCst), 8);
         drop(normal);
         finish(dp, servers, fds).await;
@@ -152,7 +162,7 @@ fn http_head_larger_than_http_max_header_size_gets_431() {
         let answer = read_all(&mut c.stream, Duration::from_millis(500)).await;
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
         assert_eq!(servers[0].requests.load(Ordering::SeqCst), 1);
-        assert_eq!(rejected(&dp, "header_too_large"), 1);
+        assert_eq!(rejected_once(&dp, "header_too_large", 1).await, 1);
         drop(c);
         finish(dp, servers, fds).await;
     });
@@ -192,7 +202,7 @@ fn http_request_with_content_length_and_transfer_encoding_gets_400_in_either_ord
         let mut c = HttpClient::connect(vip).await;
         assert_eq!(c.send("POST", "/d", &[], "body").await.unwrap().status, 200);
         drop(chunked);
-        assert_eq!(rejected(&dp, "conflicting_length"), 2);
+        assert_eq!(rejected_once(&dp, "conflicting_length", 2).await, 2);
         drop(c);
         finish(dp, servers, fds).await;
     });
@@ -215,7 +225,7 @@ fn http_differing_content_lengths_obs_fold_and_bad_header_names_get_400() {
             assert_eq!(status_of(vip, raw).await, "HTTP/1.1 400 Bad Request", "{}", String::from_utf8_lossy(raw));
         }
         assert_eq!(servers[0].requests.load(Ordering::SeqCst), 0);
-        assert_eq!(rejected(&dp, "malformed"), 4);
+        assert_eq!(rejected_once(&dp, "malformed", 4).await, 4);
         finish(dp, servers, fds).await;
     });
 }
