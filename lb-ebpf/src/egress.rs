@@ -40,13 +40,11 @@ use lb_common::{
 
 use crate::{
     maps::{LB_TX_PORTS, LB_UNRESOLVED},
-    parse::read,
+    parse::{read, ETH_P_IP, ETH_P_IPV6},
     rewrite,
 };
 
 const ETH_HLEN: usize = 14;
-const ETH_P_IP: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
 /// `BPF_NOEXIST`: the first packet to meet an unresolved next hop records it; the rest
@@ -109,12 +107,7 @@ pub fn send_grown(
     let Some(fib) = LB_SCRATCH_FIB.get_ptr_mut(0) else { return neighbour_table(ctx, fallback, cfg) };
     // SAFETY: per-CPU scratch; XDP runs to completion on a CPU, so nothing else uses it now.
     let fib = unsafe { &mut *fib };
-    let prepared = if grow == 0 {
-        prepare(ctx, fib, family, to, ingress)
-    } else {
-        prepare_outer(ctx, fib, family, to, ingress, grow)
-    };
-    if prepared.is_none() {
+    if prepare(ctx, fib, family, to, ingress, grow).is_none() {
         return neighbour_table(ctx, fallback, cfg);
     }
     // SAFETY: `fib` points to a whole `bpf_fib_lookup` in map memory; the size passed is its own.
@@ -153,49 +146,17 @@ fn ingress_ifindex(ctx: &XdpContext) -> u32 {
     unsafe { (*ctx.ctx).ingress_ifindex }
 }
 
-/// Fill the lookup from the frame: its source address (policy routing may depend on it),
-/// the target, and the IP length, so the kernel checks it against the route's MTU.
-/// `None`: a frame the FIB cannot answer for (VLAN-tagged, or not IP).
+/// Fill the lookup for `to`, an address of `family`, with the IP length the kernel checks
+/// against the route's MTU: the frame's own plus `grow`. A frame sent as it is (`grow` 0)
+/// must be of `family`, and its source address goes in too (policy routing may depend on
+/// it). A frame that will grow by outer headers of `family` may be of either family (4-in-6)
+/// and gives no source (the outer one is not written yet; the FIB needs none). `None`: a
+/// frame the FIB cannot answer for (VLAN-tagged, or not IP).
 #[inline(always)]
-fn prepare(ctx: &XdpContext, fib: &mut FibParams, family: u8, to: &[u32; 4], ingress: u32) -> Option<()> {
+fn prepare(ctx: &XdpContext, fib: &mut FibParams, family: u8, to: &[u32; 4], ingress: u32, grow: usize) -> Option<()> {
     let ethertype = u16::from_be(read(ctx, 12)?);
-    let len = ctx.data_end() - ctx.data();
-    // SAFETY: plain data; every field is then set or left zero on purpose.
-    *fib = unsafe { core::mem::zeroed() };
-    fib.ifindex = ingress;
-    fib.__bindgen_anon_1.tot_len = len.checked_sub(ETH_HLEN)? as u16;
-    if family == FAMILY_V4 {
-        if ethertype != ETH_P_IP {
-            return None;
-        }
-        fib.family = AF_INET;
-        fib.__bindgen_anon_3.ipv4_src = read(ctx, ETH_HLEN + 12)?;
-        fib.__bindgen_anon_4.ipv4_dst = to[0];
-    } else {
-        if ethertype != ETH_P_IPV6 {
-            return None;
-        }
-        fib.family = AF_INET6;
-        fib.__bindgen_anon_3.ipv6_src = read(ctx, ETH_HLEN + 8)?;
-        fib.__bindgen_anon_4.ipv6_dst = *to;
-    }
-    Some(())
-}
-
-/// Fill the lookup for an outer header of `family` to `to`: the IP length is the frame's
-/// plus `grow`; no source address (the outer one is not written yet, and the FIB needs
-/// none). `None`: a VLAN-tagged or non-IP frame.
-#[inline(always)]
-fn prepare_outer(
-    ctx: &XdpContext,
-    fib: &mut FibParams,
-    family: u8,
-    to: &[u32; 4],
-    ingress: u32,
-    grow: usize,
-) -> Option<()> {
-    let ethertype = u16::from_be(read(ctx, 12)?);
-    if ethertype != ETH_P_IP && ethertype != ETH_P_IPV6 {
+    let own = if family == FAMILY_V4 { ETH_P_IP } else { ETH_P_IPV6 };
+    if ethertype != own && (grow == 0 || (ethertype != ETH_P_IP && ethertype != ETH_P_IPV6)) {
         return None;
     }
     let len = ctx.data_end() - ctx.data();
@@ -205,9 +166,15 @@ fn prepare_outer(
     fib.__bindgen_anon_1.tot_len = (len.checked_sub(ETH_HLEN)? + grow) as u16;
     if family == FAMILY_V4 {
         fib.family = AF_INET;
+        if grow == 0 {
+            fib.__bindgen_anon_3.ipv4_src = read(ctx, ETH_HLEN + 12)?;
+        }
         fib.__bindgen_anon_4.ipv4_dst = to[0];
     } else {
         fib.family = AF_INET6;
+        if grow == 0 {
+            fib.__bindgen_anon_3.ipv6_src = read(ctx, ETH_HLEN + 8)?;
+        }
         fib.__bindgen_anon_4.ipv6_dst = *to;
     }
     Some(())

@@ -35,12 +35,10 @@ use lb_common::{
 use crate::{
     egress::{self, Refusal},
     maps::{LB_BACKENDS, LB_CONFIG},
-    parse::{read, write, L3},
+    parse::{read, write, ETH_P_IP, ETH_P_IPV6, L3},
     pmtu, stats,
 };
 
-const ETH_P_IP: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
 /// The two Ethernet addresses: what moves to the frame's new start.
 const MACS: usize = 12;
 /// An 802.1Q tag (TPID and TCI) after the MACs, when the frame had one.

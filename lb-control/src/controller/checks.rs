@@ -168,13 +168,21 @@ impl Controller {
         if let Err(e) = self.dataplane.set_tunnel_checks(&routes) {
             warn!("tunnelled health checks: {e:#}");
         }
-        let vips: HashMap<&str, std::net::SocketAddr> =
-            self.desired.services.iter().map(|s| (s.name.as_str(), s.vip)).collect();
+        // The device each VIP routes out of, asked once per VIP (a route lookup), not per backend.
+        let vips: HashMap<&str, (std::net::SocketAddr, String)> = self
+            .desired
+            .services
+            .iter()
+            .filter(|s| s.forwarding.encapsulates())
+            .map(|s| {
+                let routed = self.dataplane.tunnel_check_device(Some(s.vip.ip())).unwrap_or_else(|| device.clone());
+                (s.name.as_str(), (s.vip, routed))
+            })
+            .collect();
         marks
             .into_iter()
             .filter_map(|(k, mark)| {
-                let vip = *vips.get(k.service.as_str())?;
-                let device = self.dataplane.tunnel_check_device(Some(vip.ip())).unwrap_or_else(|| device.clone());
+                let (vip, device) = vips.get(k.service.as_str())?.clone();
                 Some((k, Target::Tunnel { vip, mark, device }))
             })
             .collect()
