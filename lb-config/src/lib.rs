@@ -14,6 +14,7 @@
 
 mod acl;
 mod cidr;
+mod cluster;
 pub mod desired;
 mod duration;
 mod enums;
@@ -27,12 +28,15 @@ mod token;
 mod validate;
 
 #[cfg(test)]
+mod cluster_tests;
+#[cfg(test)]
 mod tests;
 
 use std::path::Path;
 
 pub use acl::SourceAcl;
 pub use cidr::{canonical as canonical_ip, Cidr};
+pub use cluster::{Bgp, Cluster, Neighbor, Speaker, DEFAULT_DRAIN_GRACE, DEFAULT_ETCD_PREFIX, DEFAULT_HOLD_TIME};
 pub use duration::{format_duration, parse_duration, DurationError};
 pub use enums::{
     AdminState, Algorithm, Forwarding, HealthCheckType, Mode, Protocol, ProxyMode, UnknownKeyword, XdpAttach,

@@ -20,6 +20,8 @@ pub struct Config {
     pub daemon: Daemon,
     /// `[[service]]`, in file order.
     pub services: Vec<Service>,
+    /// `[cluster]`: `None` when the file has no such table (a single balancer).
+    pub cluster: Option<super::cluster::Cluster>,
 }
 
 /// A valid file and what in it is valid but probably not meant (`lb check` prints these

@@ -24,6 +24,8 @@ pub(super) struct RawConfig {
     /// `[[service]]`: zero or more.
     #[serde(default, rename = "service")]
     pub services: Vec<RawService>,
+    /// `[cluster]`: optional; a fleet of balancers (see `cluster`).
+    pub cluster: Option<super::cluster::RawCluster>,
 }
 
 /// `daemon.interface`: one NIC's name, or a list of them.

@@ -11,7 +11,7 @@ use super::*;
 
 const FILE: &str = "lb.toml";
 
-fn parse(text: &str) -> Config {
+pub(super) fn parse(text: &str) -> Config {
     match Config::from_str(text, FILE) {
         Ok(config) => config,
         Err(e) => panic!("expected a valid config, got:\n{e}"),
@@ -19,7 +19,7 @@ fn parse(text: &str) -> Config {
 }
 
 /// All diagnostics, as printed.
-fn errors(text: &str) -> Vec<String> {
+pub(super) fn errors(text: &str) -> Vec<String> {
     match Config::from_str(text, FILE) {
         Ok(config) => panic!("expected errors, got {config:#?}"),
         Err(e) => e.diagnostics().iter().map(ToString::to_string).collect(),
@@ -27,7 +27,7 @@ fn errors(text: &str) -> Vec<String> {
 }
 
 /// The only diagnostic, as printed.
-fn error(text: &str) -> String {
+pub(super) fn error(text: &str) -> String {
     let mut all = errors(text);
     assert_eq!(all.len(), 1, "expected exactly one error, got {all:#?}");
     all.remove(0)
@@ -72,7 +72,7 @@ consecutive_failures = 3
         => "lb.toml:2:8: invalid string: expected `\"`, `'`";
     unknown_top_level_key_is_rejected_at_the_key_listing_valid_ones:
         "daemon_mode = \"xdp\"\n"
-        => "lb.toml:1:1: unknown key `daemon_mode`, expected `daemon` or `service`";
+        => "lb.toml:1:1: unknown key `daemon_mode`, expected one of `daemon`, `service`, `cluster`";
     unknown_pool_key_is_rejected_at_the_key:
         r#"[[service]]
 name = "web"
@@ -573,7 +573,7 @@ fn minimal_service_gets_every_default() {
 #[test]
 fn empty_file_is_a_default_daemon_with_no_services() {
     let config = parse("");
-    assert_eq!(config, Config { daemon: Daemon::default(), services: vec![] });
+    assert_eq!(config, Config { daemon: Daemon::default(), services: vec![], cluster: None });
 }
 
 #[test]
@@ -645,7 +645,7 @@ backend = [{ address = "172.20.0.13:53" }]
 }
 
 /// The warnings, as `lb check` prints them; the file must be valid.
-fn warnings(text: &str) -> Vec<String> {
+pub(super) fn warnings(text: &str) -> Vec<String> {
     match Config::check_str(text, FILE) {
         Ok(checked) => checked.warnings.iter().map(Diagnostic::warning).collect(),
         Err(e) => panic!("expected a valid config, got:\n{e}"),

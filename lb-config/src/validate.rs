@@ -20,6 +20,7 @@ use toml::Spanned;
 use super::{
     acl::SourceAcl,
     cidr::Cidr,
+    cluster::Cluster,
     duration::{format_duration, parse_duration, DurationError},
     enums::{Forwarding, HealthCheckType, Mode, Protocol, ProxyMode},
     error::{ConfigError, Diagnostic, Source},
@@ -50,10 +51,14 @@ pub(super) fn validate(raw: &RawConfig, source: &Source<'_>) -> Result<Checked, 
     validator.unique_vips(&raw.services);
     validator.within_limits(&raw.services);
     validator.tunnel_mtu_fits(&raw.daemon, &raw.services);
-    validator.finish(daemon, services)
+    let cluster = raw.cluster.as_ref().map(|c| {
+        validator.cluster_warnings(c, &raw.services);
+        validator.cluster(c)
+    });
+    validator.finish(daemon, services, cluster)
 }
 
-struct Validator<'a> {
+pub(super) struct Validator<'a> {
     source: &'a Source<'a>,
     diagnostics: Vec<Diagnostic>,
     /// Valid, but probably not what was meant: printed by `lb check` and logged by the
@@ -63,16 +68,20 @@ struct Validator<'a> {
 
 /// The per-value steps: every `None` returned here comes with a diagnostic.
 impl Validator<'_> {
-    fn report(&mut self, span: &Range<usize>, message: impl Into<String>) {
+    pub(super) fn report(&mut self, span: &Range<usize>, message: impl Into<String>) {
         self.diagnostics.push(self.source.at(span, message));
     }
 
-    fn warn(&mut self, span: &Range<usize>, message: impl Into<String>) {
+    pub(super) fn warn(&mut self, span: &Range<usize>, message: impl Into<String>) {
         self.warnings.push(self.source.at(span, message));
     }
 
     /// Converts a value, reporting a failure at its position.
-    fn required<R, T>(&mut self, raw: &Spanned<R>, convert: impl FnOnce(&R) -> Result<T, String>) -> Option<T> {
+    pub(super) fn required<R, T>(
+        &mut self,
+        raw: &Spanned<R>,
+        convert: impl FnOnce(&R) -> Result<T, String>,
+    ) -> Option<T> {
         match convert(raw.get_ref()) {
             Ok(value) => Some(value),
             Err(message) => {
@@ -83,7 +92,7 @@ impl Validator<'_> {
     }
 
     /// Converts a value if the key is present; a missing key takes `default`.
-    fn optional<R, T>(
+    pub(super) fn optional<R, T>(
         &mut self,
         raw: Option<&Spanned<R>>,
         default: T,
@@ -536,14 +545,20 @@ impl Validator<'_> {
         }
     }
 
-    fn finish(mut self, daemon: Option<Daemon>, services: Vec<Option<Service>>) -> Result<Checked, ConfigError> {
+    fn finish(
+        mut self,
+        daemon: Option<Daemon>,
+        services: Vec<Option<Service>>,
+        cluster: Option<Option<Cluster>>,
+    ) -> Result<Checked, ConfigError> {
         if !self.diagnostics.is_empty() {
             return Err(ConfigError::new(self.diagnostics));
         }
         self.warnings.sort_by_key(|d| d.position);
-        match (daemon, services.into_iter().collect::<Option<Vec<_>>>()) {
-            (Some(daemon), Some(services)) => {
-                Ok(Checked { config: Config { daemon, services }, warnings: self.warnings })
+        let cluster = cluster.map_or(Some(None), |c| c.map(Some));
+        match (daemon, services.into_iter().collect::<Option<Vec<_>>>(), cluster) {
+            (Some(daemon), Some(services), Some(cluster)) => {
+                Ok(Checked { config: Config { daemon, services, cluster }, warnings: self.warnings })
             }
             // Every `None` comes with a diagnostic, so this is a bug in this module: say so
             // rather than panic or accept a half-converted config.
@@ -729,7 +744,7 @@ fn soft_timeout(value: &TextOrNumber, key: &str) -> Result<Duration, String> {
 }
 
 /// Every duration in the schema is a period or a timeout: zero never makes sense.
-fn positive_duration(value: &TextOrNumber, key: &str) -> Result<Duration, String> {
+pub(super) fn positive_duration(value: &TextOrNumber, key: &str) -> Result<Duration, String> {
     let duration = match value {
         TextOrNumber::Number(_) => Err(DurationError::MissingUnit),
         TextOrNumber::Text(text) => parse_duration(text),

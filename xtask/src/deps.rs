@@ -34,6 +34,11 @@ const APT_PACKAGES: &[&str] = &[
     "fonts-dejavu-core",
     "procps",
     "mount",
+    // The cluster layer: the BGP speaker `lb` drives, and the shared registry's store (its
+    // `etcdctl` too, for the tests' and the demo's look at what the fleet wrote).
+    "bird2",
+    "etcd-server",
+    "etcd-client",
 ];
 
 /// Whether something already provides what a package would (a command that runs).
