@@ -23,7 +23,13 @@ pub struct MaglevBackend {
 
 impl MaglevBackend {
     pub fn new(id: u32, identity: &[u8], weight: u32) -> Self {
-        Self { id, key: identity_hash(identity, 0), weight }
+        Self::seeded(id, identity, weight, 0)
+    }
+
+    /// With a seed mixed into the identity: a fleet shares one (so every node builds the same
+    /// table), and two fleets with different seeds spread the same backends differently.
+    pub fn seeded(id: u32, identity: &[u8], weight: u32, seed: u32) -> Self {
+        Self { id, key: identity_hash(identity, seed as u64), weight }
     }
 }
 

@@ -166,6 +166,9 @@ pub struct PathSettings {
     pub http_header_timeout: Duration,
     /// Proxy, HTTP mode: the largest request head in bytes (zero: the config default).
     pub http_max_header_size: u32,
+    /// XDP: mixed into every Maglev permutation (`cluster.hash_seed`; 0 without a cluster).
+    /// Every node of a fleet has the same, so their tables agree.
+    pub hash_seed: u32,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -187,6 +190,7 @@ impl Desired {
             flow_table_size: d.flow_table_size,
             http_header_timeout: d.http_header_timeout,
             http_max_header_size: d.http_max_header_size,
+            hash_seed: cfg.cluster.as_ref().map_or(0, |c| c.hash_seed),
         };
         let services = cfg
             .services

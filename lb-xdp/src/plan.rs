@@ -155,6 +155,7 @@ pub fn plan(desired: &Desired, global: GlobalConfig, host: &HostFacts, ids: &mut
     ids.backends.retain(|k| keys.contains(k));
     ids.rings.retain(&vips);
 
+    give_ids_in_address_order(desired, &vips, ids)?;
     let mut plan = Plan { global, services: Vec::new(), backends: Vec::new() };
     for s in &desired.services {
         let vip = vip_key(s.vip, proto(s.protocol));
@@ -163,14 +164,7 @@ pub fn plan(desired: &Desired, global: GlobalConfig, host: &HostFacts, ids: &mut
         let mut members: Vec<(SocketAddr, u32, u32)> = Vec::new();
         let mut trial = Trial::default();
         for b in &s.backends {
-            // Out of free ids, one this VIP's backends held goes first (its own tables are
-            // the only ones naming it), then one of a VIP that goes (retired first), then
-            // another's (taken over once that VIP has flipped).
-            let bid = ids.backends.id_ranked(&(vip, b.address), |(previous, _)| match previous {
-                p if *p == vip => 0,
-                p if !vips.contains(p) => 1,
-                _ => 2,
-            })?;
+            let bid = backend_id(ids, &vips, vip, b.address)?;
             let reachable = host.neighbours.contains_key(&b.address.ip());
             if b.on_trial() && reachable {
                 trial = Trial { backend_id: bid, armed: 1 };
@@ -179,7 +173,12 @@ pub fn plan(desired: &Desired, global: GlobalConfig, host: &HostFacts, ids: &mut
             // Only backends we can reach take new flows: one whose next-hop MAC is not
             // resolved yet joins the table once it is (within a neighbour refresh).
             if b.in_rotation() && reachable {
-                ring_members.push(MaglevBackend::new(bid, b.address.to_string().as_bytes(), b.weight));
+                ring_members.push(MaglevBackend::seeded(
+                    bid,
+                    b.address.to_string().as_bytes(),
+                    b.weight,
+                    desired.settings.hash_seed,
+                ));
                 members.push((b.address, bid, b.weight));
             }
         }
@@ -215,6 +214,41 @@ pub fn plan(desired: &Desired, global: GlobalConfig, host: &HostFacts, ids: &mut
         });
     }
     Ok(plan)
+}
+
+/// Newcomers get their ids in address order (services by VIP, backends by VIP and address),
+/// not in the order of the config file or of the registrations' arrival: two nodes given
+/// the same inputs in any order build the same ids, and so byte-identical tables. A node
+/// with another history (a backend that came and went) may number differently; its tables
+/// still send every flow to the same address, since a Maglev table's fill depends only on
+/// the backends' identities and weights (see `lb_common::maglev`).
+fn give_ids_in_address_order(desired: &Desired, vips: &HashSet<VipKey>, ids: &mut Ids) -> Result<()> {
+    let mut services: Vec<(SocketAddr, u8)> = desired.services.iter().map(|s| (s.vip, proto(s.protocol))).collect();
+    services.sort_unstable();
+    let mut backends: Vec<(SocketAddr, u8, SocketAddr)> = desired
+        .services
+        .iter()
+        .flat_map(|s| s.backends.iter().map(move |b| (s.vip, proto(s.protocol), b.address)))
+        .collect();
+    backends.sort_unstable();
+    for (vip, p) in services {
+        ids.services.id(&vip_key(vip, p))?;
+    }
+    for (vip, p, address) in backends {
+        backend_id(ids, vips, vip_key(vip, p), address)?;
+    }
+    Ok(())
+}
+
+/// The id of a backend of `vip`. Out of free ids, one this VIP's backends held goes first
+/// (its own tables are the only ones naming it), then one of a VIP that goes (retired
+/// first), then another's (taken over once that VIP has flipped).
+fn backend_id(ids: &mut Ids, vips: &HashSet<VipKey>, vip: VipKey, address: SocketAddr) -> Result<u32> {
+    ids.backends.id_ranked(&(vip, address), |(previous, _)| match previous {
+        p if *p == vip => 0,
+        p if !vips.contains(p) => 1,
+        _ => 2,
+    })
 }
 
 /// The data path's algorithm code (part of the pinned-map ABI).
