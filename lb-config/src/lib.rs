@@ -15,6 +15,7 @@
 mod acl;
 mod cidr;
 mod cluster;
+mod cluster_rules;
 pub mod desired;
 mod duration;
 mod enums;

@@ -25,7 +25,7 @@ pub(super) struct RawConfig {
     #[serde(default, rename = "service")]
     pub services: Vec<RawService>,
     /// `[cluster]`: optional; a fleet of balancers (see `cluster`).
-    pub cluster: Option<super::cluster::RawCluster>,
+    pub cluster: Option<RawCluster>,
 }
 
 /// `daemon.interface`: one NIC's name, or a list of them.
@@ -291,4 +291,48 @@ impl serde::de::Visitor<'_> for TextOrNumberVisitor {
     fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
         Ok(TextOrNumber::Number(v.to_string()))
     }
+}
+
+/// `[cluster]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCluster {
+    /// `node = "NAME"`: this node in the shared store, logs and metrics; default: the host
+    /// name.
+    pub node: Option<Spanned<String>>,
+    /// `hash_seed = N`: mixed into every Maglev permutation; the same on every node of a
+    /// fleet (that is what makes their tables identical). Default 0.
+    pub hash_seed: Option<Spanned<i64>>,
+    /// `etcd = ["http://HOST:PORT", ...]`: the shared store's endpoints. Default: none (the
+    /// local state file, as without `[cluster]`).
+    #[serde(default)]
+    pub etcd: Vec<Spanned<String>>,
+    /// `etcd_prefix = "/lb"`: where in etcd the fleet keeps its state.
+    pub etcd_prefix: Option<Spanned<String>>,
+    /// `drain_grace = "5s"`: on SIGTERM the node withdraws its VIPs and keeps forwarding
+    /// this long, so the routers move new flows away before it stops.
+    pub drain_grace: Option<Spanned<TextOrNumber>>,
+    /// `[cluster.bgp]`
+    pub bgp: Option<Spanned<RawBgp>>,
+}
+
+/// `[cluster.bgp]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBgp {
+    pub speaker: Option<Spanned<String>>,
+    pub asn: Option<Spanned<i64>>,
+    pub router_id: Option<Spanned<String>>,
+    #[serde(default)]
+    pub neighbors: Vec<Spanned<RawNeighbor>>,
+    pub hold_time: Option<Spanned<TextOrNumber>>,
+    pub bird: Option<PathBuf>,
+    pub run_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNeighbor {
+    pub address: Spanned<String>,
+    pub asn: Spanned<i64>,
 }
