@@ -285,6 +285,7 @@ mod tests {
             protocol: "tcp".into(),
             algorithm: "maglev".into(),
             forwarding: "nat".into(),
+            announced: None,
             backends: vec![
                 backend("172.20.0.11:80", "up", &["config"]),
                 backend("[fd00:20::12]:80", "down", &["config", "registration"]),

@@ -118,6 +118,7 @@ fn web_service() -> ServiceView {
         protocol: "tcp".into(),
         algorithm: "maglev".into(),
         forwarding: "nat".into(),
+        announced: None,
         backends: vec![BackendView {
             address: "172.20.0.11:80".into(),
             weight: 1,
