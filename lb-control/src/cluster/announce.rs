@@ -68,16 +68,19 @@ mod tests {
             [[service]]
             name = "web"
             vip = "10.100.0.1:80"
-            backends = ["10.61.0.21:80"]
+            [[service.backend]]
+            address = "10.61.0.21:80"
             [[service]]
             name = "tls"
             vip = "10.100.0.1:443"
-            backends = ["10.61.0.21:443"]
+            [[service.backend]]
+            address = "10.61.0.21:443"
             [[service]]
             name = "dns"
             vip = "10.100.0.2:53"
             protocol = "udp"
-            backends = ["10.61.0.21:53"]
+            [[service.backend]]
+            address = "10.61.0.21:53"
         "#;
         let cfg = lb_config::Config::from_str(toml, "lb.toml").expect("valid config");
         let mut d = Desired::from_config(&cfg);

@@ -52,7 +52,7 @@ pub fn render_config(bgp: &Bgp, run_dir: &Path) -> String {
         let _ = write!(
             out,
             "protocol bgp {name} {{\n  local as {local};\n  neighbor {addr} as {remote};\n  hold time {hold};\n  \
-             keepalive time {keepalive};\n  connect retry time 2;\n  error wait time 1, 10;\n  {family} {{\n    \
+             keepalive time {keepalive};\n  connect delay time 1;\n  connect retry time 2;\n  error wait time 1, 10;\n  {family} {{\n    \
              import none;\n    export where proto = \"{source}\";\n    next hop self;\n  }};\n}}\n",
             name = protocol_name(n.address),
             local = bgp.asn,

@@ -103,6 +103,7 @@ impl Speaker {
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
                 _ = stop.changed() => return,
+                Err(_) = self.announcements.changed() => return,
             }
             backoff = (backoff * 2).min(BACKOFF_MAX);
         }
@@ -148,14 +149,15 @@ impl Speaker {
                     });
                 }
                 _ = stop.changed() => {
-                    // SIGTERM: BIRD closes its sessions with a Cease, the routers withdraw.
+                    // BIRD closes its sessions with a Cease on SIGTERM: the routers withdraw.
                     terminate(&mut child).await;
                     return Ended::Stopped;
                 }
                 changed = self.announcements.changed() => {
                     if changed.is_err() {
-                        // The controller is gone: the daemon stops; `stop` follows.
-                        std::future::pending::<()>().await;
+                        // The controller is gone: the daemon is stopping.
+                        terminate(&mut child).await;
+                        return Ended::Stopped;
                     }
                     self.apply().await;
                 }
