@@ -18,9 +18,9 @@ use tracing::{info, warn};
 
 use crate::api::{self, ApiState};
 use lb_config::{Config, Mode};
+use lb_control::cluster::SpeakerThread;
 use lb_control::controller::{Controller, Shared};
 use lb_control::registry::Registry;
-use lb_control::cluster::SpeakerThread;
 use lb_control::{ControlHandle, DataPath, Telemetry};
 use lb_proxy::{ProxyDataplane, ProxyStats};
 use lb_xdp::lock::PinPathBusy;

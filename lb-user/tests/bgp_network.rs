@@ -221,10 +221,8 @@ fn wait_route(want: bool, limit: Duration, lb: Option<&Lb>) -> Duration {
 
 /// The pid of `lb`'s speaker: its child named `bird`.
 fn speaker_pid(lb: &Lb) -> i32 {
-    let out = std::process::Command::new("pgrep")
-        .args(["-P", &lb.child.id().to_string(), "-x", "bird"])
-        .output()
-        .unwrap();
+    let out =
+        std::process::Command::new("pgrep").args(["-P", &lb.child.id().to_string(), "-x", "bird"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     text.trim().parse().unwrap_or_else(|_| panic!("no bird child of lb: {text:?}\n{}", lb.log()))
 }
@@ -248,7 +246,10 @@ fn vips_are_announced_withdrawn_by_drain_maint_sigterm_and_sigkill() {
     lb.wait_metric(&format!("lb_vip_announced{{vip=\"{VIP}\"}} 1"));
     lb.wait_metric("lb_draining 0");
     let vips = lb.cli(&["list", "vips", "--pin-path", &format!("{RUN}/bpffs")]);
-    assert!(vips.contains("ANNOUNCED") && vips.lines().any(|l| l.contains(VIP) && l.trim_end().ends_with("yes")), "{vips}");
+    assert!(
+        vips.contains("ANNOUNCED") && vips.lines().any(|l| l.contains(VIP) && l.trim_end().ends_with("yes")),
+        "{vips}"
+    );
 
     // lb drain: withdrawn while the daemon runs; --undo: back.
     let token_file = format!("{RUN}/token");

@@ -439,7 +439,15 @@ fn every_json_field_of_lb_list_and_lb_explain_is_in_docs_cli() {
     let s = String::new;
     // Struct literals, not Default: a new field breaks this build until it is listed here,
     // and then the check below asks the page for it too.
-    let vip = VipRow { service: s(), vip: s(), protocol: s(), algorithm: s(), forwarding: s(), backends: 0, announced: Some(true) };
+    let vip = VipRow {
+        service: s(),
+        vip: s(),
+        protocol: s(),
+        algorithm: s(),
+        forwarding: s(),
+        backends: 0,
+        announced: Some(true),
+    };
     let backend = BackendRow {
         service: s(),
         address: s(),

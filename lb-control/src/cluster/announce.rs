@@ -91,6 +91,9 @@ mod tests {
         d
     }
 
+    /// One way to take a backend out of rotation.
+    type Change = fn(&mut DesiredBackend);
+
     fn ips(a: &Announcement) -> Vec<String> {
         a.vips.iter().map(ToString::to_string).collect()
     }
@@ -114,7 +117,7 @@ mod tests {
     /// Each way a backend leaves rotation withdraws a VIP whose only backend it is.
     #[test]
     fn a_vip_without_a_backend_for_new_flows_is_withdrawn() {
-        let reasons: [(&str, fn(&mut DesiredBackend)); 6] = [
+        let reasons: [(&str, Change); 6] = [
             ("maint", |b| b.state = AdminState::Maint),
             ("drain", |b| b.state = AdminState::Drain),
             ("down", |b| b.health = Health::Down),

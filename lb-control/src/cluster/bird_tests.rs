@@ -68,7 +68,9 @@ fn sessions_are_up_only_when_established() {
 #[test]
 fn configure_replies() {
     assert!(reconfigured("BIRD 2.0.12 ready.\nReading configuration from /run/lb/bird/bird.conf\nReconfigured\n"));
-    assert!(!reconfigured("BIRD 2.0.12 ready.\n/run/lb/bird/vips.conf:3:9 syntax error, unexpected CF_SYM_UNDEFINED\n"));
+    assert!(!reconfigured(
+        "BIRD 2.0.12 ready.\n/run/lb/bird/vips.conf:3:9 syntax error, unexpected CF_SYM_UNDEFINED\n"
+    ));
 }
 
 /// BIRD itself parses both files: under `CI=true` a missing `bird` fails the test, else it

@@ -50,10 +50,8 @@ impl SpeakerThread {
     /// Starts the speaker's thread; it announces what `announcements` holds until stopped.
     pub fn spawn(bgp: Bgp, announcements: watch::Receiver<Announcement>, telemetry: Arc<Telemetry>) -> Result<Self> {
         let (stop, stopped) = watch::channel(false);
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("the BGP speaker's runtime")?;
+        let runtime =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().context("the BGP speaker's runtime")?;
         let speaker = Speaker { bgp, telemetry, announcements, applied: None };
         let thread = std::thread::Builder::new()
             .name("lb-bgp".into())

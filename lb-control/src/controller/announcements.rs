@@ -46,7 +46,11 @@ impl Controller {
         }
         let previous = std::mem::replace(&mut self.draining, drain);
         if previous != drain {
-            info!(draining = drain, "{}", if drain { "draining: every VIP withdrawn" } else { "drain ended: VIPs announced again" });
+            info!(
+                draining = drain,
+                "{}",
+                if drain { "draining: every VIP withdrawn" } else { "drain ended: VIPs announced again" }
+            );
         }
         self.publish_announcement();
         Ok(previous)
