@@ -124,9 +124,14 @@ fn control_plane(out: &mut Exposition, t: &TelemetryData, services: &[ServiceVie
 
 /// `[cluster.bgp]` only: what the speaker announces, its sessions, and the drain.
 fn bgp_families(out: &mut Exposition, bgp: &lb_control::telemetry::BgpTelemetry, services: &[ServiceView]) {
-    // One series per VIP address (several services may share one), announced or not.
-    let vips: std::collections::BTreeSet<std::net::IpAddr> =
-        services.iter().filter_map(|s| s.vip.parse::<std::net::SocketAddr>().ok()).map(|a| a.ip()).collect();
+    // One series per VIP address (several services may share one), announced or not; an
+    // unspecified VIP (the proxy's any address) is never a route.
+    let vips: std::collections::BTreeSet<std::net::IpAddr> = services
+        .iter()
+        .filter_map(|s| s.vip.parse::<std::net::SocketAddr>().ok())
+        .map(|a| a.ip())
+        .filter(|ip| !ip.is_unspecified())
+        .collect();
     out.family(
         "lb_vip_announced",
         "gauge",
@@ -438,6 +443,7 @@ mod tests {
         let mut t = telemetry();
         let mut more = services();
         more.push(ServiceView { name: "tls".into(), vip: "172.20.0.101:443".into(), ..more[0].clone() });
+        more.push(ServiceView { name: "any".into(), vip: "0.0.0.0:8080".into(), ..more[0].clone() });
         t.bgp = Some(lb_control::telemetry::BgpTelemetry {
             announced: ["172.20.0.100".parse().unwrap()].into(),
             sessions: [("10.61.0.1".parse().unwrap(), true), ("10.61.0.2".parse().unwrap(), false)].into(),
@@ -449,6 +455,7 @@ mod tests {
         assert_eq!(value(&scrape, "lb_bgp_session_up", &[("neighbor", "10.61.0.1")]), Some(1.0));
         assert_eq!(value(&scrape, "lb_bgp_session_up", &[("neighbor", "10.61.0.2")]), Some(0.0));
         assert_eq!(value(&scrape, "lb_draining", &[]), Some(0.0));
+        assert_eq!(value(&scrape, "lb_vip_announced", &[("vip", "0.0.0.0")]), None, "not a route");
     }
 
     #[test]
