@@ -2,7 +2,7 @@
 //! 65000, routes into its kernel table with `merge paths on`) peers with an `lb` daemon in
 //! `lbb-lb` (proxy mode, one service 10.100.0.1:80 with one backend), over 10.62.0.0/24.
 //! The router's kernel table is the judge: the VIP's route is there while `lb` announces
-//! it, and gone after `lb drain`, a backend set to `maint`, SIGTERM (while the process still
+//! it, and gone after `lb drain`, a backend set to `maint`, the backend down, SIGTERM (while the process still
 //! lives, for the drain grace) and SIGKILL (the speaker dies with `lb`). Root only.
 use std::path::Path;
 use std::process::Child;
@@ -72,14 +72,7 @@ impl Setup {
         )
         .expect("start the router's BIRD");
         std::fs::write(format!("{RUN}/token"), TOKEN).unwrap();
-        // The service's one backend, up for its (default TCP) health check.
-        let backend = testenv::spawn_logged(
-            LB_NS,
-            &["python3", "-m", "http.server", "8080", "--bind", LB_IP],
-            Path::new(&format!("{RUN}/backend.log")),
-        )
-        .expect("start the backend");
-        Setup { _lock: lock, router, backend }
+        Setup { _lock: lock, router, backend: start_backend() }
     }
 }
 
@@ -91,6 +84,16 @@ impl Drop for Setup {
         }
         clean();
     }
+}
+
+/// The service's one backend, up for its TCP health check.
+fn start_backend() -> Child {
+    testenv::spawn_logged(
+        LB_NS,
+        &["python3", "-m", "http.server", "8080", "--bind", LB_IP],
+        Path::new(&format!("{RUN}/backend.log")),
+    )
+    .expect("start the backend")
 }
 
 /// The router: learns the VIPs from `lb` and puts them in its kernel table.
@@ -111,6 +114,8 @@ fn lb_config() -> String {
          bgp = {{ asn = 65010, router_id = \"{LB_IP}\", neighbors = [{{ address = \"{ROUTER_IP}\", asn = 65000 }}], \
          hold_time = \"9s\", run_dir = \"{RUN}/bird\" }}\n\n\
          [[service]]\nname = \"web\"\nvip = \"{VIP}:80\"\nalgorithm = \"maglev\"\n\
+         [service.health_check]\ninterval = \"500ms\"\ntimeout = \"300ms\"\nunhealthy_threshold = 2\n\
+         healthy_threshold = 1\n\
          [[service.backend]]\naddress = \"{LB_IP}:8080\"\n",
         grace = GRACE.as_secs()
     )
@@ -235,8 +240,8 @@ fn running(pid: i32) -> bool {
 
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
-fn vips_are_announced_withdrawn_by_drain_maint_sigterm_and_sigkill() {
-    let _setup = Setup::up();
+fn vips_are_announced_withdrawn_by_drain_maint_down_sigterm_and_sigkill() {
+    let mut setup = Setup::up();
     let mut lb = Lb::start();
     let up = wait_route(true, Duration::from_secs(15), Some(&lb));
     eprintln!("announced: route at the router {up:?} after lb serves");
@@ -270,6 +275,14 @@ fn vips_are_announced_withdrawn_by_drain_maint_sigterm_and_sigkill() {
     eprintln!("backend maint: withdrawn in {t:?}");
     lb.api("PUT", &state, Some(r#"{"state":"ready"}"#));
     wait_route(true, Duration::from_secs(5), Some(&lb));
+
+    // The only backend down (its health check fails): withdrawn; up again: back.
+    let _ = setup.backend.kill();
+    let _ = setup.backend.wait();
+    let t = wait_route(false, Duration::from_secs(10), Some(&lb));
+    eprintln!("backend down: withdrawn {t:?} after it stopped (checks every 500ms, 2 failures)");
+    setup.backend = start_backend();
+    wait_route(true, Duration::from_secs(10), Some(&lb));
 
     let bird = speaker_pid(&lb);
     // SIGTERM: withdrawn first, while the process still lives for the grace.
