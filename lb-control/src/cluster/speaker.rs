@@ -16,6 +16,7 @@
 //! backoff from 1s to 30s.
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -110,7 +111,12 @@ impl Speaker {
     /// Writes both files and starts BIRD on them; returns once its control socket answers.
     async fn start(&mut self) -> Result<Child> {
         let dir = self.bgp.run_dir.clone();
-        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create run_dir {}", dir.display()))?;
+        // Owner only: whoever can reach the control socket can reconfigure the speaker.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .with_context(|| format!("cannot create run_dir {}", dir.display()))?;
         let current = self.announcements.borrow_and_update().clone();
         write_atomically(&dir.join(bird::VIPS_FILE), &bird::render_vips(&current))?;
         write_atomically(&dir.join(bird::CONFIG_FILE), &bird::render_config(&self.bgp, &dir))?;
