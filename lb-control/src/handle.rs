@@ -68,6 +68,12 @@ pub enum Request {
         reply: Reply<()>,
     },
     Reload(Reply<()>),
+    /// Drain (`true`) or stop draining: withdraw every BGP announcement, or announce again.
+    /// `Ok(previous)`: whether the node was draining before.
+    Drain {
+        drain: bool,
+        reply: Reply<bool>,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -115,5 +121,9 @@ impl ControlHandle {
 
     pub async fn reload(&self) -> Result<(), ControlError> {
         self.ask(Request::Reload).await
+    }
+
+    pub async fn drain(&self, drain: bool) -> Result<bool, ControlError> {
+        self.ask(|reply| Request::Drain { drain, reply }).await
     }
 }

@@ -1,5 +1,6 @@
 //! Control-plane measurements the metrics endpoint reports beside the data path's counters.
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::sync::Mutex;
 
 /// Prometheus-style histogram: cumulative bucket counts.
@@ -49,6 +50,19 @@ pub struct TelemetryData {
     pub health_check_seconds: BTreeMap<(String, String), Histogram>,
     /// Which path serves traffic: "xdp" (or "proxy", later).
     pub path: &'static str,
+    /// `[cluster.bgp]`: what the speaker announces; `None` without BGP.
+    pub bgp: Option<BgpTelemetry>,
+}
+
+/// The BGP speaker's state, as it last applied and read it.
+#[derive(Default, Debug, Clone)]
+pub struct BgpTelemetry {
+    /// The VIP addresses BIRD has been told to announce (empty while it is not running).
+    pub announced: BTreeSet<IpAddr>,
+    /// Each neighbor: is the session established.
+    pub sessions: BTreeMap<IpAddr, bool>,
+    /// The node drains (`lb drain`, SIGTERM): everything is withdrawn.
+    pub draining: bool,
 }
 
 #[derive(Default, Debug)]

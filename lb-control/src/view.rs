@@ -9,6 +9,9 @@ pub struct ServiceView {
     pub protocol: String,
     pub algorithm: String,
     pub forwarding: String,
+    /// `[cluster.bgp]`: whether the VIP's address is announced (absent without BGP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub announced: Option<bool>,
     pub backends: Vec<BackendView>,
 }
 

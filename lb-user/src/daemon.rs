@@ -2,11 +2,14 @@
 //! attached or adopted); then the controller owns it, the admin API talks to the
 //! controller, health checkers report to it, and signals and the config watcher ask it to
 //! reload. SIGTERM/SIGINT stop everything; the XDP program keeps forwarding unless
-//! `--detach-on-exit` was given.
+//! `--detach-on-exit` was given. With `[cluster.bgp]` the BGP speaker (BIRD, a child of
+//! this process) announces what the controller says, and SIGTERM first withdraws every VIP
+//! and keeps forwarding for `cluster.drain_grace`, so the routers move new flows away
+//! before this node stops.
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use tokio::signal::unix::{signal, SignalKind};
@@ -15,6 +18,7 @@ use tracing::{info, warn};
 
 use crate::api::{self, ApiState};
 use lb_config::{Config, Mode};
+use lb_control::cluster::SpeakerThread;
 use lb_control::controller::{Controller, Shared};
 use lb_control::registry::Registry;
 use lb_control::{ControlHandle, DataPath, Telemetry};
@@ -60,8 +64,9 @@ pub async fn run(cfg: Config, config_path: &Path, detach_on_exit: bool) -> Resul
     let (reloads_tx, reloads) = mpsc::channel(8);
     let (stop_tx, stop) = watch::channel(false);
 
+    let control = ControlHandle::new(commands_tx);
     let api_state = ApiState {
-        control: ControlHandle::new(commands_tx),
+        control: control.clone(),
         token: token.clone(),
         admin_listen: cfg.daemon.admin_listen,
         flow_walks: api::FlowWalks::default(),
@@ -77,12 +82,24 @@ pub async fn run(cfg: Config, config_path: &Path, detach_on_exit: bool) -> Resul
     let _watcher = lb_control::watch::spawn(config_path, reloads_tx.clone())
         .inspect_err(|e| warn!("config file changes will not be noticed: {e:#}"))
         .ok();
-    tokio::spawn(signals.forward(reloads_tx, stop_tx));
+    let bgp = cfg.cluster.as_ref().and_then(|c| c.bgp.clone());
+    let grace = cfg.cluster.as_ref().filter(|_| bgp.is_some()).map(|c| (control.clone(), c.drain_grace));
+    tokio::spawn(signals.forward(reloads_tx, stop_tx, grace));
 
     let drain = cfg.daemon.drain_timeout;
-    let shared = Shared { telemetry, token, ready };
-    let controller = Controller::new(cfg, config_path.to_path_buf(), dataplane, registry, reports_tx, shared);
+    let shared = Shared { telemetry: telemetry.clone(), token, ready };
+    let mut controller = Controller::new(cfg, config_path.to_path_buf(), dataplane, registry, reports_tx, shared);
+    // The controller first: the speaker's first BIRD config already holds what to announce.
+    let mut speaker = None;
+    if let Some(bgp) = bgp {
+        let (announce_tx, announce_rx) = watch::channel(Default::default());
+        controller = controller.with_announcements(announce_tx);
+        speaker = Some(SpeakerThread::spawn(bgp, announce_rx, telemetry)?);
+    }
     let dataplane = controller.run(commands, reports, reloads, stop).await;
+    if let Some(speaker) = speaker {
+        speaker.stop().await;
+    }
     if let Ok(Err(e)) = api_task.await {
         warn!("admin API: {e:#}");
     }
@@ -173,13 +190,33 @@ impl OsSignals {
         })
     }
 
-    /// SIGHUP asks for a reload; SIGTERM and SIGINT stop the daemon.
-    async fn forward(mut self, reloads: mpsc::Sender<()>, stop: watch::Sender<bool>) {
+    /// SIGHUP asks for a reload; SIGTERM and SIGINT stop the daemon. With `drain` (BGP):
+    /// first withdraw every VIP and keep serving for the grace, so new flows move to other
+    /// nodes while this one still forwards those that arrive; a second signal cuts it short.
+    async fn forward(
+        mut self,
+        reloads: mpsc::Sender<()>,
+        stop: watch::Sender<bool>,
+        drain: Option<(ControlHandle, Duration)>,
+    ) {
         loop {
             tokio::select! {
                 _ = self.hup.recv() => { let _ = reloads.send(()).await; }
                 _ = self.term.recv() => break,
                 _ = self.int.recv() => break,
+            }
+        }
+        if let Some((control, grace)) = drain {
+            match control.drain(true).await {
+                Ok(_) => {
+                    info!(grace = ?grace, "stopping: every VIP withdrawn, forwarding goes on for the drain grace");
+                    tokio::select! {
+                        _ = tokio::time::sleep(grace) => {}
+                        _ = self.term.recv() => info!("second signal: the drain grace is cut short"),
+                        _ = self.int.recv() => info!("second signal: the drain grace is cut short"),
+                    }
+                }
+                Err(e) => warn!("stopping without a drain: {e}"),
             }
         }
         info!("stopping");

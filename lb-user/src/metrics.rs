@@ -117,6 +117,41 @@ fn control_plane(out: &mut Exposition, t: &TelemetryData, services: &[ServiceVie
         "How long health checks took.",
         t.health_check_seconds.iter().flat_map(|((s, b), h)| histogram("lb_health_check_duration_seconds", s, b, h)),
     );
+    if let Some(bgp) = &t.bgp {
+        bgp_families(out, bgp, services);
+    }
+}
+
+/// `[cluster.bgp]` only: what the speaker announces, its sessions, and the drain.
+fn bgp_families(out: &mut Exposition, bgp: &lb_control::telemetry::BgpTelemetry, services: &[ServiceView]) {
+    // One series per VIP address (several services may share one), announced or not; an
+    // unspecified VIP (the proxy's any address) is never a route.
+    let vips: std::collections::BTreeSet<std::net::IpAddr> = services
+        .iter()
+        .filter_map(|s| s.vip.parse::<std::net::SocketAddr>().ok())
+        .map(|a| a.ip())
+        .filter(|ip| !ip.is_unspecified())
+        .collect();
+    out.family(
+        "lb_vip_announced",
+        "gauge",
+        "1 while the BGP speaker announces the VIP address (a service on it can take new flows and the node is not draining).",
+        vips.iter().map(|ip| {
+            sample("lb_vip_announced", &[("vip", &ip.to_string())], u8::from(bgp.announced.contains(ip)))
+        }),
+    );
+    out.family(
+        "lb_bgp_session_up",
+        "gauge",
+        "1 while the BGP session to the neighbor is established.",
+        bgp.sessions.iter().map(|(n, up)| sample("lb_bgp_session_up", &[("neighbor", &n.to_string())], u8::from(*up))),
+    );
+    out.family(
+        "lb_draining",
+        "gauge",
+        "1 while the node drains (lb drain, SIGTERM): every VIP withdrawn, forwarding goes on.",
+        [sample("lb_draining", &[], u8::from(bgp.draining))],
+    );
 }
 
 fn histogram(name: &str, service: &str, backend: &str, h: &Histogram) -> Vec<String> {
@@ -285,6 +320,7 @@ mod tests {
             protocol: "tcp".into(),
             algorithm: "maglev".into(),
             forwarding: "nat".into(),
+            announced: None,
             backends: vec![
                 backend("172.20.0.11:80", "up", &["config"]),
                 backend("[fd00:20::12]:80", "down", &["config", "registration"]),
@@ -307,6 +343,7 @@ mod tests {
             admin_connections_refused_total: 5,
             health_check_seconds: [(("web".to_string(), "172.20.0.11:80".to_string()), h)].into(),
             path: "xdp",
+            bgp: None,
         }
     }
 
@@ -395,6 +432,30 @@ mod tests {
             assert!(name.starts_with("lb_"), "{name}");
             assert_eq!(t.ends_with(" counter"), name.ends_with("_total"), "{t}");
         }
+    }
+
+    #[test]
+    fn bgp_families_only_with_bgp() {
+        let text = render(&telemetry(), &services(), None);
+        for name in ["lb_vip_announced", "lb_bgp_session_up", "lb_draining"] {
+            assert!(!text.contains(name), "{name} without [cluster.bgp]");
+        }
+        let mut t = telemetry();
+        let mut more = services();
+        more.push(ServiceView { name: "tls".into(), vip: "172.20.0.101:443".into(), ..more[0].clone() });
+        more.push(ServiceView { name: "any".into(), vip: "0.0.0.0:8080".into(), ..more[0].clone() });
+        t.bgp = Some(lb_control::telemetry::BgpTelemetry {
+            announced: ["172.20.0.100".parse().unwrap()].into(),
+            sessions: [("10.61.0.1".parse().unwrap(), true), ("10.61.0.2".parse().unwrap(), false)].into(),
+            draining: false,
+        });
+        let scrape = parse(&render(&t, &more, None));
+        assert_eq!(value(&scrape, "lb_vip_announced", &[("vip", "172.20.0.100")]), Some(1.0));
+        assert_eq!(value(&scrape, "lb_vip_announced", &[("vip", "172.20.0.101")]), Some(0.0));
+        assert_eq!(value(&scrape, "lb_bgp_session_up", &[("neighbor", "10.61.0.1")]), Some(1.0));
+        assert_eq!(value(&scrape, "lb_bgp_session_up", &[("neighbor", "10.61.0.2")]), Some(0.0));
+        assert_eq!(value(&scrape, "lb_draining", &[]), Some(0.0));
+        assert_eq!(value(&scrape, "lb_vip_announced", &[("vip", "0.0.0.0")]), None, "not a route");
     }
 
     #[test]

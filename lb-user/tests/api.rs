@@ -25,6 +25,8 @@ struct Fake {
     /// Every command received, as "verb service address", to check what got through.
     seen: Vec<String>,
     fail_reload: bool,
+    /// `[cluster.bgp]`: whether the node drains; `None` without BGP (drain refused).
+    draining: Option<bool>,
 }
 
 impl Fake {
@@ -88,6 +90,13 @@ impl Fake {
                     .and_then(|()| self.service(&service).map(|s| s.backends.retain(|b| b.address != a)));
                 let _ = reply.send(result);
             }
+            Request::Drain { drain, reply } => {
+                self.seen.push(format!("drain {drain}"));
+                let _ = reply.send(match &mut self.draining {
+                    Some(draining) => Ok(std::mem::replace(draining, drain)),
+                    None => Err(ControlError::Conflict("this node has no [cluster.bgp]".into())),
+                });
+            }
             Request::Reload(reply) => {
                 self.seen.push("reload".into());
                 let _ = reply.send(if self.fail_reload {
@@ -118,6 +127,7 @@ fn web_service() -> ServiceView {
         protocol: "tcp".into(),
         algorithm: "maglev".into(),
         forwarding: "nat".into(),
+        announced: None,
         backends: vec![BackendView {
             address: "172.20.0.11:80".into(),
             weight: 1,
@@ -386,6 +396,20 @@ async fn reload_ok_then_failing_with_the_error_lines() {
 }
 
 #[tokio::test]
+async fn drain_with_or_without_a_body_undo_and_409_without_bgp() {
+    let api = start().await;
+    assert!(api.call("POST", "/v1/drain", "").await.error(409).contains("[cluster.bgp]"));
+    api.fake.lock().unwrap().draining = Some(false);
+    let r = api.call("POST", "/v1/drain", "").await;
+    assert_eq!((r.status, r.json()), (200, json!({"draining": true, "was_draining": false})), "{r:?}");
+    let r = api.call("POST", "/v1/drain", r#"{"drain": false}"#).await;
+    assert_eq!((r.status, r.json()), (200, json!({"draining": false, "was_draining": true})), "{r:?}");
+    assert!(api.call("POST", "/v1/drain", r#"{"drain": "yes"}"#).await.error(400).contains("invalid JSON body"));
+    assert!(api.call("GET", "/v1/drain", "").await.error(405).contains("not allowed"));
+    assert_eq!(api.seen(), ["drain true", "drain true", "drain false"]);
+}
+
+#[tokio::test]
 async fn healthz_and_readyz_both_ways() {
     let api = start().await;
     let r = api.get("/healthz").await;
@@ -443,12 +467,13 @@ async fn metrics_parse_and_carry_control_plane_series() {
 // ---- authentication -------------------------------------------------------------------
 
 /// Every mutating call, with a body that would otherwise be accepted.
-const MUTATIONS: [(&str, &str, &str); 5] = [
+const MUTATIONS: [(&str, &str, &str); 6] = [
     ("POST", "/v1/services/web/backends", REGISTER),
     ("PUT", "/v1/services/web/backends/172.20.0.11:80/heartbeat", ""),
     ("PUT", "/v1/services/web/backends/172.20.0.11:80/state", r#"{"state":"drain"}"#),
     ("DELETE", "/v1/services/web/backends/172.20.0.11:80", ""),
     ("POST", "/v1/reload", ""),
+    ("POST", "/v1/drain", ""),
 ];
 
 #[tokio::test]

@@ -439,7 +439,15 @@ fn every_json_field_of_lb_list_and_lb_explain_is_in_docs_cli() {
     let s = String::new;
     // Struct literals, not Default: a new field breaks this build until it is listed here,
     // and then the check below asks the page for it too.
-    let vip = VipRow { service: s(), vip: s(), protocol: s(), algorithm: s(), forwarding: s(), backends: 0 };
+    let vip = VipRow {
+        service: s(),
+        vip: s(),
+        protocol: s(),
+        algorithm: s(),
+        forwarding: s(),
+        backends: 0,
+        announced: Some(true),
+    };
     let backend = BackendRow {
         service: s(),
         address: s(),
@@ -526,6 +534,7 @@ fn every_json_field_of_get_v1_services_is_in_docs_api() {
         protocol: s(),
         algorithm: s(),
         forwarding: s(),
+        announced: Some(true),
         backends: vec![backend.clone()],
     };
     let heading = "`GET /v1/services`";

@@ -21,6 +21,10 @@ pub struct VipRow {
     pub algorithm: String,
     pub forwarding: String,
     pub backends: u32,
+    /// `[cluster.bgp]`: whether the VIP is announced (from the daemon's API); `null`
+    /// without BGP or when the API does not answer.
+    #[serde(default)]
+    pub announced: Option<bool>,
 }
 
 #[derive(Serialize, serde::Deserialize, Debug, Clone, PartialEq)]
@@ -127,6 +131,7 @@ pub fn vips(maps: &Maps) -> Vec<VipRow> {
             algorithm: algorithm_name(m.algorithm).into(),
             forwarding: forwarding_name(m.forwarding).into(),
             backends: m.backend_count,
+            announced: None,
         })
         .collect()
 }

@@ -27,6 +27,7 @@ use checks::Checker;
 use lb_config::desired::{Desired, DesiredBackend};
 use lb_config::Config;
 
+mod announcements;
 mod checks;
 mod ejections;
 mod memory;
@@ -83,6 +84,10 @@ pub struct Controller {
     /// off: what they report now happened while some breaker was on.
     outcomes_primed: bool,
     ticks: u64,
+    /// `[cluster.bgp]`: where each reconcile's announcement goes (see `announcements`).
+    announce: Option<tokio::sync::watch::Sender<crate::cluster::Announcement>>,
+    /// `lb drain`, SIGTERM with BGP: every VIP withdrawn, forwarding unchanged.
+    draining: bool,
 }
 
 impl Controller {
@@ -116,6 +121,8 @@ impl Controller {
             breakers: HashMap::new(),
             outcomes_primed: false,
             ticks: 0,
+            announce: None,
+            draining: false,
         };
         controller.restore_memory(now);
         let dropped = controller.drop_refused_at_start();
@@ -181,6 +188,9 @@ impl Controller {
             }
             Request::Reload(reply) => {
                 let _ = reply.send(self.reload());
+            }
+            Request::Drain { drain, reply } => {
+                let _ = reply.send(self.drain(drain));
             }
         }
     }
@@ -266,6 +276,7 @@ impl Controller {
         self.apply_circuits(&mut next);
         self.add_retiring(&mut next);
         self.desired = next;
+        self.publish_announcement();
         // One quick look (no waiting): a backend whose MAC is still unknown stays out of
         // the tables until the tick's refresh finds it.
         if let Err(e) = self.dataplane.refresh_neighbours(&self.desired) {

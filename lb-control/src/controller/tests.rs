@@ -621,3 +621,45 @@ async fn without_a_tunnel_program_encapsulating_services_are_checked_at_the_back
     let b = key("tun", "10.0.1.11:80");
     assert_eq!(c.checkers[&b].target, crate::tunnel_check::Target::Direct(b.address));
 }
+
+/// `[cluster.bgp]`: each reconcile hands the speaker what to announce; a backend in
+/// maintenance, a reload that removes the service and a drain withdraw; without BGP a drain
+/// is refused.
+#[tokio::test]
+async fn announcements_follow_the_desired_state_and_the_drain() {
+    let scratch = Scratch::new();
+    let web = "[[service]]\nname = \"web\"\nvip = \"10.100.0.1:80\"\n[[service.backend]]\naddress = \"10.1.0.5:80\"\n";
+    let dns = "[[service]]\nname = \"dns\"\nvip = \"10.100.0.2:53\"\nprotocol = \"udp\"\n\
+               [[service.backend]]\naddress = \"10.1.0.5:53\"\n";
+    scratch.write(&format!("{web}{dns}"));
+    let (c, _, _) = controller(&scratch);
+    let (tx, rx) = tokio::sync::watch::channel(crate::cluster::Announcement::default());
+    let mut c = c.with_announcements(tx);
+    let vips = |rx: &tokio::sync::watch::Receiver<crate::cluster::Announcement>| -> Vec<String> {
+        rx.borrow().vips.iter().map(ToString::to_string).collect()
+    };
+    assert_eq!(vips(&rx), ["10.100.0.1", "10.100.0.2"], "announced at once");
+    assert_eq!(c.views().iter().map(|v| v.announced).collect::<Vec<_>>(), [Some(true), Some(true)]);
+
+    c.set_state("dns", "10.1.0.5:53".parse().unwrap(), lb_config::AdminState::Maint).unwrap();
+    assert_eq!(vips(&rx), ["10.100.0.1"]);
+    assert_eq!(c.views().iter().map(|v| v.announced).collect::<Vec<_>>(), [Some(true), Some(false)]);
+
+    assert_eq!(c.drain(true), Ok(false));
+    assert!(vips(&rx).is_empty() && rx.borrow().draining);
+    // A change while draining announces nothing.
+    c.set_state("dns", "10.1.0.5:53".parse().unwrap(), lb_config::AdminState::Ready).unwrap();
+    assert!(vips(&rx).is_empty());
+    assert_eq!(c.drain(false), Ok(true));
+    assert_eq!(vips(&rx), ["10.100.0.1", "10.100.0.2"]);
+
+    scratch.write(web);
+    c.reload().unwrap();
+    assert_eq!(vips(&rx), ["10.100.0.1"], "a service removed by a reload is withdrawn");
+
+    let plain = Scratch::new();
+    plain.write(web);
+    let (mut c, _, _) = controller(&plain);
+    assert!(matches!(c.drain(true), Err(ControlError::Conflict(_))));
+    assert_eq!(c.views()[0].announced, None);
+}

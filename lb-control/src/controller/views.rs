@@ -19,6 +19,7 @@ impl Controller {
                 protocol: s.protocol.to_string(),
                 algorithm: s.algorithm.to_string(),
                 forwarding: s.forwarding.to_string(),
+                announced: self.announced(s.vip.ip()),
                 backends: s
                     .backends
                     .iter()

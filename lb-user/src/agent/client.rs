@@ -261,6 +261,14 @@ impl ApiClient {
         Ok(reported.unwrap_or_else(|| state.as_str().to_string()))
     }
 
+    /// `POST /v1/drain` `{"drain"}` -> 200: withdraw this node's BGP announcements (or,
+    /// with `false`, announce again). Returns whether the node was draining before.
+    pub fn drain(&self, drain: bool) -> Result<bool, ApiError> {
+        let answer = self.call("POST", &format!("{}/v1/drain", self.base), Some(json!({ "drain": drain })))?;
+        let was = serde_json::from_str::<Value>(&answer).ok().and_then(|v| v.get("was_draining")?.as_bool());
+        Ok(was.unwrap_or(false))
+    }
+
     /// `DELETE .../backends/{address}` -> 204.
     pub fn deregister(&self, service: &str, address: SocketAddr) -> Result<(), ApiError> {
         self.call("DELETE", &self.backend_url(service, address), None).map(drop)

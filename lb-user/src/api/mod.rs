@@ -5,11 +5,12 @@
 //!
 //! One concern per file: `routes` (the table), `auth` (bearer token), `body` and
 //! `register` (request bodies), `params` (path parameters), `error` (JSON errors),
-//! `services`/`probes`/`scrape`/`flows` (handlers), `walks` (one flow-table walk at a
+//! `services`/`probes`/`scrape`/`flows`/`drain` (handlers), `walks` (one flow-table walk at a
 //! time), `trace` (a span per request), `listener` (connections: the cap and the
 //! timeouts).
 mod auth;
 mod body;
+mod drain;
 mod error;
 mod flows;
 mod listener;

@@ -6,7 +6,7 @@ use axum::routing::{get, post, put};
 use axum::Router;
 
 use super::error::HttpError;
-use super::{flows, probes, scrape, services, trace, ApiState};
+use super::{drain, flows, probes, scrape, services, trace, ApiState};
 
 pub fn router(state: ApiState) -> Router {
     Router::new()
@@ -19,6 +19,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/services/{service}/backends/{address}/heartbeat", put(services::heartbeat))
         .route("/v1/services/{service}/backends/{address}/state", put(services::set_state))
         .route("/v1/reload", post(services::reload))
+        .route("/v1/drain", post(drain::drain))
         .route("/v1/flows", get(flows::list))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -26,7 +26,14 @@ pub fn list(what: ListWhat, pin_path: &Path, api: &str, json: bool) -> Result<Ex
         Err(e) => return Err(e),
     };
     match what {
-        ListWhat::Vips => print_vips(json, &inspect::vips(&maps)),
+        ListWhat::Vips => {
+            let mut rows = inspect::vips(&maps);
+            let announced = super::remote::announced(api);
+            for r in &mut rows {
+                r.announced = announced.get(&r.vip).copied().flatten();
+            }
+            print_vips(json, &rows)
+        }
         ListWhat::Backends => print_backends(json, &inspect::backends(&maps)?),
         ListWhat::Flows => print_flows(json, &inspect::flows(&maps)?),
         ListWhat::Stats => {
@@ -54,7 +61,7 @@ pub fn list(what: ListWhat, pin_path: &Path, api: &str, json: bool) -> Result<Ex
 fn print_vips(json: bool, rows: &[inspect::VipRow]) -> Result<ExitCode> {
     emit(json, rows, || {
         table::print(
-            &["SERVICE", "VIP", "PROTO", "ALGORITHM", "FORWARDING", "BACKENDS"],
+            &["SERVICE", "VIP", "PROTO", "ALGORITHM", "FORWARDING", "BACKENDS", "ANNOUNCED"],
             &rows
                 .iter()
                 .map(|r| {
@@ -65,6 +72,11 @@ fn print_vips(json: bool, rows: &[inspect::VipRow]) -> Result<ExitCode> {
                         r.algorithm.clone(),
                         r.forwarding.clone(),
                         r.backends.to_string(),
+                        match r.announced {
+                            Some(true) => "yes".into(),
+                            Some(false) => "no".into(),
+                            None => "-".into(),
+                        },
                     ]
                 })
                 .collect::<Vec<_>>(),

@@ -4,6 +4,7 @@ mod backend;
 mod check;
 mod decap;
 mod doctor;
+mod drain;
 mod explain;
 mod list;
 mod out;
@@ -83,6 +84,10 @@ pub enum Command {
         #[command(subcommand)]
         command: backend::BackendCommand,
     },
+    /// Withdraw this node's BGP announcements ([cluster.bgp]) through the admin API, so the
+    /// routers send new flows to the other nodes; forwarding goes on. `--undo` announces
+    /// again. Prints "draining" or "announcing".
+    Drain(drain::DrainArgs),
     /// Can XDP run natively on an interface, and what is in the way, each with its fix.
     ///
     /// Checks the interface, privileges (CAP_BPF/CAP_SYS_ADMIN and CAP_NET_ADMIN), the BPF
@@ -147,6 +152,7 @@ fn subcommand(cli: Cli) -> Result<ExitCode> {
         }
         Command::Agent(args) => agent::agent(args),
         Command::Backend { command } => backend::backend(command),
+        Command::Drain(args) => drain::drain(args),
         Command::Doctor { interface, json } => doctor::doctor(&interface, json),
         Command::Decap(args) => decap::decap(args),
     }

@@ -53,8 +53,17 @@ pub fn rows(what: ListWhat, api: &str) -> Result<Rows> {
     })
 }
 
+/// Each VIP's announcement as the daemon's API reports it (`lb list vips` from the maps
+/// adds it); empty when the API does not answer.
+pub fn announced(api: &str) -> std::collections::HashMap<String, Option<bool>> {
+    get::<Vec<ServiceView>>(api, "/v1/services")
+        .map(|services| services.into_iter().map(|s| (s.vip, s.announced)).collect())
+        .unwrap_or_default()
+}
+
 fn vip_row(s: ServiceView) -> VipRow {
     VipRow {
+        announced: s.announced,
         backends: s.backends.len() as u32,
         service: s.name,
         vip: s.vip,
