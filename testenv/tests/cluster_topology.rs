@@ -40,16 +40,16 @@ impl Drop for Fleet {
 fn count_syns(i: u8, vip: &str) {
     let ns = balancer_ns(i);
     exec_ok(&ns, &["nft", "add", "table", "ip", "fleet"]).unwrap();
-    exec_ok(&ns, &["nft", "add", "chain", "ip", "fleet", "fwd", "{ type filter hook forward priority 0; }"]).unwrap();
+    exec_ok(&ns, &["nft", "add", "chain", "ip", "fleet", "syns", "{ type filter hook forward priority 0; }"]).unwrap();
     exec_ok(
         &ns,
-        &["nft", "add", "rule", "ip", "fleet", "fwd", "ip", "daddr", vip, "tcp", "flags", "syn", "counter", "reject", "with", "tcp", "reset"],
+        &["nft", "add", "rule", "ip", "fleet", "syns", "ip", "daddr", vip, "tcp", "flags", "syn", "counter", "reject", "with", "tcp", "reset"],
     )
     .unwrap();
 }
 
 fn syns_counted(i: u8) -> u64 {
-    let shown = exec_ok(&balancer_ns(i), &["nft", "list", "chain", "ip", "fleet", "fwd"]).unwrap();
+    let shown = exec_ok(&balancer_ns(i), &["nft", "list", "chain", "ip", "fleet", "syns"]).unwrap();
     let words: Vec<&str> = shown.split_whitespace().collect();
     let at = words.iter().position(|w| *w == "packets").expect("a counter in the chain");
     words[at + 1].parse().unwrap()

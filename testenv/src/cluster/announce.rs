@@ -30,7 +30,7 @@ protocol device {{ }}
 protocol static vips {{
   ipv4;
 {routes}}}
-protocol bgp router {{
+protocol bgp upstream {{
   local {me} as {BALANCER_ASN};
   neighbor {ROUTER_LAN_V4} as {ROUTER_ASN};
   hold time {HOLD_TIME_SECS};
