@@ -38,7 +38,7 @@ pub use announce::{announce_by_hand, balancer_bird_config, stop_announcing_by_ha
 pub use backends::echo_script;
 pub use etcd::{etcd_healthy, start_etcd, stop_etcd};
 pub use network::{cut_link, restore_link};
-pub use node::{metric_sum, node_config, service_name, Node};
+pub use node::{metric_sum, node_config, node_config_without_bgp, service_name, Node};
 pub use router::{bird_config as router_bird_config, birdc as router_birdc, next_hops};
 pub use topology::*;
 

@@ -143,3 +143,39 @@ fn backends_answer_etcd_restarts_with_its_data_and_down_removes_everything() {
     assert!(!std::path::Path::new(RUN_DIR).exists());
     drop(fleet);
 }
+
+/// What the fleet is for, with BIRD by hand in place of `lb`'s speaker: `lb run` on each
+/// balancer, the VIPs announced from all three, and every forwarding mode answering the
+/// client through the router's ECMP from many client ports, each request reaching some
+/// backend (dsr, ipip and gue replies come back past the balancers).
+#[test]
+#[ignore = "needs root: cargo xtask test runs it"]
+fn every_forwarding_mode_answers_through_the_fleet() {
+    let _fleet = Fleet::up();
+    let lb = testenv::lb_binary();
+    let nodes: Vec<Node> =
+        (1..=BALANCERS).map(|i| Node::start(i, &lb, &node_config_without_bgp(i)).expect("lb run")).collect();
+    let vips: Vec<&str> = VIPS.iter().map(|(_, vip)| *vip).collect();
+    for i in 1..=BALANCERS {
+        announce_by_hand(i, &vips).unwrap();
+    }
+    for vip in &vips {
+        wait_next_hops(vip, 3, Duration::from_secs(30)).unwrap();
+    }
+    for (forwarding, vip) in VIPS {
+        let mut answered = std::collections::BTreeSet::new();
+        for _ in 0..9 {
+            let body = testenv::curl(CLIENT_NS, &format!("http://{vip}/"), Duration::from_secs(3))
+                .unwrap_or_else(|e| panic!("{forwarding} {vip}: {e:#}"));
+            let name = (1..=BACKENDS).map(backend_name).find(|n| body.contains(n.as_str()));
+            answered.insert(name.unwrap_or_else(|| panic!("{forwarding}: no backend named in {body}")));
+        }
+        eprintln!("{forwarding} {vip}: answered by {answered:?}");
+    }
+    let carried: Vec<f64> = nodes
+        .iter()
+        .map(|n| metric_sum(&n.metrics().unwrap(), "lb_backend_new_flows_total", &[]))
+        .collect();
+    eprintln!("new flows per node: {carried:?}");
+    assert_eq!(carried.iter().sum::<f64>(), (VIPS.len() * 9) as f64, "each request is one node's new flow");
+}

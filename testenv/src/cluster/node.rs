@@ -66,6 +66,17 @@ run_dir = "{bird}"
     conf
 }
 
+/// Node i's config without `[cluster.bgp]`, for tests that announce the VIPs with a
+/// hand-written BIRD instead (`announce_by_hand`): `lb`'s own speaker would take the same
+/// session to the router.
+pub fn node_config_without_bgp(i: u8) -> String {
+    let full = node_config(i);
+    let (Some(start), Some(end)) = (full.find("[cluster.bgp]"), full.find("\n[[service]]")) else {
+        return full;
+    };
+    format!("{}{}", &full[..start], &full[end + 1..])
+}
+
 fn service(forwarding: &str, vip: &str, port: u16) -> String {
     let mut s = format!(
         "\n[[service]]\nname = \"{}\"\nvip = \"{vip}:{port}\"\nalgorithm = \"maglev\"\nforwarding = \"{forwarding}\"\n",
@@ -213,6 +224,16 @@ mod tests {
         let (one, two) = (node_config(1), node_config(2));
         let services = |t: &str| t[t.find("[[service]]").unwrap()..].to_string();
         assert_eq!(services(&one), services(&two), "every node must have the same services");
+    }
+
+    #[test]
+    fn a_config_without_bgp_keeps_everything_else() {
+        let text = node_config_without_bgp(2);
+        let config = lb_config::Config::from_str(&text, "node.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let cluster = config.cluster.expect("[cluster]");
+        assert!(cluster.bgp.is_none());
+        assert_eq!(cluster.node.as_deref(), Some("lb2"));
+        assert_eq!(config.services.len(), VIPS.len() * 2);
     }
 
     #[test]
