@@ -3,7 +3,7 @@
 use crate::netns::{namespaces, run};
 use crate::process::{terminate, Pid};
 use crate::servers;
-use crate::topology::{BPFFS_DIR, NS_PREFIX, RUN_DIR};
+use crate::topology::{BPFFS_DIR, CLUSTER_NS_PREFIX, NS_PREFIX, RUN_DIR};
 use crate::xdp_pass::is_mount_point;
 use anyhow::{Context, Result};
 use std::path::Path;
@@ -19,7 +19,7 @@ pub fn down() -> Result<()> {
     servers::stop_all()?;
     let ours: Vec<String> = namespaces()?
         .into_iter()
-        .filter(|ns| ns.starts_with(NS_PREFIX) || ns.starts_with(crate::cluster::NS_PREFIX))
+        .filter(|ns| ns.starts_with(NS_PREFIX) || ns.starts_with(CLUSTER_NS_PREFIX))
         .collect();
     // A process left in a deleted namespace keeps it, and its veth, alive.
     terminate(&pids_in(&ours), STOP_GRACE);

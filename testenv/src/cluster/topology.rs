@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 /// Every namespace of the fleet network starts with this (not `lbt-`: the fleet is a
 /// network of its own, beside the single-balancer one).
-pub const NS_PREFIX: &str = "lbc-";
+pub const NS_PREFIX: &str = crate::topology::CLUSTER_NS_PREFIX;
 pub const ROUTER_NS: &str = "lbc-router";
 pub const CLIENT_NS: &str = "lbc-client";
 pub const ETCD_NS: &str = "lbc-etcd";
