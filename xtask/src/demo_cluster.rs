@@ -24,6 +24,8 @@ pub fn run() -> Result<()> {
     if !crate::cmd::is_root() {
         bail!("the demo builds network namespaces and attaches XDP: run it as root");
     }
+    // One test network per machine: the tests and other demos wait for this one.
+    let _lock = testenv::lock_network()?;
     let _teardown = crate::demo::Teardown;
     println!("==> bringing up the fleet network: router (BIRD, ECMP), 3 balancers, 3 backends, etcd, client");
     cluster::up(&testenv::lb_binary())?;
