@@ -17,10 +17,8 @@ const STOP_GRACE: Duration = Duration::from_secs(3);
 /// nothing there is not an error.
 pub fn down() -> Result<()> {
     servers::stop_all()?;
-    let ours: Vec<String> = namespaces()?
-        .into_iter()
-        .filter(|ns| ns.starts_with(NS_PREFIX) || ns.starts_with(CLUSTER_NS_PREFIX))
-        .collect();
+    let ours: Vec<String> =
+        namespaces()?.into_iter().filter(|ns| ns.starts_with(NS_PREFIX) || ns.starts_with(CLUSTER_NS_PREFIX)).collect();
     // A process left in a deleted namespace keeps it, and its veth, alive.
     terminate(&pids_in(&ours), STOP_GRACE);
     for ns in &ours {

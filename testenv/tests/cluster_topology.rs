@@ -43,7 +43,10 @@ fn count_syns(i: u8, vip: &str) {
     exec_ok(&ns, &["nft", "add", "chain", "ip", "fleet", "syns", "{ type filter hook forward priority 0; }"]).unwrap();
     exec_ok(
         &ns,
-        &["nft", "add", "rule", "ip", "fleet", "syns", "ip", "daddr", vip, "tcp", "flags", "syn", "counter", "reject", "with", "tcp", "reset"],
+        &[
+            "nft", "add", "rule", "ip", "fleet", "syns", "ip", "daddr", vip, "tcp", "flags", "syn", "counter",
+            "reject", "with", "tcp", "reset",
+        ],
     )
     .unwrap();
 }
@@ -111,8 +114,8 @@ fn backends_answer_etcd_restarts_with_its_data_and_down_removes_everything() {
     let fleet = Fleet::up();
     // Each backend names itself over HTTP and on the echo port, seen from a balancer.
     for b in 1..=BACKENDS {
-        let body = testenv::curl(&balancer_ns(1), &format!("http://{}/", backend_v4(b)), Duration::from_secs(3))
-            .unwrap();
+        let body =
+            testenv::curl(&balancer_ns(1), &format!("http://{}/", backend_v4(b)), Duration::from_secs(3)).unwrap();
         assert!(body.contains(&backend_name(b)), "{body}");
         let script = format!(
             "import socket\ns = socket.create_connection(('{}', {ECHO_PORT}), 2)\ns.sendall(b'ping\\n')\n\
@@ -137,8 +140,8 @@ fn backends_answer_etcd_restarts_with_its_data_and_down_removes_everything() {
     assert_eq!(String::from_utf8_lossy(&got.stdout).trim(), "kept");
 
     testenv::down().unwrap();
-    let namespaces = String::from_utf8(std::process::Command::new("ip").args(["netns", "list"]).output().unwrap().stdout)
-        .unwrap();
+    let namespaces =
+        String::from_utf8(std::process::Command::new("ip").args(["netns", "list"]).output().unwrap().stdout).unwrap();
     assert!(!namespaces.contains("lbc-"), "{namespaces}");
     assert!(!std::path::Path::new(RUN_DIR).exists());
     drop(fleet);
@@ -172,10 +175,8 @@ fn every_forwarding_mode_answers_through_the_fleet() {
         }
         eprintln!("{forwarding} {vip}: answered by {answered:?}");
     }
-    let carried: Vec<f64> = nodes
-        .iter()
-        .map(|n| metric_sum(&n.metrics().unwrap(), "lb_backend_new_flows_total", &[]))
-        .collect();
+    let carried: Vec<f64> =
+        nodes.iter().map(|n| metric_sum(&n.metrics().unwrap(), "lb_backend_new_flows_total", &[])).collect();
     eprintln!("new flows per node: {carried:?}");
     assert_eq!(carried.iter().sum::<f64>(), (VIPS.len() * 9) as f64, "each request is one node's new flow");
 }

@@ -169,7 +169,9 @@ fn run(cli: Cli) -> Result<()> {
             deps::install()?;
             bench::run(quick)
         }
-        Task::Testenv { action: TestenvAction::Up { cluster: true, .. } } => testenv::cluster::up(&testenv::lb_binary()),
+        Task::Testenv { action: TestenvAction::Up { cluster: true, .. } } => {
+            testenv::cluster::up(&testenv::lb_binary())
+        }
         Task::Testenv { action: TestenvAction::Up { dsr, l3, cluster: false } } => {
             testenv::up(&testenv::UpOptions { dsr, l3 })
         }

@@ -54,8 +54,7 @@ pub fn announce_by_hand(i: u8, vips: &[&str]) -> Result<()> {
     let utf8 = |p: &PathBuf| p.to_str().map(str::to_string).context("non-UTF-8 path");
     let (conf, socket_s, pid) = (utf8(&conf)?, utf8(&socket)?, utf8(&pid)?);
     let key = key(i);
-    let mut child =
-        daemons::start(&balancer_ns(i), &key, &["bird", "-f", "-c", &conf, "-s", &socket_s, "-P", &pid])?;
+    let mut child = daemons::start(&balancer_ns(i), &key, &["bird", "-f", "-c", &conf, "-s", &socket_s, "-P", &pid])?;
     daemons::wait_ready(&key, &mut child, READY_WITHIN, || socket.exists())
 }
 

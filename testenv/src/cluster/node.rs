@@ -4,8 +4,8 @@
 
 use super::topology::{
     backend_v4, balancer_ns, balancer_v4, etcd_client_url, node_bird_dir, node_config_path, node_dir, node_log,
-    node_name, node_pin_path, node_state_file, BACKENDS, BALANCER_ASN, ECHO_PORT, HASH_SEED, HOLD_TIME_SECS,
-    HTTP_PORT, IFACE, ROUTER_ASN, ROUTER_LAN_V4, TOKEN_FILE, VIPS,
+    node_name, node_pin_path, node_state_file, BACKENDS, BALANCER_ASN, ECHO_PORT, HASH_SEED, HOLD_TIME_SECS, HTTP_PORT,
+    IFACE, ROUTER_ASN, ROUTER_LAN_V4, TOKEN_FILE, VIPS,
 };
 use crate::netns::{exec, spawn_logged};
 use anyhow::{bail, Context, Result};
@@ -198,7 +198,7 @@ pub fn metric_sum(metrics: &str, name: &str, labels: &[&str]) -> f64 {
             let metric = series.split('{').next()?;
             (metric == name && labels.iter().all(|want| series.contains(want))).then(|| value.parse::<f64>().ok())?
         })
-        .sum()
+        .fold(0.0, |sum, v| sum + v)
 }
 
 #[cfg(test)]
