@@ -107,9 +107,9 @@ struct HeldCount {
     victim: (usize, usize),
 }
 
-fn show_held(talked: &BTreeMap<u16, (String, u64, Option<String>)>, via: &BTreeMap<u16, u8>) -> HeldCount {
+fn show_held(talked: &BTreeMap<u16, held::Outcome>, via: &BTreeMap<u16, u8>) -> HeldCount {
     let mut count = HeldCount { survivors: (0, 0), victim: (0, 0) };
-    for (port, (backend, exchanges, broken)) in talked {
+    for (port, held::Outcome { backend, exchanges, broken }) in talked {
         let node = via.get(port).copied();
         let outcome = match broken {
             None => "unbroken".to_string(),

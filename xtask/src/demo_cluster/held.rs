@@ -52,6 +52,15 @@ for c in conns:
     )
 }
 
+/// What one held connection went through.
+pub struct Outcome {
+    /// The backend that answered its first line.
+    pub backend: String,
+    pub exchanges: u64,
+    /// Why it broke (a reset, a silence of 1 s, another backend answering), if it did.
+    pub broken: Option<String>,
+}
+
 /// The client's script, running.
 pub struct Held {
     child: Child,
@@ -74,8 +83,8 @@ impl Held {
         }
     }
 
-    /// Waits for the script's end; per client port: (backend, exchanges, None or why it broke).
-    pub fn finish(mut self) -> Result<BTreeMap<u16, (String, u64, Option<String>)>> {
+    /// Waits for the script's end; each connection's outcome by its client port.
+    pub fn finish(mut self) -> Result<BTreeMap<u16, Outcome>> {
         let mut results = BTreeMap::new();
         for line in self.lines.by_ref() {
             let line = line?;
@@ -86,7 +95,7 @@ impl Held {
                 continue;
             };
             let broken = state.strip_prefix("broken ").map(str::to_string);
-            results.insert(port.parse()?, (backend.to_string(), n.parse()?, broken));
+            results.insert(port.parse()?, Outcome { backend: backend.to_string(), exchanges: n.parse()?, broken });
         }
         let status = self.child.wait()?;
         if !status.success() || results.len() != CONNECTIONS as usize {
