@@ -110,7 +110,7 @@ fn bgp_gives_the_router_one_next_hop_per_balancer_and_new_connections_reach_all_
 
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
-fn backends_answer_etcd_restarts_with_its_data_and_down_removes_everything() {
+fn backends_answer_etcd_restarts_with_its_data_and_down_removes_everything_half_built_too() {
     let fleet = Fleet::up();
     // Each backend names itself over HTTP and on the echo port, seen from a balancer.
     for b in 1..=BACKENDS {
@@ -139,6 +139,17 @@ fn backends_answer_etcd_restarts_with_its_data_and_down_removes_everything() {
     let got = etcdctl(&["get", "--print-value-only", "/fleet-test"]);
     assert_eq!(String::from_utf8_lossy(&got.stdout).trim(), "kept");
 
+    // The root namespace gets nothing of the fleet's ranges.
+    let root = |args: &[&str]| String::from_utf8(std::process::Command::new("ip").args(args).output().unwrap().stdout);
+    for shown in [root(&["-4", "addr"]).unwrap(), root(&["-4", "route"]).unwrap()] {
+        assert!(!shown.contains("10.60.") && !shown.contains("10.61.") && !shown.contains("10.100."), "{shown}");
+    }
+
+    testenv::down().unwrap();
+    // A half-built fleet (a namespace left by a crash) is cleared too, and down again is a no-op.
+    testenv::exec_ok("lbc-client", &["true"]).unwrap_err();
+    std::process::Command::new("ip").args(["netns", "add", "lbc-lb1"]).status().unwrap();
+    testenv::down().unwrap();
     testenv::down().unwrap();
     let namespaces =
         String::from_utf8(std::process::Command::new("ip").args(["netns", "list"]).output().unwrap().stdout).unwrap();
