@@ -3,7 +3,7 @@
 use crate::netns::{namespaces, run};
 use crate::process::{terminate, Pid};
 use crate::servers;
-use crate::topology::{BPFFS_DIR, NS_PREFIX, RUN_DIR};
+use crate::topology::{BPFFS_DIR, CLUSTER_NS_PREFIX, NS_PREFIX, RUN_DIR};
 use crate::xdp_pass::is_mount_point;
 use anyhow::{Context, Result};
 use std::path::Path;
@@ -11,13 +11,14 @@ use std::time::Duration;
 
 const STOP_GRACE: Duration = Duration::from_secs(3);
 
-/// Removes everything `up` and `add_server` made: backends (pid files) and any
-/// other process left in an `lbt-*` namespace, the namespaces (which takes
+/// Removes everything `up`, `add_server` and `cluster::up` made: backends (pid files) and
+/// any other process left in an `lbt-*` or `lbc-*` namespace, the namespaces (which takes
 /// the veths and the bridge with them), the bpffs and /run/lbt. Idempotent:
 /// nothing there is not an error.
 pub fn down() -> Result<()> {
     servers::stop_all()?;
-    let ours: Vec<String> = namespaces()?.into_iter().filter(|ns| ns.starts_with(NS_PREFIX)).collect();
+    let ours: Vec<String> =
+        namespaces()?.into_iter().filter(|ns| ns.starts_with(NS_PREFIX) || ns.starts_with(CLUSTER_NS_PREFIX)).collect();
     // A process left in a deleted namespace keeps it, and its veth, alive.
     terminate(&pids_in(&ours), STOP_GRACE);
     for ns in &ours {

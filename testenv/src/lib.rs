@@ -12,6 +12,9 @@
 //!
 //! Nothing is added to the root namespace. Everything needs root.
 //!
+//! [`cluster`] is another network beside it: three balancers behind a router with ECMP
+//! learnt by BGP, for the fleet (`lbc-*` namespaces).
+//!
 //! [`docker`] runs the seed's Docker environment itself (`testenv/docker/`), with a real
 //! Docker engine, for `cargo xtask docker-demo` and the Docker test layer.
 //!
@@ -25,6 +28,7 @@
 //! # anyhow::Ok(())
 //! ```
 
+pub mod cluster;
 pub mod docker;
 mod down;
 mod hosts;

@@ -16,6 +16,9 @@ use std::path::PathBuf;
 
 /// Every namespace of the test network starts with this; `down` removes them all.
 pub const NS_PREFIX: &str = "lbt-";
+/// Every namespace of the fleet network (`cluster.rs`) starts with this; `down` removes them
+/// too.
+pub const CLUSTER_NS_PREFIX: &str = "lbc-";
 pub const CLIENT_NS: &str = "lbt-client";
 pub const LB_NS: &str = "lbt-lb";
 /// Holds the bridge that joins every host; no addresses, IPv6 disabled.

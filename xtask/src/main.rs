@@ -5,6 +5,7 @@ mod base_image;
 mod bench;
 mod cmd;
 mod demo;
+mod demo_cluster;
 mod demo_l3;
 mod deps;
 mod docker_demo;
@@ -41,8 +42,12 @@ enum Task {
     Demo {
         /// The L3 layout instead: backends behind a router, reached by GUE encapsulation, a
         /// capture at the router printed.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "cluster")]
         l3: bool,
+        /// The fleet instead: three balancers behind a router's ECMP (BGP), one of them
+        /// killed mid-way; which node carried each request before and after.
+        #[arg(long)]
+        cluster: bool,
     },
     /// deps --docker, build, then the seed's Docker environment: XDP in the lb container for
     /// the client container, the proxy on this host for `curl localhost:8080`; then down.
@@ -98,8 +103,12 @@ enum TestenvAction {
         /// behind the router.
         #[arg(long)]
         l3: bool,
+        /// The fleet network instead (needs `lb` built, for the backends' `lb decap`): a
+        /// router with BGP and ECMP, three empty balancer namespaces, backends, etcd, a client.
+        #[arg(long, conflicts_with_all = ["dsr", "l3"])]
+        cluster: bool,
     },
-    /// Remove all of it.
+    /// Remove all of it (the fleet network too).
     Down,
 }
 
@@ -125,10 +134,12 @@ fn run(cli: Cli) -> Result<()> {
             deps::install()?;
             lint::run()
         }
-        Task::Demo { l3 } => {
+        Task::Demo { l3, cluster } => {
             deps::install()?;
             cmd::build()?;
-            if l3 {
+            if cluster {
+                demo_cluster::run()
+            } else if l3 {
                 demo_l3::run()
             } else {
                 demo::run()
@@ -158,7 +169,12 @@ fn run(cli: Cli) -> Result<()> {
             deps::install()?;
             bench::run(quick)
         }
-        Task::Testenv { action: TestenvAction::Up { dsr, l3 } } => testenv::up(&testenv::UpOptions { dsr, l3 }),
+        Task::Testenv { action: TestenvAction::Up { cluster: true, .. } } => {
+            testenv::cluster::up(&testenv::lb_binary())
+        }
+        Task::Testenv { action: TestenvAction::Up { dsr, l3, cluster: false } } => {
+            testenv::up(&testenv::UpOptions { dsr, l3 })
+        }
         Task::Testenv { action: TestenvAction::Down } => testenv::down(),
     }
 }

@@ -107,7 +107,7 @@ mod tests {
         assert!(of(&packet, "lb-xdp").contains(&"packet_fixtures".to_string()), "{packet:?}");
         assert!(of(&network, "lb-user").contains(&"control_plane".to_string()), "{network:?}");
         assert!(!of(&network, "lb-user").contains(&"proxy".to_string()), "proxy.rs has no root test");
-        assert!(network.iter().any(|r| r.package == "testenv" && r.tests == ["network"]), "{network:?}");
+        assert_eq!(of(&network, "testenv"), ["cluster_topology", "network"], "{network:?}");
         assert_eq!(of(&docker, "lb-user"), ["docker_network"], "{docker:?}");
         assert!(!of(&network, "lb-user").contains(&"docker_network".to_string()), "not in the netns layer");
     }
