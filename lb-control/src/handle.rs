@@ -5,6 +5,9 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::view::ServiceView;
+use crate::cluster::store::Store;
+use crate::cluster::store_watch::StoreChange;
+use crate::cluster::store_writes::{self, Admitted, Proposal};
 use lb_config::{AdminState, Diagnostic};
 
 /// Why the controller refused a request; the API maps each to its HTTP status.
@@ -68,16 +71,42 @@ pub enum Request {
         reply: Reply<()>,
     },
     Reload(Reply<()>),
+    /// Would this change be accepted? (Checked before it is written to the shared store.)
+    Check { proposal: Proposal, reply: Reply<Admitted> },
+    /// A change read from the shared store (`[cluster] etcd`), applied as a local one is.
+    Store(StoreChange),
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ControlHandle {
     tx: mpsc::Sender<Request>,
+    /// With `[cluster] etcd`: writes go to etcd first (see `cluster::store_writes`).
+    store: Option<Store>,
+}
+
+impl std::fmt::Debug for ControlHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlHandle").field("store", &self.store.is_some()).finish()
+    }
 }
 
 impl ControlHandle {
     pub fn new(tx: mpsc::Sender<Request>) -> Self {
-        Self { tx }
+        Self { tx, store: None }
+    }
+
+    /// Registrations, heartbeats and admin states go through `store` (every node sees them).
+    pub fn with_store(self, store: Store) -> Self {
+        Self { store: Some(store), ..self }
+    }
+
+    /// Bring a change read from the shared store to the controller; false once it is gone.
+    pub async fn store_change(&self, change: StoreChange) -> bool {
+        self.tx.send(Request::Store(change)).await.is_ok()
+    }
+
+    pub(crate) async fn check(&self, proposal: Proposal) -> Result<Admitted, ControlError> {
+        self.ask(|reply| Request::Check { proposal, reply }).await
     }
 
     async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, ControlError> {
@@ -98,18 +127,53 @@ impl ControlHandle {
         weight: u32,
         ttl: Duration,
     ) -> Result<bool, ControlError> {
+        match &self.store {
+            Some(store) => store_writes::register(self, store, service, address, weight, ttl).await,
+            None => self.register_here(service, address, weight, ttl).await,
+        }
+    }
+
+    pub(crate) async fn register_here(
+        &self,
+        service: String,
+        address: SocketAddr,
+        weight: u32,
+        ttl: Duration,
+    ) -> Result<bool, ControlError> {
         self.ask(|reply| Request::Register { service, address, weight, ttl, reply }).await
     }
 
     pub async fn heartbeat(&self, service: String, address: SocketAddr) -> Result<(), ControlError> {
-        self.ask(|reply| Request::Heartbeat { service, address, reply }).await
+        match &self.store {
+            Some(store) => store_writes::heartbeat(store, service, address).await,
+            None => self.ask(|reply| Request::Heartbeat { service, address, reply }).await,
+        }
     }
 
     pub async fn set_state(&self, service: String, address: SocketAddr, state: AdminState) -> Result<(), ControlError> {
+        match &self.store {
+            Some(store) => store_writes::set_state(self, store, service, address, state).await,
+            None => self.set_state_here(service, address, state).await,
+        }
+    }
+
+    pub(crate) async fn set_state_here(
+        &self,
+        service: String,
+        address: SocketAddr,
+        state: AdminState,
+    ) -> Result<(), ControlError> {
         self.ask(|reply| Request::SetState { service, address, state, reply }).await
     }
 
     pub async fn deregister(&self, service: String, address: SocketAddr) -> Result<(), ControlError> {
+        match &self.store {
+            Some(store) => store_writes::deregister(self, store, service, address).await,
+            None => self.deregister_here(service, address).await,
+        }
+    }
+
+    pub(crate) async fn deregister_here(&self, service: String, address: SocketAddr) -> Result<(), ControlError> {
         self.ask(|reply| Request::Deregister { service, address, reply }).await
     }
 

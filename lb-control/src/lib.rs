@@ -3,6 +3,7 @@
 //! desired state and reconciles the data path. Other tasks talk to it through a
 //! `ControlHandle`; nothing else writes the maps.
 pub mod breaker;
+pub mod cluster;
 pub mod controller;
 pub mod datapath;
 pub mod exposition;

@@ -49,6 +49,11 @@ pub struct TelemetryData {
     pub health_check_seconds: BTreeMap<(String, String), Histogram>,
     /// Which path serves traffic: "xdp" (or "proxy", later).
     pub path: &'static str,
+    /// The shared store (`[cluster] etcd`): None without one, else whether etcd answered
+    /// the last call.
+    pub store_up: Option<bool>,
+    /// API writes refused (503) because etcd was unreachable.
+    pub store_writes_refused_total: u64,
 }
 
 #[derive(Default, Debug)]
