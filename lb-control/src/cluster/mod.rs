@@ -8,3 +8,5 @@ pub mod store_writes;
 
 #[cfg(test)]
 mod store_tests;
+#[cfg(test)]
+mod test_etcd;

@@ -98,8 +98,9 @@ impl Store {
 
     /// Register (or renew with new settings): a fresh lease of `ttl` (whole seconds, at
     /// least 1: etcd's unit), the key put on it; the lease of a previous registration of
-    /// the same backend is revoked after (a put moved the key off it already).
-    pub async fn register(&self, key: &BackendKey, value: RegistrationValue) -> Result<(), StoreError> {
+    /// the same backend is revoked after (a put moved the key off it already). True when
+    /// the fleet did not have the registration before.
+    pub async fn register(&self, key: &BackendKey, value: RegistrationValue) -> Result<bool, StoreError> {
         let mut client = self.client();
         let seconds = value.ttl().as_millis().div_ceil(1000).max(1) as i64;
         let lease = self.call("granting a lease", client.lease_grant(seconds, None)).await?.id();
@@ -107,17 +108,17 @@ impl Store {
         let put = PutOptions::new().with_lease(lease).with_prev_key();
         let previous = self.call("writing a registration", client.put(self.keys.registration(key), json, Some(put))).await;
         let previous = match previous {
-            Ok(mut r) => r.take_prev_key().map(|kv| kv.lease()).filter(|&l| l != 0 && l != lease),
+            Ok(mut r) => r.take_prev_key().map(|kv| kv.lease()),
             Err(e) => {
                 // Not written: the lease would only run out; revoke it now if etcd answers.
                 let _ = tokio::time::timeout(DEADLINE, client.lease_revoke(lease)).await;
                 return Err(e);
             }
         };
-        if let Some(old) = previous {
+        if let Some(old) = previous.filter(|&l| l != 0 && l != lease) {
             let _ = tokio::time::timeout(DEADLINE, client.lease_revoke(old)).await;
         }
-        Ok(())
+        Ok(previous.is_none())
     }
 
     /// The lease a registration is on, or `Missing` when the backend is not registered.

@@ -50,15 +50,16 @@ pub(crate) async fn register(
     let key = BackendKey::new(service.clone(), address);
     control.check(Proposal::Register(key.clone())).await?;
     let value = RegistrationValue { weight, ttl_ms: ttl.as_millis() as u64 };
-    store.register(&key, value).await.map_err(|e| refused(store, e))?;
-    let applied = control.register_here(service, address, weight, ttl).await;
-    if let Err(e) = &applied {
+    let new = store.register(&key, value).await.map_err(|e| refused(store, e))?;
+    // Whether it is new is the fleet's answer: the watch may have brought it here already.
+    if let Err(e) = control.register_here(service, address, weight, ttl).await {
         // Checked a moment ago, refused now (the data path, or a race for the last slot):
         // take it back out of etcd so that the fleet does not hold what was refused.
         warn!(service = %key.service, backend = %key.address, error = %e, "registration written to etcd but refused here; removing it");
         let _ = store.deregister(&key).await;
+        return Err(e);
     }
-    applied
+    Ok(new)
 }
 
 pub(crate) async fn heartbeat(store: &Store, service: String, address: SocketAddr) -> Result<(), ControlError> {
