@@ -117,6 +117,24 @@ fn control_plane(out: &mut Exposition, t: &TelemetryData, services: &[ServiceVie
         "How long health checks took.",
         t.health_check_seconds.iter().flat_map(|((s, b), h)| histogram("lb_health_check_duration_seconds", s, b, h)),
     );
+    store(out, t);
+}
+
+/// The shared store's series, only with `[cluster] etcd`.
+fn store(out: &mut Exposition, t: &TelemetryData) {
+    let Some(up) = t.store_up else { return };
+    out.family(
+        "lb_store_up",
+        "gauge",
+        "1 while the shared store (etcd) answers; 0 while it does not (the node serves its last known state and refuses writes).",
+        [sample("lb_store_up", &[], u8::from(up))],
+    );
+    out.family(
+        "lb_store_writes_refused_total",
+        "counter",
+        "API writes (registrations, heartbeats, states, deregistrations) refused with 503 because etcd was unreachable, since start.",
+        [sample("lb_store_writes_refused_total", &[], t.store_writes_refused_total)],
+    );
 }
 
 fn histogram(name: &str, service: &str, backend: &str, h: &Histogram) -> Vec<String> {
@@ -307,6 +325,7 @@ mod tests {
             admin_connections_refused_total: 5,
             health_check_seconds: [(("web".to_string(), "172.20.0.11:80".to_string()), h)].into(),
             path: "xdp",
+            ..Default::default()
         }
     }
 
@@ -324,6 +343,18 @@ mod tests {
             Counter(v) | Gauge(v) | Untyped(v) => Some(v),
             _ => None,
         }
+    }
+
+    #[test]
+    fn store_series_only_with_a_store() {
+        let scrape = parse(&render(&telemetry(), &services(), None));
+        assert_eq!(value(&scrape, "lb_store_up", &[]), None, "no [cluster] etcd, no series");
+        let t = TelemetryData { store_up: Some(false), store_writes_refused_total: 2, ..telemetry() };
+        let scrape = parse(&render(&t, &services(), None));
+        assert_eq!(value(&scrape, "lb_store_up", &[]), Some(0.0));
+        assert_eq!(value(&scrape, "lb_store_writes_refused_total", &[]), Some(2.0));
+        let t = TelemetryData { store_up: Some(true), ..telemetry() };
+        assert_eq!(value(&parse(&render(&t, &services(), None)), "lb_store_up", &[]), Some(1.0));
     }
 
     #[test]
