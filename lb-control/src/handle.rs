@@ -6,8 +6,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::view::ServiceView;
 use crate::cluster::store::Store;
-use crate::cluster::store_watch::StoreChange;
-use crate::cluster::store_writes::{self, Admitted, Proposal};
+use crate::cluster::store_watch::{Follower, StoreChange};
+pub use store_writes::{Admitted, Proposal};
+
+mod store_writes;
 use lb_config::{AdminState, Diagnostic};
 
 /// Why the controller refused a request; the API maps each to its HTTP status.
@@ -100,10 +102,6 @@ impl ControlHandle {
         Self { store: Some(store), ..self }
     }
 
-    /// Bring a change read from the shared store to the controller; false once it is gone.
-    pub async fn store_change(&self, change: StoreChange) -> bool {
-        self.tx.send(Request::Store(change)).await.is_ok()
-    }
 
     pub(crate) async fn check(&self, proposal: Proposal) -> Result<Admitted, ControlError> {
         self.ask(|reply| Request::Check { proposal, reply }).await
@@ -179,5 +177,12 @@ impl ControlHandle {
 
     pub async fn reload(&self) -> Result<(), ControlError> {
         self.ask(Request::Reload).await
+    }
+}
+
+/// The shared store's changes go to the controller as messages.
+impl Follower for ControlHandle {
+    async fn change(&self, change: StoreChange) -> bool {
+        self.tx.send(Request::Store(change)).await.is_ok()
     }
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use lb_config::Tokens;
 use lb_control::cluster::store::Store;
-use lb_control::cluster::store_writes::{Admitted, Proposal};
+use lb_control::handle::{Admitted, Proposal};
 use lb_control::telemetry::{Histogram, TelemetryData};
 use lb_control::{BackendView, ControlError, ControlHandle, Request, ServiceView, Telemetry};
 use lb_user::api::{serve, ApiState, FlowWalks};

@@ -68,7 +68,7 @@ impl Store {
     }
 
     /// A write the API refused because etcd was unreachable (`lb_store_writes_refused_total`).
-    pub(super) fn count_refused(&self) {
+    pub(crate) fn count_refused(&self) {
         self.telemetry.update(|t| t.store_writes_refused_total += 1);
     }
 

@@ -10,7 +10,6 @@ use tracing::{info, warn};
 
 use super::store::{Store, DEADLINE};
 use super::store_keys::{Entry, Keys, RegistrationValue, StateValue};
-use crate::handle::ControlHandle;
 use crate::registry::BackendKey;
 use lb_config::AdminState;
 
@@ -30,8 +29,14 @@ pub enum StoreChange {
     StateCleared(BackendKey),
 }
 
-/// Follow the store until `stop` (or until the controller is gone).
-pub async fn run(store: Store, control: ControlHandle, mut stop: watch::Receiver<bool>) {
+/// Who the store's changes go to (the controller, through its handle).
+pub trait Follower: Send + Sync + 'static {
+    /// Deliver one change; false when nobody follows any more (the daemon is stopping).
+    fn change(&self, change: StoreChange) -> impl std::future::Future<Output = bool> + Send;
+}
+
+/// Follow the store until `stop` (or until the follower is gone).
+pub async fn run(store: Store, control: impl Follower, mut stop: watch::Receiver<bool>) {
     let mut backoff = BACKOFF_FIRST;
     loop {
         let why = tokio::select! {
@@ -50,12 +55,12 @@ pub async fn run(store: Store, control: ControlHandle, mut stop: watch::Receiver
 }
 
 /// Read everything, then watch; returns why it stopped (None: the controller is gone).
-async fn follow(store: &Store, control: &ControlHandle, backoff: &mut Duration) -> Option<String> {
+async fn follow(store: &Store, control: &impl Follower, backoff: &mut Duration) -> Option<String> {
     let (kvs, revision) = match store.read_all().await {
         Ok(read) => read,
         Err(e) => return Some(e.to_string()),
     };
-    if !control.store_change(snapshot(store.keys(), kvs)).await {
+    if !control.change(snapshot(store.keys(), kvs)).await {
         return None;
     }
     let mut client = store.client();
@@ -85,7 +90,7 @@ async fn follow(store: &Store, control: &ControlHandle, backoff: &mut Duration) 
                 EventType::Delete => deleted(store.keys(), kv),
             };
             if let Some(change) = change {
-                if !control.store_change(change).await {
+                if !control.change(change).await {
                     return None;
                 }
             }

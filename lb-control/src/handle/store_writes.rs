@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use tracing::warn;
 
-use super::store::{Store, StoreError};
-use super::store_keys::RegistrationValue;
-use crate::handle::{ControlError, ControlHandle};
+use super::{ControlError, ControlHandle};
+use crate::cluster::store::{Store, StoreError};
+use crate::cluster::store_keys::RegistrationValue;
 use crate::registry::BackendKey;
 use lb_config::AdminState;
 

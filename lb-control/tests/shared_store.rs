@@ -1,5 +1,8 @@
 //! Two nodes (two controllers over a data path that accepts everything, each with its own
-//! config and state file) sharing one real etcd: what one node is told, the other serves.
+//! config and state file) sharing one real etcd (`/usr/bin/etcd`, started per test on
+//! free loopback ports): what one node is told, the other serves.
+mod common;
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -7,15 +10,13 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
-use super::store::Store;
-use super::store_watch;
-use super::test_etcd::{self, TestEtcd};
-use crate::controller::{Controller, Shared};
-use crate::datapath::{DataPath, Outcome, Shutdown};
-use crate::handle::{ControlError, ControlHandle};
-use crate::registry::Registry;
-use crate::telemetry::Telemetry;
-use crate::view::BackendView;
+use common::etcd::{self as test_etcd, TestEtcd};
+use lb_control::cluster::store::Store;
+use lb_control::cluster::store_watch;
+use lb_control::controller::{Controller, Shared};
+use lb_control::datapath::{DataPath, Outcome, Shutdown};
+use lb_control::registry::Registry;
+use lb_control::{BackendView, ControlError, ControlHandle, Telemetry};
 use lb_config::desired::Desired;
 use lb_config::{AdminState, Config};
 
