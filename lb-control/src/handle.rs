@@ -74,7 +74,10 @@ pub enum Request {
     },
     Reload(Reply<()>),
     /// Would this change be accepted? (Checked before it is written to the shared store.)
-    Check { proposal: Proposal, reply: Reply<Admitted> },
+    Check {
+        proposal: Proposal,
+        reply: Reply<Admitted>,
+    },
     /// A change read from the shared store (`[cluster] etcd`), applied as a local one is.
     Store(StoreChange),
 }
@@ -101,7 +104,6 @@ impl ControlHandle {
     pub fn with_store(self, store: Store) -> Self {
         Self { store: Some(store), ..self }
     }
-
 
     pub(crate) async fn check(&self, proposal: Proposal) -> Result<Admitted, ControlError> {
         self.ask(|reply| Request::Check { proposal, reply }).await

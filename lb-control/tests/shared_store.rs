@@ -11,14 +11,14 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 use common::etcd::{self as test_etcd, TestEtcd};
+use lb_config::desired::Desired;
+use lb_config::{AdminState, Config};
 use lb_control::cluster::store::Store;
 use lb_control::cluster::store_watch;
 use lb_control::controller::{Controller, Shared};
 use lb_control::datapath::{DataPath, Outcome, Shutdown};
 use lb_control::registry::Registry;
 use lb_control::{BackendView, ControlError, ControlHandle, Telemetry};
-use lb_config::desired::Desired;
-use lb_config::{AdminState, Config};
 
 /// Takes every table; the tests look at the controller's view, not at tables.
 struct Accepting;
@@ -107,7 +107,11 @@ impl Drop for Node {
 }
 
 /// How long until `check` holds, polled every 10 ms; panics after `limit`.
-async fn until<F: std::future::Future<Output = bool>>(what: &str, limit: Duration, mut check: impl FnMut() -> F) -> Duration {
+async fn until<F: std::future::Future<Output = bool>>(
+    what: &str,
+    limit: Duration,
+    mut check: impl FnMut() -> F,
+) -> Duration {
     let t0 = Instant::now();
     while !check().await {
         assert!(t0.elapsed() < limit, "{what}: not within {limit:?}");
@@ -129,23 +133,33 @@ async fn a_registration_made_on_one_node_is_served_by_the_others_within_a_second
     }
     let etcd = tokio::task::block_in_place(|| TestEtcd::start("converge"));
     let (a, b) = (Node::start(&etcd.url(), "/lb").await, Node::start(&etcd.url(), "/lb").await);
-    until("both nodes read the store", Duration::from_secs(5), || async { a.store_up() == Some(true) && b.store_up() == Some(true) }).await;
+    until("both nodes read the store", Duration::from_secs(5), || async {
+        a.store_up() == Some(true) && b.store_up() == Some(true)
+    })
+    .await;
 
     let t0 = Instant::now();
     let new = a.control.register("web".into(), addr("10.200.0.1:80"), 7, TTL).await.unwrap();
     assert!(new, "a new registration");
     assert!(a.backend("10.200.0.1:80").await.is_some(), "the node that took it serves it when it answers");
-    until("node b serves the registration", Duration::from_secs(1), || async { b.backend("10.200.0.1:80").await.is_some_and(|v| v.weight == 7) }).await;
+    until("node b serves the registration", Duration::from_secs(1), || async {
+        b.backend("10.200.0.1:80").await.is_some_and(|v| v.weight == 7)
+    })
+    .await;
     println!("registration convergence: {:?} from the API call on node a to node b serving it", t0.elapsed());
 
     // A node that starts later reads it in its first full read.
     let c = Node::start(&etcd.url(), "/lb").await;
-    until("a late node reads it", Duration::from_secs(5), || async { c.backend("10.200.0.1:80").await.is_some() }).await;
+    until("a late node reads it", Duration::from_secs(5), || async { c.backend("10.200.0.1:80").await.is_some() })
+        .await;
 
     // Deregistered through b: gone on a and c too.
     b.control.deregister("web".into(), addr("10.200.0.1:80")).await.unwrap();
     for node in [&a, &c] {
-        until("the deregistration reaches every node", Duration::from_secs(1), || async { node.backend("10.200.0.1:80").await.is_none() }).await;
+        until("the deregistration reaches every node", Duration::from_secs(1), || async {
+            node.backend("10.200.0.1:80").await.is_none()
+        })
+        .await;
     }
     assert_eq!(
         a.control.deregister("web".into(), addr("10.200.0.1:80")).await,
@@ -174,11 +188,17 @@ async fn a_lease_that_is_not_renewed_removes_the_backend_on_every_node() {
     // ...and without them etcd ends it, on both.
     let stopped = Instant::now();
     for node in [&a, &b] {
-        until("the lease runs out everywhere", Duration::from_secs(6), || async { node.backend("10.200.0.2:80").await.is_none() }).await;
+        until("the lease runs out everywhere", Duration::from_secs(6), || async {
+            node.backend("10.200.0.2:80").await.is_none()
+        })
+        .await;
     }
     println!("lease of {ttl:?} ended on both nodes {:?} after the last heartbeat", stopped.elapsed());
     let e = a.control.heartbeat("web".into(), addr("10.200.0.2:80")).await.unwrap_err();
-    assert!(matches!(e, ControlError::NotFound(_)), "a heartbeat for a lease that ran out is a 404 (the agent re-registers): {e:?}");
+    assert!(
+        matches!(e, ControlError::NotFound(_)),
+        "a heartbeat for a lease that ran out is a 404 (the agent re-registers): {e:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -188,9 +208,15 @@ async fn an_admin_state_set_on_one_node_shows_on_the_other() {
     }
     let etcd = tokio::task::block_in_place(|| TestEtcd::start("state"));
     let (a, b) = (Node::start(&etcd.url(), "/lb").await, Node::start(&etcd.url(), "/lb").await);
-    until("both read the store", Duration::from_secs(5), || async { a.store_up() == Some(true) && b.store_up() == Some(true) }).await;
+    until("both read the store", Duration::from_secs(5), || async {
+        a.store_up() == Some(true) && b.store_up() == Some(true)
+    })
+    .await;
     a.control.set_state("web".into(), addr("10.200.1.1:80"), AdminState::Drain).await.unwrap();
-    until("node b drains the configured backend", Duration::from_secs(1), || async { b.backend("10.200.1.1:80").await.is_some_and(|v| v.state == "drain") }).await;
+    until("node b drains the configured backend", Duration::from_secs(1), || async {
+        b.backend("10.200.1.1:80").await.is_some_and(|v| v.state == "drain")
+    })
+    .await;
     // The same checks as without a store, before anything is written.
     let unknown = b.control.set_state("web".into(), addr("10.200.9.9:80"), AdminState::Maint).await.unwrap_err();
     assert!(matches!(unknown, ControlError::NotFound(_)), "{unknown:?}");
@@ -199,7 +225,10 @@ async fn an_admin_state_set_on_one_node_shows_on_the_other() {
     let nothing = b.control.register("nope".into(), addr("10.200.0.1:80"), 1, TTL).await.unwrap_err();
     assert!(matches!(nothing, ControlError::NotFound(_)), "{nothing:?}");
     b.control.set_state("web".into(), addr("10.200.1.1:80"), AdminState::Ready).await.unwrap();
-    until("node a follows back", Duration::from_secs(1), || async { a.backend("10.200.1.1:80").await.is_some_and(|v| v.state == "ready") }).await;
+    until("node a follows back", Duration::from_secs(1), || async {
+        a.backend("10.200.1.1:80").await.is_some_and(|v| v.state == "ready")
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -218,7 +247,9 @@ async fn with_etcd_down_writes_are_refused_and_nothing_changes_then_the_nodes_co
     println!("write refused {:?} after etcd stopped: {refused}", t0.elapsed());
     assert!(t0.elapsed() < Duration::from_secs(4), "refused within the store's deadline");
     match &refused {
-        ControlError::Unavailable(m) => assert!(m.contains("etcd is unreachable") && m.contains("nothing was changed"), "{m}"),
+        ControlError::Unavailable(m) => {
+            assert!(m.contains("etcd is unreachable") && m.contains("nothing was changed"), "{m}")
+        }
         other => panic!("expected 503, got {other:?}"),
     }
     let state = b.control.set_state("web".into(), addr("10.200.0.3:80"), AdminState::Maint).await.unwrap_err();
@@ -228,7 +259,10 @@ async fn with_etcd_down_writes_are_refused_and_nothing_changes_then_the_nodes_co
         let kept = node.backend("10.200.0.3:80").await.expect("the last known state is served");
         assert_eq!(kept.state, "ready");
     }
-    until("both say etcd is unreachable", Duration::from_secs(10), || async { a.store_up() == Some(false) && b.store_up() == Some(false) }).await;
+    until("both say etcd is unreachable", Duration::from_secs(10), || async {
+        a.store_up() == Some(false) && b.store_up() == Some(false)
+    })
+    .await;
     assert_eq!(a.telemetry.snapshot().store_writes_refused_total, 1);
     assert_eq!(b.telemetry.snapshot().store_writes_refused_total, 1);
 
@@ -244,8 +278,14 @@ async fn with_etcd_down_writes_are_refused_and_nothing_changes_then_the_nodes_co
         }
     };
     assert!(registered);
-    until("node a's watch resumes and converges", Duration::from_secs(10), || async { a.backend("10.200.0.4:80").await.is_some() }).await;
+    until("node a's watch resumes and converges", Duration::from_secs(10), || async {
+        a.backend("10.200.0.4:80").await.is_some()
+    })
+    .await;
     println!("converged {:?} after etcd came back", t1.elapsed());
-    until("both say etcd answers", Duration::from_secs(10), || async { a.store_up() == Some(true) && b.store_up() == Some(true) }).await;
+    until("both say etcd answers", Duration::from_secs(10), || async {
+        a.store_up() == Some(true) && b.store_up() == Some(true)
+    })
+    .await;
     assert!(a.backend("10.200.0.3:80").await.is_some(), "the registration made before the outage is still there");
 }

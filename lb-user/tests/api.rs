@@ -444,7 +444,12 @@ async fn with_etcd_unreachable_writes_are_503_and_nothing_changes() {
     unknown.error(404);
     assert_eq!(
         api.seen(),
-        ["check web 172.20.0.99:80", "check web 172.20.0.11:80", "check web 172.20.0.11:80", "check nope 172.20.0.99:80"],
+        [
+            "check web 172.20.0.99:80",
+            "check web 172.20.0.11:80",
+            "check web 172.20.0.11:80",
+            "check nope 172.20.0.99:80"
+        ],
         "checked, never applied"
     );
     let services = api.services().await;

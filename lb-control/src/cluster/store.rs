@@ -106,7 +106,8 @@ impl Store {
         let lease = self.call("granting a lease", client.lease_grant(seconds, None)).await?.id();
         let json = serde_json::to_vec(&value).expect("a registration value serializes");
         let put = PutOptions::new().with_lease(lease).with_prev_key();
-        let previous = self.call("writing a registration", client.put(self.keys.registration(key), json, Some(put))).await;
+        let previous =
+            self.call("writing a registration", client.put(self.keys.registration(key), json, Some(put))).await;
         let previous = match previous {
             Ok(mut r) => r.take_prev_key().map(|kv| kv.lease()),
             Err(e) => {

@@ -68,9 +68,7 @@ impl Keys {
     /// hand, or by a later version): such keys are logged and left alone.
     pub fn parse(&self, key: &[u8]) -> Result<Entry, String> {
         let text = std::str::from_utf8(key).map_err(|_| format!("key {key:?} is not UTF-8"))?;
-        let rest = text
-            .strip_prefix(&self.all())
-            .ok_or_else(|| format!("key {text:?} is not under {}", self.all()))?;
+        let rest = text.strip_prefix(&self.all()).ok_or_else(|| format!("key {text:?} is not under {}", self.all()))?;
         let (kind, backend) = rest.split_once('/').ok_or_else(|| format!("key {text:?} names no backend"))?;
         let (service, address) =
             backend.split_once('/').ok_or_else(|| format!("key {text:?}: expected .../SERVICE/ADDRESS"))?;

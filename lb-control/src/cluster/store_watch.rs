@@ -21,7 +21,10 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 pub enum StoreChange {
     /// Everything the store holds: it replaces what the node had (from its state file or
     /// from before the watch broke).
-    Snapshot { registrations: Vec<(BackendKey, RegistrationValue)>, states: Vec<(BackendKey, AdminState)> },
+    Snapshot {
+        registrations: Vec<(BackendKey, RegistrationValue)>,
+        states: Vec<(BackendKey, AdminState)>,
+    },
     Registered(BackendKey, RegistrationValue),
     /// Deregistered, or its lease ran out.
     Unregistered(BackendKey),
@@ -65,8 +68,7 @@ async fn follow(store: &Store, control: &impl Follower, backoff: &mut Duration) 
     }
     let mut client = store.client();
     let options = WatchOptions::new().with_prefix().with_start_revision(revision + 1);
-    let mut stream = match tokio::time::timeout(DEADLINE, client.watch(store.keys().all(), Some(options))).await
-    {
+    let mut stream = match tokio::time::timeout(DEADLINE, client.watch(store.keys().all(), Some(options))).await {
         Ok(Ok(w)) => w,
         Ok(Err(e)) => return Some(format!("watching failed: {e}")),
         Err(_) => return Some(format!("watching: no answer within {DEADLINE:?}")),
@@ -117,7 +119,9 @@ fn put(keys: &Keys, kv: &KeyValue) -> Option<StoreChange> {
         Entry::Registration(k) => {
             serde_json::from_slice::<RegistrationValue>(kv.value()).map(|v| StoreChange::Registered(k.clone(), v))
         }
-        Entry::State(k) => serde_json::from_slice::<StateValue>(kv.value()).map(|v| StoreChange::StateSet(k.clone(), v.state)),
+        Entry::State(k) => {
+            serde_json::from_slice::<StateValue>(kv.value()).map(|v| StoreChange::StateSet(k.clone(), v.state))
+        }
     };
     decoded
         .map_err(|e| warn!(key = %String::from_utf8_lossy(kv.key()), "etcd: ignoring a value that does not parse: {e}"))

@@ -65,7 +65,8 @@ impl Controller {
     /// Register as the API does, unless this node has the same registration already (the
     /// echo of a write it made itself).
     fn adopt_registration(&mut self, key: BackendKey, value: RegistrationValue) {
-        let same = self.registry.registrations.get(&key).is_some_and(|r| r.weight == value.weight && r.ttl == value.ttl());
+        let same =
+            self.registry.registrations.get(&key).is_some_and(|r| r.weight == value.weight && r.ttl == value.ttl());
         if same {
             return;
         }
@@ -86,7 +87,11 @@ impl Controller {
 
     /// The store's view replaces this node's: what it lacks leaves, what it has is
     /// registered (registrations first, so that their states find their backends).
-    fn adopt_snapshot(&mut self, registrations: Vec<(BackendKey, RegistrationValue)>, states: Vec<(BackendKey, AdminState)>) {
+    fn adopt_snapshot(
+        &mut self,
+        registrations: Vec<(BackendKey, RegistrationValue)>,
+        states: Vec<(BackendKey, AdminState)>,
+    ) {
         let registrations: BTreeMap<BackendKey, RegistrationValue> = registrations.into_iter().collect();
         let states: BTreeMap<BackendKey, AdminState> = states.into_iter().collect();
         let gone: Vec<BackendKey> =
@@ -117,10 +122,7 @@ impl Controller {
 
     /// Is `key` one of the config's own backends?
     pub(super) fn configured(&self, key: &BackendKey) -> bool {
-        self.cfg
-            .services
-            .iter()
-            .any(|s| s.name == key.service && s.backends.iter().any(|b| b.address == key.address))
+        self.cfg.services.iter().any(|s| s.name == key.service && s.backends.iter().any(|b| b.address == key.address))
     }
 
     /// With a shared store, etcd's leases are the clock: no registration runs out here.

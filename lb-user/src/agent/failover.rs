@@ -95,7 +95,14 @@ mod tests {
     }
 
     fn status(status: u16) -> ApiError {
-        ApiError::Status { method: "PUT", url: String::new(), status, reason: String::new(), message: String::new(), hint: String::new() }
+        ApiError::Status {
+            method: "PUT",
+            url: String::new(),
+            status,
+            reason: String::new(),
+            message: String::new(),
+            hint: String::new(),
+        }
     }
 
     /// Runs one request where balancer `i` (1-based) answers `answers(i)`; returns the
@@ -123,7 +130,11 @@ mod tests {
         assert_eq!(b.current().as_str(), "http://10.61.0.12:9100", "the one that answered stays the first asked");
         assert_eq!(request(&b, |_| Ok(())), (vec![2], 200));
         assert_eq!(request(&b, |i| if i == 3 { Ok(()) } else { Err(status(503)) }), (vec![2, 3], 200), "5xx moves on");
-        assert_eq!(request(&b, |i| if i == 1 { Ok(()) } else { Err(unreachable()) }), (vec![3, 1], 200), "wraps around");
+        assert_eq!(
+            request(&b, |i| if i == 1 { Ok(()) } else { Err(unreachable()) }),
+            (vec![3, 1], 200),
+            "wraps around"
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ pub mod lease;
 pub mod shutdown;
 
 pub use backoff::{Backoff, RETRY_CAP, RETRY_START};
-pub use failover::Balancers;
 pub use client::{encode_path_segment, ApiClient, ApiError, ApiUrl, Auth, Failure, REQUEST_TIMEOUT};
+pub use failover::Balancers;
 pub use lease::{run, AgentSettings};
 pub use shutdown::Shutdown;
