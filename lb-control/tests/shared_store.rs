@@ -289,3 +289,42 @@ async fn with_etcd_down_writes_are_refused_and_nothing_changes_then_the_nodes_co
     .await;
     assert!(a.backend("10.200.0.3:80").await.is_some(), "the registration made before the outage is still there");
 }
+
+/// What etcd holds is applied with the config's rules: a registration this node cannot
+/// take, or a key or value it cannot read, is logged and left out; the rest applies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misfits_written_to_etcd_by_hand_are_ignored_and_the_rest_applies() {
+    if !test_etcd::available() {
+        return;
+    }
+    let etcd = tokio::task::block_in_place(|| TestEtcd::start("misfit"));
+    let a = Node::start(&etcd.url(), "/fleet").await;
+    let mut client = etcd_client::Client::connect([etcd.url()], None).await.unwrap();
+    let value = r#"{"weight":2,"ttl_ms":60000}"#;
+    for (key, value) in [
+        ("/fleet/registrations/nope/10.200.0.9:80", value),
+        ("/fleet/registrations/web/[fd00::1]:80", value),
+        ("/fleet/registrations/web/10.200.0.8:80", r#"{"weight":"heavy"}"#),
+        ("/fleet/registrations/web/not-an-address", value),
+        ("/fleet/states/web/10.200.1.1:80", r#"{"state":"sleepy"}"#),
+        ("/fleet/registrations/web/10.200.0.7:80", value),
+    ] {
+        client.put(key, value, None).await.unwrap();
+    }
+    until("the valid registration applies", Duration::from_secs(1), || async {
+        a.backend("10.200.0.7:80").await.is_some_and(|b| b.weight == 2)
+    })
+    .await;
+    let services = a.control.services().await.unwrap();
+    let addresses: Vec<&str> = services[0].backends.iter().map(|b| b.address.as_str()).collect();
+    assert_eq!(addresses, ["10.200.1.1:80", "10.200.0.7:80"], "only the configured and the valid one");
+    assert_eq!(a.backend("10.200.1.1:80").await.unwrap().state, "ready", "a state that does not parse is ignored");
+
+    // The same, read in a node's first full read.
+    let b = Node::start(&etcd.url(), "/fleet").await;
+    until("a new node reads the valid one", Duration::from_secs(5), || async {
+        b.backend("10.200.0.7:80").await.is_some()
+    })
+    .await;
+    assert_eq!(b.control.services().await.unwrap()[0].backends.len(), 2);
+}

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::{Client, ConnectOptions, GetOptions, PutOptions};
-use tracing::warn;
+use tracing::debug;
 
 use super::store_keys::{Keys, RegistrationValue, StateValue};
 use crate::registry::BackendKey;
@@ -84,12 +84,12 @@ impl Store {
                 Ok(v)
             }
             Ok(Err(e)) => {
-                warn!(error = %e, "etcd: {what} failed");
+                debug!(error = %e, "etcd: {what} failed");
                 self.set_up(false);
                 Err(StoreError::Unreachable(format!("{what}: {e}")))
             }
             Err(_) => {
-                warn!("etcd: {what} did not answer within {DEADLINE:?}");
+                debug!("etcd: {what} did not answer within {DEADLINE:?}");
                 self.set_up(false);
                 Err(StoreError::Unreachable(format!("{what}: no answer within {DEADLINE:?}")))
             }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use etcd_client::{EventType, KeyValue, WatchOptions};
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::store::{Store, DEADLINE};
 use super::store_keys::{Entry, Keys, RegistrationValue, StateValue};
@@ -48,7 +48,12 @@ pub async fn run(store: Store, control: impl Follower, mut stop: watch::Receiver
         };
         let Some(why) = why else { return };
         store.set_up(false);
-        warn!(retry_in = ?backoff, "etcd: {why}; serving the last known state");
+        // Said once when following stops; the retries of an outage are debug.
+        if backoff == BACKOFF_FIRST {
+            warn!("etcd: {why}; serving the last known state and retrying with backoff");
+        } else {
+            debug!(retry_in = ?backoff, "etcd: {why}");
+        }
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
             _ = stop.changed() => return,

@@ -32,6 +32,7 @@ pub struct Admitted {
 fn refused(store: &Store, e: StoreError) -> ControlError {
     match e {
         StoreError::Unreachable(_) => {
+            warn!("{e}: the write is refused (503)");
             store.count_refused();
             ControlError::Unavailable(e.to_string())
         }
