@@ -5,6 +5,11 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::view::ServiceView;
+use crate::cluster::store::Store;
+use crate::cluster::store_watch::{Follower, StoreChange};
+pub use store_writes::{Admitted, Proposal};
+
+mod store_writes;
 use lb_config::{AdminState, Diagnostic};
 
 /// Why the controller refused a request; the API maps each to its HTTP status.
@@ -74,16 +79,40 @@ pub enum Request {
         drain: bool,
         reply: Reply<bool>,
     },
+    /// Would this change be accepted? (Checked before it is written to the shared store.)
+    Check {
+        proposal: Proposal,
+        reply: Reply<Admitted>,
+    },
+    /// A change read from the shared store (`[cluster] etcd`), applied as a local one is.
+    Store(StoreChange),
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ControlHandle {
     tx: mpsc::Sender<Request>,
+    /// With `[cluster] etcd`: writes go to etcd first (see `cluster::store_writes`).
+    store: Option<Store>,
+}
+
+impl std::fmt::Debug for ControlHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlHandle").field("store", &self.store.is_some()).finish()
+    }
 }
 
 impl ControlHandle {
     pub fn new(tx: mpsc::Sender<Request>) -> Self {
-        Self { tx }
+        Self { tx, store: None }
+    }
+
+    /// Registrations, heartbeats and admin states go through `store` (every node sees them).
+    pub fn with_store(self, store: Store) -> Self {
+        Self { store: Some(store), ..self }
+    }
+
+    pub(crate) async fn check(&self, proposal: Proposal) -> Result<Admitted, ControlError> {
+        self.ask(|reply| Request::Check { proposal, reply }).await
     }
 
     async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, ControlError> {
@@ -104,18 +133,53 @@ impl ControlHandle {
         weight: u32,
         ttl: Duration,
     ) -> Result<bool, ControlError> {
+        match &self.store {
+            Some(store) => store_writes::register(self, store, service, address, weight, ttl).await,
+            None => self.register_here(service, address, weight, ttl).await,
+        }
+    }
+
+    pub(crate) async fn register_here(
+        &self,
+        service: String,
+        address: SocketAddr,
+        weight: u32,
+        ttl: Duration,
+    ) -> Result<bool, ControlError> {
         self.ask(|reply| Request::Register { service, address, weight, ttl, reply }).await
     }
 
     pub async fn heartbeat(&self, service: String, address: SocketAddr) -> Result<(), ControlError> {
-        self.ask(|reply| Request::Heartbeat { service, address, reply }).await
+        match &self.store {
+            Some(store) => store_writes::heartbeat(store, service, address).await,
+            None => self.ask(|reply| Request::Heartbeat { service, address, reply }).await,
+        }
     }
 
     pub async fn set_state(&self, service: String, address: SocketAddr, state: AdminState) -> Result<(), ControlError> {
+        match &self.store {
+            Some(store) => store_writes::set_state(self, store, service, address, state).await,
+            None => self.set_state_here(service, address, state).await,
+        }
+    }
+
+    pub(crate) async fn set_state_here(
+        &self,
+        service: String,
+        address: SocketAddr,
+        state: AdminState,
+    ) -> Result<(), ControlError> {
         self.ask(|reply| Request::SetState { service, address, state, reply }).await
     }
 
     pub async fn deregister(&self, service: String, address: SocketAddr) -> Result<(), ControlError> {
+        match &self.store {
+            Some(store) => store_writes::deregister(self, store, service, address).await,
+            None => self.deregister_here(service, address).await,
+        }
+    }
+
+    pub(crate) async fn deregister_here(&self, service: String, address: SocketAddr) -> Result<(), ControlError> {
         self.ask(|reply| Request::Deregister { service, address, reply }).await
     }
 
@@ -125,5 +189,12 @@ impl ControlHandle {
 
     pub async fn drain(&self, drain: bool) -> Result<bool, ControlError> {
         self.ask(|reply| Request::Drain { drain, reply }).await
+    }
+}
+
+/// The shared store's changes go to the controller as messages.
+impl Follower for ControlHandle {
+    async fn change(&self, change: StoreChange) -> bool {
+        self.tx.send(Request::Store(change)).await.is_ok()
     }
 }

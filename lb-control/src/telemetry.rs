@@ -52,6 +52,11 @@ pub struct TelemetryData {
     pub path: &'static str,
     /// `[cluster.bgp]`: what the speaker announces; `None` without BGP.
     pub bgp: Option<BgpTelemetry>,
+    /// The shared store (`[cluster] etcd`): None without one, else whether etcd answered
+    /// the last call.
+    pub store_up: Option<bool>,
+    /// API writes refused (503) because etcd was unreachable.
+    pub store_writes_refused_total: u64,
 }
 
 /// The BGP speaker's state, as it last applied and read it.

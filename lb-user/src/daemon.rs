@@ -18,6 +18,7 @@ use tracing::{info, warn};
 
 use crate::api::{self, ApiState};
 use lb_config::{Config, Mode};
+use lb_control::cluster::store::Store;
 use lb_control::cluster::SpeakerThread;
 use lb_control::controller::{Controller, Shared};
 use lb_control::registry::Registry;
@@ -41,11 +42,13 @@ pub async fn run(cfg: Config, config_path: &Path, detach_on_exit: bool) -> Resul
         .await
         .with_context(|| format!("admin API cannot listen on {}", cfg.daemon.admin_listen))?;
     info!(listen = %cfg.daemon.admin_listen, "admin API listening");
+    let telemetry = Arc::new(Telemetry::default());
+    // Before the data path too: a client that cannot be set up must not leave XDP attached.
+    let store = shared_store(&cfg, &telemetry).await?;
     let desired = Controller::desired(&cfg, &registry);
     let Started { path: dataplane, proxy_stats } = start_path(&cfg, &desired)?;
     info!(path = dataplane.name(), "lb is serving");
 
-    let telemetry = Arc::new(Telemetry::default());
     let path_name = dataplane.name();
     telemetry.update(|t| t.path = path_name);
     let token = Arc::new(RwLock::new(lb_config::Tokens::load(&cfg.daemon.token_file)));
@@ -64,7 +67,11 @@ pub async fn run(cfg: Config, config_path: &Path, detach_on_exit: bool) -> Resul
     let (reloads_tx, reloads) = mpsc::channel(8);
     let (stop_tx, stop) = watch::channel(false);
 
-    let control = ControlHandle::new(commands_tx);
+    let mut control = ControlHandle::new(commands_tx);
+    if let Some(store) = store {
+        control = control.with_store(store.clone());
+        tokio::spawn(lb_control::cluster::store_watch::run(store, control.clone(), stop.clone()));
+    }
     let api_state = ApiState {
         control: control.clone(),
         token: token.clone(),
@@ -105,6 +112,18 @@ pub async fn run(cfg: Config, config_path: &Path, detach_on_exit: bool) -> Resul
     }
     dataplane.shutdown(detach_on_exit, drain).await;
     Ok(())
+}
+
+/// With `[cluster] etcd`: the API's writes go through the shared store, and a task
+/// follows it for the controller. The client connects lazily: while etcd is down the node
+/// serves what its state file held, and keeps trying.
+async fn shared_store(cfg: &Config, telemetry: &Arc<Telemetry>) -> Result<Option<Store>> {
+    let Some(cluster) = cfg.cluster.as_ref().filter(|c| !c.etcd.is_empty()) else { return Ok(None) };
+    let store = Store::connect(&cluster.etcd, &cluster.etcd_prefix, telemetry.clone())
+        .await
+        .context("cannot set up the etcd client")?;
+    info!(etcd = %cluster.etcd.join(","), prefix = %cluster.etcd_prefix, "registrations and admin states are shared through etcd");
+    Ok(Some(store))
 }
 
 /// Raise the soft descriptor limit to the hard one (see `descriptors`) and log both.

@@ -120,6 +120,7 @@ fn control_plane(out: &mut Exposition, t: &TelemetryData, services: &[ServiceVie
     if let Some(bgp) = &t.bgp {
         bgp_families(out, bgp, services);
     }
+    store(out, t);
 }
 
 /// `[cluster.bgp]` only: what the speaker announces, its sessions, and the drain.
@@ -151,6 +152,23 @@ fn bgp_families(out: &mut Exposition, bgp: &lb_control::telemetry::BgpTelemetry,
         "gauge",
         "1 while the node drains (lb drain, SIGTERM): every VIP withdrawn, forwarding goes on.",
         [sample("lb_draining", &[], u8::from(bgp.draining))],
+    );
+}
+
+/// The shared store's series, only with `[cluster] etcd`.
+fn store(out: &mut Exposition, t: &TelemetryData) {
+    let Some(up) = t.store_up else { return };
+    out.family(
+        "lb_store_up",
+        "gauge",
+        "1 while the shared store (etcd) answers; 0 while it does not (the node serves its last known state and refuses writes).",
+        [sample("lb_store_up", &[], u8::from(up))],
+    );
+    out.family(
+        "lb_store_writes_refused_total",
+        "counter",
+        "API writes (registrations, heartbeats, states, deregistrations) refused with 503 because etcd was unreachable, since start.",
+        [sample("lb_store_writes_refused_total", &[], t.store_writes_refused_total)],
     );
 }
 
@@ -343,7 +361,7 @@ mod tests {
             admin_connections_refused_total: 5,
             health_check_seconds: [(("web".to_string(), "172.20.0.11:80".to_string()), h)].into(),
             path: "xdp",
-            bgp: None,
+            ..Default::default()
         }
     }
 
@@ -361,6 +379,18 @@ mod tests {
             Counter(v) | Gauge(v) | Untyped(v) => Some(v),
             _ => None,
         }
+    }
+
+    #[test]
+    fn store_series_only_with_a_store() {
+        let scrape = parse(&render(&telemetry(), &services(), None));
+        assert_eq!(value(&scrape, "lb_store_up", &[]), None, "no [cluster] etcd, no series");
+        let t = TelemetryData { store_up: Some(false), store_writes_refused_total: 2, ..telemetry() };
+        let scrape = parse(&render(&t, &services(), None));
+        assert_eq!(value(&scrape, "lb_store_up", &[]), Some(0.0));
+        assert_eq!(value(&scrape, "lb_store_writes_refused_total", &[]), Some(2.0));
+        let t = TelemetryData { store_up: Some(true), ..telemetry() };
+        assert_eq!(value(&parse(&render(&t, &services(), None)), "lb_store_up", &[]), Some(1.0));
     }
 
     #[test]

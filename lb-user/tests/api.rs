@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use lb_config::Tokens;
+use lb_control::cluster::store::Store;
+use lb_control::handle::{Admitted, Proposal};
 use lb_control::telemetry::{Histogram, TelemetryData};
 use lb_control::{BackendView, ControlError, ControlHandle, Request, ServiceView, Telemetry};
 use lb_user::api::{serve, ApiState, FlowWalks};
@@ -97,6 +99,13 @@ impl Fake {
                     None => Err(ControlError::Conflict("this node has no [cluster.bgp]".into())),
                 });
             }
+            Request::Check { proposal, reply } => {
+                // The real controller's checks are its own tests'; here: the service exists.
+                let (Proposal::Register(key) | Proposal::SetState(key) | Proposal::Deregister(key)) = &proposal;
+                self.seen.push(format!("check {} {}", key.service, key.address));
+                let _ = reply.send(self.service(&key.service).map(|_| Admitted { configured: false }));
+            }
+            Request::Store(change) => self.seen.push(format!("store {change:?}")),
             Request::Reload(reply) => {
                 self.seen.push("reload".into());
                 let _ = reply.send(if self.fail_reload {
@@ -163,6 +172,15 @@ async fn start() -> Api {
 /// The server, told that `admin_listen` is `listen` (it serves on an ephemeral loopback
 /// port all the same): what decides whether flow listings need the token.
 async fn start_listening_as(listen: SocketAddr) -> Api {
+    start_with(listen, None).await
+}
+
+/// With a shared store whose etcd is `etcd`.
+async fn start_with_store(etcd: &str) -> Api {
+    start_with("127.0.0.1:9100".parse().unwrap(), Some(etcd)).await
+}
+
+async fn start_with(listen: SocketAddr, etcd: Option<&str>) -> Api {
     let fake = Arc::new(Mutex::new(Fake { services: vec![web_service()], ..Default::default() }));
     let (tx, mut rx) = mpsc::channel(16);
     let f = fake.clone();
@@ -171,13 +189,18 @@ async fn start_listening_as(listen: SocketAddr) -> Api {
             f.lock().unwrap().handle(cmd);
         }
     });
+    let telemetry = Arc::new(Telemetry::default());
+    let mut control = ControlHandle::new(tx);
+    if let Some(etcd) = etcd {
+        control = control.with_store(Store::connect(&[etcd.to_string()], "/lb", telemetry.clone()).await.unwrap());
+    }
     let state = ApiState {
-        control: ControlHandle::new(tx),
+        control,
         token: Arc::new(RwLock::new(Tokens::parse(TOKEN))),
         admin_listen: listen,
         // Short, so that a test sees a second walk refused without waiting 10 s.
         flow_walks: FlowWalks::with_wait(std::time::Duration::from_millis(300)),
-        telemetry: Arc::new(Telemetry::default()),
+        telemetry,
         // Nothing is pinned here: /metrics must still answer, without data-path series.
         pin_path: PathBuf::from("/nonexistent/lb-api-test-pins"),
         ready: Arc::new(AtomicBool::new(false)),
@@ -423,6 +446,47 @@ async fn healthz_and_readyz_both_ways() {
     api.ready.store(true, Ordering::Release);
     let r = api.get("/readyz").await;
     assert_eq!((r.status, r.json()), (200, json!({"ready":true,"path":"xdp"})));
+}
+
+/// A shared store whose etcd does not answer: every write is a 503 with a JSON error that
+/// says so, after the controller's checks (an unknown service is still a 404) and before
+/// anything reaches the controller; `/readyz` stays 200 and says the store is unreachable.
+#[tokio::test]
+async fn with_etcd_unreachable_writes_are_503_and_nothing_changes() {
+    // Port 1 on loopback: nothing listens, the connection is refused at once.
+    let api = start_with_store("http://127.0.0.1:1").await;
+    let register = api.call("POST", "/v1/services/web/backends", r#"{"address":"172.20.0.99:80"}"#).await;
+    let message = register.error(503);
+    assert!(message.contains("etcd is unreachable") && message.contains("nothing was changed"), "{message}");
+    let state = api.call("PUT", "/v1/services/web/backends/172.20.0.11:80/state", r#"{"state":"maint"}"#).await;
+    assert!(state.error(503).contains("etcd is unreachable"));
+    let heartbeat = api.call("PUT", "/v1/services/web/backends/172.20.0.11:80/heartbeat", "").await;
+    assert!(heartbeat.error(503).contains("etcd is unreachable"));
+    let deregister = api.call("DELETE", "/v1/services/web/backends/172.20.0.11:80", "").await;
+    assert!(deregister.error(503).contains("etcd is unreachable"));
+    let unknown = api.call("POST", "/v1/services/nope/backends", r#"{"address":"172.20.0.99:80"}"#).await;
+    unknown.error(404);
+    assert_eq!(
+        api.seen(),
+        [
+            "check web 172.20.0.99:80",
+            "check web 172.20.0.11:80",
+            "check web 172.20.0.11:80",
+            "check nope 172.20.0.99:80"
+        ],
+        "checked, never applied"
+    );
+    let services = api.services().await;
+    assert!(backend(&services, "web", "172.20.0.99:80").is_none());
+    assert_eq!(backend(&services, "web", "172.20.0.11:80").unwrap()["state"], "ready");
+
+    api.ready.store(true, Ordering::Release);
+    let r = api.get("/readyz").await;
+    assert_eq!(r.status, 200, "the data path serves its last known state");
+    assert_eq!(r.json()["store"], "unreachable");
+    let metrics = api.get("/metrics").await.body;
+    assert!(metrics.contains("\nlb_store_up 0\n"), "{metrics}");
+    assert!(metrics.contains("\nlb_store_writes_refused_total 4\n"), "{metrics}");
 }
 
 #[tokio::test]

@@ -39,6 +39,8 @@ const APT_PACKAGES: &[&str] = &[
     "bird2",
     "etcd-server",
     "etcd-client",
+    // The `etcd-client` crate's build script compiles etcd's .proto files with it.
+    "protobuf-compiler",
 ];
 
 /// Whether something already provides what a package would (a command that runs).

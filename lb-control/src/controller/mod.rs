@@ -4,7 +4,7 @@
 //! in line with the backends that now exist.
 //!
 //! The loop and the reconcile are here; each concern's handlers are in their own file:
-//! `registrations` (agents and admin states), `checks` (active health), `ejections`
+//! `registrations` (agents and admin states), `shared` (the shared store's changes), `checks` (active health), `ejections`
 //! (passive outcomes and circuit breakers), `retiring` (removed backends' grace period) and
 //! `views` (what the API shows).
 use std::collections::HashMap;
@@ -33,6 +33,7 @@ mod ejections;
 mod memory;
 mod registrations;
 mod retiring;
+mod shared;
 mod views;
 
 #[cfg(test)]
@@ -88,6 +89,9 @@ pub struct Controller {
     announce: Option<tokio::sync::watch::Sender<crate::cluster::Announcement>>,
     /// `lb drain`, SIGTERM with BGP: every VIP withdrawn, forwarding unchanged.
     draining: bool,
+    /// `[cluster] etcd` at start: registrations and admin states are the shared store's
+    /// (see `shared`), and etcd's leases, not this node's clock, end registrations.
+    store_backed: bool,
 }
 
 impl Controller {
@@ -103,6 +107,7 @@ impl Controller {
         // left those registrations out already (see `sources`); here they leave for good.
         let now = Instant::now();
         let desired = memory::desired_at_start(&cfg, &registry, now);
+        let store_backed = cfg.cluster.as_ref().is_some_and(|c| !c.etcd.is_empty());
         let mut controller = Controller {
             cfg,
             config_path,
@@ -123,6 +128,7 @@ impl Controller {
             ticks: 0,
             announce: None,
             draining: false,
+            store_backed,
         };
         controller.restore_memory(now);
         let dropped = controller.drop_refused_at_start();
@@ -192,13 +198,19 @@ impl Controller {
             Request::Drain { drain, reply } => {
                 let _ = reply.send(self.drain(drain));
             }
+            Request::Check { proposal, reply } => {
+                let _ = reply.send(self.check(&proposal));
+            }
+            Request::Store(change) => self.store_change(change),
         }
     }
 
     fn tick(&mut self) {
         let now = Instant::now();
         self.end_grace_periods(now);
-        self.expire_leases(now);
+        if self.leases_run_out_here() {
+            self.expire_leases(now);
+        }
         let (dataplane, desired) = (&mut self.dataplane, &self.desired);
         match off_runtime(|| dataplane.refresh_neighbours(desired)) {
             Ok(true) => self.apply(),

@@ -56,7 +56,7 @@ impl Controller {
 
     /// A backend the service does not have yet needs a free slot: the data path's backend
     /// ids are shared by every service, and draining backends still hold theirs.
-    fn room_for(&self, key: &BackendKey) -> Result<(), ControlError> {
+    pub(super) fn room_for(&self, key: &BackendKey) -> Result<(), ControlError> {
         let present = self
             .desired
             .services
@@ -120,13 +120,13 @@ impl Controller {
 
     /// A backend that leaves every source takes its API-set admin state with it: an agent
     /// that drained, deregistered and comes back later starts `ready`, not stuck in drain.
+    /// With a shared store the states are etcd's: the API's deregistration clears the key
+    /// there, and every node follows.
     pub(super) fn forget_state_unless_configured(&mut self, key: &BackendKey) {
-        let configured = self
-            .cfg
-            .services
-            .iter()
-            .any(|s| s.name == key.service && s.backends.iter().any(|b| b.address == key.address));
-        if !configured {
+        if self.store_backed {
+            return;
+        }
+        if !self.configured(key) {
             self.registry.states.remove(key);
         }
     }

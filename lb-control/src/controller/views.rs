@@ -37,10 +37,13 @@ impl Controller {
                                 age_seconds: now.saturating_duration_since(c.finished).as_secs_f64(),
                             }),
                             sources: source_names(b.sources).iter().map(|s| s.to_string()).collect(),
+                            // With a shared store the lease is etcd's: this node does
+                            // not know when it runs out.
                             lease_expires_in_seconds: self
                                 .registry
                                 .registrations
                                 .get(&key)
+                                .filter(|_| !self.store_backed)
                                 .map(|r| r.expires_at.saturating_duration_since(now).as_secs_f64()),
                             proxy: self.dataplane.backend_counters(&s.name, b.address),
                             circuit: b.circuit.as_str().to_string(),

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use super::failover::Balancers;
 use lb_config::{format_duration, AdminState};
 
 /// Every request gives up after this long; a hung LB must not hold the agent (or its
@@ -188,7 +189,8 @@ impl ApiError {
 /// The blocking admin API client. One request at a time, [`REQUEST_TIMEOUT`] each.
 #[derive(Debug)]
 pub struct ApiClient {
-    base: ApiUrl,
+    /// One balancer, or several of a fleet (see `failover`).
+    balancers: Balancers,
     /// Replaced when the token file is read again (after a 401).
     auth: std::sync::Mutex<Auth>,
     /// Where the token came from, if from a file.
@@ -197,7 +199,7 @@ pub struct ApiClient {
 }
 
 impl ApiClient {
-    pub fn new(base: ApiUrl, auth: Auth) -> ApiClient {
+    pub fn new(balancers: impl Into<Balancers>, auth: Auth) -> ApiClient {
         let http = ureq::AgentBuilder::new()
             .timeout(REQUEST_TIMEOUT)
             .timeout_connect(REQUEST_TIMEOUT)
@@ -205,12 +207,12 @@ impl ApiClient {
             .redirects(0)
             .user_agent(concat!("lb-agent/", env!("CARGO_PKG_VERSION")))
             .build();
-        ApiClient { base, auth: std::sync::Mutex::new(auth), token_file: None, http }
+        ApiClient { balancers: balancers.into(), auth: std::sync::Mutex::new(auth), token_file: None, http }
     }
 
     /// A client whose token is `path`'s, read again by [`reload_token`](Self::reload_token).
-    pub fn with_token_file(base: ApiUrl, path: &Path) -> Result<ApiClient, TokenFileError> {
-        let mut client = ApiClient::new(base, Auth::from_token_file(path)?);
+    pub fn with_token_file(balancers: impl Into<Balancers>, path: &Path) -> Result<ApiClient, TokenFileError> {
+        let mut client = ApiClient::new(balancers, Auth::from_token_file(path)?);
         client.token_file = Some(path.to_path_buf());
         Ok(client)
     }
@@ -230,8 +232,9 @@ impl ApiClient {
         Ok(changed)
     }
 
+    /// The balancer requests go to first (the one that answered last).
     pub fn base(&self) -> &ApiUrl {
-        &self.base
+        self.balancers.current()
     }
 
     /// `POST /v1/services/{service}/backends` `{"address","weight","ttl"}` -> 201.
@@ -241,19 +244,19 @@ impl ApiClient {
             "weight": weight,
             "ttl": format_duration(ttl),
         });
-        self.call("POST", &self.backends_url(service), Some(body)).map(drop)
+        self.call("POST", &backends_path(service), Some(body)).map(drop)
     }
 
     /// `PUT .../backends/{address}/heartbeat` -> 200: renews the lease.
     pub fn heartbeat(&self, service: &str, address: SocketAddr) -> Result<(), ApiError> {
-        let url = format!("{}/heartbeat", self.backend_url(service, address));
+        let url = format!("{}/heartbeat", backend_path(service, address));
         self.call("PUT", &url, None).map(drop)
     }
 
     /// `PUT .../backends/{address}/state` `{"state"}` -> 200. Returns the state the server
     /// reports in its answer (`{"state": ...}` at the top level), else the one requested.
     pub fn set_state(&self, service: &str, address: SocketAddr, state: AdminState) -> Result<String, ApiError> {
-        let url = format!("{}/state", self.backend_url(service, address));
+        let url = format!("{}/state", backend_path(service, address));
         let answer = self.call("PUT", &url, Some(json!({ "state": state.as_str() })))?;
         let reported = serde_json::from_str::<Value>(&answer)
             .ok()
@@ -264,26 +267,23 @@ impl ApiClient {
     /// `POST /v1/drain` `{"drain"}` -> 200: withdraw this node's BGP announcements (or,
     /// with `false`, announce again). Returns whether the node was draining before.
     pub fn drain(&self, drain: bool) -> Result<bool, ApiError> {
-        let answer = self.call("POST", &format!("{}/v1/drain", self.base), Some(json!({ "drain": drain })))?;
+        let answer = self.call("POST", "/v1/drain", Some(json!({ "drain": drain })))?;
         let was = serde_json::from_str::<Value>(&answer).ok().and_then(|v| v.get("was_draining")?.as_bool());
         Ok(was.unwrap_or(false))
     }
 
     /// `DELETE .../backends/{address}` -> 204.
     pub fn deregister(&self, service: &str, address: SocketAddr) -> Result<(), ApiError> {
-        self.call("DELETE", &self.backend_url(service, address), None).map(drop)
+        self.call("DELETE", &backend_path(service, address), None).map(drop)
     }
 
-    fn backends_url(&self, service: &str) -> String {
-        format!("{}/v1/services/{}/backends", self.base, encode_path_segment(service))
+    /// Sends one request to the balancers in turn (see `failover`); a 2xx answer's body is
+    /// returned.
+    fn call(&self, method: &'static str, path: &str, body: Option<Value>) -> Result<String, ApiError> {
+        self.balancers.try_in_turn(|base| self.call_one(method, &format!("{base}{path}"), body.clone()))
     }
 
-    fn backend_url(&self, service: &str, address: SocketAddr) -> String {
-        format!("{}/{}", self.backends_url(service), encode_path_segment(&address.to_string()))
-    }
-
-    /// Sends one request; a 2xx answer's body is returned.
-    fn call(&self, method: &'static str, url: &str, body: Option<Value>) -> Result<String, ApiError> {
+    fn call_one(&self, method: &'static str, url: &str, body: Option<Value>) -> Result<String, ApiError> {
         let mut request = self.http.request(method, url);
         let auth = self.auth();
         if let Auth::Bearer(token) = &auth {
@@ -326,6 +326,14 @@ impl ApiClient {
             }
         }
     }
+}
+
+fn backends_path(service: &str) -> String {
+    format!("/v1/services/{}/backends", encode_path_segment(service))
+}
+
+fn backend_path(service: &str, address: SocketAddr) -> String {
+    format!("{}/{}", backends_path(service), encode_path_segment(&address.to_string()))
 }
 
 /// The server's `{"error": "..."}` text; else the body itself; else the reason phrase.
@@ -416,7 +424,7 @@ mod tests {
     fn the_first_line_of_a_token_file_is_sent_and_a_reload_picks_up_a_new_one() {
         let path = std::env::temp_dir().join(format!("lb-client-token-{}", std::process::id()));
         std::fs::write(&path, "\n  new \nold\n").unwrap();
-        let client = ApiClient::with_token_file("http://127.0.0.1:9".parse().unwrap(), &path).unwrap();
+        let client = ApiClient::with_token_file("http://127.0.0.1:9".parse::<ApiUrl>().unwrap(), &path).unwrap();
         assert_eq!(client.auth(), Auth::Bearer("new".into()));
         assert!(!client.reload_token().unwrap(), "unchanged");
         std::fs::write(&path, "newer\n").unwrap();

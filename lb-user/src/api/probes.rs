@@ -1,4 +1,5 @@
-//! `/healthz` (the process answers) and `/readyz` (the data path is serving).
+//! `/healthz` (the process answers) and `/readyz` (the data path is serving; with a shared
+//! store, whether etcd answers).
 use std::sync::atomic::Ordering;
 
 use axum::extract::State;
@@ -18,5 +19,11 @@ pub async fn readyz(State(state): State<ApiState>) -> (StatusCode, Json<Value>) 
     let path = state.telemetry.snapshot().path;
     let path = (!path.is_empty()).then_some(path);
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(json!({ "ready": ready, "path": path })))
+    let mut body = json!({ "ready": ready, "path": path });
+    // With a shared store: whether etcd answers. Readiness does not depend on it: the data
+    // path serves its last known state either way.
+    if let Some(up) = state.telemetry.snapshot().store_up {
+        body["store"] = json!(if up { "ok" } else { "unreachable" });
+    }
+    (status, Json(body))
 }

@@ -23,9 +23,11 @@ const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
 /// How to reach the admin API; shared by `lb agent` and `lb backend`.
 #[derive(Args, Debug, Clone)]
 pub struct ApiArgs {
-    /// The LB's admin API (daemon.admin_listen), e.g. http://127.0.0.1:9100
-    #[arg(long, value_name = "URL")]
-    pub api: ApiUrl,
+    /// The LB's admin API (daemon.admin_listen), e.g. http://127.0.0.1:9100. A fleet's
+    /// balancers: repeat the flag or list them with commas; an unreachable one, or one that
+    /// answers 5xx, hands the request to the next
+    #[arg(long, value_name = "URL", required = true, value_delimiter = ',')]
+    pub api: Vec<ApiUrl>,
     /// File holding the bearer token for mutating API calls (daemon.token_file); when it does
     /// not exist, requests go without a token
     #[arg(long, value_name = "FILE", default_value = DEFAULT_TOKEN_FILE)]

@@ -1,0 +1,2 @@
+//! What the lb-control integration tests share.
+pub mod etcd;
