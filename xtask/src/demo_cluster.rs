@@ -5,15 +5,13 @@
 //! until the router's ECMP set shrank, and the requests again on the survivors. Across the
 //! kill, a few long-lived connections (a line every 100 ms) say whether they kept their
 //! backend, those through the killed node included.
-mod held;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use testenv::cluster::{
-    self, metric_sum, next_hops, node_name, service_name, wait_next_hops, Node, BALANCERS, CLIENT_NS, ECHO_PORT,
-    HTTP_PORT, VIP_DSR,
+    self, metric_sum, next_hops, node_name, service_name, wait_next_hops, Held, Hold, Node, Outcome, BALANCERS,
+    CLIENT_NS, ECHO_PORT, HTTP_PORT, VIP_DSR,
 };
 
 const REQUESTS: usize = 12;
@@ -27,6 +25,9 @@ const NEW_FLOWS: &str = "lb_backend_new_flows_total";
 /// How long the held connections talk: past the kill, the router's reaction and the second
 /// round of requests.
 const HELD_SECONDS: u64 = 12;
+/// The long-lived connections: a few to the dsr VIP's echo port, a reply missing for 1 s
+/// counts as broken.
+const HOLD: Hold = Hold { vip: VIP_DSR, first_port: 42000, connections: 6, seconds: HELD_SECONDS, silence: 1 };
 
 pub fn run() -> Result<()> {
     if !crate::cmd::is_root() {
@@ -54,11 +55,11 @@ pub fn run() -> Result<()> {
 
     println!(
         "\n==> {} long-lived connections to {VIP_DSR}:{ECHO_PORT} (dsr echo), a line every 100 ms",
-        held::CONNECTIONS
+        HOLD.connections
     );
-    let held = held::Held::open(HELD_SECONDS)?;
+    let held = Held::open(HOLD)?;
     std::thread::sleep(Duration::from_millis(300));
-    let via = held::nodes_of_connections(&nodes)?;
+    let via = held.nodes(&nodes)?;
     for (port, node) in &via {
         println!("  client port {port}: via {}", node_name(*node));
     }
@@ -107,9 +108,9 @@ struct HeldCount {
     victim: (usize, usize),
 }
 
-fn show_held(talked: &BTreeMap<u16, held::Outcome>, via: &BTreeMap<u16, u8>) -> HeldCount {
+fn show_held(talked: &BTreeMap<u16, Outcome>, via: &BTreeMap<u16, u8>) -> HeldCount {
     let mut count = HeldCount { survivors: (0, 0), victim: (0, 0) };
-    for (port, held::Outcome { backend, exchanges, broken }) in talked {
+    for (port, Outcome { backend, exchanges, broken }) in talked {
         let node = via.get(port).copied();
         let outcome = match broken {
             None => "unbroken".to_string(),

@@ -41,6 +41,7 @@ token_file = "{TOKEN_FILE}"
 node = "{node}"
 hash_seed = {HASH_SEED}
 etcd = ["{etcd}"]
+drain_grace = "2s"
 
 [cluster.bgp]
 speaker = "bird"

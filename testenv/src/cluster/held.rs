@@ -1,30 +1,47 @@
-//! Long-lived connections across a node's death, for `demo --cluster`: the client holds a
-//! few connections to the dsr VIP's echo port and exchanges a line on each every 100 ms;
-//! each connection's node is read off the nodes' flow tables; after the kill, each one says
-//! whether it kept talking to the same backend.
+//! Long-lived connections across a node's death or drain (`demo --cluster` and the fleet's
+//! network tests): the client holds connections to a VIP's echo port and exchanges a line on
+//! each every 100 ms; each connection's node is read off the nodes' flow tables; at the end
+//! each one says whether it kept talking to the same backend, without a reset or a
+//! silence longer than its limit.
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Lines};
 use std::process::{Child, ChildStdout};
 
+use super::node::Node;
+use super::topology::{node_name, CLIENT_NS, CLIENT_V4, ECHO_PORT};
 use anyhow::{bail, Context, Result};
-use testenv::cluster::{node_name, Node, CLIENT_NS, CLIENT_V4, ECHO_PORT, VIP_DSR};
 
-pub const CONNECTIONS: u16 = 6;
-const FIRST_PORT: u16 = 42000;
+/// What to hold: `connections` connections to `vip`'s echo port from client ports
+/// `first_port..`, talking for `seconds`; a reply missing for `silence` seconds breaks one.
+#[derive(Clone, Copy, Debug)]
+pub struct Hold {
+    pub vip: &'static str,
+    pub first_port: u16,
+    pub connections: u16,
+    pub seconds: u64,
+    pub silence: u64,
+}
+
+impl Hold {
+    fn ports(&self) -> std::ops::Range<u16> {
+        self.first_port..self.first_port + self.connections
+    }
+}
 
 /// The client's script: connects, says `ready`, talks for `seconds`, then prints one line
 /// per connection: `PORT BACKEND EXCHANGES ok|broken [WHY]`. A reply from another backend
-/// than the first, a reset, or a reply missing for 1 s breaks the connection.
-fn script(seconds: u64) -> String {
+/// than the first, a reset, or a reply missing for `silence` seconds breaks the connection.
+fn script(h: &Hold) -> String {
+    let Hold { vip, first_port, connections, seconds, silence } = *h;
     format!(
         r#"import socket, time
 conns = []
-for port in range({FIRST_PORT}, {FIRST_PORT} + {CONNECTIONS}):
+for port in range({first_port}, {first_port} + {connections}):
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind(("{CLIENT_V4}", port))
-    s.settimeout(1)
-    s.connect(("{VIP_DSR}", {ECHO_PORT}))
+    s.settimeout({silence})
+    s.connect(("{vip}", {ECHO_PORT}))
     conns.append({{"port": port, "sock": s, "reader": s.makefile("rb"), "backend": None, "n": 0, "why": None}})
 print("ready", flush=True)
 end = time.time() + {seconds}
@@ -65,16 +82,17 @@ pub struct Outcome {
 pub struct Held {
     child: Child,
     lines: Lines<BufReader<ChildStdout>>,
+    hold: Hold,
 }
 
 impl Held {
-    /// Opens the connections (they talk for `seconds`) and waits until all are up.
-    pub fn open(seconds: u64) -> Result<Held> {
-        let mut child = testenv::spawn(CLIENT_NS, &["python3", "-c", &script(seconds)])?;
+    /// Opens the connections and waits until all are up.
+    pub fn open(hold: Hold) -> Result<Held> {
+        let mut child = crate::spawn(CLIENT_NS, &["python3", "-c", &script(&hold)])?;
         let stdout = child.stdout.take().context("the client script's stdout")?;
         let mut lines = BufReader::new(stdout).lines();
         match lines.next() {
-            Some(Ok(line)) if line == "ready" => Ok(Held { child, lines }),
+            Some(Ok(line)) if line == "ready" => Ok(Held { child, lines, hold }),
             other => {
                 let _ = child.kill();
                 let out = child.wait_with_output()?;
@@ -98,15 +116,20 @@ impl Held {
             results.insert(port.parse()?, Outcome { backend: backend.to_string(), exchanges: n.parse()?, broken });
         }
         let status = self.child.wait()?;
-        if !status.success() || results.len() != CONNECTIONS as usize {
+        if !status.success() || results.len() != self.hold.connections as usize {
             bail!("the client script ended with {status} and {} results", results.len());
         }
         Ok(results)
     }
+
+    /// Which node each connection goes through: the node whose flow table has it.
+    pub fn nodes(&self, nodes: &[Node]) -> Result<BTreeMap<u16, u8>> {
+        nodes_of_connections(nodes, self.hold.ports())
+    }
 }
 
-/// Which node each held connection went through: the node whose flow table has it.
-pub fn nodes_of_connections(nodes: &[Node]) -> Result<BTreeMap<u16, u8>> {
+/// Which node each client port of `ports` went through: the node whose flow table has it.
+pub fn nodes_of_connections(nodes: &[Node], ports: std::ops::Range<u16>) -> Result<BTreeMap<u16, u8>> {
     let mut found = BTreeMap::new();
     for node in nodes {
         let out = node.cli(&["list", "flows", "--json"])?;
@@ -117,7 +140,7 @@ pub fn nodes_of_connections(nodes: &[Node]) -> Result<BTreeMap<u16, u8>> {
         for row in rows {
             let client = row["client"].as_str().unwrap_or_default();
             let port = client.strip_prefix(&format!("{CLIENT_V4}:")).and_then(|p| p.parse::<u16>().ok());
-            if let Some(port) = port.filter(|p| (FIRST_PORT..FIRST_PORT + CONNECTIONS).contains(p)) {
+            if let Some(port) = port.filter(|p| ports.contains(p)) {
                 found.insert(port, node.i);
             }
         }
