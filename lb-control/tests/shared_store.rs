@@ -50,8 +50,38 @@ const SERVICES: &str = "[[service]]\nname = \"web\"\nvip = \"10.0.0.100:80\"\n\
                         [[service.backend]]\naddress = \"10.200.1.1:80\"\n\
                         [service.health_check]\ntype = \"none\"\n";
 
+/// Every flow to one backend fails, as the data path's passive outcomes report it.
+struct Failing(lb_control::registry::BackendKey);
+
+impl DataPath for Failing {
+    fn name(&self) -> &'static str {
+        "failing"
+    }
+    fn reconcile(&mut self, _desired: &Desired) -> anyhow::Result<()> {
+        Ok(())
+    }
+    fn outcomes(&mut self) -> Vec<Outcome> {
+        vec![Outcome { backend: self.0.clone(), succeeded: 0, failed: 5 }]
+    }
+    fn shutdown(self: Box<Self>, _detach: bool, _drain: Duration) -> Shutdown {
+        Box::pin(async {})
+    }
+}
+
+/// Passive ejection on: three failed flows in a row eject a backend for 3 s.
+const BREAKING: &str = "[[service]]\nname = \"web\"\nvip = \"10.0.0.100:80\"\n\
+                        [[service.backend]]\naddress = \"10.200.1.1:80\"\n\
+                        [[service.backend]]\naddress = \"10.200.1.2:80\"\n\
+                        [service.health_check]\ntype = \"none\"\n\
+                        [service.circuit_breaker]\nconsecutive_failures = 3\nbase_ejection = \"3s\"\n\
+                        max_ejected_percent = 50\n";
+
 impl Node {
     async fn start(etcd: &str, prefix: &str) -> Node {
+        Self::start_with(etcd, prefix, SERVICES, Box::new(Accepting)).await
+    }
+
+    async fn start_with(etcd: &str, prefix: &str, services: &str, datapath: Box<dyn DataPath>) -> Node {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
         let dir = std::env::temp_dir().join(format!("lb-store-node-{}-{n}", std::process::id()));
@@ -59,7 +89,7 @@ impl Node {
         std::fs::create_dir_all(&dir).unwrap();
         let state = dir.join("state.json");
         let text = format!(
-            "[daemon]\nstate_file = {:?}\n[cluster]\netcd = [{etcd:?}]\netcd_prefix = {prefix:?}\n{SERVICES}",
+            "[daemon]\nstate_file = {:?}\n[cluster]\nnode = \"n{n}\"\netcd = [{etcd:?}]\netcd_prefix = {prefix:?}\n{services}",
             state.display().to_string()
         );
         std::fs::write(dir.join("lb.toml"), &text).unwrap();
@@ -75,12 +105,15 @@ impl Node {
         let (commands_tx, commands) = mpsc::channel(64);
         let (_reloads_tx, reloads) = mpsc::channel(1);
         let (stop, stopped) = watch::channel(false);
-        let controller = Controller::new(cfg, dir.join("lb.toml"), Box::new(Accepting), registry, reports_tx, shared);
+        let controller = Controller::new(cfg, dir.join("lb.toml"), datapath, registry, reports_tx, shared);
+        let store = Store::connect(&[etcd.to_string()], prefix, telemetry.clone()).await.unwrap();
+        let (ejections_tx, ejections) = mpsc::unbounded_channel();
+        let controller = controller.with_ejection_sink(ejections_tx);
+        tokio::spawn(store.clone().share_ejections(ejections));
         tokio::spawn(async move {
             let _keep = _reloads_tx;
             controller.run(commands, reports, reloads, stopped).await;
         });
-        let store = Store::connect(&[etcd.to_string()], prefix, telemetry.clone()).await.unwrap();
         let control = ControlHandle::new(commands_tx).with_store(store.clone());
         tokio::spawn(store_watch::run(store, control.clone(), stop.subscribe()));
         Node { control, telemetry, stop, dir }
@@ -327,4 +360,43 @@ async fn misfits_written_to_etcd_by_hand_are_ignored_and_the_rest_applies() {
     })
     .await;
     assert_eq!(b.control.services().await.unwrap()[0].backends.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_ejected_by_one_nodes_breaker_leaves_rotation_on_every_node() {
+    if !test_etcd::available() {
+        return;
+    }
+    let etcd = tokio::task::block_in_place(|| TestEtcd::start("ejections"));
+    let failing = lb_control::registry::BackendKey::new("web", addr("10.200.1.1:80"));
+    let b = Node::start_with(&etcd.url(), "/lb", BREAKING, Box::new(Accepting)).await;
+    until("node b reads the store", Duration::from_secs(5), || async { b.store_up() == Some(true) }).await;
+    let circuit = |node: &Node, address: &'static str| {
+        let control = node.control.clone();
+        async move {
+            let services = control.services().await.ok()?;
+            let web = services.into_iter().find(|s| s.name == "web")?;
+            web.backends.into_iter().find(|v| v.address == address).map(|v| v.circuit)
+        }
+    };
+    assert_eq!(circuit(&b, "10.200.1.1:80").await.as_deref(), Some("closed"), "node b sees no failure itself");
+    // Node a's flows to the backend fail: its breaker opens, and node b follows.
+    let t0 = Instant::now();
+    let a = Node::start_with(&etcd.url(), "/lb", BREAKING, Box::new(Failing(failing))).await;
+    until("node a ejects the backend", Duration::from_secs(5), || async {
+        circuit(&a, "10.200.1.1:80").await.as_deref() == Some("open")
+    })
+    .await;
+    let ejected_on_a = t0.elapsed();
+    until("node b ejects it too", Duration::from_secs(1), || async {
+        circuit(&b, "10.200.1.1:80").await.as_deref() == Some("open")
+    })
+    .await;
+    println!("ejection shared: open on node b {:?} after node a's breaker opened", t0.elapsed() - ejected_on_a);
+    assert_eq!(circuit(&b, "10.200.1.2:80").await.as_deref(), Some("closed"), "only the failing backend");
+    // The ejection ends on node b by its own clock (3 s), then b runs its own trial.
+    until("node b's ejection ends", Duration::from_secs(6), || async {
+        circuit(&b, "10.200.1.1:80").await.as_deref() == Some("half_open")
+    })
+    .await;
 }

@@ -68,9 +68,9 @@ pub async fn run(cfg: Config, config_path: &Path, detach_on_exit: bool) -> Resul
     let (stop_tx, stop) = watch::channel(false);
 
     let mut control = ControlHandle::new(commands_tx);
-    if let Some(store) = store {
+    if let Some(store) = &store {
         control = control.with_store(store.clone());
-        tokio::spawn(lb_control::cluster::store_watch::run(store, control.clone(), stop.clone()));
+        tokio::spawn(lb_control::cluster::store_watch::run(store.clone(), control.clone(), stop.clone()));
     }
     let api_state = ApiState {
         control: control.clone(),
@@ -96,6 +96,12 @@ pub async fn run(cfg: Config, config_path: &Path, detach_on_exit: bool) -> Resul
     let drain = cfg.daemon.drain_timeout;
     let shared = Shared { telemetry: telemetry.clone(), token, ready };
     let mut controller = Controller::new(cfg, config_path.to_path_buf(), dataplane, registry, reports_tx, shared);
+    if let Some(store) = store {
+        // Circuit breakers' ejections go to the fleet through the store.
+        let (ejections_tx, ejections) = mpsc::unbounded_channel();
+        controller = controller.with_ejection_sink(ejections_tx);
+        tokio::spawn(store.share_ejections(ejections));
+    }
     // The controller first: the speaker's first BIRD config already holds what to announce.
     let mut speaker = None;
     if let Some(bgp) = bgp {

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::{Client, ConnectOptions, GetOptions, PutOptions};
-use tracing::debug;
+use tracing::{debug, info, warn};
 
-use super::store_keys::{Keys, RegistrationValue, StateValue};
+use super::store_keys::{EjectionValue, Keys, RegistrationValue, StateValue};
 use crate::registry::BackendKey;
 use crate::telemetry::Telemetry;
 use lb_config::AdminState;
@@ -175,6 +175,31 @@ impl Store {
         let mut client = self.client();
         self.call("clearing an admin state", client.delete(self.keys.state(key), None)).await?;
         Ok(())
+    }
+
+    /// Share a circuit breaker's ejection: the key lives on a lease of `length` (whole
+    /// seconds, rounded up), so it leaves by itself when the ejection ends.
+    pub async fn eject(&self, key: &BackendKey, value: &EjectionValue, length: Duration) -> Result<(), StoreError> {
+        let mut client = self.client();
+        let seconds = length.as_millis().div_ceil(1000).max(1) as i64;
+        let lease = self.call("granting a lease", client.lease_grant(seconds, None)).await?.id();
+        let json = serde_json::to_vec(value).expect("an ejection value serializes");
+        let put = PutOptions::new().with_lease(lease);
+        self.call("writing an ejection", client.put(self.keys.ejection(key), json, Some(put))).await?;
+        Ok(())
+    }
+
+    /// Write each ejection this node's breakers share (`Controller::with_ejection_sink`)
+    /// until the controller is gone. One that cannot be written (etcd unreachable) stays this
+    /// node's alone, and the log says so: it is an observation, not an operator's write, so
+    /// nobody waits on it.
+    pub async fn share_ejections(self, mut rx: tokio::sync::mpsc::UnboundedReceiver<super::SharedEjection>) {
+        while let Some(e) = rx.recv().await {
+            match self.eject(&e.key, &e.value, e.length).await {
+                Ok(()) => info!(service = %e.key.service, backend = %e.key.address, "ejection shared with the fleet"),
+                Err(err) => warn!(service = %e.key.service, backend = %e.key.address, "ejection not shared: {err}"),
+            }
+        }
     }
 
     /// Everything under the prefix in one read, and the revision it was read at.

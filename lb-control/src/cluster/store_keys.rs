@@ -1,6 +1,8 @@
 //! Where the fleet's shared state lives in etcd, and what each key holds:
 //! `{prefix}/registrations/{service}/{address}` → `{"weight": N, "ttl_ms": N}` (on a lease
-//! of the agent's TTL) and `{prefix}/states/{service}/{address}` → `{"state": "drain"}`.
+//! of the agent's TTL), `{prefix}/states/{service}/{address}` → `{"state": "drain"}`, and
+//! `{prefix}/ejections/{service}/{address}` → `{"until_unix_ms": N, "in_row": N, "node":
+//! "lb1"}` (on a lease as long as the ejection: a circuit breaker that opened on one node).
 //! Service names cannot hold a `/` (see the config's name rule), addresses never do.
 use std::time::Duration;
 
@@ -11,6 +13,7 @@ use lb_config::AdminState;
 
 const REGISTRATIONS: &str = "registrations";
 const STATES: &str = "states";
+const EJECTIONS: &str = "ejections";
 
 /// The value of a registration key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,11 +36,25 @@ pub struct StateValue {
     pub state: AdminState,
 }
 
+/// The value of an ejection key: a node's circuit breaker opened for the backend; every
+/// node takes it out of rotation until the wall-clock end (nodes' clocks are assumed in
+/// step, as NTP keeps them; a skew only lengthens or shortens the ejection elsewhere).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EjectionValue {
+    pub until_unix_ms: u64,
+    /// Ejections in a row on the node that ejected, so that the next one keeps doubling.
+    pub in_row: u32,
+    /// The node whose breaker opened (for the logs).
+    pub node: String,
+}
+
 /// What a key under the prefix names.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Entry {
     Registration(BackendKey),
     State(BackendKey),
+    Ejection(BackendKey),
 }
 
 /// The key layout under one prefix (`/lb` by default, without a trailing `/`).
@@ -64,6 +81,10 @@ impl Keys {
         format!("{}/{STATES}/{}/{}", self.prefix, key.service, key.address)
     }
 
+    pub fn ejection(&self, key: &BackendKey) -> String {
+        format!("{}/{EJECTIONS}/{}/{}", self.prefix, key.service, key.address)
+    }
+
     /// What `key` names, or why it names nothing this version knows (a key written by
     /// hand, or by a later version): such keys are logged and left alone.
     pub fn parse(&self, key: &[u8]) -> Result<Entry, String> {
@@ -81,6 +102,7 @@ impl Keys {
         match kind {
             REGISTRATIONS => Ok(Entry::Registration(backend)),
             STATES => Ok(Entry::State(backend)),
+            EJECTIONS => Ok(Entry::Ejection(backend)),
             other => Err(format!("key {text:?}: unknown kind {other:?}")),
         }
     }
@@ -98,6 +120,8 @@ mod tests {
         assert_eq!(keys.registration(&v4), "/lb/registrations/web/10.0.0.1:80");
         assert_eq!(keys.state(&v6), "/lb/states/v6.api/[fd00::1]:8080");
         assert_eq!(keys.parse(keys.registration(&v6).as_bytes()), Ok(Entry::Registration(v6.clone())));
+        assert_eq!(keys.parse(keys.ejection(&v6).as_bytes()), Ok(Entry::Ejection(v6.clone())));
+        assert_eq!(keys.ejection(&v6), "/lb/ejections/v6.api/[fd00::1]:8080");
         assert_eq!(keys.parse(keys.state(&v4).as_bytes()), Ok(Entry::State(v4)));
     }
 
@@ -108,7 +132,7 @@ mod tests {
             ("/other/registrations/web/10.0.0.1:80", "not under"),
             ("/lb/registrations/web", "SERVICE/ADDRESS"),
             ("/lb/registrations/web/nowhere", "not an IP:PORT"),
-            ("/lb/ejections/web/10.0.0.1:80", "unknown kind"),
+            ("/lb/weights/web/10.0.0.1:80", "unknown kind"),
             ("/lb/states//10.0.0.1:80", "no service"),
         ] {
             let e = keys.parse(key.as_bytes()).unwrap_err();

@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use super::store::{Store, DEADLINE};
-use super::store_keys::{Entry, Keys, RegistrationValue, StateValue};
+use super::store_keys::{EjectionValue, Entry, Keys, RegistrationValue, StateValue};
 use crate::registry::BackendKey;
 use lb_config::AdminState;
 
@@ -24,12 +24,16 @@ pub enum StoreChange {
     Snapshot {
         registrations: Vec<(BackendKey, RegistrationValue)>,
         states: Vec<(BackendKey, AdminState)>,
+        ejections: Vec<(BackendKey, EjectionValue)>,
     },
     Registered(BackendKey, RegistrationValue),
     /// Deregistered, or its lease ran out.
     Unregistered(BackendKey),
     StateSet(BackendKey, AdminState),
     StateCleared(BackendKey),
+    /// A node's circuit breaker ejected the backend (its end, when the key goes, needs no
+    /// message: every node's breaker runs its own clock to the same end).
+    Ejected(BackendKey, EjectionValue),
 }
 
 /// Who the store's changes go to (the controller, through its handle).
@@ -106,15 +110,16 @@ async fn follow(store: &Store, control: &impl Follower, backoff: &mut Duration) 
 }
 
 fn snapshot(keys: &Keys, kvs: Vec<KeyValue>) -> StoreChange {
-    let (mut registrations, mut states) = (Vec::new(), Vec::new());
+    let (mut registrations, mut states, mut ejections) = (Vec::new(), Vec::new(), Vec::new());
     for kv in &kvs {
         match put(keys, kv) {
             Some(StoreChange::Registered(k, v)) => registrations.push((k, v)),
             Some(StoreChange::StateSet(k, s)) => states.push((k, s)),
+            Some(StoreChange::Ejected(k, e)) => ejections.push((k, e)),
             _ => {}
         }
     }
-    StoreChange::Snapshot { registrations, states }
+    StoreChange::Snapshot { registrations, states, ejections }
 }
 
 /// A key written: what it now says, or None (logged) when it says nothing usable.
@@ -127,6 +132,9 @@ fn put(keys: &Keys, kv: &KeyValue) -> Option<StoreChange> {
         Entry::State(k) => {
             serde_json::from_slice::<StateValue>(kv.value()).map(|v| StoreChange::StateSet(k.clone(), v.state))
         }
+        Entry::Ejection(k) => {
+            serde_json::from_slice::<EjectionValue>(kv.value()).map(|v| StoreChange::Ejected(k.clone(), v))
+        }
     };
     decoded
         .map_err(|e| warn!(key = %String::from_utf8_lossy(kv.key()), "etcd: ignoring a value that does not parse: {e}"))
@@ -137,6 +145,7 @@ fn deleted(keys: &Keys, kv: &KeyValue) -> Option<StoreChange> {
     match keys.parse(kv.key()) {
         Ok(Entry::Registration(k)) => Some(StoreChange::Unregistered(k)),
         Ok(Entry::State(k)) => Some(StoreChange::StateCleared(k)),
+        Ok(Entry::Ejection(_)) => None,
         Err(e) => {
             warn!("etcd: ignoring {e}");
             None

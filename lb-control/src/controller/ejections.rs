@@ -29,6 +29,9 @@ impl Controller {
             let Some(cfg) = self.breaker_config(&key.service) else { continue };
             let may_eject = self.may_eject(&key.service, cfg.max_ejected_percent);
             let change = self.breakers.entry(key.clone()).or_default().observe(succeeded, failed, &cfg, may_eject, now);
+            if let Some(Change::Ejected(_)) = change {
+                self.share_ejection(&key, now);
+            }
             changed |= self.log_change(&key, change);
         }
         let mut clock = Vec::new();

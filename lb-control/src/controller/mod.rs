@@ -34,6 +34,7 @@ mod memory;
 mod registrations;
 mod retiring;
 mod shared;
+mod shared_ejections;
 mod views;
 
 #[cfg(test)]
@@ -92,6 +93,9 @@ pub struct Controller {
     /// `[cluster] etcd` at start: registrations and admin states are the shared store's
     /// (see `shared`), and etcd's leases, not this node's clock, end registrations.
     store_backed: bool,
+    /// `[cluster] etcd`: where this node's circuit-breaker ejections go to be shared (see
+    /// `shared_ejections`).
+    ejections_out: Option<mpsc::UnboundedSender<crate::cluster::SharedEjection>>,
 }
 
 impl Controller {
@@ -129,6 +133,7 @@ impl Controller {
             announce: None,
             draining: false,
             store_backed,
+            ejections_out: None,
         };
         controller.restore_memory(now);
         let dropped = controller.drop_refused_at_start();

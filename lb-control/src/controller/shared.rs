@@ -42,7 +42,13 @@ impl Controller {
     /// A change read from the store.
     pub(super) fn store_change(&mut self, change: StoreChange) {
         match change {
-            StoreChange::Snapshot { registrations, states } => self.adopt_snapshot(registrations, states),
+            StoreChange::Snapshot { registrations, states, ejections } => {
+                self.adopt_snapshot(registrations, states);
+                for (key, value) in ejections {
+                    self.adopt_ejection(key, value);
+                }
+            }
+            StoreChange::Ejected(key, value) => self.adopt_ejection(key, value),
             StoreChange::Registered(key, value) => self.adopt_registration(key, value),
             StoreChange::Unregistered(key) => {
                 if self.registry.remove(&key) {
