@@ -24,13 +24,7 @@ impl Controller {
         ttl: Duration,
     ) -> Result<bool, ControlError> {
         let key = BackendKey::new(service.clone(), address);
-        let guard = RegistrationGuard::for_host(&self.cfg);
-        registry::admissible(&self.cfg, &guard, &key).map_err(|why| match why {
-            Misfit::NoService(_) => ControlError::NotFound(why.to_string()),
-            Misfit::Mismatch(_) | Misfit::Refused(_) => ControlError::BadRequest(why.to_string()),
-            Misfit::OverCapacity(_) => ControlError::Conflict(why.to_string()),
-        })?;
-        self.room_for(&key)?;
+        self.admit_registration(&key)?;
         let previous = self.registry.registrations.get(&key).cloned();
         let new = self.registry.register(key.clone(), weight, ttl, Instant::now());
         self.apply_or_undo(|registry| match previous {
@@ -129,6 +123,18 @@ impl Controller {
         if !self.configured(key) {
             self.registry.states.remove(key);
         }
+    }
+
+    /// May `key` be registered here: its service takes the address, the address is one
+    /// registrations may name, and there is room. The API's answer for each misfit.
+    pub(super) fn admit_registration(&self, key: &BackendKey) -> Result<(), ControlError> {
+        let guard = RegistrationGuard::for_host(&self.cfg);
+        registry::admissible(&self.cfg, &guard, key).map_err(|why| match why {
+            Misfit::NoService(_) => ControlError::NotFound(why.to_string()),
+            Misfit::Mismatch(_) | Misfit::Refused(_) => ControlError::BadRequest(why.to_string()),
+            Misfit::OverCapacity(_) => ControlError::Conflict(why.to_string()),
+        })?;
+        self.room_for(key)
     }
 
     pub(super) fn known_backend(&self, service: &str, address: SocketAddr) -> Result<BackendKey, ControlError> {

@@ -11,8 +11,7 @@ use super::Controller;
 use crate::cluster::store_keys::RegistrationValue;
 use crate::cluster::store_watch::StoreChange;
 use crate::handle::{Admitted, ControlError, Proposal};
-use crate::registration_guard::RegistrationGuard;
-use crate::registry::{self, BackendKey, Misfit};
+use crate::registry::BackendKey;
 use lb_config::AdminState;
 
 impl Controller {
@@ -20,13 +19,7 @@ impl Controller {
     pub(super) fn check(&self, proposal: &Proposal) -> Result<Admitted, ControlError> {
         match proposal {
             Proposal::Register(key) => {
-                let guard = RegistrationGuard::for_host(&self.cfg);
-                registry::admissible(&self.cfg, &guard, key).map_err(|why| match why {
-                    Misfit::NoService(_) => ControlError::NotFound(why.to_string()),
-                    Misfit::Mismatch(_) | Misfit::Refused(_) => ControlError::BadRequest(why.to_string()),
-                    Misfit::OverCapacity(_) => ControlError::Conflict(why.to_string()),
-                })?;
-                self.room_for(key)?;
+                self.admit_registration(key)?;
             }
             Proposal::SetState(key) => {
                 self.known_backend(&key.service, key.address)?;
