@@ -37,10 +37,10 @@ mod topology;
 
 pub use announce::{announce_by_hand, balancer_bird_config, stop_announcing_by_hand};
 pub use backends::echo_script;
-pub use etcd::{etcd_healthy, start_etcd, stop_etcd};
+pub use etcd::{etcd_healthy, start_etcd, start_etcd_members, stop_etcd};
 pub use held::{nodes_of_connections, Held, Hold, Outcome};
 pub use network::{cut_link, restore_link};
-pub use node::{metric_sum, node_config, node_config_without_bgp, service_name, Node};
+pub use node::{metric_sum, node_config, node_config_for, node_config_without_bgp, service_name, Node};
 pub use router::{bird_config as router_bird_config, birdc as router_birdc, next_hops};
 pub use topology::*;
 
@@ -52,11 +52,17 @@ use std::time::{Duration, Instant};
 /// network left. `lb` is the binary whose `lb decap` the backends run. On error the partial
 /// network stays for inspection; the next `up` or `down` clears it.
 pub fn up(lb: &std::path::Path) -> Result<()> {
+    up_with_etcd(lb, 1)
+}
+
+/// [`up`] with an etcd cluster of `members` members (the demo runs three; the nodes'
+/// configs then name them all: [`node_config_for`]).
+pub fn up_with_etcd(lb: &std::path::Path, members: u8) -> Result<()> {
     crate::down()?;
     network::build()?;
     std::fs::write(TOKEN_FILE, format!("{TOKEN}\n")).with_context(|| format!("writing {TOKEN_FILE}"))?;
     router::start()?;
-    etcd::start_etcd()?;
+    etcd::start_etcd_members(members)?;
     for i in 1..=BACKENDS {
         backends::hold_vips(i)?;
     }

@@ -15,6 +15,8 @@ use testenv::cluster::{
 };
 
 const REQUESTS: usize = 12;
+/// The demo's etcd is a real cluster, as a fleet would run it (the tests use one member).
+const ETCD_MEMBERS: u8 = 3;
 /// BGP needs a few seconds to come up (BIRD's connect delay, the OPEN exchange).
 const ANNOUNCED_WITHIN: Duration = Duration::from_secs(30);
 /// Hold time 3 s, and a dead node's speaker may not say goodbye.
@@ -36,13 +38,18 @@ pub fn run() -> Result<()> {
     // One test network per machine: the tests and other demos wait for this one.
     let _lock = testenv::lock_network()?;
     let _teardown = crate::demo::Teardown;
-    println!("==> bringing up the fleet network: router (BIRD, ECMP), 3 balancers, 3 backends, etcd, client");
-    cluster::up(&testenv::lb_binary())?;
-    println!("==> node 1's config (the others differ only in their names and addresses):\n{}", cluster::node_config(1));
+    println!(
+        "==> bringing up the fleet network: router (BIRD, ECMP), 3 balancers, 3 backends, etcd (3 members), client"
+    );
+    cluster::up_with_etcd(&testenv::lb_binary(), ETCD_MEMBERS)?;
+    println!(
+        "==> node 1's config (the others differ only in their names and addresses):\n{}",
+        cluster::node_config_for(1, ETCD_MEMBERS)
+    );
     let mut nodes = Vec::new();
     for i in 1..=BALANCERS {
         println!("==> lb run in {}", cluster::balancer_ns(i));
-        nodes.push(Node::start(i, &testenv::lb_binary(), "")?);
+        nodes.push(Node::start(i, &testenv::lb_binary(), &cluster::node_config_for(i, ETCD_MEMBERS))?);
     }
     println!("\n==> waiting for the router to learn {VIP_DSR} from all three nodes");
     let took = wait_next_hops(VIP_DSR, nodes.len(), ANNOUNCED_WITHIN)

@@ -3,7 +3,7 @@
 //! daemons; a test starts, kills and restarts them.
 
 use super::topology::{
-    backend_v4, balancer_ns, balancer_v4, etcd_client_url, node_bird_dir, node_config_path, node_dir, node_log,
+    backend_v4, balancer_ns, balancer_v4, etcd_member_url, node_bird_dir, node_config_path, node_dir, node_log,
     node_name, node_pin_path, node_state_file, BACKENDS, BALANCER_ASN, ECHO_PORT, HASH_SEED, HOLD_TIME_SECS, HTTP_PORT,
     IFACE, ROUTER_ASN, ROUTER_LAN_V4, TOKEN_FILE, VIPS,
 };
@@ -27,6 +27,12 @@ pub fn service_name(forwarding: &str, port: u16) -> String {
 /// (same hash seed, the one etcd) with BGP to the router; and the same services on every
 /// node: each VIP of [`VIPS`] on ports 80 (HTTP) and 9000 (echo), backed by every backend.
 pub fn node_config(i: u8) -> String {
+    node_config_for(i, 1)
+}
+
+/// [`node_config`] for a fleet whose etcd has `members` members: the nodes name them all
+/// (the client fails over between them).
+pub fn node_config_for(i: u8, members: u8) -> String {
     let mut conf = format!(
         r#"# Balancer {i} of the fleet network (testenv). Every node has the same services.
 [daemon]
@@ -40,7 +46,7 @@ token_file = "{TOKEN_FILE}"
 [cluster]
 node = "{node}"
 hash_seed = {HASH_SEED}
-etcd = ["{etcd}"]
+etcd = [{etcd}]
 drain_grace = "2s"
 
 [cluster.bgp]
@@ -56,7 +62,7 @@ run_dir = "{bird}"
         me = balancer_v4(i),
         admin = super::topology::ADMIN_PORT,
         node = node_name(i),
-        etcd = etcd_client_url(),
+        etcd = (1..=members).map(|k| format!("\"{}\"", etcd_member_url(k))).collect::<Vec<_>>().join(", "),
         bird = node_bird_dir(i).display(),
     );
     for (forwarding, vip) in VIPS {

@@ -131,7 +131,12 @@ pub fn node_state_file(i: u8) -> PathBuf {
 }
 
 pub fn etcd_client_url() -> String {
-    format!("http://{ETCD_V4}:{ETCD_CLIENT_PORT}")
+    etcd_member_url(1)
+}
+
+/// etcd member k's client URL (the demo runs three: ports 2379, 2479, 2579).
+pub fn etcd_member_url(k: u8) -> String {
+    format!("http://{ETCD_V4}:{}", ETCD_CLIENT_PORT + 100 * u16::from(k - 1))
 }
 
 /// Balancer i's admin API (`http://10.61.0.1i:9100`).
