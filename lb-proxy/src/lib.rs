@@ -99,6 +99,9 @@ struct ServiceRuntime {
     key: ListenKey,
     ctx: Arc<ServiceCtx>,
     backends: HashMap<SocketAddr, BackendRecord>,
+    /// Its TCP listeners (duplicates of the accepting tasks' descriptors), to take them out
+    /// of the VIP's `SO_REUSEPORT` group at once when the service goes (see `stop_listening`).
+    listening: Vec<std::net::TcpListener>,
 }
 
 /// Sockets bound for a service, not yet serving.
@@ -190,6 +193,7 @@ impl ProxyDataplane {
         for name in gone {
             if let Some(rt) = self.services.remove(&name) {
                 info!(service = %name, vip = %rt.key.vip, "service removed: listeners and connections closed");
+                stop_listening(&rt.listening);
                 close_service(&rt.ctx);
             }
         }
@@ -205,6 +209,7 @@ impl ProxyDataplane {
                     // Listeners replaced: the old ones stop accepting; their connections go on
                     // (and are still cut with their backends, whose slots carry over).
                     info!(service = %s.name, from = %old.key.vip, to = %key.vip, mode = ?key.mode, workers, "service listeners replaced");
+                    stop_listening(&old.listening);
                     old.ctx.own.stop.fire();
                     if let Some(p) = &old.ctx.pool {
                         p.close();
@@ -237,11 +242,15 @@ impl ProxyDataplane {
                 conns,
             });
             ctx.service_stats.http.store(ctx.pool.is_some(), std::sync::atomic::Ordering::Relaxed);
+            let listening = match &sockets {
+                Bound::Tcp(listeners) => listeners.iter().filter_map(|l| l.try_clone().ok()).collect(),
+                Bound::Udp(_) => Vec::new(),
+            };
             spawn_listeners(&ctx, sockets);
             if let Some(pool) = &ctx.pool {
                 tokio::spawn(http::reaper(pool.clone(), ctx.clone(), ctx.track(TaskKind::Housekeeping)));
             }
-            self.services.insert(s.name.clone(), ServiceRuntime { key, ctx, backends });
+            self.services.insert(s.name.clone(), ServiceRuntime { key, ctx, backends, listening });
         }
 
         // 4. Every service's backends and table.
@@ -303,6 +312,7 @@ impl ProxyDataplane {
         info!(connections = live, drain = ?drain, "proxy shutting down: no new connections");
         self.signals.stop.fire();
         for rt in self.services.values() {
+            stop_listening(&rt.listening);
             if let Some(p) = &rt.ctx.pool {
                 p.close();
             }
@@ -393,6 +403,17 @@ fn spawn_listeners(ctx: &Arc<ServiceCtx>, sockets: Bound) {
                 }
             }
         }
+    }
+}
+
+/// Takes a service's TCP listeners out of LISTEN now, in the reconcile: a shutdown of a
+/// listening socket unhashes it from the VIP's `SO_REUSEPORT` group at once. Left to the
+/// accepting tasks, the close comes a moment later, and a proxy that takes the VIP over in
+/// between (another lb, once this one gave it up) would share the group with a socket about
+/// to close, whose queued connections are then reset.
+fn stop_listening(listeners: &[std::net::TcpListener]) {
+    for l in listeners {
+        let _ = socket2::SockRef::from(l).shutdown(std::net::Shutdown::Read);
     }
 }
 
