@@ -60,6 +60,7 @@ fn client(vip: &str, port: u16) -> String {
 }
 
 #[test]
+#[ignore = "needs root: cargo xtask test runs it"]
 fn a_mid_stream_packet_at_a_node_that_never_saw_the_flow_goes_to_the_flows_backend() {
     let seed = 4242;
     // Node 1 carries every flow from its SYN.
