@@ -331,6 +331,7 @@ fn a_draining_node_withdraws_first_and_its_connections_finish_on_the_others() {
         vec![("dsr", Held::open(hold(VIP_DSR, 45000)).unwrap()), ("gue", Held::open(hold(VIP_GUE, 45100)).unwrap())];
     std::thread::sleep(Duration::from_millis(500));
     let (victim, via) = busiest(&fleet, &held);
+    assert_eq!(announced_by_lb_list(victim), ["yes"; 4], "before the drain");
     let (code, body) = api(victim, "POST", "/v1/drain", None);
     assert_eq!(code, 200, "drain: {body}");
     let shrank = wait_next_hops(VIP_DSR, 2, WITHDRAWN_WITHIN).unwrap();
@@ -339,11 +340,29 @@ fn a_draining_node_withdraws_first_and_its_connections_finish_on_the_others() {
     let metrics = fleet.node(victim).metrics().unwrap();
     assert_eq!(metric_sum(&metrics, "lb_draining", &[]), 1.0);
     assert_eq!(metric_sum(&metrics, "lb_vip_announced", &[]), 0.0, "every VIP withdrawn");
+    assert_eq!(announced_by_lb_list(victim), ["no"; 4], "lb list vips says so");
     let (kept, moved) = judge(held, &via, victim);
     assert!(moved > 0 && kept == moved, "its connections finish");
     // SIGTERM after a drain: the routes are gone already; the node exits after its grace.
     let status = fleet.node_mut(victim).stop().unwrap();
     assert!(status.success(), "{status}");
+}
+
+/// `lb list vips --json` on node i (its pinned maps, the announcement from its API): each
+/// distinct VIP address's `announced`, as yes/no.
+fn announced_by_lb_list(i: u8) -> Vec<&'static str> {
+    let lb = testenv::lb_binary();
+    let (pins, url) = (node_pin_path(i), node_api(i));
+    let args = [lb.to_str().unwrap(), "list", "vips", "--json", "--pin-path", pins.to_str().unwrap(), "--api", &url];
+    let out = exec(&balancer_ns(i), &args).unwrap();
+    assert!(out.status.success(), "lb list vips: {}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let mut by_ip = BTreeMap::new();
+    for row in rows {
+        let ip = row["vip"].as_str().unwrap_or_default().rsplit_once(':').map(|(ip, _)| ip.to_string());
+        by_ip.insert(ip, if row["announced"] == true { "yes" } else { "no" });
+    }
+    by_ip.into_values().collect()
 }
 
 #[test]
