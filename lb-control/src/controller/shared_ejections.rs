@@ -36,7 +36,7 @@ impl Controller {
     pub(super) fn adopt_ejection(&mut self, key: BackendKey, value: EjectionValue) {
         let Some(cfg) = self.breaker_config(&key.service) else { return };
         if self.breakers.get(&key).is_some_and(Breaker::ejected)
-            || !self.known_backend(&key.service, key.address).is_ok()
+            || self.known_backend(&key.service, key.address).is_err()
         {
             return;
         }
