@@ -201,6 +201,32 @@ pub struct Counters {
     pub new_flows: u64,
 }
 
+/// Frames up to this long can be timed by the data path's bench entry point.
+pub const BENCH_FRAME_MAX: usize = 128;
+
+/// The per-CPU state of the bench entry point `lb_xdp_bench` (lb-ebpf `bench.rs`): the frame
+/// it restores after every run, so that `BPF_PROG_TEST_RUN`'s repetitions each see the
+/// frame the caller gave, however the program rewrote it. The caller writes it with
+/// `len = 0` before each call; the first repetition saves its frame.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BenchFrame {
+    /// Bytes of `frame` saved; 0 until the first repetition saved them.
+    pub len: u32,
+    /// Offset in the frame of a big-endian 32-bit word (the low word of the source
+    /// address) to count up by one after every repetition, so that each one opens a new
+    /// flow; 0: leave the frame as it came.
+    pub vary_at: u32,
+    pub frame: [u8; BENCH_FRAME_MAX],
+}
+
+impl BenchFrame {
+    /// Ready for a new call, counting up the word at `vary_at` (0: none).
+    pub const fn armed(vary_at: u32) -> Self {
+        Self { len: 0, vary_at, frame: [0; BENCH_FRAME_MAX] }
+    }
+}
+
 /// Key of `LB_SOURCE_BUCKETS`: one client of one service. IPv6 clients are keyed by their
 /// /64 (the daemon and the data path both mask with `SourceKey::new`): one host holds a
 /// whole /64, so per-address buckets would not limit it at all.
@@ -394,6 +420,7 @@ mod pod {
     unsafe impl aya::Pod for NatValue {}
     unsafe impl aya::Pod for GlobalConfig {}
     unsafe impl aya::Pod for Counters {}
+    unsafe impl aya::Pod for BenchFrame {}
     unsafe impl aya::Pod for NextHop {}
     unsafe impl aya::Pod for TxPort {}
     unsafe impl aya::Pod for ServiceMeta {}

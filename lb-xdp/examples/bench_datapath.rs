@@ -8,69 +8,83 @@
 //! cargo run --release -p lb-xdp --example bench_datapath -- [--quick]
 //! ```
 //!
-//! Two ways of timing a frame, because BPF_PROG_TEST_RUN with `repeat` runs the program
-//! again and again on the *same buffer*, which the program rewrites:
-//! - `repeat`: one call, the kernel's average over `repeat` runs. Exact, but only for
-//!   frames the program leaves as they are (pass, non-VIP) or changes into a frame that
-//!   takes the same path again (dsr: only the MACs change).
-//!   An encapsulated frame (ipip, gue) leaves for a backend's address, which is not a VIP,
-//!   so it is timed per call; dsr's established flow is timed that way too, beside it.
-//! - `per_call`: one call per frame with `repeat = 1`, the kernel's time for each run
-//!   summed. A nat rewrite (the frame leaves for a backend) or a new flow (each needs a
-//!   new 5-tuple) can only be timed this way. Each such run also pays one timer read and
-//!   bottom-half toggle; that overhead is measured on the pass-through program (per-call
-//!   minus repeat) and subtracted, and both figures are in the JSON.
+//! One method for every path: `BPF_PROG_TEST_RUN` with `repeat` on the bench entry point
+//! `lb_xdp_bench` (lb-ebpf `bench.rs`), which is `lb_xdp` followed by a restore of the
+//! frame, so that every repetition takes the path being timed even when the program
+//! rewrites the frame (nat, encapsulation); for new flows it also counts the source
+//! address up after each repetition, so that each one opens a flow. The restore's cost is
+//! measured (the bench entry point minus `lb_xdp` on a frame neither rewrites) and
+//! subtracted. Every timed call is checked: its return value, the action counter (every
+//! repetition took that action), the new-flow counters (every repetition of a new-flow case
+//! opened a flow, none of the others did), and the frame (restored as it came).
+//! `BPF_F_TEST_XDP_LIVE_FRAMES` was tried and is not usable for this: its recycled pages
+//! keep what the program wrote.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use aya::maps::PerCpuArray;
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use aya_obj::programs::XdpAttachType;
-use lb_common::addr::{ip_words, port_be};
-use lb_common::consts::{FLOW_ESTABLISHED, PROTO_TCP, RING_SIZE};
+use lb_common::consts::RING_SIZE;
 use lb_common::maglev::{build, MaglevBackend};
-use lb_common::maps::{FlowKey, FlowState};
-use lb_xdp::maps::Maps;
+use lb_common::maps::BenchFrame;
+use lb_xdp::maps::sum_counters;
 use lb_xdp::testkit::harness::{Harness, XDP_PASS, XDP_TX};
 use lb_xdp::testkit::packet::{Pkt, ACK, SYN, TCP};
 use serde_json::{json, Value};
 
+/// One state of the flow table the cases run against.
+struct Table {
+    name: &'static str,
+    /// `flow_table_size`.
+    size: u32,
+    /// Live flows put in first (by the data path itself: new dsr flows of other clients).
+    fill: u32,
+}
+
 /// Counts for one run of the benchmark.
 struct Counts {
-    /// `repeat` for the frames that allow it.
+    /// Repetitions of every established-flow, reply and non-VIP case.
     repeat: u32,
-    /// Frames timed one call each (established flows, replies).
-    per_call: u32,
-    /// New dsr flows timed (each inserts a flow).
+    /// New dsr / ipip / gue flows per case.
     new_flows: u32,
-    /// New nat flows timed: each also takes an SNAT port. Kept to ~20% of the ports (3
-    /// backends × 31744), where a flow's 16 probes essentially never all find a taken port
-    /// (at ~38% the first snat_exhausted drop showed up after ~36k flows).
+    /// New nat flows per case: each also takes an SNAT port. Kept to ~20% of the ports (3
+    /// backends × 31744), where a flow's 16 probes essentially never all find a taken port.
     nat_new_flows: u32,
-    /// Entries written into the flow table before the "filled" cases.
-    fill: u32,
+    tables: &'static [Table],
     /// Maglev builds per size (the median is reported).
     maglev_builds: u32,
 }
 
 const FULL: Counts = Counts {
     repeat: 1_000_000,
-    per_call: 1_000_000,
     new_flows: 100_000,
     nat_new_flows: 20_000,
-    fill: 1 << 20,
+    tables: &[
+        Table { name: "empty", size: 1 << 20, fill: 0 },
+        Table { name: "1M flows", size: 1 << 20, fill: 1 << 20 },
+        Table { name: "10M flows", size: 10 << 20, fill: 10 << 20 },
+    ],
     maglev_builds: 5,
 };
-const QUICK: Counts =
-    Counts { repeat: 1_000, per_call: 1_000, new_flows: 1_000, nat_new_flows: 1_000, fill: 10_000, maglev_builds: 1 };
+const QUICK: Counts = Counts {
+    repeat: 1_000,
+    new_flows: 1_000,
+    nat_new_flows: 1_000,
+    tables: &[Table { name: "empty", size: 1 << 16, fill: 0 }, Table { name: "10k flows", size: 1 << 16, fill: 10_000 }],
+    maglev_builds: 1,
+};
 
-/// flow_table_size 1M (the default) in both table states, so only the fill differs.
+/// Repetitions per call while filling a table (bounded time per syscall).
+const FILL_CHUNK: u32 = 1 << 20;
+
 /// snat_ports wider than the default, for the nat new-flow case (see `nat_new_flows`).
 /// Eight services (nat, dsr, ipip and gue; IPv4 and IPv6), each over the test network's
 /// three servers.
-fn config() -> String {
-    let mut text = String::from(
-        "[daemon]\ninterface = \"eth0\"\nsnat_ipv4 = \"172.20.0.10\"\nsnat_ipv6 = \"fd00:20::10\"\nsnat_ports = \"1024-32767\"\nflow_table_size = 1048576\n",
+fn config(flow_table_size: u32) -> String {
+    let mut text = format!(
+        "[daemon]\ninterface = \"eth0\"\nsnat_ipv4 = \"172.20.0.10\"\nsnat_ipv6 = \"fd00:20::10\"\nsnat_ports = \"1024-32767\"\nflow_table_size = {flow_table_size}\n",
     );
     for (name, vip, forwarding, v6) in [
         ("nat4", "172.20.0.100:80", "nat", false),
@@ -100,6 +114,8 @@ struct Family {
     gue_vip: &'static str,
     non_vip: &'static str,
     snat: &'static str,
+    /// Offset in an Ethernet frame of the low 32-bit word of the source address.
+    source_word: u32,
 }
 
 const FAMILIES: [Family; 2] = [
@@ -112,6 +128,7 @@ const FAMILIES: [Family; 2] = [
         gue_vip: "172.20.0.104:80",
         non_vip: "172.20.0.11:80",
         snat: "172.20.0.10",
+        source_word: 14 + 12,
     },
     Family {
         name: "ipv6",
@@ -122,6 +139,7 @@ const FAMILIES: [Family; 2] = [
         gue_vip: "[fd00:20::104]:80",
         non_vip: "[fd00:20::11]:80",
         snat: "fd00:20::10",
+        source_word: 14 + 8 + 12,
     },
 ];
 
@@ -130,15 +148,13 @@ fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let counts = if quick { QUICK } else { FULL };
     let started = Instant::now();
-    let (datapath, overhead) = datapath(&counts);
+    let datapath = datapath(&counts);
     let out = json!({
         "quick": quick,
         "repeat": counts.repeat,
-        "per_call": counts.per_call,
         "new_flows": counts.new_flows,
         "nat_new_flows": counts.nat_new_flows,
-        "fill": counts.fill,
-        "per_call_overhead_ns": overhead,
+        "tables": counts.tables.iter().map(|t| json!({ "table": t.name, "flow_table_size": t.size, "fill": t.fill })).collect::<Vec<_>>(),
         "datapath": datapath,
         "maglev": maglev(&counts),
         "reconcile": reconcile(),
@@ -147,174 +163,134 @@ fn main() {
     println!("{out}");
 }
 
-/// One row of the data-path table.
-fn row(case: &str, family: &str, table: &str, method: &str, ns: f64, raw_ns: f64, packets: u64) -> Value {
-    json!({ "case": case, "family": family, "table": table, "method": method, "ns": ns, "raw_ns": raw_ns, "packets": packets })
+/// What a timed case expects of every repetition.
+#[derive(Clone, Copy)]
+struct Expect {
+    action: u32,
+    /// Each repetition opens a new flow (and gets a new source address to do so).
+    new_flow: bool,
 }
 
-fn datapath(c: &Counts) -> (Vec<Value>, f64) {
+const PASSED: Expect = Expect { action: XDP_PASS, new_flow: false };
+const SENT: Expect = Expect { action: XDP_TX, new_flow: false };
+const OPENED: Expect = Expect { action: XDP_TX, new_flow: true };
+
+/// The floor, the restore's cost and every case, for each table state.
+fn datapath(c: &Counts) -> Value {
     let mut rows = Vec::new();
-    let empty = Harness::new(&config());
-    // The floor: a program that only returns XDP_PASS, timed both ways; the difference is
-    // what a per-call measurement adds to every frame.
-    let pass_pin = format!("{}-pass", empty.pin_path().display());
-    testenv::pin_pass_program(&pass_pin).expect("load and pin the pass-through program");
-    let pass = Xdp::from_pin(&pass_pin, XdpAttachType::Interface).expect("open the pass-through program");
-    let _ = std::fs::remove_file(&pass_pin);
-    let floor_frame = Pkt::tcp(FAMILIES[0].client, FAMILIES[0].non_vip, ACK).bytes();
-    let floor_repeat = repeat_ns(&pass, &floor_frame, c.repeat, XDP_PASS);
-    let floor_call = per_call_ns(&pass, (0..c.per_call).map(|_| floor_frame.clone()), XDP_PASS);
-    let overhead = (floor_call - floor_repeat).max(0.0);
-    rows.push(row(
-        "pass-through program (floor)",
-        "ipv4",
-        "empty",
-        "repeat",
-        floor_repeat,
-        floor_repeat,
-        c.repeat as u64,
-    ));
-    for f in &FAMILIES {
-        rows.extend(family_cases(&empty, f, "empty", c, overhead));
+    let mut wrapper = Vec::new();
+    let mut floor = 0.0;
+    for table in c.tables {
+        // One table at a time: a 10M-entry harness holds a few GB of maps.
+        let mut h = Harness::new(&config(table.size));
+        if floor == 0.0 {
+            floor = floor_ns(&h, c.repeat);
+        }
+        fill(&mut h, table.fill);
+        for f in &FAMILIES {
+            let cost = restore_ns(&mut h, f, c.repeat);
+            wrapper.push(json!({ "table": table.name, "family": f.name, "ns": cost }));
+            rows.extend(family_cases(&mut h, f, table, c, cost));
+        }
     }
-    // One 1M-entry table at a time: each harness holds ~150 MB of maps.
-    drop(empty);
-    let full = filled(c.fill);
-    for f in &FAMILIES {
-        rows.extend(family_cases(&full, f, "filled", c, overhead));
-    }
-    (rows, overhead)
+    json!({ "floor_ns": floor, "restore_ns": wrapper, "rows": rows })
 }
 
-/// A harness whose flow table holds `n` entries written from userspace through the pinned
-/// map (dsr flows of other clients, live, to a real backend), so lookups and inserts run
-/// against a full LRU hash.
-fn filled(n: u32) -> Harness {
-    let h = Harness::new(&config());
-    let mut maps = Maps::open_pinned(h.pin_path()).expect("open the pinned maps");
-    let backend = h.plan.backends.first().expect("a backend").id;
-    let (vip, family) = ip_words("172.20.0.101".parse().unwrap());
-    let now = monotonic_ns();
+/// The pass-through program (returns XDP_PASS, touches nothing): what any XDP program
+/// costs through this interface.
+fn floor_ns(h: &Harness, repeat: u32) -> f64 {
+    let pin = format!("{}-pass", h.pin_path().display());
+    testenv::pin_pass_program(&pin).expect("load and pin the pass-through program");
+    let pass = Xdp::from_pin(&pin, XdpAttachType::Interface).expect("open the pass-through program");
+    let _ = std::fs::remove_file(&pin);
+    let frame = Pkt::tcp(FAMILIES[0].client, FAMILIES[0].non_vip, ACK).bytes();
+    let mut out = vec![0u8; frame.len() + 256];
+    let r = pass
+        .test_run(TestRunOptions { data_in: Some(&frame), data_out: Some(&mut out), repeat, ..Default::default() })
+        .expect("BPF_PROG_TEST_RUN");
+    assert_eq!(r.return_value, XDP_PASS);
+    r.duration.as_nanos() as f64
+}
+
+/// The bench entry point's own cost: it minus `lb_xdp` on a non-VIP frame, which neither
+/// rewrites (so both take exactly the same path, and `repeat` is exact for `lb_xdp`).
+fn restore_ns(h: &mut Harness, f: &Family, repeat: u32) -> f64 {
+    let frame = Pkt::tcp(f.client, f.non_vip, ACK).bytes();
+    let mut out = vec![0u8; frame.len() + 256];
+    let plain = h
+        .program()
+        .test_run(TestRunOptions { data_in: Some(&frame), data_out: Some(&mut out), repeat, ..Default::default() })
+        .expect("BPF_PROG_TEST_RUN");
+    assert_eq!(plain.return_value, XDP_PASS);
+    let wrapped = timed(h, "restore cost", &frame, repeat, PASSED, 0);
+    (wrapped - plain.duration.as_nanos() as f64).max(0.0)
+}
+
+/// Put `n` live flows into the table through the data path itself: new dsr flows of
+/// clients 10.0.0.0 upwards (none of them a measured flow's), `FILL_CHUNK` per call.
+fn fill(h: &mut Harness, n: u32) {
     let started = Instant::now();
-    for i in 0..n {
-        // Clients 10.0.0.0/8, one port each: distinct keys, none the measured flows'.
-        let client = Ipv4Addr::from(0x0a00_0000u32 + i);
-        let key = FlowKey {
-            src: ip_words(IpAddr::V4(client)).0,
-            dst: vip,
-            sport: port_be(50000),
-            dport: port_be(80),
-            proto: PROTO_TCP,
-            family,
-            _pad: [0; 2],
-        };
-        let value = FlowState { last_seen_ns: now, backend_id: backend, flags: FLOW_ESTABLISHED, ..Default::default() };
-        maps.flows.insert(key, value, 0).expect("insert into LB_FLOWS");
-        assert!(started.elapsed() < Duration::from_secs(120), "filling the flow table took over 2 minutes");
+    let mut done = 0;
+    while done < n {
+        let count = (n - done).min(FILL_CHUNK);
+        let client = SocketAddr::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000u32 + done)), 50000);
+        let syn = Pkt::tcp(&client.to_string(), FAMILIES[0].dsr_vip, SYN).bytes();
+        timed(h, "fill", &syn, count, OPENED, FAMILIES[0].source_word);
+        done += count;
+        assert!(started.elapsed() < Duration::from_secs(180), "filling the flow table took over 3 minutes");
     }
-    eprintln!("bench_datapath: {n} flows written in {:.1} s", started.elapsed().as_secs_f64());
-    h
+    if n > 0 {
+        eprintln!("bench_datapath: {n} flows opened in {:.1} s", started.elapsed().as_secs_f64());
+    }
 }
 
-/// CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns: a filled entry must look live.
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: ts is a valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-fn family_cases(h: &Harness, f: &Family, table: &str, c: &Counts, overhead: f64) -> Vec<Value> {
-    let prog = h.program();
+fn family_cases(h: &mut Harness, f: &Family, table: &Table, c: &Counts, restore: f64) -> Vec<Value> {
     let mut rows = Vec::new();
-    let mut push = |case: &str, method: &str, raw: f64, packets: u32| {
-        let ns = if method == "per_call" { (raw - overhead).max(0.0) } else { raw };
-        rows.push(row(case, f.name, table, method, ns, raw, packets as u64));
+    let mut case = |h: &mut Harness, name: &str, frame: &[u8], repeat: u32, expect: Expect| {
+        let vary = if expect.new_flow { f.source_word } else { 0 };
+        let raw = timed(h, &format!("{name} ({})", f.name), frame, repeat, expect, vary);
+        let ns = (raw - restore).max(0.0);
+        rows.push(json!({
+            "case": name, "family": f.name, "table": table.name, "ns": ns, "raw_ns": raw,
+            "mpps": if ns > 0.0 { 1e3 / ns } else { 0.0 }, "packets": repeat,
+        }));
     };
 
     let non_vip = Pkt::tcp(f.client, f.non_vip, ACK).bytes();
-    push("non-VIP traffic (XDP_PASS)", "repeat", repeat_ns(prog, &non_vip, c.repeat, XDP_PASS), c.repeat);
+    case(h, "non-VIP traffic (XDP_PASS)", &non_vip, c.repeat, PASSED);
 
-    // nat: the SYN makes the flow, its later packets and the backend's replies are timed.
-    let syn = Pkt::tcp(f.client, f.nat_vip, SYN);
-    let (action, out) = h.run(&syn.bytes());
+    // nat: the SYN makes the flow; its later packets and the backend's replies are timed.
+    let (action, out) = h.run(&Pkt::tcp(f.client, f.nat_vip, SYN).bytes());
     assert_eq!(action, XDP_TX, "{}: the SYN to the nat VIP is forwarded", f.name);
     let ack = Pkt::tcp(f.client, f.nat_vip, ACK).bytes();
-    push(
-        "nat, established flow",
-        "per_call",
-        per_call_ns(prog, (0..c.per_call).map(|_| ack.clone()), XDP_TX),
-        c.per_call,
-    );
+    case(h, "nat, established flow", &ack, c.repeat, SENT);
     let (backend, snat_port) = natted_to(&out, f);
     let mut reply =
         Pkt::tcp(&backend.to_string(), &SocketAddr::new(f.snat.parse().unwrap(), snat_port).to_string(), ACK);
     reply.src_mac = lb_xdp::testkit::harness::mac_of(backend.ip());
     reply.dst_mac = lb_xdp::testkit::packet::LB_MAC;
-    let reply = reply.bytes();
-    push(
-        "nat, reply (reverse nat)",
-        "per_call",
-        per_call_ns(prog, (0..c.per_call).map(|_| reply.clone()), XDP_TX),
-        c.per_call,
-    );
-    push(
-        "nat, new flow (Maglev, flow + SNAT insert)",
-        "per_call",
-        per_call_ns(prog, (0..c.nat_new_flows).map(|i| new_client_syn(f, f.nat_vip, i)), XDP_TX),
-        c.nat_new_flows,
-    );
+    case(h, "nat, reply (reverse nat)", &reply.bytes(), c.repeat, SENT);
+    case(h, "nat, new flow (Maglev, flow + SNAT insert)", &new_client_syn(f, f.nat_vip, 0), c.nat_new_flows, OPENED);
 
-    // dsr: only the MACs change, so the rewritten frame takes the same path again.
-    let (action, _) = h.run(&Pkt::tcp(f.client, f.dsr_vip, SYN).bytes());
-    assert_eq!(action, XDP_TX, "{}: the SYN to the dsr VIP is forwarded", f.name);
-    let dsr_ack = Pkt::tcp(f.client, f.dsr_vip, ACK).bytes();
-    push("dsr, established flow", "repeat", repeat_ns(prog, &dsr_ack, c.repeat, XDP_TX), c.repeat);
-    push(
-        "dsr, new flow (Maglev, flow insert)",
-        "per_call",
-        per_call_ns(prog, (0..c.new_flows).map(|i| new_client_syn(f, f.dsr_vip, i + c.new_flows)), XDP_TX),
-        c.new_flows,
-    );
-    // The same flow per call, to compare with the encapsulated flows, which can only be
-    // timed so.
-    push(
-        "dsr, established flow",
-        "per_call",
-        per_call_ns(prog, (0..c.per_call).map(|_| dsr_ack.clone()), XDP_TX),
-        c.per_call,
-    );
-
-    // ipip and gue: dsr plus an outer header (bpf_xdp_adjust_head and the header writes).
-    for (kind, vip, offset) in [("ipip", f.ipip_vip, 2), ("gue", f.gue_vip, 3)] {
+    for (kind, vip, clients) in [("dsr", f.dsr_vip, 1), ("ipip", f.ipip_vip, 2), ("gue", f.gue_vip, 3)] {
         let (action, _) = h.run(&Pkt::tcp(f.client, vip, SYN).bytes());
         assert_eq!(action, XDP_TX, "{}: the SYN to the {kind} VIP is forwarded", f.name);
         let ack = Pkt::tcp(f.client, vip, ACK).bytes();
-        push(
-            &format!("{kind}, established flow"),
-            "per_call",
-            per_call_ns(prog, (0..c.per_call).map(|_| ack.clone()), XDP_TX),
-            c.per_call,
-        );
-        push(
-            &format!("{kind}, new flow (Maglev, flow insert)"),
-            "per_call",
-            per_call_ns(prog, (0..c.new_flows).map(|i| new_client_syn(f, vip, i + offset * c.new_flows)), XDP_TX),
-            c.new_flows,
-        );
+        case(h, &format!("{kind}, established flow"), &ack, c.repeat, SENT);
+        let syn = new_client_syn(f, vip, clients << 20);
+        case(h, &format!("{kind}, new flow (Maglev, flow insert)"), &syn, c.new_flows, OPENED);
     }
     rows
 }
 
-/// A SYN from the i-th of many clients (distinct addresses, so distinct flows).
+/// A SYN from the i-th of many clients (a source address none of the other cases use).
 fn new_client_syn(f: &Family, vip: &str, i: u32) -> Vec<u8> {
     let client: IpAddr = if f.name == "ipv4" {
         IpAddr::V4(Ipv4Addr::from(0x0b00_0000u32 + i))
     } else {
         IpAddr::V6(Ipv6Addr::from(0xfd00_0021u128 << 96 | i as u128))
     };
-    let vip: SocketAddr = vip.parse().unwrap();
-    let mut p = Pkt::tcp(f.client, &vip.to_string(), SYN);
+    let mut p = Pkt::tcp(f.client, vip, SYN);
     p.src = SocketAddr::new(client, 40000);
     p.bytes()
 }
@@ -335,31 +311,38 @@ fn natted_to(frame: &[u8], f: &Family) -> (SocketAddr, u16) {
     (SocketAddr::new(dst, dport), sport)
 }
 
-/// The kernel's average ns per run over `repeat` runs of one frame.
-fn repeat_ns(prog: &Xdp, frame: &[u8], repeat: u32, want: u32) -> f64 {
+/// The kernel's mean ns per repetition of `frame` through the bench entry point, after
+/// checking that every repetition did what `expect` says.
+fn timed(h: &mut Harness, what: &str, frame: &[u8], repeat: u32, expect: Expect, vary_at: u32) -> f64 {
+    arm(h, vary_at);
+    let (actions, opened) = (h.action_count(expect.action), new_flows(h));
     let mut out = vec![0u8; frame.len() + 256];
-    let r = prog
+    let r = h
+        .bench_program()
         .test_run(TestRunOptions { data_in: Some(frame), data_out: Some(&mut out), repeat, ..Default::default() })
-        .expect("BPF_PROG_TEST_RUN");
-    assert_eq!(r.return_value, want, "unexpected action in a repeat run");
+        .expect("BPF_PROG_TEST_RUN of lb_xdp_bench");
+    assert_eq!(r.return_value, expect.action, "{what}: unexpected action");
+    assert_eq!(h.action_count(expect.action) - actions, repeat as u64, "{what}: a repetition took another action");
+    let want_new = if expect.new_flow { repeat as u64 } else { 0 };
+    assert_eq!(new_flows(h) - opened, want_new, "{what}: new flows opened");
+    if vary_at == 0 {
+        assert_eq!(&out[..r.data_size_out as usize], frame, "{what}: the bench entry point restores the frame");
+    }
     r.duration.as_nanos() as f64
 }
 
-/// The kernel's mean ns per run over one call per frame; every frame must end in `want`.
-fn per_call_ns(prog: &Xdp, frames: impl Iterator<Item = Vec<u8>>, want: u32) -> f64 {
-    let mut out = vec![0u8; 2048];
-    let (mut total, mut n) = (0u128, 0u64);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    for frame in frames {
-        let r = prog
-            .test_run(TestRunOptions { data_in: Some(&frame), data_out: Some(&mut out), ..Default::default() })
-            .expect("BPF_PROG_TEST_RUN");
-        assert_eq!(r.return_value, want, "unexpected action for frame {n}");
-        total += r.duration.as_nanos();
-        n += 1;
-        assert!(Instant::now() < deadline, "a per-call case took over 2 minutes");
-    }
-    total as f64 / n.max(1) as f64
+/// Ready the bench entry point for a call: save the next frame, vary `vary_at` (0: none).
+fn arm(h: &mut Harness, vary_at: u32) {
+    let cpus = aya::util::nr_cpus().expect("number of CPUs");
+    let mut map: PerCpuArray<_, BenchFrame> =
+        PerCpuArray::try_from(h.private_map("LB_BENCH_FRAME")).expect("LB_BENCH_FRAME");
+    let armed = vec![BenchFrame::armed(vary_at); cpus];
+    map.set(0, aya::maps::PerCpuValues::try_from(armed).expect("per-CPU values"), 0).expect("arm LB_BENCH_FRAME");
+}
+
+/// New flows counted so far, over every service.
+fn new_flows(h: &Harness) -> u64 {
+    h.plan.services.iter().map(|s| sum_counters(&h.maps().service_stats.get(&s.id, 0).expect("service stats")).new_flows).sum()
 }
 
 /// Maglev table builds at the data path's size, median of `maglev_builds`.

@@ -15,6 +15,9 @@ use crate::layout::{check_pinned_layout, SIZED_BY_FLOW_TABLE};
 pub static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-xdp"));
 
 pub const PROGRAM: &str = "lb_xdp";
+/// The same program plus a restore of its frame, for the data-path bench only (lb-ebpf
+/// `bench.rs`); the daemon never loads it.
+pub const BENCH_PROGRAM: &str = "lb_xdp_bench";
 /// The pinned XDP link: while this file exists the program stays attached, daemon or not.
 pub const LINK_PIN: &str = "link";
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;

@@ -299,6 +299,17 @@ impl Harness {
         self.ebpf.program(load::PROGRAM).expect("program").try_into().expect("xdp")
     }
 
+    /// The bench entry point `lb_xdp_bench` (lb-ebpf `bench.rs`), loaded on first use
+    /// beside `lb_xdp`, over the same maps.
+    pub fn bench_program(&mut self) -> &Xdp {
+        let p: &mut Xdp =
+            self.ebpf.program_mut(load::BENCH_PROGRAM).expect("bench program").try_into().expect("xdp");
+        if p.fd().is_err() {
+            p.load().expect("load lb_xdp_bench");
+        }
+        self.ebpf.program(load::BENCH_PROGRAM).expect("bench program").try_into().expect("xdp")
+    }
+
     pub fn pin_path(&self) -> &std::path::Path {
         &self.pin
     }
