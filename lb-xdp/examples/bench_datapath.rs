@@ -5,8 +5,10 @@
 //! number of services.
 //!
 //! ```sh
-//! cargo run --release -p lb-xdp --example bench_datapath -- [--quick]
+//! cargo run --release -p lb-xdp --example bench_datapath -- [--quick] [--empty-only]
 //! ```
+//!
+//! `--empty-only`: only the empty flow table (a quick look while changing the data path).
 //!
 //! One method for every path: `BPF_PROG_TEST_RUN` with `repeat` on the bench entry point
 //! `lb_xdp_bench` (lb-ebpf `bench.rs`), which is `lb_xdp` followed by a restore of the
@@ -148,13 +150,15 @@ fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let counts = if quick { QUICK } else { FULL };
     let started = Instant::now();
-    let datapath = datapath(&counts);
+    let empty_only = std::env::args().any(|a| a == "--empty-only");
+    let tables = if empty_only { &counts.tables[..1] } else { counts.tables };
+    let datapath = datapath(&counts, tables);
     let out = json!({
         "quick": quick,
         "repeat": counts.repeat,
         "new_flows": counts.new_flows,
         "nat_new_flows": counts.nat_new_flows,
-        "tables": counts.tables.iter().map(|t| json!({ "table": t.name, "flow_table_size": t.size, "fill": t.fill })).collect::<Vec<_>>(),
+        "tables": tables.iter().map(|t| json!({ "table": t.name, "flow_table_size": t.size, "fill": t.fill })).collect::<Vec<_>>(),
         "datapath": datapath,
         "maglev": maglev(&counts),
         "reconcile": reconcile(),
@@ -176,11 +180,11 @@ const SENT: Expect = Expect { action: XDP_TX, new_flow: false };
 const OPENED: Expect = Expect { action: XDP_TX, new_flow: true };
 
 /// The floor, the restore's cost and every case, for each table state.
-fn datapath(c: &Counts) -> Value {
+fn datapath(c: &Counts, tables: &[Table]) -> Value {
     let mut rows = Vec::new();
     let mut wrapper = Vec::new();
     let mut floor = 0.0;
-    for table in c.tables {
+    for table in tables {
         // One table at a time: a 10M-entry harness holds a few GB of maps.
         let mut h = Harness::new(&config(table.size));
         if floor == 0.0 {
