@@ -27,7 +27,7 @@ use aya_ebpf::{
         xdp_action::{XDP_DROP, XDP_REDIRECT, XDP_TX},
         BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS,
     },
-    helpers::{bpf_fib_lookup, bpf_ktime_get_ns},
+    helpers::bpf_fib_lookup,
     macros::map,
     maps::PerCpuArray,
     programs::XdpContext,
@@ -160,8 +160,7 @@ fn prepare(ctx: &XdpContext, fib: &mut FibParams, family: u8, to: &[u32; 4], ing
         return None;
     }
     let len = ctx.data_end() - ctx.data();
-    // SAFETY: plain data; every field is then set or left zero on purpose.
-    *fib = unsafe { core::mem::zeroed() };
+    clear(fib);
     fib.ifindex = ingress;
     fib.__bindgen_anon_1.tot_len = (len.checked_sub(ETH_HLEN)? + grow) as u16;
     if family == FAMILY_V4 {
@@ -173,9 +172,33 @@ fn prepare(ctx: &XdpContext, fib: &mut FibParams, family: u8, to: &[u32; 4], ing
     } else {
         fib.family = AF_INET6;
         if grow == 0 {
-            fib.__bindgen_anon_3.ipv6_src = read(ctx, ETH_HLEN + 8)?;
+            // SAFETY: plain data; the union member of the family asked for.
+            read_words(ctx, ETH_HLEN + 8, unsafe { &mut fib.__bindgen_anon_3.ipv6_src })?;
         }
         fib.__bindgen_anon_4.ipv6_dst = *to;
+    }
+    Some(())
+}
+
+/// Zero the lookup's parameters (every field is then set or left zero on purpose) a word at
+/// a time: `*fib = zeroed()` compiles to a call of the BPF target's `memset`, a loop of 64
+/// single-byte stores, on every forwarded frame.
+#[inline(always)]
+fn clear(fib: &mut FibParams) {
+    let words = fib as *mut FibParams as *mut u64;
+    for i in 0..core::mem::size_of::<FibParams>() / 8 {
+        // SAFETY: inside the struct (64 bytes); volatile, so the stores stay word stores.
+        unsafe { words.add(i).write_volatile(0) };
+    }
+}
+
+/// An IPv6 address from the frame into `to`, as four 32-bit reads straight into place (one
+/// 16-byte unaligned read compiles to a byte-at-a-time `memmove` call, and a temporary
+/// array would take stack the deepest call chain does not have).
+#[inline(always)]
+fn read_words(ctx: &XdpContext, off: usize, to: &mut [u32; 4]) -> Option<()> {
+    for (i, word) in to.iter_mut().enumerate() {
+        *word = read(ctx, off + 4 * i)?;
     }
     Some(())
 }
@@ -208,8 +231,7 @@ fn unresolved(fib: &FibParams, family: u8) {
         }
     };
     let hop = NextHop { addr, ifindex: fib.ifindex, family, _pad: [0; 3] };
-    // SAFETY: helper without preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = crate::now();
     // An existing entry (already recorded, not yet handled) refuses the insert: fine.
     let _ = LB_UNRESOLVED.insert(&hop, &now, NOEXIST);
 }

@@ -105,8 +105,9 @@ pub fn allocate(
     value: &mut NatValue,
     cfg: &GlobalConfig,
 ) -> Result<u16, DropReason> {
-    // SAFETY: helpers without preconditions. (Not arguments: BPF calls take at most five.)
-    let now = unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() };
+    // (Not an argument: BPF calls take at most five.)
+    let now = crate::now();
+    // SAFETY: helper without preconditions.
     value.version = unsafe { bpf_get_prandom_u32() };
     if cfg.snat_port_max < cfg.snat_port_min {
         return Err(DropReason::NotConfigured);
