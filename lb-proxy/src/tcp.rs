@@ -19,6 +19,7 @@ use tokio::net::TcpStream;
 use tracing::{debug, warn};
 
 use super::idle::Activity;
+use super::lazy_select::select_lazy;
 use super::outcome::{self, Verdict};
 use super::service::ServiceCtx;
 use super::stats::ProxyFlow;
@@ -151,15 +152,22 @@ pub async fn relay(
         let (sr, sw) = server.split();
         let upstream = pipe(cr, sw, &stats.bytes_in, &activity, None).map_err(|(f, e)| (f == Fault::Write, e));
         let downstream = pipe(sr, cw, &stats.bytes_out, &activity, verdict).map_err(|(f, e)| (f == Fault::Read, e));
-        tokio::select! {
-            r = async { tokio::try_join!(upstream, downstream) } => match r {
+        let copy = async {
+            match tokio::try_join!(upstream, downstream) {
                 Ok(_) => End::Done,
                 Err((backend, error)) => End::Error { backend, error },
-            },
-            _ = activity.expired(idle) => End::Idle,
-            _ = slot.cut.fired() => End::Closed,
-            _ = ctx.killed() => End::Closed,
-        }
+            }
+        };
+        // The idle timer and the signals wake once in a connection's life, the copy on
+        // every read and write: only the copy is polled on its own wake-ups.
+        let ends = async {
+            tokio::select! {
+                _ = activity.expired(idle) => End::Idle,
+                _ = slot.cut.fired() => End::Closed,
+                _ = ctx.killed() => End::Closed,
+            }
+        };
+        select_lazy(copy, ends).await
     };
     if let Some(verdict) = verdict {
         match &end {
@@ -204,12 +212,12 @@ async fn pipe(
         if let Some(v) = first {
             v.succeed();
         }
+        // Once per chunk (a clock read): the write's end is no news to the idle timer.
         activity.touch();
         // Counted as taken for forwarding (before the write: a reader on the other side
         // never sees bytes the counter has not).
         bytes.fetch_add(n as u64, Ordering::Relaxed);
         to.write_all(&buf[..n]).await.map_err(|e| (Fault::Write, e))?;
-        activity.touch();
     }
 }
 
