@@ -9,8 +9,8 @@
 //!
 //! The set grows when a reload raises `workers` and never shrinks: a worker that serves no
 //! listener any more sleeps in its runtime at no cost. Dropping `Workers` ends every thread
-//! (its runtime, and any task still on it, is dropped; the proxy's shutdown has drained
-//! them first).
+//! and waits for it: its runtime, any task still on it (the proxy's shutdown has drained
+//! them first) and the runtime's own descriptors are gone when the drop returns.
 use std::io;
 use std::sync::Mutex;
 
@@ -20,7 +20,20 @@ use tokio::sync::oneshot;
 struct Worker {
     handle: Handle,
     /// Dropped (or sent) to end the thread.
-    _stop: oneshot::Sender<()>,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            // Never wait for oneself (a drop on the worker's own thread): it would not end.
+            if t.thread().id() != std::thread::current().id() {
+                let _ = t.join();
+            }
+        }
+    }
 }
 
 #[derive(Default)]
@@ -51,12 +64,12 @@ fn start(index: usize) -> io::Result<Worker> {
     let runtime = Builder::new_current_thread().enable_all().build()?;
     let handle = runtime.handle().clone();
     let (stop, stopped) = oneshot::channel::<()>();
-    std::thread::Builder::new().name(format!("lb-proxy-{index}")).spawn(move || {
+    let thread = std::thread::Builder::new().name(format!("lb-proxy-{index}")).spawn(move || {
         // Either a send or the sender's drop ends the wait.
         let _ = runtime.block_on(stopped);
         // The runtime drops here, outside any async context, with what is left on it.
     })?;
-    Ok(Worker { handle, _stop: stop })
+    Ok(Worker { handle, stop: Some(stop), thread: Some(thread) })
 }
 
 #[cfg(test)]
@@ -90,7 +103,8 @@ mod tests {
             std::future::pending::<()>().await;
         });
         drop(workers);
-        // The task's future is dropped with its runtime, and with it the sender.
-        assert_eq!(rx.recv_timeout(std::time::Duration::from_secs(5)), Err(std::sync::mpsc::RecvTimeoutError::Disconnected));
+        // The task's future was dropped with its runtime, and with it the sender, before
+        // the drop returned.
+        assert_eq!(rx.try_recv(), Err(std::sync::mpsc::TryRecvError::Disconnected));
     }
 }
