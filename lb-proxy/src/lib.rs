@@ -421,7 +421,12 @@ fn spawn_listeners(ctx: &Arc<ServiceCtx>, sockets: Bound, workers: &Workers) {
     }
 }
 
-fn on_worker(workers: &Workers, i: usize, ctx: &ServiceCtx, serve: impl std::future::Future<Output = ()> + Send + 'static) {
+fn on_worker(
+    workers: &Workers,
+    i: usize,
+    ctx: &ServiceCtx,
+    serve: impl std::future::Future<Output = ()> + Send + 'static,
+) {
     match workers.handle(i) {
         Ok(h) => drop(h.spawn(serve)),
         Err(e) => warn!(service = %ctx.name, vip = %ctx.vip, "listener lost: no worker thread: {e}"),

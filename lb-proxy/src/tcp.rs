@@ -151,8 +151,7 @@ pub async fn relay(
         let (cr, cw) = client.split();
         let (sr, sw) = server.split();
         let ended = AtomicBool::new(false);
-        let upstream =
-            pipe(cr, sw, &stats.bytes_in, &activity, &ended, None).map_err(|(f, e)| (f == Fault::Write, e));
+        let upstream = pipe(cr, sw, &stats.bytes_in, &activity, &ended, None).map_err(|(f, e)| (f == Fault::Write, e));
         let downstream =
             pipe(sr, cw, &stats.bytes_out, &activity, &ended, verdict).map_err(|(f, e)| (f == Fault::Read, e));
         let copy = async {

@@ -367,8 +367,12 @@ impl Results {
     fn peer_ratios(&self, m: &mut String) {
         let _ = writeln!(m, "### Ratios: each lb row to each peer of its kind (keep-alive req/s, new conn/s)\n");
         let is_http = |r: &&Row| r.name.starts_with("proxy_http");
-        let l4: Vec<&Row> =
-            self.rows.iter().filter(|r| r.name.starts_with("xdp") || r.name.starts_with("proxy")).filter(|r| !is_http(r)).collect();
+        let l4: Vec<&Row> = self
+            .rows
+            .iter()
+            .filter(|r| r.name.starts_with("xdp") || r.name.starts_with("proxy"))
+            .filter(|r| !is_http(r))
+            .collect();
         let http: Vec<&Row> = self.rows.iter().filter(is_http).collect();
         self.ratio_table(m, &l4, &["direct", "haproxy", "nginx_stream", "nft_dnat"]);
         self.ratio_table(m, &http, &["direct", "haproxy_http", "nginx_http"]);

@@ -205,15 +205,15 @@ Transfer/sec:     10.04MB
 
     #[test]
     fn each_kind_of_socket_error_is_kept_apart() {
-        let r = parse(&REPORT.replace("connect 0, read 3, write 0, timeout 1", "connect 7, read 0, write 5, timeout 0"))
-            .unwrap();
+        let r =
+            parse(&REPORT.replace("connect 0, read 3, write 0, timeout 1", "connect 7, read 0, write 5, timeout 0"))
+                .unwrap();
         assert_eq!(r.errors, WrkErrors { connect: 7, read: 0, write: 5, timeout: 0, non_2xx: 2 });
         // No error lines: nothing counted.
         let clean = parse(
-            &REPORT.replace("  Socket errors: connect 0, read 3, write 0, timeout 1\n", "").replace(
-                "  Non-2xx or 3xx responses: 2\n",
-                "",
-            ),
+            &REPORT
+                .replace("  Socket errors: connect 0, read 3, write 0, timeout 1\n", "")
+                .replace("  Non-2xx or 3xx responses: 2\n", ""),
         )
         .unwrap();
         assert_eq!(clean.errors, WrkErrors::default());
