@@ -61,7 +61,7 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 /// held as long as its socket is open.
 pub async fn serve(stream: TcpStream, peer: SocketAddr, slot: ConnSlot, ctx: Arc<ServiceCtx>, _guard: TaskGuard) {
     let _ = stream.set_nodelay(true);
-    let vip = ctx.flow_vip(stream.local_addr().ok());
+    let vip = ctx.flow_vip(|| stream.local_addr().ok());
     let settings = ctx.table.load().settings.clone();
     let shared = Arc::new(ClientShared::default());
     let io = TokioIo::new(ClientIo::new(stream, Some(slot), shared.clone()));

@@ -1,7 +1,9 @@
 //! The userspace proxy: the same config, selection algorithms, admin states and health
 //! results as the XDP path, served from sockets where XDP cannot run.
 //!
-//! - `listen`: `SO_REUSEPORT` listeners, one per worker and service.
+//! - `listen`: `SO_REUSEPORT` listeners, one per worker and service; `workers`: a thread
+//!   and current-thread runtime per worker, serving that worker's listeners and every
+//!   connection they accept.
 //! - `accept`: TCP accept loops; the rate limit at accept, then the connection to `tcp` or
 //!   `http` by the service's mode.
 //! - `tcp`: l4 TCP relay (half-close, resets, connect and idle timeouts).
@@ -32,6 +34,7 @@ mod headers;
 mod http;
 mod idle;
 mod io;
+mod lazy_select;
 mod limit;
 mod listen;
 mod outcome;
@@ -46,6 +49,7 @@ mod tracker;
 mod udp;
 mod upgrade;
 mod vip_lock;
+mod workers;
 
 pub mod select;
 
@@ -73,6 +77,7 @@ use sessions::Sessions;
 use signal::Signals;
 use table::{BackendSlot, Settings, SharedTable, Table, TrialFlow};
 use vip_lock::VipLocks;
+use workers::Workers;
 
 use crate::select::{Candidate, Selector};
 use lb_config::desired::BackendKey;
@@ -119,6 +124,8 @@ pub struct ProxyDataplane {
     runtime: Handle,
     /// The VIPs this proxy serves, locked against other daemons (released when dropped).
     vip_locks: VipLocks,
+    /// Where the listeners and their connections run (last: dropped after the rest).
+    workers: Workers,
 }
 
 impl ProxyDataplane {
@@ -134,6 +141,7 @@ impl ProxyDataplane {
             signals: Arc::new(Signals::default()),
             runtime,
             vip_locks: VipLocks::new(),
+            workers: Workers::default(),
         };
         dp.reconcile(desired)?;
         info!(
@@ -161,7 +169,9 @@ impl ProxyDataplane {
         // renamed; it keeps its listeners and connections (as the XDP path keeps flows).
         let renames = self.renames(desired, &key_of);
 
-        // 1. Lock the VIPs, then bind what is new (the only steps that can fail).
+        // 1. Start the workers, lock the VIPs, then bind what is new (the only steps that
+        // can fail).
+        self.workers.handle(workers - 1).context("cannot start the proxy's worker threads")?;
         self.vip_locks.claim(desired.services.iter().map(|s| (s.name.as_str(), s.vip, s.protocol)))?;
         let mut bound: HashMap<String, Bound> = HashMap::new();
         for s in &desired.services {
@@ -246,7 +256,7 @@ impl ProxyDataplane {
                 Bound::Tcp(listeners) => listeners.iter().filter_map(|l| l.try_clone().ok()).collect(),
                 Bound::Udp(_) => Vec::new(),
             };
-            spawn_listeners(&ctx, sockets);
+            spawn_listeners(&ctx, sockets, &self.workers);
             if let Some(pool) = &ctx.pool {
                 tokio::spawn(http::reaper(pool.clone(), ctx.clone(), ctx.track(TaskKind::Housekeeping)));
             }
@@ -381,28 +391,45 @@ impl Drop for ProxyDataplane {
     }
 }
 
-fn spawn_listeners(ctx: &Arc<ServiceCtx>, sockets: Bound) {
+/// Socket `i` of a service goes to worker `i`, whose runtime then runs every connection
+/// (or session) it takes. A socket registers with the runtime that polls it, so each is
+/// converted on its worker.
+fn spawn_listeners(ctx: &Arc<ServiceCtx>, sockets: Bound, workers: &Workers) {
     match sockets {
         Bound::Tcp(listeners) => {
-            for l in listeners {
-                match TcpListener::from_std(l) {
-                    Ok(l) => {
-                        tokio::spawn(accept::accept_loop(l, ctx.clone(), ctx.track(TaskKind::Listener)));
+            for (i, l) in listeners.into_iter().enumerate() {
+                let (ctx, guard) = (ctx.clone(), ctx.track(TaskKind::Listener));
+                on_worker(workers, i, &ctx.clone(), async move {
+                    match TcpListener::from_std(l) {
+                        Ok(l) => accept::accept_loop(l, ctx, guard).await,
+                        Err(e) => warn!(service = %ctx.name, vip = %ctx.vip, "listener lost: {e}"),
                     }
-                    Err(e) => warn!(service = %ctx.name, vip = %ctx.vip, "listener lost: {e}"),
-                }
+                });
             }
         }
         Bound::Udp(sockets) => {
-            for s in sockets {
-                match UdpSocket::from_std(s) {
-                    Ok(s) => {
-                        tokio::spawn(udp::worker(Arc::new(s), ctx.clone(), ctx.track(TaskKind::Listener)));
+            for (i, s) in sockets.into_iter().enumerate() {
+                let (ctx, guard) = (ctx.clone(), ctx.track(TaskKind::Listener));
+                on_worker(workers, i, &ctx.clone(), async move {
+                    match UdpSocket::from_std(s) {
+                        Ok(s) => udp::worker(Arc::new(s), ctx, guard).await,
+                        Err(e) => warn!(service = %ctx.name, vip = %ctx.vip, "listener lost: {e}"),
                     }
-                    Err(e) => warn!(service = %ctx.name, vip = %ctx.vip, "listener lost: {e}"),
-                }
+                });
             }
         }
+    }
+}
+
+fn on_worker(
+    workers: &Workers,
+    i: usize,
+    ctx: &ServiceCtx,
+    serve: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    match workers.handle(i) {
+        Ok(h) => drop(h.spawn(serve)),
+        Err(e) => warn!(service = %ctx.name, vip = %ctx.vip, "listener lost: no worker thread: {e}"),
     }
 }
 

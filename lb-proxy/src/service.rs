@@ -61,11 +61,13 @@ impl ServiceCtx {
     }
 
     /// The flow's VIP: the service's, or when it listens on every address, the one the
-    /// client actually reached (the same 5-tuple the XDP path would hash).
-    pub fn flow_vip(&self, local: Option<SocketAddr>) -> SocketAddr {
-        match local {
-            Some(l) if self.vip.ip().is_unspecified() => l,
-            _ => self.vip,
+    /// client actually reached (the same 5-tuple the XDP path would hash). `local` is
+    /// asked only then: it costs a `getsockname` per connection.
+    pub fn flow_vip(&self, local: impl FnOnce() -> Option<SocketAddr>) -> SocketAddr {
+        if self.vip.ip().is_unspecified() {
+            local().unwrap_or(self.vip)
+        } else {
+            self.vip
         }
     }
 }

@@ -17,7 +17,10 @@ pub fn run(path: &Path, detach_on_exit: bool) -> Result<ExitCode> {
         tracing::warn!("{}", w.warning());
     }
     let cfg = checked.config;
-    // `daemon.workers` sizes the runtime too (one thread per listener; 0: one per core).
+    // The daemon's runtime: control plane, API, health checks, XDP loader. The proxy serves
+    // its listeners and connections on its own threads, a current-thread runtime per
+    // worker (lb-proxy's `workers`); `daemon.workers` (0: one per core) sizes this one too,
+    // for the checks and API work it carries.
     let workers = match cfg.daemon.workers {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n as usize,

@@ -142,12 +142,12 @@ fn measure(t: &Target, round: u32, plan: &Plan, lb_bin: &Path) -> Result<Vec<Sam
         let (soft1, proc1) = (cpu::softirq_seconds()?, pid.map_or(0.0, cpu::tree_seconds));
         let process = if t.cpu == CpuSource::Process { Some(proc1 - proc0) } else { None };
         println!(
-            "    {}: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, errors {}",
+            "    {}: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, errors {:?}",
             if close { "new connections" } else { "keep-alive" },
             wrk.requests_per_sec,
             wrk.p50_ms,
             wrk.p99_ms,
-            wrk.socket_errors + wrk.non_2xx
+            wrk.errors
         );
         samples.push(Sample {
             target: t.name.into(),

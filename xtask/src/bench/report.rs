@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::targets::{CpuSource, Group, Target};
-use super::wrk::{WrkResult, CONNECTIONS};
+use super::wrk::{WrkErrors, WrkResult, CONNECTIONS};
 use super::{Plan, COMMAND};
 
 /// One wrk run of one configuration in one round.
@@ -34,8 +34,12 @@ pub struct Figures {
     pub lb_cpu_s_per_100k: Option<f64>,
     /// Machine-wide softirq seconds per 100k requests (every row, direct included).
     pub softirq_s_per_100k: f64,
-    /// Socket errors and non-2xx answers, summed over the rounds.
-    pub errors: u64,
+    /// wrk's errors of each kind, summed over the rounds.
+    pub errors: WrkErrors,
+    /// Of those, the balancer's failures and the harness's own (`WrkErrors::classify`
+    /// against the direct row's worst round under the same load).
+    pub real_errors: u64,
+    pub harness_errors: u64,
     pub rounds: usize,
 }
 
@@ -75,7 +79,15 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-fn figures(samples: &[&Sample], cpu: CpuSource) -> Figures {
+/// What the harness alone makes under one kind of load: the direct row's worst round.
+fn harness_errors(samples: &[Sample], new_connections: bool) -> WrkErrors {
+    samples
+        .iter()
+        .filter(|s| s.target == "direct" && s.new_connections == new_connections)
+        .fold(WrkErrors::default(), |acc, s| acc.max(s.wrk.errors))
+}
+
+fn figures(samples: &[&Sample], cpu: CpuSource, harness: &WrkErrors) -> Figures {
     let per_100k = |s: f64, r: &WrkResult| s / r.requests.max(1) as f64 * 1e5;
     let lb_cpu = match cpu {
         CpuSource::None => None,
@@ -90,7 +102,9 @@ fn figures(samples: &[&Sample], cpu: CpuSource) -> Figures {
         p99_ms: median(samples.iter().map(|s| s.wrk.p99_ms).collect()),
         lb_cpu_s_per_100k: lb_cpu,
         softirq_s_per_100k: median(samples.iter().map(|s| per_100k(s.softirq_s, &s.wrk)).collect()),
-        errors: samples.iter().map(|s| s.wrk.socket_errors + s.wrk.non_2xx).sum(),
+        errors: samples.iter().fold(WrkErrors::default(), |acc, s| acc + s.wrk.errors),
+        real_errors: samples.iter().map(|s| s.wrk.errors.classify(harness).real).sum(),
+        harness_errors: samples.iter().map(|s| s.wrk.errors.classify(harness).harness).sum(),
         rounds: samples.len(),
     }
 }
@@ -107,6 +121,7 @@ impl Results {
         health_s: Vec<f64>,
         elapsed: Duration,
     ) -> Self {
+        let harness = [harness_errors(&samples, false), harness_errors(&samples, true)];
         let rows = targets
             .iter()
             .map(|t| {
@@ -118,8 +133,8 @@ impl Results {
                     label: t.label.into(),
                     group: t.group,
                     cpu: t.cpu,
-                    keep_alive: figures(&pick(false), t.cpu),
-                    new_connections: figures(&pick(true), t.cpu),
+                    keep_alive: figures(&pick(false), t.cpu, &harness[0]),
+                    new_connections: figures(&pick(true), t.cpu, &harness[1]),
                 }
             })
             .collect();
@@ -251,19 +266,24 @@ impl Results {
     fn headline(&self, m: &mut String) {
         let f = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:.2}×"));
         let _ = writeln!(m, "## Headline\n");
-        let _ = writeln!(m, "| | keep-alive req/s vs direct | new conn/s vs direct | vs HAProxy (req/s, conn/s) | vs nginx stream | vs nftables DNAT |\n|---|---|---|---|---|---|");
+        let _ = writeln!(m, "Each lb row against the peers of its kind: the l4 rows against HAProxy `mode tcp`, nginx stream and nftables; `lb proxy http` against HAProxy `mode http` and nginx `proxy_pass`, both with keep-alive to the backends.\n");
+        let _ = writeln!(m, "| | keep-alive req/s vs direct | new conn/s vs direct | vs HAProxy (req/s, conn/s) | vs nginx | vs nftables DNAT |\n|---|---|---|---|---|---|");
         for lb in ["xdp_nat", "xdp_dsr", "proxy_l4", "proxy_http"] {
             let Some(row) = self.row(lb) else { continue };
-            let pair = |peer: &str| format!("{} / {}", f(self.ratio(lb, peer, false)), f(self.ratio(lb, peer, true)));
+            let pair = |peer: Option<&str>| match peer {
+                Some(p) => format!("{} / {}", f(self.ratio(lb, p, false)), f(self.ratio(lb, p, true))),
+                None => "–".into(),
+            };
+            let [haproxy, nginx, nft] = headline_peers(lb);
             let _ = writeln!(
                 m,
                 "| {} | {} | {} | {} | {} | {} |",
                 row.label,
                 f(self.ratio(lb, "direct", false)),
                 f(self.ratio(lb, "direct", true)),
-                pair("haproxy"),
-                pair("nginx_stream"),
-                pair("nft_dnat")
+                pair(haproxy),
+                pair(nginx),
+                pair(nft)
             );
         }
         m.push('\n');
@@ -289,8 +309,25 @@ impl Results {
         }
         if let Some(r) = self.ratio("proxy_l4", "haproxy", false) {
             let c = self.ratio("proxy_l4", "haproxy", true).unwrap_or(0.0);
-            let _ = writeln!(m, "| proxy l4 ≥ HAProxy mode tcp | {r:.2}× req/s, {c:.2}× conn/s | {} |", met(r >= 1.0));
+            let _ = writeln!(
+                m,
+                "| proxy l4 ≥ 1.1× HAProxy mode tcp (req/s and conn/s) | {r:.2}× req/s, {c:.2}× conn/s | {} |",
+                met(r >= 1.1 && c >= 1.1)
+            );
         }
+        let failing: Vec<String> = self
+            .rows
+            .iter()
+            .filter(|r| r.name.starts_with("xdp") || r.name.starts_with("proxy"))
+            .filter(|r| r.keep_alive.real_errors + r.new_connections.real_errors > 0)
+            .map(|r| format!("{} ({})", r.label, r.keep_alive.real_errors + r.new_connections.real_errors))
+            .collect();
+        let _ = writeln!(
+            m,
+            "| no failed request in any lb row (errors column) | {} | {} |",
+            if failing.is_empty() { "none".to_string() } else { failing.join(", ") },
+            met(failing.is_empty())
+        );
         self.datapath_goals(m);
         m.push('\n');
     }
@@ -331,14 +368,14 @@ impl Results {
         let x = |v: f64, d: f64| if d > 0.0 { format!("{:.2}×", v / d) } else { "–".into() };
         let cpu = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:.2}"));
         let _ = writeln!(m, "{title}\n");
-        let _ = writeln!(m, "Medians of {} rounds of {} s per figure; {CONNECTIONS} connections. CPU: seconds per 100k requests, on the LB side (softirq for XDP and nftables, process time for proxies) and machine-wide softirq.\n", self.rounds, self.duration_s);
-        let _ = writeln!(m, "| Configuration | keep-alive req/s | × direct | p50 / p99 ms | new conn/s | × direct | p50 / p99 ms | LB CPU keep-alive | LB CPU new conn | softirq keep-alive | softirq new conn | errors |");
-        let _ = writeln!(m, "|---|---|---|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(m, "Medians of {} rounds of {} s per figure; {CONNECTIONS} connections. CPU: seconds per 100k requests, on the LB side (softirq for XDP and nftables, process time for proxies) and machine-wide softirq. Errors, summed over the rounds: \"errors\" are failures (non-2xx answers, connect errors, timeouts, and read or write errors beyond the most the direct row had in a round under the same load); \"harness errors\" are the read and write errors within that, which wrk makes with no balancer at all (see docs/benchmarks.md, \"Errors\"). Each kind is in the JSON (`errors`).\n", self.rounds, self.duration_s);
+        let _ = writeln!(m, "| Configuration | keep-alive req/s | × direct | p50 / p99 ms | new conn/s | × direct | p50 / p99 ms | LB CPU keep-alive | LB CPU new conn | softirq keep-alive | softirq new conn | errors | harness errors |");
+        let _ = writeln!(m, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         for r in self.rows.iter().filter(|r| r.group == group || (group == Group::IoModel && r.name == "direct")) {
             let (k, n) = (&r.keep_alive, &r.new_connections);
             let _ = writeln!(
                 m,
-                "| {} | {:.0} | {} | {:.2} / {:.2} | {:.0} | {} | {:.2} / {:.2} | {} | {} | {:.2} | {:.2} | {} |",
+                "| {} | {:.0} | {} | {:.2} / {:.2} | {:.0} | {} | {:.2} / {:.2} | {} | {} | {:.2} | {:.2} | {} | {} |",
                 r.label,
                 k.requests_per_sec,
                 x(k.requests_per_sec, direct.0),
@@ -352,15 +389,30 @@ impl Results {
                 cpu(n.lb_cpu_s_per_100k),
                 k.softirq_s_per_100k,
                 n.softirq_s_per_100k,
-                k.errors + n.errors
+                k.real_errors + n.real_errors,
+                k.harness_errors + n.harness_errors
             );
         }
         m.push('\n');
     }
 
+    /// One table per kind of peer: the l4 rows (XDP, proxy l4) against the l4 peers, the
+    /// http rows against the HTTP proxies.
     fn peer_ratios(&self, m: &mut String) {
-        let peers = ["direct", "haproxy", "nginx_stream", "nft_dnat"];
-        let _ = writeln!(m, "### Ratios: each lb row to each peer (keep-alive req/s, new conn/s)\n");
+        let _ = writeln!(m, "### Ratios: each lb row to each peer of its kind (keep-alive req/s, new conn/s)\n");
+        let is_http = |r: &&Row| r.name.starts_with("proxy_http");
+        let l4: Vec<&Row> = self
+            .rows
+            .iter()
+            .filter(|r| r.name.starts_with("xdp") || r.name.starts_with("proxy"))
+            .filter(|r| !is_http(r))
+            .collect();
+        let http: Vec<&Row> = self.rows.iter().filter(is_http).collect();
+        self.ratio_table(m, &l4, &["direct", "haproxy", "nginx_stream", "nft_dnat"]);
+        self.ratio_table(m, &http, &["direct", "haproxy_http", "nginx_http"]);
+    }
+
+    fn ratio_table(&self, m: &mut String, lbs: &[&Row], peers: &[&str]) {
         let _ = writeln!(
             m,
             "| lb | {} |\n|---|{}",
@@ -371,7 +423,7 @@ impl Results {
                 .join(" | "),
             "---|".repeat(peers.len())
         );
-        for lb in self.rows.iter().filter(|r| r.name.starts_with("xdp") || r.name.starts_with("proxy")) {
+        for lb in lbs {
             let cells: Vec<String> = peers
                 .iter()
                 .map(|p| match (self.ratio(&lb.name, p, false), self.ratio(&lb.name, p, true)) {
@@ -499,6 +551,16 @@ impl Results {
     }
 }
 
+/// The headline's peers for an lb row (HAProxy, nginx, nftables), of the row's kind: an
+/// HTTP proxy against HTTP proxies (nftables has no such mode), the rest against l4.
+fn headline_peers(lb: &str) -> [Option<&'static str>; 3] {
+    if lb.starts_with("proxy_http") {
+        [Some("haproxy_http"), Some("nginx_http"), None]
+    } else {
+        [Some("haproxy"), Some("nginx_stream"), Some("nft_dnat")]
+    }
+}
+
 /// Where the time goes is a reading of profiles, not a measurement this run makes: it is
 /// written by hand in bench/analysis.md and included as it is, under a heading that says so.
 fn analysis(m: &mut String) {
@@ -542,4 +604,51 @@ fn machine() -> Value {
         "nginx": version("nginx", "-v").unwrap_or_default(),
         "wrk": version("wrk", "-v").unwrap_or_default(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(target: &str, round: u32, new_connections: bool, errors: WrkErrors) -> Sample {
+        Sample {
+            target: target.into(),
+            round,
+            new_connections,
+            wrk: WrkResult { requests: 1000, requests_per_sec: 1000.0, errors, ..Default::default() },
+            softirq_s: 0.0,
+            process_s: None,
+        }
+    }
+
+    #[test]
+    fn a_rows_errors_are_split_against_directs_worst_round_of_the_same_load() {
+        let read = |n| WrkErrors { read: n, ..Default::default() };
+        let samples = vec![
+            sample("direct", 1, true, read(1)),
+            sample("direct", 2, true, read(2)),
+            // Keep-alive: direct had none, so any read error there is the balancer's.
+            sample("direct", 1, false, read(0)),
+            sample("proxy_l4", 1, true, WrkErrors { read: 3, timeout: 1, ..Default::default() }),
+            sample("proxy_l4", 2, true, read(2)),
+            sample("proxy_l4", 1, false, read(1)),
+        ];
+        let close = harness_errors(&samples, true);
+        assert_eq!(close, read(2));
+        let l4: Vec<&Sample> = samples.iter().filter(|s| s.target == "proxy_l4" && s.new_connections).collect();
+        let f = figures(&l4, CpuSource::Process, &close);
+        // Round 1: 1 read beyond direct's 2, plus the timeout; round 2: within.
+        assert_eq!((f.real_errors, f.harness_errors), (2, 4));
+        assert_eq!(f.errors, WrkErrors { read: 5, timeout: 1, ..Default::default() });
+        let keep: Vec<&Sample> = samples.iter().filter(|s| s.target == "proxy_l4" && !s.new_connections).collect();
+        let f = figures(&keep, CpuSource::Process, &harness_errors(&samples, false));
+        assert_eq!((f.real_errors, f.harness_errors), (1, 0));
+    }
+
+    #[test]
+    fn http_rows_meet_http_peers_and_l4_rows_l4_peers() {
+        assert_eq!(headline_peers("proxy_http"), [Some("haproxy_http"), Some("nginx_http"), None]);
+        assert_eq!(headline_peers("proxy_l4"), [Some("haproxy"), Some("nginx_stream"), Some("nft_dnat")]);
+        assert_eq!(headline_peers("xdp_nat"), [Some("haproxy"), Some("nginx_stream"), Some("nft_dnat")]);
+    }
 }

@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use testenv::{LbDaemon, CLIENT_NS, LB_NS, LB_PIN_PATH, VIP_V4};
 
-use super::peers;
+use super::peers::{self, HaproxyMode};
 use super::process::{wait_http, Proc};
 use super::WORK_DIR;
 
@@ -36,8 +36,9 @@ pub enum CpuSource {
 pub enum Kind {
     Direct,
     Lb { config: String },
-    Haproxy,
+    Haproxy(HaproxyMode),
     NginxStream,
+    NginxHttp,
     Nft,
 }
 
@@ -121,8 +122,10 @@ pub fn all() -> Vec<Target> {
             0,
             "algorithm = \"round_robin\"\nproxy_mode = \"http\"",
         ),
-        peer("haproxy", "HAProxy (mode tcp)", Kind::Haproxy, CpuSource::Process),
+        peer("haproxy", "HAProxy (mode tcp)", Kind::Haproxy(HaproxyMode::Tcp), CpuSource::Process),
         peer("nginx_stream", "nginx stream", Kind::NginxStream, CpuSource::Process),
+        peer("haproxy_http", "HAProxy (mode http)", Kind::Haproxy(HaproxyMode::Http), CpuSource::Process),
+        peer("nginx_http", "nginx proxy_pass (upstream keepalive)", Kind::NginxHttp, CpuSource::Process),
         lb(
             "proxy_l4_w1",
             "lb proxy l4, workers = 1",
@@ -174,13 +177,17 @@ impl Running {
                     .with_context(|| format!("starting {}", t.label))?;
                 Running::Lb(d, proxy)
             }
-            Kind::Haproxy => {
+            Kind::Haproxy(mode) => {
                 vip_on_lo(true)?;
-                Running::Proc(peers::haproxy()?)
+                Running::Proc(peers::haproxy(*mode)?)
             }
             Kind::NginxStream => {
                 vip_on_lo(true)?;
                 Running::Proc(peers::nginx_stream()?)
+            }
+            Kind::NginxHttp => {
+                vip_on_lo(true)?;
+                Running::Proc(peers::nginx_http()?)
             }
             Kind::Nft => {
                 peers::nft_up()?;

@@ -18,9 +18,72 @@ pub struct WrkResult {
     pub requests_per_sec: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
-    /// connect + read + write + timeout errors.
-    pub socket_errors: u64,
+    pub errors: WrkErrors,
+}
+
+/// wrk's error counts, each kind apart: "Socket errors: connect N, read N, write N,
+/// timeout N" and "Non-2xx or 3xx responses: N".
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct WrkErrors {
+    /// connect() failed (refused, reset, unreachable).
+    pub connect: u64,
+    /// A read failed, or the server closed the connection in the middle of a response.
+    pub read: u64,
+    /// Sending the request failed.
+    pub write: u64,
+    /// A request older than `--timeout` (2 s), counted by wrk's periodic sweep.
+    pub timeout: u64,
+    /// Answers with status ≥ 400 (wrk's "Non-2xx or 3xx responses").
     pub non_2xx: u64,
+}
+
+/// A run's errors split by who made them: the balancer (`real`) or the load generator's
+/// own (`harness`). The rule (docs/benchmarks.md, "Errors"): non-2xx answers, connect
+/// errors and timeouts are always real; read and write errors are the harness's up to what
+/// the direct row (no balancer at all) shows under the same load, and real beyond.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Classified {
+    pub real: u64,
+    pub harness: u64,
+}
+
+impl std::ops::Add for WrkErrors {
+    type Output = WrkErrors;
+    fn add(self, o: WrkErrors) -> WrkErrors {
+        WrkErrors {
+            connect: self.connect + o.connect,
+            read: self.read + o.read,
+            write: self.write + o.write,
+            timeout: self.timeout + o.timeout,
+            non_2xx: self.non_2xx + o.non_2xx,
+        }
+    }
+}
+
+impl WrkErrors {
+    pub fn total(&self) -> u64 {
+        self.connect + self.read + self.write + self.timeout + self.non_2xx
+    }
+
+    /// The largest count of each kind (the direct row's worst round: what the harness
+    /// alone can make).
+    pub fn max(self, o: WrkErrors) -> WrkErrors {
+        WrkErrors {
+            connect: self.connect.max(o.connect),
+            read: self.read.max(o.read),
+            write: self.write.max(o.write),
+            timeout: self.timeout.max(o.timeout),
+            non_2xx: self.non_2xx.max(o.non_2xx),
+        }
+    }
+
+    /// Splits these errors (one run) against `harness`, what direct showed under the
+    /// same load (its worst run).
+    pub fn classify(&self, harness: &WrkErrors) -> Classified {
+        let read = self.read.min(harness.read);
+        let write = self.write.min(harness.write);
+        Classified { real: self.total() - read - write, harness: read + write }
+    }
 }
 
 /// Keep-alive requests (`close: false`) or one request per connection (`close: true`:
@@ -65,16 +128,31 @@ pub fn parse(text: &str) -> Result<WrkResult> {
         } else if let Some(v) = line.strip_prefix("Requests/sec:") {
             r.requests_per_sec = v.trim().parse().context("Requests/sec")?;
         } else if let Some(v) = line.strip_prefix("Non-2xx or 3xx responses:") {
-            r.non_2xx = v.trim().parse().context("Non-2xx count")?;
+            r.errors.non_2xx = v.trim().parse().context("Non-2xx count")?;
         } else if let Some(v) = line.strip_prefix("Socket errors:") {
-            // "connect 0, read 0, write 0, timeout 0"
-            r.socket_errors = v.split(',').filter_map(|p| p.split_whitespace().nth(1)?.parse::<u64>().ok()).sum();
+            socket_errors(v, &mut r.errors)?;
         }
     }
     if r.seconds == 0.0 {
         bail!("no \"N requests in T\" line");
     }
     Ok(r)
+}
+
+/// "connect 0, read 3, write 0, timeout 1": each kind by its name.
+fn socket_errors(text: &str, errors: &mut WrkErrors) -> Result<()> {
+    for part in text.split(',') {
+        let (kind, n) = part.trim().split_once(' ').with_context(|| format!("socket errors {part:?}"))?;
+        let n: u64 = n.trim().parse().with_context(|| format!("socket errors {part:?}"))?;
+        match kind {
+            "connect" => errors.connect = n,
+            "read" => errors.read = n,
+            "write" => errors.write = n,
+            "timeout" => errors.timeout = n,
+            _ => bail!("unknown kind of socket error {kind:?}"),
+        }
+    }
+    Ok(())
 }
 
 /// wrk prints durations as `812.00us`, `1.23ms`, `2.00s` or `1.00m`.
@@ -122,8 +200,42 @@ Transfer/sec:     10.04MB
         assert_eq!(r.requests_per_sec, 40781.67);
         assert!((r.p50_ms - 0.612).abs() < 1e-9);
         assert_eq!(r.p99_ms, 5.02);
-        assert_eq!(r.socket_errors, 4);
-        assert_eq!(r.non_2xx, 2);
+        assert_eq!(r.errors, WrkErrors { connect: 0, read: 3, write: 0, timeout: 1, non_2xx: 2 });
+    }
+
+    #[test]
+    fn each_kind_of_socket_error_is_kept_apart() {
+        let r =
+            parse(&REPORT.replace("connect 0, read 3, write 0, timeout 1", "connect 7, read 0, write 5, timeout 0"))
+                .unwrap();
+        assert_eq!(r.errors, WrkErrors { connect: 7, read: 0, write: 5, timeout: 0, non_2xx: 2 });
+        // No error lines: nothing counted.
+        let clean = parse(
+            &REPORT
+                .replace("  Socket errors: connect 0, read 3, write 0, timeout 1\n", "")
+                .replace("  Non-2xx or 3xx responses: 2\n", ""),
+        )
+        .unwrap();
+        assert_eq!(clean.errors, WrkErrors::default());
+        assert!(parse(&REPORT.replace("timeout 1", "reset 1")).is_err(), "an unknown kind is not silently summed");
+    }
+
+    #[test]
+    fn read_and_write_errors_up_to_direct_are_the_harness() {
+        let direct = WrkErrors { read: 2, write: 1, ..Default::default() };
+        let within = WrkErrors { read: 1, write: 1, ..Default::default() };
+        assert_eq!(within.classify(&direct), Classified { real: 0, harness: 2 });
+        // Beyond what direct shows, the balancer made them.
+        let beyond = WrkErrors { read: 5, ..Default::default() };
+        assert_eq!(beyond.classify(&direct), Classified { real: 3, harness: 2 });
+    }
+
+    #[test]
+    fn connect_errors_timeouts_and_bad_answers_are_always_real() {
+        // Even when direct had them too: a balancer must not fail a connect or an answer.
+        let direct = WrkErrors { connect: 3, timeout: 3, non_2xx: 3, ..Default::default() };
+        let row = WrkErrors { connect: 1, timeout: 2, non_2xx: 4, read: 1, ..Default::default() };
+        assert_eq!(row.classify(&direct), Classified { real: 8, harness: 0 });
     }
 
     #[test]
