@@ -34,6 +34,8 @@ pub const SCRATCH_MAPS: &[&str] = &[
     "LB_SCRATCH_FIB",
     "LB_SNAT_CLAIMS",
     "LB_SCRATCH_ENCAP",
+    "LB_SCRATCH_VIP_KEY",
+    "LB_BENCH_FRAME",
 ];
 
 /// A map's kind, valued as the kernel's `bpf_map_type`, so a pin's type compares directly.

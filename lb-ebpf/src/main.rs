@@ -28,7 +28,8 @@ mod stats;
 use aya_ebpf::{
     bindings::xdp_action::{XDP_DROP, XDP_PASS, XDP_TX},
     helpers::bpf_ktime_get_coarse_ns,
-    macros::xdp,
+    macros::{map, xdp},
+    maps::PerCpuArray,
     programs::XdpContext,
 };
 use lb_common::{
@@ -105,28 +106,17 @@ pub fn now() -> u64 {
 /// (the verifier sums the frames of a call chain against the 512-byte BPF stack).
 #[inline(never)]
 fn vip_path(ctx: &XdpContext, p: &L3, cfg: &GlobalConfig) -> u32 {
-    // One lookup decides for all non-VIP traffic: pass.
-    let Some(addr_flags) = vip_address(p) else { return XDP_PASS };
-    // Malformed input for an address only VIPs use is ours to drop; for an address the host
-    // shares (the LB's own address) the kernel validates it as it would without us.
-    let dedicated = addr_flags & VIP_ADDR_SHARED_WITH_HOST == 0;
-    if let Some(reason) = p.bad {
-        return refuse(reason, dedicated);
-    }
-    if p.fragment {
-        return refuse(DropReason::Fragment, dedicated);
-    }
-    if !is_tcp_or_udp(p.proto) {
-        return XDP_PASS;
+    // The common case first, with one lookup: a well-formed TCP or UDP packet is ours
+    // exactly when its (address, port, protocol) is a service's. The address-only
+    // `LB_VIP_ADDRS` lookup is for the rest (`unusual`).
+    if p.bad.is_some() || p.fragment || !is_tcp_or_udp(p.proto) {
+        return unusual(p, None);
     }
     let l4 = match parse::l4(ctx, p) {
         Ok(l4) => l4,
-        Err(reason) => return refuse(reason, dedicated),
+        Err(reason) => return unusual(p, Some(reason)),
     };
-
-    let vip_key = VipKey { addr: p.dst, port: l4.dport, proto: p.proto, family: p.family };
-    // SAFETY: copied out at once; the daemon replaces entries whole.
-    let Some(vip) = (unsafe { LB_VIPS.get(&vip_key).copied() }) else { return XDP_PASS };
+    let Some(vip) = service(p, &l4) else { return XDP_PASS };
     if cfg.configured == 0 {
         return drop(DropReason::NotConfigured);
     }
@@ -134,6 +124,41 @@ fn vip_path(ctx: &XdpContext, p: &L3, cfg: &GlobalConfig) -> u32 {
         Ok(action) => action,
         Err(reason) => drop(reason),
     }
+}
+
+/// The service a packet is for, if any. Its key is built in per-CPU scratch, not on
+/// `vip_path`'s frame, which the forwarding path's call chain needs (512-byte BPF stack).
+#[inline(always)]
+fn service(p: &L3, l4: &L4) -> Option<VipInfo> {
+    let key = LB_SCRATCH_VIP_KEY.get_ptr_mut(0)?;
+    // SAFETY: per-CPU scratch, only this program on this CPU uses it now.
+    let key = unsafe { &mut *key };
+    *key = VipKey { addr: p.dst, port: l4.dport, proto: p.proto, family: p.family };
+    // SAFETY: copied out at once; the daemon replaces entries whole.
+    unsafe { LB_VIPS.get(key).copied() }
+}
+
+/// Scratch for `service`'s lookup key. Private to the program, never pinned.
+#[map]
+static LB_SCRATCH_VIP_KEY: PerCpuArray<VipKey> = PerCpuArray::with_max_entries(1, 0);
+
+/// A packet that is malformed (`p.bad`, or the L4 `reason`), a fragment, or neither TCP nor
+/// UDP: one lookup decides for all non-VIP traffic (pass). Malformed input for an address
+/// only VIPs use is ours to drop; for an address the host shares (the LB's own address) the
+/// kernel validates it as it would without us. Anything else (ICMP to a VIP, say) passes.
+/// Out of line: its lookup key stays off `vip_path`'s frame, which the forwarding path's
+/// call chain needs (512-byte BPF stack).
+#[inline(never)]
+fn unusual(p: &L3, l4_error: Option<DropReason>) -> u32 {
+    let Some(addr_flags) = vip_address(p) else { return XDP_PASS };
+    let dedicated = addr_flags & VIP_ADDR_SHARED_WITH_HOST == 0;
+    if let Some(reason) = p.bad.or(l4_error) {
+        return refuse(reason, dedicated);
+    }
+    if p.fragment {
+        return refuse(DropReason::Fragment, dedicated);
+    }
+    XDP_PASS
 }
 
 /// Out of line on purpose: see `vip_path`. `None`: not one of our flows.
