@@ -25,12 +25,10 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use aya::maps::PerCpuArray;
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use aya_obj::programs::XdpAttachType;
 use lb_common::consts::RING_SIZE;
 use lb_common::maglev::{build, MaglevBackend};
-use lb_common::maps::BenchFrame;
 use lb_xdp::maps::sum_counters;
 use lb_xdp::testkit::harness::{Harness, XDP_PASS, XDP_TX};
 use lb_xdp::testkit::packet::{Pkt, ACK, SYN, TCP};
@@ -318,30 +316,16 @@ fn natted_to(frame: &[u8], f: &Family) -> (SocketAddr, u16) {
 /// The kernel's mean ns per repetition of `frame` through the bench entry point, after
 /// checking that every repetition did what `expect` says.
 fn timed(h: &mut Harness, what: &str, frame: &[u8], repeat: u32, expect: Expect, vary_at: u32) -> f64 {
-    arm(h, vary_at);
     let (actions, opened) = (h.action_count(expect.action), new_flows(h));
-    let mut out = vec![0u8; frame.len() + 256];
-    let r = h
-        .bench_program()
-        .test_run(TestRunOptions { data_in: Some(frame), data_out: Some(&mut out), repeat, ..Default::default() })
-        .expect("BPF_PROG_TEST_RUN of lb_xdp_bench");
-    assert_eq!(r.return_value, expect.action, "{what}: unexpected action");
+    let (action, out, took) = h.run_bench(frame, repeat, vary_at);
+    assert_eq!(action, expect.action, "{what}: unexpected action");
     assert_eq!(h.action_count(expect.action) - actions, repeat as u64, "{what}: a repetition took another action");
     let want_new = if expect.new_flow { repeat as u64 } else { 0 };
     assert_eq!(new_flows(h) - opened, want_new, "{what}: new flows opened");
     if vary_at == 0 {
-        assert_eq!(&out[..r.data_size_out as usize], frame, "{what}: the bench entry point restores the frame");
+        assert_eq!(out, frame, "{what}: the bench entry point restores the frame");
     }
-    r.duration.as_nanos() as f64
-}
-
-/// Ready the bench entry point for a call: save the next frame, vary `vary_at` (0: none).
-fn arm(h: &mut Harness, vary_at: u32) {
-    let cpus = aya::util::nr_cpus().expect("number of CPUs");
-    let mut map: PerCpuArray<_, BenchFrame> =
-        PerCpuArray::try_from(h.private_map("LB_BENCH_FRAME")).expect("LB_BENCH_FRAME");
-    let armed = vec![BenchFrame::armed(vary_at); cpus];
-    map.set(0, aya::maps::PerCpuValues::try_from(armed).expect("per-CPU values"), 0).expect("arm LB_BENCH_FRAME");
+    took.as_nanos() as f64
 }
 
 /// New flows counted so far, over every service.

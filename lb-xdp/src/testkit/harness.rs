@@ -310,6 +310,26 @@ impl Harness {
         self.ebpf.program(load::BENCH_PROGRAM).expect("bench program").try_into().expect("xdp")
     }
 
+    /// Run `frame` `repeat` times through the bench entry point in one `BPF_PROG_TEST_RUN`,
+    /// every repetition seeing the frame as given, or with the big-endian 32-bit word at
+    /// `vary_at` (non-zero) counted up by one per repetition. (Action of the last
+    /// repetition, the frame as the call left it, the kernel's mean time per repetition.)
+    pub fn run_bench(&mut self, frame: &[u8], repeat: u32, vary_at: u32) -> (u32, Vec<u8>, std::time::Duration) {
+        isolate_thread();
+        let cpus = aya::util::nr_cpus().expect("number of CPUs");
+        let mut map: aya::maps::PerCpuArray<_, lb_common::maps::BenchFrame> =
+            aya::maps::PerCpuArray::try_from(self.private_map("LB_BENCH_FRAME")).expect("LB_BENCH_FRAME");
+        let armed = vec![lb_common::maps::BenchFrame::armed(vary_at); cpus];
+        map.set(0, aya::maps::PerCpuValues::try_from(armed).expect("per-CPU values"), 0).expect("arm LB_BENCH_FRAME");
+        let mut out = vec![0u8; frame.len() + 256];
+        let r = self
+            .bench_program()
+            .test_run(TestRunOptions { data_in: Some(frame), data_out: Some(&mut out), repeat, ..Default::default() })
+            .expect("BPF_PROG_TEST_RUN of lb_xdp_bench");
+        out.truncate(r.data_size_out as usize);
+        (r.return_value, out, r.duration)
+    }
+
     pub fn pin_path(&self) -> &std::path::Path {
         &self.pin
     }
