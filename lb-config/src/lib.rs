@@ -44,7 +44,8 @@ pub use enums::{
 };
 pub use error::{ConfigError, Diagnostic, Position};
 pub use model::{
-    Backend, Checked, Config, Daemon, HealthCheck, Pool, Service, DEFAULT_WEIGHT, MAX_ACL_PER_SERVICE, MAX_BACKENDS,
+    Backend, Checked, Config, Daemon, HealthCheck, Pool, Service, DEFAULT_MAX_SERVICES, DEFAULT_WEIGHT,
+    MAX_ACL_PER_SERVICE, MAX_BACKENDS,
     MAX_HTTP_HEADER_SIZE, MAX_HTTP_HEADER_TIMEOUT, MAX_IDLE_PER_BACKEND, MAX_SERVICES, MAX_SERVICE_NAME_LEN,
     MAX_SOFT_TIMEOUT, MAX_TUNNEL_MTU, MAX_WEIGHT, MAX_WORKERS, MIN_FLOW_TABLE_SIZE, MIN_HTTP_HEADER_SIZE,
     MIN_TUNNEL_MTU_V4, MIN_TUNNEL_MTU_V6,
