@@ -69,6 +69,7 @@ fn main() {
     let out = json!({
         "quick": quick,
         "backends_per_service": BACKENDS_PER_SERVICE,
+        "limits": { "max_services": MAX_SERVICES, "max_backends": MAX_BACKENDS },
         "maglev": maglev(&c),
         "plan": c.services.iter().map(|&n| plan_all(n)).collect::<Vec<_>>(),
         "reconcile": c.services.iter().map(|&n| reconcile(n)).collect::<Vec<_>>(),
