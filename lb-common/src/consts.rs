@@ -7,14 +7,15 @@ pub const RING_SIZE: u32 = 65_537;
 /// flips `VipInfo::ring_gen`, so a packet never sees a half-written table.
 pub const RING_GENERATIONS: u32 = 2;
 /// Services at once, the most `daemon.max_services` may ask for, and the capacity of every
-/// per-service map except the two table arrays. Those hold two Maglev tables of 256 KiB per
-/// service (`LB_RING` would be 1024 × 2 × 65537 × 4 bytes, 512 MiB, at this size, charged
-/// when the map is created), so they are sized at load time from `daemon.max_services`
-/// instead, the way `flow_table_size` sizes `LB_FLOWS`: a daemon pays for the services it
-/// is configured for, and the packet tests' many maps stay small.
+/// per-service map except the two table arrays. Those hold two Maglev tables of 65537
+/// slots per service, which the kernel keeps in 8 bytes each (an array's values are 8-byte
+/// aligned): 1 MiB per service, 1 GiB for `LB_RING` at this size, charged when the map is
+/// created. So they are sized at load time from `daemon.max_services` instead, the way
+/// `flow_table_size` sizes `LB_FLOWS`: a daemon pays for the services it is configured
+/// for, and the packet tests' many maps stay small.
 pub const MAX_SERVICES: u32 = 1024;
 /// `daemon.max_services`'s default, and the services `LB_RING` / `LB_SEQ` hold in the XDP
-/// object before the loader resizes them: 128 × 2 × 65537 × 4 bytes, 64 MiB of `LB_RING`.
+/// object before the loader resizes them: 128 MiB of `LB_RING`, as before the limit rose.
 pub const DEFAULT_MAX_SERVICES: u32 = 128;
 /// Backends at once, all services together. Every per-backend map is an array of this size
 /// (the per-CPU ones once per CPU): 16384 rows of 48 bytes or less, under 1 MiB each.

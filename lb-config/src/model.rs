@@ -77,9 +77,9 @@ pub struct Daemon {
     /// Connection-tracking entries. Default 1048576; at least [`MIN_FLOW_TABLE_SIZE`].
     pub flow_table_size: u32,
     /// The services the config may define, 1 to [`MAX_SERVICES`]. The XDP data path's
-    /// table arrays hold two Maglev tables (512 KiB) per service and are sized from this
-    /// when created, so the kernel memory follows the setting. Default
-    /// [`DEFAULT_MAX_SERVICES`] (64 MiB of tables).
+    /// table arrays hold two Maglev tables per service (1 MiB as the kernel charges it) and
+    /// are sized from this when created, so the kernel memory follows the setting. Default
+    /// [`DEFAULT_MAX_SERVICES`] (128 MiB of tables).
     pub max_services: u32,
     /// Idle TCP flows expire after this. Default 300s.
     pub tcp_idle_timeout: Duration,

@@ -802,7 +802,7 @@ fn more_services_than_max_services_are_rejected_at_the_first_extra_one() {
     assert_eq!(
         error(&text),
         "lb.toml:10:8: too many services: 3 defined, daemon.max_services is 2; raise it (at most 1024, each \
-         service's Maglev tables take 512 KiB of kernel memory)"
+         service's Maglev tables take 1 MiB of kernel memory)"
     );
 }
 
@@ -1257,7 +1257,7 @@ fn more_than_128_services_without_max_services_are_rejected_at_the_129th() {
     assert_eq!(
         error(&text),
         "lb.toml:386:8: too many services: 129 defined, daemon.max_services is 128; raise it (at most 1024, each \
-         service's Maglev tables take 512 KiB of kernel memory)"
+         service's Maglev tables take 1 MiB of kernel memory)"
     );
 }
 

@@ -514,7 +514,7 @@ impl Validator<'_> {
             let message = if limit < MAX_SERVICES {
                 format!(
                     "too many services: {count} defined, daemon.max_services is {limit}; raise it (at most \
-                     {MAX_SERVICES}, each service's Maglev tables take 512 KiB of kernel memory)"
+                     {MAX_SERVICES}, each service's Maglev tables take 1 MiB of kernel memory)"
                 )
             } else {
                 format!("too many services: {count} defined, at most {MAX_SERVICES} are supported")

@@ -15,8 +15,8 @@ use tracing::warn;
 /// The maps whose capacity is `flow_table_size`, set at load time over the object's.
 pub const SIZED_BY_FLOW_TABLE: [&str; 2] = [map_names::FLOWS, map_names::NAT];
 /// The maps whose capacity follows `max_services`, set at load time over the object's: the
-/// table arrays, two Maglev tables (512 KiB) per service, which at the most services
-/// (`consts::MAX_SERVICES`) would take 512 MiB whether used or not.
+/// table arrays, two Maglev tables (1 MiB of kernel memory) per service, which at the most
+/// services (`consts::MAX_SERVICES`) would take 1 GiB whether used or not.
 pub const SIZED_BY_MAX_SERVICES: [&str; 2] = [map_names::RING, map_names::SEQ];
 
 /// The capacities the daemon's settings give the maps sized at load time.

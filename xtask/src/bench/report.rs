@@ -543,3 +543,31 @@ fn machine() -> Value {
         "wrk": version("wrk", "-v").unwrap_or_default(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn control(services: &[u64], memory_rows: usize) -> Value {
+        json!({
+            "maglev": [10, 100, 1000].iter().map(|b| json!({ "backends": b, "ms": 2.5 })).collect::<Vec<_>>(),
+            "plan": services.iter().map(|s| json!({ "services": s, "ms": 1.0 })).collect::<Vec<_>>(),
+            "reconcile": services.iter().map(|s| json!({ "services": s, "initial_ms": 9.0, "change_all_ms": 8.0 })).collect::<Vec<_>>(),
+            "memory": (0..memory_rows).map(|_| json!({ "flow_tables_bytes": 1u64 << 20, "total_bytes": 1u64 << 26 })).collect::<Vec<_>>(),
+        })
+    }
+
+    #[test]
+    fn a_complete_control_run_has_nothing_missing() {
+        assert!(control_missing(&control(&[1, 100, 1000], 4)).is_empty());
+    }
+
+    #[test]
+    fn a_control_run_without_rows_or_with_a_zero_figure_is_incomplete() {
+        assert_eq!(control_missing(&control(&[1, 100], 0)), ["whole-config table builds", "reconcile times", "map memory"]);
+        let mut zero = control(&[1, 100, 1000], 4);
+        zero["reconcile"][2]["change_all_ms"] = json!(0.0);
+        assert_eq!(control_missing(&zero), ["reconcile times"]);
+        assert_eq!(control_missing(&Value::Null).len(), 4, "no bench_control output at all");
+    }
+}
