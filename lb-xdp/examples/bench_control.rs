@@ -176,7 +176,12 @@ fn reconcile(services: u32) -> Value {
     let t = Instant::now();
     h.reload(&config(services, 2));
     let change = ms_since(t);
-    let first = h.plan.backends.iter().find(|b| b.address == backend(services - 1, 0)).expect("the last service's first backend");
+    let first = h
+        .plan
+        .backends
+        .iter()
+        .find(|b| b.address == backend(services - 1, 0))
+        .expect("the last service's first backend");
     assert_eq!(first.meta.weight, 2, "the reload changed the weight");
     json!({
         "services": services,
@@ -223,9 +228,8 @@ fn map_memory() -> Vec<(String, u64)> {
         let Ok(info) = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.to_string_lossy())) else {
             continue;
         };
-        let field = |key: &str| {
-            info.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| v.trim().parse::<u64>().ok())
-        };
+        let field =
+            |key: &str| info.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| v.trim().parse::<u64>().ok());
         let (Some(id), Some(memlock)) = (field("map_id:"), field("memlock:")) else { continue };
         let name = aya::maps::MapInfo::from_id(id as u32)
             .ok()

@@ -49,15 +49,9 @@ struct Counts {
     fill: u32,
 }
 
-const FULL: Counts = Counts {
-    repeat: 1_000_000,
-    per_call: 1_000_000,
-    new_flows: 100_000,
-    nat_new_flows: 20_000,
-    fill: 1 << 20,
-};
-const QUICK: Counts =
-    Counts { repeat: 1_000, per_call: 1_000, new_flows: 1_000, nat_new_flows: 1_000, fill: 10_000 };
+const FULL: Counts =
+    Counts { repeat: 1_000_000, per_call: 1_000_000, new_flows: 100_000, nat_new_flows: 20_000, fill: 1 << 20 };
+const QUICK: Counts = Counts { repeat: 1_000, per_call: 1_000, new_flows: 1_000, nat_new_flows: 1_000, fill: 10_000 };
 
 /// flow_table_size 1M (the default) in both table states, so only the fill differs.
 /// snat_ports wider than the default, for the nat new-flow case (see `nat_new_flows`).

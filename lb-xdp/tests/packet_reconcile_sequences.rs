@@ -37,7 +37,8 @@ struct Kernel {
 impl Kernel {
     fn load() -> Kernel {
         let pin = pin_dir();
-        let mut ebpf = load::load(&pin, &MapSizes { flow_table_size: 4096, max_services: DEFAULT_MAX_SERVICES }).expect("load the XDP object");
+        let mut ebpf = load::load(&pin, &MapSizes { flow_table_size: 4096, max_services: DEFAULT_MAX_SERVICES })
+            .expect("load the XDP object");
         let writer = Writer::new(Maps::take(&mut ebpf).expect("take maps"));
         Kernel { writer, ids: Ids::default(), pin, _ebpf: ebpf }
     }

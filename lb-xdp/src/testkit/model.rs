@@ -22,7 +22,8 @@ use anyhow::{bail, Result};
 use lb_common::abi::map_names as n;
 use lb_common::addr::{socket, vip_addr_key, words_ip};
 use lb_common::consts::{
-    DEFAULT_MAX_SERVICES, MAX_ACL_ENTRIES, MAX_BACKENDS, MAX_SERVICES, MAX_VIP_ADDRS, NO_BACKEND, RING_GENERATIONS, RING_SIZE, SEQ_SIZE,
+    DEFAULT_MAX_SERVICES, MAX_ACL_ENTRIES, MAX_BACKENDS, MAX_SERVICES, MAX_VIP_ADDRS, NO_BACKEND, RING_GENERATIONS,
+    RING_SIZE, SEQ_SIZE,
 };
 use lb_common::maps::{BackendInfo, BackendMeta, GlobalConfig, ServiceMeta, Trial, VipAddrKey, VipInfo, VipKey};
 use lb_common::ratelimit::RateLimit;

@@ -409,7 +409,13 @@ impl Results {
         let ms = |v: &Value| v.as_f64().unwrap_or(0.0);
         let _ = writeln!(m, "## Control plane\n\nHow each cost grows with the number of services (`lb-xdp/examples/bench_control.rs`; every service has {} backends, each its own address and VIP).\n\n| What | Time |\n|---|---|", c["backends_per_service"]);
         for g in c["maglev"].as_array().into_iter().flatten() {
-            let _ = writeln!(m, "| Maglev table build, {} backends, M = {} | {:.2} ms |", g["backends"], g["m"], ms(&g["ms"]));
+            let _ = writeln!(
+                m,
+                "| Maglev table build, {} backends, M = {} | {:.2} ms |",
+                g["backends"],
+                g["m"],
+                ms(&g["ms"])
+            );
         }
         for p in c["plan"].as_array().into_iter().flatten() {
             let _ = writeln!(
@@ -564,7 +570,10 @@ mod tests {
 
     #[test]
     fn a_control_run_without_rows_or_with_a_zero_figure_is_incomplete() {
-        assert_eq!(control_missing(&control(&[1, 100], 0)), ["whole-config table builds", "reconcile times", "map memory"]);
+        assert_eq!(
+            control_missing(&control(&[1, 100], 0)),
+            ["whole-config table builds", "reconcile times", "map memory"]
+        );
         let mut zero = control(&[1, 100, 1000], 4);
         zero["reconcile"][2]["change_all_ms"] = json!(0.0);
         assert_eq!(control_missing(&zero), ["reconcile times"]);
