@@ -555,12 +555,13 @@ mod tests {
     use super::*;
 
     fn control(services: &[u64], memory_rows: usize) -> Value {
-        json!({
-            "maglev": [10, 100, 1000].iter().map(|b| json!({ "backends": b, "ms": 2.5 })).collect::<Vec<_>>(),
-            "plan": services.iter().map(|s| json!({ "services": s, "ms": 1.0 })).collect::<Vec<_>>(),
-            "reconcile": services.iter().map(|s| json!({ "services": s, "initial_ms": 9.0, "change_all_ms": 8.0 })).collect::<Vec<_>>(),
-            "memory": (0..memory_rows).map(|_| json!({ "flow_tables_bytes": 1u64 << 20, "total_bytes": 1u64 << 26 })).collect::<Vec<_>>(),
-        })
+        let maglev: Vec<Value> = [10, 100, 1000].iter().map(|b| json!({ "backends": b, "ms": 2.5 })).collect();
+        let plan: Vec<Value> = services.iter().map(|s| json!({ "services": s, "ms": 1.0 })).collect();
+        let reconcile: Vec<Value> =
+            services.iter().map(|s| json!({ "services": s, "initial_ms": 9.0, "change_all_ms": 8.0 })).collect();
+        let memory: Vec<Value> =
+            (0..memory_rows).map(|_| json!({ "flow_tables_bytes": 1u64 << 20, "total_bytes": 1u64 << 26 })).collect();
+        json!({ "maglev": maglev, "plan": plan, "reconcile": reconcile, "memory": memory })
     }
 
     #[test]
