@@ -20,7 +20,7 @@
 
 /// The layout of the pinned maps, stored in `LB_LAYOUT`. Bump it with any change to an
 /// existing row of [`pinned_maps!`] (see the module documentation).
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 
 /// Maps in the XDP object that are not part of the ABI: per-CPU scratch space private to the
 /// program (each module owns its own), never pinned and never read by the daemon. Listed so
@@ -59,7 +59,8 @@ pub struct MapSpec {
     pub kind: MapKind,
     pub key_size: u32,
     pub value_size: u32,
-    /// The object's capacity; the daemon may override a flow table's at load time.
+    /// The object's capacity; the daemon overrides the flow tables' and the table arrays'
+    /// at load time (lb-xdp `layout::SIZED_AT_LOAD`).
     pub max_entries: u32,
 }
 
@@ -67,8 +68,8 @@ pub struct MapSpec {
 /// by [`pinned_maps!`] wherever the table is expanded.
 pub mod prelude {
     pub use crate::consts::{
-        MAX_ACL_ENTRIES, MAX_BACKENDS, MAX_RATE_SOURCES, MAX_SERVICES, MAX_TX_PORTS, MAX_UNRESOLVED, MAX_VIP_ADDRS,
-        RING_GENERATIONS, RING_SIZE, SEQ_SIZE,
+        ring_entries, seq_entries, DEFAULT_MAX_SERVICES, MAX_ACL_ENTRIES, MAX_BACKENDS, MAX_RATE_SOURCES, MAX_SERVICES,
+        MAX_TX_PORTS, MAX_UNRESOLVED, MAX_VIP_ADDRS,
     };
     pub use crate::maps::{
         AclData, BackendInfo, BackendMeta, Counters, FlowKey, FlowState, GlobalConfig, NatKey, NatValue, NextHop,
@@ -107,11 +108,12 @@ macro_rules! pinned_maps {
             /// Every address some VIP uses, for packets without ports (fragments); the value
             /// holds `VIP_ADDR_*` flags.
             LB_VIP_ADDRS (VIP_ADDRS, vip_addrs): HashMap(VipAddrKey => u32) [MAX_VIP_ADDRS];
-            /// Every service's two Maglev tables, flat: see `consts::ring_base`.
-            LB_RING (RING, ring): Array(u32 => u32) [MAX_SERVICES * RING_GENERATIONS * RING_SIZE];
+            /// Every service's two Maglev tables, flat: see `consts::ring_base`. The daemon
+            /// sizes it from `max_services` at load time (see `consts::MAX_SERVICES`).
+            LB_RING (RING, ring): Array(u32 => u32) [ring_entries(DEFAULT_MAX_SERVICES)];
             /// Every service's two sequence tables (round robin order, member list): see
-            /// `consts::seq_base`.
-            LB_SEQ (SEQ, seq): Array(u32 => u32) [MAX_SERVICES * RING_GENERATIONS * SEQ_SIZE];
+            /// `consts::seq_base`. Sized like `LB_RING`.
+            LB_SEQ (SEQ, seq): Array(u32 => u32) [seq_entries(DEFAULT_MAX_SERVICES)];
             /// Live flows per backend id, for least_conn and p2c: counted up on a new flow,
             /// down on its first FIN or RST; the daemon recounts from the flow table every few
             /// seconds, which also catches flows that just expire (UDP, or TCP without a
@@ -258,7 +260,7 @@ mod tests {
     fn layout_fingerprint_is_recorded_with_its_version() {
         assert_eq!(
             (LAYOUT_VERSION, fingerprint()),
-            (3, 0x37b1_f197_d610_bb78),
+            (4, 0x7e8a_f197_fbaf_bb7a),
             "the pinned-map table changed: see abi.rs on LAYOUT_VERSION"
         );
     }

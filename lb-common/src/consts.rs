@@ -6,11 +6,22 @@ pub const RING_SIZE: u32 = 65_537;
 /// Each service owns two tables (live and shadow); the daemon writes the shadow one and then
 /// flips `VipInfo::ring_gen`, so a packet never sees a half-written table.
 pub const RING_GENERATIONS: u32 = 2;
-/// Services at once (the reload benchmark wants 100). Each costs two Maglev tables:
-/// `LB_RING` is 128 × 2 × 65537 × 4 bytes, 64 MiB.
-pub const MAX_SERVICES: u32 = 128;
-pub const MAX_BACKENDS: u32 = 4096;
-pub const MAX_VIP_ADDRS: u32 = 256;
+/// Services at once, the most `daemon.max_services` may ask for, and the capacity of every
+/// per-service map except the two table arrays. Those hold two Maglev tables of 65537
+/// slots per service, which the kernel keeps in 8 bytes each (an array's values are 8-byte
+/// aligned): 1 MiB per service, 1 GiB for `LB_RING` at this size, charged when the map is
+/// created. So they are sized at load time from `daemon.max_services` instead, the way
+/// `flow_table_size` sizes `LB_FLOWS`: a daemon pays for the services it is configured
+/// for, and the packet tests' many maps stay small.
+pub const MAX_SERVICES: u32 = 1024;
+/// `daemon.max_services`'s default, and the services `LB_RING` / `LB_SEQ` hold in the XDP
+/// object before the loader resizes them: 128 MiB of `LB_RING`, as before the limit rose.
+pub const DEFAULT_MAX_SERVICES: u32 = 128;
+/// Backends at once, all services together. Every per-backend map is an array of this size
+/// (the per-CPU ones once per CPU): 16384 rows of 48 bytes or less, under 1 MiB each.
+pub const MAX_BACKENDS: u32 = 16_384;
+/// Addresses VIPs use, all services together: one each at most.
+pub const MAX_VIP_ADDRS: u32 = MAX_SERVICES;
 /// NICs the daemon attaches to (`daemon.interface`), the capacity of `LB_TX_PORTS`.
 pub const MAX_TX_PORTS: u32 = 64;
 /// Next hops waiting for the kernel to resolve them (`LB_UNRESOLVED`).
@@ -112,6 +123,18 @@ pub const CONFIG_KEY: u32 = 0;
 #[inline(always)]
 pub const fn seq_base(service_id: u32, gen: u32) -> u32 {
     (service_id * RING_GENERATIONS + (gen & 1)) * SEQ_SIZE
+}
+
+/// `LB_RING` entries for `services` services (both generations).
+#[inline(always)]
+pub const fn ring_entries(services: u32) -> u32 {
+    services * RING_GENERATIONS * RING_SIZE
+}
+
+/// `LB_SEQ` entries for `services` services (both generations).
+#[inline(always)]
+pub const fn seq_entries(services: u32) -> u32 {
+    services * RING_GENERATIONS * SEQ_SIZE
 }
 
 /// Index of a service's ring generation `gen` inside the flat `LB_RING` array.

@@ -76,6 +76,11 @@ pub struct Daemon {
     pub tunnel_mtu: Option<u32>,
     /// Connection-tracking entries. Default 1048576; at least [`MIN_FLOW_TABLE_SIZE`].
     pub flow_table_size: u32,
+    /// The services the config may define, 1 to [`MAX_SERVICES`]. The XDP data path's
+    /// table arrays hold two Maglev tables per service (1 MiB as the kernel charges it) and
+    /// are sized from this when created, so the kernel memory follows the setting. Default
+    /// [`DEFAULT_MAX_SERVICES`] (128 MiB of tables).
+    pub max_services: u32,
     /// Idle TCP flows expire after this. Default 300s.
     pub tcp_idle_timeout: Duration,
     /// Idle UDP flows expire after this. Default 30s.
@@ -122,6 +127,7 @@ impl Default for Daemon {
             gue_port: lb_common::encap::DEFAULT_GUE_PORT,
             tunnel_mtu: None,
             flow_table_size: 1 << 20,
+            max_services: DEFAULT_MAX_SERVICES as u32,
             tcp_idle_timeout: Duration::from_secs(300),
             udp_idle_timeout: Duration::from_secs(30),
             tcp_handshake_timeout: Duration::from_secs(5),
@@ -276,7 +282,9 @@ pub const MAX_TUNNEL_MTU: u32 = 65_535;
 pub const MAX_SOFT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Most `allow` and `deny` prefixes of one service together: the data path's trie size.
 pub const MAX_ACL_PER_SERVICE: usize = lb_common::consts::MAX_ACL_PER_SERVICE as usize;
-/// Most services: the data path's map sizes.
+/// Most services (`max_services` at most): the data path's map sizes.
 pub const MAX_SERVICES: usize = lb_common::consts::MAX_SERVICES as usize;
+/// `max_services` when the key is left out.
+pub const DEFAULT_MAX_SERVICES: usize = lb_common::consts::DEFAULT_MAX_SERVICES as usize;
 /// Most backends, all services together: the data path's map sizes.
 pub const MAX_BACKENDS: usize = lb_common::consts::MAX_BACKENDS as usize;

@@ -81,6 +81,9 @@ pub(super) struct RawDaemon {
     pub tunnel_mtu: Option<Spanned<u32>>,
     /// `flow_table_size = N`: connection-tracking entries; at least 1024; default 1048576.
     pub flow_table_size: Option<Spanned<u32>>,
+    /// `max_services = N`: the services the config may define, which the XDP data path
+    /// sizes its Maglev tables for; 1-1024; default 128.
+    pub max_services: Option<Spanned<u32>>,
     /// `tcp_idle_timeout = "DURATION"`: idle TCP flows expire; default `"300s"`.
     pub tcp_idle_timeout: Option<Spanned<TextOrNumber>>,
     /// `udp_idle_timeout = "DURATION"`: idle UDP flows expire; default `"30s"`.

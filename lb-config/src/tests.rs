@@ -340,6 +340,12 @@ weight = 10001
         "[daemon]\nsnat_ports = \"20000:32767\"\n"
         => "lb.toml:2:14: invalid snat_ports \"20000:32767\": expected \"START-END\" or one port, \
          with ports 1-65535, e.g. \"20000-32767\"";
+    max_services_of_zero_is_rejected_at_the_value:
+        "[daemon]\nmax_services = 0\n"
+        => "lb.toml:2:16: max_services 0 is out of range; it must be between 1 and 1024";
+    max_services_above_1024_is_rejected_at_the_value:
+        "[daemon]\nmax_services = 1025\n"
+        => "lb.toml:2:16: max_services 1025 is out of range; it must be between 1 and 1024";
     flow_table_size_below_1024_is_rejected_at_the_value:
         "[daemon]\nflow_table_size = 1023\n"
         => "lb.toml:2:19: flow_table_size 1023 is too small; the minimum is 1024";
@@ -773,10 +779,37 @@ fn service_name_of_47_allowed_characters_is_accepted() {
 }
 
 #[test]
-fn the_most_services_and_4096_backends_are_accepted() {
-    let config = parse(&services_with_backends(MAX_SERVICES, MAX_BACKENDS / MAX_SERVICES));
-    assert_eq!(config.services.len(), MAX_SERVICES);
-    assert_eq!(config.services.iter().map(|s| s.backends.len()).sum::<usize>(), 4096);
+fn the_default_max_services_and_16384_backends_are_accepted() {
+    let config = parse(&services_with_backends(DEFAULT_MAX_SERVICES, MAX_BACKENDS / DEFAULT_MAX_SERVICES));
+    assert_eq!(config.daemon.max_services, 128);
+    assert_eq!(config.services.len(), DEFAULT_MAX_SERVICES);
+    assert_eq!(config.services.iter().map(|s| s.backends.len()).sum::<usize>(), 16_384);
+}
+
+#[test]
+fn max_services_1024_takes_1024_services_and_16384_backends() {
+    let text = format!("[daemon]\nmax_services = 1024\n{}", services_with_backends(1024, 16));
+    let config = parse(&text);
+    assert_eq!((config.daemon.max_services, MAX_SERVICES), (1024, 1024));
+    assert_eq!(config.services.len(), 1024);
+    assert_eq!(config.services.iter().map(|s| s.backends.len()).sum::<usize>(), MAX_BACKENDS);
+}
+
+#[test]
+fn more_services_than_max_services_are_rejected_at_the_first_extra_one() {
+    let text = format!("[daemon]\nmax_services = 2\n{}", services_with_backends(3, 0));
+    // Lines 1-2 the daemon; each service is 3 lines: the 3rd's name is on line 2 + 6 + 2.
+    assert_eq!(
+        error(&text),
+        "lb.toml:10:8: too many services: 3 defined, daemon.max_services is 2; raise it (at most 1024, each \
+         service's Maglev tables take 1 MiB of kernel memory)"
+    );
+}
+
+#[test]
+fn more_than_1024_services_are_rejected_at_the_1025th() {
+    let text = format!("[daemon]\nmax_services = 1024\n{}", services_with_backends(1025, 0));
+    assert_eq!(error(&text), "lb.toml:3076:8: too many services: 1025 defined, at most 1024 are supported");
 }
 
 #[test]
@@ -1218,20 +1251,24 @@ fn xdp_mode_without_interface_still_rejects_an_unspecified_vip() {
 }
 
 #[test]
-fn more_than_128_services_are_rejected_at_the_129th() {
-    let text = services_with_backends(MAX_SERVICES + 1, 0);
+fn more_than_128_services_without_max_services_are_rejected_at_the_129th() {
+    let text = services_with_backends(DEFAULT_MAX_SERVICES + 1, 0);
     // Each service is 3 lines: the 129th starts on line 128 * 3 + 1, its name is on the next.
-    assert_eq!(error(&text), "lb.toml:386:8: too many services: 129 defined, at most 128 are supported");
+    assert_eq!(
+        error(&text),
+        "lb.toml:386:8: too many services: 129 defined, daemon.max_services is 128; raise it (at most 1024, each \
+         service's Maglev tables take 1 MiB of kernel memory)"
+    );
 }
 
 #[test]
-fn more_than_4096_backends_in_total_are_rejected_at_the_4097th() {
-    let text = services_with_backends(2, 2049);
-    // Service 1: lines 1-3 and backends on lines 4-4101. Service 2: lines 4102-4104, then its
-    // backend j has its address on line 4106 + 2j; the 4097th overall is its j = 2047.
+fn more_than_16384_backends_in_total_are_rejected_at_the_16385th() {
+    let text = services_with_backends(2, 8193);
+    // Service 1: lines 1-3 and backends on lines 4-16389. Service 2: lines 16390-16392, then
+    // its backend j has its address on line 16394 + 2j; the 16385th overall is its j = 8191.
     assert_eq!(
         error(&text),
-        "lb.toml:8200:11: too many backends: 4098 in all services together, at most 4096 are supported"
+        "lb.toml:32776:11: too many backends: 16386 in all services together, at most 16384 are supported"
     );
 }
 

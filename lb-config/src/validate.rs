@@ -25,10 +25,10 @@ use super::{
     enums::{Forwarding, HealthCheckType, Mode, Protocol, ProxyMode},
     error::{ConfigError, Diagnostic, Source},
     model::{
-        Backend, Checked, Config, Daemon, HealthCheck, Pool, Service, DEFAULT_WEIGHT, MAX_ACL_PER_SERVICE,
-        MAX_BACKENDS, MAX_HTTP_HEADER_SIZE, MAX_HTTP_HEADER_TIMEOUT, MAX_IDLE_PER_BACKEND, MAX_SERVICES,
-        MAX_SERVICE_NAME_LEN, MAX_SOFT_TIMEOUT, MAX_TUNNEL_MTU, MAX_WEIGHT, MAX_WORKERS, MIN_FLOW_TABLE_SIZE,
-        MIN_HTTP_HEADER_SIZE, MIN_TUNNEL_MTU_V4, MIN_TUNNEL_MTU_V6,
+        Backend, Checked, Config, Daemon, HealthCheck, Pool, Service, DEFAULT_MAX_SERVICES, DEFAULT_WEIGHT,
+        MAX_ACL_PER_SERVICE, MAX_BACKENDS, MAX_HTTP_HEADER_SIZE, MAX_HTTP_HEADER_TIMEOUT, MAX_IDLE_PER_BACKEND,
+        MAX_SERVICES, MAX_SERVICE_NAME_LEN, MAX_SOFT_TIMEOUT, MAX_TUNNEL_MTU, MAX_WEIGHT, MAX_WORKERS,
+        MIN_FLOW_TABLE_SIZE, MIN_HTTP_HEADER_SIZE, MIN_TUNNEL_MTU_V4, MIN_TUNNEL_MTU_V6,
     },
     ports::PortRange,
     protection::{self, CircuitBreaker, ConnectionCaps, RateLimit},
@@ -49,7 +49,7 @@ pub(super) fn validate(raw: &RawConfig, source: &Source<'_>) -> Result<Checked, 
     let services: Vec<Option<Service>> = raw.services.iter().map(|s| validator.service(s, mode)).collect();
     validator.unique_service_names(&raw.services);
     validator.unique_vips(&raw.services);
-    validator.within_limits(&raw.services);
+    validator.within_limits(&raw.daemon, &raw.services);
     validator.tunnel_mtu_fits(&raw.daemon, &raw.services);
     let cluster = raw.cluster.as_ref().map(|c| {
         validator.cluster_warnings(c, &raw.services);
@@ -127,6 +127,7 @@ impl Validator<'_> {
         let tunnel_mtu = self.optional(raw.tunnel_mtu.as_ref(), None, |&n| tunnel_mtu(n).map(Some));
         let flow_table_size =
             self.optional(raw.flow_table_size.as_ref(), default.flow_table_size, |&n| flow_table_size(n));
+        let max_services = self.optional(raw.max_services.as_ref(), default.max_services, |&n| max_services(n));
         let tcp_idle_timeout = self.optional(raw.tcp_idle_timeout.as_ref(), default.tcp_idle_timeout, |v| {
             positive_duration(v, "tcp_idle_timeout")
         });
@@ -170,6 +171,7 @@ impl Validator<'_> {
             gue_port: gue_port?,
             tunnel_mtu: tunnel_mtu?,
             flow_table_size: flow_table_size?,
+            max_services: max_services?,
             tcp_idle_timeout: tcp_idle_timeout?,
             udp_idle_timeout: udp_idle_timeout?,
             tcp_handshake_timeout: tcp_handshake_timeout?,
@@ -496,14 +498,27 @@ impl Validator<'_> {
         });
     }
 
-    /// The data path's maps have fixed sizes. Reported once, at the first item over the limit.
-    fn within_limits(&mut self, services: &[RawService]) {
-        if let Some(first_extra) = services.get(MAX_SERVICES) {
+    /// The data path's maps have fixed sizes (the services' tables: `max_services`).
+    /// Reported once, at the first item over the limit.
+    fn within_limits(&mut self, daemon: &RawDaemon, services: &[RawService]) {
+        // An out-of-range `max_services` is reported at its value; the count is then held
+        // to the most any setting allows.
+        let limit = match daemon.max_services.as_ref().map(|n| max_services(*n.get_ref())) {
+            Some(Ok(n)) => n as usize,
+            Some(Err(_)) => MAX_SERVICES,
+            None => DEFAULT_MAX_SERVICES,
+        };
+        if let Some(first_extra) = services.get(limit) {
             let count = services.len();
-            self.report(
-                &first_extra.name.span(),
-                format!("too many services: {count} defined, at most {MAX_SERVICES} are supported"),
-            );
+            let message = if limit < MAX_SERVICES {
+                format!(
+                    "too many services: {count} defined, daemon.max_services is {limit}; raise it (at most \
+                     {MAX_SERVICES}, each service's Maglev tables take 1 MiB of kernel memory)"
+                )
+            } else {
+                format!("too many services: {count} defined, at most {MAX_SERVICES} are supported")
+            };
+            self.report(&first_extra.name.span(), message);
         }
         let mut all_backends = services.iter().flat_map(|s| &s.backends);
         if let Some(first_extra) = all_backends.nth(MAX_BACKENDS) {
@@ -804,6 +819,13 @@ fn http_max_header_size(n: u32) -> Result<u32, String> {
             "http_max_header_size {n} is out of range; it must be between {MIN_HTTP_HEADER_SIZE} and \
              {MAX_HTTP_HEADER_SIZE} bytes"
         ));
+    }
+    Ok(n)
+}
+
+fn max_services(n: u32) -> Result<u32, String> {
+    if n == 0 || n as usize > MAX_SERVICES {
+        return Err(format!("max_services {n} is out of range; it must be between 1 and {MAX_SERVICES}"));
     }
     Ok(n)
 }

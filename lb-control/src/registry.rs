@@ -330,7 +330,8 @@ mod tests {
         let reasons: Vec<(&str, bool)> = refused
             .iter()
             .map(|(a, why)| {
-                (a.as_str(), why.contains("own address") || why.contains("VIP") || why.contains("at most 4096"))
+                let cap = format!("at most {MAX_BACKENDS}");
+                (a.as_str(), why.contains("own address") || why.contains("VIP") || why.contains(&cap))
             })
             .collect();
         assert_eq!(

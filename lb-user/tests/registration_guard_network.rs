@@ -19,8 +19,8 @@ const CONFIGURED: [&str; 3] = ["172.20.0.11:80", "172.20.0.12:80", "172.20.0.13:
 const CAP: usize = lb_config::MAX_BACKENDS;
 /// Backends of the config that only hold a slot (weight 0, on the servers' addresses at
 /// ports 20000 and up): with them the cap is reached after a few hundred registrations
-/// instead of four thousand, each of which reconciles the whole service.
-const FILLER: usize = 3900;
+/// instead of sixteen thousand, each of which reconciles the whole service.
+const FILLER: usize = CAP - 196;
 /// Registrations tried past the room the config leaves.
 const PAST_CAP: usize = 107;
 
@@ -145,7 +145,7 @@ fn registrations_at_no_backend_addresses_and_past_the_cap_are_refused_and_maint_
     assert!(!before.iter().any(|a| a.starts_with("127.") || a.starts_with("172.20.0.10")), "none of them is listed");
     eprintln!("guarded addresses: {refused} registrations refused, 0 accepted");
 
-    // The cap: 3903 configured + 193 registered fill it; the next 107 are refused (409).
+    // The cap: 16191 configured + 193 registered fill it; the next 107 are refused (409).
     let room = CAP - configured();
     let bulk = register_bulk(0, room + PAST_CAP);
     eprintln!("bulk registrations against {} configured backends: {bulk}", configured());

@@ -1,8 +1,7 @@
-//! `cargo xtask bench`'s data-path and control-plane measurements, printed as one JSON
-//! object on stdout. Root only: it loads the real XDP object, fills its maps with the
-//! daemon's own code (the packet tests' harness) and times frames through
-//! BPF_PROG_TEST_RUN; it also times the Maglev builder and a reconcile of the maximum
-//! number of services.
+//! `cargo xtask bench`'s data-path measurements, printed as one JSON object on stdout.
+//! Root only: it loads the real XDP object, fills its maps with the daemon's own code (the
+//! packet tests' harness) and times frames through BPF_PROG_TEST_RUN. The control plane's
+//! costs are `bench_control`'s.
 //!
 //! ```sh
 //! cargo run --release -p lb-xdp --example bench_datapath -- [--quick] [--empty-only]
@@ -27,8 +26,6 @@ use std::time::{Duration, Instant};
 
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use aya_obj::programs::XdpAttachType;
-use lb_common::consts::RING_SIZE;
-use lb_common::maglev::{build, MaglevBackend};
 use lb_xdp::maps::sum_counters;
 use lb_xdp::testkit::harness::{Harness, XDP_PASS, XDP_TX};
 use lb_xdp::testkit::packet::{Pkt, ACK, SYN, TCP};
@@ -53,8 +50,6 @@ struct Counts {
     /// backends × 31744), where a flow's 16 probes essentially never all find a taken port.
     nat_new_flows: u32,
     tables: &'static [Table],
-    /// Maglev builds per size (the median is reported).
-    maglev_builds: u32,
 }
 
 const FULL: Counts = Counts {
@@ -66,14 +61,12 @@ const FULL: Counts = Counts {
         Table { name: "1M flows", size: 1 << 20, fill: 1 << 20 },
         Table { name: "10M flows", size: 10 << 20, fill: 10 << 20 },
     ],
-    maglev_builds: 5,
 };
 const QUICK: Counts = Counts {
     repeat: 1_000,
     new_flows: 1_000,
     nat_new_flows: 1_000,
     tables: &[Table { name: "empty", size: 1 << 16, fill: 0 }, Table { name: "10k flows", size: 1 << 16, fill: 10_000 }],
-    maglev_builds: 1,
 };
 
 /// Repetitions per call while filling a table (bounded time per syscall).
@@ -158,8 +151,6 @@ fn main() {
         "nat_new_flows": counts.nat_new_flows,
         "tables": tables.iter().map(|t| json!({ "table": t.name, "flow_table_size": t.size, "fill": t.fill })).collect::<Vec<_>>(),
         "datapath": datapath,
-        "maglev": maglev(&counts),
-        "reconcile": reconcile(),
         "seconds": started.elapsed().as_secs_f64(),
     });
     println!("{out}");
@@ -331,56 +322,4 @@ fn timed(h: &mut Harness, what: &str, frame: &[u8], repeat: u32, expect: Expect,
 /// New flows counted so far, over every service.
 fn new_flows(h: &Harness) -> u64 {
     h.plan.services.iter().map(|s| sum_counters(&h.maps().service_stats.get(&s.id, 0).expect("service stats")).new_flows).sum()
-}
-
-/// Maglev table builds at the data path's size, median of `maglev_builds`.
-fn maglev(c: &Counts) -> Vec<Value> {
-    [10u32, 100, 1000]
-        .iter()
-        .map(|&n| {
-            let backends: Vec<MaglevBackend> = (0..n)
-                .map(|i| MaglevBackend::new(i, format!("10.1.{}.{}:80", i / 256, i % 256).as_bytes(), 1))
-                .collect();
-            let mut times: Vec<f64> = (0..c.maglev_builds)
-                .map(|_| {
-                    let t = Instant::now();
-                    let table = build(&backends, RING_SIZE);
-                    assert_eq!(table.len(), RING_SIZE as usize);
-                    t.elapsed().as_secs_f64() * 1e3
-                })
-                .collect();
-            times.sort_by(f64::total_cmp);
-            json!({ "backends": n, "m": RING_SIZE, "ms": times[times.len() / 2] })
-        })
-        .collect()
-}
-
-/// The daemon's reconcile (config → desired state → plan → map writes, shadow tables and
-/// flip) for 100 services: applying all of them to empty maps, then a reload that changes
-/// one weight in every service.
-fn reconcile() -> Value {
-    let services: u32 = 100;
-    let config = |weight: u32| {
-        let mut text =
-            String::from("[daemon]\ninterface = \"eth0\"\nsnat_ipv4 = \"172.20.0.10\"\nflow_table_size = 4096\n");
-        for s in 0..services {
-            text += &format!("\n[[service]]\nname = \"s{s}\"\nvip = \"172.20.{}.{}:80\"\n", 1 + s / 200, 1 + s % 200);
-            for b in 1..=3 {
-                let w = if b == 1 { weight } else { 1 };
-                text += &format!("[[service.backend]]\naddress = \"172.20.0.1{b}:80\"\nweight = {w}\n");
-            }
-        }
-        text
-    };
-    let mut h = Harness::new("[daemon]\ninterface = \"eth0\"\nsnat_ipv4 = \"172.20.0.10\"\nflow_table_size = 4096\n");
-    let first = config(1);
-    let t = Instant::now();
-    h.reload(&first);
-    let initial = t.elapsed().as_secs_f64() * 1e3;
-    let changed = config(2);
-    let t = Instant::now();
-    h.reload(&changed);
-    let change = t.elapsed().as_secs_f64() * 1e3;
-    assert_eq!(h.plan.services.len(), services as usize);
-    json!({ "services": services, "backends_per_service": 3, "initial_ms": initial, "change_all_ms": change })
 }

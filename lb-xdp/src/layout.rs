@@ -9,10 +9,54 @@ use anyhow::{Context, Result};
 use aya::maps::{Array, Map, MapData, MapInfo};
 use lb_common::abi::map_names;
 use lb_common::abi::{MapSpec, LAYOUT_VERSION, PINNED_MAPS};
+use lb_common::consts::{ring_entries, seq_entries};
 use tracing::warn;
 
 /// The maps whose capacity is `flow_table_size`, set at load time over the object's.
 pub const SIZED_BY_FLOW_TABLE: [&str; 2] = [map_names::FLOWS, map_names::NAT];
+/// The maps whose capacity follows `max_services`, set at load time over the object's: the
+/// table arrays, two Maglev tables (1 MiB of kernel memory) per service, which at the most
+/// services (`consts::MAX_SERVICES`) would take 1 GiB whether used or not.
+pub const SIZED_BY_MAX_SERVICES: [&str; 2] = [map_names::RING, map_names::SEQ];
+
+/// The capacities the daemon's settings give the maps sized at load time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapSizes {
+    /// `daemon.flow_table_size`: entries of `LB_FLOWS` and `LB_NAT`.
+    pub flow_table_size: u32,
+    /// `daemon.max_services`: services `LB_RING` and `LB_SEQ` hold tables for.
+    pub max_services: u32,
+}
+
+impl MapSizes {
+    pub fn of(daemon: &lb_config::Daemon) -> Self {
+        Self { flow_table_size: daemon.flow_table_size, max_services: daemon.max_services }
+    }
+
+    /// The entries these settings give map `name`; `None` for a map of fixed capacity.
+    pub fn entries(&self, name: &str) -> Option<u32> {
+        if SIZED_BY_FLOW_TABLE.contains(&name) {
+            Some(self.flow_table_size)
+        } else if name == map_names::RING {
+            Some(ring_entries(self.max_services))
+        } else if name == map_names::SEQ {
+            Some(seq_entries(self.max_services))
+        } else {
+            None
+        }
+    }
+}
+
+/// The setting that sizes map `name` at load time, for messages.
+fn sizing_setting(name: &str) -> Option<&'static str> {
+    if SIZED_BY_FLOW_TABLE.contains(&name) {
+        Some("flow_table_size")
+    } else if SIZED_BY_MAX_SERVICES.contains(&name) {
+        Some("max_services")
+    } else {
+        None
+    }
+}
 
 /// Pins this build must not adopt: another layout version, or a map whose kind, key size,
 /// value size or capacity is not the pinned-map table's.
@@ -51,9 +95,10 @@ impl fmt::Display for LayoutMismatch {
 /// Check the pins under `pin_dir` against the pinned-map table before anything reuses them:
 /// aya's loader and `MapData::from_pin` take a pin by name, whatever its layout, and would
 /// then read and write it with this build's sizes. Nothing pinned: nothing to check.
-/// `flow_table_size`, when starting, is what the flow tables would be sized to: a pin of
-/// another size is kept as it is, with a warning (it still holds the same entries).
-pub fn check_pinned_layout(pin_dir: &Path, flow_table_size: Option<u32>) -> Result<()> {
+/// `sizes`, when starting, is what the maps sized at load time would be sized to: a pin of
+/// another size is kept as it is, with a warning (it still holds the same entries; the
+/// writer reads the services the table arrays hold from the maps themselves).
+pub fn check_pinned_layout(pin_dir: &Path, sizes: Option<&MapSizes>) -> Result<()> {
     let pinned: Vec<&MapSpec> = PINNED_MAPS.iter().filter(|s| pin_dir.join(s.name).exists()).collect();
     if pinned.is_empty() {
         return Ok(());
@@ -63,7 +108,7 @@ pub fn check_pinned_layout(pin_dir: &Path, flow_table_size: Option<u32>) -> Resu
     for spec in pinned {
         let path = pin_dir.join(spec.name);
         let info = MapInfo::from_pin(&path).with_context(|| format!("cannot read pinned map {}", path.display()))?;
-        let differs = differences(spec, &info, flow_table_size);
+        let differs = differences(spec, &info, sizes);
         layout_readable &= spec.name != map_names::LAYOUT || differs.is_empty();
         maps.extend(differs);
     }
@@ -77,7 +122,7 @@ pub fn check_pinned_layout(pin_dir: &Path, flow_table_size: Option<u32>) -> Resu
 }
 
 /// How a pinned map differs from its table row, one phrase per attribute.
-fn differences(spec: &MapSpec, info: &MapInfo, flow_table_size: Option<u32>) -> Vec<String> {
+fn differences(spec: &MapSpec, info: &MapInfo, sizes: Option<&MapSizes>) -> Vec<String> {
     let name = spec.name;
     let mut out = Vec::new();
     let kind = info.map_type().map_or(u32::MAX, |t| t as u32);
@@ -94,9 +139,9 @@ fn differences(spec: &MapSpec, info: &MapInfo, flow_table_size: Option<u32>) -> 
         }
     }
     let entries = info.max_entries();
-    if SIZED_BY_FLOW_TABLE.contains(&name) {
-        if let Some(size) = flow_table_size.filter(|s| *s != entries) {
-            warn!("{name} stays at its pinned {entries} entries; flow_table_size = {size} applies after a fresh start (--detach-on-exit)");
+    if let Some(setting) = sizing_setting(name) {
+        if let Some(size) = sizes.and_then(|s| s.entries(name)).filter(|size| *size != entries) {
+            warn!("{name} stays at its pinned {entries} entries, not the {size} {setting} asks for; {setting} applies after a fresh start (--detach-on-exit)");
         }
     } else if entries != spec.max_entries {
         out.push(format!("{name} has {entries} entries, this lb's has {}", spec.max_entries));

@@ -13,6 +13,7 @@ use tracing::{info, warn};
 use crate::adopt::{read_existing, Adopted};
 use crate::global::{fresh_seed, global_config, keep_live_snat_ports};
 use crate::host::{ensure_bpffs, own_addresses, reserve_snat_ports};
+use crate::layout::MapSizes;
 use crate::load::{self, LINK_PIN};
 use crate::lock::lock_pin_path;
 use crate::maps::Maps;
@@ -20,6 +21,7 @@ use crate::outcomes::OutcomeWatch;
 use crate::pinned_link::{self, Takeover};
 use crate::plan::{HostFacts, Ids};
 use crate::ports;
+use crate::store::MapStore;
 use crate::unresolved::UnresolvedWatch;
 use crate::writer::Writer;
 use crate::xdp::XdpDataplane;
@@ -51,7 +53,7 @@ impl XdpDataplane {
         reserve_snat_ports(d.snat_ports.start, d.snat_ports.end);
         let link_pin = d.pin_path.join(LINK_PIN);
         // The pinned maps' layout is checked first, inside `load`, before anything uses them.
-        let mut ebpf = load::load(&d.pin_path, d.flow_table_size).map_err(undo)?;
+        let mut ebpf = load::load(&d.pin_path, &MapSizes::of(d)).map_err(undo)?;
         let takeover = takeover(&link_pin, &interface).map_err(undo)?;
         let maps = Maps::take(&mut ebpf).map_err(undo)?;
         let adopted = if takeover.adopts() { Some(read_existing(&maps)?) } else { None };
@@ -62,12 +64,14 @@ impl XdpDataplane {
             global
         };
         let outer = crate::tunnel::check::outer_from(cfg, &interface).map_err(undo)?;
+        // What the table arrays hold: `max_services`, or an adopted pin's own size.
+        let ring_services = maps.ring_services();
         let mut dp = XdpDataplane {
             writer: Writer::new(maps),
             link: None,
             extra_links: Vec::new(),
             ebpf,
-            ids: Ids::default(),
+            ids: Ids::new(ring_services),
             global,
             facts: HostFacts { own_addresses: own_addresses(), ..Default::default() },
             interface,

@@ -9,7 +9,7 @@ use aya::{Ebpf, EbpfLoader};
 use lb_common::abi::map_names;
 use lb_common::abi::{LAYOUT_VERSION, PINNED_MAPS};
 
-use crate::layout::{check_pinned_layout, SIZED_BY_FLOW_TABLE};
+use crate::layout::{check_pinned_layout, MapSizes, SIZED_BY_FLOW_TABLE, SIZED_BY_MAX_SERVICES};
 
 /// The XDP object built by build.rs (empty when built with AYA_BUILD_SKIP=1).
 pub static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-xdp"));
@@ -32,9 +32,9 @@ pub fn is_bpffs(dir: &Path) -> bool {
 }
 
 /// Load the program and its maps (re-using maps already pinned under `pin_dir` once their
-/// layout is known to be this build's), and verify it. `flow_table_size` sizes the flow and
-/// NAT tables.
-pub fn load(pin_dir: &Path, flow_table_size: u32) -> Result<Ebpf> {
+/// layout is known to be this build's), and verify it. `sizes` gives the flow and NAT
+/// tables and the table arrays their capacity (maps adopted from the pins keep theirs).
+pub fn load(pin_dir: &Path, sizes: &MapSizes) -> Result<Ebpf> {
     if XDP_OBJECT.is_empty() {
         bail!("this lb was built without its XDP program (AYA_BUILD_SKIP); rebuild with `cargo xtask build`");
     }
@@ -46,11 +46,13 @@ pub fn load(pin_dir: &Path, flow_table_size: u32) -> Result<Ebpf> {
         );
     }
     // Before the loader: it reuses a pin by name whatever its layout.
-    check_pinned_layout(pin_dir, Some(flow_table_size))?;
+    check_pinned_layout(pin_dir, Some(sizes))?;
     let mut loader = EbpfLoader::new();
     loader.default_map_pin_directory(pin_dir);
-    for name in SIZED_BY_FLOW_TABLE {
-        loader.map_max_entries(name, flow_table_size);
+    for name in SIZED_BY_FLOW_TABLE.into_iter().chain(SIZED_BY_MAX_SERVICES) {
+        if let Some(entries) = sizes.entries(name) {
+            loader.map_max_entries(name, entries);
+        }
     }
     let mut ebpf = loader.load(XDP_OBJECT).context("loading the XDP object (needs root or CAP_BPF + CAP_NET_ADMIN)")?;
     stamp_layout(&mut ebpf)?;

@@ -67,10 +67,19 @@ pub struct Ids {
     rings: RingCache,
 }
 
+/// Ids for the default `max_services` (`DEFAULT_MAX_SERVICES`), the object's own sizes.
 impl Default for Ids {
     fn default() -> Self {
+        Self::new(DEFAULT_MAX_SERVICES)
+    }
+}
+
+impl Ids {
+    /// Ids for maps whose table arrays hold `ring_services` services
+    /// (`MapStore::ring_services`): service ids run below it, never past `MAX_SERVICES`.
+    pub fn new(ring_services: u32) -> Self {
         Self {
-            services: IdAllocator::new(MAX_SERVICES, "services"),
+            services: IdAllocator::new(ring_services.min(MAX_SERVICES), "services"),
             backends: IdAllocator::new(MAX_BACKENDS, "backends"),
             rings: RingCache::default(),
         }

@@ -15,7 +15,7 @@ use aya::maps::{MapError, PerCpuValues};
 use aya::util::nr_cpus;
 use lb_common::abi::map_names as n;
 use lb_common::addr::socket;
-use lb_common::consts::{CONFIG_KEY, MAX_BACKENDS, MAX_SERVICES};
+use lb_common::consts::{ring_entries, seq_entries, CONFIG_KEY, MAX_BACKENDS, MAX_SERVICES};
 use lb_common::maps::{
     AclData, BackendInfo, BackendMeta, Counters, GlobalConfig, ServiceMeta, Trial, VipAddrKey, VipInfo, VipKey,
 };
@@ -107,6 +107,18 @@ pub trait MapStore {
     fn write_slots(&mut self, table: Table, keys: &[u32], values: &[u32]) -> Result<()>;
     /// `count` entries of `table` from index `first` on.
     fn read_slots(&self, table: Table, first: u32, count: u32) -> Result<Vec<u32>>;
+    /// Services the table arrays hold tables for (sized at load time from `max_services`,
+    /// or as adopted): service ids run below it.
+    fn ring_services(&self) -> u32;
+}
+
+/// Services `entries` of `table` hold both generations of a table for.
+pub fn services_in(table: Table, entries: u32) -> u32 {
+    let per_service = match table {
+        Table::Ring => ring_entries(1),
+        Table::Seq => seq_entries(1),
+    };
+    entries / per_service
 }
 
 /// What a previous writer installed, as `adopt::read_existing` reads it from the daemon's
@@ -270,6 +282,10 @@ impl MapStore for Maps {
             Table::Seq => &self.seq,
         };
         crate::batch::lookup(map, first, count).with_context(|| reading(table.map_name()))
+    }
+
+    fn ring_services(&self) -> u32 {
+        services_in(Table::Ring, self.ring.len()).min(services_in(Table::Seq, self.seq.len()))
     }
 }
 

@@ -115,7 +115,8 @@ impl<S: MapStore> Writer<S> {
 
     /// Make the maps hold `plan`, or leave them as they were (see the module docs).
     pub fn apply(&mut self, plan: &Plan) -> Result<()> {
-        let target = Target::new(plan).context("the plan is inconsistent; nothing was written")?;
+        let target =
+            Target::new(plan, self.maps.ring_services()).context("the plan is inconsistent; nothing was written")?;
         if self.stale {
             self.reread().context("reading the maps back before writing; nothing was written")?;
         }
@@ -631,7 +632,8 @@ impl<'p> Target<'p> {
         self.members.get(&service).into_iter().flatten().copied()
     }
 
-    fn new(plan: &'p Plan) -> Result<Self> {
+    /// `ring_services`: the services the table arrays hold (`MapStore::ring_services`).
+    fn new(plan: &'p Plan, ring_services: u32) -> Result<Self> {
         ensure!(
             plan.services.len() <= VIPS_CAPACITY,
             "{} services: the data path holds at most {VIPS_CAPACITY}",
@@ -656,7 +658,11 @@ impl<'p> Target<'p> {
         }
         for (i, s) in plan.services.iter().enumerate() {
             let name = service_name(&s.meta);
-            ensure!(s.id < MAX_SERVICES, "service {name}: id {} is out of range", s.id);
+            ensure!(
+                s.id < ring_services.min(MAX_SERVICES),
+                "service {name}: id {} is out of range (the table arrays hold {ring_services} services)",
+                s.id
+            );
             ensure!(s.info.service_id == s.id, "service {name}: its VIP entry names service id {}", s.info.service_id);
             ensure!(t.services.insert(s.id, i).is_none(), "service id {} is given twice", s.id);
             let vip = socket(&s.vip.addr, s.vip.port, s.vip.family);

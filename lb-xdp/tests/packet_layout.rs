@@ -9,13 +9,14 @@ use std::path::Path;
 use aya::maps::{Array, Map, MapData, MapInfo};
 use lb_common::abi::map_names;
 use lb_common::abi::{LAYOUT_VERSION, PINNED_MAPS, SCRATCH_MAPS};
-use lb_common::consts::MAX_BACKENDS;
-use lb_xdp::layout::LayoutMismatch;
+use lb_common::consts::{DEFAULT_MAX_SERVICES, MAX_BACKENDS};
+use lb_xdp::layout::{LayoutMismatch, MapSizes};
 use lb_xdp::load;
 use lb_xdp::maps::Maps;
 use lb_xdp::testkit::harness::{pin_dir, require_root};
 
-const FLOW_TABLE_SIZE: u32 = 4096;
+/// The sizes the loads here give the maps sized at load time.
+const SIZES: MapSizes = MapSizes { flow_table_size: 4096, max_services: DEFAULT_MAX_SERVICES };
 
 fn table_names() -> BTreeSet<String> {
     PINNED_MAPS.iter().map(|s| s.name.to_string()).collect()
@@ -41,7 +42,7 @@ fn pinned_layout(dir: &Path) -> Array<MapData, u32> {
 }
 
 fn refusal(dir: &Path) -> String {
-    let err = load::load(dir, FLOW_TABLE_SIZE).expect_err("load must refuse these pins");
+    let err = load::load(dir, &SIZES).expect_err("load must refuse these pins");
     assert!(err.is::<LayoutMismatch>(), "refused for another reason: {err:#}");
     format!("{err:#}")
 }
@@ -51,7 +52,7 @@ fn refusal(dir: &Path) -> String {
 fn the_object_holds_the_pinned_table_and_the_declared_scratch_maps_only() {
     require_root();
     let dir = pin_dir();
-    let ebpf = load::load(&dir, FLOW_TABLE_SIZE).expect("load the XDP object");
+    let ebpf = load::load(&dir, &SIZES).expect("load the XDP object");
     let in_object: BTreeSet<String> = ebpf.maps().map(|(name, _)| name.to_string()).collect();
     let mut declared = table_names();
     declared.extend(SCRATCH_MAPS.iter().map(|s| s.to_string()));
@@ -59,8 +60,7 @@ fn the_object_holds_the_pinned_table_and_the_declared_scratch_maps_only() {
     assert_eq!(pins(&dir), table_names(), "pinned: every table map, and no scratch map");
     for spec in PINNED_MAPS {
         let info = MapInfo::from_pin(dir.join(spec.name)).expect("pinned map info");
-        let entries =
-            if lb_xdp::layout::SIZED_BY_FLOW_TABLE.contains(&spec.name) { FLOW_TABLE_SIZE } else { spec.max_entries };
+        let entries = SIZES.entries(spec.name).unwrap_or(spec.max_entries);
         assert_eq!(
             (info.map_type().unwrap() as u32, info.key_size(), info.value_size(), info.max_entries()),
             (spec.kind as u32, spec.key_size, spec.value_size, entries),
@@ -78,11 +78,11 @@ fn the_object_holds_the_pinned_table_and_the_declared_scratch_maps_only() {
 fn loading_twice_with_the_same_layout_adopts_the_pins_with_what_they_hold() {
     require_root();
     let dir = pin_dir();
-    let mut first = load::load(&dir, FLOW_TABLE_SIZE).expect("first load");
+    let mut first = load::load(&dir, &SIZES).expect("first load");
     let mut maps = Maps::take(&mut first).expect("take maps");
     maps.active.set(7, 42, 0).expect("write LB_ACTIVE");
     drop((maps, first));
-    let mut second = load::load(&dir, FLOW_TABLE_SIZE).expect("second load adopts the pins");
+    let mut second = load::load(&dir, &SIZES).expect("second load adopts the pins");
     let maps = Maps::take(&mut second).expect("take maps");
     assert_eq!(maps.active.get(&7, 0).unwrap(), 42, "the adopted map is the pinned one");
     assert_eq!(maps.layout.get(&0, 0).unwrap(), LAYOUT_VERSION);
@@ -120,7 +120,7 @@ fn a_pinned_map_of_another_size_is_refused_naming_the_map_and_both_sizes() {
 fn pins_of_another_layout_version_are_refused_naming_both_versions() {
     require_root();
     let dir = pin_dir();
-    drop(load::load(&dir, FLOW_TABLE_SIZE).expect("first load"));
+    drop(load::load(&dir, &SIZES).expect("first load"));
     let newer = LAYOUT_VERSION + 1;
     pinned_layout(&dir).set(0, newer, 0).expect("write the version");
     let msg = refusal(&dir);
@@ -136,7 +136,7 @@ fn pins_of_another_layout_version_are_refused_naming_both_versions() {
 fn pins_without_a_layout_version_are_refused() {
     require_root();
     let dir = pin_dir();
-    drop(load::load(&dir, FLOW_TABLE_SIZE).expect("first load"));
+    drop(load::load(&dir, &SIZES).expect("first load"));
     // As an lb from before layout versions leaves them.
     std::fs::remove_file(dir.join(map_names::LAYOUT)).unwrap();
     let msg = refusal(&dir);
@@ -152,7 +152,7 @@ fn pins_without_a_layout_version_are_refused() {
 fn unpin_all_removes_the_pin_directory_with_whatever_another_lb_left_in_it() {
     require_root();
     let dir = pin_dir();
-    drop(load::load(&dir, FLOW_TABLE_SIZE).expect("load"));
+    drop(load::load(&dir, &SIZES).expect("load"));
     let stray = Array::<MapData, u32>::create(1, 0).unwrap();
     stray.pin(dir.join("LB_RETIRED")).expect("pin a map no table row names");
     load::unpin_all(&dir);

@@ -13,6 +13,8 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use aya::Ebpf;
+use lb_common::consts::DEFAULT_MAX_SERVICES;
+use lb_xdp::layout::MapSizes;
 use lb_xdp::load;
 use lb_xdp::maps::Maps;
 use lb_xdp::plan::Ids;
@@ -35,7 +37,8 @@ struct Kernel {
 impl Kernel {
     fn load() -> Kernel {
         let pin = pin_dir();
-        let mut ebpf = load::load(&pin, 4096).expect("load the XDP object");
+        let mut ebpf = load::load(&pin, &MapSizes { flow_table_size: 4096, max_services: DEFAULT_MAX_SERVICES })
+            .expect("load the XDP object");
         let writer = Writer::new(Maps::take(&mut ebpf).expect("take maps"));
         Kernel { writer, ids: Ids::default(), pin, _ebpf: ebpf }
     }

@@ -5,7 +5,7 @@
 //! generations may differ), its mirror must be the maps, and no write on the way may break
 //! a promise the model watches (see `testkit::model`). The steps rename services, swap
 //! and move VIPs across families and protocols, add and remove services and backends up
-//! to the caps (128 services, 4096 backends), change algorithms, forwarding, rate limits,
+//! to the caps (128 services, the default `max_services`; 16384 backends), change algorithms, forwarding, rate limits,
 //! weights, states, health, circuits and neighbours, register backends, restart the
 //! daemon (adoption), and make some writes fail halfway, after which the maps must be
 //! exactly as before and the next try must go through.

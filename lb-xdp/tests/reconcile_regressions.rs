@@ -117,13 +117,13 @@ fn renaming_61_services_while_adding_60_keeps_them_answering() {
     assert_like_fresh(&d, &new, "after the reload");
 }
 
-/// 4096 backends replaced by 4096 others: every backend id passes from a retired backend
+/// 16384 backends replaced by 16384 others: every backend id passes from a retired backend
 /// to a new one.
 #[test]
 fn replacing_every_backend_at_the_cap_fits_the_maps() {
-    let old = many("s", 32, 0, 128, 0);
-    let mut new = many("s", 32, 0, 128, 10_000);
-    assert_eq!(new.backends(), 4096);
+    let old = many("s", 32, 0, 512, 0);
+    let mut new = many("s", 32, 0, 512, 20_000);
+    assert_eq!(new.backends(), lb_common::consts::MAX_BACKENDS as usize);
     let mut d = Daemon::default();
     d.reconcile(&old).unwrap();
     d.reconcile(&new).unwrap_or_else(|e| panic!("the reload failed: {e:#}"));
@@ -195,12 +195,12 @@ fn a_rollback_that_fails_too_says_so_and_the_next_reconcile_repairs_it() {
     assert_like_fresh(&d, &new, "after the next reconcile");
 }
 
-/// 4096 backends replaced by a new service's three: their ids are all still held, so the
+/// 16384 backends replaced by a new service's three: their ids are all still held, so the
 /// new ones take retired services' ids; a failure anywhere rolls back without a VIP ever
 /// reading a backend row of another service.
 #[test]
 fn a_failed_write_that_hands_backend_ids_over_rolls_back_cleanly() {
-    let old = many("s", 32, 0, 128, 0);
+    let old = many("s", 32, 0, 512, 0);
     let new = many("t", 1, 200, 3, 50_000);
     let mut d = Daemon::default();
     d.reconcile(&old).unwrap();

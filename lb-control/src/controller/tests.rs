@@ -495,7 +495,9 @@ async fn the_backend_cap_counts_configured_and_registered_and_a_refusal_keeps_ev
     assert!(try_register(&mut c, "web", "10.2.0.1:80").unwrap());
     assert!(try_register(&mut c, "web", "10.2.0.2:80").unwrap());
     match try_register(&mut c, "web", "10.2.0.3:80") {
-        Err(ControlError::Conflict(why)) => assert!(why.contains("at most 4096 backends"), "{why}"),
+        Err(ControlError::Conflict(why)) => {
+            assert!(why.contains(&format!("at most {MAX_BACKENDS_FOR_TEST} backends")), "{why}")
+        }
         other => panic!("past the cap: {other:?}"),
     }
     // Renewing one that is there needs no room, nor does registering a configured one.

@@ -8,10 +8,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::adopt::read_existing;
 use crate::global::{fresh_seed, global_config_from, keep_live_snat_ports};
+use crate::layout::MapSizes;
 use crate::load;
 use crate::maps::Maps;
 use crate::plan::{HostFacts, Ids, Plan};
 use crate::reconcile::reconcile;
+use crate::store::MapStore;
 use crate::writer::Writer;
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use aya::Ebpf;
@@ -143,10 +145,10 @@ impl Harness {
         require_root();
         let config = Config::from_str(toml, "test.toml").unwrap_or_else(|e| panic!("test config: {e}"));
         let pin = pin_dir();
-        let mut ebpf = load::load(&pin, config.daemon.flow_table_size).expect("load the XDP object");
+        let mut ebpf = load::load(&pin, &MapSizes::of(&config.daemon)).expect("load the XDP object");
         let writer = Writer::new(Maps::take(&mut ebpf).expect("take maps"));
-        let mut h =
-            Harness { writer, ebpf, plan: empty_plan(), config, ids: Ids::default(), facts, pin, seed: fresh_seed() };
+        let ids = Ids::new(writer.maps.ring_services());
+        let mut h = Harness { writer, ebpf, plan: empty_plan(), config, ids, facts, pin, seed: fresh_seed() };
         h.reconcile();
         h
     }
@@ -170,12 +172,13 @@ impl Harness {
     /// switch to the new one).
     pub fn restart(&mut self, toml: &str) {
         self.config = Config::from_str(toml, "test.toml").unwrap_or_else(|e| panic!("test config: {e}"));
-        let mut ebpf = load::load(&self.pin, self.config.daemon.flow_table_size).expect("load the XDP object again");
+        let sizes = MapSizes::of(&self.config.daemon);
+        let mut ebpf = load::load(&self.pin, &sizes).expect("load the XDP object again");
         let maps = Maps::take(&mut ebpf).expect("take maps");
         let adopted = read_existing(&maps).expect("read the pinned maps back");
+        let mut ids = Ids::new(maps.ring_services());
         let mut writer = Writer::new(maps);
         writer.adopt(&adopted);
-        let mut ids = Ids::default();
         ids.seed(&adopted);
         self.writer = writer;
         self.ebpf = ebpf;

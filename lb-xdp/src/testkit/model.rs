@@ -22,7 +22,8 @@ use anyhow::{bail, Result};
 use lb_common::abi::map_names as n;
 use lb_common::addr::{socket, vip_addr_key, words_ip};
 use lb_common::consts::{
-    MAX_ACL_ENTRIES, MAX_BACKENDS, MAX_SERVICES, MAX_VIP_ADDRS, NO_BACKEND, RING_GENERATIONS, RING_SIZE, SEQ_SIZE,
+    DEFAULT_MAX_SERVICES, MAX_ACL_ENTRIES, MAX_BACKENDS, MAX_SERVICES, MAX_VIP_ADDRS, NO_BACKEND, RING_GENERATIONS,
+    RING_SIZE, SEQ_SIZE,
 };
 use lb_common::maps::{BackendInfo, BackendMeta, GlobalConfig, ServiceMeta, Trial, VipAddrKey, VipInfo, VipKey};
 use lb_common::ratelimit::RateLimit;
@@ -48,6 +49,8 @@ pub struct ModelMaps {
     /// `LB_RING` / `LB_SEQ`, one vector per (service id, generation) once written.
     rings: HashMap<u32, Vec<u32>>,
     seqs: HashMap<u32, Vec<u32>>,
+    /// Services the table arrays hold, as a load with `max_services` sizes them.
+    pub ring_services: u32,
     /// Mutations tried so far (reads are not counted).
     pub writes: usize,
     /// Mutations (by their number in `writes`, from 0) that fail, once each.
@@ -71,6 +74,7 @@ impl Default for ModelMaps {
             backends: vec![BackendRows::default(); MAX_BACKENDS as usize],
             rings: HashMap::new(),
             seqs: HashMap::new(),
+            ring_services: DEFAULT_MAX_SERVICES,
             writes: 0,
             fail_at: BTreeSet::new(),
             owned: Owned::default(),
@@ -345,7 +349,7 @@ impl MapStore for ModelMaps {
     fn write_slots(&mut self, table: Table, keys: &[u32], values: &[u32]) -> Result<()> {
         self.mutation(&format!("writing {}", table.map_name()))?;
         let size = table_size(table);
-        let total = size * RING_GENERATIONS * MAX_SERVICES;
+        let total = size * RING_GENERATIONS * self.ring_services;
         if keys.len() != values.len() || keys.iter().any(|&k| k >= total) {
             bail!("writing {}: {}", table.map_name(), io::Error::from_raw_os_error(libc::EINVAL));
         }
@@ -391,5 +395,9 @@ impl MapStore for ModelMaps {
             i += n;
         }
         Ok(out)
+    }
+
+    fn ring_services(&self) -> u32 {
+        self.ring_services
     }
 }

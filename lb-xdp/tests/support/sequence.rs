@@ -12,7 +12,8 @@ use super::*;
 use lb_config::desired::{Circuit, Health, SOURCE_CONFIG, SOURCE_REGISTRATION, SOURCE_RETIRING};
 use lb_config::{AdminState, Algorithm, Forwarding, Protocol};
 
-const MAX_SERVICES: usize = lb_common::consts::MAX_SERVICES as usize;
+/// The services the model and a default load hold tables for (`max_services` by default).
+const MAX_SERVICES: usize = lb_common::consts::DEFAULT_MAX_SERVICES as usize;
 const MAX_BACKENDS: usize = lb_common::consts::MAX_BACKENDS as usize;
 const PORTS: [u16; 4] = [80, 81, 443, 53];
 

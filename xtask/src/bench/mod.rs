@@ -69,7 +69,7 @@ pub fn run(quick: bool) -> Result<()> {
     let lb_bin = workspace().join(format!("target/{profile}/lb"));
 
     println!("==> data path (BPF_PROG_TEST_RUN) and control plane");
-    let datapath = datapath::run(&workspace().join(format!("target/{profile}/examples/bench_datapath")), quick)?;
+    let datapath = datapath::run(&workspace().join(format!("target/{profile}/examples")), quick)?;
 
     println!("==> waiting for the test network (lock)");
     let _lock = testenv::lock_network()?;
@@ -126,7 +126,8 @@ fn build(quick: bool) -> Result<&'static str> {
     let (profile, flags): (_, &[&str]) = if quick { ("debug", &[]) } else { ("release", &["--release"]) };
     println!("==> building lb and the data-path bench ({profile})");
     let mut c = cargo();
-    c.arg("build").args(flags).args(["-p", "lb-user", "--bin", "lb", "-p", "lb-xdp", "--example", "bench_datapath"]);
+    c.arg("build").args(flags).args(["-p", "lb-user", "--bin", "lb", "-p", "lb-xdp"]);
+    c.args(["--example", "bench_datapath", "--example", "bench_control"]);
     status(c)?;
     Ok(profile)
 }

@@ -180,13 +180,7 @@ impl Results {
         if tables == 0 || rows.len() != want || rows.iter().any(|r| r["raw_ns"].as_f64().is_none_or(|ns| ns <= 0.0)) {
             missing.push(format!("data-path rows ({} of {want})", rows.len()));
         }
-        let maglev = self.datapath["maglev"].as_array().cloned().unwrap_or_default();
-        if maglev.len() != 3 || maglev.iter().any(|m| m["ms"].as_f64().is_none_or(|ms| ms <= 0.0)) {
-            missing.push("Maglev build times".into());
-        }
-        if self.datapath["reconcile"]["initial_ms"].as_f64().is_none_or(|ms| ms <= 0.0) {
-            missing.push("reconcile time".into());
-        }
+        missing.extend(control_missing(&self.datapath["control"]));
         if self.xdp_in_traffic["packets"].as_u64().unwrap_or(0) == 0 {
             missing.push("XDP run time under load".into());
         }
@@ -328,6 +322,7 @@ impl Results {
             if failing.is_empty() { "none".to_string() } else { failing.join(", ") },
             met(failing.is_empty())
         );
+        self.scale_goal(m);
         self.datapath_goals(m);
         m.push('\n');
     }
@@ -358,6 +353,24 @@ impl Results {
                 );
             }
         }
+    }
+
+    /// At least 1024 services and 16384 backends: the limits this build has, and the
+    /// largest reconcile the control-plane bench made.
+    fn scale_goal(&self, m: &mut String) {
+        let c = &self.datapath["control"];
+        let (services, backends) = (c["limits"]["max_services"].as_u64(), c["limits"]["max_backends"].as_u64());
+        let (Some(services), Some(backends)) = (services, backends) else { return };
+        let largest = c["reconcile"].as_array().into_iter().flatten().max_by_key(|r| r["services"].as_u64());
+        let reconciled = largest.map_or("–".to_string(), |r| {
+            format!("{} services reconciled in {:.0} ms", r["services"], r["initial_ms"].as_f64().unwrap_or(0.0))
+        });
+        let ok = services >= 1024 && backends >= 16384;
+        let met = if ok { "met" } else { "**missed**" };
+        let _ = writeln!(
+            m,
+            "| ≥ 1024 services, ≥ 16384 backends | limits {services} services, {backends} backends; {reconciled} | {met} |"
+        );
     }
 
     fn main_table(&self, m: &mut String, group: Group, title: &str) {
@@ -498,33 +511,57 @@ impl Results {
     }
 
     fn control_plane(&self, m: &mut String) {
-        let d = &self.datapath;
-        let _ = writeln!(m, "## Control plane\n\n| What | Time |\n|---|---|");
-        for g in d["maglev"].as_array().into_iter().flatten() {
+        let c = &self.datapath["control"];
+        let ms = |v: &Value| v.as_f64().unwrap_or(0.0);
+        let _ = writeln!(m, "## Control plane\n\nHow each cost grows with the number of services (`lb-xdp/examples/bench_control.rs`; every service has {} backends, each its own address and VIP).\n\n| What | Time |\n|---|---|", c["backends_per_service"]);
+        for g in c["maglev"].as_array().into_iter().flatten() {
             let _ = writeln!(
                 m,
                 "| Maglev table build, {} backends, M = {} | {:.2} ms |",
                 g["backends"],
                 g["m"],
-                g["ms"].as_f64().unwrap_or(0.0)
+                ms(&g["ms"])
             );
         }
-        let r = &d["reconcile"];
-        let _ = writeln!(
-            m,
-            "| Reconcile (config → plan → map writes, flip) of {} services × {} backends into empty maps | {:.1} ms |",
-            r["services"],
-            r["backends_per_service"],
-            r["initial_ms"].as_f64().unwrap_or(0.0)
-        );
-        let _ = writeln!(
-            m,
-            "| Reload changing one weight in each of the {} services | {:.1} ms |",
-            r["services"],
-            r["change_all_ms"].as_f64().unwrap_or(0.0)
-        );
+        for p in c["plan"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                m,
+                "| Every Maglev table of {} services built from scratch (the daemon's plan, as at a start) | {:.1} ms |",
+                p["services"],
+                ms(&p["ms"])
+            );
+        }
+        for r in c["reconcile"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                m,
+                "| Reconcile (config → plan → map writes, flip) of {} services into empty maps (max_services {}) | {:.1} ms |",
+                r["services"],
+                r["max_services"],
+                ms(&r["initial_ms"])
+            );
+            let _ = writeln!(
+                m,
+                "| Reload changing one weight in each of the {} services (every table rebuilt and rewritten) | {:.1} ms |",
+                r["services"],
+                ms(&r["change_all_ms"])
+            );
+        }
         let h: Vec<String> = self.health_s.iter().map(|s| format!("{s:.2}")).collect();
         let _ = writeln!(m, "| Health-check detection (http, interval 500 ms, unhealthy_threshold 3): backend stopped → `/v1/services` shows it down | median {:.2} s (runs: {} s) |", median(self.health_s.clone()), h.join(", "));
+        let mib = |v: &Value| v.as_u64().unwrap_or(0) as f64 / (1024.0 * 1024.0);
+        let _ = writeln!(m, "\n**Map memory**, as the kernel charges it (`memlock` in `/proc/PID/fdinfo` of every map of a fresh load). Flow tables: `LB_FLOWS` and `LB_NAT`, sized by `flow_table_size`; service tables: `LB_RING` and `LB_SEQ`, sized by `max_services` (two 65537-slot Maglev tables per service); other: every other map (per-backend arrays of 16384 rows, the per-CPU ones once per CPU).\n\n| flow_table_size | max_services | flow tables | service tables | other | total |\n|---|---|---|---|---|---|");
+        for r in c["memory"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                m,
+                "| {} | {} | {:.1} MiB | {:.1} MiB | {:.1} MiB | {:.1} MiB |",
+                r["flow_table_size"],
+                r["max_services"],
+                mib(&r["flow_tables_bytes"]),
+                mib(&r["service_tables_bytes"]),
+                mib(&r["other_bytes"]),
+                mib(&r["total_bytes"])
+            );
+        }
         let _ = writeln!(m);
     }
 
@@ -545,7 +582,7 @@ impl Results {
 - Interleaved: each round runs every configuration once (A B C … A B C …), started and stopped cleanly (`lb run --detach-on-exit`); every figure is the median over {} rounds.\n\
 - CPU: \"LB CPU\" is machine-wide softirq time (`/proc/stat`) for XDP and nftables, and the balancer's process tree (user + system, `/proc/PID/stat`) for proxies, per 100k requests. **Honesty note:** on veth the client, the LB and the backends share the same 2 CPUs, and softirq time is machine-wide: it includes the client's and the backends' packet processing too. Compare the softirq column with the direct row to see what a balancer adds. The XDP program's own share is measured separately (BPF statistics, above).\n\
 - Everything shares 2 cores: the balancer competes with wrk and nginx for CPU, so the ratios say how much of the machine each balancer leaves to the work, not what it could carry on a dedicated core.\n\
-- Data path: see its section; control plane: Maglev builds with `lb_common::maglev::build` (median of 5), the reconcile with the daemon's own plan and map writer, detection with the real daemon on the test network.\n",
+- Data path: see its section; control plane (`bench_control`): Maglev builds with `lb_common::maglev::build` (median of 5), whole-config builds and reconciles with the daemon's own plan and map writer on the real maps, map memory as the kernel charges it; detection with the real daemon on the test network.\n",
             self.duration_s, self.rounds
         );
     }
@@ -559,6 +596,29 @@ fn headline_peers(lb: &str) -> [Option<&'static str>; 3] {
     } else {
         [Some("haproxy"), Some("nginx_stream"), Some("nft_dnat")]
     }
+}
+
+/// What `bench_control` must have produced: every row of each of its measurements, each a
+/// positive figure.
+fn control_missing(c: &Value) -> Vec<String> {
+    let rows = |key: &str| c[key].as_array().cloned().unwrap_or_default();
+    let positive = |v: &Value| v.as_f64().is_some_and(|x| x > 0.0);
+    let mut missing = Vec::new();
+    if rows("maglev").len() != 3 || !rows("maglev").iter().all(|r| positive(&r["ms"])) {
+        missing.push("Maglev build times".to_string());
+    }
+    if rows("plan").len() != 3 || !rows("plan").iter().all(|r| positive(&r["ms"])) {
+        missing.push("whole-config table builds".to_string());
+    }
+    let reconcile = rows("reconcile");
+    if reconcile.len() != 3 || !reconcile.iter().all(|r| positive(&r["initial_ms"]) && positive(&r["change_all_ms"])) {
+        missing.push("reconcile times".to_string());
+    }
+    let memory = rows("memory");
+    if memory.len() < 2 || !memory.iter().all(|r| positive(&r["flow_tables_bytes"]) && positive(&r["total_bytes"])) {
+        missing.push("map memory".to_string());
+    }
+    missing
 }
 
 /// Where the time goes is a reading of profiles, not a measurement this run makes: it is
@@ -650,5 +710,32 @@ mod tests {
         assert_eq!(headline_peers("proxy_http"), [Some("haproxy_http"), Some("nginx_http"), None]);
         assert_eq!(headline_peers("proxy_l4"), [Some("haproxy"), Some("nginx_stream"), Some("nft_dnat")]);
         assert_eq!(headline_peers("xdp_nat"), [Some("haproxy"), Some("nginx_stream"), Some("nft_dnat")]);
+    }
+
+    fn control(services: &[u64], memory_rows: usize) -> Value {
+        let maglev: Vec<Value> = [10, 100, 1000].iter().map(|b| json!({ "backends": b, "ms": 2.5 })).collect();
+        let plan: Vec<Value> = services.iter().map(|s| json!({ "services": s, "ms": 1.0 })).collect();
+        let reconcile: Vec<Value> =
+            services.iter().map(|s| json!({ "services": s, "initial_ms": 9.0, "change_all_ms": 8.0 })).collect();
+        let memory: Vec<Value> =
+            (0..memory_rows).map(|_| json!({ "flow_tables_bytes": 1u64 << 20, "total_bytes": 1u64 << 26 })).collect();
+        json!({ "maglev": maglev, "plan": plan, "reconcile": reconcile, "memory": memory })
+    }
+
+    #[test]
+    fn a_complete_control_run_has_nothing_missing() {
+        assert!(control_missing(&control(&[1, 100, 1000], 4)).is_empty());
+    }
+
+    #[test]
+    fn a_control_run_without_rows_or_with_a_zero_figure_is_incomplete() {
+        assert_eq!(
+            control_missing(&control(&[1, 100], 0)),
+            ["whole-config table builds", "reconcile times", "map memory"]
+        );
+        let mut zero = control(&[1, 100, 1000], 4);
+        zero["reconcile"][2]["change_all_ms"] = json!(0.0);
+        assert_eq!(control_missing(&zero), ["reconcile times"]);
+        assert_eq!(control_missing(&Value::Null).len(), 4, "no bench_control output at all");
     }
 }
