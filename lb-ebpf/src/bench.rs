@@ -12,7 +12,10 @@
 //! flow every time, for timing new flows the same way as established ones.
 
 use aya_ebpf::{
-    bindings::{xdp_action::XDP_DROP, xdp_md}, helpers::bpf_xdp_adjust_head, macros::map, maps::PerCpuArray,
+    bindings::{xdp_action::XDP_DROP, xdp_md},
+    helpers::bpf_xdp_adjust_head,
+    macros::map,
+    maps::PerCpuArray,
     programs::XdpContext,
 };
 use lb_common::maps::{BenchFrame, BENCH_FRAME_MAX};

@@ -178,9 +178,12 @@ fn grow(ctx: &XdpContext, l2_len: usize, by: usize, outer_family: u8) -> Option<
     if unsafe { bpf_xdp_adjust_head(ctx.ctx, -(by as i32)) } != 0 {
         return None;
     }
-    // The old L2 header now starts `by` bytes in.
-    let macs: [u8; MACS] = read(ctx, by)?;
-    write(ctx, 0, macs)?;
+    // The old L2 header now starts `by` bytes in. Moved a 32-bit word at a time: a 12-byte
+    // array compiles to a call of the BPF target's byte-at-a-time `memmove`.
+    for off in [0, 4, 8] {
+        let word: u32 = read(ctx, by + off)?;
+        write(ctx, off, word)?;
+    }
     if l2_len == MACS + VLAN_TAG + 2 {
         let tag: [u8; VLAN_TAG] = read(ctx, by + MACS)?;
         write(ctx, MACS, tag)?;

@@ -66,7 +66,10 @@ const QUICK: Counts = Counts {
     repeat: 1_000,
     new_flows: 1_000,
     nat_new_flows: 1_000,
-    tables: &[Table { name: "empty", size: 1 << 16, fill: 0 }, Table { name: "10k flows", size: 1 << 16, fill: 10_000 }],
+    tables: &[
+        Table { name: "empty", size: 1 << 16, fill: 0 },
+        Table { name: "10k flows", size: 1 << 16, fill: 10_000 },
+    ],
 };
 
 /// Repetitions per call while filling a table (bounded time per syscall).
@@ -210,14 +213,32 @@ fn floor_ns(h: &Harness, repeat: u32) -> f64 {
 fn restore_ns(h: &mut Harness, f: &Family, repeat: u32) -> f64 {
     let frame = Pkt::tcp(f.client, f.non_vip, ACK).bytes();
     let mut out = vec![0u8; frame.len() + 256];
-    let plain = h
-        .program()
-        .test_run(TestRunOptions { data_in: Some(&frame), data_out: Some(&mut out), repeat, ..Default::default() })
-        .expect("BPF_PROG_TEST_RUN");
-    assert_eq!(plain.return_value, XDP_PASS);
-    let wrapped = timed(h, "restore cost", &frame, repeat, PASSED, 0);
-    (wrapped - plain.duration.as_nanos() as f64).max(0.0)
+    // Alternating pairs, the median difference: one pair moves by tens of ns with what the
+    // other core does, and this figure is subtracted from every case.
+    let mut differences: Vec<f64> = (0..RESTORE_PAIRS)
+        .map(|_| {
+            let plain = h
+                .program()
+                .test_run(TestRunOptions {
+                    data_in: Some(&frame),
+                    data_out: Some(&mut out),
+                    repeat,
+                    ..Default::default()
+                })
+                .expect("BPF_PROG_TEST_RUN");
+            assert_eq!(plain.return_value, XDP_PASS);
+            timed(h, "restore cost", &frame, repeat, PASSED, 0) - plain.duration.as_nanos() as f64
+        })
+        .collect();
+    differences.sort_by(f64::total_cmp);
+    differences[differences.len() / 2].max(0.0)
 }
+
+/// Calls an established-flow, reply or non-VIP case is the median of.
+const CALLS_PER_CASE: usize = 3;
+
+/// Pairs of runs the restore's cost is the median of.
+const RESTORE_PAIRS: usize = 5;
 
 /// Put `n` live flows into the table through the data path itself: new dsr flows of
 /// clients 10.0.0.0 upwards (none of them a measured flow's), `FILL_CHUNK` per call.
@@ -241,7 +262,12 @@ fn family_cases(h: &mut Harness, f: &Family, table: &Table, c: &Counts, restore:
     let mut rows = Vec::new();
     let mut case = |h: &mut Harness, name: &str, frame: &[u8], repeat: u32, expect: Expect| {
         let vary = if expect.new_flow { f.source_word } else { 0 };
-        let raw = timed(h, &format!("{name} ({})", f.name), frame, repeat, expect, vary);
+        let what = format!("{name} ({})", f.name);
+        // A new flow can be opened once; any other case is the median of a few calls.
+        let calls = if expect.new_flow { 1 } else { CALLS_PER_CASE };
+        let mut runs: Vec<f64> = (0..calls).map(|_| timed(h, &what, frame, repeat, expect, vary)).collect();
+        runs.sort_by(f64::total_cmp);
+        let raw = runs[runs.len() / 2];
         let ns = (raw - restore).max(0.0);
         rows.push(json!({
             "case": name, "family": f.name, "table": table.name, "ns": ns, "raw_ns": raw,
@@ -321,5 +347,9 @@ fn timed(h: &mut Harness, what: &str, frame: &[u8], repeat: u32, expect: Expect,
 
 /// New flows counted so far, over every service.
 fn new_flows(h: &Harness) -> u64 {
-    h.plan.services.iter().map(|s| sum_counters(&h.maps().service_stats.get(&s.id, 0).expect("service stats")).new_flows).sum()
+    h.plan
+        .services
+        .iter()
+        .map(|s| sum_counters(&h.maps().service_stats.get(&s.id, 0).expect("service stats")).new_flows)
+        .sum()
 }

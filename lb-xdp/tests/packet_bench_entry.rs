@@ -38,10 +38,15 @@ fn a_varied_source_opens_a_flow_per_repetition() {
     let (action, out, _) = h.run_bench(&syn, 50, SOURCE);
     assert_eq!(action, XDP_TX);
     assert_eq!(h.action_count(XDP_TX), 50);
-    let opened: u64 = h.plan.services.iter().map(|s| {
-        let c = h.maps().service_stats.get(&s.id, 0).expect("service stats");
-        lb_xdp::maps::sum_counters(&c).new_flows
-    }).sum();
+    let opened: u64 = h
+        .plan
+        .services
+        .iter()
+        .map(|s| {
+            let c = h.maps().service_stats.get(&s.id, 0).expect("service stats");
+            lb_xdp::maps::sum_counters(&c).new_flows
+        })
+        .sum();
     assert_eq!(opened, 50, "each repetition a new client, a new flow");
     // The frame is left as a 51st repetition would see it: the first source plus 50.
     let first = u32::from_be_bytes(syn[26..30].try_into().unwrap());

@@ -305,8 +305,7 @@ impl Harness {
     /// The bench entry point `lb_xdp_bench` (lb-ebpf `bench.rs`), loaded on first use
     /// beside `lb_xdp`, over the same maps.
     pub fn bench_program(&mut self) -> &Xdp {
-        let p: &mut Xdp =
-            self.ebpf.program_mut(load::BENCH_PROGRAM).expect("bench program").try_into().expect("xdp");
+        let p: &mut Xdp = self.ebpf.program_mut(load::BENCH_PROGRAM).expect("bench program").try_into().expect("xdp");
         if p.fd().is_err() {
             p.load().expect("load lb_xdp_bench");
         }

@@ -232,10 +232,9 @@ impl Results {
 
     fn dp(&self, case: &str, family: &str, table: &str) -> Option<f64> {
         // A case is named by its prefix ("nat, new flow" for "nat, new flow (Maglev, ...)").
-        self.dp_rows()
-            .iter()
-            .find(|r| r["case"].as_str().is_some_and(|c| c.starts_with(case)) && r["family"] == family && r["table"] == table)?
-            ["ns"]
+        self.dp_rows().iter().find(|r| {
+            r["case"].as_str().is_some_and(|c| c.starts_with(case)) && r["family"] == family && r["table"] == table
+        })?["ns"]
             .as_f64()
     }
 
@@ -455,7 +454,7 @@ impl Results {
         let _ = writeln!(m, "## Data path: ns per packet (BPF_PROG_TEST_RUN)\n");
         let _ = writeln!(
             m,
-            "The real XDP object, its maps written by the daemon's own code (`lb-xdp/examples/bench_datapath.rs`, built on the packet tests' harness). Every case is timed the same way: `BPF_PROG_TEST_RUN` with `repeat` ({} for established flows, replies and non-VIP traffic; {} new dsr/ipip/gue flows and {} new nat flows per case) on the bench entry point `lb_xdp_bench`, which is the program followed by a restore of its frame (lb-ebpf `bench.rs`), so every repetition takes the timed path; for new flows the restore also counts the source address up. Its own cost (it minus `lb_xdp` on a non-VIP frame, {}) is subtracted. Every timed call is checked: return value, action counters, new-flow counters and the restored frame. The flow table is filled by the data path itself (new dsr flows of other clients) before the timed cases. The pass-through program (the floor of any XDP program here) takes {:.0} ns. Mpps = packets per second on one core, 1000 / ns.\n",
+            "The real XDP object, its maps written by the daemon's own code (`lb-xdp/examples/bench_datapath.rs`, built on the packet tests' harness). Every case is timed the same way: `BPF_PROG_TEST_RUN` with `repeat` ({} for established flows, replies and non-VIP traffic; {} new dsr/ipip/gue flows and {} new nat flows per case) on the bench entry point `lb_xdp_bench`, which is the program followed by a restore of its frame (lb-ebpf `bench.rs`), so every repetition takes the timed path; for new flows the restore also counts the source address up (one call per case: a flow opens once); every other case is the median of 3 calls. The restore's own cost (it minus `lb_xdp` on a non-VIP frame, the median of 5 pairs of calls: {}) is subtracted. Every timed call is checked: return value, action counters, new-flow counters and the restored frame. The flow table is filled by the data path itself (new dsr flows of other clients) before the timed cases. The pass-through program (the floor of any XDP program here) takes {:.0} ns. Mpps = packets per second on one core, 1000 / ns.\n",
             d["repeat"],
             d["new_flows"],
             d["nat_new_flows"],
