@@ -214,52 +214,6 @@ fn maglev_places_each_flow_where_the_xdp_path_would() {
     });
 }
 
-/// The names of this process's threads that serve the proxy (`lb-proxy-N`), sorted.
-fn proxy_threads() -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir("/proc/self/task")
-        .map(|d| {
-            d.flatten()
-                .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
-                .map(|n| n.trim().to_string())
-                .filter(|n| n.starts_with("lb-proxy-"))
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
-}
-
-#[test]
-fn each_worker_is_a_thread_of_its_own_and_a_reload_adding_workers_starts_theirs() {
-    run(async {
-        let fds = fd_count();
-        let servers = vec![tagged_echo("a").await, tagged_echo("b").await];
-        let vip = vip_tcp();
-        let backends = w1(&servers.iter().map(|s| s.addr).collect::<Vec<_>>());
-        let with_workers = |n: u32| {
-            let svc = service("web", vip, "algorithm = \"round_robin\"", &backends);
-            let text = format!("[daemon]\nmode = \"proxy\"\nworkers = {n}\nconnect_timeout = \"300ms\"\n{svc}");
-            lb_config::Config::from_str(&text, "test.toml").unwrap()
-        };
-        let mut dp = start(&with_workers(2));
-        assert_eq!(proxy_threads(), ["lb-proxy-0", "lb-proxy-1"]);
-        let mut names = Vec::new();
-        for _ in 0..20 {
-            names.push(ask_name(vip).await);
-        }
-        assert_eq!(count(names).values().copied().collect::<Vec<_>>(), vec![10, 10]);
-        // Three workers: the listeners are rebound, one per worker, on a third thread too.
-        dp.reconcile(&Desired::from_config(&with_workers(3))).unwrap();
-        assert_eq!(proxy_threads(), ["lb-proxy-0", "lb-proxy-1", "lb-proxy-2"]);
-        for _ in 0..20 {
-            ask_name(vip).await;
-        }
-        finish(dp, servers, fds).await;
-        // Every worker thread ended with the proxy.
-        assert_eq!(proxy_threads(), Vec::<String>::new());
-    });
-}
-
 // ---------------------------------------------------------------------------------------
 // L4 TCP: connection behaviour
 
