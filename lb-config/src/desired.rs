@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::{
-    AdminState, Algorithm, Config, ConnectionCaps, Forwarding, Pool, Protocol, ProxyMode, RateLimit, SourceAcl,
+    AdminState, Algorithm, Config, ConnectionCaps, Forwarding, Pool, Protocol, ProxyMode, RateLimit, SourceAcl, Traffic,
 };
 
 /// A backend of a service: the key under which every source, check and breaker knows it.
@@ -105,6 +105,9 @@ pub struct DesiredBackend {
     pub health: Health,
     pub sources: u8,
     pub circuit: Circuit,
+    /// Slow start: the share of its weight (percent, below 100) the backend takes while it
+    /// ramps up after joining the rotation; `None` when not ramping.
+    pub ramp: Option<u32>,
 }
 
 impl DesiredBackend {
@@ -149,7 +152,27 @@ pub struct DesiredService {
     /// Proxy path only: client connections (UDP: sessions) at once, per service and per
     /// source (0: no cap).
     pub connection_caps: ConnectionCaps,
+    /// `slow_start`, `persistence_timeout`.
+    pub traffic: Traffic,
     pub backends: Vec<DesiredBackend>,
+}
+
+/// While any backend of a service ramps, every weight is counted in hundredths so that a
+/// ramp's percentage of even a weight of 1 is a whole number.
+pub const RAMP_SCALE: u32 = 100;
+
+impl DesiredService {
+    /// The weight a data path builds its tables and selections from: the backend's weight,
+    /// or, while some backend of the service ramps (slow start), every weight in
+    /// hundredths with the ramping ones at their share. The ratios are what counts: every
+    /// backend's share of new flows is its table weight over the sum.
+    pub fn table_weight(&self, b: &DesiredBackend) -> u32 {
+        if !self.backends.iter().any(|b| b.ramp.is_some()) {
+            return b.weight;
+        }
+        let percent = b.ramp.unwrap_or(RAMP_SCALE).clamp(1, RAMP_SCALE);
+        b.weight.saturating_mul(percent)
+    }
 }
 
 /// Daemon-wide settings a data path applies to every service.
@@ -207,6 +230,7 @@ impl Desired {
                 pool: s.pool.clone(),
                 max_connections: s.circuit_breaker.max_connections,
                 connection_caps: s.connection_caps,
+                traffic: s.traffic,
                 backends: s
                     .backends
                     .iter()
@@ -217,6 +241,7 @@ impl Desired {
                         health: Health::Unknown,
                         sources: SOURCE_CONFIG,
                         circuit: Circuit::Closed,
+                        ramp: None,
                     })
                     .collect(),
             })

@@ -26,6 +26,7 @@ mod protection;
 mod schema;
 mod status;
 mod token;
+mod traffic;
 mod validate;
 
 #[cfg(test)]
@@ -53,6 +54,9 @@ pub use ports::{PortRange, PortRangeError};
 pub use protection::{CircuitBreaker, ConnectionCaps, RateLimit, MAX_RATE};
 pub use status::{StatusRanges, StatusRangesError};
 pub use token::Tokens;
+pub use traffic::{
+    ramp_percent, Traffic, MAX_PERSISTENCE_TIMEOUT, MAX_SLOW_START, MIN_PERSISTENCE_TIMEOUT, SLOW_START_MIN_PERCENT,
+};
 
 use error::Source;
 use schema::RawConfig;

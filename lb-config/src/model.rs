@@ -175,6 +175,8 @@ pub struct Service {
     /// checks (loopback, the LB's own addresses, ...), never the admin API's own address.
     /// Default: none.
     pub allow_registration_from: Vec<super::Cidr>,
+    /// `slow_start`, `persistence_timeout`.
+    pub traffic: super::Traffic,
 }
 
 /// `[service.health_check]`

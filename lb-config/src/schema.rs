@@ -164,6 +164,12 @@ pub(super) struct RawService {
     /// default none.
     #[serde(default)]
     pub allow_registration_from: Vec<Spanned<String>>,
+    /// `slow_start = "30s"`: a backend joining the rotation ramps its share of new flows
+    /// over this window; 1s to 1h; default off.
+    pub slow_start: Option<Spanned<TextOrNumber>>,
+    /// `persistence_timeout = "5m"`: a client keeps its backend for new flows within this
+    /// of its last one; 1s to 24h; not with `source_hash`; default off.
+    pub persistence_timeout: Option<Spanned<TextOrNumber>>,
 }
 
 /// `[service.health_check]`

@@ -37,6 +37,7 @@ use super::{
         RawService, TextOrNumber,
     },
     status::StatusRanges,
+    traffic::{self, Traffic},
 };
 
 /// Validates a parsed file; `Ok` only if nothing at all is wrong, with the warnings about
@@ -205,6 +206,7 @@ impl Validator<'_> {
         let connection_caps = self.connection_caps(raw);
         let backends = self.backends(&raw.backends, vip, forwarding);
         let allow_registration_from = self.registration_prefixes(&raw.allow_registration_from);
+        let traffic = self.traffic(raw);
         Some(Service {
             name: name?,
             vip: vip?,
@@ -220,7 +222,19 @@ impl Validator<'_> {
             connection_caps: connection_caps?,
             backends: backends?,
             allow_registration_from: allow_registration_from?,
+            traffic: traffic?,
         })
+    }
+
+    /// `slow_start` and `persistence_timeout` (see `traffic`).
+    fn traffic(&mut self, raw: &RawService) -> Option<Traffic> {
+        let slow_start = self.optional(raw.slow_start.as_ref(), None, |v| traffic::slow_start(v).map(Some));
+        let algorithm = raw.algorithm.unwrap_or_default();
+        let persistence_timeout = self.optional(raw.persistence_timeout.as_ref(), None, |v| {
+            traffic::persistence_fits_algorithm(algorithm)?;
+            traffic::persistence_timeout(v).map(Some)
+        });
+        Some(Traffic { slow_start: slow_start?, persistence_timeout: persistence_timeout? })
     }
 
     /// `allow_registration_from`: every prefix valid, each reported where it is written.

@@ -66,6 +66,13 @@ pub enum Request {
         state: AdminState,
         reply: Reply<()>,
     },
+    /// Set (`Some`) or clear (`None`) the weight set through the API.
+    SetWeight {
+        service: String,
+        address: SocketAddr,
+        weight: Option<u32>,
+        reply: Reply<()>,
+    },
     /// Remove a registration (a backend the config names stays, as config).
     Deregister {
         service: String,
@@ -170,6 +177,27 @@ impl ControlHandle {
         state: AdminState,
     ) -> Result<(), ControlError> {
         self.ask(|reply| Request::SetState { service, address, state, reply }).await
+    }
+
+    pub async fn set_weight(
+        &self,
+        service: String,
+        address: SocketAddr,
+        weight: Option<u32>,
+    ) -> Result<(), ControlError> {
+        match &self.store {
+            Some(store) => store_writes::set_weight(self, store, service, address, weight).await,
+            None => self.set_weight_here(service, address, weight).await,
+        }
+    }
+
+    pub(crate) async fn set_weight_here(
+        &self,
+        service: String,
+        address: SocketAddr,
+        weight: Option<u32>,
+    ) -> Result<(), ControlError> {
+        self.ask(|reply| Request::SetWeight { service, address, weight, reply }).await
     }
 
     pub async fn deregister(&self, service: String, address: SocketAddr) -> Result<(), ControlError> {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use crate::registration_guard::RegistrationGuard;
-use crate::state_file::{self, SavedBackend, SavedEjection, SavedRegistration, SavedState, StateFile};
+use crate::state_file::{self, SavedBackend, SavedEjection, SavedRegistration, SavedState, SavedWeight, StateFile};
 use lb_config::{AdminState, Config, Forwarding, MAX_BACKENDS};
 
 pub use lb_config::desired::BackendKey;
@@ -83,6 +83,9 @@ pub struct Registry {
     pub registrations: BTreeMap<BackendKey, Registration>,
     /// Admin states set through the API; they win over the config's `state`.
     pub states: BTreeMap<BackendKey, AdminState>,
+    /// Weights set through the API (`lb backend set-weight`); they win over the config's
+    /// and the registration's weight until cleared.
+    pub weights: BTreeMap<BackendKey, u32>,
     /// What the daemon knew of its backends' health when it last wrote the state file
     /// (kept there so that a restart does not put a failing backend back into rotation).
     pub remembered: Remembered,
@@ -113,6 +116,9 @@ impl Registry {
         for s in file.states {
             r.states.insert(BackendKey::new(s.service, s.address), s.state);
         }
+        for w in file.weights {
+            r.weights.insert(BackendKey::new(w.service, w.address), w.weight);
+        }
         r.remembered = Remembered { down: file.down, ejections: file.ejections };
         Ok(r)
     }
@@ -138,6 +144,15 @@ impl Registry {
                     service: service.clone(),
                     address: *address,
                     state: *s,
+                })
+                .collect(),
+            weights: self
+                .weights
+                .iter()
+                .map(|(BackendKey { service, address }, w)| SavedWeight {
+                    service: service.clone(),
+                    address: *address,
+                    weight: *w,
                 })
                 .collect(),
             down: self.remembered.down.clone(),

@@ -1,6 +1,7 @@
 //! Merging the sources into the desired state. A backend is present while any source names
 //! it: the config file or a live registration. The config wins on weight when both name a
-//! backend; an admin state set through the API wins over the config's; health comes from
+//! backend, and a weight set through the API wins over both; an admin state set through the
+//! API wins over the config's; health comes from
 //! the checker. A registration that does not fit its service (see `registry::fits`) is
 //! left out, so a state file older than the config cannot put one in.
 use std::collections::{BTreeMap, HashMap};
@@ -29,6 +30,9 @@ pub fn desired_without<V>(
             if let Some(state) = registry.states.get(&key) {
                 b.state = *state;
             }
+            if let Some(weight) = registry.weights.get(&key) {
+                b.weight = *weight;
+            }
             if let Some(h) = health.get(&key) {
                 b.health = *h;
             }
@@ -56,6 +60,7 @@ fn add_registrations<V>(s: &mut DesiredService, registry: &Registry, refused: &B
                 health: Health::Unknown,
                 sources: SOURCE_REGISTRATION,
                 circuit: Circuit::Closed,
+                ramp: None,
             }),
         }
     }
@@ -88,14 +93,20 @@ address = "10.0.0.12:80"
         reg.register(BackendKey::new("web", "10.0.0.13:80".parse().unwrap()), 2, Duration::from_secs(10), now);
         reg.register(BackendKey::new("other", "10.0.0.14:80".parse().unwrap()), 2, Duration::from_secs(10), now);
         reg.states.insert(BackendKey::new("web", "10.0.0.12:80".parse().unwrap()), AdminState::Drain);
+        reg.weights.insert(BackendKey::new("web", "10.0.0.12:80".parse().unwrap()), 7);
+        reg.weights.insert(BackendKey::new("web", "10.0.0.13:80".parse().unwrap()), 0);
         let mut health = HashMap::new();
         health.insert(BackendKey::new("web", "10.0.0.13:80".parse().unwrap()), Health::Down);
         let d = desired(&cfg, &reg, &health);
         let b = &d.services[0].backends;
         assert_eq!(b.len(), 3);
         assert_eq!((b[0].weight, b[0].sources), (5, SOURCE_CONFIG | SOURCE_REGISTRATION), "config wins on weight");
-        assert_eq!(b[1].state, AdminState::Drain, "the API's state wins");
-        assert_eq!((b[2].weight, b[2].sources, b[2].health), (2, SOURCE_REGISTRATION, Health::Down));
+        assert_eq!((b[1].state, b[1].weight), (AdminState::Drain, 7), "the API's state and weight win");
+        assert_eq!(
+            (b[2].weight, b[2].sources, b[2].health),
+            (0, SOURCE_REGISTRATION, Health::Down),
+            "over a registration's too"
+        );
         assert!(!b[2].in_rotation());
     }
 

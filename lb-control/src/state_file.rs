@@ -1,5 +1,5 @@
 //! The state file (`daemon.state_file`): what a restarted daemon must not forget.
-//! Registrations and API-set admin states, and what the daemon knew of its backends'
+//! Registrations, API-set admin states and weights, and what the daemon knew of its backends'
 //! health: which ones were down and which were ejected by their circuit breaker, so a
 //! restart does not put a failing backend back into rotation before its checker says so.
 //!
@@ -29,6 +29,9 @@ pub struct StateFile {
     pub registrations: Vec<SavedRegistration>,
     #[serde(default)]
     pub states: Vec<SavedState>,
+    /// Weights set through the API.
+    #[serde(default)]
+    pub weights: Vec<SavedWeight>,
     /// Backends whose active health check had them down.
     #[serde(default)]
     pub down: Vec<SavedBackend>,
@@ -50,6 +53,13 @@ pub struct SavedState {
     pub service: String,
     pub address: SocketAddr,
     pub state: AdminState,
+}
+
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+pub struct SavedWeight {
+    pub service: String,
+    pub address: SocketAddr,
+    pub weight: u32,
 }
 
 #[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]

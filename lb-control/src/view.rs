@@ -18,7 +18,16 @@ pub struct ServiceView {
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct BackendView {
     pub address: String,
+    /// The weight in force: the API's when one is set, else the config's or the
+    /// registration's.
     pub weight: u32,
+    /// Set through the API (`PUT .../weight`, `lb backend set-weight`): absent when none is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_weight: Option<u32>,
+    /// Slow start: the share of its weight (percent) the backend takes while it ramps up;
+    /// absent when it is not ramping.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_start_percent: Option<u32>,
     /// Admin state: "ready" | "drain" | "maint".
     pub state: String,
     /// "unknown" | "up" | "down".

@@ -487,14 +487,19 @@ fn update_backends(
     let mut candidates = Vec::new();
     for b in s.backends.iter().filter(|b| b.in_rotation()) {
         let Some(record) = rt.backends.get(&b.address) else { continue };
-        candidates.push(Candidate { address: b.address, weight: b.weight, active: record.slot.stats.active.clone() });
+        candidates.push(Candidate {
+            address: b.address,
+            weight: s.table_weight(b),
+            active: record.slot.stats.active.clone(),
+        });
         slots.insert(b.address, record.slot.clone());
     }
     // At most one trial per table: the controller half-opens backends one poll at a time,
     // and one trial flow at a time keeps a still-broken service from failing many clients.
     let trial = s.backends.iter().filter(|b| b.on_trial()).find_map(|b| {
         let record = rt.backends.get(&b.address)?;
-        let candidate = Candidate { address: b.address, weight: b.weight, active: record.slot.stats.active.clone() };
+        let candidate =
+            Candidate { address: b.address, weight: s.table_weight(b), active: record.slot.stats.active.clone() };
         Some(TrialFlow::new(candidate, record.slot.clone()))
     });
     debug!(service = %s.name, in_rotation = candidates.len(), backends = s.backends.len(), trial = ?trial.as_ref().map(|t| t.candidate.address), "proxy table");

@@ -320,6 +320,8 @@ mod tests {
         BackendView {
             address: address.into(),
             weight: 3,
+            api_weight: None,
+            slow_start_percent: None,
             state: "ready".into(),
             health: health.into(),
             last_check: None,

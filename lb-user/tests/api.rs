@@ -62,6 +62,8 @@ impl Fake {
                     s.backends.push(BackendView {
                         address: a,
                         weight,
+                        api_weight: None,
+                        slow_start_percent: None,
                         state: "ready".into(),
                         health: "unknown".into(),
                         last_check: None,
@@ -83,6 +85,15 @@ impl Fake {
                 self.seen.push(format!("set_state {service} {address} {state}"));
                 let _ = reply.send(self.backend(&service, address).map(|b| b.state = state.to_string()));
             }
+            Request::SetWeight { service, address, weight, reply } => {
+                self.seen.push(format!("set_weight {service} {address} {weight:?}"));
+                let _ = reply.send(self.backend(&service, address).map(|b| {
+                    b.api_weight = weight;
+                    if let Some(w) = weight {
+                        b.weight = w;
+                    }
+                }));
+            }
             Request::Deregister { service, address, reply } => {
                 self.seen.push(format!("deregister {service} {address}"));
                 let a = address.to_string();
@@ -101,7 +112,10 @@ impl Fake {
             }
             Request::Check { proposal, reply } => {
                 // The real controller's checks are its own tests'; here: the service exists.
-                let (Proposal::Register(key) | Proposal::SetState(key) | Proposal::Deregister(key)) = &proposal;
+                let (Proposal::Register(key)
+                | Proposal::SetState(key)
+                | Proposal::SetWeight(key)
+                | Proposal::Deregister(key)) = &proposal;
                 self.seen.push(format!("check {} {}", key.service, key.address));
                 let _ = reply.send(self.service(&key.service).map(|_| Admitted { configured: false }));
             }
@@ -140,6 +154,8 @@ fn web_service() -> ServiceView {
         backends: vec![BackendView {
             address: "172.20.0.11:80".into(),
             weight: 1,
+            api_weight: None,
+            slow_start_percent: None,
             state: "ready".into(),
             health: "up".into(),
             last_check: None,
@@ -364,6 +380,17 @@ async fn register_then_listed_heartbeat_state_and_delete() {
     assert_eq!(r.json()["state"], "drain");
     assert_eq!(backend(&api.services().await, "web", "172.20.0.14:80").unwrap()["state"], "drain");
 
+    let r = api.call("PUT", "/v1/services/web/backends/172.20.0.14:80/weight", r#"{"weight":7}"#).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json()["weight"], 7);
+    let seen = backend(&api.services().await, "web", "172.20.0.14:80").unwrap();
+    assert_eq!((seen["weight"].clone(), seen["api_weight"].clone()), (7.into(), 7.into()));
+    let r = api.call("PUT", "/v1/services/web/backends/172.20.0.14:80/weight", r#"{"weight":null}"#).await;
+    assert_eq!((r.status, r.json()["weight"].clone()), (200, serde_json::Value::Null), "{r:?}");
+    let r = api.call("DELETE", "/v1/services/web/backends/172.20.0.14:80/weight", "").await;
+    assert_eq!((r.status, r.json()["weight"].clone()), (200, serde_json::Value::Null), "{r:?}");
+    assert!(backend(&api.services().await, "web", "172.20.0.14:80").unwrap().get("api_weight").is_none());
+
     let r = api.call("DELETE", "/v1/services/web/backends/172.20.0.14:80", "").await;
     assert_eq!(r.status, 204, "{r:?}");
     assert_eq!(r.body, "");
@@ -376,6 +403,9 @@ async fn register_then_listed_heartbeat_state_and_delete() {
             "register web 172.20.0.14:80",
             "heartbeat web 172.20.0.14:80",
             "set_state web 172.20.0.14:80 drain",
+            "set_weight web 172.20.0.14:80 Some(7)",
+            "set_weight web 172.20.0.14:80 None",
+            "set_weight web 172.20.0.14:80 None",
             "deregister web 172.20.0.14:80",
         ]
     );
@@ -531,10 +561,12 @@ async fn metrics_parse_and_carry_control_plane_series() {
 // ---- authentication -------------------------------------------------------------------
 
 /// Every mutating call, with a body that would otherwise be accepted.
-const MUTATIONS: [(&str, &str, &str); 6] = [
+const MUTATIONS: [(&str, &str, &str); 8] = [
     ("POST", "/v1/services/web/backends", REGISTER),
     ("PUT", "/v1/services/web/backends/172.20.0.11:80/heartbeat", ""),
     ("PUT", "/v1/services/web/backends/172.20.0.11:80/state", r#"{"state":"drain"}"#),
+    ("PUT", "/v1/services/web/backends/172.20.0.11:80/weight", r#"{"weight":3}"#),
+    ("DELETE", "/v1/services/web/backends/172.20.0.11:80/weight", ""),
     ("DELETE", "/v1/services/web/backends/172.20.0.11:80", ""),
     ("POST", "/v1/reload", ""),
     ("POST", "/v1/drain", ""),
@@ -599,6 +631,16 @@ async fn malformed_or_incomplete_bodies_are_400_with_a_reason() {
     assert!(state(r#"{}"#).await.error(400).contains("missing field `state`"));
     assert!(state(r#"{"state":3}"#).await.error(400).contains("invalid type"));
 
+    let weight = |body: &'static str| api.call("PUT", "/v1/services/web/backends/172.20.0.11:80/weight", body);
+    assert!(weight(r#"{"weight":10001}"#).await.error(400).contains("weight 10001 is too large; the maximum is 10000"));
+    assert!(weight(r#"{}"#).await.error(400).contains("missing field `weight`"));
+    assert!(weight(r#"{"weight":-1}"#).await.error(400).contains("invalid JSON body"));
+    assert!(weight(r#"{"weight":"5"}"#).await.error(400).contains("invalid JSON body"));
+    assert!(weight(r#"{"weight":1.5}"#).await.error(400).contains("invalid JSON body"));
+    assert!(weight(r#"{"weight":1,"for":"ever"}"#).await.error(400).contains("unknown field `for`"));
+    assert!(weight("").await.error(400).contains("empty"));
+    assert!(weight("[3]").await.error(400).contains("missing field `weight`"));
+
     let r = api.call("PUT", "/v1/services/web/backends/172.20.0.11/heartbeat", "").await;
     assert!(r.error(400).contains("invalid backend address \"172.20.0.11\""));
     let r = api.call("DELETE", "/v1/services/web/backends/%5Bfd00%3A%3A1%5D", "").await;
@@ -617,6 +659,8 @@ async fn unknown_service_or_backend_is_404() {
     assert!(r.error(404).contains("no backend"));
     let r = api.call("DELETE", "/v1/services/nope/backends/172.20.0.11:80", "").await;
     r.error(404);
+    let r = api.call("PUT", "/v1/services/web/backends/172.20.0.99:80/weight", r#"{"weight":2}"#).await;
+    assert!(r.error(404).contains("no backend"));
 }
 
 #[tokio::test]

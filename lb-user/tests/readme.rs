@@ -519,6 +519,8 @@ fn every_json_field_of_get_v1_services_is_in_docs_api() {
     let backend = BackendView {
         address: s(),
         weight: 0,
+        api_weight: None,
+        slow_start_percent: None,
         state: s(),
         health: s(),
         last_check: Some(check.clone()),

@@ -182,13 +182,14 @@ pub fn plan(desired: &Desired, global: GlobalConfig, host: &HostFacts, ids: &mut
             // Only backends we can reach take new flows: one whose next-hop MAC is not
             // resolved yet joins the table once it is (within a neighbour refresh).
             if b.in_rotation() && reachable {
+                let weight = s.table_weight(b);
                 ring_members.push(MaglevBackend::seeded(
                     bid,
                     b.address.to_string().as_bytes(),
-                    b.weight,
+                    weight,
                     desired.settings.hash_seed,
                 ));
-                members.push((b.address, bid, b.weight));
+                members.push((b.address, bid, weight));
             }
         }
         let sequence = sequence_for(s.algorithm, members);
@@ -361,6 +362,7 @@ mod tests {
             health: Health::Unknown,
             sources: SOURCE_CONFIG,
             circuit: Circuit::Closed,
+            ramp: None,
         }
     }
 
@@ -378,6 +380,7 @@ mod tests {
                 pool: Default::default(),
                 max_connections: 0,
                 connection_caps: Default::default(),
+                traffic: Default::default(),
                 backends,
             }],
             settings: Default::default(),

@@ -57,6 +57,7 @@ fn backends(v6: bool) -> impl Strategy<Value = Vec<DesiredBackend>> {
         health: if state == 2 { Health::Down } else { Health::Up },
         sources: SOURCE_CONFIG,
         circuit: Circuit::Closed,
+        ramp: None,
     });
     prop::collection::vec(one, 1..40).prop_map(|mut v| {
         let mut seen = HashSet::new();
@@ -135,6 +136,7 @@ fn the_hash_seed_is_the_fleets_shared_choice_of_table() {
                 health: Health::Up,
                 sources: SOURCE_CONFIG,
                 circuit: Circuit::Closed,
+                ramp: None,
             })
             .collect();
         fresh_plan(&d).services[0].table.clone()

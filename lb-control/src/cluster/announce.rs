@@ -56,6 +56,7 @@ mod tests {
             health: Health::Up,
             sources: SOURCE_CONFIG,
             circuit: Circuit::Closed,
+            ramp: None,
         }
     }
 

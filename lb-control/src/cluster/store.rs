@@ -11,7 +11,7 @@ use std::time::Duration;
 use etcd_client::{Client, ConnectOptions, GetOptions, PutOptions};
 use tracing::{debug, info, warn};
 
-use super::store_keys::{EjectionValue, Keys, RegistrationValue, StateValue};
+use super::store_keys::{EjectionValue, Keys, RegistrationValue, StateValue, WeightValue};
 use crate::registry::BackendKey;
 use crate::telemetry::Telemetry;
 use lb_config::AdminState;
@@ -174,6 +174,21 @@ impl Store {
     pub async fn clear_state(&self, key: &BackendKey) -> Result<(), StoreError> {
         let mut client = self.client();
         self.call("clearing an admin state", client.delete(self.keys.state(key), None)).await?;
+        Ok(())
+    }
+
+    /// Set a weight for every node.
+    pub async fn set_weight(&self, key: &BackendKey, weight: u32) -> Result<(), StoreError> {
+        let mut client = self.client();
+        let json = serde_json::to_vec(&WeightValue { weight }).expect("a weight value serializes");
+        self.call("writing a weight", client.put(self.keys.weight(key), json, None)).await?;
+        Ok(())
+    }
+
+    /// Clear a weight set through the API (the backend goes back to its own).
+    pub async fn clear_weight(&self, key: &BackendKey) -> Result<(), StoreError> {
+        let mut client = self.client();
+        self.call("clearing a weight", client.delete(self.keys.weight(key), None)).await?;
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 //! Where the fleet's shared state lives in etcd, and what each key holds:
 //! `{prefix}/registrations/{service}/{address}` → `{"weight": N, "ttl_ms": N}` (on a lease
-//! of the agent's TTL), `{prefix}/states/{service}/{address}` → `{"state": "drain"}`, and
+//! of the agent's TTL), `{prefix}/states/{service}/{address}` → `{"state": "drain"}`,
+//! `{prefix}/weights/{service}/{address}` → `{"weight": N}` (set through the API), and
 //! `{prefix}/ejections/{service}/{address}` → `{"until_unix_ms": N, "in_row": N, "node":
 //! "lb1"}` (on a lease as long as the ejection: a circuit breaker that opened on one node).
 //! Service names cannot hold a `/` (see the config's name rule), addresses never do.
@@ -14,6 +15,7 @@ use lb_config::AdminState;
 const REGISTRATIONS: &str = "registrations";
 const STATES: &str = "states";
 const EJECTIONS: &str = "ejections";
+const WEIGHTS: &str = "weights";
 
 /// The value of a registration key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,6 +38,14 @@ pub struct StateValue {
     pub state: AdminState,
 }
 
+/// The value of a weight key: a weight set through the API, which wins over the config's
+/// and the registration's until cleared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightValue {
+    pub weight: u32,
+}
+
 /// The value of an ejection key: a node's circuit breaker opened for the backend; every
 /// node takes it out of rotation until the wall-clock end (nodes' clocks are assumed in
 /// step, as NTP keeps them; a skew only lengthens or shortens the ejection elsewhere).
@@ -55,6 +65,7 @@ pub enum Entry {
     Registration(BackendKey),
     State(BackendKey),
     Ejection(BackendKey),
+    Weight(BackendKey),
 }
 
 /// The key layout under one prefix (`/lb` by default, without a trailing `/`).
@@ -81,6 +92,10 @@ impl Keys {
         format!("{}/{STATES}/{}/{}", self.prefix, key.service, key.address)
     }
 
+    pub fn weight(&self, key: &BackendKey) -> String {
+        format!("{}/{WEIGHTS}/{}/{}", self.prefix, key.service, key.address)
+    }
+
     pub fn ejection(&self, key: &BackendKey) -> String {
         format!("{}/{EJECTIONS}/{}/{}", self.prefix, key.service, key.address)
     }
@@ -103,6 +118,7 @@ impl Keys {
             REGISTRATIONS => Ok(Entry::Registration(backend)),
             STATES => Ok(Entry::State(backend)),
             EJECTIONS => Ok(Entry::Ejection(backend)),
+            WEIGHTS => Ok(Entry::Weight(backend)),
             other => Err(format!("key {text:?}: unknown kind {other:?}")),
         }
     }
@@ -122,6 +138,8 @@ mod tests {
         assert_eq!(keys.parse(keys.registration(&v6).as_bytes()), Ok(Entry::Registration(v6.clone())));
         assert_eq!(keys.parse(keys.ejection(&v6).as_bytes()), Ok(Entry::Ejection(v6.clone())));
         assert_eq!(keys.ejection(&v6), "/lb/ejections/v6.api/[fd00::1]:8080");
+        assert_eq!(keys.weight(&v6), "/lb/weights/v6.api/[fd00::1]:8080");
+        assert_eq!(keys.parse(keys.weight(&v6).as_bytes()), Ok(Entry::Weight(v6.clone())));
         assert_eq!(keys.parse(keys.state(&v4).as_bytes()), Ok(Entry::State(v4)));
     }
 
@@ -132,7 +150,7 @@ mod tests {
             ("/other/registrations/web/10.0.0.1:80", "not under"),
             ("/lb/registrations/web", "SERVICE/ADDRESS"),
             ("/lb/registrations/web/nowhere", "not an IP:PORT"),
-            ("/lb/weights/web/10.0.0.1:80", "unknown kind"),
+            ("/lb/scores/web/10.0.0.1:80", "unknown kind"),
             ("/lb/states//10.0.0.1:80", "no service"),
         ] {
             let e = keys.parse(key.as_bytes()).unwrap_err();
@@ -146,5 +164,7 @@ mod tests {
         assert_eq!(r.ttl(), Duration::from_secs(10));
         assert_eq!(serde_json::to_string(&StateValue { state: AdminState::Drain }).unwrap(), r#"{"state":"drain"}"#);
         assert!(serde_json::from_str::<StateValue>(r#"{"state":"sleepy"}"#).is_err());
+        assert_eq!(serde_json::to_string(&WeightValue { weight: 7 }).unwrap(), r#"{"weight":7}"#);
+        assert!(serde_json::from_str::<WeightValue>(r#"{"weight":-1}"#).is_err());
     }
 }

@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use super::store::{Store, DEADLINE};
-use super::store_keys::{EjectionValue, Entry, Keys, RegistrationValue, StateValue};
+use super::store_keys::{EjectionValue, Entry, Keys, RegistrationValue, StateValue, WeightValue};
 use crate::registry::BackendKey;
 use lb_config::AdminState;
 
@@ -24,6 +24,7 @@ pub enum StoreChange {
     Snapshot {
         registrations: Vec<(BackendKey, RegistrationValue)>,
         states: Vec<(BackendKey, AdminState)>,
+        weights: Vec<(BackendKey, u32)>,
         ejections: Vec<(BackendKey, EjectionValue)>,
     },
     Registered(BackendKey, RegistrationValue),
@@ -31,6 +32,8 @@ pub enum StoreChange {
     Unregistered(BackendKey),
     StateSet(BackendKey, AdminState),
     StateCleared(BackendKey),
+    WeightSet(BackendKey, u32),
+    WeightCleared(BackendKey),
     /// A node's circuit breaker ejected the backend (its end, when the key goes, needs no
     /// message: every node's breaker runs its own clock to the same end).
     Ejected(BackendKey, EjectionValue),
@@ -110,16 +113,17 @@ async fn follow(store: &Store, control: &impl Follower, backoff: &mut Duration) 
 }
 
 fn snapshot(keys: &Keys, kvs: Vec<KeyValue>) -> StoreChange {
-    let (mut registrations, mut states, mut ejections) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut registrations, mut states, mut weights, mut ejections) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for kv in &kvs {
         match put(keys, kv) {
             Some(StoreChange::Registered(k, v)) => registrations.push((k, v)),
             Some(StoreChange::StateSet(k, s)) => states.push((k, s)),
             Some(StoreChange::Ejected(k, e)) => ejections.push((k, e)),
+            Some(StoreChange::WeightSet(k, w)) => weights.push((k, w)),
             _ => {}
         }
     }
-    StoreChange::Snapshot { registrations, states, ejections }
+    StoreChange::Snapshot { registrations, states, weights, ejections }
 }
 
 /// A key written: what it now says, or None (logged) when it says nothing usable.
@@ -131,6 +135,9 @@ fn put(keys: &Keys, kv: &KeyValue) -> Option<StoreChange> {
         }
         Entry::State(k) => {
             serde_json::from_slice::<StateValue>(kv.value()).map(|v| StoreChange::StateSet(k.clone(), v.state))
+        }
+        Entry::Weight(k) => {
+            serde_json::from_slice::<WeightValue>(kv.value()).map(|v| StoreChange::WeightSet(k.clone(), v.weight))
         }
         Entry::Ejection(k) => {
             serde_json::from_slice::<EjectionValue>(kv.value()).map(|v| StoreChange::Ejected(k.clone(), v))
@@ -145,6 +152,7 @@ fn deleted(keys: &Keys, kv: &KeyValue) -> Option<StoreChange> {
     match keys.parse(kv.key()) {
         Ok(Entry::Registration(k)) => Some(StoreChange::Unregistered(k)),
         Ok(Entry::State(k)) => Some(StoreChange::StateCleared(k)),
+        Ok(Entry::Weight(k)) => Some(StoreChange::WeightCleared(k)),
         Ok(Entry::Ejection(_)) => None,
         Err(e) => {
             warn!("etcd: ignoring {e}");

@@ -5,8 +5,9 @@
 //!
 //! The loop and the reconcile are here; each concern's handlers are in their own file:
 //! `registrations` (agents and admin states), `shared` (the shared store's changes), `checks` (active health), `ejections`
-//! (passive outcomes and circuit breakers), `retiring` (removed backends' grace period) and
-//! `views` (what the API shows).
+//! (passive outcomes and circuit breakers), `retiring` (removed backends' grace period),
+//! `weights` (weights set through the API), `slow_start` (ramps) and `views` (what the API
+//! shows).
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,7 +36,9 @@ mod registrations;
 mod retiring;
 mod shared;
 mod shared_ejections;
+mod slow_start;
 mod views;
+mod weights;
 
 #[cfg(test)]
 mod tests;
@@ -96,6 +99,8 @@ pub struct Controller {
     /// `[cluster] etcd`: where this node's circuit-breaker ejections go to be shared (see
     /// `shared_ejections`).
     ejections_out: Option<mpsc::UnboundedSender<crate::cluster::SharedEjection>>,
+    /// Slow start: when each ramping backend joined the rotation (see `slow_start`).
+    ramps: HashMap<BackendKey, Instant>,
 }
 
 impl Controller {
@@ -134,6 +139,7 @@ impl Controller {
             draining: false,
             store_backed,
             ejections_out: None,
+            ramps: HashMap::new(),
         };
         controller.restore_memory(now);
         let dropped = controller.drop_refused_at_start();
@@ -194,6 +200,9 @@ impl Controller {
             Request::SetState { service, address, state, reply } => {
                 let _ = reply.send(self.set_state(&service, address, state));
             }
+            Request::SetWeight { service, address, weight, reply } => {
+                let _ = reply.send(self.set_weight(&service, address, weight));
+            }
             Request::Deregister { service, address, reply } => {
                 let _ = reply.send(self.deregister(BackendKey::new(service, address)));
             }
@@ -213,6 +222,9 @@ impl Controller {
     fn tick(&mut self) {
         let now = Instant::now();
         self.end_grace_periods(now);
+        if self.ramping() {
+            self.apply();
+        }
         if self.leases_run_out_here() {
             self.expire_leases(now);
         }
@@ -288,10 +300,12 @@ impl Controller {
 
     fn reconcile(&mut self) -> anyhow::Result<()> {
         let mut next = sources::desired(&self.cfg, &self.registry, &self.health_map());
-        self.track_retiring(&next, Instant::now());
+        let now = Instant::now();
+        self.track_retiring(&next, now);
         self.forget_breakers(&next);
         self.apply_circuits(&mut next);
         self.add_retiring(&mut next);
+        self.apply_ramps(&mut next, now);
         self.desired = next;
         self.publish_announcement();
         // One quick look (no waiting): a backend whose MAC is still unknown stays out of

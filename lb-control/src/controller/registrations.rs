@@ -66,7 +66,7 @@ impl Controller {
     /// Reconcile after a change of the registry; if the data path refuses it, `undo` puts
     /// the registry back and the desired state, the retiring backends and the tables are
     /// what they were. The error is the data path's.
-    fn apply_or_undo(&mut self, undo: impl FnOnce(&mut Registry)) -> anyhow::Result<()> {
+    pub(super) fn apply_or_undo(&mut self, undo: impl FnOnce(&mut Registry)) -> anyhow::Result<()> {
         let (desired, retiring) = (self.desired.clone(), self.retiring.clone());
         match self.reconcile() {
             Ok(()) => {
@@ -112,7 +112,7 @@ impl Controller {
         self.persist();
     }
 
-    /// A backend that leaves every source takes its API-set admin state with it: an agent
+    /// A backend that leaves every source takes its API-set admin state and weight with it: an agent
     /// that drained, deregistered and comes back later starts `ready`, not stuck in drain.
     /// With a shared store the states are etcd's: the API's deregistration clears the key
     /// there, and every node follows.
@@ -122,6 +122,7 @@ impl Controller {
         }
         if !self.configured(key) {
             self.registry.states.remove(key);
+            self.registry.weights.remove(key);
         }
     }
 

@@ -21,13 +21,13 @@ impl Controller {
             Proposal::Register(key) => {
                 self.admit_registration(key)?;
             }
-            Proposal::SetState(key) => {
+            Proposal::SetState(key) | Proposal::SetWeight(key) => {
                 self.known_backend(&key.service, key.address)?;
             }
             Proposal::Deregister(_) => {}
         }
         let key = match proposal {
-            Proposal::Register(k) | Proposal::SetState(k) | Proposal::Deregister(k) => k,
+            Proposal::Register(k) | Proposal::SetState(k) | Proposal::SetWeight(k) | Proposal::Deregister(k) => k,
         };
         Ok(Admitted { configured: self.configured(key) })
     }
@@ -35,8 +35,8 @@ impl Controller {
     /// A change read from the store.
     pub(super) fn store_change(&mut self, change: StoreChange) {
         match change {
-            StoreChange::Snapshot { registrations, states, ejections } => {
-                self.adopt_snapshot(registrations, states);
+            StoreChange::Snapshot { registrations, states, weights, ejections } => {
+                self.adopt_snapshot(registrations, states, weights);
                 for (key, value) in ejections {
                     self.adopt_ejection(key, value);
                 }
@@ -51,6 +51,8 @@ impl Controller {
                 }
             }
             StoreChange::StateSet(key, state) => self.adopt_state(key, state),
+            StoreChange::WeightSet(key, weight) => self.adopt_weight(key, Some(weight)),
+            StoreChange::WeightCleared(key) => self.adopt_weight(key, None),
             StoreChange::StateCleared(key) => {
                 if self.registry.states.remove(&key).is_some() {
                     info!(service = %key.service, backend = %key.address, "admin state cleared (shared store)");
@@ -90,9 +92,11 @@ impl Controller {
         &mut self,
         registrations: Vec<(BackendKey, RegistrationValue)>,
         states: Vec<(BackendKey, AdminState)>,
+        weights: Vec<(BackendKey, u32)>,
     ) {
         let registrations: BTreeMap<BackendKey, RegistrationValue> = registrations.into_iter().collect();
         let states: BTreeMap<BackendKey, AdminState> = states.into_iter().collect();
+        let weights: BTreeMap<BackendKey, u32> = weights.into_iter().collect();
         let gone: Vec<BackendKey> =
             self.registry.registrations.keys().filter(|k| !registrations.contains_key(*k)).cloned().collect();
         for key in &gone {
@@ -101,7 +105,10 @@ impl Controller {
         }
         let cleared = self.registry.states.len();
         self.registry.states.retain(|k, _| states.contains_key(k));
-        let changed = !gone.is_empty() || cleared != self.registry.states.len();
+        let unweighted = self.registry.weights.len();
+        self.registry.weights.retain(|k, _| weights.contains_key(k));
+        let changed =
+            !gone.is_empty() || cleared != self.registry.states.len() || unweighted != self.registry.weights.len();
         if changed {
             self.persist();
             self.apply();
@@ -112,9 +119,13 @@ impl Controller {
         for (key, state) in states {
             self.adopt_state(key, state);
         }
+        for (key, weight) in weights {
+            self.adopt_weight(key, Some(weight));
+        }
         info!(
             registrations = self.registry.registrations.len(),
             states = self.registry.states.len(),
+            weights = self.registry.weights.len(),
             "took the shared store's state"
         );
     }

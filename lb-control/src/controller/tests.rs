@@ -665,3 +665,6 @@ async fn announcements_follow_the_desired_state_and_the_drain() {
     assert!(matches!(c.drain(true), Err(ControlError::Conflict(_))));
     assert_eq!(c.views()[0].announced, None);
 }
+
+#[path = "traffic_tests.rs"]
+mod traffic;

@@ -28,6 +28,8 @@ impl Controller {
                         BackendView {
                             address: b.address.to_string(),
                             weight: b.weight,
+                            api_weight: self.registry.weights.get(&key).copied(),
+                            slow_start_percent: b.ramp,
                             state: b.state.to_string(),
                             health: b.health.as_str().to_string(),
                             last_check: self.last_checks.get(&key).map(|c| CheckView {

@@ -18,6 +18,7 @@ use lb_config::AdminState;
 pub enum Proposal {
     Register(BackendKey),
     SetState(BackendKey),
+    SetWeight(BackendKey),
     Deregister(BackendKey),
 }
 
@@ -78,6 +79,24 @@ pub(crate) async fn set_state(
     control.check(Proposal::SetState(key.clone())).await?;
     store.set_state(&key, state).await.map_err(|e| refused(store, e))?;
     control.set_state_here(service, address, state).await
+}
+
+/// A weight set (or cleared, `None`) in etcd first, then here (the watch's echo is a no-op).
+pub(crate) async fn set_weight(
+    control: &ControlHandle,
+    store: &Store,
+    service: String,
+    address: SocketAddr,
+    weight: Option<u32>,
+) -> Result<(), ControlError> {
+    let key = BackendKey::new(service.clone(), address);
+    control.check(Proposal::SetWeight(key.clone())).await?;
+    match weight {
+        Some(w) => store.set_weight(&key, w).await,
+        None => store.clear_weight(&key).await,
+    }
+    .map_err(|e| refused(store, e))?;
+    control.set_weight_here(service, address, weight).await
 }
 
 /// The registration leaves etcd (its lease revoked); a backend the config does not name

@@ -264,6 +264,19 @@ impl ApiClient {
         Ok(reported.unwrap_or_else(|| state.as_str().to_string()))
     }
 
+    /// `PUT .../backends/{address}/weight` `{"weight": N | null}` -> 200. Returns the weight
+    /// the server reports (`None`: cleared).
+    pub fn set_weight(&self, service: &str, address: SocketAddr, weight: Option<u32>) -> Result<Option<u32>, ApiError> {
+        let url = format!("{}/weight", backend_path(service, address));
+        let answer = self.call("PUT", &url, Some(json!({ "weight": weight })))?;
+        let reported = serde_json::from_str::<Value>(&answer).ok().and_then(|v| v.get("weight").cloned());
+        Ok(match reported {
+            Some(Value::Number(n)) => n.as_u64().map(|n| n as u32),
+            Some(_) => None,
+            None => weight,
+        })
+    }
+
     /// `POST /v1/drain` `{"drain"}` -> 200: withdraw this node's BGP announcements (or,
     /// with `false`, announce again). Returns whether the node was draining before.
     pub fn drain(&self, drain: bool) -> Result<bool, ApiError> {

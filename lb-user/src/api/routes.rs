@@ -18,6 +18,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/services/{service}/backends/{address}", axum::routing::delete(services::deregister))
         .route("/v1/services/{service}/backends/{address}/heartbeat", put(services::heartbeat))
         .route("/v1/services/{service}/backends/{address}/state", put(services::set_state))
+        .route(
+            "/v1/services/{service}/backends/{address}/weight",
+            put(services::set_weight).delete(services::clear_weight),
+        )
         .route("/v1/reload", post(services::reload))
         .route("/v1/drain", post(drain::drain))
         .route("/v1/flows", get(flows::list))

@@ -12,7 +12,7 @@ use super::auth::Authorized;
 use super::error::HttpError;
 use super::params::{BackendParams, ServiceParam};
 use super::{body, register, ApiState};
-use lb_config::AdminState;
+use lb_config::{AdminState, MAX_WEIGHT};
 
 pub async fn list(State(state): State<ApiState>) -> Result<Response, HttpError> {
     Ok(Json(state.control.services().await?).into_response())
@@ -65,6 +65,56 @@ pub async fn set_state(
 pub fn state_body(bytes: &[u8]) -> Result<AdminState, HttpError> {
     let StateBody { state } = body::parse(bytes)?;
     state.parse().map_err(|e: lb_config::UnknownKeyword| HttpError::bad_request(e.to_string()))
+}
+
+/// `PUT .../weight` `{"weight": N}` sets the backend's weight (0 to the config's maximum;
+/// 0 takes it out of rotation like drain), `{"weight": null}` clears it (back to the
+/// config's or the registration's); `DELETE .../weight` clears too.
+pub async fn set_weight(
+    _: Authorized,
+    State(state): State<ApiState>,
+    p: BackendParams,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, HttpError> {
+    let weight = weight_body(&body::read(&headers, body).await?)?;
+    state.control.set_weight(p.service.clone(), p.address, weight).await?;
+    Ok(Json(json!({ "service": p.service, "address": p.address.to_string(), "weight": weight })).into_response())
+}
+
+pub async fn clear_weight(
+    _: Authorized,
+    State(state): State<ApiState>,
+    p: BackendParams,
+) -> Result<Response, HttpError> {
+    state.control.set_weight(p.service.clone(), p.address, None).await?;
+    Ok(Json(json!({ "service": p.service, "address": p.address.to_string(), "weight": null })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WeightBody {
+    weight: Option<u32>,
+}
+
+/// The body of `PUT .../weight`: `{"weight": N}` or `{"weight": null}` (the key is required:
+/// a body that forgot it must not clear a weight by accident).
+pub fn weight_body(bytes: &[u8]) -> Result<Option<u32>, HttpError> {
+    let value: serde_json::Value = body::parse(bytes)?;
+    if value.get("weight").is_none() {
+        return Err(HttpError::bad_request("missing field `weight`: a number, or null to clear"));
+    }
+    let WeightBody { weight } = serde_json::from_value(value).map_err(|e| {
+        HttpError::bad_request(format!(
+            "invalid JSON body: {e}; expected {{\"weight\": N}} with N from 0 to {MAX_WEIGHT}, or null"
+        ))
+    })?;
+    match weight {
+        Some(w) if w > MAX_WEIGHT => {
+            Err(HttpError::bad_request(format!("weight {w} is too large; the maximum is {MAX_WEIGHT}")))
+        }
+        w => Ok(w),
+    }
 }
 
 pub async fn deregister(_: Authorized, State(state): State<ApiState>, p: BackendParams) -> Result<Response, HttpError> {

@@ -109,6 +109,7 @@ pub fn backend(address: SocketAddr) -> DesiredBackend {
         health: Health::Unknown,
         sources: SOURCE_CONFIG,
         circuit: Circuit::Closed,
+        ramp: None,
     }
 }
 
@@ -125,6 +126,7 @@ pub fn service(name: &str, vip: SocketAddr, protocol: Protocol, backends: Vec<De
         pool: Default::default(),
         max_connections: 0,
         connection_caps: Default::default(),
+        traffic: Default::default(),
         backends,
     }
 }
