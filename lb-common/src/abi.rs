@@ -20,7 +20,7 @@
 
 /// The layout of the pinned maps, stored in `LB_LAYOUT`. Bump it with any change to an
 /// existing row of [`pinned_maps!`] (see the module documentation).
-pub const LAYOUT_VERSION: u32 = 4;
+pub const LAYOUT_VERSION: u32 = 5;
 
 /// Maps in the XDP object that are not part of the ABI: per-CPU scratch space private to the
 /// program (each module owns its own), never pinned and never read by the daemon. Listed so
@@ -35,6 +35,7 @@ pub const SCRATCH_MAPS: &[&str] = &[
     "LB_SNAT_CLAIMS",
     "LB_SCRATCH_ENCAP",
     "LB_SCRATCH_VIP_KEY",
+    "LB_SCRATCH_PERSIST",
     "LB_BENCH_FRAME",
 ];
 
@@ -73,7 +74,7 @@ pub mod prelude {
     };
     pub use crate::maps::{
         AclData, BackendInfo, BackendMeta, Counters, FlowKey, FlowState, GlobalConfig, NatKey, NatValue, NextHop,
-        Outcomes, ServiceMeta, SourceKey, Trial, TxPort, VipAddrKey, VipInfo, VipKey,
+        Outcomes, PersistKey, Persisted, ServiceMeta, SourceKey, Trial, TxPort, VipAddrKey, VipInfo, VipKey,
     };
     pub use crate::ratelimit::{Bucket, RateLimit};
     pub use crate::reason::{ACTION_COUNT, DROP_REASON_COUNT};
@@ -129,6 +130,10 @@ macro_rules! pinned_maps {
             LB_FLOWS (FLOWS, flows): LruHashMap(FlowKey => FlowState) [65_536];
             /// Reverse NAT for replies. Sized like `LB_FLOWS`.
             LB_NAT (NAT, nat): LruHashMap(NatKey => NatValue) [65_536];
+            /// `persistence_timeout`: each client's backend per service, and when its last
+            /// new flow started. The least recently seen clients make room for new ones (and
+            /// are balanced anew). The daemon sizes it at an eighth of `flow_table_size`.
+            LB_PERSIST (PERSIST, persist): LruHashMap(PersistKey => Persisted) [8_192];
             /// Per-service counters, per CPU.
             LB_SERVICE_STATS (SERVICE_STATS, service_stats): PerCpuArray(u32 => Counters) [MAX_SERVICES];
             /// Per-backend counters, per CPU.
@@ -260,7 +265,7 @@ mod tests {
     fn layout_fingerprint_is_recorded_with_its_version() {
         assert_eq!(
             (LAYOUT_VERSION, fingerprint()),
-            (4, 0x7e8a_f197_fbaf_bb7a),
+            (5, 0xf7d3_ba57_1e6a_fcea),
             "the pinned-map table changed: see abi.rs on LAYOUT_VERSION"
         );
     }

@@ -65,6 +65,9 @@ pub const LEAST_CONN_SCAN: u32 = 64;
 pub const BACKEND_ACTIVE: u8 = 1;
 /// `BackendInfo::mac` holds the next-hop MAC resolved by the daemon.
 pub const BACKEND_HAS_MAC: u8 = 2;
+/// The backend takes new flows (it is in the service's tables): a client persisting on it
+/// (`persistence_timeout`) may keep coming; otherwise its next flow is balanced anew.
+pub const BACKEND_IN_ROTATION: u8 = 4;
 
 /// `FlowState::flags`
 pub const FLOW_CLOSING: u8 = 1;

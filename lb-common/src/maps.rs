@@ -30,6 +30,9 @@ pub struct VipInfo {
     pub _pad: u8,
     /// Entries of the live `LB_SEQ` generation (0: no backend in rotation).
     pub seq_len: u32,
+    /// `persistence_timeout` in ms: a client's new flow within this of its previous one
+    /// goes to the same backend (`LB_PERSIST`). 0: off.
+    pub persist_ms: u32,
 }
 
 /// Key of `LB_VIP_ADDRS`: every address some VIP uses, for packets without ports (fragments).
@@ -227,6 +230,26 @@ impl BenchFrame {
     }
 }
 
+/// Key of `LB_PERSIST`: one client address of one service.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PersistKey {
+    pub addr: [u32; 4],
+    pub service_id: u32,
+    pub family: u8,
+    pub _pad: [u8; 3],
+}
+
+/// Value of `LB_PERSIST`: the backend of the client's last new flow, and when (ns since
+/// boot, the data path's coarse clock).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Persisted {
+    pub last_ns: u64,
+    pub backend_id: u32,
+    pub _pad: u32,
+}
+
 /// Key of `LB_SOURCE_BUCKETS`: one client of one service. IPv6 clients are keyed by their
 /// /64 (the daemon and the data path both mask with `SourceKey::new`): one host holds a
 /// whole /64, so per-address buckets would not limit it at all.
@@ -416,6 +439,8 @@ mod pod {
     unsafe impl aya::Pod for BackendInfo {}
     unsafe impl aya::Pod for FlowKey {}
     unsafe impl aya::Pod for FlowState {}
+    unsafe impl aya::Pod for PersistKey {}
+    unsafe impl aya::Pod for Persisted {}
     unsafe impl aya::Pod for NatKey {}
     unsafe impl aya::Pod for NatValue {}
     unsafe impl aya::Pod for GlobalConfig {}
@@ -442,7 +467,7 @@ mod tests {
     #[test]
     fn layouts_have_no_implicit_padding() {
         assert_eq!(size_of::<VipKey>(), 16 + 2 + 1 + 1);
-        assert_eq!(size_of::<VipInfo>(), 4 + 4 + 1 + 1 + 2 + 4);
+        assert_eq!(size_of::<VipInfo>(), 4 + 4 + 1 + 1 + 2 + 4 + 4);
         assert_eq!(size_of::<VipAddrKey>(), 16 + 1 + 3);
         assert_eq!(size_of::<BackendInfo>(), 16 + 2 + 1 + 1 + 4 + 6 + 2);
         assert_eq!(size_of::<FlowKey>(), 16 + 16 + 2 + 2 + 1 + 1 + 2);
@@ -458,6 +483,8 @@ mod tests {
         assert_eq!(size_of::<ServiceMeta>(), 48 + 20 + 4 + 4);
         assert_eq!(size_of::<BackendMeta>(), 12);
         assert_eq!(size_of::<SourceKey>(), 16 + 4);
+        assert_eq!(size_of::<PersistKey>(), 16 + 4 + 1 + 3);
+        assert_eq!(size_of::<Persisted>(), 8 + 4 + 4);
         assert_eq!(size_of::<Outcomes>(), 16);
         assert_eq!(size_of::<Trial>(), 8);
         assert_eq!(size_of::<NextHop>(), 16 + 4 + 1 + 3);

@@ -19,6 +19,7 @@ mod maps;
 mod nat;
 mod outcome;
 mod parse;
+mod persist;
 mod pmtu;
 mod ratelimit;
 mod rewrite;
@@ -275,6 +276,7 @@ fn new_flow(
     let hash = flow_hash(&key.src, &key.dst, key.sport, key.dport, key.proto);
     let id = match select::trial(vip.service_id) {
         Some(id) => id,
+        None if vip.persist_ms != 0 => persistent(vip, key, hash, now),
         None => select::pick(vip, key, hash),
     };
     if id == lb_common::consts::NO_BACKEND {
@@ -301,6 +303,20 @@ fn new_flow(
         return Err(DropReason::FlowInsertFailed);
     }
     Ok(Steering { backend_id: id, backend, snat_port, new_flow: true })
+}
+
+/// The client's persisting backend, else the algorithm's pick, remembered for its next flows.
+#[inline(always)]
+fn persistent(vip: &VipInfo, key: &FlowKey, hash: u32, now: u64) -> u32 {
+    let id = persist::remembered(vip, key, now);
+    if id != lb_common::consts::NO_BACKEND {
+        return id;
+    }
+    let id = select::pick(vip, key, hash);
+    if id != lb_common::consts::NO_BACKEND {
+        persist::remember(vip, key, id, now);
+    }
+    id
 }
 
 #[cfg(not(test))]

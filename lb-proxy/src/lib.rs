@@ -506,9 +506,15 @@ fn update_backends(
     if let Some(p) = &ctx.pool {
         p.configure(&settings.pool);
     }
+    // Clients keep their backends across table swaps (a reload, a health change).
+    let persistence = s.traffic.persistence_timeout.map(|timeout| select::Persistent {
+        clients: ctx.table.load().persistence().cloned().unwrap_or_default(),
+        timeout,
+    });
     let table = Table::new(Selector::new(s.algorithm, candidates), slots, settings)
         .with_trial(trial)
-        .with_max_connections(max_connections);
+        .with_max_connections(max_connections)
+        .with_persistence(persistence);
     ctx.table.store(table);
 }
 

@@ -4,17 +4,18 @@
 //! backend is cut (maintenance, down, removed).
 //!
 //! The table also carries the circuit breaker's share of the pick: the half-open backend's
-//! one trial flow, and the cap on connections per backend. A new flow walks its `Picks`:
-//! the trial, then the selector's choices in order, taking the first that can take it.
+//! one trial flow, and the cap on connections per backend; and the service's persistence
+//! (`persistence_timeout`). A new flow walks its `Picks`: the trial, the backend the client
+//! persists on, then the selector's choices in order, taking the first that can take it.
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use super::signal::Signal;
 use super::stats::BackendStats;
-use crate::select::{ActiveGuard, Candidate, Choices, Flow, Selection, Selector};
+use crate::select::{ActiveGuard, Candidate, Choices, Flow, Persistence, Persistent, Selection, Selector};
 use lb_config::desired::PathSettings;
 use lb_config::Pool;
 
@@ -127,12 +128,14 @@ pub struct Table {
     trial: Option<TrialFlow>,
     /// `[service.circuit_breaker] max_connections`: 0 = unlimited.
     max_connections: u64,
+    /// `persistence_timeout`: clients go back to their last backend.
+    persistence: Option<Persistent>,
 }
 
 impl Table {
     /// `slots` must hold every candidate's address.
     pub fn new(selector: Selector, slots: HashMap<SocketAddr, Arc<BackendSlot>>, settings: Arc<Settings>) -> Self {
-        Table { selector, slots, settings, trial: None, max_connections: 0 }
+        Table { selector, slots, settings, trial: None, max_connections: 0, persistence: None }
     }
 
     /// The half-open backend that may take one flow of this table.
@@ -146,6 +149,17 @@ impl Table {
         self
     }
 
+    /// `persistence_timeout`: the service's memory of its clients (kept across tables).
+    pub fn with_persistence(mut self, persistence: Option<Persistent>) -> Self {
+        self.persistence = persistence;
+        self
+    }
+
+    /// The memory of clients this table persists with, for the next table of the service.
+    pub fn persistence(&self) -> Option<&Arc<Persistence>> {
+        self.persistence.as_ref().map(|p| &p.clients)
+    }
+
     /// No backend could take a new flow (none in rotation, no trial armed).
     pub fn is_empty(&self) -> bool {
         self.selector.candidates().is_empty() && !self.trial.as_ref().is_some_and(TrialFlow::is_armed)
@@ -153,7 +167,15 @@ impl Table {
 
     /// The backends a new flow may take, in order; see `Picks`.
     pub fn picks(&self, flow: &Flow) -> Picks<'_> {
-        Picks { table: self, trial: self.trial.as_ref(), choices: self.selector.iter(flow), full: false }
+        Picks {
+            table: self,
+            trial: self.trial.as_ref(),
+            client: flow.client.ip(),
+            persisted: None,
+            looked_up: false,
+            choices: self.selector.iter(flow),
+            full: false,
+        }
     }
 
     /// The flow's slot for a candidate: none if the candidate has none or was cut (this table
@@ -164,13 +186,18 @@ impl Table {
 }
 
 /// A new flow's backends: an armed trial backend first (once per table), then the
-/// selector's choices in order. Each is counted active as it is handed out (so concurrent
+/// backend the client persists on (`persistence_timeout`), then the selector's choices in
+/// order (the one taken is remembered for the client). Each is counted active as it is handed out (so concurrent
 /// flows already see it, and `max_connections` holds exactly); one at `max_connections`
 /// is passed over for the next choice. No backend comes twice for one flow.
 pub struct Picks<'a> {
     table: &'a Table,
     /// The half-open backend, until this flow has taken its trial.
     trial: Option<&'a TrialFlow>,
+    client: IpAddr,
+    /// The backend the client persisted on, once offered: not offered twice.
+    persisted: Option<SocketAddr>,
+    looked_up: bool,
     choices: Choices<'a>,
     /// A choice was passed over as full: what to report once none is left.
     full: bool,
@@ -182,15 +209,40 @@ impl Picks<'_> {
         if let Some(picked) = self.take_trial() {
             return Ok(picked);
         }
+        if let Some(picked) = self.take_persisted() {
+            return Ok(picked);
+        }
         let cap = self.table.max_connections;
         for c in self.choices.by_ref() {
+            if Some(c.address) == self.persisted {
+                continue;
+            }
             let Some(slot) = self.table.live_slot(c.address) else { continue };
             match ActiveGuard::reserve(c, cap) {
-                Some(active) => return Ok(Picked { slot: slot.clone(), active }),
+                Some(active) => {
+                    if let Some(p) = &self.table.persistence {
+                        p.remember(self.client, c.address, Instant::now());
+                    }
+                    return Ok(Picked { slot: slot.clone(), active });
+                }
                 None => self.full = true,
             }
         }
         Err(if self.full { NoBackend::Full } else { NoBackend::None })
+    }
+
+    /// The backend the client persists on, once per flow, if it may take the flow: still a
+    /// candidate (in rotation), not cut, below `max_connections`.
+    fn take_persisted(&mut self) -> Option<Picked> {
+        if std::mem::replace(&mut self.looked_up, true) {
+            return None;
+        }
+        let address = self.table.persistence.as_ref()?.remembered(self.client, Instant::now())?;
+        self.persisted = Some(address);
+        let candidate = self.table.selector.candidates().iter().find(|c| c.address == address)?;
+        let slot = self.table.live_slot(address)?;
+        let active = ActiveGuard::reserve(candidate, self.table.max_connections)?;
+        Some(Picked { slot: slot.clone(), active })
     }
 
     /// The half-open backend's one trial flow, if it is still to be had.
@@ -320,5 +372,48 @@ mod tests {
         assert_eq!(address(first.next_backend()), c[0].address, "its next choice: the selector's");
         assert_eq!(address(t.picks(&flow()).next_backend()), c[0].address, "one trial flow per table");
         assert!(!t.is_empty());
+    }
+
+    fn persistent_table(n: u8, clients: Arc<Persistence>) -> Table {
+        let (t, _, _) = table(n, 0);
+        t.with_persistence(Some(Persistent { clients, timeout: Duration::from_secs(60) }))
+    }
+
+    fn from(client: &str) -> Flow {
+        Flow { client: client.parse().unwrap(), ..flow() }
+    }
+
+    #[test]
+    fn a_persisting_client_goes_back_to_its_backend_across_flows_and_tables() {
+        let clients = Arc::new(Persistence::default());
+        let t = persistent_table(3, clients.clone());
+        let first = address(t.picks(&from("198.51.100.1:1000")).next_backend());
+        for port in 1001..1006 {
+            assert_eq!(address(t.picks(&from(&format!("198.51.100.1:{port}"))).next_backend()), first);
+        }
+        let other = address(t.picks(&from("198.51.100.2:1000")).next_backend());
+        assert_ne!(other, first, "another client is balanced (round robin moved on)");
+        let next = persistent_table(3, clients);
+        assert_eq!(address(next.picks(&from("198.51.100.1:2000")).next_backend()), first, "a new table keeps them");
+    }
+
+    #[test]
+    fn a_persisted_backend_no_longer_a_candidate_is_skipped_and_never_offered_twice() {
+        let clients = Arc::new(Persistence::default());
+        let t = persistent_table(3, clients.clone());
+        let c3: SocketAddr = SocketAddr::from(([10, 0, 0, 3], 80));
+        Persistent { clients: clients.clone(), timeout: Duration::from_secs(60) }.remember(
+            "198.51.100.1".parse().unwrap(),
+            c3,
+            Instant::now(),
+        );
+        let mut picks = t.picks(&from("198.51.100.1:1000"));
+        let got: Vec<SocketAddr> = (0..3).map(|_| address(picks.next_backend())).collect();
+        assert_eq!(got[0], c3, "its backend first");
+        assert_eq!(got.iter().filter(|a| **a == c3).count(), 1, "and only once: {got:?}");
+        let smaller = persistent_table(2, clients);
+        let moved = address(smaller.picks(&from("198.51.100.1:1001")).next_backend());
+        assert_ne!(moved, c3, "out of rotation: balanced anew");
+        assert_eq!(address(smaller.picks(&from("198.51.100.1:1002")).next_backend()), moved, "and kept there");
     }
 }

@@ -13,7 +13,12 @@ use lb_common::consts::{ring_entries, seq_entries};
 use tracing::warn;
 
 /// The maps whose capacity is `flow_table_size`, set at load time over the object's.
-pub const SIZED_BY_FLOW_TABLE: [&str; 2] = [map_names::FLOWS, map_names::NAT];
+pub const SIZED_BY_FLOW_TABLE: [&str; 3] = [map_names::FLOWS, map_names::NAT, map_names::PERSIST];
+/// `LB_PERSIST` holds one entry per persisting client, not per flow: an eighth of the flow
+/// table (clients with several flows at once are the reason to persist at all).
+pub const PERSIST_SHARE: u32 = 8;
+/// The smallest `LB_PERSIST`, whatever the flow table.
+pub const MIN_PERSIST_ENTRIES: u32 = 1024;
 /// The maps whose capacity follows `max_services`, set at load time over the object's: the
 /// table arrays, two Maglev tables (1 MiB of kernel memory) per service, which at the most
 /// services (`consts::MAX_SERVICES`) would take 1 GiB whether used or not.
@@ -35,7 +40,9 @@ impl MapSizes {
 
     /// The entries these settings give map `name`; `None` for a map of fixed capacity.
     pub fn entries(&self, name: &str) -> Option<u32> {
-        if SIZED_BY_FLOW_TABLE.contains(&name) {
+        if name == map_names::PERSIST {
+            Some((self.flow_table_size / PERSIST_SHARE).max(MIN_PERSIST_ENTRIES))
+        } else if SIZED_BY_FLOW_TABLE.contains(&name) {
             Some(self.flow_table_size)
         } else if name == map_names::RING {
             Some(ring_entries(self.max_services))

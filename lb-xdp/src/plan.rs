@@ -206,6 +206,7 @@ pub fn plan(desired: &Desired, global: GlobalConfig, host: &HostFacts, ids: &mut
             },
             acl: crate::acl::flags(&s.acl),
             _pad: 0,
+            persist_ms: s.traffic.persistence_timeout.map_or(0, |t| t.as_millis().min(u32::MAX as u128) as u32),
         };
         plan.services.push(ServicePlan {
             id: sid,
@@ -296,6 +297,10 @@ fn backend_plan(id: u32, service_id: u32, b: &DesiredBackend, host: &HostFacts) 
     }
     if mac.is_some() {
         flags |= BACKEND_HAS_MAC;
+        // As for the tables: only a backend whose next hop is known takes new flows.
+        if b.in_rotation() {
+            flags |= BACKEND_IN_ROTATION;
+        }
     }
     BackendPlan {
         id,

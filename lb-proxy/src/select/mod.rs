@@ -12,11 +12,13 @@
 mod candidate;
 mod hash;
 mod least_conn;
+mod persist;
 mod random;
 mod round_robin;
 mod selection;
 
 pub use candidate::{ActiveGuard, Candidate, Flow};
+pub use persist::{Persistence, Persistent, MAX_CLIENTS};
 pub use selection::Selection;
 
 use hash::{HashTable, TableWalk};
