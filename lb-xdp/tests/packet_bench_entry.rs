@@ -17,6 +17,9 @@ const SOURCE: u32 = 26;
 fn every_repetition_of_a_rewritten_frame_takes_the_path_of_the_first() {
     require_root();
     let mut h = Harness::new(CONFIG);
+    // Loaded (and verified, which takes seconds) before the flow opens: an unanswered
+    // handshake lives only `tcp_handshake_timeout` (5 s).
+    h.bench_program();
     assert_eq!(h.run(&Pkt::tcp(CLIENT, VIP, SYN).bytes()).0, XDP_TX);
     let ack = Pkt::tcp(CLIENT, VIP, ACK).bytes();
     let (_, natted) = h.run(&ack);
