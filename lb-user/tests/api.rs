@@ -383,7 +383,8 @@ async fn register_then_listed_heartbeat_state_and_delete() {
     let r = api.call("PUT", "/v1/services/web/backends/172.20.0.14:80/weight", r#"{"weight":7}"#).await;
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(r.json()["weight"], 7);
-    let seen = backend(&api.services().await, "web", "172.20.0.14:80").unwrap();
+    let services = api.services().await;
+    let seen = backend(&services, "web", "172.20.0.14:80").unwrap();
     assert_eq!((seen["weight"].clone(), seen["api_weight"].clone()), (7.into(), 7.into()));
     let r = api.call("PUT", "/v1/services/web/backends/172.20.0.14:80/weight", r#"{"weight":null}"#).await;
     assert_eq!((r.status, r.json()["weight"].clone()), (200, serde_json::Value::Null), "{r:?}");
