@@ -19,6 +19,7 @@ mod cluster_rules;
 pub mod desired;
 mod duration;
 mod enums;
+mod health_keys;
 mod error;
 mod model;
 mod ports;
@@ -49,6 +50,7 @@ pub use model::{
     MAX_SERVICES, MAX_SERVICE_NAME_LEN, MAX_SOFT_TIMEOUT, MAX_TUNNEL_MTU, MAX_WEIGHT, MAX_WORKERS, MIN_FLOW_TABLE_SIZE,
     MIN_HTTP_HEADER_SIZE, MIN_TUNNEL_MTU_V4, MIN_TUNNEL_MTU_V6,
 };
+pub use model::TlsCheck;
 pub use ports::{PortRange, PortRangeError};
 pub use protection::{CircuitBreaker, ConnectionCaps, RateLimit, MAX_RATE};
 pub use status::{StatusRanges, StatusRangesError};
