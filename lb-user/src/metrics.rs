@@ -328,6 +328,7 @@ mod tests {
             proxy: None,
             circuit: if health == "down" { "open".into() } else { "closed".into() },
             ejections_total: 2,
+            agent: None,
         }
     }
 

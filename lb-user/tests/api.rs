@@ -70,6 +70,7 @@ impl Fake {
                         proxy: None,
                         circuit: "closed".into(),
                         ejections_total: 0,
+                        agent: None,
                     });
                     !existed
                 });
@@ -148,6 +149,7 @@ fn web_service() -> ServiceView {
             proxy: None,
             circuit: "closed".into(),
             ejections_total: 0,
+            agent: None,
         }],
     }
 }

@@ -129,6 +129,7 @@ fn report(c: &mut Controller, key: &BackendKey, ok: bool, n: usize) {
             detail: "by hand".into(),
             duration: Duration::from_millis(1),
             finished: Instant::now(),
+            agent: None,
         };
         c.health_report(Report { service: key.service.clone(), address: key.address, checker, result });
     }
@@ -188,6 +189,7 @@ async fn a_changed_check_starts_over_from_unknown_and_old_results_do_not_count()
         detail: "late".into(),
         duration: Duration::ZERO,
         finished: Instant::now(),
+        agent: None,
     };
     for _ in 0..3 {
         c.health_report(Report { service: b.service.clone(), address: b.address, checker: old, result: late.clone() });
@@ -338,6 +340,7 @@ async fn a_check_that_fails_for_a_local_reason_is_not_counted_against_the_backen
             detail: "local: cannot open a socket: Too many open files (os error 24)".into(),
             duration: Duration::ZERO,
             finished: Instant::now(),
+            agent: None,
         };
         c.health_report(Report { service: b.service.clone(), address: b.address, checker, result });
     }
