@@ -250,3 +250,6 @@ mod tests {
         assert!(matches!(connect_failed(&direct, std::io::Error::from_raw_os_error(libc::EMFILE)), Failed::Local(_)));
     }
 }
+
+#[cfg(test)]
+mod loopback_tests;
