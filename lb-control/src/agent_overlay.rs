@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::health::{AgentState, AgentWords};
 use crate::registry::{BackendKey, Registry};
 use lb_config::desired::DesiredService;
-use lb_config::AdminState;
+use lb_config::{AdminState, Config};
 
 /// What one backend's agent asks for now; `None`: nothing (or `ready`, `100%`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,6 +26,11 @@ pub struct AgentReport {
     pub state: Option<AgentState>,
     /// `0`-`100`.
     pub weight_percent: Option<u32>,
+    /// The check it was said under: it counts only while the service's configured check is
+    /// this one (a reload that changes the check reconciles before the checker is
+    /// replaced, and must already ignore it, as `health_map` ignores the old results).
+    #[serde(skip)]
+    pub check: lb_config::HealthCheck,
 }
 
 /// Per backend, the reports of the agents that said something.
@@ -47,16 +52,25 @@ impl AgentReport {
         *self != before
     }
 
+    /// [`merge`](Self::merge), under `check`: a report from another check starts afresh.
+    pub fn merge_under(&mut self, words: &AgentWords, check: &lb_config::HealthCheck) -> bool {
+        if self.check != *check {
+            *self = AgentReport { check: check.clone(), ..AgentReport::default() };
+        }
+        self.merge(words)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.state.is_none() && self.weight_percent.is_none()
     }
 }
 
 /// Applies the agents' reports to one service's backends (see the module's doc).
-pub fn apply(s: &mut DesiredService, registry: &Registry) {
+pub fn apply(s: &mut DesiredService, cfg: &Config, registry: &Registry) {
+    let Some(check) = cfg.services.iter().find(|c| c.name == s.name).map(|c| &c.health_check) else { return };
     for b in &mut s.backends {
         let key = BackendKey::new(&s.name, b.address);
-        let Some(report) = registry.agent.get(&key) else { continue };
+        let Some(report) = registry.agent.get(&key).filter(|r| r.check == *check) else { continue };
         if let Some(percent) = report.weight_percent {
             b.weight = scaled(b.weight, percent);
         }
@@ -101,7 +115,6 @@ mod tests {
     use super::*;
     use crate::health::parse_agent_line;
     use crate::sources::desired;
-    use lb_config::Config;
     use std::collections::HashMap;
 
     const CFG: &str = r#"
@@ -124,8 +137,9 @@ weight = 3
         BackendKey::new("web", std::net::SocketAddr::from(([10, 0, 0, 10 + n], 80)))
     }
 
+    /// Under the check `CFG` configures.
     fn said(reg: &mut Registry, n: u8, line: &str) -> bool {
-        reg.agent.entry(key(n)).or_default().merge(&parse_agent_line(line))
+        reg.agent.entry(key(n)).or_default().merge_under(&parse_agent_line(line), &lb_config::HealthCheck::default())
     }
 
     /// (weight, state) of each backend after the overlay.

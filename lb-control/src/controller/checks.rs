@@ -49,7 +49,8 @@ impl Controller {
             t.health_check_seconds.entry((key.service.clone(), key.address.to_string())).or_default().observe(seconds);
         });
         let changed = self.trackers.entry(key.clone()).or_default().record(r.result.ok, healthy, unhealthy);
-        let agent_changed = r.result.agent.as_ref().is_some_and(|words| self.agent_said(&key, words));
+        let check = checker.check.clone();
+        let agent_changed = r.result.agent.as_ref().is_some_and(|words| self.agent_said(&key, words, &check));
         if let Some(h) = changed {
             info!(service = %key.service, backend = %key.address, health = h.as_str(), detail = %r.result.detail, "health changed");
             if h == Health::Up {
@@ -69,9 +70,9 @@ impl Controller {
 
     /// Takes in what a backend's agent said (see `agent_overlay`); true when it changes
     /// the desired state.
-    fn agent_said(&mut self, key: &BackendKey, words: &health::AgentWords) -> bool {
+    fn agent_said(&mut self, key: &BackendKey, words: &health::AgentWords, check: &HealthCheck) -> bool {
         let report = self.registry.agent.entry(key.clone()).or_default();
-        let changed = report.merge(words);
+        let changed = report.merge_under(words, check);
         if changed {
             info!(service = %key.service, backend = %key.address, state = ?report.state, weight_percent = ?report.weight_percent, "agent report changed");
         }
