@@ -82,21 +82,30 @@ impl Drop for Backend {
     }
 }
 
-/// A self-signed certificate for `SNI`, made now.
-fn certificate() -> (String, String) {
+/// A CA and a certificate for `SNI` it signed, made now: (CA, certificate, key) files.
+fn certificates() -> (String, String, String) {
     std::fs::create_dir_all(DIR).unwrap();
-    let (cert, key) = (format!("{DIR}/cert.pem"), format!("{DIR}/key.pem"));
-    let out = std::process::Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
-        .args(["-subj", &format!("/CN={SNI}"), "-addext", &format!("subjectAltName=DNS:{SNI}")])
-        .args(["-keyout", &key, "-out", &cert])
-        .output()
-        .expect("openssl (cargo xtask deps installs it)");
-    assert!(out.status.success(), "openssl: {}", String::from_utf8_lossy(&out.stderr));
-    (cert, key)
+    let file = |name: &str| format!("{DIR}/{name}");
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    openssl(&[&["req", "-x509", "-days", "1", "-subj", "/CN=lbt test CA"], &ec[..], &["-keyout", &file("ca.key"), "-out", &file("ca.pem")]]);
+    openssl(&[&["req", "-subj", &format!("/CN={SNI}")], &ec[..], &["-keyout", &file("key.pem"), "-out", &file("req.csr")]]);
+    std::fs::write(file("ext"), format!("subjectAltName=DNS:{SNI}\nbasicConstraints=CA:FALSE\n")).unwrap();
+    openssl(&[&["x509", "-req", "-days", "1", "-in", &file("req.csr"), "-CA", &file("ca.pem"), "-CAkey", &file("ca.key")], &[
+        "-extfile",
+        &file("ext"),
+        "-out",
+        &file("cert.pem"),
+    ]]);
+    (file("ca.pem"), file("cert.pem"), file("key.pem"))
 }
 
-fn config(cert: &str) -> String {
+fn openssl(parts: &[&[&str]]) {
+    let args: Vec<&str> = parts.concat();
+    let out = std::process::Command::new("openssl").args(&args).output().expect("openssl (cargo xtask deps installs it)");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn config(ca: &str) -> String {
     format!(
         "[daemon]\ninterface = \"eth0\"\nmode = \"xdp\"\npin_path = \"{pin}\"\nadmin_listen = \"172.20.0.10:9100\"\n\
          state_file = \"{DIR}/state.json\"\n\n\
@@ -104,7 +113,7 @@ fn config(cert: &str) -> String {
          [service.health_check]\ntype = \"udp\"\nsend = \"ping\"\nexpect = \"Server1\"\n{TIMING}\
          [[service.backend]]\naddress = \"172.20.0.11:5300\"\n\n\
          [[service]]\nname = \"tls\"\nvip = \"{VIP_V4}:443\"\n\
-         [service.health_check]\ntype = \"https\"\nsni = \"{SNI}\"\nverify = true\nca_file = \"{cert}\"\n{TIMING}\
+         [service.health_check]\ntype = \"https\"\nsni = \"{SNI}\"\nverify = true\nca_file = \"{ca}\"\n{TIMING}\
          [[service.backend]]\naddress = \"172.20.0.11:8443\"\n\n\
          [[service]]\nname = \"app\"\nvip = \"{VIP_V4}:80\"\n\
          [service.health_check]\ntype = \"agent\"\nagent_port = 5555\n{TIMING}\
@@ -149,13 +158,13 @@ fn agent_says(file: &str, line: &str) -> Instant {
 #[ignore = "needs root: cargo xtask test runs it"]
 fn udp_https_and_agent_checks_follow_real_backends_down_and_up() {
     let _net = Net::up(false);
-    let (cert, key) = certificate();
+    let (ca, cert, key) = certificates();
     let agent_file = format!("{DIR}/agent");
     std::fs::write(&agent_file, "up\n").unwrap();
     let udp = Backend::start(&["udp", "5300"]);
     let https = Backend::start(&["https", "8443", &cert, &key]);
     let _agent = Backend::start(&["agent", "5555", &agent_file]);
-    let lb = start(&config(&cert));
+    let lb = start(&config(&ca));
     let started = Instant::now();
     for service in ["dns", "tls", "app"] {
         until(service, started, "up", health_is("up"));
@@ -202,9 +211,9 @@ fn udp_https_and_agent_checks_follow_real_backends_down_and_up() {
 
     eprintln!("detection times (interval 500ms ±10%, timeout 400ms, unhealthy 2, healthy 2):");
     for (kind, down, up) in &measured {
-        eprintln!("  {kind:<6} down after {down:>6.0?}, up after {up:>6.0?}");
+        eprintln!("  {kind:<6} down after {:>5} ms, up after {:>5} ms", down.as_millis(), up.as_millis());
     }
-    eprintln!("  agent  drain 50% applied after {drained:.0?}");
+    eprintln!("  agent  drain 50% applied after {} ms", drained.as_millis());
     for (kind, down, up) in &measured {
         // Two failures one interval apart, the first within an interval of the change,
         // each within the timeout; plus the API polling. Coming up: the same with successes.
