@@ -45,8 +45,10 @@ impl Controller {
         }
         let (healthy, unhealthy) = (checker.check.healthy_threshold, checker.check.unhealthy_threshold);
         let seconds = r.result.duration.as_secs_f64();
+        let counted = (checker.check.kind.as_str(), if r.result.ok { "pass" } else { "fail" });
         self.shared.telemetry.update(|t| {
             t.health_check_seconds.entry((key.service.clone(), key.address.to_string())).or_default().observe(seconds);
+            *t.health_checks_total.entry(counted).or_default() += 1;
         });
         let changed = self.trackers.entry(key.clone()).or_default().record(r.result.ok, healthy, unhealthy);
         let check = checker.check.clone();
