@@ -15,8 +15,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::health::{AgentState, AgentWords};
-use crate::registry::{BackendKey, Registry};
-use lb_config::desired::DesiredService;
+use lb_config::desired::{BackendKey, DesiredService};
 use lb_config::{AdminState, Config};
 
 /// What one backend's agent asks for now; `None`: nothing (or `ready`, `100%`).
@@ -65,16 +64,22 @@ impl AgentReport {
     }
 }
 
-/// Applies the agents' reports to one service's backends (see the module's doc).
-pub fn apply(s: &mut DesiredService, cfg: &Config, registry: &Registry) {
+/// Applies the agents' reports to one service's backends (see the module's doc);
+/// `api_states` are the admin states set through the API.
+pub fn apply(
+    s: &mut DesiredService,
+    cfg: &Config,
+    reports: &AgentReports,
+    api_states: &BTreeMap<BackendKey, AdminState>,
+) {
     let Some(check) = cfg.services.iter().find(|c| c.name == s.name).map(|c| &c.health_check) else { return };
     for b in &mut s.backends {
         let key = BackendKey::new(&s.name, b.address);
-        let Some(report) = registry.agent.get(&key).filter(|r| r.check == *check) else { continue };
+        let Some(report) = reports.get(&key).filter(|r| r.check == *check) else { continue };
         if let Some(percent) = report.weight_percent {
             b.weight = scaled(b.weight, percent);
         }
-        if let (Some(state), false) = (report.state, registry.states.contains_key(&key)) {
+        if let (Some(state), false) = (report.state, api_states.contains_key(&key)) {
             b.state = stricter(b.state, admin(state));
         }
     }
@@ -114,8 +119,7 @@ fn stricter(a: AdminState, b: AdminState) -> AdminState {
 mod tests {
     use super::*;
     use crate::health::parse_agent_line;
-    use crate::sources::desired;
-    use std::collections::HashMap;
+    use lb_config::desired::Desired;
 
     const CFG: &str = r#"
 [[service]]
@@ -137,20 +141,33 @@ weight = 3
         BackendKey::new("web", std::net::SocketAddr::from(([10, 0, 0, 10 + n], 80)))
     }
 
+    /// The agents' reports and the API's states.
+    #[derive(Default)]
+    struct Sources {
+        agent: AgentReports,
+        states: BTreeMap<BackendKey, AdminState>,
+    }
+
     /// Under the check `CFG` configures.
-    fn said(reg: &mut Registry, n: u8, line: &str) -> bool {
+    fn said(reg: &mut Sources, n: u8, line: &str) -> bool {
         reg.agent.entry(key(n)).or_default().merge_under(&parse_agent_line(line), &lb_config::HealthCheck::default())
     }
 
+    fn overlaid(cfg: &Config, reg: &Sources) -> DesiredService {
+        let mut s = Desired::from_config(cfg).services.remove(0);
+        apply(&mut s, cfg, &reg.agent, &reg.states);
+        s
+    }
+
     /// (weight, state) of each backend after the overlay.
-    fn backends(cfg: &Config, reg: &Registry) -> Vec<(u32, AdminState)> {
-        desired(cfg, reg, &HashMap::new()).services[0].backends.iter().map(|b| (b.weight, b.state)).collect()
+    fn backends(cfg: &Config, reg: &Sources) -> Vec<(u32, AdminState)> {
+        overlaid(cfg, reg).backends.iter().map(|b| (b.weight, b.state)).collect()
     }
 
     #[test]
     fn agents_drain_maint_and_scale_their_backends_until_they_say_otherwise() {
         let cfg = Config::from_str(CFG, "t.toml").unwrap();
-        let mut reg = Registry::default();
+        let mut reg = Sources::default();
         let untouched = backends(&cfg, &reg);
         assert_eq!(untouched, [(10, AdminState::Ready), (10, AdminState::Drain), (3, AdminState::Ready)]);
         assert!(said(&mut reg, 1, "up 50%"));
@@ -167,14 +184,14 @@ weight = 3
         assert!(said(&mut reg, 1, "ready 100%"));
         assert_eq!(backends(&cfg, &reg)[0], (10, AdminState::Ready), "ready and 100% end both");
         assert!(said(&mut reg, 1, "0%"));
-        let zero = desired(&cfg, &reg, &HashMap::new()).services[0].backends[0].clone();
+        let zero = overlaid(&cfg, &reg).backends[0].clone();
         assert!(zero.weight == 0 && !zero.in_rotation() && zero.keeps_flows(), "0% behaves as drain");
     }
 
     #[test]
     fn the_api_state_wins_over_the_agent() {
         let cfg = Config::from_str(CFG, "t.toml").unwrap();
-        let mut reg = Registry::default();
+        let mut reg = Sources::default();
         said(&mut reg, 1, "maint 50%");
         reg.states.insert(key(1), AdminState::Ready);
         assert_eq!(backends(&cfg, &reg)[0], (5, AdminState::Ready), "the API's ready holds; the share still applies");
