@@ -26,7 +26,8 @@ impl Validator<'_> {
     /// The keys of `kind` (the service's check type; `None` when it was itself invalid,
     /// then only the keys' own values are checked).
     pub(super) fn health_check_type_keys(&mut self, raw: &RawHealthCheck, kind: Option<HealthCheckType>) -> TypeKeys {
-        let udp = self.only_for(kind, HealthCheckType::Udp, &[("send", raw.send.as_ref()), ("expect", raw.expect.as_ref())]);
+        let udp =
+            self.only_for(kind, HealthCheckType::Udp, &[("send", raw.send.as_ref()), ("expect", raw.expect.as_ref())]);
         let https = self.only_for(
             kind,
             HealthCheckType::Https,
@@ -48,7 +49,12 @@ impl Validator<'_> {
 
     /// Reports each written key of `keys` when the check is not of type `owner`; false if
     /// any was.
-    fn only_for<T>(&mut self, kind: Option<HealthCheckType>, owner: HealthCheckType, keys: &[(&str, Option<&Spanned<T>>)]) -> bool {
+    fn only_for<T>(
+        &mut self,
+        kind: Option<HealthCheckType>,
+        owner: HealthCheckType,
+        keys: &[(&str, Option<&Spanned<T>>)],
+    ) -> bool {
         let Some(kind) = kind.filter(|k| *k != owner) else { return true };
         let mut fine = true;
         for (name, value) in keys {

@@ -19,8 +19,8 @@ mod cluster_rules;
 pub mod desired;
 mod duration;
 mod enums;
-mod health_keys;
 mod error;
+mod health_keys;
 mod model;
 mod ports;
 mod protection;
@@ -44,13 +44,13 @@ pub use enums::{
     AdminState, Algorithm, Forwarding, HealthCheckType, Mode, Protocol, ProxyMode, UnknownKeyword, XdpAttach,
 };
 pub use error::{ConfigError, Diagnostic, Position};
+pub use model::TlsCheck;
 pub use model::{
     Backend, Checked, Config, Daemon, HealthCheck, Pool, Service, DEFAULT_MAX_SERVICES, DEFAULT_WEIGHT,
     MAX_ACL_PER_SERVICE, MAX_BACKENDS, MAX_HTTP_HEADER_SIZE, MAX_HTTP_HEADER_TIMEOUT, MAX_IDLE_PER_BACKEND,
     MAX_SERVICES, MAX_SERVICE_NAME_LEN, MAX_SOFT_TIMEOUT, MAX_TUNNEL_MTU, MAX_WEIGHT, MAX_WORKERS, MIN_FLOW_TABLE_SIZE,
     MIN_HTTP_HEADER_SIZE, MIN_TUNNEL_MTU_V4, MIN_TUNNEL_MTU_V6,
 };
-pub use model::TlsCheck;
 pub use ports::{PortRange, PortRangeError};
 pub use protection::{CircuitBreaker, ConnectionCaps, RateLimit, MAX_RATE};
 pub use status::{StatusRanges, StatusRangesError};

@@ -1568,7 +1568,10 @@ fn udp_https_and_agent_checks_carry_their_keys() {
          [service.health_check]\ntype = \"udp\"\nsend = \"ping\\n\"\nexpect = \"pong\"\n",
     );
     let check = &udp.services[0].health_check;
-    assert_eq!((check.kind, check.send.as_str(), check.expect.as_deref()), (HealthCheckType::Udp, "ping\n", Some("pong")));
+    assert_eq!(
+        (check.kind, check.send.as_str(), check.expect.as_deref()),
+        (HealthCheckType::Udp, "ping\n", Some("pong"))
+    );
     let https = parse(
         "[[service]]\nname = \"web\"\nvip = \"172.20.0.100:443\"\n[service.health_check]\ntype = \"https\"\n\
          sni = \"API.example.com\"\nverify = true\nca_file = \"/etc/lb/ca.pem\"\npath = \"/ready\"\n",

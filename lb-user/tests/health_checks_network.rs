@@ -87,21 +87,28 @@ fn certificates() -> (String, String, String) {
     std::fs::create_dir_all(DIR).unwrap();
     let file = |name: &str| format!("{DIR}/{name}");
     let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    openssl(&[&["req", "-x509", "-days", "1", "-subj", "/CN=lbt test CA"], &ec[..], &["-keyout", &file("ca.key"), "-out", &file("ca.pem")]]);
-    openssl(&[&["req", "-subj", &format!("/CN={SNI}")], &ec[..], &["-keyout", &file("key.pem"), "-out", &file("req.csr")]]);
+    openssl(&[
+        &["req", "-x509", "-days", "1", "-subj", "/CN=lbt test CA"],
+        &ec[..],
+        &["-keyout", &file("ca.key"), "-out", &file("ca.pem")],
+    ]);
+    openssl(&[
+        &["req", "-subj", &format!("/CN={SNI}")],
+        &ec[..],
+        &["-keyout", &file("key.pem"), "-out", &file("req.csr")],
+    ]);
     std::fs::write(file("ext"), format!("subjectAltName=DNS:{SNI}\nbasicConstraints=CA:FALSE\n")).unwrap();
-    openssl(&[&["x509", "-req", "-days", "1", "-in", &file("req.csr"), "-CA", &file("ca.pem"), "-CAkey", &file("ca.key")], &[
-        "-extfile",
-        &file("ext"),
-        "-out",
-        &file("cert.pem"),
-    ]]);
+    openssl(&[
+        &["x509", "-req", "-days", "1", "-in", &file("req.csr"), "-CA", &file("ca.pem"), "-CAkey", &file("ca.key")],
+        &["-extfile", &file("ext"), "-out", &file("cert.pem")],
+    ]);
     (file("ca.pem"), file("cert.pem"), file("key.pem"))
 }
 
 fn openssl(parts: &[&[&str]]) {
     let args: Vec<&str> = parts.concat();
-    let out = std::process::Command::new("openssl").args(&args).output().expect("openssl (cargo xtask deps installs it)");
+    let out =
+        std::process::Command::new("openssl").args(&args).output().expect("openssl (cargo xtask deps installs it)");
     assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 

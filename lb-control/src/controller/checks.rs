@@ -220,8 +220,7 @@ fn tunnelled_backends(
         .services
         .iter()
         .filter(|s| {
-            s.forwarding.encapsulates()
-                && checks.get(s.name.as_str()).is_some_and(|c| c.kind != HealthCheckType::Agent)
+            s.forwarding.encapsulates() && checks.get(s.name.as_str()).is_some_and(|c| c.kind != HealthCheckType::Agent)
         })
         .flat_map(|s| s.backends.iter().map(move |b| (BackendKey::new(&s.name, b.address), s.forwarding)))
         .collect()

@@ -49,7 +49,10 @@ fn client_config(tls: &TlsCheck) -> Result<ClientConfig, String> {
         .map_err(|e| format!("local: TLS settings: {e}"))?;
     let config = match (&tls.ca_file, tls.verify) {
         (Some(path), true) => builder.with_root_certificates(roots(path)?).with_no_client_auth(),
-        _ => builder.dangerous().with_custom_certificate_verifier(Arc::new(AnyCertificate(provider))).with_no_client_auth(),
+        _ => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+            .with_no_client_auth(),
     };
     Ok(config)
 }

@@ -114,7 +114,8 @@ async fn https_probes_handshake_send_sni_and_verify_when_asked() {
     let r = probe(&https, &addr.into()).await;
     assert!(r.ok, "{}", r.detail);
     assert_eq!(r.detail, "TLS, HTTP 200");
-    let with_sni = HealthCheck { tls: TlsCheck { sni: Some("api.example.test".into()), ..TlsCheck::default() }, ..https.clone() };
+    let with_sni =
+        HealthCheck { tls: TlsCheck { sni: Some("api.example.test".into()), ..TlsCheck::default() }, ..https.clone() };
     assert!(probe(&with_sni, &addr.into()).await.ok);
     assert_eq!(*names.lock().unwrap(), [None, Some("api.example.test".to_string())], "SNI only when set");
 
@@ -166,27 +167,30 @@ async fn agent_saying(line: &'static [u8]) -> u16 {
     port
 }
 
+/// What a probe should take from an agent's line: health, state, weight share.
+type Said = (Option<AgentHealth>, Option<AgentState>, Option<u32>);
+
 #[tokio::test]
 async fn agent_probes_read_each_word() {
     // The agent's port, on the backend's address; the service's own port is not used.
     let backend: Target = SocketAddr::from(([127, 0, 0, 1], 1)).into();
-    let cases: [(&[u8], bool, Option<AgentHealth>, Option<AgentState>, Option<u32>); 9] = [
-        (b"up\n", true, Some(AgentHealth::Up), None, None),
-        (b"down\n", false, Some(AgentHealth::Down), None, None),
-        (b"fail#disk\n", false, Some(AgentHealth::Down), None, None),
-        (b"stopped\n", false, Some(AgentHealth::Down), None, None),
-        (b"drain\n", true, None, Some(AgentState::Drain), None),
-        (b"maint\n", true, None, Some(AgentState::Maint), None),
-        (b"ready\n", true, None, Some(AgentState::Ready), None),
-        (b"up 50%\r\n", true, Some(AgentHealth::Up), None, Some(50)),
-        (b"75%", true, None, None, Some(75)),
+    let cases: [(&[u8], bool, Said); 9] = [
+        (b"up\n", true, (Some(AgentHealth::Up), None, None)),
+        (b"down\n", false, (Some(AgentHealth::Down), None, None)),
+        (b"fail#disk\n", false, (Some(AgentHealth::Down), None, None)),
+        (b"stopped\n", false, (Some(AgentHealth::Down), None, None)),
+        (b"drain\n", true, (None, Some(AgentState::Drain), None)),
+        (b"maint\n", true, (None, Some(AgentState::Maint), None)),
+        (b"ready\n", true, (None, Some(AgentState::Ready), None)),
+        (b"up 50%\r\n", true, (Some(AgentHealth::Up), None, Some(50))),
+        (b"75%", true, (None, None, Some(75))),
     ];
-    for (line, ok, health, state, weight) in cases {
+    for (line, ok, said) in cases {
         let agent = HealthCheck { agent_port: agent_saying(line).await, ..check(HealthCheckType::Agent) };
         let r = probe(&agent, &backend).await;
         let words = r.agent.clone().unwrap_or_default();
-        let said = String::from_utf8_lossy(line);
-        assert_eq!((r.ok, words.health, words.state, words.weight_percent), (ok, health, state, weight), "{said:?}: {}", r.detail);
+        let line = String::from_utf8_lossy(line);
+        assert_eq!((r.ok, (words.health, words.state, words.weight_percent)), (ok, said), "{line:?}: {}", r.detail);
     }
     // Nothing known, a closed port, a silent agent, an endless line.
     let nonsense = HealthCheck { agent_port: agent_saying(b"hello\n").await, ..check(HealthCheckType::Agent) };

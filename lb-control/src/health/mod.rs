@@ -211,7 +211,6 @@ mod tests {
         assert_eq!(t.record(true, 2, 3), Some(Health::Up));
     }
 
-
     #[tokio::test]
     async fn probes_on_loopback_tell_up_from_down() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
