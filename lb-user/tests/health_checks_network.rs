@@ -156,6 +156,19 @@ fn health_is(h: &'static str) -> impl Fn(&Value) -> bool {
     move |b: &Value| b["health"] == h
 }
 
+/// Server1 drops (or again takes) the datagrams to the UDP echo.
+fn silence_udp(on: bool) {
+    let script = if on {
+        "add table inet lbt_silence\nadd chain inet lbt_silence input { type filter hook input priority 0; }\n\
+         add rule inet lbt_silence input udp dport 5300 drop\n"
+    } else {
+        "delete table inet lbt_silence\n"
+    };
+    let file = format!("{DIR}/silence.nft");
+    std::fs::write(&file, script).unwrap();
+    testenv::exec_ok("lbt-server1", &["nft", "-f", &file]).expect("nft in server1");
+}
+
 fn agent_says(file: &str, line: &str) -> Instant {
     std::fs::write(file, format!("{line}\n")).unwrap();
     Instant::now()
@@ -189,6 +202,17 @@ fn udp_https_and_agent_checks_follow_real_backends_down_and_up() {
     let _udp = Backend::start(&["udp", "5300"]);
     let up = until("dns", t, "up", health_is("up"));
     measured.push(("udp", down, up));
+    // udp, silent: server1 drops the datagrams (a host gone, a firewall), so each check
+    // waits out its timeout.
+    let t = Instant::now();
+    silence_udp(true);
+    let down = until("dns", t, "down", health_is("down"));
+    let detail = backend("dns")["last_check"]["detail"].as_str().unwrap_or_default().to_string();
+    assert!(detail.starts_with("timeout after 400ms"), "{detail}");
+    let t = Instant::now();
+    silence_udp(false);
+    let up = until("dns", t, "up", health_is("up"));
+    measured.push(("udp (silent)", down, up));
 
     // https: the server stops; then it comes back.
     let t = Instant::now();
@@ -218,13 +242,14 @@ fn udp_https_and_agent_checks_follow_real_backends_down_and_up() {
 
     eprintln!("detection times (interval 500ms ±10%, timeout 400ms, unhealthy 2, healthy 2):");
     for (kind, down, up) in &measured {
-        eprintln!("  {kind:<6} down after {:>5} ms, up after {:>5} ms", down.as_millis(), up.as_millis());
+        eprintln!("  {kind:<12} down after {:>5} ms, up after {:>5} ms", down.as_millis(), up.as_millis());
     }
-    eprintln!("  agent  drain 50% applied after {} ms", drained.as_millis());
+    eprintln!("  agent        drain 50% applied after {} ms", drained.as_millis());
     for (kind, down, up) in &measured {
         // Two failures one interval apart, the first within an interval of the change,
-        // each within the timeout; plus the API polling. Coming up: the same with successes.
-        let bound = Duration::from_millis(2 * 550 + 400 + 300);
+        // each within the timeout (waited out when silent); plus the API polling and a
+        // second of slack for a loaded machine. Coming up: the same with successes.
+        let bound = Duration::from_millis(2 * 550 + 2 * 400 + 1000);
         assert!(*down <= bound, "{kind}: down after {down:?}, more than {bound:?}");
         assert!(*up <= bound + Duration::from_secs(2), "{kind}: up after {up:?} (python start-up included)");
     }
