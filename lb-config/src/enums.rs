@@ -210,6 +210,12 @@ keyword_enum! {
         Http = "http",
         /// No checks: backends are always up.
         None = "none",
+        /// A datagram (`send`) gets a reply (containing `expect`, if set).
+        Udp = "udp",
+        /// `GET path` over TLS answers with a status in `expected_status`.
+        Https = "https",
+        /// HAProxy's agent-check: a line of words read from `agent_port`.
+        Agent = "agent",
     }
 }
 
@@ -259,7 +265,7 @@ mod tests {
         assert_eq!(Forwarding::NAMES, ["nat", "dsr", "ipip", "gue"]);
         assert_eq!(ProxyMode::NAMES, ["l4", "http"]);
         assert_eq!(AdminState::NAMES, ["ready", "drain", "maint"]);
-        assert_eq!(HealthCheckType::NAMES, ["tcp", "http", "none"]);
+        assert_eq!(HealthCheckType::NAMES, ["tcp", "http", "none", "udp", "https", "agent"]);
     }
 
     #[test]

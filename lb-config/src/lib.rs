@@ -20,6 +20,7 @@ pub mod desired;
 mod duration;
 mod enums;
 mod error;
+mod health_keys;
 mod model;
 mod ports;
 mod protection;
@@ -44,6 +45,7 @@ pub use enums::{
     AdminState, Algorithm, Forwarding, HealthCheckType, Mode, Protocol, ProxyMode, UnknownKeyword, XdpAttach,
 };
 pub use error::{ConfigError, Diagnostic, Position};
+pub use model::TlsCheck;
 pub use model::{
     Backend, Checked, Config, Daemon, HealthCheck, Pool, Service, DEFAULT_MAX_SERVICES, DEFAULT_WEIGHT,
     MAX_ACL_PER_SERVICE, MAX_BACKENDS, MAX_HTTP_HEADER_SIZE, MAX_HTTP_HEADER_TIMEOUT, MAX_IDLE_PER_BACKEND,

@@ -198,6 +198,28 @@ pub struct HealthCheck {
     pub healthy_threshold: u32,
     /// Failures in a row to go down. Default 3.
     pub unhealthy_threshold: u32,
+    /// `udp`: the datagram sent (`send`); empty for other types.
+    pub send: String,
+    /// `udp`: a substring the reply must contain (`expect`); any reply when `None`.
+    pub expect: Option<String>,
+    /// `https`: server name, verification.
+    pub tls: TlsCheck,
+    /// `agent`: the TCP port on the backend's address the agent answers on; 0 otherwise.
+    pub agent_port: u16,
+}
+
+/// The TLS settings of an `https` health check.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsCheck {
+    /// `sni`: the server name sent in the ClientHello, and checked against the certificate
+    /// when `verify`; none sent when `None`.
+    pub sni: Option<String>,
+    /// `verify`: the certificate chain must lead to `ca_file` and name `sni` (or, without
+    /// `sni`, the backend's IP address). Default false: backends' certificates are usually
+    /// self-signed, and the check is of the service, not of its certificate.
+    pub verify: bool,
+    /// `ca_file`: PEM certificates trusted when `verify`.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for HealthCheck {
@@ -210,6 +232,10 @@ impl Default for HealthCheck {
             timeout: Duration::from_secs(1),
             healthy_threshold: 2,
             unhealthy_threshold: 3,
+            send: String::new(),
+            expect: None,
+            tls: TlsCheck::default(),
+            agent_port: 0,
         }
     }
 }

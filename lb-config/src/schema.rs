@@ -176,7 +176,7 @@ pub(super) struct RawService {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawHealthCheck {
-    /// `type = "tcp" | "http" | "none"`; default `"tcp"`, `"none"` for a UDP service; `http`
+    /// `type = "tcp" | "http" | "none" | "udp" | "https" | "agent"`; default `"tcp"`, `"none"` for a UDP service; `http`
     /// needs protocol tcp; `tcp` on a UDP service is a warning.
     #[serde(rename = "type")]
     pub kind: Option<Spanned<HealthCheckType>>,
@@ -193,6 +193,18 @@ pub(super) struct RawHealthCheck {
     pub healthy_threshold: Option<Spanned<u32>>,
     /// `unhealthy_threshold = N`: failures in a row to go down; at least 1; default 3.
     pub unhealthy_threshold: Option<Spanned<u32>>,
+    /// `send = "TEXT"`: the datagram a `udp` check sends; required by `udp`, only there.
+    pub send: Option<Spanned<String>>,
+    /// `expect = "TEXT"`: a substring a `udp` check's reply must contain; only `udp`.
+    pub expect: Option<Spanned<String>>,
+    /// `sni = "NAME"`: the server name an `https` check sends; only `https`.
+    pub sni: Option<Spanned<String>>,
+    /// `verify = BOOL`: an `https` check verifies the certificate; needs `ca_file`.
+    pub verify: Option<Spanned<bool>>,
+    /// `ca_file = "PATH"`: PEM certificates a verifying `https` check trusts.
+    pub ca_file: Option<Spanned<String>>,
+    /// `agent_port = N`: the TCP port an `agent` check reads; required by `agent`, only there.
+    pub agent_port: Option<Spanned<u32>>,
 }
 
 /// `[service.pool]`: the HTTP proxy's keep-alive connections to backends (`proxy_mode =

@@ -422,6 +422,49 @@ idle_timeout = "0s"
     allow_registration_from_length_out_of_range_is_rejected_at_it:
         "[[service]]\nname = \"web\"\nvip = \"172.20.0.100:80\"\nallow_registration_from = [\"10.0.0.0/33\"]\n"
         => "lb.toml:4:28: allow_registration_from: invalid prefix \"10.0.0.0/33\": the length must be 0 to 32";
+    // The keys of the udp, https and agent health checks.
+    udp_check_without_send_is_rejected_at_its_type:
+        "[[service]]\nname = \"dns\"\nvip = \"172.20.0.100:53\"\nprotocol = \"udp\"\n[service.health_check]\ntype = \"udp\"\n"
+        => "lb.toml:6:8: health check type \"udp\" needs send, the datagram to send";
+    send_on_a_tcp_check_is_rejected_at_send:
+        "[[service]]\nname = \"web\"\nvip = \"172.20.0.100:80\"\n[service.health_check]\nsend = \"ping\"\n"
+        => "lb.toml:5:8: send applies to health checks of type \"udp\"; this one is \"tcp\"";
+    expect_on_an_http_check_is_rejected_at_expect:
+        "[[service]]\nname = \"web\"\nvip = \"172.20.0.100:80\"\n[service.health_check]\ntype = \"http\"\nexpect = \"pong\"\n"
+        => "lb.toml:6:10: expect applies to health checks of type \"udp\"; this one is \"http\"";
+    empty_send_is_rejected_at_send:
+        "[[service]]\nname = \"dns\"\nvip = \"172.20.0.100:53\"\nprotocol = \"udp\"\n[service.health_check]\ntype = \"udp\"\nsend = \"\"\n"
+        => "lb.toml:7:8: send must not be empty";
+    oversized_send_is_rejected_at_send:
+        "[[service]]\nname = \"dns\"\nvip = \"172.20.0.100:53\"\nprotocol = \"udp\"\n[service.health_check]\ntype = \"udp\"\nsend = \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"\n"
+        => "lb.toml:7:8: send is 1025 bytes; at most 1024";
+    https_check_on_a_udp_service_is_rejected_at_its_type:
+        "[[service]]\nname = \"dns\"\nvip = \"172.20.0.100:53\"\nprotocol = \"udp\"\n[service.health_check]\ntype = \"https\"\n"
+        => "lb.toml:6:8: health check type \"https\" needs protocol \"tcp\"; this service is \"udp\"";
+    verify_without_ca_file_is_rejected_at_verify:
+        "[[service]]\nname = \"web\"\nvip = \"172.20.0.100:80\"\n[service.health_check]\ntype = \"https\"\nverify = true\n"
+        => "lb.toml:6:10: verify = true needs ca_file, the PEM certificates to trust";
+    ca_file_without_verify_is_rejected_at_ca_file:
+        "[[service]]\nname = \"web\"\nvip = \"172.20.0.100:80\"\n[service.health_check]\ntype = \"https\"\nca_file = \"/etc/lb/ca.pem\"\n"
+        => "lb.toml:6:11: ca_file is read only with verify = true";
+    sni_on_a_tcp_check_is_rejected_at_sni:
+        "[[service]]\nname = \"web\"\nvip = \"172.20.0.100:80\"\n[service.health_check]\nsni = \"api.example.com\"\n"
+        => "lb.toml:5:7: sni applies to health checks of type \"https\"; this one is \"tcp\"";
+    verify_on_an_http_check_is_rejected_at_verify:
+        "[[service]]\nname = \"web\"\nvip = \"172.20.0.100:80\"\n[service.health_check]\ntype = \"http\"\nverify = false\n"
+        => "lb.toml:6:10: verify applies to health checks of type \"https\"; this one is \"http\"";
+    sni_that_is_not_a_dns_name_is_rejected_at_sni:
+        "[[service]]\nname = \"web\"\nvip = \"172.20.0.100:80\"\n[service.health_check]\ntype = \"https\"\nsni = \"10.0.0.1\"\n"
+        => "lb.toml:6:7: sni \"10.0.0.1\" is not a DNS name, e.g. \"api.example.com\"";
+    agent_check_without_agent_port_is_rejected_at_its_type:
+        "[[service]]\nname = \"web\"\nvip = \"172.20.0.100:80\"\n[service.health_check]\ntype = \"agent\"\n"
+        => "lb.toml:5:8: health check type \"agent\" needs agent_port, the port the agent answers on";
+    agent_port_out_of_range_is_rejected_at_it:
+        "[[service]]\nname = \"web\"\nvip = \"172.20.0.100:80\"\n[service.health_check]\ntype = \"agent\"\nagent_port = 70000\n"
+        => "lb.toml:6:14: agent_port 70000 is not a port; expected 1-65535";
+    agent_port_on_a_tcp_check_is_rejected_at_it:
+        "[[service]]\nname = \"web\"\nvip = \"172.20.0.100:80\"\n[service.health_check]\nagent_port = 5555\n"
+        => "lb.toml:5:14: agent_port applies to health checks of type \"agent\"; this one is \"tcp\"";
 }
 
 /// The example of docs/configuration.md, "The contract", verbatim.
@@ -1515,4 +1558,38 @@ fn interface_is_one_name_or_a_list_and_the_first_gives_the_defaults() {
     assert!(parse("").daemon.interfaces.is_empty());
     let e = errors("[daemon]\ninterface = 7\n");
     assert!(e.len() == 1 && e[0].starts_with("lb.toml:2:13: "), "{e:?}");
+}
+
+/// The udp, https and agent checks' keys reach the model.
+#[test]
+fn udp_https_and_agent_checks_carry_their_keys() {
+    let udp = parse(
+        "[[service]]\nname = \"dns\"\nvip = \"172.20.0.100:53\"\nprotocol = \"udp\"\n\
+         [service.health_check]\ntype = \"udp\"\nsend = \"ping\\n\"\nexpect = \"pong\"\n",
+    );
+    let check = &udp.services[0].health_check;
+    assert_eq!(
+        (check.kind, check.send.as_str(), check.expect.as_deref()),
+        (HealthCheckType::Udp, "ping\n", Some("pong"))
+    );
+    let https = parse(
+        "[[service]]\nname = \"web\"\nvip = \"172.20.0.100:443\"\n[service.health_check]\ntype = \"https\"\n\
+         sni = \"API.example.com\"\nverify = true\nca_file = \"/etc/lb/ca.pem\"\npath = \"/ready\"\n",
+    );
+    let check = &https.services[0].health_check;
+    assert_eq!(check.kind, HealthCheckType::Https);
+    assert_eq!(check.tls.sni.as_deref(), Some("api.example.com"), "names compare lowercased");
+    assert!(check.tls.verify);
+    assert_eq!(check.tls.ca_file.as_deref(), Some(std::path::Path::new("/etc/lb/ca.pem")));
+    assert_eq!(check.path, "/ready");
+    let agent = parse(
+        "[[service]]\nname = \"web\"\nvip = \"172.20.0.100:80\"\n[service.health_check]\ntype = \"agent\"\nagent_port = 5555\n",
+    );
+    assert_eq!(agent.services[0].health_check.agent_port, 5555);
+    // A UDP service may have an agent check: the agent's port is TCP whatever the service.
+    let udp_agent = parse(
+        "[[service]]\nname = \"dns\"\nvip = \"172.20.0.100:53\"\nprotocol = \"udp\"\n\
+         [service.health_check]\ntype = \"agent\"\nagent_port = 5555\n",
+    );
+    assert_eq!(udp_agent.services[0].health_check.kind, HealthCheckType::Agent);
 }

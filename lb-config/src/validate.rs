@@ -290,7 +290,12 @@ impl Validator<'_> {
         let unhealthy_threshold = self.optional(raw.unhealthy_threshold.as_ref(), default.unhealthy_threshold, |&n| {
             threshold(n, "unhealthy_threshold")
         });
+        let keys = self.health_check_type_keys(raw, kind);
         Some(HealthCheck {
+            send: keys.send?,
+            expect: keys.expect?,
+            tls: keys.tls?,
+            agent_port: keys.agent_port?,
             kind: kind?,
             path: path?,
             expected_status: expected_status?,
@@ -730,10 +735,10 @@ fn default_check(protocol: Protocol) -> HealthCheckType {
     }
 }
 
-/// An HTTP health check over UDP cannot work.
+/// An HTTP (or HTTPS) health check over UDP cannot work.
 fn health_check_fits_protocol(kind: HealthCheckType, protocol: Protocol) -> Result<HealthCheckType, String> {
-    if kind == HealthCheckType::Http && protocol == Protocol::Udp {
-        return Err("health check type \"http\" needs protocol \"tcp\"; this service is \"udp\"".to_string());
+    if matches!(kind, HealthCheckType::Http | HealthCheckType::Https) && protocol == Protocol::Udp {
+        return Err(format!("health check type \"{kind}\" needs protocol \"tcp\"; this service is \"udp\""));
     }
     Ok(kind)
 }

@@ -2,6 +2,7 @@
 //! checks, admin state set through the API) feeds one controller task, which recomputes the
 //! desired state and reconciles the data path. Other tasks talk to it through a
 //! `ControlHandle`; nothing else writes the maps.
+pub mod agent_overlay;
 pub mod breaker;
 pub mod cluster;
 pub mod controller;

@@ -89,6 +89,9 @@ pub struct Registry {
     /// What the daemon knew of its backends' health when it last wrote the state file
     /// (kept there so that a restart does not put a failing backend back into rotation).
     pub remembered: Remembered,
+    /// What backends' agents (`type = "agent"` checks) ask for; not saved: the agents
+    /// say it again at the next check.
+    pub agent: crate::agent_overlay::AgentReports,
     path: Option<PathBuf>,
 }
 

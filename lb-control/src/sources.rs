@@ -37,6 +37,7 @@ pub fn desired_without<V>(
                 b.health = *h;
             }
         }
+        crate::agent_overlay::apply(s, cfg, &registry.agent, &registry.states);
     }
     desired
 }

@@ -48,6 +48,9 @@ pub struct TelemetryData {
     pub admin_connections_refused_total: u64,
     /// Health check latency per (service, backend address).
     pub health_check_seconds: BTreeMap<(String, String), Histogram>,
+    /// Health checks per (type, "pass" | "fail"), counted against their backend (local
+    /// errors are not).
+    pub health_checks_total: BTreeMap<(&'static str, &'static str), u64>,
     /// Which path serves traffic: "xdp" (or "proxy", later).
     pub path: &'static str,
     /// `[cluster.bgp]`: what the speaker announces; `None` without BGP.

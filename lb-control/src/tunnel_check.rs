@@ -14,7 +14,7 @@ use std::net::{IpAddr, SocketAddr};
 use lb_common::tunnel::{check_mark, CHECK_TARGETS_MAX};
 use lb_config::desired::BackendKey;
 use lb_config::Forwarding;
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 
 /// One marked check, as the data path's tunnel program needs it: packets marked `mark`
 /// go encapsulated (`forwarding`) to `backend`.
@@ -56,6 +56,22 @@ impl Target {
         }
     }
 
+    /// A UDP socket connected to the target (marked and bound to the tunnel's device for
+    /// a tunnelled one), so that it receives only the target's replies and the ICMP errors
+    /// about what it sent.
+    pub async fn udp_socket(&self) -> io::Result<UdpSocket> {
+        let address = self.address();
+        let socket = match self {
+            Target::Direct(a) => {
+                let any: SocketAddr = if a.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+                UdpSocket::bind(any).await?
+            }
+            Target::Tunnel { vip, mark, device } => marked_udp_socket(*vip, *mark, device)?,
+        };
+        socket.connect(address).await?;
+        Ok(socket)
+    }
+
     /// What a failure to connect means, said for this target: through the tunnel, an
     /// unreachable network is this host's routing (the VIP must leave by the device the
     /// tunnel program is on), not the backend's.
@@ -94,6 +110,16 @@ fn marked_socket(vip: SocketAddr, mark: u32, device: &str) -> io::Result<TcpSock
     s.bind_device(Some(device.as_bytes()))?;
     s.set_nonblocking(true)?;
     Ok(TcpSocket::from_std_stream(std::net::TcpStream::from(s)))
+}
+
+/// [`marked_socket`]'s UDP twin, for `udp` checks of encapsulating services.
+fn marked_udp_socket(vip: SocketAddr, mark: u32, device: &str) -> io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(vip), Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_mark(mark)?;
+    s.bind_device(Some(device.as_bytes()))?;
+    s.set_nonblocking(true)?;
+    UdpSocket::from_std(std::net::UdpSocket::from(s))
 }
 
 /// Slots (the low 16 bits of the marks) for the backends of encapsulating services. A

@@ -47,6 +47,11 @@ pub struct BackendView {
     /// Passive ejections so far.
     #[serde(default)]
     pub ejections_total: u64,
+    /// What the backend's agent asks for (`type = "agent"` checks), when it asks for
+    /// anything: its state and weight share, shown apart from `state` and `weight`, which
+    /// are the result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<crate::agent_overlay::AgentReport>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]

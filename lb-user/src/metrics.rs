@@ -112,6 +112,14 @@ fn control_plane(out: &mut Exposition, t: &TelemetryData, services: &[ServiceVie
         ],
     );
     out.family(
+        "lb_health_checks_total",
+        "counter",
+        "Health checks counted against their backend, by check type and result, since start.",
+        t.health_checks_total
+            .iter()
+            .map(|((kind, result), n)| sample("lb_health_checks_total", &[("type", kind), ("result", result)], n)),
+    );
+    out.family(
         "lb_health_check_duration_seconds",
         "histogram",
         "How long health checks took.",
@@ -330,6 +338,7 @@ mod tests {
             proxy: None,
             circuit: if health == "down" { "open".into() } else { "closed".into() },
             ejections_total: 2,
+            agent: None,
         }
     }
 
@@ -362,6 +371,7 @@ mod tests {
             health_check_local_errors_total: 3,
             admin_connections_refused_total: 5,
             health_check_seconds: [(("web".to_string(), "172.20.0.11:80".to_string()), h)].into(),
+            health_checks_total: [(("agent", "fail"), 2), (("udp", "pass"), 9)].into(),
             path: "xdp",
             ..Default::default()
         }
@@ -408,6 +418,8 @@ mod tests {
         assert_eq!(value(&scrape, "lb_registrations_total", &[]), Some(7.0));
         assert_eq!(value(&scrape, "lb_lease_expirations_total", &[]), Some(1.0));
         assert_eq!(value(&scrape, "lb_health_check_local_errors_total", &[]), Some(3.0));
+        assert_eq!(value(&scrape, "lb_health_checks_total", &[("type", "agent"), ("result", "fail")]), Some(2.0));
+        assert_eq!(value(&scrape, "lb_health_checks_total", &[("type", "udp"), ("result", "pass")]), Some(9.0));
         assert_eq!(value(&scrape, "lb_admin_connections_refused_total", &[]), Some(5.0));
         assert_eq!(value(&scrape, "lb_config_reloads_total", &[("result", "success")]), Some(4.0));
         assert_eq!(value(&scrape, "lb_config_reloads_total", &[("result", "failure")]), Some(2.0));

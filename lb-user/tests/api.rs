@@ -72,6 +72,7 @@ impl Fake {
                         proxy: None,
                         circuit: "closed".into(),
                         ejections_total: 0,
+                        agent: None,
                     });
                     !existed
                 });
@@ -164,6 +165,7 @@ fn web_service() -> ServiceView {
             proxy: None,
             circuit: "closed".into(),
             ejections_total: 0,
+            agent: None,
         }],
     }
 }

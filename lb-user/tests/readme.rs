@@ -529,6 +529,7 @@ fn every_json_field_of_get_v1_services_is_in_docs_api() {
         proxy: Some(counters),
         circuit: s(),
         ejections_total: 0,
+        agent: None,
     };
     let service = ServiceView {
         name: s(),

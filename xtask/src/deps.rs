@@ -21,6 +21,8 @@ const APT_PACKAGES: &[&str] = &[
     "bpftool",
     "tcpdump",
     "curl",
+    // Test-time certificates for the https health-check test.
+    "openssl",
     "python3",
     "python3-scapy",
     "wrk",

@@ -45,10 +45,14 @@ impl Controller {
         }
         let (healthy, unhealthy) = (checker.check.healthy_threshold, checker.check.unhealthy_threshold);
         let seconds = r.result.duration.as_secs_f64();
+        let counted = (checker.check.kind.as_str(), if r.result.ok { "pass" } else { "fail" });
         self.shared.telemetry.update(|t| {
             t.health_check_seconds.entry((key.service.clone(), key.address.to_string())).or_default().observe(seconds);
+            *t.health_checks_total.entry(counted).or_default() += 1;
         });
         let changed = self.trackers.entry(key.clone()).or_default().record(r.result.ok, healthy, unhealthy);
+        let check = checker.check.clone();
+        let agent_changed = r.result.agent.as_ref().is_some_and(|words| self.agent_said(&key, words, &check));
         if let Some(h) = changed {
             info!(service = %key.service, backend = %key.address, health = h.as_str(), detail = %r.result.detail, "health changed");
             if h == Health::Up {
@@ -60,8 +64,24 @@ impl Controller {
         self.last_checks.insert(key, r.result);
         if changed.is_some() {
             self.persist();
+        }
+        if changed.is_some() || agent_changed {
             self.apply();
         }
+    }
+
+    /// Takes in what a backend's agent said (see `agent_overlay`); true when it changes
+    /// the desired state.
+    fn agent_said(&mut self, key: &BackendKey, words: &health::AgentWords, check: &HealthCheck) -> bool {
+        let report = self.registry.agent.entry(key.clone()).or_default();
+        let changed = report.merge_under(words, check);
+        if changed {
+            info!(service = %key.service, backend = %key.address, state = ?report.state, weight_percent = ?report.weight_percent, "agent report changed");
+        }
+        if report.is_empty() {
+            self.registry.agent.remove(key);
+        }
+        changed
     }
 
     /// Each service's check under the current config; services with none are not in it.
@@ -121,6 +141,7 @@ impl Controller {
         self.trackers
             .retain(|key, _| checkers.contains_key(key) || (!had_checker.contains(key) && wanted.contains_key(key)));
         self.last_checks.retain(|key, _| checkers.contains_key(key));
+        self.registry.agent.retain(|key, _| checkers.contains_key(key));
         for (key, (check, target)) in wanted {
             if self.checkers.contains_key(&key) {
                 continue;
@@ -189,7 +210,8 @@ impl Controller {
     }
 }
 
-/// The checked backends of encapsulating services, with their service's forwarding.
+/// The checked backends of encapsulating services, with their service's forwarding. Not
+/// those with an `agent` check: the agent answers on the backend's own address.
 fn tunnelled_backends(
     desired: &Desired,
     checks: &HashMap<String, HealthCheck>,
@@ -197,7 +219,9 @@ fn tunnelled_backends(
     desired
         .services
         .iter()
-        .filter(|s| s.forwarding.encapsulates() && checks.contains_key(s.name.as_str()))
+        .filter(|s| {
+            s.forwarding.encapsulates() && checks.get(s.name.as_str()).is_some_and(|c| c.kind != HealthCheckType::Agent)
+        })
         .flat_map(|s| s.backends.iter().map(move |b| (BackendKey::new(&s.name, b.address), s.forwarding)))
         .collect()
 }

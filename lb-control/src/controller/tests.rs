@@ -129,6 +129,7 @@ fn report(c: &mut Controller, key: &BackendKey, ok: bool, n: usize) {
             detail: "by hand".into(),
             duration: Duration::from_millis(1),
             finished: Instant::now(),
+            agent: None,
         };
         c.health_report(Report { service: key.service.clone(), address: key.address, checker, result });
     }
@@ -188,6 +189,7 @@ async fn a_changed_check_starts_over_from_unknown_and_old_results_do_not_count()
         detail: "late".into(),
         duration: Duration::ZERO,
         finished: Instant::now(),
+        agent: None,
     };
     for _ in 0..3 {
         c.health_report(Report { service: b.service.clone(), address: b.address, checker: old, result: late.clone() });
@@ -338,6 +340,7 @@ async fn a_check_that_fails_for_a_local_reason_is_not_counted_against_the_backen
             detail: "local: cannot open a socket: Too many open files (os error 24)".into(),
             duration: Duration::ZERO,
             finished: Instant::now(),
+            agent: None,
         };
         c.health_report(Report { service: b.service.clone(), address: b.address, checker, result });
     }
@@ -664,6 +667,54 @@ async fn announcements_follow_the_desired_state_and_the_drain() {
     let (mut c, _, _) = controller(&plain);
     assert!(matches!(c.drain(true), Err(ControlError::Conflict(_))));
     assert_eq!(c.views()[0].announced, None);
+}
+
+/// What an agent check's agent says reaches the data path (drain, a
+/// weight share, down), and a changed check forgets it.
+#[tokio::test]
+async fn an_agents_words_reach_the_data_path_until_its_check_changes() {
+    let scratch = Scratch::new();
+    let web = |port: u16| {
+        format!(
+            "[[service]]\nname = \"web\"\nvip = \"10.0.0.100:80\"\n[service.health_check]\ntype = \"agent\"\n\
+             agent_port = {port}\ninterval = \"60s\"\nunhealthy_threshold = 1\n\
+             [[service.backend]]\naddress = \"127.0.0.1:1\"\nweight = 10\n"
+        )
+    };
+    scratch.write(&web(7));
+    let (mut c, recorder, _reports) = controller(&scratch);
+    let b = key("web", "127.0.0.1:1");
+    let said = |c: &mut Controller, line: &str| {
+        let words = crate::health::parse_agent_line(line);
+        let checker = c.checkers.get(&b).expect("a checker").id;
+        let ok = words.health != Some(crate::health::AgentHealth::Down);
+        let result = CheckResult {
+            ok,
+            local: false,
+            detail: format!("agent: {line}"),
+            duration: Duration::from_millis(1),
+            finished: Instant::now(),
+            agent: Some(words),
+        };
+        c.health_report(Report { service: b.service.clone(), address: b.address, checker, result });
+    };
+    let seen = |recorder: &Recorder| {
+        let last = recorder.last.lock().unwrap();
+        let backend = last.as_ref().unwrap().services[0].backends[0].clone();
+        (backend.weight, backend.state, backend.health)
+    };
+    said(&mut c, "up drain 50%");
+    assert_eq!(seen(&recorder), (5, lb_config::AdminState::Drain, Health::Unknown), "1 success of 2: still unknown");
+    assert_eq!(c.views()[0].backends[0].agent.as_ref().and_then(|a| a.weight_percent), Some(50), "shown apart");
+    said(&mut c, "ready");
+    assert_eq!(seen(&recorder), (5, lb_config::AdminState::Ready, Health::Up));
+    said(&mut c, "down");
+    assert_eq!(seen(&recorder), (5, lb_config::AdminState::Ready, Health::Down), "down counts as a failure");
+    said(&mut c, "maint");
+    scratch.write(&web(8));
+    c.reload().unwrap();
+    assert_eq!(seen(&recorder), (10, lb_config::AdminState::Ready, Health::Unknown), "a changed check starts afresh");
+    assert!(c.registry.agent.is_empty());
 }
 
 #[path = "traffic_tests.rs"]

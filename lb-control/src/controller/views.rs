@@ -50,6 +50,7 @@ impl Controller {
                             proxy: self.dataplane.backend_counters(&s.name, b.address),
                             circuit: b.circuit.as_str().to_string(),
                             ejections_total: self.breakers.get(&key).map_or(0, |br| br.ejections_total),
+                            agent: self.registry.agent.get(&key).cloned(),
                         }
                     })
                     .collect(),

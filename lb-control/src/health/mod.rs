@@ -1,17 +1,28 @@
 //! Active health checks: one task per backend probes it every `interval` (with jitter, so a
 //! thousand backends are not probed in the same millisecond) and reports each result to the
 //! controller, whose `Tracker` turns runs of results into health changes.
+//!
+//! One module per check type: `tcp` (connect), `http` (GET and the status line, over any
+//! stream), `https` (the same over TLS), `udp` (a datagram and its reply) and `agent`
+//! (HAProxy's agent-check line).
+mod agent;
+mod http;
+mod https;
+mod tcp;
+mod udp;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use crate::tunnel_check::Target;
 use lb_config::desired::Health;
 use lb_config::{HealthCheck, HealthCheckType};
+
+pub use agent::{parse_agent_line, AgentHealth, AgentState, AgentWords, MAX_AGENT_LINE};
+pub use http::parse_status_line;
 
 /// One probe's outcome.
 #[derive(Clone, Debug, PartialEq)]
@@ -24,6 +35,9 @@ pub struct CheckResult {
     pub detail: String,
     pub duration: Duration,
     pub finished: Instant,
+    /// What an `agent` check's agent said (also when it said `down`); `None` for other
+    /// types and when no line was read.
+    pub agent: Option<AgentWords>,
 }
 
 /// A result on its way to the controller.
@@ -81,27 +95,44 @@ impl Tracker {
     }
 }
 
-/// Probe once: `tcp` connects; `http` sends a GET and checks the status line. `target`
-/// says where to connect: the backend, or the VIP through the tunnel (`tunnel_check`).
+/// Probe once, bounded by the check's `timeout` whatever the type. `target` says where
+/// to connect: the backend, or the VIP through the tunnel (`tunnel_check`); an `agent`
+/// check always asks the backend's own address, at `agent_port`.
 pub async fn probe(check: &HealthCheck, target: &Target) -> CheckResult {
     let start = Instant::now();
     let outcome = tokio::time::timeout(check.timeout, attempt(check, target)).await;
-    let (ok, local, detail) = match outcome {
-        Ok(Ok(detail)) => (true, false, detail),
-        Ok(Err(Failed::Backend(detail))) => (false, false, detail),
-        Ok(Err(Failed::Local(detail))) => (false, true, detail),
+    let (ok, local, detail, agent) = match outcome {
+        Ok(Ok(Passed { detail, agent })) => (true, false, detail, agent),
+        Ok(Err(Failed::Backend(detail))) => (false, false, detail, None),
+        Ok(Err(Failed::Agent(detail, words))) => (false, false, detail, Some(words)),
+        Ok(Err(Failed::Local(detail))) => (false, true, detail, None),
         Err(_) => (
             false,
             false,
             format!("timeout after {}{}", lb_config::format_duration(check.timeout), target.timeout_hint()),
+            None,
         ),
     };
-    CheckResult { ok, local, detail, duration: start.elapsed(), finished: Instant::now() }
+    CheckResult { ok, local, detail, duration: start.elapsed(), finished: Instant::now(), agent }
+}
+
+/// A passed probe: what to show, and what an agent said.
+struct Passed {
+    detail: String,
+    agent: Option<AgentWords>,
+}
+
+impl From<String> for Passed {
+    fn from(detail: String) -> Self {
+        Passed { detail, agent: None }
+    }
 }
 
 /// Why a probe failed: the backend's doing, or this host's.
 enum Failed {
     Backend(String),
+    /// The agent answered, and said the backend is down.
+    Agent(String, AgentWords),
     Local(String),
 }
 
@@ -126,45 +157,15 @@ fn connect_failed(target: &Target, e: std::io::Error) -> Failed {
     }
 }
 
-async fn attempt(check: &HealthCheck, target: &Target) -> Result<String, Failed> {
-    let address = target.address();
-    let mut stream = target.connect().await.map_err(|e| connect_failed(target, e))?;
-    if check.kind != HealthCheckType::Http {
-        return Ok("connected".into());
+async fn attempt(check: &HealthCheck, target: &Target) -> Result<Passed, Failed> {
+    match check.kind {
+        // `none` never gets a checker; a connect is the harmless answer if one did.
+        HealthCheckType::Tcp | HealthCheckType::None => tcp::attempt(target).await.map(Passed::from),
+        HealthCheckType::Http => http::attempt(check, target).await.map(Passed::from),
+        HealthCheckType::Https => https::attempt(check, target).await.map(Passed::from),
+        HealthCheckType::Udp => udp::attempt(check, target).await.map(Passed::from),
+        HealthCheckType::Agent => agent::attempt(check, target).await,
     }
-    let request = format!(
-        "GET {} HTTP/1.1\r\nHost: {address}\r\nUser-Agent: lb-health-check\r\nConnection: close\r\n\r\n",
-        check.path
-    );
-    stream.write_all(request.as_bytes()).await.map_err(|e| format!("send: {e}"))?;
-    let status = read_status(&mut stream).await?;
-    if check.expected_status.contains(status) {
-        Ok(format!("HTTP {status}"))
-    } else {
-        Err(Failed::Backend(format!("HTTP {status}, expected {}", check.expected_status)))
-    }
-}
-
-/// The status code of an HTTP/1.x response's first line.
-async fn read_status(stream: &mut TcpStream) -> Result<u16, String> {
-    let mut buf = Vec::with_capacity(64);
-    let mut chunk = [0u8; 64];
-    while !buf.contains(&b'\n') && buf.len() < 1024 {
-        let n = stream.read(&mut chunk).await.map_err(|e| format!("receive: {e}"))?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    parse_status_line(&buf).ok_or_else(|| "not an HTTP response".to_string())
-}
-
-pub fn parse_status_line(buf: &[u8]) -> Option<u16> {
-    let line = buf.split(|&b| b == b'\n').next()?;
-    let text = std::str::from_utf8(line).ok()?;
-    let mut parts = text.split_whitespace();
-    parts.next().filter(|v| v.starts_with("HTTP/1."))?;
-    parts.next()?.parse().ok().filter(|c| (100..=599).contains(c))
 }
 
 /// The task checking one backend (`address`, reached at `target`) until the controller
@@ -193,6 +194,7 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[test]
     fn thresholds_turn_runs_of_results_into_health_changes() {
@@ -207,15 +209,6 @@ mod tests {
         assert_eq!(t.record(false, 2, 3), None, "no repeated change");
         assert_eq!(t.record(true, 2, 3), None);
         assert_eq!(t.record(true, 2, 3), Some(Health::Up));
-    }
-
-    #[test]
-    fn status_lines_parse_and_garbage_does_not() {
-        assert_eq!(parse_status_line(b"HTTP/1.1 200 OK\r\n"), Some(200));
-        assert_eq!(parse_status_line(b"HTTP/1.0 503 Service Unavailable\r\n"), Some(503));
-        assert_eq!(parse_status_line(b"SSH-2.0-OpenSSH\r\n"), None);
-        assert_eq!(parse_status_line(b"HTTP/1.1 999 what\r\n"), None);
-        assert_eq!(parse_status_line(b""), None);
     }
 
     #[tokio::test]
@@ -256,3 +249,6 @@ mod tests {
         assert!(matches!(connect_failed(&direct, std::io::Error::from_raw_os_error(libc::EMFILE)), Failed::Local(_)));
     }
 }
+
+#[cfg(test)]
+mod loopback_tests;
