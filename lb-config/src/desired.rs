@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::{
     AdminState, Algorithm, Config, ConnectionCaps, Forwarding, Pool, Protocol, ProxyMode, RateLimit, SourceAcl,
+    TrafficOptions,
 };
 
 /// A backend of a service: the key under which every source, check and breaker knows it.
@@ -150,6 +151,8 @@ pub struct DesiredService {
     /// source (0: no cap).
     pub connection_caps: ConnectionCaps,
     pub backends: Vec<DesiredBackend>,
+    /// Proxy path only: the PROXY protocol and SNI routes (issue 14, items 3 and 4).
+    pub traffic: TrafficOptions,
 }
 
 /// Daemon-wide settings a data path applies to every service.
@@ -219,6 +222,7 @@ impl Desired {
                         circuit: Circuit::Closed,
                     })
                     .collect(),
+                traffic: s.traffic.clone(),
             })
             .collect();
         Self { services, settings }

@@ -26,6 +26,8 @@ mod protection;
 mod schema;
 mod status;
 mod token;
+mod traffic;
+mod traffic_rules;
 mod validate;
 
 #[cfg(test)]
@@ -53,6 +55,9 @@ pub use ports::{PortRange, PortRangeError};
 pub use protection::{CircuitBreaker, ConnectionCaps, RateLimit, MAX_RATE};
 pub use status::{StatusRanges, StatusRangesError};
 pub use token::Tokens;
+pub use traffic::{
+    ProxyHeaderVersion, ProxyProtocol, SniName, SniRoute, SniRouting, TrafficOptions, DEFAULT_SNI_TIMEOUT, MAX_SNI_TIMEOUT,
+};
 
 use error::Source;
 use schema::RawConfig;

@@ -37,6 +37,7 @@ use super::{
         RawService, TextOrNumber,
     },
     status::StatusRanges,
+    traffic_rules::PathChoice,
 };
 
 /// Validates a parsed file; `Ok` only if nothing at all is wrong, with the warnings about
@@ -46,7 +47,8 @@ pub(super) fn validate(raw: &RawConfig, source: &Source<'_>) -> Result<Checked, 
     let daemon = validator.daemon(&raw.daemon);
     // A written mode is a valid keyword even when `daemon` rejected it (xdp, no interface).
     let mode = raw.daemon.mode.as_ref().map(|m| *m.get_ref()).unwrap_or_default();
-    let services: Vec<Option<Service>> = raw.services.iter().map(|s| validator.service(s, mode)).collect();
+    let path = PathChoice { mode, has_interface: raw.daemon.interface.is_some() };
+    let services: Vec<Option<Service>> = raw.services.iter().map(|s| validator.service(s, path)).collect();
     validator.unique_service_names(&raw.services);
     validator.unique_vips(&raw.services);
     validator.within_limits(&raw.daemon, &raw.services);
@@ -70,6 +72,11 @@ pub(super) struct Validator<'a> {
 impl Validator<'_> {
     pub(super) fn report(&mut self, span: &Range<usize>, message: impl Into<String>) {
         self.diagnostics.push(self.source.at(span, message));
+    }
+
+    /// The line of a byte offset in the file.
+    pub(super) fn line_of(&self, offset: usize) -> usize {
+        self.source.line_of(offset)
     }
 
     pub(super) fn warn(&mut self, span: &Range<usize>, message: impl Into<String>) {
@@ -184,8 +191,9 @@ impl Validator<'_> {
         })
     }
 
-    /// `mode` is the daemon's, as written or defaulted.
-    fn service(&mut self, raw: &RawService, mode: Mode) -> Option<Service> {
+    /// `path.mode` is the daemon's, as written or defaulted.
+    fn service(&mut self, raw: &RawService, path: PathChoice) -> Option<Service> {
+        let mode = path.mode;
         let name = self.required(&raw.name, |name| service_name(name));
         let vip = self.required(&raw.vip, |text| {
             let vip = vip(text)?;
@@ -205,6 +213,8 @@ impl Validator<'_> {
         let connection_caps = self.connection_caps(raw);
         let backends = self.backends(&raw.backends, vip, forwarding);
         let allow_registration_from = self.registration_prefixes(&raw.allow_registration_from);
+        let traffic = self.traffic(raw, protocol, proxy_mode, path);
+        self.warn_unpooled(raw, proxy_mode);
         Some(Service {
             name: name?,
             vip: vip?,
@@ -220,6 +230,7 @@ impl Validator<'_> {
             connection_caps: connection_caps?,
             backends: backends?,
             allow_registration_from: allow_registration_from?,
+            traffic: traffic?,
         })
     }
 

@@ -16,7 +16,7 @@ use super::signal::Signal;
 use super::stats::BackendStats;
 use crate::select::{ActiveGuard, Candidate, Choices, Flow, Selection, Selector};
 use lb_config::desired::PathSettings;
-use lb_config::Pool;
+use lb_config::{Pool, TrafficOptions};
 
 /// Backends tried per new flow (connect failures) before the client is given up on.
 pub const MAX_TRIES: usize = 3;
@@ -121,18 +121,54 @@ pub enum NoBackend {
 }
 
 pub struct Table {
+    /// With SNI routes: the backends without a group; else every one.
     pub selector: Selector,
     slots: HashMap<SocketAddr, Arc<BackendSlot>>,
     pub settings: Arc<Settings>,
     trial: Option<TrialFlow>,
     /// `[service.circuit_breaker] max_connections`: 0 = unlimited.
     max_connections: u64,
+    /// The PROXY protocol and SNI routes of the service, as this reconcile set them.
+    pub traffic: Arc<TrafficOptions>,
+    /// SNI routes: each route group's backends in rotation (perhaps none).
+    groups: HashMap<String, Selector>,
+    /// The trial backend's group (it is offered only to flows routed there).
+    trial_group: Option<String>,
+    /// SNI routes: some backend of the service has no group (else a connection no route
+    /// takes has nowhere to go).
+    pub has_default_group: bool,
 }
 
 impl Table {
     /// `slots` must hold every candidate's address.
     pub fn new(selector: Selector, slots: HashMap<SocketAddr, Arc<BackendSlot>>, settings: Arc<Settings>) -> Self {
-        Table { selector, slots, settings, trial: None, max_connections: 0 }
+        Table {
+            selector,
+            slots,
+            settings,
+            trial: None,
+            max_connections: 0,
+            traffic: Arc::default(),
+            groups: HashMap::new(),
+            trial_group: None,
+            has_default_group: true,
+        }
+    }
+
+    /// SNI routes: the service's options, each route group's selector, and the trial
+    /// backend's group.
+    pub fn with_traffic(
+        mut self,
+        traffic: Arc<TrafficOptions>,
+        groups: HashMap<String, Selector>,
+        trial_group: Option<String>,
+        has_default_group: bool,
+    ) -> Self {
+        self.has_default_group = has_default_group;
+        self.traffic = traffic;
+        self.groups = groups;
+        self.trial_group = trial_group;
+        self
     }
 
     /// The half-open backend that may take one flow of this table.
@@ -153,7 +189,18 @@ impl Table {
 
     /// The backends a new flow may take, in order; see `Picks`.
     pub fn picks(&self, flow: &Flow) -> Picks<'_> {
-        Picks { table: self, trial: self.trial.as_ref(), choices: self.selector.iter(flow), full: false }
+        self.picks_in(flow, None)
+    }
+
+    /// The backends of an SNI route's `group` a new flow may take (None: those without a
+    /// group); a group with none in rotation gives none.
+    pub fn picks_in(&self, flow: &Flow, group: Option<&str>) -> Picks<'_> {
+        let selector = match group {
+            None => Some(&self.selector),
+            Some(g) => self.groups.get(g),
+        };
+        let trial = self.trial.as_ref().filter(|_| group == self.trial_group.as_deref());
+        Picks { table: self, trial, choices: selector.map(|s| s.iter(flow)), full: false }
     }
 
     /// The flow's slot for a candidate: none if the candidate has none or was cut (this table
@@ -171,7 +218,8 @@ pub struct Picks<'a> {
     table: &'a Table,
     /// The half-open backend, until this flow has taken its trial.
     trial: Option<&'a TrialFlow>,
-    choices: Choices<'a>,
+    /// None: the flow's group has no selector (no backend).
+    choices: Option<Choices<'a>>,
     /// A choice was passed over as full: what to report once none is left.
     full: bool,
 }
@@ -183,7 +231,7 @@ impl Picks<'_> {
             return Ok(picked);
         }
         let cap = self.table.max_connections;
-        for c in self.choices.by_ref() {
+        for c in self.choices.iter_mut().flatten() {
             let Some(slot) = self.table.live_slot(c.address) else { continue };
             match ActiveGuard::reserve(c, cap) {
                 Some(active) => return Ok(Picked { slot: slot.clone(), active }),
@@ -308,6 +356,26 @@ mod tests {
         let mut picks = t.picks(&flow());
         assert_eq!(address(picks.next_backend()), c[1].address);
         assert_eq!(picks.next_backend().err(), Some(NoBackend::None));
+    }
+
+    #[test]
+    fn a_group_picks_only_its_backends_and_a_missing_group_none() {
+        let (t, _, _) = table(1, 0);
+        let api = candidate(7);
+        let mut slots: HashMap<SocketAddr, Arc<BackendSlot>> = HashMap::new();
+        slots.insert(api.address, slot(&api));
+        let groups = HashMap::from([("api".to_string(), Selector::new(Algorithm::RoundRobin, vec![api.clone()]))]);
+        let t = Table { slots: t.slots.into_iter().chain(slots).collect(), ..t }.with_traffic(
+            Arc::default(),
+            groups,
+            None,
+            true,
+        );
+        let mut picks = t.picks_in(&flow(), Some("api"));
+        assert_eq!(address(picks.next_backend()), api.address);
+        assert_eq!(picks.next_backend().err(), Some(NoBackend::None));
+        assert_eq!(address(t.picks(&flow()).next_backend()), candidate(1).address, "the default set");
+        assert_eq!(t.picks_in(&flow(), Some("web")).next_backend().err(), Some(NoBackend::None));
     }
 
     #[test]
