@@ -33,7 +33,7 @@ impl ProxyHeaderVersion {
 }
 
 /// A service's server-name routes: which backends a TLS connection goes to by its SNI.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SniRouting {
     /// `[[service.route]]` in file order; empty: no SNI routing (the service is plain l4).
     pub routes: Vec<SniRoute>,
@@ -80,6 +80,12 @@ impl std::fmt::Display for SniName {
             SniName::Exact(n) => f.write_str(n),
             SniName::Wildcard(p) => write!(f, "*.{p}"),
         }
+    }
+}
+
+impl Default for SniRouting {
+    fn default() -> Self {
+        SniRouting { routes: Vec::new(), groups: HashMap::new(), timeout: DEFAULT_SNI_TIMEOUT }
     }
 }
 
