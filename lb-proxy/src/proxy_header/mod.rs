@@ -10,7 +10,7 @@ mod tests;
 
 use std::net::SocketAddr;
 
-pub use parse::{parse, HeaderError, Parsed};
+pub use parse::{parse, Parsed};
 pub use write::encode;
 
 /// The 12 bytes every version 2 header starts with.

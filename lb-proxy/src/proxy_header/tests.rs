@@ -2,6 +2,7 @@ use std::net::SocketAddr;
 
 use proptest::prelude::*;
 
+use super::parse::HeaderError;
 use super::*;
 use lb_config::ProxyHeaderVersion::{V1, V2};
 
