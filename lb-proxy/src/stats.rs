@@ -476,7 +476,9 @@ impl ProxyStats {
             let m = self.services.read().unwrap_or_else(|e| e.into_inner());
             m.iter().map(|(s, c)| (s.clone(), c.clone())).collect()
         };
-        super::traffic_stats::render(&mut out, &all);
+        let traffic: Vec<(&str, &super::traffic_stats::TrafficStats)> =
+            all.iter().map(|(s, c)| (s.as_str(), &c.traffic)).collect();
+        super::traffic_stats::render(&mut out, &traffic, PATH_PROXY);
         out.into_string()
     }
 }

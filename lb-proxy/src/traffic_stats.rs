@@ -3,13 +3,12 @@
 //! feature (`accept_proxy`, `[[service.route]]`), zeros included once they do.
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use lb_control::exposition::{sample, Exposition};
 
 use super::front::FrontRefusal;
 use super::sni::SniRefusal;
-use super::stats::{ServiceStats, PATH_PROXY};
 
 /// The `group` label of connections routed to the backends without a group.
 pub const DEFAULT_GROUP: &str = "(default)";
@@ -62,9 +61,9 @@ impl TrafficStats {
     }
 }
 
-/// The three families, over every service (name, counters).
-pub fn render(out: &mut Exposition, services: &[(String, Arc<ServiceStats>)]) {
-    let uses = |f: fn(&TrafficStats) -> bool| services.iter().filter(move |(_, s)| f(&s.traffic));
+/// The three families, over every service (name, counters), labelled with `path`.
+pub fn render(out: &mut Exposition, services: &[(&str, &TrafficStats)], path: &str) {
+    let uses = |f: fn(&TrafficStats) -> bool| services.iter().filter(move |(_, t)| f(t));
     out.family(
         "lb_proxy_proxy_header_rejected_total",
         "counter",
@@ -73,8 +72,8 @@ pub fn render(out: &mut Exposition, services: &[(String, Arc<ServiceStats>)]) {
             FrontRefusal::ALL.map(|why| {
                 sample(
                     "lb_proxy_proxy_header_rejected_total",
-                    &[("service", s), ("reason", why.as_str()), ("path", PATH_PROXY)],
-                    c.traffic.rejected_header(why),
+                    &[("service", s), ("reason", why.as_str()), ("path", path)],
+                    c.rejected_header(why),
                 )
             })
         }),
@@ -84,8 +83,8 @@ pub fn render(out: &mut Exposition, services: &[(String, Arc<ServiceStats>)]) {
         "counter",
         "TLS connections routed by their server name, per backend group ((default): the backends without a group).",
         uses(|t| t.routes_sni.load(Ordering::Relaxed)).flat_map(|(s, c)| {
-            c.traffic.routed().into_iter().map(move |(group, n)| {
-                sample("lb_proxy_sni_routed_total", &[("service", s), ("group", &group), ("path", PATH_PROXY)], n)
+            c.routed().into_iter().map(move |(group, n)| {
+                sample("lb_proxy_sni_routed_total", &[("service", s), ("group", &group), ("path", path)], n)
             })
         }),
     );
@@ -97,8 +96,8 @@ pub fn render(out: &mut Exposition, services: &[(String, Arc<ServiceStats>)]) {
             SniRefusal::ALL.map(|why| {
                 sample(
                     "lb_proxy_sni_rejected_total",
-                    &[("service", s), ("reason", why.as_str()), ("path", PATH_PROXY)],
-                    c.traffic.rejected_sni(why),
+                    &[("service", s), ("reason", why.as_str()), ("path", path)],
+                    c.rejected_sni(why),
                 )
             })
         }),
