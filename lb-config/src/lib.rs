@@ -33,9 +33,9 @@ mod validate;
 #[cfg(test)]
 mod cluster_tests;
 #[cfg(test)]
-mod traffic_tests;
-#[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod traffic_tests;
 
 use std::path::Path;
 
@@ -58,7 +58,8 @@ pub use protection::{CircuitBreaker, ConnectionCaps, RateLimit, MAX_RATE};
 pub use status::{StatusRanges, StatusRangesError};
 pub use token::Tokens;
 pub use traffic::{
-    ProxyHeaderVersion, ProxyProtocol, SniName, SniRoute, SniRouting, TrafficOptions, DEFAULT_SNI_TIMEOUT, MAX_SNI_TIMEOUT,
+    ProxyHeaderVersion, ProxyProtocol, SniName, SniRoute, SniRouting, TrafficOptions, DEFAULT_SNI_TIMEOUT,
+    MAX_SNI_TIMEOUT,
 };
 
 use error::Source;

@@ -100,7 +100,9 @@ impl SniRouting {
     pub fn group_of(&self, host: &str) -> Option<&str> {
         let host = host.to_ascii_lowercase();
         let find = |exact: bool| {
-            self.routes.iter().find(|r| r.names.iter().any(|n| matches!(n, SniName::Exact(_)) == exact && n.matches(&host)))
+            self.routes
+                .iter()
+                .find(|r| r.names.iter().any(|n| matches!(n, SniName::Exact(_)) == exact && n.matches(&host)))
         };
         find(true).or_else(|| find(false)).map(|r| r.group.as_str())
     }

@@ -37,9 +37,7 @@ impl PathChoice {
             Mode::Xdp => "daemon.mode is \"xdp\"",
             _ => "daemon.mode \"auto\" with an interface may run XDP",
         };
-        Err(format!(
-            "{key} needs the proxy path, but {why}, which cannot honour it; set daemon.mode = \"proxy\""
-        ))
+        Err(format!("{key} needs the proxy path, but {why}, which cannot honour it; set daemon.mode = \"proxy\""))
     }
 }
 
@@ -194,10 +192,7 @@ impl Validator<'_> {
             if !routes.iter().any(|r| r.group.get_ref() == g.get_ref()) {
                 self.warn(
                     &g.span(),
-                    format!(
-                        "no [[service.route]] names group {:?}: this backend gets no connections",
-                        g.get_ref()
-                    ),
+                    format!("no [[service.route]] names group {:?}: this backend gets no connections", g.get_ref()),
                 );
             }
         }
@@ -219,8 +214,8 @@ impl Validator<'_> {
     }
 }
 
-fn send_proxy(text: &String) -> Result<ProxyHeaderVersion, String> {
-    match text.as_str() {
+fn send_proxy(text: &str) -> Result<ProxyHeaderVersion, String> {
+    match text {
         "v1" => Ok(ProxyHeaderVersion::V1),
         "v2" => Ok(ProxyHeaderVersion::V2),
         other => Err(format!("send_proxy must be \"v1\" or \"v2\", not {other:?}")),

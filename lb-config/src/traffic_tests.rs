@@ -37,13 +37,18 @@ address = "172.20.0.13:443"
 
 #[test]
 fn proxy_protocol_keys_parse_and_default_to_off() {
-    let c = parse(&svc("send_proxy = \"v2\"\naccept_proxy = true\naccept_proxy_from = [\"172.20.0.0/24\", \"fd00:20::1\"]\n"));
+    let c = parse(&svc(
+        "send_proxy = \"v2\"\naccept_proxy = true\naccept_proxy_from = [\"172.20.0.0/24\", \"fd00:20::1\"]\n",
+    ));
     let pp = &c.services[0].traffic.proxy_protocol;
     assert_eq!(pp.send, Some(ProxyHeaderVersion::V2));
     assert!(pp.accepts());
     assert!(pp.trusts("172.20.0.9".parse().unwrap()) && pp.trusts("::ffff:172.20.0.9".parse().unwrap()));
     assert!(!pp.trusts("172.20.1.9".parse().unwrap()));
-    assert_eq!(parse(&svc("send_proxy = \"v1\"\n")).services[0].traffic.proxy_protocol.send, Some(ProxyHeaderVersion::V1));
+    assert_eq!(
+        parse(&svc("send_proxy = \"v1\"\n")).services[0].traffic.proxy_protocol.send,
+        Some(ProxyHeaderVersion::V1)
+    );
     let off = parse(&svc(""));
     assert_eq!(off.services[0].traffic, TrafficOptions::default());
     // auto without an interface can only run the proxy.
@@ -115,10 +120,10 @@ refused! {
         svc("protocol = \"udp\"\nsend_proxy = \"v2\"\n")
         => "lb.toml:7:14: send_proxy is for TCP services; this one is \"udp\"";
     send_proxy_needs_the_proxy_path_with_xdp:
-        "[daemon]\nmode = \"xdp\"\ninterface = \"eth0\"\n[[service]]\nname = \"a\"\nvip = \"172.20.0.100:80\"\nsend_proxy = \"v2\"\n".to_string()
+        "[daemon]\nmode = \"xdp\"\ninterface = \"eth0\"\n[[service]]\nname = \"a\"\nvip = \"172.20.0.100:80\"\nsend_proxy = \"v2\"\n"
         => "lb.toml:7:14: send_proxy needs the proxy path, but daemon.mode is \"xdp\", which cannot honour it; set daemon.mode = \"proxy\"";
     send_proxy_needs_the_proxy_path_with_auto_and_an_interface:
-        "[daemon]\ninterface = \"eth0\"\n[[service]]\nname = \"a\"\nvip = \"172.20.0.100:80\"\nsend_proxy = \"v2\"\n".to_string()
+        "[daemon]\ninterface = \"eth0\"\n[[service]]\nname = \"a\"\nvip = \"172.20.0.100:80\"\nsend_proxy = \"v2\"\n"
         => "lb.toml:6:14: send_proxy needs the proxy path, but daemon.mode \"auto\" with an interface may run XDP, which cannot honour it; set daemon.mode = \"proxy\"";
     accept_proxy_needs_accept_proxy_from:
         svc("accept_proxy = true\n")

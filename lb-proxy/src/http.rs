@@ -43,13 +43,13 @@ use tokio::net::TcpStream;
 use tracing::{debug, warn};
 
 use super::caps::ConnSlot;
-use super::front::Origin;
-use super::proxy_header;
 use super::client::{answer_and_close, ClientIo, ClientShared};
+use super::front::Origin;
 use super::headers::strip_hop_by_hop;
 use super::io::Metered;
 use super::outcome;
 use super::pool::{Conn, ReqBody, UpstreamBody, UpstreamPool};
+use super::proxy_header;
 use super::service::ServiceCtx;
 use super::stats::{FlowEntry, HttpRejection, ProxyFlow};
 use super::table::{BackendSlot, NoBackend, Picked, Table, MAX_TRIES};

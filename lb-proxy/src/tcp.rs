@@ -23,11 +23,11 @@ use tracing::{debug, warn};
 
 use super::front::Origin;
 use super::idle::Activity;
-use super::proxy_header;
-use super::sni::{self, SniRefusal};
 use super::lazy_select::select_lazy;
 use super::outcome::{self, Verdict};
+use super::proxy_header;
 use super::service::ServiceCtx;
+use super::sni::{self, SniRefusal};
 use super::stats::ProxyFlow;
 use super::table::{BackendSlot, NoBackend, Picked, Table, MAX_TRIES};
 use super::tracker::TaskGuard;

@@ -51,14 +51,13 @@ pub fn tls_server(ns: &str, name: &str, port: u16, common_name: &str) -> Result<
     std::fs::create_dir_all(RUN_DIR)?;
     let (cert, key) = (format!("{RUN_DIR}/{name}.crt"), format!("{RUN_DIR}/{name}.key"));
     let subject = format!("/CN={common_name}");
-    exec_ok(
-        ns,
-        &[
-            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-            "-days", "1", "-subj", &subject, "-keyout", &key, "-out", &cert,
-        ],
-    )
-    .context("openssl req")?;
+    // No spaces in any of these (the CN is a DNS name, the paths are RUN_DIR's).
+    let req = format!(
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+         -subj {subject} -keyout {key} -out {cert}"
+    );
+    let args: Vec<&str> = req.split_whitespace().collect();
+    exec_ok(ns, &args).context("openssl req")?;
     let accept = port.to_string();
     start(ns, name, &["openssl", "s_server", "-accept", &accept, "-cert", &cert, "-key", &key, "-www"], port)
 }

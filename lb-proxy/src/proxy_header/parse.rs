@@ -110,11 +110,7 @@ fn v2(buf: &[u8]) -> Result<Parsed, HeaderError> {
     if buf.len() < len {
         return Ok(Parsed::Incomplete);
     }
-    let header = if command == CMD_LOCAL {
-        Header::Local
-    } else {
-        v2_addresses(family, &buf[V2_FIXED..len])
-    };
+    let header = if command == CMD_LOCAL { Header::Local } else { v2_addresses(family, &buf[V2_FIXED..len]) };
     Ok(Parsed::Complete { header, len })
 }
 
@@ -135,10 +131,7 @@ fn v2_addresses(family: u8, body: &[u8]) -> Header {
     match family {
         AF_INET => {
             let ip = |at: usize| IpAddr::V4(Ipv4Addr::new(body[at], body[at + 1], body[at + 2], body[at + 3]));
-            Header::Proxied {
-                source: SocketAddr::new(ip(0), port(8)),
-                destination: SocketAddr::new(ip(4), port(10)),
-            }
+            Header::Proxied { source: SocketAddr::new(ip(0), port(8)), destination: SocketAddr::new(ip(4), port(10)) }
         }
         AF_INET6 => {
             let ip = |at: usize| {
@@ -146,10 +139,7 @@ fn v2_addresses(family: u8, body: &[u8]) -> Header {
                 octets.copy_from_slice(&body[at..at + 16]);
                 IpAddr::V6(Ipv6Addr::from(octets))
             };
-            Header::Proxied {
-                source: SocketAddr::new(ip(0), port(32)),
-                destination: SocketAddr::new(ip(16), port(34)),
-            }
+            Header::Proxied { source: SocketAddr::new(ip(0), port(32)), destination: SocketAddr::new(ip(16), port(34)) }
         }
         // AF_UNSPEC, AF_UNIX: no address the proxy can use.
         AF_UNSPEC | AF_UNIX => Header::Unspecified,

@@ -105,7 +105,11 @@ fn malformed_headers_are_refused_with_their_reason() {
         ("IPv4 in 11 bytes", v2_raw(0x21, 0x11, &[0; 11]), HeaderError::AddressTooShort),
         ("IPv6 in 12 bytes", v2_raw(0x21, 0x21, &[0; 12]), HeaderError::AddressTooShort),
         ("unix in 36 bytes", v2_raw(0x21, 0x31, &[0; 36]), HeaderError::AddressTooShort),
-        ("oversize, by its length alone", v2_raw(0x21, 0x11, &[0; MAX_HEADER - 15])[..16].to_vec(), HeaderError::TooLong),
+        (
+            "oversize, by its length alone",
+            v2_raw(0x21, 0x11, &[0; MAX_HEADER - 15])[..16].to_vec(),
+            HeaderError::TooLong,
+        ),
         ("v1 without CRLF in 107 bytes", [b"PROXY TCP4 ".as_slice(), &[b'1'; 100]].concat(), HeaderError::TooLong),
         ("v1 other protocol", b"PROXY UDP4 1.1.1.1 2.2.2.2 1 2\r\n".to_vec(), HeaderError::V1Syntax),
         ("v1 family mismatch", b"PROXY TCP4 ::1 ::2 1 2\r\n".to_vec(), HeaderError::V1Syntax),

@@ -29,14 +29,8 @@ fn same_family(a: SocketAddr, b: SocketAddr) -> (SocketAddr, SocketAddr) {
 
 fn v1(source: SocketAddr, destination: SocketAddr) -> Vec<u8> {
     let proto = if source.is_ipv4() { "TCP4" } else { "TCP6" };
-    format!(
-        "PROXY {proto} {} {} {} {}\r\n",
-        source.ip(),
-        destination.ip(),
-        source.port(),
-        destination.port()
-    )
-    .into_bytes()
+    format!("PROXY {proto} {} {} {} {}\r\n", source.ip(), destination.ip(), source.port(), destination.port())
+        .into_bytes()
 }
 
 /// Version 2, command PROXY (0x21), family INET or INET6 with STREAM (0x11, 0x21).

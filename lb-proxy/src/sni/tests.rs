@@ -104,13 +104,17 @@ fn what_is_not_a_client_hello_is_refused_with_its_reason() {
         ("a ServerHello", records(&not_hello, 16384), HelloError::NotClientHello),
         ("a space in the server name", records(&bad_sni, 16384), HelloError::Malformed),
         ("a length beyond the bound", records(&[1, 0, 0x40, 0][..], 16384), HelloError::TooLarge),
-        ("truncated inside the body", {
-            // The message claims 10 bytes more than its body has.
-            let mut m = hello_message(Some("a.example.org"), 0);
-            let len = u32::from_be_bytes([0, m[1], m[2], m[3]]) - 10;
-            m[1..4].copy_from_slice(&len.to_be_bytes()[1..]);
-            records(&m[..m.len() - 10], 16384)
-        }, HelloError::Malformed),
+        (
+            "truncated inside the body",
+            {
+                // The message claims 10 bytes more than its body has.
+                let mut m = hello_message(Some("a.example.org"), 0);
+                let len = u32::from_be_bytes([0, m[1], m[2], m[3]]) - 10;
+                m[1..4].copy_from_slice(&len.to_be_bytes()[1..]);
+                records(&m[..m.len() - 10], 16384)
+            },
+            HelloError::Malformed,
+        ),
     ];
     for (what, bytes, want) in cases {
         assert_eq!(parse(&bytes), Err(want), "{what}");
