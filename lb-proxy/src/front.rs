@@ -92,3 +92,53 @@ fn origin(header: Header, peer: SocketAddr, early: Vec<u8>) -> Origin {
         Header::Local | Header::Unspecified => Origin { client: peer, destination: None, early },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use lb_config::ProxyHeaderVersion;
+
+    /// Writes `chunks` to a loopback connection (a pause between them), closes it, and
+    /// reads the header on the other end.
+    async fn read_from(chunks: Vec<Vec<u8>>) -> (Result<Origin, (FrontRefusal, String)>, SocketAddr) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let to = listener.local_addr().unwrap();
+        let writer = tokio::spawn(async move {
+            let mut s = TcpStream::connect(to).await.unwrap();
+            s.set_nodelay(true).unwrap();
+            for c in chunks {
+                s.write_all(&c).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            // Closed here: a reader still waiting then sees the end.
+        });
+        let (mut stream, peer) = listener.accept().await.unwrap();
+        let r = read_header(&mut stream, peer).await;
+        writer.await.unwrap();
+        (r, peer)
+    }
+
+    #[tokio::test]
+    async fn a_header_in_pieces_names_the_client_and_keeps_the_bytes_after_it() {
+        let (src, dst) = ("192.0.2.7:4242".parse().unwrap(), "198.51.100.1:443".parse().unwrap());
+        let mut bytes = proxy_header::encode(ProxyHeaderVersion::V2, src, dst);
+        bytes.extend_from_slice(b"hello");
+        let chunks = vec![bytes[..5].to_vec(), bytes[5..20].to_vec(), bytes[20..].to_vec()];
+        let (origin, _) = read_from(chunks).await;
+        assert_eq!(origin.unwrap(), Origin { client: src, destination: Some(dst), early: b"hello".to_vec() });
+    }
+
+    #[tokio::test]
+    async fn local_is_the_real_peer_and_garbage_or_an_early_end_is_malformed() {
+        let local = [&proxy_header::V2_SIGNATURE[..], &[0x20, 0, 0, 0]].concat();
+        let (origin, peer) = read_from(vec![local]).await;
+        assert_eq!(origin.unwrap(), Origin::direct(peer));
+        let (r, _) = read_from(vec![b"GET / HTTP/1.1\r\n".to_vec()]).await;
+        assert_eq!(r.unwrap_err().0, FrontRefusal::Malformed);
+        let (r, _) = read_from(vec![proxy_header::V2_SIGNATURE[..8].to_vec()]).await;
+        assert_eq!(r.unwrap_err().0, FrontRefusal::Malformed, "the connection ended inside the header");
+    }
+}

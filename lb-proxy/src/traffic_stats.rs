@@ -103,3 +103,36 @@ pub fn render(out: &mut Exposition, services: &[(&str, &TrafficStats)], path: &s
         }),
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_services_using_a_feature_have_its_series_zeros_included() {
+        let (a, b) = (TrafficStats::default(), TrafficStats::default());
+        a.accepts_proxy.store(true, Ordering::Relaxed);
+        a.proxy_header_rejected(FrontRefusal::Untrusted);
+        b.routes_sni.store(true, Ordering::Relaxed);
+        b.know_groups(["api"].into_iter());
+        b.sni_routed(Some("api"));
+        b.sni_routed(None);
+        b.sni_rejected(SniRefusal::NotTls);
+        let mut out = Exposition::default();
+        render(&mut out, &[("a", &a), ("b", &b)], "proxy");
+        let text = out.into_string();
+        for line in [
+            "lb_proxy_proxy_header_rejected_total{service=\"a\",reason=\"untrusted\",path=\"proxy\"} 1",
+            "lb_proxy_proxy_header_rejected_total{service=\"a\",reason=\"timeout\",path=\"proxy\"} 0",
+            "lb_proxy_sni_routed_total{service=\"b\",group=\"(default)\",path=\"proxy\"} 1",
+            "lb_proxy_sni_routed_total{service=\"b\",group=\"api\",path=\"proxy\"} 1",
+            "lb_proxy_sni_rejected_total{service=\"b\",reason=\"not_tls\",path=\"proxy\"} 1",
+            "lb_proxy_sni_rejected_total{service=\"b\",reason=\"no_route\",path=\"proxy\"} 0",
+        ] {
+            assert!(text.contains(line), "{line} in:\n{text}");
+        }
+        assert!(
+            !text.contains("service=\"b\",reason=\"untrusted\"") && !text.contains("sni_routed_total{service=\"a\"")
+        );
+    }
+}
