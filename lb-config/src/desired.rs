@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::{
-    AdminState, Algorithm, Config, ConnectionCaps, Forwarding, Pool, Protocol, ProxyMode, RateLimit, SourceAcl,
-    TrafficOptions,
+    AdminState, Algorithm, Config, ConnectionCaps, Forwarding, Pool, Protocol, ProxyMode, ProxyOptions, RateLimit,
+    SourceAcl,
 };
 
 /// A backend of a service: the key under which every source, check and breaker knows it.
@@ -151,8 +151,8 @@ pub struct DesiredService {
     /// source (0: no cap).
     pub connection_caps: ConnectionCaps,
     pub backends: Vec<DesiredBackend>,
-    /// Proxy path only: the PROXY protocol and SNI routes (issue 14, items 3 and 4).
-    pub traffic: TrafficOptions,
+    /// Proxy path only: the PROXY protocol and SNI routes.
+    pub proxy_options: ProxyOptions,
 }
 
 /// Daemon-wide settings a data path applies to every service.
@@ -222,7 +222,7 @@ impl Desired {
                         circuit: Circuit::Closed,
                     })
                     .collect(),
-                traffic: s.traffic.clone(),
+                proxy_options: s.proxy_options.clone(),
             })
             .collect();
         Self { services, settings }

@@ -23,19 +23,19 @@ mod error;
 mod model;
 mod ports;
 mod protection;
+mod proxy_options;
+mod proxy_options_rules;
 mod schema;
 mod status;
 mod token;
-mod traffic;
-mod traffic_rules;
 mod validate;
 
 #[cfg(test)]
 mod cluster_tests;
 #[cfg(test)]
-mod tests;
+mod proxy_options_tests;
 #[cfg(test)]
-mod traffic_tests;
+mod tests;
 
 use std::path::Path;
 
@@ -55,12 +55,12 @@ pub use model::{
 };
 pub use ports::{PortRange, PortRangeError};
 pub use protection::{CircuitBreaker, ConnectionCaps, RateLimit, MAX_RATE};
-pub use status::{StatusRanges, StatusRangesError};
-pub use token::Tokens;
-pub use traffic::{
-    ProxyHeaderVersion, ProxyProtocol, SniName, SniRoute, SniRouting, TrafficOptions, DEFAULT_SNI_TIMEOUT,
+pub use proxy_options::{
+    ProxyHeaderVersion, ProxyOptions, ProxyProtocol, SniName, SniRoute, SniRouting, DEFAULT_SNI_TIMEOUT,
     MAX_SNI_TIMEOUT,
 };
+pub use status::{StatusRanges, StatusRangesError};
+pub use token::Tokens;
 
 use error::Source;
 use schema::RawConfig;

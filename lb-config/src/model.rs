@@ -175,8 +175,8 @@ pub struct Service {
     /// checks (loopback, the LB's own addresses, ...), never the admin API's own address.
     /// Default: none.
     pub allow_registration_from: Vec<super::Cidr>,
-    /// Proxy path: the PROXY protocol and SNI routes (issue 14, items 3 and 4).
-    pub traffic: super::TrafficOptions,
+    /// Proxy path: the PROXY protocol and SNI routes.
+    pub proxy_options: super::ProxyOptions,
 }
 
 /// `[service.health_check]`

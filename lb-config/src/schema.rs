@@ -164,7 +164,7 @@ pub(super) struct RawService {
     /// default none.
     #[serde(default)]
     pub allow_registration_from: Vec<Spanned<String>>,
-    // Issue 14 item 3: the PROXY protocol (proxy path, TCP).
+    // The PROXY protocol (proxy path, TCP).
     /// `send_proxy = "v1" | "v2"`: a PROXY header to each backend connection; default off.
     pub send_proxy: Option<Spanned<String>>,
     /// `accept_proxy = true`: connections from `accept_proxy_from` start with a PROXY
@@ -173,7 +173,7 @@ pub(super) struct RawService {
     /// `accept_proxy_from = ["CIDR", ...]`: the front load balancers trusted to send one;
     /// required, non-empty, with `accept_proxy = true`.
     pub accept_proxy_from: Option<Spanned<Vec<Spanned<String>>>>,
-    // Issue 14 item 4: TLS passthrough routed by SNI (proxy path, l4 TCP).
+    // TLS passthrough routed by SNI (proxy path, l4 TCP).
     /// `[[service.route]]`: zero or more.
     #[serde(default, rename = "route")]
     pub routes: Vec<RawRoute>,
@@ -182,7 +182,7 @@ pub(super) struct RawService {
     pub sni_timeout: Option<Spanned<TextOrNumber>>,
 }
 
-/// `[[service.route]]` (issue 14 item 4): TLS connections whose server name is one of `sni`
+/// `[[service.route]]`: TLS connections whose server name is one of `sni`
 /// go to the backends of `group`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -279,7 +279,7 @@ pub(super) struct RawBackend {
     pub weight: Option<Spanned<u32>>,
     /// `state = "ready" | "drain" | "maint"`; default `"ready"`.
     pub state: Option<AdminState>,
-    /// `group = "api"` (issue 14 item 4): the `[[service.route]]` group it serves; default
+    /// `group = "api"`: the `[[service.route]]` group it serves; default
     /// none (the connections no route takes).
     pub group: Option<Spanned<String>>,
 }

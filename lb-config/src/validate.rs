@@ -32,12 +32,12 @@ use super::{
     },
     ports::PortRange,
     protection::{self, CircuitBreaker, ConnectionCaps, RateLimit},
+    proxy_options_rules::PathChoice,
     schema::{
         RawBackend, RawCircuitBreaker, RawConfig, RawDaemon, RawHealthCheck, RawInterfaces, RawPool, RawRateLimit,
         RawService, TextOrNumber,
     },
     status::StatusRanges,
-    traffic_rules::PathChoice,
 };
 
 /// Validates a parsed file; `Ok` only if nothing at all is wrong, with the warnings about
@@ -213,7 +213,7 @@ impl Validator<'_> {
         let connection_caps = self.connection_caps(raw);
         let backends = self.backends(&raw.backends, vip, forwarding);
         let allow_registration_from = self.registration_prefixes(&raw.allow_registration_from);
-        let traffic = self.traffic(raw, protocol, proxy_mode, path);
+        let proxy_options = self.proxy_options(raw, protocol, proxy_mode, path);
         self.warn_unpooled(raw, proxy_mode);
         Some(Service {
             name: name?,
@@ -230,7 +230,7 @@ impl Validator<'_> {
             connection_caps: connection_caps?,
             backends: backends?,
             allow_registration_from: allow_registration_from?,
-            traffic: traffic?,
+            proxy_options: proxy_options?,
         })
     }
 

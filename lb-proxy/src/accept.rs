@@ -43,9 +43,9 @@ pub async fn accept_loop(listener: TcpListener, ctx: Arc<ServiceCtx>, _guard: Ta
         match accepted {
             Ok((stream, peer)) => {
                 failures = 0;
-                let traffic = ctx.table.load().traffic.clone();
-                if traffic.proxy_protocol.accepts() {
-                    from_front(stream, peer, traffic.proxy_protocol.trusts(peer.ip()), &ctx);
+                let options = ctx.table.load().options.clone();
+                if options.proxy_protocol.accepts() {
+                    from_front(stream, peer, options.proxy_protocol.trusts(peer.ip()), &ctx);
                 } else {
                     serve_accepted(stream, Origin::direct(peer), &ctx);
                 }

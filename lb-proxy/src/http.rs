@@ -74,7 +74,7 @@ pub async fn serve(stream: TcpStream, origin: Origin, slot: ConnSlot, ctx: Arc<S
     let settings = table.settings.clone();
     // `send_proxy`: every upstream connection of this client's starts with this.
     let header = table
-        .traffic
+        .options
         .proxy_protocol
         .send
         .map(|v| Bytes::from(proxy_header::encode(v, peer, origin.destination.unwrap_or(vip))));

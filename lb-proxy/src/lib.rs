@@ -494,7 +494,7 @@ fn update_backends(
     let mut slots = HashMap::new();
     // With SNI routes, each route group's backends apart; `candidates` are then the ones
     // without a group.
-    let routing = &s.traffic.sni;
+    let routing = &s.proxy_options.sni;
     let group_of = |address: SocketAddr| if routing.is_empty() { None } else { routing.group_of_backend(address) };
     let mut candidates = Vec::new();
     let mut by_group: HashMap<String, Vec<Candidate>> =
@@ -523,13 +523,13 @@ fn update_backends(
     let has_default_group = s.backends.iter().any(|b| group_of(b.address).is_none());
     let trial_group = trial.as_ref().and_then(|t| group_of(t.candidate.address)).map(str::to_string);
     let traffic = &ctx.service_stats.traffic;
-    traffic.accepts_proxy.store(s.traffic.proxy_protocol.accepts(), std::sync::atomic::Ordering::Relaxed);
+    traffic.accepts_proxy.store(s.proxy_options.proxy_protocol.accepts(), std::sync::atomic::Ordering::Relaxed);
     traffic.routes_sni.store(!routing.is_empty(), std::sync::atomic::Ordering::Relaxed);
     traffic.know_groups(routing.routes.iter().map(|r| r.group.as_str()));
     let table = Table::new(Selector::new(s.algorithm, candidates), slots, settings)
         .with_trial(trial)
         .with_max_connections(max_connections)
-        .with_traffic(Arc::new(s.traffic.clone()), groups, trial_group, has_default_group);
+        .with_options(Arc::new(s.proxy_options.clone()), groups, trial_group, has_default_group);
     ctx.table.store(table);
 }
 
@@ -538,7 +538,7 @@ fn update_backends(
 /// kept idle (every request gets its own connection, closed after its response).
 fn pool_of(s: &DesiredService) -> lb_config::Pool {
     let mut pool = s.pool.clone();
-    if s.traffic.proxy_protocol.send.is_some() {
+    if s.proxy_options.proxy_protocol.send.is_some() {
         pool.max_idle_per_backend = 0;
     }
     pool

@@ -68,7 +68,7 @@ pub struct ServiceStats {
     pub http_rejected: [AtomicU64; HttpRejection::ALL.len()],
     /// The service is in HTTP mode (only those have pool series).
     pub http: std::sync::atomic::AtomicBool,
-    /// PROXY headers refused, SNI routes taken and refused (issue 14, items 3 and 4).
+    /// PROXY headers refused, SNI routes taken and refused.
     pub traffic: super::traffic_stats::TrafficStats,
 }
 

@@ -16,7 +16,7 @@ use super::signal::Signal;
 use super::stats::BackendStats;
 use crate::select::{ActiveGuard, Candidate, Choices, Flow, Selection, Selector};
 use lb_config::desired::PathSettings;
-use lb_config::{Pool, TrafficOptions};
+use lb_config::{Pool, ProxyOptions};
 
 /// Backends tried per new flow (connect failures) before the client is given up on.
 pub const MAX_TRIES: usize = 3;
@@ -129,7 +129,7 @@ pub struct Table {
     /// `[service.circuit_breaker] max_connections`: 0 = unlimited.
     max_connections: u64,
     /// The PROXY protocol and SNI routes of the service, as this reconcile set them.
-    pub traffic: Arc<TrafficOptions>,
+    pub options: Arc<ProxyOptions>,
     /// SNI routes: each route group's backends in rotation (perhaps none).
     groups: HashMap<String, Selector>,
     /// The trial backend's group (it is offered only to flows routed there).
@@ -148,7 +148,7 @@ impl Table {
             settings,
             trial: None,
             max_connections: 0,
-            traffic: Arc::default(),
+            options: Arc::default(),
             groups: HashMap::new(),
             trial_group: None,
             has_default_group: true,
@@ -157,15 +157,15 @@ impl Table {
 
     /// SNI routes: the service's options, each route group's selector, and the trial
     /// backend's group.
-    pub fn with_traffic(
+    pub fn with_options(
         mut self,
-        traffic: Arc<TrafficOptions>,
+        options: Arc<ProxyOptions>,
         groups: HashMap<String, Selector>,
         trial_group: Option<String>,
         has_default_group: bool,
     ) -> Self {
         self.has_default_group = has_default_group;
-        self.traffic = traffic;
+        self.options = options;
         self.groups = groups;
         self.trial_group = trial_group;
         self
@@ -365,7 +365,7 @@ mod tests {
         let mut slots: HashMap<SocketAddr, Arc<BackendSlot>> = HashMap::new();
         slots.insert(api.address, slot(&api));
         let groups = HashMap::from([("api".to_string(), Selector::new(Algorithm::RoundRobin, vec![api.clone()]))]);
-        let t = Table { slots: t.slots.into_iter().chain(slots).collect(), ..t }.with_traffic(
+        let t = Table { slots: t.slots.into_iter().chain(slots).collect(), ..t }.with_options(
             Arc::default(),
             groups,
             None,

@@ -112,7 +112,7 @@ pub async fn serve(mut client: TcpStream, origin: Origin, ctx: Arc<ServiceCtx>, 
     let flow = Flow { client: peer, vip, proto: IPPROTO_TCP };
     let table = ctx.table.load();
     let mut group = None;
-    if !table.traffic.sni.is_empty() {
+    if !table.options.sni.is_empty() {
         let Some((routed, read)) = route(&mut client, early, peer, &table, &ctx).await else {
             reset(&client);
             return;
@@ -128,7 +128,7 @@ pub async fn serve(mut client: TcpStream, origin: Origin, ctx: Arc<ServiceCtx>, 
         return;
     };
     let idle = table.settings.tcp_idle_timeout;
-    let header = table.traffic.proxy_protocol.send.map(|v| proxy_header::encode(v, peer, destination.unwrap_or(vip)));
+    let header = table.options.proxy_protocol.send.map(|v| proxy_header::encode(v, peer, destination.unwrap_or(vip)));
     drop(table);
     // Before any byte of the client's: the PROXY header, then what was read already.
     if let Err(e) = send_first(&mut up, header.as_deref(), &early).await {
@@ -178,7 +178,7 @@ async fn route(
     table: &Table,
     ctx: &ServiceCtx,
 ) -> Option<(Option<String>, Vec<u8>)> {
-    let routing = &table.traffic.sni;
+    let routing = &table.options.sni;
     let stats = &ctx.service_stats.traffic;
     let read = tokio::select! {
         r = sni::read_hello(client, early, routing.timeout) => r,

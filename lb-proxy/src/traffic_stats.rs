@@ -1,5 +1,5 @@
-//! The counters of a service's PROXY-header and SNI-routing decisions (issue 14, items 3
-//! and 4), and their Prometheus families. Series exist only for services that use the
+//! The counters of a service's PROXY-header and SNI-routing decisions, and their Prometheus
+//! families. Series exist only for services that use the
 //! feature (`accept_proxy`, `[[service.route]]`), zeros included once they do.
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

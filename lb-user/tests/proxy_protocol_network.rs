@@ -1,4 +1,4 @@
-//! The PROXY protocol on the proxy path (issue 14 item 3), against HAProxy from Debian as
+//! The PROXY protocol on the proxy path, against HAProxy from Debian as
 //! the real peer: as the backend that reads what `send_proxy` writes (v2 and v1, IPv4 and
 //! IPv6, `l4` and `http`), and as the front load balancer whose header `accept_proxy`
 //! reads, with the untrusted, malformed, late and LOCAL cases. Root only.

@@ -1,4 +1,4 @@
-//! TLS passthrough routed by SNI on the proxy path (issue 14 item 4), with real TLS: three
+//! TLS passthrough routed by SNI on the proxy path, with real TLS: three
 //! `openssl s_server` backends, each with its own certificate made at test time
 //! (api.example.com, www.example.org, default.example.net), two routes and a default
 //! group; `openssl s_client -servername`, `curl --resolve` and a Python client that splits

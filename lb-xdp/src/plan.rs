@@ -378,7 +378,7 @@ mod tests {
                 pool: Default::default(),
                 max_connections: 0,
                 connection_caps: Default::default(),
-                traffic: Default::default(),
+                proxy_options: Default::default(),
                 backends,
             }],
             settings: Default::default(),

@@ -25,7 +25,7 @@ fn desired(services: &[(&str, &str, &[&str])]) -> (Desired, HostFacts) {
             pool: Default::default(),
             max_connections: 0,
             connection_caps: Default::default(),
-            traffic: Default::default(),
+            proxy_options: Default::default(),
             backends: backends
                 .iter()
                 .map(|b| {

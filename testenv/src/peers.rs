@@ -1,4 +1,4 @@
-//! Real peers of the proxy path for network tests (issue 14): HAProxy (a backend that reads
+//! Real peers of the proxy path for network tests: HAProxy (a backend that reads
 //! PROXY headers, or a front load balancer that writes them) and TLS servers with their own
 //! certificate (`openssl s_server`, the certificate made at start by `openssl req`). Each
 //! runs in a namespace of the test network and is stopped when its `Peer` is dropped.

@@ -30,7 +30,7 @@ const APT_PACKAGES: &[&str] = &[
     "nginx-light",
     "libnginx-mod-stream",
     "haproxy",
-    // Issue 14's network tests: TLS backends and clients with certificates made at test
+    // The traffic-management network tests: TLS backends and clients with certificates made at test
     // time (`openssl s_server`, `s_client`, `req`).
     "openssl",
     // The chart's text (plotters draws with ab_glyph from a TTF file).

@@ -1,4 +1,4 @@
-//! The PROXY protocol (issue 14 item 3), versions 1 (text) and 2 (binary): `parse` reads the
+//! The PROXY protocol, versions 1 (text) and 2 (binary): `parse` reads the
 //! header a front load balancer puts before a connection's first byte, `write` makes the
 //! one the proxy puts before the client's bytes on a backend connection. Both are pure
 //! functions over bytes; `front` does the socket side.

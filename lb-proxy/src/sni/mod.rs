@@ -1,4 +1,4 @@
-//! TLS passthrough routed by server name (issue 14 item 4): an l4 service with
+//! TLS passthrough routed by server name: an l4 service with
 //! `[[service.route]]` reads the client's ClientHello before it picks a backend, takes the
 //! server name from it, and picks among the backends of the route that names it (or those
 //! without a group). TLS is not terminated: the bytes read go to the backend first, then

@@ -1,8 +1,8 @@
-//! Proxy-path traffic options of a service (issue 14, items 3 and 4): the PROXY protocol
+//! Proxy-path options of a service: the PROXY protocol
 //! toward backends (`send_proxy`) and from front load balancers (`accept_proxy`,
 //! `accept_proxy_from`), and TLS passthrough routed by the ClientHello's server name
 //! (`[[service.route]]`, backend `group`, `sni_timeout`). The rules that build them are in
-//! `traffic_rules`.
+//! `proxy_options_rules`.
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -138,7 +138,7 @@ impl ProxyProtocol {
 
 /// Everything of this module one service has.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct TrafficOptions {
+pub struct ProxyOptions {
     pub proxy_protocol: ProxyProtocol,
     pub sni: SniRouting,
 }

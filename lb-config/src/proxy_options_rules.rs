@@ -1,4 +1,4 @@
-//! The rules of a service's proxy-path traffic keys (issue 14, items 3 and 4): `send_proxy`,
+//! The rules of a service's proxy-path traffic keys: `send_proxy`,
 //! `accept_proxy`, `accept_proxy_from`, `[[service.route]]`, a backend's `group` and
 //! `sni_timeout`, each checked at its position (see `traffic` for the model).
 //!
@@ -12,8 +12,8 @@ use std::net::SocketAddr;
 use super::cidr::Cidr;
 use super::duration::format_duration;
 use super::enums::{Mode, Protocol, ProxyMode};
+use super::proxy_options::*;
 use super::schema::{RawBackend, RawRoute, RawService};
-use super::traffic::*;
 use super::validate::{positive_duration, Validator};
 
 /// Which path the daemon's config lets serve: what the traffic keys need.
@@ -46,16 +46,16 @@ const MAX_GROUP_LEN: usize = 47;
 
 impl Validator<'_> {
     /// A service's traffic options. `proxy_mode`: None when its own value was invalid.
-    pub(super) fn traffic(
+    pub(super) fn proxy_options(
         &mut self,
         raw: &RawService,
         protocol: Protocol,
         proxy_mode: Option<ProxyMode>,
         path: PathChoice,
-    ) -> Option<TrafficOptions> {
+    ) -> Option<ProxyOptions> {
         let proxy_protocol = self.proxy_protocol(raw, protocol, path);
         let sni = self.sni_routing(raw, protocol, proxy_mode, path);
-        Some(TrafficOptions { proxy_protocol: proxy_protocol?, sni: sni? })
+        Some(ProxyOptions { proxy_protocol: proxy_protocol?, sni: sni? })
     }
 
     fn proxy_protocol(&mut self, raw: &RawService, protocol: Protocol, path: PathChoice) -> Option<ProxyProtocol> {

@@ -1,4 +1,4 @@
-//! Spec tests for the proxy path's traffic keys (issue 14 items 3 and 4): `send_proxy`,
+//! Spec tests for the proxy path's traffic keys: `send_proxy`,
 //! `accept_proxy`, `accept_proxy_from`, `[[service.route]]`, a backend's `group` and
 //! `sni_timeout`: what parses to what, and each error at its position.
 use std::time::Duration;
@@ -40,26 +40,26 @@ fn proxy_protocol_keys_parse_and_default_to_off() {
     let c = parse(&svc(
         "send_proxy = \"v2\"\naccept_proxy = true\naccept_proxy_from = [\"172.20.0.0/24\", \"fd00:20::1\"]\n",
     ));
-    let pp = &c.services[0].traffic.proxy_protocol;
+    let pp = &c.services[0].proxy_options.proxy_protocol;
     assert_eq!(pp.send, Some(ProxyHeaderVersion::V2));
     assert!(pp.accepts());
     assert!(pp.trusts("172.20.0.9".parse().unwrap()) && pp.trusts("::ffff:172.20.0.9".parse().unwrap()));
     assert!(!pp.trusts("172.20.1.9".parse().unwrap()));
     assert_eq!(
-        parse(&svc("send_proxy = \"v1\"\n")).services[0].traffic.proxy_protocol.send,
+        parse(&svc("send_proxy = \"v1\"\n")).services[0].proxy_options.proxy_protocol.send,
         Some(ProxyHeaderVersion::V1)
     );
     let off = parse(&svc(""));
-    assert_eq!(off.services[0].traffic, TrafficOptions::default());
+    assert_eq!(off.services[0].proxy_options, ProxyOptions::default());
     // auto without an interface can only run the proxy.
     let auto = parse("[[service]]\nname = \"a\"\nvip = \"172.20.0.100:80\"\nsend_proxy = \"v2\"\n");
-    assert!(auto.services[0].traffic.proxy_protocol.send.is_some());
+    assert!(auto.services[0].proxy_options.proxy_protocol.send.is_some());
 }
 
 #[test]
 fn routes_and_groups_parse_and_route_exact_names_before_wildcards() {
     let c = parse(ROUTED);
-    let sni = &c.services[0].traffic.sni;
+    let sni = &c.services[0].proxy_options.sni;
     assert_eq!(sni.timeout, Duration::from_secs(2));
     assert_eq!(sni.routes.len(), 2);
     assert_eq!(sni.group_of("api.EXAMPLE.com"), Some("api"));
@@ -71,15 +71,15 @@ fn routes_and_groups_parse_and_route_exact_names_before_wildcards() {
     assert_eq!(sni.group_of_backend("172.20.0.13:443".parse().unwrap()), None);
     // The default timeout.
     let plain = parse(&svc(""));
-    assert_eq!(plain.services[0].traffic.sni.timeout, DEFAULT_SNI_TIMEOUT);
+    assert_eq!(plain.services[0].proxy_options.sni.timeout, DEFAULT_SNI_TIMEOUT);
     // The desired state carries it to the proxy.
-    assert_eq!(desired::Desired::from_config(&c).services[0].traffic, c.services[0].traffic);
+    assert_eq!(desired::Desired::from_config(&c).services[0].proxy_options, c.services[0].proxy_options);
 }
 
 #[test]
 fn an_exact_name_wins_over_a_wildcard_in_another_route() {
     let text = ROUTED.replace("[\"API.example.com\"]", "[\"api.example.org\"]");
-    let sni = parse(&text).services[0].traffic.sni.clone();
+    let sni = parse(&text).services[0].proxy_options.sni.clone();
     assert_eq!(sni.group_of("api.example.org"), Some("api"));
     assert_eq!(sni.group_of("web.example.org"), Some("org"));
 }
