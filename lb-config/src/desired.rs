@@ -9,7 +9,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::{
-    AdminState, Algorithm, Config, ConnectionCaps, Forwarding, Pool, Protocol, ProxyMode, RateLimit, SourceAcl, Traffic,
+    AdminState, Algorithm, Config, ConnectionCaps, Forwarding, Pool, Protocol, ProxyMode, ProxyOptions, RateLimit,
+    SourceAcl, Traffic,
 };
 
 /// A backend of a service: the key under which every source, check and breaker knows it.
@@ -155,6 +156,8 @@ pub struct DesiredService {
     /// `slow_start`, `persistence_timeout`.
     pub traffic: Traffic,
     pub backends: Vec<DesiredBackend>,
+    /// Proxy path only: the PROXY protocol and SNI routes.
+    pub proxy_options: ProxyOptions,
 }
 
 /// While any backend of a service ramps, every weight is counted in hundredths so that a
@@ -244,6 +247,7 @@ impl Desired {
                         ramp: None,
                     })
                     .collect(),
+                proxy_options: s.proxy_options.clone(),
             })
             .collect();
         Self { services, settings }

@@ -24,6 +24,8 @@ mod health_keys;
 mod model;
 mod ports;
 mod protection;
+mod proxy_options;
+mod proxy_options_rules;
 mod schema;
 mod status;
 mod token;
@@ -32,6 +34,8 @@ mod validate;
 
 #[cfg(test)]
 mod cluster_tests;
+#[cfg(test)]
+mod proxy_options_tests;
 #[cfg(test)]
 mod tests;
 
@@ -54,6 +58,10 @@ pub use model::{
 };
 pub use ports::{PortRange, PortRangeError};
 pub use protection::{CircuitBreaker, ConnectionCaps, RateLimit, MAX_RATE};
+pub use proxy_options::{
+    ProxyHeaderVersion, ProxyOptions, ProxyProtocol, SniName, SniRoute, SniRouting, DEFAULT_SNI_TIMEOUT,
+    MAX_SNI_TIMEOUT,
+};
 pub use status::{StatusRanges, StatusRangesError};
 pub use token::Tokens;
 pub use traffic::{

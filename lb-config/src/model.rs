@@ -177,6 +177,8 @@ pub struct Service {
     pub allow_registration_from: Vec<super::Cidr>,
     /// `slow_start`, `persistence_timeout`.
     pub traffic: super::Traffic,
+    /// Proxy path: the PROXY protocol and SNI routes.
+    pub proxy_options: super::ProxyOptions,
 }
 
 /// `[service.health_check]`

@@ -170,6 +170,33 @@ pub(super) struct RawService {
     /// `persistence_timeout = "5m"`: a client keeps its backend for new flows within this
     /// of its last one; 1s to 24h; not with `source_hash`; default off.
     pub persistence_timeout: Option<Spanned<TextOrNumber>>,
+    // The PROXY protocol (proxy path, TCP).
+    /// `send_proxy = "v1" | "v2"`: a PROXY header to each backend connection; default off.
+    pub send_proxy: Option<Spanned<String>>,
+    /// `accept_proxy = true`: connections from `accept_proxy_from` start with a PROXY
+    /// header naming the client; default false.
+    pub accept_proxy: Option<Spanned<bool>>,
+    /// `accept_proxy_from = ["CIDR", ...]`: the front load balancers trusted to send one;
+    /// required, non-empty, with `accept_proxy = true`.
+    pub accept_proxy_from: Option<Spanned<Vec<Spanned<String>>>>,
+    // TLS passthrough routed by SNI (proxy path, l4 TCP).
+    /// `[[service.route]]`: zero or more.
+    #[serde(default, rename = "route")]
+    pub routes: Vec<RawRoute>,
+    /// `sni_timeout = "DURATION"`: the longest wait for a ClientHello; default `"5s"`, at
+    /// most `"60s"`.
+    pub sni_timeout: Option<Spanned<TextOrNumber>>,
+}
+
+/// `[[service.route]]`: TLS connections whose server name is one of `sni`
+/// go to the backends of `group`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRoute {
+    /// `sni = ["api.example.com", "*.example.org"]`: required, non-empty.
+    pub sni: Spanned<Vec<Spanned<String>>>,
+    /// `group = "api"`: required; the backends with this `group`.
+    pub group: Spanned<String>,
 }
 
 /// `[service.health_check]`
@@ -270,6 +297,9 @@ pub(super) struct RawBackend {
     pub weight: Option<Spanned<u32>>,
     /// `state = "ready" | "drain" | "maint"`; default `"ready"`.
     pub state: Option<AdminState>,
+    /// `group = "api"`: the `[[service.route]]` group it serves; default
+    /// none (the connections no route takes).
+    pub group: Option<Spanned<String>>,
 }
 
 /// A TOML string or number, kept as written. Durations and status lists are strings, but

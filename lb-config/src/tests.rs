@@ -89,14 +89,14 @@ vip = "172.20.0.100:80"
 address = "172.20.0.11:80"
 wieght = 2
 "#
-        => "lb.toml:6:1: unknown key `wieght`, expected one of `address`, `weight`, `state`";
+        => "lb.toml:6:1: unknown key `wieght`, expected one of `address`, `weight`, `state`, `group`";
     unknown_key_in_inline_backend_is_rejected_at_the_key:
         r#"[[service]]
 name = "web"
 vip = "172.20.0.100:80"
 backend = [{ address = "172.20.0.11:80", port = 80 }]
 "#
-        => "lb.toml:4:42: unknown key `port`, expected one of `address`, `weight`, `state`";
+        => "lb.toml:4:42: unknown key `port`, expected one of `address`, `weight`, `state`, `group`";
     unknown_keyword_value_lists_the_valid_ones:
         "[daemon]\nmode = \"fast\"\n"
         => "lb.toml:2:8: unknown value `fast`, expected one of `xdp`, `proxy`, `auto`";

@@ -32,6 +32,7 @@ use super::{
     },
     ports::PortRange,
     protection::{self, CircuitBreaker, ConnectionCaps, RateLimit},
+    proxy_options_rules::PathChoice,
     schema::{
         RawBackend, RawCircuitBreaker, RawConfig, RawDaemon, RawHealthCheck, RawInterfaces, RawPool, RawRateLimit,
         RawService, TextOrNumber,
@@ -47,7 +48,8 @@ pub(super) fn validate(raw: &RawConfig, source: &Source<'_>) -> Result<Checked, 
     let daemon = validator.daemon(&raw.daemon);
     // A written mode is a valid keyword even when `daemon` rejected it (xdp, no interface).
     let mode = raw.daemon.mode.as_ref().map(|m| *m.get_ref()).unwrap_or_default();
-    let services: Vec<Option<Service>> = raw.services.iter().map(|s| validator.service(s, mode)).collect();
+    let path = PathChoice { mode, has_interface: raw.daemon.interface.is_some() };
+    let services: Vec<Option<Service>> = raw.services.iter().map(|s| validator.service(s, path)).collect();
     validator.unique_service_names(&raw.services);
     validator.unique_vips(&raw.services);
     validator.within_limits(&raw.daemon, &raw.services);
@@ -71,6 +73,11 @@ pub(super) struct Validator<'a> {
 impl Validator<'_> {
     pub(super) fn report(&mut self, span: &Range<usize>, message: impl Into<String>) {
         self.diagnostics.push(self.source.at(span, message));
+    }
+
+    /// The line of a byte offset in the file.
+    pub(super) fn line_of(&self, offset: usize) -> usize {
+        self.source.line_of(offset)
     }
 
     pub(super) fn warn(&mut self, span: &Range<usize>, message: impl Into<String>) {
@@ -185,8 +192,9 @@ impl Validator<'_> {
         })
     }
 
-    /// `mode` is the daemon's, as written or defaulted.
-    fn service(&mut self, raw: &RawService, mode: Mode) -> Option<Service> {
+    /// `path.mode` is the daemon's, as written or defaulted.
+    fn service(&mut self, raw: &RawService, path: PathChoice) -> Option<Service> {
+        let mode = path.mode;
         let name = self.required(&raw.name, |name| service_name(name));
         let vip = self.required(&raw.vip, |text| {
             let vip = vip(text)?;
@@ -207,6 +215,8 @@ impl Validator<'_> {
         let backends = self.backends(&raw.backends, vip, forwarding);
         let allow_registration_from = self.registration_prefixes(&raw.allow_registration_from);
         let traffic = self.traffic(raw);
+        let proxy_options = self.proxy_options(raw, protocol, proxy_mode, path);
+        self.warn_unpooled(raw, proxy_mode);
         Some(Service {
             name: name?,
             vip: vip?,
@@ -223,6 +233,7 @@ impl Validator<'_> {
             backends: backends?,
             allow_registration_from: allow_registration_from?,
             traffic: traffic?,
+            proxy_options: proxy_options?,
         })
     }
 

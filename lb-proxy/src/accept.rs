@@ -4,6 +4,10 @@
 //! service's mode: the l4 relay (`tcp`) or the HTTP proxy (`http`), each as its own
 //! tracked task holding the connection's slot in the caps.
 //!
+//! With `accept_proxy`, a connection from a trusted front load balancer first has its PROXY
+//! header read (`front`), and all of the above is then applied to the client it names; one
+//! from any other source is reset.
+//!
 //! Accept errors (EMFILE when the process is out of descriptors, ENFILE, ENOBUFS) leave
 //! the connection in the kernel's queue: the loop logs once per streak and backs off
 //! (10 ms more per failure, at most `MAX_BACKOFF`), so it neither spins nor gives up, and
@@ -16,6 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, warn};
 
 use super::caps::ConnSlot;
+use super::front::{self, FrontRefusal, Origin};
 use super::http::{self, Refusal};
 use super::service::ServiceCtx;
 use super::tcp;
@@ -38,9 +43,11 @@ pub async fn accept_loop(listener: TcpListener, ctx: Arc<ServiceCtx>, _guard: Ta
         match accepted {
             Ok((stream, peer)) => {
                 failures = 0;
-                let Some(slot) = hold_slot(&ctx, &stream, peer) else { continue };
-                if let Some(stream) = admit(&ctx, stream, peer) {
-                    hand_over(stream, peer, slot, &ctx);
+                let options = ctx.table.load().options.clone();
+                if options.proxy_protocol.accepts() {
+                    from_front(stream, peer, options.proxy_protocol.trusts(peer.ip()), &ctx);
+                } else {
+                    serve_accepted(stream, Origin::direct(peer), &ctx);
                 }
             }
             Err(e) => {
@@ -54,6 +61,47 @@ pub async fn accept_loop(listener: TcpListener, ctx: Arc<ServiceCtx>, _guard: Ta
         }
     }
     debug!(service = %ctx.name, vip = %ctx.vip, "listener closed");
+}
+
+/// What every accepted connection meets, in the name of its client (`origin`): the caps,
+/// the source lists and the rate limit; then its mode serves it.
+fn serve_accepted(stream: TcpStream, origin: Origin, ctx: &Arc<ServiceCtx>) {
+    let Some(slot) = hold_slot(ctx, &stream, origin.client) else { return };
+    if let Some(stream) = admit(ctx, stream, origin.client) {
+        hand_over(stream, origin, slot, ctx);
+    }
+}
+
+/// `accept_proxy`: a trusted front's connection is served once its PROXY header is read,
+/// in the name of the client the header names; an untrusted one, or one whose header is
+/// malformed or late, is reset (counted).
+fn from_front(mut stream: TcpStream, peer: SocketAddr, trusted: bool, ctx: &Arc<ServiceCtx>) {
+    if !trusted {
+        refuse_front(&stream, peer, ctx, FrontRefusal::Untrusted, "not in accept_proxy_from");
+        return;
+    }
+    let guard = ctx.track(TaskKind::Connection);
+    let ctx = ctx.clone();
+    tokio::spawn(async move {
+        let _guard = guard;
+        let read = tokio::select! {
+            r = front::read_header(&mut stream, peer) => r,
+            _ = ctx.killed() => return,
+        };
+        match read {
+            Ok(origin) => {
+                debug!(service = %ctx.name, front = %peer, client = %origin.client, "PROXY header read");
+                serve_accepted(stream, origin, &ctx);
+            }
+            Err((why, detail)) => refuse_front(&stream, peer, &ctx, why, &detail),
+        }
+    });
+}
+
+fn refuse_front(stream: &TcpStream, peer: SocketAddr, ctx: &ServiceCtx, why: FrontRefusal, detail: &str) {
+    ctx.service_stats.traffic.proxy_header_rejected(why);
+    debug!(service = %ctx.name, peer = %peer, reason = why.as_str(), "connection refused: {detail}");
+    tcp::reset(stream);
 }
 
 /// The connection's place in the service's connection caps; none left: reset at once
@@ -98,15 +146,15 @@ fn admit(ctx: &Arc<ServiceCtx>, stream: TcpStream, peer: SocketAddr) -> Option<T
 }
 
 /// The connection becomes its own task, served in its service's mode.
-fn hand_over(stream: TcpStream, peer: SocketAddr, slot: ConnSlot, ctx: &Arc<ServiceCtx>) {
+fn hand_over(stream: TcpStream, origin: Origin, slot: ConnSlot, ctx: &Arc<ServiceCtx>) {
     let guard = ctx.track(TaskKind::Connection);
     let ctx = ctx.clone();
     match ctx.mode {
         ProxyMode::L4 => tokio::spawn(async move {
             let _slot = slot;
-            tcp::serve(stream, peer, ctx, guard).await
+            tcp::serve(stream, origin, ctx, guard).await
         }),
         // The slot goes with the socket (into an upgrade's relay, too).
-        ProxyMode::Http => tokio::spawn(http::serve(stream, peer, slot, ctx, guard)),
+        ProxyMode::Http => tokio::spawn(http::serve(stream, origin, slot, ctx, guard)),
     };
 }

@@ -86,11 +86,38 @@ pub struct ClientIo {
     /// None only once handed over (`into_socket`) or during drop.
     socket: Option<Socket>,
     shared: std::sync::Arc<ClientShared>,
+    /// The client's bytes read before hyper took the socket (after a front's PROXY
+    /// header), read from here first; `early_at`: how far.
+    early: Vec<u8>,
+    early_at: usize,
 }
 
 impl ClientIo {
     pub fn new(stream: TcpStream, slot: Option<ConnSlot>, shared: std::sync::Arc<ClientShared>) -> Self {
-        ClientIo { socket: Some(Socket { stream, slot }), shared }
+        ClientIo { socket: Some(Socket { stream, slot }), shared, early: Vec::new(), early_at: 0 }
+    }
+
+    /// Bytes of the client's read already: hyper reads them before the socket.
+    pub fn with_early(mut self, early: Vec<u8>) -> Self {
+        self.early = early;
+        self.early_at = 0;
+        self
+    }
+
+    /// Copies what is left of the early bytes into `buf`; false when none are left.
+    fn read_early(&mut self, buf: &mut ReadBuf<'_>) -> bool {
+        let left = &self.early[self.early_at..];
+        if left.is_empty() {
+            return false;
+        }
+        let n = left.len().min(buf.remaining());
+        buf.put_slice(&left[..n]);
+        self.early_at += n;
+        if self.early_at == self.early.len() {
+            self.early = Vec::new();
+            self.early_at = 0;
+        }
+        true
     }
 
     /// The socket itself, for a connection that leaves HTTP (an `Upgrade`): the relay
@@ -121,7 +148,7 @@ impl AsyncRead for ClientIo {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
-        let r = Pin::new(this.stream()?).poll_read(cx, buf);
+        let r = if this.read_early(buf) { Poll::Ready(Ok(())) } else { Pin::new(this.stream()?).poll_read(cx, buf) };
         if let Poll::Ready(Ok(())) = r {
             let new = &buf.filled()[before..];
             if !new.is_empty() {

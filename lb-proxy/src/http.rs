@@ -17,6 +17,10 @@
 //! client gets the 502. After a backend that refuses or times out the connect (nothing
 //! sent), the flow's next choice is tried, as in l4 mode, whatever the method.
 //!
+//! `send_proxy`: each upstream connection starts with a PROXY header naming the client
+//! whose request opened it, so it serves that client's requests only: such a service's
+//! requests always take a fresh connection, which is not pooled after the response.
+//!
 //! Protection: the rate limit counts client connections (requests on an established
 //! keep-alive connection are never limited); one over it gets `429` and is closed. The
 //! request is the unit of `max_connections` (requests in flight per backend, i.e. upstream
@@ -34,15 +38,18 @@ use hyper::body::{Body, Bytes, Incoming};
 use hyper::header::{HeaderName, HeaderValue, CONNECTION, HOST};
 use hyper::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tracing::{debug, warn};
 
 use super::caps::ConnSlot;
 use super::client::{answer_and_close, ClientIo, ClientShared};
+use super::front::Origin;
 use super::headers::strip_hop_by_hop;
 use super::io::Metered;
 use super::outcome;
 use super::pool::{Conn, ReqBody, UpstreamBody, UpstreamPool};
+use super::proxy_header;
 use super::service::ServiceCtx;
 use super::stats::{FlowEntry, HttpRejection, ProxyFlow};
 use super::table::{BackendSlot, NoBackend, Picked, Table, MAX_TRIES};
@@ -59,16 +66,25 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 /// longer than `http_header_timeout` for a request head, or the proxy shuts down (then: the
 /// request in flight finishes, keep-alive ends). `slot`: its place in the connection caps,
 /// held as long as its socket is open.
-pub async fn serve(stream: TcpStream, peer: SocketAddr, slot: ConnSlot, ctx: Arc<ServiceCtx>, _guard: TaskGuard) {
+pub async fn serve(stream: TcpStream, origin: Origin, slot: ConnSlot, ctx: Arc<ServiceCtx>, _guard: TaskGuard) {
     let _ = stream.set_nodelay(true);
     let vip = ctx.flow_vip(|| stream.local_addr().ok());
-    let settings = ctx.table.load().settings.clone();
+    let peer = origin.client;
+    let table = ctx.table.load();
+    let settings = table.settings.clone();
+    // `send_proxy`: every upstream connection of this client's starts with this.
+    let header = table
+        .options
+        .proxy_protocol
+        .send
+        .map(|v| Bytes::from(proxy_header::encode(v, peer, origin.destination.unwrap_or(vip))));
+    drop(table);
     let shared = Arc::new(ClientShared::default());
-    let io = TokioIo::new(ClientIo::new(stream, Some(slot), shared.clone()));
+    let io = TokioIo::new(ClientIo::new(stream, Some(slot), shared.clone()).with_early(origin.early));
     let (svc_ctx, svc_shared) = (ctx.clone(), shared.clone());
     let service = hyper::service::service_fn(move |req| {
-        let (ctx, shared) = (svc_ctx.clone(), svc_shared.clone());
-        async move { Ok::<_, Infallible>(handle(req, peer, vip, &ctx, &shared).await) }
+        let (ctx, shared, header) = (svc_ctx.clone(), svc_shared.clone(), header.clone());
+        async move { Ok::<_, Infallible>(handle(req, peer, vip, header, &ctx, &shared).await) }
     });
     // The header timeout runs from when a head is awaited (accept, or the end of the
     // previous response) to its end: a slow head is cut, and so is a keep-alive connection
@@ -155,6 +171,7 @@ async fn handle(
     req: Request<Incoming>,
     client: SocketAddr,
     vip: SocketAddr,
+    header: Option<Bytes>,
     ctx: &Arc<ServiceCtx>,
     shared: &ClientShared,
 ) -> Response<RespBody> {
@@ -169,7 +186,7 @@ async fn handle(
         r.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
         return r;
     }
-    forward(req, client, vip, ctx).await
+    forward(req, client, vip, header, ctx).await
 }
 
 /// Why a client connection is answered without being proxied.
@@ -274,6 +291,9 @@ struct Outgoing {
     retried: bool,
     /// Backends picked for it so far (`MAX_TRIES` at most).
     tries: usize,
+    /// `send_proxy`: the PROXY header each of its upstream connections starts with (they
+    /// are then its own, never pooled).
+    proxy_header: Option<Bytes>,
 }
 
 /// A request one backend did not answer, that may still go to another.
@@ -291,6 +311,7 @@ async fn forward(
     req: Request<Incoming>,
     client: SocketAddr,
     vip: SocketAddr,
+    header: Option<Bytes>,
     ctx: &Arc<ServiceCtx>,
 ) -> Response<RespBody> {
     let Some(pool) = ctx.pool.clone() else {
@@ -304,6 +325,7 @@ async fn forward(
         Ok(out) => out,
         Err(response) => return response,
     };
+    out.proxy_header = header;
     let flow = Flow { client, vip, proto: IPPROTO_TCP };
     // Twice at most: a request is sent again once. The current table's picks start afresh
     // (the tries already spent still count).
@@ -356,7 +378,7 @@ async fn outgoing(
     } else {
         Pending::Stream(body)
     };
-    Ok(Outgoing { head, body, upgrade, idempotent, retried: false, tries: 0 })
+    Ok(Outgoing { head, body, upgrade, idempotent, retried: false, tries: 0, proxy_header: None })
 }
 
 /// Sends the request to the flow's backends of `table` in order, the next one after a
@@ -405,14 +427,15 @@ async fn exchange(
 ) -> Result<Response<RespBody>, Unanswered> {
     let Picked { slot, active } = picked;
     let backend = slot.address;
-    // A switch of protocols takes its connection for good: never a pooled one.
-    let mut fresh = out.upgrade.is_some();
+    // A switch of protocols takes its connection for good, and a PROXY header makes it the
+    // client's: never a pooled one.
+    let mut fresh = out.upgrade.is_some() || out.proxy_header.is_some();
     loop {
         let pooled = if fresh { None } else { pool.checkout(backend, timeout).await };
         let reused = pooled.is_some();
         let mut conn = match pooled {
             Some(c) => c,
-            None => match connect_upstream(&slot, ctx, timeout).await {
+            None => match connect_upstream(&slot, ctx, timeout, out.proxy_header.as_deref()).await {
                 Ok(c) => c,
                 Err(e) if outcome::is_local(&e) => {
                     if slot.may_warn() {
@@ -496,12 +519,21 @@ async fn exchange(
 
 /// Opens a connection to the slot's backend for the pool; its own tracked task drives it
 /// until it closes, its backend is cut or the service is closed. Counted.
-async fn connect_upstream(slot: &Arc<BackendSlot>, ctx: &Arc<ServiceCtx>, timeout: Duration) -> io::Result<Conn> {
-    let stream = match tokio::time::timeout(timeout, TcpStream::connect(slot.address)).await {
+async fn connect_upstream(
+    slot: &Arc<BackendSlot>,
+    ctx: &Arc<ServiceCtx>,
+    timeout: Duration,
+    proxy_header: Option<&[u8]>,
+) -> io::Result<Conn> {
+    let mut stream = match tokio::time::timeout(timeout, TcpStream::connect(slot.address)).await {
         Ok(r) => r?,
         Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, format!("no answer within {timeout:?}"))),
     };
     let _ = stream.set_nodelay(true);
+    if let Some(h) = proxy_header {
+        // Into an empty send buffer: it does not wait on the backend.
+        stream.write_all(h).await?;
+    }
     let io = TokioIo::new(Metered::upstream(stream, slot.stats.clone()));
     let (sender, conn) =
         hyper::client::conn::http1::Builder::new().handshake::<_, ReqBody>(io).await.map_err(io::Error::other)?;

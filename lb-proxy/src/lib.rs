@@ -15,6 +15,10 @@
 //! - `table`: the per-service selector, swapped on reconcile, and a new flow's picks;
 //!   `service`: what a service's tasks share; `signal`: what ends them; `stats`: counters
 //!   and metrics; `tracker`: every task counted.
+//! - `front` + `proxy_header`: `accept_proxy` (a front load balancer's PROXY header read
+//!   before anything else) and `send_proxy` (one written to each backend connection);
+//!   `sni`: TLS passthrough routed by the ClientHello's server name; `traffic_stats`:
+//!   their counters.
 //! - `vip_lock`: one lb per VIP (`SO_REUSEPORT` would let a second daemon share it).
 //! - `caps`: `max_client_connections` / `max_connections_per_source`, the open connections
 //!   a service holds (every one a socket).
@@ -30,6 +34,7 @@ mod accept;
 mod caps;
 mod client;
 mod framing;
+mod front;
 mod headers;
 mod http;
 mod idle;
@@ -39,13 +44,16 @@ mod limit;
 mod listen;
 mod outcome;
 mod pool;
+mod proxy_header;
 mod service;
 mod sessions;
 mod signal;
+mod sni;
 mod stats;
 mod table;
 mod tcp;
 mod tracker;
+mod traffic_stats;
 mod udp;
 mod upgrade;
 mod vip_lock;
@@ -212,7 +220,7 @@ impl ProxyDataplane {
         let _guard = self.runtime.enter();
         for s in &desired.services {
             let Some(sockets) = bound.remove(&s.name) else { continue };
-            let settings = Arc::new(Settings::new(&desired.settings, s.pool.clone()));
+            let settings = Arc::new(Settings::new(&desired.settings, pool_of(s)));
             let key = key_of(s);
             let (backends, limiter, conns) = match self.services.remove(&s.name) {
                 Some(old) => {
@@ -266,7 +274,7 @@ impl ProxyDataplane {
         // 4. Every service's backends and table.
         for s in &desired.services {
             let Some(rt) = self.services.get_mut(&s.name) else { continue };
-            let settings = Arc::new(Settings::new(&desired.settings, s.pool.clone()));
+            let settings = Arc::new(Settings::new(&desired.settings, pool_of(s)));
             rt.ctx.limiter.configure(&s.rate_limit);
             rt.ctx.conns.configure(&s.connection_caps);
             rt.ctx.limiter.configure_acl(&s.acl);
@@ -484,16 +492,24 @@ fn update_backends(
         }
     }
     let mut slots = HashMap::new();
+    // With SNI routes, each route group's backends apart; `candidates` are then the ones
+    // without a group.
+    let routing = &s.proxy_options.sni;
+    let group_of = |address: SocketAddr| if routing.is_empty() { None } else { routing.group_of_backend(address) };
     let mut candidates = Vec::new();
+    let mut by_group: HashMap<String, Vec<Candidate>> =
+        routing.routes.iter().map(|r| (r.group.clone(), Vec::new())).collect();
     for b in s.backends.iter().filter(|b| b.in_rotation()) {
         let Some(record) = rt.backends.get(&b.address) else { continue };
-        candidates.push(Candidate {
-            address: b.address,
-            weight: s.table_weight(b),
-            active: record.slot.stats.active.clone(),
-        });
+        let candidate =
+            Candidate { address: b.address, weight: s.table_weight(b), active: record.slot.stats.active.clone() };
+        match group_of(b.address) {
+            Some(g) => by_group.entry(g.to_string()).or_default().push(candidate),
+            None => candidates.push(candidate),
+        }
         slots.insert(b.address, record.slot.clone());
     }
+    let groups = by_group.into_iter().map(|(g, c)| (g, Selector::new(s.algorithm, c))).collect();
     // At most one trial per table: the controller half-opens backends one poll at a time,
     // and one trial flow at a time keeps a still-broken service from failing many clients.
     let trial = s.backends.iter().filter(|b| b.on_trial()).find_map(|b| {
@@ -511,11 +527,29 @@ fn update_backends(
         clients: ctx.table.load().persistence().cloned().unwrap_or_default(),
         timeout,
     });
+    let has_default_group = s.backends.iter().any(|b| group_of(b.address).is_none());
+    let trial_group = trial.as_ref().and_then(|t| group_of(t.candidate.address)).map(str::to_string);
+    let traffic = &ctx.service_stats.traffic;
+    traffic.accepts_proxy.store(s.proxy_options.proxy_protocol.accepts(), std::sync::atomic::Ordering::Relaxed);
+    traffic.routes_sni.store(!routing.is_empty(), std::sync::atomic::Ordering::Relaxed);
+    traffic.know_groups(routing.routes.iter().map(|r| r.group.as_str()));
     let table = Table::new(Selector::new(s.algorithm, candidates), slots, settings)
         .with_trial(trial)
         .with_max_connections(max_connections)
+        .with_options(Arc::new(s.proxy_options.clone()), groups, trial_group, has_default_group)
         .with_persistence(persistence);
     ctx.table.store(table);
+}
+
+/// The service's upstream pool settings. With `send_proxy`, a connection's PROXY header
+/// names the client that opened it, so no connection may serve another client: nothing is
+/// kept idle (every request gets its own connection, closed after its response).
+fn pool_of(s: &DesiredService) -> lb_config::Pool {
+    let mut pool = s.pool.clone();
+    if s.proxy_options.proxy_protocol.send.is_some() {
+        pool.max_idle_per_backend = 0;
+    }
+    pool
 }
 
 /// Closes every connection to the backend; later connections get a fresh slot (same

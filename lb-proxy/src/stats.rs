@@ -68,6 +68,8 @@ pub struct ServiceStats {
     pub http_rejected: [AtomicU64; HttpRejection::ALL.len()],
     /// The service is in HTTP mode (only those have pool series).
     pub http: std::sync::atomic::AtomicBool,
+    /// PROXY headers refused, SNI routes taken and refused.
+    pub traffic: super::traffic_stats::TrafficStats,
 }
 
 /// A plain copy of a service's counters.
@@ -470,6 +472,13 @@ impl ProxyStats {
                 })
             }),
         );
+        let all: Vec<(String, Arc<ServiceStats>)> = {
+            let m = self.services.read().unwrap_or_else(|e| e.into_inner());
+            m.iter().map(|(s, c)| (s.clone(), c.clone())).collect()
+        };
+        let traffic: Vec<(&str, &super::traffic_stats::TrafficStats)> =
+            all.iter().map(|(s, c)| (s.as_str(), &c.traffic)).collect();
+        super::traffic_stats::render(&mut out, &traffic, PATH_PROXY);
         out.into_string()
     }
 }

@@ -17,7 +17,7 @@ use super::signal::Signal;
 use super::stats::BackendStats;
 use crate::select::{ActiveGuard, Candidate, Choices, Flow, Persistence, Persistent, Selection, Selector};
 use lb_config::desired::PathSettings;
-use lb_config::Pool;
+use lb_config::{Pool, ProxyOptions};
 
 /// Backends tried per new flow (connect failures) before the client is given up on.
 pub const MAX_TRIES: usize = 3;
@@ -122,6 +122,7 @@ pub enum NoBackend {
 }
 
 pub struct Table {
+    /// With SNI routes: the backends without a group; else every one.
     pub selector: Selector,
     slots: HashMap<SocketAddr, Arc<BackendSlot>>,
     pub settings: Arc<Settings>,
@@ -130,12 +131,48 @@ pub struct Table {
     max_connections: u64,
     /// `persistence_timeout`: clients go back to their last backend.
     persistence: Option<Persistent>,
+    /// The PROXY protocol and SNI routes of the service, as this reconcile set them.
+    pub options: Arc<ProxyOptions>,
+    /// SNI routes: each route group's backends in rotation (perhaps none).
+    groups: HashMap<String, Selector>,
+    /// The trial backend's group (it is offered only to flows routed there).
+    trial_group: Option<String>,
+    /// SNI routes: some backend of the service has no group (else a connection no route
+    /// takes has nowhere to go).
+    pub has_default_group: bool,
 }
 
 impl Table {
     /// `slots` must hold every candidate's address.
     pub fn new(selector: Selector, slots: HashMap<SocketAddr, Arc<BackendSlot>>, settings: Arc<Settings>) -> Self {
-        Table { selector, slots, settings, trial: None, max_connections: 0, persistence: None }
+        Table {
+            selector,
+            slots,
+            settings,
+            trial: None,
+            max_connections: 0,
+            options: Arc::default(),
+            groups: HashMap::new(),
+            trial_group: None,
+            has_default_group: true,
+            persistence: None,
+        }
+    }
+
+    /// SNI routes: the service's options, each route group's selector, and the trial
+    /// backend's group.
+    pub fn with_options(
+        mut self,
+        options: Arc<ProxyOptions>,
+        groups: HashMap<String, Selector>,
+        trial_group: Option<String>,
+        has_default_group: bool,
+    ) -> Self {
+        self.has_default_group = has_default_group;
+        self.options = options;
+        self.groups = groups;
+        self.trial_group = trial_group;
+        self
     }
 
     /// The half-open backend that may take one flow of this table.
@@ -167,13 +204,25 @@ impl Table {
 
     /// The backends a new flow may take, in order; see `Picks`.
     pub fn picks(&self, flow: &Flow) -> Picks<'_> {
+        self.picks_in(flow, None)
+    }
+
+    /// The backends of an SNI route's `group` a new flow may take (None: those without a
+    /// group); a group with none in rotation gives none.
+    pub fn picks_in(&self, flow: &Flow, group: Option<&str>) -> Picks<'_> {
+        let selector = match group {
+            None => Some(&self.selector),
+            Some(g) => self.groups.get(g),
+        };
+        let trial = self.trial.as_ref().filter(|_| group == self.trial_group.as_deref());
         Picks {
             table: self,
-            trial: self.trial.as_ref(),
+            trial,
             client: flow.client.ip(),
             persisted: None,
             looked_up: false,
-            choices: self.selector.iter(flow),
+            candidates: selector.map_or(&[][..], |s| s.candidates()),
+            choices: selector.map(|s| s.iter(flow)),
             full: false,
         }
     }
@@ -198,7 +247,10 @@ pub struct Picks<'a> {
     /// The backend the client persisted on, once offered: not offered twice.
     persisted: Option<SocketAddr>,
     looked_up: bool,
-    choices: Choices<'a>,
+    /// The flow's group's backends in rotation: where a persisted one must still be.
+    candidates: &'a [Candidate],
+    /// None: the flow's group has no selector (no backend).
+    choices: Option<Choices<'a>>,
     /// A choice was passed over as full: what to report once none is left.
     full: bool,
 }
@@ -213,7 +265,7 @@ impl Picks<'_> {
             return Ok(picked);
         }
         let cap = self.table.max_connections;
-        for c in self.choices.by_ref() {
+        for c in self.choices.iter_mut().flatten() {
             if Some(c.address) == self.persisted {
                 continue;
             }
@@ -239,7 +291,7 @@ impl Picks<'_> {
         }
         let address = self.table.persistence.as_ref()?.remembered(self.client, Instant::now())?;
         self.persisted = Some(address);
-        let candidate = self.table.selector.candidates().iter().find(|c| c.address == address)?;
+        let candidate = self.candidates.iter().find(|c| c.address == address)?;
         let slot = self.table.live_slot(address)?;
         let active = ActiveGuard::reserve(candidate, self.table.max_connections)?;
         Some(Picked { slot: slot.clone(), active })
@@ -360,6 +412,26 @@ mod tests {
         let mut picks = t.picks(&flow());
         assert_eq!(address(picks.next_backend()), c[1].address);
         assert_eq!(picks.next_backend().err(), Some(NoBackend::None));
+    }
+
+    #[test]
+    fn a_group_picks_only_its_backends_and_a_missing_group_none() {
+        let (t, _, _) = table(1, 0);
+        let api = candidate(7);
+        let mut slots: HashMap<SocketAddr, Arc<BackendSlot>> = HashMap::new();
+        slots.insert(api.address, slot(&api));
+        let groups = HashMap::from([("api".to_string(), Selector::new(Algorithm::RoundRobin, vec![api.clone()]))]);
+        let t = Table { slots: t.slots.into_iter().chain(slots).collect(), ..t }.with_options(
+            Arc::default(),
+            groups,
+            None,
+            true,
+        );
+        let mut picks = t.picks_in(&flow(), Some("api"));
+        assert_eq!(address(picks.next_backend()), api.address);
+        assert_eq!(picks.next_backend().err(), Some(NoBackend::None));
+        assert_eq!(address(t.picks(&flow()).next_backend()), candidate(1).address, "the default set");
+        assert_eq!(t.picks_in(&flow(), Some("web")).next_backend().err(), Some(NoBackend::None));
     }
 
     #[test]

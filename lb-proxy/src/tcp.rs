@@ -6,6 +6,9 @@
 //! other direction keeps flowing until it ends too. A reset (any I/O error) on either side
 //! resets both (SO_LINGER 0), so a client sees a backend's RST as an RST, not as a clean end.
 //!
+//! With `send_proxy`, a PROXY header goes to the backend before any client byte; with SNI
+//! routes (`[[service.route]]`), the ClientHello is read first and picks the backend set.
+//!
 //! Protection: a backend at `max_connections` is skipped for the next choice, and with
 //! every one full the client is closed (the rate limit is `accept`'s).
 use std::io;
@@ -18,10 +21,13 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::{debug, warn};
 
+use super::front::Origin;
 use super::idle::Activity;
 use super::lazy_select::select_lazy;
 use super::outcome::{self, Verdict};
+use super::proxy_header;
 use super::service::ServiceCtx;
+use super::sni::{self, SniRefusal};
 use super::stats::ProxyFlow;
 use super::table::{BackendSlot, NoBackend, Picked, Table, MAX_TRIES};
 use super::tracker::TaskGuard;
@@ -42,9 +48,9 @@ struct Upstream {
 /// Connects to the flow's first choice, else to its next ones, `MAX_TRIES` backends at
 /// most. None: no backend in rotation, all of them full (counted as overflow), or none
 /// answered. A connect refused or timed out is the backend's failed outcome.
-async fn connect_backend(table: &Table, flow: &Flow, ctx: &ServiceCtx) -> Option<Upstream> {
+async fn connect_backend(table: &Table, flow: &Flow, group: Option<&str>, ctx: &ServiceCtx) -> Option<Upstream> {
     let timeout = table.settings.connect_timeout;
-    let mut picks = table.picks(flow);
+    let mut picks = table.picks_in(flow, group);
     for _ in 0..MAX_TRIES {
         let Picked { slot, active } = match picks.next_backend() {
             Ok(p) => p,
@@ -99,21 +105,39 @@ enum End {
 
 /// Relays one client connection until both sides are done, either resets, it goes idle,
 /// or its backend or service is closed.
-pub async fn serve(client: TcpStream, peer: SocketAddr, ctx: Arc<ServiceCtx>, _guard: TaskGuard) {
+pub async fn serve(mut client: TcpStream, origin: Origin, ctx: Arc<ServiceCtx>, _guard: TaskGuard) {
     let _ = client.set_nodelay(true);
     let vip = ctx.flow_vip(|| client.local_addr().ok());
+    let Origin { client: peer, destination, mut early } = origin;
     let flow = Flow { client: peer, vip, proto: IPPROTO_TCP };
     let table = ctx.table.load();
+    let mut group = None;
+    if !table.options.sni.is_empty() {
+        let Some((routed, read)) = route(&mut client, early, peer, &table, &ctx).await else {
+            reset(&client);
+            return;
+        };
+        (group, early) = (routed, read);
+    }
     let connected = tokio::select! {
-        u = connect_backend(&table, &flow, &ctx) => u,
+        u = connect_backend(&table, &flow, group.as_deref(), &ctx) => u,
         _ = ctx.killed() => None,
     };
-    let Some(up) = connected else {
+    let Some(mut up) = connected else {
         debug!(service = %ctx.name, client = %peer, "no backend: closing the client connection");
         return;
     };
     let idle = table.settings.tcp_idle_timeout;
+    let header = table.options.proxy_protocol.send.map(|v| proxy_header::encode(v, peer, destination.unwrap_or(vip)));
     drop(table);
+    // Before any byte of the client's: the PROXY header, then what was read already.
+    if let Err(e) = send_first(&mut up, header.as_deref(), &early).await {
+        debug!(service = %ctx.name, client = %peer, backend = %up.slot.address, "backend connection failed before the relay: {e}");
+        outcome::failed(&up.slot.stats);
+        reset(&client);
+        reset(&up.stream);
+        return;
+    }
     let backend = up.slot.address;
     let _flow = ctx.stats.open_flow(ProxyFlow {
         service: ctx.name.to_string(),
@@ -129,6 +153,54 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, ctx: Arc<ServiceCtx>, _g
     // sending anything.
     let verdict = Verdict::new(up.slot.stats.clone());
     relay(client, up.stream, peer, &up.slot, &ctx, idle, Some(&verdict)).await;
+}
+
+/// Writes the PROXY header (`send_proxy`) and the client's bytes read so far (after a
+/// front's PROXY header, a ClientHello) to a new backend connection.
+async fn send_first(up: &mut Upstream, header: Option<&[u8]>, early: &[u8]) -> io::Result<()> {
+    if let Some(h) = header {
+        up.stream.write_all(h).await?;
+    }
+    if !early.is_empty() {
+        up.slot.stats.bytes_in.fetch_add(early.len() as u64, Ordering::Relaxed);
+        up.stream.write_all(early).await?;
+    }
+    Ok(())
+}
+
+/// SNI routing: reads the ClientHello (bounded in bytes and by `sni_timeout`) and names
+/// the group its server name routes to (None: the backends without a group), with every
+/// byte read so far. None: the connection is refused (counted).
+async fn route(
+    client: &mut TcpStream,
+    early: Vec<u8>,
+    peer: SocketAddr,
+    table: &Table,
+    ctx: &ServiceCtx,
+) -> Option<(Option<String>, Vec<u8>)> {
+    let routing = &table.options.sni;
+    let stats = &ctx.service_stats.traffic;
+    let read = tokio::select! {
+        r = sni::read_hello(client, early, routing.timeout) => r,
+        _ = ctx.killed() => return None,
+    };
+    let (name, bytes) = match read {
+        Ok(hello) => hello,
+        Err(why) => {
+            stats.sni_rejected(why);
+            debug!(service = %ctx.name, client = %peer, reason = why.as_str(), "no ClientHello to route by: closed");
+            return None;
+        }
+    };
+    let group = name.as_deref().and_then(|n| routing.group_of(n));
+    if group.is_none() && !table.has_default_group {
+        stats.sni_rejected(SniRefusal::NoRoute);
+        debug!(service = %ctx.name, client = %peer, sni = ?name, "no route for the server name and no default backends: closed");
+        return None;
+    }
+    stats.sni_routed(group);
+    debug!(service = %ctx.name, client = %peer, sni = ?name, group = ?group, "routed by SNI");
+    Some((group.map(str::to_string), bytes))
 }
 
 /// Copies bytes both ways between a client and its backend until both sides are done,

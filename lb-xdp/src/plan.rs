@@ -386,6 +386,7 @@ mod tests {
                 max_connections: 0,
                 connection_caps: Default::default(),
                 traffic: Default::default(),
+                proxy_options: Default::default(),
                 backends,
             }],
             settings: Default::default(),

@@ -26,6 +26,7 @@ fn desired(services: &[(&str, &str, &[&str])]) -> (Desired, HostFacts) {
             max_connections: 0,
             connection_caps: Default::default(),
             traffic: Default::default(),
+            proxy_options: Default::default(),
             backends: backends
                 .iter()
                 .map(|b| {

@@ -36,6 +36,7 @@ pub mod l3;
 mod lb;
 mod lock;
 mod netns;
+pub mod peers;
 mod process;
 mod servers;
 mod topology;

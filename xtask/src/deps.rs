@@ -32,6 +32,9 @@ const APT_PACKAGES: &[&str] = &[
     "nginx-light",
     "libnginx-mod-stream",
     "haproxy",
+    // The traffic-management network tests: TLS backends and clients with certificates made at test
+    // time (`openssl s_server`, `s_client`, `req`).
+    "openssl",
     // The chart's text (plotters draws with ab_glyph from a TTF file).
     "fonts-dejavu-core",
     "procps",

@@ -127,6 +127,7 @@ pub fn service(name: &str, vip: SocketAddr, protocol: Protocol, backends: Vec<De
         max_connections: 0,
         connection_caps: Default::default(),
         traffic: Default::default(),
+        proxy_options: Default::default(),
         backends,
     }
 }
