@@ -56,6 +56,25 @@ macro_rules! rejected {
 }
 
 rejected! {
+    slow_start_of_zero_is_rejected:
+        "[[service]]\nname = \"web\"\nvip = \"172.20.0.100:80\"\nslow_start = \"0s\"\n"
+        => "lb.toml:4:14: slow_start must be greater than 0";
+    slow_start_over_an_hour_is_rejected:
+        "[[service]]\nname = \"web\"\nvip = \"172.20.0.100:80\"\nslow_start = \"2h\"\n"
+        => "lb.toml:4:14: slow_start 2h is too long; the maximum is 1h";
+    slow_start_without_a_unit_is_rejected:
+        "[[service]]\nname = \"web\"\nvip = \"172.20.0.100:80\"\nslow_start = 30\n"
+        => "lb.toml:4:14: duration needs a unit, e.g. \"2s\"";
+    persistence_timeout_under_a_second_is_rejected:
+        "[[service]]\nname = \"web\"\nvip = \"172.20.0.100:80\"\npersistence_timeout = \"500ms\"\n"
+        => "lb.toml:4:23: persistence_timeout 500ms is out of range; it must be 1s to 24h";
+    persistence_timeout_over_a_day_is_rejected:
+        "[[service]]\nname = \"web\"\nvip = \"172.20.0.100:80\"\npersistence_timeout = \"25h\"\n"
+        => "lb.toml:4:23: persistence_timeout 25h is out of range; it must be 1s to 24h";
+    persistence_timeout_with_source_hash_is_rejected:
+        "[[service]]\nname = \"web\"\nvip = \"172.20.0.100:80\"\nalgorithm = \"source_hash\"\npersistence_timeout = \"5m\"\n"
+        => "lb.toml:5:23: persistence_timeout does nothing with algorithm \"source_hash\", which already keeps \
+            each client on one backend; remove it or choose another algorithm";
     circuit_breaker_with_dsr_is_rejected_at_consecutive_failures:
         r#"[[service]]
 name = "web"
@@ -1592,4 +1611,18 @@ fn udp_https_and_agent_checks_carry_their_keys() {
          [service.health_check]\ntype = \"agent\"\nagent_port = 5555\n",
     );
     assert_eq!(udp_agent.services[0].health_check.kind, HealthCheckType::Agent);
+}
+
+#[test]
+fn slow_start_and_persistence_timeout_reach_the_model_and_the_desired_state() {
+    let c = Config::from_str(
+        "[[service]]\nname = \"web\"\nvip = \"172.20.0.100:80\"\nslow_start = \"30s\"\npersistence_timeout = \"5m\"\n",
+        "lb.toml",
+    )
+    .unwrap();
+    let t = c.services[0].traffic;
+    assert_eq!((t.slow_start, t.persistence_timeout), (Some(secs(30)), Some(secs(300))));
+    assert_eq!(crate::desired::Desired::from_config(&c).services[0].traffic, t);
+    let plain = Config::from_str("[[service]]\nname = \"web\"\nvip = \"172.20.0.100:80\"\n", "lb.toml").unwrap();
+    assert_eq!(plain.services[0].traffic, crate::Traffic::default(), "both off unless written");
 }

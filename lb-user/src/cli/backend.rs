@@ -94,3 +94,20 @@ fn set_state(args: SetStateArgs) -> Result<ExitCode> {
     out::line(state)?;
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_weight_is_a_number_up_to_the_maximum_or_clear() {
+        assert_eq!(weight_or_clear("0"), Ok(WeightArg(Some(0))));
+        assert_eq!(weight_or_clear("10000"), Ok(WeightArg(Some(10_000))));
+        assert_eq!(weight_or_clear("clear"), Ok(WeightArg(None)));
+        assert_eq!(weight_or_clear("10001").unwrap_err(), "weight 10001 is too large; the maximum is 10000");
+        for bad in ["-1", "1.5", "five", "", "CLEAR"] {
+            let e = weight_or_clear(bad).unwrap_err();
+            assert!(e.contains("is not a weight"), "{bad:?}: {e}");
+        }
+    }
+}
