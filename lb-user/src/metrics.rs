@@ -70,6 +70,15 @@ fn control_plane(out: &mut Exposition, t: &TelemetryData, services: &[ServiceVie
         backends().map(|(s, b)| sample("lb_backend_weight", &[("service", s), ("backend", &b.address)], b.weight)),
     );
     out.family(
+        "lb_backend_share_percent",
+        "gauge",
+        "The share of its weight the backend takes: below 100 while slow start ramps it up.",
+        backends().map(|(s, b)| {
+            let percent = b.slow_start_percent.unwrap_or(100);
+            sample("lb_backend_share_percent", &[("service", s), ("backend", &b.address)], percent)
+        }),
+    );
+    out.family(
         "lb_registrations",
         "gauge",
         "Backends of the service currently registered by an agent.",

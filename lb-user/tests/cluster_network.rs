@@ -173,7 +173,7 @@ fn without_backend_3(i: u8) -> String {
 
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
-fn a_registration_sent_to_one_node_is_served_by_the_others_within_a_second() {
+fn a_registration_and_a_weight_sent_to_one_node_reach_the_others_within_a_second() {
     let fleet = Fleet::with_configs(without_backend_3);
     let service = service_name("dsr", HTTP_PORT);
     let address = format!("{}:{HTTP_PORT}", backend_v4(3));
@@ -211,6 +211,24 @@ fn a_registration_sent_to_one_node_is_served_by_the_others_within_a_second() {
     println!("requests answered by the registered backend: {answered_by_3} of 60; its new flows per node {per_node:?}");
     assert!(answered_by_3 > 0, "the registered backend serves");
     assert!(per_node[1] > 0.0 && per_node[2] > 0.0, "nodes 2 and 3 send it flows: {per_node:?}");
+
+    // A weight set through one node's API is every node's (etcd's `weights/` key), and so
+    // is clearing it through another.
+    let weight_path = format!("/v1/services/{service}/backends/{address}/weight");
+    let (code, answer) = api(1, "PUT", &weight_path, Some("{\"weight\":7}"));
+    assert_eq!(code, 200, "weight on lb1: {answer}");
+    for i in [2, 3] {
+        wait_until(&format!("{} takes the weight", node_name(i)), Duration::from_secs(2), || {
+            backend_on(i, &service, &address).is_some_and(|b| b["weight"] == 7 && b["api_weight"] == 7)
+        });
+    }
+    let (code, answer) = api(3, "DELETE", &weight_path, None);
+    assert_eq!(code, 200, "clear on lb3: {answer}");
+    for i in [1, 2] {
+        wait_until(&format!("{} clears the weight", node_name(i)), Duration::from_secs(2), || {
+            backend_on(i, &service, &address).is_some_and(|b| b["weight"] == 1 && b.get("api_weight").is_none())
+        });
+    }
 }
 
 /// Connections held across a failure, one set per forwarding mode, all talking for

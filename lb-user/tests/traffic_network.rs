@@ -132,6 +132,10 @@ fn slow_start(mode: &str) {
     set_state(SERVER2, "maint");
     set_state(SERVER2, "ready");
     assert!(backend_view(SERVER2)["slow_start_percent"].as_u64().is_some_and(|p| p < 30));
+    let (_, metrics) = api("GET", "http://172.20.0.10:9100/metrics", None, None);
+    let share = format!("lb_backend_share_percent{{service=\"web\",backend=\"{SERVER2}\"}} ");
+    let line = metrics.lines().find(|l| l.starts_with(&share)).unwrap_or_else(|| panic!("{share} in {metrics}"));
+    assert!(line[share.len()..].parse::<u32>().is_ok_and(|p| p < 30), "ramping: {line}");
     let seconds = shares(11, 40);
     let per_second: Vec<String> =
         seconds.iter().map(|s| format!("{:.0}%", share_of("Server2", std::slice::from_ref(s)).0 * 100.0)).collect();
