@@ -129,30 +129,8 @@ listen front
     haproxy(&testenv::server_ns(3), "haproxy-front", cfg, 9000).expect("haproxy front")
 }
 
-/// Sends `payload` (hex) from `ns` to `addr:port` and prints what comes back and after how
-/// long the LB ended the connection.
-const RAW_CLIENT: &str = r#"
-import socket, sys, time
-s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
-s.sendall(bytes.fromhex(sys.argv[3]))
-t = time.time()
-data = b""
-try:
-    while True:
-        d = s.recv(4096)
-        if not d:
-            break
-        data += d
-except ConnectionResetError:
-    pass
-print("%.2f" % (time.time() - t))
-print(data.decode(errors="replace"))
-"#;
-
 fn raw(ns: &str, port: u16, hex: &str) -> (f64, String) {
-    let out = testenv::exec_ok(ns, &["python3", "-c", RAW_CLIENT, testenv::LB_V4, &port.to_string(), hex]).unwrap();
-    let (secs, rest) = out.split_once('\n').unwrap_or((&out, ""));
-    (secs.trim().parse().unwrap(), rest.to_string())
+    raw_exchange(ns, testenv::LB_V4, port, hex)
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -138,29 +138,10 @@ fn split_client(name: &str, pieces: u32) -> String {
     panic!("no known CN in the certificate {der}");
 }
 
-/// Sends bytes (hex) to the VIP and prints after how long the LB closed.
-const RAW_CLIENT: &str = r#"
-import socket, sys, time
-s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
-s.sendall(bytes.fromhex(sys.argv[3]))
-t = time.time()
-data = b""
-try:
-    while True:
-        d = s.recv(4096)
-        if not d:
-            break
-        data += d
-except ConnectionResetError:
-    pass
-print("%.2f %d" % (time.time() - t, len(data)))
-"#;
-
 /// (seconds until closed, bytes answered).
 fn raw(hex: &str) -> (f64, usize) {
-    let out = testenv::exec_ok(CLIENT_NS, &["python3", "-c", RAW_CLIENT, VIP_V4, &PORT.to_string(), hex]).unwrap();
-    let mut f = out.split_whitespace();
-    (f.next().unwrap().parse().unwrap(), f.next().unwrap().parse().unwrap())
+    let (secs, data) = raw_exchange(CLIENT_NS, VIP_V4, PORT, hex);
+    (secs, data.len())
 }
 
 #[test]

@@ -22,8 +22,9 @@ pub enum BackendCommand {
     SetWeight(SetWeightArgs),
 }
 
+/// Which backend of which service, and the API to ask.
 #[derive(Args, Debug, Clone)]
-pub struct SetWeightArgs {
+pub struct BackendTarget {
     #[command(flatten)]
     pub api: ApiArgs,
     /// The service (its `name` in lb.toml)
@@ -32,6 +33,12 @@ pub struct SetWeightArgs {
     /// The backend, IP:PORT ([v6]:port for IPv6), as the service lists it
     #[arg(long, value_name = "IP:PORT")]
     pub address: SocketAddr,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SetWeightArgs {
+    #[command(flatten)]
+    pub target: BackendTarget,
     /// The new weight, 0 to 10000, or `clear` (back to the config's or the registration's)
     #[arg(value_name = "WEIGHT|clear", value_parser = weight_or_clear)]
     pub weight: WeightArg,
@@ -56,13 +63,7 @@ fn weight_or_clear(text: &str) -> Result<WeightArg, String> {
 #[derive(Args, Debug, Clone)]
 pub struct SetStateArgs {
     #[command(flatten)]
-    pub api: ApiArgs,
-    /// The service (its `name` in lb.toml)
-    #[arg(long, value_name = "NAME", value_parser = service_name)]
-    pub service: String,
-    /// The backend, IP:PORT ([v6]:port for IPv6), as the service lists it
-    #[arg(long, value_name = "IP:PORT")]
-    pub address: SocketAddr,
+    pub target: BackendTarget,
     /// The new admin state
     #[arg(value_name = "STATE",
           value_parser = PossibleValuesParser::new(AdminState::NAMES).try_map(|s| s.parse::<AdminState>()))]
@@ -78,8 +79,8 @@ pub fn backend(command: BackendCommand) -> Result<ExitCode> {
 
 /// Prints the weight the server reports, or `cleared`.
 fn set_weight(args: SetWeightArgs) -> Result<ExitCode> {
-    let client = args.api.client()?;
-    match client.set_weight(&args.service, args.address, args.weight.0)? {
+    let t = &args.target;
+    match t.api.client()?.set_weight(&t.service, t.address, args.weight.0)? {
         Some(w) => out::line(w)?,
         None => out::line("cleared")?,
     }
@@ -89,8 +90,8 @@ fn set_weight(args: SetWeightArgs) -> Result<ExitCode> {
 /// Prints the state the server reports; a failure is the server's message and status (via
 /// `main`, exit 1).
 fn set_state(args: SetStateArgs) -> Result<ExitCode> {
-    let client = args.api.client()?;
-    let state = client.set_state(&args.service, args.address, args.state)?;
+    let t = &args.target;
+    let state = t.api.client()?.set_state(&t.service, t.address, args.state)?;
     out::line(state)?;
     Ok(ExitCode::SUCCESS)
 }

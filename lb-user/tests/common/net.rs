@@ -191,3 +191,28 @@ pub fn api(method: &str, url: &str, token: Option<&str>, body: Option<&str>) -> 
     let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
     (code.trim().parse().unwrap_or(0), body.to_string())
 }
+
+/// Sends `hex` (the bytes, in hex) from `ns` to `host:port` over one TCP connection, reads
+/// until the LB ends it: (seconds from the send until then, what came back).
+pub fn raw_exchange(ns: &str, host: &str, port: u16, hex: &str) -> (f64, String) {
+    const RAW_CLIENT: &str = r#"
+import socket, sys, time
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+s.sendall(bytes.fromhex(sys.argv[3]))
+t = time.time()
+data = b""
+try:
+    while True:
+        d = s.recv(4096)
+        if not d:
+            break
+        data += d
+except ConnectionResetError:
+    pass
+print("%.2f" % (time.time() - t))
+print(data.decode(errors="replace"), end="")
+"#;
+    let out = testenv::exec_ok(ns, &["python3", "-c", RAW_CLIENT, host, &port.to_string(), hex]).unwrap();
+    let (secs, rest) = out.split_once('\n').unwrap_or((&out, ""));
+    (secs.trim().parse().unwrap_or_else(|_| panic!("raw client said {out:?}")), rest.to_string())
+}
