@@ -48,8 +48,10 @@ impl Controller {
         if self.registry.weights.get(&key).copied() == weight {
             return;
         }
-        if weight.is_none() && !self.desired.services.iter().any(|s| s.name == key.service) {
+        // Cleared for a backend this node does not have: nothing to reconcile, only to forget.
+        if weight.is_none() && self.known_backend(&key.service, key.address).is_err() {
             self.registry.weights.remove(&key);
+            self.persist();
             return;
         }
         if let Err(e) = self.set_weight(&key.service, key.address, weight) {

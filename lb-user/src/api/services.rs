@@ -78,8 +78,7 @@ pub async fn set_weight(
     body: Body,
 ) -> Result<Response, HttpError> {
     let weight = weight_body(&body::read(&headers, body).await?)?;
-    state.control.set_weight(p.service.clone(), p.address, weight).await?;
-    Ok(Json(json!({ "service": p.service, "address": p.address.to_string(), "weight": weight })).into_response())
+    apply_weight(state, p, weight).await
 }
 
 pub async fn clear_weight(
@@ -87,8 +86,13 @@ pub async fn clear_weight(
     State(state): State<ApiState>,
     p: BackendParams,
 ) -> Result<Response, HttpError> {
-    state.control.set_weight(p.service.clone(), p.address, None).await?;
-    Ok(Json(json!({ "service": p.service, "address": p.address.to_string(), "weight": null })).into_response())
+    apply_weight(state, p, None).await
+}
+
+/// Both weight calls: set or clear, then answer with the weight now set (`null`: none).
+async fn apply_weight(state: ApiState, p: BackendParams, weight: Option<u32>) -> Result<Response, HttpError> {
+    state.control.set_weight(p.service.clone(), p.address, weight).await?;
+    Ok(Json(json!({ "service": p.service, "address": p.address.to_string(), "weight": weight })).into_response())
 }
 
 #[derive(Deserialize)]
