@@ -19,7 +19,7 @@ use lb_config::desired::{BackendKey, DesiredService};
 use lb_config::{AdminState, Config};
 
 /// What one backend's agent asks for now; `None`: nothing (or `ready`, `100%`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AgentReport {
     /// `drain` or `maint` (never `ready`, which clears it).
     pub state: Option<AgentState>,

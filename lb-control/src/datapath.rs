@@ -22,7 +22,7 @@ pub struct Outcome {
 }
 
 /// A plain copy of a backend's counters on the proxy path (the XDP path's live in maps).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BackendCounters {
     pub connections_total: u64,
     pub active: u64,

@@ -2,7 +2,7 @@
 //! of every service and backend, with where each backend comes from.
 use serde::{Deserialize, Serialize};
 
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, utoipa::ToSchema)]
 pub struct ServiceView {
     pub name: String,
     pub vip: String,
@@ -15,7 +15,7 @@ pub struct ServiceView {
     pub backends: Vec<BackendView>,
 }
 
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, utoipa::ToSchema)]
 pub struct BackendView {
     pub address: String,
     /// The weight in force: the API's when one is set, else the config's or the
@@ -54,7 +54,7 @@ pub struct BackendView {
     pub agent: Option<crate::agent_overlay::AgentReport>,
 }
 
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, utoipa::ToSchema)]
 pub struct CheckView {
     pub ok: bool,
     /// e.g. "connected", "HTTP 200", "connection refused", "timeout after 1s".

@@ -43,7 +43,7 @@ pub struct BackendRow {
     pub circuit: String,
 }
 
-#[derive(Serialize, serde::Deserialize, Debug, Clone, PartialEq)]
+#[derive(Serialize, serde::Deserialize, Debug, Clone, PartialEq, utoipa::ToSchema)]
 pub struct FlowRow {
     pub protocol: String,
     pub client: String,

@@ -36,13 +36,67 @@ impl FromRequestParts<ApiState> for FlowReader {
     }
 }
 
-/// The token check itself, for handlers that need it only sometimes (`/v1/flows`).
-pub fn check(parts: &Parts, state: &ApiState) -> Result<(), HttpError> {
+/// Extractor for the status page (`GET /`, `GET /v1/status`): free on a loopback
+/// `admin_listen` like [`FlowReader`]; otherwise the token, as a bearer credential or as the
+/// password of HTTP Basic credentials (any user name), since a browser can send only the
+/// latter. Basic is accepted for reading only: a browser replays cached Basic credentials on
+/// any request to the origin, a cross-site form post included, so a mutating call that took
+/// them could be triggered by another page.
+pub struct StatusReader;
+
+impl FromRequestParts<ApiState> for StatusReader {
+    type Rejection = BasicChallenge;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, BasicChallenge> {
+        if state.admin_listen.ip().is_loopback() {
+            return Ok(StatusReader);
+        }
+        let basic = parts.headers.get(AUTHORIZATION).and_then(|v| basic_password(v.as_bytes()));
+        match basic {
+            Some(password) if accepted(&password, tokens(state).iter()) => Ok(StatusReader),
+            Some(_) => Err(BasicChallenge(HttpError::unauthorized("invalid token (the Basic password)"))),
+            None => check(parts, state).map(|()| StatusReader).map_err(BasicChallenge),
+        }
+    }
+}
+
+/// A 401 that also offers Basic, so a browser asks for the token (as the password).
+pub struct BasicChallenge(pub HttpError);
+
+impl axum::response::IntoResponse for BasicChallenge {
+    fn into_response(self) -> axum::response::Response {
+        let mut response = self.0.into_response();
+        response.headers_mut().append(
+            axum::http::header::WWW_AUTHENTICATE,
+            axum::http::HeaderValue::from_static("Basic realm=\"lb\", charset=\"UTF-8\""),
+        );
+        response
+    }
+}
+
+/// The password of a `Basic` credential (RFC 7617: base64 of `user:password`).
+fn basic_password(value: &[u8]) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    let scheme = value.get(..6)?;
+    if !scheme.eq_ignore_ascii_case(b"basic ") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD.decode(value[6..].trim_ascii()).ok()?;
+    let colon = decoded.iter().position(|&b| b == b':')?;
+    Some(decoded[colon + 1..].to_vec())
+}
+
+fn tokens(state: &ApiState) -> lb_config::Tokens {
     // A poisoned lock still holds valid tokens (writers only replace the whole set).
-    let expected = match state.token.read() {
+    match state.token.read() {
         Ok(guard) => guard.clone(),
         Err(poisoned) => poisoned.into_inner().clone(),
-    };
+    }
+}
+
+/// The token check itself, for handlers that need it only sometimes (`/v1/flows`).
+pub fn check(parts: &Parts, state: &ApiState) -> Result<(), HttpError> {
+    let expected = tokens(state);
     if expected.is_empty() {
         return Err(HttpError::unauthorized(
             "no admin token is configured (the token file is missing or empty): this call is refused",
@@ -97,6 +151,18 @@ mod tests {
         assert_eq!(bearer(b"Basic abc"), None);
         assert_eq!(bearer(b"Bearer "), None);
         assert_eq!(bearer(b"Bear"), None);
+    }
+
+    #[test]
+    fn basic_credentials_give_their_password() {
+        // "lb:s3cret" and ":s3cret" (no user name), "user:pa:ss" (a colon in the password).
+        assert_eq!(basic_password(b"Basic bGI6czNjcmV0").as_deref(), Some(&b"s3cret"[..]));
+        assert_eq!(basic_password(b"basic OnMzY3JldA==").as_deref(), Some(&b"s3cret"[..]));
+        assert_eq!(basic_password(b"Basic dXNlcjpwYTpzcw==").as_deref(), Some(&b"pa:ss"[..]));
+        // No colon, not base64, another scheme.
+        assert_eq!(basic_password(b"Basic czNjcmV0"), None);
+        assert_eq!(basic_password(b"Basic !!!"), None);
+        assert_eq!(basic_password(b"Bearer bGI6czNjcmV0"), None);
     }
 
     #[test]

@@ -7,18 +7,28 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
-use serde_json::json;
 
+use super::answers::{Draining, ErrorBody};
 use super::auth::Authorized;
 use super::error::HttpError;
 use super::{body, ApiState};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct DrainBody {
+pub(super) struct DrainBody {
     drain: bool,
 }
 
+#[utoipa::path(post, path = "/v1/drain", tag = "daemon", security(("token" = [])),
+    request_body(content = Option<DrainBody>, description = "Optional: none drains, {\"drain\": false} announces again", content_type = "application/json"),
+    responses(
+        (status = 200, description = "Draining (or announcing) now", body = Draining),
+        (status = 400, description = "A bad path parameter or body", body = ErrorBody),
+        (status = 401, description = "No token, a wrong one, or none configured", body = ErrorBody),
+        (status = 409, description = "The node has no [cluster.bgp] to withdraw from", body = ErrorBody),
+        (status = 413, description = "The body is larger than 16 KiB", body = ErrorBody),
+        (status = 503, description = "The controller is not running (starting or stopping), or the shared store does not answer", body = ErrorBody),
+    ))]
 pub async fn drain(
     _: Authorized,
     State(state): State<ApiState>,
@@ -27,7 +37,7 @@ pub async fn drain(
 ) -> Result<Response, HttpError> {
     let drain = drain_body(&body::read(&headers, body).await?)?;
     let was = state.control.drain(drain).await?;
-    Ok(Json(json!({ "draining": drain, "was_draining": was })).into_response())
+    Ok(Json(Draining { draining: drain, was_draining: was }).into_response())
 }
 
 /// The body is optional: none (or only whitespace) drains; `{"drain": false}` undoes it.

@@ -3,7 +3,6 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
 
 use lb_control::ControlError;
 
@@ -53,11 +52,8 @@ impl From<ControlError> for HttpError {
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
-        let body = if self.errors.is_empty() {
-            json!({ "error": self.message })
-        } else {
-            json!({ "error": self.message, "errors": self.errors })
-        };
+        let errors = (!self.errors.is_empty()).then_some(self.errors);
+        let body = super::answers::ErrorBody { error: self.message, errors };
         let mut response = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             // RFC 6750: tell the client which scheme to use.

@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
+use super::answers::ErrorBody;
 use super::auth::FlowReader;
 use super::error::HttpError;
 use super::ApiState;
@@ -103,6 +104,18 @@ impl Page {
     }
 }
 
+#[utoipa::path(get, path = "/v1/flows", tag = "observe", security((), ("token" = [])),
+    params(
+        ("limit" = Option<u32>, Query, description = "Flows per page, 1 to 10000 (default 1000)", minimum = 1, maximum = 10000),
+        ("after" = Option<String>, Query, description = "The cursor of the previous page's X-Next-After header: PROTOCOL,CLIENT,VIP,BACKEND"),
+    ),
+    responses(
+        (status = 200, description = "A page of open flows, ordered by protocol, client, VIP, backend", body = [FlowRow],
+            headers(("x-next-after" = String, description = "The next page's cursor, when there is more"))),
+        (status = 400, description = "A bad path parameter or body", body = ErrorBody),
+        (status = 401, description = "Needs the token: admin_listen is not loopback", body = ErrorBody),
+        (status = 503, description = "The flow table cannot be read (nothing pinned), or another walk is running", body = ErrorBody),
+    ))]
 pub async fn list(
     _: FlowReader,
     State(state): State<ApiState>,

@@ -5,21 +5,27 @@
 //!
 //! One concern per file: `routes` (the table), `auth` (bearer token), `body` and
 //! `register` (request bodies), `params` (path parameters), `error` (JSON errors),
-//! `services`/`probes`/`scrape`/`flows`/`drain` (handlers), `walks` (one flow-table walk at a
+//! `services`/`probes`/`scrape`/`flows`/`drain`/`status` (handlers), `status_model` and
+//! `status_page` (what the status page shows, and its HTML), `walks` (one flow-table walk at a
 //! time), `trace` (a span per request), `listener` (connections: the cap and the
 //! timeouts).
+mod answers;
 mod auth;
 mod body;
 mod drain;
 mod error;
 mod flows;
 mod listener;
+pub mod openapi;
 mod params;
 mod probes;
 mod register;
 mod routes;
 mod scrape;
 mod services;
+mod status;
+pub mod status_model;
+mod status_page;
 mod trace;
 mod walks;
 

@@ -13,14 +13,20 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(10);
 /// unbounded one could overflow the controller's `Instant + ttl`.
 pub const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RawRegister {
+pub(super) struct RawRegister {
+    /// The backend, IP:PORT (IPv6 in brackets).
+    #[schema(example = "172.20.0.11:80")]
     address: String,
+    /// 0 to 10000 (default 1).
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 10000)]
     weight: Option<u32>,
-    /// `"10s"`-style string or whole seconds; checked by hand for a clear message.
+    /// The lease: a duration like `"10s"` or whole seconds, up to a day (default 10 s);
+    /// checked by hand for a clear message.
     #[serde(default)]
+    #[schema(value_type = Option<String>, example = "10s")]
     ttl: Option<Value>,
 }
 

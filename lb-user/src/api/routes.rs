@@ -6,10 +6,13 @@ use axum::routing::{get, post, put};
 use axum::Router;
 
 use super::error::HttpError;
-use super::{drain, flows, probes, scrape, services, trace, ApiState};
+use super::{drain, flows, openapi, probes, scrape, services, status, trace, ApiState};
 
 pub fn router(state: ApiState) -> Router {
     Router::new()
+        .route("/", get(status::page))
+        .route("/v1/status", get(status::json))
+        .route("/openapi.json", get(openapi::spec))
         .route("/metrics", get(scrape::metrics))
         .route("/healthz", get(probes::healthz))
         .route("/readyz", get(probes::readyz))

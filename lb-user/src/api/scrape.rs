@@ -4,12 +4,18 @@ use axum::extract::State;
 use axum::http::{header::CONTENT_TYPE, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use super::answers::ErrorBody;
 use super::ApiState;
 use crate::metrics;
 use lb_xdp::maps::Maps;
 
 pub const CONTENT_TYPE_0_0_4: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+#[utoipa::path(get, path = "/metrics", tag = "observe",
+    responses(
+        (status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain; version=0.0.4; charset=utf-8", body = String),
+        (status = 503, description = "Another walk of the flow table is running and did not end in time", body = ErrorBody),
+    ))]
 pub async fn metrics(State(state): State<ApiState>) -> Response {
     // Without the controller there are still data-path counters worth scraping.
     let services = state.control.services().await.unwrap_or_else(|e| {

@@ -6,18 +6,36 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
-use serde_json::json;
 
+use super::answers::{ErrorBody, Registered, Reloaded, Renewed, StateSet, WeightSet};
 use super::auth::Authorized;
 use super::error::HttpError;
 use super::params::{BackendParams, ServiceParam};
 use super::{body, register, ApiState};
 use lb_config::{AdminState, MAX_WEIGHT};
+use lb_control::ServiceView;
 
+#[utoipa::path(get, path = "/v1/services", tag = "services",
+    responses(
+        (status = 200, description = "Every service and its backends", body = [ServiceView]),
+        (status = 503, description = "The controller is not running (starting or stopping), or the shared store does not answer", body = ErrorBody),
+    ))]
 pub async fn list(State(state): State<ApiState>) -> Result<Response, HttpError> {
     Ok(Json(state.control.services().await?).into_response())
 }
 
+#[utoipa::path(post, path = "/v1/services/{service}/backends", tag = "backends", params(("service" = String, Path, description = "The service's name")), security(("token" = [])),
+    request_body(content = super::register::RawRegister, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Registered, or the lease renewed", body = Registered),
+        (status = 400, description = "A bad path parameter or body", body = ErrorBody),
+        (status = 401, description = "No token, a wrong one, or none configured", body = ErrorBody),
+        (status = 404, description = "No such service, or no such backend in it", body = ErrorBody),
+        (status = 409, description = "Refused in the service's present state (e.g. the backend cap, a registration the config owns)", body = ErrorBody),
+        (status = 413, description = "The body is larger than 16 KiB", body = ErrorBody),
+        (status = 422, description = "The change could not be applied", body = ErrorBody),
+        (status = 503, description = "The controller is not running (starting or stopping), or the shared store does not answer", body = ErrorBody),
+    ))]
 pub async fn register(
     _: Authorized,
     State(state): State<ApiState>,
@@ -28,27 +46,50 @@ pub async fn register(
     let r = register::parse(&body::read(&headers, body).await?)?;
     // Renewing an existing registration is also 201: the agent need not care which it was.
     let new = state.control.register(service.clone(), r.address, r.weight, r.ttl).await?;
-    let echo = json!({
-        "service": service,
-        "address": r.address.to_string(),
-        "weight": r.weight,
-        "ttl_seconds": register::ttl_seconds(r.ttl),
-        "new": new,
-    });
+    let echo = Registered {
+        service,
+        address: r.address.to_string(),
+        weight: r.weight,
+        ttl_seconds: register::ttl_seconds(r.ttl),
+        new,
+    };
     Ok((StatusCode::CREATED, Json(echo)).into_response())
 }
 
+#[utoipa::path(put, path = "/v1/services/{service}/backends/{address}/heartbeat", tag = "backends", params(("service" = String, Path, description = "The service's name"), ("address" = String, Path, description = "The backend, IP:PORT (IPv6 in brackets), percent-encoded or raw")), security(("token" = [])),
+    responses(
+        (status = 200, description = "The lease is renewed", body = Renewed),
+        (status = 400, description = "A bad path parameter or body", body = ErrorBody),
+        (status = 401, description = "No token, a wrong one, or none configured", body = ErrorBody),
+        (status = 404, description = "No such service, or no such backend in it", body = ErrorBody),
+        (status = 409, description = "Refused in the service's present state (e.g. the backend cap, a registration the config owns)", body = ErrorBody),
+        (status = 422, description = "The change could not be applied", body = ErrorBody),
+        (status = 503, description = "The controller is not running (starting or stopping), or the shared store does not answer", body = ErrorBody),
+    ))]
 pub async fn heartbeat(_: Authorized, State(state): State<ApiState>, p: BackendParams) -> Result<Response, HttpError> {
     state.control.heartbeat(p.service.clone(), p.address).await?;
-    Ok(Json(json!({ "service": p.service, "address": p.address.to_string(), "result": "ok" })).into_response())
+    Ok(Json(Renewed { service: p.service, address: p.address.to_string(), result: "ok" }).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct StateBody {
+pub(super) struct StateBody {
+    #[schema(pattern = "^(ready|drain|maint)$", example = "drain")]
     state: String,
 }
 
+#[utoipa::path(put, path = "/v1/services/{service}/backends/{address}/state", tag = "backends", params(("service" = String, Path, description = "The service's name"), ("address" = String, Path, description = "The backend, IP:PORT (IPv6 in brackets), percent-encoded or raw")), security(("token" = [])),
+    request_body(content = StateBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The admin state is set", body = StateSet),
+        (status = 400, description = "A bad path parameter or body", body = ErrorBody),
+        (status = 401, description = "No token, a wrong one, or none configured", body = ErrorBody),
+        (status = 404, description = "No such service, or no such backend in it", body = ErrorBody),
+        (status = 409, description = "Refused in the service's present state (e.g. the backend cap, a registration the config owns)", body = ErrorBody),
+        (status = 413, description = "The body is larger than 16 KiB", body = ErrorBody),
+        (status = 422, description = "The change could not be applied", body = ErrorBody),
+        (status = 503, description = "The controller is not running (starting or stopping), or the shared store does not answer", body = ErrorBody),
+    ))]
 pub async fn set_state(
     _: Authorized,
     State(state): State<ApiState>,
@@ -58,7 +99,7 @@ pub async fn set_state(
 ) -> Result<Response, HttpError> {
     let admin = state_body(&body::read(&headers, body).await?)?;
     state.control.set_state(p.service.clone(), p.address, admin).await?;
-    Ok(Json(json!({ "service": p.service, "address": p.address.to_string(), "state": admin.as_str() })).into_response())
+    Ok(Json(StateSet { service: p.service, address: p.address.to_string(), state: admin.as_str() }).into_response())
 }
 
 /// The body of `PUT .../state`: `{"state": "ready" | "drain" | "maint"}`.
@@ -70,6 +111,18 @@ pub fn state_body(bytes: &[u8]) -> Result<AdminState, HttpError> {
 /// `PUT .../weight` `{"weight": N}` sets the backend's weight (0 to the config's maximum;
 /// 0 takes it out of rotation like drain), `{"weight": null}` clears it (back to the
 /// config's or the registration's); `DELETE .../weight` clears too.
+#[utoipa::path(put, path = "/v1/services/{service}/backends/{address}/weight", tag = "backends", params(("service" = String, Path, description = "The service's name"), ("address" = String, Path, description = "The backend, IP:PORT (IPv6 in brackets), percent-encoded or raw")), security(("token" = [])),
+    request_body(content = WeightBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The weight is set (or cleared with null)", body = WeightSet),
+        (status = 400, description = "A bad path parameter or body", body = ErrorBody),
+        (status = 401, description = "No token, a wrong one, or none configured", body = ErrorBody),
+        (status = 404, description = "No such service, or no such backend in it", body = ErrorBody),
+        (status = 409, description = "Refused in the service's present state (e.g. the backend cap, a registration the config owns)", body = ErrorBody),
+        (status = 413, description = "The body is larger than 16 KiB", body = ErrorBody),
+        (status = 422, description = "The change could not be applied", body = ErrorBody),
+        (status = 503, description = "The controller is not running (starting or stopping), or the shared store does not answer", body = ErrorBody),
+    ))]
 pub async fn set_weight(
     _: Authorized,
     State(state): State<ApiState>,
@@ -81,6 +134,16 @@ pub async fn set_weight(
     apply_weight(state, p, weight).await
 }
 
+#[utoipa::path(delete, path = "/v1/services/{service}/backends/{address}/weight", tag = "backends", params(("service" = String, Path, description = "The service's name"), ("address" = String, Path, description = "The backend, IP:PORT (IPv6 in brackets), percent-encoded or raw")), security(("token" = [])),
+    responses(
+        (status = 200, description = "The API's weight is cleared", body = WeightSet),
+        (status = 400, description = "A bad path parameter or body", body = ErrorBody),
+        (status = 401, description = "No token, a wrong one, or none configured", body = ErrorBody),
+        (status = 404, description = "No such service, or no such backend in it", body = ErrorBody),
+        (status = 409, description = "Refused in the service's present state (e.g. the backend cap, a registration the config owns)", body = ErrorBody),
+        (status = 422, description = "The change could not be applied", body = ErrorBody),
+        (status = 503, description = "The controller is not running (starting or stopping), or the shared store does not answer", body = ErrorBody),
+    ))]
 pub async fn clear_weight(
     _: Authorized,
     State(state): State<ApiState>,
@@ -92,12 +155,14 @@ pub async fn clear_weight(
 /// Both weight calls: set or clear, then answer with the weight now set (`null`: none).
 async fn apply_weight(state: ApiState, p: BackendParams, weight: Option<u32>) -> Result<Response, HttpError> {
     state.control.set_weight(p.service.clone(), p.address, weight).await?;
-    Ok(Json(json!({ "service": p.service, "address": p.address.to_string(), "weight": weight })).into_response())
+    Ok(Json(WeightSet { service: p.service, address: p.address.to_string(), weight }).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct WeightBody {
+pub(super) struct WeightBody {
+    /// 0 to the maximum (0 takes the backend out of rotation); null clears the API's weight.
+    #[schema(required = true, minimum = 0, maximum = 10000)]
     weight: Option<u32>,
 }
 
@@ -121,12 +186,29 @@ pub fn weight_body(bytes: &[u8]) -> Result<Option<u32>, HttpError> {
     }
 }
 
+#[utoipa::path(delete, path = "/v1/services/{service}/backends/{address}", tag = "backends", params(("service" = String, Path, description = "The service's name"), ("address" = String, Path, description = "The backend, IP:PORT (IPv6 in brackets), percent-encoded or raw")), security(("token" = [])),
+    responses(
+        (status = 204, description = "Deregistered"),
+        (status = 400, description = "A bad path parameter or body", body = ErrorBody),
+        (status = 401, description = "No token, a wrong one, or none configured", body = ErrorBody),
+        (status = 404, description = "No such service, or no such backend in it", body = ErrorBody),
+        (status = 409, description = "Refused in the service's present state (e.g. the backend cap, a registration the config owns)", body = ErrorBody),
+        (status = 422, description = "The change could not be applied", body = ErrorBody),
+        (status = 503, description = "The controller is not running (starting or stopping), or the shared store does not answer", body = ErrorBody),
+    ))]
 pub async fn deregister(_: Authorized, State(state): State<ApiState>, p: BackendParams) -> Result<Response, HttpError> {
     state.control.deregister(p.service, p.address).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+#[utoipa::path(post, path = "/v1/reload", tag = "daemon", security(("token" = [])),
+    responses(
+        (status = 200, description = "The config file was read, checked and applied", body = Reloaded),
+        (status = 401, description = "No token, a wrong one, or none configured", body = ErrorBody),
+        (status = 422, description = "The config is invalid (each error in `errors`, FILE:LINE:COL) or could not be applied; the running one stays", body = ErrorBody),
+        (status = 503, description = "The controller is not running (starting or stopping), or the shared store does not answer", body = ErrorBody),
+    ))]
 pub async fn reload(_: Authorized, State(state): State<ApiState>) -> Result<Response, HttpError> {
     state.control.reload().await?;
-    Ok(Json(json!({ "result": "ok" })).into_response())
+    Ok(Json(Reloaded { result: "ok" }).into_response())
 }
