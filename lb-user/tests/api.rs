@@ -804,3 +804,57 @@ async fn one_flow_table_walk_at_a_time_a_second_waits_then_gets_503() {
     assert!(api.get("/v1/flows").await.error(503).starts_with("flows:"));
     assert_eq!(api.get("/metrics").await.status, 200);
 }
+
+#[tokio::test]
+async fn the_status_page_and_its_json_show_every_backend_free_on_loopback() {
+    let api = start().await;
+    let page = api.get("/").await;
+    assert_eq!(page.status, 200, "{page:?}");
+    assert!(page.header("content-type").is_some_and(|t| t.starts_with("text/html")), "{page:?}");
+    assert!(page.header("content-security-policy").is_some_and(|p| p.contains("default-src 'none'")));
+    assert!(page.body.contains("<tr class=\"backend\" data-service=\"web\" data-backend=\"172.20.0.11:80\">"), "{}", page.body);
+    let status = api.get("/v1/status").await.json();
+    let web = &status["services"][0];
+    assert_eq!(web["name"], "web");
+    let backends = web["backends"].as_array().expect("backends");
+    assert_eq!(backends.len(), web_service().backends.len());
+    assert_eq!(backends[0]["address"], "172.20.0.11:80");
+    assert_eq!(backends[0]["new_flows"], 0, "nothing pinned: no counters yet");
+    assert!(status["sampled_at_ms"].as_u64().is_some_and(|t| t > 1_600_000_000_000), "{status}");
+}
+
+#[tokio::test]
+async fn beyond_loopback_the_status_page_takes_the_token_as_bearer_or_basic_password_and_nothing_else_takes_basic() {
+    use base64::Engine as _;
+    let basic = |user_password: &str| {
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(user_password))
+    };
+    let api = start_listening_as("0.0.0.0:9100".parse().unwrap()).await;
+    for path in ["/", "/v1/status"] {
+        let r = api.get(path).await;
+        assert_eq!(r.status, 401, "{path}: {r:?}");
+        let challenges: Vec<&str> =
+            r.headers.iter().filter(|(k, _)| k == "www-authenticate").map(|(_, v)| v.as_str()).collect();
+        assert!(challenges.iter().any(|c| c.starts_with("Basic realm=\"lb\"")), "{path}: {challenges:?}");
+        let wrong = api.call_with("GET", path, &[("Authorization", &basic("lb:nope"))], "").await;
+        assert_eq!(wrong.status, 401, "{path}");
+        let ok = api.call_with("GET", path, &[("Authorization", &basic(&format!("anyone:{TOKEN}")))], "").await;
+        assert_eq!(ok.status, 200, "{path}: {ok:?}");
+        let bearer = api.call_with("GET", path, &[("Authorization", &format!("Bearer {TOKEN}"))], "").await;
+        assert_eq!(bearer.status, 200, "{path}");
+    }
+    // A change never takes Basic: a browser would replay it for any page that posts here.
+    let r = api.call_with("POST", "/v1/reload", &[("Authorization", &basic(&format!("lb:{TOKEN}")))], "").await;
+    assert_eq!(r.status, 401, "{r:?}");
+}
+
+#[tokio::test]
+async fn the_openapi_description_is_served_and_names_the_status_routes() {
+    let api = start().await;
+    let doc = api.get("/openapi.json").await.json();
+    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")), "{doc}");
+    for path in ["/", "/v1/status", "/v1/services/{service}/backends"] {
+        assert!(doc["paths"][path].is_object(), "{path} missing");
+    }
+    assert_eq!(doc["components"]["securitySchemes"]["token"]["scheme"], "bearer");
+}

@@ -709,6 +709,28 @@ fn every_admin_api_route_is_in_docs_api() {
     report(API, "admin API routes", &missing);
 }
 
+#[test]
+fn every_admin_api_route_is_in_the_openapi_description() {
+    let routes = api_routes();
+    let doc: serde_json::Value =
+        serde_json::from_str(&lb_user::api::openapi::document()).expect("the OpenAPI description is JSON");
+    let paths = doc["paths"].as_object().expect("paths");
+    let described: BTreeSet<(String, String)> = paths
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object().into_iter().flatten().map(move |(method, _)| (method.to_uppercase(), path.clone()))
+        })
+        .collect();
+    let mut missing = Vec::new();
+    for (method, path) in routes.difference(&described) {
+        missing.push(format!("{method} {path} is not described (add it to `paths` in api/openapi.rs)"));
+    }
+    for (method, path) in described.difference(&routes) {
+        missing.push(format!("{method} {path} is described but the router has no such route"));
+    }
+    report("lb-user/src/api/openapi.rs", "OpenAPI paths", &missing);
+}
+
 // ---------------------------------------------------------------------------------------
 // Data-path names: docs/architecture.md.
 
