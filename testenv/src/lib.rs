@@ -39,6 +39,7 @@ mod netns;
 pub mod peers;
 mod process;
 mod servers;
+pub mod tools;
 mod topology;
 mod up;
 mod xdp_pass;

@@ -1,5 +1,5 @@
 //! `cargo xtask deps`: everything a fresh Debian 12 machine lacks, installed idempotently
-//! (apt packages, nightly's components, bpf-linker, cargo-fuzz).
+//! (apt packages, nightly's components, bpf-linker, cargo-fuzz, the test tools from PyPI).
 //! Each step first checks whether its result is already there, so a complete machine costs
 //! a few fast queries.
 use std::process::Command;
@@ -46,6 +46,11 @@ const APT_PACKAGES: &[&str] = &[
     "etcd-client",
     // The `etcd-client` crate's build script compiles etcd's .proto files with it.
     "protobuf-compiler",
+    // The status page's browser test: headless Chromium driven over WebDriver.
+    "chromium",
+    "chromium-driver",
+    // Virtual environments for the test tools from PyPI (schemathesis).
+    "python3-venv",
 ];
 
 /// Whether something already provides what a package would (a command that runs).
@@ -68,6 +73,7 @@ pub fn install() -> Result<()> {
     nightly()?;
     bpf_linker()?;
     cargo_fuzz()?;
+    crate::python_tools::install()?;
     println!("==> dependencies present");
     Ok(())
 }

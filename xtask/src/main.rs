@@ -11,6 +11,7 @@ mod deps;
 mod docker_demo;
 mod fuzz;
 mod lint;
+mod python_tools;
 mod roots;
 mod soak;
 mod test;

@@ -1,3 +1,4 @@
 #![allow(dead_code)]
 pub mod net;
 pub mod proxy_harness;
+pub mod webdriver;
