@@ -46,6 +46,8 @@ const APT_PACKAGES: &[&str] = &[
     "etcd-client",
     // The `etcd-client` crate's build script compiles etcd's .proto files with it.
     "protobuf-compiler",
+    // `lb top`'s network test runs it in a terminal of its own, types keys and reads the screen.
+    "tmux",
 ];
 
 /// Whether something already provides what a package would (a command that runs).
