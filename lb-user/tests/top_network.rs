@@ -2,7 +2,8 @@
 //! client sends new connections through the VIP, on both paths: the busy backends' rows
 //! show non-zero rates, `a` and `r` reorder the rows, a `/` filter hides the other
 //! service, a daemon that goes away is named in the header while `lb top` keeps running,
-//! and `q` gives the shell back its terminal (cooked mode, the normal screen). Root only:
+//! and `q` gives the shell back its terminal (cooked mode, the normal screen); without a
+//! terminal it exits 1 pointing to `lb list backends --json`. Root only:
 //! `cargo xtask test`.
 mod common;
 
@@ -123,7 +124,8 @@ fn rates_sort_and_filter(top: &Top, path: &str) {
     assert!(row(&screen, API_BACKEND).is_some_and(|w| w[0] == "api" && w[7] == "0"), "the idle service:\n{screen}");
     let total = screen.lines().find(|l| l.starts_with("total/s")).unwrap_or_default();
     assert!(!total.contains("new flows 0 ") && !total.contains("new flows -"), "{screen}");
-    eprintln!("{path}: lb top's screen with traffic:\n{screen}");
+    let shown: Vec<&str> = screen.lines().filter(|l| !l.trim().is_empty()).collect();
+    eprintln!("{path}: lb top's screen with traffic (blank lines left out):\n{}", shown.join("\n"));
 
     top.keys(&["a"]);
     top.wait_for("rows by address", |s| {
@@ -154,6 +156,15 @@ fn quit(top: &Top) {
     assert!(!screen.contains("SERVICE") && !screen.contains("q quit"), "the table stayed on screen:\n{screen}");
 }
 
+/// Without a terminal (a script, a pipe) `lb top` says what to use instead.
+fn without_a_terminal() {
+    let lb = testenv::lb_binary();
+    let out = testenv::exec(LB_NS, &[lb.to_str().unwrap(), "top", "--pin-path", LB_PIN_PATH]).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("lb top draws on a terminal") && stderr.contains("lb list backends --json"), "{stderr}");
+}
+
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn top_shows_rates_sorts_filters_and_restores_the_terminal() {
@@ -163,6 +174,7 @@ fn top_shows_rates_sorts_filters_and_restores_the_terminal() {
     // The XDP path, from the pinned maps; detached on exit, so the proxy can serve next.
     let mut lb = LbDaemon::start_with(&testenv::lb_binary(), &config("xdp"), &["--detach-on-exit"])
         .unwrap_or_else(|e| panic!("lb run: {e:#}"));
+    without_a_terminal();
     let traffic = ClientLoop::start(&url);
     let top = Top::start();
     rates_sort_and_filter(&top, "xdp");
