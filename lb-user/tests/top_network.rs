@@ -2,9 +2,9 @@
 //! client sends new connections through the VIP, on both paths: the busy backends' rows
 //! show non-zero rates, `a` and `r` reorder the rows, a `/` filter hides the other
 //! service, a daemon that goes away is named in the header while `lb top` keeps running,
-//! and `q` gives the shell back its terminal (cooked mode, the normal screen); without a
-//! terminal it exits 1 pointing to `lb list backends --json`. Root only:
-//! `cargo xtask test`.
+//! and `q` (or a SIGTERM) gives the shell back its terminal (cooked mode, the normal
+//! screen); without a terminal it exits 1 pointing to `lb list backends --json`. Root
+//! only: `cargo xtask test`.
 mod common;
 
 use std::time::{Duration, Instant};
@@ -65,6 +65,16 @@ impl Top {
         tmux(&["capture-pane", "-p", "-t", SESSION])
     }
 
+    /// SIGTERM to `lb top` (the pane's shell's child).
+    fn sigterm(&self) {
+        let shell = tmux(&["list-panes", "-t", SESSION, "-F", "#{pane_pid}"]);
+        let pid = testenv::exec_ok(LB_NS, &["pgrep", "-P", shell.trim(), "-x", "lb"])
+            .unwrap_or_else(|e| panic!("lb top's pid: {e:#}"));
+        let pid: i32 = pid.trim().parse().unwrap_or_else(|_| panic!("one lb top under the shell, not {pid:?}"));
+        // SAFETY: kill(2) on a pid just read; a stale one at worst fails with ESRCH.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "{}", std::io::Error::last_os_error());
+    }
+
     fn keys(&self, keys: &[&str]) {
         let mut args = vec!["send-keys", "-t", SESSION];
         args.extend_from_slice(keys);
@@ -89,6 +99,11 @@ impl Drop for Top {
     fn drop(&mut self) {
         let _ = testenv::exec(LB_NS, &["tmux", "-L", TMUX_SOCKET, "kill-server"]);
     }
+}
+
+enum Quit {
+    Key,
+    Sigterm,
 }
 
 /// The table line of backend `address`, split at whitespace: SERVICE VIP BACKEND STATE
@@ -147,10 +162,13 @@ fn rates_sort_and_filter(top: &Top, path: &str) {
     top.wait_for("every row after Esc", |s| row(s, API_BACKEND).is_some() && !s.contains("filter \""));
 }
 
-/// `q`: `lb top` exits 0 and the shell has its terminal back.
-fn quit(top: &Top) {
-    top.keys(&["q"]);
-    let screen = top.wait_for("the shell after q", |s| s.contains(EXITED) && s.contains("icanon"));
+/// `q` (or a SIGTERM): `lb top` exits 0 and the shell has its terminal back.
+fn quit(top: &Top, how: Quit) {
+    match how {
+        Quit::Key => top.keys(&["q"]),
+        Quit::Sigterm => top.sigterm(),
+    }
+    let screen = top.wait_for("the shell after lb top", |s| s.contains(EXITED) && s.contains("icanon"));
     assert!(screen.contains(&format!("{EXITED} 0")), "{screen}");
     assert!(screen.contains("icanon echo") && !screen.contains("-icanon"), "raw mode left on:\n{screen}");
     assert!(!screen.contains("SERVICE") && !screen.contains("q quit"), "the table stayed on screen:\n{screen}");
@@ -178,7 +196,7 @@ fn top_shows_rates_sorts_filters_and_restores_the_terminal() {
     let traffic = ClientLoop::start(&url);
     let top = Top::start();
     rates_sort_and_filter(&top, "xdp");
-    quit(&top);
+    quit(&top, Quit::Key);
     drop(top);
     assert!(failures(&traffic.finish()).is_empty(), "requests failed on the XDP path");
     lb.stop().unwrap();
@@ -198,5 +216,5 @@ fn top_shows_rates_sorts_filters_and_restores_the_terminal() {
     let screen = top.wait_for("the error in the header", |s| s.contains("nothing is pinned under"));
     assert!(screen.contains("error (retrying every 500ms; rows as of "), "{screen}");
     assert!(!screen.contains(EXITED), "{screen}");
-    quit(&top);
+    quit(&top, Quit::Sigterm);
 }

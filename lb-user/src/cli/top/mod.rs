@@ -25,6 +25,7 @@ use clap::Args;
 use crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use lb_config::{format_duration, parse_duration};
 
+use crate::agent::Shutdown;
 use keys::{Key, Outcome};
 use state::State;
 
@@ -61,16 +62,22 @@ fn interval(text: &str) -> Result<Duration, String> {
 }
 
 pub fn top(args: TopArgs) -> Result<ExitCode> {
+    // SIGTERM or SIGINT (from `kill`: in raw mode Ctrl-C is a key) ends it like `q`, so the
+    // terminal is given back rather than left raw.
+    let stop = Shutdown::on_signals().context("installing the SIGTERM and SIGINT handlers")?;
     let mut tty = terminal::Tty::enter()?;
     let samples = sampler::spawn(sample::Source { pin_path: args.pin_path, api: args.api }, args.interval);
-    run(&mut tty, &samples, State::new(args.interval))?;
+    run(&mut tty, &samples, &stop, State::new(args.interval))?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Draws, takes keys and samples until a key quits.
-fn run(tty: &mut terminal::Tty, samples: &Receiver<sampler::Refresh>, mut state: State) -> Result<()> {
+/// Draws, takes keys and samples until a key or a signal quits.
+fn run(tty: &mut terminal::Tty, samples: &Receiver<sampler::Refresh>, stop: &Shutdown, mut state: State) -> Result<()> {
     let mut dirty = true;
     loop {
+        if stop.requested() {
+            return Ok(());
+        }
         loop {
             match samples.try_recv() {
                 Ok(refresh) => {
