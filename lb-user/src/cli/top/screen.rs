@@ -146,7 +146,13 @@ fn header(state: &State, all: &[Row], shown: usize) -> Vec<String> {
 /// Dropped packets per second, the busiest reasons first (the XDP path's counters).
 fn drops_line(state: &State, last: &super::sample::Sample) -> String {
     let Some(drops) = rates::drops(state.prev.as_ref(), last) else {
-        return "drops/s  - (the proxy path counts no packet drops; its refusals are on /metrics)".into();
+        return if last.path == "proxy" {
+            "drops/s  - (the proxy path counts no packet drops; its refusals are on /metrics)".into()
+        } else {
+            // The API answered for a daemon on the XDP path: its counters (the backends'
+            // too) are only in the maps it pinned, elsewhere than --pin-path.
+            format!("drops/s  - (path {}: the counters are in its pinned maps; is --pin-path its pin_path?)", last.path)
+        };
     };
     if drops.values().all(Option::is_none) {
         return "drops/s  -".into();
@@ -290,6 +296,14 @@ mod tests {
         assert_eq!(&s.rows[0][7..], ["-", "-", "-", "3", "-", "10 B"]);
         assert_eq!(s.header[1], "total/s  new flows -  packets -  bytes -");
         assert!(s.header[2].starts_with("drops/s  - (the proxy path"), "{}", s.header[2]);
+    }
+
+    #[test]
+    fn an_xdp_daemon_seen_through_its_api_points_to_the_pin_path() {
+        let mut st = State::new(Duration::from_secs(1));
+        st.update(Ok(sample("xdp", Instant::now(), vec![backend("web", "10.0.1.1:80", 0, None, 0)])));
+        let s = screen(&st);
+        assert!(s.header[2].contains("is --pin-path its pin_path?"), "{}", s.header[2]);
     }
 
     #[test]
