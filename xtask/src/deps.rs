@@ -51,6 +51,8 @@ const APT_PACKAGES: &[&str] = &[
     "chromium-driver",
     // Virtual environments for the test tools from PyPI (schemathesis).
     "python3-venv",
+    // `lb top`'s network test runs it in a terminal of its own, types keys and reads the screen.
+    "tmux",
 ];
 
 /// Whether something already provides what a package would (a command that runs).

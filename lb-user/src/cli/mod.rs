@@ -12,6 +12,7 @@ mod remote;
 mod run;
 mod segment;
 mod table;
+mod top;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -61,6 +62,10 @@ pub enum Command {
         #[arg(long, default_value = "http://127.0.0.1:9100")]
         api: String,
     },
+    /// Services and backends with their rates (new flows, packets, bytes per second),
+    /// refreshed in the terminal; keys sort and filter. From the pinned maps, or the admin
+    /// API when nothing is pinned (the proxy path).
+    Top(top::TopArgs),
     /// Which backend a flow gets, computed with the data path's own hash and tables.
     Explain {
         /// The service's VIP, IP:PORT ([v6]:port for IPv6)
@@ -147,6 +152,7 @@ fn subcommand(cli: Cli) -> Result<ExitCode> {
         Command::Run { config, detach_on_exit } => run::run(&config, detach_on_exit),
         Command::Check { config } => check::check(&config),
         Command::List { what, pin_path, json, api } => list::list(what, &pin_path, &api, json),
+        Command::Top(args) => top::top(args),
         Command::Explain { vip, client, proto, pin_path, json } => {
             explain::explain(vip, client, proto, &pin_path, json)
         }
