@@ -17,8 +17,8 @@ pub struct Status {
     /// When the counters were read, in milliseconds since the Unix epoch.
     pub sampled_at_ms: u64,
     pub services: Vec<ServiceStatus>,
-    /// Since start, per reason: packets the XDP program dropped or flows it refused
-    /// (`ratelimited`, `acl_denied`); on the proxy path, flows and requests it refused.
+    /// Since start, per reason: packets the XDP program dropped (`acl_denied`: new flows
+    /// the source lists refused); on the proxy path, flows and requests it refused.
     pub drops: BTreeMap<String, u64>,
 }
 
@@ -119,11 +119,10 @@ impl Status {
 }
 
 /// Every drop reason the program counts (zeros too: the page charts each one), and the
-/// flows it refused by policy.
+/// flows the source lists refused, which it counts per service rather than as a drop
+/// reason (`rate_limited` is a drop reason already).
 fn xdp_drops(stats: inspect::Stats) -> BTreeMap<String, u64> {
     let mut drops = stats.drops;
-    let ratelimited: u64 = stats.ratelimited.values().flat_map(|scopes| scopes.values()).sum();
-    drops.insert("ratelimited".into(), ratelimited);
     drops.insert("acl_denied".into(), stats.acl_denied.values().sum());
     drops
 }
@@ -131,7 +130,7 @@ fn xdp_drops(stats: inspect::Stats) -> BTreeMap<String, u64> {
 fn add_proxy_refusals(drops: &mut BTreeMap<String, u64>, c: &lb_proxy::ServiceCounters) {
     let http: u64 = c.http_rejected.iter().sum();
     for (reason, n) in [
-        ("ratelimited", c.ratelimited_service_total + c.ratelimited_source_total),
+        ("rate_limited", c.ratelimited_service_total + c.ratelimited_source_total),
         ("acl_denied", c.acl_denied_total),
         ("overflow", c.overflow_total),
         ("connections_capped", c.capped_service_total + c.capped_source_total),
@@ -212,12 +211,15 @@ mod tests {
             acl_denied: BTreeMap::new(),
         };
         stats.drops.insert("fragment".into(), 3);
+        stats.drops.insert("rate_limited".into(), 5);
         stats.ratelimited.entry("web".into()).or_default().insert("source".into(), 4);
         stats.ratelimited.entry("web".into()).or_default().insert("service".into(), 1);
         stats.acl_denied.insert("web".into(), 2);
+        stats.acl_denied.insert("api".into(), 1);
         let drops = xdp_drops(stats);
         assert_eq!(drops["fragment"], 3);
-        assert_eq!(drops["ratelimited"], 5);
-        assert_eq!(drops["acl_denied"], 2);
+        assert_eq!(drops["rate_limited"], 5, "the per-service counts are not added again");
+        assert_eq!(drops["acl_denied"], 3);
+        assert_eq!(drops.len(), 3);
     }
 }

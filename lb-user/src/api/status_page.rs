@@ -120,21 +120,19 @@ fn backend_row(html: &mut String, service: &str, b: &BackendStatus) {
 
 fn drops_section(html: &mut String, status: &Status) {
     html.push_str(
-        "<section id=\"drops\"><h2>Drops and refusals<span class=\"facts\">since start, per reason</span></h2>\n\
-         <table><thead><tr><th>Reason</th><th class=\"num\">Per second</th><th class=\"num\">Total</th>\
-         <th>Per second, 3 min</th></tr></thead>\n<tbody>\n",
+        "<section id=\"drops\"><h2>Drops and refusals<span class=\"facts\">per second, and since start</span></h2>\n\
+         <div class=\"drops\">\n",
     );
     for (reason, total) in &status.drops {
         let _ = write!(
             html,
-            "<tr class=\"drop\" data-reason=\"{r}\"><td data-label=\"Reason\">{r}</td>\
-             <td class=\"num\" data-field=\"rate\" data-label=\"Per second\">–</td>\
-             <td class=\"num\" data-field=\"total\" data-label=\"Total\">{total}</td>\
-             <td data-field=\"chart\" data-label=\"Per second, 3 min\"></td></tr>\n",
+            "<div class=\"drop\" data-reason=\"{r}\"><span class=\"reason\">{r}</span>\
+             <span class=\"num\" data-field=\"rate\">–</span><span class=\"num total\" data-field=\"total\">{total}</span>\
+             <span data-field=\"chart\"></span></div>\n",
             r = escape(reason)
         );
     }
-    html.push_str("</tbody></table></section>\n");
+    html.push_str("</div></section>\n");
 }
 
 fn or_dash(text: &str) -> &str {

@@ -41,15 +41,20 @@
     return { rate: out, h };
   }
 
+  // A chart of the last HISTORY samples, newest at the right edge; samples before the
+  // first known rate are left out rather than drawn as zero.
   function spark(series) {
     const w = 120, h = 24;
-    const values = series.map((v) => (v === null ? 0 : v));
+    const first = series.findIndex((v) => v !== null);
+    const values = first < 0 ? [] : series.slice(first).map((v) => (v === null ? 0 : v));
     if (values.length < 2) return "<svg class=\"spark\" viewBox=\"0 0 120 24\" aria-hidden=\"true\"></svg>";
     const max = Math.max(1, ...values);
     const step = w / (HISTORY - 1);
     const x0 = w - step * (values.length - 1);
-    const points = values.map((v, i) => (x0 + i * step).toFixed(1) + "," + (h - 1 - (v / max) * (h - 2)).toFixed(1)).join(" ");
-    return "<svg class=\"spark\" viewBox=\"0 0 120 24\" aria-label=\"peak " + esc(human(max)) + "/s\"><polyline points=\"" + points + "\"/></svg>";
+    const xy = values.map((v, i) => (x0 + i * step).toFixed(1) + "," + (h - 1 - (v / max) * (h - 2)).toFixed(1));
+    const area = x0.toFixed(1) + "," + (h - 1) + " " + xy.join(" ") + " " + w + "," + (h - 1);
+    return "<svg class=\"spark\" viewBox=\"0 0 120 24\" role=\"img\" aria-label=\"peak " + esc(human(max)) + "/s\"><polygon points=\"" +
+      area + "\"/><polyline points=\"" + xy.join(" ") + "\"/></svg>";
   }
 
   function backendRow(service, b, t) {
@@ -89,15 +94,14 @@
     return html + "</tbody></table></section>";
   }
 
-  function dropRows(status) {
+  function dropCards(status) {
     let html = "";
     for (const [reason, total] of Object.entries(status.drops)) {
       const { rate, h } = rates(drops, reason, status.sampled_at_ms, { total });
       pushBounded(h.series, rate.total);
-      html += "<tr class=\"drop\" data-reason=\"" + esc(reason) + "\"><td data-label=\"Reason\">" + esc(reason) +
-        "</td><td class=\"num\" data-field=\"rate\" data-label=\"Per second\">" + human(rate.total) +
-        "</td><td class=\"num\" data-field=\"total\" data-label=\"Total\">" + human(total) +
-        "</td><td data-field=\"chart\" data-label=\"Per second, 3 min\">" + spark(h.series) + "</td></tr>";
+      html += "<div class=\"drop" + (total > 0 ? " seen" : "") + "\" data-reason=\"" + esc(reason) + "\"><span class=\"reason\">" + esc(reason) +
+        "</span><span class=\"num\" data-field=\"rate\">" + human(rate.total) + "</span><span class=\"num total\" data-field=\"total\">" +
+        human(total) + "</span><span data-field=\"chart\">" + spark(h.series) + "</span></div>";
     }
     return html;
   }
@@ -111,7 +115,7 @@
     sampled.textContent = "counters at " + new Date(t).toLocaleTimeString();
     const services = status.services.map((s) => serviceSection(s, status.path, t)).join("");
     document.getElementById("services").innerHTML = services || "<p class=\"empty\">No services are configured.</p>";
-    document.querySelector("#drops tbody").innerHTML = dropRows(status);
+    document.querySelector("#drops .drops").innerHTML = dropCards(status);
     updates += 1;
     document.body.dataset.updates = String(updates);
   }
