@@ -17,8 +17,8 @@ pub struct Status {
     /// When the counters were read, in milliseconds since the Unix epoch.
     pub sampled_at_ms: u64,
     pub services: Vec<ServiceStatus>,
-    /// Since start, per reason: packets the XDP program dropped (`acl_denied`: new flows
-    /// the source lists refused); on the proxy path, flows and requests it refused.
+    /// Since start, per reason: packets the XDP program dropped; on the proxy path, flows
+    /// and requests it refused.
     pub drops: BTreeMap<String, u64>,
 }
 
@@ -61,7 +61,8 @@ impl Status {
         let rows = maps.and_then(|m| inspect::backends(m).inspect_err(|e| tracing::debug!("status: {e:#}")).ok());
         let counters: Counters =
             rows.unwrap_or_default().into_iter().map(|r: BackendRow| ((r.service, r.address), (r.new_flows, Some(r.packets), r.bytes))).collect();
-        let drops = maps.and_then(|m| inspect::stats(m).ok()).map(xdp_drops).unwrap_or_default();
+        // Every drop reason the program counts, zeros too: the page charts each one.
+        let drops = maps.and_then(|m| inspect::stats(m).ok()).map(|s| s.drops).unwrap_or_default();
         Self::build(path, services, &counters, drops)
     }
 
@@ -116,15 +117,6 @@ impl Status {
             .collect();
         Status { path, sampled_at_ms: now_ms(), services, drops }
     }
-}
-
-/// Every drop reason the program counts (zeros too: the page charts each one), and the
-/// flows the source lists refused, which it counts per service rather than as a drop
-/// reason (`rate_limited` is a drop reason already).
-fn xdp_drops(stats: inspect::Stats) -> BTreeMap<String, u64> {
-    let mut drops = stats.drops;
-    drops.insert("acl_denied".into(), stats.acl_denied.values().sum());
-    drops
 }
 
 fn add_proxy_refusals(drops: &mut BTreeMap<String, u64>, c: &lb_proxy::ServiceCounters) {
@@ -200,26 +192,5 @@ mod tests {
         assert_eq!(status.services[0].backends.len(), 2);
         assert_eq!(status.services[0].backends[0].new_flows, 0);
         assert!(status.drops.is_empty());
-    }
-
-    #[test]
-    fn xdp_refusals_join_the_drop_reasons() {
-        let mut stats = inspect::Stats {
-            actions: BTreeMap::new(),
-            drops: BTreeMap::new(),
-            ratelimited: BTreeMap::new(),
-            acl_denied: BTreeMap::new(),
-        };
-        stats.drops.insert("fragment".into(), 3);
-        stats.drops.insert("rate_limited".into(), 5);
-        stats.ratelimited.entry("web".into()).or_default().insert("source".into(), 4);
-        stats.ratelimited.entry("web".into()).or_default().insert("service".into(), 1);
-        stats.acl_denied.insert("web".into(), 2);
-        stats.acl_denied.insert("api".into(), 1);
-        let drops = xdp_drops(stats);
-        assert_eq!(drops["fragment"], 3);
-        assert_eq!(drops["rate_limited"], 5, "the per-service counts are not added again");
-        assert_eq!(drops["acl_denied"], 3);
-        assert_eq!(drops.len(), 3);
     }
 }
