@@ -812,7 +812,11 @@ async fn the_status_page_and_its_json_show_every_backend_free_on_loopback() {
     assert_eq!(page.status, 200, "{page:?}");
     assert!(page.header("content-type").is_some_and(|t| t.starts_with("text/html")), "{page:?}");
     assert!(page.header("content-security-policy").is_some_and(|p| p.contains("default-src 'none'")));
-    assert!(page.body.contains("<tr class=\"backend\" data-service=\"web\" data-backend=\"172.20.0.11:80\">"), "{}", page.body);
+    assert!(
+        page.body.contains("<tr class=\"backend\" data-service=\"web\" data-backend=\"172.20.0.11:80\">"),
+        "{}",
+        page.body
+    );
     let status = api.get("/v1/status").await.json();
     let web = &status["services"][0];
     assert_eq!(web["name"], "web");
@@ -826,9 +830,8 @@ async fn the_status_page_and_its_json_show_every_backend_free_on_loopback() {
 #[tokio::test]
 async fn beyond_loopback_the_status_page_takes_the_token_as_bearer_or_basic_password_and_nothing_else_takes_basic() {
     use base64::Engine as _;
-    let basic = |user_password: &str| {
-        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(user_password))
-    };
+    let basic =
+        |user_password: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(user_password));
     let api = start_listening_as("0.0.0.0:9100".parse().unwrap()).await;
     for path in ["/", "/v1/status"] {
         let r = api.get(path).await;

@@ -84,7 +84,9 @@ fn the_status_page_shows_every_backend_live_and_follows_a_state_change() {
     let (page, live) = browser.wait_for(ROWS, Duration::from_secs(10), |v| {
         v["updates"].as_u64() >= Some(3)
             && every_row(v)
-            && WEB.iter().all(|a| v["rows"][format!("web/{a}")]["flows_rate"].as_str().is_some_and(|r| r != "0" && r != "–"))
+            && WEB
+                .iter()
+                .all(|a| v["rows"][format!("web/{a}")]["flows_rate"].as_str().is_some_and(|r| r != "0" && r != "–"))
     });
     assert!(live, "the page did not come alive with every backend and rates: {page:#}");
     assert_eq!(page["alert"], "", "{page:#}");
@@ -106,8 +108,7 @@ fn the_status_page_shows_every_backend_live_and_follows_a_state_change() {
     // A change through the API shows within 2 s (one poll a second, one render each).
     set_state(WEB[1], "drain");
     let key = format!("web/{}", WEB[1]);
-    let (after, followed) =
-        browser.wait_for(ROWS, Duration::from_secs(2), |v| v["rows"][&key]["state"] == "drain");
+    let (after, followed) = browser.wait_for(ROWS, Duration::from_secs(2), |v| v["rows"][&key]["state"] == "drain");
     assert!(followed, "the page did not show the drain within 2 s: {}", after["rows"][&key]);
     let class = browser.eval(&format!(
         "return document.querySelector('tr.backend[data-backend=\"{}\"] td[data-field=state]').className",
@@ -118,9 +119,12 @@ fn the_status_page_shows_every_backend_live_and_follows_a_state_change() {
     const FRAGMENTS: &str = "from scapy.all import IP, TCP, Raw, fragment, send\n\
         import sys\n\
         send(fragment(IP(dst=sys.argv[1]) / TCP(dport=80, flags='S') / Raw(b'x' * 1200), fragsize=400), count=3, verbose=0)";
-    testenv::exec_ok(testenv::CLIENT_NS, &["/usr/bin/python3", "-c", FRAGMENTS, VIP_V4]).expect("scapy sends fragments");
-    let fragments = "return document.querySelector('#drops .drop[data-reason=fragment] [data-field=total]').textContent";
-    let (total, counted) = browser.wait_for(fragments, Duration::from_secs(3), |v| v.as_str().is_some_and(|t| t != "0"));
+    testenv::exec_ok(testenv::CLIENT_NS, &["/usr/bin/python3", "-c", FRAGMENTS, VIP_V4])
+        .expect("scapy sends fragments");
+    let fragments =
+        "return document.querySelector('#drops .drop[data-reason=fragment] [data-field=total]').textContent";
+    let (total, counted) =
+        browser.wait_for(fragments, Duration::from_secs(3), |v| v.as_str().is_some_and(|t| t != "0"));
     assert!(counted, "the fragment drops did not show: {total}");
     // A few more seconds of history for the charts, then the README's picture.
     let (_, charted) = browser.wait_for(ROWS, Duration::from_secs(15), |v| v["updates"].as_u64() >= Some(14));
@@ -131,7 +135,8 @@ fn the_status_page_shows_every_backend_live_and_follows_a_state_change() {
     browser.resize(390, 844);
     let overflow = browser.eval("return document.documentElement.scrollWidth - window.innerWidth");
     assert!(overflow.as_i64().is_some_and(|px| px <= 0), "the page is {overflow} px wider than a phone");
-    let label = browser.eval("return getComputedStyle(document.querySelector('td[data-field=state]'), '::before').content");
+    let label =
+        browser.eval("return getComputedStyle(document.querySelector('td[data-field=state]'), '::before').content");
     assert_eq!(label, "\"State\"", "each cell carries its column's name on a phone");
     browser.screenshot(&screenshot_path("status-page-phone.png"));
 

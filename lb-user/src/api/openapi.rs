@@ -86,7 +86,8 @@ mod tests {
         for (path, item) in doc["paths"].as_object().expect("paths") {
             for (method, op) in item.as_object().expect("operations") {
                 let security = op["security"].as_array().cloned().unwrap_or_default();
-                let optional = security.is_empty() || security.iter().any(|s| s.as_object().is_some_and(|o| o.is_empty()));
+                let optional =
+                    security.is_empty() || security.iter().any(|s| s.as_object().is_some_and(|o| o.is_empty()));
                 assert_eq!(method == "get", optional, "{method} {path}: security {security:?}");
             }
         }

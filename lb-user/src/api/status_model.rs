@@ -59,8 +59,11 @@ impl Status {
     /// The XDP path: counters from the pinned maps (none yet when nothing is pinned).
     pub fn from_maps(path: String, services: &[ServiceView], maps: Option<&Maps>) -> Self {
         let rows = maps.and_then(|m| inspect::backends(m).inspect_err(|e| tracing::debug!("status: {e:#}")).ok());
-        let counters: Counters =
-            rows.unwrap_or_default().into_iter().map(|r: BackendRow| ((r.service, r.address), (r.new_flows, Some(r.packets), r.bytes))).collect();
+        let counters: Counters = rows
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r: BackendRow| ((r.service, r.address), (r.new_flows, Some(r.packets), r.bytes)))
+            .collect();
         // Every drop reason the program counts, zeros too: the page charts each one.
         let drops = maps.and_then(|m| inspect::stats(m).ok()).map(|s| s.drops).unwrap_or_default();
         Self::build(path, services, &counters, drops)

@@ -90,7 +90,8 @@ impl Browser {
     fn session_call(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
         let answer = self.call(method, &format!("/session/{}{path}", self.session), body);
         // A WebDriver error is {"value": {"error": "...", "message": "...", ...}}.
-        if answer["value"]["error"].as_str().is_some_and(|e| !e.is_empty()) && answer["value"].get("message").is_some() {
+        if answer["value"]["error"].as_str().is_some_and(|e| !e.is_empty()) && answer["value"].get("message").is_some()
+        {
             panic!("WebDriver {method} {path}: {answer}");
         }
         answer["value"].clone()
@@ -99,7 +100,8 @@ impl Browser {
     fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
         let url = format!("http://127.0.0.1:{PORT}{path}");
         let data = body.map(Value::to_string).unwrap_or_default();
-        let mut args = vec!["curl", "-s", "--noproxy", "*", "-m", "30", "-X", method, "-H", "Content-Type: application/json"];
+        let mut args =
+            vec!["curl", "-s", "--noproxy", "*", "-m", "30", "-X", method, "-H", "Content-Type: application/json"];
         if body.is_some() {
             args.extend(["--data-binary", data.as_str()]);
         }
