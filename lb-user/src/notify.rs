@@ -16,7 +16,14 @@ pub const NOTIFY_SOCKET: &str = "NOTIFY_SOCKET";
 /// The data path serves and the admin API answers: systemd starts the units ordered after
 /// this one. `status` is shown by `systemctl status`.
 pub fn ready(status: &str) {
-    send_or_warn(&format!("READY=1\nSTATUS={status}"));
+    send_or_warn(&ready_message(status));
+}
+
+/// Each line of a notification is one `KEY=value`: a status of several lines (a reload's
+/// diagnostics) is joined into one.
+fn ready_message(status: &str) -> String {
+    let one_line: Vec<&str> = status.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    format!("READY=1\nSTATUS={}", one_line.join("; "))
 }
 
 /// A reload (SIGHUP) begins; `ready` must follow when it has ended, whatever its outcome.
@@ -113,6 +120,15 @@ mod tests {
         let socket = UnixDatagram::bind_addr(&SocketAddr::from_abstract_name(name.as_bytes()).unwrap()).unwrap();
         send_to(OsStr::new(&format!("@{name}")), "STOPPING=1").unwrap();
         assert_eq!(receive(&socket), "STOPPING=1");
+    }
+
+    #[test]
+    fn a_status_of_several_lines_becomes_one() {
+        assert_eq!(ready_message("serving"), "READY=1\nSTATUS=serving");
+        assert_eq!(
+            ready_message("reload failed:\n  lb.toml:3:1: bad\n\n  lb.toml:4:1: worse\n"),
+            "READY=1\nSTATUS=reload failed:; lb.toml:3:1: bad; lb.toml:4:1: worse"
+        );
     }
 
     #[test]

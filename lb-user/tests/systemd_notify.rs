@@ -116,6 +116,7 @@ fn lb_run_tells_systemd_when_it_serves_reloads_and_stops() {
         after_failure.starts_with("READY=1\nSTATUS=serving on the proxy path; the last reload failed"),
         "{after_failure:?}"
     );
+    assert_eq!(after_failure.lines().count(), 2, "one line per KEY=value: {after_failure:?}");
 
     daemon.signal(libc::SIGTERM);
     assert_eq!(next_message(&socket), "STOPPING=1");
