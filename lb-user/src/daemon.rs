@@ -5,9 +5,10 @@
 //! `--detach-on-exit` was given. With `[cluster.bgp]` the BGP speaker (BIRD, a child of
 //! this process) announces what the controller says, and SIGTERM first withdraws every VIP
 //! and keeps forwarding for `cluster.drain_grace`, so the routers move new flows away
-//! before this node stops.
+//! before this node stops. Under systemd (`Type=notify`) it says when it serves, reloads
+//! and stops (see `notify`).
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -86,14 +87,15 @@ pub async fn run(cfg: Config, config_path: &Path, detach_on_exit: bool) -> Resul
     let api_task = tokio::spawn(api::serve(listener, api_state, async move {
         let _ = api_stop.changed().await;
     }));
-    let _watcher = lb_control::watch::spawn(config_path, reloads_tx.clone())
+    let _watcher = lb_control::watch::spawn(config_path, reloads_tx)
         .inspect_err(|e| warn!("config file changes will not be noticed: {e:#}"))
         .ok();
     let bgp = cfg.cluster.as_ref().and_then(|c| c.bgp.clone());
-    let grace = cfg.cluster.as_ref().filter(|_| bgp.is_some()).map(|c| (control.clone(), c.drain_grace));
-    tokio::spawn(signals.forward(reloads_tx, stop_tx, grace));
+    let grace = cfg.cluster.as_ref().filter(|_| bgp.is_some()).map(|c| c.drain_grace);
+    tokio::spawn(signals.forward(control.clone(), path_name, stop_tx, grace));
 
     let drain = cfg.daemon.drain_timeout;
+    let shared_ready = ready.clone();
     let shared = Shared { telemetry: telemetry.clone(), token, ready };
     let mut controller = Controller::new(cfg, config_path.to_path_buf(), dataplane, registry, reports_tx, shared);
     if let Some(store) = store {
@@ -109,6 +111,7 @@ pub async fn run(cfg: Config, config_path: &Path, detach_on_exit: bool) -> Resul
         controller = controller.with_announcements(announce_tx);
         speaker = Some(SpeakerThread::spawn(bgp, announce_rx, telemetry)?);
     }
+    tokio::spawn(notify_when_ready(shared_ready, path_name));
     let dataplane = controller.run(commands, reports, reloads, stop).await;
     if let Some(speaker) = speaker {
         speaker.stop().await;
@@ -199,6 +202,40 @@ fn xdp_can_serve(cfg: &Config) -> Result<()> {
     Ok(())
 }
 
+/// What `systemctl status` shows while the daemon serves.
+fn serving(path: &str) -> String {
+    format!("serving on the {path} path")
+}
+
+/// `READY=1` to systemd once `/readyz` answers ready: the controller sets the flag when its
+/// loop starts (the data path serves, the checkers run) and offers no event for it, so the
+/// flag is polled, briefly and for a bounded time.
+async fn notify_when_ready(ready: Arc<AtomicBool>, path: &'static str) {
+    const POLL: Duration = Duration::from_millis(10);
+    const LIMIT: Duration = Duration::from_secs(120);
+    let start = Instant::now();
+    while !ready.load(Ordering::SeqCst) {
+        if start.elapsed() > LIMIT {
+            warn!("the controller did not turn ready within {LIMIT:?}: systemd is not told READY=1");
+            return;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    crate::notify::ready(&serving(path));
+}
+
+/// A SIGHUP's reload, awaited so that systemd hears `READY=1` only once it has ended; a
+/// failed reload keeps the running config (the controller logs why), so the daemon is
+/// ready again either way.
+async fn reload_on_hangup(control: &ControlHandle, path: &str) {
+    crate::notify::reloading();
+    let status = match control.reload().await {
+        Ok(()) => format!("{}; config reloaded", serving(path)),
+        Err(e) => format!("{}; the last reload failed, the running config stays: {e}", serving(path)),
+    };
+    crate::notify::ready(&status);
+}
+
 /// SIGHUP reloads; SIGTERM and SIGINT stop.
 struct OsSignals {
     hup: tokio::signal::unix::Signal,
@@ -215,23 +252,26 @@ impl OsSignals {
         })
     }
 
-    /// SIGHUP asks for a reload; SIGTERM and SIGINT stop the daemon. With `drain` (BGP):
-    /// first withdraw every VIP and keep serving for the grace, so new flows move to other
-    /// nodes while this one still forwards those that arrive; a second signal cuts it short.
+    /// SIGHUP reloads (systemd's `ExecReload`, told when it begins and ends); SIGTERM and
+    /// SIGINT stop the daemon. With `drain` (BGP): first withdraw every VIP and keep serving
+    /// for the grace, so new flows move to other nodes while this one still forwards those
+    /// that arrive; a second signal cuts it short.
     async fn forward(
         mut self,
-        reloads: mpsc::Sender<()>,
+        control: ControlHandle,
+        path: &'static str,
         stop: watch::Sender<bool>,
-        drain: Option<(ControlHandle, Duration)>,
+        drain: Option<Duration>,
     ) {
         loop {
             tokio::select! {
-                _ = self.hup.recv() => { let _ = reloads.send(()).await; }
+                _ = self.hup.recv() => reload_on_hangup(&control, path).await,
                 _ = self.term.recv() => break,
                 _ = self.int.recv() => break,
             }
         }
-        if let Some((control, grace)) = drain {
+        crate::notify::stopping();
+        if let Some(grace) = drain {
             match control.drain(true).await {
                 Ok(_) => {
                     info!(grace = ?grace, "stopping: every VIP withdrawn, forwarding goes on for the drain grace");

@@ -8,3 +8,4 @@ pub mod daemon;
 pub mod descriptors;
 pub mod doctor;
 pub mod metrics;
+pub mod notify;

@@ -30,6 +30,15 @@ pub fn ensure() -> Result<()> {
     import()
 }
 
+/// The root's tarball, built when missing (as root), with no engine involved: the package
+/// test installs the .deb into a copy of the same clean root.
+pub fn ensure_tarball() -> Result<PathBuf> {
+    if !tarball().exists() {
+        build_tarball()?;
+    }
+    Ok(tarball())
+}
+
 fn dir() -> PathBuf {
     target_dir().join("base")
 }

@@ -1,5 +1,6 @@
 //! `cargo xtask deps`: everything a fresh Debian 12 machine lacks, installed idempotently
-//! (apt packages, nightly's components, bpf-linker, cargo-fuzz, the test tools from PyPI).
+//! (apt packages, nightly's components, bpf-linker, cargo-fuzz, cargo-deb, the Dockerfile
+//! linter, the test tools from PyPI).
 //! Each step first checks whether its result is already there, so a complete machine costs
 //! a few fast queries.
 use std::process::Command;
@@ -58,23 +59,41 @@ const APT_PACKAGES: &[&str] = &[
 /// Whether something already provides what a package would (a command that runs).
 type Provided = fn() -> bool;
 
-/// `cargo xtask deps --docker`: the Docker environment's engine, compose and the tool that
-/// builds its base image. Each only when nothing already provides it (an engine from
-/// Docker's own packages conflicts with Debian's `docker.io`).
-const DOCKER_PACKAGES: [(&str, Provided); 3] = [
-    ("docker.io", || runs("dockerd", &["--version"])),
+/// Debian packages installed only when nothing provides their command yet: another
+/// source's package of the same tool would conflict with Debian's.
+const PROVIDED_PACKAGES: [(&str, Provided); 5] = [
+    // The Docker set-up checked without an engine (`docker-compose config`), and the engine's
+    // compose for the Docker layer; Docker's own plugin (`docker compose`) does as well.
     ("docker-compose", || runs("docker-compose", &["version"]) || runs("docker", &["compose", "version"])),
+    // The Docker layer's base image and the package test's clean root.
     ("debootstrap", || runs("debootstrap", &["--version"])),
+    // The package test: `systemd-analyze verify` on the units, `man -l` on the man pages.
+    ("systemd", || runs("systemd-analyze", &["--version"])),
+    ("man-db", || runs("man", &["--version"])),
+    // The Dockerfile linter's installer (a Node.js from another source brings its own npm).
+    ("npm", || runs("npm", &["--version"])),
 ];
+
+/// `cargo xtask deps --docker`: the Docker environment's engine, when nothing already
+/// provides one (an engine from Docker's own packages conflicts with Debian's `docker.io`).
+const DOCKER_PACKAGES: [(&str, Provided); 1] = [("docker.io", || runs("dockerd", &["--version"]))];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const CARGO_FUZZ_VERSION: &str = "0.13.2";
+/// `cargo xtask package` relies on its handling of `--profile` and of assets under
+/// `target/`: pinned.
+const CARGO_DEB_VERSION: &str = "3.8.0";
+/// The Dockerfile linter (npm), installed under target/tools/npm.
+const DOCKERFILELINT_VERSION: &str = "1.8.0";
+const TOOLS_NPM: &str = "target/tools/npm";
 
 pub fn install() -> Result<()> {
     apt()?;
     nightly()?;
     bpf_linker()?;
     cargo_fuzz()?;
+    cargo_deb()?;
+    dockerfilelint()?;
     crate::python_tools::install()?;
     println!("==> dependencies present");
     Ok(())
@@ -114,7 +133,9 @@ fn need_root(what: &str) -> Result<()> {
 }
 
 fn apt() -> Result<()> {
-    let missing: Vec<&str> = APT_PACKAGES.iter().copied().filter(|p| !installed(p)).collect();
+    let mut missing: Vec<&str> = APT_PACKAGES.iter().copied().filter(|p| !installed(p)).collect();
+    missing
+        .extend(PROVIDED_PACKAGES.iter().filter(|(pkg, present)| !installed(pkg) && !present()).map(|(pkg, _)| *pkg));
     apt_install(&missing)
 }
 
@@ -206,4 +227,47 @@ fn cargo_fuzz() -> Result<()> {
     let mut c = Command::new("cargo");
     c.args(["install", &format!("cargo-fuzz@{CARGO_FUZZ_VERSION}"), "--locked"]);
     status(c)
+}
+
+/// cargo-deb, for `cargo xtask package`.
+fn cargo_deb() -> Result<()> {
+    let version = Command::new(format!("{}/cargo-deb", cargo_bin()))
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    if version.contains(CARGO_DEB_VERSION) {
+        return Ok(());
+    }
+    println!("==> cargo install cargo-deb@{CARGO_DEB_VERSION}");
+    let mut c = Command::new("cargo");
+    c.args(["install", &format!("cargo-deb@{CARGO_DEB_VERSION}"), "--locked"]);
+    status(c)
+}
+
+/// The Dockerfile linter the Docker set-up's host test runs: dockerfilelint from npm, in a
+/// prefix of the workspace's own (nothing global). Debian does not package hadolint, whose
+/// PyPI and npm wrappers download it from elsewhere at install time.
+fn dockerfilelint() -> Result<()> {
+    let prefix = crate::cmd::workspace().join(TOOLS_NPM);
+    let version = Command::new(dockerfilelint_bin())
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    if version.trim() == DOCKERFILELINT_VERSION {
+        return Ok(());
+    }
+    println!("==> npm install dockerfilelint@{DOCKERFILELINT_VERSION} into {}", prefix.display());
+    std::fs::create_dir_all(&prefix)?;
+    let mut c = Command::new("npm");
+    c.args(["install", "--no-audit", "--no-fund", "--no-save", "--prefix"])
+        .arg(&prefix)
+        .arg(format!("dockerfilelint@{DOCKERFILELINT_VERSION}"));
+    status(c)
+}
+
+/// Where `dockerfilelint` lands (the Docker set-up's test runs it from there).
+fn dockerfilelint_bin() -> std::path::PathBuf {
+    crate::cmd::workspace().join(TOOLS_NPM).join("node_modules/.bin/dockerfilelint")
 }

@@ -1,4 +1,4 @@
-//! `cargo xtask deps|build|lint|demo|docker-demo|test|fuzz|soak|bench|testenv`: the project's only entry points for setting a
+//! `cargo xtask deps|build|lint|demo|docker-demo|test|fuzz|soak|bench|testenv|package|base-root`: the project's only entry points for setting a
 //! machine up, building, demonstrating and testing. Everything that gets installed is
 //! installed by `deps`, which the other commands call first.
 mod base_image;
@@ -11,6 +11,7 @@ mod deps;
 mod docker_demo;
 mod fuzz;
 mod lint;
+mod package;
 mod python_tools;
 mod roots;
 mod soak;
@@ -86,6 +87,18 @@ enum Task {
         #[arg(long)]
         quick: bool,
     },
+    /// deps, build, then the Debian package of lb (cargo-deb): the binary, the systemd units,
+    /// the default config, completions and man pages; written to target/debian/.
+    Package {
+        /// Package the debug build instead of building for release (the package test does,
+        /// to check the packaging without a second full build).
+        #[arg(long)]
+        dev: bool,
+    },
+    /// The clean Debian bookworm root (debootstrap minbase, python3) that the Docker base
+    /// image and the package test start from: built once as root, kept under
+    /// target/docker/base/; prints its tarball's path.
+    BaseRoot,
     /// The netns/veth test network.
     Testenv {
         #[command(subcommand)]
@@ -169,6 +182,15 @@ fn run(cli: Cli) -> Result<()> {
         Task::Bench { quick } => {
             deps::install()?;
             bench::run(quick)
+        }
+        Task::Package { dev } => {
+            deps::install()?;
+            package::run(if dev { package::Profile::Dev } else { package::Profile::Release }).map(|_| ())
+        }
+        Task::BaseRoot => {
+            deps::install()?;
+            println!("{}", base_image::ensure_tarball()?.display());
+            Ok(())
         }
         Task::Testenv { action: TestenvAction::Up { cluster: true, .. } } => {
             testenv::cluster::up(&testenv::lb_binary())
