@@ -124,11 +124,11 @@ fn drops_section(html: &mut String, status: &Status) {
          <div class=\"drops\">\n",
     );
     for (reason, total) in &status.drops {
-        let _ = write!(
+        let _ = writeln!(
             html,
             "<div class=\"drop\" data-reason=\"{r}\"><span class=\"reason\">{r}</span>\
              <span class=\"num\" data-field=\"rate\">–</span><span class=\"num total\" data-field=\"total\">{total}</span>\
-             <span data-field=\"chart\"></span></div>\n",
+             <span data-field=\"chart\"></span></div>",
             r = escape(reason)
         );
     }
