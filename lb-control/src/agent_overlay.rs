@@ -119,26 +119,20 @@ fn stricter(a: AdminState, b: AdminState) -> AdminState {
 mod tests {
     use super::*;
     use crate::health::parse_agent_line;
+    use crate::test_config::{WebService, SERVICE};
     use lb_config::desired::Desired;
 
-    const CFG: &str = r#"
-[[service]]
-name = "web"
-vip = "10.0.0.100:80"
-[[service.backend]]
-address = "10.0.0.11:80"
-weight = 10
-[[service.backend]]
-address = "10.0.0.12:80"
-weight = 10
-state = "drain"
-[[service.backend]]
-address = "10.0.0.13:80"
-weight = 3
-"#;
+    /// Three backends: weight 10, weight 10 draining, weight 3.
+    fn config() -> Config {
+        WebService::new()
+            .backend("10.0.0.11:80", &["weight = 10"])
+            .backend("10.0.0.12:80", &["weight = 10", "state = \"drain\""])
+            .backend("10.0.0.13:80", &["weight = 3"])
+            .config()
+    }
 
     fn key(n: u8) -> BackendKey {
-        BackendKey::new("web", std::net::SocketAddr::from(([10, 0, 0, 10 + n], 80)))
+        BackendKey::new(SERVICE, std::net::SocketAddr::from(([10, 0, 0, 10 + n], 80)))
     }
 
     /// The agents' reports and the API's states.
@@ -148,7 +142,7 @@ weight = 3
         states: BTreeMap<BackendKey, AdminState>,
     }
 
-    /// Under the check `CFG` configures.
+    /// Under the check `config()` configures.
     fn said(reg: &mut Sources, n: u8, line: &str) -> bool {
         reg.agent.entry(key(n)).or_default().merge_under(&parse_agent_line(line), &lb_config::HealthCheck::default())
     }
@@ -166,7 +160,7 @@ weight = 3
 
     #[test]
     fn agents_drain_maint_and_scale_their_backends_until_they_say_otherwise() {
-        let cfg = Config::from_str(CFG, "t.toml").unwrap();
+        let cfg = config();
         let mut reg = Sources::default();
         let untouched = backends(&cfg, &reg);
         assert_eq!(untouched, [(10, AdminState::Ready), (10, AdminState::Drain), (3, AdminState::Ready)]);
@@ -190,7 +184,7 @@ weight = 3
 
     #[test]
     fn the_api_state_wins_over_the_agent() {
-        let cfg = Config::from_str(CFG, "t.toml").unwrap();
+        let cfg = config();
         let mut reg = Sources::default();
         said(&mut reg, 1, "maint 50%");
         reg.states.insert(key(1), AdminState::Ready);

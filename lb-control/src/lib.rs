@@ -16,6 +16,8 @@ pub mod registry;
 pub mod sources;
 pub mod state_file;
 pub mod telemetry;
+#[cfg(test)]
+mod test_config;
 pub mod tunnel_check;
 pub mod view;
 pub mod watch;

@@ -70,24 +70,19 @@ fn add_registrations<V>(s: &mut DesiredService, registry: &Registry, refused: &B
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_config::WebService;
     use lb_config::desired::SOURCE_CONFIG;
     use lb_config::AdminState;
     use std::time::{Duration, Instant};
 
-    const CFG: &str = r#"
-[[service]]
-name = "web"
-vip = "10.0.0.100:80"
-[[service.backend]]
-address = "10.0.0.11:80"
-weight = 5
-[[service.backend]]
-address = "10.0.0.12:80"
-"#;
+    /// Two configured backends: 10.0.0.11 of weight 5 and 10.0.0.12.
+    fn configured(service: WebService) -> Config {
+        service.backend("10.0.0.11:80", &["weight = 5"]).backend("10.0.0.12:80", &[]).config()
+    }
 
     #[test]
     fn a_backend_is_there_while_any_source_names_it() {
-        let cfg = Config::from_str(CFG, "t.toml").unwrap();
+        let cfg = configured(WebService::new());
         let mut reg = Registry::default();
         let now = Instant::now();
         reg.register(BackendKey::new("web", "10.0.0.11:80".parse().unwrap()), 1, Duration::from_secs(10), now);
@@ -113,11 +108,7 @@ address = "10.0.0.12:80"
 
     #[test]
     fn a_registration_that_does_not_fit_its_service_is_left_out() {
-        let cfg = Config::from_str(
-            &CFG.replace("vip = \"10.0.0.100:80\"", "vip = \"10.0.0.100:80\"\nforwarding = \"dsr\""),
-            "t.toml",
-        )
-        .unwrap();
+        let cfg = configured(WebService::new().setting("forwarding = \"dsr\""));
         let mut reg = Registry::default();
         let now = Instant::now();
         for address in ["10.0.0.13:80", "10.0.0.14:8080", "[fd00::14]:80"] {

@@ -4,6 +4,7 @@
 //! without root.
 
 use lb_common::reason::DropReason;
+use lb_xdp::testkit::frame::destination;
 use lb_xdp::testkit::harness::*;
 use lb_xdp::testkit::packet::*;
 
@@ -287,8 +288,7 @@ fn explain_names_the_backend_real_packets_get() {
         let e = lb_xdp::explain::explain(h.maps(), VIP.parse().unwrap(), client.parse().unwrap(), TCP).unwrap();
         assert_eq!(e.decision, "new flow");
         let (_, out) = h.run(&Pkt::tcp(&client, VIP, SYN).bytes());
-        let dst = std::net::Ipv4Addr::new(out[30], out[31], out[32], out[33]);
-        assert_eq!(e.backend.as_deref(), Some(format!("{dst}:80").as_str()));
+        assert_eq!(e.backend, Some(destination(&out).to_string()));
         let again = lb_xdp::explain::explain(h.maps(), VIP.parse().unwrap(), client.parse().unwrap(), TCP).unwrap();
         assert_eq!(again.decision, "existing flow");
         assert_eq!(again.backend, e.backend);

@@ -63,14 +63,25 @@ fn client(vip: &str, port: u16) -> String {
 #[ignore = "needs root: cargo xtask test runs it"]
 fn a_mid_stream_packet_at_a_node_that_never_saw_the_flow_goes_to_the_flows_backend() {
     let seed = 4242;
-    // Node 1 carries every flow from its SYN.
-    let one = Harness::with_facts(&config(seed, FLEET), facts());
-    // Node 2: other backends came and went first, and its file lists them in another order.
-    let mut two = Harness::with_facts(&config(seed, &[30, 28, 29, 21, 31, 22]), facts());
-    let reversed: Vec<u8> = FLEET.iter().rev().copied().collect();
-    two.reload(&config(seed, &reversed));
-    // Node 3: the same inputs, another fleet's seed.
-    let three = Harness::with_facts(&config(seed + 1, FLEET), facts());
+    // The three nodes load on threads of their own: each load is seconds of verification,
+    // and this file's one test would leave the second CPU idle.
+    let (one, two, three) = std::thread::scope(|s| {
+        // Node 1 carries every flow from its SYN.
+        let one = s.spawn(|| Harness::with_facts(&config(seed, FLEET), facts()));
+        // Node 2: other backends came and went first, and its file lists them in another
+        // order.
+        let two = s.spawn(|| {
+            let mut two = Harness::with_facts(&config(seed, &[30, 28, 29, 21, 31, 22]), facts());
+            let reversed: Vec<u8> = FLEET.iter().rev().copied().collect();
+            two.reload(&config(seed, &reversed));
+            two
+        });
+        // Node 3: the same inputs, another fleet's seed.
+        let three = Harness::with_facts(&config(seed + 1, FLEET), facts());
+        let joined =
+            |h: std::thread::ScopedJoinHandle<'_, Harness>| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+        (joined(one), joined(two), three)
+    });
     for (name, vip) in SERVICES {
         let (mut backends, mut disagreements) = (HashSet::new(), 0);
         for port in 0..200u16 {

@@ -12,6 +12,7 @@ use lb_common::addr::{ip_words, port_be};
 use lb_common::consts::{FLOW_CLOSING, FLOW_COUNTED, FLOW_ESTABLISHED, FLOW_UNCONFIRMED, PROTO_TCP};
 use lb_common::maps::{FlowKey, FlowState, NatKey};
 use lb_common::reason::DropReason;
+use lb_xdp::testkit::frame::{destination, source};
 use lb_xdp::testkit::harness::*;
 use lb_xdp::testkit::packet::*;
 
@@ -64,7 +65,7 @@ fn flow(h: &Harness, client: &str, vip: &str, proto: u8) -> Option<FlowState> {
 }
 
 fn snat_port_of(frame: &[u8]) -> u16 {
-    u16::from_be_bytes([frame[34], frame[35]])
+    source(frame).port()
 }
 
 fn active(h: &Harness, backend_id: u32) -> u64 {
@@ -207,10 +208,7 @@ fn a_stale_snat_entry_another_cpu_claimed_is_not_taken_again() {
 fn handshake(h: &Harness, client: &str) -> u16 {
     let out = h.run(&Pkt::tcp(client, VIP, SYN).seqs(1000, 0).bytes());
     let port = snat_port_of(&out.1);
-    let backend = std::net::SocketAddr::new(
-        std::net::Ipv4Addr::new(out.1[30], out.1[31], out.1[32], out.1[33]).into(),
-        u16::from_be_bytes([out.1[36], out.1[37]]),
-    );
+    let backend = destination(&out.1);
     let synack = reply_from(backend, &format!("172.20.0.10:{port}"), TCP).seqs(5000, 1001);
     assert_eq!(h.run(&synack.bytes()).0, XDP_TX);
     assert_eq!(h.run(&Pkt::tcp(client, VIP, ACK).seqs(1001, 5001).bytes()).0, XDP_TX);

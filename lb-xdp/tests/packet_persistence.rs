@@ -5,10 +5,11 @@
 //! backend, so the algorithm alone would send the next one elsewhere. Root only: `cargo
 //! xtask test` runs them (`--ignored`).
 use std::collections::BTreeSet;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use lb_config::AdminState;
+use lb_xdp::testkit::frame::destination;
 use lb_xdp::testkit::harness::*;
 use lb_xdp::testkit::packet::*;
 
@@ -41,9 +42,7 @@ address = "172.20.0.13:80"
 fn new_flow(h: &Harness, client: &str) -> SocketAddr {
     let (action, out) = h.run(&Pkt::tcp(client, VIP, SYN).bytes());
     assert_eq!(action, XDP_TX, "{client}: a new flow is forwarded");
-    let ihl = (out[14] & 0x0f) as usize * 4;
-    let port = u16::from_be_bytes([out[14 + ihl + 2], out[14 + ihl + 3]]);
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(out[30], out[31], out[32], out[33])), port)
+    destination(&out)
 }
 
 /// The backends of `n` new flows from one client address, on ports `from..`.

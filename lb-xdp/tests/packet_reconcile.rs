@@ -1,15 +1,18 @@
 //! The reconcile invariant on the real maps of the loaded XDP object: fixed sequences of
 //! configs, issue 16's among them (a rename, through a restart too; a VIP swap; 61
 //! services reloaded as 121 others), are reconciled into one long-lived harness. After
-//! each step every map the writer owns is read back and compared with a fresh load of the
-//! same config (by VIP, service name and backend address: ids and table generations may
-//! differ), the writer's mirror with the maps, and a new flow to every VIP must leave with
-//! XDP_TX towards one of its own service's backends.
+//! each step every map the writer owns is read back from the kernel and compared with what
+//! a fresh start on the same config writes (on the maps' model, `testkit::harness::
+//! fresh_view`: a program load per step would cost its verification; compared by VIP,
+//! service name and backend address: ids and table generations may differ), the writer's
+//! mirror with the maps, and a new flow to every VIP must leave with XDP_TX towards one of
+//! its own service's backends.
 //! Root only: `cargo xtask test` runs them (`--ignored`).
 use std::fmt::Write as _;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use lb_xdp::plan::HostFacts;
+use lb_xdp::testkit::frame;
 use lb_xdp::testkit::harness::*;
 use lb_xdp::testkit::packet::*;
 use lb_xdp::testkit::view::View;
@@ -87,19 +90,7 @@ fn restart(what: &str, services: Vec<Svc>) -> Step {
 
 /// Where a frame goes: its destination MAC and IP:port.
 fn destination(frame: &[u8]) -> ([u8; 6], SocketAddr) {
-    let mac: [u8; 6] = frame[0..6].try_into().unwrap();
-    match u16::from_be_bytes([frame[12], frame[13]]) {
-        0x0800 => {
-            let l4 = 14 + (frame[14] & 0x0f) as usize * 4;
-            let ip: [u8; 4] = frame[30..34].try_into().unwrap();
-            (mac, SocketAddr::new(IpAddr::from(ip), u16::from_be_bytes([frame[l4 + 2], frame[l4 + 3]])))
-        }
-        0x86dd => {
-            let ip: [u8; 16] = frame[38..54].try_into().unwrap();
-            (mac, SocketAddr::new(IpAddr::from(ip), u16::from_be_bytes([frame[56], frame[57]])))
-        }
-        other => panic!("not an IP frame: ethertype {other:#06x}"),
-    }
+    (frame[0..6].try_into().unwrap(), frame::destination(frame))
 }
 
 /// A new flow to each service's VIP leaves with XDP_TX towards one of its backends: for
@@ -135,7 +126,7 @@ fn assert_forwarded(h: &Harness, services: &[Svc], client_port: u16, what: &str)
     }
 }
 
-/// Run `steps` in one harness; after each, compare with a fresh load and send packets.
+/// Run `steps` in one harness; after each, compare with a fresh start and send packets.
 /// Returns the number of steps checked.
 fn run(steps: &[Step]) -> usize {
     let facts = facts(steps);
@@ -148,13 +139,11 @@ fn run(steps: &[Step]) -> usize {
         } else if n > 0 {
             h.try_reload(&toml).unwrap_or_else(|e| panic!("{what}: the reload failed: {e:#}"));
         }
-        let fresh = Harness::with_facts(&toml, facts.clone());
-        let got = View::read(h.maps()).expect("read the maps back");
-        let want = View::read(fresh.maps()).expect("read the fresh maps back");
-        let diffs = got.differences(&want, 12);
-        assert!(diffs.is_empty(), "{what}: the maps differ from a fresh load's:\n{}", diffs.join("\n"));
+        let (got, mirror) = read_back(h.writer());
+        let diffs = got.differences(&fresh_view(&toml, &facts), 12);
+        assert!(diffs.is_empty(), "{what}: the maps differ from a fresh start's:\n{}", diffs.join("\n"));
         assert!(got.strays.is_empty(), "{what}: {:?}", got.strays);
-        h.writer().check_mirror().unwrap_or_else(|e| panic!("{what}: the writer's mirror is not the maps: {e:#}"));
+        mirror.unwrap_or_else(|e| panic!("{what}: the writer's mirror is not the maps: {e:#}"));
         assert_forwarded(&h, &step.services, 40_000 + n as u16, &what);
     }
     steps.len()
@@ -297,8 +286,7 @@ fn a_write_the_kernel_refuses_is_rolled_back_and_the_next_one_repairs() {
     assert_forwarded(&h, &two, 41_000, "after the failed write");
     // The read back taught the writer the strangers: the next write retires them first.
     h.try_reload(&config(&three)).unwrap_or_else(|e| panic!("the next reload failed: {e:#}"));
-    let fresh = Harness::with_facts(&config(&three), facts(&steps));
-    let diffs = View::read(h.maps()).unwrap().differences(&View::read(fresh.maps()).unwrap(), 12);
+    let diffs = View::read(h.maps()).unwrap().differences(&fresh_view(&config(&three), &facts(&steps)), 12);
     assert!(diffs.is_empty(), "after the repair: {}", diffs.join("\n"));
     assert_forwarded(&h, &three, 41_001, "after the repair");
 }

@@ -5,7 +5,10 @@
 //! that step's state writes (on the model; compared by VIP, service name and backend
 //! address), and the writer's mirror with the kernel's maps. Steps that ask for a failed
 //! write are run without the failure: the kernel's maps cannot be told to fail on cue (the
-//! model covers rollbacks, and `packet_reconcile.rs` a write the kernel refuses).
+//! model covers rollbacks, and `packet_reconcile.rs` a write the kernel refuses). The
+//! sequences run two at a time, each on an object of its own (a step's time is mostly the
+//! kernel copying tables, on one CPU each); a failing one is run again under proptest, one
+//! at a time, to shrink it.
 //! Root only: `cargo xtask test` runs it (`--ignored`).
 mod support;
 
@@ -20,8 +23,7 @@ use lb_xdp::maps::Maps;
 use lb_xdp::plan::Ids;
 use lb_xdp::reconcile::reconcile;
 use lb_xdp::store::read_installed;
-use lb_xdp::testkit::harness::{pin_dir, require_root};
-use lb_xdp::testkit::view::View;
+use lb_xdp::testkit::harness::{pin_dir, read_back, require_root};
 use lb_xdp::writer::Writer;
 use support::sequence::*;
 use support::*;
@@ -75,11 +77,11 @@ fn run(steps: &[Step]) -> usize {
         let what =
             format!("step {n} ({:?}; {} services, {} backends)", step.change, w.desired.services.len(), w.backends());
         k.reconcile(&w).unwrap_or_else(|e| panic!("{what}: the reconcile failed: {e:#}"));
-        let got = View::read(&k.writer.maps).expect("read the kernel's maps back");
+        let (got, mirror) = read_back(&k.writer);
         let diffs = got.differences(&fresh_view(&w), 12);
         assert!(diffs.is_empty(), "{what}: the kernel's maps differ from a fresh start's:\n{}", diffs.join("\n"));
         assert!(got.strays.is_empty(), "{what}: {:?}", got.strays);
-        k.writer.check_mirror().unwrap_or_else(|e| panic!("{what}: the writer's mirror is not the maps: {e:#}"));
+        mirror.unwrap_or_else(|e| panic!("{what}: the writer's mirror is not the maps: {e:#}"));
     }
     steps.len()
 }
@@ -88,14 +90,58 @@ fn run(steps: &[Step]) -> usize {
 #[ignore = "needs root: cargo xtask test runs it"]
 fn the_property_sequences_on_the_kernels_maps_equal_a_fresh_start() {
     require_root();
-    let (mut runner, cases) = runner(3);
-    let steps = std::sync::atomic::AtomicUsize::new(0);
-    let result = runner.run(&sequence(), |s| {
-        steps.fetch_add(run(&s), std::sync::atomic::Ordering::Relaxed);
-        Ok(())
-    });
-    println!("{cases} sequences, {} steps checked on the kernel's maps", steps.into_inner());
-    if let Err(e) = result {
-        panic!("{e}");
+    let sequences = generated();
+    let steps: usize = sequences.iter().map(Vec::len).sum();
+    if let Some(failure) = run_side_by_side(&sequences) {
+        // Again one at a time under proptest, which shrinks the failing sequence to a short
+        // one; the generator is deterministic, so it meets the same sequences.
+        let (mut runner, _) = runner(DEFAULT_CASES);
+        runner
+            .run(&sequence(), |s| {
+                run(&s);
+                Ok(())
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+        panic!("{failure}, but it passed again alone under proptest");
     }
+    println!("{} sequences, {steps} steps checked on the kernel's maps", sequences.len());
+}
+
+/// The sequences to run (the fixed set, or `PROPTEST_CASES` fresh ones), as proptest's
+/// runner generates them: only collected here, none run yet.
+fn generated() -> Vec<Vec<Step>> {
+    let (mut runner, _) = runner(DEFAULT_CASES);
+    let collected = std::sync::Mutex::new(Vec::new());
+    runner
+        .run(&sequence(), |s| {
+            collected.lock().unwrap().push(s);
+            Ok(())
+        })
+        .expect("collecting the sequences fails nothing");
+    collected.into_inner().unwrap()
+}
+
+const DEFAULT_CASES: u32 = 3;
+
+/// Runs every sequence, each on a kernel of its own, on two threads: a step's time is
+/// mostly the kernel copying tables, on one CPU per thread. The first failure, if any.
+fn run_side_by_side(sequences: &[Vec<Step>]) -> Option<String> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let worker = || {
+        let mut failures = Vec::new();
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(steps) = sequences.get(i) else { return failures };
+            if let Err(panic) = std::panic::catch_unwind(|| run(steps)) {
+                let message = panic.downcast_ref::<String>().map(String::as_str).unwrap_or("a panic");
+                failures.push(format!("sequence {i} failed ({message})"));
+            }
+        }
+    };
+    std::thread::scope(|s| {
+        let other = s.spawn(worker);
+        let mut failures = worker();
+        failures.extend(other.join().expect("a worker catches its sequences' panics"));
+        failures.into_iter().next()
+    })
 }

@@ -8,6 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use lb_common::consts::{MAX_BACKENDS, MAX_SERVICES};
 use lb_xdp::plan::HostFacts;
+use lb_xdp::testkit::frame::destination;
 use lb_xdp::testkit::harness::*;
 use lb_xdp::testkit::packet::*;
 
@@ -48,14 +49,6 @@ fn facts(services: u32, backends_per_service: u32) -> HostFacts {
     }
     f.own_addresses.insert("172.20.0.10".parse().unwrap());
     f
-}
-
-/// An IPv4 TCP frame's destination, as the data path rewrote it.
-fn destination(frame: &[u8]) -> SocketAddr {
-    let ip = Ipv4Addr::new(frame[30], frame[31], frame[32], frame[33]);
-    let ihl = (frame[14] & 0x0f) as usize * 4;
-    let port = u16::from_be_bytes([frame[14 + ihl + 2], frame[14 + ihl + 3]]);
-    SocketAddr::new(IpAddr::V4(ip), port)
 }
 
 #[test]

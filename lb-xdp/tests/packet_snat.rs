@@ -4,6 +4,7 @@
 //! retired is still shown with the address it went to (from its NAT entry).
 //! Root only: `cargo xtask test` runs them (`--ignored`).
 
+use lb_xdp::testkit::frame::source;
 use lb_xdp::testkit::harness::*;
 use lb_xdp::testkit::packet::*;
 
@@ -13,9 +14,9 @@ fn with_snat_ports(range: &str) -> String {
     CONFIG.replace("flow_table_size = 4096\n", &format!("flow_table_size = 4096\nsnat_ports = \"{range}\"\n"))
 }
 
-/// The SNAT port a natted frame leaves with (IPv4, no options: TCP source port at 34).
+/// The SNAT port a natted frame leaves with.
 fn snat_port_of(frame: &[u8]) -> u16 {
-    u16::from_be_bytes([frame[34], frame[35]])
+    source(frame).port()
 }
 
 /// A backend's reply to `port` on the SNAT address must come out as VIP → `client`.

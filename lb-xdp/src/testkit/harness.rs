@@ -5,6 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
 
 use crate::adopt::read_existing;
 use crate::global::{fresh_seed, global_config_from, keep_live_snat_ports};
@@ -20,11 +21,14 @@ use aya::Ebpf;
 use lb_common::addr::{ip_words, port_be};
 use lb_common::consts::RING_SIZE;
 use lb_common::hash::{flow_hash, snat_probe_start, source_hash};
+use lb_common::maps::GlobalConfig;
 use lb_common::reason::DropReason;
 use lb_config::desired::Desired;
 use lb_config::Config;
 
+use super::model::ModelMaps;
 use super::packet::{server_mac, Pkt, ACK, LB_MAC, SYN, TCP};
+use super::view::View;
 
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
@@ -41,13 +45,22 @@ pub fn require_root() {
     }
 }
 
-/// A fresh, not yet created pin directory on the tests' bpffs (mounted on first use).
-pub fn pin_dir() -> PathBuf {
+/// Mounts the tests' bpffs unless it is mounted. One thread at a time: two tests that both
+/// found it unmounted would mount it twice, and the second mount hides what the first
+/// test pinned on the first (its pins then fail with ENOENT).
+fn mount_bpffs() {
+    static MOUNTING: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = MOUNTING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     std::fs::create_dir_all(BPFFS).expect("create bpffs mount point");
     if !load::is_bpffs(std::path::Path::new(BPFFS)) {
         let ok = std::process::Command::new("mount").args(["-t", "bpf", "bpf", BPFFS]).status().expect("run mount");
         assert!(ok.success() || load::is_bpffs(std::path::Path::new(BPFFS)), "cannot mount a bpffs at {BPFFS}");
     }
+}
+
+/// A fresh, not yet created pin directory on the tests' bpffs (mounted on first use).
+pub fn pin_dir() -> PathBuf {
+    mount_bpffs();
     PathBuf::from(format!("{BPFFS}/t{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)))
 }
 
@@ -202,8 +215,7 @@ impl Harness {
     }
 
     fn try_reconcile(&mut self, change: impl FnOnce(&mut Desired)) -> anyhow::Result<()> {
-        let mut global = global_config_from(&self.config, "eth0", None, None).expect("global config");
-        global.if_mac = LB_MAC;
+        let mut global = settings_of(&self.config);
         global.snat_seed = self.seed;
         // As the daemon's reload does: the live flows' SNAT ports stay valid.
         let global = keep_live_snat_ports(&self.plan.global, global);
@@ -359,6 +371,41 @@ fn isolate_thread() {
         // /proc/sys/net is the opening thread's namespace's.
         std::fs::write(format!("/proc/sys/net/{key}"), "0").unwrap_or_else(|e| panic!("{key}: {e}"));
     }
+}
+
+/// The data-path settings the harness's daemon gives `config` (the SNAT seed aside).
+fn settings_of(config: &Config) -> GlobalConfig {
+    let mut global = global_config_from(config, "eth0", None, None).expect("global config");
+    global.if_mac = LB_MAC;
+    global
+}
+
+/// What a fresh start on `toml` writes to the maps, reconciled on their in-memory model:
+/// the reference a long-lived harness's maps are compared with. No program is loaded (the
+/// verifier makes a load cost seconds), and the model's watch must see no broken promise.
+pub fn fresh_view(toml: &str, facts: &HostFacts) -> View {
+    let config = Config::from_str(toml, "test.toml").unwrap_or_else(|e| panic!("test config: {e}"));
+    let mut maps = ModelMaps::new();
+    maps.ring_services = MapSizes::of(&config.daemon).max_services;
+    let mut ids = Ids::new(maps.ring_services);
+    let mut writer = Writer::new(maps);
+    let desired = Desired::from_config(&config);
+    reconcile(&mut writer, &mut ids, &desired, settings_of(&config), facts)
+        .unwrap_or_else(|e| panic!("a fresh start failed: {e:#}"));
+    let broken = &writer.maps.violations;
+    assert!(broken.is_empty(), "a fresh start broke a promise: {broken:?}");
+    View::read(&writer.maps).expect("read the model")
+}
+
+/// The maps `writer` wrote, read back from the kernel, and its mirror checked against
+/// them. Each reads every table, a syscall's copy of 65,537 slots per Maglev table: on two
+/// threads, the wait is the longer read, not both.
+pub fn read_back(writer: &Writer) -> (View, anyhow::Result<()>) {
+    std::thread::scope(|s| {
+        let mirror = s.spawn(|| writer.check_mirror());
+        let view = View::read(&writer.maps).expect("read the maps back");
+        (view, mirror.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+    })
 }
 
 fn empty_plan() -> Plan {
