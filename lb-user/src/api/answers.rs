@@ -84,3 +84,29 @@ pub struct ErrorBody {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<Vec<String>>,
 }
+
+/// The failures of a call on one backend (`.../backends/{address}...`), for the OpenAPI
+/// description: the handlers answer with `HttpError`, whose `From<ControlError>` gives
+/// these statuses. Calls with a body add 413.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // Never built: it describes what `HttpError` sends.
+pub enum BackendCallErrors {
+    /// A bad path parameter or body
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// No token, a wrong one, or none configured
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// No such service, or no such backend in it
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// Refused in the service's present state (e.g. the backend cap, a registration the config owns)
+    #[response(status = 409)]
+    Conflict(ErrorBody),
+    /// The change could not be applied
+    #[response(status = 422)]
+    NotApplied(ErrorBody),
+    /// The controller is not running (starting or stopping), or the shared store does not answer
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}

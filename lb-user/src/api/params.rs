@@ -16,6 +16,17 @@ pub struct BackendParams {
     pub address: SocketAddr,
 }
 
+/// [`BackendParams`] as the OpenAPI description names them.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // Never built: `BackendParams` is what the handlers extract.
+pub struct BackendPath {
+    /// The service's name
+    service: String,
+    /// The backend, IP:PORT (IPv6 in brackets), percent-encoded or raw
+    address: String,
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for ServiceParam {
     type Rejection = HttpError;
 

@@ -7,10 +7,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
-use super::answers::{ErrorBody, Registered, Reloaded, Renewed, StateSet, WeightSet};
+use super::answers::{BackendCallErrors, ErrorBody, Registered, Reloaded, Renewed, StateSet, WeightSet};
 use super::auth::Authorized;
 use super::error::HttpError;
-use super::params::{BackendParams, ServiceParam};
+use super::params::{BackendParams, BackendPath, ServiceParam};
 use super::{body, register, ApiState};
 use lb_config::{AdminState, MAX_WEIGHT};
 use lb_control::ServiceView;
@@ -28,13 +28,8 @@ pub async fn list(State(state): State<ApiState>) -> Result<Response, HttpError> 
     request_body(content = super::register::RawRegister, content_type = "application/json"),
     responses(
         (status = 201, description = "Registered, or the lease renewed", body = Registered),
-        (status = 400, description = "A bad path parameter or body", body = ErrorBody),
-        (status = 401, description = "No token, a wrong one, or none configured", body = ErrorBody),
-        (status = 404, description = "No such service, or no such backend in it", body = ErrorBody),
-        (status = 409, description = "Refused in the service's present state (e.g. the backend cap, a registration the config owns)", body = ErrorBody),
         (status = 413, description = "The body is larger than 16 KiB", body = ErrorBody),
-        (status = 422, description = "The change could not be applied", body = ErrorBody),
-        (status = 503, description = "The controller is not running (starting or stopping), or the shared store does not answer", body = ErrorBody),
+        BackendCallErrors,
     ))]
 pub async fn register(
     _: Authorized,
@@ -56,15 +51,10 @@ pub async fn register(
     Ok((StatusCode::CREATED, Json(echo)).into_response())
 }
 
-#[utoipa::path(put, path = "/v1/services/{service}/backends/{address}/heartbeat", tag = "backends", params(("service" = String, Path, description = "The service's name"), ("address" = String, Path, description = "The backend, IP:PORT (IPv6 in brackets), percent-encoded or raw")), security(("token" = [])),
+#[utoipa::path(put, path = "/v1/services/{service}/backends/{address}/heartbeat", tag = "backends", params(BackendPath), security(("token" = [])),
     responses(
         (status = 200, description = "The lease is renewed", body = Renewed),
-        (status = 400, description = "A bad path parameter or body", body = ErrorBody),
-        (status = 401, description = "No token, a wrong one, or none configured", body = ErrorBody),
-        (status = 404, description = "No such service, or no such backend in it", body = ErrorBody),
-        (status = 409, description = "Refused in the service's present state (e.g. the backend cap, a registration the config owns)", body = ErrorBody),
-        (status = 422, description = "The change could not be applied", body = ErrorBody),
-        (status = 503, description = "The controller is not running (starting or stopping), or the shared store does not answer", body = ErrorBody),
+        BackendCallErrors,
     ))]
 pub async fn heartbeat(_: Authorized, State(state): State<ApiState>, p: BackendParams) -> Result<Response, HttpError> {
     state.control.heartbeat(p.service.clone(), p.address).await?;
@@ -78,17 +68,12 @@ pub(super) struct StateBody {
     state: String,
 }
 
-#[utoipa::path(put, path = "/v1/services/{service}/backends/{address}/state", tag = "backends", params(("service" = String, Path, description = "The service's name"), ("address" = String, Path, description = "The backend, IP:PORT (IPv6 in brackets), percent-encoded or raw")), security(("token" = [])),
+#[utoipa::path(put, path = "/v1/services/{service}/backends/{address}/state", tag = "backends", params(BackendPath), security(("token" = [])),
     request_body(content = StateBody, content_type = "application/json"),
     responses(
         (status = 200, description = "The admin state is set", body = StateSet),
-        (status = 400, description = "A bad path parameter or body", body = ErrorBody),
-        (status = 401, description = "No token, a wrong one, or none configured", body = ErrorBody),
-        (status = 404, description = "No such service, or no such backend in it", body = ErrorBody),
-        (status = 409, description = "Refused in the service's present state (e.g. the backend cap, a registration the config owns)", body = ErrorBody),
         (status = 413, description = "The body is larger than 16 KiB", body = ErrorBody),
-        (status = 422, description = "The change could not be applied", body = ErrorBody),
-        (status = 503, description = "The controller is not running (starting or stopping), or the shared store does not answer", body = ErrorBody),
+        BackendCallErrors,
     ))]
 pub async fn set_state(
     _: Authorized,
@@ -111,17 +96,12 @@ pub fn state_body(bytes: &[u8]) -> Result<AdminState, HttpError> {
 /// `PUT .../weight` `{"weight": N}` sets the backend's weight (0 to the config's maximum;
 /// 0 takes it out of rotation like drain), `{"weight": null}` clears it (back to the
 /// config's or the registration's); `DELETE .../weight` clears too.
-#[utoipa::path(put, path = "/v1/services/{service}/backends/{address}/weight", tag = "backends", params(("service" = String, Path, description = "The service's name"), ("address" = String, Path, description = "The backend, IP:PORT (IPv6 in brackets), percent-encoded or raw")), security(("token" = [])),
+#[utoipa::path(put, path = "/v1/services/{service}/backends/{address}/weight", tag = "backends", params(BackendPath), security(("token" = [])),
     request_body(content = WeightBody, content_type = "application/json"),
     responses(
         (status = 200, description = "The weight is set (or cleared with null)", body = WeightSet),
-        (status = 400, description = "A bad path parameter or body", body = ErrorBody),
-        (status = 401, description = "No token, a wrong one, or none configured", body = ErrorBody),
-        (status = 404, description = "No such service, or no such backend in it", body = ErrorBody),
-        (status = 409, description = "Refused in the service's present state (e.g. the backend cap, a registration the config owns)", body = ErrorBody),
         (status = 413, description = "The body is larger than 16 KiB", body = ErrorBody),
-        (status = 422, description = "The change could not be applied", body = ErrorBody),
-        (status = 503, description = "The controller is not running (starting or stopping), or the shared store does not answer", body = ErrorBody),
+        BackendCallErrors,
     ))]
 pub async fn set_weight(
     _: Authorized,
@@ -134,15 +114,10 @@ pub async fn set_weight(
     apply_weight(state, p, weight).await
 }
 
-#[utoipa::path(delete, path = "/v1/services/{service}/backends/{address}/weight", tag = "backends", params(("service" = String, Path, description = "The service's name"), ("address" = String, Path, description = "The backend, IP:PORT (IPv6 in brackets), percent-encoded or raw")), security(("token" = [])),
+#[utoipa::path(delete, path = "/v1/services/{service}/backends/{address}/weight", tag = "backends", params(BackendPath), security(("token" = [])),
     responses(
         (status = 200, description = "The API's weight is cleared", body = WeightSet),
-        (status = 400, description = "A bad path parameter or body", body = ErrorBody),
-        (status = 401, description = "No token, a wrong one, or none configured", body = ErrorBody),
-        (status = 404, description = "No such service, or no such backend in it", body = ErrorBody),
-        (status = 409, description = "Refused in the service's present state (e.g. the backend cap, a registration the config owns)", body = ErrorBody),
-        (status = 422, description = "The change could not be applied", body = ErrorBody),
-        (status = 503, description = "The controller is not running (starting or stopping), or the shared store does not answer", body = ErrorBody),
+        BackendCallErrors,
     ))]
 pub async fn clear_weight(
     _: Authorized,
@@ -186,15 +161,10 @@ pub fn weight_body(bytes: &[u8]) -> Result<Option<u32>, HttpError> {
     }
 }
 
-#[utoipa::path(delete, path = "/v1/services/{service}/backends/{address}", tag = "backends", params(("service" = String, Path, description = "The service's name"), ("address" = String, Path, description = "The backend, IP:PORT (IPv6 in brackets), percent-encoded or raw")), security(("token" = [])),
+#[utoipa::path(delete, path = "/v1/services/{service}/backends/{address}", tag = "backends", params(BackendPath), security(("token" = [])),
     responses(
         (status = 204, description = "Deregistered"),
-        (status = 400, description = "A bad path parameter or body", body = ErrorBody),
-        (status = 401, description = "No token, a wrong one, or none configured", body = ErrorBody),
-        (status = 404, description = "No such service, or no such backend in it", body = ErrorBody),
-        (status = 409, description = "Refused in the service's present state (e.g. the backend cap, a registration the config owns)", body = ErrorBody),
-        (status = 422, description = "The change could not be applied", body = ErrorBody),
-        (status = 503, description = "The controller is not running (starting or stopping), or the shared store does not answer", body = ErrorBody),
+        BackendCallErrors,
     ))]
 pub async fn deregister(_: Authorized, State(state): State<ApiState>, p: BackendParams) -> Result<Response, HttpError> {
     state.control.deregister(p.service, p.address).await?;
