@@ -47,6 +47,19 @@ pub fn load(pin_dir: &Path, sizes: &MapSizes) -> Result<Ebpf> {
     }
     // Before the loader: it reuses a pin by name whatever its layout.
     check_pinned_layout(pin_dir, Some(sizes))?;
+    // The loader pins each map as it creates it, so a load that fails part-way (a map the
+    // kernel will not allocate, a verifier refusal) leaves some pinned. After a fresh start
+    // they go again: left, they would carry no layout version and the next start would
+    // refuse them. Maps that were pinned before this load are a running data path's: kept.
+    let fresh = !PINNED_MAPS.iter().any(|s| pin_dir.join(s.name).exists());
+    load_pinned(pin_dir, sizes).inspect_err(|_| {
+        if fresh {
+            unpin_maps(pin_dir);
+        }
+    })
+}
+
+fn load_pinned(pin_dir: &Path, sizes: &MapSizes) -> Result<Ebpf> {
     let mut loader = EbpfLoader::new();
     loader.default_map_pin_directory(pin_dir);
     for name in SIZED_BY_FLOW_TABLE.into_iter().chain(SIZED_BY_MAX_SERVICES) {
@@ -94,12 +107,18 @@ pub fn attach(ebpf: &mut Ebpf, interface: &str, generic: bool) -> Result<aya::pr
 /// more than ours: there only the pinned-map table's names and the link go.
 pub fn unpin_all(pin_dir: &Path) {
     if is_mount_point(pin_dir) {
-        for name in PINNED_MAPS.iter().map(|s| s.name).chain([LINK_PIN]) {
-            let _ = std::fs::remove_file(pin_dir.join(name));
-        }
+        unpin_maps(pin_dir);
+        let _ = std::fs::remove_file(pin_dir.join(LINK_PIN));
         return;
     }
     let _ = std::fs::remove_dir_all(pin_dir);
+}
+
+/// Remove the pinned-map table's pins under `pin_dir`, and nothing else.
+fn unpin_maps(pin_dir: &Path) {
+    for spec in PINNED_MAPS {
+        let _ = std::fs::remove_file(pin_dir.join(spec.name));
+    }
 }
 
 fn is_mount_point(dir: &Path) -> bool {

@@ -158,3 +158,21 @@ fn unpin_all_removes_the_pin_directory_with_whatever_another_lb_left_in_it() {
     load::unpin_all(&dir);
     assert!(!dir.exists(), "left behind: {:?}", pins(&dir));
 }
+
+#[test]
+#[ignore = "needs root: cargo xtask test runs it"]
+fn a_fresh_load_that_fails_part_way_leaves_no_pins_and_the_next_load_succeeds() {
+    require_root();
+    let dir = pin_dir();
+    // A flow table no kernel will allocate: the maps sized by it fail to be created, after
+    // the loader has created (and pinned) some of the others.
+    let too_big = MapSizes { flow_table_size: u32::MAX, ..SIZES };
+    let err = load::load(&dir, &too_big).expect_err("a flow table of u32::MAX entries cannot be created");
+    assert!(!err.is::<LayoutMismatch>(), "failed at the layout check, not the load: {err:#}");
+    let left: BTreeSet<String> = if dir.exists() { pins(&dir) } else { BTreeSet::new() };
+    assert!(left.is_disjoint(&table_names()), "a failed fresh load left maps pinned: {left:?}");
+    // Were any left, they would carry no layout version and the next start would refuse them.
+    let ebpf = load::load(&dir, &SIZES).unwrap_or_else(|e| panic!("the next load, with sizes that fit: {e:#}"));
+    drop(ebpf);
+    load::unpin_all(&dir);
+}
