@@ -5,9 +5,11 @@
 //! is one docs/metrics.md gives that metric (whose rows `readme.rs` ties to the code), or
 //! one Prometheus adds (`instance`, `job`, and `le` on buckets). No root.
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 
 use serde_json::Value;
+
+mod common;
+use common::sources::{metric_families, read};
 
 const DASHBOARD: &str = "contrib/grafana/lb.json";
 /// Labels Prometheus adds to every series it scrapes.
@@ -15,54 +17,6 @@ const TARGET_LABELS: [&str; 2] = ["instance", "job"];
 const HISTOGRAM_SERIES: [&str; 3] = ["_bucket", "_sum", "_count"];
 /// PromQL's grouping keywords: the label list follows in parentheses.
 const GROUPING: [&str; 4] = ["by", "without", "on", "ignoring"];
-
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn read(relative: &str) -> String {
-    std::fs::read_to_string(workspace().join(relative)).unwrap_or_else(|e| panic!("cannot read {relative}: {e}"))
-}
-
-/// Metric family → its type, from every `"lb_name", "kind"` pair in the `lb-*` crates.
-fn metric_families() -> BTreeMap<String, String> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                walk(&path, out);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                out.push(path);
-            }
-        }
-    }
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(workspace()).expect("the workspace lists").flatten() {
-        if entry.file_name().to_string_lossy().starts_with("lb-") {
-            walk(&entry.path().join("src"), &mut files);
-        }
-    }
-    let mut families = BTreeMap::new();
-    for file in files {
-        let text = std::fs::read_to_string(&file).unwrap_or_default();
-        for (at, _) in text.match_indices("\"lb_") {
-            let Some((name, rest)) = literal(&text[at..]) else { continue };
-            let Some(rest) = rest.trim_start().strip_prefix(',') else { continue };
-            let Some((kind, _)) = literal(rest.trim_start()) else { continue };
-            if ["counter", "gauge", "histogram"].contains(&kind) {
-                families.insert(name.to_string(), kind.to_string());
-            }
-        }
-    }
-    families
-}
-
-/// The string literal at the start of `text` (which starts with `"`) and what follows it.
-fn literal(text: &str) -> Option<(&str, &str)> {
-    let rest = text.strip_prefix('"')?;
-    let end = rest.find('"')?;
-    Some((&rest[..end], &rest[end + 1..]))
-}
 
 /// Metric → its labels, from the Labels column of docs/metrics.md's table (the values
 /// named in parentheses left out).
@@ -189,14 +143,14 @@ fn parse(expr: &str) -> Query {
 }
 
 /// The family a series name belongs to, if the daemon exposes it.
-fn family<'a>(name: &'a str, families: &BTreeMap<String, String>) -> Option<&'a str> {
+fn family<'a>(name: &'a str, families: &BTreeMap<String, BTreeSet<String>>) -> Option<&'a str> {
     if families.contains_key(name) {
         return Some(name);
     }
     HISTOGRAM_SERIES
         .iter()
         .filter_map(|suffix| name.strip_suffix(suffix))
-        .find(|base| families.get(*base).is_some_and(|kind| kind == "histogram"))
+        .find(|base| families.get(*base).is_some_and(|kinds| kinds.contains("histogram")))
 }
 
 /// Every query of the dashboard, named by where it is: panel targets and template variables.

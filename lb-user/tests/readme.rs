@@ -38,9 +38,8 @@ use lb_xdp::explain::Explanation;
 use lb_xdp::inspect::{BackendRow, FlowRow, Stats, VipRow};
 use serde::Serialize;
 
-/// The crates whose sources are searched for metric families and admin API routes: every
-/// workspace directory whose name starts with this (`lb-common`, `lb-user`, ...).
-const CRATE_PREFIX: &str = "lb-";
+mod common;
+use common::sources::{crate_sources, literal, metric_families, read, rust_files, workspace, CRATE_PREFIX};
 
 /// The pages, relative to the workspace.
 const README: &str = "README.md";
@@ -56,15 +55,6 @@ const TESTING: &str = "docs/testing.md";
 /// README.md is the front page: what `lb` is, two commands, a first config, the headline
 /// figures and links. Everything else lives in docs/.
 const README_MAX_LINES: usize = 250;
-
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn read(relative: &str) -> String {
-    let path = workspace().join(relative);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
-}
 
 /// README.md and every Markdown file in docs/, as paths relative to the workspace.
 fn pages() -> Vec<String> {
@@ -552,73 +542,6 @@ fn every_json_field_of_get_v1_services_is_in_docs_api() {
 // ---------------------------------------------------------------------------------------
 // Sources: metric families and admin API routes, read from the crates' code.
 
-/// Every `.rs` file under `src/` of every `lb-*` crate of the workspace.
-fn crate_sources() -> Vec<(PathBuf, String)> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                walk(&path, out);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                out.push(path);
-            }
-        }
-    }
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(workspace()).expect("the workspace lists").flatten() {
-        if entry.file_name().to_string_lossy().starts_with(CRATE_PREFIX) {
-            walk(&entry.path().join("src"), &mut files);
-        }
-    }
-    files.sort();
-    files
-        .into_iter()
-        .map(|path| {
-            let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-            (path, text)
-        })
-        .collect()
-}
-
-/// The string literal at the start of `text` (which starts with `"`) and what follows it.
-fn literal(text: &str) -> Option<(&str, &str)> {
-    let rest = text.strip_prefix('"')?;
-    let end = rest.find('"')?;
-    Some((&rest[..end], &rest[end + 1..]))
-}
-
-const METRIC_KINDS: [&str; 3] = ["counter", "gauge", "histogram"];
-
-/// Metric family → its types, from every `"lb_name", "kind"` pair in the sources: how both
-/// the controller's and the proxy's exposition code name a family (`family(out, "lb_x",
-/// "counter", help, ...)`).
-fn metric_families() -> BTreeMap<String, BTreeSet<String>> {
-    let mut families: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for (_, text) in crate_sources() {
-        for (at, _) in text.match_indices("\"lb_") {
-            let Some((name, rest)) = literal(&text[at..]) else {
-                continue;
-            };
-            if !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
-                continue;
-            }
-            let Some(rest) = rest.trim_start().strip_prefix(',') else {
-                continue;
-            };
-            let Some((kind, _)) = literal(rest.trim_start()) else {
-                continue;
-            };
-            if METRIC_KINDS.contains(&kind) {
-                families.entry(name.to_string()).or_default().insert(kind.to_string());
-            }
-        }
-    }
-    families
-}
-
 #[test]
 fn every_metric_family_is_in_docs_metrics_with_its_type() {
     let families = metric_families();
@@ -933,22 +856,12 @@ fn the_readme_stays_a_front_page() {
 /// Source comments cite the repository's own docs, never a file outside it.
 #[test]
 fn no_source_file_cites_files_outside_the_repository() {
-    fn walk(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
-        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() && entry.file_name() != "target" {
-                walk(&path, out);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                out.push(path);
-            }
-        }
-    }
     let this = PathBuf::from(file!());
     let mut files = Vec::new();
     for entry in std::fs::read_dir(workspace()).expect("workspace").flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.starts_with(CRATE_PREFIX) || name == "xtask" || name == "testenv" {
-            walk(&entry.path(), &mut files);
+            files.extend(rust_files(&entry.path()));
         }
     }
     assert!(files.len() > 100, "found only {} source files", files.len());
@@ -1027,18 +940,7 @@ fn crates_depend_only_on_lower_layers_as_docs_architecture_draws_them() {
 /// Which top-level modules of a crate each top-level module names (`crate::x`, or
 /// `super::x` from a file directly under `src/`), unit tests left out.
 fn module_graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
-    fn files(dir: &Path, out: &mut Vec<PathBuf>) {
-        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                files(&path, out);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                out.push(path);
-            }
-        }
-    }
-    let mut all = Vec::new();
-    files(src, &mut all);
+    let all = rust_files(src);
     let module_of = |path: &Path| -> Option<String> {
         let rel = path.strip_prefix(src).ok()?;
         let first = rel.components().next()?.as_os_str().to_string_lossy().into_owned();

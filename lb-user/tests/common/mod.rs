@@ -1,4 +1,5 @@
 #![allow(dead_code)]
 pub mod net;
 pub mod proxy_harness;
+pub mod sources;
 pub mod webdriver;
