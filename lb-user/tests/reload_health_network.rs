@@ -4,12 +4,11 @@
 //! the tables, the API and the state file. Root only: `cargo xtask test` runs them.
 mod common;
 
-use std::process::Child;
 use std::time::Duration;
 
 use common::net::*;
 use serde_json::Value;
-use testenv::{LbDaemon, CLIENT_NS, VIP_V4, VIP_V6};
+use testenv::{LbDaemon, VIP_V4, VIP_V6};
 
 const API: &str = "http://172.20.0.10:9100";
 const TOKEN: &str = "s3cret-test-token";
@@ -35,59 +34,11 @@ fn backend_rows(lb: &LbDaemon) -> Vec<Value> {
     serde_json::from_str(&lb.list_json("backends").expect("lb list backends")).expect("JSON rows")
 }
 
-/// A UDP echo in each server namespace on port 5300, answering with the server's name.
-fn udp_echoes() -> Vec<Child> {
-    const ECHO: &str = r#"
-import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("0.0.0.0", 5300))
-while True:
-    data, peer = s.recvfrom(2048)
-    s.sendto(sys.argv[1].encode(), peer)
-"#;
-    (1..=3)
-        .map(|n| testenv::spawn(&format!("lbt-server{n}"), &["python3", "-c", ECHO, &format!("Server{n}")]).unwrap())
-        .collect()
-}
-
-/// How many of `n` datagrams to the VIP's port 53 got an answer (each from a fresh source
-/// port, so each is a new flow).
-fn udp_answers(n: usize) -> usize {
-    const ASK: &str = r#"
-import socket, sys
-ok = 0
-for _ in range(int(sys.argv[2])):
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.settimeout(1)
-    try:
-        s.sendto(b"ping", (sys.argv[1], 53))
-        s.recvfrom(2048)
-        ok += 1
-    except OSError:
-        pass
-    s.close()
-print(ok)
-"#;
-    let out = testenv::exec_ok(CLIENT_NS, &["python3", "-c", ASK, VIP_V4, &n.to_string()]).unwrap();
-    out.trim().parse().unwrap_or_else(|_| panic!("udp client said {out:?}"))
-}
-
-struct Echoes(Vec<Child>);
-
-impl Drop for Echoes {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn a_udp_service_with_no_check_written_keeps_its_udp_only_backends_in_rotation() {
     let (_net, ()) = up();
-    let _echoes = Echoes(udp_echoes());
+    let _echoes = UdpEchoes::start();
     let backends: String =
         (1..=3).map(|n| format!("[[service.backend]]\naddress = \"172.20.0.1{n}:5300\"\n")).collect();
     let service = format!("[[service]]\nname = \"dns\"\nvip = \"{VIP_V4}:53\"\nprotocol = \"udp\"\n{backends}");

@@ -6,7 +6,6 @@
 //! a new `snat_ports` range under a live nat flow. Root only: `cargo xtask test` runs them.
 mod common;
 
-use std::process::Child;
 use std::time::Duration;
 
 use common::net::*;
@@ -139,42 +138,6 @@ fn a_reload_to_121_services_from_61_serves_every_new_one_and_lists_no_stray_rows
     assert!(testenv::curl(CLIENT_NS, &url(1010), Duration::from_secs(1)).is_err(), "svc10 was removed");
 }
 
-/// A UDP echo in each server namespace on port 5300, answering with the server's name.
-fn udp_echoes() -> Vec<Child> {
-    const ECHO: &str = r#"
-import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("0.0.0.0", 5300))
-while True:
-    data, peer = s.recvfrom(2048)
-    s.sendto(sys.argv[1].encode(), peer)
-"#;
-    (1..=3)
-        .map(|n| testenv::spawn(&format!("lbt-server{n}"), &["python3", "-c", ECHO, &format!("Server{n}")]).unwrap())
-        .collect()
-}
-
-/// How many of `n` datagrams to the VIP got an answer (each from a fresh source port).
-fn udp_answers(n: usize) -> usize {
-    const ASK: &str = r#"
-import socket, sys
-ok = 0
-for _ in range(int(sys.argv[2])):
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.settimeout(1)
-    try:
-        s.sendto(b"ping", (sys.argv[1], 53))
-        s.recvfrom(2048)
-        ok += 1
-    except OSError:
-        pass
-    s.close()
-print(ok)
-"#;
-    let out = testenv::exec_ok(CLIENT_NS, &["python3", "-c", ASK, VIP_V4, &n.to_string()]).unwrap();
-    out.trim().parse().unwrap_or_else(|_| panic!("udp client said {out:?}"))
-}
-
 fn udp_service(check: &str) -> String {
     let backends: String =
         (1..=3).map(|n| format!("[[service.backend]]\naddress = \"172.20.0.1{n}:5300\"\n")).collect();
@@ -188,7 +151,7 @@ fn udp_service(check: &str) -> String {
 #[ignore = "needs root: cargo xtask test runs it"]
 fn switching_a_udp_services_check_off_brings_its_down_backends_back_at_once() {
     let _net = Net::up(false);
-    let _echoes = udp_echoes();
+    let _echoes = UdpEchoes::start();
     // A TCP check on a UDP-only port: every backend goes down.
     let tcp_check = "type = \"tcp\"\ninterval = \"500ms\"\ntimeout = \"200ms\"\nunhealthy_threshold = 1";
     let mut lb = start(&(daemon_section("") + &udp_service(tcp_check)));

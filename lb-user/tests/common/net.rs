@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout};
 use std::time::Duration;
 
-use testenv::{LbDaemon, NetworkLock, CLIENT_NS};
+use testenv::{LbDaemon, NetworkLock, CLIENT_NS, VIP_V4};
 
 /// The test network, up for one test and down afterwards (the lock keeps tests apart).
 pub struct Net {
@@ -215,4 +215,59 @@ print(data.decode(errors="replace"), end="")
     let out = testenv::exec_ok(ns, &["python3", "-c", RAW_CLIENT, host, &port.to_string(), hex]).unwrap();
     let (secs, rest) = out.split_once('\n').unwrap_or((&out, ""));
     (secs.trim().parse().unwrap_or_else(|_| panic!("raw client said {out:?}")), rest.to_string())
+}
+
+/// A UDP echo in each server namespace on port 5300, answering with the server's name;
+/// stopped when dropped.
+pub struct UdpEchoes(Vec<std::process::Child>);
+
+impl UdpEchoes {
+    pub fn start() -> Self {
+        const ECHO: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 5300))
+while True:
+    data, peer = s.recvfrom(2048)
+    s.sendto(sys.argv[1].encode(), peer)
+"#;
+        UdpEchoes(
+            (1..=3)
+                .map(|n| {
+                    testenv::spawn(&format!("lbt-server{n}"), &["python3", "-c", ECHO, &format!("Server{n}")]).unwrap()
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Drop for UdpEchoes {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// How many of `n` datagrams from the client to the VIP's port 53 got an answer (each from
+/// a fresh source port, so each is a new flow).
+pub fn udp_answers(n: usize) -> usize {
+    const ASK: &str = r#"
+import socket, sys
+ok = 0
+for _ in range(int(sys.argv[2])):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(1)
+    try:
+        s.sendto(b"ping", (sys.argv[1], 53))
+        s.recvfrom(2048)
+        ok += 1
+    except OSError:
+        pass
+    s.close()
+print(ok)
+"#;
+    let out = testenv::exec_ok(CLIENT_NS, &["python3", "-c", ASK, VIP_V4, &n.to_string()]).unwrap();
+    out.trim().parse().unwrap_or_else(|_| panic!("udp client said {out:?}"))
 }
