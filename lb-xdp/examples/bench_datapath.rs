@@ -27,8 +27,9 @@ use std::time::{Duration, Instant};
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use aya_obj::programs::XdpAttachType;
 use lb_xdp::maps::sum_counters;
+use lb_xdp::testkit::frame;
 use lb_xdp::testkit::harness::{Harness, XDP_PASS, XDP_TX};
-use lb_xdp::testkit::packet::{Pkt, ACK, SYN, TCP};
+use lb_xdp::testkit::packet::{Pkt, ACK, SYN};
 use serde_json::{json, Value};
 
 /// One state of the flow table the cases run against.
@@ -286,9 +287,15 @@ fn family_cases(h: &mut Harness, f: &Family, table: &Table, c: &Counts, restore:
     assert_eq!(action, XDP_TX, "{}: the SYN to the nat VIP is forwarded", f.name);
     let ack = Pkt::tcp(f.client, f.nat_vip, ACK).bytes();
     case(h, "nat, established flow", &ack, c.repeat, SENT);
-    let (backend, snat_port) = natted_to(&out, f);
-    let mut reply =
-        Pkt::tcp(&backend.to_string(), &SocketAddr::new(f.snat.parse().unwrap(), snat_port).to_string(), ACK);
+    // The natted frame goes to the backend from the SNAT address and port the reply returns to.
+    let (backend, snat) = (frame::destination(&out), frame::source(&out));
+    assert_eq!(
+        snat.ip(),
+        f.snat.parse::<IpAddr>().unwrap(),
+        "{}: the natted frame's source is the SNAT address",
+        f.name
+    );
+    let mut reply = Pkt::tcp(&backend.to_string(), &snat.to_string(), ACK);
     reply.src_mac = lb_xdp::testkit::harness::mac_of(backend.ip());
     reply.dst_mac = lb_xdp::testkit::packet::LB_MAC;
     case(h, "nat, reply (reverse nat)", &reply.bytes(), c.repeat, SENT);
@@ -315,22 +322,6 @@ fn new_client_syn(f: &Family, vip: &str, i: u32) -> Vec<u8> {
     let mut p = Pkt::tcp(f.client, vip, SYN);
     p.src = SocketAddr::new(client, 40000);
     p.bytes()
-}
-
-/// The backend and SNAT port a natted frame was sent to (from its IP and TCP headers).
-fn natted_to(frame: &[u8], f: &Family) -> (SocketAddr, u16) {
-    let (dst, l4) = if f.name == "ipv4" {
-        let ihl = (frame[14] & 0x0f) as usize * 4;
-        (IpAddr::V4(Ipv4Addr::new(frame[30], frame[31], frame[32], frame[33])), 14 + ihl)
-    } else {
-        let mut o = [0u8; 16];
-        o.copy_from_slice(&frame[38..54]);
-        (IpAddr::V6(Ipv6Addr::from(o)), 54)
-    };
-    assert_eq!(frame[if f.name == "ipv4" { 23 } else { 20 }], TCP);
-    let sport = u16::from_be_bytes([frame[l4], frame[l4 + 1]]);
-    let dport = u16::from_be_bytes([frame[l4 + 2], frame[l4 + 3]]);
-    (SocketAddr::new(dst, dport), sport)
 }
 
 /// The kernel's mean ns per repetition of `frame` through the bench entry point, after
