@@ -11,6 +11,7 @@ pub mod exposition;
 pub mod handle;
 pub mod health;
 pub mod lock;
+pub mod ready_flag;
 pub mod registration_guard;
 pub mod registry;
 pub mod sources;
@@ -24,5 +25,6 @@ pub mod watch;
 
 pub use datapath::{BackendCounters, DataPath, Outcome};
 pub use handle::{ControlError, ControlHandle, Request};
+pub use ready_flag::ReadyFlag;
 pub use telemetry::{Histogram, Telemetry};
 pub use view::{BackendView, CheckView, ServiceView};

@@ -4,7 +4,7 @@
 mod common;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -99,7 +99,7 @@ impl Node {
         let shared = Shared {
             telemetry: telemetry.clone(),
             token: Arc::new(RwLock::new(lb_config::Tokens::default())),
-            ready: Arc::new(AtomicBool::new(false)),
+            ready: lb_control::ReadyFlag::default(),
         };
         let (reports_tx, reports) = mpsc::channel(64);
         let (commands_tx, commands) = mpsc::channel(64);

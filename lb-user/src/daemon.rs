@@ -8,7 +8,6 @@
 //! before this node stops. Under systemd (`Type=notify`) it says when it serves, reloads
 //! and stops (see `notify`).
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -23,7 +22,7 @@ use lb_control::cluster::store::Store;
 use lb_control::cluster::SpeakerThread;
 use lb_control::controller::{Controller, Shared};
 use lb_control::registry::Registry;
-use lb_control::{ControlHandle, DataPath, Telemetry};
+use lb_control::{ControlHandle, DataPath, ReadyFlag, Telemetry};
 use lb_proxy::{ProxyDataplane, ProxyStats};
 use lb_xdp::lock::PinPathBusy;
 use lb_xdp::xdp::XdpDataplane;
@@ -62,7 +61,7 @@ pub async fn run(cfg: Config, config_path: &Path, detach_on_exit: bool) -> Resul
             info!(token_file = %cfg.daemon.token_file.display(), tokens = n, "the admin API accepts any of several tokens")
         }
     }
-    let ready = Arc::new(AtomicBool::new(false));
+    let ready = ReadyFlag::default();
     let (commands_tx, commands) = mpsc::channel(64);
     let (reports_tx, reports) = mpsc::channel(1024);
     let (reloads_tx, reloads) = mpsc::channel(8);
@@ -207,19 +206,13 @@ fn serving(path: &str) -> String {
     format!("serving on the {path} path")
 }
 
-/// `READY=1` to systemd once `/readyz` answers ready: the controller sets the flag when its
-/// loop starts (the data path serves, the checkers run) and offers no event for it, so the
-/// flag is polled, briefly and for a bounded time.
-async fn notify_when_ready(ready: Arc<AtomicBool>, path: &'static str) {
-    const POLL: Duration = Duration::from_millis(10);
+/// `READY=1` to systemd the moment `/readyz` answers ready (the controller sets the flag
+/// when its loop starts: the data path serves, the checkers run).
+async fn notify_when_ready(ready: ReadyFlag, path: &'static str) {
     const LIMIT: Duration = Duration::from_secs(120);
-    let start = Instant::now();
-    while !ready.load(Ordering::SeqCst) {
-        if start.elapsed() > LIMIT {
-            warn!("the controller did not turn ready within {LIMIT:?}: systemd is not told READY=1");
-            return;
-        }
-        tokio::time::sleep(POLL).await;
+    if tokio::time::timeout(LIMIT, ready.wait()).await.is_err() {
+        warn!("the controller did not turn ready within {LIMIT:?}: systemd is not told READY=1");
+        return;
     }
     crate::notify::ready(&serving(path));
 }

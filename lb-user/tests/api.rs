@@ -3,7 +3,6 @@
 //! a TCP socket, so what is tested is exactly what goes over the wire.
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use lb_config::Tokens;
@@ -178,7 +177,7 @@ struct Api {
     token: Arc<RwLock<Tokens>>,
     telemetry: Arc<Telemetry>,
     flow_walks: FlowWalks,
-    ready: Arc<AtomicBool>,
+    ready: lb_control::ReadyFlag,
     shutdown: Option<oneshot::Sender<()>>,
     server: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -221,7 +220,7 @@ async fn start_with(listen: SocketAddr, etcd: Option<&str>) -> Api {
         telemetry,
         // Nothing is pinned here: /metrics must still answer, without data-path series.
         pin_path: PathBuf::from("/nonexistent/lb-api-test-pins"),
-        ready: Arc::new(AtomicBool::new(false)),
+        ready: lb_control::ReadyFlag::default(),
         proxy: None,
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -476,7 +475,7 @@ async fn healthz_and_readyz_both_ways() {
     assert_eq!(r.json()["ready"], false);
 
     api.telemetry.update(|t| t.path = "xdp");
-    api.ready.store(true, Ordering::Release);
+    api.ready.set(true);
     let r = api.get("/readyz").await;
     assert_eq!((r.status, r.json()), (200, json!({"ready":true,"path":"xdp"})));
 }
@@ -513,7 +512,7 @@ async fn with_etcd_unreachable_writes_are_503_and_nothing_changes() {
     assert!(backend(&services, "web", "172.20.0.99:80").is_none());
     assert_eq!(backend(&services, "web", "172.20.0.11:80").unwrap()["state"], "ready");
 
-    api.ready.store(true, Ordering::Release);
+    api.ready.set(true);
     let r = api.get("/readyz").await;
     assert_eq!(r.status, 200, "the data path serves its last known state");
     assert_eq!(r.json()["store"], "unreachable");

@@ -4,7 +4,6 @@
 //! answering throughout. Against a controller that is never asked anything: `/healthz`
 //! needs none.
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -31,7 +30,7 @@ async fn start(limits: ConnectionLimits) -> Api {
         flow_walks: lb_user::api::FlowWalks::default(),
         telemetry: telemetry.clone(),
         pin_path: PathBuf::from("/nonexistent/lb-api-connections-test"),
-        ready: Arc::new(AtomicBool::new(true)),
+        ready: lb_control::ReadyFlag::new(true),
         proxy: None,
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -10,7 +10,6 @@
 //! shows).
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -63,7 +62,7 @@ pub struct Shared {
     pub telemetry: Arc<Telemetry>,
     /// The admin API's accepted bearer tokens (`token_file`, one per line).
     pub token: Arc<RwLock<lb_config::Tokens>>,
-    pub ready: Arc<AtomicBool>,
+    pub ready: crate::ReadyFlag,
 }
 
 pub struct Controller {
@@ -163,7 +162,7 @@ impl Controller {
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) -> Box<dyn DataPath> {
         self.sync_checkers();
-        self.shared.ready.store(true, Ordering::SeqCst);
+        self.shared.ready.set(true);
         let mut tick = tokio::time::interval(TICK);
         let mut passive = tokio::time::interval(PASSIVE_POLL);
         passive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -177,7 +176,7 @@ impl Controller {
                 _ = stop.changed() => break,
             }
         }
-        self.shared.ready.store(false, Ordering::SeqCst);
+        self.shared.ready.set(false);
         // The ejections' clocks moved on since the last change: save where they are now.
         self.persist();
         for (_, checker) in self.checkers.drain() {

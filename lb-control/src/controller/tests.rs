@@ -2,7 +2,7 @@
 //! health and registrations. Health reports are sent by hand (as the checker with the id
 //! the controller gave it would), so no test waits for a real check.
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use super::*;
@@ -108,7 +108,7 @@ fn controller_with(scratch: &Scratch, recorder: Recorder) -> (Controller, Record
     let shared = Shared {
         telemetry: Arc::new(Telemetry::default()),
         token: Arc::new(RwLock::new(lb_config::Tokens::default())),
-        ready: Arc::new(AtomicBool::new(false)),
+        ready: crate::ReadyFlag::default(),
     };
     let mut c = Controller::new(cfg, scratch.config(), Box::new(recorder.clone()), registry, reports_tx, shared);
     c.apply();

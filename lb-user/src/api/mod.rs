@@ -32,7 +32,6 @@ mod walks;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, RwLock};
 
 use lb_control::{ControlHandle, Telemetry};
@@ -66,7 +65,7 @@ pub struct ApiState {
     /// Where the data path's maps are pinned, opened on each scrape.
     pub pin_path: PathBuf,
     /// Set once the data path serves traffic (`/readyz`).
-    pub ready: Arc<AtomicBool>,
+    pub ready: lb_control::ReadyFlag,
     /// The proxy path's counters when it is the one serving (then no maps are read).
     pub proxy: Option<Arc<lb_proxy::ProxyStats>>,
 }

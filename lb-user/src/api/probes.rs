@@ -1,6 +1,5 @@
 //! `/healthz` (the process answers) and `/readyz` (the data path is serving; with a shared
 //! store, whether etcd answers).
-use std::sync::atomic::Ordering;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -21,7 +20,7 @@ pub async fn healthz() -> Json<Health> {
         (status = 503, description = "Not yet serving, or stopping", body = Readiness),
     ))]
 pub async fn readyz(State(state): State<ApiState>) -> (StatusCode, Json<Readiness>) {
-    let ready = state.ready.load(Ordering::Acquire);
+    let ready = state.ready.get();
     // The controller sets the path once it knows it; until then there is none to name.
     let path = state.telemetry.snapshot().path;
     let path = (!path.is_empty()).then_some(path);
