@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use anyhow::Result;
-use lb_common::consts::{CONFIG_KEY, MAX_BACKENDS, MAX_SERVICES};
+use lb_common::consts::CONFIG_KEY;
 use lb_common::maps::Counters;
 
 use lb_common::addr::socket;
@@ -225,17 +225,11 @@ impl XdpCounters {
     fn read(maps: &Maps) -> Result<Self> {
         // Names and addresses the way `inspect::backends` (`lb list backends`) finds them,
         // but keyed by backend id, which the flow table refers to.
-        let names: BTreeMap<u32, String> = (0..MAX_SERVICES)
-            .filter_map(|id| maps.service_meta.get(&id, 0).ok().map(|m| (id, m)))
-            .filter(|(_, m)| m.in_use != 0)
-            .map(|(id, m)| (id, service_name(&m)))
-            .collect();
+        let names: BTreeMap<u32, String> =
+            maps.services_in_use()?.into_iter().map(|(id, m)| (id, service_name(&m))).collect();
         let active = active_flows(maps)?;
         let mut backends = Vec::new();
-        for id in 0..MAX_BACKENDS {
-            if maps.backend_meta.get(&id, 0)?.in_use == 0 {
-                continue;
-            }
+        for (id, _) in maps.backends_in_use()? {
             let info = maps.backends.get(&id, 0)?;
             backends.push(BackendSeries {
                 service: names.get(&info.service_id).cloned().unwrap_or_default(),

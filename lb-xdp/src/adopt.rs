@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 
 use anyhow::Result;
 use lb_common::addr::socket;
-use lb_common::consts::{MAX_BACKENDS, MAX_SERVICES};
 use lb_common::maps::VipKey;
 
 use crate::inspect::service_name;
@@ -24,21 +23,14 @@ pub struct Adopted {
 
 pub fn read_existing(maps: &Maps) -> Result<Adopted> {
     let mut a = Adopted::default();
-    for id in 0..MAX_SERVICES {
-        let meta = maps.service_meta.get(&id, 0)?;
-        if meta.in_use == 0 {
-            continue;
-        }
+    for (id, meta) in maps.services_in_use()? {
         if let Ok(info) = maps.vips.get(&meta.vip, 0) {
             if info.service_id == id {
                 a.services.push((id, service_name(&meta), meta.vip, info.ring_gen));
             }
         }
     }
-    for id in 0..MAX_BACKENDS {
-        if maps.backend_meta.get(&id, 0)?.in_use == 0 {
-            continue;
-        }
+    for (id, _) in maps.backends_in_use()? {
         let b = maps.backends.get(&id, 0)?;
         if let Some((_, name, _, _)) = a.services.iter().find(|s| s.0 == b.service_id) {
             a.backends.push((id, name.clone(), socket(&b.addr, b.port, b.family)));

@@ -114,11 +114,10 @@ fn forwarding_name(code: u8) -> &'static str {
     }
 }
 
+/// The services in use; none when their table cannot be read (the listings that name
+/// services by id then name none).
 fn services(maps: &Maps) -> Vec<(u32, ServiceMeta)> {
-    (0..MAX_SERVICES)
-        .filter_map(|id| maps.service_meta.get(&id, 0).ok().map(|m| (id, m)))
-        .filter(|(_, m)| m.in_use != 0)
-        .collect()
+    maps.services_in_use().inspect_err(|e| tracing::debug!("{e:#}")).unwrap_or_default()
 }
 
 pub fn vips(maps: &Maps) -> Vec<VipRow> {
@@ -139,11 +138,7 @@ pub fn vips(maps: &Maps) -> Vec<VipRow> {
 pub fn backends(maps: &Maps) -> Result<Vec<BackendRow>> {
     let names: BTreeMap<u32, String> = services(maps).into_iter().map(|(id, m)| (id, service_name(&m))).collect();
     let mut rows = Vec::new();
-    for id in 0..MAX_BACKENDS {
-        let meta = maps.backend_meta.get(&id, 0)?;
-        if meta.in_use == 0 {
-            continue;
-        }
+    for (id, meta) in maps.backends_in_use()? {
         let info = maps.backends.get(&id, 0)?;
         let c = sum_counters(&maps.backend_stats.get(&id, 0)?);
         rows.push(BackendRow {

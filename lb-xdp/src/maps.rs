@@ -63,6 +63,27 @@ impl Maps {
     }
 }
 
+impl Maps {
+    /// The service slots in use, with their meta: `LB_SERVICE_META` read whole, in one
+    /// batch (listings, scrapes and the status page read it each time).
+    pub fn services_in_use(&self) -> Result<Vec<(u32, ServiceMeta)>> {
+        let all = crate::batch::lookup(&self.service_meta, 0, self.service_meta.len())
+            .with_context(|| format!("reading {}", n::SERVICE_META))?;
+        Ok(in_use(all, |m| m.in_use != 0))
+    }
+
+    /// The backend slots in use, with their meta: `LB_BACKEND_META` read whole, in one batch.
+    pub fn backends_in_use(&self) -> Result<Vec<(u32, BackendMeta)>> {
+        let all = crate::batch::lookup(&self.backend_meta, 0, self.backend_meta.len())
+            .with_context(|| format!("reading {}", n::BACKEND_META))?;
+        Ok(in_use(all, |m| m.in_use != 0))
+    }
+}
+
+fn in_use<M>(all: Vec<M>, used: impl Fn(&M) -> bool) -> Vec<(u32, M)> {
+    (0u32..).zip(all).filter(|(_, m)| used(m)).collect()
+}
+
 /// `lb list` and `lb explain` say this plainly instead of a syscall error.
 #[derive(Debug, thiserror::Error)]
 #[error("nothing is pinned under {0}: is `lb run` running in XDP mode with this pin_path?")]

@@ -10,6 +10,7 @@ use aya::maps::{Array, Map, MapData, MapInfo};
 use lb_common::abi::map_names;
 use lb_common::abi::{LAYOUT_VERSION, PINNED_MAPS, SCRATCH_MAPS};
 use lb_common::consts::{DEFAULT_MAX_SERVICES, MAX_BACKENDS};
+use lb_common::maps::{BackendMeta, ServiceMeta};
 use lb_xdp::layout::{LayoutMismatch, MapSizes};
 use lb_xdp::load;
 use lb_xdp::maps::Maps;
@@ -174,5 +175,40 @@ fn a_fresh_load_that_fails_part_way_leaves_no_pins_and_the_next_load_succeeds() 
     // Were any left, they would carry no layout version and the next start would refuse them.
     let ebpf = load::load(&dir, &SIZES).unwrap_or_else(|e| panic!("the next load, with sizes that fit: {e:#}"));
     drop(ebpf);
+    load::unpin_all(&dir);
+}
+
+#[test]
+#[ignore = "needs root: cargo xtask test runs it"]
+fn the_slots_in_use_are_read_whole_in_a_batch_as_slot_by_slot_lookups_read_them() {
+    require_root();
+    let dir = pin_dir();
+    let mut ebpf = load::load(&dir, &SIZES).expect("load");
+    let mut maps = Maps::take(&mut ebpf).expect("take maps");
+    // The first and last slots, and some between, each with a meta of its own.
+    let used: Vec<u32> = vec![0, 1, 7, 4096, MAX_BACKENDS - 2, MAX_BACKENDS - 1];
+    for (i, &id) in used.iter().enumerate() {
+        let meta =
+            BackendMeta { weight: 100 + i as u32, state: 1, health: 2, source: 3, in_use: 1, circuit: 2, _pad: [0; 3] };
+        maps.backend_meta.set(id, meta, 0).expect("write a backend meta");
+    }
+    let mut service = ServiceMeta { in_use: 1, backend_count: 6, algorithm: 3, ..Default::default() };
+    service.name[..3].copy_from_slice(b"web");
+    maps.service_meta.set(DEFAULT_MAX_SERVICES - 1, service, 0).expect("write a service meta");
+
+    let started = std::time::Instant::now();
+    let batch = maps.backends_in_use().expect("read in a batch");
+    let batch_took = started.elapsed();
+    let started = std::time::Instant::now();
+    let one_by_one: Vec<(u32, BackendMeta)> = (0..MAX_BACKENDS)
+        .map(|id| (id, maps.backend_meta.get(&id, 0).unwrap()))
+        .filter(|(_, m)| m.in_use != 0)
+        .collect();
+    let one_by_one_took = started.elapsed();
+    assert_eq!(batch.iter().map(|(id, _)| *id).collect::<Vec<_>>(), used);
+    assert_eq!(batch, one_by_one, "the batch reads what slot-by-slot lookups read");
+    assert_eq!(maps.services_in_use().expect("services"), vec![(DEFAULT_MAX_SERVICES - 1, service)]);
+    println!("{MAX_BACKENDS} backend slots: one batch {batch_took:?}, one lookup each {one_by_one_took:?}");
+    drop((maps, ebpf));
     load::unpin_all(&dir);
 }
