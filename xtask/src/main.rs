@@ -8,6 +8,7 @@ mod demo;
 mod demo_cluster;
 mod demo_l3;
 mod deps;
+mod disk;
 mod docker_demo;
 mod fuzz;
 mod lint;
@@ -166,6 +167,7 @@ fn run(cli: Cli) -> Result<()> {
             docker_demo::run(engine)
         }
         Task::Test { host_only } => {
+            disk::check_room(&cmd::workspace().join("target"), disk::TEST_RUN_TARGET)?;
             deps::install()?;
             cmd::build()?;
             test::run(host_only)
