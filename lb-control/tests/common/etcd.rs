@@ -72,8 +72,8 @@ impl TestEtcd {
     }
 
     /// Start etcd and wait until this very process serves: the client port answering is not
-    /// enough (it may be another test's etcd that took the port), so its `/health` must say
-    /// true while the child still runs.
+    /// enough (it may be another test's etcd that took the port), so its own log must say it
+    /// serves on that address, and `/health` must say true, while the child still runs.
     fn try_resume(&mut self) -> Result<(), String> {
         assert!(self.child.is_none(), "etcd is running already");
         let (client, peer) = (format!("http://{}", self.client), format!("http://{}", self.peer));
@@ -98,7 +98,8 @@ impl TestEtcd {
                 let tail: Vec<&str> = log.lines().rev().take(5).collect();
                 return Err(format!("etcd on {client} (peer {peer}) exited ({status}): {tail:?}"));
             }
-            if healthy(&self.client) {
+            let serving = format!("serving insecure client requests on {}", self.client);
+            if std::fs::read_to_string(&log_path).is_ok_and(|log| log.contains(&serving)) && healthy(&self.client) {
                 return Ok(());
             }
             if Instant::now() > deadline {
