@@ -156,11 +156,18 @@ fn slow_start(mode: &str) {
 
 /// One client's new connections stay on one backend; draining it moves them, to one other.
 fn persistence(mode: &str) {
-    let _lb = daemon(mode, "algorithm = \"round_robin\"\npersistence_timeout = \"30s\"");
+    let lb = daemon(mode, "algorithm = \"round_robin\"\npersistence_timeout = \"30s\"");
     let first = shares(2, 15);
     let reached: Vec<&String> = first.iter().flat_map(|s| s.keys()).collect();
     let stuck = reached[0].clone();
-    assert!(reached.iter().all(|s| **s == stuck), "round robin, yet one backend: {first:?}");
+    // Persistence ends when the backend leaves rotation (health, next hop, state): the
+    // daemon's log and the backends as they are now say which, should this fail.
+    assert!(
+        reached.iter().all(|s| **s == stuck),
+        "round robin, yet one backend: {first:?}\nbackends: {}\n{}",
+        lb.list_json("backends").unwrap_or_default(),
+        lb.log()
+    );
     let (address, other) = if stuck == "Server1" { (SERVER1, "Server2") } else { (SERVER2, "Server1") };
     set_state(address, "drain");
     let moved = shares(2, 15);
